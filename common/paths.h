@@ -1,0 +1,23 @@
+// Filesystem helpers.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace forge {
+
+// mkdir -p with the given mode for directories it creates.
+Status MakeDirs(const std::string& path, unsigned mode = 0700);
+// Creates dir (and parents) and forces its mode to 0700.
+Status MakePrivateDir(const std::string& path);
+Result<std::string> ReadFile(const std::string& path);
+// Writes via a temp file + rename, so readers never see a partial file.
+Status WriteFileAtomic(const std::string& path, std::string_view content, unsigned mode = 0600);
+// Directory of the running executable (/proc/self/exe), for finding sibling binaries.
+std::string SelfExeDir();
+std::string JoinPath(std::string_view a, std::string_view b);
+std::string AbsolutePath(const std::string& path);
+
+}  // namespace forge

@@ -1,0 +1,95 @@
+// Process spawning and process groups, for everything Forge runs: the
+// supervisor's children, the worker's agent, the critic's verify commands,
+// git. Argv is exec'd directly (never through a shell unless the caller puts
+// "sh -c" in argv itself), the environment is exactly what the caller gives,
+// and the child can be put in its own process group so it and everything it
+// forks can be signalled together.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/result.h"
+
+namespace forge {
+
+enum class Stdio { kPipe, kNull, kInherit };
+
+struct SpawnOptions {
+  std::vector<std::string> argv;            // argv[0] is looked up in PATH of `env` if it has no '/'
+  std::vector<std::string> env;             // "K=V" entries; the child's whole environment
+  std::string cwd;                          // empty: inherit
+  bool new_process_group = true;            // setpgid(0, 0): pgid == pid
+  bool die_with_parent = true;              // PR_SET_PDEATHSIG(SIGKILL)
+  Stdio stdin_mode = Stdio::kNull;
+  Stdio stdout_mode = Stdio::kPipe;
+  Stdio stderr_mode = Stdio::kPipe;
+  bool merge_stderr = false;                // stderr goes to the stdout pipe
+  std::vector<int> keep_fds;                // extra fds left open in the child (others are closed)
+};
+
+struct SpawnedProcess {
+  pid_t pid = -1;
+  pid_t pgid = -1;
+  int64_t start_time = 0;  // /proc/<pid>/stat starttime: (pid, start_time) names a process uniquely
+  UniqueFd stdin_fd;       // write end, when stdin_mode == kPipe
+  UniqueFd stdout_fd;      // read end, when stdout_mode == kPipe (non-blocking, close-on-exec)
+  UniqueFd stderr_fd;      // read end, when stderr_mode == kPipe and !merge_stderr
+};
+
+// Fork+exec. An exec failure (binary missing, not executable, bad cwd) is
+// reported here as an Error naming argv[0] and errno, never as a child that
+// exits 127. kNotFound when the binary does not exist.
+Result<SpawnedProcess> Spawn(const SpawnOptions& options);
+
+// How a process ended.
+struct ExitStatus {
+  int exit_code = -1;  // -1 when killed by a signal
+  int signal = 0;      // 0 when it exited
+  bool success() const { return exit_code == 0; }
+  std::string ToString() const;  // "exit 3" / "signal 9 (Killed)"
+  static ExitStatus FromWaitStatus(int status);
+};
+
+// Non-blocking waitpid: nullopt while still running.
+std::optional<ExitStatus> TryReap(pid_t pid);
+// Blocking waitpid.
+ExitStatus Reap(pid_t pid);
+
+// Signals a process group; ESRCH (already gone) is not an error.
+Status KillGroup(pid_t pgid, int sig);
+
+// Start time of a live process from /proc/<pid>/stat, nullopt if gone.
+std::optional<int64_t> ProcessStartTime(pid_t pid);
+// True if pid is alive AND its start time is start_time (so never a reused pid).
+bool IsSameProcess(pid_t pid, int64_t start_time);
+
+// Runs argv to completion collecting stdout+stderr (for short helper commands
+// such as git). Output past max_output bytes is dropped from the front (the tail
+// is kept). Times out with SIGKILL to the group after timeout_ms (<= 0: none).
+struct RunResult {
+  ExitStatus status;
+  std::string output;
+  bool timed_out = false;
+};
+Result<RunResult> RunCommand(const SpawnOptions& options, int64_t timeout_ms,
+                             size_t max_output = 1 << 20);
+
+// The environment of this process as "K=V" entries.
+std::vector<std::string> CurrentEnvironment();
+// Builds a child environment: the named variables taken from this process (if
+// set), then `extra` (which overrides).
+std::vector<std::string> BuildEnvironment(const std::vector<std::string>& pass_names,
+                                          const std::map<std::string, std::string>& extra);
+
+// Makes a descriptor non-blocking / close-on-exec.
+Status SetNonBlocking(int fd);
+Status SetCloseOnExec(int fd);
+
+}  // namespace forge

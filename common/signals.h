@@ -1,0 +1,32 @@
+// SignalFd: blocks a set of signals for the calling thread and delivers them
+// through a descriptor that an event loop polls (zmq_poll takes raw fds).
+// Construct it before starting threads so the mask is inherited; Spawn()
+// resets the mask and dispositions in the child.
+#pragma once
+
+#include <signal.h>
+
+#include <initializer_list>
+#include <optional>
+
+#include "common/fd.h"
+#include "common/result.h"
+
+namespace forge {
+
+class SignalFd {
+ public:
+  static Result<SignalFd> Create(std::initializer_list<int> signals);
+
+  int fd() const { return fd_.get(); }
+  // Next pending signal number, nullopt when none is pending (non-blocking).
+  std::optional<int> Read();
+
+ private:
+  UniqueFd fd_;
+};
+
+// Ignores SIGPIPE (writes to a dead pipe return EPIPE instead of killing us).
+void IgnoreSigpipe();
+
+}  // namespace forge

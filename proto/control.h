@@ -1,0 +1,176 @@
+// The control protocol between forge-ctl and the supervisor (contract):
+// request {"v":1,"cmd":"<cmd>", ...args}; reply {"ok":true, ...} or
+// {"ok":false,"error":{"code":"not_found","message":"..."}}. Each command's
+// request and reply are defined here once and used by both sides.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "proto/types.h"
+
+namespace forge::proto {
+
+// ---- requests ----
+struct ControlRequest {
+  std::string cmd;
+  json args = json::object();  // the whole request object
+};
+// Parses and checks the envelope ("v", "cmd"); kDecode errors name the field.
+forge::Result<ControlRequest> DecodeControlRequest(std::string_view bytes);
+std::string EncodeControlRequest(const std::string& cmd, json args = json::object());
+
+// One task of a submit (also one entry of a plan). `id` is local to the
+// request: depends_on names either another entry's local id or an existing task id.
+struct SubmitTask {
+  std::string id;
+  std::string title;
+  std::string brief;
+  std::string kind = "work";  // work | expand
+  std::string repo;
+  std::string base;
+  std::vector<std::string> verify;
+  std::vector<std::string> depends_on;
+  int priority = 0;
+  std::optional<int> max_attempts;  // unset: config retry.max_attempts
+  bool needs_approval = false;
+  bool allow_empty = false;
+  std::string agent;
+  std::string model;
+  std::map<std::string, std::string> env;
+};
+void to_json(json& j, const SubmitTask& v);
+void ReadValue(const json& j, SubmitTask& v);
+
+struct SubmitRequest {
+  std::vector<SubmitTask> tasks;  // all or nothing
+};
+struct SubmitReply {
+  std::vector<std::string> ids;  // in request order
+};
+
+struct IdRequest {  // show, cancel, retry, approve
+  std::string id;
+};
+
+struct ListRequest {
+  std::optional<TaskState> state;
+  int limit = 0;  // 0: all
+};
+
+struct EventsRequest {
+  int64_t since = 0;  // events with seq > since
+  std::string task_id;
+  std::string kind;
+  int limit = 1000;
+};
+
+// ---- replies ----
+struct PauseReason {
+  std::string kind;    // operator | circuit | rate_limit | budget | shutdown
+  std::string reason;  // one line for humans
+  int64_t until_ms = 0;  // wall ms, 0 = until resumed
+};
+
+struct ChildStatus {
+  std::string role;   // worker | critic
+  int64_t pid = 0;
+  std::string state;  // starting | idle | busy | stopping | degraded
+  std::string task_id;
+  int64_t attempt_id = 0;
+  int attempt_n = 0;
+  int64_t heartbeat_age_ms = 0;
+  int64_t busy_since_ms = 0;  // wall ms when the current job started, 0 idle
+  int restarts = 0;
+};
+
+struct LastFailure {
+  std::string task_id;
+  int n = 0;
+  std::string outcome;
+  std::string error;
+  int64_t at_ms = 0;
+};
+
+struct StatusReply {
+  int64_t pid = 0;
+  std::string version;
+  std::string state_dir;
+  int64_t started_at_ms = 0;
+  int64_t uptime_ms = 0;
+  bool paused = false;
+  std::vector<PauseReason> pause_reasons;
+  std::vector<ChildStatus> children;
+  std::map<std::string, int64_t> queue;  // every state name -> count
+  double cost_today_usd = 0;
+  std::optional<LastFailure> last_failure;
+  bool degraded = false;
+};
+
+struct ShowReply {
+  TaskInfo task;
+  std::vector<AttemptInfo> attempts;
+  std::vector<EventInfo> timeline;
+};
+
+struct ListReply {
+  std::vector<TaskInfo> tasks;
+};
+
+struct ChangeReply {  // cancel, retry, approve
+  std::string id;
+  std::string previous_state;
+  std::string state;
+  std::string message;  // what changed, one line
+};
+
+struct EventsReply {
+  std::vector<EventInfo> events;
+  int64_t last_seq = 0;
+};
+
+void to_json(json& j, const SubmitRequest& v);
+void to_json(json& j, const SubmitReply& v);
+void to_json(json& j, const IdRequest& v);
+void to_json(json& j, const ListRequest& v);
+void to_json(json& j, const EventsRequest& v);
+void to_json(json& j, const PauseReason& v);
+void to_json(json& j, const ChildStatus& v);
+void to_json(json& j, const LastFailure& v);
+void to_json(json& j, const StatusReply& v);
+// show JSON: the task's fields, with "attempts" the ledger array (contract),
+// "attempts_used" the count, and "timeline" the events.
+void to_json(json& j, const ShowReply& v);
+void to_json(json& j, const ListReply& v);
+void to_json(json& j, const ChangeReply& v);
+void to_json(json& j, const EventsReply& v);
+
+void ReadValue(const json& j, SubmitRequest& v);
+void ReadValue(const json& j, SubmitReply& v);
+void ReadValue(const json& j, IdRequest& v);
+void ReadValue(const json& j, ListRequest& v);
+void ReadValue(const json& j, EventsRequest& v);
+void ReadValue(const json& j, PauseReason& v);
+void ReadValue(const json& j, ChildStatus& v);
+void ReadValue(const json& j, LastFailure& v);
+void ReadValue(const json& j, StatusReply& v);
+void ReadValue(const json& j, ShowReply& v);
+void ReadValue(const json& j, ListReply& v);
+void ReadValue(const json& j, ChangeReply& v);
+void ReadValue(const json& j, EventsReply& v);
+
+// Reads a typed request/reply from a JSON object; FieldErrors become kDecode/kInvalid.
+template <typename T>
+forge::Result<T> ReadAs(const json& j);
+
+// Reply envelopes.
+std::string EncodeOk(const json& body);  // {"ok":true, ...body}
+std::string EncodeError(const forge::Error& error);
+// Parses a reply: the body on ok:true, the typed Error on ok:false.
+forge::Result<json> DecodeReply(std::string_view bytes);
+
+}  // namespace forge::proto

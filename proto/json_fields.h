@@ -1,0 +1,96 @@
+// Strict JSON field reading for the wire types: a missing or mistyped
+// required field throws FieldError naming the field's path ("task.id");
+// unknown fields are ignored. Used only inside decoders, which catch
+// FieldError and turn it into a forge::Error (exceptions stop at the codec).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace forge::proto {
+
+using json = nlohmann::json;
+
+struct FieldError : std::runtime_error {
+  FieldError(std::string path, std::string problem)
+      : std::runtime_error("field '" + path + "' " + problem), path(std::move(path)) {}
+  std::string path;
+};
+
+// ReadValue overloads: one per wire type. Structs provide
+// `void ReadValue(const json&, T&)` in their own namespace (found by ADL).
+void ReadValue(const json& j, std::string& out);
+void ReadValue(const json& j, bool& out);
+void ReadValue(const json& j, int64_t& out);
+void ReadValue(const json& j, int& out);
+void ReadValue(const json& j, double& out);
+void ReadValue(const json& j, json& out);
+void ReadValue(const json& j, std::map<std::string, std::string>& out);
+
+template <typename T>
+void ReadValue(const json& j, std::vector<T>& out);
+template <typename T>
+void ReadValue(const json& j, std::optional<T>& out);
+
+// Rethrows a FieldError from a nested read with `prefix.` in front of its path.
+template <typename F>
+void WithPrefix(const std::string& prefix, F&& read) {
+  try {
+    read();
+  } catch (const FieldError& e) {
+    std::string inner = e.path.empty() ? prefix : prefix + "." + e.path;
+    std::string what = e.what();
+    // what() is "field '<path>' <problem>"; keep the problem.
+    auto pos = what.find("' ");
+    throw FieldError(inner, pos == std::string::npos ? what : what.substr(pos + 2));
+  }
+}
+
+template <typename T>
+void ReadValue(const json& j, std::vector<T>& out) {
+  if (!j.is_array()) throw FieldError("", std::string("must be an array, got ") + j.type_name());
+  out.clear();
+  out.reserve(j.size());
+  for (size_t i = 0; i < j.size(); ++i) {
+    T item{};
+    WithPrefix(std::to_string(i), [&] { ReadValue(j[i], item); });
+    out.push_back(std::move(item));
+  }
+}
+
+template <typename T>
+void ReadValue(const json& j, std::optional<T>& out) {
+  if (j.is_null()) {
+    out.reset();
+    return;
+  }
+  T value{};
+  ReadValue(j, value);
+  out = std::move(value);
+}
+
+// Required field: missing -> "is missing"; wrong type -> "must be ...".
+template <typename T>
+void Required(const json& obj, const char* key, T& out) {
+  auto it = obj.find(key);
+  if (it == obj.end()) throw FieldError(key, "is missing");
+  WithPrefix(key, [&] { ReadValue(*it, out); });
+}
+
+// Optional field: absent or null leaves `out` as it is.
+template <typename T>
+void Optional(const json& obj, const char* key, T& out) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return;
+  WithPrefix(key, [&] { ReadValue(*it, out); });
+}
+
+// Requires j to be an object.
+void RequireObject(const json& j);
+
+}  // namespace forge::proto

@@ -1,0 +1,133 @@
+// The supervisor <-> child protocol (contract; see docs/protocol.md). One JSON
+// object per ZeroMQ message: {"v":1,"type":"<type>","id":"<msg id>", ...fields}.
+// Each struct names its wire type in kType; codec.h encodes and decodes them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "proto/types.h"
+
+namespace forge::proto {
+
+inline constexpr int kProtocolVersion = 1;
+inline constexpr size_t kMaxMessageBytes = 4u << 20;  // 4 MiB, also ZMQ_MAXMSGSIZE
+
+// ---- child -> supervisor ----
+struct Hello {
+  static constexpr std::string_view kType = "hello";
+  std::string role;  // worker | critic
+  int64_t pid = 0;
+  std::string version;
+};
+
+struct Heartbeat {
+  static constexpr std::string_view kType = "heartbeat";
+  std::optional<int64_t> attempt_id;  // the attempt the child is working on
+};
+
+struct Started {
+  static constexpr std::string_view kType = "started";
+  int64_t attempt_id = 0;
+  int64_t agent_pid = 0;
+  int64_t pgid = 0;
+  int64_t agent_start_time = 0;  // /proc starttime, so recovery never kills a reused pid
+};
+
+// The worker's report of an agent run. outcome is passed (agent succeeded;
+// the critic reviews next), failed, timed_out, stalled or cancelled.
+struct Result {
+  static constexpr std::string_view kType = "result";
+  int64_t attempt_id = 0;
+  std::string outcome;
+  int exit_code = -1;
+  int signal = 0;
+  int64_t duration_ms = 0;
+  double cost_usd = 0;
+  int64_t tokens_in = 0;
+  int64_t tokens_out = 0;
+  int64_t num_turns = 0;
+  std::string session_id;
+  std::string error;
+  std::string log_path;
+  std::string output_tail;        // last lines of the agent's output, for the next brief
+  bool retryable = true;          // false: agent binary missing, config error -> blocked at once
+  bool rate_limited = false;      // structured rate-limit signal from the agent
+  int64_t rate_limit_reset_ms = 0;  // wall ms when the limit resets, 0 unknown
+  bool model_failure = false;     // the agent attributes the failure to the model
+  std::string model;              // model actually used
+};
+
+struct ReviewResult {
+  static constexpr std::string_view kType = "review_result";
+  int64_t attempt_id = 0;
+  std::string verdict;  // pass | reject | error
+  std::vector<Finding> findings;
+  std::vector<CheckResult> checks;
+  std::optional<std::string> commit;  // squash commit on a pass of a repo task
+  std::string error;                  // why the verdict is reject/error, one line
+};
+
+// ---- supervisor -> child ----
+struct Dispatch {
+  static constexpr std::string_view kType = "dispatch";
+  int64_t attempt_id = 0;
+  int n = 0;  // attempt number within the task
+  TaskInfo task;
+  std::string brief;  // the operator's brief text (the worker renders the template)
+  std::vector<AttemptSummary> history;  // previous attempts, newest last, at most 5
+  std::string workspace;                // absolute path
+  AgentSpec agent;
+  std::string log_path;  // where the worker writes the agent's output
+};
+
+struct Review {
+  static constexpr std::string_view kType = "review";
+  int64_t attempt_id = 0;
+  int n = 0;
+  TaskInfo task;
+  std::string workspace;
+  std::vector<std::string> verify;  // shell commands (sh -c), run in the workspace
+  int64_t verify_timeout_ms = 10 * 60 * 1000;
+  std::optional<AgentSpec> critic;  // optional LLM critic
+  std::string log_path;
+};
+
+struct Cancel {
+  static constexpr std::string_view kType = "cancel";
+  int64_t attempt_id = 0;
+};
+
+struct Shutdown {
+  static constexpr std::string_view kType = "shutdown";
+  int64_t grace_ms = 0;
+};
+
+using ChildMessage = std::variant<Hello, Heartbeat, Started, Result, ReviewResult>;
+using SupervisorMessage = std::variant<Dispatch, Review, Cancel, Shutdown>;
+
+void to_json(json& j, const Hello& m);
+void to_json(json& j, const Heartbeat& m);
+void to_json(json& j, const Started& m);
+void to_json(json& j, const Result& m);
+void to_json(json& j, const ReviewResult& m);
+void to_json(json& j, const Dispatch& m);
+void to_json(json& j, const Review& m);
+void to_json(json& j, const Cancel& m);
+void to_json(json& j, const Shutdown& m);
+
+void ReadValue(const json& j, Hello& m);
+void ReadValue(const json& j, Heartbeat& m);
+void ReadValue(const json& j, Started& m);
+void ReadValue(const json& j, Result& m);
+void ReadValue(const json& j, ReviewResult& m);
+void ReadValue(const json& j, Dispatch& m);
+void ReadValue(const json& j, Review& m);
+void ReadValue(const json& j, Cancel& m);
+void ReadValue(const json& j, Shutdown& m);
+
+}  // namespace forge::proto

@@ -1,0 +1,197 @@
+// The durable queue: tasks, dependencies, the attempts ledger, the event log
+// and projection cursors in one SQLite file (WAL). The supervisor is the only
+// writer; forge-ctl opens it read-only when no supervisor runs.
+//
+// Every mutating operation is one BEGIN IMMEDIATE transaction that writes the
+// state change and its event(s) together. Events are emitted with an
+// idempotency key (INSERT ... ON CONFLICT(idem_key) DO NOTHING); operations
+// keyed on a one-time fact (an attempt's result, its close, a recovery) are
+// no-ops when repeated. After commit each new event is appended to
+// events.jsonl; on open, events.jsonl is brought up to date from the table
+// (a torn last line is cut), so it always ends holding exactly the committed
+// events.
+//
+// Task states: pending (waiting on dependencies or approval), ready, running
+// (attempt leased), reviewing (critic), cooldown (retry waits for
+// not_before), done, blocked, cancelled. Ready selection reads the index
+// tasks(state, priority DESC, seq): cost does not grow with queue length.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "proto/control.h"
+#include "proto/types.h"
+
+namespace forge::store {
+
+using proto::AttemptInfo;
+using proto::EventInfo;
+using proto::Outcome;
+using proto::TaskInfo;
+using proto::TaskState;
+
+inline constexpr int kSchemaVersion = 1;
+
+struct StoreOptions {
+  std::string db_path;            // .forge/forge.db
+  std::string events_jsonl_path;  // .forge/events.jsonl; empty: none
+  bool read_only = false;         // forge-ctl offline: never writes, never blocks the writer
+  bool synchronous_full = false;  // database.synchronous: full
+  int busy_timeout_ms = 5000;
+  int default_max_attempts = 3;
+  const Clock* clock = nullptr;   // nullptr: SystemClock
+};
+
+// One new attempt, leased to a worker.
+struct Lease {
+  int64_t worker_pid = 0;
+  std::string model;     // model the attempt will use
+  std::string log_path;  // where the worker writes the agent output
+  bool counted = true;   // false for a re-run after an infra failure
+};
+
+// The worker's report, recorded on the open attempt.
+struct AgentReport {
+  Outcome outcome = Outcome::kFailed;  // passed = agent succeeded, review next
+  int exit_code = -1;
+  int signal = 0;
+  int64_t duration_ms = 0;
+  double cost_usd = 0;
+  int64_t tokens_in = 0;
+  int64_t tokens_out = 0;
+  int64_t num_turns = 0;
+  std::string session_id;
+  std::string model;
+  std::string error;
+  std::string log_path;
+};
+
+// How an attempt closes and where its task goes, decided by the retry policy.
+struct Close {
+  Outcome outcome = Outcome::kFailed;
+  std::string error;
+  std::string fingerprint;
+  std::string verdict;
+  std::vector<proto::Finding> findings;
+  std::vector<proto::CheckResult> checks;
+  std::string commit;
+  TaskState next_state = TaskState::kBlocked;  // ready | cooldown | done | blocked | cancelled
+  int64_t not_before_ms = 0;                   // for cooldown
+  bool counted = true;    // false: the attempt does not use one of max_attempts
+  std::string reason;     // why the task moves (event payload), e.g. "same failure twice"
+};
+
+struct ListFilter {
+  std::optional<TaskState> state;
+  int limit = 0;  // 0: no limit
+  bool newest_first = true;
+};
+
+struct EventFilter {
+  int64_t since_seq = 0;  // seq > since_seq
+  std::string task_id;
+  std::string kind;       // exact kind, or a prefix ending in '.' ("task.")
+  int limit = 1000;
+};
+
+// Result of a state change requested by an operator.
+struct Change {
+  TaskState previous = TaskState::kPending;
+  TaskState current = TaskState::kPending;
+  std::optional<AttemptInfo> open_attempt;  // cancel: the attempt that must be killed
+};
+
+class Store {
+ public:
+  // Opens (creating if needed), applies migrations; a database newer than
+  // kSchemaVersion is refused with an error naming both versions.
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  ~Store();
+
+  int SchemaVersion();
+
+  // ---- submit ----
+  // All or nothing. depends_on entries are local ids of this batch or
+  // existing task ids; an unknown one, a duplicate local id or a cycle is a
+  // kInvalid error naming the ids. Returns the new ids in order.
+  Result<std::vector<std::string>> Submit(const std::vector<proto::SubmitTask>& tasks);
+
+  // ---- dispatch ----
+  // Highest priority, then oldest, among ready tasks.
+  Result<std::optional<TaskInfo>> NextReady();
+  // ready -> running with a new open attempt; kConflict if the task is not ready.
+  Result<AttemptInfo> LeaseAttempt(const std::string& task_id, const Lease& lease);
+  // Records the agent's pid/pgid/start time (for recovery's kill check).
+  Status MarkAgentStarted(int64_t attempt_id, int64_t agent_pid, int64_t pgid,
+                          int64_t agent_start_time);
+  // Records the worker's result on the open attempt; running -> reviewing.
+  // Idempotent: a second report for the same attempt changes nothing.
+  Status RecordAgentResult(int64_t attempt_id, const AgentReport& report);
+  // Closes the attempt and moves its task (one transaction). Idempotent: an
+  // already-closed attempt returns ok and changes nothing.
+  Status CloseAttempt(int64_t attempt_id, const Close& close);
+  // cooldown -> ready for tasks whose not_before has passed; returns how many.
+  Result<int> PromoteDue(int64_t now_wall_ms);
+  // Earliest not_before among cooldown tasks.
+  Result<std::optional<int64_t>> NextDue();
+
+  // ---- operator actions ----
+  Result<Change> Approve(const std::string& task_id);
+  // blocked/cancelled -> ready (or pending if dependencies are not done), attempts reset.
+  Result<Change> Retry(const std::string& task_id);
+  // Any non-settled state -> cancelled; an open attempt is closed `cancelled`.
+  Result<Change> Cancel(const std::string& task_id, const std::string& reason);
+
+  // ---- recovery ----
+  Result<std::vector<AttemptInfo>> OpenAttempts();
+
+  // ---- queries ----
+  Result<TaskInfo> GetTask(const std::string& task_id);
+  Result<std::vector<TaskInfo>> ListTasks(const ListFilter& filter);
+  Result<std::vector<AttemptInfo>> Attempts(const std::string& task_id);
+  Result<AttemptInfo> GetAttempt(int64_t attempt_id);
+  // Previous closed attempts of a task, newest last, at most `limit`.
+  Result<std::vector<proto::AttemptSummary>> History(const std::string& task_id, int limit);
+  Result<std::vector<EventInfo>> Events(const EventFilter& filter);
+  Result<int64_t> LastEventSeq();
+  Result<std::map<std::string, int64_t>> QueueCounts();  // every state name, zeros included
+  Result<double> CostSince(int64_t wall_ms);
+  // The last `limit` closed attempts across tasks, newest first.
+  Result<std::vector<AttemptInfo>> RecentAttempts(int limit);
+
+  // ---- events not tied to a task change (supervisor start, pauses, ...) ----
+  // idem_key empty: a unique key is generated.
+  Status Emit(const std::string& kind, const json& payload, const std::string& task_id = "",
+              int attempt = 0, const std::string& idem_key = "");
+
+  // ---- projections ----
+  Result<int64_t> GetCursor(const std::string& name);  // 0 when unset
+  Status SetCursor(const std::string& name, int64_t seq);
+
+  // ---- replay and integrity (doctor, tests) ----
+  // Task states rebuilt from the event log alone (seq 0 on).
+  Result<std::map<std::string, TaskState>> ReplayStates();
+  // "ok", or what PRAGMA integrity_check reported.
+  Result<std::string> IntegrityCheck();
+  Status Checkpoint();  // wal_checkpoint(TRUNCATE)
+
+  sqlite3* raw() { return db_; }  // for tests and benchmarks only
+
+ private:
+  Store() = default;
+  sqlite3* db_ = nullptr;
+  StoreOptions options_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace forge::store
