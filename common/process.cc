@@ -1,0 +1,514 @@
+#include "common/process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace forge {
+namespace {
+
+std::string Errno(int err) {
+  return strerror(err);
+}
+
+Error SysError(const std::string& what, int err) {
+  return MakeError(ErrorCode::kIo, what + ": " + Errno(err));
+}
+
+int64_t MonotonicMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+// Moves fd to a number >= 3 (close-on-exec), so that dup2 onto 0/1/2 in the
+// child can never clobber another descriptor it still needs.
+Result<UniqueFd> AboveStdio(int fd) {
+  if (fd >= 3) return UniqueFd(fd);
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int err = errno;
+  ::close(fd);
+  if (moved < 0) return SysError("fcntl(F_DUPFD_CLOEXEC)", err);
+  return UniqueFd(moved);
+}
+
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+
+Result<Pipe> MakePipe() {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return SysError("pipe2", errno);
+  Pipe p;
+  FORGE_ASSIGN_OR_RETURN(p.read, AboveStdio(fds[0]));
+  FORGE_ASSIGN_OR_RETURN(p.write, AboveStdio(fds[1]));
+  return p;
+}
+
+Result<UniqueFd> OpenDevNull() {
+  int fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return SysError("open /dev/null", errno);
+  return AboveStdio(fd);
+}
+
+// The PATH of the child's environment, or the default execvp uses.
+std::string PathOf(const std::vector<std::string>& env) {
+  for (const auto& e : env) {
+    if (e.rfind("PATH=", 0) == 0) return e.substr(5);
+  }
+  return "/usr/local/bin:/usr/bin:/bin";
+}
+
+// Every path exec should try for argv0, in order (execvpe semantics).
+std::vector<std::string> ExecCandidates(const std::string& argv0,
+                                        const std::vector<std::string>& env) {
+  if (argv0.find('/') != std::string::npos) return {argv0};
+  std::vector<std::string> out;
+  std::string path = PathOf(env);
+  size_t start = 0;
+  while (true) {
+    size_t end = path.find(':', start);
+    std::string dir =
+        path.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (dir.empty()) dir = ".";
+    out.push_back(dir + "/" + argv0);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+// What the child reports through the error pipe when it cannot exec.
+enum ChildStage : int { kStageChdir = 1, kStageExec = 2, kStageSetup = 3 };
+struct ChildFailure {
+  int stage;
+  int err;
+};
+
+// Everything the child needs, prepared before fork: after fork only
+// async-signal-safe calls may run (the parent may have other threads holding
+// malloc or stdio locks).
+struct ChildPlan {
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  std::vector<std::string> candidates;
+  std::vector<const char*> candidate_ptrs;
+  const char* cwd = nullptr;
+  int stdio[3] = {-1, -1, -1};  // -1: inherit
+  bool merge_stderr = false;
+  bool new_process_group = true;
+  bool die_with_parent = true;
+  pid_t parent_pid = 0;
+  const int* keep_fds = nullptr;
+  size_t num_keep_fds = 0;
+  int error_fd = -1;
+};
+
+[[noreturn]] void ChildFail(const ChildPlan& plan, int stage, int err) {
+  ChildFailure f{stage, err};
+  ssize_t unused = write(plan.error_fd, &f, sizeof f);
+  (void)unused;
+  _exit(127);
+}
+
+// Runs in the forked child. Async-signal-safe calls only.
+[[noreturn]] void ChildMain(const ChildPlan& plan) {
+  // Dispositions first, then the mask, so no inherited handler can run here.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    sigaction(sig, &dfl, nullptr);  // fails harmlessly for reserved/RT signals
+  }
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, nullptr);
+
+  if (plan.new_process_group && setpgid(0, 0) != 0) ChildFail(plan, kStageSetup, errno);
+  if (plan.die_with_parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) ChildFail(plan, kStageSetup, errno);
+    // The parent may have died before prctl took effect.
+    if (getppid() != plan.parent_pid) _exit(127);
+  }
+  if (plan.cwd != nullptr && chdir(plan.cwd) != 0) ChildFail(plan, kStageChdir, errno);
+
+  for (int target = 0; target < 3; ++target) {
+    if (plan.stdio[target] < 0) continue;
+    if (dup2(plan.stdio[target], target) < 0) ChildFail(plan, kStageSetup, errno);
+  }
+  if (plan.merge_stderr && dup2(1, 2) < 0) ChildFail(plan, kStageSetup, errno);
+
+  // Everything above stdio closes at exec, except keep_fds. The error pipe
+  // is already close-on-exec, so it stays usable until exec succeeds.
+  if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536) max = 65536;
+    for (int fd = 3; fd < max; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  for (size_t i = 0; i < plan.num_keep_fds; ++i) {
+    if (plan.keep_fds[i] != plan.error_fd) fcntl(plan.keep_fds[i], F_SETFD, 0);
+  }
+
+  // execvpe semantics: EACCES is remembered but the search goes on; errors
+  // other than "not here" stop it.
+  int err = ENOENT;
+  bool saw_eacces = false;
+  for (const char* path : plan.candidate_ptrs) {
+    execve(path, plan.argv.data(), plan.envp.data());
+    err = errno;
+    if (err == EACCES) {
+      saw_eacces = true;
+      continue;
+    }
+    if (err != ENOENT && err != ENOTDIR) break;
+  }
+  if (saw_eacces && (err == ENOENT || err == ENOTDIR)) err = EACCES;
+  ChildFail(plan, kStageExec, err);
+}
+
+Error FailureToError(const SpawnOptions& options, const ChildFailure& f) {
+  const std::string& argv0 = options.argv[0];
+  switch (f.stage) {
+    case kStageChdir:
+      return MakeError(ErrorCode::kIo, "cannot run '" + argv0 + "': chdir to '" + options.cwd +
+                                           "' failed: " + Errno(f.err));
+    case kStageExec:
+      return MakeError(f.err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                       "cannot run '" + argv0 + "': " + Errno(f.err));
+    default:
+      return MakeError(ErrorCode::kIo,
+                       "cannot run '" + argv0 + "': child setup failed: " + Errno(f.err));
+  }
+}
+
+// Reads the child's exec report: EOF means exec succeeded.
+std::optional<ChildFailure> ReadChildFailure(int fd) {
+  ChildFailure f{};
+  size_t got = 0;
+  while (got < sizeof f) {
+    ssize_t n = read(fd, reinterpret_cast<char*>(&f) + got, sizeof f - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got < sizeof f) return std::nullopt;
+  return f;
+}
+
+// The fields of /proc/<pid>/stat after the command name, which may itself
+// contain spaces and parentheses: everything after the last ')'.
+std::optional<std::vector<std::string>> StatFields(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  if (!in) return std::nullopt;
+  std::string line((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = line.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream rest(line.substr(close + 1));
+  std::vector<std::string> fields;  // fields[0] is field 3 (state)
+  std::string f;
+  while (rest >> f) fields.push_back(f);
+  return fields;
+}
+
+}  // namespace
+
+Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
+  if (options.argv.empty() || options.argv[0].empty()) {
+    return MakeError(ErrorCode::kInvalid, "cannot spawn: empty argv");
+  }
+  SpawnedProcess proc;
+  ChildPlan plan;
+  std::vector<std::string> argv_copy = options.argv;
+  std::vector<std::string> env_copy = options.env;
+  for (auto& a : argv_copy) plan.argv.push_back(a.data());
+  plan.argv.push_back(nullptr);
+  for (auto& e : env_copy) plan.envp.push_back(e.data());
+  plan.envp.push_back(nullptr);
+  plan.candidates = ExecCandidates(options.argv[0], options.env);
+  for (const auto& c : plan.candidates) plan.candidate_ptrs.push_back(c.c_str());
+  if (!options.cwd.empty()) plan.cwd = options.cwd.c_str();
+
+  // Child-side ends live until fork; the parent closes them right after.
+  UniqueFd child_ends[3];
+  UniqueFd dev_null;
+  const Stdio modes[3] = {options.stdin_mode, options.stdout_mode, options.stderr_mode};
+  for (int i = 0; i < 3; ++i) {
+    if (i == 2 && options.merge_stderr) continue;
+    if (modes[i] == Stdio::kPipe) {
+      FORGE_ASSIGN_OR_RETURN(Pipe p, MakePipe());
+      FORGE_RETURN_IF_ERROR(SetNonBlocking(i == 0 ? p.write.get() : p.read.get()));
+      if (i == 0) {
+        child_ends[i] = std::move(p.read);
+        proc.stdin_fd = std::move(p.write);
+      } else {
+        child_ends[i] = std::move(p.write);
+        (i == 1 ? proc.stdout_fd : proc.stderr_fd) = std::move(p.read);
+      }
+      plan.stdio[i] = child_ends[i].get();
+    } else if (modes[i] == Stdio::kNull) {
+      if (!dev_null.valid()) {
+        FORGE_ASSIGN_OR_RETURN(dev_null, OpenDevNull());
+      }
+      plan.stdio[i] = dev_null.get();
+    }
+  }
+  plan.merge_stderr = options.merge_stderr;
+  plan.new_process_group = options.new_process_group;
+  plan.die_with_parent = options.die_with_parent;
+  plan.parent_pid = getpid();
+  plan.keep_fds = options.keep_fds.data();
+  plan.num_keep_fds = options.keep_fds.size();
+  FORGE_ASSIGN_OR_RETURN(Pipe errpipe, MakePipe());
+  plan.error_fd = errpipe.write.get();
+
+  pid_t pid = fork();
+  if (pid < 0) return SysError("fork for '" + options.argv[0] + "'", errno);
+  if (pid == 0) ChildMain(plan);
+
+  // Also from this side, so the group exists before anyone signals it
+  // (EACCES: the child already exec'd, having done it itself).
+  if (options.new_process_group) setpgid(pid, pid);
+  for (auto& fd : child_ends) fd.reset();
+  dev_null.reset();
+  errpipe.write.reset();
+  if (auto failure = ReadChildFailure(errpipe.read.get())) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return FailureToError(options, *failure);
+  }
+  proc.pid = pid;
+  proc.pgid = options.new_process_group ? pid : getpgrp();
+  proc.start_time = ProcessStartTime(pid).value_or(0);
+  return proc;
+}
+
+std::string ExitStatus::ToString() const {
+  if (signal != 0) {
+    const char* name = strsignal(signal);
+    return "signal " + std::to_string(signal) + " (" + (name ? name : "unknown") + ")";
+  }
+  return "exit " + std::to_string(exit_code);
+}
+
+ExitStatus ExitStatus::FromWaitStatus(int status) {
+  ExitStatus s;
+  if (WIFEXITED(status)) {
+    s.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    s.signal = WTERMSIG(status);
+  }
+  return s;
+}
+
+std::optional<ExitStatus> TryReap(pid_t pid) {
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) return std::nullopt;
+  if (r < 0) return ExitStatus{};  // not our child / already reaped: report it ended
+  return ExitStatus::FromWaitStatus(status);
+}
+
+ExitStatus Reap(pid_t pid) {
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return ExitStatus{};
+  return ExitStatus::FromWaitStatus(status);
+}
+
+Status KillGroup(pid_t pgid, int sig) {
+  // kill(-1) or kill(0) would hit far more than one group.
+  if (pgid <= 1) {
+    return MakeError(ErrorCode::kInvalid,
+                     "refusing to signal process group " + std::to_string(pgid));
+  }
+  if (kill(-pgid, sig) != 0 && errno != ESRCH) {
+    return SysError("kill(-" + std::to_string(pgid) + ", " + std::to_string(sig) + ")", errno);
+  }
+  return Status::Ok();
+}
+
+std::optional<int64_t> ProcessStartTime(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
+  auto fields = StatFields(pid);
+  // Field 22 (starttime) is fields[19].
+  if (!fields || fields->size() < 20) return std::nullopt;
+  const std::string& s = (*fields)[19];
+  char* end = nullptr;
+  errno = 0;
+  long long v = strtoll(s.c_str(), &end, 10);
+  if (errno != 0 || end == s.c_str() || *end != '\0') return std::nullopt;
+  return static_cast<int64_t>(v);
+}
+
+bool IsSameProcess(pid_t pid, int64_t start_time) {
+  if (pid <= 0) return false;
+  auto fields = StatFields(pid);
+  if (!fields || fields->size() < 20) return false;
+  // A zombie has finished; only its exit status is left to collect.
+  const std::string& state = (*fields)[0];
+  if (state == "Z" || state == "X" || state == "x") return false;
+  auto st = ProcessStartTime(pid);
+  return st && *st == start_time;
+}
+
+namespace {
+
+// Appends data keeping at most max bytes (the tail). Trims in batches so a
+// long output does not cost a memmove per read.
+void AppendTail(std::string& out, const char* data, size_t n, size_t max) {
+  out.append(data, n);
+  if (out.size() > 2 * max + 65536) out.erase(0, out.size() - max);
+}
+
+// Reads what is available; false at EOF or error.
+bool DrainOnce(int fd, std::string& out, size_t max, bool* would_block) {
+  char buf[65536];
+  *would_block = false;
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+      AppendTail(out, buf, static_cast<size_t>(n), max);
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      *would_block = true;
+      return true;
+    }
+    return false;
+  }
+}
+
+int PidfdOpen(pid_t pid) {
+#ifdef SYS_pidfd_open
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+#else
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+}  // namespace
+
+Result<RunResult> RunCommand(const SpawnOptions& options, int64_t timeout_ms, size_t max_output) {
+  SpawnOptions opts = options;
+  opts.stdout_mode = Stdio::kPipe;
+  if (opts.stderr_mode == Stdio::kPipe) opts.merge_stderr = true;
+  if (opts.stdin_mode == Stdio::kPipe) opts.stdin_mode = Stdio::kNull;
+  FORGE_ASSIGN_OR_RETURN(SpawnedProcess proc, Spawn(opts));
+
+  RunResult result;
+  UniqueFd pidfd(PidfdOpen(proc.pid));
+  const int64_t deadline = timeout_ms > 0 ? MonotonicMs() + timeout_ms : -1;
+  bool open = true;
+  std::optional<ExitStatus> exited;
+  while (true) {
+    if (!exited) exited = TryReap(proc.pid);
+    if (exited) {
+      // The process is gone: take what it wrote, but do not wait on
+      // descendants that may still hold the pipe.
+      bool would_block = false;
+      if (open) DrainOnce(proc.stdout_fd.get(), result.output, max_output, &would_block);
+      break;
+    }
+    int wait_ms = -1;
+    if (deadline >= 0) {
+      int64_t left = deadline - MonotonicMs();
+      if (left <= 0) {
+        result.timed_out = true;
+        break;
+      }
+      wait_ms = static_cast<int>(std::min<int64_t>(left, 1 << 30));
+    }
+    pollfd fds[2];
+    nfds_t nfds = 0;
+    if (open) fds[nfds++] = {proc.stdout_fd.get(), POLLIN, 0};
+    if (pidfd.valid()) {
+      fds[nfds++] = {pidfd.get(), POLLIN, 0};
+    } else {
+      // No pidfd (old kernel): wake periodically to check for exit.
+      wait_ms = wait_ms < 0 ? 50 : std::min(wait_ms, 50);
+    }
+    int r = poll(fds, nfds, wait_ms);
+    if (r < 0 && errno != EINTR) return SysError("poll", errno);
+    if (open && r > 0 && fds[0].revents != 0) {
+      bool would_block = false;
+      open = DrainOnce(proc.stdout_fd.get(), result.output, max_output, &would_block);
+    }
+  }
+  if (result.timed_out) {
+    if (opts.new_process_group) {
+      (void)KillGroup(proc.pgid, SIGKILL);
+    } else {
+      kill(proc.pid, SIGKILL);
+    }
+    result.status = Reap(proc.pid);
+  } else {
+    result.status = *exited;
+  }
+  if (result.output.size() > max_output) {
+    result.output.erase(0, result.output.size() - max_output);
+  }
+  return result;
+}
+
+std::vector<std::string> CurrentEnvironment() {
+  std::vector<std::string> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) out.emplace_back(*e);
+  return out;
+}
+
+std::vector<std::string> BuildEnvironment(const std::vector<std::string>& pass_names,
+                                          const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> merged;
+  for (const auto& name : pass_names) {
+    if (const char* v = getenv(name.c_str())) merged[name] = v;
+  }
+  for (const auto& [k, v] : extra) merged[k] = v;
+  std::vector<std::string> out;
+  out.reserve(merged.size());
+  for (const auto& [k, v] : merged) out.push_back(k + "=" + v);
+  return out;
+}
+
+Status SetNonBlocking(int fd) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    return SysError("fcntl(O_NONBLOCK) on fd " + std::to_string(fd), errno);
+  }
+  return Status::Ok();
+}
+
+Status SetCloseOnExec(int fd) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
+    return SysError("fcntl(FD_CLOEXEC) on fd " + std::to_string(fd), errno);
+  }
+  return Status::Ok();
+}
+
+}  // namespace forge

@@ -1,0 +1,457 @@
+#include "common/process.h"
+
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+namespace forge {
+namespace {
+
+using ::testing::HasSubstr;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Polls cond until it holds or the deadline passes.
+bool WaitFor(const std::function<bool()>& cond, int64_t timeout_ms = 10000) {
+  int64_t deadline = NowMs() + timeout_ms;
+  while (NowMs() < deadline) {
+    if (cond()) return true;
+    poll(nullptr, 0, 10);
+  }
+  return cond();
+}
+
+// Reads fd (non-blocking) until EOF, with a deadline.
+std::string ReadAll(int fd, int64_t timeout_ms = 10000) {
+  std::string out;
+  int64_t deadline = NowMs() + timeout_ms;
+  char buf[4096];
+  while (NowMs() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    poll(&p, 1, 100);
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n == 0) return out;
+    if (n > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  ADD_FAILURE() << "timed out reading; got: " << out;
+  return out;
+}
+
+// Reads one line (up to '\n') from fd, with a deadline.
+std::string ReadLine(int fd) {
+  std::string out;
+  int64_t deadline = NowMs() + 10000;
+  char c;
+  while (NowMs() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    poll(&p, 1, 100);
+    ssize_t n = read(fd, &c, 1);
+    if (n == 0) break;
+    if (n < 0) continue;
+    if (c == '\n') return out;
+    out.push_back(c);
+  }
+  return out;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/forge-process-test-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+SpawnOptions Opts(std::vector<std::string> argv) {
+  SpawnOptions o;
+  o.argv = std::move(argv);
+  o.env = {"PATH=/usr/bin:/bin"};
+  return o;
+}
+
+TEST(SpawnTest, CapturesStdoutAndExitCode) {
+  auto p = Spawn(Opts({"echo", "hello", "world"}));
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(ReadAll(p->stdout_fd.get()), "hello world\n");
+  ExitStatus st = Reap(p->pid);
+  EXPECT_TRUE(st.success());
+  EXPECT_EQ(st.ToString(), "exit 0");
+}
+
+TEST(SpawnTest, EnvironmentIsExactlyWhatWasGiven) {
+  SpawnOptions o = Opts({"/usr/bin/env"});
+  o.env = {"FOO=bar baz", "PATH=/nowhere"};
+  auto p = Spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(ReadAll(p->stdout_fd.get()), "FOO=bar baz\nPATH=/nowhere\n");
+  EXPECT_TRUE(Reap(p->pid).success());
+}
+
+TEST(SpawnTest, LooksUpArgv0InPathOfGivenEnv) {
+  SpawnOptions o = Opts({"true"});
+  o.env = {"PATH=/nonexistent-dir"};
+  auto p = Spawn(o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kNotFound);
+
+  o.env = {"PATH=/nonexistent-dir:/bin:/usr/bin"};
+  auto q = Spawn(o);
+  ASSERT_TRUE(q.ok()) << q.error().ToString();
+  EXPECT_TRUE(Reap(q->pid).success());
+}
+
+TEST(SpawnTest, RunsInGivenCwd) {
+  TempDir dir;
+  SpawnOptions o = Opts({"pwd"});
+  o.cwd = dir.path();
+  auto p = Spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(ReadAll(p->stdout_fd.get()), dir.path() + "\n");
+  Reap(p->pid);
+}
+
+TEST(SpawnTest, BadCwdIsAnErrorNamingIt) {
+  SpawnOptions o = Opts({"true"});
+  o.cwd = "/nonexistent/forge-dir";
+  auto p = Spawn(o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kIo);
+  EXPECT_THAT(p.error().message, HasSubstr("/nonexistent/forge-dir"));
+  EXPECT_THAT(p.error().message, HasSubstr("No such file"));
+}
+
+TEST(SpawnTest, MissingBinaryIsNotFoundNamingIt) {
+  auto p = Spawn(Opts({"forge-no-such-binary-xyz", "arg"}));
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(p.error().message, HasSubstr("forge-no-such-binary-xyz"));
+  EXPECT_THAT(p.error().message, HasSubstr("No such file or directory"));
+
+  auto q = Spawn(Opts({"/tmp/forge-no-such-dir/bin"}));
+  ASSERT_FALSE(q.ok());
+  EXPECT_EQ(q.error().code, ErrorCode::kNotFound);
+}
+
+TEST(SpawnTest, NonExecutableIsIoError) {
+  TempDir dir;
+  std::string path = dir.path() + "/script";
+  std::ofstream(path) << "#!/bin/sh\necho hi\n";
+  chmod(path.c_str(), 0644);
+  auto p = Spawn(Opts({path}));
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kIo);
+  EXPECT_THAT(p.error().message, HasSubstr(path));
+  EXPECT_THAT(p.error().message, HasSubstr("Permission denied"));
+}
+
+TEST(SpawnTest, EmptyArgvIsInvalid) {
+  auto p = Spawn(SpawnOptions{});
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kInvalid);
+}
+
+TEST(SpawnTest, OwnProcessGroup) {
+  SpawnOptions o = Opts({"sleep", "30"});
+  auto p = Spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(p->pgid, p->pid);
+  EXPECT_EQ(getpgid(p->pid), p->pid);
+  EXPECT_NE(getpgid(p->pid), getpgrp());
+  ASSERT_TRUE(KillGroup(p->pgid, SIGKILL).ok());
+  ExitStatus st = Reap(p->pid);
+  EXPECT_EQ(st.signal, SIGKILL);
+  EXPECT_EQ(st.exit_code, -1);
+  EXPECT_THAT(st.ToString(), HasSubstr("signal 9"));
+}
+
+TEST(SpawnTest, SameGroupWhenNotAsked) {
+  SpawnOptions o = Opts({"true"});
+  o.new_process_group = false;
+  auto p = Spawn(o);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->pgid, getpgrp());
+  Reap(p->pid);
+}
+
+TEST(SpawnTest, StdinPipeAndMergedStderr) {
+  SpawnOptions o = Opts({"sh", "-c", "cat; echo err >&2"});
+  o.stdin_mode = Stdio::kPipe;
+  o.merge_stderr = true;
+  auto p = Spawn(o);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_FALSE(p->stderr_fd.valid());
+  ASSERT_EQ(write(p->stdin_fd.get(), "abc\n", 4), 4);
+  p->stdin_fd.reset();
+  EXPECT_EQ(ReadAll(p->stdout_fd.get()), "abc\nerr\n");
+  EXPECT_TRUE(Reap(p->pid).success());
+}
+
+TEST(SpawnTest, SeparateStderrPipe) {
+  auto p = Spawn(Opts({"sh", "-c", "echo out; echo err >&2; exit 3"}));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(ReadAll(p->stdout_fd.get()), "out\n");
+  EXPECT_EQ(ReadAll(p->stderr_fd.get()), "err\n");
+  ExitStatus st = Reap(p->pid);
+  EXPECT_EQ(st.exit_code, 3);
+  EXPECT_EQ(st.ToString(), "exit 3");
+}
+
+TEST(SpawnTest, ParentEndsAreNonBlockingAndCloseOnExec) {
+  SpawnOptions o = Opts({"cat"});
+  o.stdin_mode = Stdio::kPipe;
+  auto p = Spawn(o);
+  ASSERT_TRUE(p.ok());
+  for (int fd : {p->stdin_fd.get(), p->stdout_fd.get(), p->stderr_fd.get()}) {
+    EXPECT_TRUE(fcntl(fd, F_GETFL) & O_NONBLOCK) << fd;
+    EXPECT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC) << fd;
+  }
+  p->stdin_fd.reset();
+  Reap(p->pid);
+}
+
+TEST(SpawnTest, OtherFdsClosedExceptKeepFds) {
+  // An fd without close-on-exec, as a careless library might leave one.
+  int fd = open("/dev/null", O_RDONLY);
+  ASSERT_GE(fd, 3);
+  std::string check = "test -e /proc/self/fd/" + std::to_string(fd);
+  auto closed = RunCommand(Opts({"sh", "-c", check}), 10000);
+  ASSERT_TRUE(closed.ok());
+  EXPECT_EQ(closed->status.exit_code, 1) << "fd leaked into the child";
+
+  SpawnOptions o = Opts({"sh", "-c", check});
+  o.keep_fds = {fd};
+  auto kept = RunCommand(o, 10000);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->status.exit_code, 0) << "keep_fds fd not inherited";
+  close(fd);
+}
+
+std::string StatusLine(const std::string& status, const std::string& key) {
+  auto pos = status.find(key + ":");
+  if (pos == std::string::npos) return "";
+  auto end = status.find('\n', pos);
+  std::string line = status.substr(pos + key.size() + 1, end - pos - key.size() - 1);
+  line.erase(0, line.find_first_not_of(" \t"));
+  return line;
+}
+
+TEST(SpawnTest, ResetsSignalMaskAndIgnoredSignals) {
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR1);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &block, &old), 0);
+  struct sigaction ign {
+  }, old_term{};
+  ign.sa_handler = SIG_IGN;
+  sigaction(SIGTERM, &ign, &old_term);
+
+  auto r = RunCommand(Opts({"cat", "/proc/self/status"}), 10000);
+
+  sigaction(SIGTERM, &old_term, nullptr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(StatusLine(r->output, "SigBlk"), "0000000000000000");
+  EXPECT_EQ(StatusLine(r->output, "SigIgn"), "0000000000000000");
+}
+
+TEST(ProcessGroupTest, KillGroupKillsGrandchildren) {
+  auto p = Spawn(Opts({"sh", "-c", "sleep 60 & echo $!; wait"}));
+  ASSERT_TRUE(p.ok());
+  std::string line = ReadLine(p->stdout_fd.get());
+  pid_t grandchild = static_cast<pid_t>(std::stol(line));
+  auto gc_start = ProcessStartTime(grandchild);
+  ASSERT_TRUE(gc_start.has_value());
+  ASSERT_TRUE(IsSameProcess(grandchild, *gc_start));
+  EXPECT_EQ(getpgid(grandchild), p->pgid);
+
+  ASSERT_TRUE(KillGroup(p->pgid, SIGKILL).ok());
+  EXPECT_EQ(Reap(p->pid).signal, SIGKILL);
+  // The grandchild was reparented; it must be dead (gone or a zombie).
+  EXPECT_TRUE(WaitFor([&] { return !IsSameProcess(grandchild, *gc_start); }));
+  // Signalling a group that no longer exists is fine.
+  EXPECT_TRUE(KillGroup(p->pgid, SIGKILL).ok());
+}
+
+TEST(ProcessGroupTest, RefusesDangerousGroups) {
+  for (pid_t pgid : {0, 1, -1}) {
+    Status s = KillGroup(pgid, SIGTERM);
+    ASSERT_FALSE(s.ok()) << pgid;
+    EXPECT_EQ(s.error().code, ErrorCode::kInvalid);
+  }
+}
+
+TEST(ProcessGroupTest, ChildDiesWithItsParent) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t middle = fork();
+  ASSERT_GE(middle, 0);
+  if (middle == 0) {
+    close(fds[0]);
+    SpawnOptions o = Opts({"sleep", "60"});
+    auto p = Spawn(o);
+    if (!p.ok()) _exit(2);
+    int64_t msg[2] = {p->pid, p->start_time};
+    if (write(fds[1], msg, sizeof msg) != sizeof msg) _exit(3);
+    pause();
+    _exit(0);
+  }
+  close(fds[1]);
+  int64_t msg[2] = {0, 0};
+  ASSERT_EQ(read(fds[0], msg, sizeof msg), static_cast<ssize_t>(sizeof msg));
+  close(fds[0]);
+  pid_t child = static_cast<pid_t>(msg[0]);
+  ASSERT_TRUE(IsSameProcess(child, msg[1]));
+
+  kill(middle, SIGKILL);
+  waitpid(middle, nullptr, 0);
+  EXPECT_TRUE(WaitFor([&] { return !IsSameProcess(child, msg[1]); }))
+      << "PR_SET_PDEATHSIG did not kill the orphan";
+}
+
+TEST(ProcessInfoTest, StartTimeAndIdentity) {
+  auto self = ProcessStartTime(getpid());
+  ASSERT_TRUE(self.has_value());
+  EXPECT_GT(*self, 0);
+  EXPECT_TRUE(IsSameProcess(getpid(), *self));
+  EXPECT_FALSE(IsSameProcess(getpid(), *self + 1));
+  EXPECT_FALSE(IsSameProcess(0, 0));
+  EXPECT_FALSE(ProcessStartTime(-1).has_value());
+}
+
+TEST(ProcessInfoTest, DeadProcessIsNotSame) {
+  auto p = Spawn(Opts({"true"}));
+  ASSERT_TRUE(p.ok());
+  int64_t start = p->start_time;
+  pid_t pid = p->pid;
+  EXPECT_TRUE(WaitFor([&] { return !IsSameProcess(pid, start); }));  // zombie: finished
+  Reap(pid);
+  EXPECT_FALSE(IsSameProcess(pid, start));
+  EXPECT_FALSE(ProcessStartTime(pid).has_value());
+}
+
+TEST(ProcessInfoTest, CommWithSpacesAndParens) {
+  TempDir dir;
+  std::string weird = dir.path() + "/a) b (c";
+  std::filesystem::copy_file("/bin/sleep", weird);
+  chmod(weird.c_str(), 0755);
+  auto p = Spawn(Opts({weird, "60"}));
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  auto self = ProcessStartTime(getpid());
+  ASSERT_GT(p->start_time, 0);
+  EXPECT_GE(p->start_time, *self);
+  EXPECT_TRUE(IsSameProcess(p->pid, p->start_time));
+  // The same value as field 22 counted after the real comm.
+  std::ifstream in("/proc/" + std::to_string(p->pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(stat, HasSubstr("(a) b (c)"));
+  EXPECT_TRUE(KillGroup(p->pgid, SIGKILL).ok());
+  Reap(p->pid);
+}
+
+TEST(TryReapTest, NulloptWhileRunning) {
+  auto p = Spawn(Opts({"sleep", "60"}));
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(TryReap(p->pid).has_value());
+  EXPECT_TRUE(KillGroup(p->pgid, SIGTERM).ok());
+  std::optional<ExitStatus> st;
+  EXPECT_TRUE(WaitFor([&] { return (st = TryReap(p->pid)).has_value(); }));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->signal, SIGTERM);
+}
+
+TEST(RunCommandTest, CollectsOutputAndStatus) {
+  auto r = RunCommand(Opts({"sh", "-c", "echo out; echo err >&2; exit 4"}), 10000);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->output, "out\nerr\n");
+  EXPECT_EQ(r->status.exit_code, 4);
+  EXPECT_FALSE(r->timed_out);
+}
+
+TEST(RunCommandTest, KeepsTheTail) {
+  auto r = RunCommand(Opts({"seq", "1", "200000"}), 20000, 100);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->output.size(), 100u);
+  EXPECT_TRUE(r->output.ends_with("199999\n200000\n")) << r->output;
+}
+
+TEST(RunCommandTest, TimeoutKillsTheGroup) {
+  TempDir dir;
+  std::string pidfile = dir.path() + "/gc.pid";
+  int64_t start = NowMs();
+  auto r = RunCommand(
+      Opts({"sh", "-c", "sleep 60 & echo $! > " + pidfile + "; echo started; wait"}), 300);
+  int64_t elapsed = NowMs() - start;
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_EQ(r->status.signal, SIGKILL);
+  EXPECT_EQ(r->output, "started\n");
+  EXPECT_LT(elapsed, 5000);
+  std::ifstream in(pidfile);
+  pid_t gc = 0;
+  in >> gc;
+  ASSERT_GT(gc, 0);
+  EXPECT_TRUE(WaitFor([&] {
+    auto st = ProcessStartTime(gc);
+    return !st || !IsSameProcess(gc, *st);
+  }));
+}
+
+TEST(RunCommandTest, DoesNotWaitForBackgroundedDescendants) {
+  int64_t start = NowMs();
+  auto r = RunCommand(Opts({"sh", "-c", "sleep 60 & echo $!"}), 30000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_LT(NowMs() - start, 20000);
+  EXPECT_FALSE(r->timed_out);
+  EXPECT_TRUE(r->status.success());
+  pid_t gc = static_cast<pid_t>(std::stol(r->output));
+  kill(gc, SIGKILL);
+}
+
+TEST(RunCommandTest, SpawnErrorsPropagate) {
+  auto r = RunCommand(Opts({"forge-no-such-binary-xyz"}), 1000);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
+}
+
+TEST(EnvironmentTest, BuildEnvironmentPassesAndOverrides) {
+  setenv("FORGE_TEST_PASS", "from-parent", 1);
+  setenv("FORGE_TEST_OVERRIDE", "parent", 1);
+  unsetenv("FORGE_TEST_UNSET");
+  auto env = BuildEnvironment({"FORGE_TEST_PASS", "FORGE_TEST_OVERRIDE", "FORGE_TEST_UNSET"},
+                              {{"FORGE_TEST_OVERRIDE", "task"}, {"EXTRA", "x=y"}});
+  EXPECT_THAT(env, ::testing::ElementsAre("EXTRA=x=y", "FORGE_TEST_OVERRIDE=task",
+                                          "FORGE_TEST_PASS=from-parent"));
+  auto current = CurrentEnvironment();
+  EXPECT_THAT(current, ::testing::Contains("FORGE_TEST_PASS=from-parent"));
+}
+
+TEST(ExitStatusTest, FromWaitStatus) {
+  auto p = Spawn(Opts({"sh", "-c", "kill -TERM $$"}));
+  ASSERT_TRUE(p.ok());
+  ExitStatus st = Reap(p->pid);
+  EXPECT_EQ(st.signal, SIGTERM);
+  EXPECT_FALSE(st.success());
+  EXPECT_THAT(st.ToString(), HasSubstr("signal 15 ("));
+}
+
+}  // namespace
+}  // namespace forge
