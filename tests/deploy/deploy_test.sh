@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Deploy checks (issue 8): the systemd units pass `systemd-analyze verify`,
+# `cmake --install` into a temporary prefix lays out binaries, briefs and the
+# example config where Forge looks for them, the installed binaries run from
+# there, and CPack builds a .deb whose metadata declares its dependencies.
+#
+#   deploy_test.sh SOURCE_DIR BUILD_DIR
+set -euo pipefail
+src=$1
+build=$2
+tmp=$(mktemp -d /tmp/forge-deploy-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# 1. Units verify, with ExecStart pointing at the binary we built.
+for unit in forge-supervisor.service user/forge-supervisor.service; do
+  [ -f "$build/deploy/$unit" ] || fail "unit $build/deploy/$unit was not generated"
+done
+sed "s|^ExecStart=[^ ]*|ExecStart=$build/bin/forge-supervisor|" "$build/deploy/forge-supervisor.service" \
+  > "$tmp/forge-supervisor.service"
+systemd-analyze verify "$tmp/forge-supervisor.service" || fail "system unit does not verify"
+mkdir -p "$tmp/user" "$tmp/xdg" && chmod 700 "$tmp/xdg"
+sed "s|^ExecStart=[^ ]*|ExecStart=$build/bin/forge-supervisor|" "$build/deploy/user/forge-supervisor.service" \
+  > "$tmp/user/forge-supervisor.service"
+XDG_RUNTIME_DIR="$tmp/xdg" systemd-analyze --user verify "$tmp/user/forge-supervisor.service" \
+  || fail "user unit does not verify"
+grep -q '^Type=notify' "$tmp/forge-supervisor.service" || fail "unit is not Type=notify"
+grep -q '^WatchdogSec=' "$tmp/forge-supervisor.service" || fail "unit has no WatchdogSec"
+
+# 2. Install into a temporary prefix.
+prefix="$tmp/prefix"
+cmake --install "$build" --prefix "$prefix" >/dev/null
+for f in bin/forge-supervisor bin/forge-worker bin/forge-critic bin/forge-ctl; do
+  [ -x "$prefix/$f" ] || fail "$f not installed"
+done
+[ -f "$prefix/share/forge/briefs/worker.mustache" ] || fail "briefs not installed"
+[ -f "$prefix/share/forge/forge.yaml" ] || fail "example config not installed"
+"$prefix/bin/forge-supervisor" check-config --config "$prefix/share/forge/forge.yaml" >/dev/null \
+  || fail "installed example config does not pass check-config"
+"$prefix/bin/forge-ctl" --help >/dev/null || fail "installed forge-ctl does not run"
+
+# 3. A .deb with declared dependencies.
+if command -v dpkg-shlibdeps >/dev/null; then
+  (cd "$build" && cpack -G DEB -B "$tmp/deb" >/dev/null) || fail "cpack failed"
+  deb=$(ls "$tmp"/deb/*.deb | head -n1)
+  [ -n "$deb" ] || fail "no .deb produced"
+  deps=$(dpkg-deb -f "$deb" Depends)
+  for lib in libzmq5 libsqlite3 libyaml-cpp git; do
+    echo "$deps" | grep -q "$lib" || fail ".deb Depends lacks $lib: $deps"
+  done
+  dpkg-deb -c "$deb" | grep -q 'bin/forge-supervisor$' || fail ".deb lacks forge-supervisor"
+  dpkg-deb -c "$deb" | grep -q 'systemd/system/forge-supervisor.service$' || fail ".deb lacks the unit"
+fi
+echo "deploy checks passed"
