@@ -1,0 +1,122 @@
+// The supervisor's children: their lifecycle as an explicit state x event
+// table, the routing id <-> pid <-> current job bookkeeping, heartbeat
+// deadlines and the per-role respawn throttle. Pure bookkeeping: it never
+// spawns, signals or sends; the supervisor does, and tells the pool.
+//
+//            spawned      hello   heartbeat job_assigned job_done exited  hb_timeout shutdown
+//  starting  -            idle    starting  -            -        exited  stopping   stopping
+//  idle      -            idle    idle      busy         -        exited  stopping   stopping
+//  busy      -            busy    busy      -            idle     exited  stopping   stopping
+//  stopping  -            stopping stopping -            stopping exited  stopping   stopping
+//  exited    -            -       -         -            -        -       -          -
+// ("-": not allowed; the event is refused and the caller logs it.)
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace forge::supervisor {
+
+enum class ChildState { kStarting, kIdle, kBusy, kStopping, kExited };
+enum class ChildEvent {
+  kSpawned,
+  kHello,
+  kHeartbeat,
+  kJobAssigned,
+  kJobDone,
+  kExited,
+  kHeartbeatTimeout,
+  kShutdown
+};
+enum class Role { kWorker, kCritic };
+
+std::string_view ChildStateName(ChildState s);
+std::string_view ChildEventName(ChildEvent e);
+std::string_view RoleName(Role r);
+std::optional<Role> ParseRole(std::string_view name);
+
+// The table above: the next state, or nullopt when the event is not allowed.
+std::optional<ChildState> NextChildState(ChildState state, ChildEvent event);
+
+struct Child {
+  Role role = Role::kWorker;
+  pid_t pid = 0;
+  int64_t start_time = 0;  // /proc starttime, for IsSameProcess
+  std::string routing_id;  // "<role>-<pid>"
+  ChildState state = ChildState::kStarting;
+  int64_t last_seen_mono_ms = 0;  // spawn, then every message
+  // The current job (busy, or stopping with a job).
+  int64_t attempt_id = 0;
+  std::string task_id;
+  int attempt_n = 0;
+  int64_t busy_since_wall_ms = 0;
+  // The agent the worker started for the job (from `started`).
+  int64_t agent_pid = 0;
+  int64_t agent_pgid = 0;
+  int64_t agent_start_time = 0;
+};
+
+// Respawn throttle: more than kMaxRestarts restarts of a role within
+// kRestartWindowMs -> the next respawn waits, 1 s doubling up to 60 s, and the
+// role is degraded. Never given up.
+inline constexpr int kMaxRestarts = 5;
+inline constexpr int64_t kRestartWindowMs = 10'000;
+inline constexpr int64_t kRespawnDelayInitialMs = 1'000;
+inline constexpr int64_t kRespawnDelayMaxMs = 60'000;
+
+class ChildPool {
+ public:
+  std::string RoutingId(Role role, pid_t pid) const;
+
+  // spawned: a new child in `starting`.
+  Child& Add(Role role, pid_t pid, int64_t start_time, int64_t now_mono_ms);
+  void Remove(pid_t pid);
+
+  // Applies an event; kConflict (naming the child, state and event) when the
+  // table does not allow it. Heartbeat/hello refresh last_seen.
+  Result<ChildState> Apply(pid_t pid, ChildEvent event, int64_t now_mono_ms);
+
+  // Job bookkeeping; AssignJob applies job_assigned, FinishJob job_done.
+  Status AssignJob(pid_t pid, int64_t attempt_id, const std::string& task_id, int n,
+                   int64_t now_mono_ms, int64_t now_wall_ms);
+  Status FinishJob(pid_t pid, int64_t now_mono_ms);
+
+  Child* Find(pid_t pid);
+  Child* FindByRoutingId(const std::string& routing_id);
+  Child* FindByAttempt(int64_t attempt_id);
+  // An idle child of the role (lowest pid for determinism), or nullptr.
+  Child* FindIdle(Role role);
+  std::vector<Child*> All();
+  int Count(Role role) const;  // not exited
+
+  // Children whose last message is older than timeout_ms (starting/idle/busy/stopping).
+  std::vector<pid_t> Silent(int64_t now_mono_ms, int64_t timeout_ms) const;
+  // The earliest moment a child may become silent, for the loop's timer.
+  std::optional<int64_t> NextSilenceDeadline(int64_t timeout_ms) const;
+
+  // A child of the role exited and is to be replaced: records the restart and
+  // returns the delay before respawning (0: at once).
+  int64_t RecordRestart(Role role, int64_t now_mono_ms);
+  bool Degraded(Role role) const;
+  int Restarts(Role role) const;  // total since start
+
+ private:
+  struct Throttle {
+    std::deque<int64_t> recent;  // restart times inside the window
+    int64_t delay_ms = 0;
+    int total = 0;
+  };
+  std::map<pid_t, Child> children_;
+  std::map<Role, Throttle> throttle_;
+};
+
+}  // namespace forge::supervisor

@@ -1,0 +1,193 @@
+#include "supervisor/guards.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace forge::supervisor {
+namespace {
+
+constexpr int64_t kDayMs = 24LL * 3600 * 1000;
+
+bool CountsAsFailure(proto::Outcome o) {
+  using proto::Outcome;
+  return o == Outcome::kFailed || o == Outcome::kRejected || o == Outcome::kTimedOut ||
+         o == Outcome::kStalled;
+}
+
+std::string Usd(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "$%.2f", v);
+  return buf;
+}
+
+}  // namespace
+
+Guards::Guards(const Clock& clock, GuardsConfig config) : clock_(clock), config_(config) {}
+
+int64_t Guards::NextUtcMidnight(int64_t wall_ms) {
+  return (wall_ms / kDayMs + 1) * kDayMs;
+}
+
+template <typename F>
+void Guards::Change(F&& mutate) {
+  auto before = Reasons();
+  mutate();
+  auto after = Reasons();
+  auto find = [](const std::vector<proto::PauseReason>& v, const std::string& kind) {
+    return std::find_if(v.begin(), v.end(), [&](const auto& p) { return p.kind == kind; });
+  };
+  for (const auto& p : before) {
+    if (find(after, p.kind) == after.end()) events_.push_back({"dispatch.resumed", p});
+  }
+  for (const auto& p : after) {
+    auto it = find(before, p.kind);
+    bool changed = it == before.end() || it->reason != p.reason || it->until_ms != p.until_ms;
+    if (changed) events_.push_back({"dispatch.paused", p});
+  }
+}
+
+void Guards::Reconfigure(GuardsConfig config) {
+  Change([&] {
+    config_ = config;
+    if (config_.circuit.consecutive_failures <= 0) circuit_ = Circuit::kClosed;
+    // A raised (or removed) daily budget lifts the pause; a lowered one may set it.
+    budget_until_ms_ = 0;
+  });
+  OnCostToday(cost_today_);
+}
+
+void Guards::OnAttemptClosed(proto::Outcome outcome) {
+  Change([&] {
+    if (outcome == proto::Outcome::kPassed) {
+      consecutive_failures_ = 0;
+      circuit_ = Circuit::kClosed;
+      probe_in_flight_ = false;
+      rate_limit_backoff_ms_ = kRateLimitInitialMs;
+      return;
+    }
+    if (!CountsAsFailure(outcome)) {
+      // Not the agent's verdict (lost, crashed, cancelled): a probe may be retried.
+      probe_in_flight_ = false;
+      return;
+    }
+    ++consecutive_failures_;
+    int threshold = config_.circuit.consecutive_failures;
+    bool trip = circuit_ == Circuit::kHalfOpen || (circuit_ == Circuit::kClosed && threshold > 0 &&
+                                                   consecutive_failures_ >= threshold);
+    if (trip) {
+      circuit_ = Circuit::kOpen;
+      circuit_until_ms_ = clock_.WallMs() + config_.circuit.cooldown_ms;
+      probe_in_flight_ = false;
+    }
+  });
+}
+
+void Guards::OnRateLimited(int64_t reset_wall_ms) {
+  Change([&] {
+    int64_t now = clock_.WallMs();
+    if (reset_wall_ms > now) {
+      rate_limit_until_ms_ = reset_wall_ms;
+    } else {
+      rate_limit_until_ms_ = now + rate_limit_backoff_ms_;
+      rate_limit_backoff_ms_ = std::min(rate_limit_backoff_ms_ * 2, kRateLimitMaxMs);
+    }
+  });
+}
+
+void Guards::OnCostToday(double usd) {
+  Change([&] {
+    cost_today_ = usd;
+    double limit = config_.budget.daily_usd;
+    if (limit > 0 && usd >= limit) {
+      budget_until_ms_ = NextUtcMidnight(clock_.WallMs());
+    } else {
+      budget_until_ms_ = 0;
+    }
+  });
+}
+
+void Guards::Pause(std::string reason) {
+  Change([&] { operator_reason_ = reason.empty() ? "paused by operator" : std::move(reason); });
+}
+
+void Guards::Resume() {
+  Change([&] {
+    operator_reason_.reset();
+    rate_limit_until_ms_ = 0;
+    if (circuit_ != Circuit::kClosed) {
+      circuit_ = Circuit::kClosed;
+      consecutive_failures_ = 0;
+      probe_in_flight_ = false;
+    }
+  });
+}
+
+void Guards::BeginShutdown() {
+  Change([&] { shutdown_ = true; });
+}
+
+void Guards::Tick() {
+  Change([&] {
+    int64_t now = clock_.WallMs();
+    if (circuit_ == Circuit::kOpen && now >= circuit_until_ms_) {
+      circuit_ = Circuit::kHalfOpen;
+      probe_in_flight_ = false;
+    }
+    if (rate_limit_until_ms_ != 0 && now >= rate_limit_until_ms_) rate_limit_until_ms_ = 0;
+    // At midnight the day's spend starts over; the supervisor re-reports it.
+    if (budget_until_ms_ != 0 && now >= budget_until_ms_) {
+      budget_until_ms_ = 0;
+      cost_today_ = 0;
+    }
+  });
+}
+
+bool Guards::MayDispatch() const {
+  return Reasons().empty();
+}
+
+void Guards::OnDispatched() {
+  if (circuit_ != Circuit::kHalfOpen || probe_in_flight_) return;
+  Change([&] { probe_in_flight_ = true; });
+}
+
+std::vector<proto::PauseReason> Guards::Reasons() const {
+  std::vector<proto::PauseReason> out;
+  if (shutdown_) out.push_back({"shutdown", "supervisor is stopping", 0});
+  if (operator_reason_) out.push_back({"operator", *operator_reason_, 0});
+  if (circuit_ == Circuit::kOpen) {
+    out.push_back({"circuit",
+                   "circuit breaker open after " + std::to_string(consecutive_failures_) +
+                       " consecutive failed attempts",
+                   circuit_until_ms_});
+  } else if (circuit_ == Circuit::kHalfOpen && probe_in_flight_) {
+    out.push_back({"circuit", "circuit breaker half-open: waiting for the probe attempt", 0});
+  }
+  if (rate_limit_until_ms_ != 0) {
+    out.push_back({"rate_limit", "agent reported a rate limit", rate_limit_until_ms_});
+  }
+  if (budget_until_ms_ != 0) {
+    out.push_back(
+        {"budget",
+         "daily budget spent: " + Usd(cost_today_) + " of " + Usd(config_.budget.daily_usd),
+         budget_until_ms_});
+  }
+  return out;
+}
+
+std::optional<int64_t> Guards::NextExpiryWallMs() const {
+  std::optional<int64_t> next;
+  auto consider = [&](int64_t t) {
+    if (t != 0 && (!next || t < *next)) next = t;
+  };
+  if (circuit_ == Circuit::kOpen) consider(circuit_until_ms_);
+  consider(rate_limit_until_ms_);
+  consider(budget_until_ms_);
+  return next;
+}
+
+std::vector<GuardEvent> Guards::TakeEvents() {
+  return std::exchange(events_, {});
+}
+
+}  // namespace forge::supervisor

@@ -1,0 +1,100 @@
+// Loop-level guards: what may pause all dispatch, each with a kind, a reason
+// and an end (proto::PauseReason), and the dispatch.paused / dispatch.resumed
+// events emitted when that set changes.
+//
+//   circuit    consecutive failed/rejected/timed_out/stalled attempts across
+//              tasks reach circuit_breaker.consecutive_failures -> open for
+//              cooldown, then half-open: one dispatch goes through as a probe;
+//              its pass closes the breaker, its failure reopens it.
+//   rate_limit the agent reported a rate limit: paused until its reset, else
+//              60 s doubling up to 1 h (reset to 60 s by the next pass).
+//   budget     today's (UTC) cost >= budget.daily_usd: paused until the next
+//              UTC midnight. Not lifted by `resume`: raise the budget (SIGHUP).
+//   operator   forge-ctl pause, until resume.
+//   shutdown   the supervisor is stopping.
+//
+// Times are wall ms (until_ms is shown to operators); the clock is injected.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "proto/control.h"
+#include "supervisor/config/config.h"
+
+namespace forge::supervisor {
+
+struct GuardsConfig {
+  CircuitBreakerConfig circuit;
+  BudgetConfig budget;
+};
+
+struct GuardEvent {
+  std::string kind;  // dispatch.paused | dispatch.resumed
+  proto::PauseReason pause;
+};
+
+inline constexpr int64_t kRateLimitInitialMs = 60 * 1000;
+inline constexpr int64_t kRateLimitMaxMs = 60 * 60 * 1000;
+
+class Guards {
+ public:
+  Guards(const Clock& clock, GuardsConfig config);
+
+  void Reconfigure(GuardsConfig config);
+
+  // An attempt closed with this outcome (after review for passes/rejections).
+  void OnAttemptClosed(proto::Outcome outcome);
+  // The agent reported a rate limit; reset_wall_ms 0 when unknown.
+  void OnRateLimited(int64_t reset_wall_ms);
+  // Today's spend; pauses when it reaches budget.daily_usd.
+  void OnCostToday(double usd);
+  void Pause(std::string reason);
+  // Lifts operator, circuit and rate-limit pauses (the budget stays).
+  void Resume();
+  void BeginShutdown();
+
+  // Applies expiries (open -> half-open, rate limit end, budget at midnight).
+  void Tick();
+  // True when nothing pauses dispatch (call Tick first).
+  bool MayDispatch() const;
+  // A dispatch went out; in half-open it is the probe.
+  void OnDispatched();
+
+  std::vector<proto::PauseReason> Reasons() const;
+  // The earliest wall time at which Tick may change something.
+  std::optional<int64_t> NextExpiryWallMs() const;
+  // Events since the last call, in order.
+  std::vector<GuardEvent> TakeEvents();
+
+  int consecutive_failures() const { return consecutive_failures_; }
+  bool budget_paused() const { return budget_until_ms_ > 0; }
+
+  // The next UTC midnight after wall_ms.
+  static int64_t NextUtcMidnight(int64_t wall_ms);
+
+ private:
+  enum class Circuit { kClosed, kOpen, kHalfOpen };
+  // Runs a mutation and turns the difference in Reasons() into events.
+  template <typename F>
+  void Change(F&& mutate);
+
+  const Clock& clock_;
+  GuardsConfig config_;
+  Circuit circuit_ = Circuit::kClosed;
+  int64_t circuit_until_ms_ = 0;
+  bool probe_in_flight_ = false;
+  int consecutive_failures_ = 0;
+  int64_t rate_limit_until_ms_ = 0;
+  int64_t rate_limit_backoff_ms_ = kRateLimitInitialMs;
+  int64_t budget_until_ms_ = 0;
+  double cost_today_ = 0;
+  std::optional<std::string> operator_reason_;
+  bool shutdown_ = false;
+  std::vector<GuardEvent> events_;
+};
+
+}  // namespace forge::supervisor

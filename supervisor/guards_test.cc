@@ -1,0 +1,169 @@
+#include "supervisor/guards.h"
+
+#include <gtest/gtest.h>
+
+namespace forge::supervisor {
+namespace {
+
+using proto::Outcome;
+
+GuardsConfig Cfg(int failures = 3, int64_t cooldown = 10'000, double daily = 0) {
+  GuardsConfig c;
+  c.circuit.consecutive_failures = failures;
+  c.circuit.cooldown_ms = cooldown;
+  c.budget.daily_usd = daily;
+  return c;
+}
+
+std::vector<std::string> Kinds(const std::vector<GuardEvent>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.kind + ":" + e.pause.kind);
+  return out;
+}
+
+TEST(Guards, NothingPausesByDefault) {
+  FakeClock clock;
+  Guards g(clock, Cfg());
+  g.Tick();
+  EXPECT_TRUE(g.MayDispatch());
+  EXPECT_TRUE(g.Reasons().empty());
+  EXPECT_FALSE(g.NextExpiryWallMs());
+  EXPECT_TRUE(g.TakeEvents().empty());
+}
+
+TEST(Guards, CircuitOpensHalfOpensAndClosesOnPass) {
+  FakeClock clock;
+  Guards g(clock, Cfg(3, 10'000));
+  g.OnAttemptClosed(Outcome::kFailed);
+  g.OnAttemptClosed(Outcome::kRejected);
+  g.OnAttemptClosed(Outcome::kCrashed);  // infra: neither counts nor resets
+  EXPECT_TRUE(g.MayDispatch());
+  g.OnAttemptClosed(Outcome::kStalled);
+  EXPECT_FALSE(g.MayDispatch());
+  auto reasons = g.Reasons();
+  ASSERT_EQ(reasons.size(), 1u);
+  EXPECT_EQ(reasons[0].kind, "circuit");
+  EXPECT_EQ(reasons[0].until_ms, clock.WallMs() + 10'000);
+  EXPECT_NE(reasons[0].reason.find("3 consecutive"), std::string::npos) << reasons[0].reason;
+  EXPECT_EQ(Kinds(g.TakeEvents()), std::vector<std::string>{"dispatch.paused:circuit"});
+  EXPECT_EQ(g.NextExpiryWallMs(), clock.WallMs() + 10'000);
+
+  clock.Advance(9'999);
+  g.Tick();
+  EXPECT_FALSE(g.MayDispatch());
+  clock.Advance(1);
+  g.Tick();
+  EXPECT_TRUE(g.MayDispatch());  // half-open: one probe
+  EXPECT_EQ(Kinds(g.TakeEvents()), std::vector<std::string>{"dispatch.resumed:circuit"});
+  g.OnDispatched();
+  EXPECT_FALSE(g.MayDispatch());  // probe in flight
+  g.OnAttemptClosed(Outcome::kPassed);
+  EXPECT_TRUE(g.MayDispatch());
+  EXPECT_EQ(g.consecutive_failures(), 0);
+  EXPECT_EQ(Kinds(g.TakeEvents()),
+            (std::vector<std::string>{"dispatch.paused:circuit", "dispatch.resumed:circuit"}));
+}
+
+TEST(Guards, HalfOpenProbeFailureReopens) {
+  FakeClock clock;
+  Guards g(clock, Cfg(1, 1000));
+  g.OnAttemptClosed(Outcome::kTimedOut);
+  EXPECT_FALSE(g.MayDispatch());
+  clock.Advance(1000);
+  g.Tick();
+  g.OnDispatched();
+  g.OnAttemptClosed(Outcome::kLost);  // infra: another probe may go
+  EXPECT_TRUE(g.MayDispatch());
+  g.OnDispatched();
+  g.OnAttemptClosed(Outcome::kFailed);
+  EXPECT_FALSE(g.MayDispatch());
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 1000);
+}
+
+TEST(Guards, ZeroThresholdDisablesTheBreaker) {
+  FakeClock clock;
+  Guards g(clock, Cfg(0));
+  for (int i = 0; i < 50; ++i) g.OnAttemptClosed(Outcome::kFailed);
+  EXPECT_TRUE(g.MayDispatch());
+}
+
+TEST(Guards, RateLimitUntilResetElseDoublingBackoff) {
+  FakeClock clock;
+  Guards g(clock, Cfg());
+  g.OnRateLimited(clock.WallMs() + 5000);
+  EXPECT_FALSE(g.MayDispatch());
+  EXPECT_EQ(g.Reasons()[0].kind, "rate_limit");
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 5000);
+  clock.Advance(5000);
+  g.Tick();
+  EXPECT_TRUE(g.MayDispatch());
+
+  g.OnRateLimited(0);
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 60'000);
+  clock.Advance(60'000);
+  g.Tick();
+  g.OnRateLimited(0);
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 120'000);
+  for (int i = 0; i < 10; ++i) g.OnRateLimited(0);
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + kRateLimitMaxMs);
+  g.Resume();
+  EXPECT_TRUE(g.MayDispatch());
+  g.OnAttemptClosed(Outcome::kPassed);  // resets the backoff
+  g.OnRateLimited(0);
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 60'000);
+}
+
+TEST(Guards, DailyBudgetPausesUntilUtcMidnight) {
+  // 2023-11-14T22:13:20Z
+  FakeClock clock(1'700'000'000'000);
+  Guards g(clock, Cfg(5, 1000, 2.0));
+  g.OnCostToday(1.99);
+  EXPECT_TRUE(g.MayDispatch());
+  g.OnCostToday(2.0);
+  EXPECT_FALSE(g.MayDispatch());
+  int64_t midnight = Guards::NextUtcMidnight(clock.WallMs());
+  EXPECT_EQ(midnight, 1'700'006'400'000);  // 2023-11-15T00:00:00Z
+  auto r = g.Reasons();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].kind, "budget");
+  EXPECT_EQ(r[0].until_ms, midnight);
+  EXPECT_NE(r[0].reason.find("$2.00 of $2.00"), std::string::npos) << r[0].reason;
+  g.Resume();  // the operator cannot resume past the budget
+  EXPECT_FALSE(g.MayDispatch());
+  clock.SetWall(midnight);
+  g.Tick();
+  EXPECT_TRUE(g.MayDispatch());
+  EXPECT_EQ(Kinds(g.TakeEvents()),
+            (std::vector<std::string>{"dispatch.paused:budget", "dispatch.resumed:budget"}));
+}
+
+TEST(Guards, RaisingTheBudgetLiftsThePause) {
+  FakeClock clock;
+  Guards g(clock, Cfg(5, 1000, 1.0));
+  g.OnCostToday(1.5);
+  EXPECT_FALSE(g.MayDispatch());
+  g.Reconfigure(Cfg(5, 1000, 10.0));
+  EXPECT_TRUE(g.MayDispatch());
+  g.Reconfigure(Cfg(5, 1000, 1.0));
+  EXPECT_FALSE(g.MayDispatch());
+}
+
+TEST(Guards, OperatorPauseAndShutdown) {
+  FakeClock clock;
+  Guards g(clock, Cfg());
+  g.Pause("");
+  EXPECT_FALSE(g.MayDispatch());
+  EXPECT_EQ(g.Reasons()[0].reason, "paused by operator");
+  g.Pause("deploying");
+  EXPECT_EQ(g.Reasons()[0].reason, "deploying");
+  g.Resume();
+  EXPECT_TRUE(g.MayDispatch());
+  g.BeginShutdown();
+  EXPECT_FALSE(g.MayDispatch());
+  EXPECT_EQ(Kinds(g.TakeEvents()),
+            (std::vector<std::string>{"dispatch.paused:operator", "dispatch.paused:operator",
+                                      "dispatch.resumed:operator", "dispatch.paused:shutdown"}));
+}
+
+}  // namespace
+}  // namespace forge::supervisor

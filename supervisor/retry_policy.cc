@@ -1,0 +1,134 @@
+#include "supervisor/retry_policy.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <regex>
+
+namespace forge::supervisor {
+namespace {
+
+using proto::Outcome;
+
+// FNV-1a 64: stable across processes and builds (std::hash is not).
+uint64_t Fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+std::string Hex16(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+store::Close Base(const AttemptEnd& end) {
+  store::Close c;
+  c.outcome = end.outcome;
+  c.error = end.error;
+  c.findings = end.findings;
+  c.checks = end.checks;
+  c.verdict = end.verdict;
+  c.commit = end.commit;
+  return c;
+}
+
+store::Close Blocked(store::Close c, std::string reason) {
+  c.next_state = proto::TaskState::kBlocked;
+  c.reason = std::move(reason);
+  return c;
+}
+
+}  // namespace
+
+std::string NormalizeFailureText(const std::string& text) {
+  std::string s = text;
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  static const std::regex kTmpPath(R"((/tmp|/var/tmp|/private/tmp)/[^\s'":]*)");
+  static const std::regex kHexId(R"(\b(0x)?[0-9a-f]{8,}\b)");
+  s = std::regex_replace(s, kTmpPath, "<tmp>");
+  s = std::regex_replace(s, kHexId, "<id>");
+  // Digits cover timestamps, pids, line numbers, durations.
+  s.erase(std::remove_if(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); }),
+          s.end());
+  std::string out;
+  bool space = false;
+  for (unsigned char c : s) {
+    if (std::isspace(c)) {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out.push_back(' ');
+    space = false;
+    out.push_back(static_cast<char>(c));
+  }
+  return out;
+}
+
+std::string Fingerprint(const AttemptEnd& end) {
+  if (end.outcome == Outcome::kPassed) return "";
+  std::string material(proto::OutcomeName(end.outcome));
+  material += "\n" + NormalizeFailureText(end.error);
+  material += "\n" + NormalizeFailureText(end.output_tail);
+  for (const auto& check : end.checks) {
+    if (check.passed) continue;
+    material += "\ncheck:" + check.name + "\n" + NormalizeFailureText(check.output_tail);
+  }
+  return Hex16(Fnv1a(material));
+}
+
+int64_t BackoffMs(int n, const RetryConfig& retry, const UniformRng& rng) {
+  int64_t delay = retry.backoff_base_ms;
+  for (int i = 1; i < n && delay < retry.backoff_max_ms; ++i) delay *= 2;
+  delay = std::min(delay, retry.backoff_max_ms);
+  double jitter = 0.8 + 0.4 * rng();  // [0.8, 1.2)
+  return std::max<int64_t>(0, static_cast<int64_t>(static_cast<double>(delay) * jitter));
+}
+
+store::Close Decide(const TaskRetryState& task, const AttemptEnd& end, const PolicyConfig& config,
+                    int64_t now_wall_ms, const UniformRng& rng) {
+  store::Close c = Base(end);
+  if (end.outcome == Outcome::kPassed) {
+    c.next_state = proto::TaskState::kDone;
+    c.reason = "passed";
+    return c;
+  }
+  if (proto::IsInfraOutcome(end.outcome) || end.outcome == Outcome::kCancelled) {
+    c.counted = false;
+    if (proto::IsInfraOutcome(end.outcome) &&
+        task.infra_retries >= config.retry.max_infra_retries) {
+      return Blocked(std::move(c), "infrastructure failures exhausted (" +
+                                       std::to_string(task.infra_retries + 1) + " " +
+                                       std::string(proto::OutcomeName(end.outcome)) +
+                                       " attempts, max_infra_retries " +
+                                       std::to_string(config.retry.max_infra_retries) + ")");
+    }
+    c.next_state = proto::TaskState::kReady;
+    c.reason = std::string(proto::OutcomeName(end.outcome)) + ": requeued without using an attempt";
+    return c;
+  }
+  c.fingerprint = Fingerprint(end);
+  if (!end.retryable) return Blocked(std::move(c), "not retryable: " + end.error);
+  if (config.task_usd > 0 && task.cost_usd >= config.task_usd) {
+    return Blocked(std::move(c), "task budget exceeded");
+  }
+  if (!task.last_fingerprint.empty() && task.last_fingerprint == c.fingerprint) {
+    return Blocked(std::move(c), "same failure twice");
+  }
+  int used = task.attempts_used + 1;
+  if (used >= task.max_attempts) {
+    return Blocked(std::move(c), "attempts exhausted (" + std::to_string(used) + " of " +
+                                     std::to_string(task.max_attempts) + ")");
+  }
+  c.next_state = proto::TaskState::kCooldown;
+  c.not_before_ms = now_wall_ms + BackoffMs(used, config.retry, rng);
+  c.reason = "retry after backoff";
+  return c;
+}
+
+}  // namespace forge::supervisor
