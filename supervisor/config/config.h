@@ -23,6 +23,8 @@ struct AgentConfig {
   std::vector<std::string> pass_env;
   int64_t timeout_ms = 60 * 60 * 1000;
   int64_t stall_timeout_ms = 10 * 60 * 1000;
+
+  friend bool operator==(const AgentConfig&, const AgentConfig&) = default;
 };
 
 struct CriticAgentConfig {
@@ -31,12 +33,16 @@ struct CriticAgentConfig {
   std::vector<std::string> args;
   std::string model;
   std::map<std::string, std::string> env;
+
+  friend bool operator==(const CriticAgentConfig&, const CriticAgentConfig&) = default;
 };
 
 struct CriticConfig {
   std::vector<std::string> verify;
   int64_t verify_timeout_ms = 10 * 60 * 1000;
   std::optional<CriticAgentConfig> agent;
+
+  friend bool operator==(const CriticConfig&, const CriticConfig&) = default;
 };
 
 struct RetryConfig {
@@ -44,6 +50,8 @@ struct RetryConfig {
   int64_t backoff_base_ms = 30 * 1000;
   int64_t backoff_max_ms = 30 * 60 * 1000;
   int max_infra_retries = 5;
+
+  friend bool operator==(const RetryConfig&, const RetryConfig&) = default;
 };
 
 struct WatchdogConfig {
@@ -51,31 +59,43 @@ struct WatchdogConfig {
   int64_t heartbeat_timeout_ms = 5000;
   int64_t kill_grace_ms = 10 * 1000;
   int64_t shutdown_grace_ms = 30 * 1000;
+
+  friend bool operator==(const WatchdogConfig&, const WatchdogConfig&) = default;
 };
 
 struct CircuitBreakerConfig {
   int consecutive_failures = 5;
   int64_t cooldown_ms = 10 * 60 * 1000;
+
+  friend bool operator==(const CircuitBreakerConfig&, const CircuitBreakerConfig&) = default;
 };
 
 struct BudgetConfig {
   double task_usd = 0;   // 0 = no limit
   double daily_usd = 0;  // 0 = no limit
+
+  friend bool operator==(const BudgetConfig&, const BudgetConfig&) = default;
 };
 
 struct SyncConfig {
   std::string remote;
   std::string branch;
+
+  friend bool operator==(const SyncConfig&, const SyncConfig&) = default;
 };
 
 struct MaintenanceConfig {
   int64_t interval_ms = 10 * 60 * 1000;
   int64_t keep_ms = 7LL * 24 * 3600 * 1000;
   int64_t keep_logs_ms = 30LL * 24 * 3600 * 1000;
+
+  friend bool operator==(const MaintenanceConfig&, const MaintenanceConfig&) = default;
 };
 
 struct DatabaseConfig {
   std::string synchronous = "normal";  // normal | full
+
+  friend bool operator==(const DatabaseConfig&, const DatabaseConfig&) = default;
 };
 
 struct Config {
@@ -91,6 +111,8 @@ struct Config {
   SyncConfig sync;
   MaintenanceConfig maintenance;
   DatabaseConfig database;
+
+  friend bool operator==(const Config&, const Config&) = default;
 };
 
 // Loads and validates a file. Errors (kConfig) list every problem found, one
@@ -104,5 +126,12 @@ std::string DumpConfig(const Config& config);
 // The agent spec for a task: the config's profile, overridden by the task's
 // agent/model/env. kill_grace comes from the watchdog.
 proto::AgentSpec ResolveAgent(const Config& config, const proto::TaskInfo& task);
+
+// The state directory, absolute: `flag` when non-empty, else $FORGE_STATE_DIR
+// when set and non-empty, else `.forge` beside the config file (config_path's
+// directory), else `./.forge`.
+std::string ResolveStateDir(const std::string& flag, const std::string& config_path);
+// "./forge.yaml" when it exists, else "" (meaning: all defaults).
+std::string DefaultConfigPath();
 
 }  // namespace forge

@@ -1,0 +1,500 @@
+#include "supervisor/config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace forge {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A private temp directory, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/forge_config_test.XXXXXX";
+    path_ = mkdtemp(pattern);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string Write(const std::string& name, const std::string& text) const {
+    std::string file = path_ + "/" + name;
+    std::ofstream(file) << text;
+    return file;
+  }
+
+ private:
+  std::string path_;
+};
+
+// The error message of parsing `text` as file "f.yaml"; fails the test when it parses.
+std::string ErrorOf(const std::string& text) {
+  Result<Config> config = ParseConfig(text, "f.yaml");
+  EXPECT_FALSE(config.ok()) << "parsed without error:\n" << text;
+  if (config.ok()) return "";
+  EXPECT_EQ(config.error().code, ErrorCode::kConfig);
+  return config.error().message;
+}
+
+Config Parse(const std::string& text) {
+  Result<Config> config = ParseConfig(text, "f.yaml");
+  EXPECT_TRUE(config.ok()) << config.error().message;
+  return config.ok() ? *config : Config{};
+}
+
+Config Defaults() {
+  Config config;
+  config.path = "f.yaml";
+  return config;
+}
+
+TEST(ConfigTest, EmptyOrCommentOnlyFileIsAllDefaults) {
+  EXPECT_EQ(Parse(""), Defaults());
+  EXPECT_EQ(Parse("# nothing here\n\n"), Defaults());
+  Config config = Parse("");
+  EXPECT_EQ(config.workers, 2);
+  EXPECT_EQ(config.agent.command, std::vector<std::string>{"claude"});
+  EXPECT_FALSE(config.critic.agent.has_value());
+  EXPECT_EQ(config.watchdog.heartbeat_timeout_ms, 5000);
+}
+
+TEST(ConfigTest, ReadsEveryKey) {
+  Config c = Parse(R"(
+workers: 8
+critics: 3
+agent:
+  profile: codex
+  command: [/opt/codex, exec]
+  args: [--full-auto]
+  model: o3
+  fallback_model: o4-mini
+  env: {FOO: bar, N: 3}
+  pass_env: [HOME, PATH]
+  timeout: 2h
+  stall_timeout: 90s
+critic:
+  verify: [make test, "ctest --output-on-failure"]
+  verify_timeout: 5m
+  agent: {profile: claude, command: [claude], args: [--x], model: sonnet, env: {A: b}}
+retry: {max_attempts: 4, backoff_base: 250ms, backoff_max: 1h, max_infra_retries: 0}
+watchdog: {heartbeat_interval: 2s, heartbeat_timeout: 9s, kill_grace: 0, shutdown_grace: 1m}
+circuit_breaker: {consecutive_failures: 7, cooldown: 30m}
+budget: {task_usd: 2.5, daily_usd: 100}
+sync: {remote: origin, branch: main}
+maintenance: {interval: 1h, keep: 14d, keep_logs: 60d}
+database: {synchronous: full}
+)");
+  EXPECT_EQ(c.workers, 8);
+  EXPECT_EQ(c.critics, 3);
+  EXPECT_EQ(c.agent.profile, "codex");
+  EXPECT_EQ(c.agent.command, (std::vector<std::string>{"/opt/codex", "exec"}));
+  EXPECT_EQ(c.agent.args, std::vector<std::string>{"--full-auto"});
+  EXPECT_EQ(c.agent.model, "o3");
+  EXPECT_EQ(c.agent.fallback_model, "o4-mini");
+  EXPECT_EQ(c.agent.env, (std::map<std::string, std::string>{{"FOO", "bar"}, {"N", "3"}}));
+  EXPECT_EQ(c.agent.pass_env, (std::vector<std::string>{"HOME", "PATH"}));
+  EXPECT_EQ(c.agent.timeout_ms, 2 * 3600 * 1000);
+  EXPECT_EQ(c.agent.stall_timeout_ms, 90 * 1000);
+  EXPECT_EQ(c.critic.verify, (std::vector<std::string>{"make test", "ctest --output-on-failure"}));
+  EXPECT_EQ(c.critic.verify_timeout_ms, 5 * 60 * 1000);
+  ASSERT_TRUE(c.critic.agent.has_value());
+  EXPECT_EQ(c.critic.agent->model, "sonnet");
+  EXPECT_EQ(c.critic.agent->args, std::vector<std::string>{"--x"});
+  EXPECT_EQ(c.critic.agent->env.at("A"), "b");
+  EXPECT_EQ(c.retry.max_attempts, 4);
+  EXPECT_EQ(c.retry.backoff_base_ms, 250);
+  EXPECT_EQ(c.retry.backoff_max_ms, 3600 * 1000);
+  EXPECT_EQ(c.retry.max_infra_retries, 0);
+  EXPECT_EQ(c.watchdog.heartbeat_interval_ms, 2000);
+  EXPECT_EQ(c.watchdog.heartbeat_timeout_ms, 9000);
+  EXPECT_EQ(c.watchdog.kill_grace_ms, 0);
+  EXPECT_EQ(c.watchdog.shutdown_grace_ms, 60 * 1000);
+  EXPECT_EQ(c.circuit_breaker.consecutive_failures, 7);
+  EXPECT_EQ(c.circuit_breaker.cooldown_ms, 30 * 60 * 1000);
+  EXPECT_DOUBLE_EQ(c.budget.task_usd, 2.5);
+  EXPECT_DOUBLE_EQ(c.budget.daily_usd, 100);
+  EXPECT_EQ(c.sync.remote, "origin");
+  EXPECT_EQ(c.sync.branch, "main");
+  EXPECT_EQ(c.maintenance.interval_ms, 3600 * 1000);
+  EXPECT_EQ(c.maintenance.keep_ms, 14LL * 24 * 3600 * 1000);
+  EXPECT_EQ(c.maintenance.keep_logs_ms, 60LL * 24 * 3600 * 1000);
+  EXPECT_EQ(c.database.synchronous, "full");
+}
+
+TEST(ConfigTest, MissingFileIsNotFoundNamingThePath) {
+  TempDir dir;
+  std::string path = dir.path() + "/nope.yaml";
+  Result<Config> config = LoadConfig(path);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(config.error().message, HasSubstr(path));
+}
+
+TEST(ConfigTest, DirectoryIsAnError) {
+  TempDir dir;
+  Result<Config> config = LoadConfig(dir.path());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.error().message, HasSubstr(dir.path() + ": is a directory"));
+}
+
+TEST(ConfigTest, LoadsFromFileAndErrorsNameTheFile) {
+  TempDir dir;
+  std::string good = dir.Write("good.yaml", "workers: 5\n");
+  Result<Config> config = LoadConfig(good);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->workers, 5);
+  EXPECT_EQ(config->path, good);
+
+  std::string bad = dir.Write("bad.yaml", "\nworkers: many\n");
+  config = LoadConfig(bad);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.error().message,
+            bad + ":2:10: key 'workers': must be an integer from 1 to 256, got 'many'");
+}
+
+TEST(ConfigTest, SyntaxErrorNamesItsLine) {
+  std::string message = ErrorOf("workers: 2\nagent:\n  command: [a, b\ncritics: 1\n");
+  EXPECT_THAT(message, HasSubstr("YAML syntax error"));
+  EXPECT_THAT(message, ::testing::StartsWith("f.yaml:4:"));
+  message = ErrorOf("workers: 2\n  critics: 1\n");
+  EXPECT_THAT(message, ::testing::MatchesRegex("f\\.yaml:2:[0-9]+: YAML syntax error: .*"));
+}
+
+TEST(ConfigTest, UnknownKeySuggestsTheClosest) {
+  EXPECT_EQ(ErrorOf("agent:\n  comand: [x]\n"),
+            "f.yaml:2:3: unknown key 'agent.comand' (did you mean 'command'?)");
+  EXPECT_EQ(ErrorOf("wrokers: 3\n"), "f.yaml:1:1: unknown key 'wrokers' (did you mean 'workers'?)");
+  EXPECT_EQ(ErrorOf("retry:\n  max_atempts: 2\n"),
+            "f.yaml:2:3: unknown key 'retry.max_atempts' (did you mean 'max_attempts'?)");
+  EXPECT_EQ(ErrorOf("colour: blue\n"), "f.yaml:1:1: unknown key 'colour'");
+  EXPECT_EQ(ErrorOf("critic:\n  agent:\n    modle: x\n"),
+            "f.yaml:3:5: unknown key 'critic.agent.modle' (did you mean 'model'?)");
+}
+
+TEST(ConfigTest, WrongTypes) {
+  EXPECT_EQ(ErrorOf("agent: claude\n"), "f.yaml:1:8: key 'agent': must be a map, got 'claude'");
+  EXPECT_EQ(ErrorOf("agent:\n  command: claude\n"),
+            "f.yaml:2:12: key 'agent.command': must be a list of strings, got 'claude'");
+  EXPECT_EQ(ErrorOf("agent:\n  command: [claude, [x]]\n"),
+            "f.yaml:2:21: key 'agent.command[1]': must be a non-empty string, got a list");
+  EXPECT_EQ(ErrorOf("retry: [1, 2]\n"), "f.yaml:1:8: key 'retry': must be a map, got a list");
+  EXPECT_EQ(ErrorOf("agent:\n  model: {a: 1}\n"),
+            "f.yaml:2:10: key 'agent.model': must be a string, got a map");
+  EXPECT_EQ(ErrorOf("workers: \"2\"\n"),
+            "f.yaml:1:10: key 'workers': must be an integer from 1 to 256, got string \"2\"");
+  EXPECT_EQ(ErrorOf("- workers\n"), "f.yaml:1:1: the document must be a map of keys, got a list");
+  EXPECT_EQ(ErrorOf("just text\n"),
+            "f.yaml:1:1: the document must be a map of keys, got 'just text'");
+  EXPECT_EQ(ErrorOf("budget: {task_usd: lots}\n"),
+            "f.yaml:1:20: key 'budget.task_usd': must be a non-negative number, got 'lots'");
+  EXPECT_EQ(ErrorOf("workers:\n"),
+            "f.yaml:1:1: key 'workers': must be an integer from 1 to 256, got nothing");
+}
+
+TEST(ConfigTest, IntegerRanges) {
+  EXPECT_EQ(ErrorOf("retry:\n  max_attempts: x\n"),
+            "f.yaml:2:17: key 'retry.max_attempts': must be a positive integer, got 'x'");
+  EXPECT_EQ(ErrorOf("retry: {max_attempts: 0}\n"),
+            "f.yaml:1:23: key 'retry.max_attempts': must be a positive integer, got '0'");
+  EXPECT_EQ(ErrorOf("workers: 0\n"),
+            "f.yaml:1:10: key 'workers': must be an integer from 1 to 256, got '0'");
+  EXPECT_EQ(ErrorOf("workers: 257\n"),
+            "f.yaml:1:10: key 'workers': must be an integer from 1 to 256, got '257'");
+  EXPECT_EQ(ErrorOf("workers: 2.5\n"),
+            "f.yaml:1:10: key 'workers': must be an integer from 1 to 256, got '2.5'");
+  EXPECT_EQ(ErrorOf("critics: 65\n"),
+            "f.yaml:1:10: key 'critics': must be an integer from 1 to 64, got '65'");
+  EXPECT_EQ(ErrorOf("retry: {max_infra_retries: -1}\n"),
+            "f.yaml:1:28: key 'retry.max_infra_retries': must be a non-negative integer, got '-1'");
+  EXPECT_EQ(ErrorOf("retry: {max_attempts: 99999999999999999999}\n"),
+            "f.yaml:1:23: key 'retry.max_attempts': must be a positive integer, got "
+            "'99999999999999999999'");
+  EXPECT_EQ(ErrorOf("budget: {daily_usd: -1}\n"),
+            "f.yaml:1:21: key 'budget.daily_usd': must be a non-negative number, got '-1'");
+  EXPECT_EQ(ErrorOf("budget: {daily_usd: .inf}\n"),
+            "f.yaml:1:21: key 'budget.daily_usd': must be a non-negative number, got '.inf'");
+}
+
+TEST(ConfigTest, BadDurations) {
+  EXPECT_EQ(ErrorOf("agent:\n  timeout: 10 minutes\n"),
+            "f.yaml:2:12: key 'agent.timeout': must be a positive duration like 250ms, 30s, 10m, "
+            "2h or 7d, got '10 minutes'");
+  EXPECT_EQ(ErrorOf("agent: {stall_timeout: 0}\n"),
+            "f.yaml:1:24: key 'agent.stall_timeout': must be a positive duration like 250ms, 30s, "
+            "10m, 2h or 7d, got '0'");
+  EXPECT_EQ(ErrorOf("watchdog: {kill_grace: 5}\n"),
+            "f.yaml:1:24: key 'watchdog.kill_grace': must be a duration like 250ms, 30s, 10m, 2h "
+            "or 7d, got '5'");
+  EXPECT_EQ(ErrorOf("maintenance: {keep: [1d]}\n"),
+            "f.yaml:1:21: key 'maintenance.keep': must be a positive duration like 250ms, 30s, "
+            "10m, 2h or 7d, got a list");
+  // Zero is allowed where it means "at once".
+  Config config = Parse("retry: {backoff_base: 0, backoff_max: 0}\nwatchdog: {kill_grace: 0}\n");
+  EXPECT_EQ(config.retry.backoff_base_ms, 0);
+  EXPECT_EQ(config.watchdog.kill_grace_ms, 0);
+}
+
+TEST(ConfigTest, EnumValues) {
+  EXPECT_EQ(ErrorOf("agent:\n  profile: gpt\n"),
+            "f.yaml:2:12: key 'agent.profile': must be one of claude, codex or command, got 'gpt'");
+  EXPECT_EQ(ErrorOf("database: {synchronous: off}\n"),
+            "f.yaml:1:25: key 'database.synchronous': must be one of normal or full, got 'off'");
+  EXPECT_EQ(Parse("database: {synchronous: full}\n").database.synchronous, "full");
+}
+
+TEST(ConfigTest, RulesBetweenKeys) {
+  EXPECT_EQ(ErrorOf("watchdog:\n  heartbeat_timeout: 1s\n"),
+            "f.yaml:2:22: key 'watchdog.heartbeat_timeout': must be greater than "
+            "heartbeat_interval (1s <= 1s)");
+  EXPECT_EQ(ErrorOf("watchdog:\n  heartbeat_interval: 10s\n"),
+            "f.yaml:2:23: key 'watchdog.heartbeat_timeout': must be greater than "
+            "heartbeat_interval (5s <= 10s)");
+  EXPECT_EQ(ErrorOf("retry:\n  backoff_base: 1h\n"),
+            "f.yaml:2:17: key 'retry.backoff_max': must be at least backoff_base (30m < 1h)");
+}
+
+TEST(ConfigTest, CollectsEveryProblem) {
+  std::string message = ErrorOf(R"(workers: 0
+agent:
+  profile: gpt
+  comand: [x]
+  timeout: soon
+retry: {max_attempts: x}
+database: {synchronous: off}
+bogus: 1
+)");
+  EXPECT_EQ(message,
+            "f.yaml:1:10: key 'workers': must be an integer from 1 to 256, got '0'\n"
+            "f.yaml:3:12: key 'agent.profile': must be one of claude, codex or command, got 'gpt'\n"
+            "f.yaml:4:3: unknown key 'agent.comand' (did you mean 'command'?)\n"
+            "f.yaml:5:12: key 'agent.timeout': must be a positive duration like 250ms, 30s, 10m, "
+            "2h or 7d, got 'soon'\n"
+            "f.yaml:6:23: key 'retry.max_attempts': must be a positive integer, got 'x'\n"
+            "f.yaml:7:25: key 'database.synchronous': must be one of normal or full, got 'off'\n"
+            "f.yaml:8:1: unknown key 'bogus'");
+}
+
+TEST(ConfigTest, DuplicateKeyNamesTheFirst) {
+  EXPECT_EQ(ErrorOf("workers: 2\ncritics: 1\nworkers: 3\n"),
+            "f.yaml:3:1: duplicate key 'workers' (first at f.yaml:1:1)");
+}
+
+TEST(ConfigTest, AgentCommandFollowsTheProfile) {
+  EXPECT_EQ(Parse("agent: {profile: codex}\n").agent.command, std::vector<std::string>{"codex"});
+  EXPECT_EQ(Parse("agent: {profile: claude}\n").agent.command, std::vector<std::string>{"claude"});
+  EXPECT_EQ(Parse("agent: {profile: command, command: [my-agent, --go]}\n").agent.command,
+            (std::vector<std::string>{"my-agent", "--go"}));
+  EXPECT_EQ(ErrorOf("agent:\n  profile: command\n"),
+            "f.yaml:2:12: key 'agent.command': required when the profile is 'command'");
+  EXPECT_EQ(ErrorOf("agent:\n  profile: command\n  command: []\n"),
+            "f.yaml:3:12: key 'agent.command': must not be empty");
+  EXPECT_EQ(ErrorOf("agent:\n  command: [\"\"]\n"),
+            "f.yaml:2:13: key 'agent.command[0]': must be a non-empty string, got string \"\"");
+}
+
+TEST(ConfigTest, CriticAgentIsOptional) {
+  EXPECT_FALSE(Parse("critic: {agent: null}\n").critic.agent.has_value());
+  EXPECT_FALSE(Parse("critic:\n  agent:\n").critic.agent.has_value());
+  EXPECT_FALSE(Parse("critic: {verify: [make]}\n").critic.agent.has_value());
+  Config config = Parse("critic: {agent: {}}\n");
+  ASSERT_TRUE(config.critic.agent.has_value());
+  EXPECT_EQ(config.critic.agent->profile, "claude");
+  EXPECT_EQ(config.critic.agent->command, std::vector<std::string>{"claude"});
+  config = Parse("critic: {agent: {profile: codex}}\n");
+  ASSERT_TRUE(config.critic.agent.has_value());
+  EXPECT_EQ(config.critic.agent->command, std::vector<std::string>{"codex"});
+  EXPECT_EQ(ErrorOf("critic: {agent: {profile: command}}\n"),
+            "f.yaml:1:27: key 'critic.agent.command': required when the profile is 'command'");
+  EXPECT_EQ(ErrorOf("critic: {agent: yes}\n"),
+            "f.yaml:1:17: key 'critic.agent': must be a map, got 'yes'");
+}
+
+TEST(ConfigTest, EnvironmentNames) {
+  EXPECT_EQ(ErrorOf("agent:\n  env: {1X: y}\n"),
+            "f.yaml:2:9: key 'agent.env': '1X' is not an environment variable name");
+  EXPECT_EQ(ErrorOf("agent:\n  env: {X: [1]}\n"),
+            "f.yaml:2:12: key 'agent.env.X': must be a string, got a list");
+  EXPECT_EQ(ErrorOf("agent:\n  pass_env: [HOME, \"A-B\"]\n"),
+            "f.yaml:2:20: key 'agent.pass_env[1]': must be an environment variable name, got "
+            "string \"A-B\"");
+  EXPECT_EQ(ErrorOf("agent:\n  env: [A]\n"),
+            "f.yaml:2:8: key 'agent.env': must be a map of environment variables, got a list");
+  EXPECT_EQ(Parse("agent: {env: {EMPTY: }}\n").agent.env.at("EMPTY"), "");
+}
+
+TEST(ConfigTest, DumpReloadsToTheSameConfig) {
+  Config original = Defaults();
+  Result<Config> reloaded = ParseConfig(DumpConfig(original), "f.yaml");
+  ASSERT_TRUE(reloaded.ok()) << reloaded.error().message << "\n" << DumpConfig(original);
+  EXPECT_EQ(*reloaded, original);
+
+  Config c = Defaults();
+  c.workers = 17;
+  c.agent.profile = "command";
+  c.agent.command = {"sh", "-c", "echo \"hi\" # not a comment"};
+  c.agent.args = {"--flag", "yes", "null", "123", "a: b", "[x]"};
+  c.agent.model = "model: weird 'quotes' \u00e9";
+  c.agent.env = {{"TOKEN", "~"}, {"N", "007"}, {"EMPTY", ""}};
+  c.agent.pass_env = {"HOME"};
+  c.agent.timeout_ms = 90 * 1000;
+  c.agent.stall_timeout_ms = 1500;
+  c.critic.verify = {"make test", "true"};
+  c.critic.agent = CriticAgentConfig{};
+  c.critic.agent->model = "opus";
+  c.retry.backoff_base_ms = 0;
+  c.retry.max_infra_retries = 0;
+  c.watchdog.heartbeat_interval_ms = 250;
+  c.budget.task_usd = 0.1;
+  c.budget.daily_usd = 12345.678;
+  c.sync.remote = "origin";
+  c.maintenance.keep_ms = 3LL * 24 * 3600 * 1000;
+  c.database.synchronous = "full";
+  std::string dump = DumpConfig(c);
+  reloaded = ParseConfig(dump, "f.yaml");
+  ASSERT_TRUE(reloaded.ok()) << reloaded.error().message << "\n" << dump;
+  EXPECT_EQ(*reloaded, c) << dump;
+  EXPECT_THAT(dump, HasSubstr("timeout: 90s"));
+  EXPECT_THAT(dump, HasSubstr("heartbeat_interval: 250ms"));
+  EXPECT_THAT(dump, HasSubstr("keep: 3d"));
+}
+
+TEST(ConfigTest, DumpShowsNoCriticAgentAsNull) {
+  std::string dump = DumpConfig(Defaults());
+  EXPECT_THAT(dump, HasSubstr("agent: ~"));
+  EXPECT_THAT(dump, HasSubstr("workers: 2"));
+}
+
+TEST(ConfigTest, ExampleConfigLoadsAsTheDefaults) {
+  std::string path = std::string(FORGE_SOURCE_DIR) + "/examples/forge.yaml";
+  Result<Config> config = LoadConfig(path);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  Config expected;
+  expected.path = path;
+  EXPECT_EQ(*config, expected);
+}
+
+TEST(ConfigTest, DemoConfigLoads) {
+  Result<Config> config = LoadConfig(std::string(FORGE_SOURCE_DIR) + "/examples/demo.yaml");
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->agent.profile, "command");
+}
+
+proto::TaskInfo Task() {
+  proto::TaskInfo task;
+  task.id = "t1";
+  return task;
+}
+
+TEST(ResolveAgentTest, UsesTheConfigProfile) {
+  Config config = Defaults();
+  config.agent.args = {"--allowedTools", "Write"};
+  config.agent.model = "sonnet";
+  config.agent.env = {{"A", "1"}};
+  config.agent.pass_env = {"HOME"};
+  config.agent.timeout_ms = 1234;
+  config.agent.stall_timeout_ms = 567;
+  config.watchdog.kill_grace_ms = 89;
+  proto::AgentSpec spec = ResolveAgent(config, Task());
+  EXPECT_EQ(spec.profile, "claude");
+  EXPECT_EQ(spec.command, std::vector<std::string>{"claude"});
+  EXPECT_EQ(spec.args, config.agent.args);
+  EXPECT_EQ(spec.model, "sonnet");
+  EXPECT_EQ(spec.env, config.agent.env);
+  EXPECT_EQ(spec.pass_env, config.agent.pass_env);
+  EXPECT_EQ(spec.timeout_ms, 1234);
+  EXPECT_EQ(spec.stall_timeout_ms, 567);
+  EXPECT_EQ(spec.kill_grace_ms, 89);
+}
+
+TEST(ResolveAgentTest, TaskOverridesModelAndEnv) {
+  Config config = Defaults();
+  config.agent.model = "sonnet";
+  config.agent.env = {{"A", "1"}, {"B", "2"}};
+  proto::TaskInfo task = Task();
+  task.model = "opus";
+  task.env = {{"B", "task"}, {"C", "3"}};
+  proto::AgentSpec spec = ResolveAgent(config, task);
+  EXPECT_EQ(spec.model, "opus");
+  EXPECT_EQ(spec.env, (std::map<std::string, std::string>{{"A", "1"}, {"B", "task"}, {"C", "3"}}));
+}
+
+TEST(ResolveAgentTest, TaskProfileUsesThatProfilesDefaults) {
+  Config config = Defaults();
+  config.agent.command = {"/opt/claude"};
+  config.agent.args = {"--allowedTools", "Write"};
+  config.agent.model = "sonnet";
+  proto::TaskInfo task = Task();
+  task.agent = "codex";
+  proto::AgentSpec spec = ResolveAgent(config, task);
+  EXPECT_EQ(spec.profile, "codex");
+  EXPECT_EQ(spec.command, std::vector<std::string>{"codex"});
+  EXPECT_TRUE(spec.args.empty());
+  EXPECT_EQ(spec.model, "");
+
+  task.agent = "claude";  // the config's own profile: nothing changes
+  spec = ResolveAgent(config, task);
+  EXPECT_EQ(spec.command, std::vector<std::string>{"/opt/claude"});
+  EXPECT_EQ(spec.model, "sonnet");
+}
+
+// Sets or clears an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = getenv(name)) old_ = old;
+    if (value) {
+      setenv(name, value, 1);
+    } else {
+      unsetenv(name);
+    }
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      setenv(name_, old_->c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST(StateDirTest, FlagThenEnvironmentThenBesideTheConfig) {
+  std::string cwd = fs::current_path().string();
+  {
+    ScopedEnv env("FORGE_STATE_DIR", "/srv/env-state");
+    EXPECT_EQ(ResolveStateDir("/srv/flag/", "/etc/forge/forge.yaml"), "/srv/flag");
+    EXPECT_EQ(ResolveStateDir("rel/dir", ""), cwd + "/rel/dir");
+    EXPECT_EQ(ResolveStateDir("", "/etc/forge/forge.yaml"), "/srv/env-state");
+  }
+  ScopedEnv env("FORGE_STATE_DIR", nullptr);
+  EXPECT_EQ(ResolveStateDir("", "/etc/forge/forge.yaml"), "/etc/forge/.forge");
+  EXPECT_EQ(ResolveStateDir("", "conf/forge.yaml"), cwd + "/conf/.forge");
+  EXPECT_EQ(ResolveStateDir("", "forge.yaml"), cwd + "/.forge");
+  EXPECT_EQ(ResolveStateDir("", ""), cwd + "/.forge");
+  ScopedEnv empty("FORGE_STATE_DIR", "");
+  EXPECT_EQ(ResolveStateDir("", "/etc/forge/forge.yaml"), "/etc/forge/.forge");
+}
+
+TEST(StateDirTest, DefaultConfigPathIsForgeYamlInTheWorkingDirectory) {
+  TempDir dir;
+  fs::path cwd = fs::current_path();
+  fs::current_path(dir.path());
+  EXPECT_EQ(DefaultConfigPath(), "");
+  dir.Write("forge.yaml", "workers: 1\n");
+  EXPECT_EQ(DefaultConfigPath(), "./forge.yaml");
+  fs::current_path(cwd);
+}
+
+}  // namespace
+}  // namespace forge
