@@ -19,6 +19,7 @@ namespace forge::proto {
 struct ControlRequest {
   std::string cmd;
   json args = json::object();  // the whole request object
+  bool operator==(const ControlRequest&) const = default;
 };
 // Parses and checks the envelope ("v", "cmd"); kDecode errors name the field.
 forge::Result<ControlRequest> DecodeControlRequest(std::string_view bytes);
@@ -42,24 +43,29 @@ struct SubmitTask {
   std::string agent;
   std::string model;
   std::map<std::string, std::string> env;
+  bool operator==(const SubmitTask&) const = default;
 };
 void to_json(json& j, const SubmitTask& v);
 void ReadValue(const json& j, SubmitTask& v);
 
 struct SubmitRequest {
   std::vector<SubmitTask> tasks;  // all or nothing
+  bool operator==(const SubmitRequest&) const = default;
 };
 struct SubmitReply {
   std::vector<std::string> ids;  // in request order
+  bool operator==(const SubmitReply&) const = default;
 };
 
 struct IdRequest {  // show, cancel, retry, approve
   std::string id;
+  bool operator==(const IdRequest&) const = default;
 };
 
 struct ListRequest {
   std::optional<TaskState> state;
   int limit = 0;  // 0: all
+  bool operator==(const ListRequest&) const = default;
 };
 
 struct EventsRequest {
@@ -67,6 +73,7 @@ struct EventsRequest {
   std::string task_id;
   std::string kind;
   int limit = 1000;
+  bool operator==(const EventsRequest&) const = default;
 };
 
 // ---- replies ----
@@ -74,6 +81,7 @@ struct PauseReason {
   std::string kind;    // operator | circuit | rate_limit | budget | shutdown
   std::string reason;  // one line for humans
   int64_t until_ms = 0;  // wall ms, 0 = until resumed
+  bool operator==(const PauseReason&) const = default;
 };
 
 struct ChildStatus {
@@ -86,6 +94,7 @@ struct ChildStatus {
   int64_t heartbeat_age_ms = 0;
   int64_t busy_since_ms = 0;  // wall ms when the current job started, 0 idle
   int restarts = 0;
+  bool operator==(const ChildStatus&) const = default;
 };
 
 struct LastFailure {
@@ -94,6 +103,7 @@ struct LastFailure {
   std::string outcome;
   std::string error;
   int64_t at_ms = 0;
+  bool operator==(const LastFailure&) const = default;
 };
 
 struct StatusReply {
@@ -109,16 +119,19 @@ struct StatusReply {
   double cost_today_usd = 0;
   std::optional<LastFailure> last_failure;
   bool degraded = false;
+  bool operator==(const StatusReply&) const = default;
 };
 
 struct ShowReply {
   TaskInfo task;
   std::vector<AttemptInfo> attempts;
   std::vector<EventInfo> timeline;
+  bool operator==(const ShowReply&) const = default;
 };
 
 struct ListReply {
   std::vector<TaskInfo> tasks;
+  bool operator==(const ListReply&) const = default;
 };
 
 struct ChangeReply {  // cancel, retry, approve
@@ -126,11 +139,13 @@ struct ChangeReply {  // cancel, retry, approve
   std::string previous_state;
   std::string state;
   std::string message;  // what changed, one line
+  bool operator==(const ChangeReply&) const = default;
 };
 
 struct EventsReply {
   std::vector<EventInfo> events;
   int64_t last_seq = 0;
+  bool operator==(const EventsReply&) const = default;
 };
 
 void to_json(json& j, const SubmitRequest& v);

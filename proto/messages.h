@@ -23,11 +23,13 @@ struct Hello {
   std::string role;  // worker | critic
   int64_t pid = 0;
   std::string version;
+  bool operator==(const Hello&) const = default;
 };
 
 struct Heartbeat {
   static constexpr std::string_view kType = "heartbeat";
   std::optional<int64_t> attempt_id;  // the attempt the child is working on
+  bool operator==(const Heartbeat&) const = default;
 };
 
 struct Started {
@@ -36,6 +38,7 @@ struct Started {
   int64_t agent_pid = 0;
   int64_t pgid = 0;
   int64_t agent_start_time = 0;  // /proc starttime, so recovery never kills a reused pid
+  bool operator==(const Started&) const = default;
 };
 
 // The worker's report of an agent run. outcome is passed (agent succeeded;
@@ -60,6 +63,7 @@ struct Result {
   int64_t rate_limit_reset_ms = 0;  // wall ms when the limit resets, 0 unknown
   bool model_failure = false;     // the agent attributes the failure to the model
   std::string model;              // model actually used
+  bool operator==(const Result&) const = default;
 };
 
 struct ReviewResult {
@@ -70,6 +74,7 @@ struct ReviewResult {
   std::vector<CheckResult> checks;
   std::optional<std::string> commit;  // squash commit on a pass of a repo task
   std::string error;                  // why the verdict is reject/error, one line
+  bool operator==(const ReviewResult&) const = default;
 };
 
 // ---- supervisor -> child ----
@@ -83,6 +88,7 @@ struct Dispatch {
   std::string workspace;                // absolute path
   AgentSpec agent;
   std::string log_path;  // where the worker writes the agent's output
+  bool operator==(const Dispatch&) const = default;
 };
 
 struct Review {
@@ -95,16 +101,19 @@ struct Review {
   int64_t verify_timeout_ms = 10 * 60 * 1000;
   std::optional<AgentSpec> critic;  // optional LLM critic
   std::string log_path;
+  bool operator==(const Review&) const = default;
 };
 
 struct Cancel {
   static constexpr std::string_view kType = "cancel";
   int64_t attempt_id = 0;
+  bool operator==(const Cancel&) const = default;
 };
 
 struct Shutdown {
   static constexpr std::string_view kType = "shutdown";
   int64_t grace_ms = 0;
+  bool operator==(const Shutdown&) const = default;
 };
 
 using ChildMessage = std::variant<Hello, Heartbeat, Started, Result, ReviewResult>;

@@ -54,6 +54,7 @@ struct CheckResult {
   bool timed_out = false;
   bool passed = false;
   std::string output_tail;  // last few KiB of stdout+stderr
+  bool operator==(const CheckResult&) const = default;
 };
 
 struct Finding {
@@ -62,6 +63,7 @@ struct Finding {
   std::string file;
   int line = 0;
   std::string message;
+  bool operator==(const Finding&) const = default;
 };
 
 // ---- what the agent runs (a resolved profile) ----
@@ -75,6 +77,7 @@ struct AgentSpec {
   int64_t timeout_ms = 60 * 60 * 1000;
   int64_t stall_timeout_ms = 10 * 60 * 1000;
   int64_t kill_grace_ms = 10 * 1000;
+  bool operator==(const AgentSpec&) const = default;
 };
 
 // A previous attempt, as a retry's brief shows it.
@@ -84,6 +87,7 @@ struct AttemptSummary {
   std::string error;
   std::vector<CheckResult> failing_checks;
   std::vector<Finding> findings;
+  bool operator==(const AttemptSummary&) const = default;
 };
 
 // ---- task (the `tasks` row plus derived fields) ----
@@ -120,6 +124,7 @@ struct TaskInfo {
   double cost_usd = 0;
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
+  bool operator==(const TaskInfo&) const = default;
 };
 
 // ---- attempt (the attempts ledger) ----
@@ -151,6 +156,7 @@ struct AttemptInfo {
   std::vector<CheckResult> checks;
   std::string log_path;
   std::string commit;
+  bool operator==(const AttemptInfo&) const = default;
 };
 
 // ---- event (the event log) ----
@@ -161,6 +167,7 @@ struct EventInfo {
   std::string task_id;  // empty for supervisor-wide events
   int attempt = 0;      // attempt number n, 0 when none
   json payload = json::object();
+  bool operator==(const EventInfo&) const = default;
 };
 
 void to_json(json& j, const CheckResult& v);

@@ -1,0 +1,174 @@
+#include "proto/messages.h"
+
+#include "proto/json_fields.h"
+
+namespace forge::proto {
+
+// ---- child -> supervisor ----
+
+void to_json(json& j, const Hello& m) {
+  j = json{{"role", m.role}, {"pid", m.pid}, {"version", m.version}};
+}
+
+void ReadValue(const json& j, Hello& m) {
+  RequireObject(j);
+  Required(j, "role", m.role);
+  Required(j, "pid", m.pid);
+  Required(j, "version", m.version);
+}
+
+void to_json(json& j, const Heartbeat& m) {
+  j = json::object();
+  if (m.attempt_id) j["attempt_id"] = *m.attempt_id;
+}
+
+void ReadValue(const json& j, Heartbeat& m) {
+  RequireObject(j);
+  Optional(j, "attempt_id", m.attempt_id);
+}
+
+void to_json(json& j, const Started& m) {
+  j = json{{"attempt_id", m.attempt_id},
+           {"agent_pid", m.agent_pid},
+           {"pgid", m.pgid},
+           {"agent_start_time", m.agent_start_time}};
+}
+
+void ReadValue(const json& j, Started& m) {
+  RequireObject(j);
+  Required(j, "attempt_id", m.attempt_id);
+  Required(j, "agent_pid", m.agent_pid);
+  Required(j, "pgid", m.pgid);
+  Optional(j, "agent_start_time", m.agent_start_time);
+}
+
+void to_json(json& j, const Result& m) {
+  j = json::object();
+  j["attempt_id"] = m.attempt_id;
+  j["outcome"] = m.outcome;
+  j["exit_code"] = m.exit_code;
+  j["signal"] = m.signal;
+  j["duration_ms"] = m.duration_ms;
+  j["cost_usd"] = m.cost_usd;
+  j["tokens_in"] = m.tokens_in;
+  j["tokens_out"] = m.tokens_out;
+  j["num_turns"] = m.num_turns;
+  j["session_id"] = m.session_id;
+  j["error"] = m.error;
+  j["log_path"] = m.log_path;
+  j["output_tail"] = m.output_tail;
+  j["retryable"] = m.retryable;
+  j["rate_limited"] = m.rate_limited;
+  j["rate_limit_reset_ms"] = m.rate_limit_reset_ms;
+  j["model_failure"] = m.model_failure;
+  j["model"] = m.model;
+}
+
+void ReadValue(const json& j, Result& m) {
+  RequireObject(j);
+  Required(j, "attempt_id", m.attempt_id);
+  Required(j, "outcome", m.outcome);
+  Optional(j, "exit_code", m.exit_code);
+  Optional(j, "signal", m.signal);
+  Optional(j, "duration_ms", m.duration_ms);
+  Optional(j, "cost_usd", m.cost_usd);
+  Optional(j, "tokens_in", m.tokens_in);
+  Optional(j, "tokens_out", m.tokens_out);
+  Optional(j, "num_turns", m.num_turns);
+  Optional(j, "session_id", m.session_id);
+  Optional(j, "error", m.error);
+  Optional(j, "log_path", m.log_path);
+  Optional(j, "output_tail", m.output_tail);
+  Optional(j, "retryable", m.retryable);
+  Optional(j, "rate_limited", m.rate_limited);
+  Optional(j, "rate_limit_reset_ms", m.rate_limit_reset_ms);
+  Optional(j, "model_failure", m.model_failure);
+  Optional(j, "model", m.model);
+}
+
+void to_json(json& j, const ReviewResult& m) {
+  j = json{{"attempt_id", m.attempt_id},
+           {"verdict", m.verdict},
+           {"findings", m.findings},
+           {"checks", m.checks},
+           {"error", m.error}};
+  if (m.commit) j["commit"] = *m.commit;
+}
+
+void ReadValue(const json& j, ReviewResult& m) {
+  RequireObject(j);
+  Required(j, "attempt_id", m.attempt_id);
+  Required(j, "verdict", m.verdict);
+  Optional(j, "findings", m.findings);
+  Optional(j, "checks", m.checks);
+  Optional(j, "commit", m.commit);
+  Optional(j, "error", m.error);
+}
+
+// ---- supervisor -> child ----
+
+void to_json(json& j, const Dispatch& m) {
+  j = json{{"attempt_id", m.attempt_id},
+           {"n", m.n},
+           {"task", m.task},
+           {"brief", m.brief},
+           {"history", m.history},
+           {"workspace", m.workspace},
+           {"agent", m.agent},
+           {"log_path", m.log_path}};
+}
+
+void ReadValue(const json& j, Dispatch& m) {
+  RequireObject(j);
+  Required(j, "attempt_id", m.attempt_id);
+  Optional(j, "n", m.n);
+  Required(j, "task", m.task);
+  Optional(j, "brief", m.brief);
+  Optional(j, "history", m.history);
+  Required(j, "workspace", m.workspace);
+  Required(j, "agent", m.agent);
+  Optional(j, "log_path", m.log_path);
+}
+
+void to_json(json& j, const Review& m) {
+  j = json{{"attempt_id", m.attempt_id},
+           {"n", m.n},
+           {"task", m.task},
+           {"workspace", m.workspace},
+           {"verify", m.verify},
+           {"verify_timeout_ms", m.verify_timeout_ms},
+           {"log_path", m.log_path}};
+  if (m.critic) j["critic"] = *m.critic;
+}
+
+void ReadValue(const json& j, Review& m) {
+  RequireObject(j);
+  Required(j, "attempt_id", m.attempt_id);
+  Optional(j, "n", m.n);
+  Required(j, "task", m.task);
+  Required(j, "workspace", m.workspace);
+  Optional(j, "verify", m.verify);
+  Optional(j, "verify_timeout_ms", m.verify_timeout_ms);
+  Optional(j, "critic", m.critic);
+  Optional(j, "log_path", m.log_path);
+}
+
+void to_json(json& j, const Cancel& m) {
+  j = json{{"attempt_id", m.attempt_id}};
+}
+
+void ReadValue(const json& j, Cancel& m) {
+  RequireObject(j);
+  Required(j, "attempt_id", m.attempt_id);
+}
+
+void to_json(json& j, const Shutdown& m) {
+  j = json{{"grace_ms", m.grace_ms}};
+}
+
+void ReadValue(const json& j, Shutdown& m) {
+  RequireObject(j);
+  Optional(j, "grace_ms", m.grace_ms);
+}
+
+}  // namespace forge::proto
