@@ -184,7 +184,9 @@ std::optional<std::string> YamlReader::PlainScalar(const YAML::Node& node, const
 void YamlReader::ReadInt(const YAML::Node& node, const std::string& key, int* out, int64_t min,
                          int64_t max) {
   std::string want;
-  if (max < INT32_MAX) {
+  if (min <= INT32_MIN && max >= INT32_MAX) {
+    want = "an integer";
+  } else if (max < INT32_MAX) {
     want = "an integer from " + std::to_string(min) + " to " + std::to_string(max);
   } else if (min == 1) {
     want = "a positive integer";

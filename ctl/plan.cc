@@ -1,0 +1,259 @@
+#include "ctl/plan.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "supervisor/config/yaml_reader.h"
+
+namespace forge::ctl {
+namespace {
+
+namespace fs = std::filesystem;
+using Marks = std::map<std::string, YAML::Mark>;
+
+// One task as read, with where its parts were, for the plan-wide checks.
+struct Entry {
+  proto::SubmitTask task;
+  YAML::Mark at;                          // the task's map
+  Marks present;                          // key -> value position
+  std::vector<YAML::Mark> depends_marks;  // position of each depends_on item
+};
+
+Result<std::string> ReadText(const std::string& path) {
+  std::error_code ec;
+  fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) return MakeError(ErrorCode::kNotFound, path + ": not found");
+  if (fs::is_directory(status)) return MakeError(ErrorCode::kInvalid, path + ": is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return MakeError(ErrorCode::kIo, path + ": cannot read: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// An existing task's id as the store makes them; the store checks it exists.
+bool LooksLikeTaskId(const std::string& id) {
+  return id.size() >= 2 && id[0] == 't' &&
+         id.find_first_not_of("0123456789", 1) == std::string::npos;
+}
+
+const std::vector<std::string_view> kProfiles = {"claude", "codex", "command"};
+
+std::vector<YAML::Mark> ItemMarks(const YAML::Node& list) {
+  std::vector<YAML::Mark> marks;
+  if (list.IsSequence()) {
+    for (const YAML::Node& item : list) marks.push_back(item.Mark());
+  }
+  return marks;
+}
+
+Entry ReadTask(YamlReader& r, const YAML::Node& node, const std::string& key,
+               std::string* brief_file) {
+  Entry e;
+  e.at = node.Mark();
+  if (!node.IsMap()) {
+    r.WrongValue(node, key, "a map of task keys");
+    return e;
+  }
+  proto::SubmitTask& t = e.task;
+  std::optional<int> max_attempts;
+  int max_attempts_value = 0;
+  e.present = r.ReadMap(
+      node, key,
+      {
+          {"id", [&](auto& v, auto& k) { r.ReadString(v, k, &t.id); }},
+          {"title", [&](auto& v, auto& k) { r.ReadString(v, k, &t.title); }},
+          {"brief", [&](auto& v, auto& k) { r.ReadString(v, k, &t.brief); }},
+          {"brief_file", [&](auto& v, auto& k) { r.ReadString(v, k, brief_file); }},
+          {"repo", [&](auto& v, auto& k) { r.ReadString(v, k, &t.repo); }},
+          {"base", [&](auto& v, auto& k) { r.ReadString(v, k, &t.base); }},
+          {"verify", [&](auto& v, auto& k) { r.ReadStringList(v, k, &t.verify); }},
+          {"depends_on",
+           [&](auto& v, auto& k) {
+             r.ReadStringList(v, k, &t.depends_on);
+             e.depends_marks = ItemMarks(v);
+           }},
+          {"priority",
+           [&](auto& v, auto& k) { r.ReadInt(v, k, &t.priority, INT32_MIN, INT32_MAX); }},
+          {"max_attempts",
+           [&](auto& v, auto& k) {
+             max_attempts_value = 0;
+             r.ReadInt(v, k, &max_attempts_value, 1);
+             if (max_attempts_value > 0) max_attempts = max_attempts_value;
+           }},
+          {"needs_approval", [&](auto& v, auto& k) { r.ReadBool(v, k, &t.needs_approval); }},
+          {"allow_empty", [&](auto& v, auto& k) { r.ReadBool(v, k, &t.allow_empty); }},
+          {"agent", [&](auto& v, auto& k) { r.ReadEnum(v, k, &t.agent, kProfiles); }},
+          {"model", [&](auto& v, auto& k) { r.ReadString(v, k, &t.model); }},
+          {"env", [&](auto& v, auto& k) { r.ReadEnvMap(v, k, &t.env); }},
+      });
+  t.max_attempts = max_attempts;
+  return e;
+}
+
+// Required keys, brief vs brief_file, and reading the brief file.
+void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_dir,
+               const std::string& brief_file, Entry& e) {
+  for (const char* required : {"id", "title"}) {
+    auto it = e.present.find(required);
+    const std::string& value = required == std::string("id") ? e.task.id : e.task.title;
+    if (it == e.present.end()) {
+      r.Problem(e.at, "key '" + key + "." + required + "': required");
+    } else if (value.empty()) {
+      r.Problem(it->second, "key '" + key + "." + required + "': must not be empty");
+    }
+  }
+  auto file_at = e.present.find("brief_file");
+  if (file_at == e.present.end()) return;
+  if (e.present.count("brief")) {
+    r.Problem(file_at->second, "key '" + key + ".brief_file': give brief or brief_file, not both");
+    return;
+  }
+  if (brief_file.empty()) {
+    r.Problem(file_at->second, "key '" + key + ".brief_file': must not be empty");
+    return;
+  }
+  fs::path file = brief_file;
+  if (file.is_relative()) file = fs::path(plan_dir) / file;
+  Result<std::string> text = ReadText(file.lexically_normal().string());
+  if (!text.ok()) {
+    r.Problem(file_at->second, "key '" + key + ".brief_file': " + text.error().message);
+    return;
+  }
+  e.task.brief = *text;
+}
+
+// Every depends_on names a task of the plan or an existing task id.
+void CheckDependencies(YamlReader& r, const std::vector<Entry>& entries,
+                       const std::map<std::string, size_t>& index) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::vector<std::string>& deps = entries[i].task.depends_on;
+    for (size_t j = 0; j < deps.size(); ++j) {
+      if (index.count(deps[j]) || LooksLikeTaskId(deps[j])) continue;
+      const YAML::Mark at =
+          j < entries[i].depends_marks.size() ? entries[i].depends_marks[j] : entries[i].at;
+      r.Problem(at, "key 'tasks[" + std::to_string(i) + "].depends_on[" + std::to_string(j) +
+                        "]': '" + deps[j] +
+                        "' is neither a task of this plan nor an existing task id (t<number>)");
+    }
+  }
+}
+
+// Reports each dependency cycle among the plan's own tasks, in the order the
+// edges run, starting from the task that comes first in the file.
+class CycleFinder {
+ public:
+  CycleFinder(YamlReader& r, const std::vector<Entry>& entries,
+              const std::map<std::string, size_t>& index)
+      : r_(r), entries_(entries), index_(index), color_(entries.size(), kWhite) {}
+
+  void Run() {
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      if (color_[i] == kWhite) Visit(i);
+    }
+  }
+
+ private:
+  enum Color { kWhite, kGrey, kBlack };
+
+  void Visit(size_t i) {
+    color_[i] = kGrey;
+    stack_.push_back(i);
+    for (const std::string& dep : entries_[i].task.depends_on) {
+      auto it = index_.find(dep);
+      if (it == index_.end()) continue;
+      size_t j = it->second;
+      if (color_[j] == kGrey) {
+        Report(j);
+      } else if (color_[j] == kWhite) {
+        Visit(j);
+      }
+    }
+    stack_.pop_back();
+    color_[i] = kBlack;
+  }
+
+  // The cycle is the stack from j's position to the top, then back to j.
+  void Report(size_t j) {
+    auto start = std::find(stack_.begin(), stack_.end(), j);
+    std::string path;
+    for (auto it = start; it != stack_.end(); ++it) path += entries_[*it].task.id + " -> ";
+    path += entries_[j].task.id;
+    r_.Problem(entries_[j].present.count("id") ? entries_[j].present.at("id") : entries_[j].at,
+               "dependency cycle: " + path);
+  }
+
+  YamlReader& r_;
+  const std::vector<Entry>& entries_;
+  const std::map<std::string, size_t>& index_;
+  std::vector<Color> color_;
+  std::vector<size_t> stack_;
+};
+
+std::string PlanDir(const std::string& path) {
+  fs::path dir = fs::path(path).parent_path();
+  return dir.empty() ? "." : dir.string();
+}
+
+}  // namespace
+
+Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const std::string& path) {
+  YamlReader r(path);
+  std::optional<YAML::Node> doc = r.Parse(text);
+  if (!doc) return r.ToError(ErrorCode::kInvalid);
+
+  std::vector<Entry> entries;
+  Marks top = r.ReadMap(*doc, "", {{"tasks", [&](const YAML::Node& list, const std::string& k) {
+                                      if (!list.IsSequence()) {
+                                        r.WrongValue(list, k, "a list of tasks");
+                                        return;
+                                      }
+                                      for (size_t i = 0; i < list.size(); ++i) {
+                                        std::string key = k + "[" + std::to_string(i) + "]";
+                                        std::string brief_file;
+                                        Entry e = ReadTask(r, list[i], key, &brief_file);
+                                        if (!list[i].IsMap()) continue;  // reported
+                                        CheckTask(r, key, PlanDir(path), brief_file, e);
+                                        entries.push_back(std::move(e));
+                                      }
+                                    }}});
+  if (r.ok() && !top.count("tasks") && (doc->IsNull() || doc->IsMap())) {
+    r.Problem(doc->IsNull() ? YAML::Mark::null_mark() : doc->Mark(),
+              "key 'tasks': required (the plan is {tasks: [...]})");
+  }
+
+  std::map<std::string, size_t> index;  // id -> entry
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::string& id = entries[i].task.id;
+    if (id.empty()) continue;
+    auto [it, inserted] = index.emplace(id, i);
+    if (!inserted) {
+      const Entry& first = entries[it->second];
+      r.Problem(entries[i].present.at("id"), "duplicate task id '" + id + "' (first at " +
+                                                 r.Where(first.present.at("id")) + ")");
+    }
+  }
+  CheckDependencies(r, entries, index);
+  CycleFinder(r, entries, index).Run();
+
+  if (!r.ok()) return r.ToError(ErrorCode::kInvalid);
+  std::vector<proto::SubmitTask> tasks;
+  for (Entry& e : entries) tasks.push_back(std::move(e.task));
+  return tasks;
+}
+
+Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path) {
+  Result<std::string> text = ReadText(path);
+  if (!text.ok()) return text.error().Wrap("plan file");
+  return ParsePlan(*text, path);
+}
+
+}  // namespace forge::ctl

@@ -1,0 +1,30 @@
+// Plan files for `forge-ctl submit --plan FILE` (contract): YAML of the form
+//   tasks:
+//     - {id, title, brief | brief_file, repo, base, verify: [], depends_on: [],
+//        priority, max_attempts, needs_approval, allow_empty, agent, model, env: {}}
+// Ids are local to the file. A plan is submitted all or nothing, so the whole
+// file is validated first and every problem is reported, one per line, each
+// naming FILE:LINE:COLUMN.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "proto/control.h"
+
+namespace forge::ctl {
+
+// Reads and validates a plan file; the tasks come back in file order, with
+// each brief_file (relative to the plan's directory) read into `brief`.
+// kNotFound when the file is missing; kInvalid listing every problem:
+// unknown keys, wrong types, missing id/title, duplicate ids, brief and
+// brief_file together, unreadable brief files, depends_on naming neither a
+// task of the plan nor an existing task id (t<digits>, checked by the store),
+// and dependency cycles ("dependency cycle: a -> b -> a").
+Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path);
+
+// The same from text; `path` names the file in messages and locates brief files.
+Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const std::string& path);
+
+}  // namespace forge::ctl

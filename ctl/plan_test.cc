@@ -1,0 +1,245 @@
+#include "ctl/plan.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace forge::ctl {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class PlanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/forge_plan_test.XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string Write(const std::string& name, const std::string& text) {
+    std::string path = dir_ + "/" + name;
+    fs::create_directories(fs::path(path).parent_path());
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  // The error message of the plan `text` (as file "p.yaml" in the temp dir).
+  std::string ErrorOf(const std::string& text) {
+    plan_ = dir_ + "/p.yaml";
+    auto tasks = ParsePlan(text, plan_);
+    EXPECT_FALSE(tasks.ok()) << "parsed without error:\n" << text;
+    if (tasks.ok()) return "";
+    EXPECT_EQ(tasks.error().code, ErrorCode::kInvalid);
+    return tasks.error().message;
+  }
+
+  std::vector<proto::SubmitTask> Parse(const std::string& text) {
+    plan_ = dir_ + "/p.yaml";
+    auto tasks = ParsePlan(text, plan_);
+    EXPECT_TRUE(tasks.ok()) << tasks.error().message;
+    return tasks.ok() ? *tasks : std::vector<proto::SubmitTask>{};
+  }
+
+  // "DIR/p.yaml:LINE:COL: message"
+  std::string At(int line, int column, const std::string& message) {
+    return dir_ + "/p.yaml:" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+  }
+
+  std::string dir_;
+  std::string plan_;
+};
+
+TEST_F(PlanTest, ReadsEveryKeyInFileOrder) {
+  Write("briefs/b.md", "Do the second thing.\n");
+  auto tasks = Parse(R"(
+tasks:
+  - id: first
+    title: First task
+    brief: Do the first thing.
+    repo: /src/repo
+    base: main
+    verify: [make test, "./check.sh --all"]
+    priority: 5
+    max_attempts: 2
+    needs_approval: true
+    allow_empty: true
+    agent: codex
+    model: o3
+    env: {FOO: bar, N: 1}
+  - id: second
+    title: Second task
+    brief_file: briefs/b.md
+    depends_on: [first, t42]
+    priority: -3
+)");
+  ASSERT_EQ(tasks.size(), 2u);
+  const proto::SubmitTask& a = tasks[0];
+  EXPECT_EQ(a.id, "first");
+  EXPECT_EQ(a.title, "First task");
+  EXPECT_EQ(a.brief, "Do the first thing.");
+  EXPECT_EQ(a.kind, "work");
+  EXPECT_EQ(a.repo, "/src/repo");
+  EXPECT_EQ(a.base, "main");
+  EXPECT_EQ(a.verify, (std::vector<std::string>{"make test", "./check.sh --all"}));
+  EXPECT_EQ(a.priority, 5);
+  EXPECT_EQ(a.max_attempts, 2);
+  EXPECT_TRUE(a.needs_approval);
+  EXPECT_TRUE(a.allow_empty);
+  EXPECT_EQ(a.agent, "codex");
+  EXPECT_EQ(a.model, "o3");
+  EXPECT_EQ(a.env, (std::map<std::string, std::string>{{"FOO", "bar"}, {"N", "1"}}));
+  EXPECT_TRUE(a.depends_on.empty());
+
+  const proto::SubmitTask& b = tasks[1];
+  EXPECT_EQ(b.id, "second");
+  EXPECT_EQ(b.brief, "Do the second thing.\n");
+  EXPECT_EQ(b.depends_on, (std::vector<std::string>{"first", "t42"}));
+  EXPECT_EQ(b.priority, -3);
+  EXPECT_FALSE(b.max_attempts.has_value());
+  EXPECT_FALSE(b.needs_approval);
+  EXPECT_TRUE(b.agent.empty());
+}
+
+TEST_F(PlanTest, JsonIsYamlToo) {
+  auto tasks =
+      Parse(R"({"tasks":[{"id":"a","title":"A"},{"id":"b","title":"B","depends_on":["a"]}]})");
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[1].depends_on, std::vector<std::string>{"a"});
+}
+
+TEST_F(PlanTest, LoadPlanReadsBriefFilesBesideThePlan) {
+  Write("sub/brief.md", "from the plan's directory");
+  std::string plan =
+      Write("sub/plan.yaml", "tasks:\n  - {id: a, title: A, brief_file: brief.md}\n");
+  auto tasks = LoadPlan(plan);
+  ASSERT_TRUE(tasks.ok()) << tasks.error().message;
+  ASSERT_EQ(tasks->size(), 1u);
+  EXPECT_EQ((*tasks)[0].brief, "from the plan's directory");
+}
+
+TEST_F(PlanTest, MissingPlanFileIsNotFound) {
+  auto tasks = LoadPlan(dir_ + "/none.yaml");
+  ASSERT_FALSE(tasks.ok());
+  EXPECT_EQ(tasks.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(tasks.error().message, HasSubstr(dir_ + "/none.yaml"));
+}
+
+TEST_F(PlanTest, MissingBriefFileNamesThePlanLine) {
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    brief_file: nope.md\n"),
+            At(4, 17, "key 'tasks[0].brief_file': " + dir_ + "/nope.md: not found"));
+}
+
+TEST_F(PlanTest, BriefAndBriefFileTogether) {
+  Write("b.md", "x");
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, brief: x, brief_file: b.md}\n"),
+            At(2, 45, "key 'tasks[0].brief_file': give brief or brief_file, not both"));
+}
+
+TEST_F(PlanTest, UnknownKeysAndWrongTypes) {
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    titel: A\n"),
+            At(3, 5, "unknown key 'tasks[0].titel' (did you mean 'title'?)") + "\n" +
+                At(2, 5, "key 'tasks[0].title': required"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, verify: make test}\n"),
+            At(2, 31, "key 'tasks[0].verify': must be a list of strings, got 'make test'"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, priority: high}\n"),
+            At(2, 33, "key 'tasks[0].priority': must be an integer, got 'high'"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, max_attempts: 0}\n"),
+            At(2, 37, "key 'tasks[0].max_attempts': must be a positive integer, got '0'"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, needs_approval: maybe}\n"),
+            At(2, 39, "key 'tasks[0].needs_approval': must be true or false, got 'maybe'"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, agent: gpt}\n"),
+            At(2, 30, "key 'tasks[0].agent': must be one of claude, codex or command, got 'gpt'"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, env: [X]}\n"),
+            At(2, 28, "key 'tasks[0].env': must be a map of environment variables, got a list"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - just a title\n"),
+            At(2, 5, "key 'tasks[0]': must be a map of task keys, got 'just a title'"));
+  EXPECT_EQ(ErrorOf("tasks: {id: a}\n"),
+            At(1, 8, "key 'tasks': must be a list of tasks, got a map"));
+  EXPECT_EQ(ErrorOf("- {id: a, title: A}\n"),
+            At(1, 1, "the document must be a map of keys, got a list"));
+  EXPECT_EQ(ErrorOf("task: []\n"), At(1, 1, "unknown key 'task' (did you mean 'tasks'?)"));
+}
+
+TEST_F(PlanTest, EmptyPlanNeedsTasks) {
+  EXPECT_EQ(ErrorOf(""), dir_ + "/p.yaml: key 'tasks': required (the plan is {tasks: [...]})");
+  EXPECT_TRUE(Parse("tasks: []\n").empty());
+}
+
+TEST_F(PlanTest, SyntaxErrorNamesItsLine) {
+  EXPECT_THAT(ErrorOf("tasks:\n  - {id: a, title: A\n"),
+              ::testing::MatchesRegex(".*/p\\.yaml:3:[0-9]+: YAML syntax error: .*"));
+}
+
+TEST_F(PlanTest, MissingOrEmptyIdAndTitle) {
+  EXPECT_EQ(ErrorOf("tasks:\n  - title: A\n  - id: \"\"\n    title: \"\"\n"),
+            At(2, 5, "key 'tasks[0].id': required") + "\n" +
+                At(3, 9, "key 'tasks[1].id': must not be empty") + "\n" +
+                At(4, 12, "key 'tasks[1].title': must not be empty"));
+}
+
+TEST_F(PlanTest, DuplicateIdNamesBothLines) {
+  EXPECT_EQ(
+      ErrorOf("tasks:\n  - {id: a, title: A}\n  - {id: b, title: B}\n  - {id: a, title: C}\n"),
+      At(4, 10, "duplicate task id 'a' (first at " + dir_ + "/p.yaml:2:10)"));
+}
+
+TEST_F(PlanTest, UnknownDependency) {
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, depends_on: [b, t7, tx, a2]}\n  - {id: a2, "
+                    "title: A2}\n"),
+            At(2, 36,
+               "key 'tasks[0].depends_on[0]': 'b' is neither a task of this plan nor an "
+               "existing task id (t<number>)") +
+                "\n" +
+                At(2, 43,
+                   "key 'tasks[0].depends_on[2]': 'tx' is neither a task of this plan nor an "
+                   "existing task id (t<number>)"));
+}
+
+TEST_F(PlanTest, CyclesAreNamedInOrder) {
+  EXPECT_EQ(ErrorOf(R"(tasks:
+  - {id: a, title: A, depends_on: [b]}
+  - {id: b, title: B, depends_on: [c]}
+  - {id: c, title: C, depends_on: [a]}
+  - {id: d, title: D, depends_on: [a]}
+)"),
+            At(2, 10, "dependency cycle: a -> b -> c -> a"));
+  EXPECT_EQ(
+      ErrorOf("tasks:\n  - {id: x, title: X}\n  - {id: self, title: S, depends_on: [self]}\n"),
+      At(3, 10, "dependency cycle: self -> self"));
+  // A diamond is not a cycle.
+  EXPECT_EQ(Parse(R"(tasks:
+  - {id: top, title: T, depends_on: [l, r]}
+  - {id: l, title: L, depends_on: [base]}
+  - {id: r, title: R, depends_on: [base]}
+  - {id: base, title: B}
+)")
+                .size(),
+            4u);
+}
+
+TEST_F(PlanTest, CollectsEveryProblem) {
+  std::string message = ErrorOf(R"(tasks:
+  - id: a
+    title: A
+    depends_on: [b]
+    priorty: 1
+  - id: b
+    depends_on: [a]
+  - id: a
+    title: again
+)");
+  EXPECT_EQ(message, At(5, 5, "unknown key 'tasks[0].priorty' (did you mean 'priority'?)") + "\n" +
+                         At(6, 5, "key 'tasks[1].title': required") + "\n" +
+                         At(8, 9, "duplicate task id 'a' (first at " + dir_ + "/p.yaml:2:9)") +
+                         "\n" + At(2, 9, "dependency cycle: a -> b -> a"));
+}
+
+}  // namespace
+}  // namespace forge::ctl
