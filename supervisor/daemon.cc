@@ -1,0 +1,171 @@
+#include "supervisor/daemon.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "common/lockfile.h"
+#include "common/log.h"
+#include "common/paths.h"
+#include "supervisor/config/config.h"
+#include "supervisor/supervisor.h"
+
+namespace forge::supervisor {
+namespace {
+
+// The daemon's half of the readiness pipe: "ok\n" once ready, else the error.
+class Readiness {
+ public:
+  explicit Readiness(int fd = -1) : fd_(fd) {}
+  void Ready() { Write("ok\n"); }
+  void Fail(const std::string& message) {
+    if (fd_.valid()) {
+      Write("error: " + message + "\n");
+    } else {
+      std::cerr << "forge-supervisor: " << message << "\n";
+    }
+  }
+
+ private:
+  void Write(const std::string& s) {
+    if (!fd_.valid()) return;
+    size_t off = 0;
+    while (off < s.size()) {
+      ssize_t n = ::write(fd_.get(), s.data() + off, s.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    fd_.reset();
+  }
+  UniqueFd fd_;
+};
+
+Result<Config> LoadEffectiveConfig(const std::string& path) {
+  if (path.empty()) return Config{};
+  return LoadConfig(path);
+}
+
+// Everything after the (optional) fork: lock, logging, recovery, sockets, loop.
+int Serve(const Config& config, const std::string& config_path, const std::string& state_dir,
+          bool foreground, Readiness readiness) {
+  auto lock = LockFile::Acquire(JoinPath(state_dir, "supervisor.lock"));
+  if (!lock.ok()) {
+    std::string message = lock.error().message;
+    if (lock.error().code == ErrorCode::kConflict) {
+      message = "another supervisor is already running for " + state_dir + ": " + message;
+    }
+    readiness.Fail(message);
+    return kExitFailure;
+  }
+  LogOptions log;
+  log.name = "supervisor";
+  log.file = JoinPath(state_dir, "supervisor.log");
+  log.console = foreground;
+  if (auto s = SetupLogging(log); !s.ok()) {
+    readiness.Fail(s.error().message);
+    return kExitFailure;
+  }
+  SupervisorOptions options{config, config_path, state_dir};
+  auto sup = Supervisor::Create(std::move(options));
+  if (!sup.ok()) {
+    spdlog::error("{}", sup.error().ToString());
+    readiness.Fail(sup.error().message);
+    return kExitFailure;
+  }
+  if (auto s = (*sup)->Start(); !s.ok()) {
+    spdlog::error("startup: {}", s.error().ToString());
+    readiness.Fail(s.error().message);
+    return kExitFailure;
+  }
+  readiness.Ready();
+  return (*sup)->Run();
+}
+
+void DetachStdio() {
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) return;
+  ::dup2(null, 0);
+  ::dup2(null, 1);
+  ::dup2(null, 2);
+  if (null > 2) ::close(null);
+}
+
+// Parent side: waits for the daemon's word.
+int AwaitReadiness(int fd, pid_t child) {
+  std::string got;
+  char buf[512];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (got == "ok\n") {
+    std::cout << "forge-supervisor started (pid " << child << ")\n";
+    return kExitOk;
+  }
+  if (got.empty()) got = "error: the supervisor exited during startup (see its log)\n";
+  std::cerr << "forge-supervisor: " << got;
+  ::waitpid(child, nullptr, WNOHANG);
+  return kExitFailure;
+}
+
+}  // namespace
+
+int RunStart(const StartOptions& options) {
+  std::string config_path =
+      options.config_path.empty() ? DefaultConfigPath() : AbsolutePath(options.config_path);
+  auto config = LoadEffectiveConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << "forge-supervisor: " << config.error().message << "\n";
+    return kExitUsage;
+  }
+  config->path = config_path;
+  std::string state_dir = ResolveStateDir(options.state_dir, config_path);
+  if (auto s = MakePrivateDir(state_dir); !s.ok()) {
+    std::cerr << "forge-supervisor: state directory: " << s.error().message << "\n";
+    return kExitFailure;
+  }
+  if (options.foreground) return Serve(*config, config_path, state_dir, true, Readiness());
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    std::perror("forge-supervisor: pipe");
+    return kExitFailure;
+  }
+  std::cout.flush();
+  std::cerr.flush();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("forge-supervisor: fork");
+    return kExitFailure;
+  }
+  if (pid > 0) {
+    ::close(fds[1]);
+    return AwaitReadiness(fds[0], pid);
+  }
+  ::close(fds[0]);
+  ::setsid();
+  DetachStdio();
+  int code = Serve(*config, config_path, state_dir, false, Readiness(fds[1]));
+  std::fflush(nullptr);
+  ::_exit(code);
+}
+
+int RunCheckConfig(const std::string& config_path_flag) {
+  std::string path = config_path_flag.empty() ? DefaultConfigPath() : config_path_flag;
+  auto config = LoadEffectiveConfig(path);
+  if (!config.ok()) {
+    std::cerr << config.error().message << "\n";
+    return kExitUsage;
+  }
+  if (path.empty()) std::cout << "# no forge.yaml found: defaults\n";
+  std::cout << DumpConfig(*config);
+  return kExitOk;
+}
+
+}  // namespace forge::supervisor

@@ -1,0 +1,39 @@
+// forge-supervisor: the queue owner and process supervisor. See daemon.h.
+#include <CLI/CLI.hpp>
+
+#include "supervisor/daemon.h"
+
+int main(int argc, char** argv) {
+  using namespace forge::supervisor;
+  CLI::App app{"forge-supervisor: runs coding agents from the Forge queue"};
+  app.footer(
+      "Exit codes: 0 ok; 1 runtime failure, or a supervisor already runs for the state "
+      "directory; 2 usage or configuration error.");
+  app.require_subcommand(1);
+
+  StartOptions start;
+  auto* start_cmd =
+      app.add_subcommand("start", "start the supervisor (daemonises unless --foreground)");
+  start_cmd->add_option("--config", start.config_path,
+                        "forge.yaml (default: ./forge.yaml if present)");
+  start_cmd->add_option(
+      "--state-dir", start.state_dir,
+      "state directory (default: $FORGE_STATE_DIR, else .forge beside the config)");
+  start_cmd->add_flag("--foreground", start.foreground,
+                      "stay in the foreground, log to stderr too");
+
+  std::string check_path;
+  auto* check_cmd =
+      app.add_subcommand("check-config", "validate forge.yaml and print the effective config");
+  check_cmd->add_option("--config", check_path, "forge.yaml (default: ./forge.yaml if present)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  if (*start_cmd) return RunStart(start);
+  if (*check_cmd) return RunCheckConfig(check_path);
+  return kExitUsage;
+}

@@ -1,0 +1,942 @@
+#include "supervisor/supervisor.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <zmq_addon.hpp>
+
+#include "common/paths.h"
+#include "common/process.h"
+#include "common/redact.h"
+#include "proto/codec.h"
+
+namespace forge::supervisor {
+namespace {
+
+using proto::Outcome;
+
+constexpr int64_t kMaxPollMs = 1000;
+constexpr int kHistoryLimit = 5;
+// Control requests between kMaxMessageBytes and this are read and refused
+// with an error reply; larger ones make ZeroMQ drop the connection.
+constexpr int64_t kControlMaxMessageBytes = 16 << 20;
+
+std::string ChildBinary(Role role) {
+  const char* var = role == Role::kWorker ? "FORGE_WORKER_BIN" : "FORGE_CRITIC_BIN";
+  if (const char* v = std::getenv(var); v != nullptr && *v != '\0') return v;
+  return JoinPath(SelfExeDir(), role == Role::kWorker ? "forge-worker" : "forge-critic");
+}
+
+store::StoreOptions StoreOptionsFor(const SupervisorOptions& o) {
+  store::StoreOptions s;
+  s.db_path = JoinPath(o.state_dir, "forge.db");
+  s.events_jsonl_path = JoinPath(o.state_dir, "events.jsonl");
+  s.synchronous_full = o.config.database.synchronous == "full";
+  s.default_max_attempts = o.config.retry.max_attempts;
+  return s;
+}
+
+GuardsConfig GuardsConfigFor(const Config& c) {
+  return GuardsConfig{c.circuit_breaker, c.budget};
+}
+
+std::optional<proto::AgentSpec> CriticSpec(const Config& c) {
+  if (!c.critic.agent) return std::nullopt;
+  const CriticAgentConfig& a = *c.critic.agent;
+  proto::AgentSpec spec;
+  spec.profile = a.profile;
+  spec.command = a.command;
+  spec.args = a.args;
+  spec.model = a.model;
+  spec.env = a.env;
+  spec.timeout_ms = c.critic.verify_timeout_ms;
+  spec.stall_timeout_ms = c.critic.verify_timeout_ms;
+  spec.kill_grace_ms = c.watchdog.kill_grace_ms;
+  return spec;
+}
+
+Outcome WorkerOutcome(const std::string& name) {
+  auto o = proto::ParseOutcome(name);
+  if (!o) return Outcome::kFailed;
+  return *o;
+}
+
+int64_t MidnightBefore(int64_t wall_ms) {
+  constexpr int64_t kDay = 24LL * 3600 * 1000;
+  return wall_ms / kDay * kDay;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- startup --
+
+Result<std::unique_ptr<Supervisor>> Supervisor::Create(SupervisorOptions options) {
+  // Before any thread exists (ZeroMQ's I/O threads start with the first
+  // socket), so every thread inherits the blocked mask.
+  FORGE_ASSIGN_OR_RETURN(SignalFd signals, SignalFd::Create({SIGCHLD, SIGTERM, SIGINT, SIGHUP}));
+  IgnoreSigpipe();
+  FORGE_ASSIGN_OR_RETURN(auto store, store::Store::Open(StoreOptionsFor(options)));
+  return std::unique_ptr<Supervisor>(
+      new Supervisor(std::move(options), std::move(signals), std::move(store)));
+}
+
+Supervisor::Supervisor(SupervisorOptions options, SignalFd signals,
+                       std::unique_ptr<store::Store> store)
+    : options_(std::move(options)),
+      config_(options_.config),
+      clock_(SystemClock::Get()),
+      signals_(std::move(signals)),
+      store_(std::move(store)),
+      guards_(clock_, GuardsConfigFor(options_.config)),
+      control_(*store_, *this),
+      rng_(std::random_device{}()) {}
+
+Supervisor::~Supervisor() {
+  // Nothing must outlive us: children die with PDEATHSIG, but kill them now
+  // rather than leave that to the kernel when Run() was never reached.
+  for (Child* c : pool_.All()) {
+    if (c->state == ChildState::kExited) continue;
+    ::kill(c->pid, SIGKILL);
+    KillAgentGroup(c->agent_pgid);
+    Reap(c->pid);
+  }
+}
+
+forge::Status Supervisor::Start() {
+  started_at_wall_ms_ = clock_.WallMs();
+  started_at_mono_ms_ = clock_.MonotonicMs();
+  FORGE_RETURN_IF_ERROR(Recover());
+  FORGE_RETURN_IF_ERROR(BindSockets());
+  RefreshNextDue();
+  RefreshCostToday();
+  FlushGuardEvents();
+  for (int i = 0; i < config_.workers; ++i) SpawnChild(Role::kWorker);
+  for (int i = 0; i < config_.critics; ++i) SpawnChild(Role::kCritic);
+  EmitEvent("supervisor.started", json{{"pid", ::getpid()},
+                                       {"version", FORGE_VERSION},
+                                       {"workers", config_.workers},
+                                       {"critics", config_.critics}});
+  if (sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
+  sd_notify(0, "READY=1");
+  Notify(true);
+  spdlog::info("supervisor {} ready: state {}, {} workers, {} critics", ::getpid(),
+               options_.state_dir, config_.workers, config_.critics);
+  return Status::Ok();
+}
+
+// Attempts left open by a previous run: its agents may still run (a
+// grandchild outlives its worker). Killed only when provably the same
+// process, then closed `recovered`, which requeues the task uncounted.
+forge::Status Supervisor::Recover() {
+  FORGE_ASSIGN_OR_RETURN(auto open, store_->OpenAttempts());
+  for (const auto& a : open) {
+    bool killed = false;
+    if (a.agent_pid > 0 && IsSameProcess(static_cast<pid_t>(a.agent_pid), a.agent_start_time)) {
+      KillAgentGroup(a.agent_pgid > 0 ? a.agent_pgid : a.agent_pid);
+      killed = true;
+    } else if (a.agent_pgid > 0 && !ProcessStartTime(static_cast<pid_t>(a.agent_pgid)) &&
+               ::kill(-static_cast<pid_t>(a.agent_pgid), 0) == 0) {
+      // The leader is gone but its group still has members: the kernel does
+      // not reuse a pid while a group of that id exists, so these are the
+      // agent's own leftovers (grandchildren), never a stranger.
+      KillAgentGroup(a.agent_pgid);
+      killed = true;
+    }
+    spdlog::warn("recovery: attempt {} (task {} #{}) was open{}", a.id, a.task_id, a.n,
+                 killed ? "; killed its agent's process group" : "");
+    AttemptEnd end;
+    end.outcome = Outcome::kRecovered;
+    end.error = "attempt was open when the supervisor started";
+    CloseAttempt(a.id, end);
+  }
+  return Status::Ok();
+}
+
+forge::Status Supervisor::BindSockets() {
+  FORGE_ASSIGN_OR_RETURN(endpoints_, proto::PrepareEndpoints(options_.state_dir));
+  try {
+    children_socket_.emplace(context_, zmq::socket_type::router);
+    children_socket_->set(zmq::sockopt::router_mandatory, 1);
+    children_socket_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes));
+    children_socket_->set(zmq::sockopt::linger, 0);
+    children_socket_->bind(endpoints_.children);
+    control_socket_.emplace(context_, zmq::socket_type::router);
+    control_socket_->set(zmq::sockopt::router_mandatory, 1);
+    control_socket_->set(zmq::sockopt::maxmsgsize, kControlMaxMessageBytes);
+    control_socket_->set(zmq::sockopt::linger, 0);
+    control_socket_->bind(endpoints_.control);
+  } catch (const zmq::error_t& e) {
+    return MakeError(ErrorCode::kIo, "binding " + endpoints_.children + " / " + endpoints_.control +
+                                         ": " + e.what());
+  }
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------------- loop --
+
+int Supervisor::Run() {
+  while (!done_) {
+    zmq::pollitem_t items[] = {
+        {children_socket_->handle(), 0, ZMQ_POLLIN, 0},
+        {control_socket_->handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, signals_->fd(), ZMQ_POLLIN, 0},
+    };
+    try {
+      zmq::poll(items, 3, std::chrono::milliseconds(PollTimeoutMs()));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) spdlog::error("zmq_poll: {}", e.what());
+    }
+    if (items[2].revents & ZMQ_POLLIN) HandleSignals();
+    DrainChildren();
+    DrainControl();
+    RunTimers();
+    if (!done_) {
+      TryReview();
+      TryDispatch();
+      Notify();
+    }
+  }
+  sd_notify(0, "STOPPING=1");
+  spdlog::info("supervisor {} stopped", ::getpid());
+  return 0;
+}
+
+int64_t Supervisor::PollTimeoutMs() {
+  int64_t now = clock_.MonotonicMs();
+  int64_t wall = clock_.WallMs();
+  int64_t next = now + kMaxPollMs;
+  auto consider = [&](std::optional<int64_t> t) {
+    if (t) next = std::min(next, *t);
+  };
+  consider(pool_.NextSilenceDeadline(config_.watchdog.heartbeat_timeout_ms));
+  if (next_due_wall_ms_) consider(now + (*next_due_wall_ms_ - wall));
+  if (auto g = guards_.NextExpiryWallMs()) consider(now + (*g - wall));
+  for (const auto& r : respawns_) consider(r.due_mono_ms);
+  if (stopping_) consider(stop_deadline_mono_ms_);
+  if (watchdog_usec_ > 0) consider(next_watchdog_mono_ms_);
+  return std::clamp<int64_t>(next - now, 0, kMaxPollMs);
+}
+
+void Supervisor::HandleSignals() {
+  while (auto sig = signals_->Read()) {
+    switch (*sig) {
+      case SIGCHLD:
+        ReapChildren();
+        break;
+      case SIGTERM:
+      case SIGINT:
+        BeginShutdown(*sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+      case SIGHUP: {
+        if (options_.config_path.empty()) {
+          spdlog::info("SIGHUP: no config file to reload (running on defaults)");
+          break;
+        }
+        auto loaded = LoadConfig(options_.config_path);
+        if (!loaded.ok()) {
+          spdlog::error("SIGHUP: keeping the current config: {}", loaded.error().message);
+          EmitEvent("config.reload_failed", json{{"error", loaded.error().message}});
+          break;
+        }
+        config_ = std::move(*loaded);
+        guards_.Reconfigure(GuardsConfigFor(config_));
+        RefreshCostToday();
+        FlushGuardEvents();
+        spdlog::info("SIGHUP: reloaded {}", options_.config_path);
+        EmitEvent("config.reloaded", json{{"path", options_.config_path}});
+        if (!stopping_) SpawnMissing();
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+void Supervisor::RunTimers() {
+  int64_t now = clock_.MonotonicMs();
+  for (pid_t pid : pool_.Silent(now, config_.watchdog.heartbeat_timeout_ms)) {
+    Child* c = pool_.Find(pid);
+    if (c == nullptr || c->state == ChildState::kStopping) {
+      // Already being killed; SIGCHLD finishes it. A stopping child that keeps
+      // quiet past the timeout is killed below by the shutdown deadline.
+      if (c != nullptr && !stopping_ && c->state == ChildState::kStopping) ::kill(pid, SIGKILL);
+      continue;
+    }
+    int64_t attempt = c->attempt_id;
+    std::string task = c->task_id;
+    int n = c->attempt_n;
+    KillChild(*c, "no heartbeat for " + std::to_string(now - c->last_seen_mono_ms) + " ms");
+    (void)pool_.Apply(pid, ChildEvent::kHeartbeatTimeout, now);
+    if (attempt != 0) {
+      EmitEvent("child.lost", json{{"pid", pid}, {"attempt_id", attempt}}, task, n);
+      AttemptEnd end;
+      end.outcome = Outcome::kLost;
+      end.error = std::string(RoleName(c->role)) + " " + std::to_string(pid) +
+                  " sent no heartbeat for " +
+                  std::to_string(config_.watchdog.heartbeat_timeout_ms) + " ms";
+      c->attempt_id = 0;
+      CloseAttempt(attempt, end);
+    }
+  }
+  for (auto it = respawns_.begin(); it != respawns_.end();) {
+    if (it->due_mono_ms <= now && !stopping_) {
+      Role role = it->role;
+      it = respawns_.erase(it);
+      SpawnChild(role);
+    } else {
+      ++it;
+    }
+  }
+  if (next_due_wall_ms_ && *next_due_wall_ms_ <= clock_.WallMs()) {
+    auto promoted = store_->PromoteDue(clock_.WallMs());
+    if (!promoted.ok()) spdlog::error("promoting cooldown tasks: {}", promoted.error().ToString());
+    RefreshNextDue();
+  }
+  bool budget_was_paused = guards_.budget_paused();
+  guards_.Tick();
+  if (budget_was_paused && !guards_.budget_paused()) RefreshCostToday();
+  FlushGuardEvents();
+  if (stopping_ && (now >= stop_deadline_mono_ms_ ||
+                    (pool_.Count(Role::kWorker) == 0 && pool_.Count(Role::kCritic) == 0))) {
+    FinishShutdown();
+  }
+  if (watchdog_usec_ > 0 && now >= next_watchdog_mono_ms_) {
+    sd_notify(0, "WATCHDOG=1");
+    next_watchdog_mono_ms_ = now + static_cast<int64_t>(watchdog_usec_ / 2000);
+  }
+}
+
+void Supervisor::TryDispatch() {
+  if (stopping_) return;
+  while (true) {
+    Child* worker = pool_.FindIdle(Role::kWorker);
+    if (worker == nullptr) return;
+    guards_.Tick();
+    FlushGuardEvents();
+    if (!guards_.MayDispatch()) return;
+    auto next = store_->NextReady();
+    if (!next.ok()) {
+      spdlog::error("selecting a ready task: {}", next.error().ToString());
+      return;
+    }
+    if (!next->has_value()) return;
+    proto::TaskInfo task = std::move(**next);
+    proto::AgentSpec agent = ResolveAgent(config_, task);
+    store::Lease lease;
+    lease.worker_pid = worker->pid;
+    lease.model = agent.model;
+    lease.log_path = LogPathFor(task.id, task.total_attempts + 1, ".log");
+    auto attempt = store_->LeaseAttempt(task.id, lease);
+    if (!attempt.ok()) {
+      spdlog::error("leasing {}: {}", task.id, attempt.error().ToString());
+      return;
+    }
+    proto::Dispatch d;
+    d.attempt_id = attempt->id;
+    d.n = attempt->n;
+    d.brief = task.brief;
+    if (auto h = store_->History(task.id, kHistoryLimit); h.ok()) d.history = std::move(*h);
+    d.workspace = WorkspaceFor(task.id);
+    d.agent = std::move(agent);
+    d.log_path =
+        attempt->log_path.empty() ? LogPathFor(task.id, attempt->n, ".log") : attempt->log_path;
+    d.task = std::move(task);
+    auto assigned = pool_.AssignJob(worker->pid, d.attempt_id, d.task.id, d.n, clock_.MonotonicMs(),
+                                    clock_.WallMs());
+    if (!assigned.ok()) spdlog::error("dispatch bookkeeping: {}", assigned.error().message);
+    guards_.OnDispatched();
+    FlushGuardEvents();
+    spdlog::info("dispatch {} #{} (attempt {}) to {}", d.task.id, d.n, d.attempt_id,
+                 worker->routing_id);
+    if (!Send(*worker, d)) {
+      AttemptEnd end;
+      end.outcome = Outcome::kCrashed;
+      end.error = worker->routing_id + " was unreachable when the attempt was dispatched";
+      int64_t id = d.attempt_id;
+      KillChild(*worker, "unreachable");
+      worker->attempt_id = 0;
+      CloseAttempt(id, end);
+    }
+  }
+}
+
+void Supervisor::TryReview() {
+  while (!review_queue_.empty() && !stopping_) {
+    Child* critic = pool_.FindIdle(Role::kCritic);
+    if (critic == nullptr) return;
+    int64_t attempt_id = review_queue_.front();
+    review_queue_.pop_front();
+    auto attempt = store_->GetAttempt(attempt_id);
+    if (!attempt.ok() || attempt->ended_at_ms != 0) continue;  // cancelled meanwhile
+    auto task = store_->GetTask(attempt->task_id);
+    if (!task.ok()) continue;
+    proto::Review r;
+    r.attempt_id = attempt_id;
+    r.n = attempt->n;
+    r.workspace = WorkspaceFor(task->id);
+    r.verify = config_.critic.verify;
+    r.verify.insert(r.verify.end(), task->verify.begin(), task->verify.end());
+    r.verify_timeout_ms = config_.critic.verify_timeout_ms;
+    r.critic = CriticSpec(config_);
+    r.log_path = LogPathFor(task->id, attempt->n, ".review.log");
+    r.task = std::move(*task);
+    auto assigned = pool_.AssignJob(critic->pid, attempt_id, r.task.id, r.n, clock_.MonotonicMs(),
+                                    clock_.WallMs());
+    if (!assigned.ok()) spdlog::error("review bookkeeping: {}", assigned.error().message);
+    spdlog::info("review {} #{} (attempt {}) on {}", r.task.id, r.n, attempt_id,
+                 critic->routing_id);
+    if (!Send(*critic, r)) {
+      critic->attempt_id = 0;
+      KillChild(*critic, "unreachable");
+      review_queue_.push_front(attempt_id);
+    }
+  }
+}
+
+// Systemd status line, sent when it changes (and the first time).
+void Supervisor::Notify(bool force) {
+  auto counts = store_->QueueCounts();
+  std::string line;
+  if (counts.ok()) {
+    line = "running " + std::to_string((*counts)["running"] + (*counts)["reviewing"]) + ", ready " +
+           std::to_string((*counts)["ready"]) + ", cooldown " +
+           std::to_string((*counts)["cooldown"]) + ", done " + std::to_string((*counts)["done"]) +
+           ", blocked " + std::to_string((*counts)["blocked"]);
+  }
+  for (const auto& p : guards_.Reasons()) line += "; paused (" + p.kind + "): " + p.reason;
+  if (!force && line == last_status_line_) return;
+  last_status_line_ = line;
+  sd_notify(0, ("STATUS=" + line).c_str());
+}
+
+// --------------------------------------------------------------- children --
+
+void Supervisor::SpawnChild(Role role) {
+  SpawnOptions o;
+  o.argv = {ChildBinary(role),
+            "--connect",
+            endpoints_.children,
+            "--state-dir",
+            options_.state_dir,
+            "--heartbeat-ms",
+            std::to_string(config_.watchdog.heartbeat_interval_ms)};
+  o.env = CurrentEnvironment();
+  o.new_process_group = true;
+  o.die_with_parent = true;
+  o.stdin_mode = Stdio::kNull;
+  o.stdout_mode = Stdio::kNull;
+  o.stderr_mode = Stdio::kInherit;
+  auto spawned = Spawn(o);
+  int64_t now = clock_.MonotonicMs();
+  if (!spawned.ok()) {
+    // A missing or broken binary is a crash loop like any other: throttled, retried.
+    int64_t delay = std::max<int64_t>(pool_.RecordRestart(role, now), kRespawnDelayInitialMs);
+    spdlog::error("spawning {}: {}; retrying in {} ms", RoleName(role), spawned.error().message,
+                  delay);
+    respawns_.push_back({role, now + delay});
+    return;
+  }
+  Child& c = pool_.Add(role, spawned->pid, spawned->start_time, now);
+  spdlog::info("spawned {}", c.routing_id);
+}
+
+void Supervisor::SpawnMissing() {
+  auto pending = [&](Role role) {
+    return static_cast<int>(std::count_if(respawns_.begin(), respawns_.end(),
+                                          [&](const auto& r) { return r.role == role; }));
+  };
+  for (int i = pool_.Count(Role::kWorker) + pending(Role::kWorker); i < config_.workers; ++i) {
+    SpawnChild(Role::kWorker);
+  }
+  for (int i = pool_.Count(Role::kCritic) + pending(Role::kCritic); i < config_.critics; ++i) {
+    SpawnChild(Role::kCritic);
+  }
+}
+
+bool Supervisor::Send(const Child& child, const proto::SupervisorMessage& message) {
+  std::string body = proto::Encode(message);
+  try {
+    children_socket_->send(zmq::buffer(child.routing_id), zmq::send_flags::sndmore);
+    children_socket_->send(zmq::buffer(body), zmq::send_flags::dontwait);
+    return true;
+  } catch (const zmq::error_t& e) {
+    spdlog::warn("sending {} to {}: {}", proto::TypeName(message), child.routing_id, e.what());
+    return false;
+  }
+}
+
+void Supervisor::DrainChildren() {
+  while (true) {
+    std::vector<zmq::message_t> frames;
+    zmq::recv_result_t got;
+    try {
+      got = zmq::recv_multipart(*children_socket_, std::back_inserter(frames),
+                                zmq::recv_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("children socket: {}", e.what());
+      ++counters_.bad_child_messages;
+      continue;
+    }
+    if (!got) return;
+    if (frames.size() != 2) {
+      ++counters_.bad_child_messages;
+      spdlog::warn("children socket: message with {} frames ignored", frames.size());
+      continue;
+    }
+    HandleChildMessage(frames[0].to_string(), frames[1].to_string());
+  }
+}
+
+void Supervisor::HandleChildMessage(const std::string& routing_id, const std::string& bytes) {
+  Child* child = pool_.FindByRoutingId(routing_id);
+  if (child == nullptr || child->state == ChildState::kExited) {
+    ++counters_.bad_child_messages;
+    spdlog::warn("message from unknown peer '{}' ignored ({} bytes)", routing_id, bytes.size());
+    return;
+  }
+  auto decoded = proto::DecodeChildMessage(bytes);
+  int64_t now = clock_.MonotonicMs();
+  if (!decoded.ok()) {
+    ++counters_.bad_child_messages;
+    spdlog::warn("{}: undecodable message ignored: {}", routing_id, decoded.error().message);
+    return;
+  }
+  // Any well-formed message proves the child alive.
+  child->last_seen_mono_ms = now;
+  std::visit(
+      [&](auto& m) {
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<M, proto::Hello>) {
+          OnHello(*child, m);
+        } else if constexpr (std::is_same_v<M, proto::Heartbeat>) {
+          (void)pool_.Apply(child->pid, ChildEvent::kHeartbeat, now);
+          if (m.attempt_id && *m.attempt_id != child->attempt_id) {
+            ++counters_.stray_messages;
+            spdlog::warn("{}: heartbeat names attempt {} but holds {}", routing_id, *m.attempt_id,
+                         child->attempt_id);
+          }
+        } else if constexpr (std::is_same_v<M, proto::Started>) {
+          OnStarted(*child, m);
+        } else if constexpr (std::is_same_v<M, proto::Result>) {
+          OnResult(*child, m);
+        } else if constexpr (std::is_same_v<M, proto::ReviewResult>) {
+          OnReviewResult(*child, m);
+        }
+      },
+      *decoded);
+}
+
+void Supervisor::OnHello(Child& child, const proto::Hello& m) {
+  if (m.role != RoleName(child.role) || m.pid != child.pid) {
+    ++counters_.bad_child_messages;
+    spdlog::warn("{}: hello says role '{}' pid {}; ignored", child.routing_id, m.role, m.pid);
+    return;
+  }
+  auto r = pool_.Apply(child.pid, ChildEvent::kHello, clock_.MonotonicMs());
+  if (!r.ok()) {
+    spdlog::warn("{}", r.error().message);
+    return;
+  }
+  spdlog::info("{} ready (version {})", child.routing_id, m.version);
+  if (stopping_) {
+    proto::Shutdown s;
+    s.grace_ms = 0;
+    Send(child, s);
+    (void)pool_.Apply(child.pid, ChildEvent::kShutdown, clock_.MonotonicMs());
+  }
+}
+
+bool Supervisor::HoldsAttempt(const Child& child, int64_t attempt_id, std::string_view what) {
+  if (attempt_id != 0 && child.attempt_id == attempt_id) return true;
+  ++counters_.stray_messages;
+  spdlog::warn("{}: {} for attempt {} which it does not hold (holds {}); ignored", child.routing_id,
+               what, attempt_id, child.attempt_id);
+  return false;
+}
+
+void Supervisor::OnStarted(Child& child, const proto::Started& m) {
+  if (child.role != Role::kWorker || !HoldsAttempt(child, m.attempt_id, "started")) return;
+  child.agent_pid = m.agent_pid;
+  child.agent_pgid = m.pgid;
+  child.agent_start_time = m.agent_start_time;
+  auto s = store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid, m.agent_start_time);
+  if (!s.ok()) spdlog::error("recording agent start: {}", s.error().ToString());
+}
+
+void Supervisor::OnResult(Child& child, const proto::Result& m) {
+  if (child.role != Role::kWorker || !HoldsAttempt(child, m.attempt_id, "result")) return;
+  int64_t attempt_id = m.attempt_id;
+  auto done = pool_.FinishJob(child.pid, clock_.MonotonicMs());
+  if (!done.ok()) spdlog::warn("{}", done.error().message);
+  child.attempt_id = 0;
+  store::AgentReport report;
+  report.outcome = WorkerOutcome(m.outcome);
+  report.exit_code = m.exit_code;
+  report.signal = m.signal;
+  report.duration_ms = m.duration_ms;
+  report.cost_usd = m.cost_usd;
+  report.tokens_in = m.tokens_in;
+  report.tokens_out = m.tokens_out;
+  report.num_turns = m.num_turns;
+  report.session_id = m.session_id;
+  report.model = m.model;
+  report.error = m.error;
+  report.log_path = m.log_path;
+  auto attempt = store_->GetAttempt(attempt_id);
+  if (!attempt.ok() || attempt->ended_at_ms != 0) {
+    spdlog::info("result for attempt {} which is already closed (cancelled)", attempt_id);
+    return;
+  }
+  auto recorded = store_->RecordAgentResult(attempt_id, report);
+  if (!recorded.ok()) spdlog::error("recording result: {}", recorded.error().ToString());
+  if (m.rate_limited) {
+    guards_.OnRateLimited(m.rate_limit_reset_ms);
+    FlushGuardEvents();
+  }
+  spdlog::info("{}: attempt {} agent {} {}", child.routing_id, attempt_id, m.outcome, m.error);
+  if (report.outcome == Outcome::kPassed && !stopping_) {
+    review_queue_.push_back(attempt_id);
+    return;
+  }
+  AttemptEnd end;
+  end.outcome = report.outcome == Outcome::kPassed ? Outcome::kCancelled : report.outcome;
+  end.error = stopping_ && report.outcome == Outcome::kPassed ? "supervisor shutdown before review"
+                                                              : m.error;
+  end.output_tail = m.output_tail;
+  end.retryable = m.retryable;
+  CloseAttempt(attempt_id, end);
+}
+
+void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
+  if (child.role != Role::kCritic || !HoldsAttempt(child, m.attempt_id, "review_result")) return;
+  auto done = pool_.FinishJob(child.pid, clock_.MonotonicMs());
+  if (!done.ok()) spdlog::warn("{}", done.error().message);
+  child.attempt_id = 0;
+  AttemptEnd end;
+  end.verdict = m.verdict;
+  end.checks = m.checks;
+  end.findings = m.findings;
+  end.commit = m.commit.value_or("");
+  end.error = m.error;
+  if (m.verdict == "pass") {
+    end.outcome = Outcome::kPassed;
+  } else if (m.verdict == "reject") {
+    end.outcome = Outcome::kRejected;
+  } else if (stopping_ && m.error == "cancelled") {
+    end.outcome = Outcome::kCancelled;
+  } else {
+    end.outcome = Outcome::kFailed;
+    end.error = "critic error: " + m.error;
+  }
+  spdlog::info("{}: attempt {} verdict {} {}", child.routing_id, m.attempt_id, m.verdict, m.error);
+  CloseAttempt(m.attempt_id, end);
+}
+
+void Supervisor::ReapChildren() {
+  while (true) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    OnChildExited(pid, ExitStatus::FromWaitStatus(status).ToString());
+  }
+}
+
+void Supervisor::OnChildExited(pid_t pid, const std::string& how) {
+  Child* c = pool_.Find(pid);
+  if (c == nullptr) return;  // not ours (an agent reparented to us) or already handled
+  Role role = c->role;
+  int64_t attempt = c->attempt_id;
+  std::string task = c->task_id;
+  int n = c->attempt_n;
+  KillAgentGroup(c->agent_pgid);
+  (void)pool_.Apply(pid, ChildEvent::kExited, clock_.MonotonicMs());
+  pool_.Remove(pid);
+  if (stopping_) {
+    spdlog::info("{}-{} exited ({})", RoleName(role), pid, how);
+  } else {
+    spdlog::warn("{}-{} exited ({})", RoleName(role), pid, how);
+  }
+  EmitEvent("child.exited", json{{"role", RoleName(role)}, {"pid", pid}, {"status", how}}, task, n);
+  if (attempt != 0) {
+    AttemptEnd end;
+    end.outcome = stopping_ ? Outcome::kCancelled : Outcome::kCrashed;
+    end.error = std::string(RoleName(role)) + " " + std::to_string(pid) + " died (" + how + ")";
+    CloseAttempt(attempt, end);
+  }
+  if (stopping_) return;
+  int64_t delay = pool_.RecordRestart(role, clock_.MonotonicMs());
+  if (delay > 0) {
+    spdlog::warn("{} restarts too frequent: respawning in {} ms (degraded)", RoleName(role), delay);
+    EmitEvent("child.respawn_delayed", json{{"role", RoleName(role)}, {"delay_ms", delay}});
+  }
+  respawns_.push_back({role, clock_.MonotonicMs() + delay});
+}
+
+void Supervisor::KillChild(Child& child, const std::string& why) {
+  spdlog::warn("killing {}: {}", child.routing_id, why);
+  ::kill(child.pid, SIGKILL);
+  KillAgentGroup(child.agent_pgid);
+}
+
+void Supervisor::KillAgentGroup(int64_t pgid) {
+  if (pgid <= 1) return;
+  auto s = KillGroup(static_cast<pid_t>(pgid), SIGKILL);
+  if (!s.ok()) spdlog::warn("killing process group {}: {}", pgid, s.error().message);
+}
+
+// --------------------------------------------------------------- attempts --
+
+void Supervisor::CloseAttempt(int64_t attempt_id, AttemptEnd end) {
+  auto attempt = store_->GetAttempt(attempt_id);
+  if (!attempt.ok()) {
+    spdlog::error("closing attempt {}: {}", attempt_id, attempt.error().ToString());
+    return;
+  }
+  if (attempt->ended_at_ms != 0) return;
+  auto task = store_->GetTask(attempt->task_id);
+  if (!task.ok()) {
+    spdlog::error("closing attempt {}: {}", attempt_id, task.error().ToString());
+    return;
+  }
+  TaskRetryState state;
+  state.attempts_used = std::max(0, task->attempts - (attempt->counted ? 1 : 0));
+  state.max_attempts = task->max_attempts;
+  state.infra_retries = task->infra_retries;
+  state.last_fingerprint = task->last_fingerprint;
+  state.cost_usd = task->cost_usd;
+  PolicyConfig policy{config_.retry, config_.budget.task_usd};
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  store::Close close = Decide(state, end, policy, clock_.WallMs(), [&] { return uniform(rng_); });
+  auto closed = store_->CloseAttempt(attempt_id, close);
+  if (!closed.ok()) {
+    spdlog::error("closing attempt {}: {}", attempt_id, closed.error().ToString());
+    return;
+  }
+  spdlog::info("attempt {} ({} #{}) closed {}: task -> {} ({})", attempt_id, task->id, attempt->n,
+               proto::OutcomeName(end.outcome), proto::StateName(close.next_state), close.reason);
+  if (end.outcome != Outcome::kPassed && end.outcome != Outcome::kCancelled) {
+    last_failure_ =
+        proto::LastFailure{task->id, attempt->n, std::string(proto::OutcomeName(end.outcome)),
+                           end.error, clock_.WallMs()};
+  }
+  if (!stopping_) guards_.OnAttemptClosed(end.outcome);
+  RefreshCostToday();
+  RefreshNextDue();
+  FlushGuardEvents();
+}
+
+void Supervisor::RefreshNextDue() {
+  auto due = store_->NextDue();
+  if (!due.ok()) {
+    spdlog::error("next cooldown due: {}", due.error().ToString());
+    return;
+  }
+  next_due_wall_ms_ = *due;
+}
+
+void Supervisor::RefreshCostToday() {
+  auto cost = store_->CostSince(MidnightBefore(clock_.WallMs()));
+  if (!cost.ok()) return;
+  cost_today_ = *cost;
+  guards_.OnCostToday(cost_today_);
+}
+
+void Supervisor::FlushGuardEvents() {
+  for (const auto& e : guards_.TakeEvents()) {
+    json payload{{"kind", e.pause.kind}, {"reason", e.pause.reason}};
+    if (e.pause.until_ms != 0) payload["until"] = FormatRfc3339(e.pause.until_ms);
+    if (e.kind == "dispatch.paused") {
+      spdlog::warn("dispatch paused ({}): {}", e.pause.kind, e.pause.reason);
+    } else {
+      spdlog::info("dispatch resumed ({})", e.pause.kind);
+    }
+    EmitEvent(e.kind, payload);
+  }
+}
+
+void Supervisor::EmitEvent(const std::string& kind, const json& payload, const std::string& task_id,
+                           int attempt) {
+  auto s = store_->Emit(kind, payload, task_id, attempt);
+  if (!s.ok()) spdlog::error("emitting {}: {}", kind, s.error().ToString());
+}
+
+// --------------------------------------------------------------- shutdown --
+
+void Supervisor::BeginShutdown(const std::string& why) {
+  if (stopping_) return;
+  stopping_ = true;
+  spdlog::info("stopping ({}): {} ms grace for in-flight attempts", why,
+               config_.watchdog.shutdown_grace_ms);
+  sd_notify(0, "STOPPING=1");
+  guards_.BeginShutdown();
+  FlushGuardEvents();
+  EmitEvent("supervisor.stopping", json{{"reason", why}});
+  int64_t now = clock_.MonotonicMs();
+  // The worker lets its agent run grace, then needs up to kill_grace to kill it.
+  stop_deadline_mono_ms_ =
+      now + config_.watchdog.shutdown_grace_ms + config_.watchdog.kill_grace_ms;
+  respawns_.clear();
+  for (Child* c : pool_.All()) {
+    if (c->state == ChildState::kExited) continue;
+    if (c->state != ChildState::kStarting) {
+      proto::Shutdown s;
+      s.grace_ms = config_.watchdog.shutdown_grace_ms;
+      Send(*c, s);
+    }
+    (void)pool_.Apply(c->pid, ChildEvent::kShutdown, now);
+  }
+  // Attempts waiting for a critic will not get one now.
+  for (int64_t id : review_queue_) {
+    AttemptEnd end;
+    end.outcome = Outcome::kCancelled;
+    end.error = "supervisor shutdown before review";
+    CloseAttempt(id, end);
+  }
+  review_queue_.clear();
+}
+
+void Supervisor::FinishShutdown() {
+  for (Child* c : pool_.All()) {
+    if (c->state == ChildState::kExited) continue;
+    KillChild(*c, "still running at the end of the shutdown grace");
+  }
+  for (Child* c : pool_.All()) {
+    ExitStatus st = Reap(c->pid);
+    OnChildExited(c->pid, st.ToString());
+  }
+  if (auto open = store_->OpenAttempts(); open.ok()) {
+    for (const auto& a : *open) {
+      KillAgentGroup(a.agent_pgid);
+      AttemptEnd end;
+      end.outcome = Outcome::kCancelled;
+      end.error = "supervisor shutdown";
+      CloseAttempt(a.id, end);
+    }
+  }
+  EmitEvent("supervisor.stopped", json{{"pid", ::getpid()}});
+  done_ = true;
+}
+
+// ---------------------------------------------------------------- control --
+
+void Supervisor::DrainControl() {
+  while (true) {
+    std::vector<zmq::message_t> frames;
+    zmq::recv_result_t got;
+    try {
+      got = zmq::recv_multipart(*control_socket_, std::back_inserter(frames),
+                                zmq::recv_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("control socket: {}", e.what());
+      ++counters_.bad_control_requests;
+      return;
+    }
+    if (!got) return;
+    if (frames.size() < 2) {
+      ++counters_.bad_control_requests;
+      continue;
+    }
+    // DEALER and REQ clients both work: echo an empty delimiter when one came.
+    bool delimited = frames.size() >= 3 && frames[1].size() == 0;
+    std::string reply = control_.Handle(frames.back().to_string_view());
+    counters_.bad_control_requests = control_.malformed();
+    try {
+      control_socket_->send(frames[0], zmq::send_flags::sndmore);
+      if (delimited) control_socket_->send(zmq::message_t(), zmq::send_flags::sndmore);
+      control_socket_->send(zmq::buffer(reply), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::info("control reply not delivered: {}", e.what());
+    }
+  }
+}
+
+proto::StatusReply Supervisor::Status() {
+  proto::StatusReply s;
+  int64_t now = clock_.MonotonicMs();
+  s.pid = ::getpid();
+  s.version = FORGE_VERSION;
+  s.state_dir = options_.state_dir;
+  s.started_at_ms = started_at_wall_ms_;
+  s.uptime_ms = now - started_at_mono_ms_;
+  s.pause_reasons = guards_.Reasons();
+  s.paused = !s.pause_reasons.empty();
+  for (Child* c : pool_.All()) {
+    proto::ChildStatus cs;
+    cs.role = std::string(RoleName(c->role));
+    cs.pid = c->pid;
+    cs.state = std::string(ChildStateName(c->state));
+    if (pool_.Degraded(c->role) && c->state == ChildState::kStarting) cs.state = "degraded";
+    cs.task_id = c->task_id;
+    cs.attempt_id = c->attempt_id;
+    cs.attempt_n = c->attempt_n;
+    cs.heartbeat_age_ms = now - c->last_seen_mono_ms;
+    cs.busy_since_ms = c->busy_since_wall_ms;
+    cs.restarts = pool_.Restarts(c->role);
+    s.children.push_back(std::move(cs));
+  }
+  // A role waiting out a throttled respawn shows as a degraded placeholder.
+  for (const auto& r : respawns_) {
+    proto::ChildStatus cs;
+    cs.role = std::string(RoleName(r.role));
+    cs.state = "degraded";
+    cs.restarts = pool_.Restarts(r.role);
+    s.children.push_back(std::move(cs));
+  }
+  if (auto q = store_->QueueCounts(); q.ok()) s.queue = std::move(*q);
+  s.cost_today_usd = cost_today_;
+  s.last_failure = last_failure_;
+  s.degraded = pool_.Degraded(Role::kWorker) || pool_.Degraded(Role::kCritic);
+  return s;
+}
+
+void Supervisor::OnCancelled(const store::Change& change) {
+  if (!change.open_attempt) return;
+  int64_t id = change.open_attempt->id;
+  review_queue_.erase(std::remove(review_queue_.begin(), review_queue_.end(), id),
+                      review_queue_.end());
+  Child* c = pool_.FindByAttempt(id);
+  if (c == nullptr) return;
+  proto::Cancel cancel;
+  cancel.attempt_id = id;
+  spdlog::info("cancel attempt {} on {}", id, c->routing_id);
+  if (!Send(*c, cancel)) KillChild(*c, "unreachable for cancel");
+}
+
+void Supervisor::Pause(const std::string& reason) {
+  guards_.Pause(reason);
+  FlushGuardEvents();
+}
+
+void Supervisor::Resume() {
+  guards_.Resume();
+  FlushGuardEvents();
+}
+
+void Supervisor::Stop() {
+  BeginShutdown("stop requested");
+}
+
+std::vector<std::string> Supervisor::ConfigSecrets() {
+  auto secrets = SecretValues(config_.agent.env);
+  if (config_.critic.agent) {
+    for (auto& s : SecretValues(config_.critic.agent->env)) secrets.push_back(s);
+  }
+  return secrets;
+}
+
+std::string Supervisor::WorkspaceFor(const std::string& task_id) const {
+  return JoinPath(JoinPath(options_.state_dir, "workspaces"), task_id);
+}
+
+std::string Supervisor::LogPathFor(const std::string& task_id, int n, const char* suffix) const {
+  return JoinPath(JoinPath(JoinPath(options_.state_dir, "logs"), task_id),
+                  std::to_string(n) + suffix);
+}
+
+}  // namespace forge::supervisor

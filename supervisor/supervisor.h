@@ -1,0 +1,156 @@
+// forge-supervisor's core: the single-threaded event loop that owns the
+// queue, the children and the control socket.
+//
+// One zmq_poll waits on the children ROUTER, the control ROUTER and a
+// signalfd (SIGCHLD, SIGTERM, SIGINT, SIGHUP); its timeout is the next timer
+// (heartbeat deadline, cooldown due, respawn, guard expiry, shutdown grace,
+// systemd watchdog). Nothing in the loop waits on a child or an agent.
+// Dispatch is attempted whenever something may have made it possible (a
+// submit, a result, a child becoming idle, a promotion), never on a polling
+// interval. See docs/protocol.md for the messages.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "common/clock.h"
+#include "common/signals.h"
+#include "proto/endpoints.h"
+#include "proto/messages.h"
+#include "supervisor/child_pool.h"
+#include "supervisor/config/config.h"
+#include "supervisor/control_server.h"
+#include "supervisor/guards.h"
+#include "supervisor/retry_policy.h"
+#include "supervisor/store/store.h"
+
+namespace forge::supervisor {
+
+struct SupervisorOptions {
+  Config config;
+  std::string config_path;  // reloaded on SIGHUP; empty: defaults, nothing to reload
+  std::string state_dir;    // absolute, exists, 0700
+};
+
+// Counters for what the loop refused (shown in logs and status tests).
+struct LoopCounters {
+  int64_t bad_child_messages = 0;  // undecodable / from unknown peers
+  int64_t stray_messages = 0;      // about an attempt the child does not hold
+  int64_t bad_control_requests = 0;
+};
+
+class Supervisor final : public ControlBackend {
+ public:
+  // Opens the store and creates the signalfd (before any thread exists). The
+  // caller holds the state directory's lock.
+  static Result<std::unique_ptr<Supervisor>> Create(SupervisorOptions options);
+  ~Supervisor() override;
+
+  // Startup recovery, then binds both sockets and spawns the children.
+  // Returns once the control socket accepts commands.
+  forge::Status Start();
+  // Runs until stopped (SIGTERM, SIGINT, `stop`). Returns the exit code.
+  int Run();
+
+  const LoopCounters& counters() const { return counters_; }
+
+  // ControlBackend.
+  proto::StatusReply Status() override;
+  void OnQueueChanged() override {}
+  void OnCancelled(const store::Change& change) override;
+  void Pause(const std::string& reason) override;
+  void Resume() override;
+  void Stop() override;
+  std::vector<std::string> ConfigSecrets() override;
+
+ private:
+  Supervisor(SupervisorOptions options, SignalFd signals, std::unique_ptr<store::Store> store);
+
+  // ---- startup ----
+  forge::Status Recover();
+  forge::Status BindSockets();
+
+  // ---- loop ----
+  int64_t PollTimeoutMs();
+  void HandleSignals();
+  void DrainChildren();
+  void DrainControl();
+  void RunTimers();
+  void TryDispatch();
+  void TryReview();
+  void Notify(bool force = false);
+
+  // ---- children ----
+  void SpawnChild(Role role);
+  void SpawnMissing();
+  bool Send(const Child& child, const proto::SupervisorMessage& message);
+  void HandleChildMessage(const std::string& routing_id, const std::string& bytes);
+  void OnHello(Child& child, const proto::Hello& m);
+  void OnStarted(Child& child, const proto::Started& m);
+  void OnResult(Child& child, const proto::Result& m);
+  void OnReviewResult(Child& child, const proto::ReviewResult& m);
+  bool HoldsAttempt(const Child& child, int64_t attempt_id, std::string_view what);
+  void ReapChildren();
+  void OnChildExited(pid_t pid, const std::string& how);
+  void KillChild(Child& child, const std::string& why);
+  void KillAgentGroup(int64_t pgid);
+
+  // ---- attempts ----
+  // Closes an open attempt through the retry policy (no-op when already closed).
+  void CloseAttempt(int64_t attempt_id, AttemptEnd end);
+  void RefreshNextDue();
+  void RefreshCostToday();
+  void FlushGuardEvents();
+  void EmitEvent(const std::string& kind, const json& payload, const std::string& task_id = "",
+                 int attempt = 0);
+
+  // ---- shutdown ----
+  void BeginShutdown(const std::string& why);
+  void FinishShutdown();
+
+  std::string WorkspaceFor(const std::string& task_id) const;
+  std::string LogPathFor(const std::string& task_id, int n, const char* suffix) const;
+
+  SupervisorOptions options_;
+  Config& config_;
+  const Clock& clock_;
+  std::optional<SignalFd> signals_;
+  std::unique_ptr<store::Store> store_;
+  proto::Endpoints endpoints_;
+  zmq::context_t context_{1};
+  std::optional<zmq::socket_t> children_socket_;
+  std::optional<zmq::socket_t> control_socket_;
+  ChildPool pool_;
+  Guards guards_;
+  ControlServer control_;
+  std::mt19937_64 rng_;
+  LoopCounters counters_;
+
+  std::deque<int64_t> review_queue_;  // attempts whose agent passed, waiting for a critic
+  struct PendingRespawn {
+    Role role;
+    int64_t due_mono_ms;
+  };
+  std::vector<PendingRespawn> respawns_;
+  std::optional<int64_t> next_due_wall_ms_;
+  std::optional<proto::LastFailure> last_failure_;
+  double cost_today_ = 0;
+  int64_t started_at_wall_ms_ = 0;
+  int64_t started_at_mono_ms_ = 0;
+
+  bool stopping_ = false;
+  bool done_ = false;
+  int64_t stop_deadline_mono_ms_ = 0;
+
+  uint64_t watchdog_usec_ = 0;
+  int64_t next_watchdog_mono_ms_ = 0;
+  std::string last_status_line_;
+};
+
+}  // namespace forge::supervisor
