@@ -1,0 +1,41 @@
+#include "common/log.h"
+
+#include <spdlog/sinks/rotating_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <memory>
+#include <vector>
+
+namespace forge {
+namespace {
+
+// ISO time with milliseconds and offset, level, logger name and pid:
+// "2026-11-21T15:04:05.123+00:00 info supervisor[1234]: message".
+constexpr const char* kPattern = "%Y-%m-%dT%H:%M:%S.%e%z %l %n[%P]: %v";
+
+}  // namespace
+
+Status SetupLogging(const LogOptions& options) {
+  std::vector<spdlog::sink_ptr> sinks;
+  if (options.console) sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  Status status;
+  if (!options.file.empty()) {
+    try {
+      sinks.push_back(std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
+          options.file, options.max_file_bytes, options.max_files));
+    } catch (const spdlog::spdlog_ex& e) {
+      status =
+          MakeError(ErrorCode::kIo, "cannot open log file '" + options.file + "': " + e.what());
+    }
+  }
+  auto logger = std::make_shared<spdlog::logger>(options.name, sinks.begin(), sinks.end());
+  logger->set_pattern(kPattern);
+  logger->set_level(options.level);
+  // Every line is flushed: the process may be SIGKILLed at any moment and the
+  // last lines before that are the ones an operator needs.
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+  return status;
+}
+
+}  // namespace forge

@@ -1,0 +1,136 @@
+#include "common/paths.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+
+namespace forge {
+namespace {
+
+Error IoError(const std::string& what, const std::string& path, int err) {
+  return MakeError(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                   what + " '" + path + "': " + strerror(err));
+}
+
+Status MakeOneDir(const std::string& path, unsigned mode) {
+  if (mkdir(path.c_str(), mode) == 0) return Status::Ok();
+  int err = errno;
+  struct stat st {};
+  if (err == EEXIST && stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return Status::Ok();
+    return MakeError(ErrorCode::kIo, "cannot create directory '" + path + "': not a directory");
+  }
+  return IoError("cannot create directory", path, err);
+}
+
+}  // namespace
+
+Status MakeDirs(const std::string& path, unsigned mode) {
+  if (path.empty()) return MakeError(ErrorCode::kInvalid, "cannot create directory: empty path");
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    std::string prefix = path.substr(0, pos);
+    if (prefix.empty() || prefix == "/") continue;
+    FORGE_RETURN_IF_ERROR(MakeOneDir(prefix, mode));
+  }
+  return Status::Ok();
+}
+
+Status MakePrivateDir(const std::string& path) {
+  FORGE_RETURN_IF_ERROR(MakeDirs(path, 0700));
+  // An existing directory keeps its mode through mkdir: force it.
+  if (chmod(path.c_str(), 0700) != 0) return IoError("cannot chmod 0700", path, errno);
+  return Status::Ok();
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return IoError("cannot read", path, errno);
+  std::string out;
+  char buf[65536];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      int err = errno;
+      close(fd);
+      return IoError("cannot read", path, err);
+    }
+  }
+  close(fd);
+  return out;
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view content, unsigned mode) {
+  static std::atomic<uint64_t> counter{0};
+  std::string tmp = path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(++counter);
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return IoError("cannot write", tmp, errno);
+  size_t done = 0;
+  int err = 0;
+  while (done < content.size()) {
+    ssize_t n = write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (err == 0 && fsync(fd) != 0) err = errno;
+  if (close(fd) != 0 && err == 0) err = errno;
+  if (err == 0 && rename(tmp.c_str(), path.c_str()) != 0) err = errno;
+  if (err != 0) {
+    unlink(tmp.c_str());
+    return IoError("cannot write", path, err);
+  }
+  // Make the rename itself durable.
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  int dfd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return Status::Ok();
+}
+
+std::string SelfExeDir() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string exe(buf, static_cast<size_t>(n));
+  size_t slash = exe.rfind('/');
+  return slash == 0 ? "/" : exe.substr(0, slash);
+}
+
+std::string JoinPath(std::string_view a, std::string_view b) {
+  if (a.empty() || (!b.empty() && b.front() == '/')) return std::string(b);
+  if (b.empty()) return std::string(a);
+  std::string out(a);
+  if (out.back() != '/') out += '/';
+  out += b;
+  return out;
+}
+
+std::string AbsolutePath(const std::string& path) {
+  std::filesystem::path p(path);
+  if (!p.is_absolute()) {
+    std::error_code ec;
+    auto cwd = std::filesystem::current_path(ec);
+    p = (ec ? std::filesystem::path("/") : cwd) / p;
+  }
+  std::string out = p.lexically_normal().string();
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+}  // namespace forge

@@ -1,0 +1,111 @@
+#include "common/paths.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace forge {
+namespace {
+
+using ::testing::HasSubstr;
+
+class PathsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/forge-paths-test-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  unsigned ModeOf(const std::string& p) {
+    struct stat st {};
+    stat(p.c_str(), &st);
+    return st.st_mode & 07777;
+  }
+  std::string dir_;
+};
+
+TEST_F(PathsTest, MakeDirsCreatesParentsWithMode) {
+  std::string deep = dir_ + "/a/b/c";
+  ASSERT_TRUE(MakeDirs(deep, 0750).ok());
+  EXPECT_TRUE(std::filesystem::is_directory(deep));
+  mode_t mask = umask(0);
+  umask(mask);
+  EXPECT_EQ(ModeOf(dir_ + "/a"), 0750u & ~mask);
+  EXPECT_TRUE(MakeDirs(deep).ok());  // existing is fine
+  EXPECT_TRUE(MakeDirs(deep + "/").ok());
+}
+
+TEST_F(PathsTest, MakeDirsThroughAFileFails) {
+  std::ofstream(dir_ + "/file") << "x";
+  Status s = MakeDirs(dir_ + "/file/sub");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.error().message, HasSubstr(dir_ + "/file"));
+  EXPECT_FALSE(MakeDirs("").ok());
+}
+
+TEST_F(PathsTest, MakePrivateDirForcesMode) {
+  std::string p = dir_ + "/state";
+  ASSERT_EQ(mkdir(p.c_str(), 0777), 0);
+  chmod(p.c_str(), 0755);
+  ASSERT_TRUE(MakePrivateDir(p).ok());
+  EXPECT_EQ(ModeOf(p), 0700u);
+  ASSERT_TRUE(MakePrivateDir(dir_ + "/new/private").ok());
+  EXPECT_EQ(ModeOf(dir_ + "/new/private"), 0700u);
+}
+
+TEST_F(PathsTest, ReadAndWriteAtomic) {
+  std::string p = dir_ + "/f.txt";
+  std::string content = std::string("line\n") + std::string(200000, 'z') + '\0' + "tail";
+  ASSERT_TRUE(WriteFileAtomic(p, content).ok());
+  auto back = ReadFile(p);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, content);
+  EXPECT_EQ(ModeOf(p), 0600u);
+  ASSERT_TRUE(WriteFileAtomic(p, "short", 0644).ok());
+  EXPECT_EQ(*ReadFile(p), "short");
+  // No temp files left behind.
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+    (void)e;
+    ++files;
+  }
+  EXPECT_EQ(files, 1);
+}
+
+TEST_F(PathsTest, Errors) {
+  auto missing = ReadFile(dir_ + "/nope");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(missing.error().message, HasSubstr(dir_ + "/nope"));
+  Status s = WriteFileAtomic(dir_ + "/no-dir/f", "x");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.error().message, HasSubstr("no-dir"));
+}
+
+TEST(PathHelpers, Join) {
+  EXPECT_EQ(JoinPath("a", "b"), "a/b");
+  EXPECT_EQ(JoinPath("a/", "b"), "a/b");
+  EXPECT_EQ(JoinPath("a", "/abs"), "/abs");
+  EXPECT_EQ(JoinPath("", "b"), "b");
+  EXPECT_EQ(JoinPath("a", ""), "a");
+}
+
+TEST(PathHelpers, Absolute) {
+  std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(AbsolutePath("x/./y/../z"), cwd + "/x/z");
+  EXPECT_EQ(AbsolutePath("/a/b/"), "/a/b");
+  EXPECT_EQ(AbsolutePath("/"), "/");
+  EXPECT_EQ(AbsolutePath(""), cwd);
+}
+
+TEST(PathHelpers, SelfExeDir) {
+  std::string dir = SelfExeDir();
+  EXPECT_TRUE(std::filesystem::exists(dir + "/forge_common_test")) << dir;
+}
+
+}  // namespace
+}  // namespace forge

@@ -1,0 +1,51 @@
+#include "common/redact.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace forge {
+
+bool IsSecretName(std::string_view name) {
+  std::string upper(name);
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (std::string_view marker : {"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"}) {
+    if (upper.find(marker) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::map<std::string, std::string> RedactEnv(const std::map<std::string, std::string>& env) {
+  std::map<std::string, std::string> out = env;
+  for (auto& [name, value] : out) {
+    if (IsSecretName(name)) value = std::string(kRedacted);
+  }
+  return out;
+}
+
+std::string RedactText(std::string text, const std::vector<std::string>& secret_values) {
+  // Longest first, so a secret that contains a shorter one is replaced whole.
+  std::vector<std::string> values;
+  for (const auto& v : secret_values) {
+    if (v.size() >= 4 && v != kRedacted) values.push_back(v);
+  }
+  std::sort(values.begin(), values.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  for (const auto& v : values) {
+    size_t pos = 0;
+    while ((pos = text.find(v, pos)) != std::string::npos) {
+      text.replace(pos, v.size(), kRedacted);
+      pos += kRedacted.size();
+    }
+  }
+  return text;
+}
+
+std::vector<std::string> SecretValues(const std::map<std::string, std::string>& env) {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : env) {
+    if (IsSecretName(name) && !value.empty()) out.push_back(value);
+  }
+  return out;
+}
+
+}  // namespace forge

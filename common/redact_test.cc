@@ -1,0 +1,50 @@
+#include "common/redact.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace forge {
+namespace {
+
+TEST(Redact, SecretNames) {
+  for (const char* name : {"API_KEY", "anthropic_api_key", "GITHUB_TOKEN", "Client_Secret",
+                           "DB_PASSWORD", "SSH_KEYFILE", "MYSQL_PASSWD", "AWS_CREDENTIALS"}) {
+    EXPECT_TRUE(IsSecretName(name)) << name;
+  }
+  for (const char* name : {"PATH", "HOME", "LANG", "MODEL", "TOKE", ""}) {
+    EXPECT_FALSE(IsSecretName(name)) << name;
+  }
+}
+
+TEST(Redact, EnvMap) {
+  std::map<std::string, std::string> env = {
+      {"API_KEY", "sk-12345"}, {"PATH", "/bin"}, {"github_token", "ghp_x"}};
+  auto red = RedactEnv(env);
+  EXPECT_EQ(red["API_KEY"], "[redacted]");
+  EXPECT_EQ(red["github_token"], "[redacted]");
+  EXPECT_EQ(red["PATH"], "/bin");
+  EXPECT_EQ(red.size(), 3u);
+  EXPECT_EQ(env["API_KEY"], "sk-12345");  // the input is untouched
+}
+
+TEST(Redact, SecretValuesAndText) {
+  std::map<std::string, std::string> env = {
+      {"API_KEY", "sk-12345"}, {"PATH", "/bin"}, {"TOKEN", "abc"}, {"EMPTY_SECRET", ""}};
+  auto values = SecretValues(env);
+  EXPECT_THAT(values, ::testing::UnorderedElementsAre("sk-12345", "abc"));
+  // "abc" is too short to redact safely (it would shred ordinary text).
+  EXPECT_EQ(RedactText("key sk-12345 and sk-12345; abc stays", values),
+            "key [redacted] and [redacted]; abc stays");
+  EXPECT_EQ(RedactText("nothing here", values), "nothing here");
+}
+
+TEST(Redact, LongestSecretFirstAndNoRescan) {
+  // "secret-long" contains "secr"; it must be replaced whole.
+  EXPECT_EQ(RedactText("x secret-long y secr z", {"secr", "secret-long"}),
+            "x [redacted] y [redacted] z");
+  // A secret that occurs in the replacement text does not loop forever.
+  EXPECT_EQ(RedactText("dacted", {"dacted"}), "[redacted]");
+}
+
+}  // namespace
+}  // namespace forge
