@@ -1,0 +1,342 @@
+#include "critic/critic.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "worker/agent_profile.h"
+#include "worker/output_capture.h"
+
+namespace forge::critic {
+namespace {
+
+namespace fs = std::filesystem;
+
+int64_t NowMs() {
+  return SystemClock::Get().MonotonicMs();
+}
+
+bool IsDir(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string FormatMs(int64_t ms) {
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+// Verify commands run with the critic's own environment (they are the
+// operator's commands, like `make test`) plus the task's env.
+std::vector<std::string> CheckEnvironment(const proto::Review& review) {
+  std::map<std::string, std::string> env;
+  for (const auto& kv : CurrentEnvironment()) {
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : review.task.env) env[k] = v;
+  env["FORGE_TASK_ID"] = review.task.id;
+  env["FORGE_ATTEMPT"] = std::to_string(review.n);
+  std::vector<std::string> out;
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+std::string Describe(const proto::CheckResult& c) {
+  if (c.timed_out) return "timed out";
+  if (c.signal != 0) return "was killed by signal " + std::to_string(c.signal);
+  return "failed with exit " + std::to_string(c.exit_code);
+}
+
+}  // namespace
+
+struct Critic::ReviewState {
+  proto::Review review;
+  std::vector<proto::CheckResult> checks;
+  std::unique_ptr<worker::OutputCapture> log;  // null when the review has no log path
+  std::unique_ptr<proto::ChildJob> job;
+  int64_t check_started_ms = 0;
+  bool check_timed_out = false;
+  std::string tail;
+  std::string stop_error;  // set when the review was cancelled
+};
+
+Critic::Critic(proto::ChildLink& link, SignalFd& signals, CriticOptions options)
+    : link_(link), signals_(signals), options_(std::move(options)) {}
+
+Critic::~Critic() = default;
+
+int Critic::Run() {
+  parent_pid_ = getppid();
+  while (!exit_) {
+    std::vector<proto::PollFd> fds;
+    fds.push_back({signals_.fd(), ZMQ_POLLIN, 0});
+    if (review_ && review_->job) review_->job->AppendPollFds(fds);
+    auto ready = link_.Poll(fds, NextDeadline());
+    if (!ready.ok()) {
+      spdlog::critical("poll failed: {}", ready.error().ToString());
+      Abort("critic poll failed");
+      return 1;
+    }
+    if (review_ && review_->job) review_->job->HandleReady(fds);
+    if (fds[0].revents != 0) HandleSignals();
+    if (*ready) {
+      while (!exit_) {
+        auto message = link_.Receive();
+        if (!message) break;
+        HandleMessage(*message);
+      }
+    }
+    Tick(NowMs());
+    if (!exit_ && getppid() != parent_pid_) Abort("the supervisor went away");
+  }
+  return 0;
+}
+
+void Critic::HandleMessage(const proto::SupervisorMessage& message) {
+  if (const auto* r = std::get_if<proto::Review>(&message)) {
+    StartReview(*r);
+  } else if (const auto* c = std::get_if<proto::Cancel>(&message)) {
+    if (!review_ || review_->review.attempt_id != c->attempt_id) {
+      spdlog::info("cancel for attempt {} ignored: not reviewing it", c->attempt_id);
+      return;
+    }
+    review_->stop_error = "cancelled";
+    if (review_->job && !review_->job->exited()) {
+      review_->job->Kill();  // the reply follows when the check has exited
+    } else {
+      Reply("error", "cancelled");
+    }
+  } else if (const auto* s = std::get_if<proto::Shutdown>(&message)) {
+    spdlog::info("shutdown requested (grace {} ms)", s->grace_ms);
+    shutting_down_ = true;
+    if (!review_) {
+      exit_ = true;
+      return;
+    }
+    shutdown_deadline_ms_ = NowMs() + std::max<int64_t>(s->grace_ms, 0);
+  } else {
+    spdlog::warn("ignoring a dispatch message: this is a critic");
+  }
+}
+
+void Critic::StartReview(const proto::Review& review) {
+  spdlog::info("review: attempt {} (task {} #{}), {} check(s)", review.attempt_id, review.task.id,
+               review.n, review.verify.size());
+  auto refuse = [&](const std::string& error) {
+    proto::ReviewResult r;
+    r.attempt_id = review.attempt_id;
+    r.verdict = "error";
+    r.error = error;
+    Status s = link_.Send(r);
+    if (!s.ok()) spdlog::error("sending review_result: {}", s.error().ToString());
+  };
+  if (review_) {
+    refuse("critic is busy with attempt " + std::to_string(review_->review.attempt_id));
+    return;
+  }
+  if (shutting_down_) {
+    refuse("critic is shutting down");
+    return;
+  }
+  review_ = std::make_unique<ReviewState>();
+  review_->review = review;
+  link_.SetAttempt(review.attempt_id);
+  if (!IsDir(review.workspace)) {
+    Reply("error", "workspace '" + review.workspace + "' does not exist");
+    return;
+  }
+  if (!review.log_path.empty()) {
+    std::error_code ec;
+    fs::create_directories(fs::path(review.log_path).parent_path(), ec);
+    auto log = worker::OutputCapture::Open(review.log_path);
+    if (log.ok()) {
+      review_->log = std::move(log).value();
+    } else {
+      spdlog::warn("review log: {}", log.error().ToString());
+    }
+  }
+  StartNextCheck();
+}
+
+void Critic::StartNextCheck() {
+  ReviewState& rs = *review_;
+  const auto& verify = rs.review.verify;
+  if (rs.checks.size() == verify.size()) {
+    for (const auto& c : rs.checks) {
+      if (!c.passed) {
+        Reply("reject", "check '" + c.name + "' " + Describe(c));
+        return;
+      }
+    }
+    Reply("pass", "");
+    return;
+  }
+  const std::string& cmd = verify[rs.checks.size()];
+  if (rs.log) (void)rs.log->Append("$ " + cmd + "\n", NowMs());
+  SpawnOptions spawn;
+  spawn.argv = {"/bin/sh", "-c", cmd};
+  spawn.env = CheckEnvironment(rs.review);
+  spawn.cwd = rs.review.workspace;
+  spawn.stdin_mode = Stdio::kNull;
+  spawn.stdout_mode = Stdio::kPipe;
+  spawn.merge_stderr = true;
+  rs.tail.clear();
+  rs.check_timed_out = false;
+  ReviewState* raw = &rs;
+  const size_t tail_bytes = options_.tail_bytes;
+  auto sink = [raw, tail_bytes](int, std::string_view data) {
+    raw->tail.append(data);
+    if (raw->tail.size() > 2 * tail_bytes) raw->tail.erase(0, raw->tail.size() - tail_bytes);
+    if (raw->log) (void)raw->log->Append(data, NowMs());
+  };
+  rs.check_started_ms = NowMs();
+  auto job = proto::ChildJob::Start(std::move(spawn), "", sink);
+  if (!job.ok()) {
+    Reply("error", "cannot run check '" + cmd + "': " + job.error().message);
+    return;
+  }
+  rs.job = std::move(job).value();
+}
+
+void Critic::HandleSignals() {
+  while (auto sig = signals_.Read()) {
+    if (*sig == SIGCHLD) {
+      for (const auto& [pid, status] : proto::ReapAll()) {
+        if (review_ && review_->job && pid == review_->job->pid()) {
+          review_->job->OnExit(status);
+          FinishCheck();
+        }
+      }
+    } else if (*sig == SIGTERM || *sig == SIGINT) {
+      Abort(std::string("critic got ") + strsignal(*sig));
+      return;
+    }
+  }
+}
+
+void Critic::FinishCheck() {
+  ReviewState& rs = *review_;
+  proto::KillOrphans();
+  proto::CheckResult c;
+  c.name = rs.review.verify[rs.checks.size()];
+  c.exit_code = rs.job->status().exit_code;
+  c.signal = rs.job->status().signal;
+  c.duration_ms = NowMs() - rs.check_started_ms;
+  c.timed_out = rs.check_timed_out;
+  c.passed = !c.timed_out && rs.job->status().success();
+  c.output_tail = worker::TailText(rs.tail, options_.tail_bytes);
+  spdlog::info("check '{}': {} in {} ms", c.name, c.passed ? "passed" : Describe(c), c.duration_ms);
+  if (rs.log && c.timed_out) {
+    (void)rs.log->Append("[forge: timed out after " + FormatMs(rs.review.verify_timeout_ms) + "]\n",
+                         NowMs());
+  }
+  rs.job.reset();
+  rs.checks.push_back(std::move(c));
+  if (!rs.stop_error.empty()) {
+    Reply("error", rs.stop_error);
+    return;
+  }
+  StartNextCheck();
+}
+
+int64_t Critic::NextDeadline() const {
+  int64_t deadline = shutdown_deadline_ms_;
+  auto earliest = [&deadline](int64_t t) {
+    if (t >= 0 && (deadline < 0 || t < deadline)) deadline = t;
+  };
+  if (review_ && review_->job) {
+    earliest(review_->job->NextDeadline());
+    if (!review_->check_timed_out && review_->review.verify_timeout_ms > 0) {
+      earliest(review_->check_started_ms + review_->review.verify_timeout_ms);
+    }
+  }
+  return deadline;
+}
+
+void Critic::Tick(int64_t now) {
+  if (!review_ || !review_->job) return;
+  ReviewState& rs = *review_;
+  if (rs.stop_error.empty() && shutdown_deadline_ms_ >= 0 && now >= shutdown_deadline_ms_) {
+    rs.stop_error = "cancelled";
+    rs.job->Kill();
+  }
+  if (!rs.check_timed_out && rs.review.verify_timeout_ms > 0 &&
+      now >= rs.check_started_ms + rs.review.verify_timeout_ms) {
+    rs.check_timed_out = true;
+    rs.job->Terminate(now, options_.kill_grace_ms);
+  }
+  rs.job->Tick(now);
+}
+
+void Critic::Reply(const std::string& verdict, const std::string& error) {
+  proto::ReviewResult r;
+  r.attempt_id = review_->review.attempt_id;
+  r.verdict = verdict;
+  r.error = error;
+  r.checks = std::move(review_->checks);
+  spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, error.empty() ? "" : ": ",
+               error);
+  review_.reset();
+  link_.SetAttempt(std::nullopt);
+  Status s = link_.Send(r);
+  if (!s.ok()) spdlog::error("sending review_result: {}", s.error().ToString());
+  if (shutting_down_) exit_ = true;
+}
+
+void Critic::Abort(const std::string& why) {
+  spdlog::warn("exiting: {}", why);
+  exit_ = true;
+  if (!review_) return;
+  if (review_->job) review_->job->Kill();
+  proto::KillOrphans();
+  Reply("error", why);  // best effort: the supervisor may be gone
+  exit_ = true;
+}
+
+int CriticMain(const CriticMainOptions& options) {
+  std::string log_dir = options.state_dir + "/logs";
+  std::error_code ec;
+  fs::create_directories(log_dir, ec);
+  LogOptions log;
+  log.name = "critic";
+  log.file = log_dir + "/critic-" + std::to_string(getpid()) + ".log";
+  log.console = false;
+  Status logging = SetupLogging(log);
+  if (!logging.ok()) fprintf(stderr, "forge-critic: %s\n", logging.error().ToString().c_str());
+
+  Status reaper = proto::BecomeChildReaper();
+  if (!reaper.ok()) spdlog::warn("{}", reaper.error().ToString());
+  ::signal(SIGPIPE, SIG_IGN);
+  // Before the ZeroMQ context exists, so its threads inherit the blocked mask.
+  auto signals = SignalFd::Create({SIGCHLD, SIGTERM, SIGINT, SIGHUP});
+  if (!signals.ok()) {
+    spdlog::critical("{}", signals.error().ToString());
+    return 1;
+  }
+  auto link = proto::ChildLink::Connect({options.connect, "critic", options.heartbeat_ms});
+  if (!link.ok()) {
+    spdlog::critical("{}", link.error().ToString());
+    fprintf(stderr, "forge-critic: %s\n", link.error().ToString().c_str());
+    return 1;
+  }
+  spdlog::info("forge-critic {} connected to {} as {}", FORGE_VERSION, options.connect,
+               (*link)->routing_id());
+  int code;
+  {
+    Critic critic(**link, *signals, CriticOptions{options.state_dir});
+    code = critic.Run();
+  }
+  (*link)->Close(1000);
+  spdlog::info("forge-critic exiting with {}", code);
+  return code;
+}
+
+}  // namespace forge::critic

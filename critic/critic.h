@@ -1,0 +1,67 @@
+// Critic: the event loop of forge-critic. One review at a time: runs the
+// verify commands one after another (`sh -c <cmd>` in the workspace, own
+// process group, verify_timeout_ms each, output tail kept), asynchronously in
+// the same poll loop as the supervisor socket and SIGCHLD, so heartbeats keep
+// coming; replies review_result pass (every check exited 0), reject (any
+// failed; error names the first) or error (could not review, or cancelled).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/signals.h"
+#include "proto/child_job.h"
+#include "proto/child_link.h"
+
+namespace forge::critic {
+
+struct CriticOptions {
+  std::string state_dir;
+  int64_t kill_grace_ms = 2000;  // SIGTERM -> SIGKILL for a check that timed out
+  size_t tail_bytes = 4096;      // output kept per check
+};
+
+class Critic {
+ public:
+  // signals must block SIGCHLD, SIGTERM and SIGINT and must have been created
+  // before the link (so the ZeroMQ threads inherit the mask).
+  Critic(proto::ChildLink& link, SignalFd& signals, CriticOptions options);
+  ~Critic();
+
+  // Runs until shutdown, SIGTERM/SIGINT, or the parent process going away.
+  int Run();
+
+ private:
+  struct ReviewState;
+
+  void HandleMessage(const proto::SupervisorMessage& message);
+  void StartReview(const proto::Review& review);
+  void StartNextCheck();
+  void HandleSignals();
+  void Tick(int64_t now_ms);
+  int64_t NextDeadline() const;
+  void FinishCheck();
+  void Reply(const std::string& verdict, const std::string& error);
+  void Abort(const std::string& why);
+
+  proto::ChildLink& link_;
+  SignalFd& signals_;
+  CriticOptions options_;
+  std::unique_ptr<ReviewState> review_;
+  bool shutting_down_ = false;
+  int64_t shutdown_deadline_ms_ = -1;
+  bool exit_ = false;
+  pid_t parent_pid_ = 0;
+};
+
+struct CriticMainOptions {
+  std::string connect;
+  std::string state_dir;
+  int64_t heartbeat_ms = 1000;
+};
+int CriticMain(const CriticMainOptions& options);
+
+}  // namespace forge::critic

@@ -1,0 +1,168 @@
+#include "proto/child_job.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+namespace forge::proto {
+
+forge::Result<std::unique_ptr<ChildJob>> ChildJob::Start(SpawnOptions options,
+                                                         std::string stdin_data, OutputSink sink) {
+  options.new_process_group = true;
+  if (!stdin_data.empty()) options.stdin_mode = Stdio::kPipe;
+  std::unique_ptr<ChildJob> job(new ChildJob());
+  FORGE_ASSIGN_OR_RETURN(job->proc_, Spawn(options));
+  job->stdin_data_ = std::move(stdin_data);
+  job->sink_ = std::move(sink);
+  if (job->proc_.stdin_fd.valid()) job->WriteStdin();
+  return job;
+}
+
+ChildJob::~ChildJob() {
+  // Never leave a running group behind, whatever the caller forgot.
+  if (!exited() && proc_.pgid > 1) (void)KillGroup(proc_.pgid, SIGKILL);
+}
+
+void ChildJob::AppendPollFds(std::vector<PollFd>& fds) const {
+  if (proc_.stdout_fd.valid()) fds.push_back({proc_.stdout_fd.get(), ZMQ_POLLIN, 0});
+  if (proc_.stderr_fd.valid()) fds.push_back({proc_.stderr_fd.get(), ZMQ_POLLIN, 0});
+  if (proc_.stdin_fd.valid()) fds.push_back({proc_.stdin_fd.get(), ZMQ_POLLOUT, 0});
+}
+
+void ChildJob::HandleReady(const std::vector<PollFd>& fds) {
+  for (const auto& f : fds) {
+    if (f.revents == 0) continue;
+    if (proc_.stdout_fd.valid() && f.fd == proc_.stdout_fd.get()) {
+      ReadAvailable(proc_.stdout_fd, 1);
+    } else if (proc_.stderr_fd.valid() && f.fd == proc_.stderr_fd.get()) {
+      ReadAvailable(proc_.stderr_fd, 2);
+    } else if (proc_.stdin_fd.valid() && f.fd == proc_.stdin_fd.get()) {
+      WriteStdin();
+    }
+  }
+}
+
+// Reads until the pipe would block; closes it at EOF or on error.
+void ChildJob::ReadAvailable(UniqueFd& fd, int stream) {
+  char buf[65536];
+  while (fd.valid()) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n > 0) {
+      if (sink_) sink_(stream, std::string_view(buf, static_cast<size_t>(n)));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    fd.reset();  // EOF or a read error: nothing more will come
+  }
+}
+
+void ChildJob::WriteStdin() {
+  while (proc_.stdin_fd.valid() && stdin_written_ < stdin_data_.size()) {
+    ssize_t n = ::write(proc_.stdin_fd.get(), stdin_data_.data() + stdin_written_,
+                        stdin_data_.size() - stdin_written_);
+    if (n > 0) {
+      stdin_written_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    // EPIPE: the command closed its stdin; the rest is not wanted.
+    break;
+  }
+  proc_.stdin_fd.reset();
+}
+
+void ChildJob::OnExit(const ExitStatus& status) {
+  if (exited()) return;
+  status_ = status;
+  // Everything the leader wrote is already in the pipes.
+  ReadAvailable(proc_.stdout_fd, 1);
+  ReadAvailable(proc_.stderr_fd, 2);
+  (void)KillGroup(proc_.pgid, SIGKILL);
+  proc_.stdout_fd.reset();
+  proc_.stderr_fd.reset();
+  proc_.stdin_fd.reset();
+}
+
+void ChildJob::Terminate(int64_t now_ms, int64_t grace_ms) {
+  if (exited() || terminating()) return;
+  Status s = KillGroup(proc_.pgid, SIGTERM);
+  if (!s.ok()) spdlog::warn("SIGTERM to group {}: {}", proc_.pgid, s.error().ToString());
+  kill_at_ms_ = now_ms + std::max<int64_t>(grace_ms, 0);
+}
+
+void ChildJob::Kill() {
+  if (exited() || killed_) return;
+  Status s = KillGroup(proc_.pgid, SIGKILL);
+  if (!s.ok()) spdlog::warn("SIGKILL to group {}: {}", proc_.pgid, s.error().ToString());
+  killed_ = true;
+}
+
+void ChildJob::Tick(int64_t now_ms) {
+  if (exited() || killed_ || kill_at_ms_ < 0 || now_ms < kill_at_ms_) return;
+  spdlog::info("group {} still running after the kill grace: SIGKILL", proc_.pgid);
+  Kill();
+}
+
+std::vector<std::pair<pid_t, ExitStatus>> ReapAll() {
+  std::vector<std::pair<pid_t, ExitStatus>> out;
+  while (true) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid < 0 && errno == EINTR) continue;
+    if (pid <= 0) break;
+    out.emplace_back(pid, ExitStatus::FromWaitStatus(status));
+  }
+  return out;
+}
+
+namespace {
+
+// The parent pid in /proc/<pid>/stat, -1 when unreadable or a zombie.
+pid_t LiveParentOf(const std::string& pid) {
+  std::ifstream in("/proc/" + pid + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return -1;
+  size_t close = line.rfind(')');
+  if (close == std::string::npos || close + 4 >= line.size()) return -1;
+  char state = line[close + 2];
+  if (state == 'Z' || state == 'X') return -1;
+  return static_cast<pid_t>(atol(line.c_str() + close + 4));
+}
+
+}  // namespace
+
+int KillOrphans() {
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return 0;
+  const pid_t self = getpid();
+  int killed = 0;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    if (LiveParentOf(e->d_name) != self) continue;
+    pid_t pid = static_cast<pid_t>(atol(e->d_name));
+    if (kill(pid, SIGKILL) == 0) ++killed;
+  }
+  closedir(dir);
+  return killed;
+}
+
+Status BecomeChildReaper() {
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    return MakeError(ErrorCode::kIo, std::string("PR_SET_CHILD_SUBREAPER: ") + strerror(errno));
+  }
+  if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
+    return MakeError(ErrorCode::kIo, std::string("PR_SET_PDEATHSIG: ") + strerror(errno));
+  }
+  return Status::Ok();
+}
+
+}  // namespace forge::proto

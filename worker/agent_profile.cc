@@ -1,0 +1,295 @@
+#include "worker/agent_profile.h"
+
+#include <nlohmann/json.hpp>
+
+namespace forge::worker {
+namespace {
+
+using json = nlohmann::json;
+
+// Claude's result object carries the whole answer text; keep plenty.
+constexpr size_t kMaxJsonBytes = 32u << 20;
+constexpr size_t kMaxErrorText = 600;
+
+std::string Clip(std::string_view s, size_t max = kMaxErrorText) {
+  if (s.size() <= max) return std::string(s);
+  return std::string(s.substr(0, max)) + "...";
+}
+
+std::string LastLine(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) {
+    text.remove_suffix(1);
+  }
+  size_t nl = text.rfind('\n');
+  return Clip(nl == std::string_view::npos ? text : text.substr(nl + 1), 200);
+}
+
+std::string ExitText(const ExitStatus& status) {
+  return status.signal != 0 ? "was killed by " + status.ToString()
+                            : "exited with " + status.ToString();
+}
+
+void SetExit(const ExitStatus& status, proto::Result& out) {
+  out.exit_code = status.exit_code;
+  out.signal = status.signal;
+}
+
+// Lenient readers for agent output: a missing or mistyped field is simply absent.
+std::string StringField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+int64_t IntField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<int64_t>() : 0;
+}
+double NumberField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+bool BoolField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+const json* ObjectField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_object() ? &*it : nullptr;
+}
+
+class CommandParser final : public OutputParser {
+ public:
+  void Feed(std::string_view) override {}
+  void Finish(const ExitStatus& status, std::string_view tail, proto::Result& out) override {
+    SetExit(status, out);
+    if (status.success()) {
+      out.outcome = "passed";
+      return;
+    }
+    out.outcome = "failed";
+    out.error = "agent " + ExitText(status);
+    std::string last = LastLine(tail);
+    if (!last.empty()) out.error += ": " + last;
+  }
+};
+
+bool IsResultObject(const json& j) {
+  return j.is_object() && (StringField(j, "type") == "result" || j.contains("is_error"));
+}
+
+// The final result object: the whole output as one object (json), the last
+// result element of an array (json --verbose), or the last result line
+// (stream-json).
+std::optional<json> FindClaudeResult(const std::string& out, std::string* parse_error) {
+  json whole = json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (IsResultObject(whole)) return whole;
+  if (whole.is_array()) {
+    for (auto it = whole.rbegin(); it != whole.rend(); ++it) {
+      if (IsResultObject(*it)) return *it;
+    }
+  }
+  size_t end = out.size();
+  while (end > 0) {
+    size_t start = out.rfind('\n', end - 1);
+    start = start == std::string::npos ? 0 : start + 1;
+    std::string_view line(out.data() + start, end - start);
+    if (line.find_first_not_of(" \t\r") != std::string_view::npos) {
+      json j = json::parse(line, nullptr, false);
+      if (IsResultObject(j)) return j;
+    }
+    end = start == 0 ? 0 : start - 1;
+  }
+  try {
+    json ignored = json::parse(out);
+    (void)ignored;
+    *parse_error = "no result object in it";
+  } catch (const json::exception& e) {
+    *parse_error = e.what();
+  }
+  return std::nullopt;
+}
+
+bool MentionsRateLimit(const std::string& s) {
+  return s.find("rate_limit") != std::string::npos;
+}
+
+class ClaudeParser final : public OutputParser {
+ public:
+  void Feed(std::string_view data) override {
+    out_.append(data);
+    if (out_.size() > 2 * kMaxJsonBytes) out_.erase(0, out_.size() - kMaxJsonBytes);
+  }
+
+  void Finish(const ExitStatus& status, std::string_view tail, proto::Result& out) override {
+    SetExit(status, out);
+    out.outcome = "failed";
+    std::string parse_error;
+    std::optional<json> r = FindClaudeResult(out_, &parse_error);
+    if (!r) {
+      out.error = "agent " + ExitText(status) + " without a claude JSON result (" +
+                  Clip(parse_error, 200) +
+                  "); output tail: " + TailText(out_.empty() ? tail : out_, 1024);
+      return;
+    }
+    out.session_id = StringField(*r, "session_id");
+    out.num_turns = IntField(*r, "num_turns");
+    out.cost_usd = NumberField(*r, "total_cost_usd");
+    if (const json* usage = ObjectField(*r, "usage")) {
+      out.tokens_in = IntField(*usage, "input_tokens");
+      out.tokens_out = IntField(*usage, "output_tokens");
+    }
+    const bool is_error = BoolField(*r, "is_error");
+    const std::string subtype = StringField(*r, "subtype");
+    const std::string reason = StringField(*r, "terminal_reason");
+    const int64_t api_status = IntField(*r, "api_error_status");
+    out.rate_limited = api_status == 429 || MentionsRateLimit(subtype) || MentionsRateLimit(reason);
+    out.model_failure = api_status == 529 || reason.find("model") != std::string::npos;
+    const bool ok = !is_error && (subtype.empty() || subtype == "success");
+    if (ok && status.success()) {
+      out.outcome = "passed";
+      return;
+    }
+    std::string what = "claude reported ";
+    what += is_error || !ok ? "an error" : "success";
+    std::string details;
+    auto add = [&](const std::string& k, const std::string& v) {
+      if (v.empty()) return;
+      details += (details.empty() ? "" : ", ") + k + " " + v;
+    };
+    add("subtype", subtype);
+    add("terminal_reason", reason);
+    add("api_error_status", api_status != 0 ? std::to_string(api_status) : "");
+    if (!details.empty()) what += " (" + details + ")";
+    if (!status.success()) what += " and " + ExitText(status);
+    std::string text = StringField(*r, "result");
+    if (!text.empty()) what += ": " + Clip(text);
+    out.error = what;
+  }
+
+ private:
+  std::string out_;
+};
+
+class CodexParser final : public OutputParser {
+ public:
+  void Feed(std::string_view data) override {
+    partial_.append(data);
+    size_t start = 0;
+    for (size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
+      Line(std::string_view(partial_).substr(start, nl - start));
+    }
+    partial_.erase(0, start);
+    // A line longer than this is not an event we need; do not grow without bound.
+    if (partial_.size() > kMaxJsonBytes) partial_.clear();
+  }
+
+  void Finish(const ExitStatus& status, std::string_view tail, proto::Result& out) override {
+    if (!partial_.empty()) Line(partial_);
+    partial_.clear();
+    SetExit(status, out);
+    out.session_id = thread_id_;
+    out.tokens_in = tokens_in_;
+    out.tokens_out = tokens_out_;
+    out.num_turns = turns_;
+    if (status.success() && failure_.empty()) {
+      out.outcome = "passed";
+      return;
+    }
+    out.outcome = "failed";
+    if (!failure_.empty()) {
+      out.error = "codex reported an error: " + Clip(failure_);
+      if (!status.success()) out.error += " (agent " + ExitText(status) + ")";
+    } else {
+      out.error = "agent " + ExitText(status);
+      std::string last = LastLine(tail);
+      if (!last.empty()) out.error += ": " + last;
+    }
+  }
+
+ private:
+  void Line(std::string_view line) {
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
+    json j = json::parse(line, nullptr, false);
+    if (!j.is_object()) return;  // not an event: codex also prints plain text
+    const std::string type = StringField(j, "type");
+    if (type == "thread.started") {
+      thread_id_ = StringField(j, "thread_id");
+    } else if (type == "turn.completed") {
+      ++turns_;
+      if (const json* usage = ObjectField(j, "usage")) {
+        tokens_in_ += IntField(*usage, "input_tokens");
+        tokens_out_ += IntField(*usage, "output_tokens");
+      }
+    } else if (type == "turn.failed") {
+      ++turns_;
+      const json* err = ObjectField(j, "error");
+      failure_ = err ? StringField(*err, "message") : std::string();
+      if (failure_.empty()) failure_ = "turn failed";
+    } else if (type == "error") {
+      failure_ = StringField(j, "message");
+      if (failure_.empty()) failure_ = "error event";
+    }
+  }
+
+  std::string partial_;
+  std::string thread_id_;
+  int64_t tokens_in_ = 0;
+  int64_t tokens_out_ = 0;
+  int64_t turns_ = 0;
+  std::string failure_;
+};
+
+}  // namespace
+
+Result<Profile> ParseProfile(std::string_view name) {
+  if (name == "claude") return Profile::kClaude;
+  if (name == "codex") return Profile::kCodex;
+  if (name == "command") return Profile::kCommand;
+  return MakeError(ErrorCode::kConfig, "unknown agent profile '" + std::string(name) +
+                                           "' (expected claude, codex or command)");
+}
+
+Result<std::vector<std::string>> BuildArgv(const proto::AgentSpec& spec) {
+  FORGE_ASSIGN_OR_RETURN(Profile profile, ParseProfile(spec.profile));
+  if (spec.command.empty() || spec.command[0].empty()) {
+    return MakeError(ErrorCode::kConfig, "agent profile '" + spec.profile + "' has no command");
+  }
+  std::vector<std::string> argv = spec.command;
+  switch (profile) {
+    case Profile::kCommand:
+      break;
+    case Profile::kClaude:
+      argv.insert(argv.end(), {"-p", "--output-format", "json"});
+      if (!spec.model.empty()) argv.insert(argv.end(), {"--model", spec.model});
+      break;
+    case Profile::kCodex:
+      argv.insert(argv.end(), {"exec", "--json"});
+      if (!spec.model.empty()) argv.insert(argv.end(), {"--model", spec.model});
+      break;
+  }
+  argv.insert(argv.end(), spec.args.begin(), spec.args.end());
+  // codex exec reads the prompt from stdin when the prompt argument is "-".
+  if (profile == Profile::kCodex) argv.push_back("-");
+  return argv;
+}
+
+std::unique_ptr<OutputParser> MakeOutputParser(Profile profile) {
+  switch (profile) {
+    case Profile::kClaude:
+      return std::make_unique<ClaudeParser>();
+    case Profile::kCodex:
+      return std::make_unique<CodexParser>();
+    case Profile::kCommand:
+      break;
+  }
+  return std::make_unique<CommandParser>();
+}
+
+std::string TailText(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  std::string_view tail = text.substr(text.size() - max_bytes);
+  size_t nl = tail.find('\n');
+  if (nl != std::string_view::npos && nl < max_bytes / 4) tail.remove_prefix(nl + 1);
+  return std::string(tail);
+}
+
+}  // namespace forge::worker

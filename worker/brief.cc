@@ -1,0 +1,157 @@
+#include "worker/brief.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <kainjow/mustache.hpp>
+#include <sstream>
+
+namespace forge::worker {
+namespace {
+
+using json = nlohmann::json;
+namespace mst = kainjow::mustache;
+
+constexpr size_t kMaxHistory = 5;
+
+bool IsFile(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+Result<std::string> ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return MakeError(ErrorCode::kIo, "cannot read template '" + path + "'");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+mst::data ToMustache(const json& j) {
+  switch (j.type()) {
+    case json::value_t::object: {
+      mst::data d{mst::data::type::object};
+      for (const auto& [k, v] : j.items()) d.set(k, ToMustache(v));
+      return d;
+    }
+    case json::value_t::array: {
+      mst::data d{mst::data::type::list};
+      for (const auto& v : j) d.push_back(ToMustache(v));
+      return d;
+    }
+    case json::value_t::boolean:
+      return mst::data{j.get<bool>()};
+    case json::value_t::string:
+      return mst::data{j.get<std::string>()};
+    case json::value_t::null:
+    case json::value_t::discarded:
+      return mst::data{false};
+    default:
+      return mst::data{j.dump()};
+  }
+}
+
+// kainjow reports "<problem> at <offset>"; operators need a line number.
+std::string WithLine(const std::string& message, const std::string& text) {
+  size_t at = message.rfind(" at ");
+  if (at == std::string::npos) return message;
+  char* end = nullptr;
+  unsigned long offset = strtoul(message.c_str() + at + 4, &end, 10);
+  if (end == message.c_str() + at + 4 || *end != '\0') return message;
+  offset = std::min<unsigned long>(offset, text.size());
+  long line = 1 + std::count(text.begin(), text.begin() + static_cast<long>(offset), '\n');
+  return "line " + std::to_string(line) + ": " + message.substr(0, at);
+}
+
+json CheckData(const proto::CheckResult& c) {
+  return {{"name", c.name},
+          {"exit_code", std::to_string(c.exit_code)},
+          {"signal", c.signal != 0 ? std::to_string(c.signal) : ""},
+          {"timed_out", c.timed_out},
+          {"output_tail", c.output_tail}};
+}
+
+json FindingData(const proto::Finding& f) {
+  return {{"severity", f.severity},
+          {"category", f.category},
+          {"file", f.file},
+          {"line", f.line > 0 ? std::to_string(f.line) : ""},
+          {"message", f.message}};
+}
+
+}  // namespace
+
+std::vector<std::string> TemplateSearchPath(const BriefDirs& dirs) {
+  std::vector<std::string> out;
+  if (!dirs.state_dir.empty()) out.push_back(dirs.state_dir + "/briefs");
+  if (!dirs.briefs_dir.empty()) out.push_back(dirs.briefs_dir);
+  if (!dirs.source_dir.empty()) out.push_back(dirs.source_dir + "/briefs");
+  return out;
+}
+
+Result<std::string> FindTemplate(const BriefDirs& dirs, std::string_view name) {
+  std::string searched;
+  for (const auto& dir : TemplateSearchPath(dirs)) {
+    std::string path = dir + "/" + std::string(name);
+    if (IsFile(path)) return path;
+    searched += (searched.empty() ? "" : ", ") + dir;
+  }
+  return MakeError(ErrorCode::kConfig, "brief template '" + std::string(name) +
+                                           "' not found (searched: " + searched + ")");
+}
+
+json WorkerBriefData(const proto::Dispatch& d) {
+  json verify = json::array();
+  for (const auto& v : d.task.verify) verify.push_back({{"command", v}});
+  json history = json::array();
+  size_t first = d.history.size() > kMaxHistory ? d.history.size() - kMaxHistory : 0;
+  for (size_t i = first; i < d.history.size(); ++i) {
+    const auto& h = d.history[i];
+    json checks = json::array();
+    for (const auto& c : h.failing_checks) checks.push_back(CheckData(c));
+    json findings = json::array();
+    for (const auto& f : h.findings) findings.push_back(FindingData(f));
+    history.push_back({{"n", std::to_string(h.n)},
+                       {"outcome", h.outcome},
+                       {"error", h.error},
+                       {"failing_checks", checks},
+                       {"has_failing_checks", !checks.empty()},
+                       {"findings", findings},
+                       {"has_findings", !findings.empty()}});
+  }
+  return {{"task",
+           {{"id", d.task.id},
+            {"title", d.task.title},
+            {"brief", d.brief.empty() ? d.task.brief : d.brief}}},
+          {"attempt", std::to_string(d.n)},
+          {"workspace", d.workspace},
+          {"verify", verify},
+          {"has_verify", !verify.empty()},
+          {"retry", !history.empty()},
+          {"history", history}};
+}
+
+Result<std::string> RenderTemplate(const std::string& template_name, const std::string& text,
+                                   const json& data) {
+  mst::mustache tmpl{text};
+  if (!tmpl.is_valid()) {
+    return MakeError(ErrorCode::kConfig, "brief template '" + template_name + "' " +
+                                             WithLine(tmpl.error_message(), text));
+  }
+  // Briefs are plain text for an agent, not HTML.
+  tmpl.set_custom_escape([](const std::string& s) { return s; });
+  std::string out = tmpl.render(ToMustache(data));
+  if (!tmpl.is_valid()) {
+    return MakeError(ErrorCode::kConfig, "brief template '" + template_name + "' " +
+                                             WithLine(tmpl.error_message(), text));
+  }
+  return out;
+}
+
+Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispatch& dispatch) {
+  FORGE_ASSIGN_OR_RETURN(std::string path, FindTemplate(dirs, "worker.mustache"));
+  FORGE_ASSIGN_OR_RETURN(std::string text, ReadText(path));
+  return RenderTemplate(path, text, WorkerBriefData(dispatch));
+}
+
+}  // namespace forge::worker

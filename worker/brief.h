@@ -1,0 +1,44 @@
+// The worker brief: the prompt an agent gets, rendered with Mustache from
+// briefs/worker.mustache. The template is looked up in <state>/briefs/ (the
+// operator's override), then the installed briefs directory (--briefs-dir or
+// FORGE_BRIEFS_DIR), then the source tree's briefs/ (FORGE_SOURCE_DIR).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "proto/messages.h"
+
+namespace forge::worker {
+
+struct BriefDirs {
+  std::string state_dir;   // its briefs/ subdirectory is searched first
+  std::string briefs_dir;  // installed templates; empty: skipped
+  std::string source_dir;  // the source tree; empty: skipped
+};
+
+// The directories searched for a template, in order.
+std::vector<std::string> TemplateSearchPath(const BriefDirs& dirs);
+
+// The path of template `name` (e.g. "worker.mustache"): the first found in
+// the search path. kConfig error listing the places searched when none has it.
+Result<std::string> FindTemplate(const BriefDirs& dirs, std::string_view name);
+
+// The data the worker template sees: task (id, title, brief), attempt,
+// workspace, verify[] {command}, retry, history[] {n, outcome, error,
+// failing_checks[] {name, exit_code, signal, timed_out, output_tail},
+// findings[] {severity, category, file, line, message}} (the last 5).
+nlohmann::json WorkerBriefData(const proto::Dispatch& dispatch);
+
+// Renders template text with data. A template error is kConfig naming
+// `template_name` and the line ("worker.mustache line 7: Unclosed section ...").
+Result<std::string> RenderTemplate(const std::string& template_name, const std::string& text,
+                                   const nlohmann::json& data);
+
+// Finds, reads and renders the worker template for a dispatch.
+Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispatch& dispatch);
+
+}  // namespace forge::worker

@@ -1,0 +1,117 @@
+#include "worker/output_capture.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace forge::worker {
+namespace {
+
+constexpr size_t kMaxLastLine = 1024;
+
+Error IoError(const std::string& what, const std::string& path, int err) {
+  return MakeError(ErrorCode::kIo, what + " '" + path + "': " + strerror(err));
+}
+
+Status WriteAll(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError("writing", path, errno);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+Result<UniqueFd> OpenAppend(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return IoError("opening log", path, errno);
+  return UniqueFd(fd);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<OutputCapture>> OutputCapture::Open(const std::string& path,
+                                                           size_t max_bytes) {
+  std::unique_ptr<OutputCapture> c(new OutputCapture());
+  c->path_ = path;
+  c->max_bytes_ = std::max<size_t>(max_bytes, 1024);
+  FORGE_ASSIGN_OR_RETURN(c->fd_, OpenAppend(path));
+  struct stat st {};
+  if (fstat(c->fd_.get(), &st) == 0) c->file_bytes_ = st.st_size;
+  return c;
+}
+
+Status OutputCapture::Append(std::string_view data, int64_t now_ms) {
+  if (data.empty()) return Status::Ok();
+  last_output_ms_ = now_ms;
+  total_bytes_ += static_cast<int64_t>(data.size());
+  tail_.append(data);
+  if (tail_.size() > 2 * kTailBytes) tail_.erase(0, tail_.size() - kTailBytes);
+  TrackLines(data);
+  if (write_failed_) return Status::Ok();
+  Status s = Write(data);
+  if (!s.ok()) write_failed_ = true;
+  return s;
+}
+
+Status OutputCapture::Write(std::string_view data) {
+  if (file_bytes_ + static_cast<int64_t>(data.size()) <= static_cast<int64_t>(max_bytes_)) {
+    FORGE_RETURN_IF_ERROR(WriteAll(fd_.get(), data, path_));
+    file_bytes_ += static_cast<int64_t>(data.size());
+    return Status::Ok();
+  }
+  // Over the cap: rewrite the file as its newest half. Each rewrite is paid
+  // for by max/2 bytes of new output, so the cost per byte stays constant.
+  const size_t keep = max_bytes_ / 2;
+  std::string kept;
+  if (data.size() < keep) {
+    size_t from_file = std::min<size_t>(keep - data.size(), static_cast<size_t>(file_bytes_));
+    kept.resize(from_file);
+    UniqueFd in(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!in.valid()) return IoError("reading log", path_, errno);
+    ssize_t n = pread(in.get(), kept.data(), from_file,
+                      static_cast<off_t>(file_bytes_ - static_cast<int64_t>(from_file)));
+    if (n < 0) return IoError("reading log", path_, errno);
+    kept.resize(static_cast<size_t>(n));
+    kept.append(data);
+  } else {
+    kept.assign(data.substr(data.size() - keep));
+  }
+  std::string content = "[forge: earlier output dropped; this log keeps the last " +
+                        std::to_string(keep) + " bytes]\n" + kept;
+  std::string tmp = path_ + ".tmp";
+  {
+    UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!out.valid()) return IoError("rewriting log", tmp, errno);
+    FORGE_RETURN_IF_ERROR(WriteAll(out.get(), content, tmp));
+  }
+  if (::rename(tmp.c_str(), path_.c_str()) != 0) return IoError("renaming log to", path_, errno);
+  FORGE_ASSIGN_OR_RETURN(fd_, OpenAppend(path_));
+  file_bytes_ = static_cast<int64_t>(content.size());
+  return Status::Ok();
+}
+
+void OutputCapture::TrackLines(std::string_view data) {
+  size_t nl = data.rfind('\n');
+  if (nl == std::string_view::npos) {
+    if (partial_line_.size() < kMaxLastLine) partial_line_.append(data.substr(0, kMaxLastLine));
+    return;
+  }
+  // The last complete line ends at nl; it starts after the newline before it.
+  size_t prev = data.rfind('\n', nl == 0 ? 0 : nl - 1);
+  std::string line;
+  if (prev == std::string_view::npos || prev == nl) {
+    line = partial_line_ + std::string(data.substr(0, nl));
+  } else {
+    line = std::string(data.substr(prev + 1, nl - prev - 1));
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.size() > kMaxLastLine) line.resize(kMaxLastLine);
+  if (!line.empty()) last_line_ = std::move(line);
+  partial_line_.assign(data.substr(nl + 1, kMaxLastLine));
+}
+
+}  // namespace forge::worker

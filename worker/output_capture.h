@@ -1,0 +1,58 @@
+// OutputCapture: where an agent's output goes. Everything is appended to the
+// attempt's log file, capped (default 64 MiB) by dropping the oldest half and
+// keeping the tail, so a chatty agent cannot fill the disk. It also keeps what
+// the worker needs without re-reading the file: the time of the last output
+// (the stall timer), the last complete line (for `watch`), and a short tail
+// (for the result and the next attempt's brief).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/fd.h"
+#include "common/result.h"
+
+namespace forge::worker {
+
+class OutputCapture {
+ public:
+  static constexpr size_t kDefaultMaxBytes = 64u << 20;
+  static constexpr size_t kTailBytes = 4096;
+
+  // Opens (creating, appending) the log file; the directory must exist.
+  static Result<std::unique_ptr<OutputCapture>> Open(const std::string& path,
+                                                     size_t max_bytes = kDefaultMaxBytes);
+
+  // Appends output read at monotonic time now_ms. A write error is returned
+  // once and then output is only kept in memory (the agent keeps running).
+  Status Append(std::string_view data, int64_t now_ms);
+
+  int64_t last_output_ms() const { return last_output_ms_; }  // -1: no output yet
+  const std::string& last_line() const { return last_line_; }
+  // The last kTailBytes of output.
+  const std::string& tail() const { return tail_; }
+  int64_t total_bytes() const { return total_bytes_; }
+  int64_t file_bytes() const { return file_bytes_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  OutputCapture() = default;
+  Status Write(std::string_view data);
+  Status TrimFile();
+  void TrackLines(std::string_view data);
+
+  std::string path_;
+  size_t max_bytes_ = kDefaultMaxBytes;
+  UniqueFd fd_;
+  bool write_failed_ = false;
+  int64_t file_bytes_ = 0;
+  int64_t total_bytes_ = 0;
+  int64_t last_output_ms_ = -1;
+  std::string partial_line_;
+  std::string last_line_;
+  std::string tail_;
+};
+
+}  // namespace forge::worker

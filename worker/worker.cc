@@ -1,0 +1,406 @@
+#include "worker/worker.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+namespace forge::worker {
+namespace {
+
+namespace fs = std::filesystem;
+
+int64_t NowMs() {
+  return SystemClock::Get().MonotonicMs();
+}
+
+Status MakeDirs(const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec)
+    return MakeError(ErrorCode::kIo, "cannot create directory '" + path + "': " + ec.message());
+  return Status::Ok();
+}
+
+Status WriteText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return MakeError(ErrorCode::kIo, "cannot write '" + path + "'");
+  return Status::Ok();
+}
+
+std::string PathValue(const std::vector<std::string>& env) {
+  for (const auto& e : env) {
+    if (e.rfind("PATH=", 0) == 0) return e.substr(5);
+  }
+  return "";
+}
+
+bool IsExecutableFile(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+// Checked before spawning so that a missing agent is reported as a
+// non-retryable configuration problem with the PATH that was searched.
+Status CheckBinary(const std::string& argv0, const std::vector<std::string>& env) {
+  if (argv0.find('/') != std::string::npos) {
+    if (IsExecutableFile(argv0)) return Status::Ok();
+    return MakeError(ErrorCode::kNotFound,
+                     "agent binary '" + argv0 + "' does not exist or is not executable");
+  }
+  std::string path = PathValue(env);
+  size_t start = 0;
+  while (true) {
+    size_t end = path.find(':', start);
+    std::string dir =
+        path.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (IsExecutableFile((dir.empty() ? "." : dir) + "/" + argv0)) return Status::Ok();
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return MakeError(ErrorCode::kNotFound,
+                   "agent binary '" + argv0 + "' not found in PATH '" + path + "'");
+}
+
+std::string FormatMs(int64_t ms) {
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+}  // namespace
+
+struct Worker::Attempt {
+  proto::Dispatch dispatch;
+  PreparedAttempt prepared;
+  std::unique_ptr<OutputCapture> capture;
+  std::unique_ptr<OutputParser> parser;
+  std::unique_ptr<proto::ChildJob> job;
+  int64_t started_ms = 0;
+  std::string stop_outcome;  // set when the worker ended the agent
+  std::string stop_error;
+  bool capture_error_logged = false;
+};
+
+Worker::Worker(proto::ChildLink& link, SignalFd& signals, WorkerOptions options)
+    : link_(link), signals_(signals), options_(std::move(options)) {}
+
+Worker::~Worker() = default;
+
+int Worker::Run() {
+  parent_pid_ = getppid();
+  while (!exit_) {
+    std::vector<proto::PollFd> fds;
+    fds.push_back({signals_.fd(), ZMQ_POLLIN, 0});
+    if (attempt_) attempt_->job->AppendPollFds(fds);
+    auto ready = link_.Poll(fds, NextDeadline());
+    if (!ready.ok()) {
+      spdlog::critical("poll failed: {}", ready.error().ToString());
+      Abort("worker poll failed");
+      return 1;
+    }
+    if (attempt_) attempt_->job->HandleReady(fds);
+    if (fds[0].revents != 0) HandleSignals();
+    if (*ready) {
+      while (!exit_) {
+        auto message = link_.Receive();
+        if (!message) break;
+        HandleMessage(*message);
+      }
+    }
+    Tick(NowMs());
+    if (!exit_ && getppid() != parent_pid_) Abort("the supervisor went away");
+  }
+  return exit_code_;
+}
+
+void Worker::HandleMessage(const proto::SupervisorMessage& message) {
+  if (const auto* d = std::get_if<proto::Dispatch>(&message)) {
+    StartAttempt(*d);
+  } else if (const auto* c = std::get_if<proto::Cancel>(&message)) {
+    if (!attempt_ || attempt_->dispatch.attempt_id != c->attempt_id) {
+      spdlog::info("cancel for attempt {} ignored: not running here", c->attempt_id);
+      return;
+    }
+    Stop("cancelled", "cancelled by the supervisor");
+  } else if (const auto* s = std::get_if<proto::Shutdown>(&message)) {
+    spdlog::info("shutdown requested (grace {} ms)", s->grace_ms);
+    shutting_down_ = true;
+    if (!attempt_) {
+      exit_ = true;
+      return;
+    }
+    shutdown_deadline_ms_ = NowMs() + std::max<int64_t>(s->grace_ms, 0);
+  } else {
+    spdlog::warn("ignoring a review message: this is a worker");
+  }
+}
+
+Result<PreparedAttempt> Worker::Prepare(const proto::Dispatch& d) const {
+  PreparedAttempt p;
+  FORGE_ASSIGN_OR_RETURN(Profile profile, ParseProfile(d.agent.profile));
+  (void)profile;
+  FORGE_ASSIGN_OR_RETURN(p.argv, BuildArgv(d.agent));
+  if (d.workspace.empty()) return MakeError(ErrorCode::kInvalid, "dispatch has no workspace");
+  FORGE_RETURN_IF_ERROR(MakeDirs(d.workspace));
+  p.log_path = d.log_path;
+  if (p.log_path.empty()) {
+    p.log_path = options_.state_dir + "/logs/" + d.task.id + "/" + std::to_string(d.n) + ".log";
+  }
+  std::string log_dir = fs::path(p.log_path).parent_path().string();
+  FORGE_RETURN_IF_ERROR(MakeDirs(log_dir));
+  FORGE_ASSIGN_OR_RETURN(p.prompt, RenderWorkerBrief(options_.brief_dirs, d));
+  p.prompt_path = log_dir + "/" + std::to_string(d.n) + ".prompt";
+  FORGE_RETURN_IF_ERROR(WriteText(p.prompt_path, p.prompt));
+
+  std::vector<std::string> pass = {"PATH", "HOME", "LANG", "TERM"};
+  pass.insert(pass.end(), d.agent.pass_env.begin(), d.agent.pass_env.end());
+  std::map<std::string, std::string> extra = d.agent.env;
+  for (const auto& [k, v] : d.task.env) extra[k] = v;
+  extra["FORGE_TASK_ID"] = d.task.id;
+  extra["FORGE_ATTEMPT"] = std::to_string(d.n);
+  extra["FORGE_PROMPT_FILE"] = p.prompt_path;
+  p.env = BuildEnvironment(pass, extra);
+  FORGE_RETURN_IF_ERROR(CheckBinary(p.argv[0], p.env));
+  return p;
+}
+
+void Worker::StartAttempt(const proto::Dispatch& d) {
+  spdlog::info("dispatch: attempt {} (task {} #{})", d.attempt_id, d.task.id, d.n);
+  if (attempt_) {
+    SendFailure(d, "failed",
+                MakeError(ErrorCode::kConflict, "worker is busy with attempt " +
+                                                    std::to_string(attempt_->dispatch.attempt_id)),
+                true);
+    return;
+  }
+  if (shutting_down_) {
+    SendFailure(d, "cancelled", MakeError(ErrorCode::kConflict, "worker is shutting down"), true);
+    return;
+  }
+  auto prepared = Prepare(d);
+  if (!prepared.ok()) {
+    const Error& e = prepared.error();
+    // A missing agent or a bad profile/template does not get better by retrying.
+    bool retryable = e.code != ErrorCode::kNotFound && e.code != ErrorCode::kConfig;
+    SendFailure(d, "failed", e, retryable);
+    return;
+  }
+  auto a = std::make_unique<Attempt>();
+  a->dispatch = d;
+  a->prepared = std::move(prepared).value();
+  a->parser = MakeOutputParser(ParseProfile(d.agent.profile).value());
+  auto capture = OutputCapture::Open(a->prepared.log_path);
+  if (!capture.ok()) {
+    SendFailure(d, "failed", capture.error(), true);
+    return;
+  }
+  a->capture = std::move(capture).value();
+
+  SpawnOptions spawn;
+  spawn.argv = a->prepared.argv;
+  spawn.env = a->prepared.env;
+  spawn.cwd = d.workspace;
+  spawn.die_with_parent = true;
+  spawn.stdout_mode = Stdio::kPipe;
+  spawn.stderr_mode = Stdio::kPipe;
+  Attempt* raw = a.get();
+  auto sink = [raw](int stream, std::string_view data) {
+    Status s = raw->capture->Append(data, NowMs());
+    if (!s.ok() && !raw->capture_error_logged) {
+      spdlog::error("attempt {}: {}", raw->dispatch.attempt_id, s.error().ToString());
+      raw->capture_error_logged = true;
+    }
+    if (stream == 1) raw->parser->Feed(data);
+  };
+  a->started_ms = NowMs();
+  auto job = proto::ChildJob::Start(std::move(spawn), a->prepared.prompt, sink);
+  if (!job.ok()) {
+    SendFailure(d, "failed", job.error(), job.error().code != ErrorCode::kNotFound);
+    return;
+  }
+  a->job = std::move(job).value();
+  proto::Started started;
+  started.attempt_id = d.attempt_id;
+  started.agent_pid = a->job->pid();
+  started.pgid = a->job->pgid();
+  started.agent_start_time = a->job->start_time();
+  spdlog::info("attempt {}: agent pid {} started: {}", d.attempt_id, started.agent_pid,
+               a->prepared.argv[0]);
+  attempt_ = std::move(a);
+  link_.SetAttempt(d.attempt_id);
+  Status s = link_.Send(started);
+  if (!s.ok()) spdlog::error("sending started: {}", s.error().ToString());
+}
+
+void Worker::SendFailure(const proto::Dispatch& d, const std::string& outcome, const Error& error,
+                         bool retryable) {
+  spdlog::warn("attempt {} not run: {}", d.attempt_id, error.ToString());
+  proto::Result r;
+  r.attempt_id = d.attempt_id;
+  r.outcome = outcome;
+  r.error = error.message;
+  r.retryable = retryable;
+  r.log_path = d.log_path;
+  r.model = d.agent.model;
+  Status s = link_.Send(r);
+  if (!s.ok()) spdlog::error("sending result: {}", s.error().ToString());
+}
+
+void Worker::HandleSignals() {
+  while (auto sig = signals_.Read()) {
+    if (*sig == SIGCHLD) {
+      for (const auto& [pid, status] : proto::ReapAll()) {
+        if (attempt_ && pid == attempt_->job->pid()) {
+          attempt_->job->OnExit(status);
+          FinishAttempt();
+        }
+      }
+    } else if (*sig == SIGTERM || *sig == SIGINT) {
+      Abort(std::string("worker got ") + strsignal(*sig));
+      return;
+    }
+  }
+}
+
+int64_t Worker::NextDeadline() const {
+  int64_t deadline = shutdown_deadline_ms_;
+  auto earliest = [&deadline](int64_t t) {
+    if (t >= 0 && (deadline < 0 || t < deadline)) deadline = t;
+  };
+  if (attempt_) {
+    const auto& a = *attempt_;
+    earliest(a.job->NextDeadline());
+    if (a.stop_outcome.empty()) {
+      const auto& spec = a.dispatch.agent;
+      if (spec.timeout_ms > 0) earliest(a.started_ms + spec.timeout_ms);
+      if (spec.stall_timeout_ms > 0) {
+        int64_t last =
+            a.capture->last_output_ms() >= 0 ? a.capture->last_output_ms() : a.started_ms;
+        earliest(last + spec.stall_timeout_ms);
+      }
+    }
+  }
+  return deadline;
+}
+
+void Worker::Tick(int64_t now) {
+  if (!attempt_) return;
+  Attempt& a = *attempt_;
+  const auto& spec = a.dispatch.agent;
+  if (a.stop_outcome.empty()) {
+    int64_t last = a.capture->last_output_ms() >= 0 ? a.capture->last_output_ms() : a.started_ms;
+    if (spec.timeout_ms > 0 && now >= a.started_ms + spec.timeout_ms) {
+      Stop("timed_out", "agent ran past the attempt timeout of " + FormatMs(spec.timeout_ms));
+    } else if (spec.stall_timeout_ms > 0 && now >= last + spec.stall_timeout_ms) {
+      Stop("stalled", "agent produced no output for " + FormatMs(spec.stall_timeout_ms));
+    } else if (shutdown_deadline_ms_ >= 0 && now >= shutdown_deadline_ms_) {
+      Stop("cancelled", "worker shutting down");
+    }
+  }
+  a.job->Tick(now);
+}
+
+void Worker::Stop(const std::string& outcome, const std::string& error) {
+  Attempt& a = *attempt_;
+  if (!a.stop_outcome.empty() || a.job->exited()) return;
+  spdlog::info("attempt {}: stopping the agent: {}", a.dispatch.attempt_id, error);
+  a.stop_outcome = outcome;
+  a.stop_error = error;
+  a.job->Terminate(NowMs(), a.dispatch.agent.kill_grace_ms);
+}
+
+void Worker::FinishAttempt() {
+  Attempt& a = *attempt_;
+  int orphans = proto::KillOrphans();
+  if (orphans > 0) spdlog::info("killed {} orphaned agent process(es)", orphans);
+  proto::Result r;
+  r.attempt_id = a.dispatch.attempt_id;
+  r.duration_ms = NowMs() - a.started_ms;
+  r.log_path = a.prepared.log_path;
+  r.output_tail = TailText(a.capture->tail());
+  r.model = a.dispatch.agent.model;
+  a.parser->Finish(a.job->status(), a.capture->tail(), r);
+  if (!a.stop_outcome.empty()) {
+    r.outcome = a.stop_outcome;
+    r.error = a.stop_error;
+  }
+  spdlog::info("attempt {}: {} ({})", r.attempt_id, r.outcome, a.job->status().ToString());
+  attempt_.reset();
+  link_.SetAttempt(std::nullopt);
+  Status s = link_.Send(r);
+  if (!s.ok()) spdlog::error("sending result: {}", s.error().ToString());
+  if (shutting_down_) exit_ = true;
+}
+
+void Worker::Abort(const std::string& why) {
+  spdlog::warn("exiting: {}", why);
+  exit_ = true;
+  if (!attempt_) return;
+  attempt_->job->Kill();
+  proto::KillOrphans();
+  proto::Result r;
+  r.attempt_id = attempt_->dispatch.attempt_id;
+  r.outcome = "cancelled";
+  r.error = why;
+  r.duration_ms = NowMs() - attempt_->started_ms;
+  r.log_path = attempt_->prepared.log_path;
+  r.output_tail = TailText(attempt_->capture->tail());
+  attempt_.reset();
+  (void)link_.Send(r);  // best effort: the supervisor may be gone
+}
+
+int WorkerMain(const WorkerMainOptions& options) {
+  std::string log_dir = options.state_dir + "/logs";
+  std::error_code ec;
+  fs::create_directories(log_dir, ec);
+  LogOptions log;
+  log.name = "worker";
+  log.file = log_dir + "/worker-" + std::to_string(getpid()) + ".log";
+  log.console = false;
+  Status logging = SetupLogging(log);
+  if (!logging.ok()) fprintf(stderr, "forge-worker: %s\n", logging.error().ToString().c_str());
+
+  Status reaper = proto::BecomeChildReaper();
+  if (!reaper.ok()) spdlog::warn("{}", reaper.error().ToString());
+  ::signal(SIGPIPE, SIG_IGN);
+  // Before the ZeroMQ context exists, so its threads inherit the blocked mask.
+  auto signals = SignalFd::Create({SIGCHLD, SIGTERM, SIGINT, SIGHUP});
+  if (!signals.ok()) {
+    spdlog::critical("{}", signals.error().ToString());
+    return 1;
+  }
+  auto link = proto::ChildLink::Connect({options.connect, "worker", options.heartbeat_ms});
+  if (!link.ok()) {
+    spdlog::critical("{}", link.error().ToString());
+    fprintf(stderr, "forge-worker: %s\n", link.error().ToString().c_str());
+    return 1;
+  }
+  spdlog::info("forge-worker {} connected to {} as {}", FORGE_VERSION, options.connect,
+               (*link)->routing_id());
+  WorkerOptions wo;
+  wo.state_dir = options.state_dir;
+  wo.brief_dirs.state_dir = options.state_dir;
+  wo.brief_dirs.briefs_dir = options.briefs_dir;
+#ifdef FORGE_SOURCE_DIR
+  wo.brief_dirs.source_dir = FORGE_SOURCE_DIR;
+#endif
+  int code;
+  {
+    Worker worker(**link, *signals, wo);
+    code = worker.Run();
+  }
+  (*link)->Close(1000);
+  spdlog::info("forge-worker exiting with {}", code);
+  return code;
+}
+
+}  // namespace forge::worker

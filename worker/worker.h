@@ -1,0 +1,89 @@
+// Worker: the event loop of forge-worker. One attempt at a time: on dispatch
+// it prepares the workspace and log directory, renders the brief, runs the
+// agent (its own process group, prompt on stdin, output to the attempt log),
+// reports `started`, enforces the attempt and stall timeouts, and reports the
+// `result`. Everything (agent pipes, SIGCHLD via signalfd, the supervisor
+// socket, timers) is one poll loop, so heartbeats never stop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/signals.h"
+#include "proto/child_job.h"
+#include "proto/child_link.h"
+#include "worker/agent_profile.h"
+#include "worker/brief.h"
+#include "worker/output_capture.h"
+
+namespace forge::worker {
+
+struct WorkerOptions {
+  std::string state_dir;
+  BriefDirs brief_dirs;
+};
+
+// What a dispatch needs before the agent can start; an error here is an
+// attempt error (retryable=false for a missing agent binary or a config error).
+struct PreparedAttempt {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string prompt;
+  std::string log_path;
+  std::string prompt_path;
+};
+
+class Worker {
+ public:
+  // signals must block SIGCHLD, SIGTERM and SIGINT and must have been created
+  // before the link (so the ZeroMQ threads inherit the mask).
+  Worker(proto::ChildLink& link, SignalFd& signals, WorkerOptions options);
+  ~Worker();
+
+  // Runs until shutdown, SIGTERM/SIGINT, or the parent process going away.
+  // Returns the process exit code.
+  int Run();
+
+  // Prepares a dispatch (dirs, brief, prompt file, environment, argv).
+  // Exposed for tests; Run() calls it on every dispatch.
+  Result<PreparedAttempt> Prepare(const proto::Dispatch& dispatch) const;
+
+ private:
+  struct Attempt;
+
+  void HandleMessage(const proto::SupervisorMessage& message);
+  void StartAttempt(const proto::Dispatch& dispatch);
+  void HandleSignals();
+  void Tick(int64_t now_ms);
+  int64_t NextDeadline() const;
+  void Stop(const std::string& outcome, const std::string& error);
+  void FinishAttempt();
+  void Abort(const std::string& why);
+  void SendFailure(const proto::Dispatch& dispatch, const std::string& outcome, const Error& error,
+                   bool retryable);
+
+  proto::ChildLink& link_;
+  SignalFd& signals_;
+  WorkerOptions options_;
+  std::unique_ptr<Attempt> attempt_;
+  bool shutting_down_ = false;
+  int64_t shutdown_deadline_ms_ = -1;
+  bool exit_ = false;
+  int exit_code_ = 0;
+  pid_t parent_pid_ = 0;
+};
+
+// forge-worker's main after flag parsing: logging, signals, the link, Run().
+struct WorkerMainOptions {
+  std::string connect;
+  std::string state_dir;
+  int64_t heartbeat_ms = 1000;
+  std::string briefs_dir;
+};
+int WorkerMain(const WorkerMainOptions& options);
+
+}  // namespace forge::worker

@@ -1,0 +1,382 @@
+// forge-worker end to end: this test plays the supervisor (a real ROUTER)
+// and runs the real binary with fake agents written as shell scripts.
+#include "worker/worker.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "worker/test_supervisor.h"
+
+namespace forge::worker {
+namespace {
+
+using forge::testing::FakeSupervisor;
+using forge::testing::NowMs;
+using forge::testing::ReadAll;
+using forge::testing::WaitForFile;
+using forge::testing::WaitGone;
+using forge::testing::WriteExecutable;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+const std::string kWorker = std::string(FORGE_BIN_DIR) + "/forge-worker";
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pid_ = sup_.StartChild(kWorker, 50, env_);
+    auto hello = sup_.WaitFor<proto::Hello>();
+    ASSERT_TRUE(hello) << "no hello from forge-worker";
+    EXPECT_EQ(hello->role, "worker");
+    EXPECT_EQ(hello->pid, pid_);
+    EXPECT_EQ(sup_.last_identity, "worker-" + std::to_string(pid_));
+  }
+
+  // A dispatch running `script` (written into the temp dir) with the command profile.
+  proto::Dispatch MakeDispatch(const std::string& script, int64_t attempt_id = 7) {
+    std::string path = sup_.dir + "/agent-" + std::to_string(attempt_id) + ".sh";
+    WriteExecutable(path, "#!/bin/sh\n" + script);
+    proto::Dispatch d;
+    d.attempt_id = attempt_id;
+    d.n = 1;
+    d.task.id = "t-" + std::to_string(attempt_id);
+    d.task.title = "Make it work";
+    d.brief = "Please make it work.";
+    d.workspace = sup_.state_dir + "/workspaces/" + d.task.id;
+    d.log_path = sup_.state_dir + "/logs/" + d.task.id + "/1.log";
+    d.agent.profile = "command";
+    d.agent.command = {path};
+    d.agent.timeout_ms = 20000;
+    d.agent.stall_timeout_ms = 20000;
+    d.agent.kill_grace_ms = 300;
+    return d;
+  }
+
+  // Dispatches and waits for started + result.
+  std::optional<proto::Result> Run(const proto::Dispatch& d, proto::Started* started = nullptr) {
+    sup_.Send(d);
+    auto s = sup_.WaitFor<proto::Started>();
+    if (!s) {
+      ADD_FAILURE() << "no started";
+      return std::nullopt;
+    }
+    EXPECT_EQ(s->attempt_id, d.attempt_id);
+    EXPECT_GT(s->agent_pid, 0);
+    EXPECT_EQ(s->pgid, s->agent_pid);
+    EXPECT_GT(s->agent_start_time, 0);
+    if (started) *started = *s;
+    auto r = sup_.WaitFor<proto::Result>(15000);
+    if (!r) ADD_FAILURE() << "no result";
+    if (r) {
+      EXPECT_EQ(r->attempt_id, d.attempt_id);
+    }
+    return r;
+  }
+
+  FakeSupervisor sup_;
+  std::optional<std::vector<std::string>> env_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(WorkerTest, HeartbeatsWhileIdle) {
+  int before = sup_.heartbeats;
+  // Three heartbeats at 50 ms must come well within 2 s.
+  const int64_t deadline = NowMs() + 2000;
+  while (sup_.heartbeats < before + 3 && NowMs() < deadline) {
+    auto r = sup_.Receive(deadline - NowMs());
+    ASSERT_TRUE(r);
+    auto* hb = std::get_if<proto::Heartbeat>(&r->message);
+    ASSERT_NE(hb, nullptr);
+    EXPECT_FALSE(hb->attempt_id.has_value());
+    ++sup_.heartbeats;
+  }
+  EXPECT_GE(sup_.heartbeats, before + 3);
+}
+
+TEST_F(WorkerTest, SucceedingAgentPassesWithItsOutputLogged) {
+  auto d = MakeDispatch(
+      "cat > \"$FORGE_PROMPT_FILE.stdin\"\necho \"hello from the agent in $(pwd)\"\n"
+      "echo 'to stderr' >&2\n");
+  auto r = Run(d);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed");
+  EXPECT_EQ(r->exit_code, 0);
+  EXPECT_EQ(r->log_path, d.log_path);
+  EXPECT_TRUE(r->retryable);
+  std::string log = ReadAll(d.log_path);
+  EXPECT_THAT(log, HasSubstr("hello from the agent in " + d.workspace));
+  EXPECT_THAT(log, HasSubstr("to stderr"));
+  EXPECT_THAT(r->output_tail, HasSubstr("hello from the agent"));
+  // The prompt is the rendered brief: in the prompt file and on stdin.
+  std::string prompt_path = sup_.state_dir + "/logs/t-7/1.prompt";
+  std::string prompt = ReadAll(prompt_path);
+  EXPECT_THAT(prompt, HasSubstr("Make it work"));
+  EXPECT_THAT(prompt, HasSubstr("Please make it work."));
+  EXPECT_EQ(ReadAll(prompt_path + ".stdin"), prompt);
+}
+
+TEST_F(WorkerTest, HeartbeatsKeepComingWhileTheAgentRuns) {
+  // The agent runs until the test has seen enough heartbeats naming the attempt.
+  auto d =
+      MakeDispatch("echo running\nwhile [ ! -e \"$FORGE_PROMPT_FILE.go\" ]; do sleep 0.01; done\n");
+  sup_.Send(d);
+  ASSERT_TRUE(sup_.WaitFor<proto::Started>());
+  const int64_t deadline = NowMs() + 3000;
+  int with_attempt = 0;
+  while (with_attempt < 5 && NowMs() < deadline) {
+    auto m = sup_.Receive(deadline - NowMs());
+    ASSERT_TRUE(m);
+    auto* hb = std::get_if<proto::Heartbeat>(&m->message);
+    ASSERT_NE(hb, nullptr) << proto::Encode(m->message);
+    ASSERT_TRUE(hb->attempt_id.has_value());
+    EXPECT_EQ(*hb->attempt_id, 7);
+    ++with_attempt;
+  }
+  EXPECT_GE(with_attempt, 5);
+  WriteExecutable(sup_.state_dir + "/logs/t-7/1.prompt.go", "");
+  auto r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed");
+}
+
+TEST_F(WorkerTest, FailingAgentReportsExitCode) {
+  auto r = Run(MakeDispatch("echo 'compilation failed: x.cc:3'\nexit 3\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "failed");
+  EXPECT_EQ(r->exit_code, 3);
+  EXPECT_THAT(r->error, HasSubstr("exit 3"));
+  EXPECT_THAT(r->error, HasSubstr("compilation failed: x.cc:3"));
+  EXPECT_TRUE(r->retryable);
+}
+
+TEST_F(WorkerTest, SilentAgentIsStalled) {
+  auto d = MakeDispatch("exec sleep 1000\n");
+  d.agent.stall_timeout_ms = 300;
+  const int64_t t0 = NowMs();
+  proto::Started started;
+  auto r = Run(d, &started);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "stalled");
+  EXPECT_THAT(r->error, HasSubstr("no output"));
+  EXPECT_GE(r->duration_ms, 300);
+  EXPECT_LT(NowMs() - t0, 5000);
+  EXPECT_EQ(r->signal, SIGTERM);
+  EXPECT_TRUE(WaitGone(started.agent_pid, 5000));
+}
+
+TEST_F(WorkerTest, OutputResetsTheStallTimer) {
+  // Prints every 50 ms for ~600 ms, well past a 300 ms stall timeout.
+  auto d =
+      MakeDispatch("i=0\nwhile [ $i -lt 12 ]; do echo tick $i; sleep 0.05; i=$((i+1)); done\n");
+  d.agent.stall_timeout_ms = 300;
+  auto r = Run(d);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed");
+  EXPECT_THAT(ReadAll(d.log_path), HasSubstr("tick 11"));
+}
+
+TEST_F(WorkerTest, AgentThatPrintsForeverTimesOut) {
+  auto d = MakeDispatch("while true; do echo still working; sleep 0.01; done\n");
+  d.agent.timeout_ms = 400;
+  d.agent.stall_timeout_ms = 300;
+  auto r = Run(d);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "timed_out");
+  EXPECT_THAT(r->error, HasSubstr("timeout"));
+  EXPECT_GE(r->duration_ms, 400);
+  EXPECT_THAT(ReadAll(d.log_path), HasSubstr("still working"));
+}
+
+TEST_F(WorkerTest, AgentIgnoringSigtermIsKilledAfterGrace) {
+  auto d = MakeDispatch("trap '' TERM\nwhile true; do sleep 0.05; done\n");
+  d.agent.stall_timeout_ms = 200;
+  d.agent.kill_grace_ms = 300;
+  proto::Started started;
+  auto r = Run(d, &started);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "stalled");
+  EXPECT_EQ(r->signal, SIGKILL);
+  EXPECT_GE(r->duration_ms, 500);
+  EXPECT_TRUE(WaitGone(started.agent_pid, 5000));
+}
+
+TEST_F(WorkerTest, GrandchildrenHoldingThePipesAreKilled) {
+  // One grandchild stays in the agent's group, one escapes to its own session;
+  // both keep the output pipe open.
+  auto d = MakeDispatch(
+      "sleep 1000 &\necho $! > \"$FORGE_PROMPT_FILE.pids\"\n"
+      "setsid sleep 1000 &\necho $! >> \"$FORGE_PROMPT_FILE.pids\"\necho done\n");
+  auto r = Run(d);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed");
+  std::istringstream pids(ReadAll(sup_.state_dir + "/logs/t-7/1.prompt.pids"));
+  int count = 0;
+  for (pid_t pid; pids >> pid; ++count) {
+    EXPECT_TRUE(WaitGone(pid, 5000)) << "grandchild " << pid << " left running";
+  }
+  EXPECT_EQ(count, 2);
+}
+
+TEST_F(WorkerTest, CancelStopsTheAgent) {
+  auto d = MakeDispatch("echo started\nexec sleep 1000\n");
+  sup_.Send(d);
+  auto s = sup_.WaitFor<proto::Started>();
+  ASSERT_TRUE(s);
+  sup_.Send(proto::Cancel{99});  // not ours: ignored
+  sup_.Send(proto::Cancel{7});
+  auto r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "cancelled");
+  EXPECT_TRUE(WaitGone(s->agent_pid, 5000));
+  // The worker is idle again and takes the next attempt.
+  auto r2 = Run(MakeDispatch("echo again\n", 8));
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->outcome, "passed");
+}
+
+TEST_F(WorkerTest, ShutdownWhenIdleExitsAtOnce) {
+  sup_.Send(proto::Shutdown{5000});
+  auto st = sup_.WaitExit(pid_, 3000);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->exit_code, 0);
+}
+
+TEST_F(WorkerTest, ShutdownLetsTheAttemptFinishWithinGrace) {
+  auto d = MakeDispatch(
+      "while [ ! -e \"$FORGE_PROMPT_FILE.go\" ]; do sleep 0.01; done\necho finished\n");
+  sup_.Send(d);
+  ASSERT_TRUE(sup_.WaitFor<proto::Started>());
+  sup_.Send(proto::Shutdown{10000});
+  WriteExecutable(sup_.state_dir + "/logs/t-7/1.prompt.go", "");
+  auto r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed");
+  auto st = sup_.WaitExit(pid_, 3000);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->exit_code, 0);
+}
+
+TEST_F(WorkerTest, ShutdownGraceExpiredCancelsTheAttempt) {
+  auto d = MakeDispatch("exec sleep 1000\n");
+  proto::Started started;
+  sup_.Send(d);
+  auto s = sup_.WaitFor<proto::Started>();
+  ASSERT_TRUE(s);
+  sup_.Send(proto::Shutdown{200});
+  auto r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "cancelled");
+  auto st = sup_.WaitExit(pid_, 3000);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->exit_code, 0);
+  EXPECT_TRUE(WaitGone(s->agent_pid, 5000));
+}
+
+TEST_F(WorkerTest, MissingAgentBinaryIsNotRetryable) {
+  auto d = MakeDispatch("");
+  d.agent.command = {sup_.dir + "/no-such-agent"};
+  sup_.Send(d);
+  auto r = sup_.WaitFor<proto::Result>();  // no started: nothing ran
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "failed");
+  EXPECT_FALSE(r->retryable);
+  EXPECT_THAT(r->error, HasSubstr("no-such-agent"));
+
+  d.attempt_id = 8;
+  d.agent.command = {"forge-no-such-agent-on-path"};
+  sup_.Send(d);
+  r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->retryable);
+  EXPECT_THAT(r->error, HasSubstr("'forge-no-such-agent-on-path' not found in PATH"));
+}
+
+TEST_F(WorkerTest, BadTemplateIsAnAttemptErrorNamingFileAndLine) {
+  std::filesystem::create_directories(sup_.state_dir + "/briefs");
+  WriteExecutable(sup_.state_dir + "/briefs/worker.mustache", "# {{task.title}}\n\n{{#verify}}\n");
+  sup_.Send(MakeDispatch("echo never\n"));
+  auto r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "failed");
+  EXPECT_FALSE(r->retryable);
+  EXPECT_THAT(r->error, HasSubstr(sup_.state_dir + "/briefs/worker.mustache"));
+  EXPECT_THAT(r->error, HasSubstr("line 3"));
+}
+
+TEST_F(WorkerTest, GarbageMessagesAreSkipped) {
+  sup_.SendRaw("this is not json");
+  sup_.SendRaw(R"({"v":1,"type":"dispatch","id":"x"})");
+  auto r = Run(MakeDispatch("echo fine\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed");
+}
+
+TEST_F(WorkerTest, SigtermKillsTheAgentAndExits) {
+  auto d = MakeDispatch("exec sleep 1000\n");
+  sup_.Send(d);
+  auto s = sup_.WaitFor<proto::Started>();
+  ASSERT_TRUE(s);
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  auto st = sup_.WaitExit(pid_, 3000);
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WaitGone(s->agent_pid, 5000));
+}
+
+TEST_F(WorkerTest, ClaudeProfileResultLandsInTheResult) {
+  auto d = MakeDispatch(
+      "cat > /dev/null\necho \"$@\" > \"$FORGE_PROMPT_FILE.argv\"\n"
+      "echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done\","
+      "\"total_cost_usd\":0.25,\"num_turns\":4,\"session_id\":\"sess-1\","
+      "\"usage\":{\"input_tokens\":120,\"output_tokens\":45}}'\n");
+  d.agent.profile = "claude";
+  d.agent.model = "opus";
+  d.agent.args = {"--allowedTools", "Edit"};
+  // The fake records its argv so the profile's flags can be checked.
+  d.agent.command.push_back("--fake-flag");
+  auto r = Run(d);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed");
+  EXPECT_DOUBLE_EQ(r->cost_usd, 0.25);
+  EXPECT_EQ(r->tokens_in, 120);
+  EXPECT_EQ(r->tokens_out, 45);
+  EXPECT_EQ(r->num_turns, 4);
+  EXPECT_EQ(r->session_id, "sess-1");
+  EXPECT_EQ(r->model, "opus");
+  EXPECT_EQ(ReadAll(sup_.state_dir + "/logs/t-7/1.prompt.argv"),
+            "--fake-flag -p --output-format json --model opus --allowedTools Edit\n");
+}
+
+class WorkerEnvTest : public WorkerTest {
+ protected:
+  void SetUp() override {
+    env_ = CurrentEnvironment();
+    env_->push_back("FORGE_TEST_UNLISTED=leak");
+    env_->push_back("FORGE_TEST_PASSED=through");
+    WorkerTest::SetUp();
+  }
+};
+
+TEST_F(WorkerEnvTest, AgentSeesOnlyTheAllowList) {
+  auto d = MakeDispatch("env > \"$FORGE_PROMPT_FILE.env\"\n");
+  d.agent.pass_env = {"FORGE_TEST_PASSED"};
+  d.agent.env = {{"FROM_PROFILE", "p"}, {"OVERRIDDEN", "profile"}};
+  d.task.env = {{"OVERRIDDEN", "task"}};
+  auto r = Run(d);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->outcome, "passed") << r->error;
+  std::string env = "\n" + ReadAll(sup_.state_dir + "/logs/t-7/1.prompt.env");
+  EXPECT_THAT(env, HasSubstr("\nPATH=" + std::string(getenv("PATH")) + "\n"));
+  if (getenv("HOME")) {
+    EXPECT_THAT(env, HasSubstr("\nHOME=" + std::string(getenv("HOME")) + "\n"));
+  }
+  EXPECT_THAT(env, HasSubstr("\nFORGE_TASK_ID=t-7\n"));
+  EXPECT_THAT(env, HasSubstr("\nFORGE_ATTEMPT=1\n"));
+  EXPECT_THAT(env, HasSubstr("\nFORGE_PROMPT_FILE=" + sup_.state_dir + "/logs/t-7/1.prompt\n"));
+  EXPECT_THAT(env, HasSubstr("\nFORGE_TEST_PASSED=through\n"));
+  EXPECT_THAT(env, HasSubstr("\nFROM_PROFILE=p\n"));
+  EXPECT_THAT(env, HasSubstr("\nOVERRIDDEN=task\n"));
+  EXPECT_THAT(env, Not(HasSubstr("FORGE_TEST_UNLISTED")));
+}
+
+}  // namespace
+}  // namespace forge::worker
