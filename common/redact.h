@@ -1,5 +1,5 @@
 // Secret redaction: values of environment variables whose names contain KEY,
-// TOKEN, SECRET or PASSWORD (case-insensitive) never appear in logs, events,
+// TOKEN, SECRET, PASSWORD, PASSWD or CREDENTIAL (case-insensitive) never appear in logs, events,
 // `forge-ctl show` or events.jsonl.
 #pragma once
 
