@@ -1,0 +1,201 @@
+// forge-critic end to end: this test plays the supervisor (a real ROUTER) and
+// runs the real binary on verify commands.
+#include "critic/critic.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "worker/test_supervisor.h"
+
+namespace forge::critic {
+namespace {
+
+using forge::testing::FakeSupervisor;
+using forge::testing::NowMs;
+using forge::testing::ReadAll;
+using forge::testing::WaitGone;
+using ::testing::HasSubstr;
+
+const std::string kCritic = std::string(FORGE_BIN_DIR) + "/forge-critic";
+
+class CriticTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pid_ = sup_.StartChild(kCritic, 50);
+    auto hello = sup_.WaitFor<proto::Hello>();
+    ASSERT_TRUE(hello) << "no hello from forge-critic";
+    EXPECT_EQ(hello->role, "critic");
+    EXPECT_EQ(hello->pid, pid_);
+    EXPECT_EQ(sup_.last_identity, "critic-" + std::to_string(pid_));
+  }
+
+  proto::Review MakeReview(std::vector<std::string> verify, int64_t attempt_id = 7) {
+    proto::Review r;
+    r.attempt_id = attempt_id;
+    r.n = 1;
+    r.task.id = "t-" + std::to_string(attempt_id);
+    r.task.title = "Make it work";
+    r.task.env = {{"TASK_VAR", "from-task"}};
+    r.workspace = sup_.state_dir + "/workspaces/" + r.task.id;
+    std::filesystem::create_directories(r.workspace);
+    r.verify = std::move(verify);
+    r.verify_timeout_ms = 20000;
+    r.log_path = sup_.state_dir + "/logs/" + r.task.id + "/1.review.log";
+    return r;
+  }
+
+  std::optional<proto::ReviewResult> Review(const proto::Review& r) {
+    sup_.Send(r);
+    auto result = sup_.WaitFor<proto::ReviewResult>(15000);
+    if (!result) {
+      ADD_FAILURE() << "no review_result";
+      return std::nullopt;
+    }
+    EXPECT_EQ(result->attempt_id, r.attempt_id);
+    return result;
+  }
+
+  FakeSupervisor sup_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(CriticTest, AllChecksPass) {
+  auto r = Review(MakeReview(
+      {"echo one; test \"$(pwd)\" = \"$PWD\"", "echo task=$TASK_VAR id=$FORGE_TASK_ID"}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass");
+  EXPECT_EQ(r->error, "");
+  ASSERT_EQ(r->checks.size(), 2u);
+  EXPECT_TRUE(r->checks[0].passed);
+  EXPECT_EQ(r->checks[0].exit_code, 0);
+  EXPECT_EQ(r->checks[1].name, "echo task=$TASK_VAR id=$FORGE_TASK_ID");
+  EXPECT_EQ(r->checks[1].output_tail, "task=from-task id=t-7\n");
+  EXPECT_THAT(ReadAll(sup_.state_dir + "/logs/t-7/1.review.log"), HasSubstr("task=from-task"));
+}
+
+TEST_F(CriticTest, ChecksRunInTheWorkspace) {
+  auto review = MakeReview({"test -f marker.txt"});
+  std::ofstream(review.workspace + "/marker.txt") << "x";
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass");
+}
+
+TEST_F(CriticTest, OneFailingCheckRejectsWithItsTail) {
+  auto r = Review(MakeReview({"true", "echo 'FAIL: test_parse'; echo boom >&2; exit 2", "true"}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_THAT(r->error, HasSubstr("echo 'FAIL: test_parse'"));
+  EXPECT_THAT(r->error, HasSubstr("exit 2"));
+  ASSERT_EQ(r->checks.size(), 3u);
+  EXPECT_TRUE(r->checks[0].passed);
+  EXPECT_FALSE(r->checks[1].passed);
+  EXPECT_EQ(r->checks[1].exit_code, 2);
+  EXPECT_EQ(r->checks[1].output_tail, "FAIL: test_parse\nboom\n");
+  EXPECT_TRUE(r->checks[2].passed);
+}
+
+TEST_F(CriticTest, OutputTailIsBounded) {
+  auto r =
+      Review(MakeReview({"i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done; exit 1"}));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->checks.size(), 1u);
+  EXPECT_LE(r->checks[0].output_tail.size(), 4096u);
+  EXPECT_THAT(r->checks[0].output_tail, HasSubstr("line 2999\n"));
+}
+
+TEST_F(CriticTest, CheckTimeoutRejects) {
+  auto review = MakeReview({"echo $$ > pid; exec sleep 1000", "true"});
+  review.verify_timeout_ms = 300;
+  const int64_t t0 = NowMs();
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_THAT(r->error, HasSubstr("timed out"));
+  ASSERT_EQ(r->checks.size(), 2u);
+  EXPECT_TRUE(r->checks[0].timed_out);
+  EXPECT_FALSE(r->checks[0].passed);
+  EXPECT_GE(r->checks[0].duration_ms, 300);
+  EXPECT_LT(NowMs() - t0, 5000);
+  pid_t pid = std::stoi(ReadAll(review.workspace + "/pid"));
+  EXPECT_TRUE(WaitGone(pid, 5000));
+}
+
+TEST_F(CriticTest, CancelKillsTheCheck) {
+  auto review = MakeReview({"echo $$ > pid; exec sleep 1000"});
+  sup_.Send(review);
+  std::string pid_text = forge::testing::WaitForFile(review.workspace + "/pid", 5000);
+  ASSERT_FALSE(pid_text.empty());
+  sup_.Send(proto::Cancel{12345});  // not ours: ignored
+  sup_.Send(proto::Cancel{7});
+  auto r = sup_.WaitFor<proto::ReviewResult>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_EQ(r->error, "cancelled");
+  EXPECT_TRUE(WaitGone(std::stoi(pid_text), 5000));
+  // Idle again: the next review runs.
+  auto again = Review(MakeReview({"true"}, 8));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->verdict, "pass");
+}
+
+TEST_F(CriticTest, MissingWorkspaceIsAnError) {
+  auto review = MakeReview({"true"});
+  review.workspace = sup_.dir + "/nowhere";
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_THAT(r->error, HasSubstr(sup_.dir + "/nowhere"));
+}
+
+TEST_F(CriticTest, HeartbeatsNameTheAttemptWhileACheckRuns) {
+  auto review = MakeReview({"while [ ! -e go ]; do sleep 0.01; done"});
+  sup_.Send(review);
+  const int64_t deadline = NowMs() + 3000;
+  int with_attempt = 0;
+  while (with_attempt < 5 && NowMs() < deadline) {
+    auto m = sup_.Receive(deadline - NowMs());
+    ASSERT_TRUE(m);
+    auto* hb = std::get_if<proto::Heartbeat>(&m->message);
+    ASSERT_NE(hb, nullptr);
+    if (hb->attempt_id) {
+      EXPECT_EQ(*hb->attempt_id, 7);
+      ++with_attempt;
+    }
+  }
+  EXPECT_GE(with_attempt, 5);
+  std::ofstream(review.workspace + "/go") << "";
+  auto r = sup_.WaitFor<proto::ReviewResult>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass");
+}
+
+TEST_F(CriticTest, ShutdownIdleExits) {
+  sup_.Send(proto::Shutdown{1000});
+  auto st = sup_.WaitExit(pid_, 3000);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->exit_code, 0);
+}
+
+TEST_F(CriticTest, ShutdownGraceExpiredCancelsTheReview) {
+  auto review = MakeReview({"exec sleep 1000"});
+  sup_.Send(review);
+  sup_.Send(proto::Shutdown{200});
+  auto r = sup_.WaitFor<proto::ReviewResult>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_EQ(r->error, "cancelled");
+  auto st = sup_.WaitExit(pid_, 3000);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->exit_code, 0);
+}
+
+TEST_F(CriticTest, NoChecksPasses) {
+  auto r = Review(MakeReview({}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass");
+  EXPECT_TRUE(r->checks.empty());
+}
+
+}  // namespace
+}  // namespace forge::critic
