@@ -11,6 +11,13 @@
 // (a torn last line is cut), so it always ends holding exactly the committed
 // events.
 //
+// Event kinds: task.submitted (payload: the task, env redacted, "state"),
+// task.<state> for every transition ({"from","to","reason"?,"not_before"?,
+// "attempt_id"?}), task.approved, attempt.started, attempt.agent_started,
+// attempt.result, attempt.ended, plus whatever Emit() is given. Keys:
+// "<task>:<transition counter>:<kind>" for task events, "a<attempt id>:<kind>"
+// for attempt events.
+//
 // Task states: pending (waiting on dependencies or approval), ready, running
 // (attempt leased), reviewing (critic), cooldown (retry waits for
 // not_before), done, blocked, cancelled. Ready selection reads the index
@@ -33,6 +40,7 @@
 
 namespace forge::store {
 
+using json = nlohmann::json;
 using proto::AttemptInfo;
 using proto::EventInfo;
 using proto::Outcome;
@@ -48,7 +56,7 @@ struct StoreOptions {
   bool synchronous_full = false;  // database.synchronous: full
   int busy_timeout_ms = 5000;
   int default_max_attempts = 3;
-  const Clock* clock = nullptr;   // nullptr: SystemClock
+  const Clock* clock = nullptr;  // nullptr: SystemClock
 };
 
 // One new attempt, leased to a worker.
@@ -58,6 +66,12 @@ struct Lease {
   std::string log_path;  // where the worker writes the agent output
   bool counted = true;   // false for a re-run after an infra failure
 };
+// Attempt counting: LeaseAttempt increments total_attempts, and attempts when
+// Lease.counted. CloseAttempt's Close.counted is final: the task's attempts
+// counter is corrected by the difference (a counted lease closed uncounted
+// gives its attempt back; an uncounted lease closed counted takes one), and
+// an uncounted close increments infra_retries. So after every close,
+// attempts == closed counted attempts (+1 while a counted lease is open).
 
 // The worker's report, recorded on the open attempt.
 struct AgentReport {
@@ -86,8 +100,8 @@ struct Close {
   std::string commit;
   TaskState next_state = TaskState::kBlocked;  // ready | cooldown | done | blocked | cancelled
   int64_t not_before_ms = 0;                   // for cooldown
-  bool counted = true;    // false: the attempt does not use one of max_attempts
-  std::string reason;     // why the task moves (event payload), e.g. "same failure twice"
+  bool counted = true;  // false: the attempt does not use one of max_attempts
+  std::string reason;   // why the task moves (event payload), e.g. "same failure twice"
 };
 
 struct ListFilter {
@@ -99,7 +113,7 @@ struct ListFilter {
 struct EventFilter {
   int64_t since_seq = 0;  // seq > since_seq
   std::string task_id;
-  std::string kind;       // exact kind, or a prefix ending in '.' ("task.")
+  std::string kind;  // exact kind, or a prefix ending in '.' ("task.")
   int limit = 1000;
 };
 
@@ -133,11 +147,16 @@ class Store {
   // Records the agent's pid/pgid/start time (for recovery's kill check).
   Status MarkAgentStarted(int64_t attempt_id, int64_t agent_pid, int64_t pgid,
                           int64_t agent_start_time);
-  // Records the worker's result on the open attempt; running -> reviewing.
-  // Idempotent: a second report for the same attempt changes nothing.
+  // Records the worker's result on the open attempt and adds its cost and
+  // tokens to the task; running -> reviewing when report.outcome is passed
+  // (otherwise the task stays running until CloseAttempt). Idempotent: a
+  // second report, or one for a closed attempt, returns ok and changes nothing.
   Status RecordAgentResult(int64_t attempt_id, const AgentReport& report);
-  // Closes the attempt and moves its task (one transaction). Idempotent: an
-  // already-closed attempt returns ok and changes nothing.
+  // Closes the attempt and moves its task to close.next_state (one
+  // transaction): cooldown sets not_before; done/blocked/cancelled set
+  // finished_at; done records the commit and promotes dependents whose
+  // dependencies are now all done. next_state running/reviewing is kInvalid.
+  // Idempotent: an already-closed attempt returns ok and changes nothing.
   Status CloseAttempt(int64_t attempt_id, const Close& close);
   // cooldown -> ready for tasks whose not_before has passed; returns how many.
   Result<int> PromoteDue(int64_t now_wall_ms);
@@ -145,13 +164,20 @@ class Store {
   Result<std::optional<int64_t>> NextDue();
 
   // ---- operator actions ----
+  // Unknown id: kNotFound "task 'x' not found". Wrong state: kConflict naming it.
+  // Sets approved (pending -> ready if dependencies are done); already
+  // approved: ok, no change; unapproved and settled: kConflict.
   Result<Change> Approve(const std::string& task_id);
-  // blocked/cancelled -> ready (or pending if dependencies are not done), attempts reset.
+  // blocked/cancelled -> ready (or pending if dependencies are not done or
+  // approval is missing); attempts, infra_retries and last_fingerprint reset.
   Result<Change> Retry(const std::string& task_id);
-  // Any non-settled state -> cancelled; an open attempt is closed `cancelled`.
+  // Any non-settled state -> cancelled; an open attempt is closed `cancelled`
+  // and returned in Change.open_attempt (the caller kills it). Settled: kConflict.
   Result<Change> Cancel(const std::string& task_id, const std::string& reason);
 
   // ---- recovery ----
+  // Attempts with no end; close each with CloseAttempt (outcome recovered,
+  // counted=false): a crash during recovery repeats nothing.
   Result<std::vector<AttemptInfo>> OpenAttempts();
 
   // ---- queries ----

@@ -1,0 +1,48 @@
+// events.jsonl: the operator-facing copy of the event log, one JSON object
+// (proto::EventInfo) per line, in seq order. It trails the database: lines are
+// appended after the transaction that created them commits, and a crash
+// between the two is repaired on the next open (Reconcile). The file is never
+// allowed to fail a database operation: write errors are logged and the
+// missing lines are written on the next attempt.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "proto/types.h"
+
+namespace forge::store {
+
+using json = nlohmann::json;
+
+class EventsFile {
+ public:
+  explicit EventsFile(std::string path) : path_(std::move(path)) {}
+  EventsFile(const EventsFile&) = delete;
+  EventsFile& operator=(const EventsFile&) = delete;
+  ~EventsFile();
+
+  const std::string& path() const { return path_; }
+
+  // Opens (creating) the file, cuts a torn last line (one without its '\n',
+  // or one that does not parse) and returns the seq of the last complete
+  // line, 0 when the file is empty.
+  Result<int64_t> OpenAndRecover();
+
+  // Appends the events (already in seq order) with one write(). On a short
+  // or failed write the file may end torn: call OpenAndRecover before the
+  // next Append.
+  Status Append(const std::vector<proto::EventInfo>& events);
+
+  // One line as written by Append (without the trailing '\n').
+  static std::string Line(const proto::EventInfo& event);
+
+ private:
+  Result<int64_t> LastCompleteSeq();
+  std::string path_;
+  int fd_ = -1;
+};
+
+}  // namespace forge::store

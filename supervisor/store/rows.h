@@ -1,0 +1,42 @@
+// Mapping between table rows and the proto records. Each SELECT that feeds a
+// reader names the columns with the matching k*Columns string, in order.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/result.h"
+#include "proto/types.h"
+#include "supervisor/store/sqlite_util.h"
+
+namespace forge::store {
+
+using json = nlohmann::json;
+
+// A task row with the bookkeeping the proto record does not carry.
+struct TaskRow {
+  proto::TaskInfo info;
+  int64_t seq = 0;
+  int64_t version = 0;  // state transitions so far
+};
+
+struct AttemptRow {
+  proto::AttemptInfo info;
+  bool reported = false;  // RecordAgentResult done
+  bool ended = false;
+};
+
+extern const char* const kTaskColumns;
+extern const char* const kAttemptColumns;
+// The ready selection (after "SELECT <kTaskColumns> FROM tasks "): it must be
+// answered from the tasks_ready index alone (tested with EXPLAIN QUERY PLAN).
+extern const char* const kNextReadyWhere;
+
+// kDb error naming the row and column when a JSON column does not parse.
+Result<TaskRow> ReadTaskRow(const Stmt& stmt);
+Result<AttemptRow> ReadAttemptRow(const Stmt& stmt);
+
+// JSON text for a column; never throws (invalid UTF-8 is replaced).
+std::string JsonText(const json& j);
+
+}  // namespace forge::store

@@ -1,0 +1,175 @@
+#include "supervisor/store/schema.h"
+
+namespace forge::store {
+
+namespace {
+
+// Version 1. Times are wall-clock ms since the epoch; JSON columns hold text.
+// tasks.version counts the task's state transitions: it makes each
+// transition's event key unique and repeatable. `commit` is an SQL keyword,
+// hence commit_id.
+const char* const kV1 = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tasks(
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  title TEXT NOT NULL,
+  brief TEXT NOT NULL DEFAULT '',
+  kind TEXT NOT NULL DEFAULT 'work',
+  state TEXT NOT NULL,
+  priority INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL,
+  needs_approval INTEGER NOT NULL DEFAULT 0,
+  approved INTEGER NOT NULL DEFAULT 0,
+  allow_empty INTEGER NOT NULL DEFAULT 0,
+  repo TEXT NOT NULL DEFAULT '',
+  base TEXT NOT NULL DEFAULT '',
+  agent TEXT NOT NULL DEFAULT '',
+  model TEXT NOT NULL DEFAULT '',
+  env TEXT NOT NULL DEFAULT '{}',
+  verify TEXT NOT NULL DEFAULT '[]',
+  depends_on TEXT NOT NULL DEFAULT '[]',
+  parent TEXT NOT NULL DEFAULT '',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  total_attempts INTEGER NOT NULL DEFAULT 0,
+  infra_retries INTEGER NOT NULL DEFAULT 0,
+  not_before INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  last_fingerprint TEXT NOT NULL DEFAULT '',
+  branch TEXT NOT NULL DEFAULT '',
+  commit_id TEXT NOT NULL DEFAULT '',
+  cost_usd REAL NOT NULL DEFAULT 0,
+  tokens_in INTEGER NOT NULL DEFAULT 0,
+  tokens_out INTEGER NOT NULL DEFAULT 0,
+  version INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX tasks_ready ON tasks(state, priority DESC, seq);
+CREATE INDEX tasks_due ON tasks(state, not_before);
+CREATE TABLE task_deps(
+  task_id TEXT NOT NULL REFERENCES tasks(id),
+  dep_id TEXT NOT NULL REFERENCES tasks(id),
+  PRIMARY KEY(task_id, dep_id)
+) WITHOUT ROWID;
+CREATE INDEX task_deps_dep ON task_deps(dep_id);
+CREATE TABLE attempts(
+  id INTEGER PRIMARY KEY,
+  task_id TEXT NOT NULL REFERENCES tasks(id),
+  n INTEGER NOT NULL,
+  counted INTEGER NOT NULL DEFAULT 1,
+  worker_pid INTEGER NOT NULL DEFAULT 0,
+  agent_pid INTEGER NOT NULL DEFAULT 0,
+  agent_pgid INTEGER NOT NULL DEFAULT 0,
+  agent_start_time INTEGER NOT NULL DEFAULT 0,
+  started_at INTEGER NOT NULL,
+  reported_at INTEGER,
+  ended_at INTEGER,
+  duration_ms INTEGER NOT NULL DEFAULT 0,
+  outcome TEXT NOT NULL DEFAULT '',
+  exit_code INTEGER NOT NULL DEFAULT -1,
+  signal INTEGER NOT NULL DEFAULT 0,
+  cost_usd REAL NOT NULL DEFAULT 0,
+  tokens_in INTEGER NOT NULL DEFAULT 0,
+  tokens_out INTEGER NOT NULL DEFAULT 0,
+  num_turns INTEGER NOT NULL DEFAULT 0,
+  session_id TEXT NOT NULL DEFAULT '',
+  model TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '',
+  fingerprint TEXT NOT NULL DEFAULT '',
+  verdict TEXT NOT NULL DEFAULT '',
+  findings TEXT NOT NULL DEFAULT '[]',
+  checks TEXT NOT NULL DEFAULT '[]',
+  log_path TEXT NOT NULL DEFAULT '',
+  commit_id TEXT NOT NULL DEFAULT '',
+  UNIQUE(task_id, n)
+);
+CREATE INDEX attempts_open ON attempts(id) WHERE ended_at IS NULL;
+CREATE INDEX attempts_started ON attempts(started_at);
+CREATE INDEX attempts_ended ON attempts(ended_at) WHERE ended_at IS NOT NULL;
+CREATE TABLE events(
+  seq INTEGER PRIMARY KEY,
+  ts INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  task_id TEXT NOT NULL DEFAULT '',
+  attempt INTEGER NOT NULL DEFAULT 0,
+  idem_key TEXT NOT NULL UNIQUE,
+  payload TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_task ON events(task_id, seq);
+CREATE TABLE cursors(name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+)sql";
+
+Status SetVersion(Conn& conn, int64_t version) {
+  FORGE_ASSIGN_OR_RETURN(Stmt stmt,
+                         conn.Prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?) "
+                                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
+  return stmt.Bind(std::to_string(version)).Run();
+}
+
+}  // namespace
+
+const std::vector<std::string>& Migrations() {
+  static const std::vector<std::string> migrations = {kV1};
+  return migrations;
+}
+
+Result<int64_t> ReadSchemaVersion(Conn& conn) {
+  FORGE_ASSIGN_OR_RETURN(
+      int64_t has_meta,
+      conn.QueryInt("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='meta'"));
+  if (has_meta == 0) return int64_t{0};
+  FORGE_ASSIGN_OR_RETURN(Stmt stmt,
+                         conn.Prepare("SELECT value FROM meta WHERE key='schema_version'"));
+  FORGE_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) return int64_t{0};
+  std::string text = stmt.Text(0);
+  try {
+    size_t used = 0;
+    int64_t v = std::stoll(text, &used);
+    if (used == text.size() && v >= 0) return v;
+  } catch (const std::exception&) {
+  }
+  return MakeError(ErrorCode::kDb, "meta.schema_version is not a number: '" + text + "'");
+}
+
+Status CheckVersion(int64_t version, int64_t supported, bool read_only) {
+  if (version > supported) {
+    return MakeError(ErrorCode::kConflict, "database schema version " + std::to_string(version) +
+                                               " is newer than this forge (" +
+                                               std::to_string(supported) + "); upgrade forge");
+  }
+  if (read_only && version < supported) {
+    return MakeError(ErrorCode::kConflict, "database schema version " + std::to_string(version) +
+                                               " is older than this forge (" +
+                                               std::to_string(supported) +
+                                               "); start forge-supervisor once to migrate it");
+  }
+  return Status::Ok();
+}
+
+Status Migrate(Conn& conn, int64_t target) {
+  FORGE_ASSIGN_OR_RETURN(int64_t version, ReadSchemaVersion(conn));
+  FORGE_RETURN_IF_ERROR(CheckVersion(version, target, false));
+  const auto& migrations = Migrations();
+  while (version < target) {
+    FORGE_RETURN_IF_ERROR(conn.Exec("BEGIN IMMEDIATE"));
+    // Re-read inside the write lock: another process may have migrated meanwhile.
+    auto current = ReadSchemaVersion(conn);
+    Status st = current.ok() ? Status::Ok() : Status(current.error());
+    if (st.ok() && *current == version) {
+      st = conn.Exec(migrations[static_cast<size_t>(version)]);
+      if (st.ok()) st = SetVersion(conn, version + 1);
+    }
+    if (!st.ok()) {
+      (void)conn.Exec("ROLLBACK");
+      return st.error().Wrap("migrating schema to version " + std::to_string(version + 1));
+    }
+    FORGE_RETURN_IF_ERROR(conn.Exec("COMMIT"));
+    FORGE_ASSIGN_OR_RETURN(version, ReadSchemaVersion(conn));
+  }
+  return Status::Ok();
+}
+
+}  // namespace forge::store

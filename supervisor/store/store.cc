@@ -1,0 +1,913 @@
+#include "supervisor/store/store.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include "common/redact.h"
+#include "supervisor/store/events_file.h"
+#include "supervisor/store/rows.h"
+#include "supervisor/store/schema.h"
+#include "supervisor/store/sqlite_util.h"
+#include "supervisor/store/submit_check.h"
+
+namespace forge::store {
+
+namespace {
+
+constexpr const char* kEventsCursor = "events.jsonl";
+constexpr int64_t kJsonlBatch = 10000;  // events per write() when catching up
+
+std::string Str(TaskState s) {
+  return std::string(proto::StateName(s));
+}
+std::string Str(Outcome o) {
+  return std::string(proto::OutcomeName(o));
+}
+
+Error NotFoundTask(const std::string& id) {
+  return MakeError(ErrorCode::kNotFound, "task '" + id + "' not found");
+}
+
+Error NotFoundAttempt(int64_t id) {
+  return MakeError(ErrorCode::kNotFound, "attempt " + std::to_string(id) + " not found");
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0;
+}
+
+Status EnableWal(Conn& c, const std::string& path) {
+  FORGE_ASSIGN_OR_RETURN(Stmt wal, c.Prepare("PRAGMA journal_mode = WAL"));
+  FORGE_ASSIGN_OR_RETURN(bool row, wal.Step());
+  if (!row || wal.Text(0) != "wal") {
+    return MakeError(ErrorCode::kDb, "cannot switch " + path + " to WAL mode");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+struct Store::Impl {
+  Conn conn;
+  const Clock* clock = nullptr;
+  bool read_only = false;
+  int default_max_attempts = 3;
+  std::unique_ptr<EventsFile> events_file;
+  int64_t jsonl_seq = 0;            // last seq known to be in events.jsonl
+  int64_t jsonl_cursor_saved = -1;  // value of cursors['events.jsonl'] in the database
+  bool jsonl_needs_recover = false;
+  bool wrote_events = false;  // an event was inserted in the current transaction
+  std::mt19937_64 rng{std::random_device{}()};
+
+  int64_t Now() const { return clock->WallMs(); }
+
+  // ---- transactions ----
+
+  // Runs body inside BEGIN IMMEDIATE ... COMMIT; any error rolls back. New
+  // events are appended to events.jsonl after the commit.
+  template <typename F>
+  auto Write(const std::string& what, F&& body) -> decltype(body()) {
+    if (read_only) {
+      return MakeError(ErrorCode::kConflict, "the store is open read-only: cannot " + what);
+    }
+    Status begin = conn.Exec("BEGIN IMMEDIATE");
+    if (!begin.ok()) return begin.error().Wrap(what);
+    wrote_events = false;
+    int64_t cursor_to_save = jsonl_seq;
+    Status cursor = SaveJsonlCursor(cursor_to_save);
+    auto result = cursor.ok() ? body() : decltype(body())(cursor.error());
+    if (!result.ok()) {
+      (void)conn.Exec("ROLLBACK");
+      return result;
+    }
+    Status commit = conn.Exec("COMMIT");
+    if (!commit.ok()) {
+      (void)conn.Exec("ROLLBACK");
+      return commit.error().Wrap(what);
+    }
+    jsonl_cursor_saved = cursor_to_save;
+    if (wrote_events) FlushEventsFile();
+    return result;
+  }
+
+  Status SaveJsonlCursor(int64_t seq) {
+    if (!events_file || seq == jsonl_cursor_saved) return Status::Ok();
+    return SetCursorRow(kEventsCursor, seq);
+  }
+
+  Status SetCursorRow(const std::string& name, int64_t seq) {
+    FORGE_ASSIGN_OR_RETURN(Stmt s,
+                           conn.Prepare("INSERT INTO cursors(name, seq) VALUES(?, ?) "
+                                        "ON CONFLICT(name) DO UPDATE SET seq = excluded.seq"));
+    return s.Bind(name, seq).Run();
+  }
+
+  // ---- events ----
+
+  // false when the key was already there (the event was emitted before).
+  Result<bool> InsertEvent(const std::string& kind, const std::string& task_id, int attempt,
+                           const std::string& key, const json& payload) {
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s, conn.Prepare("INSERT INTO events(ts, kind, task_id, attempt, idem_key, payload) "
+                             "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(idem_key) DO NOTHING"));
+    FORGE_RETURN_IF_ERROR(s.Bind(Now(), kind, task_id, attempt, key, JsonText(payload)).Run());
+    bool inserted = conn.Changes() > 0;
+    wrote_events = wrote_events || inserted;
+    return inserted;
+  }
+
+  Status AttemptEvent(const AttemptInfo& a, const std::string& kind, const json& payload) {
+    std::string key = "a" + std::to_string(a.id) + ":" + kind;
+    auto inserted = InsertEvent(kind, a.task_id, a.n, key, payload);
+    return inserted.ok() ? Status::Ok() : Status(inserted.error());
+  }
+
+  Result<std::vector<EventInfo>> ReadEvents(const std::string& sql, auto... args) {
+    FORGE_ASSIGN_OR_RETURN(Stmt s, conn.Prepare(sql));
+    s.Bind(args...);
+    std::vector<EventInfo> out;
+    for (;;) {
+      FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      EventInfo e;
+      e.seq = s.Int(0);
+      e.ts_ms = s.Int(1);
+      e.kind = s.Text(2);
+      e.task_id = s.Text(3);
+      e.attempt = static_cast<int>(s.Int(4));
+      e.payload = json::parse(s.Text(5), nullptr, false);
+      if (e.payload.is_discarded()) {
+        return MakeError(ErrorCode::kDb, "event " + std::to_string(e.seq) + " holds bad JSON");
+      }
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
+  // ---- events.jsonl ----
+
+  // Brings events.jsonl up to date: cuts a torn tail, appends what is missing.
+  void RecoverEventsFile() {
+    auto last = events_file->OpenAndRecover();
+    if (!last.ok()) {
+      spdlog::error("events.jsonl: {}; will retry", last.error().message);
+      jsonl_needs_recover = true;
+      return;
+    }
+    jsonl_needs_recover = false;
+    jsonl_seq = *last;
+    AppendMissingEvents();
+  }
+
+  void AppendMissingEvents() {
+    for (;;) {
+      auto events = ReadEvents(
+          "SELECT seq, ts, kind, task_id, attempt, payload FROM events WHERE seq > ? "
+          "ORDER BY seq LIMIT ?",
+          jsonl_seq, kJsonlBatch);
+      if (!events.ok()) {
+        spdlog::error("events.jsonl: reading events: {}", events.error().message);
+        return;
+      }
+      if (events->empty()) return;
+      Status st = events_file->Append(*events);
+      if (!st.ok()) {
+        spdlog::error("events.jsonl: {}; will retry", st.error().message);
+        jsonl_needs_recover = true;
+        return;
+      }
+      jsonl_seq = events->back().seq;
+    }
+  }
+
+  void FlushEventsFile() {
+    if (!events_file) return;
+    if (jsonl_needs_recover) {
+      RecoverEventsFile();
+    } else {
+      AppendMissingEvents();
+    }
+  }
+
+  // ---- rows ----
+
+  Result<TaskRow> LoadTask(const std::string& id) {
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s, conn.Prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id = ?"));
+    FORGE_ASSIGN_OR_RETURN(bool row, s.Bind(id).Step());
+    if (!row) return NotFoundTask(id);
+    return ReadTaskRow(s);
+  }
+
+  Result<AttemptRow> LoadAttempt(int64_t id) {
+    FORGE_ASSIGN_OR_RETURN(Stmt s, conn.Prepare(std::string("SELECT ") + kAttemptColumns +
+                                                " FROM attempts WHERE id = ?"));
+    FORGE_ASSIGN_OR_RETURN(bool row, s.Bind(id).Step());
+    if (!row) return NotFoundAttempt(id);
+    return ReadAttemptRow(s);
+  }
+
+  Result<std::vector<TaskRow>> QueryTasks(const std::string& where_etc, auto... args) {
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s, conn.Prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks " + where_etc));
+    s.Bind(args...);
+    std::vector<TaskRow> out;
+    for (;;) {
+      FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return out;
+      FORGE_ASSIGN_OR_RETURN(TaskRow t, ReadTaskRow(s));
+      out.push_back(std::move(t));
+    }
+  }
+
+  Result<std::vector<AttemptRow>> QueryAttempts(const std::string& where_etc, auto... args) {
+    FORGE_ASSIGN_OR_RETURN(Stmt s, conn.Prepare(std::string("SELECT ") + kAttemptColumns +
+                                                " FROM attempts " + where_etc));
+    s.Bind(args...);
+    std::vector<AttemptRow> out;
+    for (;;) {
+      FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return out;
+      FORGE_ASSIGN_OR_RETURN(AttemptRow a, ReadAttemptRow(s));
+      out.push_back(std::move(a));
+    }
+  }
+
+  // ---- task state ----
+
+  // Moves the task to `to` and emits task.<to> with {"from","to"} + extra.
+  // The event key carries the task's transition counter, so each transition
+  // has its own key and re-running the same transition cannot duplicate it.
+  Status Transition(TaskRow& t, TaskState to, json extra, int attempt_n = 0) {
+    TaskState from = t.info.state;
+    ++t.version;
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s,
+        conn.Prepare("UPDATE tasks SET state = ?, version = ?, updated_at = ? WHERE seq = ?"));
+    FORGE_RETURN_IF_ERROR(s.Bind(Str(to), t.version, Now(), t.seq).Run());
+    json payload = std::move(extra);
+    if (!payload.is_object()) payload = json::object();
+    payload["from"] = Str(from);
+    payload["to"] = Str(to);
+    std::string kind = "task." + Str(to);
+    std::string key = t.info.id + ":" + std::to_string(t.version) + ":" + kind;
+    FORGE_ASSIGN_OR_RETURN(bool inserted, InsertEvent(kind, t.info.id, attempt_n, key, payload));
+    (void)inserted;
+    t.info.state = to;
+    return Status::Ok();
+  }
+
+  // True when every dependency of the task is done.
+  Result<bool> DepsDone(const std::string& id) {
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s, conn.Prepare("SELECT COUNT(*) FROM task_deps d JOIN tasks t ON t.id = d.dep_id "
+                             "WHERE d.task_id = ? AND t.state != 'done'"));
+    FORGE_ASSIGN_OR_RETURN(bool row, s.Bind(id).Step());
+    return row && s.Int(0) == 0;
+  }
+
+  // pending -> ready when dependencies are done and approval (if needed) given.
+  Status MaybeRelease(TaskRow& t, const std::string& reason) {
+    if (t.info.state != TaskState::kPending) return Status::Ok();
+    if (t.info.needs_approval && !t.info.approved) return Status::Ok();
+    FORGE_ASSIGN_OR_RETURN(bool done, DepsDone(t.info.id));
+    if (!done) return Status::Ok();
+    return Transition(t, TaskState::kReady, json{{"reason", reason}});
+  }
+
+  // After `dep_id` is done: its pending dependents, found through the
+  // task_deps(dep_id) index, may become ready.
+  Status PromoteDependents(const std::string& dep_id) {
+    FORGE_ASSIGN_OR_RETURN(
+        auto rows, QueryTasks("WHERE id IN (SELECT task_id FROM task_deps WHERE dep_id = ?) "
+                              "AND state = 'pending'",
+                              dep_id));
+    for (auto& t : rows) FORGE_RETURN_IF_ERROR(MaybeRelease(t, "dependencies done"));
+    return Status::Ok();
+  }
+
+  Result<std::optional<AttemptRow>> OpenAttemptOf(const std::string& task_id) {
+    FORGE_ASSIGN_OR_RETURN(auto rows,
+                           QueryAttempts("WHERE task_id = ? AND ended_at IS NULL", task_id));
+    if (rows.empty()) return std::optional<AttemptRow>();
+    return std::optional<AttemptRow>(std::move(rows.front()));
+  }
+
+  // ---- submit ----
+
+  Result<std::vector<std::string>> InsertBatch(const std::vector<proto::SubmitTask>& tasks);
+  Status InsertTask(const proto::SubmitTask& in, const TaskInfo& info, int64_t seq);
+  Status CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow& task);
+};
+
+// ---------------------------------------------------------------- open
+
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+  std::unique_ptr<Store> store(new Store());
+  store->options_ = options;
+  store->impl_ = std::make_unique<Impl>();
+  Impl& impl = *store->impl_;
+  impl.clock = options.clock ? options.clock : &SystemClock::Get();
+  impl.read_only = options.read_only;
+  impl.default_max_attempts = options.default_max_attempts;
+  Conn& c = impl.conn;
+  std::string timeout = "PRAGMA busy_timeout = " + std::to_string(options.busy_timeout_ms);
+  if (options.read_only) {
+    if (!FileExists(options.db_path)) {
+      return MakeError(ErrorCode::kNotFound, "database " + options.db_path + " not found");
+    }
+    FORGE_RETURN_IF_ERROR(c.Open(options.db_path, SQLITE_OPEN_READONLY));
+    FORGE_RETURN_IF_ERROR(c.Exec(timeout + "; PRAGMA query_only = ON"));
+    FORGE_ASSIGN_OR_RETURN(int64_t version, ReadSchemaVersion(c));
+    Status supported = CheckVersion(version, kSchemaVersion, true);
+    if (!supported.ok()) return supported.error().Wrap(options.db_path);
+  } else {
+    FORGE_RETURN_IF_ERROR(c.Open(options.db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
+    FORGE_RETURN_IF_ERROR(c.Exec(timeout));
+    FORGE_RETURN_IF_ERROR(EnableWal(c, options.db_path));
+    FORGE_RETURN_IF_ERROR(c.Exec(std::string("PRAGMA synchronous = ") +
+                                 (options.synchronous_full ? "FULL" : "NORMAL") +
+                                 "; PRAGMA foreign_keys = ON"));
+    Status migrated = Migrate(c, kSchemaVersion);
+    if (!migrated.ok()) return migrated.error().Wrap(options.db_path);
+    if (!options.events_jsonl_path.empty()) {
+      impl.events_file = std::make_unique<EventsFile>(options.events_jsonl_path);
+      auto saved = store->GetCursor(kEventsCursor);
+      if (saved.ok()) impl.jsonl_cursor_saved = *saved;
+      impl.RecoverEventsFile();
+      if (impl.jsonl_seq != impl.jsonl_cursor_saved) {
+        Status st = impl.Write("record the events.jsonl position", [] { return Status::Ok(); });
+        if (!st.ok()) spdlog::warn("events.jsonl cursor: {}", st.error().message);
+      }
+    }
+  }
+  store->db_ = c.db();
+  return store;
+}
+
+int Store::SchemaVersion() {
+  auto v = ReadSchemaVersion(impl_->conn);
+  return v.ok() ? static_cast<int>(*v) : -1;
+}
+
+// ---------------------------------------------------------------- submit
+
+Result<std::vector<std::string>> Store::Submit(const std::vector<proto::SubmitTask>& tasks) {
+  FORGE_RETURN_IF_ERROR(CheckBatch(tasks));
+  return impl_->Write("submit", [&] { return impl_->InsertBatch(tasks); });
+}
+
+Result<std::vector<std::string>> Store::Impl::InsertBatch(
+    const std::vector<proto::SubmitTask>& tasks) {
+  FORGE_ASSIGN_OR_RETURN(int64_t max_seq, conn.QueryInt("SELECT IFNULL(MAX(seq), 0) FROM tasks"));
+  std::map<std::string, std::string> local;  // local id -> new id
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    ids.push_back("t" + std::to_string(max_seq + 1 + static_cast<int64_t>(i)));
+    if (!tasks[i].id.empty()) local[tasks[i].id] = ids.back();
+  }
+  int64_t now = Now();
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const auto& in = tasks[i];
+    TaskInfo info;
+    info.id = ids[i];
+    bool deps_done = true;
+    std::set<std::string> seen;
+    for (const auto& dep : in.depends_on) {
+      std::string resolved = dep;
+      if (auto it = local.find(dep); it != local.end()) {
+        resolved = it->second;
+        deps_done = false;
+      } else {
+        auto existing = LoadTask(dep);
+        if (!existing.ok()) {
+          if (existing.error().code != ErrorCode::kNotFound) return existing.error();
+          return MakeError(ErrorCode::kInvalid,
+                           TaskLabel(tasks, i) + " depends on unknown task '" + dep + "'");
+        }
+        deps_done = deps_done && existing->info.state == TaskState::kDone;
+      }
+      if (seen.insert(resolved).second) info.depends_on.push_back(resolved);
+    }
+    info.title = in.title;
+    info.brief = in.brief;
+    info.kind = in.kind;
+    info.state = deps_done && !in.needs_approval ? TaskState::kReady : TaskState::kPending;
+    info.priority = in.priority;
+    info.max_attempts = in.max_attempts.value_or(default_max_attempts);
+    info.needs_approval = in.needs_approval;
+    info.allow_empty = in.allow_empty;
+    info.repo = in.repo;
+    info.base = in.base;
+    info.agent = in.agent;
+    info.model = in.model;
+    info.env = in.env;
+    info.verify = in.verify;
+    info.created_at_ms = now;
+    info.updated_at_ms = now;
+    if (!in.repo.empty()) info.branch = "forge/" + info.id;
+    FORGE_RETURN_IF_ERROR(InsertTask(in, info, max_seq + 1 + static_cast<int64_t>(i)));
+  }
+  // Dependencies after all rows exist: a batch may depend forward on itself.
+  FORGE_ASSIGN_OR_RETURN(Stmt dep, conn.Prepare("INSERT OR IGNORE INTO task_deps(task_id, dep_id) "
+                                                "VALUES(?, ?)"));
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    for (const auto& d : tasks[i].depends_on) {
+      auto it = local.find(d);
+      std::string resolved = it != local.end() ? it->second : d;
+      FORGE_RETURN_IF_ERROR(dep.Bind(ids[i], resolved).Run());
+      sqlite3_reset(dep.raw());
+    }
+  }
+  return ids;
+}
+
+Status Store::Impl::InsertTask(const proto::SubmitTask& in, const TaskInfo& info, int64_t seq) {
+  FORGE_ASSIGN_OR_RETURN(
+      Stmt s,
+      conn.Prepare("INSERT INTO tasks(seq, id, title, brief, kind, state, priority, max_attempts, "
+                   "needs_approval, approved, allow_empty, repo, base, agent, model, env, verify, "
+                   "depends_on, parent, created_at, updated_at, branch) "
+                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)"));
+  FORGE_RETURN_IF_ERROR(
+      s.Bind(seq, info.id, info.title, info.brief, info.kind, Str(info.state), info.priority,
+             info.max_attempts, info.needs_approval, info.allow_empty, info.repo, info.base,
+             info.agent, info.model, JsonText(json(info.env)), JsonText(json(info.verify)),
+             JsonText(json(info.depends_on)), info.created_at_ms, info.updated_at_ms, info.branch)
+          .Run());
+  // The event is operator-facing: secret env values never go into it.
+  TaskInfo redacted = info;
+  redacted.env = RedactEnv(info.env);
+  json payload = redacted;
+  payload["state"] = Str(info.state);
+  if (!in.id.empty()) payload["local_id"] = in.id;
+  FORGE_ASSIGN_OR_RETURN(bool inserted, InsertEvent("task.submitted", info.id, 0,
+                                                    info.id + ":0:task.submitted", payload));
+  (void)inserted;
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------- dispatch
+
+Result<std::optional<TaskInfo>> Store::NextReady() {
+  FORGE_ASSIGN_OR_RETURN(auto rows, impl_->QueryTasks(kNextReadyWhere));
+  if (rows.empty()) return std::optional<TaskInfo>();
+  return std::optional<TaskInfo>(std::move(rows.front().info));
+}
+
+Result<AttemptInfo> Store::LeaseAttempt(const std::string& task_id, const Lease& lease) {
+  Impl& m = *impl_;
+  return m.Write("lease " + task_id, [&]() -> Result<AttemptInfo> {
+    FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(task_id));
+    if (t.info.state != TaskState::kReady) {
+      return MakeError(ErrorCode::kConflict,
+                       "task " + task_id + " is " + Str(t.info.state) + ", not ready");
+    }
+    AttemptInfo a;
+    a.task_id = task_id;
+    a.n = t.info.total_attempts + 1;
+    a.counted = lease.counted;
+    a.worker_pid = lease.worker_pid;
+    a.model = lease.model;
+    a.log_path = lease.log_path;
+    a.started_at_ms = m.Now();
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt ins, m.conn.Prepare("INSERT INTO attempts(task_id, n, counted, worker_pid, model, "
+                                 "log_path, started_at) VALUES(?, ?, ?, ?, ?, ?, ?)"));
+    FORGE_RETURN_IF_ERROR(
+        ins.Bind(a.task_id, a.n, a.counted, a.worker_pid, a.model, a.log_path, a.started_at_ms)
+            .Run());
+    a.id = sqlite3_last_insert_rowid(m.conn.db());
+    FORGE_ASSIGN_OR_RETURN(Stmt up,
+                           m.conn.Prepare("UPDATE tasks SET total_attempts = total_attempts + 1, "
+                                          "attempts = attempts + ?, not_before = 0 WHERE seq = ?"));
+    FORGE_RETURN_IF_ERROR(up.Bind(lease.counted ? 1 : 0, t.seq).Run());
+    FORGE_RETURN_IF_ERROR(m.AttemptEvent(a, "attempt.started",
+                                         json{{"attempt_id", a.id},
+                                              {"n", a.n},
+                                              {"worker_pid", a.worker_pid},
+                                              {"model", a.model},
+                                              {"counted", a.counted}}));
+    FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kRunning, json{{"attempt_id", a.id}}, a.n));
+    return a;
+  });
+}
+
+Status Store::MarkAgentStarted(int64_t attempt_id, int64_t agent_pid, int64_t pgid,
+                               int64_t agent_start_time) {
+  Impl& m = *impl_;
+  return m.Write("record agent start", [&]() -> Status {
+    FORGE_ASSIGN_OR_RETURN(AttemptRow a, m.LoadAttempt(attempt_id));
+    if (a.ended || a.info.agent_pid != 0) return Status::Ok();  // late or repeated
+    FORGE_ASSIGN_OR_RETURN(Stmt s,
+                           m.conn.Prepare("UPDATE attempts SET agent_pid = ?, agent_pgid = ?, "
+                                          "agent_start_time = ? WHERE id = ?"));
+    FORGE_RETURN_IF_ERROR(s.Bind(agent_pid, pgid, agent_start_time, attempt_id).Run());
+    return m.AttemptEvent(
+        a.info, "attempt.agent_started",
+        json{{"attempt_id", attempt_id}, {"agent_pid", agent_pid}, {"pgid", pgid}});
+  });
+}
+
+Status Store::RecordAgentResult(int64_t attempt_id, const AgentReport& r) {
+  Impl& m = *impl_;
+  return m.Write("record agent result", [&]() -> Status {
+    FORGE_ASSIGN_OR_RETURN(AttemptRow a, m.LoadAttempt(attempt_id));
+    if (a.reported || a.ended) return Status::Ok();  // already past this step
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s,
+        m.conn.Prepare("UPDATE attempts SET reported_at = ?, exit_code = ?, signal = ?, "
+                       "duration_ms = ?, cost_usd = ?, tokens_in = ?, tokens_out = ?, "
+                       "num_turns = ?, session_id = ?, model = CASE WHEN ? = '' THEN model ELSE ? "
+                       "END, error = ?, log_path = CASE WHEN ? = '' THEN log_path ELSE ? END "
+                       "WHERE id = ?"));
+    FORGE_RETURN_IF_ERROR(s.Bind(m.Now(), r.exit_code, r.signal, r.duration_ms, r.cost_usd,
+                                 r.tokens_in, r.tokens_out, r.num_turns, r.session_id, r.model,
+                                 r.model, r.error, r.log_path, r.log_path, attempt_id)
+                              .Run());
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt cost, m.conn.Prepare("UPDATE tasks SET cost_usd = cost_usd + ?, tokens_in = "
+                                  "tokens_in + ?, tokens_out = tokens_out + ? WHERE id = ?"));
+    FORGE_RETURN_IF_ERROR(cost.Bind(r.cost_usd, r.tokens_in, r.tokens_out, a.info.task_id).Run());
+    FORGE_RETURN_IF_ERROR(m.AttemptEvent(a.info, "attempt.result",
+                                         json{{"attempt_id", attempt_id},
+                                              {"outcome", Str(r.outcome)},
+                                              {"exit_code", r.exit_code},
+                                              {"signal", r.signal},
+                                              {"duration_ms", r.duration_ms},
+                                              {"cost_usd", r.cost_usd},
+                                              {"tokens_in", r.tokens_in},
+                                              {"tokens_out", r.tokens_out},
+                                              {"num_turns", r.num_turns},
+                                              {"session_id", r.session_id},
+                                              {"error", r.error}}));
+    if (r.outcome != Outcome::kPassed) return Status::Ok();  // CloseAttempt decides
+    FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(a.info.task_id));
+    if (t.info.state != TaskState::kRunning) return Status::Ok();
+    return m.Transition(t, TaskState::kReviewing, json{{"attempt_id", attempt_id}}, a.info.n);
+  });
+}
+
+Status Store::CloseAttempt(int64_t attempt_id, const Close& close) {
+  TaskState next = close.next_state;
+  if (proto::IsActive(next)) {
+    return MakeError(ErrorCode::kInvalid, "closing attempt " + std::to_string(attempt_id) +
+                                              ": next state cannot be " + Str(next));
+  }
+  Impl& m = *impl_;
+  return m.Write("close attempt " + std::to_string(attempt_id), [&]() -> Status {
+    FORGE_ASSIGN_OR_RETURN(AttemptRow a, m.LoadAttempt(attempt_id));
+    if (a.ended) return Status::Ok();  // closed before: nothing changes
+    FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(a.info.task_id));
+    return m.CloseOpenAttempt(a, close, t);
+  });
+}
+
+// The attempt's final `counted` is close.counted: the task's attempts counter
+// is corrected by the difference from what the lease assumed, and an
+// uncounted close is an infra retry.
+Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow& t) {
+  int64_t now = Now();
+  AttemptInfo& info = a.info;
+  info.ended_at_ms = now;
+  if (info.duration_ms == 0) info.duration_ms = now - info.started_at_ms;
+  info.outcome = Str(close.outcome);
+  if (!close.error.empty()) info.error = close.error;
+  int delta = (close.counted ? 1 : 0) - (info.counted ? 1 : 0);
+  info.counted = close.counted;
+  info.fingerprint = close.fingerprint;
+  info.verdict = close.verdict;
+  info.findings = close.findings;
+  info.checks = close.checks;
+  info.commit = close.commit;
+  FORGE_ASSIGN_OR_RETURN(
+      Stmt s, conn.Prepare("UPDATE attempts SET ended_at = ?, duration_ms = ?, outcome = ?, "
+                           "error = ?, counted = ?, fingerprint = ?, verdict = ?, findings = ?, "
+                           "checks = ?, commit_id = ? WHERE id = ?"));
+  FORGE_RETURN_IF_ERROR(s.Bind(now, info.duration_ms, info.outcome, info.error, info.counted,
+                               info.fingerprint, info.verdict, JsonText(json(info.findings)),
+                               JsonText(json(info.checks)), info.commit, info.id)
+                            .Run());
+  json ended{{"attempt_id", info.id},   {"outcome", info.outcome},
+             {"error", info.error},     {"duration_ms", info.duration_ms},
+             {"counted", info.counted}, {"fingerprint", info.fingerprint},
+             {"verdict", info.verdict}, {"findings", info.findings.size()},
+             {"commit", info.commit}};
+  FORGE_RETURN_IF_ERROR(AttemptEvent(info, "attempt.ended", ended));
+
+  TaskState next = close.next_state;
+  bool settled = proto::IsSettled(next);
+  std::string last_error = t.info.last_error;
+  if (!close.error.empty()) last_error = close.error;
+  if (next == TaskState::kBlocked && close.error.empty() && !close.reason.empty()) {
+    last_error = close.reason;
+  }
+  FORGE_ASSIGN_OR_RETURN(
+      Stmt up,
+      conn.Prepare("UPDATE tasks SET attempts = MAX(attempts + ?, 0), infra_retries = "
+                   "infra_retries + ?, last_error = ?, last_fingerprint = CASE WHEN ? = "
+                   "'' THEN last_fingerprint ELSE ? END, not_before = ?, finished_at = ?, "
+                   "commit_id = CASE WHEN ? = '' THEN commit_id ELSE ? END WHERE seq = ?"));
+  int64_t not_before = next == TaskState::kCooldown ? close.not_before_ms : 0;
+  FORGE_RETURN_IF_ERROR(up.Bind(delta, close.counted ? 0 : 1, last_error, close.fingerprint,
+                                close.fingerprint, not_before, settled ? now : int64_t{0},
+                                close.commit, close.commit, t.seq)
+                            .Run());
+  json payload{{"attempt_id", info.id}, {"outcome", info.outcome}};
+  if (!close.reason.empty()) payload["reason"] = close.reason;
+  if (next == TaskState::kCooldown) payload["not_before"] = proto::TimeToJson(not_before);
+  FORGE_RETURN_IF_ERROR(Transition(t, next, payload, info.n));
+  if (next == TaskState::kDone) return PromoteDependents(t.info.id);
+  return Status::Ok();
+}
+
+Result<int> Store::PromoteDue(int64_t now_wall_ms) {
+  // A read first: the timer calls this often and usually nothing is due.
+  FORGE_ASSIGN_OR_RETURN(auto due, NextDue());
+  if (!due || *due > now_wall_ms) return 0;
+  Impl& m = *impl_;
+  return m.Write("promote cooldown tasks", [&]() -> Result<int> {
+    FORGE_ASSIGN_OR_RETURN(
+        auto rows, m.QueryTasks("WHERE state = 'cooldown' AND not_before <= ? ORDER BY not_before",
+                                now_wall_ms));
+    for (auto& t : rows) {
+      FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kReady, json{{"reason", "cooldown over"}}));
+    }
+    return static_cast<int>(rows.size());
+  });
+}
+
+Result<std::optional<int64_t>> Store::NextDue() {
+  FORGE_ASSIGN_OR_RETURN(
+      Stmt s, impl_->conn.Prepare("SELECT MIN(not_before) FROM tasks WHERE state = 'cooldown'"));
+  FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row || s.IsNull(0)) return std::optional<int64_t>();
+  return std::optional<int64_t>(s.Int(0));
+}
+
+// ---------------------------------------------------------------- operator actions
+
+Result<Change> Store::Approve(const std::string& task_id) {
+  Impl& m = *impl_;
+  return m.Write("approve " + task_id, [&]() -> Result<Change> {
+    FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(task_id));
+    Change change{t.info.state, t.info.state, std::nullopt};
+    if (t.info.approved) return change;
+    if (proto::IsSettled(t.info.state)) {
+      return MakeError(ErrorCode::kConflict, "task " + task_id + " is " + Str(t.info.state) +
+                                                 "; retry it before approving");
+    }
+    FORGE_ASSIGN_OR_RETURN(Stmt s, m.conn.Prepare("UPDATE tasks SET approved = 1, updated_at = ? "
+                                                  "WHERE seq = ?"));
+    FORGE_RETURN_IF_ERROR(s.Bind(m.Now(), t.seq).Run());
+    t.info.approved = true;
+    FORGE_ASSIGN_OR_RETURN(
+        bool inserted, m.InsertEvent("task.approved", task_id, 0,
+                                     task_id + ":" + std::to_string(t.version) + ":task.approved",
+                                     json::object()));
+    (void)inserted;
+    FORGE_RETURN_IF_ERROR(m.MaybeRelease(t, "approved"));
+    change.current = t.info.state;
+    return change;
+  });
+}
+
+Result<Change> Store::Retry(const std::string& task_id) {
+  Impl& m = *impl_;
+  return m.Write("retry " + task_id, [&]() -> Result<Change> {
+    FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(task_id));
+    Change change{t.info.state, t.info.state, std::nullopt};
+    if (t.info.state != TaskState::kBlocked && t.info.state != TaskState::kCancelled) {
+      return MakeError(ErrorCode::kConflict,
+                       "task " + task_id + " is " + Str(t.info.state) +
+                           "; only blocked or cancelled tasks can be retried");
+    }
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s, m.conn.Prepare("UPDATE tasks SET attempts = 0, infra_retries = 0, not_before = 0, "
+                               "finished_at = 0, last_fingerprint = '' WHERE seq = ?"));
+    FORGE_RETURN_IF_ERROR(s.Bind(t.seq).Run());
+    FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kPending, json{{"reason", "retry"}}));
+    FORGE_RETURN_IF_ERROR(m.MaybeRelease(t, "retry"));
+    change.current = t.info.state;
+    return change;
+  });
+}
+
+Result<Change> Store::Cancel(const std::string& task_id, const std::string& reason) {
+  Impl& m = *impl_;
+  return m.Write("cancel " + task_id, [&]() -> Result<Change> {
+    FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(task_id));
+    Change change{t.info.state, TaskState::kCancelled, std::nullopt};
+    if (proto::IsSettled(t.info.state)) {
+      return MakeError(ErrorCode::kConflict, "task " + task_id + " is already " +
+                                                 Str(t.info.state) + "; nothing to cancel");
+    }
+    FORGE_ASSIGN_OR_RETURN(auto open, m.OpenAttemptOf(task_id));
+    Close close;
+    close.outcome = Outcome::kCancelled;
+    close.error = reason.empty() ? "cancelled" : reason;
+    close.next_state = TaskState::kCancelled;
+    close.reason = reason;
+    if (open) {
+      close.counted = open->info.counted;
+      FORGE_RETURN_IF_ERROR(m.CloseOpenAttempt(*open, close, t));
+      change.open_attempt = open->info;
+      return change;
+    }
+    json payload = json::object();
+    if (!reason.empty()) payload["reason"] = reason;
+    FORGE_ASSIGN_OR_RETURN(Stmt s,
+                           m.conn.Prepare("UPDATE tasks SET finished_at = ?, not_before = 0 "
+                                          "WHERE seq = ?"));
+    FORGE_RETURN_IF_ERROR(s.Bind(m.Now(), t.seq).Run());
+    FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kCancelled, payload));
+    return change;
+  });
+}
+
+// ---------------------------------------------------------------- queries
+
+Result<std::vector<AttemptInfo>> Store::OpenAttempts() {
+  FORGE_ASSIGN_OR_RETURN(auto rows, impl_->QueryAttempts("WHERE ended_at IS NULL ORDER BY id"));
+  std::vector<AttemptInfo> out;
+  for (auto& r : rows) out.push_back(std::move(r.info));
+  return out;
+}
+
+Result<TaskInfo> Store::GetTask(const std::string& task_id) {
+  FORGE_ASSIGN_OR_RETURN(TaskRow t, impl_->LoadTask(task_id));
+  return std::move(t.info);
+}
+
+Result<std::vector<TaskInfo>> Store::ListTasks(const ListFilter& filter) {
+  std::string sql = filter.state ? "WHERE state = ? " : "WHERE ? IS NULL ";
+  sql += filter.newest_first ? "ORDER BY seq DESC LIMIT ?" : "ORDER BY seq LIMIT ?";
+  std::string state = filter.state ? Str(*filter.state) : "";
+  int64_t limit = filter.limit > 0 ? filter.limit : -1;
+  Result<std::vector<TaskRow>> rows =
+      filter.state ? impl_->QueryTasks(sql, state, limit) : impl_->QueryTasks(sql, nullptr, limit);
+  if (!rows.ok()) return rows.error();
+  std::vector<TaskInfo> out;
+  for (auto& r : *rows) out.push_back(std::move(r.info));
+  return out;
+}
+
+Result<std::vector<AttemptInfo>> Store::Attempts(const std::string& task_id) {
+  FORGE_ASSIGN_OR_RETURN(TaskRow t, impl_->LoadTask(task_id));
+  FORGE_ASSIGN_OR_RETURN(auto rows, impl_->QueryAttempts("WHERE task_id = ? ORDER BY n", task_id));
+  std::vector<AttemptInfo> out;
+  for (auto& r : rows) out.push_back(std::move(r.info));
+  return out;
+}
+
+Result<AttemptInfo> Store::GetAttempt(int64_t attempt_id) {
+  FORGE_ASSIGN_OR_RETURN(AttemptRow a, impl_->LoadAttempt(attempt_id));
+  return std::move(a.info);
+}
+
+Result<std::vector<proto::AttemptSummary>> Store::History(const std::string& task_id, int limit) {
+  FORGE_ASSIGN_OR_RETURN(TaskRow t, impl_->LoadTask(task_id));
+  FORGE_ASSIGN_OR_RETURN(
+      auto rows, impl_->QueryAttempts("WHERE task_id = ? AND ended_at IS NOT NULL "
+                                      "ORDER BY n DESC LIMIT ?",
+                                      task_id, static_cast<int64_t>(limit > 0 ? limit : -1)));
+  std::vector<proto::AttemptSummary> out;
+  for (auto it = rows.rbegin(); it != rows.rend(); ++it) {
+    proto::AttemptSummary s;
+    s.n = it->info.n;
+    s.outcome = it->info.outcome;
+    s.error = it->info.error;
+    for (const auto& c : it->info.checks) {
+      if (!c.passed) s.failing_checks.push_back(c);
+    }
+    s.findings = it->info.findings;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Result<std::vector<EventInfo>> Store::Events(const EventFilter& f) {
+  // Each optional filter is disabled by binding its "match anything" value.
+  std::string sql =
+      "SELECT seq, ts, kind, task_id, attempt, payload FROM events WHERE seq > ? "
+      "AND (? = '' OR task_id = ?) "
+      "AND (? = '' OR kind = ? OR (substr(?, -1) = '.' AND substr(kind, 1, length(?)) = ?)) "
+      "ORDER BY seq LIMIT ?";
+  int64_t limit = f.limit > 0 ? f.limit : -1;
+  return impl_->ReadEvents(sql, f.since_seq, f.task_id, f.task_id, f.kind, f.kind, f.kind, f.kind,
+                           f.kind, limit);
+}
+
+Result<int64_t> Store::LastEventSeq() {
+  return impl_->conn.QueryInt("SELECT IFNULL(MAX(seq), 0) FROM events");
+}
+
+Result<std::map<std::string, int64_t>> Store::QueueCounts() {
+  std::map<std::string, int64_t> out;
+  for (TaskState s : proto::AllStates()) out[Str(s)] = 0;
+  FORGE_ASSIGN_OR_RETURN(Stmt s,
+                         impl_->conn.Prepare("SELECT state, COUNT(*) FROM tasks GROUP BY state"));
+  for (;;) {
+    FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return out;
+    out[s.Text(0)] = s.Int(1);
+  }
+}
+
+Result<double> Store::CostSince(int64_t wall_ms) {
+  FORGE_ASSIGN_OR_RETURN(Stmt s, impl_->conn.Prepare("SELECT IFNULL(SUM(cost_usd), 0) FROM "
+                                                     "attempts WHERE started_at >= ?"));
+  FORGE_ASSIGN_OR_RETURN(bool row, s.Bind(wall_ms).Step());
+  return row ? s.Real(0) : 0.0;
+}
+
+Result<std::vector<AttemptInfo>> Store::RecentAttempts(int limit) {
+  FORGE_ASSIGN_OR_RETURN(
+      auto rows, impl_->QueryAttempts("WHERE ended_at IS NOT NULL ORDER BY ended_at DESC, id DESC "
+                                      "LIMIT ?",
+                                      static_cast<int64_t>(limit > 0 ? limit : -1)));
+  std::vector<AttemptInfo> out;
+  for (auto& r : rows) out.push_back(std::move(r.info));
+  return out;
+}
+
+// ---------------------------------------------------------------- events, cursors
+
+Status Store::Emit(const std::string& kind, const json& payload, const std::string& task_id,
+                   int attempt, const std::string& idem_key) {
+  if (kind.empty()) return MakeError(ErrorCode::kInvalid, "event kind is empty");
+  Impl& m = *impl_;
+  std::string key = idem_key;
+  if (key.empty()) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "u:%016llx%016llx", static_cast<unsigned long long>(m.rng()),
+                  static_cast<unsigned long long>(m.rng()));
+    key = buf;
+  }
+  return m.Write("emit " + kind, [&]() -> Status {
+    auto inserted = m.InsertEvent(kind, task_id, attempt, key, payload);
+    return inserted.ok() ? Status::Ok() : Status(inserted.error());
+  });
+}
+
+Result<int64_t> Store::GetCursor(const std::string& name) {
+  FORGE_ASSIGN_OR_RETURN(Stmt s, impl_->conn.Prepare("SELECT seq FROM cursors WHERE name = ?"));
+  FORGE_ASSIGN_OR_RETURN(bool row, s.Bind(name).Step());
+  return row ? s.Int(0) : int64_t{0};
+}
+
+Status Store::SetCursor(const std::string& name, int64_t seq) {
+  if (name.empty()) return MakeError(ErrorCode::kInvalid, "cursor name is empty");
+  Impl& m = *impl_;
+  return m.Write("set cursor " + name, [&] { return m.SetCursorRow(name, seq); });
+}
+
+// ---------------------------------------------------------------- replay, integrity
+
+Result<std::map<std::string, TaskState>> Store::ReplayStates() {
+  FORGE_ASSIGN_OR_RETURN(Stmt s,
+                         impl_->conn.Prepare("SELECT seq, kind, task_id, payload FROM events WHERE "
+                                             "substr(kind, 1, 5) = 'task.' ORDER BY seq"));
+  std::map<std::string, TaskState> states;
+  for (;;) {
+    FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return states;
+    std::string kind = s.Text(1);
+    json payload = json::parse(s.Text(3), nullptr, false);
+    const char* field = kind == "task.submitted" ? "state" : "to";
+    if (!payload.is_object() || !payload.contains(field)) continue;  // task.approved etc.
+    const json& name = payload[field];
+    auto state = name.is_string() ? proto::ParseState(name.get<std::string>()) : std::nullopt;
+    if (!state) {
+      return MakeError(ErrorCode::kDb, "event " + std::to_string(s.Int(0)) + " (" + kind +
+                                           ") names an unknown state");
+    }
+    states[s.Text(2)] = *state;
+  }
+}
+
+Result<std::string> Store::IntegrityCheck() {
+  FORGE_ASSIGN_OR_RETURN(Stmt s, impl_->conn.Prepare("PRAGMA integrity_check"));
+  std::string out;
+  for (;;) {
+    FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return out;
+    if (!out.empty()) out += "; ";
+    out += s.Text(0);
+  }
+}
+
+Status Store::Checkpoint() {
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  if (rc != SQLITE_OK) return SqlError(db_, rc, "checkpointing the WAL");
+  return Status::Ok();
+}
+
+}  // namespace forge::store

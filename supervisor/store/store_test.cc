@@ -1,0 +1,1012 @@
+#include "supervisor/store/store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "common/redact.h"
+#include "supervisor/store/rows.h"
+
+namespace forge::store {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/forge-store-test-XXXXXX";
+    char* p = mkdtemp(tmpl);
+    if (!p) std::abort();
+    path_ = p;
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string Path(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+proto::SubmitTask Task(const std::string& title, const std::string& id = "",
+                       std::vector<std::string> deps = {}, int priority = 0) {
+  proto::SubmitTask t;
+  t.id = id;
+  t.title = title;
+  t.brief = "brief of " + title;
+  t.depends_on = std::move(deps);
+  t.priority = priority;
+  return t;
+}
+
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  StoreOptions Options(bool read_only = false) {
+    StoreOptions o;
+    o.db_path = dir_.Path("forge.db");
+    o.events_jsonl_path = read_only ? "" : dir_.Path("events.jsonl");
+    o.read_only = read_only;
+    o.clock = &clock_;
+    return o;
+  }
+
+  std::unique_ptr<Store> OpenStore(bool read_only = false) {
+    auto s = Store::Open(Options(read_only));
+    EXPECT_TRUE(s.ok()) << s.error().ToString();
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+
+  std::vector<std::string> MustSubmit(Store& s, const std::vector<proto::SubmitTask>& tasks) {
+    auto ids = s.Submit(tasks);
+    EXPECT_TRUE(ids.ok()) << ids.error().ToString();
+    return ids.ok() ? *ids : std::vector<std::string>{};
+  }
+
+  AttemptInfo MustLease(Store& s, const std::string& id, bool counted = true) {
+    Lease lease;
+    lease.worker_pid = 4242;
+    lease.model = "m1";
+    lease.counted = counted;
+    auto a = s.LeaseAttempt(id, lease);
+    EXPECT_TRUE(a.ok()) << a.error().ToString();
+    return a.ok() ? *a : AttemptInfo{};
+  }
+
+  // Lease -> passed result -> close done.
+  void Finish(Store& s, const std::string& id, double cost = 0.5) {
+    AttemptInfo a = MustLease(s, id);
+    AgentReport r;
+    r.outcome = Outcome::kPassed;
+    r.exit_code = 0;
+    r.cost_usd = cost;
+    r.tokens_in = 10;
+    r.tokens_out = 20;
+    ASSERT_TRUE(s.RecordAgentResult(a.id, r).ok());
+    Close c;
+    c.outcome = Outcome::kPassed;
+    c.next_state = TaskState::kDone;
+    c.commit = "c0ffee" + id;
+    c.verdict = "pass";
+    Status st = s.CloseAttempt(a.id, c);
+    ASSERT_TRUE(st.ok()) << st.error().ToString();
+  }
+
+  TaskState StateOf(Store& s, const std::string& id) {
+    auto t = s.GetTask(id);
+    EXPECT_TRUE(t.ok()) << t.error().ToString();
+    return t.ok() ? t->state : TaskState::kPending;
+  }
+
+  std::vector<std::string> EventKinds(Store& s, const std::string& task_id) {
+    EventFilter f;
+    f.task_id = task_id;
+    auto events = s.Events(f);
+    EXPECT_TRUE(events.ok());
+    std::vector<std::string> kinds;
+    for (const auto& e : *events) kinds.push_back(e.kind);
+    return kinds;
+  }
+
+  // events.jsonl holds exactly the events table, in order.
+  void ExpectJsonlMatches(Store& s) {
+    EventFilter f;
+    f.limit = 0;
+    auto events = s.Events(f);
+    ASSERT_TRUE(events.ok());
+    auto lines = ReadLines(dir_.Path("events.jsonl"));
+    ASSERT_EQ(lines.size(), events->size());
+    for (size_t i = 0; i < lines.size(); ++i) {
+      json j = json::parse(lines[i]);
+      EXPECT_EQ(j["seq"].get<int64_t>(), (*events)[i].seq);
+      EXPECT_EQ(j["kind"].get<std::string>(), (*events)[i].kind);
+      EXPECT_EQ(j["payload"], (*events)[i].payload);
+    }
+  }
+
+  void ExpectReplayMatchesTables(Store& s) {
+    auto replay = s.ReplayStates();
+    ASSERT_TRUE(replay.ok()) << replay.error().ToString();
+    ListFilter all;
+    auto tasks = s.ListTasks(all);
+    ASSERT_TRUE(tasks.ok());
+    ASSERT_EQ(replay->size(), tasks->size());
+    for (const auto& t : *tasks) {
+      ASSERT_TRUE(replay->count(t.id)) << t.id;
+      EXPECT_EQ(proto::StateName(replay->at(t.id)), proto::StateName(t.state)) << t.id;
+    }
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+};
+
+// ---------------------------------------------------------------- submit / dispatch
+
+TEST_F(StoreTest, SubmitLeaseFinishInPriorityThenAgeOrder) {
+  auto s = OpenStore();
+  std::mt19937 rng(7);
+  std::vector<proto::SubmitTask> batch;
+  const int kN = 40;
+  for (int i = 0; i < kN; ++i)
+    batch.push_back(Task("task " + std::to_string(i), "", {}, rng() % 4));
+  auto ids = MustSubmit(*s, batch);
+  ASSERT_EQ(ids.size(), size_t{kN});
+  EXPECT_EQ(ids.front(), "t1");
+
+  // Expected: priority descending, then submission order.
+  std::vector<int> order(kN);
+  for (int i = 0; i < kN; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return batch[a].priority > batch[b].priority; });
+  std::vector<std::string> expected, got;
+  for (int i : order) expected.push_back(ids[i]);
+
+  for (;;) {
+    auto next = s->NextReady();
+    ASSERT_TRUE(next.ok());
+    if (!*next) break;
+    got.push_back((*next)->id);
+    Finish(*s, (*next)->id);
+  }
+  EXPECT_EQ(got, expected);
+  for (const auto& id : ids) {
+    auto t = s->GetTask(id);
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(t->state, TaskState::kDone);
+    EXPECT_EQ(t->attempts, 1);
+    EXPECT_EQ(t->commit, "c0ffee" + id);
+    EXPECT_GT(t->finished_at_ms, 0);
+    EXPECT_DOUBLE_EQ(t->cost_usd, 0.5);
+    EXPECT_THAT(EventKinds(*s, id),
+                ElementsAre("task.submitted", "attempt.started", "task.running", "attempt.result",
+                            "task.reviewing", "attempt.ended", "task.done"));
+  }
+  auto counts = s->QueueCounts();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->at("done"), kN);
+  EXPECT_EQ(counts->size(), proto::AllStates().size());
+  EXPECT_EQ(counts->at("ready"), 0);
+  EXPECT_EQ(counts->at("cancelled"), 0);
+}
+
+TEST_F(StoreTest, SubmitFillsDefaults) {
+  auto s = OpenStore();
+  auto t = Task("with repo");
+  t.repo = "/src/repo";
+  t.verify = {"make test"};
+  t.env = {{"MODE", "x"}};
+  auto t2 = Task("explicit attempts");
+  t2.max_attempts = 7;
+  auto ids = MustSubmit(*s, {t, t2});
+  auto a = s->GetTask(ids[0]);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->branch, "forge/" + ids[0]);
+  EXPECT_EQ(a->max_attempts, 3);
+  EXPECT_THAT(a->verify, ElementsAre("make test"));
+  EXPECT_EQ(a->env.at("MODE"), "x");
+  EXPECT_EQ(a->state, TaskState::kReady);
+  EXPECT_EQ(a->created_at_ms, clock_.WallMs());
+  auto b = s->GetTask(ids[1]);
+  EXPECT_EQ(b->branch, "");
+  EXPECT_EQ(b->max_attempts, 7);
+}
+
+TEST_F(StoreTest, DependentBecomesReadyOnlyWhenItsDependenciesAreDone) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("c", "c", {"a", "b"}), Task("a", "a"), Task("b", "b", {"a"})});
+  const std::string c = ids[0], a = ids[1], b = ids[2];
+  EXPECT_EQ(StateOf(*s, a), TaskState::kReady);
+  EXPECT_EQ(StateOf(*s, b), TaskState::kPending);
+  EXPECT_EQ(StateOf(*s, c), TaskState::kPending);
+  EXPECT_THAT(s->GetTask(c)->depends_on, ElementsAre(a, b));
+
+  auto next = s->NextReady();
+  ASSERT_TRUE(next.ok() && *next);
+  EXPECT_EQ((*next)->id, a);
+  Finish(*s, a);
+  EXPECT_EQ(StateOf(*s, b), TaskState::kReady);
+  EXPECT_EQ(StateOf(*s, c), TaskState::kPending);  // b is not done yet
+  Finish(*s, b);
+  EXPECT_EQ(StateOf(*s, c), TaskState::kReady);
+
+  // A later batch may depend on existing ids: done ones count as met.
+  auto later = MustSubmit(*s, {Task("d", "", {a}), Task("e", "", {c})});
+  EXPECT_EQ(StateOf(*s, later[0]), TaskState::kReady);
+  EXPECT_EQ(StateOf(*s, later[1]), TaskState::kPending);
+  ExpectReplayMatchesTables(*s);
+}
+
+TEST_F(StoreTest, NeedsApprovalWaitsForApprovalAndDependencies) {
+  auto s = OpenStore();
+  auto gated = Task("gated", "g", {"a"});
+  gated.needs_approval = true;
+  auto ids = MustSubmit(*s, {Task("a", "a"), gated});
+  Finish(*s, ids[0]);
+  EXPECT_EQ(StateOf(*s, ids[1]), TaskState::kPending);  // deps done, not approved
+  auto change = s->Approve(ids[1]);
+  ASSERT_TRUE(change.ok()) << change.error().ToString();
+  EXPECT_EQ(change->previous, TaskState::kPending);
+  EXPECT_EQ(change->current, TaskState::kReady);
+  auto again = s->Approve(ids[1]);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->previous, TaskState::kReady);
+  EXPECT_EQ(again->current, TaskState::kReady);
+  EXPECT_THAT(EventKinds(*s, ids[1]), ElementsAre("task.submitted", "task.approved", "task.ready"));
+
+  // Approved first, dependency later.
+  auto gated2 = Task("gated2", "g2", {"b"});
+  gated2.needs_approval = true;
+  auto ids2 = MustSubmit(*s, {Task("b", "b"), gated2});
+  ASSERT_TRUE(s->Approve(ids2[1]).ok());
+  EXPECT_EQ(StateOf(*s, ids2[1]), TaskState::kPending);
+  Finish(*s, ids2[0]);
+  EXPECT_EQ(StateOf(*s, ids2[1]), TaskState::kReady);
+}
+
+TEST_F(StoreTest, UnknownDependencyIsRefusedNamingIt) {
+  auto s = OpenStore();
+  auto r = s->Submit({Task("a", "a"), Task("b", "b", {"a", "zz"})});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(r.error().message, "task 'b' depends on unknown task 'zz'");
+  auto r2 = s->Submit({Task("x", "", {"t99"})});
+  ASSERT_FALSE(r2.ok());
+  EXPECT_EQ(r2.error().message, "task #1 depends on unknown task 't99'");
+  // All or nothing: the valid first task of the batch was not kept.
+  EXPECT_TRUE(s->ListTasks({})->empty());
+  EXPECT_EQ(*s->LastEventSeq(), 0);
+}
+
+TEST_F(StoreTest, DependencyCycleIsRefusedNamingTheTasks) {
+  auto s = OpenStore();
+  auto r = s->Submit({Task("a", "a", {"b"}), Task("b", "b", {"a"})});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(r.error().message, "dependency cycle: a -> b -> a");
+  auto r3 = s->Submit(
+      {Task("x", "x"), Task("p", "p", {"x", "r"}), Task("q", "q", {"p"}), Task("r", "r", {"q"})});
+  ASSERT_FALSE(r3.ok());
+  EXPECT_EQ(r3.error().message, "dependency cycle: p -> r -> q -> p");
+  auto self = s->Submit({Task("s", "s", {"s"})});
+  ASSERT_FALSE(self.ok());
+  EXPECT_EQ(self.error().message, "dependency cycle: s -> s");
+  EXPECT_TRUE(s->ListTasks({})->empty());
+}
+
+TEST_F(StoreTest, BadSubmissionsNameTheTask) {
+  auto s = OpenStore();
+  auto empty_title = s->Submit({Task("ok"), Task("  ")});
+  ASSERT_FALSE(empty_title.ok());
+  EXPECT_EQ(empty_title.error().message, "task #2: title is empty");
+  auto dup = s->Submit({Task("a", "a"), Task("b", "b"), Task("a2", "a")});
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().message, "duplicate task id 'a' (tasks #1 and #3)");
+  auto zero = Task("z", "z");
+  zero.max_attempts = 0;
+  auto bad_attempts = s->Submit({zero});
+  ASSERT_FALSE(bad_attempts.ok());
+  EXPECT_EQ(bad_attempts.error().message, "task 'z': max_attempts must be at least 1, got 0");
+  auto kind = Task("k", "k");
+  kind.kind = "bogus";
+  auto bad_kind = s->Submit({kind});
+  ASSERT_FALSE(bad_kind.ok());
+  EXPECT_THAT(bad_kind.error().message, HasSubstr("task 'k': kind must be"));
+  auto none = s->Submit({});
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().message, "no tasks to submit");
+  EXPECT_TRUE(s->ListTasks({})->empty());
+}
+
+TEST_F(StoreTest, SecretEnvIsKeptForTheWorkerButRedactedInEvents) {
+  auto s = OpenStore();
+  auto t = Task("secret");
+  t.env = {{"API_KEY", "sk-very-secret-value"}, {"MODE", "plain"}};
+  auto ids = MustSubmit(*s, {t});
+  EXPECT_EQ(s->GetTask(ids[0])->env.at("API_KEY"), "sk-very-secret-value");
+  auto events = s->Events({});
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].payload["env"]["API_KEY"], std::string(kRedacted));
+  EXPECT_EQ((*events)[0].payload["env"]["MODE"], "plain");
+  std::ifstream in(dir_.Path("events.jsonl"));
+  std::stringstream all;
+  all << in.rdbuf();
+  EXPECT_THAT(all.str(), Not(HasSubstr("sk-very-secret-value")));
+  EXPECT_THAT(all.str(), HasSubstr("plain"));
+}
+
+// ---------------------------------------------------------------- attempts
+
+TEST_F(StoreTest, FailedAttemptGoesToCooldownAndIsPromotedWhenDue) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("flaky")});
+  AttemptInfo a = MustLease(*s, ids[0]);
+  EXPECT_EQ(a.n, 1);
+  AgentReport r;
+  r.outcome = Outcome::kFailed;
+  r.exit_code = 2;
+  r.error = "exit 2";
+  r.duration_ms = 1234;
+  ASSERT_TRUE(s->RecordAgentResult(a.id, r).ok());
+  EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kRunning);  // only a passed agent goes to review
+  Close c;
+  c.outcome = Outcome::kFailed;
+  c.error = "exit 2";
+  c.fingerprint = "fp1";
+  c.next_state = TaskState::kCooldown;
+  c.not_before_ms = clock_.WallMs() + 30'000;
+  c.reason = "retry in 30s";
+  ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+  auto t = s->GetTask(ids[0]);
+  EXPECT_EQ(t->state, TaskState::kCooldown);
+  EXPECT_EQ(t->not_before_ms, c.not_before_ms);
+  EXPECT_EQ(t->last_error, "exit 2");
+  EXPECT_EQ(t->last_fingerprint, "fp1");
+  EXPECT_EQ(t->attempts, 1);
+  auto closed = s->GetAttempt(a.id);
+  EXPECT_EQ(closed->outcome, "failed");
+  EXPECT_EQ(closed->duration_ms, 1234);  // from the report
+  EXPECT_EQ(closed->ended_at_ms, clock_.WallMs());
+
+  EXPECT_EQ(*s->NextDue(), c.not_before_ms);
+  EXPECT_FALSE(s->NextReady()->has_value());
+  EXPECT_EQ(*s->PromoteDue(clock_.WallMs() + 29'999), 0);
+  EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kCooldown);
+  EXPECT_EQ(*s->PromoteDue(clock_.WallMs() + 30'000), 1);
+  EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kReady);
+  EXPECT_FALSE(s->NextDue()->has_value());
+
+  AttemptInfo a2 = MustLease(*s, ids[0]);
+  EXPECT_EQ(a2.n, 2);
+  auto history = s->History(ids[0], 5);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 1u);  // the open attempt is not history
+  EXPECT_EQ((*history)[0].n, 1);
+  EXPECT_EQ((*history)[0].error, "exit 2");
+}
+
+TEST_F(StoreTest, UncountedCloseIsAnInfraRetryNotAnAttempt) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("crashy")});
+  AttemptInfo a = MustLease(*s, ids[0]);
+  EXPECT_EQ(s->GetTask(ids[0])->attempts, 1);  // counted at lease
+  Close c;
+  c.outcome = Outcome::kCrashed;
+  c.error = "worker died";
+  c.next_state = TaskState::kReady;
+  c.counted = false;
+  ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+  auto t = s->GetTask(ids[0]);
+  EXPECT_EQ(t->attempts, 0);
+  EXPECT_EQ(t->infra_retries, 1);
+  EXPECT_EQ(t->total_attempts, 1);
+  EXPECT_FALSE(s->GetAttempt(a.id)->counted);
+
+  // An uncounted lease that then fails for real is counted at close.
+  AttemptInfo a2 = MustLease(*s, ids[0], /*counted=*/false);
+  EXPECT_EQ(s->GetTask(ids[0])->attempts, 0);
+  Close fail;
+  fail.outcome = Outcome::kFailed;
+  fail.next_state = TaskState::kBlocked;
+  fail.reason = "same failure twice";
+  ASSERT_TRUE(s->CloseAttempt(a2.id, fail).ok());
+  t = s->GetTask(ids[0]);
+  EXPECT_EQ(t->attempts, 1);
+  EXPECT_EQ(t->total_attempts, 2);
+  EXPECT_EQ(t->state, TaskState::kBlocked);
+  EXPECT_EQ(t->last_error, "same failure twice");
+}
+
+TEST_F(StoreTest, RecoveryClosesOpenAttempts) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a"), Task("b")});
+  AttemptInfo a = MustLease(*s, ids[0]);
+  ASSERT_TRUE(s->MarkAgentStarted(a.id, 555, 555, 123456).ok());
+  s.reset();
+  s = OpenStore();
+  auto open = s->OpenAttempts();
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ((*open)[0].id, a.id);
+  EXPECT_EQ((*open)[0].agent_pid, 555);
+  EXPECT_EQ((*open)[0].agent_start_time, 123456);
+  Close c;
+  c.outcome = Outcome::kRecovered;
+  c.next_state = TaskState::kReady;
+  c.counted = false;
+  ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+  EXPECT_TRUE(s->OpenAttempts()->empty());
+  EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kReady);
+}
+
+TEST_F(StoreTest, CostAndRecentAttempts) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a"), Task("b")});
+  int64_t before = clock_.WallMs();
+  Finish(*s, ids[0], 1.25);
+  clock_.Advance(1000);
+  Finish(*s, ids[1], 2.0);
+  EXPECT_DOUBLE_EQ(*s->CostSince(before), 3.25);
+  EXPECT_DOUBLE_EQ(*s->CostSince(before + 1), 2.0);
+  auto recent = s->RecentAttempts(10);
+  ASSERT_TRUE(recent.ok());
+  ASSERT_EQ(recent->size(), 2u);
+  EXPECT_EQ((*recent)[0].task_id, ids[1]);
+  EXPECT_EQ(s->RecentAttempts(1)->size(), 1u);
+}
+
+// ---------------------------------------------------------------- idempotency
+
+TEST_F(StoreTest, RepeatedEmissionsAndReportsChangeNothing) {
+  auto s = OpenStore();
+  ASSERT_TRUE(s->Emit("supervisor.started", json{{"pid", 1}}, "", 0, "boot-1").ok());
+  ASSERT_TRUE(s->Emit("supervisor.started", json{{"pid", 2}}, "", 0, "boot-1").ok());
+  auto events = s->Events({});
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].payload["pid"], 1);
+  ASSERT_TRUE(s->Emit("supervisor.paused", json::object()).ok());
+  ASSERT_TRUE(s->Emit("supervisor.paused", json::object()).ok());  // no key: each is new
+  EXPECT_EQ(s->Events({})->size(), 3u);
+
+  auto ids = MustSubmit(*s, {Task("x")});
+  AttemptInfo a = MustLease(*s, ids[0]);
+  AgentReport r;
+  r.outcome = Outcome::kPassed;
+  r.cost_usd = 1.0;
+  r.session_id = "first";
+  ASSERT_TRUE(s->RecordAgentResult(a.id, r).ok());
+  int64_t seq = *s->LastEventSeq();
+  r.cost_usd = 5.0;
+  r.session_id = "second";
+  ASSERT_TRUE(s->RecordAgentResult(a.id, r).ok());
+  EXPECT_EQ(*s->LastEventSeq(), seq);
+  EXPECT_EQ(s->GetAttempt(a.id)->session_id, "first");
+  EXPECT_DOUBLE_EQ(s->GetTask(ids[0])->cost_usd, 1.0);
+
+  Close c;
+  c.outcome = Outcome::kPassed;
+  c.next_state = TaskState::kDone;
+  c.commit = "abc";
+  ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+  seq = *s->LastEventSeq();
+  auto task_before = s->GetTask(ids[0]);
+  Close other;
+  other.outcome = Outcome::kFailed;
+  other.next_state = TaskState::kBlocked;
+  ASSERT_TRUE(s->CloseAttempt(a.id, other).ok());
+  ASSERT_TRUE(s->RecordAgentResult(a.id, r).ok());
+  ASSERT_TRUE(s->MarkAgentStarted(a.id, 1, 1, 1).ok());
+  EXPECT_EQ(*s->LastEventSeq(), seq);
+  EXPECT_EQ(json(*s->GetTask(ids[0])), json(*task_before));
+  EXPECT_EQ(s->GetAttempt(a.id)->outcome, "passed");
+  ExpectJsonlMatches(*s);
+}
+
+// ---------------------------------------------------------------- operator actions
+
+TEST_F(StoreTest, OperatorActionsOnUnknownTasksAreNotFound) {
+  auto s = OpenStore();
+  for (auto r : {s->Approve("t404"), s->Retry("t404"), s->Cancel("t404", "why")}) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
+    EXPECT_EQ(r.error().message, "task 't404' not found");
+  }
+  auto get = s->GetTask("nope");
+  ASSERT_FALSE(get.ok());
+  EXPECT_EQ(get.error().message, "task 'nope' not found");
+  EXPECT_EQ(s->Attempts("nope").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(s->History("nope", 3).error().code, ErrorCode::kNotFound);
+  auto lease = s->LeaseAttempt("t9", Lease{});
+  ASSERT_FALSE(lease.ok());
+  EXPECT_EQ(lease.error().code, ErrorCode::kNotFound);
+  Status close = s->CloseAttempt(77, Close{});
+  ASSERT_FALSE(close.ok());
+  EXPECT_EQ(close.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(close.error().message, "attempt 77 not found");
+  EXPECT_EQ(s->RecordAgentResult(77, AgentReport{}).error().message, "attempt 77 not found");
+  EXPECT_EQ(s->MarkAgentStarted(77, 1, 1, 1).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(s->GetAttempt(77).error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(StoreTest, OperatorActionsInTheWrongStateAreConflicts) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a"), Task("b")});
+  auto retry = s->Retry(ids[0]);
+  ASSERT_FALSE(retry.ok());
+  EXPECT_EQ(retry.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(retry.error().message,
+            "task t1 is ready; only blocked or cancelled tasks can be retried");
+  Finish(*s, ids[0]);
+  auto cancel = s->Cancel(ids[0], "");
+  ASSERT_FALSE(cancel.ok());
+  EXPECT_EQ(cancel.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(cancel.error().message, "task t1 is already done; nothing to cancel");
+  MustLease(*s, ids[1]);
+  auto lease = s->LeaseAttempt(ids[1], Lease{});
+  ASSERT_FALSE(lease.ok());
+  EXPECT_EQ(lease.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(lease.error().message, "task t2 is running, not ready");
+  Close bad;
+  bad.next_state = TaskState::kRunning;
+  auto close = s->CloseAttempt(1, bad);
+  ASSERT_FALSE(close.ok());
+  EXPECT_EQ(close.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(close.error().message, "closing attempt 1: next state cannot be running");
+
+  auto gated = Task("gated");
+  gated.needs_approval = true;
+  auto g = MustSubmit(*s, {gated});
+  ASSERT_TRUE(s->Cancel(g[0], "not now").ok());
+  auto approve = s->Approve(g[0]);
+  ASSERT_FALSE(approve.ok());
+  EXPECT_EQ(approve.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(approve.error().message, "task t3 is cancelled; retry it before approving");
+  EXPECT_FALSE(s->Emit("", json::object()).ok());
+  EXPECT_FALSE(s->SetCursor("", 1).ok());
+}
+
+TEST_F(StoreTest, CancelClosesTheOpenAttemptAndRetryRequeues) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a", "a"), Task("b", "b", {"a"})});
+  AttemptInfo a = MustLease(*s, ids[0]);
+  ASSERT_TRUE(s->MarkAgentStarted(a.id, 999, 999, 42).ok());
+  auto change = s->Cancel(ids[0], "operator changed their mind");
+  ASSERT_TRUE(change.ok()) << change.error().ToString();
+  EXPECT_EQ(change->previous, TaskState::kRunning);
+  EXPECT_EQ(change->current, TaskState::kCancelled);
+  ASSERT_TRUE(change->open_attempt.has_value());
+  EXPECT_EQ(change->open_attempt->id, a.id);
+  EXPECT_EQ(change->open_attempt->agent_pgid, 999);
+  auto closed = s->GetAttempt(a.id);
+  EXPECT_EQ(closed->outcome, "cancelled");
+  EXPECT_GT(closed->ended_at_ms, 0);
+  EXPECT_TRUE(s->OpenAttempts()->empty());
+  // The worker's late result for the cancelled attempt changes nothing.
+  AgentReport late;
+  late.outcome = Outcome::kPassed;
+  ASSERT_TRUE(s->RecordAgentResult(a.id, late).ok());
+  EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kCancelled);
+
+  // Cancel a pending task: no attempt.
+  auto pending = s->Cancel(ids[1], "");
+  ASSERT_TRUE(pending.ok());
+  EXPECT_FALSE(pending->open_attempt.has_value());
+
+  // Retry: dependent goes back to pending, its dependency to ready.
+  auto rb = s->Retry(ids[1]);
+  ASSERT_TRUE(rb.ok());
+  EXPECT_EQ(rb->current, TaskState::kPending);
+  auto ra = s->Retry(ids[0]);
+  ASSERT_TRUE(ra.ok());
+  EXPECT_EQ(ra->previous, TaskState::kCancelled);
+  EXPECT_EQ(ra->current, TaskState::kReady);
+  auto t = s->GetTask(ids[0]);
+  EXPECT_EQ(t->attempts, 0);
+  EXPECT_EQ(t->finished_at_ms, 0);
+  Finish(*s, ids[0]);
+  EXPECT_EQ(StateOf(*s, ids[1]), TaskState::kReady);
+  EXPECT_EQ(s->Attempts(ids[0])->size(), 2u);
+  ExpectReplayMatchesTables(*s);
+}
+
+TEST_F(StoreTest, RetryOfBlockedTaskResetsCounters) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a")});
+  for (int i = 0; i < 2; ++i) {
+    AttemptInfo a = MustLease(*s, ids[0]);
+    Close c;
+    c.outcome = i == 0 ? Outcome::kLost : Outcome::kFailed;
+    c.counted = i != 0;
+    c.fingerprint = "fp";
+    c.next_state = i == 0 ? TaskState::kReady : TaskState::kBlocked;
+    ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+  }
+  auto t = s->GetTask(ids[0]);
+  EXPECT_EQ(t->attempts, 1);
+  EXPECT_EQ(t->infra_retries, 1);
+  auto r = s->Retry(ids[0]);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->previous, TaskState::kBlocked);
+  EXPECT_EQ(r->current, TaskState::kReady);
+  t = s->GetTask(ids[0]);
+  EXPECT_EQ(t->attempts, 0);
+  EXPECT_EQ(t->infra_retries, 0);
+  EXPECT_EQ(t->last_fingerprint, "");
+  EXPECT_EQ(t->total_attempts, 2);
+}
+
+// ---------------------------------------------------------------- queries
+
+TEST_F(StoreTest, ListAndEventFilters) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a"), Task("b"), Task("c")});
+  Finish(*s, ids[1]);
+  ListFilter done;
+  done.state = TaskState::kDone;
+  auto list = s->ListTasks(done);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, ids[1]);
+  ListFilter oldest;
+  oldest.newest_first = false;
+  oldest.limit = 2;
+  auto first2 = s->ListTasks(oldest);
+  ASSERT_EQ(first2->size(), 2u);
+  EXPECT_EQ((*first2)[0].id, ids[0]);
+  EXPECT_EQ((*s->ListTasks({}))[0].id, ids[2]);
+
+  EventFilter attempts;
+  attempts.kind = "attempt.";
+  auto attempt_events = s->Events(attempts);
+  ASSERT_TRUE(attempt_events.ok());
+  for (const auto& e : *attempt_events) EXPECT_EQ(e.kind.rfind("attempt.", 0), 0u);
+  EXPECT_EQ(attempt_events->size(), 3u);
+  EventFilter exact;
+  exact.kind = "task.done";
+  EXPECT_EQ(s->Events(exact)->size(), 1u);
+  EventFilter since;
+  since.since_seq = 3;
+  since.limit = 2;
+  auto page = s->Events(since);
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].seq, 4);
+  EventFilter partial_kind;
+  partial_kind.kind = "task";  // not a prefix form: exact match only
+  EXPECT_TRUE(s->Events(partial_kind)->empty());
+}
+
+TEST_F(StoreTest, ReadySelectionUsesTheIndex) {
+  auto s = OpenStore();
+  std::vector<proto::SubmitTask> batch;
+  for (int i = 0; i < 200; ++i) batch.push_back(Task("t", "", {}, i % 5));
+  MustSubmit(*s, batch);
+  auto plan = [&](const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(
+        sqlite3_prepare_v2(s->raw(), ("EXPLAIN QUERY PLAN " + sql).c_str(), -1, &stmt, nullptr),
+        SQLITE_OK);
+    std::string out;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      out += reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
+      out += "\n";
+    }
+    sqlite3_finalize(stmt);
+    return out;
+  };
+  std::string ready =
+      plan(std::string("SELECT ") + kTaskColumns + " FROM tasks " + kNextReadyWhere);
+  EXPECT_THAT(ready, HasSubstr("USING INDEX tasks_ready"));
+  EXPECT_THAT(ready, Not(HasSubstr("SCAN tasks\n")));
+  EXPECT_THAT(ready, Not(HasSubstr("TEMP B-TREE")));
+  std::string due = plan("SELECT MIN(not_before) FROM tasks WHERE state = 'cooldown'");
+  EXPECT_THAT(due, HasSubstr("tasks_due"));
+  std::string deps = plan("SELECT task_id FROM task_deps WHERE dep_id = 't1'");
+  EXPECT_THAT(deps, HasSubstr("task_deps_dep"));
+}
+
+// ---------------------------------------------------------------- durability
+
+TEST_F(StoreTest, EverythingSurvivesCloseAndReopen) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a", "a"), Task("b", "b", {"a"})});
+  AttemptInfo a = MustLease(*s, ids[0]);
+  AgentReport r;
+  r.outcome = Outcome::kPassed;
+  r.cost_usd = 0.75;
+  r.session_id = "sess";
+  ASSERT_TRUE(s->RecordAgentResult(a.id, r).ok());
+  Close c;
+  c.outcome = Outcome::kRejected;
+  c.verdict = "fail";
+  c.findings = {proto::Finding{"sev1", "correctness", "x.cc", 3, "wrong"}};
+  c.checks = {proto::CheckResult{"make test", 2, 0, 50, false, false, "boom"}};
+  c.next_state = TaskState::kCooldown;
+  c.not_before_ms = clock_.WallMs() + 5000;
+  ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+  ASSERT_TRUE(s->Emit("custom", json{{"k", "v"}}, ids[0], 1, "custom-1").ok());
+  ASSERT_TRUE(s->SetCursor("projection", 4).ok());
+  json tasks_before = *s->ListTasks({});
+  json attempts_before = *s->Attempts(ids[0]);
+  EventFilter all;
+  all.limit = 0;
+  auto before = s->Events(all);
+  ASSERT_TRUE(before.ok());
+  json events_before = *before;
+  s.reset();
+
+  s = OpenStore();
+  EXPECT_EQ(s->SchemaVersion(), kSchemaVersion);
+  EXPECT_EQ(json(*s->ListTasks({})), tasks_before);
+  EXPECT_EQ(json(*s->Attempts(ids[0])), attempts_before);
+  auto after = s->Events(all);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(json(*after), events_before);
+  EXPECT_EQ(*s->GetCursor("projection"), 4);
+  EXPECT_EQ(*s->GetCursor("never-set"), 0);
+  EXPECT_EQ(*s->GetCursor("events.jsonl"), *s->LastEventSeq());
+  auto attempt = s->GetAttempt(a.id);
+  ASSERT_EQ(attempt->findings.size(), 1u);
+  EXPECT_EQ(attempt->findings[0].message, "wrong");
+  auto history = s->History(ids[0], 3);
+  ASSERT_EQ(history->size(), 1u);
+  ASSERT_EQ((*history)[0].failing_checks.size(), 1u);
+  EXPECT_EQ((*history)[0].failing_checks[0].output_tail, "boom");
+  ExpectReplayMatchesTables(*s);
+  ExpectJsonlMatches(*s);
+  EXPECT_EQ(*s->IntegrityCheck(), "ok");
+  EXPECT_TRUE(s->Checkpoint().ok());
+}
+
+TEST_F(StoreTest, EventsJsonlIsRepairedOnOpen) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a"), Task("b")});
+  Finish(*s, ids[0]);
+  ExpectJsonlMatches(*s);
+  s.reset();
+
+  // A crash mid-append leaves a torn line: it is cut and the file completed.
+  {
+    std::ofstream out(dir_.Path("events.jsonl"), std::ios::app);
+    out << R"({"seq":999,"ts":"2026-01-01T00:00:00.000Z","kin)";
+  }
+  s = OpenStore();
+  ExpectJsonlMatches(*s);
+  Finish(*s, ids[1]);
+  ExpectJsonlMatches(*s);
+  s.reset();
+
+  // A crash after commit, before the append: missing lines are added.
+  auto lines = ReadLines(dir_.Path("events.jsonl"));
+  ASSERT_GT(lines.size(), 4u);
+  {
+    std::ofstream out(dir_.Path("events.jsonl"), std::ios::trunc);
+    for (size_t i = 0; i + 4 < lines.size(); ++i) out << lines[i] << "\n";
+  }
+  s = OpenStore();
+  ExpectJsonlMatches(*s);
+  s.reset();
+
+  // A lost file is rebuilt whole.
+  std::filesystem::remove(dir_.Path("events.jsonl"));
+  s = OpenStore();
+  ExpectJsonlMatches(*s);
+  EXPECT_EQ(*s->GetCursor("events.jsonl"), *s->LastEventSeq());
+}
+
+TEST_F(StoreTest, ReplayAfterReopenEqualsLiveStates) {
+  auto s = OpenStore();
+  auto ids =
+      MustSubmit(*s, {Task("a", "a"), Task("b", "b", {"a"}), Task("c"), Task("d"), Task("e")});
+  Finish(*s, ids[0]);
+  AttemptInfo c = MustLease(*s, ids[2]);
+  Close cool;
+  cool.outcome = Outcome::kFailed;
+  cool.next_state = TaskState::kCooldown;
+  cool.not_before_ms = clock_.WallMs() + 1;
+  ASSERT_TRUE(s->CloseAttempt(c.id, cool).ok());
+  ASSERT_TRUE(s->Cancel(ids[3], "x").ok());
+  MustLease(*s, ids[4]);
+  ExpectReplayMatchesTables(*s);
+  s.reset();
+  s = OpenStore();
+  ExpectReplayMatchesTables(*s);
+  auto replay = s->ReplayStates();
+  EXPECT_EQ(replay->at(ids[1]), TaskState::kReady);
+  EXPECT_EQ(replay->at(ids[2]), TaskState::kCooldown);
+  EXPECT_EQ(replay->at(ids[3]), TaskState::kCancelled);
+  EXPECT_EQ(replay->at(ids[4]), TaskState::kRunning);
+}
+
+// ---------------------------------------------------------------- schema
+
+TEST_F(StoreTest, OlderDatabaseIsMigratedAndNewerRefused) {
+  {  // A version-0 database: a meta table saying 0 and nothing else.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.Path("forge.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                           "INSERT INTO meta VALUES('schema_version', '0');",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto ro = Store::Open(Options(/*read_only=*/true));
+  ASSERT_FALSE(ro.ok());
+  EXPECT_EQ(ro.error().code, ErrorCode::kConflict);
+  EXPECT_THAT(ro.error().message, HasSubstr("database schema version 0 is older than this forge"));
+
+  auto s = OpenStore();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->SchemaVersion(), kSchemaVersion);
+  MustSubmit(*s, {Task("after migration")});
+  ASSERT_EQ(sqlite3_exec(s->raw(), "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  s.reset();
+  for (bool read_only : {false, true}) {
+    auto newer = Store::Open(Options(read_only));
+    ASSERT_FALSE(newer.ok());
+    EXPECT_EQ(newer.error().code, ErrorCode::kConflict);
+    EXPECT_THAT(newer.error().message,
+                HasSubstr("database schema version 99 is newer than this forge (" +
+                          std::to_string(kSchemaVersion) + "); upgrade forge"));
+    EXPECT_THAT(newer.error().message, HasSubstr(dir_.Path("forge.db")));
+  }
+}
+
+TEST_F(StoreTest, ReadOnlyOpenReadsButNeverWrites) {
+  auto missing = Store::Open(Options(/*read_only=*/true));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(missing.error().message, "database " + dir_.Path("forge.db") + " not found");
+  EXPECT_FALSE(std::filesystem::exists(dir_.Path("forge.db")));
+
+  auto writer = OpenStore();
+  auto ids = MustSubmit(*writer, {Task("a")});
+  auto reader = OpenStore(/*read_only=*/true);
+  ASSERT_TRUE(reader);
+  EXPECT_EQ(reader->GetTask(ids[0])->title, "a");
+  auto w = reader->Submit({Task("b")});
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().code, ErrorCode::kConflict);
+  EXPECT_THAT(w.error().message, HasSubstr("read-only"));
+  EXPECT_FALSE(reader->Cancel(ids[0], "").ok());
+  EXPECT_NE(sqlite3_exec(reader->raw(), "DELETE FROM tasks", nullptr, nullptr, nullptr), SQLITE_OK);
+  // The writer keeps writing while the reader is open, and the reader sees it.
+  Finish(*writer, ids[0]);
+  EXPECT_EQ(StateOf(*reader, ids[0]), TaskState::kDone);
+  EXPECT_EQ(*reader->IntegrityCheck(), "ok");
+}
+
+// ---------------------------------------------------------------- crash safety
+
+// The child: recover open attempts, then submit and finish tasks forever,
+// reporting each finished id on `fd` after its commit.
+[[noreturn]] void CrashChild(const std::string& dir, int fd, int round) {
+  StoreOptions o;
+  o.db_path = dir + "/forge.db";
+  o.events_jsonl_path = dir + "/events.jsonl";
+  auto opened = Store::Open(o);
+  if (!opened.ok()) _exit(10);
+  Store& s = **opened;
+  auto open = s.OpenAttempts();
+  if (!open.ok()) _exit(11);
+  for (const auto& a : *open) {
+    Close c;
+    c.outcome = Outcome::kRecovered;
+    c.next_state = TaskState::kReady;
+    c.counted = false;
+    if (!s.CloseAttempt(a.id, c).ok()) _exit(12);
+  }
+  for (int i = 0;; ++i) {
+    std::string local = "r" + std::to_string(round) + "-" + std::to_string(i);
+    auto ids = s.Submit({Task(local, local), Task(local + "-dep", "", {local})});
+    if (!ids.ok()) _exit(13);
+    for (;;) {
+      auto next = s.NextReady();
+      if (!next.ok()) _exit(14);
+      if (!*next) break;
+      Lease lease;
+      lease.worker_pid = getpid();
+      auto a = s.LeaseAttempt((*next)->id, lease);
+      if (!a.ok()) _exit(15);
+      AgentReport r;
+      r.outcome = Outcome::kPassed;
+      if (!s.RecordAgentResult(a->id, r).ok()) _exit(16);
+      Close c;
+      c.outcome = Outcome::kPassed;
+      c.next_state = TaskState::kDone;
+      if (!s.CloseAttempt(a->id, c).ok()) _exit(17);
+      std::string line = (*next)->id + "\n";
+      if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) _exit(18);
+    }
+  }
+}
+
+// Reads '\n'-terminated ids from fd until `want` are seen (want < 0: EOF).
+void ReadIds(int fd, int want, std::vector<std::string>& ids, std::string& partial) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (want < 0 || static_cast<int>(ids.size()) < want) {
+    pollfd p{fd, POLLIN, 0};
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    deadline - std::chrono::steady_clock::now())
+                                    .count());
+    ASSERT_GT(left, 0) << "timed out waiting for the child";
+    ASSERT_GE(poll(&p, 1, left), 0);
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) return;  // EOF: the child is gone
+    partial.append(buf, static_cast<size_t>(n));
+    for (size_t nl; (nl = partial.find('\n')) != std::string::npos;) {
+      ids.push_back(partial.substr(0, nl));
+      partial.erase(0, nl + 1);
+    }
+  }
+}
+
+TEST_F(StoreTest, SurvivesSigkillAtRandomMoments) {
+  std::mt19937 rng(std::random_device{}());
+  const std::string dir = dir_.Path("");
+  std::vector<std::string> reported;
+  for (int round = 0; round < 20; ++round) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      close(fds[0]);
+      CrashChild(dir, fds[1], round);
+    }
+    close(fds[1]);
+    int k = 1 + static_cast<int>(rng() % 12);
+    std::vector<std::string> ids;
+    std::string partial;
+    ReadIds(fds[0], k, ids, partial);
+    kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ReadIds(fds[0], -1, ids, partial);  // whatever it reported before dying
+    close(fds[0]);
+    ASSERT_TRUE(WIFSIGNALED(status))
+        << "child exited by itself with " << WEXITSTATUS(status) << " in round " << round;
+    ASSERT_GE(static_cast<int>(ids.size()), k);
+    reported.insert(reported.end(), ids.begin(), ids.end());
+
+    auto s = OpenStore();
+    ASSERT_TRUE(s);
+    ASSERT_EQ(*s->IntegrityCheck(), "ok") << "round " << round;
+    for (const auto& id : reported) {
+      auto t = s->GetTask(id);
+      ASSERT_TRUE(t.ok()) << id << " reported but missing in round " << round;
+      EXPECT_EQ(t->state, TaskState::kDone) << id;
+      auto kinds = EventKinds(*s, id);
+      EXPECT_EQ(kinds.front(), "task.submitted") << id;
+      EXPECT_EQ(kinds.back(), "task.done") << id;
+    }
+    ExpectReplayMatchesTables(*s);
+    ExpectJsonlMatches(*s);
+  }
+  EXPECT_GE(reported.size(), 20u);
+}
+
+}  // namespace
+}  // namespace forge::store

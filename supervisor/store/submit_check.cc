@@ -1,0 +1,93 @@
+#include "supervisor/store/submit_check.h"
+
+#include <algorithm>
+#include <cctype>
+#include <functional>
+#include <map>
+
+namespace forge::store {
+
+namespace {
+
+bool IsBlank(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
+}
+
+Status CheckOne(const std::vector<proto::SubmitTask>& tasks, size_t i) {
+  const auto& t = tasks[i];
+  std::string label = TaskLabel(tasks, i);
+  if (IsBlank(t.title)) return MakeError(ErrorCode::kInvalid, label + ": title is empty");
+  if (t.kind != "work" && t.kind != "expand") {
+    return MakeError(ErrorCode::kInvalid,
+                     label + ": kind must be 'work' or 'expand', got '" + t.kind + "'");
+  }
+  if (t.max_attempts && *t.max_attempts < 1) {
+    return MakeError(ErrorCode::kInvalid, label + ": max_attempts must be at least 1, got " +
+                                              std::to_string(*t.max_attempts));
+  }
+  for (const auto& dep : t.depends_on) {
+    if (IsBlank(dep)) return MakeError(ErrorCode::kInvalid, label + ": empty dependency id");
+  }
+  return Status::Ok();
+}
+
+// Depth-first search over the batch-local dependency edges; the first back
+// edge found is reported with the path that closes it.
+Status FindCycle(const std::vector<proto::SubmitTask>& tasks,
+                 const std::map<std::string, size_t>& local) {
+  enum Mark { kNew, kOnPath, kDone };
+  std::vector<Mark> mark(tasks.size(), kNew);
+  std::vector<size_t> path;
+  std::string cycle;
+  std::function<bool(size_t)> visit = [&](size_t i) {
+    mark[i] = kOnPath;
+    path.push_back(i);
+    for (const auto& dep : tasks[i].depends_on) {
+      auto it = local.find(dep);
+      if (it == local.end()) continue;
+      size_t j = it->second;
+      if (mark[j] == kOnPath) {
+        auto from = std::find(path.begin(), path.end(), j);
+        for (auto p = from; p != path.end(); ++p) cycle += tasks[*p].id + " -> ";
+        cycle += tasks[j].id;
+        return true;
+      }
+      if (mark[j] == kNew && visit(j)) return true;
+    }
+    path.pop_back();
+    mark[i] = kDone;
+    return false;
+  };
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (mark[i] == kNew && visit(i)) {
+      return MakeError(ErrorCode::kInvalid, "dependency cycle: " + cycle);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string TaskLabel(const std::vector<proto::SubmitTask>& tasks, size_t index) {
+  if (!tasks[index].id.empty()) return "task '" + tasks[index].id + "'";
+  return "task #" + std::to_string(index + 1);
+}
+
+Status CheckBatch(const std::vector<proto::SubmitTask>& tasks) {
+  if (tasks.empty()) return MakeError(ErrorCode::kInvalid, "no tasks to submit");
+  std::map<std::string, size_t> local;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    FORGE_RETURN_IF_ERROR(CheckOne(tasks, i));
+    const std::string& id = tasks[i].id;
+    if (id.empty()) continue;
+    auto [it, inserted] = local.emplace(id, i);
+    if (!inserted) {
+      return MakeError(ErrorCode::kInvalid, "duplicate task id '" + id + "' (tasks #" +
+                                                std::to_string(it->second + 1) + " and #" +
+                                                std::to_string(i + 1) + ")");
+    }
+  }
+  return FindCycle(tasks, local);
+}
+
+}  // namespace forge::store
