@@ -1,0 +1,111 @@
+#include "worker/brief.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "worker/test_supervisor.h"
+
+namespace forge::worker {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+proto::Dispatch SampleDispatch() {
+  proto::Dispatch d;
+  d.attempt_id = 3;
+  d.n = 3;
+  d.task.id = "fix-parser";
+  d.task.title = "Fix the parser";
+  d.task.verify = {"make test", "./lint.sh <src>"};
+  d.brief = "The parser drops the last token & more.";
+  d.workspace = "/state/workspaces/fix-parser";
+  for (int n = 1; n <= 7; ++n) {
+    proto::AttemptSummary s;
+    s.n = n;
+    s.outcome = n == 7 ? "rejected" : "failed";
+    s.error = "error of attempt " + std::to_string(n);
+    if (n == 7) {
+      proto::CheckResult c;
+      c.name = "make test";
+      c.exit_code = 2;
+      c.output_tail = "FAIL: test_last_token\nexpected 3 got 2";
+      s.failing_checks.push_back(c);
+      s.findings.push_back({"sev2", "tests", "parser.cc", 42, "no test for empty input"});
+    }
+    d.history.push_back(s);
+  }
+  return d;
+}
+
+std::string DefaultBrief(const proto::Dispatch& d) {
+  BriefDirs dirs;
+  dirs.source_dir = FORGE_SOURCE_DIR;
+  auto r = RenderWorkerBrief(dirs, d);
+  EXPECT_TRUE(r.ok()) << r.error().ToString();
+  return r.ok() ? *r : "";
+}
+
+TEST(WorkerBrief, CarriesTaskVerifyAndRules) {
+  proto::Dispatch d = SampleDispatch();
+  d.history.clear();
+  std::string b = DefaultBrief(d);
+  EXPECT_THAT(b, HasSubstr("Fix the parser"));
+  EXPECT_THAT(b, HasSubstr("fix-parser"));
+  // Plain text: no HTML escaping of the operator's words or commands.
+  EXPECT_THAT(b, HasSubstr("The parser drops the last token & more."));
+  EXPECT_THAT(b, HasSubstr("make test"));
+  EXPECT_THAT(b, HasSubstr("./lint.sh <src>"));
+  EXPECT_THAT(b, HasSubstr("/state/workspaces/fix-parser"));
+  EXPECT_THAT(b, HasSubstr("Do not commit"));
+  EXPECT_THAT(b, Not(HasSubstr("Previous attempts")));
+}
+
+TEST(WorkerBrief, RetryCarriesTheLastFiveAttempts) {
+  std::string b = DefaultBrief(SampleDispatch());
+  EXPECT_THAT(b, HasSubstr("Previous attempts"));
+  EXPECT_THAT(b, Not(HasSubstr("error of attempt 2")));
+  for (int n = 3; n <= 7; ++n) EXPECT_THAT(b, HasSubstr("error of attempt " + std::to_string(n)));
+  EXPECT_THAT(b, HasSubstr("Attempt 7: rejected"));
+  EXPECT_THAT(b, HasSubstr("`make test` (exit 2)"));
+  EXPECT_THAT(b, HasSubstr("FAIL: test_last_token\nexpected 3 got 2"));
+  EXPECT_THAT(b, HasSubstr("[sev2 tests] parser.cc:42: no test for empty input"));
+}
+
+TEST(WorkerBrief, TemplateErrorNamesTheTemplateAndLine) {
+  auto r = RenderTemplate("my.mustache", "line one\nline two {{#open}}\nthree\n", nlohmann::json{});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kConfig);
+  EXPECT_THAT(r.error().message, HasSubstr("'my.mustache' line 2"));
+  EXPECT_THAT(r.error().message, HasSubstr("Unclosed section"));
+  auto r2 = RenderTemplate("t", "a\nb\nc {{/x}}", nlohmann::json{});
+  ASSERT_FALSE(r2.ok());
+  EXPECT_THAT(r2.error().message, HasSubstr("line 3"));
+}
+
+TEST(WorkerBrief, StateDirOverridesTheInstalledTemplate) {
+  char tmpl[] = "/tmp/forge-brief-test-XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  std::filesystem::create_directories(dir + "/state/briefs");
+  std::filesystem::create_directories(dir + "/installed");
+  forge::testing::WriteExecutable(dir + "/installed/worker.mustache", "installed {{task.id}}");
+  BriefDirs dirs{dir + "/state", dir + "/installed", FORGE_SOURCE_DIR};
+  EXPECT_EQ(FindTemplate(dirs, "worker.mustache").value(), dir + "/installed/worker.mustache");
+  EXPECT_EQ(RenderWorkerBrief(dirs, SampleDispatch()).value(), "installed fix-parser");
+  forge::testing::WriteExecutable(dir + "/state/briefs/worker.mustache", "override {{task.title}}");
+  EXPECT_EQ(RenderWorkerBrief(dirs, SampleDispatch()).value(), "override Fix the parser");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(WorkerBrief, MissingTemplateListsWhereItLooked) {
+  BriefDirs dirs{"/nonexistent/state", "/nonexistent/installed", ""};
+  auto r = FindTemplate(dirs, "worker.mustache");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.error().message, HasSubstr("/nonexistent/state/briefs"));
+  EXPECT_THAT(r.error().message, HasSubstr("/nonexistent/installed"));
+}
+
+}  // namespace
+}  // namespace forge::worker
