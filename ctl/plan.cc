@@ -141,7 +141,7 @@ void CheckDependencies(YamlReader& r, const std::vector<Entry>& entries,
       const YAML::Mark at =
           j < entries[i].depends_marks.size() ? entries[i].depends_marks[j] : entries[i].at;
       r.Problem(at, "key 'tasks[" + std::to_string(i) + "].depends_on[" + std::to_string(j) +
-                        "]': '" + deps[j] +
+                        "]': '" + Printable(deps[j]) +
                         "' is neither a task of this plan nor an existing task id (t<number>)");
     }
   }
@@ -185,8 +185,9 @@ class CycleFinder {
   void Report(size_t j) {
     auto start = std::find(stack_.begin(), stack_.end(), j);
     std::string path;
-    for (auto it = start; it != stack_.end(); ++it) path += entries_[*it].task.id + " -> ";
-    path += entries_[j].task.id;
+    for (auto it = start; it != stack_.end(); ++it)
+      path += Printable(entries_[*it].task.id) + " -> ";
+    path += Printable(entries_[j].task.id);
     r_.Problem(entries_[j].present.count("id") ? entries_[j].present.at("id") : entries_[j].at,
                "dependency cycle: " + path);
   }
@@ -237,8 +238,9 @@ Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const 
     auto [it, inserted] = index.emplace(id, i);
     if (!inserted) {
       const Entry& first = entries[it->second];
-      r.Problem(entries[i].present.at("id"), "duplicate task id '" + id + "' (first at " +
-                                                 r.Where(first.present.at("id")) + ")");
+      r.Problem(entries[i].present.at("id"), "duplicate task id '" + Printable(id) +
+                                                 "' (first at " + r.Where(first.present.at("id")) +
+                                                 ")");
     }
   }
   CheckDependencies(r, entries, index);

@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <sstream>
 #include <string>
 
 namespace forge::ctl {
@@ -239,6 +241,47 @@ TEST_F(PlanTest, CollectsEveryProblem) {
                          At(6, 5, "key 'tasks[1].title': required") + "\n" +
                          At(8, 9, "duplicate task id 'a' (first at " + dir_ + "/p.yaml:2:9)") +
                          "\n" + At(2, 9, "dependency cycle: a -> b -> a"));
+}
+
+TEST_F(PlanTest, ExamplePlanLoads) {
+  fs::path example = fs::path(__FILE__).parent_path().parent_path() / "examples" / "plan.yaml";
+  auto tasks = LoadPlan(example.string());
+  ASSERT_TRUE(tasks.ok()) << tasks.error().message;
+  ASSERT_EQ(tasks->size(), 3u);
+  EXPECT_THAT((*tasks)[1].brief, HasSubstr("limits"));
+  EXPECT_EQ((*tasks)[2].depends_on, (std::vector<std::string>{"parser", "docs"}));
+}
+
+// Mutations of a valid plan either parse or give one located line per problem.
+TEST_F(PlanTest, MangledInputNeverCrashes) {
+  const std::string base = R"(tasks:
+  - {id: a, title: A, depends_on: [b, c], priority: 1, verify: [make]}
+  - {id: b, title: B, depends_on: [c], env: {X: y}, agent: codex}
+  - {id: c, title: C, depends_on: [t1], needs_approval: true, max_attempts: 2}
+)";
+  const std::string special = ":-[]{}#&*!|>'\",?~ \nabct1";
+  std::mt19937 rng(7);
+  int failures = 0;
+  for (int i = 0; i < 1500; ++i) {
+    std::string text = base;
+    for (int edits = 1 + static_cast<int>(rng() % 4); edits > 0; --edits) {
+      size_t pos = rng() % text.size();
+      char c = special[rng() % special.size()];
+      if (rng() % 2) {
+        text[pos] = c;
+      } else {
+        text.insert(pos, 1, c);
+      }
+    }
+    auto tasks = ParsePlan(text, "p.yaml");
+    if (tasks.ok()) continue;
+    ++failures;
+    std::istringstream lines(tasks.error().message);
+    for (std::string line; std::getline(lines, line);) {
+      ASSERT_THAT(line, ::testing::StartsWith("p.yaml")) << tasks.error().message;
+    }
+  }
+  EXPECT_GT(failures, 0);
 }
 
 }  // namespace

@@ -124,7 +124,11 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path);
 std::string DumpConfig(const Config& config);
 
 // The agent spec for a task: the config's profile, overridden by the task's
-// agent/model/env. kill_grace comes from the watchdog.
+// agent/model/env. kill_grace comes from the watchdog. A task naming another
+// profile than the config's gets that profile's default argv ([claude] /
+// [codex]) without the config's args and model, which belong to the config's
+// profile; a switch to `command` keeps the config's argv. Task env entries
+// override the config's.
 proto::AgentSpec ResolveAgent(const Config& config, const proto::TaskInfo& task);
 
 // The state directory, absolute: `flag` when non-empty, else $FORGE_STATE_DIR

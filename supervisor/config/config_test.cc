@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <sstream>
 #include <string>
 
 namespace forge {
@@ -285,6 +287,64 @@ bogus: 1
 TEST(ConfigTest, DuplicateKeyNamesTheFirst) {
   EXPECT_EQ(ErrorOf("workers: 2\ncritics: 1\nworkers: 3\n"),
             "f.yaml:3:1: duplicate key 'workers' (first at f.yaml:1:1)");
+}
+
+TEST(ConfigTest, OnlyOneDocument) {
+  EXPECT_EQ(ErrorOf("workers: 2\n---\nworkers: 3\n"),
+            "f.yaml:2:1: only one YAML document is allowed; another starts here");
+  EXPECT_EQ(Parse("workers: 3\n...\n").workers, 3);  // an explicit end is still one document
+}
+
+// yaml-cpp 0.7 takes this for an empty document (then endless more): it must
+// not load as all defaults.
+TEST(ConfigTest, StrayCommaIsAnError) {
+  EXPECT_EQ(ErrorOf("# comment\n,workers: 1\n"),
+            "f.yaml:2:1: YAML syntax error: cannot parse ',workers: 1'");
+}
+
+TEST(ConfigTest, DeepNestingIsAnErrorNotACrash) {
+  std::string text = "workers: " + std::string(100000, '[');
+  EXPECT_THAT(ErrorOf(text), ::testing::StartsWith("f.yaml:1:"));
+}
+
+// Mutations of a valid file either parse or give one located line per problem.
+TEST(ConfigTest, MangledInputNeverCrashes) {
+  std::ifstream in(std::string(FORGE_SOURCE_DIR) + "/examples/forge.yaml");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string base = buffer.str();
+  ASSERT_FALSE(base.empty());
+  const std::string special = ":-[]{}#&*!|>'\"%@`,?~ \n\t0s";
+  std::mt19937 rng(20261121);
+  int failures = 0;
+  for (int i = 0; i < 1500; ++i) {
+    std::string text = base;
+    for (int edits = 1 + static_cast<int>(rng() % 6); edits > 0; --edits) {
+      size_t pos = rng() % text.size();
+      char c = rng() % 2 ? special[rng() % special.size()] : static_cast<char>(rng() % 256);
+      switch (rng() % 3) {
+        case 0:
+          text[pos] = c;
+          break;
+        case 1:
+          text.insert(pos, 1, c);
+          break;
+        default:
+          text.erase(pos, 1 + rng() % 8);
+          break;
+      }
+      if (text.empty()) text = "x";
+    }
+    Result<Config> config = ParseConfig(text, "f.yaml");
+    if (config.ok()) continue;
+    ++failures;
+    ASSERT_EQ(config.error().code, ErrorCode::kConfig);
+    std::istringstream lines(config.error().message);
+    for (std::string line; std::getline(lines, line);) {
+      ASSERT_THAT(line, ::testing::StartsWith("f.yaml")) << config.error().message;
+    }
+  }
+  EXPECT_GT(failures, 0);  // the mutations did reach the validation
 }
 
 TEST(ConfigTest, AgentCommandFollowsTheProfile) {

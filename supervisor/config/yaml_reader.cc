@@ -1,10 +1,13 @@
 #include "supervisor/config/yaml_reader.h"
 
+#include <yaml-cpp/eventhandler.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <sstream>
 
 #include "common/duration.h"
 
@@ -38,6 +41,30 @@ std::string SuggestKey(std::string_view key, const std::vector<std::string_view>
   return best;
 }
 
+std::string Printable(std::string_view text, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (i == max) {
+      out += "...";
+      break;
+    }
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 namespace {
 
 // yaml-cpp tags quoted scalars "!" and plain ones "?".
@@ -47,7 +74,7 @@ bool IsQuoted(const YAML::Node& node) {
 
 std::string Quote(std::string_view text) {
   std::string out = "'";
-  out += text;
+  out += Printable(text);
   out += "'";
   return out;
 }
@@ -61,7 +88,7 @@ std::string DescribeNode(const YAML::Node& node) {
     case YAML::NodeType::Sequence:
       return "a list";
     case YAML::NodeType::Scalar:
-      return IsQuoted(node) ? "string \"" + node.Scalar() + "\"" : Quote(node.Scalar());
+      return IsQuoted(node) ? "string \"" + Printable(node.Scalar()) + "\"" : Quote(node.Scalar());
     default:
       return "nothing";
   }
@@ -102,9 +129,55 @@ void YamlReader::Problem(const YAML::Node& node, std::string_view message) {
   Problem(node.Mark(), message);
 }
 
+namespace {
+
+// Notes where documents start; the rest of the events are not needed.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+std::string RestOfLine(const std::string& text, int pos) {
+  if (pos < 0 || static_cast<size_t>(pos) >= text.size()) return "";
+  return text.substr(pos, text.find('\n', pos) - pos);
+}
+
+}  // namespace
+
 std::optional<YAML::Node> YamlReader::Parse(const std::string& text) {
   try {
-    return YAML::Load(text);
+    YAML::Node doc = YAML::Load(text);
+    // YAML::Load ignores documents after the first, so look for a second one,
+    // at most one: on some malformed input (a line starting with ',') yaml-cpp
+    // 0.7 reports endless empty documents without advancing, which is why
+    // YAML::LoadAll must not be used.
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentStarts documents;
+    if (parser.HandleNextDocument(documents) && parser.HandleNextDocument(documents) &&
+        documents.starts.size() == 2) {
+      const YAML::Mark& second = documents.starts[1];
+      if (second.pos == documents.starts[0].pos) {
+        Problem(second, "YAML syntax error: cannot parse '" +
+                            Printable(RestOfLine(text, second.pos)) + "'");
+      } else {
+        Problem(second, "only one YAML document is allowed; another starts here");
+      }
+      return std::nullopt;
+    }
+    return doc;
   } catch (const YAML::Exception& e) {
     Problem(e.mark, "YAML syntax error: " + e.msg);
     return std::nullopt;
@@ -140,10 +213,11 @@ std::map<std::string, YAML::Mark> YamlReader::ReadMap(const YAML::Node& node,
       continue;
     }
     const std::string name = k.Scalar();
+    const std::string shown = Printable(name);
     auto field =
         std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.name == name; });
     if (field == fields.end()) {
-      std::string message = "unknown key '" + prefix + name + "'";
+      std::string message = "unknown key '" + prefix + shown + "'";
       std::string suggestion = SuggestKey(name, names);
       if (!suggestion.empty()) message += " (did you mean '" + suggestion + "'?)";
       Problem(k, message);
