@@ -53,11 +53,7 @@ int Serve(const Config& config, const std::string& config_path, const std::strin
           bool foreground, Readiness readiness) {
   auto lock = LockFile::Acquire(JoinPath(state_dir, "supervisor.lock"));
   if (!lock.ok()) {
-    std::string message = lock.error().message;
-    if (lock.error().code == ErrorCode::kConflict) {
-      message = "another supervisor is already running for " + state_dir + ": " + message;
-    }
-    readiness.Fail(message);
+    readiness.Fail(lock.error().message);  // names the running supervisor's pid
     return kExitFailure;
   }
   LogOptions log;

@@ -115,7 +115,7 @@ TEST(RetryPolicy, FingerprintCoversOutcomeAndFailingChecks) {
 
 TEST(RetryPolicy, NormalizeStripsNoise) {
   EXPECT_EQ(NormalizeFailureText("  Error  at 2026-11-21T15:04:05.123Z\n id DEADBEEFcafe0123 "),
-            "error at t::.z id <id>");
+            "error at --t::.z id <id>");
   EXPECT_EQ(NormalizeFailureText("open /tmp/abc/def: no such file"), "open <tmp>: no such file");
 }
 

@@ -812,6 +812,20 @@ TEST_F(StoreTest, EventsJsonlIsRepairedOnOpen) {
   EXPECT_EQ(*s->GetCursor("events.jsonl"), *s->LastEventSeq());
 }
 
+TEST_F(StoreTest, EventsJsonlFailureNeverFailsTheDatabase) {
+  // A directory where the file should be: every open/append fails.
+  std::filesystem::create_directory(dir_.Path("events.jsonl"));
+  auto s = OpenStore();
+  ASSERT_TRUE(s);
+  auto ids = MustSubmit(*s, {Task("a"), Task("b")});
+  Finish(*s, ids[0]);
+  EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kDone);
+  // Once the path is usable again, the next commit writes everything missed.
+  std::filesystem::remove(dir_.Path("events.jsonl"));
+  Finish(*s, ids[1]);
+  ExpectJsonlMatches(*s);
+}
+
 TEST_F(StoreTest, ReplayAfterReopenEqualsLiveStates) {
   auto s = OpenStore();
   auto ids =
@@ -891,10 +905,23 @@ TEST_F(StoreTest, ReadOnlyOpenReadsButNeverWrites) {
   EXPECT_THAT(w.error().message, HasSubstr("read-only"));
   EXPECT_FALSE(reader->Cancel(ids[0], "").ok());
   EXPECT_NE(sqlite3_exec(reader->raw(), "DELETE FROM tasks", nullptr, nullptr, nullptr), SQLITE_OK);
-  // The writer keeps writing while the reader is open, and the reader sees it.
+  // A reader in the middle of a read transaction does not block the writer,
+  // and sees the writes once it starts a new one.
+  ASSERT_EQ(sqlite3_exec(reader->raw(), "BEGIN; SELECT COUNT(*) FROM tasks;", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
   Finish(*writer, ids[0]);
+  ASSERT_EQ(sqlite3_exec(reader->raw(), "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
   EXPECT_EQ(StateOf(*reader, ids[0]), TaskState::kDone);
   EXPECT_EQ(*reader->IntegrityCheck(), "ok");
+
+  // forge-ctl's usual case: no writer running at all.
+  reader.reset();
+  writer.reset();
+  reader = OpenStore(/*read_only=*/true);
+  ASSERT_TRUE(reader);
+  EXPECT_EQ(StateOf(*reader, ids[0]), TaskState::kDone);
+  EXPECT_EQ(reader->Attempts(ids[0])->size(), 1u);
 }
 
 // ---------------------------------------------------------------- crash safety

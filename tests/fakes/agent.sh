@@ -1,0 +1,84 @@
+#!/bin/sh
+# Fake agent for the integration tests. Behaviour comes from the task's env:
+#   FAKE_MODE   succeed | fail_then_succeed | fail_different | fail_same |
+#               hang_silent | print_forever | ignore_term | grandchildren |
+#               crash_worker | rate_limit | cost | slow_succeed
+#   FAKE_STATE  a directory for counters and pid files (shared with the test)
+#   FAKE_FAILS  fail_then_succeed: how many failures before a success (default 2)
+#   FAKE_COST   cost: the total_cost_usd to report (claude-style JSON)
+#   FAKE_SLEEP  slow_succeed: seconds to sleep first
+# Every run appends "<task> <attempt> <pid>" to $FAKE_STATE/runs.
+set -u
+state=${FAKE_STATE:-/tmp}
+task=${FORGE_TASK_ID:-unknown}
+echo "$task ${FORGE_ATTEMPT:-0} $$" >> "$state/runs"
+counter="$state/count.$task"
+n=$(cat "$counter" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "$n" > "$counter"
+words="alpha bravo charlie delta echo foxtrot golf hotel india juliet"
+word() { echo "$words" | cut -d' ' -f"$1"; }
+
+case "${FAKE_MODE:-succeed}" in
+  succeed)
+    echo "working on $task"
+    echo "done" > result.txt
+    exit 0 ;;
+  slow_succeed)
+    echo "working slowly on $task"
+    sleep "${FAKE_SLEEP:-1}"
+    echo "done" > result.txt
+    exit 0 ;;
+  fail_then_succeed)
+    if [ "$n" -le "${FAKE_FAILS:-2}" ]; then
+      echo "failure number $(word "$n"): the build broke in a new way" >&2
+      exit 1
+    fi
+    echo "done" > result.txt
+    exit 0 ;;
+  fail_different)
+    echo "failure $(word "$n") happened" >&2
+    exit 1 ;;
+  fail_same)
+    echo "error: the same thing broke again" >&2
+    exit 1 ;;
+  hang_silent)
+    echo "about to hang"
+    exec sleep 1000 ;;
+  print_forever)
+    while :; do echo "tick"; sleep 0.05; done ;;
+  ignore_term)
+    echo $$ > "$state/ignore_term.pid"
+    trap '' TERM
+    while :; do echo "still here"; sleep 0.05; done ;;
+  grandchildren)
+    # Background processes that keep the agent's stdout/stderr open.
+    sleep 1000 &
+    echo $! >> "$state/grandchildren.pids"
+    sh -c 'sleep 1000' &
+    echo $! >> "$state/grandchildren.pids"
+    echo "left children behind"
+    exit 0 ;;
+  crash_worker)
+    # Fault hook: kill the worker that runs us.
+    kill -9 "$PPID"
+    sleep 5
+    exit 0 ;;
+  rate_limit)
+    cat > /dev/null
+    if [ "$n" -le "${FAKE_FAILS:-1}" ]; then
+      echo '{"type":"result","subtype":"error","is_error":true,"api_error_status":429,"result":"API Error: rate limited","total_cost_usd":0}'
+      exit 1
+    fi
+    echo "done" > result.txt
+    echo '{"type":"result","subtype":"success","is_error":false,"result":"ok","total_cost_usd":0,"num_turns":1,"session_id":"s"}'
+    exit 0 ;;
+  cost)
+    cat > /dev/null
+    echo "done" > result.txt
+    echo "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"ok\",\"total_cost_usd\":${FAKE_COST:-1.0},\"num_turns\":1,\"session_id\":\"s\"}"
+    exit 0 ;;
+  *)
+    echo "unknown FAKE_MODE ${FAKE_MODE}" >&2
+    exit 3 ;;
+esac
