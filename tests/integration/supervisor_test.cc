@@ -1,0 +1,185 @@
+// forge-supervisor end to end: dispatch, review, retry policy, daemon mode.
+#include <algorithm>
+#include <set>
+
+#include "tests/integration/harness.h"
+
+namespace forge::itest {
+namespace {
+
+using proto::TaskState;
+
+std::vector<std::string> Outcomes(const std::vector<proto::AttemptInfo>& attempts) {
+  std::vector<std::string> out;
+  for (const auto& a : attempts) out.push_back(a.outcome);
+  return out;
+}
+
+TEST(Supervisor, AgentThatSucceedsIsDoneInOneAttempt) {
+  Forge forge;
+  forge.Start();
+  std::string id = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << proto::StateName(forge.Task(id).state);
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "passed");
+  EXPECT_EQ(attempts[0].verdict, "pass");
+  EXPECT_NE(attempts[0].ended_at_ms, 0);
+  for (const char* kind : {"task.submitted", "attempt.started", "attempt.result", "task.reviewing",
+                           "attempt.ended", "task.done"}) {
+    EXPECT_TRUE(forge.HasEvent(id, kind)) << kind;
+  }
+  EXPECT_EQ(forge.Runs().size(), 1u);
+  EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
+}
+
+TEST(Supervisor, FiftyTasksAcrossTwoWorkersAllDoneExactlyOnce) {
+  Forge forge;
+  forge.Start();
+  auto ids = forge.SubmitMany(50, "succeed");
+  ASSERT_EQ(ids.size(), 50u);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto counts = forge.db().QueueCounts();
+        return counts.ok() && (*counts)["done"] == 50;
+      },
+      60'000));
+  std::set<int64_t> workers;
+  for (const auto& id : ids) {
+    auto attempts = forge.Attempts(id);
+    ASSERT_EQ(attempts.size(), 1u) << id;
+    EXPECT_EQ(attempts[0].outcome, "passed");
+    workers.insert(attempts[0].worker_pid);
+  }
+  EXPECT_EQ(workers.size(), 2u) << "both workers should have taken tasks";
+  auto runs = forge.Runs();
+  EXPECT_EQ(runs.size(), 50u);
+  std::set<std::string> tasks;
+  for (const auto& r : runs) tasks.insert(r.substr(0, r.find(' ')));
+  EXPECT_EQ(tasks.size(), 50u) << "each task ran exactly once";
+}
+
+TEST(Supervisor, FailsTwiceThenSucceedsWithCooldowns) {
+  Forge forge;
+  forge.Start();
+  std::string id = forge.Submit("fail_then_succeed", {{"FAKE_FAILS", "2"}});
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
+  auto attempts = forge.Attempts(id);
+  EXPECT_EQ(Outcomes(attempts), (std::vector<std::string>{"failed", "failed", "passed"}));
+  EXPECT_EQ(forge.Events(id, "task.cooldown").size(), 2u);
+  // Each retry waited out its backoff (base 50 ms, -20 % jitter at worst).
+  for (size_t i = 1; i < attempts.size(); ++i) {
+    EXPECT_GE(attempts[i].started_at_ms - attempts[i - 1].ended_at_ms, 40) << i;
+  }
+  EXPECT_NE(attempts[0].fingerprint, attempts[1].fingerprint);
+}
+
+TEST(Supervisor, DifferentErrorsEveryTimeBlockAfterMaxAttempts) {
+  Forge forge;
+  forge.Start();
+  std::string id = forge.Submit("fail_different");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked));
+  auto attempts = forge.Attempts(id);
+  EXPECT_EQ(Outcomes(attempts), (std::vector<std::string>{"failed", "failed", "failed"}));
+  auto blocked = forge.Events(id, "task.blocked");
+  ASSERT_EQ(blocked.size(), 1u);
+  EXPECT_NE(blocked[0].payload.dump().find("attempts exhausted"), std::string::npos)
+      << blocked[0].payload.dump();
+}
+
+TEST(Supervisor, SameErrorTwiceBlocksAfterTwo) {
+  Forge forge;
+  forge.Start();
+  std::string id = forge.Submit("fail_same");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked));
+  auto attempts = forge.Attempts(id);
+  EXPECT_EQ(Outcomes(attempts), (std::vector<std::string>{"failed", "failed"}));
+  EXPECT_EQ(attempts[0].fingerprint, attempts[1].fingerprint);
+  auto blocked = forge.Events(id, "task.blocked");
+  ASSERT_EQ(blocked.size(), 1u);
+  EXPECT_NE(blocked[0].payload.dump().find("same failure twice"), std::string::npos);
+}
+
+TEST(Supervisor, CriticRejectionIsRetriedWithTheCheckInHistory) {
+  ForgeOptions o;
+  o.verify = {"test -f result.txt && grep -q second result.txt"};
+  o.max_attempts = 2;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked));
+  auto attempts = forge.Attempts(id);
+  EXPECT_EQ(Outcomes(attempts), (std::vector<std::string>{"rejected", "rejected"}));
+  ASSERT_FALSE(attempts[0].checks.empty());
+  EXPECT_FALSE(attempts[0].checks[0].passed);
+  EXPECT_EQ(attempts[0].verdict, "reject");
+}
+
+TEST(Supervisor, CancelKillsTheRunningAttempt) {
+  Forge forge;
+  forge.Start();
+  std::string id = forge.Submit("hang_silent");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kRunning));
+  ASSERT_TRUE(WaitFor([&] { return forge.Attempts(id).at(0).agent_pid != 0; }, 5000));
+  pid_t agent = static_cast<pid_t>(forge.Attempts(id)[0].agent_pid);
+  auto r = forge.ctl().Call("cancel", json{{"id", id}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ((*r)["state"], "cancelled");
+  EXPECT_TRUE(forge.WaitState(id, TaskState::kCancelled));
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(agent); }, 5000)) << "agent still alive";
+  EXPECT_EQ(forge.Attempts(id)[0].outcome, "cancelled");
+  // The worker is free again.
+  std::string next = forge.Submit("succeed");
+  EXPECT_TRUE(forge.WaitState(next, TaskState::kDone));
+}
+
+TEST(Supervisor, SecondSupervisorExitsNamingTheFirst) {
+  Forge forge;
+  forge.Start();
+  SpawnOptions o;
+  o.argv = {BinPath("forge-supervisor"), "start",       "--foreground",   "--config",
+            forge.dir() + "/forge.yaml", "--state-dir", forge.state_dir()};
+  o.env = CurrentEnvironment();
+  auto r = RunCommand(o, 20'000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status.exit_code, 1);
+  EXPECT_NE(r->output.find(std::to_string(forge.pid())), std::string::npos) << r->output;
+}
+
+TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
+  Forge forge;  // only for its temp dir and config
+  SpawnOptions o;
+  o.argv = {BinPath("forge-supervisor"), "start",       "--config",
+            forge.dir() + "/forge.yaml", "--state-dir", forge.state_dir()};
+  o.env = CurrentEnvironment();
+  o.env.push_back("FAKE_STATE=" + forge.fake_state());
+  auto r = RunCommand(o, 20'000);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->status.exit_code, 0) << r->output;
+  // Ready means: the control socket answers right away.
+  ControlClient ctl(forge.state_dir());
+  auto status = ctl.Call("status", json::object(), 2000);
+  ASSERT_TRUE(status.ok()) << status.error().message;
+  pid_t daemon = (*status)["pid"].get<pid_t>();
+  EXPECT_TRUE(ProcessAlive(daemon));
+  ASSERT_TRUE(ctl.Call("stop").ok());
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(daemon); }, 20'000));
+
+  SpawnOptions check;
+  check.argv = {BinPath("forge-supervisor"), "check-config", "--config",
+                forge.dir() + "/forge.yaml"};
+  check.env = CurrentEnvironment();
+  auto ok = RunCommand(check, 10'000);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->status.exit_code, 0) << ok->output;
+  EXPECT_NE(ok->output.find("max_attempts: 3"), std::string::npos) << ok->output;
+  { std::ofstream(forge.dir() + "/bad.yaml") << "workers: lots\nbogus_key: 1\n"; }
+  check.argv.back() = forge.dir() + "/bad.yaml";
+  auto bad = RunCommand(check, 10'000);
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(bad->status.exit_code, 2);
+  EXPECT_NE(bad->output.find("bad.yaml:1"), std::string::npos) << bad->output;
+}
+
+}  // namespace
+}  // namespace forge::itest
