@@ -1,0 +1,124 @@
+// Argument parsing: usage errors exit 2 naming the problem, --help shows an
+// example, and parsing reaches the command (exit 3 with no supervisor).
+#include "ctl/cli.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "ctl/test_support.h"
+
+namespace forge::ctl {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Run {
+  int rc;
+  std::string out, err;
+};
+
+Run Cli(std::vector<std::string> args) {
+  args.insert(args.begin(), "forge-ctl");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  std::ostringstream out, err;
+  int rc = RunCli(static_cast<int>(argv.size()), argv.data(), out, err);
+  return {rc, out.str(), err.str()};
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  testing::TempDir dir_;
+  std::string state_ = dir_.Path(".forge");
+};
+
+TEST_F(CliTest, UsageErrorsExit2) {
+  EXPECT_EQ(Cli({}).rc, kExitUsage);
+  EXPECT_EQ(Cli({"frobnicate"}).rc, kExitUsage);
+  EXPECT_EQ(Cli({"show"}).rc, kExitUsage);                   // missing id
+  EXPECT_EQ(Cli({"ls", "--limit", "many"}).rc, kExitUsage);  // not a number
+  EXPECT_EQ(Cli({"submit", "--priority", "high", "--title", "x"}).rc, kExitUsage);
+  EXPECT_EQ(Cli({"wait"}).rc, kExitUsage);
+}
+
+TEST_F(CliTest, BadValuesAreNamed) {
+  auto env = Cli({"--state-dir", state_, "submit", "--title", "x", "--env", "NOEQUALS"});
+  EXPECT_EQ(env.rc, kExitUsage);
+  EXPECT_THAT(env.err, HasSubstr("--env 'NOEQUALS': expected NAME=VALUE"));
+
+  auto no_title = Cli({"--state-dir", state_, "submit", "--brief", "do it"});
+  EXPECT_EQ(no_title.rc, kExitUsage);
+  EXPECT_THAT(no_title.err, HasSubstr("--title is required"));
+
+  auto both = Cli({"--state-dir", state_, "submit", "--title", "x", "--brief", "a", "--brief-file",
+                   "/etc/hostname"});
+  EXPECT_EQ(both.rc, kExitUsage);
+  EXPECT_THAT(both.err, HasSubstr("mutually exclusive"));
+
+  auto missing =
+      Cli({"--state-dir", state_, "submit", "--title", "x", "--brief-file", dir_.Path("nope.md")});
+  EXPECT_EQ(missing.rc, kExitUsage);
+  EXPECT_THAT(missing.err, HasSubstr("nope.md"));
+
+  auto attempts = Cli({"--state-dir", state_, "submit", "--title", "x", "--max-attempts", "0"});
+  EXPECT_EQ(attempts.rc, kExitUsage);
+  EXPECT_THAT(attempts.err, HasSubstr("--max-attempts must be at least 1"));
+
+  auto agent = Cli({"--state-dir", state_, "submit", "--title", "x", "--agent", "gpt"});
+  EXPECT_EQ(agent.rc, kExitUsage);
+  EXPECT_THAT(agent.err, HasSubstr("--agent 'gpt'"));
+
+  auto timeout = Cli({"--state-dir", state_, "wait", "t1", "--timeout", "soon"});
+  EXPECT_EQ(timeout.rc, kExitUsage);
+  EXPECT_THAT(timeout.err, HasSubstr("--timeout 'soon'"));
+
+  auto since = Cli({"--state-dir", state_, "stats", "--since", "5 parsecs"});
+  EXPECT_EQ(since.rc, kExitUsage);
+  EXPECT_THAT(since.err, HasSubstr("--since '5 parsecs'"));
+
+  auto plan = Cli({"--state-dir", state_, "submit", "--plan", "p.yaml", "--title", "x"});
+  EXPECT_EQ(plan.rc, kExitUsage);
+  EXPECT_THAT(plan.err, HasSubstr("--plan cannot be combined"));
+}
+
+TEST_F(CliTest, HelpOnEveryCommandHasAnExample) {
+  auto top = Cli({"--help"});
+  EXPECT_EQ(top.rc, kExitOk);
+  EXPECT_THAT(top.out, HasSubstr("Exit codes"));
+  for (const char* cmd :
+       {"status", "submit", "ls", "show", "wait", "cancel", "retry", "approve", "pause", "resume",
+        "stop", "events", "logs", "stats", "doctor", "watch"}) {
+    auto help = Cli({cmd, "--help"});
+    EXPECT_EQ(help.rc, kExitOk) << cmd;
+    EXPECT_THAT(help.out, HasSubstr("Example:\n  forge-ctl " + std::string(cmd))) << cmd;
+  }
+}
+
+TEST_F(CliTest, GlobalFlagsAfterTheCommandAndNoSupervisor) {
+  // --json after the command reaches the global flag; no supervisor: exit 3.
+  auto submit = Cli({"submit", "--title", "x", "--json", "--state-dir", state_});
+  EXPECT_EQ(submit.rc, kExitNoSupervisor) << submit.err;
+  EXPECT_THAT(submit.err, HasSubstr("forge-supervisor start --state-dir " + state_));
+  auto status = Cli({"status", "--state-dir", state_});
+  EXPECT_EQ(status.rc, kExitNoSupervisor);
+}
+
+TEST(ResolveStateDirTest, FlagThenEnvironmentThenDotForge) {
+  ::setenv("FORGE_STATE_DIR", "/tmp/from-env", 1);
+  EXPECT_EQ(ResolveStateDir("/tmp/flag"), "/tmp/flag");
+  EXPECT_EQ(ResolveStateDir(""), "/tmp/from-env");
+  ::unsetenv("FORGE_STATE_DIR");
+  EXPECT_EQ(ResolveStateDir(""), std::filesystem::current_path().string() + "/.forge");
+}
+
+TEST(ShellQuoteTest, QuotesOnlyWhenNeeded) {
+  EXPECT_EQ(ShellQuote("/srv/forge/.forge"), "/srv/forge/.forge");
+  EXPECT_EQ(ShellQuote("/tmp/my dir"), "'/tmp/my dir'");
+  EXPECT_EQ(ShellQuote("it's"), "'it'\\''s'");
+  EXPECT_EQ(ShellQuote(""), "''");
+}
+
+}  // namespace
+}  // namespace forge::ctl

@@ -1,0 +1,118 @@
+#include "ctl/client.h"
+
+#include <zmq.hpp>
+
+#include "proto/control.h"
+#include "proto/endpoints.h"
+#include "proto/messages.h"
+
+namespace forge::ctl {
+
+struct ControlClient::Impl {
+  zmq::context_t context{1};
+  std::unique_ptr<zmq::socket_t> socket;
+};
+
+Result<std::unique_ptr<ControlClient>> ControlClient::Connect(const std::string& state_dir,
+                                                              int64_t timeout_ms) {
+  return ConnectTo(proto::ResolveEndpoints(state_dir).control, timeout_ms);
+}
+
+Result<std::unique_ptr<ControlClient>> ControlClient::ConnectTo(const std::string& endpoint,
+                                                                int64_t timeout_ms) {
+  std::unique_ptr<ControlClient> client(new ControlClient());
+  client->impl_ = std::make_unique<Impl>();
+  client->endpoint_ = endpoint;
+  client->timeout_ms_ = timeout_ms;
+  FORGE_RETURN_IF_ERROR(client->Reconnect());
+  return client;
+}
+
+ControlClient::~ControlClient() = default;
+
+// A fresh socket per timed-out call: a late reply to an abandoned request must
+// never be read as the answer to the next one.
+Status ControlClient::Reconnect() {
+  try {
+    impl_->socket.reset();
+    auto socket = std::make_unique<zmq::socket_t>(impl_->context, zmq::socket_type::dealer);
+    socket->set(zmq::sockopt::linger, 0);
+    socket->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes));
+    socket->connect(endpoint_);
+    impl_->socket = std::move(socket);
+    return Status::Ok();
+  } catch (const zmq::error_t& e) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "cannot connect to the supervisor at " + endpoint_ + ": " + e.what());
+  }
+}
+
+namespace {
+ErrorCode CodeFromName(const std::string& name) {
+  for (ErrorCode c :
+       {ErrorCode::kInvalid, ErrorCode::kNotFound, ErrorCode::kConflict, ErrorCode::kDecode,
+        ErrorCode::kConfig, ErrorCode::kIo, ErrorCode::kDb, ErrorCode::kBusy, ErrorCode::kFull,
+        ErrorCode::kUnavailable, ErrorCode::kTimeout, ErrorCode::kInternal}) {
+    if (ErrorCodeName(c) == name) return c;
+  }
+  return ErrorCode::kInternal;
+}
+
+// Parsed here rather than through proto::DecodeReply so that an error reply
+// with a code this build does not know still shows the supervisor's message.
+Result<json> ParseReply(const std::string& bytes) {
+  json reply = json::parse(bytes, nullptr, false);
+  if (reply.is_discarded() || !reply.is_object() || !reply.contains("ok") ||
+      !reply["ok"].is_boolean()) {
+    return MakeError(ErrorCode::kDecode,
+                     "malformed reply from the supervisor: " + bytes.substr(0, 200));
+  }
+  if (reply["ok"].get<bool>()) {
+    reply.erase("ok");
+    return reply;
+  }
+  const json& err = reply.value("error", json::object());
+  std::string code = err.is_object() ? err.value("code", "internal") : "internal";
+  std::string message = err.is_object() ? err.value("message", "") : "";
+  if (message.empty()) message = "the supervisor refused the request (" + code + ")";
+  return MakeError(CodeFromName(code), message);
+}
+}  // namespace
+
+Result<json> ControlClient::Call(const std::string& cmd, const json& args) {
+  if (!impl_->socket) FORGE_RETURN_IF_ERROR(Reconnect());
+  json request = args.is_object() ? args : json::object();
+  request["v"] = proto::kProtocolVersion;
+  request["cmd"] = cmd;
+  try {
+    zmq::socket_t& socket = *impl_->socket;
+    socket.send(zmq::message_t(), zmq::send_flags::sndmore);
+    std::string body = request.dump();
+    socket.send(zmq::buffer(body), zmq::send_flags::none);
+
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    int ready = zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms_));
+    if (ready <= 0) {
+      impl_->socket.reset();
+      return MakeError(ErrorCode::kTimeout, "the supervisor did not answer '" + cmd + "' within " +
+                                                std::to_string(timeout_ms_ / 1000) + "s (" +
+                                                endpoint_ + ")");
+    }
+    // Skip the delimiter: everything before the last frame is envelope.
+    std::string last;
+    bool more = true;
+    while (more) {
+      zmq::message_t frame;
+      if (!socket.recv(frame, zmq::recv_flags::none)) break;
+      last = frame.to_string();
+      more = frame.more();
+    }
+    return ParseReply(last);
+  } catch (const zmq::error_t& e) {
+    impl_->socket.reset();
+    return MakeError(ErrorCode::kUnavailable,
+                     "talking to the supervisor at " + endpoint_ + ": " + e.what());
+  }
+}
+
+}  // namespace forge::ctl

@@ -1,0 +1,45 @@
+// The control client: one request, one reply, over a ZeroMQ DEALER connected
+// to the supervisor's control ROUTER. Frames are [empty][json] both ways, so a
+// ROUTER that answers REQ-style ([id][empty][json]) works unchanged.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+#include "proto/types.h"
+
+namespace forge::ctl {
+
+using proto::json;
+
+class ControlClient {
+ public:
+  // Connects to the control endpoint of state_dir (proto::ResolveEndpoints).
+  // Connecting never blocks; a supervisor that does not answer within
+  // timeout_ms makes Call() fail with kTimeout.
+  static Result<std::unique_ptr<ControlClient>> Connect(const std::string& state_dir,
+                                                        int64_t timeout_ms);
+  // Connects to an explicit endpoint ("ipc://..."), for tests.
+  static Result<std::unique_ptr<ControlClient>> ConnectTo(const std::string& endpoint,
+                                                          int64_t timeout_ms);
+  ~ControlClient();
+
+  // Sends {"v":1,"cmd":cmd, ...args} and returns the reply body on ok:true, or
+  // the supervisor's error (its code mapped back to an ErrorCode) on ok:false.
+  Result<json> Call(const std::string& cmd, const json& args = json::object());
+
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  ControlClient() = default;
+  Status Reconnect();
+
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string endpoint_;
+  int64_t timeout_ms_ = 10000;
+};
+
+}  // namespace forge::ctl

@@ -1,0 +1,589 @@
+#include "ctl/commands.h"
+
+#include <dirent.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "common/fd.h"
+#include "proto/control.h"
+#include "supervisor/store/store.h"
+
+#if __has_include("ctl/plan.h")
+#include "ctl/plan.h"
+#define FORGE_CTL_HAVE_PLAN 1
+#endif
+
+namespace forge::ctl {
+
+using proto::json;
+
+int Fail(Env& env, const Error& error) {
+  *env.err << "forge-ctl: " << error.message << "\n";
+  return error.code == ErrorCode::kUnavailable ? kExitNoSupervisor : kExitRejected;
+}
+
+int Usage(Env& env, const std::string& message) {
+  *env.err << "forge-ctl: " << message << "\n";
+  return kExitUsage;
+}
+
+namespace {
+
+// Invalid UTF-8 (agent output, payloads) is replaced rather than thrown on.
+std::string Dump(const json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+void PrintJson(Env& env, const json& j) {
+  *env.out << Dump(j, 2) << "\n";
+}
+
+Error NotRunning(const std::string& state_dir) {
+  return MakeError(ErrorCode::kUnavailable, "supervisor not running for " + state_dir +
+                                                " (start it with: " + StartCommand(state_dir) +
+                                                ")");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ControlClient>> RequireSupervisor(Env& env) {
+  if (!SupervisorPid(env.state_dir)) return NotRunning(env.state_dir);
+  return ControlClient::Connect(env.state_dir, env.timeout_ms);
+}
+
+Result<std::unique_ptr<Source>> OpenReadSource(Env& env) {
+  if (SupervisorPid(env.state_dir)) {
+    FORGE_ASSIGN_OR_RETURN(auto client, ControlClient::Connect(env.state_dir, env.timeout_ms));
+    return MakeLiveSource(std::move(client));
+  }
+  auto store = OpenStoreReadOnly(env.state_dir);
+  if (!store.ok()) {
+    if (store.error().code == ErrorCode::kNotFound) {
+      return MakeError(ErrorCode::kUnavailable,
+                       "supervisor not running and " + store.error().message +
+                           "; start it with: " + StartCommand(env.state_dir));
+    }
+    return store.error();
+  }
+  *env.err << "forge-ctl: supervisor not running; showing the database as of now (start it "
+              "with: "
+           << StartCommand(env.state_dir) << ")\n";
+  return MakeOfflineSource(std::move(store).value(), env.state_dir, env.clock);
+}
+
+// ---------------------------------------------------------------- status
+
+int CmdStatus(Env& env) {
+  auto source = OpenReadSource(env);
+  if (!source.ok()) return Fail(env, source.error());
+  auto status = (*source)->Status();
+  if (!status.ok()) return Fail(env, status.error());
+  if (env.json) {
+    json j = *status;
+    j["running"] = (*source)->live();
+    PrintJson(env, j);
+  } else {
+    *env.out << RenderStatus(*status, (*source)->live(), env.clock->WallMs(), env.style);
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- submit
+
+Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
+  auto invalid = [](std::string m) { return MakeError(ErrorCode::kInvalid, std::move(m)); };
+  if (args.title.empty()) return invalid("--title is required (or give --plan FILE)");
+  if (!args.brief.empty() && !args.brief_file.empty()) {
+    return invalid("--brief and --brief-file are mutually exclusive");
+  }
+  proto::SubmitTask task;
+  task.title = args.title;
+  task.brief = args.brief;
+  if (!args.brief_file.empty()) {
+    std::ifstream in(args.brief_file);
+    if (!in) return invalid("--brief-file '" + args.brief_file + "': cannot read it");
+    std::ostringstream text;
+    text << in.rdbuf();
+    task.brief = text.str();
+    if (task.brief.empty()) return invalid("--brief-file '" + args.brief_file + "' is empty");
+  }
+  if (task.brief.empty()) task.brief = args.title;  // a one-line task is its own brief
+  task.kind = args.expand ? "expand" : "work";
+  task.repo = args.repo;
+  task.base = args.base;
+  if (!task.base.empty() && task.repo.empty()) return invalid("--base needs --repo");
+  task.verify = args.verify;
+  task.depends_on = args.depends_on;
+  task.priority = args.priority.value_or(0);
+  if (args.max_attempts) {
+    if (*args.max_attempts < 1) {
+      return invalid("--max-attempts must be at least 1, got " +
+                     std::to_string(*args.max_attempts));
+    }
+    task.max_attempts = args.max_attempts;
+  }
+  task.needs_approval = args.needs_approval;
+  task.allow_empty = args.allow_empty;
+  for (const auto& kv : args.env) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return invalid("--env '" + kv + "': expected NAME=VALUE");
+    }
+    std::string name = kv.substr(0, eq);
+    for (char c : name) {
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) {
+        return invalid("--env '" + kv + "': '" + name + "' is not a valid variable name");
+      }
+    }
+    task.env[name] = kv.substr(eq + 1);
+  }
+  if (!args.agent.empty() && args.agent != "claude" && args.agent != "codex" &&
+      args.agent != "command") {
+    return invalid("--agent '" + args.agent + "': expected claude, codex or command");
+  }
+  task.agent = args.agent;
+  task.model = args.model;
+  return task;
+}
+
+namespace {
+bool HasTaskFlags(const SubmitArgs& a) {
+  return !a.title.empty() || !a.brief.empty() || !a.brief_file.empty() || !a.repo.empty() ||
+         !a.base.empty() || !a.verify.empty() || !a.depends_on.empty() || a.priority ||
+         a.max_attempts || a.needs_approval || a.allow_empty || !a.env.empty() ||
+         !a.agent.empty() || !a.model.empty() || a.expand;
+}
+
+Result<std::vector<proto::SubmitTask>> LoadPlanFile(const std::string& path) {
+#ifdef FORGE_CTL_HAVE_PLAN
+  return LoadPlan(path);
+#else
+  return MakeError(ErrorCode::kInvalid, "--plan " + path + ": plan files are not supported yet");
+#endif
+}
+}  // namespace
+
+int CmdSubmit(Env& env, const SubmitArgs& args) {
+  std::vector<proto::SubmitTask> tasks;
+  if (!args.plan.empty()) {
+    if (HasTaskFlags(args)) return Usage(env, "--plan cannot be combined with task flags");
+    auto plan = LoadPlanFile(args.plan);
+    if (!plan.ok()) return Usage(env, plan.error().message);
+    if (plan->empty()) return Usage(env, "--plan " + args.plan + ": the plan has no tasks");
+    tasks = std::move(plan).value();
+  } else {
+    auto task = BuildSubmitTask(args);
+    if (!task.ok()) return Usage(env, task.error().message);
+    tasks.push_back(std::move(task).value());
+  }
+  auto client = RequireSupervisor(env);
+  if (!client.ok()) return Fail(env, client.error());
+  json request;
+  proto::SubmitRequest submit;
+  submit.tasks = std::move(tasks);
+  request = submit;
+  auto body = (*client)->Call("submit", request);
+  if (!body.ok()) return Fail(env, body.error());
+  auto reply = ReadReply<proto::SubmitReply>(*body, "submit");
+  if (!reply.ok()) return Fail(env, reply.error());
+  if (env.json) {
+    if (args.plan.empty() && reply->ids.size() == 1) {
+      PrintJson(env, json{{"id", reply->ids[0]}});
+    } else {
+      PrintJson(env, json{{"ids", reply->ids}});
+    }
+  } else {
+    for (const auto& id : reply->ids) *env.out << id << "\n";
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- ls / show
+
+int CmdList(Env& env, const ListArgs& args) {
+  proto::ListRequest request;
+  if (!args.state.empty()) {
+    request.state = proto::ParseState(args.state);
+    if (!request.state) {
+      std::string names;
+      for (auto s : proto::AllStates())
+        names += (names.empty() ? "" : ", ") + std::string(proto::StateName(s));
+      return Usage(env, "--state '" + args.state + "': expected one of " + names);
+    }
+  }
+  if (args.limit < 0) return Usage(env, "--limit must not be negative");
+  request.limit = args.limit;
+  auto source = OpenReadSource(env);
+  if (!source.ok()) return Fail(env, source.error());
+  auto tasks = (*source)->List(request);
+  if (!tasks.ok()) return Fail(env, tasks.error());
+  if (env.json) {
+    json list = json::array();
+    for (const auto& t : *tasks) list.push_back(t);
+    PrintJson(env, list);
+  } else {
+    *env.out << RenderTaskList(*tasks, env.clock->WallMs(), env.style);
+  }
+  return kExitOk;
+}
+
+int CmdShow(Env& env, const std::string& id) {
+  auto source = OpenReadSource(env);
+  if (!source.ok()) return Fail(env, source.error());
+  auto show = (*source)->Show(id);
+  if (!show.ok()) return Fail(env, show.error());
+  if (env.json) {
+    PrintJson(env, json(*show));
+  } else {
+    *env.out << RenderShow(*show, env.clock->WallMs(), env.style);
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- wait
+
+namespace {
+bool Stopped(const Env& env) {
+  return env.stop && env.stop();
+}
+}  // namespace
+
+int CmdWait(Env& env, const std::vector<std::string>& ids, int64_t timeout_ms) {
+  if (ids.empty()) return Usage(env, "wait needs at least one task id");
+  auto client = RequireSupervisor(env);
+  if (!client.ok()) return Fail(env, client.error());
+  auto source = MakeLiveSource(std::move(client).value());
+  const int64_t deadline = timeout_ms > 0 ? env.clock->MonotonicMs() + timeout_ms : 0;
+
+  // Each task's state, and the last event seq seen for it: after the first
+  // look, a task is asked about again only when new events name it.
+  std::map<std::string, proto::TaskState> states;
+  std::map<std::string, int64_t> cursor;
+  std::set<std::string> dirty(ids.begin(), ids.end());
+  for (;;) {
+    for (const auto& id : dirty) {
+      auto show = source->Show(id);
+      if (!show.ok()) {
+        if (!SupervisorPid(env.state_dir)) return Fail(env, NotRunning(env.state_dir));
+        return Fail(env, show.error());
+      }
+      states[id] = show->task.state;
+      for (const auto& e : show->timeline) cursor[id] = std::max(cursor[id], e.seq);
+    }
+    dirty.clear();
+    bool all_done = true;
+    std::string failed;
+    for (const auto& id : ids) {
+      auto s = states[id];
+      if (s != proto::TaskState::kDone) all_done = false;
+      if (proto::IsSettled(s) && s != proto::TaskState::kDone && failed.empty()) failed = id;
+    }
+    auto report = [&] {
+      if (env.json) {
+        json list = json::array();
+        for (const auto& id : ids) {
+          list.push_back({{"id", id}, {"state", std::string(proto::StateName(states[id]))}});
+        }
+        PrintJson(env, json{{"tasks", list}, {"timed_out", !all_done && failed.empty()}});
+      } else {
+        for (const auto& id : ids) {
+          std::string s(proto::StateName(states[id]));
+          *env.out << id << "  " << Paint(s, StateColor(s), env.style) << "\n";
+        }
+      }
+    };
+    if (all_done) return report(), kExitOk;
+    if (!failed.empty()) return report(), kExitRejected;
+    if ((deadline && env.clock->MonotonicMs() >= deadline) || Stopped(env)) {
+      report();
+      *env.err << "forge-ctl: timed out waiting\n";
+      return kExitTimeout;
+    }
+    bool any_new = false;
+    for (const auto& id : ids) {
+      if (proto::IsSettled(states[id])) continue;
+      proto::EventsRequest request;
+      request.since = cursor[id];
+      request.task_id = id;
+      auto events = source->Events(request);
+      if (!events.ok()) {
+        if (!SupervisorPid(env.state_dir)) return Fail(env, NotRunning(env.state_dir));
+        return Fail(env, events.error());
+      }
+      if (!events->events.empty()) {
+        dirty.insert(id);
+        any_new = true;
+      }
+    }
+    if (!any_new) {
+      int64_t pause = env.poll_ms;
+      if (deadline)
+        pause = std::min(pause, std::max<int64_t>(0, deadline - env.clock->MonotonicMs()));
+      WaitForChange(env.state_dir, pause);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- changes
+
+int CmdChange(Env& env, const std::string& cmd, const std::string& id) {
+  auto client = RequireSupervisor(env);
+  if (!client.ok()) return Fail(env, client.error());
+  auto body = (*client)->Call(cmd, json{{"id", id}});
+  if (!body.ok()) return Fail(env, body.error());
+  auto change = ReadReply<proto::ChangeReply>(*body, cmd.c_str());
+  if (!change.ok()) return Fail(env, change.error());
+  if (env.json) {
+    PrintJson(env, json(*change));
+  } else {
+    *env.out << RenderChange(*change, env.style) << "\n";
+  }
+  return kExitOk;
+}
+
+namespace {
+int SimpleCommand(Env& env, const std::string& cmd, const json& args,
+                  const std::string& fallback_message) {
+  auto client = RequireSupervisor(env);
+  if (!client.ok()) return Fail(env, client.error());
+  auto body = (*client)->Call(cmd, args);
+  if (!body.ok()) return Fail(env, body.error());
+  if (env.json) {
+    PrintJson(env, *body);
+  } else {
+    std::string message = body->value("message", "");
+    *env.out << (message.empty() ? fallback_message : message) << "\n";
+  }
+  return kExitOk;
+}
+}  // namespace
+
+int CmdPause(Env& env, const std::string& reason) {
+  json args = json::object();
+  if (!reason.empty()) args["reason"] = reason;
+  return SimpleCommand(env, "pause", args,
+                       "dispatch paused" + (reason.empty() ? "" : " (" + reason + ")") +
+                           "; running attempts continue; resume with: forge-ctl resume");
+}
+
+int CmdResume(Env& env) {
+  return SimpleCommand(env, "resume", json::object(), "dispatch resumed");
+}
+
+int CmdStop(Env& env) {
+  return SimpleCommand(env, "stop", json::object(),
+                       "supervisor stopping: running attempts get the shutdown grace, then the "
+                       "supervisor exits");
+}
+
+// ---------------------------------------------------------------- events
+
+void WaitForChange(const std::string& path, int64_t timeout_ms) {
+  if (timeout_ms <= 0) return;
+  UniqueFd fd(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (fd.valid()) {
+    ::inotify_add_watch(fd.get(), path.c_str(),
+                        IN_MODIFY | IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE_SELF);
+  }
+  // Without inotify this is a plain pause of timeout_ms.
+  pollfd p{fd.valid() ? fd.get() : -1, POLLIN, 0};
+  ::poll(&p, 1, static_cast<int>(timeout_ms));
+}
+
+namespace {
+// Events come from the supervisor while it runs and from the database
+// read-only while it does not; a follower switches as the supervisor comes and goes.
+class EventReader {
+ public:
+  explicit EventReader(Env& env) : env_(env) {}
+
+  Result<proto::EventsReply> Read(const proto::EventsRequest& request) {
+    bool running = SupervisorPid(env_.state_dir).has_value();
+    if (!source_ || source_->live() != running) {
+      FORGE_RETURN_IF_ERROR(Reopen(running));
+    }
+    auto reply = source_->Events(request);
+    if (!reply.ok() && source_->live() && !SupervisorPid(env_.state_dir)) {
+      // It stopped between the check and the request: read the database.
+      FORGE_RETURN_IF_ERROR(Reopen(false));
+      return source_->Events(request);
+    }
+    return reply;
+  }
+
+ private:
+  Status Reopen(bool live) {
+    source_.reset();
+    if (live) {
+      FORGE_ASSIGN_OR_RETURN(auto client, ControlClient::Connect(env_.state_dir, env_.timeout_ms));
+      source_ = MakeLiveSource(std::move(client));
+      return Status::Ok();
+    }
+    auto store = OpenStoreReadOnly(env_.state_dir);
+    if (!store.ok()) {
+      if (store.error().code == ErrorCode::kNotFound) {
+        return MakeError(ErrorCode::kUnavailable,
+                         "supervisor not running and " + store.error().message +
+                             "; start it with: " + StartCommand(env_.state_dir));
+      }
+      return store.error();
+    }
+    if (!noticed_) {
+      *env_.err << "forge-ctl: supervisor not running; reading the database (start it with: "
+                << StartCommand(env_.state_dir) << ")\n";
+      noticed_ = true;
+    }
+    source_ = MakeOfflineSource(std::move(store).value(), env_.state_dir, env_.clock);
+    return Status::Ok();
+  }
+
+  Env& env_;
+  std::unique_ptr<Source> source_;
+  bool noticed_ = false;
+};
+}  // namespace
+
+int CmdEvents(Env& env, const EventsArgs& args) {
+  if (args.since < 0) return Usage(env, "--since must not be negative");
+  if (args.limit < 0) return Usage(env, "--limit must not be negative");
+  EventReader reader(env);
+  int64_t since = args.since;
+  int printed = 0;
+  constexpr int kPage = 1000;
+  for (;;) {
+    proto::EventsRequest request;
+    request.since = since;
+    request.task_id = args.task_id;
+    request.kind = args.kind;
+    request.limit = kPage;
+    if (args.limit > 0) request.limit = std::min(kPage, args.limit - printed);
+    auto reply = reader.Read(request);
+    if (!reply.ok()) return Fail(env, reply.error());
+    for (const auto& e : reply->events) {
+      if (env.json) {
+        *env.out << Dump(json(e)) << "\n";
+      } else {
+        *env.out << RenderEventLine(e, env.style) << "\n";
+      }
+      since = std::max(since, e.seq);
+      ++printed;
+    }
+    env.out->flush();
+    if (args.limit > 0 && printed >= args.limit) return kExitOk;
+    if (static_cast<int>(reply->events.size()) >= request.limit) continue;  // next page
+    if (!args.follow || Stopped(env)) return kExitOk;
+    WaitForChange(env.state_dir, env.poll_ms);
+  }
+}
+
+// ---------------------------------------------------------------- logs
+
+namespace {
+// Attempt numbers with a log file, ascending.
+std::vector<int> LoggedAttempts(const std::string& dir) {
+  std::vector<int> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.size() < 5 || name.substr(name.size() - 4) != ".log") continue;
+    std::string num = name.substr(0, name.size() - 4);
+    if (num.find_first_not_of("0123456789") != std::string::npos) continue;
+    out.push_back(std::stoi(num));
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Copies path from *offset to the end; a file that shrank (the worker keeps
+// only the tail of a capped log) is read again from its start.
+void CopyNew(const std::string& path, off_t* offset, std::ostream& out) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return;
+  if (st.st_size < *offset) *offset = 0;
+  if (st.st_size == *offset) return;
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(*offset);
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    out.write(buf, in.gcount());
+    *offset += in.gcount();
+  }
+  out.flush();
+}
+}  // namespace
+
+int CmdLogs(Env& env, const LogsArgs& args) {
+  if (args.attempt < 0) return Usage(env, "--attempt must be at least 1");
+  const std::string dir = LogsDir(env.state_dir) + "/" + args.id;
+  std::vector<int> logged = LoggedAttempts(dir);
+  int n = args.attempt;
+  if (n == 0 && !logged.empty()) n = logged.back();
+  std::string path = n > 0 ? AttemptLogPath(env.state_dir, args.id, n) : "";
+  if (path.empty() || ::access(path.c_str(), R_OK) != 0) {
+    if (!args.follow) {
+      std::string what = n > 0 ? "no log for attempt " + std::to_string(n) + " of task " + args.id
+                               : "no logs for task " + args.id;
+      return Fail(env, MakeError(ErrorCode::kNotFound,
+                                 what + " (looked in " + dir + "; has an attempt started?)"));
+    }
+  }
+  if (env.json && !args.follow) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    PrintJson(env,
+              json{{"task_id", args.id}, {"attempt", n}, {"path", path}, {"text", text.str()}});
+    return kExitOk;
+  }
+  off_t offset = 0;
+  if (!path.empty()) CopyNew(path, &offset, *env.out);
+  if (!args.follow) return kExitOk;
+
+  // Follow: like tail -F over the task's attempts (a new attempt's log is
+  // followed when it appears, unless --attempt pinned one), until the task is
+  // settled and its log drained, or until interrupted.
+  int64_t next_state_check = 0;
+  for (;;) {
+    if (args.attempt == 0) {
+      std::vector<int> now = LoggedAttempts(dir);
+      if (!now.empty() && now.back() > n) {
+        if (!path.empty()) CopyNew(path, &offset, *env.out);
+        n = now.back();
+        path = AttemptLogPath(env.state_dir, args.id, n);
+        offset = 0;
+        *env.out << Paint("==> attempt " + std::to_string(n) + " <==", Color::kBold, env.style)
+                 << "\n";
+      }
+    }
+    if (!path.empty()) CopyNew(path, &offset, *env.out);
+    if (Stopped(env)) return kExitOk;
+    int64_t now_ms = env.clock->MonotonicMs();
+    if (now_ms >= next_state_check) {
+      next_state_check = now_ms + 1000;
+      auto store = OpenStoreReadOnly(env.state_dir);
+      if (store.ok()) {
+        auto task = (*store)->GetTask(args.id);
+        if (!task.ok() && task.error().code == ErrorCode::kNotFound) {
+          return Fail(env, task.error());
+        }
+        if (task.ok() && proto::IsSettled(task->state)) {
+          if (!path.empty()) CopyNew(path, &offset, *env.out);
+          return kExitOk;
+        }
+      }
+    }
+    WaitForChange(path.empty() || ::access(path.c_str(), F_OK) != 0 ? dir : path, env.poll_ms);
+  }
+}
+
+}  // namespace forge::ctl

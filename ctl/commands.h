@@ -1,0 +1,108 @@
+// The forge-ctl commands, one function each. They write to the streams in
+// Env and return the process exit code (state.h), so tests call them
+// directly; main.cc only parses arguments and fills Env and the Args structs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "ctl/render.h"
+#include "ctl/source.h"
+#include "ctl/state.h"
+
+namespace forge::ctl {
+
+struct Env {
+  std::string state_dir;  // resolved (ResolveStateDir)
+  std::ostream* out = nullptr;
+  std::ostream* err = nullptr;
+  bool json = false;
+  Style style;
+  const Clock* clock = &SystemClock::Get();
+  int64_t timeout_ms = 10000;  // per control request
+  int64_t poll_ms = 250;       // follow/wait: longest pause between two queries
+  // Follow loops (events/logs --follow, wait, watch) end when this returns
+  // true; checked at least every poll_ms. Unset: never (until a signal).
+  std::function<bool()> stop;
+  std::string config_path;  // --config (doctor)
+};
+
+// Prints "forge-ctl: <message>" to env.err and returns the exit code for the
+// error: 3 for kUnavailable (no supervisor), 1 otherwise.
+int Fail(Env& env, const Error& error);
+int Usage(Env& env, const std::string& message);
+
+// The supervisor's data when one runs, else the database read-only with the
+// one-line notice on env.err. kUnavailable when neither exists.
+Result<std::unique_ptr<Source>> OpenReadSource(Env& env);
+// A control client, or kUnavailable naming the command that starts the supervisor.
+Result<std::unique_ptr<ControlClient>> RequireSupervisor(Env& env);
+
+int CmdStatus(Env& env);
+
+struct SubmitArgs {
+  std::string title;
+  std::string brief;
+  std::string brief_file;
+  std::string repo;
+  std::string base;
+  std::vector<std::string> verify;
+  std::vector<std::string> depends_on;
+  std::optional<int> priority;
+  std::optional<int> max_attempts;
+  bool needs_approval = false;
+  bool allow_empty = false;
+  std::vector<std::string> env;  // "K=V"
+  std::string agent;
+  std::string model;
+  bool expand = false;
+  std::string plan;  // --plan FILE
+};
+// Checks the flags and builds the task (kInvalid naming the bad flag).
+Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args);
+int CmdSubmit(Env& env, const SubmitArgs& args);
+
+struct ListArgs {
+  std::string state;  // empty: all
+  int limit = 0;
+};
+int CmdList(Env& env, const ListArgs& args);
+int CmdShow(Env& env, const std::string& id);
+
+// Exit 0 when every task is done, 1 as soon as one ends otherwise (blocked or
+// cancelled), 124 when timeout_ms (> 0) passes first.
+int CmdWait(Env& env, const std::vector<std::string>& ids, int64_t timeout_ms);
+
+// cancel | retry | approve
+int CmdChange(Env& env, const std::string& cmd, const std::string& id);
+int CmdPause(Env& env, const std::string& reason);
+int CmdResume(Env& env);
+int CmdStop(Env& env);
+
+struct EventsArgs {
+  bool follow = false;
+  int64_t since = 0;
+  std::string task_id;
+  std::string kind;
+  int limit = 0;  // 0: all (without --follow)
+};
+int CmdEvents(Env& env, const EventsArgs& args);
+
+struct LogsArgs {
+  std::string id;
+  int attempt = 0;  // 0: the latest
+  bool follow = false;
+};
+int CmdLogs(Env& env, const LogsArgs& args);
+
+// Waits up to timeout_ms for something in dir (or the file path) to change;
+// inotify, so a follower wakes as soon as the supervisor writes.
+void WaitForChange(const std::string& path, int64_t timeout_ms);
+
+}  // namespace forge::ctl

@@ -1,0 +1,294 @@
+// The live paths against a fake supervisor: real lock holder process, real
+// ZeroMQ ROUTER on the control endpoint, canned replies.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "ctl/test_support.h"
+
+namespace forge::ctl {
+namespace {
+
+using testing::CtlHarness;
+using testing::FakeSupervisor;
+using ::testing::HasSubstr;
+using json = proto::json;
+
+json TaskJson(const std::string& id, const std::string& state) {
+  proto::ShowReply show;
+  show.task.id = id;
+  show.task.title = "Task " + id;
+  show.task.state = *proto::ParseState(state);
+  proto::EventInfo e;
+  e.seq = 1;
+  e.ts_ms = 1'700'000'000'000;
+  e.kind = "task.submitted";
+  e.task_id = id;
+  show.timeline = {e};
+  return json(show);
+}
+
+TEST(ControlClientTest, OkErrorAndTimeout) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json& r) -> json {
+    if (r["cmd"] == "silent") return nullptr;
+    if (r["cmd"] == "show") return FakeSupervisor::Err("not_found", "no task t9");
+    return FakeSupervisor::Ok({{"echo", r}});
+  });
+  auto client = ControlClient::Connect(h.state_dir, 300);
+  ASSERT_TRUE(client.ok());
+  auto ok = (*client)->Call("status", json{{"x", 1}});
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  EXPECT_EQ((*ok)["echo"]["v"], 1);
+  EXPECT_EQ((*ok)["echo"]["cmd"], "status");
+  EXPECT_EQ((*ok)["echo"]["x"], 1);
+  EXPECT_FALSE(ok->contains("ok"));
+
+  auto missing = (*client)->Call("show", json{{"id", "t9"}});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(missing.error().message, "no task t9");
+
+  auto silent = (*client)->Call("silent");
+  ASSERT_FALSE(silent.ok());
+  EXPECT_EQ(silent.error().code, ErrorCode::kTimeout);
+  EXPECT_THAT(silent.error().message, HasSubstr("did not answer 'silent'"));
+
+  // After a timeout the next call still gets its own answer.
+  auto again = (*client)->Call("status");
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_EQ((*again)["echo"]["cmd"], "status");
+}
+
+TEST(LiveTest, SubmitSendsEveryFlag) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json&) {
+    return FakeSupervisor::Ok({{"ids", {"t17"}}});
+  });
+  std::ofstream(h.dir.Path("brief.md")) << "Do the thing.\n";
+  SubmitArgs a;
+  a.title = "Fix it";
+  a.brief_file = h.dir.Path("brief.md");
+  a.repo = "/src/app";
+  a.base = "main";
+  a.verify = {"make test", "make lint"};
+  a.depends_on = {"t3"};
+  a.priority = 5;
+  a.max_attempts = 2;
+  a.needs_approval = true;
+  a.allow_empty = true;
+  a.env = {"A=1", "B=x=y"};
+  a.agent = "codex";
+  a.model = "m2";
+  a.expand = true;
+  ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(), "t17\n");
+  auto requests = fake.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  const auto& r = requests[0];
+  EXPECT_EQ(r["cmd"], "submit");
+  ASSERT_EQ(r["tasks"].size(), 1u);
+  const auto& t = r["tasks"][0];
+  EXPECT_EQ(t["title"], "Fix it");
+  EXPECT_EQ(t["brief"], "Do the thing.\n");
+  EXPECT_EQ(t["kind"], "expand");
+  EXPECT_EQ(t["repo"], "/src/app");
+  EXPECT_EQ(t["base"], "main");
+  EXPECT_EQ(t["verify"], json({"make test", "make lint"}));
+  EXPECT_EQ(t["depends_on"], json({"t3"}));
+  EXPECT_EQ(t["priority"], 5);
+  EXPECT_EQ(t["max_attempts"], 2);
+  EXPECT_EQ(t["needs_approval"], true);
+  EXPECT_EQ(t["allow_empty"], true);
+  EXPECT_EQ(t["env"], json({{"A", "1"}, {"B", "x=y"}}));
+  EXPECT_EQ(t["agent"], "codex");
+  EXPECT_EQ(t["model"], "m2");
+
+  h.Clear();
+  h.env.json = true;
+  a.expand = false;
+  ASSERT_EQ(CmdSubmit(h.env, a), kExitOk);
+  EXPECT_EQ(json::parse(h.out.str()), json({{"id", "t17"}}));
+}
+
+TEST(LiveTest, SubmitPlanSendsAllTasksAndPrintsIds) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json& r) {
+    json ids = json::array();
+    for (size_t i = 0; i < r["tasks"].size(); ++i) ids.push_back("t" + std::to_string(40 + i));
+    return FakeSupervisor::Ok({{"ids", ids}});
+  });
+  std::ofstream(h.dir.Path("plan.yaml")) << "tasks:\n"
+                                            "  - id: a\n    title: First\n    brief: one\n"
+                                            "  - id: b\n    title: Second\n    brief: two\n"
+                                            "    depends_on: [a]\n";
+  SubmitArgs a;
+  a.plan = h.dir.Path("plan.yaml");
+  h.env.json = true;
+  ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
+  EXPECT_EQ(json::parse(h.out.str()), json({{"ids", {"t40", "t41"}}}));
+  auto r = fake.requests().at(0);
+  ASSERT_EQ(r["tasks"].size(), 2u);
+  EXPECT_EQ(r["tasks"][1]["depends_on"], json({"a"}));
+
+  h.Clear();
+  std::ofstream(h.dir.Path("cycle.yaml")) << "tasks:\n"
+                                             "  - {id: a, title: A, brief: x, depends_on: [b]}\n"
+                                             "  - {id: b, title: B, brief: x, depends_on: [a]}\n";
+  a.plan = h.dir.Path("cycle.yaml");
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitUsage);
+  EXPECT_THAT(h.err.str(), HasSubstr("cycle"));
+  EXPECT_EQ(fake.requests().size(), 1u) << "an invalid plan is never sent";
+}
+
+TEST(LiveTest, ChangesPrintWhatChangedAndRejectionsExit1) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json& r) {
+    if (r["id"] == "t404") return FakeSupervisor::Err("not_found", "no task t404");
+    if (r["cmd"] == "approve") return FakeSupervisor::Err("conflict", "t1 does not need approval");
+    return FakeSupervisor::Ok({{"id", r["id"]},
+                               {"previous_state", "running"},
+                               {"state", "cancelled"},
+                               {"message", "attempt 2 killed"}});
+  });
+  ASSERT_EQ(CmdChange(h.env, "cancel", "t1"), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(), "t1: running -> cancelled (attempt 2 killed)\n");
+  h.Clear();
+  EXPECT_EQ(CmdChange(h.env, "retry", "t404"), kExitRejected);
+  EXPECT_EQ(h.err.str(), "forge-ctl: no task t404\n");
+  h.Clear();
+  EXPECT_EQ(CmdChange(h.env, "approve", "t1"), kExitRejected);
+  EXPECT_THAT(h.err.str(), HasSubstr("does not need approval"));
+  h.Clear();
+  h.env.json = true;
+  ASSERT_EQ(CmdChange(h.env, "cancel", "t1"), kExitOk);
+  auto j = json::parse(h.out.str());
+  EXPECT_EQ(j["previous_state"], "running");
+  EXPECT_EQ(j["state"], "cancelled");
+}
+
+TEST(LiveTest, PauseResumeStop) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json& r) {
+    if (r["cmd"] == "pause")
+      return FakeSupervisor::Ok({{"message", "paused: " + r.value("reason", "")}});
+    return FakeSupervisor::Ok();
+  });
+  ASSERT_EQ(CmdPause(h.env, "deploy"), kExitOk);
+  EXPECT_EQ(h.out.str(), "paused: deploy\n");
+  h.Clear();
+  ASSERT_EQ(CmdResume(h.env), kExitOk);
+  EXPECT_EQ(h.out.str(), "dispatch resumed\n");
+  h.Clear();
+  ASSERT_EQ(CmdStop(h.env), kExitOk);
+  EXPECT_THAT(h.out.str(), HasSubstr("supervisor stopping"));
+  auto requests = fake.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[0]["reason"], "deploy");
+  EXPECT_EQ(requests[2]["cmd"], "stop");
+}
+
+TEST(LiveTest, StatusRendersTheSupervisorsReply) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json&) {
+    proto::StatusReply s;
+    s.pid = 777;
+    s.version = "0.1.0";
+    s.children = {{"worker", 778, "idle", "", 0, 0, 100, 0, 0}};
+    s.queue = {{"ready", 3}};
+    return FakeSupervisor::Ok(json(s));
+  });
+  ASSERT_EQ(CmdStatus(h.env), kExitOk) << h.err.str();
+  EXPECT_THAT(h.out.str(), HasSubstr("running  pid 777"));
+  EXPECT_THAT(h.out.str(), HasSubstr("worker  778  idle"));
+  EXPECT_EQ(h.err.str(), "") << "no offline notice while the supervisor runs";
+  h.Clear();
+  h.env.json = true;
+  ASSERT_EQ(CmdStatus(h.env), kExitOk);
+  auto j = json::parse(h.out.str());
+  EXPECT_EQ(j["pid"], 777);
+  EXPECT_EQ(j["running"], true);
+  EXPECT_EQ(j["children"][0]["role"], "worker");
+  EXPECT_EQ(j["queue"]["ready"], 3);
+}
+
+// A scripted task: show answers `state`, events report a change after
+// `changes_after` event queries, then show answers `final_state`.
+struct WaitScript {
+  std::mutex mu;
+  int event_queries = 0;
+  int changes_after = 2;
+  std::string state = "running";
+  std::string final_state = "done";
+  bool changed = false;
+
+  json Handle(const json& r) {
+    std::lock_guard<std::mutex> g(mu);
+    if (r["cmd"] == "show")
+      return FakeSupervisor::Ok(TaskJson(r["id"], changed ? final_state : state));
+    if (r["cmd"] == "events") {
+      ++event_queries;
+      json events = json::array();
+      if (!changed && final_state != state && event_queries >= changes_after) {
+        changed = true;
+        proto::EventInfo e;
+        e.seq = 9;
+        e.ts_ms = 1'700'000'000'000;
+        e.kind = "task.state";
+        e.task_id = r["task_id"];
+        events.push_back(e);
+      }
+      return FakeSupervisor::Ok({{"events", events}, {"last_seq", 9}});
+    }
+    return FakeSupervisor::Err("invalid", "unexpected");
+  }
+};
+
+TEST(LiveTest, WaitExitsZeroWhenDoneFollowingEvents) {
+  CtlHarness h;
+  WaitScript script;
+  FakeSupervisor fake(h.state_dir, [&](const json& r) { return script.Handle(r); });
+  ASSERT_EQ(CmdWait(h.env, {"t1"}, 20'000), kExitOk) << h.err.str();
+  EXPECT_THAT(h.out.str(), HasSubstr("t1  done"));
+  int shows = 0;
+  for (const auto& r : fake.requests()) {
+    shows += r["cmd"] == "show";
+    if (r["cmd"] == "events") {
+      EXPECT_EQ(r["since"], 1) << "follows from the task's last event";
+    }
+  }
+  EXPECT_EQ(shows, 2) << "asks again only after an event names the task";
+}
+
+TEST(LiveTest, WaitExitsOneWhenATaskBlocks) {
+  CtlHarness h;
+  WaitScript script;
+  script.final_state = "blocked";
+  FakeSupervisor fake(h.state_dir, [&](const json& r) { return script.Handle(r); });
+  EXPECT_EQ(CmdWait(h.env, {"t1"}, 20'000), kExitRejected);
+  EXPECT_THAT(h.out.str(), HasSubstr("t1  blocked"));
+}
+
+TEST(LiveTest, WaitTimesOutWith124) {
+  CtlHarness h;
+  WaitScript script;
+  script.final_state = "running";  // never changes
+  FakeSupervisor fake(h.state_dir, [&](const json& r) { return script.Handle(r); });
+  h.env.json = true;
+  EXPECT_EQ(CmdWait(h.env, {"t1"}, 200), kExitTimeout);
+  auto j = json::parse(h.out.str());
+  EXPECT_EQ(j["timed_out"], true);
+  EXPECT_EQ(j["tasks"][0]["state"], "running");
+}
+
+TEST(LiveTest, WaitUnknownTaskExits1) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir,
+                      [](const json&) { return FakeSupervisor::Err("not_found", "no task t5"); });
+  EXPECT_EQ(CmdWait(h.env, {"t5"}, 1000), kExitRejected);
+  EXPECT_THAT(h.err.str(), HasSubstr("no task t5"));
+}
+
+}  // namespace
+}  // namespace forge::ctl

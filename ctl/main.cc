@@ -1,0 +1,11 @@
+// forge-ctl: argument parsing only; every command is a function in commands.h.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "ctl/cli.h"
+
+int main(int argc, char** argv) {
+  return forge::ctl::RunCli(argc, argv, std::cout, std::cerr);
+}

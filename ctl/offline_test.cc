@@ -1,0 +1,454 @@
+// forge-ctl without a supervisor: read-only commands against a real database
+// written through the store API, exit 3 for the commands that need one.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "ctl/doctor.h"
+#include "ctl/stats.h"
+#include "ctl/test_support.h"
+#include "ctl/watch.h"
+
+namespace forge::ctl {
+namespace {
+
+using testing::CtlHarness;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::Task;
+
+class OfflineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    writer_ = h_.OpenWriter();
+    ASSERT_NE(writer_, nullptr);
+    auto ids = writer_->Submit({Task("Fix the flaky test"), Task("Port the parser")});
+    ASSERT_TRUE(ids.ok()) << ids.error().ToString();
+    done_ = (*ids)[0];
+    blocked_ = (*ids)[1];
+    Finish(done_);
+    Fail(blocked_, "make test: 3 failures");
+  }
+
+  store::AttemptInfo Lease(const std::string& id) {
+    store::Lease lease;
+    lease.worker_pid = 4242;
+    lease.log_path = AttemptLogPath(h_.state_dir, id, 1);
+    auto a = writer_->LeaseAttempt(id, lease);
+    EXPECT_TRUE(a.ok()) << a.error().ToString();
+    return a.ok() ? *a : store::AttemptInfo{};
+  }
+
+  void Finish(const std::string& id) {
+    auto a = Lease(id);
+    store::AgentReport r;
+    r.outcome = proto::Outcome::kPassed;
+    r.exit_code = 0;
+    r.duration_ms = 4000;
+    r.cost_usd = 0.75;
+    r.tokens_in = 1000;
+    r.tokens_out = 2000;
+    r.session_id = "sess-" + id;
+    ASSERT_TRUE(writer_->RecordAgentResult(a.id, r).ok());
+    store::Close c;
+    c.outcome = proto::Outcome::kPassed;
+    c.next_state = proto::TaskState::kDone;
+    c.commit = "c0ffee";
+    c.verdict = "pass";
+    ASSERT_TRUE(writer_->CloseAttempt(a.id, c).ok());
+  }
+
+  void Fail(const std::string& id, const std::string& error) {
+    auto a = Lease(id);
+    store::AgentReport r;
+    r.outcome = proto::Outcome::kFailed;
+    r.exit_code = 1;
+    r.duration_ms = 9000;
+    r.cost_usd = 0.25;
+    r.error = error;
+    ASSERT_TRUE(writer_->RecordAgentResult(a.id, r).ok());
+    store::Close c;
+    c.outcome = proto::Outcome::kFailed;
+    c.error = error;
+    c.fingerprint = "fp-make-test";
+    c.next_state = proto::TaskState::kBlocked;
+    c.reason = "same failure twice";
+    ASSERT_TRUE(writer_->CloseAttempt(a.id, c).ok());
+  }
+
+  const std::string kNotice = "supervisor not running; showing the database as of now";
+  CtlHarness h_;
+  std::unique_ptr<store::Store> writer_;
+  std::string done_, blocked_;
+};
+
+TEST_F(OfflineTest, StatusReadsTheDatabaseAndSaysSo) {
+  EXPECT_EQ(CmdStatus(h_.env), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.err.str(), HasSubstr(kNotice));
+  EXPECT_THAT(h_.err.str(), HasSubstr("forge-supervisor start --state-dir " + h_.state_dir));
+  EXPECT_THAT(h_.out.str(), HasSubstr("not running"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("done 1"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("blocked 1"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("cost today   $1.00"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("last failure " + blocked_ + " #1 failed"));
+
+  h_.Clear();
+  h_.env.json = true;
+  ASSERT_EQ(CmdStatus(h_.env), kExitOk);
+  auto j = proto::json::parse(h_.out.str());
+  for (const char* key : {"pid", "paused", "children", "queue"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["running"], false);
+  EXPECT_EQ(j["queue"]["done"], 1);
+  EXPECT_EQ(j["queue"]["blocked"], 1);
+  EXPECT_EQ(j["queue"]["pending"], 0);
+}
+
+TEST_F(OfflineTest, ListTableJsonAndStateFilter) {
+  ASSERT_EQ(CmdList(h_.env, {}), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), HasSubstr("Fix the flaky test"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("Port the parser"));
+  EXPECT_THAT(h_.err.str(), HasSubstr(kNotice));
+
+  h_.Clear();
+  ASSERT_EQ(CmdList(h_.env, {"blocked", 0}), kExitOk);
+  EXPECT_THAT(h_.out.str(), HasSubstr(blocked_));
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("Fix the flaky test")));
+
+  h_.Clear();
+  h_.env.json = true;
+  ASSERT_EQ(CmdList(h_.env, {}), kExitOk);
+  auto j = proto::json::parse(h_.out.str());
+  ASSERT_TRUE(j.is_array());
+  ASSERT_EQ(j.size(), 2u);
+  for (const auto& t : j) {
+    for (const char* key : {"id", "title", "state", "attempts"})
+      EXPECT_TRUE(t.contains(key)) << key;
+  }
+
+  h_.Clear();
+  EXPECT_EQ(CmdList(h_.env, {"finished", 0}), kExitUsage);
+  EXPECT_THAT(h_.err.str(), HasSubstr("--state 'finished': expected one of pending, ready"));
+}
+
+TEST_F(OfflineTest, ShowHumanAndJsonContract) {
+  ASSERT_EQ(CmdShow(h_.env, blocked_), kExitOk) << h_.err.str();
+  std::string out = h_.out.str();
+  EXPECT_THAT(out, HasSubstr("Port the parser"));
+  EXPECT_THAT(out, HasSubstr("blocked"));
+  EXPECT_THAT(out, HasSubstr("make test: 3 failures"));
+  EXPECT_THAT(out, HasSubstr("timeline"));
+  EXPECT_THAT(out, HasSubstr("task.submitted"));
+
+  h_.Clear();
+  h_.env.json = true;
+  ASSERT_EQ(CmdShow(h_.env, done_), kExitOk);
+  auto j = proto::json::parse(h_.out.str());
+  for (const char* key : {"id", "title", "state", "attempts", "commit"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+  EXPECT_EQ(j["state"], "done");
+  EXPECT_EQ(j["commit"], "c0ffee");
+  ASSERT_EQ(j["attempts"].size(), 1u);
+  const auto& a = j["attempts"][0];
+  for (const char* key : {"n", "outcome", "started_at", "ended_at", "cost_usd", "tokens_in",
+                          "tokens_out", "session_id", "error"}) {
+    EXPECT_TRUE(a.contains(key)) << key;
+  }
+  EXPECT_EQ(a["outcome"], "passed");
+  EXPECT_EQ(a["session_id"], "sess-" + done_);
+  std::regex rfc3339(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  EXPECT_TRUE(std::regex_match(a["started_at"].get<std::string>(), rfc3339)) << a["started_at"];
+  EXPECT_TRUE(std::regex_match(a["ended_at"].get<std::string>(), rfc3339)) << a["ended_at"];
+}
+
+TEST_F(OfflineTest, ShowUnknownTaskIsNotFound) {
+  EXPECT_EQ(CmdShow(h_.env, "t999"), kExitRejected);
+  EXPECT_THAT(h_.err.str(), HasSubstr("t999"));
+}
+
+TEST_F(OfflineTest, EventsFiltersAndJsonLines) {
+  ASSERT_EQ(CmdEvents(h_.env, {}), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), HasSubstr("task.submitted  " + done_));
+  EXPECT_THAT(h_.out.str(), HasSubstr(blocked_));
+
+  h_.Clear();
+  EventsArgs only;
+  only.task_id = done_;
+  ASSERT_EQ(CmdEvents(h_.env, only), kExitOk);
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr(blocked_)));
+
+  h_.Clear();
+  h_.env.json = true;
+  EventsArgs two;
+  two.limit = 2;
+  ASSERT_EQ(CmdEvents(h_.env, two), kExitOk);
+  std::istringstream lines(h_.out.str());
+  std::vector<proto::json> events;
+  for (std::string line; std::getline(lines, line);) events.push_back(proto::json::parse(line));
+  ASSERT_EQ(events.size(), 2u);
+  for (const char* key : {"seq", "ts", "kind", "task_id"})
+    EXPECT_TRUE(events[0].contains(key)) << key;
+
+  h_.Clear();
+  EventsArgs after;
+  after.since = events[1]["seq"].get<int64_t>();
+  ASSERT_EQ(CmdEvents(h_.env, after), kExitOk);
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("\"seq\":" + events[0]["seq"].dump() + ",")));
+}
+
+TEST_F(OfflineTest, EventsFollowSeesEventsCommittedAfterItStarted) {
+  std::atomic<bool> caught_up{false};
+  std::atomic<bool> seen{false};
+  std::ostringstream out, err;
+  Env env = h_.env;
+  env.out = &out;
+  env.err = &err;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  env.stop = [&] {
+    // Runs on the follower's thread, between reads: it may look at `out`.
+    caught_up = true;
+    if (out.str().find("Added while following") != std::string::npos) seen = true;
+    return seen || std::chrono::steady_clock::now() > deadline;
+  };
+  EventsArgs args;
+  args.follow = true;
+  int rc = -1;
+  std::thread follower([&] { rc = CmdEvents(env, args); });
+  while (!caught_up && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(writer_->Submit({Task("Added while following")}).ok());
+  follower.join();
+  EXPECT_EQ(rc, kExitOk);
+  EXPECT_TRUE(seen) << out.str();
+}
+
+TEST_F(OfflineTest, LogsLatestPinnedAndMissing) {
+  std::filesystem::create_directories(h_.state_dir + "/logs/" + done_);
+  std::ofstream(AttemptLogPath(h_.state_dir, done_, 1)) << "first attempt output\n";
+  std::ofstream(AttemptLogPath(h_.state_dir, done_, 2)) << "second attempt output\n";
+  ASSERT_EQ(CmdLogs(h_.env, {done_, 0, false}), kExitOk) << h_.err.str();
+  EXPECT_EQ(h_.out.str(), "second attempt output\n");
+  h_.Clear();
+  ASSERT_EQ(CmdLogs(h_.env, {done_, 1, false}), kExitOk);
+  EXPECT_EQ(h_.out.str(), "first attempt output\n");
+  h_.Clear();
+  EXPECT_EQ(CmdLogs(h_.env, {done_, 7, false}), kExitRejected);
+  EXPECT_THAT(h_.err.str(), HasSubstr("no log for attempt 7 of task " + done_));
+  h_.Clear();
+  EXPECT_EQ(CmdLogs(h_.env, {blocked_, 0, false}), kExitRejected);
+  EXPECT_THAT(h_.err.str(), HasSubstr("no logs for task " + blocked_));
+}
+
+TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
+  auto ids = writer_->Submit({Task("Followed")});
+  ASSERT_TRUE(ids.ok());
+  std::string id = (*ids)[0];
+  auto attempt = Lease(id);
+  std::string path = AttemptLogPath(h_.state_dir, id, 1);
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << "line one\n";
+
+  std::ostringstream out, err;
+  Env env = h_.env;
+  env.out = &out;
+  env.err = &err;
+  std::atomic<bool> started{false};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  env.stop = [&] {
+    started = true;
+    return std::chrono::steady_clock::now() > deadline;
+  };
+  int rc = -1;
+  std::thread follower([&] { rc = CmdLogs(env, {id, 0, true}); });
+  while (!started && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  std::ofstream(path, std::ios::app) << "line two\n";
+  store::Close c;
+  c.outcome = proto::Outcome::kCancelled;
+  c.next_state = proto::TaskState::kCancelled;
+  ASSERT_TRUE(writer_->CloseAttempt(attempt.id, c).ok());
+  follower.join();
+  EXPECT_EQ(rc, kExitOk);
+  EXPECT_LT(std::chrono::steady_clock::now(), deadline)
+      << "follow did not end when the task settled";
+  EXPECT_EQ(out.str(), "line one\nline two\n");
+}
+
+TEST_F(OfflineTest, CommandsThatNeedTheSupervisorExit3WithTheStartCommand) {
+  auto expect3 = [&](const char* what, int rc) {
+    EXPECT_EQ(rc, kExitNoSupervisor) << what;
+    EXPECT_THAT(h_.err.str(), HasSubstr("forge-supervisor start --state-dir " + h_.state_dir))
+        << what;
+    h_.Clear();
+  };
+  SubmitArgs submit;
+  submit.title = "x";
+  expect3("submit", CmdSubmit(h_.env, submit));
+  expect3("cancel", CmdChange(h_.env, "cancel", done_));
+  expect3("retry", CmdChange(h_.env, "retry", blocked_));
+  expect3("approve", CmdChange(h_.env, "approve", done_));
+  expect3("pause", CmdPause(h_.env, "why"));
+  expect3("resume", CmdResume(h_.env));
+  expect3("stop", CmdStop(h_.env));
+  expect3("wait", CmdWait(h_.env, {done_}, 1000));
+}
+
+TEST(OfflineNoDatabase, ReadCommandsExit3) {
+  CtlHarness h;
+  EXPECT_EQ(CmdStatus(h.env), kExitNoSupervisor);
+  EXPECT_THAT(h.err.str(), HasSubstr("no database at " + h.state_dir + "/forge.db"));
+  EXPECT_THAT(h.err.str(), HasSubstr("forge-supervisor start"));
+}
+
+TEST_F(OfflineTest, StatsFromTheDatabase) {
+  auto stats = ComputeStats(*writer_, SystemClock::Get().WallMs() + 1000, 0);
+  ASSERT_TRUE(stats.ok()) << stats.error().ToString();
+  EXPECT_EQ(stats->done, 1);
+  EXPECT_EQ(stats->blocked, 1);
+  EXPECT_DOUBLE_EQ(stats->success_rate, 0.5);
+  EXPECT_DOUBLE_EQ(stats->attempts_per_done, 1.0);
+  EXPECT_EQ(stats->attempts, 2);
+  EXPECT_EQ(stats->attempts_by_outcome["passed"], 1);
+  EXPECT_EQ(stats->attempts_by_outcome["failed"], 1);
+  EXPECT_DOUBLE_EQ(stats->cost_usd, 1.0);
+  EXPECT_DOUBLE_EQ(stats->cost_per_done_usd, 0.75);
+  EXPECT_EQ(stats->tokens_per_done, 3000);
+  ASSERT_EQ(stats->top_failures.size(), 1u);
+  EXPECT_EQ(stats->top_failures[0].fingerprint, "fp-make-test");
+  EXPECT_EQ(stats->top_failures[0].task_id, blocked_);
+
+  // A window that starts after everything happened holds nothing.
+  auto later = ComputeStats(*writer_, SystemClock::Get().WallMs() + 3'600'000, 60'000);
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later->attempts, 0);
+  EXPECT_EQ(later->done, 0);
+
+  ASSERT_EQ(CmdStats(h_.env, 0), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), HasSubstr("success rate    50% (1 done, 1 blocked)"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("fp-make-test"));
+  h_.Clear();
+  h_.env.json = true;
+  ASSERT_EQ(CmdStats(h_.env, 0), kExitOk);
+  auto j = proto::json::parse(h_.out.str());
+  EXPECT_EQ(j["done"], 1);
+  EXPECT_EQ(j["top_failures"][0]["count"], 1);
+}
+
+TEST(Percentile, NearestRank) {
+  std::vector<int64_t> v = {5, 1, 4, 2, 3};
+  EXPECT_EQ(Percentile(v, 50), 3);
+  EXPECT_EQ(Percentile(v, 95), 5);
+  std::vector<int64_t> none;
+  EXPECT_EQ(Percentile(none, 50), 0);
+}
+
+DoctorOptions Doctor(const CtlHarness& h) {
+  DoctorOptions o;
+  o.state_dir = h.state_dir;
+  o.now_ms = SystemClock::Get().WallMs();
+  o.red_bytes = 0;
+  o.warn_bytes = 0;
+  return o;
+}
+
+const DoctorFinding* FindingWith(const std::vector<DoctorFinding>& all, const std::string& check,
+                                 Severity severity) {
+  for (const auto& f : all) {
+    if (f.check == check && f.severity == severity) return &f;
+  }
+  return nullptr;
+}
+
+TEST_F(OfflineTest, DoctorCleanStateIsGreen) {
+  auto findings = RunDoctor(Doctor(h_));
+  for (const auto& f : findings) {
+    EXPECT_EQ(f.severity, Severity::kOk) << f.check << ": " << f.message;
+  }
+  EXPECT_NE(FindingWith(findings, "replay", Severity::kOk), nullptr);
+  EXPECT_NE(FindingWith(findings, "database", Severity::kOk), nullptr);
+}
+
+TEST_F(OfflineTest, DoctorDetectsATamperedTasksTable) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(DbPath(h_.state_dir).c_str(), &db), SQLITE_OK);
+  std::string sql = "UPDATE tasks SET state = 'done' WHERE id = '" + blocked_ + "'";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto findings = RunDoctor(Doctor(h_));
+  const DoctorFinding* red = FindingWith(findings, "replay", Severity::kRed);
+  ASSERT_NE(red, nullptr);
+  EXPECT_THAT(red->message, HasSubstr("task " + blocked_ +
+                                      ": the tasks table says done, the "
+                                      "event log replays to blocked"));
+  EXPECT_THAT(red->fix, HasSubstr("forge-ctl retry " + blocked_));
+  EXPECT_EQ(CmdDoctor(h_.env), kExitRejected);
+  EXPECT_THAT(h_.out.str(), HasSubstr("RED "));
+}
+
+TEST_F(OfflineTest, DoctorFindsOrphanWorkspacesAndOpenAttempts) {
+  std::string orphan = h_.state_dir + "/workspaces/t424242";
+  std::filesystem::create_directories(orphan);
+  std::filesystem::create_directories(h_.state_dir + "/workspaces/" + done_);  // recent: kept
+  auto ids = writer_->Submit({Task("Left open")});
+  ASSERT_TRUE(ids.ok());
+  Lease((*ids)[0]);  // an open attempt with no supervisor and no agent process
+
+  auto findings = RunDoctor(Doctor(h_));
+  const DoctorFinding* ws = FindingWith(findings, "workspaces", Severity::kWarn);
+  ASSERT_NE(ws, nullptr);
+  EXPECT_THAT(ws->message, HasSubstr(orphan + " belongs to no task"));
+  EXPECT_EQ(ws->fix, "rm -rf " + orphan);
+  int workspace_findings = 0;
+  for (const auto& f : findings) workspace_findings += f.check == "workspaces";
+  EXPECT_EQ(workspace_findings, 1) << "the recent settled task's workspace is kept";
+
+  const DoctorFinding* open = FindingWith(findings, "attempts", Severity::kRed);
+  ASSERT_NE(open, nullptr);
+  EXPECT_THAT(open->message, HasSubstr("task " + (*ids)[0] + " is open but no supervisor runs"));
+  EXPECT_THAT(open->fix, HasSubstr("forge-supervisor start --state-dir " + h_.state_dir));
+}
+
+TEST_F(OfflineTest, DoctorChecksTheConfigBesideTheStateDir) {
+  std::ofstream(h_.dir.Path("forge.yaml")) << "workers: two\n";
+  auto findings = RunDoctor(Doctor(h_));
+  const DoctorFinding* bad = FindingWith(findings, "config", Severity::kRed);
+  ASSERT_NE(bad, nullptr);
+  EXPECT_THAT(bad->message, HasSubstr("forge.yaml:1"));
+  EXPECT_THAT(bad->fix, HasSubstr("forge-supervisor check-config --config"));
+
+  std::ofstream(h_.dir.Path("forge.yaml")) << "workers: 3\n";
+  EXPECT_NE(FindingWith(RunDoctor(Doctor(h_)), "config", Severity::kOk), nullptr);
+}
+
+TEST_F(OfflineTest, DoctorDiskThresholds) {
+  DoctorOptions o = Doctor(h_);
+  o.red_bytes = ~0ull;  // no filesystem has that much free
+  const DoctorFinding* disk = FindingWith(RunDoctor(o), "disk", Severity::kRed);
+  ASSERT_NE(disk, nullptr);
+  EXPECT_THAT(disk->message, HasSubstr("free of"));
+  EXPECT_THAT(disk->fix, HasSubstr(h_.state_dir + "/logs"));
+}
+
+TEST_F(OfflineTest, WatchOnceShowsARunningAttemptAndItsLastLine) {
+  auto ids = writer_->Submit({Task("Being worked on")});
+  ASSERT_TRUE(ids.ok());
+  std::string id = (*ids)[0];
+  Lease(id);
+  std::string path = AttemptLogPath(h_.state_dir, id, 1);
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << "thinking\nediting parser.cc\n\n";
+  ASSERT_EQ(CmdWatch(h_.env, /*once=*/true), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), HasSubstr(id + "  running  #1"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("> editing parser.cc"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("supervisor not running"));
+}
+
+}  // namespace
+}  // namespace forge::ctl

@@ -1,0 +1,245 @@
+#include "ctl/render.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace forge::ctl {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr int64_t kNow = 1'700'000'000'000;  // 2023-11-14T22:13:20.000Z
+constexpr int64_t kSec = 1000;
+constexpr int64_t kMin = 60 * kSec;
+constexpr int64_t kHour = 60 * kMin;
+
+TEST(RelativeTime, PastFutureAndUnset) {
+  EXPECT_EQ(RelativeTime(kNow, 0), "-");
+  EXPECT_EQ(RelativeTime(kNow, kNow), "now");
+  EXPECT_EQ(RelativeTime(kNow, kNow - 999), "now");
+  EXPECT_EQ(RelativeTime(kNow, kNow - 12 * kSec), "12s ago");
+  EXPECT_EQ(RelativeTime(kNow, kNow - 3 * kMin - 59 * kSec), "3m ago");
+  EXPECT_EQ(RelativeTime(kNow, kNow - 2 * kHour), "2h ago");
+  EXPECT_EQ(RelativeTime(kNow, kNow - 50 * kHour), "2d ago");
+  EXPECT_EQ(RelativeTime(kNow, kNow + 5 * kMin), "in 5m");
+}
+
+TEST(HumanDuration, EachScale) {
+  EXPECT_EQ(HumanDuration(0), "0ms");
+  EXPECT_EQ(HumanDuration(350), "350ms");
+  EXPECT_EQ(HumanDuration(12 * kSec + 400), "12s");
+  EXPECT_EQ(HumanDuration(3 * kMin + 5 * kSec), "3m05s");
+  EXPECT_EQ(HumanDuration(2 * kHour + 5 * kMin), "2h05m");
+  EXPECT_EQ(HumanDuration(76 * kHour), "3d04h");
+  EXPECT_EQ(HumanDuration(-5), "0ms");
+}
+
+TEST(Format, CostTokensOneLine) {
+  EXPECT_EQ(FormatCost(0), "$0.00");
+  EXPECT_EQ(FormatCost(1.234), "$1.23");
+  EXPECT_EQ(FormatCost(0.0042), "$0.0042");
+  EXPECT_EQ(FormatTokens(950), "950");
+  EXPECT_EQ(FormatTokens(12'345), "12.3k");
+  EXPECT_EQ(FormatTokens(4'560'000), "4.56M");
+  EXPECT_EQ(OneLine("  a\n\tb   c \n"), "a b c");
+  EXPECT_EQ(OneLine("abcdefghij", 5), "abcd…");
+  EXPECT_EQ(OneLine("abcde", 5), "abcde");
+  EXPECT_EQ(OneLine("ééééé", 3), "éé…");  // cut at code points, not bytes
+}
+
+TEST(Table, AlignsColumnsWithoutTrailingSpaces) {
+  Table t({"ID", "N", "NAME"});
+  t.AlignRight(1);
+  t.AddRow({"t1", "5", "short"});
+  t.AddRow({"t10", "120", "é-accented"});
+  EXPECT_EQ(t.Render(Style{}),
+            "ID     N  NAME\n"
+            "t1     5  short\n"
+            "t10  120  é-accented\n");
+}
+
+TEST(Table, ColourDoesNotShiftColumns) {
+  Table t({"A", "B"});
+  t.AddRow({"x", "y"}, {Color::kRed});
+  t.AddRow({"long", "z"});
+  Style color{.color = true};
+  std::string out = t.Render(color);
+  EXPECT_THAT(out, HasSubstr("\x1b[31mx\x1b[0m     y\n"));
+  EXPECT_THAT(out, HasSubstr("long  z\n"));
+  EXPECT_THAT(Table({"A"}).Render(Style{}), Not(HasSubstr("\x1b")));
+}
+
+TEST(WantColor, OnlyOnTerminalsAndNotWithNoColor) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ::unsetenv("NO_COLOR");
+  EXPECT_FALSE(WantColor(fds[1]));  // a pipe is not a terminal
+  ::setenv("NO_COLOR", "1", 1);
+  EXPECT_FALSE(WantColor(fds[1]));
+  ::unsetenv("NO_COLOR");
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+proto::TaskInfo TaskFixture(const std::string& id, proto::TaskState state,
+                            const std::string& title) {
+  proto::TaskInfo t;
+  t.id = id;
+  t.title = title;
+  t.state = state;
+  t.attempts = 1;
+  t.max_attempts = 3;
+  t.updated_at_ms = kNow - 3 * kMin;
+  t.created_at_ms = kNow - kHour;
+  t.cost_usd = 0.5;
+  return t;
+}
+
+TEST(RenderTaskList, GoldenTable) {
+  std::vector<proto::TaskInfo> tasks = {
+      TaskFixture("t1", proto::TaskState::kRunning, "Fix the flaky test"),
+      TaskFixture("t12", proto::TaskState::kBlocked, "Port the parser")};
+  tasks[1].priority = 10;
+  tasks[1].attempts = 3;
+  EXPECT_EQ(RenderTaskList(tasks, kNow, Style{}),
+            "ID   STATE    ATTEMPTS  PRI  UPDATED   COST  TITLE\n"
+            "t1   running       1/3    0  3m ago   $0.50  Fix the flaky test\n"
+            "t12  blocked       3/3   10  3m ago   $0.50  Port the parser\n");
+  EXPECT_EQ(RenderTaskList({}, kNow, Style{}), "no tasks\n");
+}
+
+TEST(RenderTaskList, OnlyTheTitleGivesWayToTheWidth) {
+  std::vector<proto::TaskInfo> tasks = {
+      TaskFixture("t-with-a-long-id", proto::TaskState::kReady, std::string(200, 'x'))};
+  Style narrow{.width = 80};
+  std::string out = RenderTaskList(tasks, kNow, narrow);
+  EXPECT_THAT(out, HasSubstr("t-with-a-long-id"));
+  EXPECT_THAT(out, HasSubstr("…"));
+  for (size_t pos = 0, next; (next = out.find('\n', pos)) != std::string::npos; pos = next + 1) {
+    EXPECT_LE(DisplayWidth(out.substr(pos, next - pos)), 80u);
+  }
+  Style wide{.wide = true, .width = 80};
+  EXPECT_THAT(RenderTaskList(tasks, kNow, wide), HasSubstr(std::string(200, 'x')));
+}
+
+TEST(RenderStatus, LiveWithChildrenPausesAndFailure) {
+  proto::StatusReply s;
+  s.pid = 4321;
+  s.version = "0.1.0";
+  s.state_dir = "/srv/.forge";
+  s.uptime_ms = 2 * kHour + 5 * kMin;
+  s.paused = true;
+  s.pause_reasons = {{"circuit", "5 consecutive failures", kNow + 4 * kMin}};
+  s.children = {{"worker", 100, "busy", "t7", 11, 2, 400, kNow - 3 * kMin - 5 * kSec, 0},
+                {"critic", 101, "idle", "", 0, 0, 800, 0, 2}};
+  s.queue = {{"pending", 1}, {"ready", 2}, {"running", 1}, {"done", 12}};
+  s.cost_today_usd = 1.5;
+  s.last_failure = proto::LastFailure{"t3", 2, "rejected", "make test: 2 failures", kNow - kMin};
+  EXPECT_EQ(RenderStatus(s, true, kNow, Style{}),
+            "supervisor   running  pid 4321  up 2h05m  version 0.1.0\n"
+            "state dir    /srv/.forge\n"
+            "dispatch     paused by circuit: 5 consecutive failures (until "
+            "2023-11-14T22:17:20.000Z, in 4m)\n"
+            "children\n"
+            "  ROLE    PID  STATE  TASK  ATTEMPT  HEARTBEAT  RUNTIME  RESTARTS\n"
+            "  worker  100  busy   t7          2  400ms ago  3m05s           0\n"
+            "  critic  101  idle   -           -  800ms ago  -               2\n"
+            "queue        pending 1  ready 2  running 1  reviewing 0  cooldown 0  done 12  "
+            "blocked 0  cancelled 0\n"
+            "cost today   $1.50\n"
+            "last failure t3 #2 rejected 1m ago: make test: 2 failures\n");
+}
+
+TEST(RenderStatus, OfflineSaysSo) {
+  proto::StatusReply s;
+  std::string out = RenderStatus(s, false, kNow, Style{});
+  EXPECT_THAT(out, HasSubstr("supervisor   not running (showing the database)\n"));
+  EXPECT_THAT(out, Not(HasSubstr("dispatch")));
+}
+
+TEST(RenderEventLine, Golden) {
+  proto::EventInfo e;
+  e.seq = 42;
+  e.ts_ms = kNow;
+  e.kind = "attempt.closed";
+  e.task_id = "t7";
+  e.attempt = 2;
+  e.payload = {{"outcome", "failed"}, {"error", "exit 1: boom"}, {"cost_usd", 0.25}};
+  EXPECT_EQ(RenderEventLine(e, Style{}),
+            "    42  2023-11-14T22:13:20.000Z  attempt.closed  t7  #2  cost_usd=0.25 "
+            "error=\"exit 1: boom\" outcome=failed");
+}
+
+TEST(RenderChange, SaysWhatChanged) {
+  EXPECT_EQ(RenderChange({"t1", "blocked", "ready", "retried by operator"}, Style{}),
+            "t1: blocked -> ready (retried by operator)");
+  EXPECT_EQ(RenderChange({"t1", "done", "done", ""}, Style{}), "t1: done (unchanged)");
+}
+
+TEST(RenderShow, FieldsLedgerReviewAndTimeline) {
+  proto::ShowReply show;
+  show.task = TaskFixture("t7", proto::TaskState::kBlocked, "Fix it");
+  show.task.brief = "line one\nline two";
+  show.task.repo = "/src/app";
+  show.task.base = "main";
+  show.task.branch = "forge/t7";
+  show.task.verify = {"make test"};
+  show.task.last_error = "same failure twice";
+  proto::AttemptInfo a;
+  a.n = 1;
+  a.outcome = "rejected";
+  a.started_at_ms = kNow - 10 * kMin;
+  a.ended_at_ms = kNow - 7 * kMin;
+  a.duration_ms = 3 * kMin;
+  a.cost_usd = 0.25;
+  a.tokens_in = 1200;
+  a.tokens_out = 3400;
+  a.num_turns = 7;
+  a.exit_code = 0;
+  a.error = "make test failed";
+  a.session_id = "sess-1";
+  a.verdict = "reject";
+  a.checks = {{"make test", 2, 0, 1500, false, false, "FAIL: test_x\n"}};
+  a.findings = {{"sev2", "tests", "x_test.cc", 12, "does not test the edge case"}};
+  proto::AttemptInfo lost = a;
+  lost.n = 2;
+  lost.outcome = "lost";
+  lost.counted = false;
+  lost.checks.clear();
+  lost.findings.clear();
+  lost.error = "heartbeat timeout";
+  show.attempts = {a, lost};
+  proto::EventInfo e;
+  e.seq = 3;
+  e.ts_ms = kNow - 10 * kMin;
+  e.kind = "task.submitted";
+  e.task_id = "t7";
+  show.timeline = {e};
+
+  std::string out = RenderShow(show, kNow, Style{});
+  EXPECT_THAT(out, HasSubstr("task         t7  Fix it\n"));
+  EXPECT_THAT(out, HasSubstr("state        blocked  (attempts 1/3)\n"));
+  EXPECT_THAT(out, HasSubstr("repo         /src/app @ main\n"));
+  EXPECT_THAT(out, HasSubstr("branch       forge/t7\n"));
+  EXPECT_THAT(out, HasSubstr("verify       make test\n"));
+  EXPECT_THAT(out, HasSubstr("brief\n  line one\n  line two\n"));
+  EXPECT_THAT(out, HasSubstr("  #  OUTCOME   STARTED  DURATION   COST  TOKENS IN/OUT  TURNS  EXIT  "
+                             "ERROR\n"
+                             "  1  rejected  10m ago     3m00s  $0.25  1.2k/3.4k          7  0     "
+                             "make test failed\n"
+                             "  2  lost*     10m ago     3m00s  $0.25  1.2k/3.4k          7  0     "
+                             "heartbeat timeout\n"));
+  EXPECT_THAT(out, HasSubstr("* not counted toward max attempts"));
+  EXPECT_THAT(out, HasSubstr("#1: session sess-1"));
+  EXPECT_THAT(out, HasSubstr("review of attempt 1: reject\n  FAIL  make test  (1s, exit 2)\n"
+                             "        FAIL: test_x\n"));
+  EXPECT_THAT(out, HasSubstr("  sev2  tests  x_test.cc:12  does not test the edge case\n"));
+  EXPECT_THAT(out, HasSubstr("timeline\n       3  2023-11-14T22:03:20.000Z  task.submitted  t7\n"));
+}
+
+}  // namespace
+}  // namespace forge::ctl

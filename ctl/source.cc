@@ -1,0 +1,144 @@
+#include "ctl/source.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "ctl/state.h"
+#include "supervisor/store/store.h"
+
+namespace forge::ctl {
+
+int64_t LocalMidnightMs(int64_t now_ms) {
+  time_t secs = static_cast<time_t>(now_ms / 1000);
+  tm local{};
+  localtime_r(&secs, &local);
+  local.tm_hour = local.tm_min = local.tm_sec = 0;
+  local.tm_isdst = -1;
+  return static_cast<int64_t>(mktime(&local)) * 1000;
+}
+
+namespace {
+
+class LiveSource final : public Source {
+ public:
+  explicit LiveSource(std::unique_ptr<ControlClient> client) : client_(std::move(client)) {}
+  bool live() const override { return true; }
+
+  Result<proto::StatusReply> Status() override {
+    FORGE_ASSIGN_OR_RETURN(json body, client_->Call("status"));
+    return ReadReply<proto::StatusReply>(body, "status");
+  }
+
+  Result<std::vector<proto::TaskInfo>> List(const proto::ListRequest& request) override {
+    json args = json::object();
+    if (request.state) args["state"] = std::string(proto::StateName(*request.state));
+    if (request.limit > 0) args["limit"] = request.limit;
+    FORGE_ASSIGN_OR_RETURN(json body, client_->Call("ls", args));
+    FORGE_ASSIGN_OR_RETURN(auto reply, ReadReply<proto::ListReply>(body, "ls"));
+    return std::move(reply.tasks);
+  }
+
+  Result<proto::ShowReply> Show(const std::string& id) override {
+    FORGE_ASSIGN_OR_RETURN(json body, client_->Call("show", json{{"id", id}}));
+    return ReadReply<proto::ShowReply>(body, "show");
+  }
+
+  Result<proto::EventsReply> Events(const proto::EventsRequest& request) override {
+    json args = {{"since", request.since}, {"limit", request.limit}};
+    if (!request.task_id.empty()) args["task_id"] = request.task_id;
+    if (!request.kind.empty()) args["kind"] = request.kind;
+    FORGE_ASSIGN_OR_RETURN(json body, client_->Call("events", args));
+    return ReadReply<proto::EventsReply>(body, "events");
+  }
+
+ private:
+  std::unique_ptr<ControlClient> client_;
+};
+
+class OfflineSource final : public Source {
+ public:
+  OfflineSource(std::unique_ptr<store::Store> store, std::string state_dir, const Clock* clock)
+      : store_(std::move(store)), state_dir_(std::move(state_dir)), clock_(clock) {}
+  bool live() const override { return false; }
+
+  // What the database alone can tell: no pid, no children, no pause reasons.
+  Result<proto::StatusReply> Status() override {
+    proto::StatusReply reply;
+    reply.state_dir = state_dir_;
+    FORGE_ASSIGN_OR_RETURN(reply.queue, store_->QueueCounts());
+    FORGE_ASSIGN_OR_RETURN(reply.cost_today_usd,
+                           store_->CostSince(LocalMidnightMs(clock_->WallMs())));
+    FORGE_ASSIGN_OR_RETURN(auto recent, store_->RecentAttempts(50));
+    for (const auto& a : recent) {
+      if (a.outcome.empty() || a.outcome == "passed") continue;
+      reply.last_failure = proto::LastFailure{a.task_id, a.n, a.outcome, a.error, a.ended_at_ms};
+      break;
+    }
+    return reply;
+  }
+
+  Result<std::vector<proto::TaskInfo>> List(const proto::ListRequest& request) override {
+    store::ListFilter filter;
+    filter.state = request.state;
+    filter.limit = request.limit;
+    return store_->ListTasks(filter);
+  }
+
+  Result<proto::ShowReply> Show(const std::string& id) override {
+    proto::ShowReply reply;
+    FORGE_ASSIGN_OR_RETURN(reply.task, store_->GetTask(id));
+    FORGE_ASSIGN_OR_RETURN(reply.attempts, store_->Attempts(id));
+    store::EventFilter filter;
+    filter.task_id = id;
+    filter.limit = 100000;
+    FORGE_ASSIGN_OR_RETURN(reply.timeline, store_->Events(filter));
+    return reply;
+  }
+
+  Result<proto::EventsReply> Events(const proto::EventsRequest& request) override {
+    store::EventFilter filter;
+    filter.since_seq = request.since;
+    filter.task_id = request.task_id;
+    filter.kind = request.kind;
+    filter.limit = request.limit;
+    proto::EventsReply reply;
+    FORGE_ASSIGN_OR_RETURN(reply.events, store_->Events(filter));
+    FORGE_ASSIGN_OR_RETURN(reply.last_seq, store_->LastEventSeq());
+    return reply;
+  }
+
+ private:
+  std::unique_ptr<store::Store> store_;
+  std::string state_dir_;
+  const Clock* clock_;
+};
+
+}  // namespace
+
+std::unique_ptr<Source> MakeLiveSource(std::unique_ptr<ControlClient> client) {
+  return std::make_unique<LiveSource>(std::move(client));
+}
+
+Result<std::unique_ptr<store::Store>> OpenStoreReadOnly(const std::string& state_dir) {
+  std::string db = DbPath(state_dir);
+  if (::access(db.c_str(), F_OK) != 0) {
+    return MakeError(
+        ErrorCode::kNotFound,
+        "no database at " + db + " (nothing was ever started with this state directory)");
+  }
+  store::StoreOptions options;
+  options.db_path = db;
+  options.read_only = true;
+  auto opened = store::Store::Open(options);
+  if (!opened.ok()) return opened.error().Wrap("opening " + db + " read-only");
+  return std::move(opened).value();
+}
+
+std::unique_ptr<Source> MakeOfflineSource(std::unique_ptr<store::Store> store,
+                                          std::string state_dir, const Clock* clock) {
+  return std::make_unique<OfflineSource>(std::move(store), std::move(state_dir), clock);
+}
+
+}  // namespace forge::ctl
