@@ -1,0 +1,224 @@
+// Hung, runaway and crashing agents and children; supervisor crash recovery.
+#include <dirent.h>
+
+#include <fstream>
+#include <set>
+
+#include "tests/integration/harness.h"
+
+namespace forge::itest {
+namespace {
+
+using proto::TaskState;
+
+// Live processes whose process group is pgid (from /proc).
+std::vector<pid_t> ProcessesInGroup(pid_t pgid) {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string state;
+    long ppid = 0, group = 0;
+    rest >> state >> ppid >> group;
+    if (group == pgid && state != "Z") out.push_back(pid);
+  }
+  ::closedir(d);
+  return out;
+}
+
+std::vector<pid_t> PidsFromFile(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<pid_t> out;
+  for (pid_t p; in >> p;) out.push_back(p);
+  return out;
+}
+
+TEST(Watchdog, SilentAgentIsStalled) {
+  ForgeOptions o;
+  o.stall_timeout = "500ms";
+  o.max_attempts = 1;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("hang_silent");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked));
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "stalled");
+  EXPECT_GE(attempts[0].duration_ms, 500);
+  EXPECT_TRUE(WaitFor([&] { return ProcessesInGroup(attempts[0].agent_pgid).empty(); }, 5000));
+}
+
+TEST(Watchdog, AgentThatPrintsForeverTimesOut) {
+  ForgeOptions o;
+  o.timeout = "1s";
+  o.stall_timeout = "500ms";
+  o.max_attempts = 1;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("print_forever");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked));
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "timed_out");
+  EXPECT_TRUE(WaitFor([&] { return ProcessesInGroup(attempts[0].agent_pgid).empty(); }, 5000));
+}
+
+TEST(Watchdog, AgentIgnoringSigtermIsKilledAfterKillGrace) {
+  ForgeOptions o;
+  o.timeout = "800ms";
+  o.kill_grace = "300ms";
+  o.max_attempts = 1;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("ignore_term");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked));
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "timed_out");
+  EXPECT_EQ(attempts[0].signal, SIGKILL) << attempts[0].error;
+  EXPECT_GE(attempts[0].duration_ms, 800 + 300 - 50);
+  EXPECT_LT(attempts[0].duration_ms, 800 + 300 + 2000);
+  auto pids = PidsFromFile(forge.fake_state() + "/ignore_term.pid");
+  ASSERT_EQ(pids.size(), 1u);
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pids[0]); }, 5000));
+}
+
+TEST(Watchdog, GrandchildrenHoldingPipesAreAllKilled) {
+  Forge forge;
+  forge.Start();
+  std::string id = forge.Submit("grandchildren");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
+  auto pids = PidsFromFile(forge.fake_state() + "/grandchildren.pids");
+  ASSERT_EQ(pids.size(), 2u);
+  for (pid_t p : pids) EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(p); }, 5000)) << p;
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_TRUE(ProcessesInGroup(attempts[0].agent_pgid).empty());
+}
+
+TEST(Watchdog, KilledWorkerMeansCrashedThenDoneByARespawnedWorker) {
+  ForgeOptions o;
+  o.workers = 1;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("slow_succeed", {{"FAKE_SLEEP", "1"}});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto a = forge.Attempts(id);
+        return !a.empty() && a[0].agent_pid != 0;
+      },
+      10'000));
+  auto first = forge.Attempts(id)[0];
+  ASSERT_EQ(::kill(static_cast<pid_t>(first.worker_pid), SIGKILL), 0);
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 2u);
+  EXPECT_EQ(attempts[0].outcome, "crashed");
+  EXPECT_FALSE(attempts[0].counted);
+  EXPECT_EQ(attempts[1].outcome, "passed");
+  EXPECT_NE(attempts[1].worker_pid, first.worker_pid);
+  EXPECT_TRUE(ProcessesInGroup(first.agent_pgid).empty());
+  EXPECT_TRUE(forge.HasEvent("", "child.exited"));
+  EXPECT_EQ(forge.Task(id).attempts, 1);  // the crash did not use an attempt
+}
+
+TEST(Watchdog, StoppedWorkerIsLostWithinHeartbeatTimeout) {
+  ForgeOptions o;
+  o.workers = 1;
+  o.heartbeat_timeout = "1s";
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("slow_succeed", {{"FAKE_SLEEP", "30"}});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto a = forge.Attempts(id);
+        return !a.empty() && a[0].agent_pid != 0;
+      },
+      10'000));
+  auto first = forge.Attempts(id)[0];
+  auto stopped_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(static_cast<pid_t>(first.worker_pid), SIGSTOP), 0);
+  ASSERT_TRUE(WaitFor([&] { return forge.Attempts(id).at(0).outcome == "lost"; }, 5000));
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - stopped_at)
+                     .count();
+  EXPECT_LE(elapsed, 1000 + 1000 + 250) << "lost after " << elapsed << " ms";
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(static_cast<pid_t>(first.worker_pid)); }, 5000));
+  EXPECT_TRUE(WaitFor([&] { return ProcessesInGroup(first.agent_pgid).empty(); }, 5000));
+  EXPECT_EQ(forge.Task(id).attempts, 0);
+  // Requeued and picked up by the respawned worker.
+  ASSERT_TRUE(WaitFor([&] { return forge.Attempts(id).size() == 2; }, 10'000));
+}
+
+TEST(Watchdog, SupervisorKilledMidRunRecoversEverythingOnRestart) {
+  Forge forge;
+  forge.Start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(forge.Submit("slow_succeed", {{"FAKE_SLEEP", "2"}}));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        int started = 0;
+        for (const auto& id : ids) {
+          auto a = forge.Attempts(id);
+          started += !a.empty() && a.back().agent_pid != 0 && a.back().ended_at_ms == 0;
+        }
+        return started == 2;
+      },
+      10'000));
+  std::vector<pid_t> first_run_groups;
+  for (const auto& id : ids) {
+    for (const auto& a : forge.Attempts(id)) {
+      if (a.agent_pgid != 0) first_run_groups.push_back(static_cast<pid_t>(a.agent_pgid));
+    }
+  }
+  ASSERT_EQ(first_run_groups.size(), 2u);
+  forge.Signal(SIGKILL);
+  forge.Start();
+  for (pid_t g : first_run_groups) {
+    EXPECT_TRUE(WaitFor([&] { return ProcessesInGroup(g).empty(); }, 5000))
+        << "agent group " << g << " left over from the first run";
+  }
+  for (const auto& id : ids) {
+    ASSERT_TRUE(forge.WaitState(id, TaskState::kDone, 30'000)) << id;
+    int passed = 0, recovered = 0;
+    for (const auto& a : forge.Attempts(id)) {
+      EXPECT_NE(a.ended_at_ms, 0) << id << " #" << a.n << " left open";
+      passed += a.outcome == "passed";
+      recovered += a.outcome == "recovered";
+    }
+    EXPECT_EQ(passed, 1) << id << " done more than once";
+  }
+  EXPECT_EQ(forge.Events("", "attempt.ended").size(), forge.Runs().size());
+}
+
+TEST(Watchdog, WorkerCrashingOnEveryDispatchBlocksTheTaskAndThrottlesRespawns) {
+  ForgeOptions o;
+  o.max_infra_retries = 6;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("crash_worker");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked, 30'000));
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 7u);
+  for (const auto& a : attempts) EXPECT_EQ(a.outcome, "crashed");
+  auto blocked = forge.Events(id, "task.blocked");
+  ASSERT_EQ(blocked.size(), 1u);
+  EXPECT_NE(blocked[0].payload.dump().find("max_infra_retries"), std::string::npos);
+  EXPECT_TRUE(forge.HasEvent("", "child.respawn_delayed"));
+  json status = forge.Status();
+  ASSERT_TRUE(status.contains("pid")) << "supervisor must still answer";
+  // Healthy: a good task still gets done once the throttled workers are back.
+  std::string good = forge.Submit("succeed");
+  EXPECT_TRUE(forge.WaitState(good, TaskState::kDone, 30'000));
+}
+
+}  // namespace
+}  // namespace forge::itest
