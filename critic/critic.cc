@@ -295,7 +295,7 @@ void Critic::Abort(const std::string& why) {
   spdlog::warn("exiting: {}", why);
   exit_ = true;
   if (!review_) return;
-  if (review_->job) review_->job->Kill();
+  if (review_->job) proto::KillAndReap(*review_->job, 1000);
   proto::KillOrphans();
   Reply("error", why);  // best effort: the supervisor may be gone
   exit_ = true;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -122,6 +123,28 @@ std::vector<std::pair<pid_t, ExitStatus>> ReapAll() {
     out.emplace_back(pid, ExitStatus::FromWaitStatus(status));
   }
   return out;
+}
+
+void KillAndReap(ChildJob& job, int64_t timeout_ms) {
+  if (job.exited()) return;
+  job.Kill();
+  timespec start{};
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  while (true) {
+    int status = 0;
+    pid_t r = waitpid(job.pid(), &status, WNOHANG);
+    if (r == job.pid()) {
+      job.OnExit(ExitStatus::FromWaitStatus(status));
+      return;
+    }
+    if (r < 0 && errno != EINTR) return;
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+    if (elapsed >= timeout_ms) return;
+    // SIGKILL takes effect within microseconds; this wait is a bounded exit path only.
+    usleep(1000);
+  }
 }
 
 namespace {

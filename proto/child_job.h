@@ -78,6 +78,11 @@ class ChildJob {
 // Reaps every child that has exited (a subreaper also gets orphans here), without blocking.
 std::vector<std::pair<pid_t, ExitStatus>> ReapAll();
 
+// Kills the job's group and waits (up to timeout_ms) to reap its leader, for
+// a child about to exit: a zombie left behind would be reaped by init, which
+// may take its time.
+void KillAndReap(ChildJob& job, int64_t timeout_ms);
+
 // SIGKILLs every live process whose parent is this process: the orphans a
 // subreaper inherited from an agent that put them in another process group.
 // Returns how many were signalled.

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/redact.h"
+
 namespace forge::worker {
 namespace {
 
@@ -44,10 +46,36 @@ Result<std::unique_ptr<OutputCapture>> OutputCapture::Open(const std::string& pa
   return c;
 }
 
+void OutputCapture::SetSecrets(std::vector<std::string> secrets) {
+  secrets_.clear();
+  hold_bytes_ = 0;
+  for (auto& s : secrets) {
+    if (s.size() < 4) continue;  // RedactText ignores shorter values too
+    hold_bytes_ = std::max(hold_bytes_, s.size() - 1);
+    secrets_.push_back(std::move(s));
+  }
+}
+
 Status OutputCapture::Append(std::string_view data, int64_t now_ms) {
   if (data.empty()) return Status::Ok();
   last_output_ms_ = now_ms;
   total_bytes_ += static_cast<int64_t>(data.size());
+  if (secrets_.empty()) return Emit(data);
+  held_.append(data);
+  std::string text = RedactText(std::move(held_), secrets_);
+  size_t hold = std::min(text.size(), hold_bytes_);
+  held_ = text.substr(text.size() - hold);
+  return Emit(std::string_view(text).substr(0, text.size() - hold));
+}
+
+Status OutputCapture::Flush() {
+  std::string rest = RedactText(std::move(held_), secrets_);
+  held_.clear();
+  return Emit(rest);
+}
+
+Status OutputCapture::Emit(std::string_view data) {
+  if (data.empty()) return Status::Ok();
   tail_.append(data);
   if (tail_.size() > 2 * kTailBytes) tail_.erase(0, tail_.size() - kTailBytes);
   TrackLines(data);

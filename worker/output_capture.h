@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/fd.h"
 #include "common/result.h"
@@ -25,9 +26,17 @@ class OutputCapture {
   static Result<std::unique_ptr<OutputCapture>> Open(const std::string& path,
                                                      size_t max_bytes = kDefaultMaxBytes);
 
+  // Values replaced by [redacted] in everything kept (file, tail, last line).
+  // A secret split across two Append calls is still caught: the last
+  // (longest secret - 1) bytes are held back until more output or Flush().
+  void SetSecrets(std::vector<std::string> secrets);
+
   // Appends output read at monotonic time now_ms. A write error is returned
   // once and then output is only kept in memory (the agent keeps running).
   Status Append(std::string_view data, int64_t now_ms);
+
+  // Writes out what redaction held back; call when the output has ended.
+  Status Flush();
 
   int64_t last_output_ms() const { return last_output_ms_; }  // -1: no output yet
   const std::string& last_line() const { return last_line_; }
@@ -39,6 +48,7 @@ class OutputCapture {
 
  private:
   OutputCapture() = default;
+  Status Emit(std::string_view data);
   Status Write(std::string_view data);
   Status TrimFile();
   void TrackLines(std::string_view data);
@@ -50,6 +60,9 @@ class OutputCapture {
   int64_t file_bytes_ = 0;
   int64_t total_bytes_ = 0;
   int64_t last_output_ms_ = -1;
+  std::vector<std::string> secrets_;
+  size_t hold_bytes_ = 0;
+  std::string held_;
   std::string partial_line_;
   std::string last_line_;
   std::string tail_;

@@ -68,6 +68,21 @@ TEST_F(OutputCaptureTest, OneHugeChunkKeepsItsTail) {
   EXPECT_EQ(log.substr(log.size() - 4), "END\n");
 }
 
+TEST_F(OutputCaptureTest, SecretsAreRedactedEvenWhenSplitAcrossReads) {
+  auto c = OutputCapture::Open(dir_ + "/1.log");
+  ASSERT_TRUE(c.ok());
+  (*c)->SetSecrets({"hunter2-secret", "abc"});  // "abc": too short to redact
+  ASSERT_TRUE((*c)->Append("token is hunt", 1).ok());
+  ASSERT_TRUE((*c)->Append("er2-sec", 2).ok());
+  ASSERT_TRUE((*c)->Append("ret; abc\nhunter2-secret\n", 3).ok());
+  ASSERT_TRUE((*c)->Append("end hunter2", 4).ok());
+  ASSERT_TRUE((*c)->Flush().ok());
+  std::string log = ReadAll(dir_ + "/1.log");
+  EXPECT_EQ(log, "token is [redacted]; abc\n[redacted]\nend hunter2");
+  EXPECT_EQ((*c)->last_line(), "[redacted]");
+  EXPECT_THAT((*c)->tail(), ::testing::Not(HasSubstr("hunter2-secret")));
+}
+
 TEST_F(OutputCaptureTest, MissingDirectoryIsAnErrorNamingThePath) {
   auto c = OutputCapture::Open(dir_ + "/nope/1.log");
   ASSERT_FALSE(c.ok());

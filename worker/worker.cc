@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/redact.h"
 
 namespace forge::worker {
 namespace {
@@ -169,6 +170,12 @@ Result<PreparedAttempt> Worker::Prepare(const proto::Dispatch& d) const {
   extra["FORGE_ATTEMPT"] = std::to_string(d.n);
   extra["FORGE_PROMPT_FILE"] = p.prompt_path;
   p.env = BuildEnvironment(pass, extra);
+  for (const auto& kv : p.env) {
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos && IsSecretName(kv.substr(0, eq)) && eq + 1 < kv.size()) {
+      p.secrets.push_back(kv.substr(eq + 1));
+    }
+  }
   FORGE_RETURN_IF_ERROR(CheckBinary(p.argv[0], p.env));
   return p;
 }
@@ -204,6 +211,7 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     return;
   }
   a->capture = std::move(capture).value();
+  a->capture->SetSecrets(a->prepared.secrets);
 
   SpawnOptions spawn;
   spawn.argv = a->prepared.argv;
@@ -322,6 +330,7 @@ void Worker::FinishAttempt() {
   Attempt& a = *attempt_;
   int orphans = proto::KillOrphans();
   if (orphans > 0) spdlog::info("killed {} orphaned agent process(es)", orphans);
+  (void)a.capture->Flush();
   proto::Result r;
   r.attempt_id = a.dispatch.attempt_id;
   r.duration_ms = NowMs() - a.started_ms;
@@ -333,6 +342,8 @@ void Worker::FinishAttempt() {
     r.outcome = a.stop_outcome;
     r.error = a.stop_error;
   }
+  // The parser saw the raw output; what leaves the worker is redacted.
+  r.error = RedactText(r.error, a.prepared.secrets);
   spdlog::info("attempt {}: {} ({})", r.attempt_id, r.outcome, a.job->status().ToString());
   attempt_.reset();
   link_.SetAttempt(std::nullopt);
@@ -345,7 +356,7 @@ void Worker::Abort(const std::string& why) {
   spdlog::warn("exiting: {}", why);
   exit_ = true;
   if (!attempt_) return;
-  attempt_->job->Kill();
+  proto::KillAndReap(*attempt_->job, 1000);
   proto::KillOrphans();
   proto::Result r;
   r.attempt_id = attempt_->dispatch.attempt_id;
@@ -353,6 +364,7 @@ void Worker::Abort(const std::string& why) {
   r.error = why;
   r.duration_ms = NowMs() - attempt_->started_ms;
   r.log_path = attempt_->prepared.log_path;
+  (void)attempt_->capture->Flush();
   r.output_tail = TailText(attempt_->capture->tail());
   attempt_.reset();
   (void)link_.Send(r);  // best effort: the supervisor may be gone

@@ -35,6 +35,7 @@ struct PreparedAttempt {
   std::string prompt;
   std::string log_path;
   std::string prompt_path;
+  std::vector<std::string> secrets;  // values redacted from the log and the result
 };
 
 class Worker {

@@ -346,6 +346,20 @@ TEST_F(WorkerTest, ClaudeProfileResultLandsInTheResult) {
             "--fake-flag -p --output-format json --model opus --allowedTools Edit\n");
 }
 
+TEST_F(WorkerTest, SecretEnvValuesNeverReachTheLogOrResult) {
+  auto d = MakeDispatch("echo \"the key is $MY_API_KEY\"\necho \"$MY_API_KEY\" >&2\nexit 1\n");
+  d.agent.env = {{"MY_API_KEY", "sk-very-secret-value"}};
+  auto r = Run(d);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "failed");
+  std::string log = ReadAll(d.log_path);
+  EXPECT_THAT(log, HasSubstr("the key is [redacted]"));
+  EXPECT_THAT(log, Not(HasSubstr("sk-very-secret-value")));
+  EXPECT_THAT(r->output_tail, Not(HasSubstr("sk-very-secret-value")));
+  EXPECT_THAT(r->error, Not(HasSubstr("sk-very-secret-value")));
+  EXPECT_THAT(r->error, HasSubstr("[redacted]"));
+}
+
 class WorkerEnvTest : public WorkerTest {
  protected:
   void SetUp() override {
