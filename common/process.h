@@ -26,7 +26,9 @@ struct SpawnOptions {
   std::vector<std::string> env;             // "K=V" entries; the child's whole environment
   std::string cwd;                          // empty: inherit
   bool new_process_group = true;            // setpgid(0, 0): pgid == pid
-  bool die_with_parent = true;              // PR_SET_PDEATHSIG(SIGKILL)
+  // PR_SET_PDEATHSIG(SIGKILL). Note: the kernel ties it to the *thread* that
+  // called Spawn, so spawn from a thread that lives as long as the child should.
+  bool die_with_parent = true;
   Stdio stdin_mode = Stdio::kNull;
   Stdio stdout_mode = Stdio::kPipe;
   Stdio stderr_mode = Stdio::kPipe;
@@ -38,7 +40,7 @@ struct SpawnedProcess {
   pid_t pid = -1;
   pid_t pgid = -1;
   int64_t start_time = 0;  // /proc/<pid>/stat starttime: (pid, start_time) names a process uniquely
-  UniqueFd stdin_fd;       // write end, when stdin_mode == kPipe
+  UniqueFd stdin_fd;       // write end, when stdin_mode == kPipe (non-blocking, close-on-exec)
   UniqueFd stdout_fd;      // read end, when stdout_mode == kPipe (non-blocking, close-on-exec)
   UniqueFd stderr_fd;      // read end, when stderr_mode == kPipe and !merge_stderr
 };
@@ -57,7 +59,9 @@ struct ExitStatus {
   static ExitStatus FromWaitStatus(int status);
 };
 
-// Non-blocking waitpid: nullopt while still running.
+// Non-blocking waitpid: nullopt while still running. A pid that is not (or no
+// longer) our child reports ExitStatus{} (exit_code -1, signal 0), so callers
+// polling for an exit never spin forever.
 std::optional<ExitStatus> TryReap(pid_t pid);
 // Blocking waitpid.
 ExitStatus Reap(pid_t pid);
@@ -65,9 +69,12 @@ ExitStatus Reap(pid_t pid);
 // Signals a process group; ESRCH (already gone) is not an error.
 Status KillGroup(pid_t pgid, int sig);
 
-// Start time of a live process from /proc/<pid>/stat, nullopt if gone.
+// Start time of a process from /proc/<pid>/stat (field 22, clock ticks since
+// boot; parsed after the last ')' so odd command names are safe), nullopt if
+// gone. A zombie still has one.
 std::optional<int64_t> ProcessStartTime(pid_t pid);
 // True if pid is alive AND its start time is start_time (so never a reused pid).
+// A zombie counts as dead: it has finished and only awaits reaping.
 bool IsSameProcess(pid_t pid, int64_t start_time);
 
 // Runs argv to completion collecting stdout+stderr (for short helper commands
