@@ -112,6 +112,12 @@ store::Close Decide(const TaskRetryState& task, const AttemptEnd& end, const Pol
     c.reason = std::string(proto::OutcomeName(end.outcome)) + ": requeued without using an attempt";
     return c;
   }
+  if (end.rate_limited && end.retryable) {
+    c.counted = false;
+    c.next_state = proto::TaskState::kReady;
+    c.reason = "rate limited: requeued without using an attempt";
+    return c;
+  }
   c.fingerprint = Fingerprint(end);
   if (!end.retryable) return Blocked(std::move(c), "not retryable: " + end.error);
   if (config.task_usd > 0 && task.cost_usd >= config.task_usd) {

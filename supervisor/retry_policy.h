@@ -7,6 +7,7 @@
 //   lost / crashed / recovered    -> ready, not counted, unless the task has
 //                                    used max_infra_retries -> blocked
 //   cancelled                     -> ready, not counted (shutdown, not the task's fault)
+//   rate limited (and retryable)  -> ready, not counted (the loop pauses dispatch instead)
 //   non-retryable                 -> blocked
 //   task budget spent             -> blocked
 //   same fingerprint as the last  -> blocked "same failure twice"
@@ -44,6 +45,7 @@ struct AttemptEnd {
   std::string verdict;
   std::string commit;
   bool retryable = true;
+  bool rate_limited = false;  // the agent hit a rate limit: not the task's fault
 };
 
 struct PolicyConfig {

@@ -145,6 +145,14 @@ TEST(RetryPolicy, CancelledRequeuesUncountedWithoutLimit) {
   EXPECT_FALSE(c.counted);
 }
 
+TEST(RetryPolicy, RateLimitedRequeuesUncounted) {
+  AttemptEnd e = Failure("api_error_status 429");
+  e.rate_limited = true;
+  auto c = Decide(State(2, 3, 0, Fingerprint(e)), e, Cfg(), kNow, Fixed(0.5));
+  EXPECT_EQ(c.next_state, TaskState::kReady);
+  EXPECT_FALSE(c.counted);
+}
+
 TEST(RetryPolicy, TaskBudgetBlocks) {
   PolicyConfig cfg = Cfg();
   cfg.task_usd = 1.0;

@@ -610,6 +610,7 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
                                                               : m.error;
   end.output_tail = m.output_tail;
   end.retryable = m.retryable;
+  end.rate_limited = m.rate_limited;
   CloseAttempt(attempt_id, end);
 }
 
@@ -725,7 +726,8 @@ void Supervisor::CloseAttempt(int64_t attempt_id, AttemptEnd end) {
         proto::LastFailure{task->id, attempt->n, std::string(proto::OutcomeName(end.outcome)),
                            end.error, clock_.WallMs()};
   }
-  if (!stopping_) guards_.OnAttemptClosed(end.outcome);
+  // A rate limit says nothing about the agent's work: the rate-limit pause handles it.
+  if (!stopping_ && !end.rate_limited) guards_.OnAttemptClosed(end.outcome);
   RefreshCostToday();
   RefreshNextDue();
   FlushGuardEvents();

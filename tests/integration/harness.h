@@ -81,7 +81,8 @@ class Forge {
   ~Forge();
 
   // Starts forge-supervisor --foreground and waits until it answers status.
-  void Start();
+  // wait_children: also wait until every child said hello (idle).
+  void Start(bool wait_children = true);
   // Signals the supervisor and waits for it to exit; returns its exit status.
   ExitStatus Signal(int sig, int64_t timeout_ms = 30'000);
   void Rewrite(const ForgeOptions& options);  // rewrites forge.yaml (for SIGHUP)

@@ -140,7 +140,7 @@ inline void Forge::Rewrite(const ForgeOptions& options) {
   std::ofstream(config_path_) << ConfigYaml(options_);
 }
 
-inline void Forge::Start() {
+inline void Forge::Start(bool wait_children) {
   SpawnOptions o;
   o.argv = {BinPath("forge-supervisor"),
             "start",
@@ -169,6 +169,7 @@ inline void Forge::Start() {
       },
       15'000);
   ASSERT_TRUE(up) << "supervisor did not answer status\n" << SupervisorLog();
+  if (!wait_children) return;
   // Children up too, so tests start from a known pool.
   ASSERT_TRUE(WaitFor(
       [&] {

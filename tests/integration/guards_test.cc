@@ -1,0 +1,163 @@
+// Loop guards end to end: circuit breaker, rate-limit pause, daily budget,
+// operator pause; SIGTERM graceful shutdown.
+#include <fstream>
+
+#include "tests/integration/harness.h"
+
+namespace forge::itest {
+namespace {
+
+using proto::TaskState;
+
+bool PausedBy(Forge& forge, const std::string& kind) {
+  json s = forge.Status();
+  for (const auto& p : s.value("pause_reasons", json::array())) {
+    if (p.value("kind", "") == kind) return true;
+  }
+  return false;
+}
+
+TEST(LoopGuards, CircuitBreakerTripsHalfOpensAndClosesOnAPass) {
+  ForgeOptions o;
+  o.circuit_failures = 3;
+  o.circuit_cooldown = "1s";
+  o.max_attempts = 1;
+  Forge forge(o);
+  forge.Start();
+  std::vector<std::string> bad;
+  for (int i = 0; i < 3; ++i) bad.push_back(forge.Submit("fail_different"));
+  for (const auto& id : bad) ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked));
+  ASSERT_TRUE(WaitFor([&] { return PausedBy(forge, "circuit"); }, 2000)) << forge.Status().dump();
+  auto opened = std::chrono::steady_clock::now();
+  std::string good = forge.Submit("succeed");
+  // While open nothing is dispatched.
+  EXPECT_EQ(forge.Task(good).state, TaskState::kReady);
+  ASSERT_TRUE(forge.WaitState(good, TaskState::kDone, 10'000));
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - opened)
+                    .count();
+  EXPECT_GE(waited, 800) << "the probe went before the cooldown";
+  EXPECT_TRUE(WaitFor([&] { return !PausedBy(forge, "circuit"); }, 2000));
+  auto paused = forge.Events("", "dispatch.paused");
+  auto resumed = forge.Events("", "dispatch.resumed");
+  ASSERT_FALSE(paused.empty());
+  EXPECT_EQ(paused[0].payload["kind"], "circuit");
+  ASSERT_FALSE(resumed.empty());
+  EXPECT_EQ(resumed.back().payload["kind"], "circuit");
+}
+
+TEST(LoopGuards, RateLimitPausesDispatchUntilResumed) {
+  ForgeOptions o;
+  o.profile = "claude";
+  o.workers = 1;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("rate_limit", {{"FAKE_FAILS", "1"}});
+  ASSERT_TRUE(WaitFor([&] { return PausedBy(forge, "rate_limit"); }, 10'000))
+      << forge.Status().dump();
+  json status = forge.Status();
+  int64_t until = 0;
+  for (const auto& p : status["pause_reasons"]) {
+    if (p["kind"] == "rate_limit") until = proto::TimeFromJson(p["until"]);
+  }
+  // No reset reported: 60 s backoff.
+  EXPECT_GT(until, SystemClock::Get().WallMs() + 50'000);
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_FALSE(attempts[0].counted) << "a rate limit is not the task's fault";
+  EXPECT_EQ(forge.Task(id).state, TaskState::kReady);
+  // Paused: the requeued task is not dispatched.
+  EXPECT_FALSE(WaitFor([&] { return forge.Attempts(id).size() > 1; }, 300));
+  ASSERT_TRUE(forge.ctl().Call("resume").ok());
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
+  EXPECT_TRUE(forge.HasEvent("", "dispatch.resumed"));
+}
+
+TEST(LoopGuards, DailyBudgetTripsAndRecoversWhenRaised) {
+  ForgeOptions o;
+  o.profile = "claude";
+  o.workers = 1;
+  o.daily_usd = 1.0;
+  Forge forge(o);
+  forge.Start();
+  std::string a = forge.Submit("cost", {{"FAKE_COST", "0.6"}});
+  ASSERT_TRUE(forge.WaitState(a, TaskState::kDone));
+  EXPECT_FALSE(PausedBy(forge, "budget"));
+  std::string b = forge.Submit("cost", {{"FAKE_COST", "0.6"}});
+  ASSERT_TRUE(forge.WaitState(b, TaskState::kDone));
+  ASSERT_TRUE(WaitFor([&] { return PausedBy(forge, "budget"); }, 2000)) << forge.Status().dump();
+  EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 1.2, 1e-6);
+  std::string c = forge.Submit("cost", {{"FAKE_COST", "0.1"}});
+  EXPECT_FALSE(WaitFor([&] { return forge.Task(c).state != TaskState::kReady; }, 300));
+  ASSERT_TRUE(forge.ctl().Call("resume").ok());  // an operator resume does not lift it
+  EXPECT_TRUE(PausedBy(forge, "budget"));
+  o.daily_usd = 10.0;
+  forge.Rewrite(o);
+  ::kill(forge.pid(), SIGHUP);
+  ASSERT_TRUE(forge.WaitState(c, TaskState::kDone));
+  EXPECT_TRUE(forge.HasEvent("", "config.reloaded"));
+}
+
+TEST(LoopGuards, OperatorPauseAndResume) {
+  Forge forge;
+  forge.Start();
+  auto p = forge.ctl().Call("pause", json{{"reason", "maintenance"}});
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE((*p)["paused"].get<bool>());
+  std::string id = forge.Submit("succeed");
+  EXPECT_FALSE(WaitFor([&] { return forge.Task(id).state != TaskState::kReady; }, 300));
+  ASSERT_TRUE(forge.ctl().Call("resume").ok());
+  EXPECT_TRUE(forge.WaitState(id, TaskState::kDone));
+}
+
+TEST(LoopGuards, BadConfigOnSighupKeepsTheOldOne) {
+  Forge forge;
+  forge.Start();
+  { std::ofstream(forge.dir() + "/forge.yaml") << "workers: [oops\n"; }
+  ::kill(forge.pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return forge.HasEvent("", "config.reload_failed"); }, 5000));
+  std::string id = forge.Submit("succeed");
+  EXPECT_TRUE(forge.WaitState(id, TaskState::kDone));
+}
+
+TEST(Shutdown, SigtermWithAttemptsInFlightIsGracefulAndComplete) {
+  ForgeOptions o;
+  o.shutdown_grace = "1s";
+  o.kill_grace = "300ms";
+  Forge forge(o);
+  forge.Start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) ids.push_back(forge.Submit("slow_succeed", {{"FAKE_SLEEP", "30"}}));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        int started = 0;
+        for (const auto& id : ids) {
+          auto a = forge.Attempts(id);
+          started += !a.empty() && a[0].agent_pid != 0;
+        }
+        return started == 2;
+      },
+      10'000));
+  std::vector<pid_t> agents;
+  for (const auto& id : ids) agents.push_back(static_cast<pid_t>(forge.Attempts(id)[0].agent_pid));
+  auto t0 = std::chrono::steady_clock::now();
+  ExitStatus st = forge.Signal(SIGTERM, 10'000);
+  auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  EXPECT_EQ(st.exit_code, 0) << st.ToString();
+  EXPECT_LE(took, 1000 + 300 + 700) << "shutdown took " << took << " ms";
+  for (pid_t a : agents) EXPECT_FALSE(ProcessAlive(a)) << a;
+  for (const auto& id : ids) {
+    auto attempts = forge.Attempts(id);
+    ASSERT_EQ(attempts.size(), 1u);
+    EXPECT_EQ(attempts[0].outcome, "cancelled");
+    EXPECT_FALSE(attempts[0].counted);
+    EXPECT_EQ(forge.Task(id).state, TaskState::kReady);
+  }
+  EXPECT_TRUE(forge.HasEvent("", "supervisor.stopping"));
+  EXPECT_TRUE(forge.HasEvent("", "supervisor.stopped"));
+}
+
+}  // namespace
+}  // namespace forge::itest
