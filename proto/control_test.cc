@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "proto/test_fixtures.h"
 
 namespace forge::proto {
@@ -218,6 +220,53 @@ TEST(ControlReplies, MalformedReplies) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kInternal);
   EXPECT_THAT(r.error().message, HasSubstr("unknown error code 'weird'"));
+}
+
+// Operator input and replies from a possibly broken peer never crash the
+// decoders, and whatever decodes can be read as every request type without
+// throwing.
+TEST(ControlFuzz, MutatedRequestsAndRepliesNeverCrash) {
+  std::vector<std::string> seeds = {
+      EncodeControlRequest("submit", json(SubmitRequest{{FullSubmitTask("a")}})),
+      EncodeControlRequest("ls", json{{"state", "ready"}, {"limit", 3}}),
+      EncodeOk(json(ShowReply{FullTask(), {FullAttempt(1)}, {FullEvent(1)}})),
+      EncodeOk(json(FullStatus())),
+      EncodeError(MakeError(ErrorCode::kNotFound, "no task")),
+  };
+  std::mt19937 rng(4242);
+  int decoded = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string m = seeds[rng() % seeds.size()];
+    for (int e = 0, n = 1 + static_cast<int>(rng() % 3); e < n && !m.empty(); ++e) {
+      size_t pos = rng() % m.size();
+      switch (rng() % 3) {
+        case 0:
+          m[pos] = static_cast<char>(rng() % 256);
+          break;
+        case 1:
+          m.erase(pos, 1 + rng() % 6);
+          break;
+        case 2:
+          m.insert(pos, std::string(1, "{}[]\":,0an"[rng() % 11]));
+          break;
+      }
+    }
+    auto req = DecodeControlRequest(m);
+    if (req.ok()) {
+      ++decoded;
+      (void)ReadAs<SubmitRequest>(req->args);
+      (void)ReadAs<ListRequest>(req->args);
+      (void)ReadAs<IdRequest>(req->args);
+      (void)ReadAs<EventsRequest>(req->args);
+    }
+    auto reply = DecodeReply(m);
+    if (reply.ok()) {
+      ++decoded;
+      (void)ReadAs<ShowReply>(*reply);
+      (void)ReadAs<StatusReply>(*reply);
+    }
+  }
+  EXPECT_GT(decoded, 0);
 }
 
 }  // namespace
