@@ -907,9 +907,9 @@ TEST_F(StoreTest, ReadOnlyOpenReadsButNeverWrites) {
   EXPECT_NE(sqlite3_exec(reader->raw(), "DELETE FROM tasks", nullptr, nullptr, nullptr), SQLITE_OK);
   // A reader in the middle of a read transaction does not block the writer,
   // and sees the writes once it starts a new one.
-  ASSERT_EQ(sqlite3_exec(reader->raw(), "BEGIN; SELECT COUNT(*) FROM tasks;", nullptr, nullptr,
-                         nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(reader->raw(), "BEGIN; SELECT COUNT(*) FROM tasks;", nullptr, nullptr, nullptr),
+      SQLITE_OK);
   Finish(*writer, ids[0]);
   ASSERT_EQ(sqlite3_exec(reader->raw(), "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
   EXPECT_EQ(StateOf(*reader, ids[0]), TaskState::kDone);
