@@ -572,7 +572,7 @@ Status Store::CloseAttempt(int64_t attempt_id, const Close& close) {
 
 // The attempt's final `counted` is close.counted: the task's attempts counter
 // is corrected by the difference from what the lease assumed, and an
-// uncounted close is an infra retry.
+// uncounted close with an infra outcome is an infra retry.
 Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow& t) {
   int64_t now = Now();
   AttemptInfo& info = a.info;
@@ -616,7 +616,8 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
                    "'' THEN last_fingerprint ELSE ? END, not_before = ?, finished_at = ?, "
                    "commit_id = CASE WHEN ? = '' THEN commit_id ELSE ? END WHERE seq = ?"));
   int64_t not_before = next == TaskState::kCooldown ? close.not_before_ms : 0;
-  FORGE_RETURN_IF_ERROR(up.Bind(delta, close.counted ? 0 : 1, last_error, close.fingerprint,
+  bool infra = !close.counted && proto::IsInfraOutcome(close.outcome);
+  FORGE_RETURN_IF_ERROR(up.Bind(delta, infra ? 1 : 0, last_error, close.fingerprint,
                                 close.fingerprint, not_before, settled ? now : int64_t{0},
                                 close.commit, close.commit, t.seq)
                             .Run());

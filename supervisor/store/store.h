@@ -70,8 +70,10 @@ struct Lease {
 // Lease.counted. CloseAttempt's Close.counted is final: the task's attempts
 // counter is corrected by the difference (a counted lease closed uncounted
 // gives its attempt back; an uncounted lease closed counted takes one), and
-// an uncounted close increments infra_retries. So after every close,
-// attempts == closed counted attempts (+1 while a counted lease is open).
+// an uncounted close with an infra outcome (lost, crashed, recovered)
+// increments infra_retries; other uncounted closes (cancelled at shutdown,
+// rate limits) increment neither. So after every close, attempts == closed
+// counted attempts (+1 while a counted lease is open).
 
 // The worker's report, recorded on the open attempt.
 struct AgentReport {

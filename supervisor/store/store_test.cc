@@ -422,6 +422,17 @@ TEST_F(StoreTest, UncountedCloseIsAnInfraRetryNotAnAttempt) {
   EXPECT_EQ(t->total_attempts, 1);
   EXPECT_FALSE(s->GetAttempt(a.id)->counted);
 
+  // Uncounted but not an infra failure (shutdown): neither counter moves.
+  AttemptInfo shutdown = MustLease(*s, ids[0]);
+  Close cancelled;
+  cancelled.outcome = Outcome::kCancelled;
+  cancelled.next_state = TaskState::kReady;
+  cancelled.counted = false;
+  ASSERT_TRUE(s->CloseAttempt(shutdown.id, cancelled).ok());
+  t = s->GetTask(ids[0]);
+  EXPECT_EQ(t->attempts, 0);
+  EXPECT_EQ(t->infra_retries, 1);
+
   // An uncounted lease that then fails for real is counted at close.
   AttemptInfo a2 = MustLease(*s, ids[0], /*counted=*/false);
   EXPECT_EQ(s->GetTask(ids[0])->attempts, 0);
@@ -432,7 +443,7 @@ TEST_F(StoreTest, UncountedCloseIsAnInfraRetryNotAnAttempt) {
   ASSERT_TRUE(s->CloseAttempt(a2.id, fail).ok());
   t = s->GetTask(ids[0]);
   EXPECT_EQ(t->attempts, 1);
-  EXPECT_EQ(t->total_attempts, 2);
+  EXPECT_EQ(t->total_attempts, 3);
   EXPECT_EQ(t->state, TaskState::kBlocked);
   EXPECT_EQ(t->last_error, "same failure twice");
 }
