@@ -732,6 +732,18 @@ TEST_F(StoreTest, ReadySelectionUsesTheIndex) {
   EXPECT_THAT(due, HasSubstr("tasks_due"));
   std::string deps = plan("SELECT task_id FROM task_deps WHERE dep_id = 't1'");
   EXPECT_THAT(deps, HasSubstr("task_deps_dep"));
+  std::string promote = plan(std::string("SELECT ") + kTaskColumns +
+                             " FROM tasks WHERE state = 'cooldown' AND not_before <= 5");
+  EXPECT_THAT(promote, HasSubstr("USING INDEX tasks_due"));
+  std::string dependents =
+      plan(std::string("SELECT ") + kTaskColumns +
+           " FROM tasks WHERE id IN (SELECT task_id FROM task_deps WHERE dep_id = 't1') "
+           "AND state = 'pending'");
+  EXPECT_THAT(dependents, HasSubstr("task_deps_dep"));
+  EXPECT_THAT(dependents, Not(HasSubstr("SCAN tasks")));
+  std::string open = plan(std::string("SELECT ") + kAttemptColumns +
+                          " FROM attempts WHERE ended_at IS NULL ORDER BY id");
+  EXPECT_THAT(open, HasSubstr("attempts_open"));
 }
 
 // ---------------------------------------------------------------- durability
@@ -1002,7 +1014,9 @@ void ReadIds(int fd, int want, std::vector<std::string>& ids, std::string& parti
 }
 
 TEST_F(StoreTest, SurvivesSigkillAtRandomMoments) {
-  std::mt19937 rng(std::random_device{}());
+  unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
   const std::string dir = dir_.Path("");
   std::vector<std::string> reported;
   for (int round = 0; round < 20; ++round) {
