@@ -134,7 +134,8 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   auto* pause = app.add_subcommand("pause", "stop dispatching new attempts (running ones go on)");
   pause->add_option("--reason", f.reason, "shown in status");
   pause->footer(Example("  forge-ctl pause --reason 'upgrading the repo'"));
-  auto* resume = app.add_subcommand("resume", "undo an operator pause");
+  auto* resume =
+      app.add_subcommand("resume", "lift the pauses: operator, circuit breaker, rate limit");
   resume->footer(Example("  forge-ctl resume"));
   auto* stop = app.add_subcommand("stop", "shut the supervisor down gracefully");
   stop->footer(Example("  forge-ctl stop"));

@@ -318,6 +318,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, int64_t timeout_ms) {
         if (!SupervisorPid(env.state_dir)) return Fail(env, NotRunning(env.state_dir));
         return Fail(env, events.error());
       }
+      for (const auto& e : events->events) cursor[id] = std::max(cursor[id], e.seq);
       if (!events->events.empty()) {
         dirty.insert(id);
         any_new = true;
@@ -350,17 +351,27 @@ int CmdChange(Env& env, const std::string& cmd, const std::string& id) {
 }
 
 namespace {
-int SimpleCommand(Env& env, const std::string& cmd, const json& args,
-                  const std::string& fallback_message) {
-  auto client = RequireSupervisor(env);
-  if (!client.ok()) return Fail(env, client.error());
-  auto body = (*client)->Call(cmd, args);
-  if (!body.ok()) return Fail(env, body.error());
+Result<json> Control(Env& env, const std::string& cmd, const json& args) {
+  FORGE_ASSIGN_OR_RETURN(auto client, RequireSupervisor(env));
+  return client->Call(cmd, args);
+}
+
+// pause and resume answer with the supervisor's status: what is still pausing dispatch.
+std::string PauseSummary(const json& body) {
+  auto status = ReadReply<proto::StatusReply>(body, "status");
+  if (!status.ok() || status->pause_reasons.empty()) return "";
+  std::string out;
+  for (const auto& p : status->pause_reasons) {
+    out += (out.empty() ? "" : "; ") + p.kind + (p.reason.empty() ? "" : ": " + p.reason);
+  }
+  return out;
+}
+
+int PrintReply(Env& env, const json& body, const std::string& line) {
   if (env.json) {
-    PrintJson(env, *body);
+    PrintJson(env, body);
   } else {
-    std::string message = body->value("message", "");
-    *env.out << (message.empty() ? fallback_message : message) << "\n";
+    *env.out << line << "\n";
   }
   return kExitOk;
 }
@@ -369,19 +380,36 @@ int SimpleCommand(Env& env, const std::string& cmd, const json& args,
 int CmdPause(Env& env, const std::string& reason) {
   json args = json::object();
   if (!reason.empty()) args["reason"] = reason;
-  return SimpleCommand(env, "pause", args,
-                       "dispatch paused" + (reason.empty() ? "" : " (" + reason + ")") +
-                           "; running attempts continue; resume with: forge-ctl resume");
+  auto body = Control(env, "pause", args);
+  if (!body.ok()) return Fail(env, body.error());
+  std::string line = body->value("message", "");
+  if (line.empty()) {
+    line = "dispatch paused" + (reason.empty() ? "" : " (" + reason + ")") +
+           "; running attempts continue; resume with: forge-ctl resume";
+  }
+  return PrintReply(env, *body, line);
 }
 
 int CmdResume(Env& env) {
-  return SimpleCommand(env, "resume", json::object(), "dispatch resumed");
+  auto body = Control(env, "resume", json::object());
+  if (!body.ok()) return Fail(env, body.error());
+  std::string line = body->value("message", "");
+  if (line.empty()) {
+    std::string still = PauseSummary(*body);
+    line = still.empty() ? "dispatch resumed"
+                         : "operator pause lifted; dispatch is still paused by " + still;
+  }
+  return PrintReply(env, *body, line);
 }
 
 int CmdStop(Env& env) {
-  return SimpleCommand(env, "stop", json::object(),
-                       "supervisor stopping: running attempts get the shutdown grace, then the "
-                       "supervisor exits");
+  auto body = Control(env, "stop", json::object());
+  if (!body.ok()) return Fail(env, body.error());
+  std::string line = body->value("message", "");
+  if (line.empty()) {
+    line = "supervisor stopping: running attempts get the shutdown grace, then it exits";
+  }
+  return PrintReply(env, *body, line);
 }
 
 // ---------------------------------------------------------------- events

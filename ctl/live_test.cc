@@ -189,6 +189,20 @@ TEST(LiveTest, PauseResumeStop) {
   EXPECT_EQ(requests[2]["cmd"], "stop");
 }
 
+TEST(LiveTest, ResumeSaysWhatStillPauses) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json&) {
+    proto::StatusReply s;
+    s.paused = true;
+    s.pause_reasons = {{"budget", "daily budget spent: $5.00 of $5.00", 0}};
+    return FakeSupervisor::Ok(json(s));
+  });
+  ASSERT_EQ(CmdResume(h.env), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(),
+            "operator pause lifted; dispatch is still paused by budget: daily budget spent: $5.00 "
+            "of $5.00\n");
+}
+
 TEST(LiveTest, StatusRendersTheSupervisorsReply) {
   CtlHarness h;
   FakeSupervisor fake(h.state_dir, [](const json&) {

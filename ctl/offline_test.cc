@@ -2,12 +2,16 @@
 // written through the store API, exit 3 for the commands that need one.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 
 #include <fstream>
 #include <regex>
 #include <thread>
 
+#include "ctl/cli.h"
 #include "ctl/doctor.h"
 #include "ctl/stats.h"
 #include "ctl/test_support.h"
@@ -448,6 +452,60 @@ TEST_F(OfflineTest, WatchOnceShowsARunningAttemptAndItsLastLine) {
   EXPECT_THAT(h_.out.str(), HasSubstr(id + "  running  #1"));
   EXPECT_THAT(h_.out.str(), HasSubstr("> editing parser.cc"));
   EXPECT_THAT(h_.out.str(), HasSubstr("supervisor not running"));
+}
+
+// The full-screen mode in a real pseudo-terminal: it shows the running
+// attempt, quits on q, and restores the screen.
+TEST_F(OfflineTest, WatchInAPseudoTerminalShowsARunningAttemptAndQuitsOnQ) {
+  auto ids = writer_->Submit({Task("On screen")});
+  ASSERT_TRUE(ids.ok());
+  std::string id = (*ids)[0];
+  Lease(id);
+  std::string path = AttemptLogPath(h_.state_dir, id, 1);
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << "running the tests\n";
+
+  int master = -1;
+  winsize size{};
+  size.ws_row = 30;
+  size.ws_col = 100;
+  pid_t pid = ::forkpty(&master, nullptr, nullptr, &size);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::string state = h_.state_dir;
+    std::vector<std::string> args = {"forge-ctl", "--state-dir", state, "watch"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    std::ostringstream sink;
+    ::_exit(RunCli(static_cast<int>(argv.size()), argv.data(), sink, std::cerr));
+  }
+  std::string screen;
+  bool sent_q = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 200) > 0) {
+      char buf[4096];
+      ssize_t n = ::read(master, buf, sizeof buf);
+      if (n <= 0) break;  // the child exited and closed the terminal
+      screen.append(buf, static_cast<size_t>(n));
+    }
+    if (!sent_q && screen.find("> running the tests") != std::string::npos) {
+      ASSERT_EQ(::write(master, "q", 1), 1);
+      sent_q = true;
+    }
+  }
+  int status = 0;
+  ::kill(pid, SIGKILL);  // no-op when it already quit
+  ::waitpid(pid, &status, 0);
+  ::close(master);
+  EXPECT_TRUE(sent_q) << screen;
+  EXPECT_THAT(screen, HasSubstr(id));
+  EXPECT_THAT(screen, HasSubstr("On screen"));
+  EXPECT_THAT(screen, HasSubstr("\x1b[?1049h"));  // entered the alternate screen
+  EXPECT_THAT(screen, HasSubstr("\x1b[?1049l"));  // and left it
+  ASSERT_TRUE(WIFEXITED(status)) << "killed: did not quit on q";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace

@@ -492,19 +492,44 @@ std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style
 
 // ---------------------------------------------------------------- events
 
+namespace {
+bool EmptyValue(const proto::json& v) {
+  return v.is_null() || (v.is_string() && v.get<std::string>().empty()) ||
+         (v.is_array() && v.empty()) || (v.is_object() && v.empty());
+}
+
+// task.submitted carries the whole task; a line shows what identifies it.
+proto::json SubmittedSummary(const proto::json& payload) {
+  proto::json out = proto::json::object();
+  for (const char* key : {"title", "kind", "priority", "depends_on", "repo", "base",
+                          "needs_approval", "max_attempts", "parent"}) {
+    auto it = payload.find(key);
+    if (it == payload.end() || EmptyValue(*it)) continue;
+    if ((it->is_boolean() && !it->get<bool>()) ||
+        (std::string_view(key) == "priority" && *it == 0) ||
+        (std::string_view(key) == "kind" && *it == "work")) {
+      continue;
+    }
+    out[key] = *it;
+  }
+  return out;
+}
+}  // namespace
+
 std::string RenderPayload(const proto::json& payload) {
   if (!payload.is_object()) return payload.is_null() ? "" : payload.dump();
   std::string out;
   for (auto it = payload.begin(); it != payload.end(); ++it) {
+    const auto& v = it.value();
+    if (EmptyValue(v)) continue;  // an empty value says nothing
     if (!out.empty()) out += " ";
     out += it.key() + "=";
-    const auto& v = it.value();
     if (v.is_string()) {
       std::string s = v.get<std::string>();
-      bool plain = !s.empty() && s.find_first_of(" \t\n\"=") == std::string::npos;
+      bool plain = s.find_first_of(" \t\n\"=") == std::string::npos;
       out += plain ? s : proto::json(OneLine(s)).dump();
     } else {
-      out += v.dump();
+      out += v.dump(-1, ' ', false, proto::json::error_handler_t::replace);
     }
   }
   return out;
@@ -517,7 +542,8 @@ std::string RenderEventLine(const proto::EventInfo& e, const Style& style) {
       std::string(seq) + "  " + FormatRfc3339(e.ts_ms) + "  " + Paint(e.kind, Color::kBold, style);
   if (!e.task_id.empty()) out += "  " + e.task_id;
   if (e.attempt > 0) out += "  #" + std::to_string(e.attempt);
-  std::string payload = RenderPayload(e.payload);
+  std::string payload =
+      RenderPayload(e.kind == "task.submitted" ? SubmittedSummary(e.payload) : e.payload);
   if (!payload.empty()) out += "  " + payload;
   return out;
 }
@@ -527,7 +553,7 @@ std::string RenderChange(const proto::ChangeReply& c, const Style& style) {
   if (!c.previous_state.empty() && c.previous_state != c.state) {
     out += c.previous_state + " -> " + Paint(c.state, StateColor(c.state), style);
   } else {
-    out += Paint(c.state, StateColor(c.state), style) + " (unchanged)";
+    out += Paint(c.state, StateColor(c.state), style) + ", unchanged";
   }
   if (!c.message.empty()) out += " (" + c.message + ")";
   return out;

@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 
+#include "ctl/watch.h"
+
 namespace forge::ctl {
 namespace {
 
@@ -174,10 +176,36 @@ TEST(RenderEventLine, Golden) {
             "error=\"exit 1: boom\" outcome=failed");
 }
 
+TEST(RenderEventLine, SubmittedShowsWhatIdentifiesTheTask) {
+  proto::EventInfo e;
+  e.seq = 2;
+  e.ts_ms = kNow;
+  e.kind = "task.submitted";
+  e.task_id = "t1";
+  e.payload = {{"title", "Smoke one"},
+               {"brief", "long brief"},
+               {"priority", 0},
+               {"kind", "work"},
+               {"depends_on", proto::json::array()},
+               {"env", {{"A", "1"}}},
+               {"needs_approval", true},
+               {"repo", ""}};
+  EXPECT_EQ(RenderEventLine(e, Style{}),
+            "     2  2023-11-14T22:13:20.000Z  task.submitted  t1  needs_approval=true "
+            "title=\"Smoke one\"");
+  e.kind = "task.blocked";
+  e.payload = {{"reason", "same failure twice"}, {"commit", ""}, {"exit_code", 0}};
+  EXPECT_EQ(RenderEventLine(e, Style{}),
+            "     2  2023-11-14T22:13:20.000Z  task.blocked  t1  exit_code=0 "
+            "reason=\"same failure twice\"");
+}
+
 TEST(RenderChange, SaysWhatChanged) {
   EXPECT_EQ(RenderChange({"t1", "blocked", "ready", "retried by operator"}, Style{}),
             "t1: blocked -> ready (retried by operator)");
-  EXPECT_EQ(RenderChange({"t1", "done", "done", ""}, Style{}), "t1: done (unchanged)");
+  EXPECT_EQ(RenderChange({"t1", "done", "done", ""}, Style{}), "t1: done, unchanged");
+  EXPECT_EQ(RenderChange({"t1", "ready", "ready", "approved"}, Style{}),
+            "t1: ready, unchanged (approved)");
 }
 
 TEST(RenderShow, FieldsLedgerReviewAndTimeline) {
@@ -239,6 +267,59 @@ TEST(RenderShow, FieldsLedgerReviewAndTimeline) {
                              "        FAIL: test_x\n"));
   EXPECT_THAT(out, HasSubstr("  sev2  tests  x_test.cc:12  does not test the edge case\n"));
   EXPECT_THAT(out, HasSubstr("timeline\n       3  2023-11-14T22:03:20.000Z  task.submitted  t7\n"));
+}
+
+}  // namespace
+}  // namespace forge::ctl
+
+namespace forge::ctl {
+namespace {
+
+std::string StripAnsi(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\x1b') {
+      i = s.find('m', i);
+      continue;
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+TEST(RenderWatch, FitsTheTerminalWithColour) {
+  WatchData d;
+  d.live = true;
+  d.status.pid = 9;
+  d.status.queue = {{"running", 1}, {"ready", 1}};
+  RunningAttempt r;
+  r.task = TaskFixture("t3", proto::TaskState::kRunning, std::string(120, 'T'));
+  r.attempt.n = 2;
+  r.attempt.started_at_ms = kNow - 65 * kSec;
+  r.last_line = "compiling " + std::string(100, 'x');
+  d.running = {r};
+  d.queued = {TaskFixture("t4", proto::TaskState::kReady, "Next one")};
+  Style color{.color = true};
+  std::string out = RenderWatch(d, kNow, 40, 0, color);
+  std::string plain = StripAnsi(out);
+  EXPECT_THAT(plain, HasSubstr("t3  running  #2  1m05s  TTTT"));
+  EXPECT_THAT(plain, HasSubstr("    > compiling xxx"));
+  EXPECT_THAT(plain, HasSubstr("t4  ready  p0  Next one"));
+  for (size_t pos = 0, next; (next = plain.find('\n', pos)) != std::string::npos; pos = next + 1) {
+    EXPECT_LE(DisplayWidth(plain.substr(pos, next - pos)), 40u) << plain.substr(pos, next - pos);
+  }
+  // Every colour that was started and cut is reset.
+  for (size_t pos = 0, next; (next = out.find('\n', pos)) != std::string::npos; pos = next + 1) {
+    std::string line = out.substr(pos, next - pos);
+    size_t opens = 0, resets = 0;
+    for (size_t i = line.find("\x1b["); i != std::string::npos; i = line.find("\x1b[", i + 1)) {
+      line.compare(i, 4, "\x1b[0m") == 0 ? ++resets : ++opens;
+    }
+    EXPECT_GE(resets, opens) << line;
+  }
+  // Height limits the lines.
+  std::string three = RenderWatch(d, kNow, 0, 3, Style{});
+  EXPECT_EQ(std::count(three.begin(), three.end(), '\n'), 3);
 }
 
 }  // namespace

@@ -10,13 +10,9 @@
 
 namespace forge::ctl {
 
-int64_t LocalMidnightMs(int64_t now_ms) {
-  time_t secs = static_cast<time_t>(now_ms / 1000);
-  tm local{};
-  localtime_r(&secs, &local);
-  local.tm_hour = local.tm_min = local.tm_sec = 0;
-  local.tm_isdst = -1;
-  return static_cast<int64_t>(mktime(&local)) * 1000;
+int64_t UtcMidnightMs(int64_t now_ms) {
+  constexpr int64_t kDay = 24LL * 3600 * 1000;
+  return now_ms - ((now_ms % kDay) + kDay) % kDay;
 }
 
 namespace {
@@ -69,7 +65,7 @@ class OfflineSource final : public Source {
     reply.state_dir = state_dir_;
     FORGE_ASSIGN_OR_RETURN(reply.queue, store_->QueueCounts());
     FORGE_ASSIGN_OR_RETURN(reply.cost_today_usd,
-                           store_->CostSince(LocalMidnightMs(clock_->WallMs())));
+                           store_->CostSince(UtcMidnightMs(clock_->WallMs())));
     FORGE_ASSIGN_OR_RETURN(auto recent, store_->RecentAttempts(50));
     for (const auto& a : recent) {
       if (a.outcome.empty() || a.outcome == "passed") continue;

@@ -51,7 +51,8 @@ Result<T> ReadReply(const json& body, const char* what) {
   }
 }
 
-// Wall ms of the last local midnight before now ("today" for costs).
-int64_t LocalMidnightMs(int64_t now_ms);
+// Wall ms of the last midnight UTC before now: "today" for costs, as the
+// supervisor's daily budget counts it.
+int64_t UtcMidnightMs(int64_t now_ms);
 
 }  // namespace forge::ctl

@@ -62,19 +62,35 @@ Result<WatchData> CollectWatch(Source& source, const std::string& state_dir) {
 }
 
 namespace {
-// Cuts every line of text to width columns.
+// Cuts every line to width visible columns; colour sequences take no room and
+// a cut line has its colour reset.
 std::string Clip(const std::string& text, int width, int height) {
   std::istringstream in(text);
   std::string line, out;
   int lines = 0;
   while (std::getline(in, line)) {
     if (height > 0 && lines == height) break;
-    if (width > 0 && DisplayWidth(line) > static_cast<size_t>(width) &&
-        line.find('\x1b') == std::string::npos) {
-      line = OneLine(line, static_cast<size_t>(width));
-    }
-    out += line + "\n";
     ++lines;
+    if (width <= 0 || DisplayWidth(line) <= static_cast<size_t>(width)) {
+      out += line + "\n";
+      continue;
+    }
+    std::string cut;
+    int visible = 0;
+    for (size_t i = 0; i < line.size(); ++i) {
+      if (line[i] == '\x1b') {  // copy "ESC [ ... letter" whole
+        size_t end = line.find_first_of("ABCDEFGHJKSTfmnsu", i + 1);
+        if (end == std::string::npos) break;
+        cut += line.substr(i, end - i + 1);
+        i = end;
+        continue;
+      }
+      bool lead = (static_cast<unsigned char>(line[i]) & 0xC0) != 0x80;
+      if (lead && visible == width) break;
+      if (lead) ++visible;
+      cut += line[i];
+    }
+    out += cut + (cut.find('\x1b') != std::string::npos ? "\x1b[0m" : "") + "\n";
   }
   return out;
 }
