@@ -48,7 +48,13 @@ std::string ControlServer::Handle(std::string_view bytes) {
 Result<json> ControlServer::Dispatch(const proto::ControlRequest& request) {
   const std::string& cmd = request.cmd;
   const json& args = request.args;
-  if (cmd == "status") return json(backend_.Status());
+  if (cmd == "status") {
+    json status = backend_.Status();
+    status["counters"] = backend_.Counters();
+    status["counters"]["control_requests"] = requests_;
+    status["counters"]["bad_control_requests"] = malformed_;
+    return status;
+  }
   if (cmd == "submit") return Submit(args);
   if (cmd == "show") return Show(args);
   if (cmd == "ls") return List(args);

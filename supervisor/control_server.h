@@ -21,6 +21,8 @@ class ControlBackend {
  public:
   virtual ~ControlBackend() = default;
   virtual proto::StatusReply Status() = 0;
+  // Refused-message counters, added to the status reply as "counters".
+  virtual json Counters() = 0;
   // Tasks may have become ready (submit, retry, approve): try to dispatch.
   virtual void OnQueueChanged() = 0;
   // A task was cancelled; open_attempt, when set, must be killed.

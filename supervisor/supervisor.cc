@@ -897,6 +897,11 @@ proto::StatusReply Supervisor::Status() {
   return s;
 }
 
+json Supervisor::Counters() {
+  return json{{"bad_child_messages", counters_.bad_child_messages},
+              {"stray_child_messages", counters_.stray_messages}};
+}
+
 void Supervisor::OnCancelled(const store::Change& change) {
   if (!change.open_attempt) return;
   int64_t id = change.open_attempt->id;

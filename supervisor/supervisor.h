@@ -62,6 +62,7 @@ class Supervisor final : public ControlBackend {
 
   // ControlBackend.
   proto::StatusReply Status() override;
+  json Counters() override;
   void OnQueueChanged() override {}
   void OnCancelled(const store::Change& change) override;
   void Pause(const std::string& reason) override;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <functional>
 #include <random>
 #include <set>
 
@@ -80,7 +81,7 @@ struct Store::Impl {
     wrote_events = false;
     int64_t cursor_to_save = jsonl_seq;
     Status cursor = SaveJsonlCursor(cursor_to_save);
-    auto result = cursor.ok() ? body() : decltype(body())(cursor.error());
+    auto result = cursor.ok() ? Guarded(what, body) : decltype(body())(cursor.error());
     if (!result.ok()) {
       (void)conn.Exec("ROLLBACK");
       return result;
@@ -93,6 +94,17 @@ struct Store::Impl {
     jsonl_cursor_saved = cursor_to_save;
     if (wrote_events) FlushEventsFile();
     return result;
+  }
+
+  // body(), with an exception from a library call (nlohmann, std) turned
+  // into an error so the transaction is always rolled back.
+  template <typename F>
+  static auto Guarded(const std::string& what, F& body) -> decltype(body()) {
+    try {
+      return body();
+    } catch (const std::exception& e) {
+      return MakeError(ErrorCode::kInternal, what + ": " + e.what());
+    }
   }
 
   Status SaveJsonlCursor(int64_t seq) {
@@ -128,8 +140,14 @@ struct Store::Impl {
   }
 
   Result<std::vector<EventInfo>> ReadEvents(const std::string& sql, auto... args) {
+    return ReadEventsWith(sql, [&](Stmt& s) { s.Bind(args...); });
+  }
+
+  // bind: binds the statement's parameters (their number varies with sql).
+  Result<std::vector<EventInfo>> ReadEventsWith(const std::string& sql,
+                                                const std::function<void(Stmt&)>& bind) {
     FORGE_ASSIGN_OR_RETURN(Stmt s, conn.Prepare(sql));
-    s.Bind(args...);
+    bind(s);
     std::vector<EventInfo> out;
     for (;;) {
       FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -795,15 +813,26 @@ Result<std::vector<proto::AttemptSummary>> Store::History(const std::string& tas
 }
 
 Result<std::vector<EventInfo>> Store::Events(const EventFilter& f) {
-  // Each optional filter is disabled by binding its "match anything" value.
-  std::string sql =
-      "SELECT seq, ts, kind, task_id, attempt, payload FROM events WHERE seq > ? "
-      "AND (? = '' OR task_id = ?) "
-      "AND (? = '' OR kind = ? OR (substr(?, -1) = '.' AND substr(kind, 1, length(?)) = ?)) "
-      "ORDER BY seq LIMIT ?";
+  // One statement per filter combination, so a task's timeline reads the
+  // events_task index rather than every event.
+  std::string sql = "SELECT seq, ts, kind, task_id, attempt, payload FROM events WHERE seq > ?";
+  if (!f.task_id.empty()) sql += " AND task_id = ?";
+  bool prefix = !f.kind.empty() && f.kind.back() == '.';
+  if (prefix) {
+    sql += " AND substr(kind, 1, length(?)) = ?";
+  } else if (!f.kind.empty()) {
+    sql += " AND kind = ?";
+  }
+  sql += " ORDER BY seq LIMIT ?";
   int64_t limit = f.limit > 0 ? f.limit : -1;
-  return impl_->ReadEvents(sql, f.since_seq, f.task_id, f.task_id, f.kind, f.kind, f.kind, f.kind,
-                           f.kind, limit);
+  return impl_->ReadEventsWith(sql, [&](Stmt& s) {
+    int i = 1;
+    s.BindOne(i++, f.since_seq);
+    if (!f.task_id.empty()) s.BindOne(i++, f.task_id);
+    if (prefix) s.BindOne(i++, f.kind);
+    if (!f.kind.empty()) s.BindOne(i++, f.kind);
+    s.BindOne(i++, limit);
+  });
 }
 
 Result<int64_t> Store::LastEventSeq() {

@@ -744,6 +744,11 @@ TEST_F(StoreTest, ReadySelectionUsesTheIndex) {
   std::string open = plan(std::string("SELECT ") + kAttemptColumns +
                           " FROM attempts WHERE ended_at IS NULL ORDER BY id");
   EXPECT_THAT(open, HasSubstr("attempts_open"));
+  std::string timeline = plan(
+      "SELECT seq, ts, kind, task_id, attempt, payload FROM events WHERE seq > 0 AND "
+      "task_id = 't1' ORDER BY seq LIMIT 1000");
+  EXPECT_THAT(timeline, HasSubstr("events_task"));
+  EXPECT_THAT(timeline, Not(HasSubstr("TEMP B-TREE")));
 }
 
 // ---------------------------------------------------------------- durability

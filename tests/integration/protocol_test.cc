@@ -1,0 +1,184 @@
+// Malformed, over-size, mistyped and stray messages on both sockets: error
+// replies on the control socket, logged and ignored on the children socket,
+// and the supervisor keeps serving. One test plays a worker itself.
+#include <cstdlib>
+#include <filesystem>
+
+// endpoints.h first: it says Result<> inside forge::proto, where messages.h
+// declares a struct Result.
+#include "proto/endpoints.h"
+// clang-format off
+#include "proto/codec.h"
+// clang-format on
+#include "tests/integration/harness.h"
+
+namespace forge::itest {
+namespace {
+
+using proto::TaskState;
+
+Error ErrorOf(const std::optional<std::string>& reply) {
+  EXPECT_TRUE(reply.has_value()) << "no reply";
+  if (!reply) return Error{};
+  auto r = proto::DecodeReply(*reply);
+  EXPECT_FALSE(r.ok()) << *reply;
+  return r.ok() ? Error{} : r.error();
+}
+
+TEST(Protocol, ControlSocketAnswersGarbageWithErrorsAndKeepsServing) {
+  Forge forge;
+  forge.Start();
+  auto& ctl = forge.ctl();
+  Error e = ErrorOf(ctl.RawCall("this is not json"));
+  EXPECT_EQ(e.code, ErrorCode::kDecode);
+  e = ErrorOf(ctl.RawCall(R"({"v":1})"));
+  EXPECT_NE(e.message.find("cmd"), std::string::npos) << e.message;
+  e = ErrorOf(ctl.RawCall(R"([1,2,3])"));
+  EXPECT_EQ(e.code, ErrorCode::kDecode);
+  auto typed = ctl.Call("show", json{{"id", 5}});
+  ASSERT_FALSE(typed.ok());
+  EXPECT_NE(typed.error().message.find("id"), std::string::npos) << typed.error().message;
+  auto unknown = ctl.Call("frobnicate");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().message.find("unknown command"), std::string::npos);
+  auto missing = ctl.Call("show", json{{"id", "no-such-task"}});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  std::string huge = proto::EncodeControlRequest(
+      "submit", json{{"tasks", json::array({json{{"title", std::string(5 << 20, 'x')}}})}});
+  e = ErrorOf(ctl.RawCall(huge));
+  EXPECT_EQ(e.code, ErrorCode::kDecode) << e.message;
+  auto submit_bad = ctl.Call("submit", json{{"tasks", "not a list"}});
+  ASSERT_FALSE(submit_bad.ok());
+  EXPECT_NE(submit_bad.error().message.find("tasks"), std::string::npos);
+
+  std::string id = forge.Submit("succeed");
+  EXPECT_TRUE(forge.WaitState(id, TaskState::kDone));
+  EXPECT_NE(forge.SupervisorLog().find("malformed request"), std::string::npos);
+  EXPECT_GE(forge.Status()["counters"]["bad_control_requests"].get<int64_t>(), 6)
+      << forge.Status().dump();
+}
+
+TEST(Protocol, ChildrenSocketIgnoresUnknownPeersGarbageAndOversize) {
+  Forge forge;
+  forge.Start();
+  zmq::context_t ctx(1);
+  zmq::socket_t intruder(ctx, zmq::socket_type::dealer);
+  intruder.set(zmq::sockopt::routing_id, "worker-1");
+  intruder.set(zmq::sockopt::linger, 0);
+  intruder.connect(proto::ResolveEndpoints(forge.state_dir()).children);
+  intruder.send(zmq::str_buffer("garbage"), zmq::send_flags::none);
+  proto::Hello hello;
+  hello.role = "worker";
+  hello.pid = 1;
+  intruder.send(zmq::buffer(proto::Encode(hello)), zmq::send_flags::none);
+  intruder.send(zmq::buffer(std::string(5 << 20, '{')), zmq::send_flags::none);
+  ASSERT_TRUE(WaitFor(
+      [&] { return forge.SupervisorLog().find("unknown peer") != std::string::npos; }, 5000));
+  std::string id = forge.Submit("succeed");
+  EXPECT_TRUE(forge.WaitState(id, TaskState::kDone));
+  json status = forge.Status();
+  EXPECT_EQ(status["children"].size(), 3u) << status.dump();
+  EXPECT_GE(status["counters"]["bad_child_messages"].get<int64_t>(), 2) << status.dump();
+}
+
+// The test process plays forge-worker: the supervisor spawns a stand-in
+// that sleeps, and we connect with its routing id.
+class ScriptedWorker {
+ public:
+  ScriptedWorker(const std::string& state_dir, pid_t pid)
+      : socket_(ctx_, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::routing_id, "worker-" + std::to_string(pid));
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.connect(proto::ResolveEndpoints(state_dir).children);
+  }
+  void SendRaw(const std::string& bytes) {
+    socket_.send(zmq::buffer(bytes), zmq::send_flags::none);
+  }
+  template <typename M>
+  void Send(const M& m) {
+    SendRaw(proto::Encode(m));
+  }
+  std::optional<proto::SupervisorMessage> Receive(int64_t timeout_ms) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms)) == 0) return std::nullopt;
+    zmq::message_t msg;
+    (void)socket_.recv(msg);
+    auto decoded = proto::DecodeSupervisorMessage(msg.to_string_view());
+    EXPECT_TRUE(decoded.ok()) << msg.to_string();
+    if (!decoded.ok()) return std::nullopt;
+    return *decoded;
+  }
+
+ private:
+  zmq::context_t ctx_{1};
+  zmq::socket_t socket_;
+};
+
+TEST(Protocol, MistypedAndStrayChildMessagesAreCountedAndIgnored) {
+  ForgeOptions o;
+  o.workers = 1;
+  o.heartbeat_timeout = "10s";
+  o.extra_env["FORGE_WORKER_BIN"] = std::string(FORGE_FAKES_DIR) + "/silent_child.sh";
+  Forge forge(o);
+  forge.Start(/*wait_children=*/false);
+  pid_t worker_pid = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json status = forge.Status();
+        for (const auto& c : status["children"]) {
+          if (c["role"] == "worker") worker_pid = c["pid"].get<pid_t>();
+        }
+        return worker_pid != 0;
+      },
+      5000))
+      << forge.Status().dump();
+  ScriptedWorker w(forge.state_dir(), worker_pid);
+  proto::Hello hello;
+  hello.role = "worker";
+  hello.pid = worker_pid;
+  hello.version = "test";
+  w.Send(hello);
+  std::string id = forge.Submit("succeed");
+  auto msg = w.Receive(10'000);
+  ASSERT_TRUE(msg.has_value());
+  ASSERT_TRUE(std::holds_alternative<proto::Dispatch>(*msg));
+  const auto& d = std::get<proto::Dispatch>(*msg);
+  EXPECT_EQ(d.task.id, id);
+  EXPECT_EQ(d.n, 1);
+  EXPECT_EQ(d.workspace, forge.state_dir() + "/workspaces/" + id);
+  EXPECT_EQ(d.agent.command.at(1), FakeAgent());
+
+  w.SendRaw("\x01\x02 not json");
+  w.SendRaw(R"({"v":1,"type":"result","id":"m1","attempt_id":"seven","outcome":"passed"})");
+  w.SendRaw(R"({"v":1,"type":"no_such_type","id":"m2"})");
+  proto::Result stray;
+  stray.attempt_id = d.attempt_id + 1000;
+  stray.outcome = "passed";
+  w.Send(stray);
+  proto::Heartbeat hb;
+  hb.attempt_id = d.attempt_id;
+  w.Send(hb);
+  ASSERT_TRUE(WaitFor(
+      [&] { return forge.SupervisorLog().find("which it does not hold") != std::string::npos; },
+      5000));
+  EXPECT_NE(forge.SupervisorLog().find("undecodable"), std::string::npos);
+  EXPECT_EQ(forge.Task(id).state, TaskState::kRunning);
+  json counters = forge.Status()["counters"];
+  EXPECT_GE(counters["bad_child_messages"].get<int64_t>(), 3) << counters.dump();
+  EXPECT_GE(counters["stray_child_messages"].get<int64_t>(), 1) << counters.dump();
+
+  std::filesystem::create_directories(d.workspace);  // as forge-worker does
+  proto::Result ok;
+  ok.attempt_id = d.attempt_id;
+  ok.outcome = "passed";
+  ok.exit_code = 0;
+  w.Send(ok);
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));  // reviewed by the real critic
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "passed");
+}
+
+}  // namespace
+}  // namespace forge::itest
