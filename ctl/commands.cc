@@ -59,10 +59,55 @@ Result<std::unique_ptr<ControlClient>> RequireSupervisor(Env& env) {
   return ControlClient::Connect(env.state_dir, env.timeout_ms);
 }
 
+namespace {
+// The live source, falling back to the database (read-only, with a notice)
+// when the supervisor holds the lock but does not answer: a hung supervisor
+// is exactly when the operator most needs to see the state.
+class FallbackSource final : public Source {
+ public:
+  FallbackSource(Env& env, std::unique_ptr<Source> live) : env_(env), live_(std::move(live)) {}
+  bool live() const override { return !offline_; }
+  Result<proto::StatusReply> Status() override {
+    return Try([](Source& s) { return s.Status(); });
+  }
+  Result<std::vector<proto::TaskInfo>> List(const proto::ListRequest& r) override {
+    return Try([&](Source& s) { return s.List(r); });
+  }
+  Result<proto::ShowReply> Show(const std::string& id) override {
+    return Try([&](Source& s) { return s.Show(id); });
+  }
+  Result<proto::EventsReply> Events(const proto::EventsRequest& r) override {
+    return Try([&](Source& s) { return s.Events(r); });
+  }
+
+ private:
+  template <typename F>
+  auto Try(F&& call) -> decltype(call(std::declval<Source&>())) {
+    if (!offline_) {
+      auto result = call(*live_);
+      if (result.ok() || (result.error().code != ErrorCode::kTimeout &&
+                          result.error().code != ErrorCode::kUnavailable)) {
+        return result;
+      }
+      auto store = OpenStoreReadOnly(env_.state_dir);
+      if (!store.ok()) return result;
+      *env_.err << "forge-ctl: " << result.error().message << "; showing the database as of now\n";
+      offline_ = MakeOfflineSource(std::move(store).value(), env_.state_dir, env_.clock);
+    }
+    return call(*offline_);
+  }
+
+  Env& env_;
+  std::unique_ptr<Source> live_;
+  std::unique_ptr<Source> offline_;
+};
+}  // namespace
+
 Result<std::unique_ptr<Source>> OpenReadSource(Env& env) {
   if (SupervisorPid(env.state_dir)) {
     FORGE_ASSIGN_OR_RETURN(auto client, ControlClient::Connect(env.state_dir, env.timeout_ms));
-    return MakeLiveSource(std::move(client));
+    return std::unique_ptr<Source>(
+        std::make_unique<FallbackSource>(env, MakeLiveSource(std::move(client))));
   }
   auto store = OpenStoreReadOnly(env.state_dir);
   if (!store.ok()) {

@@ -203,6 +203,19 @@ TEST(LiveTest, ResumeSaysWhatStillPauses) {
             "of $5.00\n");
 }
 
+TEST(LiveTest, AHungSupervisorFallsBackToTheDatabase) {
+  CtlHarness h;
+  auto writer = h.OpenWriter();
+  ASSERT_NE(writer, nullptr);
+  ASSERT_TRUE(writer->Submit({testing::Task("Still visible")}).ok());
+  FakeSupervisor fake(h.state_dir, [](const json&) { return json(nullptr); });  // never answers
+  h.env.timeout_ms = 200;
+  ASSERT_EQ(CmdList(h.env, {}), kExitOk) << h.err.str();
+  EXPECT_THAT(h.out.str(), HasSubstr("Still visible"));
+  EXPECT_THAT(h.err.str(), HasSubstr("did not answer 'ls'"));
+  EXPECT_THAT(h.err.str(), HasSubstr("showing the database as of now"));
+}
+
 TEST(LiveTest, StatusRendersTheSupervisorsReply) {
   CtlHarness h;
   FakeSupervisor fake(h.state_dir, [](const json&) {
