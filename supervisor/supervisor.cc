@@ -401,6 +401,11 @@ void Supervisor::TryReview() {
 
 // Systemd status line, sent when it changes (and the first time).
 void Supervisor::Notify(bool force) {
+  // Only under systemd, and at most once a second: counting the queue is a query.
+  if (std::getenv("NOTIFY_SOCKET") == nullptr) return;
+  int64_t now = clock_.MonotonicMs();
+  if (!force && now < next_status_mono_ms_) return;
+  next_status_mono_ms_ = now + 1000;
   auto counts = store_->QueueCounts();
   std::string line;
   if (counts.ok()) {
@@ -426,7 +431,11 @@ void Supervisor::SpawnChild(Role role) {
             options_.state_dir,
             "--heartbeat-ms",
             std::to_string(config_.watchdog.heartbeat_interval_ms)};
-  o.env = CurrentEnvironment();
+  // systemd's notify/watchdog variables are the supervisor's alone.
+  for (auto& kv : CurrentEnvironment()) {
+    if (kv.rfind("NOTIFY_SOCKET=", 0) == 0 || kv.rfind("WATCHDOG_", 0) == 0) continue;
+    o.env.push_back(std::move(kv));
+  }
   o.new_process_group = true;
   o.die_with_parent = true;
   o.stdin_mode = Stdio::kNull;
@@ -742,7 +751,12 @@ void Supervisor::RefreshNextDue() {
   next_due_wall_ms_ = *due;
 }
 
+// Only with a daily budget: otherwise status computes it when asked.
 void Supervisor::RefreshCostToday() {
+  if (config_.budget.daily_usd <= 0) {
+    guards_.OnCostToday(0);
+    return;
+  }
   auto cost = store_->CostSince(MidnightBefore(clock_.WallMs()));
   if (!cost.ok()) return;
   cost_today_ = *cost;
@@ -891,7 +905,9 @@ proto::StatusReply Supervisor::Status() {
     s.children.push_back(std::move(cs));
   }
   if (auto q = store_->QueueCounts(); q.ok()) s.queue = std::move(*q);
-  s.cost_today_usd = cost_today_;
+  if (auto cost = store_->CostSince(MidnightBefore(clock_.WallMs())); cost.ok()) {
+    s.cost_today_usd = *cost;
+  }
   s.last_failure = last_failure_;
   s.degraded = pool_.Degraded(Role::kWorker) || pool_.Degraded(Role::kCritic);
   return s;

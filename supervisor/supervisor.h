@@ -152,6 +152,7 @@ class Supervisor final : public ControlBackend {
   uint64_t watchdog_usec_ = 0;
   int64_t next_watchdog_mono_ms_ = 0;
   std::string last_status_line_;
+  int64_t next_status_mono_ms_ = 0;
 };
 
 }  // namespace forge::supervisor

@@ -142,6 +142,52 @@ void ReadWatchdog(YamlReader& r, const Node& node, const std::string& key, Watch
   }
 }
 
+void ReadCircuitBreaker(YamlReader& r, const Node& node, const std::string& key,
+                        CircuitBreakerConfig* b) {
+  r.ReadMap(node, key,
+            {
+                {"consecutive_failures",
+                 [&](auto& v, auto& k) { r.ReadInt(v, k, &b->consecutive_failures, 1); }},
+                {"cooldown", [&](auto& v, auto& k) { r.ReadDuration(v, k, &b->cooldown_ms, 0); }},
+            });
+}
+
+void ReadBudget(YamlReader& r, const Node& node, const std::string& key, BudgetConfig* b) {
+  r.ReadMap(node, key,
+            {
+                {"task_usd", [&](auto& v, auto& k) { r.ReadDouble(v, k, &b->task_usd, 0); }},
+                {"daily_usd", [&](auto& v, auto& k) { r.ReadDouble(v, k, &b->daily_usd, 0); }},
+            });
+}
+
+void ReadSync(YamlReader& r, const Node& node, const std::string& key, SyncConfig* s) {
+  r.ReadMap(node, key,
+            {
+                {"remote", [&](auto& v, auto& k) { r.ReadString(v, k, &s->remote); }},
+                {"branch", [&](auto& v, auto& k) { r.ReadString(v, k, &s->branch); }},
+            });
+}
+
+void ReadMaintenance(YamlReader& r, const Node& node, const std::string& key,
+                     MaintenanceConfig* m) {
+  r.ReadMap(node, key,
+            {
+                {"interval", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->interval_ms, 1); }},
+                {"keep", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->keep_ms, 1); }},
+                {"keep_logs", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->keep_logs_ms, 1); }},
+            });
+}
+
+void ReadDatabase(YamlReader& r, const Node& node, const std::string& key, DatabaseConfig* d) {
+  r.ReadMap(node, key,
+            {
+                {"synchronous",
+                 [&](auto& v, auto& k) {
+                   r.ReadEnum(v, k, &d->synchronous, {"normal", "full"});
+                 }},
+            });
+}
+
 void ReadDocument(YamlReader& r, const Node& doc, Config* c) {
   r.ReadMap(
       doc, "",
@@ -153,60 +199,11 @@ void ReadDocument(YamlReader& r, const Node& doc, Config* c) {
           {"retry", [&](auto& v, auto& k) { ReadRetry(r, v, k, &c->retry); }},
           {"watchdog", [&](auto& v, auto& k) { ReadWatchdog(r, v, k, &c->watchdog); }},
           {"circuit_breaker",
-           [&](auto& v, auto& k) {
-             CircuitBreakerConfig& b = c->circuit_breaker;
-             r.ReadMap(
-                 v, k,
-                 {
-                     {"consecutive_failures",
-                      [&](auto& v2, auto& k2) { r.ReadInt(v2, k2, &b.consecutive_failures, 1); }},
-                     {"cooldown",
-                      [&](auto& v2, auto& k2) { r.ReadDuration(v2, k2, &b.cooldown_ms, 0); }},
-                 });
-           }},
-          {"budget",
-           [&](auto& v, auto& k) {
-             r.ReadMap(
-                 v, k,
-                 {
-                     {"task_usd",
-                      [&](auto& v2, auto& k2) { r.ReadDouble(v2, k2, &c->budget.task_usd, 0); }},
-                     {"daily_usd",
-                      [&](auto& v2, auto& k2) { r.ReadDouble(v2, k2, &c->budget.daily_usd, 0); }},
-                 });
-           }},
-          {"sync",
-           [&](auto& v, auto& k) {
-             r.ReadMap(
-                 v, k,
-                 {
-                     {"remote", [&](auto& v2, auto& k2) { r.ReadString(v2, k2, &c->sync.remote); }},
-                     {"branch", [&](auto& v2, auto& k2) { r.ReadString(v2, k2, &c->sync.branch); }},
-                 });
-           }},
-          {"maintenance",
-           [&](auto& v, auto& k) {
-             MaintenanceConfig& m = c->maintenance;
-             r.ReadMap(
-                 v, k,
-                 {
-                     {"interval",
-                      [&](auto& v2, auto& k2) { r.ReadDuration(v2, k2, &m.interval_ms, 1); }},
-                     {"keep", [&](auto& v2, auto& k2) { r.ReadDuration(v2, k2, &m.keep_ms, 1); }},
-                     {"keep_logs",
-                      [&](auto& v2, auto& k2) { r.ReadDuration(v2, k2, &m.keep_logs_ms, 1); }},
-                 });
-           }},
-          {"database",
-           [&](auto& v, auto& k) {
-             r.ReadMap(v, k,
-                       {
-                           {"synchronous",
-                            [&](auto& v2, auto& k2) {
-                              r.ReadEnum(v2, k2, &c->database.synchronous, {"normal", "full"});
-                            }},
-                       });
-           }},
+           [&](auto& v, auto& k) { ReadCircuitBreaker(r, v, k, &c->circuit_breaker); }},
+          {"budget", [&](auto& v, auto& k) { ReadBudget(r, v, k, &c->budget); }},
+          {"sync", [&](auto& v, auto& k) { ReadSync(r, v, k, &c->sync); }},
+          {"maintenance", [&](auto& v, auto& k) { ReadMaintenance(r, v, k, &c->maintenance); }},
+          {"database", [&](auto& v, auto& k) { ReadDatabase(r, v, k, &c->database); }},
       });
 }
 

@@ -1,5 +1,9 @@
 // forge-supervisor end to end: dispatch, review, retry policy, daemon mode.
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <algorithm>
+#include <fstream>
 #include <set>
 
 #include "tests/integration/harness.h"
@@ -179,6 +183,64 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   ASSERT_TRUE(bad.ok());
   EXPECT_EQ(bad->status.exit_code, 2);
   EXPECT_NE(bad->output.find("bad.yaml:1"), std::string::npos) << bad->output;
+}
+
+// A stand-in for systemd's notify socket.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << path;
+  }
+  ~NotifySocket() { ::close(fd_); }
+  // Reads every pending datagram into the log; true once one contains `what`.
+  bool Saw(const std::string& what) {
+    char buf[4096];
+    while (true) {
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      log_ += std::string(buf, static_cast<size_t>(n)) + "\n";
+    }
+    return log_.find(what) != std::string::npos;
+  }
+  const std::string& log() const { return log_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::string log_;
+};
+
+TEST(Supervisor, TalksToSystemdWhenRunUnderIt) {
+  ForgeOptions o;
+  Forge probe;  // for a temp dir
+  std::string sock = probe.dir() + "/notify";
+  NotifySocket notify(sock);
+  o.extra_env["NOTIFY_SOCKET"] = sock;
+  o.extra_env["WATCHDOG_USEC"] = "200000";
+  Forge forge(o);
+  forge.Start();
+  EXPECT_TRUE(WaitFor([&] { return notify.Saw("READY=1"); }, 5000)) << notify.log();
+  EXPECT_TRUE(WaitFor([&] { return notify.Saw("STATUS=running 0, ready 0"); }, 5000))
+      << notify.log();
+  // The loop keeps petting the watchdog (every WATCHDOG_USEC / 2).
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        notify.Saw("");
+        size_t count = 0;
+        for (size_t pos = 0; (pos = notify.log().find("WATCHDOG=1", pos)) != std::string::npos;
+             ++pos) {
+          ++count;
+        }
+        return count >= 3;
+      },
+      5000))
+      << notify.log();
+  EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
+  EXPECT_TRUE(notify.Saw("STOPPING=1")) << notify.log();
 }
 
 }  // namespace
