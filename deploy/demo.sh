@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Sets everything up and runs Forge on its bundled offline demo: a
+# throw-away state directory, a stand-in agent that behaves like
+# `claude -p --output-format json` (cost and tokens included), and four tasks
+# that show a first-try pass, a pass after a rejected attempt using the
+# failure evidence, a hung agent caught by the watchdog and retried, and a
+# task blocked for a human. Ends with `forge-ctl status` and a `show`.
+#
+#   deploy/demo.sh [--keep]       (--keep leaves the supervisor running)
+# Environment: FORGE_BIN_DIR=DIR uses already-built binaries (skips setup).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+keep=0
+[ "${1:-}" = "--keep" ] && keep=1
+
+if [ -z "${FORGE_BIN_DIR:-}" ]; then
+  "$here/deploy/setup.sh" --build-dir "$here/build"
+  FORGE_BIN_DIR="$here/build/bin"
+fi
+export PATH="$FORGE_BIN_DIR:$here/examples/demo:$PATH"
+
+demo=$(mktemp -d /tmp/forge-demo-XXXXXX)
+state="$demo/state"
+ctl() { forge-ctl --state-dir "$state" "$@"; }
+cleanup() {
+  if [ "$keep" -eq 0 ]; then
+    ctl stop >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "Starting the supervisor (state in $state)"
+forge-supervisor start --config "$here/examples/demo/forge.yaml" --state-dir "$state"
+
+step "Submitting the demo plan"
+cat > "$demo/plan.yaml" <<'PLAN'
+tasks:
+  - id: greet
+    title: Add a greeting file
+    brief: "demo:greet - create greeting.txt that says Hello."
+    verify: ["grep -q Hello greeting.txt"]
+  - id: add
+    title: Implement add.sh
+    brief: "demo:add - add.sh A B must print A+B."
+    verify:
+      - 'out=$(sh add.sh 2 3); [ "$out" = 5 ] || { echo "add.sh 2 3: expected 5, got $out"; exit 1; }'
+  - id: hang
+    title: Write recovered.txt
+    brief: "demo:hang - write recovered.txt (the first attempt hangs)."
+    verify: ["test -f recovered.txt"]
+  - id: impossible
+    title: Prove the conjecture
+    brief: "demo:impossible - write a proof ending in QED to proof.txt."
+    verify: ['grep -q QED proof.txt || { echo "proof.txt has no QED"; exit 1; }']
+PLAN
+mapfile -t ids < <(ctl submit --plan "$demo/plan.yaml")
+printf 'submitted: %s\n' "${ids[*]}"
+
+step "Waiting for every task to settle (forge-ctl wait)"
+set +e
+ctl wait "${ids[@]}" --timeout 5m
+rc=$?
+set -e
+case $rc in
+  0) echo "all done" ;;
+  1) echo "settled; at least one task needs a human (exit 1, as expected: the impossible one)" ;;
+  *) echo "wait failed (exit $rc)"; exit 1 ;;
+esac
+
+step "forge-ctl ls"
+ctl ls
+step "forge-ctl status"
+ctl status
+step "forge-ctl show ${ids[1]}   (rejected once, then fixed from the failing check's output)"
+ctl show "${ids[1]}"
+step "forge-ctl show ${ids[3]}   (blocked: the same failure twice)"
+ctl show "${ids[3]}"
+
+if [ "$keep" -eq 1 ]; then
+  echo
+  echo "The supervisor is still running: forge-ctl --state-dir $state status"
+fi
