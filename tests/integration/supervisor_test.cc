@@ -166,6 +166,11 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   ASSERT_TRUE(status.ok()) << status.error().message;
   pid_t daemon = (*status)["pid"].get<pid_t>();
   EXPECT_TRUE(ProcessAlive(daemon));
+  // A second daemon's parent reports the child's refusal and exits 1.
+  auto second = RunCommand(o, 20'000);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->status.exit_code, 1) << second->output;
+  EXPECT_NE(second->output.find(std::to_string(daemon)), std::string::npos) << second->output;
   ASSERT_TRUE(ctl.Call("stop").ok());
   EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(daemon); }, 20'000));
 
