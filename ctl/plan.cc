@@ -204,6 +204,38 @@ std::string PlanDir(const std::string& path) {
   return dir.empty() ? "." : dir.string();
 }
 
+void ReadTasks(YamlReader& r, const YAML::Node& list, const std::string& key,
+               const std::string& plan_dir, std::vector<Entry>* entries) {
+  if (!list.IsSequence()) {
+    r.WrongValue(list, key, "a list of tasks");
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string task_key = key + "[" + std::to_string(i) + "]";
+    std::string brief_file;
+    Entry e = ReadTask(r, list[i], task_key, &brief_file);
+    if (!list[i].IsMap()) continue;  // reported
+    CheckTask(r, task_key, plan_dir, brief_file, e);
+    entries->push_back(std::move(e));
+  }
+}
+
+// id -> entry; a repeated id is reported at both places.
+std::map<std::string, size_t> IndexIds(YamlReader& r, const std::vector<Entry>& entries) {
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::string& id = entries[i].task.id;
+    if (id.empty()) continue;
+    auto [it, inserted] = index.emplace(id, i);
+    if (!inserted) {
+      const YAML::Mark& first = entries[it->second].present.at("id");
+      r.Problem(entries[i].present.at("id"),
+                "duplicate task id '" + Printable(id) + "' (first at " + r.Where(first) + ")");
+    }
+  }
+  return index;
+}
+
 }  // namespace
 
 Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const std::string& path) {
@@ -212,37 +244,14 @@ Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const 
   if (!doc) return r.ToError(ErrorCode::kInvalid);
 
   std::vector<Entry> entries;
-  Marks top = r.ReadMap(*doc, "", {{"tasks", [&](const YAML::Node& list, const std::string& k) {
-                                      if (!list.IsSequence()) {
-                                        r.WrongValue(list, k, "a list of tasks");
-                                        return;
-                                      }
-                                      for (size_t i = 0; i < list.size(); ++i) {
-                                        std::string key = k + "[" + std::to_string(i) + "]";
-                                        std::string brief_file;
-                                        Entry e = ReadTask(r, list[i], key, &brief_file);
-                                        if (!list[i].IsMap()) continue;  // reported
-                                        CheckTask(r, key, PlanDir(path), brief_file, e);
-                                        entries.push_back(std::move(e));
-                                      }
-                                    }}});
+  Marks top = r.ReadMap(
+      *doc, "",
+      {{"tasks", [&](auto& v, auto& k) { ReadTasks(r, v, k, PlanDir(path), &entries); }}});
   if (r.ok() && !top.count("tasks") && (doc->IsNull() || doc->IsMap())) {
     r.Problem(doc->IsNull() ? YAML::Mark::null_mark() : doc->Mark(),
               "key 'tasks': required (the plan is {tasks: [...]})");
   }
-
-  std::map<std::string, size_t> index;  // id -> entry
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const std::string& id = entries[i].task.id;
-    if (id.empty()) continue;
-    auto [it, inserted] = index.emplace(id, i);
-    if (!inserted) {
-      const Entry& first = entries[it->second];
-      r.Problem(entries[i].present.at("id"), "duplicate task id '" + Printable(id) +
-                                                 "' (first at " + r.Where(first.present.at("id")) +
-                                                 ")");
-    }
-  }
+  std::map<std::string, size_t> index = IndexIds(r, entries);
   CheckDependencies(r, entries, index);
   CycleFinder(r, entries, index).Run();
 
