@@ -11,6 +11,9 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/paths.h"
+#include "common/redact.h"
+#include "critic/findings.h"
 #include "worker/agent_profile.h"
 #include "worker/output_capture.h"
 
@@ -58,13 +61,22 @@ std::string Describe(const proto::CheckResult& c) {
 }  // namespace
 
 struct Critic::ReviewState {
+  enum class Phase { kChecks, kDiff, kCriticAgent };
   proto::Review review;
+  Phase phase = Phase::kChecks;
   std::vector<proto::CheckResult> checks;
   std::unique_ptr<worker::OutputCapture> log;  // null when the review has no log path
-  std::unique_ptr<proto::ChildJob> job;
+  std::unique_ptr<proto::ChildJob> job;        // the check / git diff / critic agent running
   int64_t check_started_ms = 0;
+  int64_t timeout_ms = 0;  // of the running job, 0: none
+  int64_t kill_grace_ms = 0;
   bool check_timed_out = false;
   std::string tail;
+  std::string diff;
+  bool diff_truncated = false;
+  std::unique_ptr<worker::OutputParser> critic_parser;
+  std::vector<std::string> secrets;  // of the critic agent's env
+  int critic_tries = 0;
   std::string stop_error;  // set when the review was cancelled
 };
 
@@ -170,13 +182,7 @@ void Critic::StartNextCheck() {
   ReviewState& rs = *review_;
   const auto& verify = rs.review.verify;
   if (rs.checks.size() == verify.size()) {
-    for (const auto& c : rs.checks) {
-      if (!c.passed) {
-        Reply("reject", "check '" + c.name + "' " + Describe(c));
-        return;
-      }
-    }
-    Reply("pass", "");
+    AfterChecks();
     return;
   }
   const std::string& cmd = verify[rs.checks.size()];
@@ -190,6 +196,8 @@ void Critic::StartNextCheck() {
   spawn.merge_stderr = true;
   rs.tail.clear();
   rs.check_timed_out = false;
+  rs.timeout_ms = rs.review.verify_timeout_ms;
+  rs.kill_grace_ms = options_.kill_grace_ms;
   ReviewState* raw = &rs;
   const size_t tail_bytes = options_.tail_bytes;
   auto sink = [raw, tail_bytes](int, std::string_view data) {
@@ -212,7 +220,7 @@ void Critic::HandleSignals() {
       for (const auto& [pid, status] : proto::ReapAll()) {
         if (review_ && review_->job && pid == review_->job->pid()) {
           review_->job->OnExit(status);
-          FinishCheck();
+          FinishJob();
         }
       }
     } else if (*sig == SIGTERM || *sig == SIGINT) {
@@ -222,9 +230,183 @@ void Critic::HandleSignals() {
   }
 }
 
+void Critic::FinishJob() {
+  proto::KillOrphans();
+  switch (review_->phase) {
+    case ReviewState::Phase::kChecks:
+      FinishCheck();
+      return;
+    case ReviewState::Phase::kDiff:
+      review_->job.reset();
+      if (!review_->stop_error.empty()) {
+        Reply("error", review_->stop_error);
+        return;
+      }
+      StartCriticAgent();
+      return;
+    case ReviewState::Phase::kCriticAgent:
+      FinishCriticAgent();
+      return;
+  }
+}
+
+void Critic::AfterChecks() {
+  ReviewState& rs = *review_;
+  for (const auto& c : rs.checks) {
+    if (!c.passed) {
+      // The oracle has spoken; no need to pay for an LLM review.
+      Reply("reject", "check '" + c.name + "' " + Describe(c));
+      return;
+    }
+  }
+  if (!rs.review.critic) {
+    Reply("pass", "");
+    return;
+  }
+  StartDiff();
+}
+
+void Critic::StartDiff() {
+  ReviewState& rs = *review_;
+  rs.phase = ReviewState::Phase::kDiff;
+  SpawnOptions spawn;
+  // Untracked files are listed too: an agent's new files are part of the change.
+  spawn.argv = {"/bin/sh", "-c",
+                "git rev-parse --git-dir >/dev/null 2>&1 || exit 0; "
+                "git --no-pager diff --no-color HEAD 2>/dev/null; "
+                "git ls-files --others --exclude-standard | sed 's/^/new file: /'"};
+  spawn.env = CheckEnvironment(rs.review);
+  spawn.cwd = rs.review.workspace;
+  spawn.stdout_mode = Stdio::kPipe;
+  spawn.stderr_mode = Stdio::kNull;
+  rs.timeout_ms = 60 * 1000;
+  rs.kill_grace_ms = options_.kill_grace_ms;
+  rs.check_timed_out = false;
+  rs.check_started_ms = NowMs();
+  ReviewState* raw = &rs;
+  const size_t max = options_.max_diff_bytes;
+  auto sink = [raw, max](int, std::string_view data) {
+    if (raw->diff.size() >= max) {
+      raw->diff_truncated = true;
+      return;
+    }
+    size_t room = max - raw->diff.size();
+    if (data.size() > room) raw->diff_truncated = true;
+    raw->diff.append(data.substr(0, room));
+  };
+  auto job = proto::ChildJob::Start(std::move(spawn), "", sink);
+  if (!job.ok()) {
+    Reply("error", "cannot compute the diff: " + job.error().message);
+    return;
+  }
+  rs.job = std::move(job).value();
+}
+
+void Critic::StartCriticAgent() {
+  ReviewState& rs = *review_;
+  const proto::AgentSpec& spec = *rs.review.critic;
+  rs.phase = ReviewState::Phase::kCriticAgent;
+  ++rs.critic_tries;
+  auto fail = [&](const std::string& what) { Reply("error", "critic agent: " + what); };
+  auto profile = worker::ParseProfile(spec.profile);
+  if (!profile.ok()) return fail(profile.error().message);
+  auto argv = worker::BuildArgv(spec);
+  if (!argv.ok()) return fail(argv.error().message);
+  nlohmann::json checks = nlohmann::json::array();
+  for (const auto& c : rs.checks) checks.push_back({{"name", c.name}});
+  nlohmann::json data = {{"task",
+                          {{"id", rs.review.task.id},
+                           {"title", rs.review.task.title},
+                           {"brief", rs.review.task.brief}}},
+                         {"attempt", std::to_string(rs.review.n)},
+                         {"workspace", rs.review.workspace},
+                         {"checks", checks},
+                         {"has_checks", !checks.empty()},
+                         {"diff", rs.diff},
+                         {"has_diff", !rs.diff.empty()},
+                         {"diff_truncated", rs.diff_truncated},
+                         {"diff_limit", std::to_string(options_.max_diff_bytes)}};
+  auto path = worker::FindTemplate(options_.brief_dirs, "critic.mustache");
+  if (!path.ok()) return fail(path.error().message);
+  auto text = ReadFile(*path);
+  if (!text.ok()) return fail(text.error().message);
+  auto prompt = worker::RenderTemplate(*path, *text, data);
+  if (!prompt.ok()) return fail(prompt.error().message);
+
+  std::vector<std::string> pass = {"PATH", "HOME", "LANG", "TERM"};
+  pass.insert(pass.end(), spec.pass_env.begin(), spec.pass_env.end());
+  std::map<std::string, std::string> extra = spec.env;
+  extra["FORGE_TASK_ID"] = rs.review.task.id;
+  extra["FORGE_ATTEMPT"] = std::to_string(rs.review.n);
+  SpawnOptions spawn;
+  spawn.argv = *argv;
+  spawn.env = BuildEnvironment(pass, extra);
+  rs.secrets.clear();
+  for (const auto& kv : spawn.env) {
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos && IsSecretName(kv.substr(0, eq)))
+      rs.secrets.push_back(kv.substr(eq + 1));
+  }
+  if (rs.log) rs.log->SetSecrets(rs.secrets);
+  spawn.cwd = rs.review.workspace;
+  spawn.stdout_mode = Stdio::kPipe;
+  spawn.stderr_mode = Stdio::kPipe;
+  rs.critic_parser = worker::MakeOutputParser(*profile);
+  rs.tail.clear();
+  rs.timeout_ms = spec.timeout_ms;
+  rs.kill_grace_ms = spec.kill_grace_ms;
+  rs.check_timed_out = false;
+  rs.check_started_ms = NowMs();
+  if (rs.log) {
+    (void)rs.log->Append(
+        "$ critic agent (try " + std::to_string(rs.critic_tries) + "): " + (*argv)[0] + "\n",
+        NowMs());
+  }
+  ReviewState* raw = &rs;
+  const size_t tail_bytes = options_.tail_bytes;
+  auto sink = [raw, tail_bytes](int stream, std::string_view data) {
+    raw->tail.append(data);
+    if (raw->tail.size() > 2 * tail_bytes) raw->tail.erase(0, raw->tail.size() - tail_bytes);
+    if (raw->log) (void)raw->log->Append(data, NowMs());
+    if (stream == 1) raw->critic_parser->Feed(data);
+  };
+  auto job = proto::ChildJob::Start(std::move(spawn), *prompt, sink);
+  if (!job.ok()) return fail(job.error().message);
+  rs.job = std::move(job).value();
+}
+
+void Critic::FinishCriticAgent() {
+  ReviewState& rs = *review_;
+  if (rs.log) (void)rs.log->Flush();
+  proto::Result agent;
+  rs.critic_parser->Finish(rs.job->status(), rs.tail, agent);
+  rs.job.reset();
+  if (!rs.stop_error.empty()) {
+    Reply("error", rs.stop_error);
+    return;
+  }
+  if (rs.check_timed_out) {
+    Reply("error", "critic agent timed out after " + FormatMs(rs.timeout_ms));
+    return;
+  }
+  auto report = ParseCriticReport(rs.critic_parser->FinalText());
+  if (!report.ok()) {
+    std::string why = agent.outcome == "failed" ? agent.error + "; " : "";
+    why = RedactText(why + report.error().message, rs.secrets);
+    if (rs.critic_tries < 2) {
+      spdlog::warn("critic output did not parse ({}); retrying once", why);
+      StartCriticAgent();
+      return;
+    }
+    Reply("error", "critic output did not parse after a retry: " + why);
+    return;
+  }
+  Decision decision = Decide(*report);
+  Reply(decision.pass ? "pass" : "reject", decision.reason, std::move(report->findings));
+}
+
 void Critic::FinishCheck() {
   ReviewState& rs = *review_;
-  proto::KillOrphans();
   proto::CheckResult c;
   c.name = rs.review.verify[rs.checks.size()];
   c.exit_code = rs.job->status().exit_code;
@@ -254,8 +436,8 @@ int64_t Critic::NextDeadline() const {
   };
   if (review_ && review_->job) {
     earliest(review_->job->NextDeadline());
-    if (!review_->check_timed_out && review_->review.verify_timeout_ms > 0) {
-      earliest(review_->check_started_ms + review_->review.verify_timeout_ms);
+    if (!review_->check_timed_out && review_->timeout_ms > 0) {
+      earliest(review_->check_started_ms + review_->timeout_ms);
     }
   }
   return deadline;
@@ -268,20 +450,21 @@ void Critic::Tick(int64_t now) {
     rs.stop_error = "cancelled";
     rs.job->Kill();
   }
-  if (!rs.check_timed_out && rs.review.verify_timeout_ms > 0 &&
-      now >= rs.check_started_ms + rs.review.verify_timeout_ms) {
+  if (!rs.check_timed_out && rs.timeout_ms > 0 && now >= rs.check_started_ms + rs.timeout_ms) {
     rs.check_timed_out = true;
-    rs.job->Terminate(now, options_.kill_grace_ms);
+    rs.job->Terminate(now, rs.kill_grace_ms);
   }
   rs.job->Tick(now);
 }
 
-void Critic::Reply(const std::string& verdict, const std::string& error) {
+void Critic::Reply(const std::string& verdict, const std::string& error,
+                   std::vector<proto::Finding> findings) {
   proto::ReviewResult r;
   r.attempt_id = review_->review.attempt_id;
   r.verdict = verdict;
   r.error = error;
   r.checks = std::move(review_->checks);
+  r.findings = std::move(findings);
   spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, error.empty() ? "" : ": ",
                error);
   review_.reset();
@@ -331,7 +514,14 @@ int CriticMain(const CriticMainOptions& options) {
                (*link)->routing_id());
   int code;
   {
-    Critic critic(**link, *signals, CriticOptions{options.state_dir});
+    CriticOptions co;
+    co.state_dir = options.state_dir;
+    co.brief_dirs.state_dir = options.state_dir;
+    co.brief_dirs.briefs_dir = options.briefs_dir;
+#ifdef FORGE_SOURCE_DIR
+    co.brief_dirs.source_dir = FORGE_SOURCE_DIR;
+#endif
+    Critic critic(**link, *signals, co);
     code = critic.Run();
   }
   (*link)->Close(1000);

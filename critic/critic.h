@@ -2,8 +2,12 @@
 // verify commands one after another (`sh -c <cmd>` in the workspace, own
 // process group, verify_timeout_ms each, output tail kept), asynchronously in
 // the same poll loop as the supervisor socket and SIGCHLD, so heartbeats keep
-// coming; replies review_result pass (every check exited 0), reject (any
-// failed; error names the first) or error (could not review, or cancelled).
+// coming. When every check passed and the review names an LLM critic, the
+// critic agent runs next with the critic brief and the workspace's diff; its
+// final JSON line gives typed findings and the verdict (one retry when it
+// does not parse). Replies review_result pass, reject (a check failed, error
+// names the first; or the critic's findings) or error (could not review,
+// the critic's output never parsed, or cancelled).
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +19,7 @@
 #include "common/signals.h"
 #include "proto/child_job.h"
 #include "proto/child_link.h"
+#include "worker/brief.h"
 
 namespace forge::critic {
 
@@ -22,6 +27,8 @@ struct CriticOptions {
   std::string state_dir;
   int64_t kill_grace_ms = 2000;  // SIGTERM -> SIGKILL for a check that timed out
   size_t tail_bytes = 4096;      // output kept per check
+  size_t max_diff_bytes = 200 * 1024;
+  worker::BriefDirs brief_dirs;
 };
 
 class Critic {
@@ -40,11 +47,17 @@ class Critic {
   void HandleMessage(const proto::SupervisorMessage& message);
   void StartReview(const proto::Review& review);
   void StartNextCheck();
+  void AfterChecks();
+  void StartDiff();
+  void StartCriticAgent();
+  void FinishCriticAgent();
   void HandleSignals();
   void Tick(int64_t now_ms);
   int64_t NextDeadline() const;
+  void FinishJob();
   void FinishCheck();
-  void Reply(const std::string& verdict, const std::string& error);
+  void Reply(const std::string& verdict, const std::string& error,
+             std::vector<proto::Finding> findings = {});
   void Abort(const std::string& why);
 
   proto::ChildLink& link_;
@@ -61,6 +74,7 @@ struct CriticMainOptions {
   std::string connect;
   std::string state_dir;
   int64_t heartbeat_ms = 1000;
+  std::string briefs_dir;
 };
 int CriticMain(const CriticMainOptions& options);
 

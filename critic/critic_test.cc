@@ -197,5 +197,114 @@ TEST_F(CriticTest, NoChecksPasses) {
   EXPECT_TRUE(r->checks.empty());
 }
 
+// ---- the optional LLM critic (a fake agent script standing in for it) ----
+
+class LlmCriticTest : public CriticTest {
+ protected:
+  // A review whose critic agent is `script` (command profile).
+  proto::Review WithCritic(std::vector<std::string> verify, const std::string& script) {
+    auto r = MakeReview(std::move(verify));
+    std::string path = sup_.dir + "/critic-agent.sh";
+    forge::testing::WriteExecutable(path, "#!/bin/sh\n" + script);
+    proto::AgentSpec a;
+    a.profile = "command";
+    a.command = {path};
+    a.timeout_ms = 10000;
+    a.kill_grace_ms = 200;
+    r.critic = a;
+    return r;
+  }
+  std::string Marker() const { return sup_.dir + "/critic-ran"; }
+};
+
+TEST_F(LlmCriticTest, ApproveWithMinorFindingsPasses) {
+  auto review = WithCritic(
+      {"true"},
+      "cat > " + sup_.dir +
+          "/critic-prompt\n"
+          "echo 'Reviewed.'\n"
+          "echo '{\"overall\":\"approve\",\"findings\":[{\"severity\":\"sev3\",\"category\":"
+          "\"style\",\"file\":\"a.c\",\"line\":2,\"message\":\"nit\"}]}'\n");
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  ASSERT_EQ(r->findings.size(), 1u);
+  EXPECT_EQ(r->findings[0].message, "nit");
+  EXPECT_EQ(r->findings[0].line, 2);
+  std::string prompt = ReadAll(sup_.dir + "/critic-prompt");
+  EXPECT_THAT(prompt, HasSubstr("Review of task t-7: Make it work"));
+  EXPECT_THAT(prompt, HasSubstr("\"overall\":\"approve|request_changes|block\""));
+  EXPECT_THAT(prompt, HasSubstr("sev2 product"));
+}
+
+TEST_F(LlmCriticTest, RequestChangesWithSev2Rejects) {
+  auto r = Review(
+      WithCritic({},
+                 "echo '{\"overall\":\"request_changes\",\"findings\":[{\"severity\":\"sev2\","
+                 "\"category\":\"product\",\"message\":\"adapter with no consumer\"}]}'\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_THAT(r->error, HasSubstr("adapter with no consumer"));
+  ASSERT_EQ(r->findings.size(), 1u);
+  EXPECT_EQ(r->findings[0].category, "product");
+}
+
+TEST_F(LlmCriticTest, FailingCheckRejectsWithoutAskingTheCritic) {
+  auto r =
+      Review(WithCritic({"exit 1"}, "touch " + Marker() + "\necho '{\"overall\":\"approve\"}'\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_NE(::access(Marker().c_str(), F_OK), 0) << "the critic agent ran after a failing check";
+}
+
+TEST_F(LlmCriticTest, UnparsableOutputIsRetriedOnceThenError) {
+  auto r = Review(WithCritic({}, "echo x >> " + Marker() + "\necho 'LGTM, ship it'\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_THAT(r->error, HasSubstr("did not parse after a retry"));
+  EXPECT_THAT(r->error, HasSubstr("LGTM, ship it"));
+  EXPECT_EQ(ReadAll(Marker()), "x\nx\n");
+}
+
+TEST_F(LlmCriticTest, RetryThatParsesCounts) {
+  auto r = Review(WithCritic({}, "if [ -e " + Marker() +
+                                     " ]; then echo '{\"overall\":\"approve\",\"findings\":[]}';"
+                                     " else touch " +
+                                     Marker() + "; echo 'oops'; fi\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+}
+
+TEST_F(LlmCriticTest, SeesTheDiffOfAGitWorkspace) {
+  auto review =
+      WithCritic({}, "cat > " + sup_.dir + "/critic-prompt\necho '{\"overall\":\"approve\"}'\n");
+  std::string ws = review.workspace;
+  std::string git =
+      "cd '" + ws +
+      "' && git init -q && git config user.email t@t && git config user.name t"
+      " && echo one > a.txt && git add a.txt && git commit -qm init && echo two > a.txt"
+      " && echo new > b.txt";
+  ASSERT_EQ(std::system(git.c_str()), 0);
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  std::string prompt = ReadAll(sup_.dir + "/critic-prompt");
+  EXPECT_THAT(prompt, HasSubstr("+two"));
+  EXPECT_THAT(prompt, HasSubstr("new file: b.txt"));
+}
+
+TEST_F(LlmCriticTest, CancelDuringTheCriticAgent) {
+  auto review = WithCritic({}, "echo $$ > " + Marker() + "\nexec sleep 1000\n");
+  sup_.Send(review);
+  std::string pid = forge::testing::WaitForFile(Marker(), 5000);
+  ASSERT_FALSE(pid.empty());
+  sup_.Send(proto::Cancel{7});
+  auto r = sup_.WaitFor<proto::ReviewResult>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_EQ(r->error, "cancelled");
+  EXPECT_TRUE(WaitGone(std::stoi(pid), 5000));
+}
+
 }  // namespace
 }  // namespace forge::critic

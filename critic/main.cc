@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   app.add_option("--state-dir", options.state_dir, "absolute state directory")->required();
   app.add_option("--heartbeat-ms", options.heartbeat_ms, "heartbeat interval")
       ->check(CLI::PositiveNumber);
+  app.add_option("--briefs-dir", options.briefs_dir, "installed brief templates")
+      ->envname("FORGE_BRIEFS_DIR");
   CLI11_PARSE(app, argc, argv);
   return forge::critic::CriticMain(options);
 }

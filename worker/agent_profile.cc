@@ -56,9 +56,15 @@ const json* ObjectField(const json& j, const char* key) {
   return it != j.end() && it->is_object() ? &*it : nullptr;
 }
 
+constexpr size_t kMaxCommandText = 1u << 20;
+
 class CommandParser final : public OutputParser {
  public:
-  void Feed(std::string_view) override {}
+  void Feed(std::string_view data) override {
+    text_.append(data);
+    if (text_.size() > 2 * kMaxCommandText) text_.erase(0, text_.size() - kMaxCommandText);
+  }
+  const std::string& FinalText() const override { return text_; }
   void Finish(const ExitStatus& status, std::string_view tail, proto::Result& out) override {
     SetExit(status, out);
     if (status.success()) {
@@ -70,6 +76,9 @@ class CommandParser final : public OutputParser {
     std::string last = LastLine(tail);
     if (!last.empty()) out.error += ": " + last;
   }
+
+ private:
+  std::string text_;
 };
 
 bool IsResultObject(const json& j) {
@@ -114,6 +123,7 @@ bool MentionsRateLimit(const std::string& s) {
 
 class ClaudeParser final : public OutputParser {
  public:
+  const std::string& FinalText() const override { return text_; }
   void Feed(std::string_view data) override {
     out_.append(data);
     if (out_.size() > 2 * kMaxJsonBytes) out_.erase(0, out_.size() - kMaxJsonBytes);
@@ -130,6 +140,7 @@ class ClaudeParser final : public OutputParser {
                   "); output tail: " + TailText(out_.empty() ? tail : out_, 1024);
       return;
     }
+    text_ = StringField(*r, "result");
     out.session_id = StringField(*r, "session_id");
     out.num_turns = IntField(*r, "num_turns");
     out.cost_usd = NumberField(*r, "total_cost_usd");
@@ -167,10 +178,12 @@ class ClaudeParser final : public OutputParser {
 
  private:
   std::string out_;
+  std::string text_;
 };
 
 class CodexParser final : public OutputParser {
  public:
+  const std::string& FinalText() const override { return text_; }
   void Feed(std::string_view data) override {
     partial_.append(data);
     size_t start = 0;
@@ -219,6 +232,9 @@ class CodexParser final : public OutputParser {
         tokens_in_ += IntField(*usage, "input_tokens");
         tokens_out_ += IntField(*usage, "output_tokens");
       }
+    } else if (type == "item.completed") {
+      const json* item = ObjectField(j, "item");
+      if (item && StringField(*item, "type") == "agent_message") text_ = StringField(*item, "text");
     } else if (type == "turn.failed") {
       ++turns_;
       const json* err = ObjectField(j, "error");
@@ -236,6 +252,7 @@ class CodexParser final : public OutputParser {
   int64_t tokens_out_ = 0;
   int64_t turns_ = 0;
   std::string failure_;
+  std::string text_;
 };
 
 }  // namespace

@@ -38,6 +38,9 @@ class OutputParser {
   // agent that ended on its own with `status`. `tail` is the end of the
   // agent's combined output, quoted in errors.
   virtual void Finish(const ExitStatus& status, std::string_view tail, proto::Result& out) = 0;
+  // The agent's final message, valid after Finish: claude's `result`, codex's
+  // last agent_message, a command's stdout (its last MiB).
+  virtual const std::string& FinalText() const = 0;
 };
 
 std::unique_ptr<OutputParser> MakeOutputParser(Profile profile);

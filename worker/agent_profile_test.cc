@@ -241,6 +241,30 @@ TEST(CodexParser, NonZeroExitWithoutEventsFails) {
   EXPECT_THAT(r.error, HasSubstr("command not understood"));
 }
 
+TEST(FinalText, IsTheAgentsLastMessage) {
+  auto claude = MakeOutputParser(Profile::kClaude);
+  claude->Feed(kClaudeSuccess);
+  proto::Result r;
+  claude->Finish(Exit(0), "", r);
+  EXPECT_EQ(claude->FinalText(), "All done.");
+
+  auto codex = MakeOutputParser(Profile::kCodex);
+  codex->Feed(R"({"type":"item.completed","item":{"type":"agent_message","text":"first"}})"
+              "\n"
+              R"({"type":"item.completed","item":{"type":"command_execution","text":"ls"}})"
+              "\n"
+              R"({"type":"item.completed","item":{"type":"agent_message","text":"last"}})"
+              "\n");
+  codex->Finish(Exit(0), "", r);
+  EXPECT_EQ(codex->FinalText(), "last");
+
+  auto command = MakeOutputParser(Profile::kCommand);
+  command->Feed("line 1\n");
+  command->Feed("line 2\n");
+  command->Finish(Exit(0), "", r);
+  EXPECT_EQ(command->FinalText(), "line 1\nline 2\n");
+}
+
 TEST(TailText, CutsAtALineStart) {
   std::string text;
   for (int i = 0; i < 100; ++i) text += "line " + std::to_string(i) + "\n";

@@ -360,6 +360,50 @@ TEST_F(WorkerTest, SecretEnvValuesNeverReachTheLogOrResult) {
   EXPECT_THAT(r->error, HasSubstr("[redacted]"));
 }
 
+// Dead: gone, or a zombie waiting for init to reap it (init may be slow).
+bool WaitDead(pid_t pid, int64_t timeout_ms) {
+  const int64_t deadline = NowMs() + timeout_ms;
+  while (NowMs() < deadline) {
+    std::string stat = ReadAll("/proc/" + std::to_string(pid) + "/stat");
+    if (stat.empty() || stat.find(") Z") != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+TEST(WorkerParentTest, WorkerAndAgentDieWithTheSupervisor) {
+  // The "supervisor" here is a shell that starts the worker and is then killed.
+  FakeSupervisor sup;
+  std::string pidfile = sup.dir + "/worker.pid";
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c",
+            "\"$0\" --connect \"$1\" --state-dir \"$2\" --heartbeat-ms 50 & echo $! > \"$3\"; wait",
+            kWorker, sup.endpoint, sup.state_dir, pidfile};
+  o.env = CurrentEnvironment();
+  o.stdout_mode = Stdio::kInherit;
+  o.stderr_mode = Stdio::kInherit;
+  auto shell = Spawn(o);
+  ASSERT_TRUE(shell.ok());
+  ASSERT_TRUE(sup.WaitFor<proto::Hello>());
+  pid_t worker = std::stoi(WaitForFile(pidfile, 5000));
+  std::string script = sup.dir + "/agent.sh";
+  WriteExecutable(script, "#!/bin/sh\nexec sleep 1000\n");
+  proto::Dispatch d;
+  d.attempt_id = 1;
+  d.n = 1;
+  d.task.id = "t";
+  d.workspace = sup.state_dir + "/workspaces/t";
+  d.log_path = sup.state_dir + "/logs/t/1.log";
+  d.agent.command = {script};
+  sup.Send(d);
+  auto started = sup.WaitFor<proto::Started>();
+  ASSERT_TRUE(started);
+  ASSERT_EQ(::kill(shell->pid, SIGKILL), 0);
+  (void)Reap(shell->pid);
+  EXPECT_TRUE(WaitDead(worker, 10000)) << "worker outlived its supervisor";
+  EXPECT_TRUE(WaitDead(started->agent_pid, 10000)) << "agent outlived its worker";
+}
+
 class WorkerEnvTest : public WorkerTest {
  protected:
   void SetUp() override {
