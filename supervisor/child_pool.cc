@@ -192,7 +192,9 @@ std::vector<pid_t> ChildPool::Silent(int64_t now_mono_ms, int64_t timeout_ms) co
 std::optional<int64_t> ChildPool::NextSilenceDeadline(int64_t timeout_ms) const {
   std::optional<int64_t> next;
   for (const auto& [pid, c] : children_) {
-    if (c.state == ChildState::kExited) continue;
+    // A stopping child is already being killed or shut down; its end comes by
+    // SIGCHLD or the shutdown deadline, so it must not keep the loop awake.
+    if (c.state == ChildState::kExited || c.state == ChildState::kStopping) continue;
     int64_t t = c.last_seen_mono_ms + timeout_ms + 1;
     if (!next || t < *next) next = t;
   }

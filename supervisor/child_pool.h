@@ -100,7 +100,8 @@ class ChildPool {
 
   // Children whose last message is older than timeout_ms (starting/idle/busy/stopping).
   std::vector<pid_t> Silent(int64_t now_mono_ms, int64_t timeout_ms) const;
-  // The earliest moment a child may become silent, for the loop's timer.
+  // The earliest moment a child may become silent, for the loop's timer
+  // (stopping children are not watched).
   std::optional<int64_t> NextSilenceDeadline(int64_t timeout_ms) const;
 
   // A child of the role exited and is to be replaced: records the restart and

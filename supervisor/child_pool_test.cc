@@ -66,6 +66,8 @@ TEST(ChildPool, SilenceDetection) {
   EXPECT_TRUE(pool.Silent(1000, 1000).empty());
   EXPECT_EQ(pool.Silent(1001, 1000), std::vector<pid_t>{1});
   EXPECT_EQ(pool.Silent(1501, 1000), (std::vector<pid_t>{1, 2}));
+  ASSERT_TRUE(pool.Apply(1, E::kHeartbeatTimeout, 1501).ok());
+  EXPECT_EQ(pool.NextSilenceDeadline(1000), 1501);  // only child 2 is still watched
 }
 
 TEST(ChildPool, RespawnThrottleDoublesAndRecovers) {
