@@ -163,30 +163,49 @@ class CycleFinder {
 
  private:
   enum Color { kWhite, kGrey, kBlack };
+  struct Frame {
+    size_t task;
+    size_t next_dep = 0;
+  };
 
-  void Visit(size_t i) {
-    color_[i] = kGrey;
-    stack_.push_back(i);
-    for (const std::string& dep : entries_[i].task.depends_on) {
-      auto it = index_.find(dep);
+  // Depth-first, with an explicit stack: a plan may chain 100,000 tasks.
+  void Visit(size_t root) {
+    color_[root] = kGrey;
+    stack_.push_back({root});
+    while (!stack_.empty()) {
+      Frame& top = stack_.back();
+      const std::vector<std::string>& deps = entries_[top.task].task.depends_on;
+      if (top.next_dep == deps.size()) {
+        color_[top.task] = kBlack;
+        stack_.pop_back();
+        continue;
+      }
+      auto it = index_.find(deps[top.next_dep++]);
       if (it == index_.end()) continue;
       size_t j = it->second;
       if (color_[j] == kGrey) {
         Report(j);
       } else if (color_[j] == kWhite) {
-        Visit(j);
+        color_[j] = kGrey;
+        stack_.push_back({j});
       }
     }
-    stack_.pop_back();
-    color_[i] = kBlack;
   }
 
-  // The cycle is the stack from j's position to the top, then back to j.
+  // The cycle is the stack from j's frame to the top, then back to j; a long
+  // one is shortened in the middle.
   void Report(size_t j) {
-    auto start = std::find(stack_.begin(), stack_.end(), j);
+    auto start =
+        std::find_if(stack_.begin(), stack_.end(), [j](const Frame& f) { return f.task == j; });
+    const size_t length = static_cast<size_t>(stack_.end() - start);
     std::string path;
-    for (auto it = start; it != stack_.end(); ++it)
-      path += Printable(entries_[*it].task.id) + " -> ";
+    for (size_t n = 0; n < length; ++n) {
+      if (length > 12 && n == 10) {
+        path += "... (" + std::to_string(length - 11) + " more) -> ";
+        n = length - 1;
+      }
+      path += Printable(entries_[start[n].task].task.id) + " -> ";
+    }
     path += Printable(entries_[j].task.id);
     r_.Problem(entries_[j].present.count("id") ? entries_[j].present.at("id") : entries_[j].at,
                "dependency cycle: " + path);
@@ -196,7 +215,7 @@ class CycleFinder {
   const std::vector<Entry>& entries_;
   const std::map<std::string, size_t>& index_;
   std::vector<Color> color_;
-  std::vector<size_t> stack_;
+  std::vector<Frame> stack_;
 };
 
 std::string PlanDir(const std::string& path) {

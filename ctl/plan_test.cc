@@ -226,6 +226,29 @@ TEST_F(PlanTest, CyclesAreNamedInOrder) {
             4u);
 }
 
+// A long chain: no deep recursion, and a cycle through all of it is named,
+// shortened in the middle.
+TEST_F(PlanTest, LongChains) {
+  const int n = 50000;
+  std::string text = "tasks:\n";
+  for (int i = 0; i < n; ++i) {
+    text += "  - {id: k" + std::to_string(i) + ", title: T";
+    if (i > 0) text += ", depends_on: [k" + std::to_string(i - 1) + "]";
+    text += "}\n";
+  }
+  auto tasks = ParsePlan(text, "p.yaml");
+  ASSERT_TRUE(tasks.ok()) << tasks.error().message;
+  ASSERT_EQ(tasks->size(), static_cast<size_t>(n));
+  EXPECT_EQ(tasks->back().depends_on, std::vector<std::string>{"k49998"});
+
+  text.replace(text.find("{id: k0, title: T}"), 18, "{id: k0, title: T, depends_on: [k49999]}");
+  tasks = ParsePlan(text, "p.yaml");
+  ASSERT_FALSE(tasks.ok());
+  EXPECT_EQ(tasks.error().message,
+            "p.yaml:2:10: dependency cycle: k0 -> k49999 -> k49998 -> k49997 -> k49996 -> k49995 "
+            "-> k49994 -> k49993 -> k49992 -> k49991 -> ... (49989 more) -> k1 -> k0");
+}
+
 TEST_F(PlanTest, CollectsEveryProblem) {
   std::string message = ErrorOf(R"(tasks:
   - id: a
