@@ -61,7 +61,7 @@ std::string Describe(const proto::CheckResult& c) {
 }  // namespace
 
 struct Critic::ReviewState {
-  enum class Phase { kChecks, kDiff, kCriticAgent };
+  enum class Phase { kChecks, kDiff, kCriticAgent, kCommit };
   proto::Review review;
   Phase phase = Phase::kChecks;
   std::vector<proto::CheckResult> checks;
@@ -77,7 +77,8 @@ struct Critic::ReviewState {
   std::unique_ptr<worker::OutputParser> critic_parser;
   std::vector<std::string> secrets;  // of the critic agent's env
   int critic_tries = 0;
-  std::string stop_error;  // set when the review was cancelled
+  std::vector<proto::Finding> findings;  // the LLM critic's, kept for the reply
+  std::string stop_error;                // set when the review was cancelled
 };
 
 Critic::Critic(proto::ChildLink& link, SignalFd& signals, CriticOptions options)
@@ -247,6 +248,9 @@ void Critic::FinishJob() {
     case ReviewState::Phase::kCriticAgent:
       FinishCriticAgent();
       return;
+    case ReviewState::Phase::kCommit:
+      FinishCommit();
+      return;
   }
 }
 
@@ -260,10 +264,103 @@ void Critic::AfterChecks() {
     }
   }
   if (!rs.review.critic) {
-    Reply("pass", "");
+    AfterCritic();
     return;
   }
   StartDiff();
+}
+
+void Critic::AfterCritic() {
+  if (review_->review.task.repo.empty()) {
+    Reply("pass", "", std::move(review_->findings));
+    return;
+  }
+  StartCommit();
+}
+
+namespace {
+
+// Squashes the attempt's work into one commit on the worktree's branch. Exit
+// 3: nothing changed (a hollow pass); 4: not a git worktree; the commit
+// message comes on stdin; the new commit's hash is the last line printed.
+constexpr const char* kCommitScript = R"sh(
+# Only a workspace that is itself the top of a work tree (a Forge worktree):
+# a plain directory inside the operator's checkout must never be committed to.
+top=$(git rev-parse --show-toplevel 2>/dev/null) || exit 4
+[ "$top" = "$(pwd -P)" ] || exit 4
+git add -A || exit 5
+if git diff --cached --quiet; then [ "$FORGE_ALLOW_EMPTY" = 1 ] || exit 3; fi
+name=$(git config user.name) || name=Forge
+email=$(git config user.email) || email=forge@localhost
+git -c user.name="$name" -c user.email="$email" commit -q --allow-empty --no-verify -F - || exit 6
+git rev-parse HEAD
+)sh";
+
+}  // namespace
+
+void Critic::StartCommit() {
+  ReviewState& rs = *review_;
+  rs.phase = ReviewState::Phase::kCommit;
+  const auto& task = rs.review.task;
+  std::string message = (task.title.empty() ? "Task " + task.id : task.title) +
+                        "\n\nForge-Task: " + task.id +
+                        "\nForge-Attempt: " + std::to_string(rs.review.n) + "\n";
+  SpawnOptions spawn;
+  spawn.argv = {"/bin/sh", "-c", kCommitScript};
+  spawn.env = CheckEnvironment(rs.review);
+  spawn.env.push_back(std::string("FORGE_ALLOW_EMPTY=") + (task.allow_empty ? "1" : "0"));
+  spawn.cwd = rs.review.workspace;
+  spawn.stdout_mode = Stdio::kPipe;
+  spawn.merge_stderr = true;
+  rs.tail.clear();
+  rs.timeout_ms = 60 * 1000;
+  rs.kill_grace_ms = options_.kill_grace_ms;
+  rs.check_timed_out = false;
+  rs.check_started_ms = NowMs();
+  ReviewState* raw = &rs;
+  const size_t tail_bytes = options_.tail_bytes;
+  auto sink = [raw, tail_bytes](int, std::string_view data) {
+    raw->tail.append(data);
+    if (raw->tail.size() > 2 * tail_bytes) raw->tail.erase(0, raw->tail.size() - tail_bytes);
+  };
+  auto job = proto::ChildJob::Start(std::move(spawn), message, sink);
+  if (!job.ok()) {
+    Reply("error", "cannot run git to commit: " + job.error().message);
+    return;
+  }
+  rs.job = std::move(job).value();
+}
+
+void Critic::FinishCommit() {
+  ReviewState& rs = *review_;
+  ExitStatus status = rs.job->status();
+  rs.job.reset();
+  if (!rs.stop_error.empty()) {
+    Reply("error", rs.stop_error);
+    return;
+  }
+  std::string out = rs.tail;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  if (status.exit_code == 0) {
+    size_t nl = out.rfind('\n');
+    std::string commit = nl == std::string::npos ? out : out.substr(nl + 1);
+    spdlog::info("attempt {} committed as {}", rs.review.attempt_id, commit);
+    Reply("pass", "", std::move(rs.findings), commit);
+    return;
+  }
+  if (status.exit_code == 3) {
+    rs.findings.push_back(
+        {"sev1", "correctness", "", 0, "no_changes: the attempt changed nothing in the workspace"});
+    Reply("reject", "no_changes: the attempt changed nothing", std::move(rs.findings));
+    return;
+  }
+  if (status.exit_code == 4) {
+    spdlog::warn("workspace {} of repo task {} is not a git worktree: passing without a commit",
+                 rs.review.workspace, rs.review.task.id);
+    Reply("pass", "", std::move(rs.findings));
+    return;
+  }
+  Reply("error", "squash commit failed (" + status.ToString() + "): " + worker::TailText(out, 600));
 }
 
 void Critic::StartDiff() {
@@ -272,7 +369,8 @@ void Critic::StartDiff() {
   SpawnOptions spawn;
   // Untracked files are listed too: an agent's new files are part of the change.
   spawn.argv = {"/bin/sh", "-c",
-                "git rev-parse --git-dir >/dev/null 2>&1 || exit 0; "
+                "top=$(git rev-parse --show-toplevel 2>/dev/null) || exit 0; "
+                "[ \"$top\" = \"$(pwd -P)\" ] || exit 0; "
                 "git --no-pager diff --no-color HEAD 2>/dev/null; "
                 "git ls-files --others --exclude-standard | sed 's/^/new file: /'"};
   spawn.env = CheckEnvironment(rs.review);
@@ -402,7 +500,12 @@ void Critic::FinishCriticAgent() {
     return;
   }
   Decision decision = Decide(*report);
-  Reply(decision.pass ? "pass" : "reject", decision.reason, std::move(report->findings));
+  if (!decision.pass) {
+    Reply("reject", decision.reason, std::move(report->findings));
+    return;
+  }
+  rs.findings = std::move(report->findings);
+  AfterCritic();
 }
 
 void Critic::FinishCheck() {
@@ -458,13 +561,14 @@ void Critic::Tick(int64_t now) {
 }
 
 void Critic::Reply(const std::string& verdict, const std::string& error,
-                   std::vector<proto::Finding> findings) {
+                   std::vector<proto::Finding> findings, std::optional<std::string> commit) {
   proto::ReviewResult r;
   r.attempt_id = review_->review.attempt_id;
   r.verdict = verdict;
   r.error = error;
   r.checks = std::move(review_->checks);
   r.findings = std::move(findings);
+  r.commit = std::move(commit);
   spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, error.empty() ? "" : ": ",
                error);
   review_.reset();

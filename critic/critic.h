@@ -7,14 +7,19 @@
 // final JSON line gives typed findings and the verdict (one retry when it
 // does not parse). Replies review_result pass, reject (a check failed, error
 // names the first; or the critic's findings) or error (could not review,
-// the critic's output never parsed, or cancelled).
+// the critic's output never parsed, or cancelled). For a repo task a pass
+// squashes the workspace's changes into one commit (task title, Forge-Task
+// and Forge-Attempt trailers); an attempt that changed nothing is rejected
+// with a no_changes finding unless the task allows empty.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/signals.h"
 #include "proto/child_job.h"
@@ -51,13 +56,17 @@ class Critic {
   void StartDiff();
   void StartCriticAgent();
   void FinishCriticAgent();
+  void AfterCritic();
+  void StartCommit();
+  void FinishCommit();
   void HandleSignals();
   void Tick(int64_t now_ms);
   int64_t NextDeadline() const;
   void FinishJob();
   void FinishCheck();
   void Reply(const std::string& verdict, const std::string& error,
-             std::vector<proto::Finding> findings = {});
+             std::vector<proto::Finding> findings = {},
+             std::optional<std::string> commit = std::nullopt);
   void Abort(const std::string& why);
 
   proto::ChildLink& link_;

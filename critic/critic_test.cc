@@ -197,6 +197,105 @@ TEST_F(CriticTest, NoChecksPasses) {
   EXPECT_TRUE(r->checks.empty());
 }
 
+// ---- repo tasks: squash commit and hollow pass ----
+
+std::string Sh(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+class RepoTaskTest : public CriticTest {
+ protected:
+  proto::Review RepoReview() {
+    auto r = MakeReview({"test -f a.txt"});
+    r.task.repo = sup_.dir + "/origin";
+    r.n = 2;
+    std::string git = "cd '" + r.workspace +
+                      "' && git init -q && git config user.email t@t && git config user.name t"
+                      " && echo one > a.txt && git add a.txt && git commit -qm base";
+    EXPECT_EQ(std::system(git.c_str()), 0);
+    base_ = Sh("cd '" + r.workspace + "' && git rev-parse HEAD");
+    return r;
+  }
+  std::string base_;
+};
+
+TEST_F(RepoTaskTest, PassSquashesTheWorkIntoOneCommitWithTrailers) {
+  auto review = RepoReview();
+  ASSERT_EQ(
+      std::system(("cd '" + review.workspace + "' && echo two > a.txt && echo b > b.txt").c_str()),
+      0);
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  ASSERT_TRUE(r->commit.has_value());
+  std::string ws = "cd '" + review.workspace + "' && ";
+  EXPECT_EQ(*r->commit + "\n", Sh(ws + "git rev-parse HEAD"));
+  EXPECT_EQ(Sh(ws + "git rev-parse HEAD~1"), base_);
+  EXPECT_EQ(Sh(ws + "git log -1 --format=%s"), "Make it work\n");
+  std::string body = Sh(ws + "git log -1 --format=%B");
+  EXPECT_THAT(body, HasSubstr("Forge-Task: t-7\nForge-Attempt: 2"));
+  EXPECT_EQ(Sh(ws + "git status --porcelain"), "");
+  EXPECT_EQ(Sh(ws + "git show --stat --format= HEAD | grep -c txt"), "2\n");
+}
+
+TEST_F(RepoTaskTest, NoChangesIsAHollowPassRejected) {
+  auto review = RepoReview();
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_THAT(r->error, HasSubstr("no_changes"));
+  ASSERT_EQ(r->findings.size(), 1u);
+  EXPECT_THAT(r->findings[0].message, HasSubstr("no_changes"));
+  EXPECT_FALSE(r->commit.has_value());
+  EXPECT_EQ(Sh("cd '" + review.workspace + "' && git rev-parse HEAD"), base_);
+}
+
+TEST_F(RepoTaskTest, AllowEmptyPassesWithAnEmptyCommit) {
+  auto review = RepoReview();
+  review.task.allow_empty = true;
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  ASSERT_TRUE(r->commit.has_value());
+  EXPECT_EQ(Sh("cd '" + review.workspace + "' && git rev-parse HEAD~1"), base_);
+}
+
+TEST_F(RepoTaskTest, FailingCheckLeavesNoCommit) {
+  auto review = RepoReview();
+  review.verify = {"false"};
+  ASSERT_EQ(std::system(("cd '" + review.workspace + "' && echo two > a.txt").c_str()), 0);
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_FALSE(r->commit.has_value());
+  EXPECT_EQ(Sh("cd '" + review.workspace + "' && git rev-parse HEAD"), base_);
+}
+
+TEST_F(RepoTaskTest, PlainWorkspaceInsideAnotherRepoIsNeverCommittedTo) {
+  // The operator's checkout contains the state dir, as .forge beside forge.yaml would.
+  auto review = MakeReview({"true"});
+  review.task.repo = sup_.dir;
+  std::string git = "cd '" + sup_.dir +
+                    "' && git init -q && git config user.email t@t && git config user.name t"
+                    " && git commit -q --allow-empty -m operator";
+  ASSERT_EQ(std::system(git.c_str()), 0);
+  std::string before = Sh("cd '" + sup_.dir + "' && git rev-parse HEAD");
+  std::ofstream(review.workspace + "/new.txt") << "x";
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  EXPECT_FALSE(r->commit.has_value());
+  EXPECT_EQ(Sh("cd '" + sup_.dir + "' && git rev-parse HEAD"), before);
+  EXPECT_EQ(Sh("cd '" + sup_.dir + "' && git diff --cached --name-only"), "");
+}
+
 // ---- the optional LLM critic (a fake agent script standing in for it) ----
 
 class LlmCriticTest : public CriticTest {
