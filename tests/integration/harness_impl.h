@@ -15,8 +15,11 @@
 
 namespace forge::itest {
 
+// FORGE_TEST_BIN_DIR overrides the build's bin dir, e.g. to run these tests
+// against the sanitizer build's binaries.
 inline std::string BinPath(const std::string& name) {
-  return std::string(FORGE_BIN_DIR) + "/" + name;
+  const char* dir = std::getenv("FORGE_TEST_BIN_DIR");
+  return std::string(dir != nullptr && *dir != '\0' ? dir : FORGE_BIN_DIR) + "/" + name;
 }
 inline std::string FakeAgent() {
   return std::string(FORGE_FAKES_DIR) + "/agent.sh";
