@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
-#include <regex>
+#include <string>
 
 namespace forge::supervisor {
 namespace {
@@ -45,14 +45,72 @@ store::Close Blocked(store::Close c, std::string reason) {
 
 }  // namespace
 
+// Hand-rolled rather than std::regex: GCC 12's <regex> trips
+// -Wmaybe-uninitialized under the sanitizer build.
+namespace {
+
+bool IsHex(unsigned char c) {
+  return std::isdigit(c) || (c >= 'a' && c <= 'f');
+}
+bool IsWordChar(unsigned char c) {
+  return std::isalnum(c) || c == '_';
+}
+
+// Replaces /tmp/..., /var/tmp/... paths (up to whitespace, a quote or ':') with <tmp>.
+std::string ReplaceTempPaths(const std::string& s) {
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t len = 0;
+    for (const char* prefix : {"/private/tmp/", "/var/tmp/", "/tmp/"}) {
+      size_t n = std::char_traits<char>::length(prefix);
+      if (s.compare(i, n, prefix) == 0) {
+        len = n;
+        break;
+      }
+    }
+    if (len == 0) {
+      out.push_back(s[i++]);
+      continue;
+    }
+    i += len;
+    while (i < s.size() && !std::isspace(static_cast<unsigned char>(s[i])) && s[i] != '\'' &&
+           s[i] != '"' && s[i] != ':') {
+      ++i;
+    }
+    out += "<tmp>";
+  }
+  return out;
+}
+
+// Replaces standalone hex runs of 8+ characters (optionally 0x-prefixed) with <id>.
+std::string ReplaceHexIds(const std::string& s) {
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    bool boundary = i == 0 || !IsWordChar(static_cast<unsigned char>(s[i - 1]));
+    size_t j = i;
+    if (boundary && s.compare(i, 2, "0x") == 0) j += 2;
+    size_t k = j;
+    while (k < s.size() && IsHex(static_cast<unsigned char>(s[k]))) ++k;
+    bool end_ok = k == s.size() || !IsWordChar(static_cast<unsigned char>(s[k]));
+    if (boundary && k - j >= 8 && end_ok) {
+      out += "<id>";
+      i = k;
+      continue;
+    }
+    out.push_back(s[i++]);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string NormalizeFailureText(const std::string& text) {
   std::string s = text;
   std::transform(s.begin(), s.end(), s.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  static const std::regex kTmpPath(R"((/tmp|/var/tmp|/private/tmp)/[^\s'":]*)");
-  static const std::regex kHexId(R"(\b(0x)?[0-9a-f]{8,}\b)");
-  s = std::regex_replace(s, kTmpPath, "<tmp>");
-  s = std::regex_replace(s, kHexId, "<id>");
+  s = ReplaceHexIds(ReplaceTempPaths(s));
   // Digits cover timestamps, pids, line numbers, durations.
   s.erase(std::remove_if(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); }),
           s.end());

@@ -117,6 +117,8 @@ TEST(RetryPolicy, NormalizeStripsNoise) {
   EXPECT_EQ(NormalizeFailureText("  Error  at 2026-11-21T15:04:05.123Z\n id DEADBEEFcafe0123 "),
             "error at --t::.z id <id>");
   EXPECT_EQ(NormalizeFailureText("open /tmp/abc/def: no such file"), "open <tmp>: no such file");
+  EXPECT_EQ(NormalizeFailureText("commit 0xABCDEF12 vs deadbeef1 vs abcdefg123456"),
+            "commit <id> vs <id> vs abcdefg");
 }
 
 TEST(RetryPolicy, NonRetryableBlocksAtOnce) {
