@@ -397,7 +397,8 @@ class Instance {
   // pids of the children of a role in a given state ("" = any).
   std::vector<pid_t> Children(const std::string& role, const std::string& state = "") {
     std::vector<pid_t> out;
-    for (const auto& c : Call("status")["children"]) {
+    json status = Call("status");  // kept alive: the loop below iterates into it
+    for (const auto& c : status["children"]) {
       if (c["role"] == role && (state.empty() || c["state"] == state)) out.push_back(c["pid"]);
     }
     return out;
@@ -689,10 +690,19 @@ ScaleResult ScaleAt(int64_t queued, int64_t next) {
   c.workers = 2;
   c.critics = 2;
   Instance f(c);
-  BulkLoad(f.state(), queued + next);
-  f.Start();
-  double t0 = SteadyMs();
-  f.WaitDone(next, 1'800'000, 10);
+  BulkLoad(f.state(), queued + next + 1);
+  f.Start(false);
+  // The window starts at the first done task, so the pool's start-up is not
+  // part of the rate.
+  double t0 = 0;
+  WaitUntil(
+      [&] {
+        return std::filesystem::exists(f.state() + "/supervisor.lock") && f.Count("done") >= 1;
+      },
+      600'000, "the first done task", 2);
+  t0 = SteadyMs();
+  int64_t first = f.Count("done");
+  f.WaitDone(first + next, 1'800'000, 10);
   ScaleResult r;
   r.rate = static_cast<double>(next) / (SteadyMs() - t0) * 1e3;
   // Now `queued` tasks remain (the pool keeps working through them meanwhile,
