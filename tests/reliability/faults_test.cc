@@ -1,0 +1,357 @@
+// Faults: a busy database, corrupt or unusable files, misbehaving children,
+// a full disk, and the clock the timers use. Each fault must be contained:
+// the supervisor keeps serving, the fault is recorded, no task is lost.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <set>
+#include <thread>
+
+#include "tests/reliability/reliability.h"
+
+namespace forge::reliability {
+namespace {
+
+using proto::TaskState;
+using ::testing::HasSubstr;
+
+bool AllIn(itest::Forge& f, const std::vector<std::string>& ids, TaskState state) {
+  for (const auto& id : ids) {
+    auto t = f.db().GetTask(id);
+    if (!t.ok() || t->state != state) return false;
+  }
+  return true;
+}
+
+// Holds a write lock (BEGIN IMMEDIATE) on db for hold_ms from another connection.
+class WriteLockHolder {
+ public:
+  WriteLockHolder(const std::string& db, int64_t hold_ms) {
+    thread_ = std::thread([this, db, hold_ms] {
+      sqlite3* c = nullptr;
+      if (sqlite3_open(db.c_str(), &c) == SQLITE_OK &&
+          sqlite3_exec(c, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK) {
+        held_ = true;
+        // The fault's duration, not a synchronisation: the lock is held this long.
+        std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
+        sqlite3_exec(c, "COMMIT", nullptr, nullptr, nullptr);
+      }
+      sqlite3_close(c);
+      done_ = true;
+    });
+  }
+  ~WriteLockHolder() { thread_.join(); }
+  bool held() const { return held_; }
+  bool done() const { return done_; }
+
+ private:
+  std::atomic<bool> held_{false}, done_{false};
+  std::thread thread_;
+};
+
+TEST(Faults, BusyDatabaseDelaysButFailsNothing) {
+  ForgeOptions o;
+  o.heartbeat_timeout = "20s";  // the loop itself waits on the lock meanwhile
+  itest::Forge f(o);
+  f.Start();
+  auto first = f.SubmitMany(5, "slow_succeed");
+  std::vector<std::string> later;
+  {
+    WriteLockHolder lock(f.state_dir() + "/forge.db", 3000);
+    ASSERT_TRUE(itest::WaitFor([&] { return lock.held() || lock.done(); }, 10'000));
+    ASSERT_TRUE(lock.held());
+    // A submit while the lock is held waits for it (busy timeout) instead of failing.
+    json tasks = json::array();
+    for (int i = 0; i < 5; ++i)
+      tasks.push_back({{"title", "busy " + std::to_string(i)},
+                       {"brief", "b"},
+                       {"env", {{"FAKE_MODE", "succeed"}}}});
+    auto r = f.ctl().Call("submit", json{{"tasks", tasks}}, 30'000);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    later = (*r)["ids"].get<std::vector<std::string>>();
+    EXPECT_TRUE(lock.done()) << "the submit returned while the lock was still held";
+  }
+  auto all = first;
+  all.insert(all.end(), later.begin(), later.end());
+  ASSERT_TRUE(itest::WaitFor([&] { return AllIn(f, all, TaskState::kDone); }, 120'000))
+      << f.SupervisorLog();
+  for (const auto& id : all) {
+    for (const auto& a : f.Attempts(id)) EXPECT_EQ(a.outcome, "passed") << id;
+  }
+}
+
+TEST(Faults, LongReaderNeverBlocksTheSupervisor) {
+  itest::Forge f;
+  f.Start();
+  // forge-ctl's offline reads are read transactions: hold one for the whole run.
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((f.state_dir() + "/forge.db").c_str(), &reader, SQLITE_OPEN_READONLY,
+                            nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM tasks;", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  auto ids = f.SubmitMany(10, "succeed");
+  bool done = itest::WaitFor([&] { return AllIn(f, ids, TaskState::kDone); }, 120'000);
+  sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(reader);
+  EXPECT_TRUE(done) << f.SupervisorLog();
+}
+
+// events.jsonl as JSON lines: each line's seq.
+std::vector<int64_t> JsonlSeqs(const std::string& path) {
+  std::vector<int64_t> seqs;
+  std::istringstream in(ReadFile(path));
+  for (std::string line; std::getline(in, line);) {
+    auto j = json::parse(line, nullptr, false);
+    seqs.push_back(j.is_object() && j.contains("seq") ? j["seq"].get<int64_t>() : -1);
+  }
+  return seqs;
+}
+
+TEST(Faults, TruncatedEventsJsonlIsRepairedAtRestart) {
+  itest::Forge f;
+  f.Start();
+  auto ids = f.SubmitMany(6, "succeed");
+  ASSERT_TRUE(itest::WaitFor([&] { return AllIn(f, ids, TaskState::kDone); }, 60'000));
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+  std::string path = f.state_dir() + "/events.jsonl";
+  std::string text = ReadFile(path);
+  ASSERT_GT(text.size(), 100u);
+  WriteFile(path, text.substr(0, text.size() / 2 + 7));  // cut mid-line
+  f.Start();
+  auto more = f.SubmitMany(2, "succeed");
+  ASSERT_TRUE(itest::WaitFor([&] { return AllIn(f, more, TaskState::kDone); }, 60'000));
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+  // Exactly the committed events, in order, every line whole.
+  auto events = f.Events();
+  std::vector<int64_t> want;
+  for (const auto& e : events) want.push_back(e.seq);
+  EXPECT_EQ(JsonlSeqs(path), want);
+}
+
+TEST(Faults, CorruptBriefTemplateIsAClearErrorNotACrash) {
+  itest::Forge f;
+  f.Start();
+  std::filesystem::create_directories(f.state_dir() + "/briefs");
+  WriteFile(f.state_dir() + "/briefs/worker.mustache", "{{#task}} never closed {{/wrong}}");
+  std::string id = f.Submit("succeed");
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        auto t = f.db().GetTask(id);
+        return t.ok() && (t->state == TaskState::kBlocked || t->state == TaskState::kDone);
+      },
+      60'000));
+  auto t = f.Task(id);
+  EXPECT_EQ(t.state, TaskState::kBlocked);
+  EXPECT_THAT(t.last_error, HasSubstr("worker.mustache"));
+  // Fixed template, retry: nothing was lost.
+  std::filesystem::remove(f.state_dir() + "/briefs/worker.mustache");
+  ASSERT_TRUE(f.ctl().Call("retry", json{{"id", id}}).ok());
+  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.SupervisorLog();
+  EXPECT_TRUE(itest::ProcessAlive(f.pid()));
+}
+
+TEST(Faults, UnwritableLogDirIsAClearErrorAndNothingIsLost) {
+  itest::Forge f;
+  f.Start();
+  // Root ignores permission bits, so block the log directory with a file:
+  // mkdir of <state>/logs/<id> then fails for everyone (ENOTDIR/EEXIST).
+  auto r = f.ctl().Call("submit",
+                        json{{"tasks", json::array({json{{"title", "x"},
+                                                         {"brief", "b"},
+                                                         {"needs_approval", true},
+                                                         {"env", {{"FAKE_MODE", "succeed"}}}}})}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  std::string id = (*r)["ids"][0].get<std::string>();
+  std::filesystem::create_directories(f.state_dir() + "/logs");
+  WriteFile(f.state_dir() + "/logs/" + id, "not a directory");
+  ASSERT_TRUE(f.ctl().Call("approve", json{{"id", id}}).ok());
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        auto a = f.db().Attempts(id);
+        return a.ok() && !a->empty() && a->front().ended_at_ms > 0;
+      },
+      60'000))
+      << f.SupervisorLog();
+  auto first = f.Attempts(id).front();
+  EXPECT_NE(first.outcome, "passed");
+  EXPECT_THAT(first.error, HasSubstr(id)) << "the error should name the log path";
+  std::filesystem::remove(f.state_dir() + "/logs/" + id);
+  auto t = f.Task(id);
+  if (t.state == TaskState::kBlocked) {
+    ASSERT_TRUE(f.ctl().Call("retry", json{{"id", id}}).ok());
+  }
+  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.SupervisorLog();
+}
+
+// ---- child faults: FORGE_WORKER_BIN runs forge_fake_child in a mode ----
+
+std::unique_ptr<itest::Forge> StartWithFakeWorker(const std::string& mode, ForgeOptions o = {}) {
+  o.workers = 1;
+  auto f = std::make_unique<itest::Forge>(o);
+  std::string wrapper = f->dir() + "/fake-worker.sh";
+  WriteFile(wrapper, "#!/bin/sh\nexec " + itest::BinPath("forge_fake_child") + " --mode " + mode +
+                         " \"$@\"\n");
+  std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
+  o.extra_env["FORGE_WORKER_BIN"] = wrapper;
+  f->Rewrite(o);
+  f->Start();
+  return f;
+}
+
+int64_t Counter(itest::Forge& f, const std::string& name) {
+  json s = f.Status();
+  return s.contains("counters") ? s["counters"].value(name, int64_t{0}) : -1;
+}
+
+std::set<std::string> FakeChildPids(itest::Forge& f) {
+  std::set<std::string> pids;
+  std::istringstream in(ReadFile(f.state_dir() + "/fake_child.log"));
+  for (std::string line; std::getline(in, line);) pids.insert(line.substr(0, line.find(' ')));
+  return pids;
+}
+
+TEST(ChildFaults, MalformedMessagesAreCountedAndIgnored) {
+  auto f = StartWithFakeWorker("malformed");
+  ASSERT_TRUE(itest::WaitFor([&] { return Counter(*f, "bad_child_messages") >= 6; }, 30'000))
+      << f->Status().dump();
+  std::string id = f->Submit("succeed");
+  EXPECT_TRUE(f->WaitState(id, TaskState::kDone, 60'000)) << f->SupervisorLog();
+  EXPECT_TRUE(itest::ProcessAlive(f->pid()));
+}
+
+TEST(ChildFaults, SilentAfterHelloIsKilledAndReplaced) {
+  ForgeOptions o;
+  o.max_infra_retries = 2;
+  auto f = StartWithFakeWorker("silent", o);
+  std::string id = f->Submit("succeed");
+  // Each silent worker is declared lost after heartbeat_timeout and respawned;
+  // the task is requeued uncounted until max_infra_retries, then blocked.
+  ASSERT_TRUE(f->WaitState(id, TaskState::kBlocked, 90'000)) << f->SupervisorLog();
+  EXPECT_GE(FakeChildPids(*f).size(), 3u);
+  auto attempts = f->Attempts(id);
+  ASSERT_GE(attempts.size(), 2u);
+  for (const auto& a : attempts) {
+    EXPECT_EQ(a.outcome, "lost");
+    EXPECT_FALSE(a.counted);
+  }
+  EXPECT_TRUE(f->HasEvent("", "child.lost") || f->HasEvent(id, "child.lost") ||
+              !f->Events("", "child.exited").empty());
+  EXPECT_FALSE(f->Status().empty()) << "supervisor stopped answering";
+}
+
+TEST(ChildFaults, HeartbeatFloodDoesNotStarveTheLoop) {
+  auto f = StartWithFakeWorker("flood");
+  // The control socket still answers promptly while the flood goes on.
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto s = f->ctl().Call("status", json::object(), 10'000);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  }
+  auto ids = f->SubmitMany(3, "succeed");
+  EXPECT_TRUE(itest::WaitFor([&] { return AllIn(*f, ids, TaskState::kDone); }, 90'000))
+      << f->SupervisorLog();
+}
+
+TEST(ChildFaults, AnswersForAnotherAttemptAreStrayAndIgnored) {
+  auto f = StartWithFakeWorker("stray");
+  std::string id = f->Submit("succeed");
+  ASSERT_TRUE(f->WaitState(id, TaskState::kDone, 60'000)) << f->SupervisorLog();
+  EXPECT_GE(Counter(*f, "stray_child_messages") + Counter(*f, "bad_child_messages"), 3);
+  EXPECT_GE(Counter(*f, "stray_child_messages"), 2);
+  auto attempts = f->Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_NE(attempts[0].agent_pid, 1);  // the stray started{pid 1} was not recorded
+  EXPECT_TRUE(itest::ProcessAlive(1));
+}
+
+// ---- disk full: a small tmpfs as the state directory (root only) ----
+
+TEST(Faults, DiskFullRefusesSubmitsAndRecovers) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
+  itest::Forge f;
+  std::filesystem::create_directories(f.state_dir());
+  if (::mount("forge-test", f.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
+    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{f.state_dir()};
+  f.Start();
+  auto before = f.SubmitMany(3, "succeed");
+  ASSERT_TRUE(itest::WaitFor([&] { return AllIn(f, before, TaskState::kDone); }, 60'000));
+  // Fill the filesystem.
+  std::string filler = f.state_dir() + "/filler";
+  {
+    std::ofstream out(filler, std::ios::binary);
+    std::string block(64 * 1024, 'x');
+    for (int i = 0; i < 200 && out; ++i) out.write(block.data(), block.size()), out.flush();
+  }
+  json big_tasks = json::array();
+  for (int i = 0; i < 50; ++i) {
+    big_tasks.push_back(
+        {{"title", "full " + std::to_string(i)}, {"brief", std::string(20000, 'b')}});
+  }
+  auto refused = f.ctl().Call("submit", json{{"tasks", big_tasks}}, 30'000);
+  ASSERT_FALSE(refused.ok()) << "submit succeeded on a full disk";
+  EXPECT_THAT(refused.error().message, ::testing::AnyOf(HasSubstr("full"), HasSubstr("space")))
+      << refused.error().message;
+  EXPECT_TRUE(itest::ProcessAlive(f.pid()));
+  EXPECT_FALSE(f.Status().empty());
+  // Space returns: submits work again and the earlier records are intact.
+  std::filesystem::remove(filler);
+  auto after = f.SubmitMany(3, "succeed");
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_TRUE(itest::WaitFor([&] { return AllIn(f, after, TaskState::kDone); }, 60'000))
+      << f.SupervisorLog();
+  EXPECT_TRUE(AllIn(f, before, TaskState::kDone));
+  EXPECT_EQ(Integrity(f), "ok");
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace forge::reliability
+
+namespace forge::reliability {
+namespace {
+
+// Clock jumps. The wall clock cannot be stepped safely on a shared machine, so
+// this pins the code-review finding: every timeout (heartbeat watchdog, agent
+// timeout and stall, verify timeout, kill grace, child heartbeats, respawn
+// delay) is computed on CLOCK_MONOTONIC (Clock::MonotonicMs / the monotonic
+// helper in common/process.cc). The wall clock is read only where a time is
+// recorded or persisted (event/attempt timestamps, a retry's not_before, the
+// circuit/budget/rate-limit pause expiries, which must survive a restart);
+// see docs/reliability.md for what a wall-clock step does to those.
+TEST(ClockUse, TimeoutsUseTheMonotonicClock) {
+  const std::vector<std::string> timer_files = {"worker/worker.cc", "critic/critic.cc",
+                                                "proto/child_link.cc", "common/process.cc",
+                                                "supervisor/child_pool.cc"};
+  const std::vector<std::string> wall_reads = {"system_clock", "CLOCK_REALTIME", "gettimeofday",
+                                               "time(nullptr)", "WallMs()"};
+  for (const auto& file : timer_files) {
+    std::string text = ReadFile(std::string(FORGE_SOURCE_DIR) + "/" + file);
+    ASSERT_FALSE(text.empty()) << file;
+    for (const auto& wall : wall_reads) {
+      EXPECT_EQ(text.find(wall), std::string::npos) << file << " reads the wall clock: " << wall;
+    }
+  }
+  // The supervisor's loop computes its poll deadline on the monotonic clock;
+  // wall-clock expiries are converted to a monotonic deadline, never slept on.
+  std::string loop = ReadFile(std::string(FORGE_SOURCE_DIR) + "/supervisor/supervisor.cc");
+  EXPECT_NE(loop.find("clock_.MonotonicMs()"), std::string::npos);
+  EXPECT_EQ(loop.find("system_clock"), std::string::npos);
+  // And that clock really is CLOCK_MONOTONIC.
+  std::string clock = ReadFile(std::string(FORGE_SOURCE_DIR) + "/common/clock.cc");
+  EXPECT_NE(clock.find("MonotonicMs() const { return Read(CLOCK_MONOTONIC)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace forge::reliability

@@ -1,0 +1,219 @@
+// Security: the state directory and its sockets are the owner's alone; task
+// fields reach the agent literally (no shell ever interprets them); secret env
+// values never leave the agent's environment; a control request cannot make
+// the supervisor run a program other than the configured agent.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <ctime>
+
+#include "proto/endpoints.h"
+#include "tests/reliability/reliability.h"
+
+namespace forge::reliability {
+namespace {
+
+using proto::TaskState;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string Unique() {
+  return std::to_string(::getpid()) + "-" + std::to_string(::time(nullptr));
+}
+
+// A Forge whose agent is tests/reliability/dump_agent.sh.
+std::unique_ptr<itest::Forge> StartDumpForge(ForgeOptions o = {}) {
+  auto f = std::make_unique<itest::Forge>(o);
+  WriteFile(f->dir() + "/forge.yaml", ConfigWithAgent(o, ReliabilityFile("dump_agent.sh")));
+  f->Start();
+  return f;
+}
+
+std::string SocketPath(const std::string& endpoint) {
+  const std::string prefix = "ipc://";
+  return endpoint.rfind(prefix, 0) == 0 ? endpoint.substr(prefix.size()) : endpoint;
+}
+
+TEST(Security, StateDirAndSocketsAreOwnerOnly) {
+  auto f = StartDumpForge();
+  EXPECT_EQ(Mode(f->state_dir()), 0700);
+  auto ep = proto::ResolveEndpoints(f->state_dir());
+  for (const auto& sock : {SocketPath(ep.control), SocketPath(ep.children)}) {
+    std::string dir = std::filesystem::path(sock).parent_path();
+    EXPECT_EQ(Mode(dir), 0700) << dir;
+    EXPECT_TRUE(std::filesystem::exists(sock)) << sock;
+  }
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot run a client as another user";
+  // nobody must not get through the 0700 directory to either socket.
+  int64_t served_before = f->Status()["counters"]["control_requests"].get<int64_t>();
+  auto as_nobody =
+      RunCapture({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                  itest::BinPath("forge-ctl"), "--state-dir", f->state_dir(), "--json", "status"},
+                 f->dir());
+  EXPECT_NE(as_nobody.status.exit_code, 0) << as_nobody.output;
+  EXPECT_THAT(as_nobody.output, Not(HasSubstr("\"running\":true"))) << as_nobody.output;
+  // Nor can nobody reach the socket file itself (connect() needs search access
+  // to the 0700 directory and write access to the socket).
+  auto raw =
+      RunCapture({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", "/bin/sh",
+                  "-c", "test -r \"$0\" || test -w \"$0\" || echo refused", SocketPath(ep.control)},
+                 f->dir());
+  EXPECT_THAT(raw.output, HasSubstr("refused"));
+  // Only our own status calls were served; nobody's request never reached the loop.
+  int64_t served_after = f->Status()["counters"]["control_requests"].get<int64_t>();
+  EXPECT_EQ(served_after, served_before + 1);
+}
+
+// BUG (forge-ctl, reported to the lead): run by another user, forge-ctl says
+// "supervisor not running and no database at <state>/forge.db (nothing was
+// ever started with this state directory)" although a supervisor runs and the
+// database exists: the 0700 directory makes every stat fail with EACCES, which
+// ctl reads as "absent". It should say permission denied. Remove the skip once fixed.
+TEST(Security, OtherUserIsToldPermissionDenied) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot run a client as another user";
+  GTEST_SKIP() << "BUG: forge-ctl reports 'supervisor not running and no database' to a user "
+                  "who may not enter the state directory, instead of 'permission denied'";
+  auto f = StartDumpForge();
+  auto as_nobody =
+      RunCapture({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                  itest::BinPath("forge-ctl"), "--state-dir", f->state_dir(), "status"},
+                 f->dir());
+  EXPECT_NE(as_nobody.status.exit_code, 0);
+  EXPECT_THAT(as_nobody.output, HasSubstr("ermission denied")) << as_nobody.output;
+}
+
+TEST(Security, TaskFieldsReachTheAgentLiterally) {
+  auto f = StartDumpForge();
+  std::string pwned = "/tmp/pwned-" + Unique();
+  std::string nasty = "it's \"quoted\" $(touch " + pwned + ") `touch " + pwned +
+                      "` ${HOME} $((1+1)) ; touch " + pwned + " | cat\n../../../etc/passwd\n" +
+                      "line three \\n \\\\ '\"";
+  json extra = {{"title", "title " + nasty}, {"brief", "brief " + nasty}};
+  std::string id =
+      f->Submit("succeed", {{"NASTY", nasty}, {"NASTY_PATH", "../../" + nasty}}, extra);
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(f->WaitState(id, TaskState::kDone, 60'000)) << f->SupervisorLog();
+
+  std::string prompt = ReadFile(f->fake_state() + "/" + id + ".prompt");
+  EXPECT_EQ(ReadFile(f->fake_state() + "/" + id + ".stdin"), prompt);
+  EXPECT_THAT(prompt, HasSubstr("brief " + nasty));
+  EXPECT_THAT(prompt, HasSubstr("title " + nasty));
+  std::string env = ReadFile(f->fake_state() + "/" + id + ".env");
+  EXPECT_THAT(env, HasSubstr(std::string("NASTY=") + nasty + '\0'));
+  EXPECT_THAT(env, HasSubstr(std::string("NASTY_PATH=../../") + nasty + '\0'));
+  EXPECT_FALSE(std::filesystem::exists(pwned)) << "a task field was run by a shell";
+  std::filesystem::remove(pwned);
+
+  // The agent ran in <state>/workspaces/<id>, and no workspace is outside it.
+  std::string pwd = ReadFile(f->fake_state() + "/" + id + ".pwd");
+  EXPECT_EQ(pwd, f->state_dir() + "/workspaces/" + id + "\n");
+  auto canonical_state = std::filesystem::canonical(f->state_dir()).string();
+  for (const auto& e : std::filesystem::directory_iterator(f->state_dir() + "/workspaces")) {
+    EXPECT_EQ(std::filesystem::canonical(e.path()).parent_path(), canonical_state + "/workspaces");
+  }
+}
+
+TEST(Security, LocalIdsCannotNameAPath) {
+  auto f = StartDumpForge();
+  // Plan-local ids are only names inside one submit: the store assigns the real id.
+  json tasks = json::array({json{{"id", "../../../escape"}, {"title", "a"}, {"brief", "b"}},
+                            json{{"id", "/tmp/abs"},
+                                 {"title", "b"},
+                                 {"brief", "b"},
+                                 {"depends_on", {"../../../escape"}}}});
+  auto r = f->ctl().Call("submit", json{{"tasks", tasks}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  for (const auto& j : (*r)["ids"]) {
+    std::string id = j.get<std::string>();
+    EXPECT_THAT(id, ::testing::MatchesRegex("t[0-9]+"));
+    EXPECT_TRUE(f->WaitState(id, TaskState::kDone, 60'000));
+  }
+  EXPECT_FALSE(std::filesystem::exists(f->dir() + "/escape"));
+  EXPECT_FALSE(std::filesystem::exists(
+      std::filesystem::path(f->state_dir()).parent_path().parent_path() / "escape"));
+}
+
+TEST(Security, SecretEnvValuesNeverLeave) {
+  auto f = StartDumpForge();
+  std::string secret = "sekrit-" + Unique() + "-value";
+  std::string token = "tok-" + Unique() + "-zz";
+  std::string id = f->Submit("leak", {{"API_KEY", secret}, {"GH_TOKEN", token}});
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(f->WaitState(id, TaskState::kDone, 60'000)) << f->SupervisorLog();
+  ASSERT_EQ(f->Attempts(id).size(), 2u);  // the first one failed, quoting the key
+  // The agent did get the real value.
+  EXPECT_THAT(ReadFile(f->fake_state() + "/" + id + ".env"), HasSubstr("API_KEY=" + secret));
+
+  auto show = RunCapture(
+      {itest::BinPath("forge-ctl"), "--state-dir", f->state_dir(), "--json", "show", id}, f->dir());
+  EXPECT_EQ(show.status.exit_code, 0) << show.output;
+  EXPECT_THAT(show.output, HasSubstr("[redacted]"));
+  auto ls = RunCapture({itest::BinPath("forge-ctl"), "--state-dir", f->state_dir(), "--json", "ls"},
+                       f->dir());
+  auto events = RunCapture({itest::BinPath("forge-ctl"), "--state-dir", f->state_dir(), "--json",
+                            "events", "--limit", "10000"},
+                           f->dir());
+  auto show_reply = f->ctl().Call("show", json{{"id", id}});
+  ASSERT_TRUE(show_reply.ok());
+  std::map<std::string, std::string> places = {
+      {"forge-ctl show --json", show.output},
+      {"forge-ctl ls --json", ls.output},
+      {"forge-ctl events --json", events.output},
+      {"control show reply", show_reply->dump()},
+      {"events.jsonl", ReadFile(f->state_dir() + "/events.jsonl")},
+  };
+  std::string all_events;
+  for (const auto& e : f->Events()) all_events += e.kind + " " + e.payload.dump() + "\n";
+  places["events table"] = all_events;
+  for (const auto& a : f->Attempts(id)) {
+    places["attempt " + std::to_string(a.n) + " row"] = a.error + "\n" + json(a.checks).dump();
+  }
+  // Every log: supervisor.log, worker/critic logs, each attempt's log and prompt.
+  for (const auto& path : FilesBelow(f->state_dir() + "/logs")) places[path] = ReadFile(path);
+  places["supervisor.log"] = f->SupervisorLog();
+  bool saw_attempt_log = false;
+  for (const auto& [where, text] : places) {
+    EXPECT_THAT(text, Not(HasSubstr(secret))) << "secret in " << where;
+    EXPECT_THAT(text, Not(HasSubstr(token))) << "secret in " << where;
+    if (where.find("/" + id + "/1.log") != std::string::npos) {
+      saw_attempt_log = true;
+      EXPECT_THAT(text, HasSubstr("my key is [redacted]")) << where;
+    }
+  }
+  EXPECT_TRUE(saw_attempt_log);
+}
+
+TEST(Security, ControlRequestsCannotChooseTheProgram) {
+  auto f = StartDumpForge();
+  std::string pwned = f->dir() + "/pwned-by-sh";
+  // agent names a profile, never a program. "/bin/sh" is not a profile: the
+  // worker refuses it before spawning anything (not retryable -> blocked).
+  // Were it run, sh would execute the prompt on its stdin, which has this line:
+  std::string brief = "touch " + pwned + "\n";
+  std::string sh_id = f->Submit("succeed", {}, json{{"agent", "/bin/sh"}, {"brief", brief}});
+  ASSERT_TRUE(f->WaitState(sh_id, TaskState::kBlocked, 60'000)) << f->SupervisorLog();
+  auto attempts = f->Attempts(sh_id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_THAT(attempts[0].error, HasSubstr("/bin/sh"));
+  EXPECT_FALSE(std::filesystem::exists(pwned));
+  EXPECT_FALSE(std::filesystem::exists(f->fake_state() + "/" + sh_id + ".stdin"));
+
+  // An unknown profile name the same.
+  std::string odd = f->Submit("succeed", {}, json{{"agent", "bash -c 'touch " + pwned + "'"}});
+  ASSERT_TRUE(f->WaitState(odd, TaskState::kBlocked, 60'000));
+  EXPECT_FALSE(std::filesystem::exists(pwned));
+
+  // The configured command profile runs the configured script (which dumps).
+  std::string ok = f->Submit("succeed", {}, json{{"agent", "command"}});
+  ASSERT_TRUE(f->WaitState(ok, TaskState::kDone, 60'000));
+  EXPECT_TRUE(std::filesystem::exists(f->fake_state() + "/" + ok + ".stdin"));
+
+  // Control commands outside the protocol are refused, not interpreted.
+  auto bogus = f->ctl().Call("exec", json{{"command", "touch " + pwned}});
+  ASSERT_FALSE(bogus.ok());
+  EXPECT_FALSE(std::filesystem::exists(pwned));
+}
+
+}  // namespace
+}  // namespace forge::reliability
