@@ -68,7 +68,8 @@ class OfflineSource final : public Source {
                            store_->CostSince(UtcMidnightMs(clock_->WallMs())));
     FORGE_ASSIGN_OR_RETURN(auto recent, store_->RecentAttempts(50));
     for (const auto& a : recent) {
-      if (a.outcome.empty() || a.outcome == "passed") continue;
+      // An operator's cancel is not a failure.
+      if (a.outcome.empty() || a.outcome == "passed" || a.outcome == "cancelled") continue;
       reply.last_failure = proto::LastFailure{a.task_id, a.n, a.outcome, a.error, a.ended_at_ms};
       break;
     }
