@@ -18,7 +18,7 @@ struct Endpoints {
 };
 
 // Supervisor side: picks (and creates, 0700) the socket directory and records it.
-Result<Endpoints> PrepareEndpoints(const std::string& state_dir);
+forge::Result<Endpoints> PrepareEndpoints(const std::string& state_dir);
 // Client side: reads what the supervisor recorded (or the default in state_dir).
 Endpoints ResolveEndpoints(const std::string& state_dir);
 

@@ -48,7 +48,10 @@ if command -v dpkg-shlibdeps >/dev/null; then
   for lib in libzmq5 libsqlite3 libyaml-cpp git; do
     echo "$deps" | grep -q "$lib" || fail ".deb Depends lacks $lib: $deps"
   done
-  dpkg-deb -c "$deb" | grep -q 'bin/forge-supervisor$' || fail ".deb lacks forge-supervisor"
-  dpkg-deb -c "$deb" | grep -q 'systemd/system/forge-supervisor.service$' || fail ".deb lacks the unit"
+  # Listed once into a variable: `grep -q` on the pipe would close it early
+  # and pipefail would report dpkg-deb's SIGPIPE as a failure.
+  contents=$(dpkg-deb -c "$deb")
+  grep -q 'bin/forge-supervisor$' <<<"$contents" || fail ".deb lacks forge-supervisor"
+  grep -q 'systemd/system/forge-supervisor.service$' <<<"$contents" || fail ".deb lacks the unit"
 fi
 echo "deploy checks passed"
