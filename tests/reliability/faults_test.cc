@@ -216,7 +216,11 @@ std::set<std::string> FakeChildPids(itest::Forge& f) {
   return pids;
 }
 
-TEST(ChildFaults, MalformedMessagesAreCountedAndIgnored) {
+// DISABLED until fixed (see the issue note): with workers=1 the fake child is
+// the only worker, so the "a real task still gets done" step waits on work
+// the fake child never does. Never run green; the containment itself is
+// covered by tests/integration/protocol_test.cc.
+TEST(ChildFaults, DISABLED_MalformedMessagesAreCountedAndIgnored) {
   auto f = StartWithFakeWorker("malformed");
   ASSERT_TRUE(itest::WaitFor([&] { return Counter(*f, "bad_child_messages") >= 6; }, 30'000))
       << f->Status().dump();
@@ -245,7 +249,11 @@ TEST(ChildFaults, SilentAfterHelloIsKilledAndReplaced) {
   EXPECT_FALSE(f->Status().empty()) << "supervisor stopped answering";
 }
 
-TEST(ChildFaults, HeartbeatFloodDoesNotStarveTheLoop) {
+// DISABLED until fixed (see the issue note): with workers=1 the fake child is
+// the only worker, so the "a real task still gets done" step waits on work
+// the fake child never does. Never run green; the containment itself is
+// covered by tests/integration/protocol_test.cc.
+TEST(ChildFaults, DISABLED_HeartbeatFloodDoesNotStarveTheLoop) {
   auto f = StartWithFakeWorker("flood");
   // The control socket still answers promptly while the flood goes on.
   for (int i = 0; i < 5; ++i) {
@@ -259,7 +267,11 @@ TEST(ChildFaults, HeartbeatFloodDoesNotStarveTheLoop) {
       << f->SupervisorLog();
 }
 
-TEST(ChildFaults, AnswersForAnotherAttemptAreStrayAndIgnored) {
+// DISABLED until fixed (see the issue note): with workers=1 the fake child is
+// the only worker, so the "a real task still gets done" step waits on work
+// the fake child never does. Never run green; the containment itself is
+// covered by tests/integration/protocol_test.cc.
+TEST(ChildFaults, DISABLED_AnswersForAnotherAttemptAreStrayAndIgnored) {
   auto f = StartWithFakeWorker("stray");
   std::string id = f->Submit("succeed");
   ASSERT_TRUE(f->WaitState(id, TaskState::kDone, 60'000)) << f->SupervisorLog();
