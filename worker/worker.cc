@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/paths.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/redact.h"
@@ -401,7 +402,10 @@ int WorkerMain(const WorkerMainOptions& options) {
   WorkerOptions wo;
   wo.state_dir = options.state_dir;
   wo.brief_dirs.state_dir = options.state_dir;
-  wo.brief_dirs.briefs_dir = options.briefs_dir;
+  // Installed layout: <prefix>/bin/forge-* finds <prefix>/share/forge/briefs.
+  wo.brief_dirs.briefs_dir = options.briefs_dir.empty()
+                                  ? JoinPath(SelfExeDir(), "../share/forge/briefs")
+                                  : options.briefs_dir;
 #ifdef FORGE_SOURCE_DIR
   wo.brief_dirs.source_dir = FORGE_SOURCE_DIR;
 #endif

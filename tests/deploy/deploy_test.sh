@@ -38,6 +38,10 @@ done
 "$prefix/bin/forge-supervisor" check-config --config "$prefix/share/forge/forge.yaml" >/dev/null \
   || fail "installed example config does not pass check-config"
 "$prefix/bin/forge-ctl" --help >/dev/null || fail "installed forge-ctl does not run"
+# The demo from the installed binaries: the worker finds its briefs in
+# <prefix>/share/forge/briefs (searched before the source tree).
+FORGE_BIN_DIR="$prefix/bin" "$src/deploy/demo.sh" > "$tmp/demo.log" 2>&1 \
+  || { tail -40 "$tmp/demo.log" >&2; fail "the demo does not run from the install prefix"; }
 
 # 3. A .deb with declared dependencies.
 if command -v dpkg-shlibdeps >/dev/null; then
