@@ -34,7 +34,8 @@ class WriteLockHolder {
   WriteLockHolder(const std::string& db, int64_t hold_ms) {
     thread_ = std::thread([this, db, hold_ms] {
       sqlite3* c = nullptr;
-      if (sqlite3_open(db.c_str(), &c) == SQLITE_OK &&
+      // The supervisor may be mid-commit when we start: wait for our turn.
+      if (sqlite3_open(db.c_str(), &c) == SQLITE_OK && sqlite3_busy_timeout(c, 10'000) == SQLITE_OK &&
           sqlite3_exec(c, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK) {
         held_ = true;
         // The fault's duration, not a synchronisation: the lock is held this long.
