@@ -13,8 +13,12 @@ int64_t Read(clockid_t id) {
 }
 }  // namespace
 
-int64_t SystemClock::WallMs() const { return Read(CLOCK_REALTIME); }
-int64_t SystemClock::MonotonicMs() const { return Read(CLOCK_MONOTONIC); }
+int64_t SystemClock::WallMs() const {
+  return Read(CLOCK_REALTIME);
+}
+int64_t SystemClock::MonotonicMs() const {
+  return Read(CLOCK_MONOTONIC);
+}
 
 SystemClock& SystemClock::Get() {
   static SystemClock clock;

@@ -22,18 +22,18 @@ namespace forge {
 enum class Stdio { kPipe, kNull, kInherit };
 
 struct SpawnOptions {
-  std::vector<std::string> argv;            // argv[0] is looked up in PATH of `env` if it has no '/'
-  std::vector<std::string> env;             // "K=V" entries; the child's whole environment
-  std::string cwd;                          // empty: inherit
-  bool new_process_group = true;            // setpgid(0, 0): pgid == pid
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH of `env` if it has no '/'
+  std::vector<std::string> env;   // "K=V" entries; the child's whole environment
+  std::string cwd;                // empty: inherit
+  bool new_process_group = true;  // setpgid(0, 0): pgid == pid
   // PR_SET_PDEATHSIG(SIGKILL). Note: the kernel ties it to the *thread* that
   // called Spawn, so spawn from a thread that lives as long as the child should.
   bool die_with_parent = true;
   Stdio stdin_mode = Stdio::kNull;
   Stdio stdout_mode = Stdio::kPipe;
   Stdio stderr_mode = Stdio::kPipe;
-  bool merge_stderr = false;                // stderr goes to the stdout pipe
-  std::vector<int> keep_fds;                // extra fds left open in the child (others are closed)
+  bool merge_stderr = false;  // stderr goes to the stdout pipe
+  std::vector<int> keep_fds;  // extra fds left open in the child (others are closed)
 };
 
 struct SpawnedProcess {

@@ -4,18 +4,30 @@ namespace forge {
 
 std::string_view ErrorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalid: return "invalid";
-    case ErrorCode::kNotFound: return "not_found";
-    case ErrorCode::kConflict: return "conflict";
-    case ErrorCode::kDecode: return "decode";
-    case ErrorCode::kConfig: return "config";
-    case ErrorCode::kIo: return "io";
-    case ErrorCode::kDb: return "db";
-    case ErrorCode::kBusy: return "busy";
-    case ErrorCode::kFull: return "full";
-    case ErrorCode::kUnavailable: return "unavailable";
-    case ErrorCode::kTimeout: return "timeout";
-    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kInvalid:
+      return "invalid";
+    case ErrorCode::kNotFound:
+      return "not_found";
+    case ErrorCode::kConflict:
+      return "conflict";
+    case ErrorCode::kDecode:
+      return "decode";
+    case ErrorCode::kConfig:
+      return "config";
+    case ErrorCode::kIo:
+      return "io";
+    case ErrorCode::kDb:
+      return "db";
+    case ErrorCode::kBusy:
+      return "busy";
+    case ErrorCode::kFull:
+      return "full";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
+    case ErrorCode::kTimeout:
+      return "timeout";
+    case ErrorCode::kInternal:
+      return "internal";
   }
   return "internal";
 }

@@ -86,9 +86,9 @@ class [[nodiscard]] Status {
 }  // namespace forge
 
 // Propagates an error from a Result/Status expression.
-#define FORGE_RETURN_IF_ERROR(expr)                 \
-  do {                                              \
-    auto&& forge_status_ = (expr);                  \
+#define FORGE_RETURN_IF_ERROR(expr)                        \
+  do {                                                     \
+    auto&& forge_status_ = (expr);                         \
     if (!forge_status_.ok()) return forge_status_.error(); \
   } while (0)
 

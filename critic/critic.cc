@@ -623,8 +623,8 @@ int CriticMain(const CriticMainOptions& options) {
     co.brief_dirs.state_dir = options.state_dir;
     // Installed layout: <prefix>/bin/forge-* finds <prefix>/share/forge/briefs.
     co.brief_dirs.briefs_dir = options.briefs_dir.empty()
-                                    ? JoinPath(SelfExeDir(), "../share/forge/briefs")
-                                    : options.briefs_dir;
+                                   ? JoinPath(SelfExeDir(), "../share/forge/briefs")
+                                   : options.briefs_dir;
 #ifdef FORGE_SOURCE_DIR
     co.brief_dirs.source_dir = FORGE_SOURCE_DIR;
 #endif

@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "common/paths.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/paths.h"
 #include "common/redact.h"
 
 namespace forge::worker {
@@ -404,8 +404,8 @@ int WorkerMain(const WorkerMainOptions& options) {
   wo.brief_dirs.state_dir = options.state_dir;
   // Installed layout: <prefix>/bin/forge-* finds <prefix>/share/forge/briefs.
   wo.brief_dirs.briefs_dir = options.briefs_dir.empty()
-                                  ? JoinPath(SelfExeDir(), "../share/forge/briefs")
-                                  : options.briefs_dir;
+                                 ? JoinPath(SelfExeDir(), "../share/forge/briefs")
+                                 : options.briefs_dir;
 #ifdef FORGE_SOURCE_DIR
   wo.brief_dirs.source_dir = FORGE_SOURCE_DIR;
 #endif

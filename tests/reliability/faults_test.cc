@@ -35,7 +35,8 @@ class WriteLockHolder {
     thread_ = std::thread([this, db, hold_ms] {
       sqlite3* c = nullptr;
       // The supervisor may be mid-commit when we start: wait for our turn.
-      if (sqlite3_open(db.c_str(), &c) == SQLITE_OK && sqlite3_busy_timeout(c, 10'000) == SQLITE_OK &&
+      if (sqlite3_open(db.c_str(), &c) == SQLITE_OK &&
+          sqlite3_busy_timeout(c, 10'000) == SQLITE_OK &&
           sqlite3_exec(c, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK) {
         held_ = true;
         // The fault's duration, not a synchronisation: the lock is held this long.
