@@ -444,7 +444,8 @@ TEST_F(OfflineTest, DoctorChecksTheConfigBesideTheStateDir) {
 TEST_F(OfflineTest, DoctorDiskThresholds) {
   DoctorOptions o = Doctor(h_);
   o.red_bytes = ~0ull;  // no filesystem has that much free
-  const DoctorFinding* disk = FindingWith(RunDoctor(o), "disk", Severity::kRed);
+  auto findings = RunDoctor(o);  // FindingWith points into it: keep it alive
+  const DoctorFinding* disk = FindingWith(findings, "disk", Severity::kRed);
   ASSERT_NE(disk, nullptr);
   EXPECT_THAT(disk->message, HasSubstr("free of"));
   EXPECT_THAT(disk->fix, HasSubstr(h_.state_dir + "/logs"));
