@@ -43,6 +43,7 @@ Result FullResult() {
   r.rate_limited = true;
   r.rate_limit_reset_ms = 1795273445123;
   r.model_failure = true;
+  r.spec = "## Problem\nx\n";
   r.model = "sonnet";
   return r;
 }

@@ -62,6 +62,7 @@ void to_json(json& j, const Result& m) {
   j["rate_limit_reset_ms"] = m.rate_limit_reset_ms;
   j["model_failure"] = m.model_failure;
   j["model"] = m.model;
+  if (!m.spec.empty()) j["spec"] = m.spec;
 }
 
 void ReadValue(const json& j, Result& m) {
@@ -84,6 +85,7 @@ void ReadValue(const json& j, Result& m) {
   Optional(j, "rate_limit_reset_ms", m.rate_limit_reset_ms);
   Optional(j, "model_failure", m.model_failure);
   Optional(j, "model", m.model);
+  Optional(j, "spec", m.spec);
 }
 
 void to_json(json& j, const ReviewResult& m) {

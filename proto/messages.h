@@ -63,6 +63,7 @@ struct Result {
   int64_t rate_limit_reset_ms = 0;  // wall ms when the limit resets, 0 unknown
   bool model_failure = false;     // the agent attributes the failure to the model
   std::string model;              // model actually used
+  std::string spec;               // expand tasks: the specification the agent wrote
   bool operator==(const Result&) const = default;
 };
 

@@ -46,6 +46,7 @@ struct AttemptEnd {
   std::string commit;
   bool retryable = true;
   bool rate_limited = false;  // the agent hit a rate limit: not the task's fault
+  std::string spec;           // expand: the checked spec that becomes a new task on a pass
 };
 
 struct PolicyConfig {

@@ -14,6 +14,7 @@
 #include "common/process.h"
 #include "common/redact.h"
 #include "proto/codec.h"
+#include "supervisor/store/submit_check.h"
 
 namespace forge::supervisor {
 namespace {
@@ -64,6 +65,26 @@ Outcome WorkerOutcome(const std::string& name) {
   auto o = proto::ParseOutcome(name);
   if (!o) return Outcome::kFailed;
   return *o;
+}
+
+// The task an expand task's spec becomes: the spec is its brief, everything
+// else is inherited, and it waits for `forge-ctl approve` before it runs.
+proto::SubmitTask SpecTask(const proto::TaskInfo& expand, const std::string& spec) {
+  proto::SubmitTask t;
+  t.title = expand.title;
+  t.brief = spec;
+  t.kind = "work";
+  t.repo = expand.repo;
+  t.base = expand.base;
+  t.verify = expand.verify;
+  t.priority = expand.priority;
+  t.max_attempts = expand.max_attempts;
+  t.needs_approval = true;
+  t.allow_empty = expand.allow_empty;
+  t.agent = expand.agent;
+  t.model = expand.model;
+  t.env = expand.env;
+  return t;
 }
 
 int64_t MidnightBefore(int64_t wall_ms) {
@@ -610,6 +631,11 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   }
   spdlog::info("{}: attempt {} agent {} {}", child.routing_id, attempt_id, m.outcome, m.error);
   if (report.outcome == Outcome::kPassed && !stopping_) {
+    auto task = store_->GetTask(attempt->task_id);
+    if (task.ok() && task->kind == "expand") {
+      CloseExpandAttempt(*task, attempt_id, m.spec);
+      return;
+    }
     review_queue_.push_back(attempt_id);
     return;
   }
@@ -620,6 +646,25 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   end.output_tail = m.output_tail;
   end.retryable = m.retryable;
   end.rate_limited = m.rate_limited;
+  CloseAttempt(attempt_id, end);
+}
+
+// An expand attempt is not reviewed by the critic: the worker already checked
+// the spec's sections, and the spec becomes a task that waits for the
+// operator's approval, which is its review.
+void Supervisor::CloseExpandAttempt(const proto::TaskInfo& task, int64_t attempt_id,
+                                    const std::string& spec) {
+  AttemptEnd end;
+  end.outcome = Outcome::kPassed;
+  end.verdict = "pass";
+  end.spec = spec;
+  forge::Status valid = spec.empty() ? MakeError(ErrorCode::kInvalid, "the agent wrote no spec")
+                              : store::CheckBatch({SpecTask(task, spec)});
+  if (!valid.ok()) {
+    end.outcome = Outcome::kFailed;
+    end.verdict.clear();
+    end.error = "expand " + task.id + ": " + valid.error().message;
+  }
   CloseAttempt(attempt_id, end);
 }
 
@@ -723,6 +768,9 @@ void Supervisor::CloseAttempt(int64_t attempt_id, AttemptEnd end) {
   PolicyConfig policy{config_.retry, config_.budget.task_usd};
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   store::Close close = Decide(state, end, policy, clock_.WallMs(), [&] { return uniform(rng_); });
+  if (close.next_state == proto::TaskState::kDone && !end.spec.empty()) {
+    close.spawn = SpecTask(*task, end.spec);
+  }
   auto closed = store_->CloseAttempt(attempt_id, close);
   if (!closed.ok()) {
     spdlog::error("closing attempt {}: {}", attempt_id, closed.error().ToString());

@@ -96,6 +96,7 @@ class Supervisor final : public ControlBackend {
   void OnStarted(Child& child, const proto::Started& m);
   void OnResult(Child& child, const proto::Result& m);
   void OnReviewResult(Child& child, const proto::ReviewResult& m);
+  void CloseExpandAttempt(const proto::TaskInfo& task, int64_t attempt_id, const std::string& spec);
   bool HoldsAttempt(const Child& child, int64_t attempt_id, std::string_view what);
   void ReapChildren();
   void OnChildExited(pid_t pid, const std::string& how);

@@ -148,8 +148,12 @@ Result<std::string> RenderTemplate(const std::string& template_name, const std::
   return out;
 }
 
+std::string_view BriefTemplateFor(const proto::TaskInfo& task) {
+  return task.kind == "expand" ? "po.mustache" : "worker.mustache";
+}
+
 Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispatch& dispatch) {
-  FORGE_ASSIGN_OR_RETURN(std::string path, FindTemplate(dirs, "worker.mustache"));
+  FORGE_ASSIGN_OR_RETURN(std::string path, FindTemplate(dirs, BriefTemplateFor(dispatch.task)));
   FORGE_ASSIGN_OR_RETURN(std::string text, ReadText(path));
   return RenderTemplate(path, text, WorkerBriefData(dispatch));
 }

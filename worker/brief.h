@@ -38,7 +38,11 @@ nlohmann::json WorkerBriefData(const proto::Dispatch& dispatch);
 Result<std::string> RenderTemplate(const std::string& template_name, const std::string& text,
                                    const nlohmann::json& data);
 
-// Finds, reads and renders the worker template for a dispatch.
+// The template a task's agent is briefed with: po.mustache for an `expand`
+// task (write a spec), worker.mustache otherwise. Both see WorkerBriefData.
+std::string_view BriefTemplateFor(const proto::TaskInfo& task);
+
+// Finds, reads and renders the task's template (BriefTemplateFor) for a dispatch.
 Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispatch& dispatch);
 
 }  // namespace forge::worker

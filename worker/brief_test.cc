@@ -99,6 +99,23 @@ TEST(WorkerBrief, StateDirOverridesTheInstalledTemplate) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(PoBrief, ExpandTaskGetsThePoBriefWithTheIssueAndPreviousErrors) {
+  proto::Dispatch d = SampleDispatch();
+  d.task.kind = "expand";
+  EXPECT_EQ(BriefTemplateFor(d.task), "po.mustache");
+  std::string brief = DefaultBrief(d);
+  EXPECT_THAT(brief, HasSubstr("Write a specification: Fix the parser"));
+  EXPECT_THAT(brief, HasSubstr("The parser drops the last token & more."));
+  for (const char* section : {"## Problem", "## Acceptance criteria", "## Test matrix",
+                              "## Out of scope", "## File pointers"}) {
+    EXPECT_THAT(brief, HasSubstr(section));
+  }
+  EXPECT_THAT(brief, HasSubstr("Attempt 7 (rejected): error of attempt 7"));
+  EXPECT_THAT(brief, Not(HasSubstr("Workspace rules")));
+  d.task.kind = "work";
+  EXPECT_EQ(BriefTemplateFor(d.task), "worker.mustache");
+}
+
 TEST(WorkerBrief, MissingTemplateListsWhereItLooked) {
   BriefDirs dirs{"/nonexistent/state", "/nonexistent/installed", ""};
   auto r = FindTemplate(dirs, "worker.mustache");

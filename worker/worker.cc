@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/redact.h"
+#include "worker/spec.h"
 
 namespace forge::worker {
 namespace {
@@ -343,8 +344,19 @@ void Worker::FinishAttempt() {
     r.outcome = a.stop_outcome;
     r.error = a.stop_error;
   }
+  // An expand attempt's work is its spec: it passes only with every section.
+  if (r.outcome == "passed" && a.dispatch.task.kind == "expand") {
+    auto spec = ExtractSpec(a.parser->FinalText());
+    if (spec.ok()) {
+      r.spec = std::move(spec).value();
+    } else {
+      r.outcome = "failed";
+      r.error = spec.error().message;
+    }
+  }
   // The parser saw the raw output; what leaves the worker is redacted.
   r.error = RedactText(r.error, a.prepared.secrets);
+  r.spec = RedactText(r.spec, a.prepared.secrets);
   spdlog::info("attempt {}: {} ({})", r.attempt_id, r.outcome, a.job->status().ToString());
   attempt_.reset();
   link_.SetAttempt(std::nullopt);

@@ -318,7 +318,8 @@ struct Store::Impl {
 
   // ---- submit ----
 
-  Result<std::vector<std::string>> InsertBatch(const std::vector<proto::SubmitTask>& tasks);
+  Result<std::vector<std::string>> InsertBatch(const std::vector<proto::SubmitTask>& tasks,
+                                               const std::string& parent = "");
   Status InsertTask(const proto::SubmitTask& in, const TaskInfo& info, int64_t seq);
   Status CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow& task);
 };
@@ -383,7 +384,7 @@ Result<std::vector<std::string>> Store::Submit(const std::vector<proto::SubmitTa
 }
 
 Result<std::vector<std::string>> Store::Impl::InsertBatch(
-    const std::vector<proto::SubmitTask>& tasks) {
+    const std::vector<proto::SubmitTask>& tasks, const std::string& parent) {
   FORGE_ASSIGN_OR_RETURN(int64_t max_seq, conn.QueryInt("SELECT IFNULL(MAX(seq), 0) FROM tasks"));
   std::map<std::string, std::string> local;  // local id -> new id
   std::vector<std::string> ids;
@@ -428,6 +429,7 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
     info.model = in.model;
     info.env = in.env;
     info.verify = in.verify;
+    info.parent = parent;
     info.created_at_ms = now;
     info.updated_at_ms = now;
     if (!in.repo.empty()) info.branch = "forge/" + info.id;
@@ -453,12 +455,13 @@ Status Store::Impl::InsertTask(const proto::SubmitTask& in, const TaskInfo& info
       conn.Prepare("INSERT INTO tasks(seq, id, title, brief, kind, state, priority, max_attempts, "
                    "needs_approval, approved, allow_empty, repo, base, agent, model, env, verify, "
                    "depends_on, parent, created_at, updated_at, branch) "
-                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)"));
+                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   FORGE_RETURN_IF_ERROR(
       s.Bind(seq, info.id, info.title, info.brief, info.kind, Str(info.state), info.priority,
              info.max_attempts, info.needs_approval, info.allow_empty, info.repo, info.base,
              info.agent, info.model, JsonText(json(info.env)), JsonText(json(info.verify)),
-             JsonText(json(info.depends_on)), info.created_at_ms, info.updated_at_ms, info.branch)
+             JsonText(json(info.depends_on)), info.parent, info.created_at_ms, info.updated_at_ms,
+             info.branch)
           .Run());
   // The event is operator-facing: secret env values never go into it.
   TaskInfo redacted = info;
@@ -643,8 +646,17 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
   if (!close.reason.empty()) payload["reason"] = close.reason;
   if (next == TaskState::kCooldown) payload["not_before"] = proto::TimeToJson(not_before);
   FORGE_RETURN_IF_ERROR(Transition(t, next, payload, info.n));
-  if (next == TaskState::kDone) return PromoteDependents(t.info.id);
-  return Status::Ok();
+  if (next != TaskState::kDone) return Status::Ok();
+  if (close.spawn) {
+    FORGE_ASSIGN_OR_RETURN(auto ids, InsertBatch({*close.spawn}, t.info.id));
+    FORGE_ASSIGN_OR_RETURN(
+        bool inserted,
+        InsertEvent("task.expanded", t.info.id, info.n,
+                    t.info.id + ":" + std::to_string(info.n) + ":task.expanded",
+                    json{{"attempt_id", info.id}, {"spec_task", ids.front()}}));
+    (void)inserted;
+  }
+  return PromoteDependents(t.info.id);
 }
 
 Result<int> Store::PromoteDue(int64_t now_wall_ms) {

@@ -104,6 +104,9 @@ struct Close {
   int64_t not_before_ms = 0;                   // for cooldown
   bool counted = true;  // false: the attempt does not use one of max_attempts
   std::string reason;   // why the task moves (event payload), e.g. "same failure twice"
+  // A task created with the close when the task becomes done (an expand
+  // task's spec), its `parent` set to this task; event task.expanded names it.
+  std::optional<proto::SubmitTask> spawn;
 };
 
 struct ListFilter {

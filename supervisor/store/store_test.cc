@@ -283,6 +283,48 @@ TEST_F(StoreTest, NeedsApprovalWaitsForApprovalAndDependencies) {
   EXPECT_EQ(StateOf(*s, ids2[1]), TaskState::kReady);
 }
 
+TEST_F(StoreTest, ClosingAnExpandTaskDoneCreatesItsSpecTaskInTheSameTransaction) {
+  auto s = OpenStore();
+  auto expand = Task("x", "Expand me");
+  expand.kind = "expand";
+  auto ids = MustSubmit(*s, {expand});
+  AttemptInfo a = MustLease(*s, ids[0]);
+  AgentReport r;
+  r.outcome = Outcome::kPassed;
+  ASSERT_TRUE(s->RecordAgentResult(a.id, r).ok());
+  Close c;
+  c.outcome = Outcome::kPassed;
+  c.next_state = TaskState::kDone;
+  proto::SubmitTask spec;
+  spec.title = "Expand me";
+  spec.brief = "## Problem\n...";
+  spec.needs_approval = true;
+  c.spawn = spec;
+  ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+  // Closing again (a duplicate result) creates nothing more.
+  ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+
+  auto all = s->ListTasks(ListFilter{});
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  auto child = s->GetTask("t2");
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  EXPECT_EQ(child->parent, ids[0]);
+  EXPECT_EQ(child->brief, "## Problem\n...");
+  EXPECT_EQ(child->kind, "work");
+  EXPECT_EQ(child->state, TaskState::kPending);  // waits for approval
+  EXPECT_TRUE(child->needs_approval);
+  EXPECT_THAT(EventKinds(*s, ids[0]), ::testing::Contains("task.expanded"));
+  EventFilter f;
+  f.kind = "task.expanded";
+  auto expanded = s->Events(f);
+  ASSERT_TRUE(expanded.ok());
+  ASSERT_EQ(expanded->size(), 1u);
+  EXPECT_EQ((*expanded)[0].payload["spec_task"], "t2");
+  ExpectJsonlMatches(*s);
+  ExpectReplayMatchesTables(*s);
+}
+
 TEST_F(StoreTest, UnknownDependencyIsRefusedNamingIt) {
   auto s = OpenStore();
   auto r = s->Submit({Task("a", "a"), Task("b", "b", {"a", "zz"})});

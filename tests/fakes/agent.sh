@@ -2,9 +2,10 @@
 # Fake agent for the integration tests. Behaviour comes from the task's env:
 #   FAKE_MODE   succeed | fail_then_succeed | fail_different | fail_same |
 #               hang_silent | print_forever | ignore_term | grandchildren |
-#               crash_worker | rate_limit | cost | slow_succeed
+#               crash_worker | rate_limit | cost | slow_succeed | spec
 #   FAKE_STATE  a directory for counters and pid files (shared with the test)
-#   FAKE_FAILS  fail_then_succeed: how many failures before a success (default 2)
+#   FAKE_FAILS  fail_then_succeed: how many failures before a success (default 2);
+#               spec: how many specs without a Test matrix first (default 0)
 #   FAKE_COST   cost: the total_cost_usd to report (claude-style JSON)
 #   FAKE_SLEEP  slow_succeed: seconds to sleep first
 # Every run appends "<task> <attempt> <pid>" to $FAKE_STATE/runs.
@@ -77,6 +78,25 @@ case "${FAKE_MODE:-succeed}" in
     cat > /dev/null
     echo "done" > result.txt
     echo "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"ok\",\"total_cost_usd\":${FAKE_COST:-1.0},\"num_turns\":1,\"session_id\":\"s\"}"
+    exit 0 ;;
+  spec)
+    # An expand agent (command profile: its stdout is the spec). The first
+    # FAKE_FAILS runs leave out the Test matrix section. Keeps each prompt.
+    cp "$FORGE_PROMPT_FILE" "$state/prompt.$task.${FORGE_ATTEMPT:-0}"
+    echo "Here is the spec you asked for."
+    echo
+    echo "## Problem"
+    echo "The greeting is missing."
+    echo "## Acceptance criteria"
+    echo "1. greet prints hello"
+    if [ "$n" -gt "${FAKE_FAILS:-0}" ]; then
+      echo "## Test matrix"
+      echo "- no arguments"
+    fi
+    echo "## Out of scope"
+    echo "Translations."
+    echo "## File pointers"
+    echo "- greet.sh"
     exit 0 ;;
   *)
     echo "unknown FAKE_MODE ${FAKE_MODE}" >&2
