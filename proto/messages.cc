@@ -118,6 +118,8 @@ void to_json(json& j, const Dispatch& m) {
            {"workspace", m.workspace},
            {"agent", m.agent},
            {"log_path", m.log_path}};
+  if (!m.sync_remote.empty()) j["sync_remote"] = m.sync_remote;
+  if (!m.sync_branch.empty()) j["sync_branch"] = m.sync_branch;
 }
 
 void ReadValue(const json& j, Dispatch& m) {
@@ -130,6 +132,8 @@ void ReadValue(const json& j, Dispatch& m) {
   Required(j, "workspace", m.workspace);
   Required(j, "agent", m.agent);
   Optional(j, "log_path", m.log_path);
+  Optional(j, "sync_remote", m.sync_remote);
+  Optional(j, "sync_branch", m.sync_branch);
 }
 
 void to_json(json& j, const Review& m) {
@@ -171,6 +175,80 @@ void to_json(json& j, const Shutdown& m) {
 void ReadValue(const json& j, Shutdown& m) {
   RequireObject(j);
   Optional(j, "grace_ms", m.grace_ms);
+}
+
+// ---- maintenance ----
+
+void to_json(json& j, const MaintainEntry& m) {
+  j = json{{"task_id", m.task_id}, {"path", m.path}};
+  if (!m.repo.empty()) j["repo"] = m.repo;
+  if (!m.branch.empty()) j["branch"] = m.branch;
+}
+
+void ReadValue(const json& j, MaintainEntry& m) {
+  RequireObject(j);
+  Required(j, "task_id", m.task_id);
+  Required(j, "path", m.path);
+  Optional(j, "repo", m.repo);
+  Optional(j, "branch", m.branch);
+}
+
+void to_json(json& j, const Maintain& m) {
+  j = json{{"job_id", m.job_id},     {"state_dir", m.state_dir},           {"remove", m.remove},
+           {"logs_dir", m.logs_dir}, {"logs_before_ms", m.logs_before_ms}, {"db_path", m.db_path}};
+}
+
+void ReadValue(const json& j, Maintain& m) {
+  RequireObject(j);
+  Required(j, "job_id", m.job_id);
+  Required(j, "state_dir", m.state_dir);
+  Optional(j, "remove", m.remove);
+  Optional(j, "logs_dir", m.logs_dir);
+  Optional(j, "logs_before_ms", m.logs_before_ms);
+  Optional(j, "db_path", m.db_path);
+}
+
+void to_json(json& j, const RemovedEntry& m) {
+  j = json{{"task_id", m.task_id}, {"path", m.path}, {"existed", m.existed}};
+}
+
+void ReadValue(const json& j, RemovedEntry& m) {
+  RequireObject(j);
+  Required(j, "task_id", m.task_id);
+  Required(j, "path", m.path);
+  Optional(j, "existed", m.existed);
+}
+
+void to_json(json& j, const CheckpointReport& m) {
+  j = json{{"ran", m.ran},
+           {"busy", m.busy},
+           {"log_frames", m.log_frames},
+           {"checkpointed_frames", m.checkpointed_frames}};
+  if (!m.error.empty()) j["error"] = m.error;
+}
+
+void ReadValue(const json& j, CheckpointReport& m) {
+  RequireObject(j);
+  Optional(j, "ran", m.ran);
+  Optional(j, "busy", m.busy);
+  Optional(j, "log_frames", m.log_frames);
+  Optional(j, "checkpointed_frames", m.checkpointed_frames);
+  Optional(j, "error", m.error);
+}
+
+void to_json(json& j, const MaintenanceResult& m) {
+  j = json{{"job_id", m.job_id}, {"removed", m.removed},       {"logs_deleted", m.logs_deleted},
+           {"errors", m.errors}, {"checkpoint", m.checkpoint}, {"duration_ms", m.duration_ms}};
+}
+
+void ReadValue(const json& j, MaintenanceResult& m) {
+  RequireObject(j);
+  Required(j, "job_id", m.job_id);
+  Optional(j, "removed", m.removed);
+  Optional(j, "logs_deleted", m.logs_deleted);
+  Optional(j, "errors", m.errors);
+  Optional(j, "checkpoint", m.checkpoint);
+  Optional(j, "duration_ms", m.duration_ms);
 }
 
 }  // namespace forge::proto

@@ -57,13 +57,13 @@ struct Result {
   std::string session_id;
   std::string error;
   std::string log_path;
-  std::string output_tail;        // last lines of the agent's output, for the next brief
-  bool retryable = true;          // false: agent binary missing, config error -> blocked at once
-  bool rate_limited = false;      // structured rate-limit signal from the agent
+  std::string output_tail;          // last lines of the agent's output, for the next brief
+  bool retryable = true;            // false: agent binary missing, config error -> blocked at once
+  bool rate_limited = false;        // structured rate-limit signal from the agent
   int64_t rate_limit_reset_ms = 0;  // wall ms when the limit resets, 0 unknown
-  bool model_failure = false;     // the agent attributes the failure to the model
-  std::string model;              // model actually used
-  std::string spec;               // expand tasks: the specification the agent wrote
+  bool model_failure = false;       // the agent attributes the failure to the model
+  std::string model;                // model actually used
+  std::string spec;                 // expand tasks: the specification the agent wrote
   bool operator==(const Result&) const = default;
 };
 
@@ -89,6 +89,10 @@ struct Dispatch {
   std::string workspace;                // absolute path
   AgentSpec agent;
   std::string log_path;  // where the worker writes the agent's output
+  // Runner sync (config `sync`): for a repo task's first attempt the worker
+  // fetches sync_branch from sync_remote and starts from its tip. Empty: none.
+  std::string sync_remote;
+  std::string sync_branch;
   bool operator==(const Dispatch&) const = default;
 };
 
@@ -117,8 +121,58 @@ struct Shutdown {
   bool operator==(const Shutdown&) const = default;
 };
 
-using ChildMessage = std::variant<Hello, Heartbeat, Started, Result, ReviewResult>;
-using SupervisorMessage = std::variant<Dispatch, Review, Cancel, Shutdown>;
+// ---- maintenance (a job on an idle worker; holds no task lease) ----
+// One workspace or worktree to remove. repo set: a git worktree of that repo
+// (removed with `git worktree remove --force`, then pruned; the branch stays).
+struct MaintainEntry {
+  std::string task_id;
+  std::string path;    // absolute; refused unless inside Maintain::state_dir
+  std::string repo;    // empty: a plain workspace, removed recursively
+  std::string branch;  // informational: kept, never deleted
+  bool operator==(const MaintainEntry&) const = default;
+};
+
+struct Maintain {
+  static constexpr std::string_view kType = "maintain";
+  int64_t job_id = 0;
+  std::string state_dir;  // every path removed must be inside it
+  std::vector<MaintainEntry> remove;
+  std::string logs_dir;        // per-attempt logs: <logs_dir>/<task>/*
+  int64_t logs_before_ms = 0;  // wall ms: files last written before it are deleted; 0: none
+  std::string db_path;         // WAL checkpoint on the worker's own connection; empty: skip
+  bool operator==(const Maintain&) const = default;
+};
+
+struct RemovedEntry {
+  std::string task_id;
+  std::string path;
+  bool existed = true;  // false: nothing was there (never created, or removed by hand)
+  bool operator==(const RemovedEntry&) const = default;
+};
+
+struct CheckpointReport {
+  bool ran = false;
+  bool busy = false;  // a reader kept the checkpoint from finishing
+  int64_t log_frames = 0;
+  int64_t checkpointed_frames = 0;
+  std::string error;
+  bool operator==(const CheckpointReport&) const = default;
+};
+
+struct MaintenanceResult {
+  static constexpr std::string_view kType = "maintenance_result";
+  int64_t job_id = 0;
+  std::vector<RemovedEntry> removed;  // entries not listed failed (see errors) and are retried
+  int64_t logs_deleted = 0;
+  std::vector<std::string> errors;  // one line each, naming the path
+  CheckpointReport checkpoint;
+  int64_t duration_ms = 0;
+  bool operator==(const MaintenanceResult&) const = default;
+};
+
+using ChildMessage =
+    std::variant<Hello, Heartbeat, Started, Result, ReviewResult, MaintenanceResult>;
+using SupervisorMessage = std::variant<Dispatch, Review, Cancel, Shutdown, Maintain>;
 
 void to_json(json& j, const Hello& m);
 void to_json(json& j, const Heartbeat& m);
@@ -129,6 +183,11 @@ void to_json(json& j, const Dispatch& m);
 void to_json(json& j, const Review& m);
 void to_json(json& j, const Cancel& m);
 void to_json(json& j, const Shutdown& m);
+void to_json(json& j, const MaintainEntry& m);
+void to_json(json& j, const Maintain& m);
+void to_json(json& j, const RemovedEntry& m);
+void to_json(json& j, const CheckpointReport& m);
+void to_json(json& j, const MaintenanceResult& m);
 
 void ReadValue(const json& j, Hello& m);
 void ReadValue(const json& j, Heartbeat& m);
@@ -139,5 +198,10 @@ void ReadValue(const json& j, Dispatch& m);
 void ReadValue(const json& j, Review& m);
 void ReadValue(const json& j, Cancel& m);
 void ReadValue(const json& j, Shutdown& m);
+void ReadValue(const json& j, MaintainEntry& m);
+void ReadValue(const json& j, Maintain& m);
+void ReadValue(const json& j, RemovedEntry& m);
+void ReadValue(const json& j, CheckpointReport& m);
+void ReadValue(const json& j, MaintenanceResult& m);
 
 }  // namespace forge::proto
