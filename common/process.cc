@@ -85,8 +85,12 @@ std::vector<std::string> ExecCandidates(const std::string& argv0,
     size_t end = path.find(':', start);
     std::string dir =
         path.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (dir.empty()) dir = ".";
-    out.push_back(dir + "/" + argv0);
+    // push_back/append rather than `dir = "."` and `dir + "/" + argv0`: GCC 12
+    // at -O3 reports a false -Wrestrict inside libstdc++ for those (PR 105329).
+    if (dir.empty()) dir.push_back('.');
+    dir.push_back('/');
+    dir.append(argv0);
+    out.push_back(std::move(dir));
     if (end == std::string::npos) break;
     start = end + 1;
   }

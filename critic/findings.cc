@@ -112,9 +112,22 @@ Decision Decide(const CriticReport& report) {
     return nullptr;
   };
   auto describe = [](const proto::Finding& f) {
-    std::string where =
-        f.file.empty() ? "" : " at " + f.file + (f.line > 0 ? ":" + std::to_string(f.line) : "");
-    return f.severity + " " + f.category + where + ": " + f.message;
+    // Built by appending, not `" at " + f.file`: GCC 12 at -O3 reports a false
+    // -Wrestrict inside libstdc++ for a literal + std::string (PR 105329).
+    std::string out = f.severity;
+    out += ' ';
+    out += f.category;
+    if (!f.file.empty()) {
+      out += " at ";
+      out += f.file;
+      if (f.line > 0) {
+        out += ':';
+        out += std::to_string(f.line);
+      }
+    }
+    out += ": ";
+    out += f.message;
+    return out;
   };
   if (report.overall == "block") {
     const proto::Finding* f = report.findings.empty() ? nullptr : &report.findings.front();

@@ -131,11 +131,18 @@ std::string NormalizeFailureText(const std::string& text) {
 std::string Fingerprint(const AttemptEnd& end) {
   if (end.outcome == Outcome::kPassed) return "";
   std::string material(proto::OutcomeName(end.outcome));
-  material += "\n" + NormalizeFailureText(end.error);
-  material += "\n" + NormalizeFailureText(end.output_tail);
+  // Appends piece by piece, not `"\n" + ...`: GCC 12 at -O3 reports a false
+  // -Wrestrict inside libstdc++ for a literal + std::string (PR 105329).
+  material += '\n';
+  material += NormalizeFailureText(end.error);
+  material += '\n';
+  material += NormalizeFailureText(end.output_tail);
   for (const auto& check : end.checks) {
     if (check.passed) continue;
-    material += "\ncheck:" + check.name + "\n" + NormalizeFailureText(check.output_tail);
+    material += "\ncheck:";
+    material += check.name;
+    material += '\n';
+    material += NormalizeFailureText(check.output_tail);
   }
   return Hex16(Fnv1a(material));
 }
