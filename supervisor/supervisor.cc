@@ -13,6 +13,7 @@
 #include "common/paths.h"
 #include "common/process.h"
 #include "common/redact.h"
+#include "common/workspace_paths.h"
 #include "proto/codec.h"
 #include "supervisor/store/submit_check.h"
 
@@ -363,8 +364,10 @@ void Supervisor::TryDispatch() {
     d.n = attempt->n;
     d.brief = task.brief;
     if (auto h = store_->History(task.id, kHistoryLimit); h.ok()) d.history = std::move(*h);
-    d.workspace = WorkspaceFor(task.id);
+    d.workspace = WorkspaceFor(task);
     d.agent = std::move(agent);
+    d.sync_remote = config_.sync.remote;
+    d.sync_branch = config_.sync.branch;
     d.log_path =
         attempt->log_path.empty() ? LogPathFor(task.id, attempt->n, ".log") : attempt->log_path;
     d.task = std::move(task);
@@ -400,7 +403,7 @@ void Supervisor::TryReview() {
     proto::Review r;
     r.attempt_id = attempt_id;
     r.n = attempt->n;
-    r.workspace = WorkspaceFor(task->id);
+    r.workspace = WorkspaceFor(*task);
     r.verify = config_.critic.verify;
     r.verify.insert(r.verify.end(), task->verify.begin(), task->verify.end());
     r.verify_timeout_ms = config_.critic.verify_timeout_ms;
@@ -1001,8 +1004,8 @@ std::vector<std::string> Supervisor::ConfigSecrets() {
   return secrets;
 }
 
-std::string Supervisor::WorkspaceFor(const std::string& task_id) const {
-  return JoinPath(JoinPath(options_.state_dir, "workspaces"), task_id);
+std::string Supervisor::WorkspaceFor(const proto::TaskInfo& task) const {
+  return TaskWorkspacePath(options_.state_dir, task.id, task.repo);
 }
 
 std::string Supervisor::LogPathFor(const std::string& task_id, int n, const char* suffix) const {

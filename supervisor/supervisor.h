@@ -116,7 +116,7 @@ class Supervisor final : public ControlBackend {
   void BeginShutdown(const std::string& why);
   void FinishShutdown();
 
-  std::string WorkspaceFor(const std::string& task_id) const;
+  std::string WorkspaceFor(const proto::TaskInfo& task) const;
   std::string LogPathFor(const std::string& task_id, int n, const char* suffix) const;
 
   SupervisorOptions options_;
