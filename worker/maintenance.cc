@@ -1,0 +1,232 @@
+#include "worker/maintenance.h"
+
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include "common/clock.h"
+#include "common/process.h"
+
+namespace forge::worker {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  if (s.size() > 400) s = "..." + s.substr(s.size() - 400);
+  return s;
+}
+
+// git with the worker's environment; errors carry git's own words.
+Status Git(const std::string& repo, std::vector<std::string> args) {
+  SpawnOptions o;
+  o.argv = {"git", "-C", repo};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.env = CurrentEnvironment();
+  o.stderr_mode = Stdio::kPipe;
+  std::string what = "git -C " + repo;
+  for (const auto& a : args) what += " " + a;
+  auto run = RunCommand(o, kMaintenanceGitTimeoutMs, 64 << 10);
+  if (!run.ok()) return run.error().Wrap(what);
+  if (run->timed_out) {
+    return MakeError(ErrorCode::kTimeout, what + " took longer than " +
+                                              std::to_string(kMaintenanceGitTimeoutMs / 1000) +
+                                              " s and was killed");
+  }
+  if (!run->status.success()) {
+    return MakeError(ErrorCode::kIo,
+                     what + ": " + run->status.ToString() + ": " + Trimmed(run->output));
+  }
+  return Status::Ok();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+Status RemoveTree(const std::string& path) {
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (ec) return MakeError(ErrorCode::kIo, "removing '" + path + "': " + ec.message());
+  return Status::Ok();
+}
+
+int64_t MtimeWallMs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+}
+
+}  // namespace
+
+bool IsInsideDir(const std::string& root, const std::string& path) {
+  if (root.empty() || path.empty() || path[0] != '/') return false;
+  std::error_code ec;
+  fs::path r = fs::weakly_canonical(root, ec);
+  if (ec) return false;
+  fs::path p = fs::weakly_canonical(path, ec);
+  if (ec) return false;
+  auto rel = p.lexically_relative(r);
+  if (rel.empty() || rel == ".") return false;
+  return *rel.begin() != "..";
+}
+
+Result<proto::RemovedEntry> RemoveWorkspace(const std::string& state_dir,
+                                            const proto::MaintainEntry& e) {
+  if (!IsInsideDir(state_dir, e.path)) {
+    return MakeError(ErrorCode::kInvalid, "task " + e.task_id + ": refusing to remove '" + e.path +
+                                              "': not inside the state directory '" + state_dir +
+                                              "'");
+  }
+  proto::RemovedEntry out{e.task_id, e.path, Exists(e.path)};
+  if (e.repo.empty()) {
+    if (out.existed) FORGE_RETURN_IF_ERROR(RemoveTree(e.path));
+    return out;
+  }
+  if (out.existed) {
+    Status git = Git(e.repo, {"worktree", "remove", "--force", e.path});
+    if (!git.ok()) {
+      // Not a worktree git knows (made by hand, metadata pruned, repo moved):
+      // the directory is still ours to remove.
+      spdlog::warn("maintenance: {}; removing the directory instead", git.error().message);
+      FORGE_RETURN_IF_ERROR(RemoveTree(e.path));
+    }
+  }
+  if (Exists(e.repo)) {
+    Status prune = Git(e.repo, {"worktree", "prune"});
+    if (!prune.ok()) return prune.error();
+  }
+  return out;
+}
+
+int64_t DeleteOldLogs(const std::string& logs_dir, int64_t before_wall_ms,
+                      std::vector<std::string>& errors) {
+  if (logs_dir.empty() || before_wall_ms <= 0) return 0;
+  int64_t deleted = 0;
+  std::error_code ec;
+  fs::directory_iterator top(logs_dir, ec);
+  if (ec) {
+    if (ec != std::errc::no_such_file_or_directory) {
+      errors.push_back("listing '" + logs_dir + "': " + ec.message());
+    }
+    return 0;
+  }
+  for (const auto& task_dir : top) {
+    std::error_code dec;
+    if (!task_dir.is_directory(dec) || task_dir.is_symlink(dec)) continue;
+    fs::recursive_directory_iterator it(task_dir.path(), ec), end;
+    if (ec) {
+      errors.push_back("listing '" + task_dir.path().string() + "': " + ec.message());
+      continue;
+    }
+    for (; it != end; it.increment(ec)) {
+      if (ec) {
+        errors.push_back("listing '" + task_dir.path().string() + "': " + ec.message());
+        break;
+      }
+      struct stat st {};
+      const std::string p = it->path().string();
+      if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      if (MtimeWallMs(st) >= before_wall_ms) continue;
+      if (::unlink(p.c_str()) == 0) {
+        ++deleted;
+      } else {
+        errors.push_back("deleting log '" + p + "': " + std::strerror(errno));
+      }
+    }
+    // Empty directories only: rmdir refuses the others, which is the point.
+    (void)::rmdir(task_dir.path().c_str());
+  }
+  return deleted;
+}
+
+proto::CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms) {
+  proto::CheckpointReport r;
+  if (db_path.empty()) return r;
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+  if (rc != SQLITE_OK) {
+    r.error = "opening '" + db_path + "': " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return r;
+  }
+  sqlite3_busy_timeout(db, busy_timeout_ms);
+  // The pragma (not sqlite3_wal_checkpoint_v2): a fresh connection learns
+  // the database is in WAL mode only once it reads it, which the pragma does.
+  sqlite3_stmt* stmt = nullptr;
+  rc = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &stmt, nullptr);
+  if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW) {
+    r.ran = true;
+    r.busy = sqlite3_column_int(stmt, 0) != 0;
+    r.log_frames = sqlite3_column_int64(stmt, 1);
+    r.checkpointed_frames = sqlite3_column_int64(stmt, 2);
+  } else if (rc == SQLITE_BUSY) {
+    r.ran = true;
+    r.busy = true;
+  } else {
+    r.error = "wal_checkpoint(TRUNCATE) on '" + db_path + "': " + sqlite3_errmsg(db);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return r;
+}
+
+proto::MaintenanceResult RunMaintenance(const proto::Maintain& job) {
+  const int64_t start = SystemClock::Get().MonotonicMs();
+  proto::MaintenanceResult r;
+  r.job_id = job.job_id;
+  for (const auto& entry : job.remove) {
+    auto removed = RemoveWorkspace(job.state_dir, entry);
+    if (removed.ok()) {
+      r.removed.push_back(std::move(*removed));
+    } else {
+      r.errors.push_back(removed.error().message);
+    }
+  }
+  r.logs_deleted = DeleteOldLogs(job.logs_dir, job.logs_before_ms, r.errors);
+  r.checkpoint = CheckpointWal(job.db_path, kCheckpointBusyTimeoutMs);
+  r.duration_ms = SystemClock::Get().MonotonicMs() - start;
+  return r;
+}
+
+Result<std::unique_ptr<MaintenanceJob>> MaintenanceJob::Start(proto::Maintain job) {
+  std::unique_ptr<MaintenanceJob> j(new MaintenanceJob());
+  j->event_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!j->event_.valid()) {
+    return MakeError(ErrorCode::kIo, std::string("eventfd: ") + std::strerror(errno));
+  }
+  j->job_id_ = job.job_id;
+  MaintenanceJob* raw = j.get();
+  j->thread_ = std::thread([raw, job = std::move(job)] {
+    raw->result_ = RunMaintenance(job);
+    uint64_t one = 1;
+    (void)!::write(raw->event_.get(), &one, sizeof one);
+  });
+  return j;
+}
+
+MaintenanceJob::~MaintenanceJob() {
+  if (thread_.joinable()) thread_.join();
+}
+
+bool MaintenanceJob::Finished() {
+  if (finished_) return true;
+  uint64_t value = 0;
+  if (::read(event_.get(), &value, sizeof value) == sizeof value) finished_ = true;
+  return finished_;
+}
+
+proto::MaintenanceResult MaintenanceJob::Take() {
+  if (thread_.joinable()) thread_.join();
+  return std::move(result_);
+}
+
+}  // namespace forge::worker
