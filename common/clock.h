@@ -33,9 +33,28 @@ class FakeClock final : public Clock {
     wall_ += ms;
     mono_ += ms;
   }
+  // Steps the wall clock alone (an NTP step, an operator's `date -s`).
   void SetWall(int64_t ms) { wall_ = ms; }
+  void StepWall(int64_t delta_ms) { wall_ += delta_ms; }
 
  private:
+  int64_t wall_;
+  int64_t mono_;
+};
+
+// A wall time that, once made, advances with the monotonic clock. Deadlines
+// that are persisted as wall times (a cooldown's not_before, which must
+// survive a restart) are set and compared on this, so a wall-clock step
+// while the process runs neither fires nor starves them. It drifts from the
+// real wall clock by the size of any step; a restart re-anchors it.
+class SteadyWall {
+ public:
+  explicit SteadyWall(const Clock& clock)
+      : clock_(clock), wall_(clock.WallMs()), mono_(clock.MonotonicMs()) {}
+  int64_t NowMs() const { return wall_ + (clock_.MonotonicMs() - mono_); }
+
+ private:
+  const Clock& clock_;
   int64_t wall_;
   int64_t mono_;
 };

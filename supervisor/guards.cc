@@ -77,6 +77,7 @@ void Guards::OnAttemptClosed(proto::Outcome outcome) {
     if (trip) {
       circuit_ = Circuit::kOpen;
       circuit_until_ms_ = clock_.WallMs() + config_.circuit.cooldown_ms;
+      circuit_due_mono_ = clock_.MonotonicMs() + config_.circuit.cooldown_ms;
       probe_in_flight_ = false;
     }
   });
@@ -85,12 +86,17 @@ void Guards::OnAttemptClosed(proto::Outcome outcome) {
 void Guards::OnRateLimited(int64_t reset_wall_ms) {
   Change([&] {
     int64_t now = clock_.WallMs();
+    int64_t wait_ms = 0;
     if (reset_wall_ms > now) {
-      rate_limit_until_ms_ = reset_wall_ms;
+      // The agent's reset is a wall time: turned into a wait now, so a later
+      // wall step does not move it.
+      wait_ms = reset_wall_ms - now;
     } else {
-      rate_limit_until_ms_ = now + rate_limit_backoff_ms_;
+      wait_ms = rate_limit_backoff_ms_;
       rate_limit_backoff_ms_ = std::min(rate_limit_backoff_ms_ * 2, kRateLimitMaxMs);
     }
+    rate_limit_until_ms_ = now + wait_ms;
+    rate_limit_due_mono_ = clock_.MonotonicMs() + wait_ms;
   });
 }
 
@@ -99,7 +105,13 @@ void Guards::OnCostToday(double usd) {
     cost_today_ = usd;
     double limit = config_.budget.daily_usd;
     if (limit > 0 && usd >= limit) {
-      budget_until_ms_ = NextUtcMidnight(clock_.WallMs());
+      int64_t now = clock_.WallMs();
+      int64_t midnight = NextUtcMidnight(now);
+      // Re-reported spend for the same day keeps the deadline set first.
+      if (budget_until_ms_ != midnight) {
+        budget_until_ms_ = midnight;
+        budget_due_mono_ = clock_.MonotonicMs() + (midnight - now);
+      }
     } else {
       budget_until_ms_ = 0;
     }
@@ -128,14 +140,14 @@ void Guards::BeginShutdown() {
 
 void Guards::Tick() {
   Change([&] {
-    int64_t now = clock_.WallMs();
-    if (circuit_ == Circuit::kOpen && now >= circuit_until_ms_) {
+    int64_t now = clock_.MonotonicMs();
+    if (circuit_ == Circuit::kOpen && now >= circuit_due_mono_) {
       circuit_ = Circuit::kHalfOpen;
       probe_in_flight_ = false;
     }
-    if (rate_limit_until_ms_ != 0 && now >= rate_limit_until_ms_) rate_limit_until_ms_ = 0;
+    if (rate_limit_until_ms_ != 0 && now >= rate_limit_due_mono_) rate_limit_until_ms_ = 0;
     // At midnight the day's spend starts over; the supervisor re-reports it.
-    if (budget_until_ms_ != 0 && now >= budget_until_ms_) {
+    if (budget_until_ms_ != 0 && now >= budget_due_mono_) {
       budget_until_ms_ = 0;
       cost_today_ = 0;
     }
@@ -175,14 +187,14 @@ std::vector<proto::PauseReason> Guards::Reasons() const {
   return out;
 }
 
-std::optional<int64_t> Guards::NextExpiryWallMs() const {
+std::optional<int64_t> Guards::NextExpiryMonoMs() const {
   std::optional<int64_t> next;
-  auto consider = [&](int64_t t) {
-    if (t != 0 && (!next || t < *next)) next = t;
+  auto consider = [&](bool set, int64_t t) {
+    if (set && (!next || t < *next)) next = t;
   };
-  if (circuit_ == Circuit::kOpen) consider(circuit_until_ms_);
-  consider(rate_limit_until_ms_);
-  consider(budget_until_ms_);
+  consider(circuit_ == Circuit::kOpen, circuit_due_mono_);
+  consider(rate_limit_until_ms_ != 0, rate_limit_due_mono_);
+  consider(budget_until_ms_ != 0, budget_due_mono_);
   return next;
 }
 

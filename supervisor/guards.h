@@ -13,7 +13,11 @@
 //   operator   forge-ctl pause, until resume.
 //   shutdown   the supervisor is stopping.
 //
-// Times are wall ms (until_ms is shown to operators); the clock is injected.
+// until_ms is wall ms, shown to operators. Expiries run on the monotonic
+// clock: each pause remembers its monotonic deadline when it is set, so a
+// wall-clock step neither lifts it early nor holds it for the size of the
+// step. Nothing here is persisted, so a restart starts with no pause. The
+// clock is injected.
 #pragma once
 
 #include <cstdint>
@@ -65,8 +69,8 @@ class Guards {
   void OnDispatched();
 
   std::vector<proto::PauseReason> Reasons() const;
-  // The earliest wall time at which Tick may change something.
-  std::optional<int64_t> NextExpiryWallMs() const;
+  // The earliest monotonic time at which Tick may change something.
+  std::optional<int64_t> NextExpiryMonoMs() const;
   // Events since the last call, in order.
   std::vector<GuardEvent> TakeEvents();
 
@@ -85,12 +89,15 @@ class Guards {
   const Clock& clock_;
   GuardsConfig config_;
   Circuit circuit_ = Circuit::kClosed;
-  int64_t circuit_until_ms_ = 0;
+  int64_t circuit_until_ms_ = 0;  // wall, shown
+  int64_t circuit_due_mono_ = 0;  // when it half-opens
   bool probe_in_flight_ = false;
   int consecutive_failures_ = 0;
-  int64_t rate_limit_until_ms_ = 0;
+  int64_t rate_limit_until_ms_ = 0;  // wall, shown; 0 when not limited
+  int64_t rate_limit_due_mono_ = 0;
   int64_t rate_limit_backoff_ms_ = kRateLimitInitialMs;
-  int64_t budget_until_ms_ = 0;
+  int64_t budget_until_ms_ = 0;  // wall, shown; 0 when within budget
+  int64_t budget_due_mono_ = 0;
   double cost_today_ = 0;
   std::optional<std::string> operator_reason_;
   bool shutdown_ = false;

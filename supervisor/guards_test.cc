@@ -27,7 +27,7 @@ TEST(Guards, NothingPausesByDefault) {
   g.Tick();
   EXPECT_TRUE(g.MayDispatch());
   EXPECT_TRUE(g.Reasons().empty());
-  EXPECT_FALSE(g.NextExpiryWallMs());
+  EXPECT_FALSE(g.NextExpiryMonoMs());
   EXPECT_TRUE(g.TakeEvents().empty());
 }
 
@@ -46,7 +46,7 @@ TEST(Guards, CircuitOpensHalfOpensAndClosesOnPass) {
   EXPECT_EQ(reasons[0].until_ms, clock.WallMs() + 10'000);
   EXPECT_NE(reasons[0].reason.find("3 consecutive"), std::string::npos) << reasons[0].reason;
   EXPECT_EQ(Kinds(g.TakeEvents()), std::vector<std::string>{"dispatch.paused:circuit"});
-  EXPECT_EQ(g.NextExpiryWallMs(), clock.WallMs() + 10'000);
+  EXPECT_EQ(g.NextExpiryMonoMs(), clock.MonotonicMs() + 10'000);
 
   clock.Advance(9'999);
   g.Tick();
@@ -130,7 +130,7 @@ TEST(Guards, DailyBudgetPausesUntilUtcMidnight) {
   EXPECT_NE(r[0].reason.find("$2.00 of $2.00"), std::string::npos) << r[0].reason;
   g.Resume();  // the operator cannot resume past the budget
   EXPECT_FALSE(g.MayDispatch());
-  clock.SetWall(midnight);
+  clock.Advance(midnight - clock.WallMs());
   g.Tick();
   EXPECT_TRUE(g.MayDispatch());
   EXPECT_EQ(Kinds(g.TakeEvents()),
@@ -163,6 +163,65 @@ TEST(Guards, OperatorPauseAndShutdown) {
   EXPECT_EQ(Kinds(g.TakeEvents()),
             (std::vector<std::string>{"dispatch.paused:operator", "dispatch.paused:operator",
                                       "dispatch.resumed:operator", "dispatch.paused:shutdown"}));
+}
+
+// Wall-clock steps (NTP, `date -s`) while a pause runs: the pause ends after
+// the time it was set for, measured on the monotonic clock.
+constexpr int64_t kHour = 3600 * 1000;
+
+TEST(GuardsClockJump, WallStepsNeitherLiftNorHoldTheCircuit) {
+  for (int64_t step : {-kHour, kHour}) {
+    FakeClock clock;
+    Guards g(clock, Cfg(1, 10'000));
+    g.OnAttemptClosed(Outcome::kFailed);
+    ASSERT_FALSE(g.MayDispatch());
+    clock.StepWall(step);
+    clock.Advance(9'999);
+    g.Tick();
+    EXPECT_FALSE(g.MayDispatch()) << "step " << step << ": lifted early";
+    EXPECT_EQ(g.NextExpiryMonoMs(), clock.MonotonicMs() + 1);
+    clock.Advance(1);
+    g.Tick();
+    EXPECT_TRUE(g.MayDispatch()) << "step " << step << ": held past its cooldown";
+  }
+}
+
+TEST(GuardsClockJump, WallStepsNeitherLiftNorHoldARateLimit) {
+  for (int64_t step : {-kHour, kHour}) {
+    for (bool reported : {true, false}) {
+      FakeClock clock;
+      Guards g(clock, Cfg());
+      // Either the agent's reset time or our 60 s backoff.
+      g.OnRateLimited(reported ? clock.WallMs() + 5000 : 0);
+      int64_t wait = reported ? 5000 : 60'000;
+      clock.StepWall(step);
+      clock.Advance(wait - 1);
+      g.Tick();
+      EXPECT_FALSE(g.MayDispatch()) << "step " << step << " reported " << reported;
+      clock.Advance(1);
+      g.Tick();
+      EXPECT_TRUE(g.MayDispatch()) << "step " << step << " reported " << reported;
+    }
+  }
+}
+
+TEST(GuardsClockJump, WallStepsNeitherLiftNorHoldTheBudget) {
+  for (int64_t step : {-kHour, kHour}) {
+    // 2023-11-14T22:13:20Z: midnight is 1 h 46 min 40 s away.
+    FakeClock clock(1'700'000'000'000);
+    Guards g(clock, Cfg(5, 1000, 2.0));
+    g.OnCostToday(2.5);
+    ASSERT_FALSE(g.MayDispatch());
+    int64_t wait = Guards::NextUtcMidnight(clock.WallMs()) - clock.WallMs();
+    clock.StepWall(step);
+    g.OnCostToday(2.5);  // re-reported after an attempt: keeps its deadline
+    clock.Advance(wait - 1);
+    g.Tick();
+    EXPECT_FALSE(g.MayDispatch()) << "step " << step;
+    clock.Advance(1);
+    g.Tick();
+    EXPECT_TRUE(g.MayDispatch()) << "step " << step;
+  }
 }
 
 }  // namespace

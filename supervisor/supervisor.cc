@@ -134,6 +134,18 @@ forge::Status Supervisor::Start() {
   started_at_mono_ms_ = clock_.MonotonicMs();
   FORGE_RETURN_IF_ERROR(Recover());
   FORGE_RETURN_IF_ERROR(BindSockets());
+  // No backoff is longer than backoff_max + 20 % jitter: a not_before further
+  // ahead was set before the wall clock stepped back, and would hold its task
+  // for the size of the step.
+  int64_t latest_due = clock_.WallMs() + config_.retry.backoff_max_ms * 6 / 5;
+  if (auto clamped = store_->ClampDue(latest_due); !clamped.ok()) {
+    spdlog::error("clamping cooldown deadlines: {}", clamped.error().ToString());
+  } else if (*clamped > 0) {
+    spdlog::warn(
+        "{} cooldown deadline(s) lay further ahead than the longest backoff "
+        "(wall clock stepped back?): retrying them by {}",
+        *clamped, FormatRfc3339(latest_due));
+  }
   RefreshNextDue();
   RefreshCostToday();
   FlushGuardEvents();
@@ -230,14 +242,13 @@ int Supervisor::Run() {
 
 int64_t Supervisor::PollTimeoutMs() {
   int64_t now = clock_.MonotonicMs();
-  int64_t wall = clock_.WallMs();
   int64_t next = now + kMaxPollMs;
   auto consider = [&](std::optional<int64_t> t) {
     if (t) next = std::min(next, *t);
   };
   consider(pool_.NextSilenceDeadline(config_.watchdog.heartbeat_timeout_ms));
-  if (next_due_wall_ms_) consider(now + (*next_due_wall_ms_ - wall));
-  if (auto g = guards_.NextExpiryWallMs()) consider(now + (*g - wall));
+  if (next_due_wall_ms_) consider(now + (*next_due_wall_ms_ - steady_wall_.NowMs()));
+  consider(guards_.NextExpiryMonoMs());
   for (const auto& r : respawns_) consider(r.due_mono_ms);
   if (stopping_) consider(stop_deadline_mono_ms_);
   if (watchdog_usec_ > 0) consider(next_watchdog_mono_ms_);
@@ -315,8 +326,8 @@ void Supervisor::RunTimers() {
       ++it;
     }
   }
-  if (next_due_wall_ms_ && *next_due_wall_ms_ <= clock_.WallMs()) {
-    auto promoted = store_->PromoteDue(clock_.WallMs());
+  if (next_due_wall_ms_ && *next_due_wall_ms_ <= steady_wall_.NowMs()) {
+    auto promoted = store_->PromoteDue(steady_wall_.NowMs());
     if (!promoted.ok()) spdlog::error("promoting cooldown tasks: {}", promoted.error().ToString());
     RefreshNextDue();
   }
@@ -770,7 +781,8 @@ void Supervisor::CloseAttempt(int64_t attempt_id, AttemptEnd end) {
   state.cost_usd = task->cost_usd;
   PolicyConfig policy{config_.retry, config_.budget.task_usd};
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  store::Close close = Decide(state, end, policy, clock_.WallMs(), [&] { return uniform(rng_); });
+  store::Close close =
+      Decide(state, end, policy, steady_wall_.NowMs(), [&] { return uniform(rng_); });
   if (close.next_state == proto::TaskState::kDone && !end.spec.empty()) {
     close.spawn = SpecTask(*task, end.spec);
   }

@@ -140,6 +140,9 @@ class Supervisor final : public ControlBackend {
     int64_t due_mono_ms;
   };
   std::vector<PendingRespawn> respawns_;
+  // Cooldown not_before values are persisted wall times, but set and compared
+  // on this clock so a wall-clock step mid-run neither fires nor starves them.
+  SteadyWall steady_wall_{clock_};
   std::optional<int64_t> next_due_wall_ms_;
   std::optional<proto::LastFailure> last_failure_;
   double cost_today_ = 0;

@@ -683,6 +683,16 @@ Result<std::optional<int64_t>> Store::NextDue() {
   return std::optional<int64_t>(s.Int(0));
 }
 
+Result<int> Store::ClampDue(int64_t latest_wall_ms) {
+  Impl& m = *impl_;
+  return m.Write("clamp cooldown deadlines", [&]() -> Result<int> {
+    FORGE_ASSIGN_OR_RETURN(Stmt s, m.conn.Prepare("UPDATE tasks SET not_before = ? "
+                                                  "WHERE state = 'cooldown' AND not_before > ?"));
+    FORGE_RETURN_IF_ERROR(s.Bind(latest_wall_ms, latest_wall_ms).Run());
+    return static_cast<int>(m.conn.Changes());
+  });
+}
+
 // ---------------------------------------------------------------- operator actions
 
 Result<Change> Store::Approve(const std::string& task_id) {

@@ -167,6 +167,10 @@ class Store {
   Result<int> PromoteDue(int64_t now_wall_ms);
   // Earliest not_before among cooldown tasks.
   Result<std::optional<int64_t>> NextDue();
+  // Moves every cooldown not_before later than latest_wall_ms back to it (at
+  // startup: a wall clock stepped back since it was set would hold the task
+  // for the size of the step); returns how many.
+  Result<int> ClampDue(int64_t latest_wall_ms);
 
   // ---- operator actions ----
   // Unknown id: kNotFound "task 'x' not found". Wrong state: kConflict naming it.
