@@ -54,6 +54,27 @@ std::string EventsFile::Line(const proto::EventInfo& event) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+void EventsFile::AppendLine(std::string& out, int64_t seq, int64_t ts_ms, const std::string& kind,
+                            const std::string& task_id, int attempt,
+                            const std::string& payload_text) {
+  auto str = [](const std::string& v) {
+    return json(v).dump(-1, ' ', false, json::error_handler_t::replace);
+  };
+  out += "{\"attempt\":";
+  out += std::to_string(attempt);
+  out += ",\"kind\":";
+  out += str(kind);
+  out += ",\"payload\":";
+  out += payload_text;
+  out += ",\"seq\":";
+  out += std::to_string(seq);
+  out += ",\"task_id\":";
+  out += task_id.empty() ? std::string("null") : str(task_id);
+  out += ",\"ts\":";
+  out += proto::TimeToJson(ts_ms).dump(-1, ' ', false, json::error_handler_t::replace);
+  out += "}\n";
+}
+
 Result<int64_t> EventsFile::OpenAndRecover() {
   if (fd_ < 0) {
     fd_ = open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -88,12 +109,17 @@ Result<int64_t> EventsFile::LastCompleteSeq() {
 
 Status EventsFile::Append(const std::vector<proto::EventInfo>& events) {
   if (events.empty()) return Status::Ok();
-  if (fd_ < 0) return MakeError(ErrorCode::kIo, "events file " + path_ + " is not open");
   std::string out;
   for (const auto& e : events) {
     out += Line(e);
     out += '\n';
   }
+  return AppendRaw(out);
+}
+
+Status EventsFile::AppendRaw(const std::string& out) {
+  if (out.empty()) return Status::Ok();
+  if (fd_ < 0) return MakeError(ErrorCode::kIo, "events file " + path_ + " is not open");
   ssize_t n = write(fd_, out.data(), out.size());
   if (n < 0) return IoError("appending to", path_);
   if (static_cast<size_t>(n) != out.size()) {

@@ -36,8 +36,20 @@ class EventsFile {
   // next Append.
   Status Append(const std::vector<proto::EventInfo>& events);
 
+  // Appends lines already built by Line/AppendLine (each ending in '\n')
+  // with one write(); same failure contract as Append.
+  Status AppendRaw(const std::string& lines);
+
   // One line as written by Append (without the trailing '\n').
   static std::string Line(const proto::EventInfo& event);
+
+  // Appends Line() of the event plus '\n' to out, from its parts, with the
+  // payload given as its compact JSON text (what the store keeps in
+  // events.payload): the store writes the lines of the events it has just
+  // inserted without parsing and re-serialising each payload. Byte for byte
+  // the same as Line() (keys in nlohmann's sorted order).
+  static void AppendLine(std::string& out, int64_t seq, int64_t ts_ms, const std::string& kind,
+                         const std::string& task_id, int attempt, const std::string& payload_text);
 
  private:
   Result<int64_t> LastCompleteSeq();

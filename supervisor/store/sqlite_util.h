@@ -83,6 +83,7 @@ class Conn {
   // First column of the first row as an integer (PRAGMAs, COUNT, MAX).
   Result<int64_t> QueryInt(const std::string& sql);
   int64_t Changes() const { return sqlite3_changes64(db_); }
+  int64_t LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
 
  private:
   sqlite3* db_ = nullptr;

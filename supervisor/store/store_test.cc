@@ -17,7 +17,9 @@
 #include <sstream>
 
 #include "common/redact.h"
+#include "supervisor/store/events_file.h"
 #include "supervisor/store/rows.h"
+#include "supervisor/store/schema.h"
 
 namespace forge::store {
 namespace {
@@ -140,7 +142,27 @@ class StoreTest : public ::testing::Test {
       EXPECT_EQ(j["seq"].get<int64_t>(), (*events)[i].seq);
       EXPECT_EQ(j["kind"].get<std::string>(), (*events)[i].kind);
       EXPECT_EQ(j["payload"], (*events)[i].payload);
+      // Byte for byte what Line() makes of the stored event: the lines the
+      // store builds at insert time must not differ from a read-back.
+      EXPECT_EQ(lines[i], EventsFile::Line((*events)[i])) << "line " << i;
     }
+  }
+
+  // The per-state counts status reads agree with the tasks table.
+  void ExpectCountsMatch(Store& s) {
+    auto mismatches = s.CountMismatches();
+    ASSERT_TRUE(mismatches.ok()) << mismatches.error().ToString();
+    EXPECT_THAT(*mismatches, ::testing::IsEmpty());
+    ListFilter all;
+    all.limit = 0;
+    auto tasks = s.ListTasks(all);
+    ASSERT_TRUE(tasks.ok());
+    std::map<std::string, int64_t> actual;
+    for (TaskState st : proto::AllStates()) actual[std::string(proto::StateName(st))] = 0;
+    for (const auto& t : *tasks) ++actual[std::string(proto::StateName(t.state))];
+    auto counts = s.QueueCounts();
+    ASSERT_TRUE(counts.ok()) << counts.error().ToString();
+    EXPECT_EQ(*counts, actual);
   }
 
   void ExpectReplayMatchesTables(Store& s) {
@@ -154,6 +176,7 @@ class StoreTest : public ::testing::Test {
       ASSERT_TRUE(replay->count(t.id)) << t.id;
       EXPECT_EQ(proto::StateName(replay->at(t.id)), proto::StateName(t.state)) << t.id;
     }
+    ExpectCountsMatch(s);
   }
 
   TempDir dir_;
@@ -955,6 +978,52 @@ TEST_F(StoreTest, OlderDatabaseIsMigratedAndNewerRefused) {
                           std::to_string(kSchemaVersion) + "); upgrade forge"));
     EXPECT_THAT(newer.error().message, HasSubstr(dir_.Path("forge.db")));
   }
+}
+
+TEST_F(StoreTest, Version1DatabaseGetsCountsFilledFromItsRows) {
+  {  // A version-1 database with tasks in several states, as an older forge left it.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.Path("forge.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, Migrations()[0].c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "INSERT INTO meta VALUES('schema_version', '1');"
+                           "INSERT INTO tasks(id, title, state, max_attempts, created_at, "
+                           "updated_at) VALUES('a', 'a', 'ready', 3, 0, 0), "
+                           "('b', 'b', 'ready', 3, 0, 0), ('c', 'c', 'done', 3, 0, 0), "
+                           "('d', 'd', 'cooldown', 3, 0, 0);",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto s = OpenStore();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->SchemaVersion(), kSchemaVersion);
+  auto counts = s->QueueCounts();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->at("ready"), 2);
+  EXPECT_EQ(counts->at("done"), 1);
+  EXPECT_EQ(counts->at("cooldown"), 1);
+  EXPECT_EQ(counts->at("running"), 0);
+  ExpectCountsMatch(*s);
+  // Later changes keep them, including a row changed behind the store's back.
+  auto ids = MustSubmit(*s, {Task("new")});
+  Finish(*s, ids[0]);
+  ASSERT_EQ(sqlite3_exec(s->raw(), "DELETE FROM tasks WHERE id = 'd'", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(s->raw(), "UPDATE tasks SET state = 'cancelled' WHERE id = 'a'", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  ExpectCountsMatch(*s);
+  EXPECT_EQ(s->QueueCounts()->at("done"), 2);
+  EXPECT_EQ(s->QueueCounts()->at("ready"), 1);
+
+  // A drift (a hand edit of the counts) is reported, naming the state.
+  ASSERT_EQ(sqlite3_exec(s->raw(), "UPDATE task_counts SET n = 7 WHERE state = 'ready'", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  auto mismatches = s->CountMismatches();
+  ASSERT_TRUE(mismatches.ok());
+  EXPECT_THAT(*mismatches, ElementsAre("ready: counted 7, actual 1"));
 }
 
 TEST_F(StoreTest, ReadOnlyOpenReadsButNeverWrites) {
