@@ -110,6 +110,24 @@ void CheckIntegrity(store::Store& store, Findings& out, const std::string& db) {
   }
 }
 
+// status reads per-state counts kept by triggers; a drift would show wrong
+// queue sizes, so compare them with the table.
+void CheckCounts(store::Store& store, Findings& out, const std::string& db) {
+  auto mismatches = store.CountMismatches();
+  if (!mismatches.ok()) {
+    Add(out, "counts", Severity::kRed, mismatches.error().message);
+  } else if (!mismatches->empty()) {
+    std::string all;
+    for (const auto& m : *mismatches) all += (all.empty() ? "" : "; ") + m;
+    Add(out, "counts", Severity::kRed, "per-state task counts differ from the tasks table: " + all,
+        "stop the supervisor, then: sqlite3 " + ShellQuote(db) +
+            " 'DELETE FROM task_counts; INSERT INTO task_counts SELECT state, COUNT(*) FROM "
+            "tasks GROUP BY state'");
+  } else {
+    Add(out, "counts", Severity::kOk, "per-state task counts match the tasks table");
+  }
+}
+
 void CheckReplay(store::Store& store, Findings& out) {
   auto replay = store.ReplayStates();
   auto tasks = store.ListTasks(store::ListFilter{});
@@ -250,6 +268,7 @@ std::vector<DoctorFinding> RunDoctor(const DoctorOptions& o) {
   } else {
     store = std::move(opened).value();
     CheckIntegrity(*store, out, db);
+    CheckCounts(*store, out, db);
     CheckReplay(*store, out);
     CheckOpenAttempts(*store, o, pid.has_value(), out);
   }

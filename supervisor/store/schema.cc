@@ -101,6 +101,30 @@ CREATE INDEX events_task ON events(task_id, seq);
 CREATE TABLE cursors(name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 )sql";
 
+// Version 2: per-state task counts, so status (Store::QueueCounts) reads a
+// handful of rows instead of scanning the whole tasks table (issue 6: status
+// with 1,000,000 queued took 3.2x the 1,000 case). Triggers keep the counts
+// in the same transaction as every insert, delete and state change, whoever
+// writes the row (the store, or a bulk load in SQL); the migration fills the
+// table from the rows already there. Rows with n = 0 are kept (harmless).
+const char* const kV2 = R"sql(
+CREATE TABLE task_counts(state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO task_counts(state, n) SELECT state, COUNT(*) FROM tasks GROUP BY state;
+CREATE TRIGGER task_counts_insert AFTER INSERT ON tasks BEGIN
+  INSERT INTO task_counts(state, n) VALUES(new.state, 1)
+    ON CONFLICT(state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks BEGIN
+  UPDATE task_counts SET n = n - 1 WHERE state = old.state;
+END;
+CREATE TRIGGER task_counts_update AFTER UPDATE OF state ON tasks
+  WHEN old.state IS NOT new.state BEGIN
+  UPDATE task_counts SET n = n - 1 WHERE state = old.state;
+  INSERT INTO task_counts(state, n) VALUES(new.state, 1)
+    ON CONFLICT(state) DO UPDATE SET n = n + 1;
+END;
+)sql";
+
 Status SetVersion(Conn& conn, int64_t version) {
   FORGE_ASSIGN_OR_RETURN(Stmt stmt,
                          conn.Prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?) "
@@ -111,7 +135,7 @@ Status SetVersion(Conn& conn, int64_t version) {
 }  // namespace
 
 const std::vector<std::string>& Migrations() {
-  static const std::vector<std::string> migrations = {kV1};
+  static const std::vector<std::string> migrations = {kV1, kV2};
   return migrations;
 }
 

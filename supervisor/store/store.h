@@ -47,7 +47,7 @@ using proto::Outcome;
 using proto::TaskInfo;
 using proto::TaskState;
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 struct StoreOptions {
   std::string db_path;            // .forge/forge.db
@@ -217,6 +217,10 @@ class Store {
   Result<std::map<std::string, TaskState>> ReplayStates();
   // "ok", or what PRAGMA integrity_check reported.
   Result<std::string> IntegrityCheck();
+  // Where the per-state counts (task_counts, what QueueCounts reads) differ
+  // from a count of the tasks table, one "state: counted N, actual M" each;
+  // empty when they agree. A full scan: for doctor and tests.
+  Result<std::vector<std::string>> CountMismatches();
   Status Checkpoint();  // wal_checkpoint(TRUNCATE)
 
   sqlite3* raw() { return db_; }  // for tests and benchmarks only
