@@ -14,6 +14,7 @@
 #include "common/paths.h"
 #include "common/redact.h"
 #include "worker/spec.h"
+#include "worker/workspace.h"
 
 namespace forge::worker {
 namespace {
@@ -96,7 +97,12 @@ struct Worker::Attempt {
 Worker::Worker(proto::ChildLink& link, SignalFd& signals, WorkerOptions options)
     : link_(link), signals_(signals), options_(std::move(options)) {}
 
-Worker::~Worker() = default;
+Worker::~Worker() {
+  // A job still running when the worker exits is abandoned, not awaited: it
+  // holds no lease, and the next one lists whatever it did not finish. The
+  // thread keeps its object until the process ends.
+  if (maintenance_ && !maintenance_->Finished()) (void)maintenance_.release();
+}
 
 int Worker::Run() {
   parent_pid_ = getppid();
@@ -104,6 +110,7 @@ int Worker::Run() {
     std::vector<proto::PollFd> fds;
     fds.push_back({signals_.fd(), ZMQ_POLLIN, 0});
     if (attempt_) attempt_->job->AppendPollFds(fds);
+    if (maintenance_) fds.push_back({maintenance_->fd(), ZMQ_POLLIN, 0});
     auto ready = link_.Poll(fds, NextDeadline());
     if (!ready.ok()) {
       spdlog::critical("poll failed: {}", ready.error().ToString());
@@ -112,6 +119,7 @@ int Worker::Run() {
     }
     if (attempt_) attempt_->job->HandleReady(fds);
     if (fds[0].revents != 0) HandleSignals();
+    if (maintenance_ && maintenance_->Finished()) FinishMaintenance();
     if (*ready) {
       while (!exit_) {
         auto message = link_.Receive();
@@ -128,6 +136,8 @@ int Worker::Run() {
 void Worker::HandleMessage(const proto::SupervisorMessage& message) {
   if (const auto* d = std::get_if<proto::Dispatch>(&message)) {
     StartAttempt(*d);
+  } else if (const auto* m = std::get_if<proto::Maintain>(&message)) {
+    StartMaintenance(*m);
   } else if (const auto* c = std::get_if<proto::Cancel>(&message)) {
     if (!attempt_ || attempt_->dispatch.attempt_id != c->attempt_id) {
       spdlog::info("cancel for attempt {} ignored: not running here", c->attempt_id);
@@ -195,6 +205,23 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     SendFailure(d, "cancelled", MakeError(ErrorCode::kConflict, "worker is shutting down"), true);
     return;
   }
+  // The worktree (or plain directory) first: Prepare writes into it.
+  WorkspaceSpec ws{d.task.id, d.task.repo, d.task.base, d.workspace, d.sync_remote, d.sync_branch};
+  link_.SetAttempt(d.attempt_id);
+  auto workspace = PrepareWorkspace(ws, HeartbeatingGitRunner(link_));
+  link_.SetAttempt(std::nullopt);
+  if (!workspace.ok()) {
+    // A bad repo or base ref does not get better by retrying: blocked.
+    SendFailure(d, "failed", workspace.error(), workspace.error().code != ErrorCode::kConfig);
+    return;
+  }
+  if (maintenance_) {
+    SendFailure(d, "failed",
+                MakeError(ErrorCode::kConflict, "worker is busy with maintenance job " +
+                                                    std::to_string(maintenance_->job_id())),
+                true);
+    return;
+  }
   auto prepared = Prepare(d);
   if (!prepared.ok()) {
     const Error& e = prepared.error();
@@ -251,6 +278,38 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   if (!s.ok()) spdlog::error("sending started: {}", s.error().ToString());
 }
 
+void Worker::StartMaintenance(const proto::Maintain& job) {
+  proto::MaintenanceResult refused;
+  refused.job_id = job.job_id;
+  if (attempt_ || maintenance_ || shutting_down_) {
+    refused.errors.push_back(shutting_down_ ? "worker is shutting down" : "worker is busy");
+  } else {
+    spdlog::info("maintenance job {}: {} workspace(s) to remove", job.job_id, job.remove.size());
+    auto started = MaintenanceJob::Start(job);
+    if (started.ok()) {
+      maintenance_ = std::move(started).value();
+      return;
+    }
+    refused.errors.push_back(started.error().message);
+  }
+  spdlog::warn("maintenance job {} not run: {}", job.job_id, refused.errors[0]);
+  Status s = link_.Send(refused);
+  if (!s.ok()) spdlog::error("sending maintenance_result: {}", s.error().ToString());
+}
+
+void Worker::FinishMaintenance() {
+  proto::MaintenanceResult r = maintenance_->Take();
+  maintenance_.reset();
+  // SIGCHLDs that arrived during the job were left to it (its git commands
+  // wait for their own pids); collect any orphans now.
+  (void)proto::ReapAll();
+  spdlog::info("maintenance job {}: removed {}, {} log(s) deleted, {} error(s), {} ms", r.job_id,
+               r.removed.size(), r.logs_deleted, r.errors.size(), r.duration_ms);
+  Status s = link_.Send(r);
+  if (!s.ok()) spdlog::error("sending maintenance_result: {}", s.error().ToString());
+  if (shutting_down_) exit_ = true;
+}
+
 void Worker::SendFailure(const proto::Dispatch& d, const std::string& outcome, const Error& error,
                          bool retryable) {
   spdlog::warn("attempt {} not run: {}", d.attempt_id, error.ToString());
@@ -268,6 +327,8 @@ void Worker::SendFailure(const proto::Dispatch& d, const std::string& outcome, c
 void Worker::HandleSignals() {
   while (auto sig = signals_.Read()) {
     if (*sig == SIGCHLD) {
+      // The maintenance thread reaps its own git commands by pid.
+      if (maintenance_) continue;
       for (const auto& [pid, status] : proto::ReapAll()) {
         if (attempt_ && pid == attempt_->job->pid()) {
           attempt_->job->OnExit(status);

@@ -18,6 +18,7 @@
 #include "proto/child_link.h"
 #include "worker/agent_profile.h"
 #include "worker/brief.h"
+#include "worker/maintenance.h"
 #include "worker/output_capture.h"
 
 namespace forge::worker {
@@ -58,6 +59,8 @@ class Worker {
 
   void HandleMessage(const proto::SupervisorMessage& message);
   void StartAttempt(const proto::Dispatch& dispatch);
+  void StartMaintenance(const proto::Maintain& job);
+  void FinishMaintenance();
   void HandleSignals();
   void Tick(int64_t now_ms);
   int64_t NextDeadline() const;
@@ -71,6 +74,8 @@ class Worker {
   SignalFd& signals_;
   WorkerOptions options_;
   std::unique_ptr<Attempt> attempt_;
+  // At most one of attempt_ and maintenance_ at a time.
+  std::unique_ptr<MaintenanceJob> maintenance_;
   bool shutting_down_ = false;
   int64_t shutdown_deadline_ms_ = -1;
   bool exit_ = false;
