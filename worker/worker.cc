@@ -15,6 +15,7 @@
 #include "common/redact.h"
 #include "worker/spec.h"
 #include "worker/workspace.h"
+#include "worker/workspace.h"
 
 namespace forge::worker {
 namespace {
@@ -203,6 +204,16 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   }
   if (shutting_down_) {
     SendFailure(d, "cancelled", MakeError(ErrorCode::kConflict, "worker is shutting down"), true);
+    return;
+  }
+  // The worktree (or plain directory) first: Prepare writes into it.
+  WorkspaceSpec ws{d.task.id, d.task.repo, d.task.base, d.workspace, d.sync_remote, d.sync_branch};
+  link_.SetAttempt(d.attempt_id);
+  auto workspace = PrepareWorkspace(ws, HeartbeatingGitRunner(link_));
+  link_.SetAttempt(std::nullopt);
+  if (!workspace.ok()) {
+    // A bad repo or base ref does not get better by retrying: blocked.
+    SendFailure(d, "failed", workspace.error(), workspace.error().code != ErrorCode::kConfig);
     return;
   }
   // The worktree (or plain directory) first: Prepare writes into it.

@@ -1,0 +1,103 @@
+#include "common/git.h"
+
+#include <sys/stat.h>
+
+namespace forge {
+
+GitRunner BlockingGitRunner() {
+  return [](const SpawnOptions& options, int64_t timeout_ms) {
+    return RunCommand(options, timeout_ms, 64 * 1024);
+  };
+}
+
+std::vector<std::string> GitEnvironment() {
+  std::vector<std::string> env;
+  bool has_ssh_command = false;
+  for (auto& kv : CurrentEnvironment()) {
+    std::string name = kv.substr(0, kv.find('='));
+    // GIT_SSH_COMMAND and GIT_CONFIG_* are the operator's to keep; the
+    // location variables would make `git -C <worktree>` act on another repo.
+    if (name == "GIT_DIR" || name == "GIT_WORK_TREE" || name == "GIT_INDEX_FILE" ||
+        name == "GIT_OBJECT_DIRECTORY" || name == "GIT_ALTERNATE_OBJECT_DIRECTORIES" ||
+        name == "GIT_COMMON_DIR" || name == "GIT_NAMESPACE" || name == "GIT_CEILING_DIRECTORIES" ||
+        name == "GIT_TERMINAL_PROMPT") {
+      continue;
+    }
+    if (name == "GIT_SSH_COMMAND") has_ssh_command = true;
+    env.push_back(std::move(kv));
+  }
+  env.push_back("GIT_TERMINAL_PROMPT=0");
+  if (!has_ssh_command) env.push_back("GIT_SSH_COMMAND=ssh -o BatchMode=yes");
+  return env;
+}
+
+Result<RunResult> RunGit(const GitRunner& run, const std::string& dir,
+                         const std::vector<std::string>& args, int64_t timeout_ms) {
+  SpawnOptions spawn;
+  spawn.argv = {"git", "-C", dir};
+  spawn.argv.insert(spawn.argv.end(), args.begin(), args.end());
+  spawn.env = GitEnvironment();
+  spawn.stdin_mode = Stdio::kNull;
+  spawn.stdout_mode = Stdio::kPipe;
+  spawn.stderr_mode = Stdio::kPipe;
+  spawn.merge_stderr = true;
+  auto r = run(spawn, timeout_ms);
+  if (!r.ok()) {
+    return MakeError(r.error().code, "cannot run git in '" + dir + "': " + r.error().message);
+  }
+  return r;
+}
+
+std::string GitMessage(const RunResult& r) {
+  if (r.timed_out) return "timed out";
+  std::string out = r.output;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ' || out.back() == '\r')) {
+    out.pop_back();
+  }
+  size_t nl = out.rfind('\n');
+  std::string line = nl == std::string::npos ? out : out.substr(nl + 1);
+  if (line.size() > 300) line = line.substr(0, 300) + "...";
+  if (line.empty()) return r.status.ToString();
+  return line;
+}
+
+Status CheckGitRepo(const GitRunner& run, const std::string& repo) {
+  if (repo.empty() || repo[0] != '/') {
+    return MakeError(ErrorCode::kInvalid, "repo '" + repo + "' is not an absolute path");
+  }
+  struct stat st {};
+  if (::stat(repo.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return MakeError(ErrorCode::kInvalid,
+                     "repo '" + repo + "' is not a git repository: no such directory");
+  }
+  FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, repo, {"rev-parse", "--is-inside-work-tree"}));
+  if (!r.status.success() || r.output.rfind("true", 0) != 0) {
+    return MakeError(ErrorCode::kInvalid,
+                     "repo '" + repo + "' is not a git repository: " + GitMessage(r));
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ResolveCommit(const GitRunner& run, const std::string& repo,
+                                  const std::string& ref) {
+  std::string name = ref.empty() ? "HEAD" : ref;
+  // --end-of-options: a ref such as "--output=x" is a name, never an option.
+  FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, repo,
+                                             {"rev-parse", "--verify", "--quiet",
+                                              "--end-of-options", name + "^{commit}"}));
+  std::string sha = r.output.substr(0, r.output.find('\n'));
+  if (!r.status.success() || sha.size() < 40) {
+    return MakeError(ErrorCode::kInvalid, "unknown base ref '" + name + "' in repo '" + repo + "'" +
+                                              (r.timed_out ? " (git timed out)" : ""));
+  }
+  return sha;
+}
+
+Status CheckRepoAndBase(const GitRunner& run, const std::string& repo, const std::string& base) {
+  FORGE_RETURN_IF_ERROR(CheckGitRepo(run, repo));
+  FORGE_ASSIGN_OR_RETURN(std::string sha, ResolveCommit(run, repo, base));
+  (void)sha;
+  return Status::Ok();
+}
+
+}  // namespace forge

@@ -1,0 +1,52 @@
+// Git, run as a program (argv, never a shell) with a timeout, for the
+// workspaces of repo tasks: the worker's worktrees, the critic's squash
+// commit, forge-ctl's submit-time checks. How a command is waited for is the
+// caller's (GitRunner): forge-ctl blocks, the worker and critic keep their
+// heartbeats going while git runs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/process.h"
+#include "common/result.h"
+
+namespace forge {
+
+inline constexpr int64_t kGitTimeoutMs = 60 * 1000;        // local git commands
+inline constexpr int64_t kGitFetchTimeoutMs = 120 * 1000;  // runner sync's fetch
+
+// Runs one spawned command to completion (or timeout: killed, timed_out set).
+using GitRunner = std::function<Result<RunResult>(const SpawnOptions&, int64_t timeout_ms)>;
+
+// Blocks in RunCommand.
+GitRunner BlockingGitRunner();
+
+// This process's environment for git, minus variables that would point git
+// at another repository (GIT_DIR, GIT_WORK_TREE, GIT_INDEX_FILE, ...), plus
+// GIT_TERMINAL_PROMPT=0 and a batch-mode ssh so a fetch never waits for a
+// password.
+std::vector<std::string> GitEnvironment();
+
+// `git -C dir args...`; any exit status is a result, a spawn failure an error.
+Result<RunResult> RunGit(const GitRunner& run, const std::string& dir,
+                         const std::vector<std::string>& args, int64_t timeout_ms = kGitTimeoutMs);
+
+// Last non-empty line of git's output, for error messages.
+std::string GitMessage(const RunResult& r);
+
+// kInvalid "repo 'R' is not a git repository: ..." unless R is (inside) a
+// git work tree. The path must exist and be absolute.
+Status CheckGitRepo(const GitRunner& run, const std::string& repo);
+
+// The commit `ref` names in repo (empty ref: HEAD); kInvalid "unknown base
+// ref 'X' in repo 'R'" when it names none.
+Result<std::string> ResolveCommit(const GitRunner& run, const std::string& repo,
+                                  const std::string& ref);
+
+// Submit-time check of a task's repo and base: both of the above.
+Status CheckRepoAndBase(const GitRunner& run, const std::string& repo, const std::string& base);
+
+}  // namespace forge

@@ -1,0 +1,207 @@
+// Workspaces against real git repositories in temp dirs.
+#include "worker/workspace.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace forge::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// Runs a setup command; the test fails on a non-zero exit.
+std::string Sh(const std::string& dir, const std::string& cmd) {
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", cmd};
+  o.cwd = dir;
+  o.env = GitEnvironment();
+  o.env.push_back("GIT_AUTHOR_NAME=t");
+  o.env.push_back("GIT_AUTHOR_EMAIL=t@t");
+  o.env.push_back("GIT_COMMITTER_NAME=t");
+  o.env.push_back("GIT_COMMITTER_EMAIL=t@t");
+  auto r = RunCommand(o, 30000);
+  EXPECT_TRUE(r.ok() && r->status.success()) << cmd << ": " << (r.ok() ? r->output : "");
+  std::string out = r.ok() ? r->output : "";
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+class WorkspaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/forge-ws-XXXXXX";
+    root_ = mkdtemp(tmpl);
+    repo_ = root_ + "/repo";
+    state_ = root_ + "/state";
+    fs::create_directories(repo_);
+    Sh(repo_, "git init -q -b main && echo one > a.txt && git add a.txt && git commit -qm one");
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  WorkspaceSpec Spec(const std::string& task = "t1", const std::string& base = "") {
+    WorkspaceSpec s;
+    s.task_id = task;
+    s.repo = repo_;
+    s.base = base;
+    s.path = WorktreePath(state_, task);
+    return s;
+  }
+
+  std::string root_, repo_, state_;
+  GitRunner run_ = BlockingGitRunner();
+};
+
+TEST_F(WorkspaceTest, PlainDirectoryWithoutRepo) {
+  WorkspaceSpec s;
+  s.task_id = "t1";
+  s.path = PlainWorkspacePath(state_, "t1");
+  auto p = PrepareWorkspace(s, run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_TRUE(fs::is_directory(state_ + "/workspaces/t1"));
+  EXPECT_TRUE(p->branch.empty());
+}
+
+TEST_F(WorkspaceTest, WorktreeOnTaskBranchAtHeadOperatorUntouched) {
+  Sh(repo_, "echo dirty > a.txt && echo new > untracked.txt");
+  std::string head = Sh(repo_, "git rev-parse HEAD");
+  std::string status = Sh(repo_, "git status --porcelain");
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_TRUE(p->created);
+  EXPECT_EQ(p->path, state_ + "/worktrees/t1");
+  EXPECT_EQ(p->branch, "forge/t1");
+  EXPECT_EQ(p->base_commit, head);
+  EXPECT_EQ(Sh(p->path, "git symbolic-ref HEAD"), "refs/heads/forge/t1");
+  EXPECT_EQ(Sh(p->path, "cat a.txt"), "one");  // the commit, not the operator's edits
+  EXPECT_EQ(Sh(repo_, "git symbolic-ref HEAD"), "refs/heads/main");
+  EXPECT_EQ(Sh(repo_, "git rev-parse HEAD"), head);
+  EXPECT_EQ(Sh(repo_, "git status --porcelain"), status);
+}
+
+TEST_F(WorkspaceTest, NextAttemptResetsToTheSameBase) {
+  auto first = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  std::string wt = first->path;
+  // The failed attempt's leftovers: an edit, an untracked and an ignored
+  // file, a commit, and HEAD moved to another branch.
+  Sh(wt,
+     "echo left > a.txt && echo x > junk.txt && echo junk.txt > .gitignore && "
+     "git add .gitignore && git commit -qm agent && mkdir -p d && echo y > d/z && "
+     "git checkout -qb elsewhere");
+  // The operator moves on meanwhile: the base stays the first attempt's.
+  Sh(repo_, "echo two > a.txt && git commit -qam two");
+  auto second = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(second->base_commit, first->base_commit);
+  EXPECT_EQ(Sh(wt, "cat a.txt"), "one");
+  EXPECT_FALSE(fs::exists(wt + "/junk.txt"));
+  EXPECT_FALSE(fs::exists(wt + "/.gitignore"));
+  EXPECT_FALSE(fs::exists(wt + "/d"));
+  EXPECT_EQ(Sh(wt, "git symbolic-ref HEAD"), "refs/heads/forge/t1");
+  EXPECT_EQ(Sh(wt, "git rev-parse forge/t1"), first->base_commit);
+  EXPECT_EQ(Sh(wt, "git status --porcelain --ignored"), "");
+}
+
+TEST_F(WorkspaceTest, ExplicitBaseRef) {
+  std::string one = Sh(repo_, "git rev-parse HEAD");
+  Sh(repo_, "git branch old && echo two > a.txt && git commit -qam two");
+  auto p = PrepareWorkspace(Spec("t1", "old"), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(p->base_commit, one);
+}
+
+TEST_F(WorkspaceTest, NotAGitRepoIsAConfigError) {
+  fs::create_directories(root_ + "/plain");
+  auto s = Spec();
+  s.repo = root_ + "/plain";
+  auto p = PrepareWorkspace(s, run_);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kConfig);
+  EXPECT_THAT(p.error().message, HasSubstr("repo '" + root_ + "/plain' is not a git repository"));
+  EXPECT_THAT(p.error().message, HasSubstr("'HEAD'"));
+  s.repo = root_ + "/missing";
+  p = PrepareWorkspace(s, run_);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kConfig);
+}
+
+TEST_F(WorkspaceTest, UnknownBaseRefIsAConfigError) {
+  auto p = PrepareWorkspace(Spec("t1", "no-such-branch"), run_);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kConfig);
+  EXPECT_THAT(p.error().message,
+              HasSubstr("unknown base ref 'no-such-branch' in repo '" + repo_ + "'"));
+  EXPECT_FALSE(fs::exists(state_ + "/worktrees/t1"));
+}
+
+TEST_F(WorkspaceTest, BranchCheckedOutElsewhereIsAConfigError) {
+  Sh(repo_, "git worktree add -q -b forge/t1 " + root_ + "/other");
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kConfig);
+  EXPECT_THAT(p.error().message, HasSubstr("cannot create worktree"));
+  EXPECT_THAT(p.error().message, HasSubstr(repo_));
+  EXPECT_THAT(p.error().message, HasSubstr("forge/t1"));
+}
+
+TEST_F(WorkspaceTest, StaleDirectoryIsReplaced) {
+  fs::create_directories(state_ + "/worktrees/t1/junk");
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_FALSE(fs::exists(p->path + "/junk"));
+  EXPECT_EQ(Sh(p->path, "git symbolic-ref HEAD"), "refs/heads/forge/t1");
+}
+
+TEST_F(WorkspaceTest, SyncStartsFromTheRemoteTip) {
+  std::string bare = root_ + "/remote.git";
+  Sh(root_, "git clone -q --bare repo remote.git");
+  Sh(root_,
+     "git clone -q remote.git pusher && cd pusher && echo tip > a.txt && "
+     "git commit -qam tip && git push -q origin main");
+  std::string tip = Sh(bare, "git rev-parse main");
+  auto s = Spec();
+  s.sync_remote = bare;
+  s.sync_branch = "main";
+  auto p = PrepareWorkspace(s, run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(p->base_commit, tip);
+  EXPECT_NE(Sh(repo_, "git rev-parse HEAD"), tip);  // the operator's checkout stays
+  EXPECT_EQ(Sh(repo_, "git for-each-ref refs/forge"), "");
+}
+
+TEST_F(WorkspaceTest, FetchFailureNamesRemoteAndBranch) {
+  auto s = Spec();
+  s.sync_remote = root_ + "/nowhere.git";
+  s.sync_branch = "main";
+  auto p = PrepareWorkspace(s, run_);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(p.error().message,
+              HasSubstr("runner sync: git fetch " + root_ + "/nowhere.git main"));
+}
+
+TEST_F(WorkspaceTest, FetchTimeoutIsAnError) {
+  Sh(root_, "git clone -q --bare repo remote.git");
+  // upload-pack that hangs: the fetch must be cut off, not waited for.
+  Sh(repo_, "git remote add slow " + root_ +
+                "/remote.git && "
+                "git config remote.slow.uploadpack 'sleep 30; git-upload-pack'");
+  auto s = Spec();
+  s.sync_remote = "slow";
+  s.sync_branch = "main";
+  s.fetch_timeout_ms = 300;
+  auto p = PrepareWorkspace(s, run_);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(p.error().message, HasSubstr("git fetch slow main"));
+  EXPECT_THAT(p.error().message, HasSubstr("timed out after 300ms"));
+}
+
+}  // namespace
+}  // namespace forge::worker
