@@ -175,6 +175,7 @@ void ReadMaintenance(YamlReader& r, const Node& node, const std::string& key,
                 {"interval", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->interval_ms, 1); }},
                 {"keep", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->keep_ms, 1); }},
                 {"keep_logs", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->keep_logs_ms, 1); }},
+                {"timeout", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->timeout_ms, 1); }},
             });
 }
 
@@ -347,6 +348,7 @@ std::string DumpConfig(const Config& c) {
   EmitDuration(out, "interval", c.maintenance.interval_ms);
   EmitDuration(out, "keep", c.maintenance.keep_ms);
   EmitDuration(out, "keep_logs", c.maintenance.keep_logs_ms);
+  EmitDuration(out, "timeout", c.maintenance.timeout_ms);
   out << YAML::EndMap;
 
   out << YAML::Key << "database" << YAML::Value << YAML::BeginMap;

@@ -88,6 +88,8 @@ struct MaintenanceConfig {
   int64_t interval_ms = 10 * 60 * 1000;
   int64_t keep_ms = 7LL * 24 * 3600 * 1000;
   int64_t keep_logs_ms = 30LL * 24 * 3600 * 1000;
+  // A job running longer gets its worker killed (it holds no task lease).
+  int64_t timeout_ms = 10 * 60 * 1000;
 
   friend bool operator==(const MaintenanceConfig&, const MaintenanceConfig&) = default;
 };

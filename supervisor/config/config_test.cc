@@ -91,7 +91,7 @@ watchdog: {heartbeat_interval: 2s, heartbeat_timeout: 9s, kill_grace: 0, shutdow
 circuit_breaker: {consecutive_failures: 7, cooldown: 30m}
 budget: {task_usd: 2.5, daily_usd: 100}
 sync: {remote: origin, branch: main}
-maintenance: {interval: 1h, keep: 14d, keep_logs: 60d}
+maintenance: {interval: 1h, keep: 14d, keep_logs: 60d, timeout: 200ms}
 database: {synchronous: full}
 )");
   EXPECT_EQ(c.workers, 8);
@@ -128,6 +128,7 @@ database: {synchronous: full}
   EXPECT_EQ(c.maintenance.interval_ms, 3600 * 1000);
   EXPECT_EQ(c.maintenance.keep_ms, 14LL * 24 * 3600 * 1000);
   EXPECT_EQ(c.maintenance.keep_logs_ms, 60LL * 24 * 3600 * 1000);
+  EXPECT_EQ(c.maintenance.timeout_ms, 200);
   EXPECT_EQ(c.database.synchronous, "full");
 }
 
