@@ -16,6 +16,7 @@
 #include "critic/findings.h"
 #include "worker/agent_profile.h"
 #include "worker/output_capture.h"
+#include "worker/workspace.h"
 
 namespace forge::critic {
 namespace {
@@ -61,7 +62,7 @@ std::string Describe(const proto::CheckResult& c) {
 }  // namespace
 
 struct Critic::ReviewState {
-  enum class Phase { kChecks, kDiff, kCriticAgent, kCommit };
+  enum class Phase { kChecks, kCriticAgent };
   proto::Review review;
   Phase phase = Phase::kChecks;
   std::vector<proto::CheckResult> checks;
@@ -237,19 +238,8 @@ void Critic::FinishJob() {
     case ReviewState::Phase::kChecks:
       FinishCheck();
       return;
-    case ReviewState::Phase::kDiff:
-      review_->job.reset();
-      if (!review_->stop_error.empty()) {
-        Reply("error", review_->stop_error);
-        return;
-      }
-      StartCriticAgent();
-      return;
     case ReviewState::Phase::kCriticAgent:
       FinishCriticAgent();
-      return;
-    case ReviewState::Phase::kCommit:
-      FinishCommit();
       return;
   }
 }
@@ -278,126 +268,41 @@ void Critic::AfterCritic() {
   StartCommit();
 }
 
-namespace {
-
-// Squashes the attempt's work into one commit on the worktree's branch. Exit
-// 3: nothing changed (a hollow pass); 4: not a git worktree; the commit
-// message comes on stdin; the new commit's hash is the last line printed.
-constexpr const char* kCommitScript = R"sh(
-# Only a workspace that is itself the top of a work tree (a Forge worktree):
-# a plain directory inside the operator's checkout must never be committed to.
-top=$(git rev-parse --show-toplevel 2>/dev/null) || exit 4
-[ "$top" = "$(pwd -P)" ] || exit 4
-git add -A || exit 5
-if git diff --cached --quiet; then [ "$FORGE_ALLOW_EMPTY" = 1 ] || exit 3; fi
-name=$(git config user.name) || name=Forge
-email=$(git config user.email) || email=forge@localhost
-git -c user.name="$name" -c user.email="$email" commit -q --allow-empty --no-verify -F - || exit 6
-git rev-parse HEAD
-)sh";
-
-}  // namespace
-
+// Git runs here synchronously (HeartbeatingGitRunner keeps the heartbeats
+// going; a cancel that arrives meanwhile is read once it is done, and git
+// has a timeout).
 void Critic::StartCommit() {
   ReviewState& rs = *review_;
-  rs.phase = ReviewState::Phase::kCommit;
   const auto& task = rs.review.task;
-  std::string message = (task.title.empty() ? "Task " + task.id : task.title) +
-                        "\n\nForge-Task: " + task.id +
-                        "\nForge-Attempt: " + std::to_string(rs.review.n) + "\n";
-  SpawnOptions spawn;
-  spawn.argv = {"/bin/sh", "-c", kCommitScript};
-  spawn.env = CheckEnvironment(rs.review);
-  spawn.env.push_back(std::string("FORGE_ALLOW_EMPTY=") + (task.allow_empty ? "1" : "0"));
-  spawn.cwd = rs.review.workspace;
-  spawn.stdout_mode = Stdio::kPipe;
-  spawn.merge_stderr = true;
-  rs.tail.clear();
-  rs.timeout_ms = 60 * 1000;
-  rs.kill_grace_ms = options_.kill_grace_ms;
-  rs.check_timed_out = false;
-  rs.check_started_ms = NowMs();
-  ReviewState* raw = &rs;
-  const size_t tail_bytes = options_.tail_bytes;
-  auto sink = [raw, tail_bytes](int, std::string_view data) {
-    raw->tail.append(data);
-    if (raw->tail.size() > 2 * tail_bytes) raw->tail.erase(0, raw->tail.size() - tail_bytes);
-  };
-  auto job = proto::ChildJob::Start(std::move(spawn), message, sink);
-  if (!job.ok()) {
-    Reply("error", "cannot run git to commit: " + job.error().message);
+  worker::SquashSpec spec;
+  spec.path = rs.review.workspace;
+  spec.task_id = task.id;
+  spec.title = task.title;
+  spec.attempt = rs.review.n;
+  spec.allow_empty = task.allow_empty;
+  auto squashed = worker::SquashAttempt(spec, worker::HeartbeatingGitRunner(link_));
+  if (!squashed.ok()) {
+    Reply("error", "squash commit failed: " + squashed.error().message);
     return;
   }
-  rs.job = std::move(job).value();
-}
-
-void Critic::FinishCommit() {
-  ReviewState& rs = *review_;
-  ExitStatus status = rs.job->status();
-  rs.job.reset();
-  if (!rs.stop_error.empty()) {
-    Reply("error", rs.stop_error);
-    return;
-  }
-  std::string out = rs.tail;
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  if (status.exit_code == 0) {
-    size_t nl = out.rfind('\n');
-    std::string commit = nl == std::string::npos ? out : out.substr(nl + 1);
-    spdlog::info("attempt {} committed as {}", rs.review.attempt_id, commit);
-    Reply("pass", "", std::move(rs.findings), commit);
-    return;
-  }
-  if (status.exit_code == 3) {
-    rs.findings.push_back(
-        {"sev1", "correctness", "", 0, "no_changes: the attempt changed nothing in the workspace"});
+  if (squashed->no_changes) {
+    rs.findings.push_back({"sev1", "correctness", "", 0,
+                           "no_changes: the attempt changed nothing against the task's base"});
     Reply("reject", "no_changes: the attempt changed nothing", std::move(rs.findings));
     return;
   }
-  if (status.exit_code == 4) {
-    spdlog::warn("workspace {} of repo task {} is not a git worktree: passing without a commit",
-                 rs.review.workspace, rs.review.task.id);
-    Reply("pass", "", std::move(rs.findings));
-    return;
-  }
-  Reply("error", "squash commit failed (" + status.ToString() + "): " + worker::TailText(out, 600));
+  spdlog::info("attempt {} committed as {}", rs.review.attempt_id, squashed->commit);
+  Reply("pass", "", std::move(rs.findings), squashed->commit);
 }
 
 void Critic::StartDiff() {
   ReviewState& rs = *review_;
-  rs.phase = ReviewState::Phase::kDiff;
-  SpawnOptions spawn;
-  // Untracked files are listed too: an agent's new files are part of the change.
-  spawn.argv = {"/bin/sh", "-c",
-                "top=$(git rev-parse --show-toplevel 2>/dev/null) || exit 0; "
-                "[ \"$top\" = \"$(pwd -P)\" ] || exit 0; "
-                "git --no-pager diff --no-color HEAD 2>/dev/null; "
-                "git ls-files --others --exclude-standard | sed 's/^/new file: /'"};
-  spawn.env = CheckEnvironment(rs.review);
-  spawn.cwd = rs.review.workspace;
-  spawn.stdout_mode = Stdio::kPipe;
-  spawn.stderr_mode = Stdio::kNull;
-  rs.timeout_ms = 60 * 1000;
-  rs.kill_grace_ms = options_.kill_grace_ms;
-  rs.check_timed_out = false;
-  rs.check_started_ms = NowMs();
-  ReviewState* raw = &rs;
-  const size_t max = options_.max_diff_bytes;
-  auto sink = [raw, max](int, std::string_view data) {
-    if (raw->diff.size() >= max) {
-      raw->diff_truncated = true;
-      return;
-    }
-    size_t room = max - raw->diff.size();
-    if (data.size() > room) raw->diff_truncated = true;
-    raw->diff.append(data.substr(0, room));
-  };
-  auto job = proto::ChildJob::Start(std::move(spawn), "", sink);
-  if (!job.ok()) {
-    Reply("error", "cannot compute the diff: " + job.error().message);
-    return;
-  }
-  rs.job = std::move(job).value();
+  auto diff = worker::DiffAgainstBase(
+      rs.review.workspace, worker::HeartbeatingGitRunner(link_, options_.max_diff_bytes + 1),
+      options_.max_diff_bytes);
+  rs.diff = std::move(diff.text);
+  rs.diff_truncated = diff.truncated;
+  StartCriticAgent();
 }
 
 void Critic::StartCriticAgent() {

@@ -8,9 +8,11 @@
 // does not parse). Replies review_result pass, reject (a check failed, error
 // names the first; or the critic's findings) or error (could not review,
 // the critic's output never parsed, or cancelled). For a repo task a pass
-// squashes the workspace's changes into one commit (task title, Forge-Task
-// and Forge-Attempt trailers); an attempt that changed nothing is rejected
-// with a no_changes finding unless the task allows empty.
+// squashes the worktree's changes against its recorded base into one commit
+// on forge/<task> (task title, Forge-Task and Forge-Attempt trailers; see
+// worker/workspace.h); an attempt whose tree equals the base is rejected
+// with a no_changes finding unless the task allows empty. Git runs with
+// argv and timeouts, never through a shell.
 #pragma once
 
 #include <sys/types.h>
@@ -58,7 +60,6 @@ class Critic {
   void FinishCriticAgent();
   void AfterCritic();
   void StartCommit();
-  void FinishCommit();
   void HandleSignals();
   void Tick(int64_t now_ms);
   int64_t NextDeadline() const;

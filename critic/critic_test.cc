@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "worker/test_supervisor.h"
+#include "worker/workspace.h"
 
 namespace forge::critic {
 namespace {
@@ -216,14 +217,33 @@ class RepoTaskTest : public CriticTest {
     auto r = MakeReview({"test -f a.txt"});
     r.task.repo = sup_.dir + "/origin";
     r.n = 2;
-    std::string git = "cd '" + r.workspace +
-                      "' && git init -q && git config user.email t@t && git config user.name t"
+    std::string git = "mkdir -p '" + r.task.repo + "' && cd '" + r.task.repo +
+                      "' && git init -q -b main && git config user.email t@t &&"
+                      " git config user.name t"
                       " && echo one > a.txt && git add a.txt && git commit -qm base";
     EXPECT_EQ(std::system(git.c_str()), 0);
+    // The worktree the worker would have made for the attempt.
+    std::filesystem::remove_all(r.workspace);
+    r.workspace = WorktreePath(sup_.state_dir, r.task.id);
+    worker::WorkspaceSpec spec;
+    spec.task_id = r.task.id;
+    spec.repo = r.task.repo;
+    spec.path = r.workspace;
+    auto ws = worker::PrepareWorkspace(spec, BlockingGitRunner());
+    EXPECT_TRUE(ws.ok()) << ws.error().ToString();
     base_ = Sh("cd '" + r.workspace + "' && git rev-parse HEAD");
+    operator_head_ = Sh("cd '" + r.task.repo + "' && git rev-parse HEAD");
     return r;
   }
+  void ExpectOperatorUntouched(const proto::Review& r) {
+    std::string repo = "cd '" + r.task.repo + "' && ";
+    EXPECT_EQ(Sh(repo + "git rev-parse HEAD"), operator_head_);
+    EXPECT_EQ(Sh(repo + "git symbolic-ref HEAD"), "refs/heads/main\n");
+    EXPECT_EQ(Sh(repo + "git status --porcelain"), "");
+    EXPECT_EQ(Sh(repo + "git rev-parse main"), operator_head_);
+  }
   std::string base_;
+  std::string operator_head_;
 };
 
 TEST_F(RepoTaskTest, PassSquashesTheWorkIntoOneCommitWithTrailers) {
@@ -243,6 +263,41 @@ TEST_F(RepoTaskTest, PassSquashesTheWorkIntoOneCommitWithTrailers) {
   EXPECT_THAT(body, HasSubstr("Forge-Task: t-7\nForge-Attempt: 2"));
   EXPECT_EQ(Sh(ws + "git status --porcelain"), "");
   EXPECT_EQ(Sh(ws + "git show --stat --format= HEAD | grep -c txt"), "2\n");
+  EXPECT_EQ(Sh(ws + "git rev-parse forge/t-7"), *r->commit + "\n");
+  EXPECT_EQ(Sh(ws + "git symbolic-ref HEAD"), "refs/heads/forge/t-7\n");
+  ExpectOperatorUntouched(review);
+}
+
+TEST_F(RepoTaskTest, AgentCommitsAreSquashedIntoOne) {
+  auto review = RepoReview();
+  std::string ws = "cd '" + review.workspace + "' && ";
+  ASSERT_EQ(std::system((ws + "echo two > a.txt && git commit -qam c1 && echo b > b.txt && "
+                              "git add b.txt && git commit -qm c2 && echo c > c.txt")
+                            .c_str()),
+            0);
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  ASSERT_TRUE(r->commit.has_value());
+  EXPECT_EQ(Sh(ws + "git rev-list --count " + base_.substr(0, 40) + "..forge/t-7"), "1\n");
+  EXPECT_EQ(Sh(ws + "git rev-parse forge/t-7~1"), base_);
+  EXPECT_EQ(Sh(ws + "git show --format= --name-only forge/t-7 | sort | tr '\\n' ' '"),
+            "a.txt b.txt c.txt ");
+  ExpectOperatorUntouched(review);
+}
+
+TEST_F(RepoTaskTest, CommittedThenRevertedIsHollow) {
+  auto review = RepoReview();
+  std::string ws = "cd '" + review.workspace + "' && ";
+  ASSERT_EQ(std::system((ws + "echo two > a.txt && git commit -qam c1 && git revert --no-edit "
+                              "HEAD >/dev/null")
+                            .c_str()),
+            0);
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_THAT(r->error, HasSubstr("no_changes"));
+  EXPECT_FALSE(r->commit.has_value());
 }
 
 TEST_F(RepoTaskTest, NoChangesIsAHollowPassRejected) {
@@ -279,6 +334,7 @@ TEST_F(RepoTaskTest, FailingCheckLeavesNoCommit) {
 }
 
 TEST_F(RepoTaskTest, PlainWorkspaceInsideAnotherRepoIsNeverCommittedTo) {
+  // Not a Forge worktree: the review is an error, and nothing is committed.
   // The operator's checkout contains the state dir, as .forge beside forge.yaml would.
   auto review = MakeReview({"true"});
   review.task.repo = sup_.dir;
@@ -290,7 +346,8 @@ TEST_F(RepoTaskTest, PlainWorkspaceInsideAnotherRepoIsNeverCommittedTo) {
   std::ofstream(review.workspace + "/new.txt") << "x";
   auto r = Review(review);
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->verdict, "pass") << r->error;
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_THAT(r->error, HasSubstr("not a Forge worktree"));
   EXPECT_FALSE(r->commit.has_value());
   EXPECT_EQ(Sh("cd '" + sup_.dir + "' && git rev-parse HEAD"), before);
   EXPECT_EQ(Sh("cd '" + sup_.dir + "' && git diff --cached --name-only"), "");

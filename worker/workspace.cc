@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "common/clock.h"
 #include "common/fd.h"
@@ -161,15 +162,104 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
   return p;
 }
 
-GitRunner HeartbeatingGitRunner(proto::ChildLink& link) {
-  return [&link](const SpawnOptions& options, int64_t timeout_ms) -> Result<RunResult> {
-    constexpr size_t kMaxOutput = 64 * 1024;
+namespace {
+
+std::string FirstLine(const std::string& s) {
+  return s.substr(0, s.find('\n'));
+}
+
+// The worktree's recorded base, when path is the top of a Forge worktree.
+std::optional<std::string> RecordedBase(const std::string& path, const GitRunner& run,
+                                        int64_t timeout_ms) {
+  auto top = RunGit(run, path, {"rev-parse", "--show-toplevel"}, timeout_ms);
+  if (!top.ok() || !top->status.success() || !SameDir(FirstLine(top->output), path)) {
+    return std::nullopt;
+  }
+  auto base = RunGit(
+      run, path, {"rev-parse", "--verify", "--quiet", std::string(kWorktreeBaseRef) + "^{commit}"},
+      timeout_ms);
+  if (!base.ok() || !base->status.success()) return std::nullopt;
+  return FirstLine(base->output);
+}
+
+}  // namespace
+
+Result<Squashed> SquashAttempt(const SquashSpec& spec, const GitRunner& run) {
+  auto base = RecordedBase(spec.path, run, spec.git_timeout_ms);
+  if (!base) {
+    return MakeError(ErrorCode::kInvalid, "workspace '" + spec.path +
+                                              "' is not a Forge worktree (no " + kWorktreeBaseRef +
+                                              "): nothing committed");
+  }
+  auto step = [&](std::vector<std::string> args, const std::string& what) -> Result<std::string> {
+    FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, spec.path, args, spec.git_timeout_ms));
+    if (!r.status.success()) {
+      return MakeError(ErrorCode::kIo, what + " in '" + spec.path + "' failed: " + GitMessage(r));
+    }
+    return FirstLine(r.output);
+  };
+  // The index is the worktree's own: staging here touches nothing else.
+  FORGE_RETURN_IF_ERROR(step({"add", "-A"}, "git add -A"));
+  FORGE_ASSIGN_OR_RETURN(std::string tree, step({"write-tree"}, "git write-tree"));
+  FORGE_ASSIGN_OR_RETURN(std::string base_tree,
+                         step({"rev-parse", *base + "^{tree}"}, "reading the base tree"));
+  if (tree == base_tree && !spec.allow_empty) return Squashed{true, ""};
+  // The operator's identity when configured, else Forge's: commit-tree
+  // refuses to run without one.
+  auto name = RunGit(run, spec.path, {"config", "user.name"}, spec.git_timeout_ms);
+  auto email = RunGit(run, spec.path, {"config", "user.email"}, spec.git_timeout_ms);
+  std::string user = name.ok() && name->status.success() ? FirstLine(name->output) : "Forge";
+  std::string mail =
+      email.ok() && email->status.success() ? FirstLine(email->output) : "forge@localhost";
+  std::string subject = spec.title.empty() ? "Task " + spec.task_id : spec.title;
+  std::string trailers =
+      "Forge-Task: " + spec.task_id + "\nForge-Attempt: " + std::to_string(spec.attempt);
+  FORGE_ASSIGN_OR_RETURN(std::string commit,
+                         step({"-c", "user.name=" + user, "-c", "user.email=" + mail, "commit-tree",
+                               tree, "-p", *base, "-m", subject, "-m", trailers},
+                              "git commit-tree"));
+  std::string branch = "refs/heads/" + WorktreeBranch(spec.task_id);
+  FORGE_RETURN_IF_ERROR(
+      step({"update-ref", "-m", "forge: attempt " + std::to_string(spec.attempt), branch, commit},
+           "git update-ref " + branch));
+  // HEAD back on the task's branch if the agent moved it; the index already
+  // holds the commit's tree.
+  FORGE_RETURN_IF_ERROR(step({"symbolic-ref", "HEAD", branch}, "git symbolic-ref HEAD"));
+  return Squashed{false, commit};
+}
+
+Diff DiffAgainstBase(const std::string& path, const GitRunner& run, size_t max_bytes,
+                     int64_t timeout_ms) {
+  Diff d;
+  auto top = RunGit(run, path, {"rev-parse", "--show-toplevel"}, timeout_ms);
+  if (!top.ok() || !top->status.success() || !SameDir(FirstLine(top->output), path)) return d;
+  std::string base = RecordedBase(path, run, timeout_ms).value_or("HEAD");
+  auto diff = RunGit(run, path, {"--no-pager", "diff", "--no-color", base}, timeout_ms);
+  if (diff.ok() && diff->status.success()) d.text = diff->output;
+  // Untracked files are listed too: an agent's new files are part of the change.
+  auto others = RunGit(run, path, {"ls-files", "--others", "--exclude-standard"}, timeout_ms);
+  if (others.ok() && others->status.success()) {
+    size_t start = 0;
+    while (start < others->output.size()) {
+      size_t nl = others->output.find('\n', start);
+      if (nl == std::string::npos) nl = others->output.size();
+      if (nl > start) d.text += "new file: " + others->output.substr(start, nl - start) + "\n";
+      start = nl + 1;
+    }
+  }
+  if (d.text.size() > max_bytes) {
+    d.text.resize(max_bytes);
+    d.truncated = true;
+  }
+  return d;
+}
+
+GitRunner HeartbeatingGitRunner(proto::ChildLink& link, size_t max_output) {
+  return [&link, max_output](const SpawnOptions& options, int64_t timeout_ms) -> Result<RunResult> {
     RunResult result;
-    auto sink = [&result](int, std::string_view data) {
-      result.output.append(data);
-      if (result.output.size() > 2 * kMaxOutput) {
-        result.output.erase(0, result.output.size() - kMaxOutput);
-      }
+    auto sink = [&result, max_output](int, std::string_view data) {
+      if (result.output.size() >= max_output) return;
+      result.output.append(data.substr(0, max_output - result.output.size()));
     };
     FORGE_ASSIGN_OR_RETURN(auto job, proto::ChildJob::Start(options, "", sink));
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, job->pid(), 0)));
@@ -212,9 +302,6 @@ GitRunner HeartbeatingGitRunner(proto::ChildLink& link) {
       job->HandleReady(fds);
     }
     result.status = job->status();
-    if (result.output.size() > kMaxOutput) {
-      result.output.erase(0, result.output.size() - kMaxOutput);
-    }
     return result;
   };
 }

@@ -44,9 +44,44 @@ struct PreparedWorkspace {
 // branch; kIo) is an ordinary attempt error.
 Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitRunner& run);
 
+struct SquashSpec {
+  std::string path;  // the task's worktree
+  std::string task_id;
+  std::string title;  // the commit's subject ("Task <id>" when empty)
+  int attempt = 0;
+  bool allow_empty = false;
+  int64_t git_timeout_ms = kGitTimeoutMs;
+};
+
+struct Squashed {
+  bool no_changes = false;  // the tree equals the base's: nothing committed
+  std::string commit;       // the one new commit on forge/<task>
+};
+
+// A pass of a repo task: everything in the worktree (tracked, untracked,
+// commits the agent made) becomes one commit whose parent is the recorded
+// base, subject = title, trailers Forge-Task and Forge-Attempt, and
+// forge/<task> (and HEAD) point at it. Hooks do not run (commit-tree).
+// no_changes when the tree equals the base's, unless allow_empty.
+// kInvalid when path is not a Forge worktree (no recorded base, or a
+// directory inside another checkout): never committed to.
+Result<Squashed> SquashAttempt(const SquashSpec& spec, const GitRunner& run);
+
+// The attempt's change for the LLM critic: `git diff <base>` of the
+// worktree (HEAD when it records no base) plus untracked files as
+// "new file: <path>" lines, at most max_bytes (truncated set when cut).
+// Empty when path is not the top of a git work tree.
+struct Diff {
+  std::string text;
+  bool truncated = false;
+};
+Diff DiffAgainstBase(const std::string& path, const GitRunner& run, size_t max_bytes,
+                     int64_t timeout_ms = kGitTimeoutMs);
+
 // A GitRunner for a child process's poll loop: waits for git with
 // link.Poll, so heartbeats keep going while a fetch runs. Supervisor
 // messages that arrive meanwhile stay queued for the caller's loop.
-GitRunner HeartbeatingGitRunner(proto::ChildLink& link);
+// Output past max_output bytes is dropped (the head is kept).
+GitRunner HeartbeatingGitRunner(proto::ChildLink& link, size_t max_output = 64 * 1024);
 
 }  // namespace forge::worker
