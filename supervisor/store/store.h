@@ -223,6 +223,20 @@ class Store {
   Result<std::vector<std::string>> CountMismatches();
   Status Checkpoint();  // wal_checkpoint(TRUNCATE)
 
+  // ---- maintenance and model fallback (maintenance_queries.cc) ----
+  // Settled tasks finished at or before cutoff_wall_ms whose workspace has not
+  // been dealt with since they settled (no maintenance.removed/.absent event
+  // newer than finished_at), oldest first, at most limit.
+  struct SettledRow {
+    std::string id;
+    TaskState state = TaskState::kDone;
+    std::string repo;
+    int64_t finished_at_ms = 0;
+  };
+  Result<std::vector<SettledRow>> SettledWorkspaces(int64_t cutoff_wall_ms, int limit);
+  // The attempt number n of the task's latest attempt.model_failure event, 0 if none.
+  Result<int> LastModelFailure(const std::string& task_id);
+
   sqlite3* raw() { return db_; }  // for tests and benchmarks only
 
  private:
