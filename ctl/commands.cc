@@ -15,6 +15,7 @@
 
 #include "common/fd.h"
 #include "proto/control.h"
+#include "proto/messages.h"
 #include "supervisor/store/store.h"
 
 #if __has_include("ctl/plan.h")
@@ -216,6 +217,42 @@ Result<std::vector<proto::SubmitTask>> LoadPlanFile(const std::string& path) {
 }
 }  // namespace
 
+namespace {
+// A submit request up to this size goes in one message; above it the tasks
+// are staged in chunks (the supervisor refuses messages over 4 MiB). The
+// margin leaves room for the envelope.
+constexpr size_t kSingleSubmitBytes = proto::kMaxMessageBytes - (64u << 10);
+constexpr size_t kChunkBytes = 2u << 20;
+
+// submit_begin, submit_chunk..., submit_commit: still one transaction on the
+// supervisor's side. Any refusal aborts the upload (best effort: it expires
+// anyway) and is returned as is.
+Result<json> SubmitStaged(Env& env, ControlClient& client, std::vector<proto::SubmitTask> tasks) {
+  size_t total = tasks.size();
+  FORGE_ASSIGN_OR_RETURN(json begun, client.Call("submit_begin"));
+  FORGE_ASSIGN_OR_RETURN(auto upload, ReadReply<proto::UploadReply>(begun, "submit_begin"));
+  proto::UploadRequest id;
+  id.upload = upload.upload;
+  auto abort = [&](const Error& e) -> Result<json> {
+    (void)client.Call("submit_abort", json(id));
+    return e;
+  };
+  for (auto& chunk : ChunkTasks(std::move(tasks), kChunkBytes)) {
+    proto::SubmitChunkRequest part;
+    part.upload = upload.upload;
+    part.tasks = std::move(chunk);
+    auto sent = client.Call("submit_chunk", json(part));
+    if (!sent.ok()) return abort(sent.error());
+  }
+  // The commit inserts every task in one transaction, which takes time in
+  // proportion: a per-request timeout sized for one task would report a
+  // failure for a commit that then succeeds.
+  int64_t timeout_ms = env.timeout_ms + static_cast<int64_t>(total);
+  FORGE_ASSIGN_OR_RETURN(auto committer, ControlClient::Connect(env.state_dir, timeout_ms));
+  return committer->Call("submit_commit", json(id));
+}
+}  // namespace
+
 int CmdSubmit(Env& env, const SubmitArgs& args) {
   std::vector<proto::SubmitTask> tasks;
   if (!args.plan.empty()) {
@@ -235,7 +272,13 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
   proto::SubmitRequest submit;
   submit.tasks = std::move(tasks);
   request = submit;
-  auto body = (*client)->Call("submit", request);
+  Result<json> body = json();
+  if (proto::EncodeControlRequest("submit", request).size() <= kSingleSubmitBytes) {
+    body = (*client)->Call("submit", request);
+  } else {
+    request = json();
+    body = SubmitStaged(env, **client, std::move(submit.tasks));
+  }
   if (!body.ok()) return Fail(env, body.error());
   auto reply = ReadReply<proto::SubmitReply>(*body, "submit");
   if (!reply.ok()) return Fail(env, reply.error());

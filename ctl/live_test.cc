@@ -3,9 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 
 #include "ctl/test_support.h"
+#include "proto/messages.h"
 
 namespace forge::ctl {
 namespace {
@@ -140,6 +142,58 @@ TEST(LiveTest, SubmitPlanSendsAllTasksAndPrintsIds) {
   EXPECT_EQ(CmdSubmit(h.env, a), kExitUsage);
   EXPECT_THAT(h.err.str(), HasSubstr("cycle"));
   EXPECT_EQ(fake.requests().size(), 1u) << "an invalid plan is never sent";
+}
+
+TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
+  CtlHarness h;
+  // Three 1.5 MiB briefs: 4.5 MiB as one submit, over the 4 MiB cap.
+  std::string big(1536 * 1024, 'x');
+  std::ofstream plan(h.dir.Path("plan.yaml"));
+  plan << "tasks:\n";
+  for (const char* id : {"a", "b", "c"}) {
+    std::ofstream(h.dir.Path(std::string(id) + ".md")) << big;
+    plan << "  - {id: " << id << ", title: T" << id << ", brief_file: " << id << ".md"
+         << (std::string(id) == "c" ? ", depends_on: [a]" : "") << "}\n";
+  }
+  plan.close();
+  std::atomic<int> chunk_tasks{0};  // the fake answers on its own thread
+  std::atomic<bool> fail_commit{false};
+  FakeSupervisor fake(h.state_dir, [&](const json& r) {
+    if (r["cmd"] == "submit_begin") return FakeSupervisor::Ok({{"upload", "u1"}, {"staged", 0}});
+    if (r["cmd"] == "submit_chunk") {
+      chunk_tasks += static_cast<int>(r["tasks"].size());
+      return FakeSupervisor::Ok({{"upload", "u1"}, {"staged", chunk_tasks.load()}});
+    }
+    if (r["cmd"] == "submit_commit") {
+      if (fail_commit) return FakeSupervisor::Err("invalid", "task 'c': bad dependency");
+      return FakeSupervisor::Ok({{"ids", {"t1", "t2", "t3"}}});
+    }
+    if (r["cmd"] == "submit_abort") return FakeSupervisor::Ok({{"upload", "u1"}});
+    return FakeSupervisor::Err("invalid", "unexpected " + r["cmd"].get<std::string>());
+  });
+  SubmitArgs a;
+  a.plan = h.dir.Path("plan.yaml");
+  ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(), "t1\nt2\nt3\n");
+  auto requests = fake.requests();
+  std::vector<std::string> cmds;
+  for (const auto& r : requests) cmds.push_back(r["cmd"]);
+  EXPECT_EQ(cmds, (std::vector<std::string>{"submit_begin", "submit_chunk", "submit_chunk",
+                                            "submit_chunk", "submit_commit"}));
+  EXPECT_EQ(chunk_tasks, 3);
+  for (const auto& r : requests) {
+    EXPECT_LT(r.dump().size(), proto::kMaxMessageBytes) << r["cmd"];
+    if (r["cmd"] != "submit_begin") {
+      EXPECT_EQ(r["upload"], "u1");
+    }
+  }
+  EXPECT_EQ(requests[3]["tasks"][0]["depends_on"], json({"a"}));
+
+  // A refused commit is reported like a refused submit.
+  h.Clear();
+  fail_commit = true;
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitRejected);
+  EXPECT_THAT(h.err.str(), HasSubstr("bad dependency"));
 }
 
 TEST(LiveTest, ChangesPrintWhatChangedAndRejectionsExit1) {

@@ -385,6 +385,24 @@ TEST_F(OfflineTest, DoctorCleanStateIsGreen) {
   }
   EXPECT_NE(FindingWith(findings, "replay", Severity::kOk), nullptr);
   EXPECT_NE(FindingWith(findings, "database", Severity::kOk), nullptr);
+  EXPECT_NE(FindingWith(findings, "counts", Severity::kOk), nullptr);
+}
+
+TEST_F(OfflineTest, DoctorDetectsDriftedTaskCounts) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(DbPath(h_.state_dir).c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE task_counts SET n = n + 5 WHERE state = 'blocked'", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto findings = RunDoctor(Doctor(h_));
+  const DoctorFinding* red = FindingWith(findings, "counts", Severity::kRed);
+  ASSERT_NE(red, nullptr);
+  EXPECT_THAT(red->message, HasSubstr("blocked: counted "));
+  EXPECT_THAT(red->fix, HasSubstr("INSERT INTO task_counts SELECT state, COUNT(*) FROM tasks"));
+  EXPECT_EQ(CmdDoctor(h_.env), kExitRejected);
 }
 
 TEST_F(OfflineTest, DoctorDetectsATamperedTasksTable) {
@@ -443,7 +461,7 @@ TEST_F(OfflineTest, DoctorChecksTheConfigBesideTheStateDir) {
 
 TEST_F(OfflineTest, DoctorDiskThresholds) {
   DoctorOptions o = Doctor(h_);
-  o.red_bytes = ~0ull;  // no filesystem has that much free
+  o.red_bytes = ~0ull;           // no filesystem has that much free
   auto findings = RunDoctor(o);  // FindingWith points into it: keep it alive
   const DoctorFinding* disk = FindingWith(findings, "disk", Severity::kRed);
   ASSERT_NE(disk, nullptr);

@@ -286,4 +286,23 @@ Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path) {
   return ParsePlan(*text, path);
 }
 
+std::vector<std::vector<proto::SubmitTask>> ChunkTasks(std::vector<proto::SubmitTask> tasks,
+                                                       size_t max_bytes) {
+  // Room for the envelope ({"v":1,"cmd":"submit_chunk","upload":"...","tasks":[]}).
+  constexpr size_t kEnvelope = 256;
+  std::vector<std::vector<proto::SubmitTask>> out;
+  size_t used = 0;
+  for (auto& t : tasks) {
+    size_t size =
+        proto::json(t).dump(-1, ' ', false, proto::json::error_handler_t::replace).size() + 1;
+    if (out.empty() || (used + size + kEnvelope > max_bytes && !out.back().empty())) {
+      out.emplace_back();
+      used = 0;
+    }
+    out.back().push_back(std::move(t));
+    used += size;
+  }
+  return out;
+}
+
 }  // namespace forge::ctl

@@ -27,4 +27,10 @@ Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path);
 // The same from text; `path` names the file in messages and locates brief files.
 Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const std::string& path);
 
+// Splits tasks (in order) into batches whose `submit_chunk` requests stay
+// under max_bytes each, estimated from each task's JSON; a single task larger
+// than that gets a batch of its own (and the supervisor refuses it by size).
+std::vector<std::vector<proto::SubmitTask>> ChunkTasks(std::vector<proto::SubmitTask> tasks,
+                                                       size_t max_bytes);
+
 }  // namespace forge::ctl

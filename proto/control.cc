@@ -39,9 +39,11 @@ std::optional<ErrorCode> ParseErrorCode(std::string_view name) {
 // Requests come from operators: a bad field is bad input. Replies come from
 // the supervisor: a bad field means the two sides disagree on the wire.
 template <typename T>
-constexpr bool kIsRequest = std::is_same_v<T, SubmitTask> || std::is_same_v<T, SubmitRequest> ||
-                            std::is_same_v<T, IdRequest> || std::is_same_v<T, ListRequest> ||
-                            std::is_same_v<T, EventsRequest>;
+constexpr bool kIsRequest =
+    std::is_same_v<T, SubmitTask> || std::is_same_v<T, SubmitRequest> ||
+    std::is_same_v<T, IdRequest> || std::is_same_v<T, ListRequest> ||
+    std::is_same_v<T, EventsRequest> || std::is_same_v<T, SubmitChunkRequest> ||
+    std::is_same_v<T, UploadRequest>;
 
 }  // namespace
 
@@ -132,6 +134,32 @@ void to_json(json& j, const SubmitReply& v) {
 void ReadValue(const json& j, SubmitReply& v) {
   RequireObject(j);
   Required(j, "ids", v.ids);
+}
+
+void to_json(json& j, const SubmitChunkRequest& v) {
+  j = json{{"upload", v.upload}, {"tasks", v.tasks}};
+}
+void ReadValue(const json& j, SubmitChunkRequest& v) {
+  RequireObject(j);
+  Required(j, "upload", v.upload);
+  Required(j, "tasks", v.tasks);
+}
+
+void to_json(json& j, const UploadRequest& v) {
+  j = json{{"upload", v.upload}};
+}
+void ReadValue(const json& j, UploadRequest& v) {
+  RequireObject(j);
+  Required(j, "upload", v.upload);
+}
+
+void to_json(json& j, const UploadReply& v) {
+  j = json{{"upload", v.upload}, {"staged", v.staged}};
+}
+void ReadValue(const json& j, UploadReply& v) {
+  RequireObject(j);
+  Required(j, "upload", v.upload);
+  Optional(j, "staged", v.staged);
 }
 
 void to_json(json& j, const IdRequest& v) {
@@ -340,6 +368,9 @@ forge::Result<T> ReadAs(const json& j) {
 template forge::Result<SubmitTask> ReadAs<SubmitTask>(const json&);
 template forge::Result<SubmitRequest> ReadAs<SubmitRequest>(const json&);
 template forge::Result<SubmitReply> ReadAs<SubmitReply>(const json&);
+template forge::Result<SubmitChunkRequest> ReadAs<SubmitChunkRequest>(const json&);
+template forge::Result<UploadRequest> ReadAs<UploadRequest>(const json&);
+template forge::Result<UploadReply> ReadAs<UploadReply>(const json&);
 template forge::Result<IdRequest> ReadAs<IdRequest>(const json&);
 template forge::Result<ListRequest> ReadAs<ListRequest>(const json&);
 template forge::Result<EventsRequest> ReadAs<EventsRequest>(const json&);

@@ -57,6 +57,27 @@ struct SubmitReply {
   bool operator==(const SubmitReply&) const = default;
 };
 
+// Staged submit, for a plan whose one `submit` request would exceed the 4 MiB
+// message cap: `submit_begin` -> {upload}; `submit_chunk` {upload, tasks[]}
+// (any number, each under the cap) -> {upload, staged}; `submit_commit`
+// {upload} -> SubmitReply, all staged tasks in one transaction (all or
+// nothing); `submit_abort` {upload}. Staged tasks live only in the
+// supervisor's memory; see docs/protocol.md for the limits and expiry.
+struct SubmitChunkRequest {
+  std::string upload;
+  std::vector<SubmitTask> tasks;
+  bool operator==(const SubmitChunkRequest&) const = default;
+};
+struct UploadRequest {  // submit_commit, submit_abort
+  std::string upload;
+  bool operator==(const UploadRequest&) const = default;
+};
+struct UploadReply {  // submit_begin, submit_chunk, submit_abort
+  std::string upload;
+  int64_t staged = 0;  // tasks staged so far
+  bool operator==(const UploadReply&) const = default;
+};
+
 struct IdRequest {  // show, cancel, retry, approve
   std::string id;
   bool operator==(const IdRequest&) const = default;
@@ -78,14 +99,14 @@ struct EventsRequest {
 
 // ---- replies ----
 struct PauseReason {
-  std::string kind;    // operator | circuit | rate_limit | budget | shutdown
-  std::string reason;  // one line for humans
+  std::string kind;      // operator | circuit | rate_limit | budget | shutdown
+  std::string reason;    // one line for humans
   int64_t until_ms = 0;  // wall ms, 0 = until resumed
   bool operator==(const PauseReason&) const = default;
 };
 
 struct ChildStatus {
-  std::string role;   // worker | critic
+  std::string role;  // worker | critic
   int64_t pid = 0;
   std::string state;  // starting | idle | busy | stopping | degraded
   std::string task_id;
@@ -150,6 +171,9 @@ struct EventsReply {
 
 void to_json(json& j, const SubmitRequest& v);
 void to_json(json& j, const SubmitReply& v);
+void to_json(json& j, const SubmitChunkRequest& v);
+void to_json(json& j, const UploadRequest& v);
+void to_json(json& j, const UploadReply& v);
 void to_json(json& j, const IdRequest& v);
 void to_json(json& j, const ListRequest& v);
 void to_json(json& j, const EventsRequest& v);
@@ -166,6 +190,9 @@ void to_json(json& j, const EventsReply& v);
 
 void ReadValue(const json& j, SubmitRequest& v);
 void ReadValue(const json& j, SubmitReply& v);
+void ReadValue(const json& j, SubmitChunkRequest& v);
+void ReadValue(const json& j, UploadRequest& v);
+void ReadValue(const json& j, UploadReply& v);
 void ReadValue(const json& j, IdRequest& v);
 void ReadValue(const json& j, ListRequest& v);
 void ReadValue(const json& j, EventsRequest& v);

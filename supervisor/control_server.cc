@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <cstdio>
+
 #include "common/redact.h"
 
 namespace forge::supervisor {
@@ -23,10 +26,23 @@ std::string OptionalString(const json& args, const char* key) {
   return it->get<std::string>();
 }
 
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
+
+ControlServer::ControlServer(store::Store& store, ControlBackend& backend,
+                             std::function<int64_t()> monotonic_ms)
+    : store_(store),
+      backend_(backend),
+      monotonic_ms_(monotonic_ms ? std::move(monotonic_ms) : std::function<int64_t()>(SteadyMs)) {}
 
 std::string ControlServer::Handle(std::string_view bytes) {
   ++requests_;
+  ExpireUploads();
   auto request = proto::DecodeControlRequest(bytes);
   if (!request.ok()) {
     ++malformed_;
@@ -34,7 +50,7 @@ std::string ControlServer::Handle(std::string_view bytes) {
                  request.error().message);
     return proto::EncodeError(request.error());
   }
-  Result<json> body = Dispatch(*request);
+  Result<json> body = Dispatch(*request, bytes.size());
   if (!body.ok()) {
     if (body.error().code == ErrorCode::kDecode || body.error().code == ErrorCode::kInvalid) {
       ++malformed_;
@@ -45,7 +61,7 @@ std::string ControlServer::Handle(std::string_view bytes) {
   return proto::EncodeOk(*body);
 }
 
-Result<json> ControlServer::Dispatch(const proto::ControlRequest& request) {
+Result<json> ControlServer::Dispatch(const proto::ControlRequest& request, size_t request_bytes) {
   const std::string& cmd = request.cmd;
   const json& args = request.args;
   if (cmd == "status") {
@@ -56,6 +72,10 @@ Result<json> ControlServer::Dispatch(const proto::ControlRequest& request) {
     return status;
   }
   if (cmd == "submit") return Submit(args);
+  if (cmd == "submit_begin") return SubmitBegin();
+  if (cmd == "submit_chunk") return SubmitChunk(args, request_bytes);
+  if (cmd == "submit_commit") return SubmitCommit(args);
+  if (cmd == "submit_abort") return SubmitAbort(args);
   if (cmd == "show") return Show(args);
   if (cmd == "ls") return List(args);
   if (cmd == "cancel") return Cancel(args);
@@ -76,8 +96,9 @@ Result<json> ControlServer::Dispatch(const proto::ControlRequest& request) {
   }
   return MakeError(ErrorCode::kInvalid,
                    "unknown command '" + cmd +
-                       "' (expected status, submit, show, ls, cancel, retry, approve, pause, "
-                       "resume, stop, events)");
+                       "' (expected status, submit, submit_begin, submit_chunk, submit_commit, "
+                       "submit_abort, show, ls, cancel, retry, approve, pause, resume, stop, "
+                       "events)");
 }
 
 Result<json> ControlServer::Submit(const json& args) {
@@ -87,6 +108,98 @@ Result<json> ControlServer::Submit(const json& args) {
   backend_.OnQueueChanged();
   proto::SubmitReply reply;
   reply.ids = std::move(ids);
+  return json(reply);
+}
+
+// ---- staged submit ----
+
+void ControlServer::ExpireUploads() {
+  int64_t now = monotonic_ms_();
+  for (auto it = uploads_.begin(); it != uploads_.end();) {
+    if (now - it->second.last_ms >= limits_.idle_ms) {
+      spdlog::info("control: upload {} dropped after {} ms idle ({} tasks staged)", it->first,
+                   now - it->second.last_ms, it->second.tasks.size());
+      it = uploads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+Result<std::map<std::string, ControlServer::Upload>::iterator> ControlServer::FindUpload(
+    const std::string& id) {
+  auto it = uploads_.find(id);
+  if (it == uploads_.end()) {
+    return MakeError(ErrorCode::kNotFound,
+                     "upload '" + id +
+                         "' not found (committed, aborted, failed, or dropped after " +
+                         std::to_string(limits_.idle_ms / 1000) + " s idle); submit_begin again");
+  }
+  return it;
+}
+
+Result<json> ControlServer::SubmitBegin() {
+  if (uploads_.size() >= limits_.max_uploads) {
+    return MakeError(ErrorCode::kBusy, std::to_string(uploads_.size()) +
+                                           " staged submits are in progress (the limit); retry "
+                                           "once one commits, aborts or expires");
+  }
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "u%016llx", static_cast<unsigned long long>(rng_()));
+  Upload& u = uploads_[buf];
+  u.last_ms = monotonic_ms_();
+  proto::UploadReply reply;
+  reply.upload = buf;
+  return json(reply);
+}
+
+Result<json> ControlServer::SubmitChunk(const json& args, size_t request_bytes) {
+  FORGE_ASSIGN_OR_RETURN(auto request, proto::ReadAs<proto::SubmitChunkRequest>(args));
+  FORGE_ASSIGN_OR_RETURN(auto it, FindUpload(request.upload));
+  Upload& u = it->second;
+  // Over a limit the whole upload is dropped: it could never be committed,
+  // and keeping it would hold the memory until it expired.
+  if (u.tasks.size() + request.tasks.size() > limits_.max_tasks ||
+      u.bytes + static_cast<int64_t>(request_bytes) > limits_.max_bytes) {
+    std::string what = "upload '" + request.upload + "' exceeds the limit of " +
+                       std::to_string(limits_.max_tasks) + " tasks or " +
+                       std::to_string(limits_.max_bytes >> 20) + " MiB; it is dropped";
+    uploads_.erase(it);
+    return MakeError(ErrorCode::kFull, what);
+  }
+  u.bytes += static_cast<int64_t>(request_bytes);
+  u.last_ms = monotonic_ms_();
+  for (auto& t : request.tasks) u.tasks.push_back(std::move(t));
+  proto::UploadReply reply;
+  reply.upload = request.upload;
+  reply.staged = static_cast<int64_t>(u.tasks.size());
+  return json(reply);
+}
+
+Result<json> ControlServer::SubmitCommit(const json& args) {
+  FORGE_ASSIGN_OR_RETURN(auto request, proto::ReadAs<proto::UploadRequest>(args));
+  FORGE_ASSIGN_OR_RETURN(auto it, FindUpload(request.upload));
+  // Taken out first: whatever the store says, the upload is over (a failed
+  // commit changed nothing; the client starts again).
+  std::vector<proto::SubmitTask> tasks = std::move(it->second.tasks);
+  uploads_.erase(it);
+  if (tasks.empty()) {
+    return MakeError(ErrorCode::kInvalid, "upload '" + request.upload + "' has no tasks");
+  }
+  FORGE_ASSIGN_OR_RETURN(auto ids, store_.Submit(tasks));
+  backend_.OnQueueChanged();
+  proto::SubmitReply reply;
+  reply.ids = std::move(ids);
+  return json(reply);
+}
+
+Result<json> ControlServer::SubmitAbort(const json& args) {
+  FORGE_ASSIGN_OR_RETURN(auto request, proto::ReadAs<proto::UploadRequest>(args));
+  FORGE_ASSIGN_OR_RETURN(auto it, FindUpload(request.upload));
+  proto::UploadReply reply;
+  reply.upload = request.upload;
+  reply.staged = static_cast<int64_t>(it->second.tasks.size());
+  uploads_.erase(it);
   return json(reply);
 }
 

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,19 +38,48 @@ class ControlBackend {
   virtual std::vector<std::string> ConfigSecrets() = 0;
 };
 
+// Bounds on staged submits (submit_begin/chunk/commit, docs/protocol.md).
+// Staged tasks are held in memory until commit, so both their number and the
+// bytes received are capped, and an upload nobody touches for idle_ms is
+// dropped: a ZeroMQ ROUTER does not see a client disconnect, so the idle
+// timeout is what reclaims an abandoned upload (checked on every request).
+struct UploadLimits {
+  int64_t idle_ms = 60'000;
+  size_t max_uploads = 4;
+  size_t max_tasks = 1'000'000;
+  int64_t max_bytes = int64_t{256} << 20;
+};
+
 class ControlServer {
  public:
-  ControlServer(store::Store& store, ControlBackend& backend) : store_(store), backend_(backend) {}
+  // monotonic_ms: the clock for upload expiry (tests pass a fake one); null
+  // uses std::chrono::steady_clock.
+  ControlServer(store::Store& store, ControlBackend& backend,
+                std::function<int64_t()> monotonic_ms = nullptr);
 
   // Always returns an encoded reply ({"ok":true,...} or {"ok":false,"error":{...}}).
   std::string Handle(std::string_view request);
 
   int64_t requests() const { return requests_; }
   int64_t malformed() const { return malformed_; }
+  size_t uploads() const { return uploads_.size(); }
+  void set_upload_limits(const UploadLimits& limits) { limits_ = limits; }
 
  private:
-  Result<json> Dispatch(const proto::ControlRequest& request);
+  struct Upload {
+    std::vector<proto::SubmitTask> tasks;
+    int64_t bytes = 0;
+    int64_t last_ms = 0;  // monotonic, last begin/chunk
+  };
+
+  Result<json> Dispatch(const proto::ControlRequest& request, size_t request_bytes);
   Result<json> Submit(const json& args);
+  Result<json> SubmitBegin();
+  Result<json> SubmitChunk(const json& args, size_t request_bytes);
+  Result<json> SubmitCommit(const json& args);
+  Result<json> SubmitAbort(const json& args);
+  Result<std::map<std::string, Upload>::iterator> FindUpload(const std::string& id);
+  void ExpireUploads();
   Result<json> Show(const json& args);
   Result<json> List(const json& args);
   Result<json> Cancel(const json& args);
@@ -60,6 +92,10 @@ class ControlServer {
 
   store::Store& store_;
   ControlBackend& backend_;
+  std::function<int64_t()> monotonic_ms_;
+  UploadLimits limits_;
+  std::map<std::string, Upload> uploads_;
+  std::mt19937_64 rng_{std::random_device{}()};
   int64_t requests_ = 0;
   int64_t malformed_ = 0;
 };

@@ -50,7 +50,7 @@ class ControlServerTest : public ::testing::Test {
     auto s = store::Store::Open(o);
     ASSERT_TRUE(s.ok()) << s.error().message;
     store_ = std::move(*s);
-    server_ = std::make_unique<ControlServer>(*store_, backend_);
+    server_ = std::make_unique<ControlServer>(*store_, backend_, [this] { return now_ms_; });
   }
   void TearDown() override {
     server_.reset();
@@ -66,6 +66,19 @@ class ControlServerTest : public ::testing::Test {
     return r.ok() ? (*r)["ids"][0].get<std::string>() : "";
   }
 
+  std::string Begin() {
+    auto r = Call("submit_begin");
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    return r.ok() ? (*r)["upload"].get<std::string>() : "";
+  }
+  int64_t TaskCount() {
+    store::ListFilter all;
+    auto tasks = store_->ListTasks(all);
+    EXPECT_TRUE(tasks.ok());
+    return tasks.ok() ? static_cast<int64_t>(tasks->size()) : -1;
+  }
+
+  int64_t now_ms_ = 1000;
   std::string dir_;
   std::unique_ptr<store::Store> store_;
   FakeBackend backend_;
@@ -117,6 +130,117 @@ TEST_F(ControlServerTest, SubmitShowAndListRedactSecrets) {
   ASSERT_TRUE(ls.ok());
   EXPECT_EQ(ls->dump().find("tok-12345678"), std::string::npos);
   ASSERT_EQ((*ls)["tasks"].size(), 1u);
+}
+
+TEST_F(ControlServerTest, StagedSubmitCommitsAllChunksInOneTransaction) {
+  std::string up = Begin();
+  ASSERT_FALSE(up.empty());
+  auto c1 = Call("submit_chunk",
+                 json{{"upload", up}, {"tasks", json::array({json{{"id", "a"}, {"title", "A"}}})}});
+  ASSERT_TRUE(c1.ok()) << c1.error().message;
+  EXPECT_EQ((*c1)["staged"], 1);
+  // depends_on names a local id from an earlier chunk.
+  auto c2 =
+      Call("submit_chunk",
+           json{{"upload", up},
+                {"tasks", json::array({json{{"id", "b"}, {"title", "B"}, {"depends_on", {"a"}}},
+                                       json{{"title", "C"}}})}});
+  ASSERT_TRUE(c2.ok()) << c2.error().message;
+  EXPECT_EQ((*c2)["staged"], 3);
+  EXPECT_EQ(TaskCount(), 0);  // nothing is in the queue before the commit
+  EXPECT_EQ(backend_.queue_changes, 0);
+  auto done = Call("submit_commit", json{{"upload", up}});
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  ASSERT_EQ((*done)["ids"].size(), 3u);
+  EXPECT_EQ(TaskCount(), 3);
+  EXPECT_EQ(backend_.queue_changes, 1);
+  auto b = store_->GetTask((*done)["ids"][1].get<std::string>());
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->depends_on, std::vector<std::string>{(*done)["ids"][0].get<std::string>()});
+  EXPECT_EQ(server_->uploads(), 0u);
+  // The upload is over: a second commit or chunk names it as not found.
+  auto again = Call("submit_commit", json{{"upload", up}});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(again.error().message, HasSubstr("upload '" + up + "' not found"));
+}
+
+TEST_F(ControlServerTest, StagedSubmitIsAllOrNothing) {
+  std::string up = Begin();
+  ASSERT_TRUE(
+      Call("submit_chunk",
+           json{{"upload", up}, {"tasks", json::array({json{{"id", "a"}, {"title", "A"}}})}})
+          .ok());
+  ASSERT_TRUE(Call("submit_chunk",
+                   json{{"upload", up},
+                        {"tasks", json::array({json{{"title", "B"}, {"depends_on", {"nope"}}}})}})
+                  .ok());
+  auto r = Call("submit_commit", json{{"upload", up}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.error().message, HasSubstr("nope"));
+  EXPECT_EQ(TaskCount(), 0);
+  EXPECT_EQ(server_->uploads(), 0u);  // a failed commit ends the upload too
+
+  // A chunk with a bad task is refused naming the field; the upload stays.
+  up = Begin();
+  auto bad =
+      Call("submit_chunk", json{{"upload", up}, {"tasks", json::array({json{{"title", 5}}})}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.error().message, HasSubstr("title"));
+  EXPECT_EQ(server_->uploads(), 1u);
+  auto aborted = Call("submit_abort", json{{"upload", up}});
+  ASSERT_TRUE(aborted.ok()) << aborted.error().message;
+  EXPECT_EQ(server_->uploads(), 0u);
+  EXPECT_EQ(Call("submit_chunk", json{{"upload", up}, {"tasks", json::array()}}).error().code,
+            ErrorCode::kNotFound);
+  auto empty = Begin();
+  auto nothing = Call("submit_commit", json{{"upload", empty}});
+  ASSERT_FALSE(nothing.ok());
+  EXPECT_THAT(nothing.error().message, HasSubstr("has no tasks"));
+  EXPECT_EQ(TaskCount(), 0);
+  // Missing fields are named.
+  auto no_id = Call("submit_commit");
+  ASSERT_FALSE(no_id.ok());
+  EXPECT_THAT(no_id.error().message, HasSubstr("upload"));
+}
+
+TEST_F(ControlServerTest, StagedSubmitsAreBoundedAndExpire) {
+  UploadLimits limits;
+  limits.idle_ms = 5000;
+  limits.max_uploads = 2;
+  limits.max_tasks = 3;
+  server_->set_upload_limits(limits);
+  std::string u1 = Begin(), u2 = Begin();
+  auto third = Call("submit_begin");
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.error().code, ErrorCode::kBusy);
+  EXPECT_THAT(third.error().message, HasSubstr("staged submits are in progress"));
+
+  // Over max_tasks: refused and the upload dropped.
+  json four = json::array();
+  for (int i = 0; i < 4; ++i) four.push_back(json{{"title", "t" + std::to_string(i)}});
+  auto full = Call("submit_chunk", json{{"upload", u1}, {"tasks", four}});
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.error().code, ErrorCode::kFull);
+  EXPECT_THAT(full.error().message, HasSubstr("exceeds the limit of 3 tasks"));
+  EXPECT_EQ(server_->uploads(), 1u);
+
+  // Idle for the timeout: dropped at the next request, whatever it is.
+  ASSERT_TRUE(
+      Call("submit_chunk", json{{"upload", u2}, {"tasks", json::array({json{{"title", "x"}}})}})
+          .ok());
+  now_ms_ += 4999;
+  EXPECT_EQ(server_->uploads(), 1u);
+  ASSERT_TRUE(Call("status").ok());
+  EXPECT_EQ(server_->uploads(), 1u);
+  now_ms_ += 1;
+  ASSERT_TRUE(Call("status").ok());
+  EXPECT_EQ(server_->uploads(), 0u);
+  auto late = Call("submit_commit", json{{"upload", u2}});
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(late.error().message, HasSubstr("5 s idle"));
+  EXPECT_EQ(TaskCount(), 0);
 }
 
 TEST_F(ControlServerTest, CancelReportsTheOpenAttemptToTheBackend) {
