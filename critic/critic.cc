@@ -493,52 +493,14 @@ void Critic::Abort(const std::string& why) {
   exit_ = true;
 }
 
-int CriticMain(const CriticMainOptions& options) {
-  std::string log_dir = options.state_dir + "/logs";
-  std::error_code ec;
-  fs::create_directories(log_dir, ec);
-  LogOptions log;
-  log.name = "critic";
-  log.file = log_dir + "/critic-" + std::to_string(getpid()) + ".log";
-  log.console = false;
-  Status logging = SetupLogging(log);
-  if (!logging.ok()) fprintf(stderr, "forge-critic: %s\n", logging.error().ToString().c_str());
-
-  Status reaper = proto::BecomeChildReaper();
-  if (!reaper.ok()) spdlog::warn("{}", reaper.error().ToString());
-  ::signal(SIGPIPE, SIG_IGN);
-  // Before the ZeroMQ context exists, so its threads inherit the blocked mask.
-  auto signals = SignalFd::Create({SIGCHLD, SIGTERM, SIGINT, SIGHUP});
-  if (!signals.ok()) {
-    spdlog::critical("{}", signals.error().ToString());
-    return 1;
-  }
-  auto link = proto::ChildLink::Connect({options.connect, "critic", options.heartbeat_ms});
-  if (!link.ok()) {
-    spdlog::critical("{}", link.error().ToString());
-    fprintf(stderr, "forge-critic: %s\n", link.error().ToString().c_str());
-    return 1;
-  }
-  spdlog::info("forge-critic {} connected to {} as {}", FORGE_VERSION, options.connect,
-               (*link)->routing_id());
-  int code;
-  {
+int CriticMain(const worker::ChildMainOptions& options) {
+  return worker::RunChild("critic", options, [&](worker::ChildContext& child) {
     CriticOptions co;
     co.state_dir = options.state_dir;
-    co.brief_dirs.state_dir = options.state_dir;
-    // Installed layout: <prefix>/bin/forge-* finds <prefix>/share/forge/briefs.
-    co.brief_dirs.briefs_dir = options.briefs_dir.empty()
-                                   ? JoinPath(SelfExeDir(), "../share/forge/briefs")
-                                   : options.briefs_dir;
-#ifdef FORGE_SOURCE_DIR
-    co.brief_dirs.source_dir = FORGE_SOURCE_DIR;
-#endif
-    Critic critic(**link, *signals, co);
-    code = critic.Run();
-  }
-  (*link)->Close(1000);
-  spdlog::info("forge-critic exiting with {}", code);
-  return code;
+    co.brief_dirs = child.brief_dirs;
+    Critic critic(child.link, child.signals, co);
+    return critic.Run();
+  });
 }
 
 }  // namespace forge::critic

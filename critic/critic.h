@@ -27,6 +27,7 @@
 #include "proto/child_job.h"
 #include "proto/child_link.h"
 #include "worker/brief.h"
+#include "worker/child_main.h"
 
 namespace forge::critic {
 
@@ -80,12 +81,7 @@ class Critic {
   pid_t parent_pid_ = 0;
 };
 
-struct CriticMainOptions {
-  std::string connect;
-  std::string state_dir;
-  int64_t heartbeat_ms = 1000;
-  std::string briefs_dir;
-};
-int CriticMain(const CriticMainOptions& options);
+// forge-critic's main after flag parsing (the setup is worker::RunChild's).
+int CriticMain(const worker::ChildMainOptions& options);
 
 }  // namespace forge::critic

@@ -5,13 +5,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"forge-worker: runs coding agents for forge-supervisor"};
-  forge::worker::WorkerMainOptions options;
-  app.add_option("--connect", options.connect, "supervisor children endpoint")->required();
-  app.add_option("--state-dir", options.state_dir, "absolute state directory")->required();
-  app.add_option("--heartbeat-ms", options.heartbeat_ms, "heartbeat interval")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--briefs-dir", options.briefs_dir, "installed brief templates")
-      ->envname("FORGE_BRIEFS_DIR");
+  forge::worker::ChildMainOptions options;
+  forge::worker::AddChildFlags(app, options);
   CLI11_PARSE(app, argc, argv);
   return forge::worker::WorkerMain(options);
 }

@@ -15,7 +15,6 @@
 #include "common/redact.h"
 #include "worker/spec.h"
 #include "worker/workspace.h"
-#include "worker/workspace.h"
 
 namespace forge::worker {
 namespace {
@@ -204,16 +203,6 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   }
   if (shutting_down_) {
     SendFailure(d, "cancelled", MakeError(ErrorCode::kConflict, "worker is shutting down"), true);
-    return;
-  }
-  // The worktree (or plain directory) first: Prepare writes into it.
-  WorkspaceSpec ws{d.task.id, d.task.repo, d.task.base, d.workspace, d.sync_remote, d.sync_branch};
-  link_.SetAttempt(d.attempt_id);
-  auto workspace = PrepareWorkspace(ws, HeartbeatingGitRunner(link_));
-  link_.SetAttempt(std::nullopt);
-  if (!workspace.ok()) {
-    // A bad repo or base ref does not get better by retrying: blocked.
-    SendFailure(d, "failed", workspace.error(), workspace.error().code != ErrorCode::kConfig);
     return;
   }
   // The worktree (or plain directory) first: Prepare writes into it.
@@ -455,52 +444,14 @@ void Worker::Abort(const std::string& why) {
   (void)link_.Send(r);  // best effort: the supervisor may be gone
 }
 
-int WorkerMain(const WorkerMainOptions& options) {
-  std::string log_dir = options.state_dir + "/logs";
-  std::error_code ec;
-  fs::create_directories(log_dir, ec);
-  LogOptions log;
-  log.name = "worker";
-  log.file = log_dir + "/worker-" + std::to_string(getpid()) + ".log";
-  log.console = false;
-  Status logging = SetupLogging(log);
-  if (!logging.ok()) fprintf(stderr, "forge-worker: %s\n", logging.error().ToString().c_str());
-
-  Status reaper = proto::BecomeChildReaper();
-  if (!reaper.ok()) spdlog::warn("{}", reaper.error().ToString());
-  ::signal(SIGPIPE, SIG_IGN);
-  // Before the ZeroMQ context exists, so its threads inherit the blocked mask.
-  auto signals = SignalFd::Create({SIGCHLD, SIGTERM, SIGINT, SIGHUP});
-  if (!signals.ok()) {
-    spdlog::critical("{}", signals.error().ToString());
-    return 1;
-  }
-  auto link = proto::ChildLink::Connect({options.connect, "worker", options.heartbeat_ms});
-  if (!link.ok()) {
-    spdlog::critical("{}", link.error().ToString());
-    fprintf(stderr, "forge-worker: %s\n", link.error().ToString().c_str());
-    return 1;
-  }
-  spdlog::info("forge-worker {} connected to {} as {}", FORGE_VERSION, options.connect,
-               (*link)->routing_id());
-  WorkerOptions wo;
-  wo.state_dir = options.state_dir;
-  wo.brief_dirs.state_dir = options.state_dir;
-  // Installed layout: <prefix>/bin/forge-* finds <prefix>/share/forge/briefs.
-  wo.brief_dirs.briefs_dir = options.briefs_dir.empty()
-                                 ? JoinPath(SelfExeDir(), "../share/forge/briefs")
-                                 : options.briefs_dir;
-#ifdef FORGE_SOURCE_DIR
-  wo.brief_dirs.source_dir = FORGE_SOURCE_DIR;
-#endif
-  int code;
-  {
-    Worker worker(**link, *signals, wo);
-    code = worker.Run();
-  }
-  (*link)->Close(1000);
-  spdlog::info("forge-worker exiting with {}", code);
-  return code;
+int WorkerMain(const ChildMainOptions& options) {
+  return RunChild("worker", options, [&](ChildContext& child) {
+    WorkerOptions wo;
+    wo.state_dir = options.state_dir;
+    wo.brief_dirs = child.brief_dirs;
+    Worker worker(child.link, child.signals, wo);
+    return worker.Run();
+  });
 }
 
 }  // namespace forge::worker

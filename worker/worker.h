@@ -18,6 +18,7 @@
 #include "proto/child_link.h"
 #include "worker/agent_profile.h"
 #include "worker/brief.h"
+#include "worker/child_main.h"
 #include "worker/maintenance.h"
 #include "worker/output_capture.h"
 
@@ -83,13 +84,7 @@ class Worker {
   pid_t parent_pid_ = 0;
 };
 
-// forge-worker's main after flag parsing: logging, signals, the link, Run().
-struct WorkerMainOptions {
-  std::string connect;
-  std::string state_dir;
-  int64_t heartbeat_ms = 1000;
-  std::string briefs_dir;
-};
-int WorkerMain(const WorkerMainOptions& options);
+// forge-worker's main after flag parsing (the setup is RunChild's).
+int WorkerMain(const ChildMainOptions& options);
 
 }  // namespace forge::worker

@@ -1,0 +1,42 @@
+// What forge-worker and forge-critic share before their loops run: their
+// flags, and the process setup (log file, child reaper, SIGPIPE ignored,
+// signalfd, the link to the supervisor, where brief templates are found).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/signals.h"
+#include "proto/child_link.h"
+#include "worker/brief.h"
+
+namespace CLI {
+class App;
+}
+
+namespace forge::worker {
+
+struct ChildMainOptions {
+  std::string connect;    // the supervisor's children endpoint
+  std::string state_dir;  // absolute
+  int64_t heartbeat_ms = 1000;
+  std::string briefs_dir;  // installed templates; empty: <bin>/../share/forge/briefs
+};
+
+// --connect, --state-dir, --heartbeat-ms, --briefs-dir (env FORGE_BRIEFS_DIR).
+void AddChildFlags(CLI::App& app, ChildMainOptions& options);
+
+struct ChildContext {
+  proto::ChildLink& link;
+  SignalFd& signals;
+  BriefDirs brief_dirs;
+};
+
+// Sets the process up as a forge child of `role` ("worker" | "critic"), runs
+// `loop` and returns its exit code; 1 when the setup fails (logged, and
+// printed to stderr, which the supervisor's log keeps).
+int RunChild(const std::string& role, const ChildMainOptions& options,
+             const std::function<int(ChildContext&)>& loop);
+
+}  // namespace forge::worker
