@@ -14,9 +14,12 @@
 #include <sstream>
 
 #include "common/fd.h"
+#include "common/git.h"
+#include "common/paths.h"
 #include "proto/control.h"
 #include "proto/messages.h"
 #include "supervisor/store/store.h"
+#include "supervisor/store/submit_check.h"
 
 #if __has_include("ctl/plan.h")
 #include "ctl/plan.h"
@@ -265,6 +268,23 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
     auto task = BuildSubmitTask(args);
     if (!task.ok()) return Usage(env, task.error().message);
     tasks.push_back(std::move(task).value());
+  }
+  // forge-ctl runs on the machine the workers do: a repo that is not a git
+  // repository or a base that names no commit is refused now, with the
+  // other validation errors, rather than blocked at dispatch.
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    auto& t = tasks[i];
+    if (t.repo.empty()) continue;
+    t.repo = AbsolutePath(t.repo);
+    Status checked = CheckRepoAndBase(BlockingGitRunner(), t.repo, t.base);
+    if (!checked.ok()) {
+      std::string message = checked.error().message;
+      if (message.find("base ref") == std::string::npos) {
+        message += " (base ref '" + (t.base.empty() ? std::string("HEAD") : t.base) + "')";
+      }
+      if (!args.plan.empty()) message = store::TaskLabel(tasks, i) + ": " + message;
+      return Usage(env, message);
+    }
   }
   auto client = RequireSupervisor(env);
   if (!client.ok()) return Fail(env, client.error());

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 
 #include "ctl/test_support.h"
@@ -63,8 +64,18 @@ TEST(ControlClientTest, OkErrorAndTimeout) {
   EXPECT_EQ((*again)["echo"]["cmd"], "status");
 }
 
+// A git repository with a main branch at h.dir/name.
+std::string MakeRepo(CtlHarness& h, const std::string& name) {
+  std::string repo = h.dir.Path(name);
+  std::string cmd = "git init -q -b main '" + repo + "' && git -C '" + repo +
+                    "' -c user.name=t -c user.email=t@t commit -q --allow-empty -m init";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  return repo;
+}
+
 TEST(LiveTest, SubmitSendsEveryFlag) {
   CtlHarness h;
+  std::string repo = MakeRepo(h, "app");
   FakeSupervisor fake(h.state_dir, [](const json&) {
     return FakeSupervisor::Ok({{"ids", {"t17"}}});
   });
@@ -72,7 +83,7 @@ TEST(LiveTest, SubmitSendsEveryFlag) {
   SubmitArgs a;
   a.title = "Fix it";
   a.brief_file = h.dir.Path("brief.md");
-  a.repo = "/src/app";
+  a.repo = repo;
   a.base = "main";
   a.verify = {"make test", "make lint"};
   a.depends_on = {"t3"};
@@ -95,7 +106,7 @@ TEST(LiveTest, SubmitSendsEveryFlag) {
   EXPECT_EQ(t["title"], "Fix it");
   EXPECT_EQ(t["brief"], "Do the thing.\n");
   EXPECT_EQ(t["kind"], "expand");
-  EXPECT_EQ(t["repo"], "/src/app");
+  EXPECT_EQ(t["repo"], repo);
   EXPECT_EQ(t["base"], "main");
   EXPECT_EQ(t["verify"], json({"make test", "make lint"}));
   EXPECT_EQ(t["depends_on"], json({"t3"}));
@@ -112,6 +123,56 @@ TEST(LiveTest, SubmitSendsEveryFlag) {
   a.expand = false;
   ASSERT_EQ(CmdSubmit(h.env, a), kExitOk);
   EXPECT_EQ(json::parse(h.out.str()), json({{"id", "t17"}}));
+}
+
+// The repo and base are checked before anything is sent: exit 2 naming them.
+TEST(LiveTest, SubmitRefusesABadRepoOrBase) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json&) {
+    return FakeSupervisor::Ok({{"ids", {"t1"}}});
+  });
+  std::string repo = MakeRepo(h, "app");
+  std::string plain = h.dir.Path("plain");
+  std::filesystem::create_directories(plain);
+  SubmitArgs a;
+  a.title = "Fix it";
+  a.repo = plain;
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitUsage);
+  EXPECT_THAT(h.err.str(), HasSubstr("repo '" + plain + "' is not a git repository"));
+  EXPECT_THAT(h.err.str(), HasSubstr("base ref 'HEAD'"));
+  h.Clear();
+  a.repo = h.dir.Path("missing");
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitUsage);
+  EXPECT_THAT(h.err.str(), HasSubstr("repo '" + h.dir.Path("missing") + "'"));
+  h.Clear();
+  a.repo = repo;
+  a.base = "no-such-branch";
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitUsage);
+  EXPECT_THAT(h.err.str(), HasSubstr("unknown base ref 'no-such-branch' in repo '" + repo + "'"));
+  h.Clear();
+  std::ofstream(h.dir.Path("plan.yaml")) << "tasks:\n"
+                                            "  - {id: a, title: First, repo: "
+                                         << repo
+                                         << "}\n"
+                                            "  - {id: b, title: Second, repo: "
+                                         << repo << ", base: gone}\n";
+  SubmitArgs p;
+  p.plan = h.dir.Path("plan.yaml");
+  EXPECT_EQ(CmdSubmit(h.env, p), kExitUsage);
+  EXPECT_THAT(h.err.str(), HasSubstr("task 'b': unknown base ref 'gone' in repo '" + repo + "'"));
+  EXPECT_TRUE(fake.requests().empty()) << "a refused submit is never sent";
+  // A relative repo is made absolute (the supervisor runs elsewhere).
+  h.Clear();
+  SubmitArgs rel;
+  rel.title = "Fix it";
+  std::string cwd = std::filesystem::current_path();
+  std::filesystem::current_path(h.dir.Path(""));
+  rel.repo = "app";
+  int code = CmdSubmit(h.env, rel);
+  std::filesystem::current_path(cwd);
+  ASSERT_EQ(code, kExitOk) << h.err.str();
+  ASSERT_EQ(fake.requests().size(), 1u);
+  EXPECT_EQ(fake.requests()[0]["tasks"][0]["repo"], repo);
 }
 
 TEST(LiveTest, SubmitPlanSendsAllTasksAndPrintsIds) {
