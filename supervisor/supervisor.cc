@@ -134,6 +134,7 @@ forge::Status Supervisor::Start() {
   started_at_mono_ms_ = clock_.MonotonicMs();
   FORGE_RETURN_IF_ERROR(Recover());
   FORGE_RETURN_IF_ERROR(BindSockets());
+  maintenance_.Start(clock_.MonotonicMs());
   // No backoff is longer than backoff_max + 20 % jitter: a not_before further
   // ahead was set before the wall clock stepped back, and would hold its task
   // for the size of the step.
@@ -231,7 +232,9 @@ int Supervisor::Run() {
     RunTimers();
     if (!done_) {
       TryReview();
+      TryMaintenance(true);
       TryDispatch();
+      TryMaintenance(false);
       Notify();
     }
   }
@@ -252,6 +255,7 @@ int64_t Supervisor::PollTimeoutMs() {
   for (const auto& r : respawns_) consider(r.due_mono_ms);
   if (stopping_) consider(stop_deadline_mono_ms_);
   if (watchdog_usec_ > 0) consider(next_watchdog_mono_ms_);
+  if (!stopping_) consider(maintenance_.NextDeadline(config_.maintenance));
   return std::clamp<int64_t>(next - now, 0, kMaxPollMs);
 }
 
@@ -330,6 +334,13 @@ void Supervisor::RunTimers() {
     auto promoted = store_->PromoteDue(steady_wall_.NowMs());
     if (!promoted.ok()) spdlog::error("promoting cooldown tasks: {}", promoted.error().ToString());
     RefreshNextDue();
+  }
+  if (auto pid = maintenance_.Overrun(now, config_.maintenance)) {
+    if (Child* c = pool_.Find(*pid); c != nullptr && c->state != ChildState::kStopping) {
+      KillChild(*c, "maintenance job " + std::to_string(maintenance_.job_id()) + " ran past " +
+                        std::to_string(config_.maintenance.timeout_ms) + " ms");
+      (void)pool_.Apply(*pid, ChildEvent::kHeartbeatTimeout, now);
+    }
   }
   bool budget_was_paused = guards_.budget_paused();
   guards_.Tick();
@@ -571,6 +582,8 @@ void Supervisor::HandleChildMessage(const std::string& routing_id, const std::st
           OnResult(*child, m);
         } else if constexpr (std::is_same_v<M, proto::ReviewResult>) {
           OnReviewResult(*child, m);
+        } else if constexpr (std::is_same_v<M, proto::MaintenanceResult>) {
+          OnMaintenanceResult(*child, m);
         }
       },
       *decoded);
@@ -732,6 +745,7 @@ void Supervisor::OnChildExited(pid_t pid, const std::string& how) {
     spdlog::warn("{}-{} exited ({})", RoleName(role), pid, how);
   }
   EmitEvent("child.exited", json{{"role", RoleName(role)}, {"pid", pid}, {"status", how}}, task, n);
+  OnMaintenanceWorkerGone(pid, how);
   if (attempt != 0) {
     AttemptEnd end;
     end.outcome = stopping_ ? Outcome::kCancelled : Outcome::kCrashed;

@@ -27,6 +27,7 @@
 #include "supervisor/config/config.h"
 #include "supervisor/control_server.h"
 #include "supervisor/guards.h"
+#include "supervisor/maintenance_schedule.h"
 #include "supervisor/retry_policy.h"
 #include "supervisor/store/store.h"
 
@@ -86,6 +87,11 @@ class Supervisor final : public ControlBackend {
   void TryDispatch();
   void TryReview();
   void Notify(bool force = false);
+  // Maintenance (supervisor_maintenance.cc): sends a due job to an idle
+  // worker; before_dispatch: only when starved by dispatch.
+  void TryMaintenance(bool before_dispatch);
+  void OnMaintenanceResult(Child& child, const proto::MaintenanceResult& m);
+  void OnMaintenanceWorkerGone(pid_t pid, const std::string& why);
 
   // ---- children ----
   void SpawnChild(Role role);
@@ -134,6 +140,7 @@ class Supervisor final : public ControlBackend {
   std::mt19937_64 rng_;
   LoopCounters counters_;
 
+  MaintenanceSchedule maintenance_;
   std::deque<int64_t> review_queue_;  // attempts whose agent passed, waiting for a critic
   struct PendingRespawn {
     Role role;

@@ -1,0 +1,97 @@
+// The supervisor's side of the maintenance pass: choose what is due, send it
+// to an idle worker, record what the worker did. Nothing here touches the
+// filesystem: the job runs on the worker (see worker/maintenance.h).
+#include <spdlog/spdlog.h>
+
+#include "common/paths.h"
+#include "supervisor/supervisor.h"
+
+namespace forge::supervisor {
+
+void Supervisor::TryMaintenance(bool before_dispatch) {
+  if (stopping_) return;
+  const MaintenanceConfig& mc = config_.maintenance;
+  int64_t now = clock_.MonotonicMs();
+  if (before_dispatch ? !maintenance_.Starved(now, mc) : !maintenance_.Due(now, mc)) return;
+  Child* worker = pool_.FindIdle(Role::kWorker);
+  if (worker == nullptr) return;
+  int64_t wall = clock_.WallMs();
+  std::vector<SettledTask> settled;
+  if (wall > mc.keep_ms) {
+    auto rows = store_->SettledWorkspaces(wall - mc.keep_ms, static_cast<int>(kMaxRemovalsPerJob));
+    if (!rows.ok()) {
+      // The job still deletes logs and checkpoints; the removals wait.
+      spdlog::error("maintenance: listing settled tasks: {}", rows.error().ToString());
+    } else {
+      for (auto& r : *rows) settled.push_back({r.id, r.state, r.repo, r.finished_at_ms});
+    }
+  }
+  proto::Maintain job;
+  job.state_dir = options_.state_dir;
+  job.remove = SelectRemovals(settled, options_.state_dir, wall, mc.keep_ms);
+  job.logs_dir = JoinPath(options_.state_dir, "logs");
+  job.logs_before_ms = LogsCutoff(wall, mc.keep_logs_ms);
+  job.db_path = JoinPath(options_.state_dir, "forge.db");
+  job.job_id = maintenance_.Begin(worker->pid, now, wall);
+  // The worker is busy with no attempt: dispatch passes it by, and its death
+  // closes no attempt.
+  auto assigned = pool_.AssignJob(worker->pid, 0, "", 0, now, wall);
+  if (!assigned.ok()) spdlog::error("maintenance bookkeeping: {}", assigned.error().message);
+  spdlog::info("maintenance job {} on {}: {} workspace(s) to remove", job.job_id,
+               worker->routing_id, job.remove.size());
+  EmitEvent("maintenance.started", json{{"job_id", job.job_id},
+                                        {"worker_pid", worker->pid},
+                                        {"remove", job.remove.size()},
+                                        {"keep_ms", mc.keep_ms},
+                                        {"keep_logs_ms", mc.keep_logs_ms}});
+  if (!Send(*worker, job)) {
+    KillChild(*worker, "unreachable");  // OnChildExited abandons the job
+  }
+}
+
+void Supervisor::OnMaintenanceResult(Child& child, const proto::MaintenanceResult& m) {
+  if (child.role != Role::kWorker || !maintenance_.Finish(child.pid, m.job_id)) {
+    ++counters_.stray_messages;
+    spdlog::warn("{}: maintenance_result for job {} which it does not hold; ignored",
+                 child.routing_id, m.job_id);
+    return;
+  }
+  auto done = pool_.FinishJob(child.pid, clock_.MonotonicMs());
+  if (!done.ok()) spdlog::warn("{}", done.error().message);
+  int removed = 0;
+  int absent = 0;
+  for (const auto& r : m.removed) {
+    // The event is also the mark: SettledWorkspaces skips tasks that have one
+    // newer than their finish.
+    if (r.existed) {
+      ++removed;
+      EmitEvent("maintenance.removed", json{{"job_id", m.job_id}, {"path", r.path}}, r.task_id);
+    } else {
+      ++absent;
+      EmitEvent("maintenance.absent", json{{"job_id", m.job_id}, {"path", r.path}}, r.task_id);
+    }
+  }
+  for (const auto& e : m.errors) spdlog::warn("maintenance job {}: {}", m.job_id, e);
+  json checkpoint = m.checkpoint;
+  EmitEvent("maintenance.finished", json{{"job_id", m.job_id},
+                                         {"worker_pid", child.pid},
+                                         {"removed", removed},
+                                         {"absent", absent},
+                                         {"logs_deleted", m.logs_deleted},
+                                         {"errors", m.errors},
+                                         {"checkpoint", checkpoint},
+                                         {"duration_ms", m.duration_ms}});
+  spdlog::info("maintenance job {}: removed {}, absent {}, {} log(s) deleted, {} error(s)",
+               m.job_id, removed, absent, m.logs_deleted, m.errors.size());
+}
+
+void Supervisor::OnMaintenanceWorkerGone(pid_t pid, const std::string& why) {
+  int64_t job = maintenance_.Abandon(pid);
+  if (job == 0) return;
+  spdlog::warn("maintenance job {} lost with worker {} ({}); retried at the next interval", job,
+               pid, why);
+  EmitEvent("maintenance.failed",
+            json{{"job_id", job}, {"worker_pid", pid}, {"error", "worker exited: " + why}});
+}
+
+}  // namespace forge::supervisor
