@@ -55,6 +55,7 @@ inline std::string ConfigYaml(const ForgeOptions& o) {
     << "  timeout: " << o.timeout << "\n"
     << "  stall_timeout: " << o.stall_timeout << "\n"
     << "  pass_env: [FAKE_STATE]\n"
+    << o.agent_yaml
     << "critic:\n"
     << "  verify_timeout: 10s\n"
     << "  verify: [";
@@ -67,7 +68,8 @@ inline std::string ConfigYaml(const ForgeOptions& o) {
     << ", shutdown_grace: " << o.shutdown_grace << "}\n"
     << "circuit_breaker: {consecutive_failures: " << o.circuit_failures
     << ", cooldown: " << o.circuit_cooldown << "}\n"
-    << "budget: {daily_usd: " << o.daily_usd << "}\n";
+    << "budget: {daily_usd: " << o.daily_usd << "}\n"
+    << o.extra_yaml;
   return y.str();
 }
 
@@ -154,7 +156,10 @@ inline void Forge::Start(bool wait_children) {
             state_dir_};
   auto env = options_.extra_env;
   env["FAKE_STATE"] = fake_state_;
-  o.env = CurrentEnvironment();
+  // extra_env replaces a variable of the same name (PATH for a fake git).
+  for (auto& kv : CurrentEnvironment()) {
+    if (env.count(kv.substr(0, kv.find('='))) == 0) o.env.push_back(std::move(kv));
+  }
   for (const auto& [k, v] : env) o.env.push_back(k + "=" + v);
   o.stdin_mode = Stdio::kNull;
   o.stdout_mode = Stdio::kNull;
