@@ -3,12 +3,16 @@
 // ZeroMQ so it can break the protocol on purpose:
 //   malformed  hello, then every heartbeat period a garbage frame (bad JSON,
 //              unknown type, missing field, wrong role in hello) besides a
-//              valid heartbeat; a dispatch is answered with a correct result.
+//              valid heartbeat.
 //   silent     hello, then nothing at all (the heartbeat watchdog must act).
-//   flood      hello, then heartbeats as fast as the socket takes them; a
-//              dispatch is answered with a correct result.
-//   stray      heartbeats; a dispatch is answered first with started/result
-//              for an attempt it does not hold, then with the correct result.
+//   flood      hello, then heartbeats as fast as the socket takes them.
+//   stray      heartbeats; a dispatch is answered with started/result for an
+//              attempt it does not hold and a review_result (a critic's
+//              message).
+// It never does the work: its first dispatch is answered (after the strays)
+// with a `crashed` result, requeueing the task without using an attempt; on a
+// later dispatch it exits. A real worker, which the tests run beside it, does
+// the tasks.
 // Each process appends "<pid> <mode> <what>" lines to <state-dir>/fake_child.log.
 #include <signal.h>
 #include <sys/prctl.h>
@@ -88,29 +92,27 @@ class Child {
     Note("hello");
   }
 
-  // Answers a dispatch as a worker whose agent passed at once.
-  void Complete(const forge::proto::Dispatch& d) {
-    forge::proto::Started s;
-    s.attempt_id = d.attempt_id;
-    s.agent_pid = ::getpid();
-    s.pgid = ::getpgrp();
-    Send(s);
-    forge::proto::Result r;
-    r.attempt_id = d.attempt_id;
-    r.outcome = "passed";
-    r.exit_code = 0;
-    r.log_path = d.log_path;
-    Send(r);
-    Note("completed " + std::to_string(d.attempt_id));
-  }
-
   // Handles one supervisor message; false to exit.
   bool Handle(const forge::proto::SupervisorMessage& m) {
     if (std::holds_alternative<forge::proto::Shutdown>(m)) return false;
     const auto* d = std::get_if<forge::proto::Dispatch>(&m);
     if (d == nullptr) return true;
+    // A dispatch after the first proves the supervisor handled everything
+    // this process sent before it (one socket, in order): now it may exit.
+    if (dispatches_++ > 0) {
+      Note("dispatch " + std::to_string(d->attempt_id) + ": exiting");
+      return false;
+    }
     if (args_.mode == "stray") SendStray(*d);
-    Complete(*d);
+    // Gives the attempt back as an infrastructure failure (requeued without
+    // using an attempt). Exiting now instead would race the strays: the
+    // supervisor may see the exit before it reads them.
+    forge::proto::Result r;
+    r.attempt_id = d->attempt_id;
+    r.outcome = "crashed";
+    r.error = "forge_fake_child does no work";
+    Send(r);
+    Note("dispatch " + std::to_string(d->attempt_id) + ": gave it back");
     return true;
   }
 
@@ -172,6 +174,7 @@ class Child {
 
  private:
   Args args_;
+  int dispatches_ = 0;
   zmq::context_t context_{1};
   zmq::socket_t socket_;
 };
