@@ -844,7 +844,7 @@ void Figure7() {
   so.db_path = g.state() + "/forge.db";
   auto store = forge::store::Store::Open(so);
   if (!store.ok()) Fail(store.error().message);
-  t0 = SteadyMs();
+  double t0 = SteadyMs();
   auto ids = (*store)->Submit(st);
   double store_ms = SteadyMs() - t0;
   if (!ids.ok()) Fail("store submit: " + ids.error().message);
