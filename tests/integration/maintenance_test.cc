@@ -1,0 +1,212 @@
+// The maintenance pass end to end: a real supervisor sends the job to a real
+// worker, which removes an old worktree (real git) and an old workspace, keeps
+// fresh ones and the branch, deletes old per-attempt logs; and a worker killed
+// in the middle of the job loses no task. Ageing: finished_at is backdated in
+// the SQLite file while the supervisor is stopped, log mtimes with utimes.
+#include <sqlite3.h>
+#include <sys/time.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/integration/harness.h"
+
+namespace forge::itest {
+namespace {
+
+namespace fs = std::filesystem;
+using proto::TaskState;
+constexpr int64_t kDay = 24LL * 3600 * 1000;
+
+std::string Sh(const std::string& script) {
+  SpawnOptions o;
+  o.argv = {"sh", "-c", script};
+  o.env = CurrentEnvironment();
+  for (const char* kv : {"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+                         "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com"}) {
+    o.env.push_back(kv);
+  }
+  o.stderr_mode = Stdio::kPipe;
+  auto r = RunCommand(o, 30'000);
+  EXPECT_TRUE(r.ok() && r->status.success()) << script << "\n" << (r.ok() ? r->output : "");
+  return r.ok() ? r->output : "";
+}
+
+void Sql(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+      << sql << ": " << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+void Age(const std::string& path, int64_t age_ms) {
+  struct timeval tv[2];
+  gettimeofday(&tv[0], nullptr);
+  tv[0].tv_sec -= age_ms / 1000;
+  tv[1] = tv[0];
+  ASSERT_EQ(::utimes(path.c_str(), tv), 0) << path;
+}
+
+std::string MakeRepo(const std::string& dir) {
+  std::string repo = dir + "/repo";
+  Sh("git init -q -b main " + repo + " && cd " + repo +
+     " && echo a > a && git add a && git commit -qm init");
+  return repo;
+}
+
+// The repo task's worktree and branch as the worker makes them; made here
+// when the task settled before any attempt made them.
+void EnsureWorktree(const std::string& repo, const std::string& state, const std::string& id) {
+  std::string wt = state + "/worktrees/" + id;
+  if (fs::exists(wt)) return;
+  std::string branch = "forge/" + id;
+  bool has_branch = !Sh("git -C " + repo + " branch --list " + branch).empty();
+  Sh("git -C " + repo + " worktree add -q " + (has_branch ? "" : "-b " + branch + " ") + wt +
+     (has_branch ? " " + branch : ""));
+  ASSERT_TRUE(fs::exists(wt + "/a"));
+}
+
+std::string Settle(Forge& forge, const std::string& id) {
+  // Cancelled before its agent matters: the test makes the worktree itself.
+  auto r = forge.ctl().Call("cancel", json{{"id", id}, {"reason", "test"}});
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  EXPECT_TRUE(forge.WaitState(id, TaskState::kCancelled));
+  return id;
+}
+
+int CountEvents(Forge& forge, const std::string& task, const std::string& kind) {
+  return static_cast<int>(forge.Events(task, kind).size());
+}
+
+ForgeOptions Options(const std::string& maintenance) {
+  ForgeOptions o;
+  o.workers = 1;
+  o.extra_yaml = "maintenance: " + maintenance + "\n";
+  return o;
+}
+
+TEST(Maintenance, RemovesOldWorkspacesKeepsFreshOnesBranchesAndNewLogs) {
+  // Phase 1: produce the tasks with maintenance far away.
+  Forge forge(Options("{interval: 1h, keep: 1d, keep_logs: 1d}"));
+  std::string repo = MakeRepo(forge.dir());
+  forge.Start();
+  std::string old_plain = forge.Submit("succeed");
+  std::string fresh_plain = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(old_plain, TaskState::kDone));
+  ASSERT_TRUE(forge.WaitState(fresh_plain, TaskState::kDone));
+  std::string old_repo = forge.Submit("hang_silent", {}, json{{"repo", repo}});
+  Settle(forge, old_repo);
+  ASSERT_TRUE(forge.Signal(SIGTERM).success());
+  const std::string state = forge.state_dir();
+  EnsureWorktree(repo, state, old_repo);
+  // A repo task that passed: done, with its branch.
+  int64_t old_ms = ::time(nullptr) * 1000LL - 2 * kDay;
+  Sql(state + "/forge.db", "UPDATE tasks SET finished_at = " + std::to_string(old_ms) +
+                               " WHERE id IN ('" + old_plain + "', '" + old_repo +
+                               "'); UPDATE tasks SET state = 'done' WHERE id = '" + old_repo + "'");
+  const std::string old_ws = state + "/workspaces/" + old_plain;
+  const std::string fresh_ws = state + "/workspaces/" + fresh_plain;
+  const std::string old_wt = state + "/worktrees/" + old_repo;
+  ASSERT_TRUE(fs::exists(old_ws));
+  ASSERT_TRUE(fs::exists(fresh_ws));
+  const std::string old_log = state + "/logs/" + old_plain + "/1.log";
+  const std::string new_log = state + "/logs/" + fresh_plain + "/1.log";
+  ASSERT_TRUE(fs::exists(old_log));
+  ASSERT_TRUE(fs::exists(new_log));
+  Age(old_log, 2 * kDay);
+
+  // Phase 2: maintenance every 200 ms.
+  ForgeOptions o = Options("{interval: 200ms, keep: 1d, keep_logs: 1d, timeout: 30s}");
+  forge.Rewrite(o);
+  forge.Start();
+  ASSERT_TRUE(
+      WaitFor([&] { return forge.Events("", "maintenance.finished").size() >= 2; }, 20'000));
+  EXPECT_FALSE(fs::exists(old_ws));
+  EXPECT_FALSE(fs::exists(old_wt));
+  EXPECT_TRUE(fs::exists(fresh_ws));
+  EXPECT_EQ(Sh("git -C " + repo + " worktree list").find(old_wt), std::string::npos);
+  EXPECT_NE(Sh("git -C " + repo + " branch --list forge/" + old_repo), "");
+  EXPECT_FALSE(fs::exists(old_log));
+  EXPECT_TRUE(fs::exists(new_log));
+  // One removal event each, though two jobs ran; none for the fresh task.
+  EXPECT_EQ(CountEvents(forge, old_plain, "maintenance.removed"), 1);
+  EXPECT_EQ(CountEvents(forge, old_repo, "maintenance.removed"), 1);
+  EXPECT_EQ(CountEvents(forge, fresh_plain, "maintenance.removed"), 0);
+  auto removed = forge.Events(old_repo, "maintenance.removed");
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0].payload["path"], old_wt);
+  auto finished = forge.Events("", "maintenance.finished");
+  const json& first = finished[0].payload;
+  EXPECT_EQ(first["removed"], 2) << first.dump();
+  EXPECT_GE(first["logs_deleted"].get<int>(), 1) << first.dump();
+  EXPECT_TRUE(first["errors"].empty()) << first.dump();
+  EXPECT_TRUE(first["checkpoint"]["ran"].get<bool>()) << first.dump();
+  EXPECT_EQ(finished[1].payload["removed"], 0) << finished[1].payload.dump();
+  // Every task is still there, in its state.
+  EXPECT_EQ(forge.Task(old_plain).state, TaskState::kDone);
+  EXPECT_EQ(forge.Task(old_repo).state, TaskState::kDone);
+}
+
+TEST(Maintenance, AWorkerKilledMidJobLosesNothing) {
+  Forge forge(Options("{interval: 1h, keep: 1d}"));
+  std::string repo = MakeRepo(forge.dir());
+  // A git that hangs in `worktree remove` until released, so the test can
+  // kill the worker while the job is provably in the middle.
+  const std::string bin = forge.dir() + "/fakegit";
+  const std::string mark = forge.dir() + "/git-removing";
+  const std::string release = forge.dir() + "/git-release";
+  fs::create_directories(bin);
+  std::string real_git = Sh("command -v git");
+  while (!real_git.empty() && real_git.back() == '\n') real_git.pop_back();
+  std::ofstream(bin + "/git") << "#!/bin/sh\n"
+                              << "case \"$*\" in *'worktree remove'*)\n"
+                              << "  if [ ! -e " << release << " ]; then touch " << mark
+                              << "; exec sleep 60; fi;;\n"
+                              << "esac\n"
+                              << "exec " << real_git << " \"$@\"\n";
+  fs::permissions(bin + "/git", fs::perms::owner_all);
+  forge.Start();
+  std::string old_repo = forge.Submit("hang_silent", {}, json{{"repo", repo}});
+  Settle(forge, old_repo);
+  ASSERT_TRUE(forge.Signal(SIGTERM).success());
+  const std::string state = forge.state_dir();
+  EnsureWorktree(repo, state, old_repo);
+  int64_t old_ms = ::time(nullptr) * 1000LL - 2 * kDay;
+  Sql(state + "/forge.db", "UPDATE tasks SET finished_at = " + std::to_string(old_ms) +
+                               " WHERE id = '" + old_repo + "'");
+
+  ForgeOptions o = Options("{interval: 300ms, keep: 1d, timeout: 1h}");
+  o.extra_env["PATH"] = bin + ":" + std::string(std::getenv("PATH"));
+  forge.Rewrite(o);
+  forge.Start();
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(mark); }, 20'000));
+  auto started = forge.Events("", "maintenance.started");
+  ASSERT_FALSE(started.empty());
+  pid_t worker = started.back().payload["worker_pid"].get<pid_t>();
+  // The only worker is busy with the job: a task submitted now waits for it.
+  std::string task = forge.Submit("succeed");
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  ASSERT_TRUE(WaitFor([&] { return !forge.Events("", "maintenance.failed").empty(); }, 10'000));
+  EXPECT_EQ(forge.Events("", "maintenance.failed")[0].payload["worker_pid"], worker);
+  // The respawned worker runs the task: nothing was lost, no attempt was spent.
+  ASSERT_TRUE(forge.WaitState(task, TaskState::kDone));
+  auto attempts = forge.Attempts(task);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "passed");
+  EXPECT_EQ(forge.Task(old_repo).state, TaskState::kCancelled);
+  EXPECT_EQ(CountEvents(forge, old_repo, "maintenance.removed"), 0);
+  // Released, the next interval's job finishes what the killed one started.
+  std::ofstream(release) << "go";
+  ASSERT_TRUE(
+      WaitFor([&] { return CountEvents(forge, old_repo, "maintenance.removed") == 1; }, 20'000));
+  EXPECT_FALSE(fs::exists(state + "/worktrees/" + old_repo));
+  EXPECT_NE(Sh("git -C " + repo + " branch --list forge/" + old_repo), "");
+  EXPECT_EQ(forge.Task(old_repo).state, TaskState::kCancelled);
+}
+
+}  // namespace
+}  // namespace forge::itest
