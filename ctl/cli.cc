@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "common/duration.h"
+#include "ctl/client.h"
 #include "ctl/commands.h"
 #include "ctl/doctor.h"
 #include "ctl/stats.h"
@@ -192,6 +193,9 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   env.style.wide = f.wide;
   env.style.width = f.wide ? 0 : TerminalWidth(STDOUT_FILENO);
   env.config_path = f.config;
+  if (auto access = CheckStateDirAccess(env.state_dir); !access.ok()) {
+    return Fail(env, access.error());
+  }
 
   if (status->parsed()) return CmdStatus(env);
   if (submit->parsed()) return CmdSubmit(env, f.submit);

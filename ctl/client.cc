@@ -1,5 +1,11 @@
 #include "ctl/client.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <zmq.hpp>
 
 #include "proto/control.h"
@@ -7,6 +13,23 @@
 #include "proto/messages.h"
 
 namespace forge::ctl {
+
+Status CheckStateDirAccess(const std::string& state_dir) {
+  if (::access(state_dir.c_str(), R_OK | X_OK) == 0 || errno != EACCES) return Status::Ok();
+  std::string detail;
+  struct stat st {};
+  if (::stat(state_dir.c_str(), &st) == 0) {
+    char mode[16];
+    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+    detail = " (mode " + std::string(mode) + ", owner uid " + std::to_string(st.st_uid) +
+             "; you are uid " + std::to_string(::geteuid()) + ")";
+  } else {
+    detail = " (" + std::string(std::strerror(errno)) + " on a parent directory)";
+  }
+  return MakeError(ErrorCode::kIo, "permission denied: cannot enter the state directory " +
+                                       state_dir + detail +
+                                       "; run forge-ctl as the user who runs the supervisor");
+}
 
 struct ControlClient::Impl {
   zmq::context_t context{1};

@@ -65,22 +65,25 @@ TEST(Security, StateDirAndSocketsAreOwnerOnly) {
   EXPECT_EQ(served_after, served_before + 1);
 }
 
-// BUG (forge-ctl, reported to the lead): run by another user, forge-ctl says
-// "supervisor not running and no database at <state>/forge.db (nothing was
-// ever started with this state directory)" although a supervisor runs and the
-// database exists: the 0700 directory makes every stat fail with EACCES, which
-// ctl reads as "absent". It should say permission denied. Remove the skip once fixed.
+// Another user cannot enter the 0700 state directory: forge-ctl must say so
+// (naming the directory, exit 1) rather than "supervisor not running".
 TEST(Security, OtherUserIsToldPermissionDenied) {
   if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot run a client as another user";
-  GTEST_SKIP() << "BUG: forge-ctl reports 'supervisor not running and no database' to a user "
-                  "who may not enter the state directory, instead of 'permission denied'";
   auto f = StartDumpForge();
-  auto as_nobody =
-      RunCapture({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
-                  itest::BinPath("forge-ctl"), "--state-dir", f->state_dir(), "status"},
-                 f->dir());
-  EXPECT_NE(as_nobody.status.exit_code, 0);
-  EXPECT_THAT(as_nobody.output, HasSubstr("ermission denied")) << as_nobody.output;
+  for (const char* cmd : {"status", "ls"}) {
+    auto as_nobody =
+        RunCapture({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                    itest::BinPath("forge-ctl"), "--state-dir", f->state_dir(), cmd},
+                   f->dir());
+    EXPECT_EQ(as_nobody.status.exit_code, 1) << cmd << ": " << as_nobody.output;
+    EXPECT_THAT(as_nobody.output, HasSubstr("permission denied")) << cmd;
+    EXPECT_THAT(as_nobody.output, HasSubstr(f->state_dir())) << cmd;
+    EXPECT_THAT(as_nobody.output, ::testing::Not(HasSubstr("not running"))) << cmd;
+  }
+  // The owner is unaffected.
+  auto as_owner =
+      RunCapture({itest::BinPath("forge-ctl"), "--state-dir", f->state_dir(), "status"}, f->dir());
+  EXPECT_EQ(as_owner.status.exit_code, 0) << as_owner.output;
 }
 
 TEST(Security, TaskFieldsReachTheAgentLiterally) {
