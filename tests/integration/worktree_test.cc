@@ -1,0 +1,255 @@
+// Repo tasks end to end: real forge-supervisor, worker and critic, real git
+// repositories in temp dirs. A pass leaves one commit on forge/<task> and
+// nothing changes in the operator's checkout; attempts start from the same
+// clean base; bad repos are refused at submit and blocked at dispatch; runner
+// sync starts from the remote's tip.
+#include <gmock/gmock.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/integration/harness.h"
+
+namespace forge::itest {
+namespace {
+
+using proto::TaskState;
+using ::testing::HasSubstr;
+
+// Runs a shell command for setup or inspection; fails the test on non-zero exit.
+std::string Sh(const std::string& cmd) {
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", cmd};
+  o.env = CurrentEnvironment();
+  auto r = RunCommand(o, 30000);
+  EXPECT_TRUE(r.ok() && r->status.success()) << cmd << ": " << (r.ok() ? r->output : "");
+  std::string out = r.ok() ? r->output : "";
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+constexpr const char* kIdentity = "-c user.name=op -c user.email=op@example.com";
+
+// The operator's repository: main with one commit, plus a local edit and an
+// untracked file that must survive everything Forge does.
+std::string MakeRepo(const std::string& dir) {
+  std::string repo = dir + "/repo";
+  Sh("git init -q -b main " + repo + " && cd " + repo +
+     " && echo one > a.txt && printf 'ignored.txt\\n' > .gitignore && git add a.txt .gitignore"
+     " && git " +
+     kIdentity +
+     " commit -qm one && echo operator-edit >> a.txt"
+     " && echo mine > operator-untracked.txt");
+  return repo;
+}
+
+struct OperatorState {
+  std::string head, main, symbolic, status, diff;
+  bool operator==(const OperatorState&) const = default;
+};
+OperatorState Snapshot(const std::string& repo) {
+  std::string g = "git -C " + repo + " ";
+  return {Sh(g + "rev-parse HEAD"), Sh(g + "rev-parse main"), Sh(g + "symbolic-ref HEAD"),
+          Sh(g + "status --porcelain"), Sh(g + "diff")};
+}
+
+json RepoTask(const std::string& repo, std::vector<std::string> verify = {}) {
+  json t{{"repo", repo}, {"verify", verify}};
+  return t;
+}
+
+TEST(Worktrees, PassLeavesOneCommitWithTrailersAndTheOperatorUntouched) {
+  Forge forge;
+  std::string repo = MakeRepo(forge.dir());
+  OperatorState before = Snapshot(repo);
+  forge.Start();
+  std::string id = forge.Submit("succeed", {}, RepoTask(repo, {"test -f result.txt"}));
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+
+  std::string g = "git -C " + repo + " ";
+  std::string branch = "forge/" + id;
+  EXPECT_EQ(Sh(g + "rev-list --count main.." + branch), "1");
+  EXPECT_EQ(Sh(g + "rev-parse " + branch + "~1"), before.main);
+  EXPECT_EQ(Sh(g + "log -1 --format=%s " + branch), "fake succeed");
+  std::string body = Sh(g + "log -1 --format=%B " + branch);
+  EXPECT_THAT(body, HasSubstr("Forge-Task: " + id));
+  EXPECT_THAT(body, HasSubstr("Forge-Attempt: 1"));
+  EXPECT_EQ(Sh(g + "show --format= --name-only " + branch), "result.txt");
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].commit, Sh(g + "rev-parse " + branch));
+  // The worktree is where the layout says.
+  std::string wt = forge.state_dir() + "/worktrees/" + id;
+  EXPECT_EQ(Sh("git -C " + wt + " symbolic-ref HEAD"), "refs/heads/" + branch);
+  EXPECT_FALSE(std::filesystem::exists(forge.state_dir() + "/workspaces/" + id));
+  EXPECT_EQ(Snapshot(repo), before);
+}
+
+TEST(Worktrees, NextAttemptStartsFromTheCleanBase) {
+  Forge forge;
+  std::string repo = MakeRepo(forge.dir());
+  forge.Start();
+  // Attempt 1 is rejected after leaving a file, an ignored file and a
+  // commit behind; attempt 2 must see none of them.
+  std::string leave = std::string(
+                          "test \"$FORGE_ATTEMPT\" -ge 2 || { echo x > leftover.txt; "
+                          "echo y > ignored.txt; echo z > committed.txt; "
+                          "git add committed.txt; git ") +
+                      kIdentity + " commit -qm wip; exit 1; }";
+  std::string id = forge.Submit(
+      "succeed", {},
+      RepoTask(repo, {"test ! -e leftover.txt && test ! -e ignored.txt && test ! -e committed.txt",
+                      leave}));
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 2u);
+  EXPECT_EQ(attempts[0].verdict, "reject");
+  EXPECT_EQ(attempts[1].verdict, "pass");
+  std::string g = "git -C " + repo + " ";
+  EXPECT_EQ(Sh(g + "rev-list --count main..forge/" + id), "1");
+  EXPECT_EQ(Sh(g + "show --format= --name-only forge/" + id), "result.txt");
+  EXPECT_THAT(Sh(g + "log -1 --format=%B forge/" + id), HasSubstr("Forge-Attempt: 2"));
+}
+
+TEST(Worktrees, AgentCommitsAreSquashedIntoOne) {
+  Forge forge;
+  std::string repo = MakeRepo(forge.dir());
+  forge.Start();
+  std::string commits = std::string("git add result.txt && git ") + kIdentity +
+                        " commit -qm agent-1 && echo more > more.txt && git add more.txt && git " +
+                        kIdentity + " commit -qm agent-2 && echo late > late.txt";
+  std::string id = forge.Submit("succeed", {}, RepoTask(repo, {commits}));
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  std::string g = "git -C " + repo + " ";
+  EXPECT_EQ(Sh(g + "rev-list --count main..forge/" + id), "1");
+  EXPECT_EQ(Sh(g + "show --format= --name-only forge/" + id + " | sort | tr '\\n' ' '"),
+            "late.txt more.txt result.txt ");
+  EXPECT_EQ(Sh(g + "log -1 --format=%s forge/" + id), "fake succeed");
+}
+
+TEST(Worktrees, HollowPassIsRejected) {
+  Forge forge;
+  std::string repo = MakeRepo(forge.dir());
+  // result.txt is all the fake agent writes: ignored, the attempt changes nothing.
+  Sh("cd " + repo + " && echo result.txt >> .gitignore && git add .gitignore && git " + kIdentity +
+     " commit -qm ignore-result");
+  OperatorState before = Snapshot(repo);
+  forge.Start();
+  json t = RepoTask(repo);
+  t["max_attempts"] = 1;
+  std::string id = forge.Submit("succeed", {}, t);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto s = forge.Task(id).state;
+        return s == TaskState::kBlocked || s == TaskState::kDone;
+      },
+      20000))
+      << forge.SupervisorLog();
+  EXPECT_EQ(forge.Task(id).state, TaskState::kBlocked);
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].verdict, "reject");
+  ASSERT_FALSE(attempts[0].findings.empty());
+  EXPECT_THAT(attempts[0].findings[0].message, HasSubstr("no_changes"));
+  EXPECT_EQ(Sh("git -C " + repo + " rev-list --count main..forge/" + id), "0");
+  EXPECT_EQ(Snapshot(repo), before);
+}
+
+// forge-ctl checks repo and base at submit: exit 2, naming both.
+TEST(Worktrees, BadRepoAndUnknownRefRefusedAtSubmit) {
+  Forge forge;
+  std::string repo = MakeRepo(forge.dir());
+  forge.Start();
+  std::string plain = forge.dir() + "/plain";
+  std::filesystem::create_directories(plain);
+  auto ctl = [&](const std::vector<std::string>& args) {
+    SpawnOptions o;
+    o.argv = {BinPath("forge-ctl"), "--state-dir", forge.state_dir(), "submit", "--title", "T"};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.env = CurrentEnvironment();
+    auto r = RunCommand(o, 30000);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? *r : RunResult{};
+  };
+  RunResult r = ctl({"--repo", plain});
+  EXPECT_EQ(r.status.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("repo '" + plain + "' is not a git repository"));
+  r = ctl({"--repo", repo, "--base", "no-such-ref"});
+  EXPECT_EQ(r.status.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("unknown base ref 'no-such-ref' in repo '" + repo + "'"));
+  auto counts = forge.db().QueueCounts();
+  ASSERT_TRUE(counts.ok());
+  int total = 0;
+  for (const auto& [state, n] : *counts) total += n;
+  EXPECT_EQ(total, 0) << "a refused submit is never sent";
+  r = ctl({"--repo", repo, "--base", "main"});
+  EXPECT_EQ(r.status.exit_code, 0) << r.output;
+}
+
+// Past forge-ctl (the control socket takes the task as is), or a ref deleted
+// after the submit: the worker blocks the task, naming repo and ref.
+TEST(Worktrees, BadRepoAndDeletedRefBlockedAtDispatch) {
+  Forge forge;
+  std::string repo = MakeRepo(forge.dir());
+  std::string plain = forge.dir() + "/plain";
+  std::filesystem::create_directories(plain);
+  Sh("git -C " + repo + " branch feature");
+  forge.Start();
+  ASSERT_TRUE(forge.ctl().Call("pause", json{{"reason", "submit first"}}).ok());
+  std::string bad = forge.Submit("succeed", {}, RepoTask(plain));
+  json t = RepoTask(repo);
+  t["base"] = "feature";
+  std::string gone = forge.Submit("succeed", {}, t);
+  Sh("git -C " + repo + " branch -D feature");
+  ASSERT_TRUE(forge.ctl().Call("resume").ok());
+  ASSERT_TRUE(forge.WaitState(bad, TaskState::kBlocked)) << forge.SupervisorLog();
+  ASSERT_TRUE(forge.WaitState(gone, TaskState::kBlocked)) << forge.SupervisorLog();
+  auto a = forge.Attempts(bad);
+  ASSERT_EQ(a.size(), 1u) << "not retried";
+  EXPECT_THAT(a[0].error, HasSubstr("repo '" + plain + "' is not a git repository"));
+  auto b = forge.Attempts(gone);
+  ASSERT_EQ(b.size(), 1u) << "not retried";
+  EXPECT_THAT(b[0].error, HasSubstr("unknown base ref 'feature' in repo '" + repo + "'"));
+}
+
+TEST(Worktrees, SyncStartsFromTheRemoteTip) {
+  Forge forge;
+  std::string repo = MakeRepo(forge.dir());
+  std::string remote = forge.dir() + "/remote.git";
+  Sh("git clone -q --bare " + repo + " " + remote + " && git clone -q " + remote + " " +
+     forge.dir() + "/other && cd " + forge.dir() + "/other && echo tip > tip.txt && git add " +
+     "tip.txt && git " + kIdentity + " commit -qm tip && git push -q origin main");
+  std::string tip = Sh("git -C " + remote + " rev-parse main");
+  OperatorState before = Snapshot(repo);
+  ASSERT_NE(before.main, tip);
+  std::ofstream(forge.dir() + "/forge.yaml", std::ios::app)
+      << "sync: {remote: \"" << remote << "\", branch: main}\n";
+  forge.Start();
+  std::string id = forge.Submit("succeed", {}, RepoTask(repo, {"test -f tip.txt"}));
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  std::string g = "git -C " + repo + " ";
+  EXPECT_EQ(Sh(g + "rev-parse forge/" + id + "~1"), tip);
+  EXPECT_EQ(Snapshot(repo), before);
+}
+
+TEST(Worktrees, FetchFailureIsAnAttemptError) {
+  ForgeOptions o;
+  o.max_attempts = 1;
+  Forge forge(o);
+  std::string repo = MakeRepo(forge.dir());
+  std::ofstream(forge.dir() + "/forge.yaml", std::ios::app)
+      << "sync: {remote: \"" << forge.dir() << "/no-such-remote.git\", branch: main}\n";
+  forge.Start();
+  std::string id = forge.Submit("succeed", {}, RepoTask(repo));
+  ASSERT_TRUE(WaitFor(
+      [&] { return !forge.Attempts(id).empty() && !forge.Attempts(id)[0].outcome.empty(); }, 20000))
+      << forge.SupervisorLog();
+  auto a = forge.Attempts(id);
+  EXPECT_EQ(a[0].outcome, "failed");
+  EXPECT_THAT(a[0].error, HasSubstr("runner sync: git fetch " + forge.dir() +
+                                    "/no-such-remote.git main in repo '" + repo + "'"));
+  EXPECT_TRUE(Sh("git -C " + repo + " branch --list 'forge/*'").empty());
+}
+
+}  // namespace
+}  // namespace forge::itest
