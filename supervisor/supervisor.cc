@@ -15,6 +15,7 @@
 #include "common/redact.h"
 #include "common/workspace_paths.h"
 #include "proto/codec.h"
+#include "supervisor/model_fallback.h"
 #include "supervisor/store/submit_check.h"
 
 namespace forge::supervisor {
@@ -372,6 +373,12 @@ void Supervisor::TryDispatch() {
     if (!next->has_value()) return;
     proto::TaskInfo task = std::move(**next);
     proto::AgentSpec agent = ResolveAgent(config_, task);
+    const std::string primary_model = agent.model;
+    if (!config_.agent.fallback_model.empty() && task.total_attempts > 0) {
+      auto failed = store_->LastModelFailure(task.id);
+      agent.model = ModelForNextAttempt(agent.model, config_.agent.fallback_model,
+                                        task.total_attempts, failed.ok() ? *failed : 0);
+    }
     store::Lease lease;
     lease.worker_pid = worker->pid;
     lease.model = agent.model;
@@ -384,6 +391,10 @@ void Supervisor::TryDispatch() {
     proto::Dispatch d;
     d.attempt_id = attempt->id;
     d.n = attempt->n;
+    if (agent.model != primary_model) {
+      EmitEvent("attempt.model_fallback", json{{"model", agent.model}, {"instead_of", primary_model}},
+                task.id, attempt->n);
+    }
     d.brief = task.brief;
     if (auto h = store_->History(task.id, kHistoryLimit); h.ok()) d.history = std::move(*h);
     d.workspace = WorkspaceFor(task);
@@ -649,6 +660,11 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   if (!attempt.ok() || attempt->ended_at_ms != 0) {
     spdlog::info("result for attempt {} which is already closed (cancelled)", attempt_id);
     return;
+  }
+  if (m.model_failure && report.outcome != Outcome::kPassed) {
+    // What ModelForNextAttempt reads (store LastModelFailure).
+    EmitEvent("attempt.model_failure", json{{"model", m.model}, {"error", m.error}},
+              attempt->task_id, attempt->n);
   }
   auto recorded = store_->RecordAgentResult(attempt_id, report);
   if (!recorded.ok()) spdlog::error("recording result: {}", recorded.error().ToString());

@@ -121,6 +121,10 @@ bool MentionsRateLimit(const std::string& s) {
   return s.find("rate_limit") != std::string::npos;
 }
 
+bool MentionsModelTrouble(const std::string& s) {
+  return s.find("overloaded") != std::string::npos || s.find("model") != std::string::npos;
+}
+
 class ClaudeParser final : public OutputParser {
  public:
   const std::string& FinalText() const override { return text_; }
@@ -153,7 +157,10 @@ class ClaudeParser final : public OutputParser {
     const std::string reason = StringField(*r, "terminal_reason");
     const int64_t api_status = IntField(*r, "api_error_status");
     out.rate_limited = api_status == 429 || MentionsRateLimit(subtype) || MentionsRateLimit(reason);
-    out.model_failure = api_status == 529 || reason.find("model") != std::string::npos;
+    // Overloaded (529) or any other server-side API error, or the agent saying
+    // the model is unavailable: the next attempt may use agent.fallback_model.
+    out.model_failure = (api_status >= 500 && api_status <= 599) || MentionsModelTrouble(subtype) ||
+                        MentionsModelTrouble(reason);
     const bool ok = !is_error && (subtype.empty() || subtype == "success");
     if (ok && status.success()) {
       out.outcome = "passed";

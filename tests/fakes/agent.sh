@@ -2,12 +2,14 @@
 # Fake agent for the integration tests. Behaviour comes from the task's env:
 #   FAKE_MODE   succeed | fail_then_succeed | fail_different | fail_same |
 #               hang_silent | print_forever | ignore_term | grandchildren |
-#               crash_worker | rate_limit | cost | slow_succeed | spec
+#               crash_worker | rate_limit | cost | slow_succeed | spec | overloaded
 #   FAKE_STATE  a directory for counters and pid files (shared with the test)
 #   FAKE_FAILS  fail_then_succeed: how many failures before a success (default 2);
 #               spec: how many specs without a Test matrix first (default 0)
 #   FAKE_COST   cost: the total_cost_usd to report (claude-style JSON)
 #   FAKE_SLEEP  slow_succeed: seconds to sleep first
+#   FAKE_FALLBACK overloaded: the model that works (claude profile: --model);
+#               any other model gets claude's overloaded error (API status 529)
 # Every run appends "<task> <attempt> <pid>" to $FAKE_STATE/runs.
 set -u
 state=${FAKE_STATE:-/tmp}
@@ -97,6 +99,21 @@ case "${FAKE_MODE:-succeed}" in
     echo "Translations."
     echo "## File pointers"
     echo "- greet.sh"
+    exit 0 ;;
+  overloaded)
+    cat > /dev/null
+    model=""
+    while [ $# -gt 0 ]; do
+      if [ "$1" = "--model" ] && [ $# -gt 1 ]; then model=$2; shift; fi
+      shift
+    done
+    echo "$task ${FORGE_ATTEMPT:-0} model=$model" >> "$state/models"
+    if [ "$model" != "${FAKE_FALLBACK:-}" ]; then
+      echo '{"type":"result","subtype":"error","is_error":true,"api_error_status":529,"result":"API Error: Overloaded","total_cost_usd":0}'
+      exit 1
+    fi
+    echo "done" > result.txt
+    echo '{"type":"result","subtype":"success","is_error":false,"result":"ok","total_cost_usd":0,"num_turns":1,"session_id":"s"}'
     exit 0 ;;
   *)
     echo "unknown FAKE_MODE ${FAKE_MODE}" >&2
