@@ -78,6 +78,9 @@ TEST(Worktrees, PassLeavesOneCommitWithTrailersAndTheOperatorUntouched) {
   auto attempts = forge.Attempts(id);
   ASSERT_EQ(attempts.size(), 1u);
   EXPECT_EQ(attempts[0].commit, Sh(g + "rev-parse " + branch));
+  // What `forge-ctl show` prints as branch and commit.
+  EXPECT_EQ(forge.Task(id).branch, branch);
+  EXPECT_EQ(forge.Task(id).commit, attempts[0].commit);
   // The worktree is where the layout says.
   std::string wt = forge.state_dir() + "/worktrees/" + id;
   EXPECT_EQ(Sh("git -C " + wt + " symbolic-ref HEAD"), "refs/heads/" + branch);
