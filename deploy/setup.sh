@@ -28,7 +28,7 @@ packages=(
   libspdlog-dev libcli11-dev libkainjow-mustache-dev libsystemd-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev sqlite3 procps util-linux tmux
-  clang libclang-rt-14-dev dpkg-dev systemd
+  clang libclang-rt-14-dev dpkg-dev systemd faketime
 )
 
 missing=()
