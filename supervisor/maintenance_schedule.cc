@@ -48,7 +48,9 @@ bool MaintenanceSchedule::Starved(int64_t now_mono_ms, const MaintenanceConfig& 
          now_mono_ms >= last_start_mono_ms_ + 2 * c.interval_ms;
 }
 
-int64_t MaintenanceSchedule::Begin(pid_t worker, int64_t now_mono_ms, int64_t now_wall_ms) {
+int64_t MaintenanceSchedule::Begin(pid_t worker, int64_t now_mono_ms, int64_t now_wall_ms,
+                                   std::vector<std::string> removing) {
+  removing_ = std::move(removing);
   last_start_mono_ms_ = now_mono_ms;
   last_job_id_ = std::max(last_job_id_ + 1, now_wall_ms);
   worker_ = worker;
@@ -56,8 +58,13 @@ int64_t MaintenanceSchedule::Begin(pid_t worker, int64_t now_mono_ms, int64_t no
   return job_id_;
 }
 
+bool MaintenanceSchedule::Removing(const std::string& task_id) const {
+  return in_flight() && std::find(removing_.begin(), removing_.end(), task_id) != removing_.end();
+}
+
 bool MaintenanceSchedule::Finish(pid_t worker, int64_t job_id) {
   if (worker_ == 0 || worker != worker_ || job_id != job_id_) return false;
+  removing_.clear();
   worker_ = 0;
   job_id_ = 0;
   return true;
@@ -66,6 +73,7 @@ bool MaintenanceSchedule::Finish(pid_t worker, int64_t job_id) {
 int64_t MaintenanceSchedule::Abandon(pid_t worker) {
   if (worker_ == 0 || worker != worker_) return 0;
   int64_t id = job_id_;
+  removing_.clear();
   worker_ = 0;
   job_id_ = 0;
   return id;

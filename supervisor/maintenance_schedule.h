@@ -58,7 +58,11 @@ class MaintenanceSchedule {
 
   // A job was sent to `worker`; returns its id (unique across restarts:
   // never below the wall clock's ms at start).
-  int64_t Begin(pid_t worker, int64_t now_mono_ms, int64_t now_wall_ms);
+  int64_t Begin(pid_t worker, int64_t now_mono_ms, int64_t now_wall_ms,
+                std::vector<std::string> removing = {});
+  // Whether the job in flight is removing this task's workspace: a task an
+  // operator retried after the job was sent must not start in it meanwhile.
+  bool Removing(const std::string& task_id) const;
   // The worker's result: true when it is the job in flight on that worker
   // (a stray or late one is ignored).
   bool Finish(pid_t worker, int64_t job_id);
@@ -79,6 +83,7 @@ class MaintenanceSchedule {
   int64_t last_job_id_ = 0;
   pid_t worker_ = 0;
   int64_t job_id_ = 0;
+  std::vector<std::string> removing_;
 };
 
 }  // namespace forge::supervisor

@@ -106,6 +106,21 @@ TEST(MaintenanceScheduleTest, AWorkerThatDiesAbandonsItsJobUntilTheNextInterval)
   EXPECT_TRUE(s.Due(2000, c));
 }
 
+TEST(MaintenanceScheduleTest, RemovingOnlyWhileTheJobIsInFlight) {
+  MaintenanceSchedule s;
+  s.Start(0);
+  EXPECT_FALSE(s.Removing("t-1"));
+  int64_t id = s.Begin(42, 1000, 1, {"t-1", "t-2"});
+  EXPECT_TRUE(s.Removing("t-1"));
+  EXPECT_TRUE(s.Removing("t-2"));
+  EXPECT_FALSE(s.Removing("t-3"));
+  EXPECT_TRUE(s.Finish(42, id));
+  EXPECT_FALSE(s.Removing("t-1"));
+  s.Begin(42, 2000, 2, {"t-3"});
+  EXPECT_GT(s.Abandon(42), 0);
+  EXPECT_FALSE(s.Removing("t-3"));
+}
+
 TEST(MaintenanceScheduleTest, OverrunNamesTheWorkerToKill) {
   MaintenanceSchedule s;
   auto c = Config(1000, 300);

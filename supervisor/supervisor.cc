@@ -372,6 +372,8 @@ void Supervisor::TryDispatch() {
     }
     if (!next->has_value()) return;
     proto::TaskInfo task = std::move(**next);
+    // Retried after the maintenance job listed its workspace: wait for the job.
+    if (maintenance_.Removing(task.id)) return;
     proto::AgentSpec agent = ResolveAgent(config_, task);
     const std::string primary_model = agent.model;
     if (!config_.agent.fallback_model.empty() && task.total_attempts > 0) {

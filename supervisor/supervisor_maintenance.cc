@@ -32,7 +32,9 @@ void Supervisor::TryMaintenance(bool before_dispatch) {
   job.logs_dir = JoinPath(options_.state_dir, "logs");
   job.logs_before_ms = LogsCutoff(wall, mc.keep_logs_ms);
   job.db_path = JoinPath(options_.state_dir, "forge.db");
-  job.job_id = maintenance_.Begin(worker->pid, now, wall);
+  std::vector<std::string> removing;
+  for (const auto& e : job.remove) removing.push_back(e.task_id);
+  job.job_id = maintenance_.Begin(worker->pid, now, wall, std::move(removing));
   // The worker is busy with no attempt: dispatch passes it by, and its death
   // closes no attempt.
   auto assigned = pool_.AssignJob(worker->pid, 0, "", 0, now, wall);
