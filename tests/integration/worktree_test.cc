@@ -235,6 +235,23 @@ TEST(Worktrees, SyncStartsFromTheRemoteTip) {
   EXPECT_EQ(Snapshot(repo), before);
 }
 
+// A fetch slower than the heartbeat timeout (1 s here): the worker keeps
+// heartbeating while git runs, so it is not declared lost.
+TEST(Worktrees, SlowFetchKeepsTheWorkerAlive) {
+  Forge forge;
+  std::string repo = MakeRepo(forge.dir());
+  std::string remote = forge.dir() + "/remote.git";
+  Sh("git clone -q --bare " + repo + " " + remote + " && git -C " + repo + " remote add slow " +
+     remote + " && git -C " + repo + " config remote.slow.uploadpack 'sleep 2.5; git-upload-pack'");
+  std::ofstream(forge.dir() + "/forge.yaml", std::ios::app)
+      << "sync: {remote: slow, branch: main}\n";
+  forge.Start();
+  std::string id = forge.Submit("succeed", {}, RepoTask(repo));
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  EXPECT_EQ(forge.Attempts(id).size(), 1u);
+  EXPECT_TRUE(forge.Events("", "child.lost").empty()) << forge.SupervisorLog();
+}
+
 TEST(Worktrees, FetchFailureIsAnAttemptError) {
   ForgeOptions o;
   o.max_attempts = 1;
