@@ -105,6 +105,30 @@ TEST_P(ClockJump, WallStepNeitherFiresNorStarvesTimeouts) {
   EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
 }
 
+// A not_before persisted further ahead than the longest backoff (what a wall
+// clock stepped back before a restart leaves behind, made here by lowering
+// backoff_max across the restart) is clamped at startup, not waited out.
+TEST(ClockJumpRestart, FarCooldownIsClampedAtStartup) {
+  ForgeOptions o;
+  o.backoff_base = "1h";
+  o.backoff_max = "1h";
+  itest::Forge f(o);
+  f.Start();
+  std::string id = f.Submit("fail_then_succeed", {{"FAKE_FAILS", "1"}});
+  ASSERT_TRUE(f.WaitState(id, TaskState::kCooldown, 30'000)) << f.SupervisorLog();
+  auto t = f.db().GetTask(id);
+  ASSERT_TRUE(t.ok());
+  EXPECT_GT(t->not_before_ms, RealWallMs() + 40 * 60 * 1000);  // 48 .. 72 min ahead
+  ASSERT_EQ(f.Signal(SIGTERM).exit_code, 0);
+  o.backoff_base = "1s";
+  o.backoff_max = "1s";
+  f.Rewrite(o);
+  f.Start();
+  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 30'000)) << f.SupervisorLog();
+  EXPECT_NE(f.SupervisorLog().find("further ahead than the longest backoff"), std::string::npos)
+      << f.SupervisorLog();
+}
+
 INSTANTIATE_TEST_SUITE_P(Steps, ClockJump, ::testing::Values(-kHourMs, kHourMs),
                          [](const auto& info) {
                            return info.param < 0 ? std::string("BackOneHour")
