@@ -227,8 +227,10 @@ int Supervisor::Run() {
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) spdlog::error("zmq_poll: {}", e.what());
     }
-    if (items[2].revents & ZMQ_POLLIN) HandleSignals();
+    // Children's messages before SIGCHLD: a child's last words (a result sent
+    // just before it exited) are read before its exit closes the attempt.
     DrainChildren();
+    if (items[2].revents & ZMQ_POLLIN) HandleSignals();
     DrainControl();
     RunTimers();
     if (!done_) {
