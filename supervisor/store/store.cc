@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/redact.h"
+#include "common/workspace_paths.h"
 #include "supervisor/store/events_file.h"
 #include "supervisor/store/rows.h"
 #include "supervisor/store/schema.h"
@@ -474,7 +475,7 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
     info.parent = parent;
     info.created_at_ms = now;
     info.updated_at_ms = now;
-    if (!in.repo.empty()) info.branch = "forge/" + info.id;
+    if (!in.repo.empty()) info.branch = WorktreeBranch(info.id);
     FORGE_RETURN_IF_ERROR(InsertTask(in, info, max_seq + 1 + static_cast<int64_t>(i)));
   }
   // Dependencies after all rows exist: a batch may depend forward on itself.
