@@ -2,7 +2,8 @@
 # Fake agent for the integration tests. Behaviour comes from the task's env:
 #   FAKE_MODE   succeed | fail_then_succeed | fail_different | fail_same |
 #               hang_silent | print_forever | ignore_term | grandchildren |
-#               crash_worker | rate_limit | cost | slow_succeed | spec | overloaded
+#               crash_worker | rate_limit | cost | slow_succeed | spec | overloaded |
+#               claude_json | codex_jsonl
 #   FAKE_STATE  a directory for counters and pid files (shared with the test)
 #   FAKE_FAILS  fail_then_succeed: how many failures before a success (default 2);
 #               spec: how many specs without a Test matrix first (default 0)
@@ -80,6 +81,22 @@ case "${FAKE_MODE:-succeed}" in
     cat > /dev/null
     echo "done" > result.txt
     echo "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"ok\",\"total_cost_usd\":${FAKE_COST:-1.0},\"num_turns\":1,\"session_id\":\"s\"}"
+    exit 0 ;;
+  claude_json)
+    # Claude Code's `claude -p --output-format json` final result object.
+    cat > /dev/null
+    echo "done" > result.txt
+    echo '{"type":"result","subtype":"success","is_error":false,"result":"Done.","total_cost_usd":0.4213,"num_turns":7,"session_id":"sess-claude-1","usage":{"input_tokens":1200,"output_tokens":340}}'
+    exit 0 ;;
+  codex_jsonl)
+    # Codex's `codex exec --json` event stream: usage is summed over turns.
+    cat > /dev/null
+    echo "done" > result.txt
+    echo '{"type":"thread.started","thread_id":"thread-codex-1"}'
+    echo '{"type":"turn.started"}'
+    echo '{"type":"item.completed","item":{"id":"i0","type":"agent_message","text":"working"}}'
+    echo '{"type":"turn.completed","usage":{"input_tokens":500,"cached_input_tokens":100,"output_tokens":60}}'
+    echo '{"type":"turn.completed","usage":{"input_tokens":250,"output_tokens":40}}'
     exit 0 ;;
   spec)
     # An expand agent (command profile: its stdout is the spec). The first
