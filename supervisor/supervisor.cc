@@ -396,8 +396,8 @@ void Supervisor::TryDispatch() {
     d.attempt_id = attempt->id;
     d.n = attempt->n;
     if (agent.model != primary_model) {
-      EmitEvent("attempt.model_fallback", json{{"model", agent.model}, {"instead_of", primary_model}},
-                task.id, attempt->n);
+      EmitEvent("attempt.model_fallback",
+                json{{"model", agent.model}, {"instead_of", primary_model}}, task.id, attempt->n);
     }
     d.brief = task.brief;
     if (auto h = store_->History(task.id, kHistoryLimit); h.ok()) d.history = std::move(*h);
@@ -706,7 +706,7 @@ void Supervisor::CloseExpandAttempt(const proto::TaskInfo& task, int64_t attempt
   end.verdict = "pass";
   end.spec = spec;
   forge::Status valid = spec.empty() ? MakeError(ErrorCode::kInvalid, "the agent wrote no spec")
-                              : store::CheckBatch({SpecTask(task, spec)});
+                                     : store::CheckBatch({SpecTask(task, spec)});
   if (!valid.ok()) {
     end.outcome = Outcome::kFailed;
     end.verdict.clear();

@@ -55,7 +55,7 @@ struct ForgeOptions {
   double daily_usd = 0;
   std::vector<std::string> verify;
   std::map<std::string, std::string> extra_env;  // for the supervisor process
-  std::string agent_yaml;  // more "  key: value\n" lines of the agent section
+  std::string agent_yaml;                        // more "  key: value\n" lines of the agent section
   std::string extra_yaml;  // more top-level sections, e.g. "maintenance: {...}\n"
 };
 

@@ -55,8 +55,7 @@ inline std::string ConfigYaml(const ForgeOptions& o) {
     << "  timeout: " << o.timeout << "\n"
     << "  stall_timeout: " << o.stall_timeout << "\n"
     << "  pass_env: [FAKE_STATE]\n"
-    << o.agent_yaml
-    << "critic:\n"
+    << o.agent_yaml << "critic:\n"
     << "  verify_timeout: 10s\n"
     << "  verify: [";
   for (size_t i = 0; i < o.verify.size(); ++i) y << (i ? ", " : "") << json(o.verify[i]).dump();
