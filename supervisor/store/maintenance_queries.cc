@@ -36,11 +36,9 @@ std::string Column(sqlite3_stmt* s, int i) {
 
 Result<std::vector<Store::SettledRow>> Store::SettledWorkspaces(int64_t cutoff_wall_ms, int limit) {
   OwnStmt s(db_,
-            "SELECT id, state, repo, finished_at FROM tasks t "
-            "WHERE state IN ('done', 'blocked', 'cancelled') AND finished_at > 0 "
-            "AND finished_at <= ?1 AND NOT EXISTS (SELECT 1 FROM events e "
-            "WHERE e.task_id = t.id AND e.kind IN ('maintenance.removed', 'maintenance.absent') "
-            "AND e.ts >= t.finished_at) ORDER BY finished_at, seq LIMIT ?2");
+            "SELECT id, state, repo, finished_at FROM tasks INDEXED BY tasks_unswept "
+            "WHERE swept_at < finished_at AND finished_at <= ?1 "
+            "AND state IN ('done', 'blocked', 'cancelled') ORDER BY finished_at, seq LIMIT ?2");
   FORGE_RETURN_IF_ERROR(s.prepared("selecting settled workspaces"));
   sqlite3_bind_int64(s.get(), 1, cutoff_wall_ms);
   sqlite3_bind_int64(s.get(), 2, limit);

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "supervisor/store/schema.h"
 #include "supervisor/store/store.h"
 
 namespace forge::store {
@@ -82,6 +83,97 @@ TEST_F(MaintenanceQueries, SettledBeforeTheCutoffAndNotYetRemoved) {
   ASSERT_TRUE(store_->Retry(a).ok());
   ASSERT_TRUE(store_->Cancel(a, "again").ok());
   EXPECT_EQ(Ids(2'000'000), (std::vector<std::string>{c, a}));
+}
+
+// The query reads the partial index of unswept tasks, never the whole table:
+// its cost must not grow with the tasks already cleaned up (schema v3).
+TEST_F(MaintenanceQueries, SettledQueryUsesTheUnsweptIndex) {
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(store_->raw(),
+                               "EXPLAIN QUERY PLAN SELECT id FROM tasks INDEXED BY tasks_unswept "
+                               "WHERE swept_at < finished_at AND finished_at <= 5 "
+                               "AND state IN ('done', 'blocked', 'cancelled') "
+                               "ORDER BY finished_at, seq LIMIT 10",
+                               -1, &stmt, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(store_->raw());
+  std::string plan;
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    plan += reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
+    plan += "\n";
+  }
+  sqlite3_finalize(stmt);
+  EXPECT_NE(plan.find("USING INDEX tasks_unswept"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;  // no sort step
+}
+
+// A swept task leaves the index: after many cleaned-up tasks the index holds
+// only what is still due (what keeps the query cheap at scale).
+TEST_F(MaintenanceQueries, SweptTasksLeaveTheIndex) {
+  std::string left;
+  for (int i = 0; i < 50; ++i) {
+    std::string id = Submit("t" + std::to_string(i));
+    ASSERT_TRUE(store_->Cancel(id, "x").ok());
+    if (i == 7) {
+      left = id;
+    } else {
+      ASSERT_TRUE(store_->Emit("maintenance.removed", {{"path", "/p"}}, id).ok());
+    }
+  }
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(store_->raw(),
+                               "SELECT COUNT(*) FROM tasks INDEXED BY tasks_unswept "
+                               "WHERE swept_at < finished_at",
+                               -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(stmt, 0), 1);
+  sqlite3_finalize(stmt);
+  EXPECT_EQ(Ids(2'000'000), (std::vector<std::string>{left}));
+}
+
+// A version-2 database (before swept_at) migrates with its earlier removals
+// taken into account: nothing already removed is listed again.
+TEST(MaintenanceQueriesMigration, Version2RemovalsCountAsSwept) {
+  char tmpl[] = "/tmp/forge-maintq-v2-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir + "/forge.db").c_str(), &db), SQLITE_OK);
+    for (size_t v = 0; v < 2; ++v) {
+      ASSERT_EQ(sqlite3_exec(db, Migrations()[v].c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    }
+    ASSERT_EQ(
+        sqlite3_exec(db,
+                     "INSERT INTO meta VALUES('schema_version', '2');"
+                     "INSERT INTO tasks(id, title, state, max_attempts, created_at, updated_at, "
+                     "finished_at) VALUES('removed', 'r', 'done', 3, 0, 0, 100), "
+                     "('absent', 'a', 'cancelled', 3, 0, 0, 100), "
+                     "('retried', 'x', 'blocked', 3, 0, 0, 500), "
+                     "('due', 'd', 'done', 3, 0, 0, 100), ('queued', 'q', 'ready', 3, 0, 0, 0);"
+                     "INSERT INTO events(ts, kind, task_id, idem_key) VALUES"
+                     "(200, 'maintenance.removed', 'removed', 'k1'),"
+                     "(150, 'maintenance.absent', 'absent', 'k2'),"
+                     "(300, 'maintenance.removed', 'retried', 'k3');",
+                     nullptr, nullptr, nullptr),
+        SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  StoreOptions o;
+  o.db_path = dir + "/forge.db";
+  auto s = Store::Open(o);
+  ASSERT_TRUE(s.ok()) << s.error().ToString();
+  EXPECT_EQ((*s)->SchemaVersion(), kSchemaVersion);
+  auto rows = (*s)->SettledWorkspaces(1000, 100);
+  ASSERT_TRUE(rows.ok()) << rows.error().ToString();
+  std::vector<std::string> ids;
+  for (const auto& r : *rows) ids.push_back(r.id);
+  // 'retried' settled again (500) after its removal (300): due again.
+  EXPECT_EQ(ids, (std::vector<std::string>{"due", "retried"}));
+  s->reset();
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(MaintenanceQueries, LastModelFailure) {

@@ -125,6 +125,28 @@ CREATE TRIGGER task_counts_update AFTER UPDATE OF state ON tasks
 END;
 )sql";
 
+// Version 3: the maintenance pass's "which settled workspaces are due" query
+// (Store::SettledWorkspaces) reads only tasks not swept since they settled,
+// through a partial index, instead of scanning every settled task and probing
+// events for each (a slow query on the supervisor's loop once the store holds
+// hundreds of thousands of cleaned-up tasks). tasks.swept_at is the wall time
+// of the newest maintenance.removed/.absent event of the task; the trigger
+// sets it in the same transaction as that event, whoever inserts it. A task
+// is unswept while swept_at < finished_at: settling again after a retry makes
+// it due again without anyone resetting the column.
+const char* const kV3 = R"sql(
+ALTER TABLE tasks ADD COLUMN swept_at INTEGER NOT NULL DEFAULT 0;
+UPDATE tasks SET swept_at = (SELECT MAX(e.ts) FROM events e WHERE e.task_id = tasks.id
+                             AND e.kind IN ('maintenance.removed', 'maintenance.absent'))
+  WHERE id IN (SELECT task_id FROM events
+               WHERE kind IN ('maintenance.removed', 'maintenance.absent'));
+CREATE TRIGGER tasks_swept AFTER INSERT ON events
+  WHEN new.kind IN ('maintenance.removed', 'maintenance.absent') BEGIN
+  UPDATE tasks SET swept_at = MAX(swept_at, new.ts) WHERE id = new.task_id;
+END;
+CREATE INDEX tasks_unswept ON tasks(finished_at, seq) WHERE swept_at < finished_at;
+)sql";
+
 Status SetVersion(Conn& conn, int64_t version) {
   FORGE_ASSIGN_OR_RETURN(Stmt stmt,
                          conn.Prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?) "
@@ -135,7 +157,7 @@ Status SetVersion(Conn& conn, int64_t version) {
 }  // namespace
 
 const std::vector<std::string>& Migrations() {
-  static const std::vector<std::string> migrations = {kV1, kV2};
+  static const std::vector<std::string> migrations = {kV1, kV2, kV3};
   return migrations;
 }
 

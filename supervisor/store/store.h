@@ -47,7 +47,7 @@ using proto::Outcome;
 using proto::TaskInfo;
 using proto::TaskState;
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 struct StoreOptions {
   std::string db_path;            // .forge/forge.db
@@ -226,7 +226,9 @@ class Store {
   // ---- maintenance and model fallback (maintenance_queries.cc) ----
   // Settled tasks finished at or before cutoff_wall_ms whose workspace has not
   // been dealt with since they settled (no maintenance.removed/.absent event
-  // newer than finished_at), oldest first, at most limit.
+  // at or after finished_at: tasks.swept_at < finished_at, schema v3), oldest
+  // first, at most limit. Reads only unswept tasks (partial index), so its
+  // cost does not grow with the number of tasks already cleaned up.
   struct SettledRow {
     std::string id;
     TaskState state = TaskState::kDone;
