@@ -247,7 +247,7 @@ TEST(ControlFuzz, MutatedRequestsAndRepliesNeverCrash) {
           m.erase(pos, 1 + rng() % 6);
           break;
         case 2:
-          m.insert(pos, std::string(1, "{}[]\":,0an"[rng() % 11]));
+          m.insert(pos, 1, "{}[]\":,0an"[rng() % 11]);
           break;
       }
     }

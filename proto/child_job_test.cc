@@ -1,0 +1,99 @@
+#include "proto/child_job.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include "common/process.h"
+
+namespace forge::proto {
+namespace {
+
+// Each case runs in a death-test child: it becomes a subreaper and owns its
+// own children, so nothing leaks into (or is killed in) the test binary.
+// Exit codes name the failing step.
+
+// Parent pid in /proc/<pid>/stat, -1 when gone.
+pid_t ParentOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return -1;
+  size_t close = line.rfind(')');
+  if (close == std::string::npos || close + 4 >= line.size()) return -1;
+  return static_cast<pid_t>(atol(line.c_str() + close + 4));
+}
+
+char StateOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return '?';
+  size_t close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() ? '?' : line[close + 2];
+}
+
+template <typename F>
+bool PollUntil(F done, int timeout_ms = 10'000) {
+  for (int waited = 0; waited < timeout_ms; ++waited) {
+    if (done()) return true;
+    timespec ts{0, 1'000'000};
+    nanosleep(&ts, nullptr);
+  }
+  return done();
+}
+
+TEST(KillOrphansTest, NoChildrenIsZero) {
+  // A fresh death-test child has no children of its own.
+  EXPECT_EXIT(_exit(KillOrphans() == 0 ? 0 : 1), ::testing::ExitedWithCode(0), "");
+}
+
+[[noreturn]] void OrphanCase() {
+  if (!BecomeChildReaper().ok()) _exit(2);
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!"};
+  o.stdout_mode = Stdio::kPipe;
+  o.stderr_mode = Stdio::kNull;
+  auto run = RunCommand(o, 10'000);
+  if (!run.ok() || !run->status.success()) _exit(3);
+  pid_t orphan = static_cast<pid_t>(atol(run->output.c_str()));
+  if (orphan <= 0) _exit(4);
+  // The shell has exited and been reaped: the sleep is ours now.
+  if (!PollUntil([&] { return ParentOf(orphan) == getpid(); })) _exit(5);
+  if (KillOrphans() != 1) _exit(6);
+  int status = 0;
+  if (waitpid(orphan, &status, 0) != orphan) _exit(7);
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) _exit(8);
+  // Nothing left: the no-children fast path.
+  _exit(KillOrphans() == 0 ? 0 : 9);
+}
+
+TEST(KillOrphansTest, KillsAnOrphanReparentedToTheSubreaper) {
+  EXPECT_EXIT(OrphanCase(), ::testing::ExitedWithCode(0), "");
+}
+
+[[noreturn]] void ZombieCase() {
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", "exit 7"};
+  o.stdout_mode = Stdio::kNull;
+  o.stderr_mode = Stdio::kNull;
+  auto p = Spawn(o);
+  if (!p.ok()) _exit(2);
+  if (!PollUntil([&] { return StateOf(p->pid) == 'Z'; })) _exit(3);
+  // A zombie is not killed (it is not live) and is not reaped here:
+  // its exit status still belongs to ReapAll / the caller.
+  if (KillOrphans() != 0) _exit(4);
+  ExitStatus st = Reap(p->pid);
+  _exit(st.exit_code == 7 ? 0 : 5);
+}
+
+TEST(KillOrphansTest, LeavesAZombieChildToBeReaped) {
+  EXPECT_EXIT(ZombieCase(), ::testing::ExitedWithCode(0), "");
+}
+
+}  // namespace
+}  // namespace forge::proto
