@@ -258,7 +258,6 @@ TEST_F(WorkerTest, ShutdownLetsTheAttemptFinishWithinGrace) {
 
 TEST_F(WorkerTest, ShutdownGraceExpiredCancelsTheAttempt) {
   auto d = MakeDispatch("exec sleep 1000\n");
-  proto::Started started;
   sup_.Send(d);
   auto s = sup_.WaitFor<proto::Started>();
   ASSERT_TRUE(s);
