@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -97,16 +99,17 @@ std::vector<std::string> ExecCandidates(const std::string& argv0,
   return out;
 }
 
-// What the child reports through the error pipe when it cannot exec.
+// What the child reports when it cannot exec (stage 0: it did exec).
 enum ChildStage : int { kStageChdir = 1, kStageExec = 2, kStageSetup = 3 };
 struct ChildFailure {
   int stage;
   int err;
 };
 
-// Everything the child needs, prepared before fork: after fork only
-// async-signal-safe calls may run (the parent may have other threads holding
-// malloc or stdio locks).
+// Everything the child needs, prepared before the clone: the child shares
+// this process's memory and runs only async-signal-safe calls (other threads
+// may hold malloc or stdio locks), on its own stack, while the calling
+// thread is suspended until it has exec'd or exited (CLONE_VFORK).
 struct ChildPlan {
   std::vector<char*> argv;
   std::vector<char*> envp;
@@ -120,19 +123,24 @@ struct ChildPlan {
   pid_t parent_pid = 0;
   const int* keep_fds = nullptr;
   size_t num_keep_fds = 0;
-  int error_fd = -1;
+  // Written by the child, read by the parent once clone returns: the memory
+  // is shared, and the parent resumes only after the exec or the _exit.
+  ChildFailure failure{0, 0};
 };
 
-[[noreturn]] void ChildFail(const ChildPlan& plan, int stage, int err) {
-  ChildFailure f{stage, err};
-  ssize_t unused = write(plan.error_fd, &f, sizeof f);
-  (void)unused;
+[[noreturn]] void ChildFail(ChildPlan& plan, int stage, int err) {
+  plan.failure = ChildFailure{stage, err};
   _exit(127);
 }
 
-// Runs in the forked child. Async-signal-safe calls only.
-[[noreturn]] void ChildMain(const ChildPlan& plan) {
+// Runs in the cloned child. Async-signal-safe calls only. Every signal is
+// blocked on entry (the parent blocked them around clone), so no handler of
+// the parent can run on the shared memory before the dispositions are reset.
+int ChildMain(void* arg) {
+  ChildPlan& plan = *static_cast<ChildPlan*>(arg);
   // Dispositions first, then the mask, so no inherited handler can run here.
+  // The child has its own handler table (no CLONE_SIGHAND): this does not
+  // touch the parent's.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   sigemptyset(&dfl.sa_mask);
@@ -158,16 +166,13 @@ struct ChildPlan {
   }
   if (plan.merge_stderr && dup2(1, 2) < 0) ChildFail(plan, kStageSetup, errno);
 
-  // Everything above stdio closes at exec, except keep_fds. The error pipe
-  // is already close-on-exec, so it stays usable until exec succeeds.
+  // Everything above stdio closes at exec, except keep_fds.
   if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
     long max = sysconf(_SC_OPEN_MAX);
     if (max < 0 || max > 65536) max = 65536;
     for (int fd = 3; fd < max; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
-  for (size_t i = 0; i < plan.num_keep_fds; ++i) {
-    if (plan.keep_fds[i] != plan.error_fd) fcntl(plan.keep_fds[i], F_SETFD, 0);
-  }
+  for (size_t i = 0; i < plan.num_keep_fds; ++i) fcntl(plan.keep_fds[i], F_SETFD, 0);
 
   // execvpe semantics: EACCES is remembered but the search goes on; errors
   // other than "not here" stop it.
@@ -201,18 +206,32 @@ Error FailureToError(const SpawnOptions& options, const ChildFailure& f) {
   }
 }
 
-// Reads the child's exec report: EOF means exec succeeded.
-std::optional<ChildFailure> ReadChildFailure(int fd) {
-  ChildFailure f{};
-  size_t got = 0;
-  while (got < sizeof f) {
-    ssize_t n = read(fd, reinterpret_cast<char*>(&f) + got, sizeof f - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  if (got < sizeof f) return std::nullopt;
-  return f;
+// The child's stack: it runs only ChildMain (a few frames, no large locals;
+// argv/envp are built beforehand), so 64 KiB is ample. glibc's posix_spawn
+// sizes its own the same way (32 KiB plus argv).
+constexpr size_t kChildStackBytes = 64 << 10;
+
+// clone(CLONE_VM | CLONE_VFORK) the way glibc's posix_spawn does, instead
+// of fork(): no copy of the page tables of a multi-threaded parent (the
+// ZeroMQ I/O threads' stacks included) for a child that only execs, and the
+// parent resumes once the exec has happened or failed. Returns the pid or -1
+// with errno set.
+pid_t CloneAndExec(ChildPlan& plan) {
+  void* stack = mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return -1;
+  // Block everything so that no handler of ours runs in the child (on our
+  // memory) before ChildMain has reset the dispositions.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = clone(ChildMain, static_cast<char*>(stack) + kChildStackBytes,
+                    CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  int err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  munmap(stack, kChildStackBytes);
+  errno = err;
+  return pid;
 }
 
 // The fields of /proc/<pid>/stat after the command name, which may itself
@@ -278,24 +297,19 @@ Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
   plan.parent_pid = getpid();
   plan.keep_fds = options.keep_fds.data();
   plan.num_keep_fds = options.keep_fds.size();
-  FORGE_ASSIGN_OR_RETURN(Pipe errpipe, MakePipe());
-  plan.error_fd = errpipe.write.get();
 
-  pid_t pid = fork();
-  if (pid < 0) return SysError("fork for '" + options.argv[0] + "'", errno);
-  if (pid == 0) ChildMain(plan);
+  pid_t pid = CloneAndExec(plan);
+  if (pid < 0) return SysError("clone for '" + options.argv[0] + "'", errno);
 
-  // Also from this side, so the group exists before anyone signals it
-  // (EACCES: the child already exec'd, having done it itself).
-  if (options.new_process_group) setpgid(pid, pid);
+  // The child has exec'd or exited by now (CLONE_VFORK), so its own
+  // setpgid(0, 0) has happened: the group exists before anyone signals it.
   for (auto& fd : child_ends) fd.reset();
   dev_null.reset();
-  errpipe.write.reset();
-  if (auto failure = ReadChildFailure(errpipe.read.get())) {
+  if (plan.failure.stage != 0) {
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    return FailureToError(options, *failure);
+    return FailureToError(options, plan.failure);
   }
   proc.pid = pid;
   proc.pgid = options.new_process_group ? pid : getpgrp();

@@ -9,10 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <thread>
 
 namespace forge {
 namespace {
@@ -271,6 +273,48 @@ TEST(SpawnTest, ResetsSignalMaskAndIgnoredSignals) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(StatusLine(r->output, "SigBlk"), "0000000000000000");
   EXPECT_EQ(StatusLine(r->output, "SigIgn"), "0000000000000000");
+}
+
+// Spawn blocks every signal around the clone; the caller's mask is restored.
+TEST(SpawnTest, CallersSignalMaskIsRestored) {
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR1);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &block, &old), 0);
+  sigset_t before;
+  pthread_sigmask(SIG_SETMASK, nullptr, &before);
+
+  auto ok = RunCommand(Opts({"true"}), 10000);
+  auto missing = Spawn(Opts({"/nonexistent/forge-test-binary"}));
+
+  sigset_t after;
+  pthread_sigmask(SIG_SETMASK, nullptr, &after);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ASSERT_TRUE(ok.ok());
+  ASSERT_FALSE(missing.ok());
+  for (int sig = 1; sig < NSIG; ++sig) {
+    EXPECT_EQ(sigismember(&before, sig), sigismember(&after, sig)) << "signal " << sig;
+  }
+}
+
+// Spawning while other threads allocate (the ZeroMQ I/O threads do): the
+// child must not need any lock another thread may hold.
+TEST(SpawnTest, SpawnsWhileAnotherThreadAllocates) {
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop.load()) {
+      std::vector<std::string> v;
+      for (int i = 0; i < 100; ++i) v.emplace_back(1000, 'x');
+    }
+  });
+  int ran = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto r = RunCommand(Opts({"sh", "-c", "echo ok"}), 10000);
+    if (r.ok() && r->status.success() && r->output == "ok\n") ++ran;
+  }
+  stop = true;
+  churn.join();
+  EXPECT_EQ(ran, 50);
 }
 
 TEST(ProcessGroupTest, KillGroupKillsGrandchildren) {
