@@ -443,7 +443,12 @@ double ForgeThroughputMs(int n, int w) {
   return t;
 }
 
-// The floor: xargs -P w running the same 2n commands (agent + verify).
+// The floor: xargs -P w running the same 2n commands (agent + verify): n
+// times /bin/true, then n times sh -c true. xargs runs its own command with
+// each input line appended (echo when it is given none), so the commands are
+// its arguments and each input line is one ignored argument ("x": $0 for
+// sh -c). An earlier version fed the command lines as input with no command,
+// which timed 2n runs of `echo`.
 double XargsMs(int n, int w) {
   char tmpl[] = "/tmp/forge-bench-xargs-XXXXXX";
   int fd = ::mkstemp(tmpl);
@@ -451,10 +456,12 @@ double XargsMs(int n, int w) {
   ::close(fd);
   {
     std::ofstream out(tmpl);
-    for (int i = 0; i < n; ++i) out << "/bin/true\nsh -c true\n";
+    for (int i = 0; i < n; ++i) out << "x\n";
   }
+  std::string xargs = "xargs -P " + std::to_string(w) + " -L 1 ";
+  std::string in = std::string(" < ") + tmpl;
   double t = TimeProcess(
-      {"/bin/sh", "-c", "exec xargs -P " + std::to_string(w) + " -L 1 < " + std::string(tmpl)});
+      {"/bin/sh", "-c", xargs + "/bin/true" + in + " && exec " + xargs + "sh -c true" + in});
   std::filesystem::remove(tmpl);
   return t;
 }
