@@ -258,7 +258,15 @@ int64_t Supervisor::PollTimeoutMs() {
   for (const auto& r : respawns_) consider(r.due_mono_ms);
   if (stopping_) consider(stop_deadline_mono_ms_);
   if (watchdog_usec_ > 0) consider(next_watchdog_mono_ms_);
-  if (!stopping_) consider(maintenance_.NextDeadline(config_.maintenance));
+  // A due maintenance job waits for an idle worker, and a worker becoming
+  // idle is a message, which ends the poll anyway: counting the (past)
+  // deadline while every worker is busy made this loop spin at full CPU
+  // until one was free (seen with a 1 s interval and one busy worker: ~60k
+  // polls/s). A job in flight still bounds the poll (its timeout).
+  if (!stopping_ &&
+      (maintenance_.in_flight() || pool_.FindIdle(Role::kWorker) != nullptr)) {
+    consider(maintenance_.NextDeadline(config_.maintenance));
+  }
   return std::clamp<int64_t>(next - now, 0, kMaxPollMs);
 }
 
