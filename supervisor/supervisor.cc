@@ -263,8 +263,7 @@ int64_t Supervisor::PollTimeoutMs() {
   // deadline while every worker is busy made this loop spin at full CPU
   // until one was free (seen with a 1 s interval and one busy worker: ~60k
   // polls/s). A job in flight still bounds the poll (its timeout).
-  if (!stopping_ &&
-      (maintenance_.in_flight() || pool_.FindIdle(Role::kWorker) != nullptr)) {
+  if (!stopping_ && (maintenance_.in_flight() || pool_.FindIdle(Role::kWorker) != nullptr)) {
     consider(maintenance_.NextDeadline(config_.maintenance));
   }
   return std::clamp<int64_t>(next - now, 0, kMaxPollMs);
