@@ -265,8 +265,10 @@ struct ForgeConfig {
 class Instance {
  public:
   explicit Instance(ForgeConfig cfg) : cfg_(std::move(cfg)) {
-    char tmpl[] = "/tmp/forge-bench-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) Fail("mkdtemp");
+    // $TMPDIR (default /tmp), like figure 2's stamps: lets a run put the
+    // state directory on another filesystem to see what the disk costs.
+    std::string tmpl = (std::filesystem::temp_directory_path() / "forge-bench-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) Fail("mkdtemp in " + tmpl);
     dir_ = tmpl;
     state_ = dir_ + "/state";
     std::ofstream y(dir_ + "/forge.yaml");
