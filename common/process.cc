@@ -267,7 +267,7 @@ Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
   for (const auto& c : plan.candidates) plan.candidate_ptrs.push_back(c.c_str());
   if (!options.cwd.empty()) plan.cwd = options.cwd.c_str();
 
-  // Child-side ends live until fork; the parent closes them right after.
+  // Child-side ends live until the clone; the parent closes them right after.
   UniqueFd child_ends[3];
   UniqueFd dev_null;
   const Stdio modes[3] = {options.stdin_mode, options.stdout_mode, options.stderr_mode};

@@ -45,9 +45,10 @@ struct SpawnedProcess {
   UniqueFd stderr_fd;      // read end, when stderr_mode == kPipe and !merge_stderr
 };
 
-// Fork+exec. An exec failure (binary missing, not executable, bad cwd) is
-// reported here as an Error naming argv[0] and errno, never as a child that
-// exits 127. kNotFound when the binary does not exist.
+// clone(CLONE_VM | CLONE_VFORK) + exec, as posix_spawn does. An exec failure
+// (binary missing, not executable, bad cwd) is reported here as an Error
+// naming argv[0] and errno, never as a child that exits 127. kNotFound when
+// the binary does not exist.
 Result<SpawnedProcess> Spawn(const SpawnOptions& options);
 
 // How a process ended.
