@@ -234,13 +234,6 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   a->dispatch = d;
   a->prepared = std::move(prepared).value();
   a->parser = MakeOutputParser(ParseProfile(d.agent.profile).value());
-  auto capture = OutputCapture::Open(a->prepared.log_path);
-  if (!capture.ok()) {
-    SendFailure(d, "failed", capture.error(), true);
-    return;
-  }
-  a->capture = std::move(capture).value();
-  a->capture->SetSecrets(a->prepared.secrets);
 
   SpawnOptions spawn;
   spawn.argv = a->prepared.argv;
@@ -265,6 +258,20 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     return;
   }
   a->job = std::move(job).value();
+  // The log is created after the spawn: creating a file is the slowest step
+  // of a dispatch on some filesystems (ext4 without a journal scans for
+  // recently deleted inodes), and the agent need not wait for it. Nothing is
+  // read from its pipes before this returns to the poll loop, so no output
+  // can reach the sink before the capture exists.
+  auto capture = OutputCapture::Open(a->prepared.log_path);
+  if (!capture.ok()) {
+    proto::KillAndReap(*a->job, 1000);
+    (void)proto::KillOrphans();
+    SendFailure(d, "failed", capture.error(), true);
+    return;
+  }
+  a->capture = std::move(capture).value();
+  a->capture->SetSecrets(a->prepared.secrets);
   proto::Started started;
   started.attempt_id = d.attempt_id;
   started.agent_pid = a->job->pid();

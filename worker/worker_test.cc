@@ -200,6 +200,40 @@ TEST_F(WorkerTest, AgentIgnoringSigtermIsKilledAfterGrace) {
   EXPECT_TRUE(WaitGone(started.agent_pid, 5000));
 }
 
+// The log is created just after the agent is spawned; when it cannot be,
+// the agent is killed and the attempt fails (retryably), naming the log.
+TEST_F(WorkerTest, UncreatableLogKillsTheAgentAndFailsTheAttempt) {
+  auto d = MakeDispatch("sleep 1000\n", 21);
+  // A directory where the log file should be.
+  d.log_path = sup_.state_dir + "/logs/" + d.task.id + "/1.log";
+  std::filesystem::create_directories(d.log_path);
+  sup_.Send(d);
+  auto r = sup_.WaitFor<proto::Result>(15000);
+  ASSERT_TRUE(r) << "no result";
+  EXPECT_EQ(r->attempt_id, d.attempt_id);
+  EXPECT_EQ(r->outcome, "failed");
+  EXPECT_TRUE(r->retryable);
+  EXPECT_THAT(r->error, HasSubstr(d.log_path));
+  // The agent (a shell running its script) was spawned; none may be left.
+  const std::string script = d.agent.command[0];
+  auto agent_alive = [&] {
+    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+      std::string cmdline = ReadAll(e.path().string() + "/cmdline");
+      if (cmdline.find(script) != std::string::npos) return true;
+    }
+    return false;
+  };
+  const int64_t deadline = NowMs() + 5000;
+  while (agent_alive() && NowMs() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(agent_alive()) << "the agent outlived its failed attempt";
+  // The worker is free for the next attempt.
+  auto ok = Run(MakeDispatch("echo fine\n", 22));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->outcome, "passed");
+}
+
 TEST_F(WorkerTest, GrandchildrenHoldingThePipesAreKilled) {
   // One grandchild stays in the agent's group, one escapes to its own session;
   // both keep the output pipe open.
