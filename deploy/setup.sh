@@ -2,21 +2,29 @@
 # Installs every build and run dependency of Forge from Debian packages (only
 # what is missing, so a second run is quick), then configures and builds.
 #
-#   deploy/setup.sh [--build-dir DIR] [--sanitize] [--no-build]
+#   deploy/setup.sh [--build-dir DIR] [--sanitize] [--fuzz] [--no-build]
 #
-# Exit codes: 0 built, 1 a step failed (the failing command is printed).
+# --sanitize: AddressSanitizer + UndefinedBehaviorSanitizer (g++).
+# --fuzz: clang++ with ASan + UBSan and libFuzzer coverage in every library,
+#   plus the fuzz targets, each registered as CTest test Fuzz.<target>
+#   (label fuzz, $FORGE_FUZZ_SECONDS each, default 60); what CI's sanitizer
+#   half builds (deploy/test.sh).
+# Exit codes: 0 built, 1 a step failed (the failing command is printed),
+# 2 bad arguments.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir="$here/build"
 sanitize=OFF
+fuzz=OFF
 do_build=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir=$2; shift 2 ;;
     --sanitize) sanitize=ON; shift ;;
+    --fuzz) fuzz=ON; sanitize=ON; shift ;;
     --no-build) do_build=0; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,5 +53,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 [ "$do_build" -eq 1 ] || exit 0
-cmake -S "$here" -B "$build_dir" -G Ninja -DFORGE_SANITIZE="$sanitize" >/dev/null
+compiler=()
+if [ "$fuzz" = ON ]; then
+  compiler=(-DCMAKE_CXX_COMPILER=clang++)
+  [ -z "${FORGE_FUZZ_SECONDS:-}" ] || compiler+=(-DFORGE_FUZZ_SECONDS="$FORGE_FUZZ_SECONDS")
+  # A build directory keeps the compiler it was first configured with.
+  if [ -f "$build_dir/CMakeCache.txt" ] && ! grep -q '^CMAKE_CXX_COMPILER:.*clang++' "$build_dir/CMakeCache.txt"; then
+    echo "setup.sh: $build_dir was configured with another compiler; use a fresh --build-dir for --fuzz" >&2
+    exit 2
+  fi
+fi
+cmake -S "$here" -B "$build_dir" -G Ninja "${compiler[@]}" -DFORGE_SANITIZE="$sanitize" \
+  -DFORGE_FUZZ="$fuzz" >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
