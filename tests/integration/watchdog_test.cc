@@ -181,14 +181,21 @@ TEST(Watchdog, SupervisorKilledMidRunRecoversEverythingOnRestart) {
   }
   ASSERT_EQ(first_run_groups.size(), 2u);
   forge.Signal(SIGKILL);
+  // What the killed supervisor left open is exactly what the restart recovers.
+  int open_at_kill = 0;
+  for (const auto& id : ids) {
+    for (const auto& a : forge.Attempts(id)) open_at_kill += a.ended_at_ms == 0;
+  }
+  EXPECT_GE(open_at_kill, 1);
   forge.Start();
   for (pid_t g : first_run_groups) {
     EXPECT_TRUE(WaitFor([&] { return ProcessesInGroup(g).empty(); }, 5000))
         << "agent group " << g << " left over from the first run";
   }
+  int recovered = 0;
   for (const auto& id : ids) {
     ASSERT_TRUE(forge.WaitState(id, TaskState::kDone, 30'000)) << id;
-    int passed = 0, recovered = 0;
+    int passed = 0;
     for (const auto& a : forge.Attempts(id)) {
       EXPECT_NE(a.ended_at_ms, 0) << id << " #" << a.n << " left open";
       passed += a.outcome == "passed";
@@ -196,6 +203,7 @@ TEST(Watchdog, SupervisorKilledMidRunRecoversEverythingOnRestart) {
     }
     EXPECT_EQ(passed, 1) << id << " done more than once";
   }
+  EXPECT_EQ(recovered, open_at_kill);
   EXPECT_EQ(forge.Events("", "attempt.ended").size(), forge.Runs().size());
 }
 
