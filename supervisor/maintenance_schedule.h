@@ -63,6 +63,8 @@ class MaintenanceSchedule {
   // Whether the job in flight is removing this task's workspace: a task an
   // operator retried after the job was sent must not start in it meanwhile.
   bool Removing(const std::string& task_id) const;
+  // How many task ids Removing can be true for (0 with no job in flight).
+  size_t RemovingCount() const { return in_flight() ? removing_.size() : 0; }
   // The worker's result: true when it is the job in flight on that worker
   // (a stray or late one is ignored).
   bool Finish(pid_t worker, int64_t job_id);

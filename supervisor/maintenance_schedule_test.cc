@@ -110,15 +110,19 @@ TEST(MaintenanceScheduleTest, RemovingOnlyWhileTheJobIsInFlight) {
   MaintenanceSchedule s;
   s.Start(0);
   EXPECT_FALSE(s.Removing("t-1"));
+  EXPECT_EQ(s.RemovingCount(), 0u);
   int64_t id = s.Begin(42, 1000, 1, {"t-1", "t-2"});
+  EXPECT_EQ(s.RemovingCount(), 2u);
   EXPECT_TRUE(s.Removing("t-1"));
   EXPECT_TRUE(s.Removing("t-2"));
   EXPECT_FALSE(s.Removing("t-3"));
   EXPECT_TRUE(s.Finish(42, id));
   EXPECT_FALSE(s.Removing("t-1"));
+  EXPECT_EQ(s.RemovingCount(), 0u);
   s.Begin(42, 2000, 2, {"t-3"});
   EXPECT_GT(s.Abandon(42), 0);
   EXPECT_FALSE(s.Removing("t-3"));
+  EXPECT_EQ(s.RemovingCount(), 0u);
 }
 
 TEST(MaintenanceScheduleTest, OverrunNamesTheWorkerToKill) {

@@ -380,9 +380,18 @@ void Supervisor::TryDispatch() {
       return;
     }
     if (!next->has_value()) return;
+    if (maintenance_.Removing((*next)->id)) {
+      // Retried after the maintenance job listed its workspace: it waits for
+      // the job, and the ready tasks behind it go first meanwhile.
+      next = store_->NextReady(static_cast<int>(maintenance_.RemovingCount()) + 1,
+                               [&](const std::string& id) { return maintenance_.Removing(id); });
+      if (!next.ok()) {
+        spdlog::error("selecting a ready task: {}", next.error().ToString());
+        return;
+      }
+      if (!next->has_value()) return;
+    }
     proto::TaskInfo task = std::move(**next);
-    // Retried after the maintenance job listed its workspace: wait for the job.
-    if (maintenance_.Removing(task.id)) return;
     proto::AgentSpec agent = ResolveAgent(config_, task);
     const std::string primary_model = agent.model;
     if (!config_.agent.fallback_model.empty() && task.total_attempts > 0) {

@@ -16,7 +16,7 @@ const char* const kAttemptColumns =
     "tokens_out, num_turns, session_id, model, error, fingerprint, verdict, findings, checks, "
     "log_path, commit_id";
 
-const char* const kNextReadyWhere = "WHERE state = 'ready' ORDER BY priority DESC, seq LIMIT 1";
+const char* const kNextReadyWhere = "WHERE state = 'ready' ORDER BY priority DESC, seq LIMIT ?";
 
 namespace {
 

@@ -28,8 +28,9 @@ struct AttemptRow {
 
 extern const char* const kTaskColumns;
 extern const char* const kAttemptColumns;
-// The ready selection (after "SELECT <kTaskColumns> FROM tasks "): it must be
-// answered from the tasks_ready index alone (tested with EXPLAIN QUERY PLAN).
+// The ready selection (after "SELECT <kTaskColumns> FROM tasks "; binds the
+// LIMIT): it must be answered from the tasks_ready index alone (tested with
+// EXPLAIN QUERY PLAN).
 extern const char* const kNextReadyWhere;
 
 // kDb error naming the row and column when a JSON column does not parse.

@@ -521,9 +521,16 @@ Status Store::Impl::InsertTask(const proto::SubmitTask& in, const TaskInfo& info
 // ---------------------------------------------------------------- dispatch
 
 Result<std::optional<TaskInfo>> Store::NextReady() {
-  FORGE_ASSIGN_OR_RETURN(auto rows, impl_->QueryTasks(kNextReadyWhere));
-  if (rows.empty()) return std::optional<TaskInfo>();
-  return std::optional<TaskInfo>(std::move(rows.front().info));
+  return NextReady(1, nullptr);
+}
+
+Result<std::optional<TaskInfo>> Store::NextReady(
+    int limit, const std::function<bool(const std::string&)>& skip) {
+  FORGE_ASSIGN_OR_RETURN(auto rows, impl_->QueryTasks(kNextReadyWhere, int64_t{limit}));
+  for (auto& row : rows) {
+    if (!skip || !skip(row.info.id)) return std::optional<TaskInfo>(std::move(row.info));
+  }
+  return std::optional<TaskInfo>();
 }
 
 Result<AttemptInfo> Store::LeaseAttempt(const std::string& task_id, const Lease& lease) {

@@ -27,6 +27,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -147,6 +148,10 @@ class Store {
   // ---- dispatch ----
   // Highest priority, then oldest, among ready tasks.
   Result<std::optional<TaskInfo>> NextReady();
+  // The same, passing over tasks `skip` says to leave for now; looks at no
+  // more than `limit` ready tasks (so pass the number skip can refuse, + 1).
+  Result<std::optional<TaskInfo>> NextReady(int limit,
+                                            const std::function<bool(const std::string&)>& skip);
   // ready -> running with a new open attempt; kConflict if the task is not ready.
   Result<AttemptInfo> LeaseAttempt(const std::string& task_id, const Lease& lease);
   // Records the agent's pid/pgid/start time (for recovery's kill check).

@@ -254,6 +254,28 @@ TEST_F(StoreTest, SubmitFillsDefaults) {
   EXPECT_EQ(b->max_attempts, 7);
 }
 
+// The supervisor passes over a task whose old workspace maintenance is still
+// removing; the next ready one in the usual order is chosen instead.
+TEST_F(StoreTest, NextReadyPassesOverSkippedTasksWithinTheLimit) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a", "a"), Task("b", "b"), Task("c", "c")});
+  auto skip_a = [&](const std::string& id) { return id == ids[0]; };
+  auto next = s->NextReady(2, skip_a);
+  ASSERT_TRUE(next.ok() && *next);
+  EXPECT_EQ((*next)->id, ids[1]);
+  auto skip_ab = [&](const std::string& id) { return id == ids[0] || id == ids[1]; };
+  next = s->NextReady(3, skip_ab);
+  ASSERT_TRUE(next.ok() && *next);
+  EXPECT_EQ((*next)->id, ids[2]);
+  // Only `limit` tasks are looked at.
+  next = s->NextReady(2, skip_ab);
+  ASSERT_TRUE(next.ok());
+  EXPECT_FALSE(next->has_value());
+  next = s->NextReady(1, nullptr);
+  ASSERT_TRUE(next.ok() && *next);
+  EXPECT_EQ((*next)->id, ids[0]);
+}
+
 TEST_F(StoreTest, DependentBecomesReadyOnlyWhenItsDependenciesAreDone) {
   auto s = OpenStore();
   auto ids = MustSubmit(*s, {Task("c", "c", {"a", "b"}), Task("a", "a"), Task("b", "b", {"a"})});

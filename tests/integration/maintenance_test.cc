@@ -5,9 +5,11 @@
 // the SQLite file while the supervisor is stopped, log mtimes with utimes.
 #include <sqlite3.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "tests/integration/harness.h"
 
@@ -80,6 +82,21 @@ std::string Settle(Forge& forge, const std::string& id) {
 
 int CountEvents(Forge& forge, const std::string& task, const std::string& kind) {
   return static_cast<int>(forge.Events(task, kind).size());
+}
+
+// CPU time (user + system) the process has used so far, in ms.
+int64_t CpuMs(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  auto close = line.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(line.substr(close + 2));
+  std::string skip;
+  for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
+  int64_t utime = 0, stime = 0;
+  fields >> utime >> stime;
+  return (utime + stime) * 1000 / ::sysconf(_SC_CLK_TCK);
 }
 
 ForgeOptions Options(const std::string& maintenance) {
@@ -206,6 +223,86 @@ TEST(Maintenance, AWorkerKilledMidJobLosesNothing) {
   EXPECT_FALSE(fs::exists(state + "/worktrees/" + old_repo));
   EXPECT_NE(Sh("git -C " + repo + " branch --list forge/" + old_repo), "");
   EXPECT_EQ(forge.Task(old_repo).state, TaskState::kCancelled);
+}
+
+// A job that falls due while the only worker is busy waits for it without
+// spinning the supervisor's loop (it once polled with a zero timeout until a
+// worker was free: a whole core for as long as the agent ran). Measured as
+// the supervisor's CPU time over a 3 s agent run while jobs fall due every
+// 300 ms; a spinning loop uses most of those 3 s, an idle one a few tens of ms.
+TEST(Maintenance, AJobWaitingForABusyWorkerDoesNotSpinTheLoop) {
+  Forge forge(Options("{interval: 300ms, keep: 1d, timeout: 1h}"));
+  forge.Start();
+  ASSERT_TRUE(WaitFor([&] { return !forge.Events("", "maintenance.finished").empty(); }, 20'000));
+  int64_t before = CpuMs(forge.pid());
+  ASSERT_GE(before, 0);
+  std::string id = forge.Submit("slow_succeed", {{"FAKE_SLEEP", "3"}});
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone, 30'000));
+  int64_t used = CpuMs(forge.pid()) - before;
+  EXPECT_LT(used, 1000) << "the supervisor used " << used
+                        << " ms of CPU while its worker ran a 3 s agent";
+  // The jobs that fell due meanwhile still ran once the worker was free.
+  size_t finished = forge.Events("", "maintenance.finished").size();
+  EXPECT_TRUE(
+      WaitFor([&] { return forge.Events("", "maintenance.finished").size() > finished; }, 20'000));
+}
+
+// A task retried while the job in flight is removing its old workspace waits
+// for the job, and the ready tasks behind it do not wait with it.
+TEST(Maintenance, ATaskWaitingForItsWorkspaceRemovalDoesNotHoldUpOthers) {
+  Forge forge(Options("{interval: 1h, keep: 1d}"));
+  std::string repo = MakeRepo(forge.dir());
+  const std::string bin = forge.dir() + "/fakegit";
+  const std::string mark = forge.dir() + "/git-removing";
+  const std::string release = forge.dir() + "/git-release";
+  fs::create_directories(bin);
+  std::string real_git = Sh("command -v git");
+  while (!real_git.empty() && real_git.back() == '\n') real_git.pop_back();
+  // `worktree remove` waits for the test's release file, so the job is
+  // provably in flight for as long as the test needs.
+  std::ofstream(bin + "/git") << "#!/bin/sh\n"
+                              << "case \"$*\" in *'worktree remove'*)\n"
+                              << "  touch " << mark << "\n"
+                              << "  while [ ! -e " << release << " ]; do sleep 0.05; done;;\n"
+                              << "esac\n"
+                              << "exec " << real_git << " \"$@\"\n";
+  fs::permissions(bin + "/git", fs::perms::owner_all);
+  forge.Start();
+  std::string old_repo = forge.Submit("hang_silent", {}, json{{"repo", repo}});
+  Settle(forge, old_repo);
+  ASSERT_TRUE(forge.Signal(SIGTERM).success());
+  const std::string state = forge.state_dir();
+  EnsureWorktree(repo, state, old_repo);
+  // Blocked two days ago, so the operator can retry it and the job removes it.
+  int64_t old_ms = ::time(nullptr) * 1000LL - 2 * kDay;
+  Sql(state + "/forge.db", "UPDATE tasks SET state = 'blocked', finished_at = " +
+                               std::to_string(old_ms) + " WHERE id = '" + old_repo + "'");
+  size_t attempts_before = forge.Attempts(old_repo).size();
+
+  ForgeOptions o = Options("{interval: 300ms, keep: 1d, timeout: 1h}");
+  o.workers = 2;
+  o.extra_env["PATH"] = bin + ":" + std::string(std::getenv("PATH"));
+  forge.Rewrite(o);
+  forge.Start();
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(mark); }, 20'000));
+  auto retried = forge.ctl().Call("retry", json{{"id", old_repo}});
+  ASSERT_TRUE(retried.ok()) << retried.error().message;
+  ASSERT_TRUE(forge.WaitState(old_repo, TaskState::kReady));
+  // Submitted after old_repo at the same priority: behind it in the queue.
+  std::string behind = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(behind, TaskState::kDone, 20'000))
+      << "a ready task waited behind one whose workspace is being removed";
+  EXPECT_EQ(forge.Task(old_repo).state, TaskState::kReady);
+  EXPECT_EQ(forge.Attempts(old_repo).size(), attempts_before);
+
+  // Once the job has removed the old workspace, the retried task runs.
+  std::ofstream(release) << "go";
+  ASSERT_TRUE(
+      WaitFor([&] { return CountEvents(forge, old_repo, "maintenance.removed") == 1; }, 20'000));
+  ASSERT_TRUE(
+      WaitFor([&] { return forge.Attempts(old_repo).size() == attempts_before + 1; }, 20'000));
+  int64_t removed_at = forge.Events(old_repo, "maintenance.removed")[0].ts_ms;
+  EXPECT_GE(forge.Attempts(old_repo).back().started_at_ms, removed_at);
 }
 
 }  // namespace
