@@ -18,6 +18,17 @@
 #include <fstream>
 #include <sstream>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define FORGE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FORGE_ASAN 1
+#endif
+#endif
+#ifdef FORGE_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 extern char** environ;
 
 namespace forge {
@@ -229,6 +240,13 @@ pid_t CloneAndExec(ChildPlan& plan) {
                     CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
   int err = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
+#ifdef FORGE_ASAN
+  // The child's instrumented frames poisoned shadow memory for this stack and
+  // never returned to unpoison it (they exec'd or _exit'ed). Left poisoned,
+  // whatever is mapped at this address next (SQLite's buffers, once) reads as
+  // a stack redzone: a false stack-buffer-underflow.
+  __asan_unpoison_memory_region(stack, kChildStackBytes);
+#endif
   munmap(stack, kChildStackBytes);
   errno = err;
   return pid;
