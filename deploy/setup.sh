@@ -7,7 +7,7 @@
 # --sanitize: AddressSanitizer + UndefinedBehaviorSanitizer (g++).
 # --fuzz: clang++ with ASan + UBSan and libFuzzer coverage in every library,
 #   plus the fuzz targets, each registered as CTest test Fuzz.<target>
-#   (label fuzz, $FORGE_FUZZ_SECONDS each, default 60); what CI's sanitizer
+#   (label fuzz, $FORGE_FUZZ_SECONDS each, default 30); what CI's sanitizer
 #   half builds (deploy/test.sh).
 # Exit codes: 0 built, 1 a step failed (the failing command is printed),
 # 2 bad arguments.

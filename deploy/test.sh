@@ -3,7 +3,7 @@
 # normal build (g++), then (unless FORGE_TEST_SANITIZE=0) the same suite built
 # by clang++ with AddressSanitizer + UndefinedBehaviorSanitizer and libFuzzer
 # coverage (build-sanitize/, setup.sh --fuzz), where CTest also runs every
-# libFuzzer target for FORGE_FUZZ_SECONDS (default 60) from its committed
+# libFuzzer target for FORGE_FUZZ_SECONDS (default 30) from its committed
 # corpus (tests Fuzz.*, label fuzz). Every committed fuzz input (fuzz/corpus,
 # fuzz/regressions) is also replayed by both builds (FuzzReplay.*).
 #
