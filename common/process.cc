@@ -18,16 +18,7 @@
 #include <fstream>
 #include <sstream>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define FORGE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FORGE_ASAN 1
-#endif
-#endif
-#ifdef FORGE_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
+#include "common/sanitizers.h"
 
 extern char** environ;
 

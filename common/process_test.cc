@@ -17,16 +17,7 @@
 #include <functional>
 #include <thread>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define FORGE_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FORGE_TEST_ASAN 1
-#endif
-#endif
-#ifdef FORGE_TEST_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
+#include "common/sanitizers.h"
 
 namespace forge {
 namespace {
@@ -102,7 +93,7 @@ SpawnOptions Opts(std::vector<std::string> argv) {
   return o;
 }
 
-#ifdef FORGE_TEST_ASAN
+#ifdef FORGE_ASAN
 // The child runs on a stack Spawn maps and unmaps; its frames poison ASan's
 // shadow and never unpoison it (they exec). Memory mapped next at that
 // address (mmap reuses the hole) must not read as a stack redzone: this once

@@ -80,6 +80,29 @@ std::string Settle(Forge& forge, const std::string& id) {
   return id;
 }
 
+// A git (first in PATH) whose `worktree remove`, until the test creates
+// `release`, touches `mark` and waits for it; everything else, and every
+// removal after the release, goes to the real git. A worker killed meanwhile
+// takes the waiting script with it (PR_SET_PDEATHSIG).
+struct HangingGit {
+  explicit HangingGit(const std::string& dir)
+      : bin(dir + "/fakegit"), mark(dir + "/git-removing"), release(dir + "/git-release") {
+    fs::create_directories(bin);
+    std::string real_git = Sh("command -v git");
+    while (!real_git.empty() && real_git.back() == '\n') real_git.pop_back();
+    std::ofstream(bin + "/git") << "#!/bin/sh\n"
+                                << "case \"$*\" in *'worktree remove'*)\n"
+                                << "  if [ ! -e " << release << " ]; then\n"
+                                << "    touch " << mark << "\n"
+                                << "    while [ ! -e " << release << " ]; do sleep 0.05; done\n"
+                                << "  fi;;\n"
+                                << "esac\n"
+                                << "exec " << real_git << " \"$@\"\n";
+    fs::permissions(bin + "/git", fs::perms::owner_all);
+  }
+  const std::string bin, mark, release;
+};
+
 int CountEvents(Forge& forge, const std::string& task, const std::string& kind) {
   return static_cast<int>(forge.Events(task, kind).size());
 }
@@ -171,21 +194,8 @@ TEST(Maintenance, RemovesOldWorkspacesKeepsFreshOnesBranchesAndNewLogs) {
 TEST(Maintenance, AWorkerKilledMidJobLosesNothing) {
   Forge forge(Options("{interval: 1h, keep: 1d}"));
   std::string repo = MakeRepo(forge.dir());
-  // A git that hangs in `worktree remove` until released, so the test can
-  // kill the worker while the job is provably in the middle.
-  const std::string bin = forge.dir() + "/fakegit";
-  const std::string mark = forge.dir() + "/git-removing";
-  const std::string release = forge.dir() + "/git-release";
-  fs::create_directories(bin);
-  std::string real_git = Sh("command -v git");
-  while (!real_git.empty() && real_git.back() == '\n') real_git.pop_back();
-  std::ofstream(bin + "/git") << "#!/bin/sh\n"
-                              << "case \"$*\" in *'worktree remove'*)\n"
-                              << "  if [ ! -e " << release << " ]; then touch " << mark
-                              << "; exec sleep 60; fi;;\n"
-                              << "esac\n"
-                              << "exec " << real_git << " \"$@\"\n";
-  fs::permissions(bin + "/git", fs::perms::owner_all);
+  // The test kills the worker while the job is provably in the middle.
+  HangingGit git(forge.dir());
   forge.Start();
   std::string old_repo = forge.Submit("hang_silent", {}, json{{"repo", repo}});
   Settle(forge, old_repo);
@@ -197,10 +207,10 @@ TEST(Maintenance, AWorkerKilledMidJobLosesNothing) {
                                " WHERE id = '" + old_repo + "'");
 
   ForgeOptions o = Options("{interval: 300ms, keep: 1d, timeout: 1h}");
-  o.extra_env["PATH"] = bin + ":" + std::string(std::getenv("PATH"));
+  o.extra_env["PATH"] = git.bin + ":" + std::string(std::getenv("PATH"));
   forge.Rewrite(o);
   forge.Start();
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(mark); }, 20'000));
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(git.mark); }, 20'000));
   auto started = forge.Events("", "maintenance.started");
   ASSERT_FALSE(started.empty());
   pid_t worker = started.back().payload["worker_pid"].get<pid_t>();
@@ -217,7 +227,7 @@ TEST(Maintenance, AWorkerKilledMidJobLosesNothing) {
   EXPECT_EQ(forge.Task(old_repo).state, TaskState::kCancelled);
   EXPECT_EQ(CountEvents(forge, old_repo, "maintenance.removed"), 0);
   // Released, the next interval's job finishes what the killed one started.
-  std::ofstream(release) << "go";
+  std::ofstream(git.release) << "go";
   ASSERT_TRUE(
       WaitFor([&] { return CountEvents(forge, old_repo, "maintenance.removed") == 1; }, 20'000));
   EXPECT_FALSE(fs::exists(state + "/worktrees/" + old_repo));
@@ -252,21 +262,8 @@ TEST(Maintenance, AJobWaitingForABusyWorkerDoesNotSpinTheLoop) {
 TEST(Maintenance, ATaskWaitingForItsWorkspaceRemovalDoesNotHoldUpOthers) {
   Forge forge(Options("{interval: 1h, keep: 1d}"));
   std::string repo = MakeRepo(forge.dir());
-  const std::string bin = forge.dir() + "/fakegit";
-  const std::string mark = forge.dir() + "/git-removing";
-  const std::string release = forge.dir() + "/git-release";
-  fs::create_directories(bin);
-  std::string real_git = Sh("command -v git");
-  while (!real_git.empty() && real_git.back() == '\n') real_git.pop_back();
-  // `worktree remove` waits for the test's release file, so the job is
-  // provably in flight for as long as the test needs.
-  std::ofstream(bin + "/git") << "#!/bin/sh\n"
-                              << "case \"$*\" in *'worktree remove'*)\n"
-                              << "  touch " << mark << "\n"
-                              << "  while [ ! -e " << release << " ]; do sleep 0.05; done;;\n"
-                              << "esac\n"
-                              << "exec " << real_git << " \"$@\"\n";
-  fs::permissions(bin + "/git", fs::perms::owner_all);
+  // The job stays in flight for as long as the test needs.
+  HangingGit git(forge.dir());
   forge.Start();
   std::string old_repo = forge.Submit("hang_silent", {}, json{{"repo", repo}});
   Settle(forge, old_repo);
@@ -281,10 +278,10 @@ TEST(Maintenance, ATaskWaitingForItsWorkspaceRemovalDoesNotHoldUpOthers) {
 
   ForgeOptions o = Options("{interval: 300ms, keep: 1d, timeout: 1h}");
   o.workers = 2;
-  o.extra_env["PATH"] = bin + ":" + std::string(std::getenv("PATH"));
+  o.extra_env["PATH"] = git.bin + ":" + std::string(std::getenv("PATH"));
   forge.Rewrite(o);
   forge.Start();
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(mark); }, 20'000));
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(git.mark); }, 20'000));
   auto retried = forge.ctl().Call("retry", json{{"id", old_repo}});
   ASSERT_TRUE(retried.ok()) << retried.error().message;
   ASSERT_TRUE(forge.WaitState(old_repo, TaskState::kReady));
@@ -296,7 +293,7 @@ TEST(Maintenance, ATaskWaitingForItsWorkspaceRemovalDoesNotHoldUpOthers) {
   EXPECT_EQ(forge.Attempts(old_repo).size(), attempts_before);
 
   // Once the job has removed the old workspace, the retried task runs.
-  std::ofstream(release) << "go";
+  std::ofstream(git.release) << "go";
   ASSERT_TRUE(
       WaitFor([&] { return CountEvents(forge, old_repo, "maintenance.removed") == 1; }, 20'000));
   ASSERT_TRUE(

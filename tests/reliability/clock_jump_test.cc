@@ -10,15 +10,8 @@
 
 #include <chrono>
 
+#include "common/sanitizers.h"
 #include "tests/reliability/reliability.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define FORGE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FORGE_ASAN 1
-#endif
-#endif
 
 namespace forge::reliability {
 namespace {
