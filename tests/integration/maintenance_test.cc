@@ -129,6 +129,36 @@ ForgeOptions Options(const std::string& maintenance) {
   return o;
 }
 
+// A repo task settled two days ago (`state_sql` may set more of its row,
+// e.g. "state = 'blocked', "), with its worktree still there; then
+// forge restarted with `workers`, a 300 ms maintenance interval and `git`
+// first in PATH. Returns once the job is stuck removing that worktree.
+struct StuckRemoval {
+  std::string repo;
+  std::string task;
+};
+StuckRemoval StartJobStuckOnOldWorktree(Forge& forge, const HangingGit& git, int workers,
+                                        const std::string& state_sql) {
+  StuckRemoval r;
+  r.repo = MakeRepo(forge.dir());
+  forge.Start();
+  r.task = forge.Submit("hang_silent", {}, json{{"repo", r.repo}});
+  Settle(forge, r.task);
+  EXPECT_TRUE(forge.Signal(SIGTERM).success());
+  const std::string state = forge.state_dir();
+  EnsureWorktree(r.repo, state, r.task);
+  int64_t old_ms = ::time(nullptr) * 1000LL - 2 * kDay;
+  Sql(state + "/forge.db", "UPDATE tasks SET " + state_sql + "finished_at = " +
+                               std::to_string(old_ms) + " WHERE id = '" + r.task + "'");
+  ForgeOptions o = Options("{interval: 300ms, keep: 1d, timeout: 1h}");
+  o.workers = workers;
+  o.extra_env["PATH"] = git.bin + ":" + std::string(std::getenv("PATH"));
+  forge.Rewrite(o);
+  forge.Start();
+  EXPECT_TRUE(WaitFor([&] { return fs::exists(git.mark); }, 20'000));
+  return r;
+}
+
 TEST(Maintenance, RemovesOldWorkspacesKeepsFreshOnesBranchesAndNewLogs) {
   // Phase 1: produce the tasks with maintenance far away.
   Forge forge(Options("{interval: 1h, keep: 1d, keep_logs: 1d}"));
@@ -193,24 +223,14 @@ TEST(Maintenance, RemovesOldWorkspacesKeepsFreshOnesBranchesAndNewLogs) {
 
 TEST(Maintenance, AWorkerKilledMidJobLosesNothing) {
   Forge forge(Options("{interval: 1h, keep: 1d}"));
-  std::string repo = MakeRepo(forge.dir());
   // The test kills the worker while the job is provably in the middle.
   HangingGit git(forge.dir());
-  forge.Start();
-  std::string old_repo = forge.Submit("hang_silent", {}, json{{"repo", repo}});
-  Settle(forge, old_repo);
-  ASSERT_TRUE(forge.Signal(SIGTERM).success());
+  // (Not a structured binding: clang 14 cannot capture those in lambdas.)
+  const StuckRemoval stuck = StartJobStuckOnOldWorktree(forge, git, 1, "");
+  const std::string& repo = stuck.repo;
+  const std::string& old_repo = stuck.task;
+  if (::testing::Test::HasFailure()) return;
   const std::string state = forge.state_dir();
-  EnsureWorktree(repo, state, old_repo);
-  int64_t old_ms = ::time(nullptr) * 1000LL - 2 * kDay;
-  Sql(state + "/forge.db", "UPDATE tasks SET finished_at = " + std::to_string(old_ms) +
-                               " WHERE id = '" + old_repo + "'");
-
-  ForgeOptions o = Options("{interval: 300ms, keep: 1d, timeout: 1h}");
-  o.extra_env["PATH"] = git.bin + ":" + std::string(std::getenv("PATH"));
-  forge.Rewrite(o);
-  forge.Start();
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(git.mark); }, 20'000));
   auto started = forge.Events("", "maintenance.started");
   ASSERT_FALSE(started.empty());
   pid_t worker = started.back().payload["worker_pid"].get<pid_t>();
@@ -261,27 +281,13 @@ TEST(Maintenance, AJobWaitingForABusyWorkerDoesNotSpinTheLoop) {
 // for the job, and the ready tasks behind it do not wait with it.
 TEST(Maintenance, ATaskWaitingForItsWorkspaceRemovalDoesNotHoldUpOthers) {
   Forge forge(Options("{interval: 1h, keep: 1d}"));
-  std::string repo = MakeRepo(forge.dir());
   // The job stays in flight for as long as the test needs.
   HangingGit git(forge.dir());
-  forge.Start();
-  std::string old_repo = forge.Submit("hang_silent", {}, json{{"repo", repo}});
-  Settle(forge, old_repo);
-  ASSERT_TRUE(forge.Signal(SIGTERM).success());
-  const std::string state = forge.state_dir();
-  EnsureWorktree(repo, state, old_repo);
   // Blocked two days ago, so the operator can retry it and the job removes it.
-  int64_t old_ms = ::time(nullptr) * 1000LL - 2 * kDay;
-  Sql(state + "/forge.db", "UPDATE tasks SET state = 'blocked', finished_at = " +
-                               std::to_string(old_ms) + " WHERE id = '" + old_repo + "'");
+  const std::string old_repo =
+      StartJobStuckOnOldWorktree(forge, git, 2, "state = 'blocked', ").task;
+  if (::testing::Test::HasFailure()) return;
   size_t attempts_before = forge.Attempts(old_repo).size();
-
-  ForgeOptions o = Options("{interval: 300ms, keep: 1d, timeout: 1h}");
-  o.workers = 2;
-  o.extra_env["PATH"] = git.bin + ":" + std::string(std::getenv("PATH"));
-  forge.Rewrite(o);
-  forge.Start();
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(git.mark); }, 20'000));
   auto retried = forge.ctl().Call("retry", json{{"id", old_repo}});
   ASSERT_TRUE(retried.ok()) << retried.error().message;
   ASSERT_TRUE(forge.WaitState(old_repo, TaskState::kReady));
