@@ -2,7 +2,8 @@
 # Deploy checks (issue 8): the systemd units pass `systemd-analyze verify`,
 # `cmake --install` into a temporary prefix lays out binaries, briefs and the
 # example config where Forge looks for them, the installed binaries run from
-# there, and CPack builds a .deb whose metadata declares its dependencies.
+# there, CPack builds a .deb whose metadata declares its dependencies, and
+# setup.sh / fuzz/fuzz_one.sh refuse bad arguments with exit 2.
 #
 #   deploy_test.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
@@ -58,4 +59,23 @@ if command -v dpkg-shlibdeps >/dev/null; then
   grep -q 'bin/forge-supervisor$' <<<"$contents" || fail ".deb lacks forge-supervisor"
   grep -q 'systemd/system/forge-supervisor.service$' <<<"$contents" || fail ".deb lacks the unit"
 fi
+# 4. Bad arguments of the setup and fuzzing scripts: exit 2 and a message
+# naming what is wrong (nothing is installed or built).
+expect_usage_error() {  # expect_usage_error PATTERN COMMAND...
+  local pattern=$1 out status=0
+  shift
+  out=$("$@" 2>&1) || status=$?
+  [ "$status" -eq 2 ] || fail "$* exited $status, not 2: $out"
+  grep -q -- "$pattern" <<<"$out" || fail "$* did not say '$pattern': $out"
+}
+expect_usage_error "unknown argument '--bogus'" "$src/deploy/setup.sh" --bogus
+mkdir -p "$tmp/gcc-build"
+echo 'CMAKE_CXX_COMPILER:FILEPATH=/usr/bin/c++' > "$tmp/gcc-build/CMakeCache.txt"
+expect_usage_error "configured with another compiler" \
+  "$src/deploy/setup.sh" --build-dir "$tmp/gcc-build" --fuzz
+expect_usage_error "usage: fuzz_one.sh" "$src/fuzz/fuzz_one.sh" /bin/true
+expect_usage_error "not an executable" "$src/fuzz/fuzz_one.sh" "$tmp/none" "$src/fuzz/corpus/codec" 1 "$tmp/r"
+expect_usage_error "no such corpus directory" "$src/fuzz/fuzz_one.sh" /bin/true "$tmp/none" 1 "$tmp/r"
+expect_usage_error "whole number, got '1s'" "$src/fuzz/fuzz_one.sh" /bin/true "$src/fuzz/corpus/codec" 1s "$tmp/r"
+
 echo "deploy checks passed"
