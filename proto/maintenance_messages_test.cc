@@ -18,7 +18,6 @@ Maintain FullMaintain() {
               {"t-2", "/srv/forge/workspaces/t-2", "", ""}};
   m.logs_dir = "/srv/forge/logs";
   m.logs_before_ms = 1795273445123;
-  m.db_path = "/srv/forge/forge.db";
   return m;
 }
 
@@ -28,7 +27,6 @@ MaintenanceResult FullMaintenanceResult() {
   r.removed = {{"t-1", "/srv/forge/worktrees/t-1", true}, {"t-2", "/x", false}};
   r.logs_deleted = 12;
   r.errors = {"removing '/y': permission denied"};
-  r.checkpoint = {true, true, 40, 30, "database is locked"};
   r.duration_ms = 55;
   return r;
 }
@@ -96,9 +94,9 @@ TEST(MaintenanceMessages, MistypedFieldsAreNamed) {
   j["remove"] = json::object();
   EXPECT_THAT(DecodeErrorOf(false, j.dump()), HasSubstr("field 'remove' must be an array"));
   j = json::parse(Encode(FullMaintenanceResult()));
-  j["checkpoint"]["busy"] = 1;
+  j["removed"][0]["existed"] = 1;
   EXPECT_THAT(DecodeErrorOf(true, j.dump()),
-              HasSubstr("maintenance_result: field 'checkpoint.busy' must be a boolean"));
+              HasSubstr("maintenance_result: field 'removed.0.existed' must be a boolean"));
   j = json::parse(Encode(FullMaintenanceResult()));
   j["errors"][0] = 5;
   EXPECT_THAT(DecodeErrorOf(true, j.dump()), HasSubstr("field 'errors.0' must be a string"));

@@ -194,8 +194,11 @@ void ReadValue(const json& j, MaintainEntry& m) {
 }
 
 void to_json(json& j, const Maintain& m) {
-  j = json{{"job_id", m.job_id},     {"state_dir", m.state_dir},           {"remove", m.remove},
-           {"logs_dir", m.logs_dir}, {"logs_before_ms", m.logs_before_ms}, {"db_path", m.db_path}};
+  j = json{{"job_id", m.job_id},
+           {"state_dir", m.state_dir},
+           {"remove", m.remove},
+           {"logs_dir", m.logs_dir},
+           {"logs_before_ms", m.logs_before_ms}};
 }
 
 void ReadValue(const json& j, Maintain& m) {
@@ -205,7 +208,6 @@ void ReadValue(const json& j, Maintain& m) {
   Optional(j, "remove", m.remove);
   Optional(j, "logs_dir", m.logs_dir);
   Optional(j, "logs_before_ms", m.logs_before_ms);
-  Optional(j, "db_path", m.db_path);
 }
 
 void to_json(json& j, const RemovedEntry& m) {
@@ -219,26 +221,12 @@ void ReadValue(const json& j, RemovedEntry& m) {
   Optional(j, "existed", m.existed);
 }
 
-void to_json(json& j, const CheckpointReport& m) {
-  j = json{{"ran", m.ran},
-           {"busy", m.busy},
-           {"log_frames", m.log_frames},
-           {"checkpointed_frames", m.checkpointed_frames}};
-  if (!m.error.empty()) j["error"] = m.error;
-}
-
-void ReadValue(const json& j, CheckpointReport& m) {
-  RequireObject(j);
-  Optional(j, "ran", m.ran);
-  Optional(j, "busy", m.busy);
-  Optional(j, "log_frames", m.log_frames);
-  Optional(j, "checkpointed_frames", m.checkpointed_frames);
-  Optional(j, "error", m.error);
-}
-
 void to_json(json& j, const MaintenanceResult& m) {
-  j = json{{"job_id", m.job_id}, {"removed", m.removed},       {"logs_deleted", m.logs_deleted},
-           {"errors", m.errors}, {"checkpoint", m.checkpoint}, {"duration_ms", m.duration_ms}};
+  j = json{{"job_id", m.job_id},
+           {"removed", m.removed},
+           {"logs_deleted", m.logs_deleted},
+           {"errors", m.errors},
+           {"duration_ms", m.duration_ms}};
 }
 
 void ReadValue(const json& j, MaintenanceResult& m) {
@@ -247,7 +235,6 @@ void ReadValue(const json& j, MaintenanceResult& m) {
   Optional(j, "removed", m.removed);
   Optional(j, "logs_deleted", m.logs_deleted);
   Optional(j, "errors", m.errors);
-  Optional(j, "checkpoint", m.checkpoint);
   Optional(j, "duration_ms", m.duration_ms);
 }
 

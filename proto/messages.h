@@ -139,7 +139,6 @@ struct Maintain {
   std::vector<MaintainEntry> remove;
   std::string logs_dir;        // per-attempt logs: <logs_dir>/<task>/*
   int64_t logs_before_ms = 0;  // wall ms: files last written before it are deleted; 0: none
-  std::string db_path;         // WAL checkpoint on the worker's own connection; empty: skip
   bool operator==(const Maintain&) const = default;
 };
 
@@ -150,22 +149,12 @@ struct RemovedEntry {
   bool operator==(const RemovedEntry&) const = default;
 };
 
-struct CheckpointReport {
-  bool ran = false;
-  bool busy = false;  // a reader kept the checkpoint from finishing
-  int64_t log_frames = 0;
-  int64_t checkpointed_frames = 0;
-  std::string error;
-  bool operator==(const CheckpointReport&) const = default;
-};
-
 struct MaintenanceResult {
   static constexpr std::string_view kType = "maintenance_result";
   int64_t job_id = 0;
   std::vector<RemovedEntry> removed;  // entries not listed failed (see errors) and are retried
   int64_t logs_deleted = 0;
   std::vector<std::string> errors;  // one line each, naming the path
-  CheckpointReport checkpoint;
   int64_t duration_ms = 0;
   bool operator==(const MaintenanceResult&) const = default;
 };
@@ -186,7 +175,6 @@ void to_json(json& j, const Shutdown& m);
 void to_json(json& j, const MaintainEntry& m);
 void to_json(json& j, const Maintain& m);
 void to_json(json& j, const RemovedEntry& m);
-void to_json(json& j, const CheckpointReport& m);
 void to_json(json& j, const MaintenanceResult& m);
 
 void ReadValue(const json& j, Hello& m);
@@ -201,7 +189,6 @@ void ReadValue(const json& j, Shutdown& m);
 void ReadValue(const json& j, MaintainEntry& m);
 void ReadValue(const json& j, Maintain& m);
 void ReadValue(const json& j, RemovedEntry& m);
-void ReadValue(const json& j, CheckpointReport& m);
 void ReadValue(const json& j, MaintenanceResult& m);
 
 }  // namespace forge::proto

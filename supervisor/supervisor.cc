@@ -221,12 +221,14 @@ int Supervisor::Run() {
         {children_socket_->handle(), 0, ZMQ_POLLIN, 0},
         {control_socket_->handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, signals_->fd(), ZMQ_POLLIN, 0},
+        {nullptr, checkpoint_ ? checkpoint_->fd() : -1, ZMQ_POLLIN, 0},
     };
     try {
-      zmq::poll(items, 3, std::chrono::milliseconds(PollTimeoutMs()));
+      zmq::poll(items, checkpoint_ ? 4 : 3, std::chrono::milliseconds(PollTimeoutMs()));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) spdlog::error("zmq_poll: {}", e.what());
     }
+    if ((items[3].revents & ZMQ_POLLIN) && checkpoint_->Finished()) FinishCheckpoint();
     // Children's messages before SIGCHLD: a child's last words (a result sent
     // just before it exited) are read before its exit closes the attempt.
     DrainChildren();

@@ -1,8 +1,9 @@
 // forge-supervisor's core: the single-threaded event loop that owns the
 // queue, the children and the control socket.
 //
-// One zmq_poll waits on the children ROUTER, the control ROUTER and a
-// signalfd (SIGCHLD, SIGTERM, SIGINT, SIGHUP); its timeout is the next timer
+// One zmq_poll waits on the children ROUTER, the control ROUTER, a signalfd
+// (SIGCHLD, SIGTERM, SIGINT, SIGHUP) and, while one runs, the background WAL
+// checkpoint's eventfd; its timeout is the next timer
 // (heartbeat deadline, cooldown due, respawn, guard expiry, shutdown grace,
 // systemd watchdog). Nothing in the loop waits on a child or an agent.
 // Dispatch is attempted whenever something may have made it possible (a
@@ -19,6 +20,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/background.h"
 #include "common/clock.h"
 #include "common/signals.h"
 #include "proto/endpoints.h"
@@ -30,6 +32,7 @@
 #include "supervisor/maintenance_schedule.h"
 #include "supervisor/retry_policy.h"
 #include "supervisor/store/store.h"
+#include "supervisor/store/wal_checkpoint.h"
 
 namespace forge::supervisor {
 
@@ -92,6 +95,9 @@ class Supervisor final : public ControlBackend {
   void TryMaintenance(bool before_dispatch);
   void OnMaintenanceResult(Child& child, const proto::MaintenanceResult& m);
   void OnMaintenanceWorkerGone(pid_t pid, const std::string& why);
+  // The WAL checkpoint of each maintenance run, on a thread of its own.
+  void StartCheckpoint();
+  void FinishCheckpoint();
 
   // ---- children ----
   void SpawnChild(Role role);
@@ -141,6 +147,7 @@ class Supervisor final : public ControlBackend {
   LoopCounters counters_;
 
   MaintenanceSchedule maintenance_;
+  std::unique_ptr<Background<store::CheckpointReport>> checkpoint_;  // joined when destroyed
   std::deque<int64_t> review_queue_;  // attempts whose agent passed, waiting for a critic
   struct PendingRespawn {
     Role role;

@@ -1,6 +1,8 @@
 // The supervisor's side of the maintenance pass: choose what is due, send it
 // to an idle worker, record what the worker did. Nothing here touches the
-// filesystem: the job runs on the worker (see worker/maintenance.h).
+// filesystem: the job runs on the worker (see worker/maintenance.h). The
+// pass's WAL checkpoint is the one part done here, on a thread, because the
+// supervisor is the only process that opens the database.
 #include <spdlog/spdlog.h>
 
 #include "common/paths.h"
@@ -20,7 +22,7 @@ void Supervisor::TryMaintenance(bool before_dispatch) {
   if (wall > mc.keep_ms) {
     auto rows = store_->SettledWorkspaces(wall - mc.keep_ms, static_cast<int>(kMaxRemovalsPerJob));
     if (!rows.ok()) {
-      // The job still deletes logs and checkpoints; the removals wait.
+      // The job still deletes logs and the WAL is still checkpointed; the removals wait.
       spdlog::error("maintenance: listing settled tasks: {}", rows.error().ToString());
     } else {
       for (auto& r : *rows) settled.push_back({r.id, r.state, r.repo, r.finished_at_ms});
@@ -31,7 +33,6 @@ void Supervisor::TryMaintenance(bool before_dispatch) {
   job.remove = SelectRemovals(settled, options_.state_dir, wall, mc.keep_ms);
   job.logs_dir = JoinPath(options_.state_dir, "logs");
   job.logs_before_ms = LogsCutoff(wall, mc.keep_logs_ms);
-  job.db_path = JoinPath(options_.state_dir, "forge.db");
   std::vector<std::string> removing;
   for (const auto& e : job.remove) removing.push_back(e.task_id);
   job.job_id = maintenance_.Begin(worker->pid, now, wall, std::move(removing));
@@ -49,6 +50,38 @@ void Supervisor::TryMaintenance(bool before_dispatch) {
   if (!Send(*worker, job)) {
     KillChild(*worker, "unreachable");  // OnChildExited abandons the job
   }
+  if (!checkpoint_) StartCheckpoint();  // one in flight at most
+}
+
+void Supervisor::StartCheckpoint() {
+  std::string db_path = JoinPath(options_.state_dir, "forge.db");
+  auto started = Background<store::CheckpointReport>::Start(
+      [db_path] { return store::CheckpointWal(db_path, store::kCheckpointBusyTimeoutMs); });
+  if (!started.ok()) {
+    spdlog::error("maintenance: cannot start the WAL checkpoint: {}", started.error().ToString());
+    return;
+  }
+  checkpoint_ = std::move(started).value();
+}
+
+void Supervisor::FinishCheckpoint() {
+  store::CheckpointReport r = checkpoint_->Take();
+  checkpoint_.reset();
+  json payload{{"ran", r.ran},
+               {"busy", r.busy},
+               {"log_frames", r.log_frames},
+               {"checkpointed_frames", r.checkpointed_frames},
+               {"wal_bytes_before", r.wal_bytes_before},
+               {"wal_bytes_after", r.wal_bytes_after},
+               {"duration_ms", r.duration_ms}};
+  if (!r.error.empty()) {
+    payload["error"] = r.error;
+    spdlog::error("maintenance: {}", r.error);
+  } else if (r.busy) {
+    spdlog::info("maintenance: WAL checkpoint busy ({} of {} frames copied); retried next interval",
+                 r.checkpointed_frames, r.log_frames);
+  }
+  EmitEvent("maintenance.checkpoint", payload);
 }
 
 void Supervisor::OnMaintenanceResult(Child& child, const proto::MaintenanceResult& m) {
@@ -74,14 +107,12 @@ void Supervisor::OnMaintenanceResult(Child& child, const proto::MaintenanceResul
     }
   }
   for (const auto& e : m.errors) spdlog::warn("maintenance job {}: {}", m.job_id, e);
-  json checkpoint = m.checkpoint;
   EmitEvent("maintenance.finished", json{{"job_id", m.job_id},
                                          {"worker_pid", child.pid},
                                          {"removed", removed},
                                          {"absent", absent},
                                          {"logs_deleted", m.logs_deleted},
                                          {"errors", m.errors},
-                                         {"checkpoint", checkpoint},
                                          {"duration_ms", m.duration_ms}});
   spdlog::info("maintenance job {}: removed {}, absent {}, {} log(s) deleted, {} error(s)",
                m.job_id, removed, absent, m.logs_deleted, m.errors.size());

@@ -1,8 +1,6 @@
 #include "worker/maintenance.h"
 
 #include <spdlog/spdlog.h>
-#include <sqlite3.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -147,38 +145,6 @@ int64_t DeleteOldLogs(const std::string& logs_dir, int64_t before_wall_ms,
   return deleted;
 }
 
-proto::CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms) {
-  proto::CheckpointReport r;
-  if (db_path.empty()) return r;
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
-  if (rc != SQLITE_OK) {
-    r.error = "opening '" + db_path + "': " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    sqlite3_close(db);
-    return r;
-  }
-  sqlite3_busy_timeout(db, busy_timeout_ms);
-  // The pragma (not sqlite3_wal_checkpoint_v2): a fresh connection learns
-  // the database is in WAL mode only once it reads it, which the pragma does.
-  sqlite3_stmt* stmt = nullptr;
-  rc = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &stmt, nullptr);
-  if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
-  if (rc == SQLITE_ROW) {
-    r.ran = true;
-    r.busy = sqlite3_column_int(stmt, 0) != 0;
-    r.log_frames = sqlite3_column_int64(stmt, 1);
-    r.checkpointed_frames = sqlite3_column_int64(stmt, 2);
-  } else if (rc == SQLITE_BUSY) {
-    r.ran = true;
-    r.busy = true;
-  } else {
-    r.error = "wal_checkpoint(TRUNCATE) on '" + db_path + "': " + sqlite3_errmsg(db);
-  }
-  sqlite3_finalize(stmt);
-  sqlite3_close(db);
-  return r;
-}
-
 proto::MaintenanceResult RunMaintenance(const proto::Maintain& job) {
   const int64_t start = SystemClock::Get().MonotonicMs();
   proto::MaintenanceResult r;
@@ -192,41 +158,16 @@ proto::MaintenanceResult RunMaintenance(const proto::Maintain& job) {
     }
   }
   r.logs_deleted = DeleteOldLogs(job.logs_dir, job.logs_before_ms, r.errors);
-  r.checkpoint = CheckpointWal(job.db_path, kCheckpointBusyTimeoutMs);
   r.duration_ms = SystemClock::Get().MonotonicMs() - start;
   return r;
 }
 
 Result<std::unique_ptr<MaintenanceJob>> MaintenanceJob::Start(proto::Maintain job) {
   std::unique_ptr<MaintenanceJob> j(new MaintenanceJob());
-  j->event_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!j->event_.valid()) {
-    return MakeError(ErrorCode::kIo, std::string("eventfd: ") + std::strerror(errno));
-  }
   j->job_id_ = job.job_id;
-  MaintenanceJob* raw = j.get();
-  j->thread_ = std::thread([raw, job = std::move(job)] {
-    raw->result_ = RunMaintenance(job);
-    uint64_t one = 1;
-    (void)!::write(raw->event_.get(), &one, sizeof one);
-  });
+  FORGE_ASSIGN_OR_RETURN(j->run_, Background<proto::MaintenanceResult>::Start(
+                                      [job = std::move(job)] { return RunMaintenance(job); }));
   return j;
-}
-
-MaintenanceJob::~MaintenanceJob() {
-  if (thread_.joinable()) thread_.join();
-}
-
-bool MaintenanceJob::Finished() {
-  if (finished_) return true;
-  uint64_t value = 0;
-  if (::read(event_.get(), &value, sizeof value) == sizeof value) finished_ = true;
-  return finished_;
-}
-
-proto::MaintenanceResult MaintenanceJob::Take() {
-  if (thread_.joinable()) thread_.join();
-  return std::move(result_);
 }
 
 }  // namespace forge::worker

@@ -1,6 +1,6 @@
 // The maintenance job (proto::Maintain): removes the workspaces and git
-// worktrees of long-finished tasks, deletes old per-attempt logs and
-// checkpoints the WAL. It runs on a worker, never in the supervisor's loop,
+// worktrees of long-finished tasks and deletes old per-attempt logs. It runs
+// on a worker, never in the supervisor's loop,
 // and on its own thread inside the worker so that heartbeats keep flowing
 // while git or a large `rm -r` takes its time. It holds no task lease: a
 // worker that dies mid-job loses nothing, and whatever was not reported as
@@ -10,10 +10,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "common/fd.h"
+#include "common/background.h"
 #include "common/result.h"
 #include "proto/messages.h"
 
@@ -21,7 +20,6 @@ namespace forge::worker {
 
 // How long one git command of the job may take before it is killed.
 inline constexpr int64_t kMaintenanceGitTimeoutMs = 5 * 60 * 1000;
-inline constexpr int kCheckpointBusyTimeoutMs = 5000;
 
 // Whether `path` names something strictly inside `root` once symlinks in
 // both are resolved (the path itself need not exist). The job removes nothing
@@ -42,10 +40,6 @@ Result<proto::RemovedEntry> RemoveWorkspace(const std::string& state_dir,
 int64_t DeleteOldLogs(const std::string& logs_dir, int64_t before_wall_ms,
                       std::vector<std::string>& errors);
 
-// PRAGMA wal_checkpoint(TRUNCATE) on a connection of its own, waiting up to
-// busy_timeout_ms for the supervisor's write lock.
-proto::CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms);
-
 // The whole job, synchronously.
 proto::MaintenanceResult RunMaintenance(const proto::Maintain& job);
 
@@ -53,21 +47,17 @@ proto::MaintenanceResult RunMaintenance(const proto::Maintain& job);
 class MaintenanceJob {
  public:
   static Result<std::unique_ptr<MaintenanceJob>> Start(proto::Maintain job);
-  ~MaintenanceJob();  // joins
 
-  int fd() const { return event_.get(); }
+  int fd() const { return run_->fd(); }
   int64_t job_id() const { return job_id_; }
   // True once the thread is done; then Take() returns its result.
-  bool Finished();
-  proto::MaintenanceResult Take();
+  bool Finished() { return run_->Finished(); }
+  proto::MaintenanceResult Take() { return run_->Take(); }
 
  private:
   MaintenanceJob() = default;
-  UniqueFd event_;
   int64_t job_id_ = 0;
-  std::thread thread_;
-  proto::MaintenanceResult result_;
-  bool finished_ = false;
+  std::unique_ptr<Background<proto::MaintenanceResult>> run_;  // joins when destroyed
 };
 
 }  // namespace forge::worker

@@ -3,7 +3,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <poll.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -146,29 +145,6 @@ TEST_F(MaintenanceTest, DeletesOnlyOldPerAttemptLogs) {
   EXPECT_EQ(DeleteOldLogs(logs, 0, errors), 0);
   EXPECT_EQ(DeleteOldLogs(root_ + "/none", cutoff, errors), 0);
   EXPECT_TRUE(errors.empty());
-}
-
-TEST_F(MaintenanceTest, CheckpointsTheWal) {
-  std::string path = state_ + "/forge.db";
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
-                         "CREATE TABLE t(x); INSERT INTO t VALUES(1),(2),(3);",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  ASSERT_GT(fs::file_size(path + "-wal"), 0u);
-  auto r = CheckpointWal(path, 1000);
-  EXPECT_TRUE(r.ran);
-  EXPECT_FALSE(r.busy);
-  EXPECT_EQ(r.error, "");
-  EXPECT_EQ(fs::file_size(path + "-wal"), 0u)
-      << r.log_frames << " " << r.checkpointed_frames;  // TRUNCATE
-  sqlite3_close(db);
-
-  auto missing = CheckpointWal(state_ + "/none.db", 1000);
-  EXPECT_FALSE(missing.ran);
-  EXPECT_THAT(missing.error, HasSubstr("none.db"));
 }
 
 TEST_F(MaintenanceTest, JobRunsOnAThreadAndSignalsItsFd) {
