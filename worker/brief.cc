@@ -2,9 +2,9 @@
 
 #include <sys/stat.h>
 
-#include <fstream>
 #include <kainjow/mustache.hpp>
-#include <sstream>
+
+#include "common/paths.h"
 
 namespace forge::worker {
 namespace {
@@ -17,14 +17,6 @@ constexpr size_t kMaxHistory = 5;
 bool IsFile(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-Result<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return MakeError(ErrorCode::kIo, "cannot read template '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 mst::data ToMustache(const json& j) {
@@ -131,20 +123,60 @@ json WorkerBriefData(const proto::Dispatch& d) {
           {"history", history}};
 }
 
+namespace {
+
+Error TemplateError(const std::string& template_name, const mst::mustache& tmpl,
+                    const std::string& text) {
+  return MakeError(ErrorCode::kConfig, "brief template '" + template_name + "' " +
+                                           WithLine(tmpl.error_message(), text));
+}
+
+// A parsed template ready to render: no HTML escaping (briefs are plain text
+// for an agent, not HTML).
+std::unique_ptr<mst::mustache> Parse(const std::string& text) {
+  auto tmpl = std::make_unique<mst::mustache>(text);
+  tmpl->set_custom_escape([](const std::string& s) { return s; });
+  return tmpl;
+}
+
+// Renders a valid parse. A render error (e.g. an unclosed section found
+// late) leaves `tmpl` invalid; callers must not reuse it then.
+Result<std::string> RenderParsed(mst::mustache& tmpl, const std::string& template_name,
+                                 const std::string& text, const json& data) {
+  std::string out = tmpl.render(ToMustache(data));
+  if (!tmpl.is_valid()) return TemplateError(template_name, tmpl, text);
+  return out;
+}
+
+}  // namespace
+
 Result<std::string> RenderTemplate(const std::string& template_name, const std::string& text,
                                    const json& data) {
-  mst::mustache tmpl{text};
-  if (!tmpl.is_valid()) {
-    return MakeError(ErrorCode::kConfig, "brief template '" + template_name + "' " +
-                                             WithLine(tmpl.error_message(), text));
+  auto tmpl = Parse(text);
+  if (!tmpl->is_valid()) return TemplateError(template_name, *tmpl, text);
+  return RenderParsed(*tmpl, template_name, text, data);
+}
+
+struct TemplateCache::Entry {
+  std::string text;
+  std::unique_ptr<mst::mustache> parsed;  // valid
+};
+
+TemplateCache::TemplateCache() = default;
+TemplateCache::~TemplateCache() = default;
+
+Result<std::string> TemplateCache::Render(const std::string& template_name, const std::string& text,
+                                          const json& data) {
+  std::unique_ptr<Entry>& entry = entries_[template_name];
+  if (!entry || entry->text != text) {
+    entry.reset();
+    ++parses_;
+    auto tmpl = Parse(text);
+    if (!tmpl->is_valid()) return TemplateError(template_name, *tmpl, text);
+    entry = std::make_unique<Entry>(Entry{text, std::move(tmpl)});
   }
-  // Briefs are plain text for an agent, not HTML.
-  tmpl.set_custom_escape([](const std::string& s) { return s; });
-  std::string out = tmpl.render(ToMustache(data));
-  if (!tmpl.is_valid()) {
-    return MakeError(ErrorCode::kConfig, "brief template '" + template_name + "' " +
-                                             WithLine(tmpl.error_message(), text));
-  }
+  auto out = RenderParsed(*entry->parsed, template_name, text, data);
+  if (!out.ok()) entry.reset();
   return out;
 }
 
@@ -152,10 +184,13 @@ std::string_view BriefTemplateFor(const proto::TaskInfo& task) {
   return task.kind == "expand" ? "po.mustache" : "worker.mustache";
 }
 
-Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispatch& dispatch) {
+Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispatch& dispatch,
+                                      TemplateCache* cache) {
   FORGE_ASSIGN_OR_RETURN(std::string path, FindTemplate(dirs, BriefTemplateFor(dispatch.task)));
-  FORGE_ASSIGN_OR_RETURN(std::string text, ReadText(path));
-  return RenderTemplate(path, text, WorkerBriefData(dispatch));
+  FORGE_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  json data = WorkerBriefData(dispatch);
+  if (cache != nullptr) return cache->Render(path, text, data);
+  return RenderTemplate(path, text, data);
 }
 
 }  // namespace forge::worker

@@ -4,9 +4,11 @@
 // FORGE_BRIEFS_DIR), then the source tree's briefs/ (FORGE_SOURCE_DIR).
 #pragma once
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/result.h"
@@ -38,11 +40,33 @@ nlohmann::json WorkerBriefData(const proto::Dispatch& dispatch);
 Result<std::string> RenderTemplate(const std::string& template_name, const std::string& text,
                                    const nlohmann::json& data);
 
+// Parsed templates kept for reuse, one per template path, while the file's
+// text is unchanged. Parsing is most of what rendering a brief costs (bench
+// figure 1); reading the file is cheap, and comparing its text rather than
+// its mtime cannot miss an edit made within one clock tick. Not thread-safe:
+// one per worker, used from its loop.
+class TemplateCache {
+ public:
+  TemplateCache();
+  ~TemplateCache();
+  // RenderTemplate, reusing the parse of an identical text from the same path.
+  Result<std::string> Render(const std::string& template_name, const std::string& text,
+                             const nlohmann::json& data);
+  int64_t parses() const { return parses_; }
+
+ private:
+  struct Entry;
+  std::unordered_map<std::string, std::unique_ptr<Entry>> entries_;
+  int64_t parses_ = 0;
+};
+
 // The template a task's agent is briefed with: po.mustache for an `expand`
 // task (write a spec), worker.mustache otherwise. Both see WorkerBriefData.
 std::string_view BriefTemplateFor(const proto::TaskInfo& task);
 
-// Finds, reads and renders the task's template (BriefTemplateFor) for a dispatch.
-Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispatch& dispatch);
+// Finds, reads and renders the task's template (BriefTemplateFor) for a
+// dispatch; with a cache, an unchanged template is not parsed again.
+Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispatch& dispatch,
+                                      TemplateCache* cache = nullptr);
 
 }  // namespace forge::worker

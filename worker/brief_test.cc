@@ -99,6 +99,59 @@ TEST(WorkerBrief, StateDirOverridesTheInstalledTemplate) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(TemplateCache, ParsesOnceAndRendersEachDispatchsOwnData) {
+  TemplateCache cache;
+  BriefDirs dirs;
+  dirs.source_dir = FORGE_SOURCE_DIR;
+  proto::Dispatch a = SampleDispatch();
+  proto::Dispatch b = SampleDispatch();
+  b.task.id = "other-task";
+  b.task.title = "Another title";
+  b.history.clear();
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(RenderWorkerBrief(dirs, a, &cache).value(), DefaultBrief(a));
+    EXPECT_EQ(RenderWorkerBrief(dirs, b, &cache).value(), DefaultBrief(b));
+  }
+  EXPECT_EQ(cache.parses(), 1);
+  b.task.kind = "expand";  // po.mustache: a second template, parsed once too
+  EXPECT_EQ(RenderWorkerBrief(dirs, b, &cache).value(), DefaultBrief(b));
+  EXPECT_EQ(RenderWorkerBrief(dirs, b, &cache).value(), DefaultBrief(b));
+  EXPECT_EQ(cache.parses(), 2);
+}
+
+TEST(TemplateCache, AnEditedTemplateIsParsedAgainEvenWithinOneClockTick) {
+  char tmpl[] = "/tmp/forge-brief-cache-XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  std::filesystem::create_directories(dir + "/briefs");
+  const std::string path = dir + "/briefs/worker.mustache";
+  BriefDirs dirs{dir, "", ""};
+  TemplateCache cache;
+  forge::testing::WriteExecutable(path, "one {{task.id}}");
+  EXPECT_EQ(RenderWorkerBrief(dirs, SampleDispatch(), &cache).value(), "one fix-parser");
+  // Same size, same second: only the text tells them apart.
+  forge::testing::WriteExecutable(path, "two {{task.id}}");
+  EXPECT_EQ(RenderWorkerBrief(dirs, SampleDispatch(), &cache).value(), "two fix-parser");
+  EXPECT_EQ(cache.parses(), 2);
+
+  // A broken edit is an error naming the template and line, every time, and
+  // the fixed template renders again.
+  forge::testing::WriteExecutable(path, "x\n{{#open}}");
+  for (int i = 0; i < 2; ++i) {
+    auto r = RenderWorkerBrief(dirs, SampleDispatch(), &cache);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kConfig);
+    EXPECT_THAT(r.error().message, HasSubstr("'" + path + "'"));
+    EXPECT_THAT(r.error().message, HasSubstr("Unclosed section"));
+  }
+  forge::testing::WriteExecutable(path, "three {{task.id}}");
+  EXPECT_EQ(RenderWorkerBrief(dirs, SampleDispatch(), &cache).value(), "three fix-parser");
+
+  std::filesystem::remove(path);
+  auto gone = RenderWorkerBrief(dirs, SampleDispatch(), &cache);
+  ASSERT_FALSE(gone.ok());
+  std::filesystem::remove_all(dir);
+}
+
 TEST(PoBrief, ExpandTaskGetsThePoBriefWithTheIssueAndPreviousErrors) {
   proto::Dispatch d = SampleDispatch();
   d.task.kind = "expand";

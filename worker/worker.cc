@@ -157,7 +157,7 @@ void Worker::HandleMessage(const proto::SupervisorMessage& message) {
   }
 }
 
-Result<PreparedAttempt> Worker::Prepare(const proto::Dispatch& d) const {
+Result<PreparedAttempt> Worker::Prepare(const proto::Dispatch& d) {
   PreparedAttempt p;
   FORGE_ASSIGN_OR_RETURN(Profile profile, ParseProfile(d.agent.profile));
   (void)profile;
@@ -170,7 +170,7 @@ Result<PreparedAttempt> Worker::Prepare(const proto::Dispatch& d) const {
   }
   std::string log_dir = fs::path(p.log_path).parent_path().string();
   FORGE_RETURN_IF_ERROR(MakeDirs(log_dir));
-  FORGE_ASSIGN_OR_RETURN(p.prompt, RenderWorkerBrief(options_.brief_dirs, d));
+  FORGE_ASSIGN_OR_RETURN(p.prompt, RenderWorkerBrief(options_.brief_dirs, d, &templates_));
   p.prompt_path = log_dir + "/" + std::to_string(d.n) + ".prompt";
   FORGE_RETURN_IF_ERROR(WriteText(p.prompt_path, p.prompt));
 

@@ -53,7 +53,7 @@ class Worker {
 
   // Prepares a dispatch (dirs, brief, prompt file, environment, argv).
   // Exposed for tests; Run() calls it on every dispatch.
-  Result<PreparedAttempt> Prepare(const proto::Dispatch& dispatch) const;
+  Result<PreparedAttempt> Prepare(const proto::Dispatch& dispatch);
 
  private:
   struct Attempt;
@@ -75,6 +75,7 @@ class Worker {
   SignalFd& signals_;
   WorkerOptions options_;
   std::unique_ptr<Attempt> attempt_;
+  TemplateCache templates_;  // the brief's parse, reused across dispatches
   // At most one of attempt_ and maintenance_ at a time.
   std::unique_ptr<MaintenanceJob> maintenance_;
   bool shutting_down_ = false;
