@@ -15,8 +15,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "common/sanitizers.h"
 
@@ -246,15 +244,31 @@ pid_t CloneAndExec(ChildPlan& plan) {
 // The fields of /proc/<pid>/stat after the command name, which may itself
 // contain spaces and parentheses: everything after the last ')'.
 std::optional<std::vector<std::string>> StatFields(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  if (!in) return std::nullopt;
-  std::string line((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t close = line.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream rest(line.substr(close + 1));
+  // read(2), not iostreams: this runs for every agent started (its start
+  // time is its identity), and a stream costs more than the read itself.
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[1024];  // the line is a few hundred bytes; comm is at most 64
+  ssize_t n;
+  do {
+    n = read(fd, buf, sizeof buf);
+  } while (n < 0 && errno == EINTR);
+  close(fd);
+  if (n <= 0) return std::nullopt;
+  std::string_view line(buf, static_cast<size_t>(n));
+  size_t close_paren = line.rfind(')');
+  if (close_paren == std::string_view::npos) return std::nullopt;
   std::vector<std::string> fields;  // fields[0] is field 3 (state)
-  std::string f;
-  while (rest >> f) fields.push_back(f);
+  fields.reserve(52);
+  std::string_view rest = line.substr(close_paren + 1);
+  while (!rest.empty()) {
+    size_t start = rest.find_first_not_of(" \n");
+    if (start == std::string_view::npos) break;
+    size_t end = rest.find_first_of(" \n", start);
+    fields.emplace_back(rest.substr(start, end - start));
+    rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
+  }
   return fields;
 }
 

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -403,6 +404,38 @@ TEST(ProcessInfoTest, StartTimeAndIdentity) {
   EXPECT_FALSE(IsSameProcess(getpid(), *self + 1));
   EXPECT_FALSE(IsSameProcess(0, 0));
   EXPECT_FALSE(ProcessStartTime(-1).has_value());
+}
+
+// The command name is field 2 of /proc/<pid>/stat and may hold spaces,
+// parentheses and digits: the fields are counted from the last ')'.
+TEST(ProcessInfoTest, ACommandNameWithParenthesesAndSpacesDoesNotShiftTheFields) {
+  int go[2], ready[2];
+  ASSERT_EQ(::pipe(go), 0);
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    char c;
+    if (::read(go[0], &c, 1) != 1) _exit(1);
+    ::prctl(PR_SET_NAME, ") Z (1 2) 3", 0, 0, 0);
+    if (::write(ready[1], "r", 1) != 1) _exit(1);
+    ::pause();
+    _exit(0);
+  }
+  auto before = ProcessStartTime(child);
+  ASSERT_TRUE(before.has_value());
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  std::ifstream comm("/proc/" + std::to_string(child) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  EXPECT_EQ(name, ") Z (1 2) 3");
+  EXPECT_EQ(ProcessStartTime(child), before);
+  EXPECT_TRUE(IsSameProcess(child, *before));  // its state is S, not the Z in its name
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  for (int fd : {go[0], go[1], ready[0], ready[1]}) ::close(fd);
 }
 
 TEST(ProcessInfoTest, DeadProcessIsNotSame) {
