@@ -163,6 +163,10 @@ TEST(Watchdog, SupervisorKilledMidRunRecoversEverythingOnRestart) {
   forge.Start();
   std::vector<std::string> ids;
   for (int i = 0; i < 4; ++i) ids.push_back(forge.Submit("slow_succeed", {{"FAKE_SLEEP", "2"}}));
+  // Both agents started (the ledger has their pids) and have run far enough
+  // to record themselves: an agent killed between its exec and its first
+  // line would be an attempt with no run, and the count at the end would
+  // differ for a reason that is not the supervisor's.
   ASSERT_TRUE(WaitFor(
       [&] {
         int started = 0;
@@ -170,7 +174,7 @@ TEST(Watchdog, SupervisorKilledMidRunRecoversEverythingOnRestart) {
           auto a = forge.Attempts(id);
           started += !a.empty() && a.back().agent_pid != 0 && a.back().ended_at_ms == 0;
         }
-        return started == 2;
+        return started == 2 && forge.Runs().size() == 2;
       },
       10'000));
   std::vector<pid_t> first_run_groups;
