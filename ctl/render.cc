@@ -231,6 +231,38 @@ std::string PauseLine(const proto::PauseReason& p, int64_t now_ms) {
   }
   return out;
 }
+
+// "running for 12s", or "last 4m ago: 3 removed, 12 logs deleted; next in 6m",
+// with the first error when there was one.
+std::string MaintenanceLine(const proto::MaintenanceStatus& m, int64_t now_ms, const Style& style) {
+  std::string out;
+  if (m.running_since_ms > 0) {
+    out = Paint("running", Color::kCyan, style) + " for " +
+          HumanDuration(now_ms - m.running_since_ms);
+  } else if (m.last_job_id == 0) {
+    out = "no pass since the supervisor started";
+  }
+  if (m.last_job_id > 0) {
+    if (!out.empty()) out += "; ";
+    out += "last " + RelativeTime(now_ms, m.last_at_ms);
+    if (m.last_outcome == "failed") {
+      out += " " + Paint("failed", Color::kRed, style);
+    } else {
+      out += ": " + std::to_string(m.removed) + " removed, " + std::to_string(m.logs_deleted) +
+             " logs deleted";
+      if (!m.errors.empty()) {
+        out += ", " +
+               Paint(std::to_string(m.errors.size()) + " error" + (m.errors.size() == 1 ? "" : "s"),
+                     Color::kYellow, style);
+      }
+    }
+    if (!m.errors.empty()) out += ": " + OneLine(m.errors.front(), style.wide ? 0 : 160);
+  }
+  if (m.next_at_ms > 0) out += "; next " + RelativeTime(now_ms, m.next_at_ms);
+  if (m.running_since_ms == 0 && m.next_at_ms == 0) out += " (disabled)";
+  return out;
+}
+
 }  // namespace
 
 std::string RenderStatus(const proto::StatusReply& s, bool live, int64_t now_ms,
@@ -292,6 +324,9 @@ std::string RenderStatus(const proto::StatusReply& s, bool live, int64_t now_ms,
   }
   out << "\n";
   out << Label("cost today") << FormatCost(s.cost_today_usd) << "\n";
+  if (s.maintenance) {
+    out << Label("maintenance") << MaintenanceLine(*s.maintenance, now_ms, style) << "\n";
+  }
   if (s.last_failure) {
     const auto& f = *s.last_failure;
     out << Label("last failure") << f.task_id << " #" << f.n << " "

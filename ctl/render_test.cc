@@ -141,6 +141,12 @@ TEST(RenderStatus, LiveWithChildrenPausesAndFailure) {
   s.queue = {{"pending", 1}, {"ready", 2}, {"running", 1}, {"done", 12}};
   s.cost_today_usd = 1.5;
   s.last_failure = proto::LastFailure{"t3", 2, "rejected", "make test: 2 failures", kNow - kMin};
+  s.maintenance = proto::MaintenanceStatus{.last_job_id = 7,
+                                           .last_outcome = "finished",
+                                           .last_at_ms = kNow - 4 * kMin,
+                                           .removed = 3,
+                                           .logs_deleted = 12,
+                                           .next_at_ms = kNow + 6 * kMin};
   EXPECT_EQ(RenderStatus(s, true, kNow, Style{}),
             "supervisor   running  pid 4321  up 2h05m  version 0.1.0\n"
             "state dir    /srv/.forge\n"
@@ -153,7 +159,46 @@ TEST(RenderStatus, LiveWithChildrenPausesAndFailure) {
             "queue        pending 1  ready 2  running 1  reviewing 0  cooldown 0  done 12  "
             "blocked 0  cancelled 0\n"
             "cost today   $1.50\n"
+            "maintenance  last 4m ago: 3 removed, 12 logs deleted; next in 6m\n"
             "last failure t3 #2 rejected 1m ago: make test: 2 failures\n");
+}
+
+TEST(RenderStatus, MaintenanceRunningFailedWithErrorsAndDisabled) {
+  auto line = [](const proto::MaintenanceStatus& m) {
+    proto::StatusReply s;
+    s.maintenance = m;
+    std::string out = RenderStatus(s, true, kNow, Style{});
+    size_t at = out.find("maintenance  ");
+    return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);
+  };
+  EXPECT_EQ(line({.next_at_ms = kNow + 9 * kMin}),
+            "maintenance  no pass since the supervisor started; next in 9m");
+  EXPECT_EQ(line({.running_since_ms = kNow - 12 * kSec}), "maintenance  running for 12s");
+  EXPECT_EQ(line({.running_since_ms = kNow - 12 * kSec,
+                  .last_job_id = 6,
+                  .last_outcome = "finished",
+                  .last_at_ms = kNow - 10 * kMin,
+                  .removed = 1}),
+            "maintenance  running for 12s; last 10m ago: 1 removed, 0 logs deleted");
+  EXPECT_EQ(line({.last_job_id = 6,
+                  .last_outcome = "finished",
+                  .last_at_ms = kNow - kMin,
+                  .removed = 2,
+                  .logs_deleted = 5,
+                  .errors = {"removing '/s/workspaces/t1': Permission denied", "second"},
+                  .next_at_ms = kNow + 9 * kMin}),
+            "maintenance  last 1m ago: 2 removed, 5 logs deleted, 2 errors: removing "
+            "'/s/workspaces/t1': Permission denied; next in 9m");
+  EXPECT_EQ(line({.last_job_id = 8,
+                  .last_outcome = "failed",
+                  .last_at_ms = kNow - 2 * kMin,
+                  .errors = {"worker exited: killed by SIGKILL"},
+                  .next_at_ms = kNow + 8 * kMin}),
+            "maintenance  last 2m ago failed: worker exited: killed by SIGKILL; next in 8m");
+  EXPECT_EQ(line({}), "maintenance  no pass since the supervisor started (disabled)");
+  // An older supervisor, or the database alone: no line at all.
+  proto::StatusReply none;
+  EXPECT_THAT(RenderStatus(none, true, kNow, Style{}), Not(HasSubstr("maintenance")));
 }
 
 TEST(RenderStatus, OfflineSaysSo) {

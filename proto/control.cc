@@ -255,6 +255,29 @@ void ReadValue(const json& j, LastFailure& v) {
   OptionalTime(j, "at", v.at_ms);
 }
 
+void to_json(json& j, const MaintenanceStatus& v) {
+  j = json{{"running_since", TimeToJson(v.running_since_ms)},
+           {"last_job_id", v.last_job_id},
+           {"last_outcome", v.last_outcome},
+           {"last_at", TimeToJson(v.last_at_ms)},
+           {"removed", v.removed},
+           {"logs_deleted", v.logs_deleted},
+           {"errors", v.errors},
+           {"next_at", TimeToJson(v.next_at_ms)}};
+}
+
+void ReadValue(const json& j, MaintenanceStatus& v) {
+  RequireObject(j);
+  OptionalTime(j, "running_since", v.running_since_ms);
+  Optional(j, "last_job_id", v.last_job_id);
+  Optional(j, "last_outcome", v.last_outcome);
+  OptionalTime(j, "last_at", v.last_at_ms);
+  Optional(j, "removed", v.removed);
+  Optional(j, "logs_deleted", v.logs_deleted);
+  Optional(j, "errors", v.errors);
+  OptionalTime(j, "next_at", v.next_at_ms);
+}
+
 void to_json(json& j, const StatusReply& v) {
   j = json::object();
   j["pid"] = v.pid;
@@ -269,6 +292,7 @@ void to_json(json& j, const StatusReply& v) {
   j["cost_today_usd"] = v.cost_today_usd;
   j["last_failure"] = v.last_failure ? json(*v.last_failure) : json(nullptr);
   j["degraded"] = v.degraded;
+  j["maintenance"] = v.maintenance ? json(*v.maintenance) : json(nullptr);
 }
 
 void ReadValue(const json& j, StatusReply& v) {
@@ -293,6 +317,7 @@ void ReadValue(const json& j, StatusReply& v) {
   Optional(j, "cost_today_usd", v.cost_today_usd);
   Optional(j, "last_failure", v.last_failure);
   Optional(j, "degraded", v.degraded);
+  Optional(j, "maintenance", v.maintenance);
 }
 
 // ---- show / list / change / events ----

@@ -127,6 +127,20 @@ struct LastFailure {
   bool operator==(const LastFailure&) const = default;
 };
 
+// The maintenance pass as this supervisor has seen it since it started
+// (the events keep the full history: `events --kind maintenance.`).
+struct MaintenanceStatus {
+  int64_t running_since_ms = 0;  // wall; 0: no pass in flight
+  int64_t last_job_id = 0;       // 0: no pass has ended since the start
+  std::string last_outcome{};    // finished | failed
+  int64_t last_at_ms = 0;        // wall, when it ended
+  int64_t removed = 0;           // workspaces removed (absent ones not counted)
+  int64_t logs_deleted = 0;
+  std::vector<std::string> errors{};  // failed: why; finished: what it could not do
+  int64_t next_at_ms = 0;             // wall, when the next pass is due; 0: disabled or running
+  bool operator==(const MaintenanceStatus&) const = default;
+};
+
 struct StatusReply {
   int64_t pid = 0;
   std::string version;
@@ -140,6 +154,7 @@ struct StatusReply {
   double cost_today_usd = 0;
   std::optional<LastFailure> last_failure;
   bool degraded = false;
+  std::optional<MaintenanceStatus> maintenance;  // live only (not offline)
   bool operator==(const StatusReply&) const = default;
 };
 
@@ -180,6 +195,7 @@ void to_json(json& j, const EventsRequest& v);
 void to_json(json& j, const PauseReason& v);
 void to_json(json& j, const ChildStatus& v);
 void to_json(json& j, const LastFailure& v);
+void to_json(json& j, const MaintenanceStatus& v);
 void to_json(json& j, const StatusReply& v);
 // show JSON: the task's fields, with "attempts" the ledger array (contract),
 // "attempts_used" the count, and "timeline" the events.
@@ -199,6 +215,7 @@ void ReadValue(const json& j, EventsRequest& v);
 void ReadValue(const json& j, PauseReason& v);
 void ReadValue(const json& j, ChildStatus& v);
 void ReadValue(const json& j, LastFailure& v);
+void ReadValue(const json& j, MaintenanceStatus& v);
 void ReadValue(const json& j, StatusReply& v);
 void ReadValue(const json& j, ShowReply& v);
 void ReadValue(const json& j, ListReply& v);

@@ -58,6 +58,13 @@ StatusReply FullStatus() {
   s.cost_today_usd = 4.5;
   s.last_failure = LastFailure{"t-1", 2, "failed", "exit 1", 1795273400000};
   s.degraded = true;
+  s.maintenance = MaintenanceStatus{.last_job_id = 17,
+                                    .last_outcome = "finished",
+                                    .last_at_ms = 1795273300000,
+                                    .removed = 3,
+                                    .logs_deleted = 12,
+                                    .errors = {"removing '/x': permission denied"},
+                                    .next_at_ms = 1795273900000};
   return s;
 }
 
@@ -76,6 +83,12 @@ TEST(ControlTypes, RoundTripEveryRequestAndReply) {
   StatusReply no_failure = FullStatus();
   no_failure.last_failure.reset();
   ExpectRoundTrip(no_failure);
+  StatusReply running = FullStatus();
+  running.maintenance = MaintenanceStatus{.running_since_ms = 1795273440000};
+  ExpectRoundTrip(running);
+  StatusReply offline = FullStatus();
+  offline.maintenance.reset();
+  ExpectRoundTrip(offline);
   ExpectRoundTrip(ShowReply{FullTask(), {FullAttempt(1), FullAttempt(2)}, {FullEvent(1)}});
   ExpectRoundTrip(ListReply{{FullTask(), FullTask()}});
   ExpectRoundTrip(ChangeReply{"t-1", "blocked", "ready", "retrying"});
@@ -137,6 +150,20 @@ TEST(ControlTypes, StatusJsonContract) {
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code, ErrorCode::kDecode);
   EXPECT_EQ(bad.error().message, "field 'queue.ready' must be an integer, got string");
+
+  j = FullStatus();
+  EXPECT_EQ(j["maintenance"]["last_job_id"], 17);
+  EXPECT_EQ(j["maintenance"]["running_since"], nullptr);
+  EXPECT_TRUE(j["maintenance"]["next_at"].is_string());
+  j["maintenance"]["removed"] = "three";
+  bad = ReadAs<StatusReply>(j);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message, "field 'maintenance.removed' must be an integer, got string");
+  j = FullStatus();
+  j.erase("maintenance");  // an older supervisor's reply
+  auto old = ReadAs<StatusReply>(j);
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  EXPECT_FALSE(old->maintenance.has_value());
 }
 
 TEST(ControlTypes, ListRequestRejectsUnknownState) {

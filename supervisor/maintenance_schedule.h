@@ -77,6 +77,9 @@ class MaintenanceSchedule {
   int64_t NextDeadline(const MaintenanceConfig& c) const;
 
   bool in_flight() const { return worker_ != 0; }
+  // When the job in flight (or else the last one) started; the start time
+  // until the first job.
+  int64_t last_start_mono_ms() const { return last_start_mono_ms_; }
   pid_t worker() const { return worker_; }
   int64_t job_id() const { return job_id_; }
 

@@ -1025,6 +1025,7 @@ proto::StatusReply Supervisor::Status() {
   }
   s.last_failure = last_failure_;
   s.degraded = pool_.Degraded(Role::kWorker) || pool_.Degraded(Role::kCritic);
+  s.maintenance = MaintenanceForStatus();
   return s;
 }
 

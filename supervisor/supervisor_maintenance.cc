@@ -5,6 +5,9 @@
 // supervisor is the only process that opens the database.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "common/paths.h"
 #include "supervisor/supervisor.h"
 
@@ -116,6 +119,14 @@ void Supervisor::OnMaintenanceResult(Child& child, const proto::MaintenanceResul
                                          {"duration_ms", m.duration_ms}});
   spdlog::info("maintenance job {}: removed {}, absent {}, {} log(s) deleted, {} error(s)",
                m.job_id, removed, absent, m.logs_deleted, m.errors.size());
+  proto::MaintenanceStatus last;
+  last.last_job_id = m.job_id;
+  last.last_outcome = "finished";
+  last.last_at_ms = clock_.WallMs();
+  last.removed = removed;
+  last.logs_deleted = m.logs_deleted;
+  last.errors = m.errors;
+  last_maintenance_ = std::move(last);
 }
 
 void Supervisor::OnMaintenanceWorkerGone(pid_t pid, const std::string& why) {
@@ -125,6 +136,24 @@ void Supervisor::OnMaintenanceWorkerGone(pid_t pid, const std::string& why) {
                pid, why);
   EmitEvent("maintenance.failed",
             json{{"job_id", job}, {"worker_pid", pid}, {"error", "worker exited: " + why}});
+  proto::MaintenanceStatus last;
+  last.last_job_id = job;
+  last.last_outcome = "failed";
+  last.last_at_ms = clock_.WallMs();
+  last.errors = {"worker exited: " + why};
+  last_maintenance_ = std::move(last);
+}
+
+proto::MaintenanceStatus Supervisor::MaintenanceForStatus() const {
+  proto::MaintenanceStatus s = last_maintenance_.value_or(proto::MaintenanceStatus{});
+  const int64_t now_mono = clock_.MonotonicMs();
+  const int64_t now_wall = clock_.WallMs();
+  if (maintenance_.in_flight()) {
+    s.running_since_ms = now_wall - (now_mono - maintenance_.last_start_mono_ms());
+  } else if (int64_t due = maintenance_.NextDeadline(config_.maintenance); due != INT64_MAX) {
+    s.next_at_ms = now_wall + std::max<int64_t>(0, due - now_mono);
+  }
+  return s;
 }
 
 }  // namespace forge::supervisor

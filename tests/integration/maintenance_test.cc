@@ -3,6 +3,7 @@
 // fresh ones and the branch, deletes old per-attempt logs; and a worker killed
 // in the middle of the job loses no task. Ageing: finished_at is backdated in
 // the SQLite file while the supervisor is stopped, log mtimes with utimes.
+#include <gmock/gmock.h>
 #include <sqlite3.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using proto::TaskState;
+using ::testing::HasSubstr;
 constexpr int64_t kDay = 24LL * 3600 * 1000;
 
 std::string Sh(const std::string& script) {
@@ -216,6 +218,13 @@ TEST(Maintenance, RemovesOldWorkspacesKeepsFreshOnesBranchesAndNewLogs) {
   EXPECT_TRUE(first["errors"].empty()) << first.dump();
   EXPECT_FALSE(first.contains("checkpoint")) << first.dump();  // the supervisor's own event now
   EXPECT_EQ(finished[1].payload["removed"], 0) << finished[1].payload.dump();
+  // status shows the last pass that ended, and when the next one is due.
+  const json status = forge.Status()["maintenance"];
+  EXPECT_GE(status["last_job_id"].get<int64_t>(), finished[1].payload["job_id"].get<int64_t>())
+      << status.dump();
+  EXPECT_EQ(status["last_outcome"], "finished") << status.dump();
+  EXPECT_TRUE(status["running_since"].is_string() || status["next_at"].is_string())
+      << status.dump();
   // Each pass checkpoints the WAL on the supervisor's own thread, after the
   // pass's maintenance.started event: never an empty WAL.
   ASSERT_TRUE(WaitFor([&] { return !forge.Events("", "maintenance.checkpoint").empty(); }, 20'000));
@@ -242,11 +251,17 @@ TEST(Maintenance, AWorkerKilledMidJobLosesNothing) {
   auto started = forge.Events("", "maintenance.started");
   ASSERT_FALSE(started.empty());
   pid_t worker = started.back().payload["worker_pid"].get<pid_t>();
+  EXPECT_TRUE(forge.Status()["maintenance"]["running_since"].is_string()) << forge.Status().dump();
   // The only worker is busy with the job: a task submitted now waits for it.
   std::string task = forge.Submit("succeed");
   ASSERT_EQ(::kill(worker, SIGKILL), 0);
   ASSERT_TRUE(WaitFor([&] { return !forge.Events("", "maintenance.failed").empty(); }, 10'000));
   EXPECT_EQ(forge.Events("", "maintenance.failed")[0].payload["worker_pid"], worker);
+  // status says so until a later pass ends (the next one hangs on git too).
+  const json failed = forge.Status()["maintenance"];
+  EXPECT_EQ(failed["last_outcome"], "failed") << failed.dump();
+  ASSERT_EQ(failed["errors"].size(), 1u) << failed.dump();
+  EXPECT_THAT(failed["errors"][0].get<std::string>(), HasSubstr("worker exited")) << failed.dump();
   // The respawned worker runs the task: nothing was lost, no attempt was spent.
   ASSERT_TRUE(forge.WaitState(task, TaskState::kDone));
   auto attempts = forge.Attempts(task);
