@@ -7,7 +7,8 @@
 // Contract: fd() becomes readable once the function has returned; Finished()
 // is then true (it consumes the readiness) and Take() returns the value. The
 // destructor joins: an owner that must not wait forever bounds the function
-// itself (timeouts inside it), not the join.
+// itself (timeouts inside it), not the join. The function reports failure in
+// its value; it must not throw (nothing on its thread would catch it).
 #pragma once
 
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -37,11 +39,15 @@ class Background {
       return MakeError(ErrorCode::kIo, std::string("eventfd: ") + std::strerror(errno));
     }
     Background* raw = b.get();
-    b->thread_ = std::thread([raw, fn = std::move(fn)] {
-      raw->value_ = fn();
-      uint64_t one = 1;
-      (void)!::write(raw->event_.get(), &one, sizeof one);
-    });
+    try {
+      b->thread_ = std::thread([raw, fn = std::move(fn)] {
+        raw->value_ = fn();
+        uint64_t one = 1;
+        (void)!::write(raw->event_.get(), &one, sizeof one);
+      });
+    } catch (const std::system_error& e) {  // out of threads or memory: the caller's error
+      return MakeError(ErrorCode::kIo, std::string("starting a thread: ") + e.what());
+    }
     return b;
   }
 
