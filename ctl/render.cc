@@ -258,7 +258,11 @@ std::string MaintenanceLine(const proto::MaintenanceStatus& m, int64_t now_ms, c
     }
     if (!m.errors.empty()) out += ": " + OneLine(m.errors.front(), style.wide ? 0 : 160);
   }
-  if (m.next_at_ms > 0) out += "; next " + RelativeTime(now_ms, m.next_at_ms);
+  if (m.next_at_ms > 0) {
+    // Due and not started: every worker is busy (a pass waits for an idle one).
+    out += m.next_at_ms - now_ms < 1000 ? "; next due now"
+                                        : "; next " + RelativeTime(now_ms, m.next_at_ms);
+  }
   if (m.running_since_ms == 0 && m.next_at_ms == 0) out += " (disabled)";
   return out;
 }

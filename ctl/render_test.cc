@@ -195,6 +195,11 @@ TEST(RenderStatus, MaintenanceRunningFailedWithErrorsAndDisabled) {
                   .errors = {"worker exited: killed by SIGKILL"},
                   .next_at_ms = kNow + 8 * kMin}),
             "maintenance  last 2m ago failed: worker exited: killed by SIGKILL; next in 8m");
+  EXPECT_EQ(line({.last_job_id = 9,
+                  .last_outcome = "finished",
+                  .last_at_ms = kNow - 10 * kMin,
+                  .next_at_ms = kNow - 30 * kSec}),
+            "maintenance  last 10m ago: 0 removed, 0 logs deleted; next due now");
   EXPECT_EQ(line({}), "maintenance  no pass since the supervisor started (disabled)");
   // An older supervisor, or the database alone: no line at all.
   proto::StatusReply none;
