@@ -1,10 +1,11 @@
 // The maintenance job (proto::Maintain): removes the workspaces and git
-// worktrees of long-finished tasks and deletes old per-attempt logs. It runs
-// on a worker, never in the supervisor's loop,
-// and on its own thread inside the worker so that heartbeats keep flowing
-// while git or a large `rm -r` takes its time. It holds no task lease: a
-// worker that dies mid-job loses nothing, and whatever was not reported as
-// removed is listed again by the next job.
+// worktrees of long-finished tasks and deletes old per-attempt logs (the WAL
+// checkpoint of the same pass is the supervisor's: store/wal_checkpoint.h).
+// It runs on a worker, never in the supervisor's loop, and on its own thread
+// inside the worker so that heartbeats keep flowing while git or a large
+// `rm -r` takes its time. It holds no task lease: a worker that dies mid-job
+// loses nothing, and whatever was not reported as removed is listed again by
+// the next job.
 #pragma once
 
 #include <cstdint>
