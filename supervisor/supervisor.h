@@ -148,9 +148,9 @@ class Supervisor final : public ControlBackend {
   LoopCounters counters_;
 
   MaintenanceSchedule maintenance_;
-  // The last pass that ended (finished or failed), for status; its running
-  // and next fields are filled in when status is asked.
-  std::optional<proto::MaintenanceStatus> last_maintenance_;
+  // The last pass that ended (finished or failed; last_job_id 0: none yet),
+  // for status; its running and next fields are filled in when asked.
+  proto::MaintenanceStatus last_maintenance_;
   std::unique_ptr<Background<store::CheckpointReport>> checkpoint_;  // joined when destroyed
   std::deque<int64_t> review_queue_;  // attempts whose agent passed, waiting for a critic
   struct PendingRespawn {

@@ -119,14 +119,12 @@ void Supervisor::OnMaintenanceResult(Child& child, const proto::MaintenanceResul
                                          {"duration_ms", m.duration_ms}});
   spdlog::info("maintenance job {}: removed {}, absent {}, {} log(s) deleted, {} error(s)",
                m.job_id, removed, absent, m.logs_deleted, m.errors.size());
-  proto::MaintenanceStatus last;
-  last.last_job_id = m.job_id;
-  last.last_outcome = "finished";
-  last.last_at_ms = clock_.WallMs();
-  last.removed = removed;
-  last.logs_deleted = m.logs_deleted;
-  last.errors = m.errors;
-  last_maintenance_ = std::move(last);
+  last_maintenance_ = {.last_job_id = m.job_id,
+                       .last_outcome = "finished",
+                       .last_at_ms = clock_.WallMs(),
+                       .removed = removed,
+                       .logs_deleted = m.logs_deleted,
+                       .errors = m.errors};
 }
 
 void Supervisor::OnMaintenanceWorkerGone(pid_t pid, const std::string& why) {
@@ -134,18 +132,16 @@ void Supervisor::OnMaintenanceWorkerGone(pid_t pid, const std::string& why) {
   if (job == 0) return;
   spdlog::warn("maintenance job {} lost with worker {} ({}); retried at the next interval", job,
                pid, why);
-  EmitEvent("maintenance.failed",
-            json{{"job_id", job}, {"worker_pid", pid}, {"error", "worker exited: " + why}});
-  proto::MaintenanceStatus last;
-  last.last_job_id = job;
-  last.last_outcome = "failed";
-  last.last_at_ms = clock_.WallMs();
-  last.errors = {"worker exited: " + why};
-  last_maintenance_ = std::move(last);
+  const std::string error = "worker exited: " + why;
+  EmitEvent("maintenance.failed", json{{"job_id", job}, {"worker_pid", pid}, {"error", error}});
+  last_maintenance_ = {.last_job_id = job,
+                       .last_outcome = "failed",
+                       .last_at_ms = clock_.WallMs(),
+                       .errors = {error}};
 }
 
 proto::MaintenanceStatus Supervisor::MaintenanceForStatus() const {
-  proto::MaintenanceStatus s = last_maintenance_.value_or(proto::MaintenanceStatus{});
+  proto::MaintenanceStatus s = last_maintenance_;
   const int64_t now_mono = clock_.MonotonicMs();
   const int64_t now_wall = clock_.WallMs();
   if (maintenance_.in_flight()) {
