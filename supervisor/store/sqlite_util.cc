@@ -49,11 +49,29 @@ std::string Stmt::Text(int col) const {
                      static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
 }
 
+namespace {
+
+// SQLite's memory statistics (on by default) take a global mutex around every
+// allocation; Forge never reads them (sqlite3_memory_used). Must run before
+// SQLite initializes, so it is done once before the first open; when
+// something else initialized SQLite first the call fails and the default
+// stays, which is only slower.
+void DisableMemoryStatistics() {
+  static const bool done = [] {
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return true;
+  }();
+  (void)done;
+}
+
+}  // namespace
+
 Conn::~Conn() {
   Close();
 }
 
 Status Conn::Open(const std::string& path, int flags) {
+  DisableMemoryStatistics();
   path_ = path;
   int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {

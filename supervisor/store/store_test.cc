@@ -1198,5 +1198,15 @@ TEST_F(StoreTest, SurvivesSigkillAtRandomMoments) {
   EXPECT_GE(reported.size(), 20u);
 }
 
+// SQLite's memory statistics take a global mutex around every allocation;
+// the first open turns them off, so its counter stays at zero however much
+// the store allocates. (Each test runs in a process of its own.)
+TEST_F(StoreTest, SqliteMemoryStatisticsAreOff) {
+  auto s = OpenStore();
+  MustSubmit(*s, {Task("one"), Task("two")});
+  ASSERT_TRUE(s->NextReady().ok());
+  EXPECT_EQ(sqlite3_memory_used(), 0);
+}
+
 }  // namespace
 }  // namespace forge::store
