@@ -242,6 +242,7 @@ int Supervisor::Run() {
       TryMaintenance(false);
       Notify();
     }
+    MaybeAutoCheckpoint();
   }
   sd_notify(0, "STOPPING=1");
   spdlog::info("supervisor {} stopped", ::getpid());
@@ -1031,7 +1032,9 @@ proto::StatusReply Supervisor::Status() {
 
 json Supervisor::Counters() {
   return json{{"bad_child_messages", counters_.bad_child_messages},
-              {"stray_child_messages", counters_.stray_messages}};
+              {"stray_child_messages", counters_.stray_messages},
+              {"wal_checkpoints", counters_.wal_checkpoints},
+              {"wal_checkpoint_errors", counters_.wal_checkpoint_errors}};
 }
 
 void Supervisor::OnCancelled(const store::Change& change) {
