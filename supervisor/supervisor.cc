@@ -25,6 +25,14 @@ using proto::Outcome;
 
 constexpr int64_t kMaxPollMs = 1000;
 constexpr int kHistoryLimit = 5;
+// Messages read from one socket in one loop turn. A child or client that
+// floods its socket must not starve the timers (heartbeat deadlines), the
+// other socket or the signals; what is left is read next turn, and the poll
+// returns at once while anything is waiting.
+constexpr int kMaxMessagesPerTurn = 256;
+// Turns that SIGCHLD may wait for the children's socket to be drained (see
+// Run); bounded so that an endless flood cannot hold off SIGTERM.
+constexpr int kMaxSignalDeferrals = 16;
 // Control requests between kMaxMessageBytes and this are read and refused
 // with an error reply; larger ones make ZeroMQ drop the connection.
 constexpr int64_t kControlMaxMessageBytes = 16 << 20;
@@ -230,9 +238,16 @@ int Supervisor::Run() {
     }
     if ((items[3].revents & ZMQ_POLLIN) && checkpoint_->Finished()) FinishCheckpoint();
     // Children's messages before SIGCHLD: a child's last words (a result sent
-    // just before it exited) are read before its exit closes the attempt.
-    DrainChildren();
-    if (items[2].revents & ZMQ_POLLIN) HandleSignals();
+    // just before it exited) are read before its exit closes the attempt. So
+    // while messages are left over, signals wait for a later turn (the
+    // signalfd stays readable), a bounded number of turns.
+    const bool drained = DrainChildren();
+    if (items[2].revents & ZMQ_POLLIN) {
+      if (drained || ++signal_deferrals_ > kMaxSignalDeferrals) {
+        signal_deferrals_ = 0;
+        HandleSignals();
+      }
+    }
     DrainControl();
     RunTimers();
     if (!done_) {
@@ -560,8 +575,8 @@ bool Supervisor::Send(const Child& child, const proto::SupervisorMessage& messag
   }
 }
 
-void Supervisor::DrainChildren() {
-  while (true) {
+bool Supervisor::DrainChildren() {
+  for (int read = 0; read < kMaxMessagesPerTurn; ++read) {
     std::vector<zmq::message_t> frames;
     zmq::recv_result_t got;
     try {
@@ -572,7 +587,7 @@ void Supervisor::DrainChildren() {
       ++counters_.bad_child_messages;
       continue;
     }
-    if (!got) return;
+    if (!got) return true;
     if (frames.size() != 2) {
       ++counters_.bad_child_messages;
       spdlog::warn("children socket: message with {} frames ignored", frames.size());
@@ -580,6 +595,7 @@ void Supervisor::DrainChildren() {
     }
     HandleChildMessage(frames[0].to_string(), frames[1].to_string());
   }
+  return false;
 }
 
 void Supervisor::HandleChildMessage(const std::string& routing_id, const std::string& bytes) {
@@ -958,7 +974,7 @@ void Supervisor::FinishShutdown() {
 // ---------------------------------------------------------------- control --
 
 void Supervisor::DrainControl() {
-  while (true) {
+  for (int read = 0; read < kMaxMessagesPerTurn; ++read) {
     std::vector<zmq::message_t> frames;
     zmq::recv_result_t got;
     try {

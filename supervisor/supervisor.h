@@ -86,7 +86,8 @@ class Supervisor final : public ControlBackend {
   // ---- loop ----
   int64_t PollTimeoutMs();
   void HandleSignals();
-  void DrainChildren();
+  // Reads at most kMaxMessagesPerTurn messages; true when none are left.
+  bool DrainChildren();
   void DrainControl();
   void RunTimers();
   void TryDispatch();
@@ -175,6 +176,7 @@ class Supervisor final : public ControlBackend {
   int64_t started_at_wall_ms_ = 0;
   int64_t started_at_mono_ms_ = 0;
 
+  int signal_deferrals_ = 0;  // turns SIGCHLD waited for the children's socket
   bool stopping_ = false;
   bool done_ = false;
   int64_t stop_deadline_mono_ms_ = 0;

@@ -1,8 +1,10 @@
 // Malformed, over-size, mistyped and stray messages on both sockets: error
 // replies on the control socket, logged and ignored on the children socket,
 // and the supervisor keeps serving. One test plays a worker itself.
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 // endpoints.h first: it says Result<> inside forge::proto, where messages.h
 // declares a struct Result.
@@ -95,6 +97,10 @@ class ScriptedWorker {
   void SendRaw(const std::string& bytes) {
     socket_.send(zmq::buffer(bytes), zmq::send_flags::none);
   }
+  // false when the socket's queue is full.
+  bool TrySendRaw(const std::string& bytes) {
+    return socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait).has_value();
+  }
   template <typename M>
   void Send(const M& m) {
     SendRaw(proto::Encode(m));
@@ -115,15 +121,11 @@ class ScriptedWorker {
   zmq::socket_t socket_;
 };
 
-TEST(Protocol, MistypedAndStrayChildMessagesAreCountedAndIgnored) {
-  ForgeOptions o;
-  o.workers = 1;
-  o.heartbeat_timeout = "10s";
-  o.extra_env["FORGE_WORKER_BIN"] = std::string(FORGE_FAKES_DIR) + "/silent_child.sh";
-  Forge forge(o);
+// A supervisor whose one worker is silent_child.sh, which the test plays.
+pid_t StartWithScriptedWorker(Forge& forge) {
   forge.Start(/*wait_children=*/false);
   pid_t worker_pid = 0;
-  ASSERT_TRUE(WaitFor(
+  EXPECT_TRUE(WaitFor(
       [&] {
         json status = forge.Status();
         for (const auto& c : status["children"]) {
@@ -133,12 +135,31 @@ TEST(Protocol, MistypedAndStrayChildMessagesAreCountedAndIgnored) {
       },
       5000))
       << forge.Status().dump();
-  ScriptedWorker w(forge.state_dir(), worker_pid);
+  return worker_pid;
+}
+
+ForgeOptions ScriptedWorkerOptions() {
+  ForgeOptions o;
+  o.workers = 1;
+  o.heartbeat_timeout = "10s";
+  o.extra_env["FORGE_WORKER_BIN"] = std::string(FORGE_FAKES_DIR) + "/silent_child.sh";
+  return o;
+}
+
+proto::Hello HelloFrom(pid_t pid) {
   proto::Hello hello;
   hello.role = "worker";
-  hello.pid = worker_pid;
+  hello.pid = pid;
   hello.version = "test";
-  w.Send(hello);
+  return hello;
+}
+
+TEST(Protocol, MistypedAndStrayChildMessagesAreCountedAndIgnored) {
+  Forge forge(ScriptedWorkerOptions());
+  const pid_t worker_pid = StartWithScriptedWorker(forge);
+  ASSERT_NE(worker_pid, 0);
+  ScriptedWorker w(forge.state_dir(), worker_pid);
+  w.Send(HelloFrom(worker_pid));
   std::string id = forge.Submit("succeed");
   auto msg = w.Receive(10'000);
   ASSERT_TRUE(msg.has_value());
@@ -178,6 +199,39 @@ TEST(Protocol, MistypedAndStrayChildMessagesAreCountedAndIgnored) {
   auto attempts = forge.Attempts(id);
   ASSERT_EQ(attempts.size(), 1u);
   EXPECT_EQ(attempts[0].outcome, "passed");
+}
+
+// A child that floods its socket (large heartbeats as fast as it can send them)
+// does not starve the rest of the loop: the supervisor reads a bounded number
+// of messages per turn, so control requests are still answered.
+TEST(Protocol, AFloodingChildDoesNotStarveControlRequests) {
+  Forge forge(ScriptedWorkerOptions());
+  const pid_t worker_pid = StartWithScriptedWorker(forge);
+  ASSERT_NE(worker_pid, 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> sent{0};
+  std::thread flood([&] {
+    ScriptedWorker w(forge.state_dir(), worker_pid);
+    w.Send(HelloFrom(worker_pid));
+    // Padded so that reading one costs the supervisor more than sending one
+    // costs this thread: without a bound per turn, the loop never got past
+    // the children's socket.
+    json padded = json::parse(proto::Encode(proto::Heartbeat{}));
+    padded["padding"] = std::string(64 << 10, 'x');
+    const std::string heartbeat = padded.dump();
+    while (!stop) {
+      if (w.TrySendRaw(heartbeat)) ++sent;
+    }
+  });
+  const bool flooding = WaitFor([&] { return sent > 2'000; }, 20'000);
+  std::vector<bool> answered;
+  for (int i = 0; flooding && i < 5; ++i) {
+    answered.push_back(forge.ctl().Call("status", json::object(), 3000).ok());
+  }
+  stop = true;
+  flood.join();
+  ASSERT_TRUE(flooding) << sent << " heartbeats sent";
+  EXPECT_EQ(answered, std::vector<bool>(5, true)) << "after " << sent << " heartbeats";
 }
 
 }  // namespace
