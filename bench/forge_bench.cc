@@ -325,7 +325,12 @@ class Instance {
       forge::Reap(pid_);
     }
     db_.reset();
-    g_leftovers.Add(dir_);
+    if (std::uncaught_exceptions() > 0) {
+      // The figure failed: its supervisor log and database tell why.
+      std::cerr << "forge_bench: kept " << dir_ << " (the figure failed)\n";
+    } else {
+      g_leftovers.Add(dir_);
+    }
   }
   Instance(const Instance&) = delete;
   Instance& operator=(const Instance&) = delete;
