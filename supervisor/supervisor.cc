@@ -257,7 +257,6 @@ int Supervisor::Run() {
       TryMaintenance(false);
       Notify();
     }
-    MaybeAutoCheckpoint();
   }
   sd_notify(0, "STOPPING=1");
   spdlog::info("supervisor {} stopped", ::getpid());
@@ -1048,9 +1047,7 @@ proto::StatusReply Supervisor::Status() {
 
 json Supervisor::Counters() {
   return json{{"bad_child_messages", counters_.bad_child_messages},
-              {"stray_child_messages", counters_.stray_messages},
-              {"wal_checkpoints", counters_.wal_checkpoints},
-              {"wal_checkpoint_errors", counters_.wal_checkpoint_errors}};
+              {"stray_child_messages", counters_.stray_messages}};
 }
 
 void Supervisor::OnCancelled(const store::Change& change) {

@@ -47,8 +47,6 @@ struct LoopCounters {
   int64_t bad_child_messages = 0;  // undecodable / from unknown peers
   int64_t stray_messages = 0;      // about an attempt the child does not hold
   int64_t bad_control_requests = 0;
-  int64_t wal_checkpoints = 0;        // background PASSIVE checkpoints finished
-  int64_t wal_checkpoint_errors = 0;  // ... that could not run
 };
 
 class Supervisor final : public ControlBackend {
@@ -98,11 +96,8 @@ class Supervisor final : public ControlBackend {
   void TryMaintenance(bool before_dispatch);
   void OnMaintenanceResult(Child& child, const proto::MaintenanceResult& m);
   void OnMaintenanceWorkerGone(pid_t pid, const std::string& why);
-  // WAL checkpoints, on a thread of their own, one at a time: PASSIVE each
-  // time the log grows by kAutoCheckpointFrames (the store's commits never
-  // checkpoint), TRUNCATE once per maintenance pass.
-  void MaybeAutoCheckpoint();
-  void StartCheckpoint(store::CheckpointMode mode);
+  // The WAL checkpoint of each maintenance run, on a thread of its own.
+  void StartCheckpoint();
   void FinishCheckpoint();
   proto::MaintenanceStatus MaintenanceForStatus() const;
 
@@ -158,9 +153,6 @@ class Supervisor final : public ControlBackend {
   // for status; its running and next fields are filled in when asked.
   proto::MaintenanceStatus last_maintenance_;
   std::unique_ptr<Background<store::CheckpointReport>> checkpoint_;  // joined when destroyed
-  store::CheckpointMode checkpoint_mode_ = store::CheckpointMode::kPassive;  // of checkpoint_
-  bool truncate_wanted_ = false;          // a pass asked for TRUNCATE while a PASSIVE ran
-  int64_t wal_frames_at_checkpoint_ = 0;  // WalFrames() when the last PASSIVE started
   std::deque<int64_t> review_queue_;  // attempts whose agent passed, waiting for a critic
   struct PendingRespawn {
     Role role;

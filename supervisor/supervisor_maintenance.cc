@@ -2,8 +2,7 @@
 // to an idle worker, record what the worker did. Nothing here touches the
 // filesystem: the job runs on the worker (see worker/maintenance.h). The
 // pass's WAL checkpoint is the one part done here, on a thread, because the
-// supervisor is the only process that opens the database; the routine
-// checkpoints between passes run on the same thread.
+// supervisor is the only process that opens the database.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -54,58 +53,23 @@ void Supervisor::TryMaintenance(bool before_dispatch) {
   if (!Send(*worker, job)) {
     KillChild(*worker, "unreachable");  // OnChildExited abandons the job
   }
-  // One checkpoint in flight at most: a PASSIVE one running now is followed
-  // by the pass's TRUNCATE when it ends.
-  if (!checkpoint_) {
-    StartCheckpoint(store::CheckpointMode::kTruncate);
-  } else if (checkpoint_mode_ == store::CheckpointMode::kPassive) {
-    truncate_wanted_ = true;
-  }
+  if (!checkpoint_) StartCheckpoint();  // one in flight at most
 }
 
-void Supervisor::MaybeAutoCheckpoint() {
-  if (checkpoint_ || stopping_) return;
-  const int64_t frames = store_->WalFrames();
-  // Fewer frames than at the last start: the log has started over since.
-  const int64_t grown =
-      frames < wal_frames_at_checkpoint_ ? frames : frames - wal_frames_at_checkpoint_;
-  if (grown < store::kAutoCheckpointFrames) return;
-  wal_frames_at_checkpoint_ = frames;
-  StartCheckpoint(store::CheckpointMode::kPassive);
-}
-
-void Supervisor::StartCheckpoint(store::CheckpointMode mode) {
+void Supervisor::StartCheckpoint() {
   std::string db_path = JoinPath(options_.state_dir, "forge.db");
-  auto started = Background<store::CheckpointReport>::Start([db_path, mode] {
-    return store::CheckpointWal(db_path, mode, store::kCheckpointBusyTimeoutMs);
-  });
+  auto started = Background<store::CheckpointReport>::Start(
+      [db_path] { return store::CheckpointWal(db_path, store::kCheckpointBusyTimeoutMs); });
   if (!started.ok()) {
-    spdlog::error("cannot start a WAL checkpoint: {}", started.error().ToString());
+    spdlog::error("maintenance: cannot start the WAL checkpoint: {}", started.error().ToString());
     return;
   }
   checkpoint_ = std::move(started).value();
-  checkpoint_mode_ = mode;
 }
 
 void Supervisor::FinishCheckpoint() {
   store::CheckpointReport r = checkpoint_->Take();
   checkpoint_.reset();
-  if (checkpoint_mode_ == store::CheckpointMode::kPassive) {
-    // Routine (every few hundred tasks under load): counted, not an event.
-    ++counters_.wal_checkpoints;
-    if (!r.error.empty()) {
-      ++counters_.wal_checkpoint_errors;
-      spdlog::warn("WAL checkpoint: {}", r.error);
-    } else {
-      spdlog::debug("WAL checkpoint: {} of {} frames in {} ms", r.checkpointed_frames, r.log_frames,
-                    r.duration_ms);
-    }
-    if (truncate_wanted_) {
-      truncate_wanted_ = false;
-      StartCheckpoint(store::CheckpointMode::kTruncate);
-    }
-    return;
-  }
   json payload{{"ran", r.ran},
                {"busy", r.busy},
                {"log_frames", r.log_frames},

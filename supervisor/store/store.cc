@@ -74,16 +74,8 @@ struct Store::Impl {
   int64_t txn_last_seq = 0;
   bool txn_contiguous = true;
   std::mt19937_64 rng{std::random_device{}()};
-  int64_t wal_frames = 0;  // set by OnWalCommit
 
   int64_t Now() const { return clock->WallMs(); }
-
-  // sqlite3_wal_hook: runs inside every commit. Installing it replaces
-  // SQLite's automatic checkpoint, which is what it is for.
-  static int OnWalCommit(void* impl, sqlite3*, const char*, int frames) {
-    static_cast<Impl*>(impl)->wal_frames = frames;
-    return SQLITE_OK;
-  }
 
   // ---- transactions ----
 
@@ -402,7 +394,6 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     FORGE_RETURN_IF_ERROR(c.Open(options.db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
     FORGE_RETURN_IF_ERROR(c.Exec(timeout));
     FORGE_RETURN_IF_ERROR(EnableWal(c, options.db_path));
-    sqlite3_wal_hook(c.db(), &Impl::OnWalCommit, &impl);
     FORGE_RETURN_IF_ERROR(c.Exec(std::string("PRAGMA synchronous = ") +
                                  (options.synchronous_full ? "FULL" : "NORMAL") +
                                  "; PRAGMA foreign_keys = ON"));
@@ -421,10 +412,6 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   }
   store->db_ = c.db();
   return store;
-}
-
-int64_t Store::WalFrames() const {
-  return impl_->wal_frames;
 }
 
 int Store::SchemaVersion() {

@@ -138,11 +138,6 @@ class Store {
   ~Store();
 
   int SchemaVersion();
-  // Frames in the -wal file after this connection's last commit. A writable
-  // store turns SQLite's automatic checkpoint off: the supervisor runs it on
-  // a thread of its own once this reaches kAutoCheckpointFrames
-  // (wal_checkpoint.h), so no commit waits for a checkpoint.
-  int64_t WalFrames() const;
 
   // ---- submit ----
   // All or nothing. depends_on entries are local ids of this batch or

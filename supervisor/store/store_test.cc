@@ -20,7 +20,6 @@
 #include "supervisor/store/events_file.h"
 #include "supervisor/store/rows.h"
 #include "supervisor/store/schema.h"
-#include "supervisor/store/wal_checkpoint.h"
 
 namespace forge::store {
 namespace {
@@ -1197,29 +1196,6 @@ TEST_F(StoreTest, SurvivesSigkillAtRandomMoments) {
     ExpectJsonlMatches(*s);
   }
   EXPECT_GE(reported.size(), 20u);
-}
-
-// The store's commits never checkpoint (the supervisor does, on a thread):
-// the WAL grows past SQLite's automatic threshold, WalFrames says how far,
-// and a checkpoint from another connection lets the next commit start over.
-TEST_F(StoreTest, CommitsLeaveTheCheckpointToTheCaller) {
-  auto s = OpenStore();
-  EXPECT_GT(s->WalFrames(), 0);  // the schema
-  int64_t last = s->WalFrames();
-  for (int i = 0; s->WalFrames() <= kAutoCheckpointFrames + 100; ++i) {
-    ASSERT_LT(i, 5000) << "the WAL stopped growing at " << s->WalFrames() << " frames";
-    MustSubmit(*s, {Task("task " + std::to_string(i))});
-    ASSERT_GE(s->WalFrames(), last) << "a commit checkpointed after task " << i;
-    last = s->WalFrames();
-  }
-  const std::string db = dir_.Path("forge.db");
-  EXPECT_GE(static_cast<int64_t>(std::filesystem::file_size(db + "-wal")), last * 4096);
-
-  CheckpointReport r = CheckpointWal(db, CheckpointMode::kPassive, 1000);
-  ASSERT_EQ(r.error, "");
-  EXPECT_EQ(r.checkpointed_frames, last);
-  MustSubmit(*s, {Task("after the checkpoint")});
-  EXPECT_LT(s->WalFrames(), 100);
 }
 
 // SQLite's memory statistics take a global mutex around every allocation;

@@ -15,8 +15,7 @@ int64_t FileBytes(const std::string& path) {
 
 }  // namespace
 
-CheckpointReport CheckpointWal(const std::string& db_path, CheckpointMode mode,
-                               int busy_timeout_ms) {
+CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms) {
   const int64_t start = SystemClock::Get().MonotonicMs();
   CheckpointReport r;
   const std::string wal = db_path + "-wal";
@@ -31,10 +30,8 @@ CheckpointReport CheckpointWal(const std::string& db_path, CheckpointMode mode,
   sqlite3_busy_timeout(db, busy_timeout_ms);
   // The pragma (not sqlite3_wal_checkpoint_v2): a fresh connection learns
   // the database is in WAL mode only once it reads it, which the pragma does.
-  const std::string pragma = mode == CheckpointMode::kPassive ? "PRAGMA wal_checkpoint(PASSIVE)"
-                                                              : "PRAGMA wal_checkpoint(TRUNCATE)";
   sqlite3_stmt* stmt = nullptr;
-  rc = sqlite3_prepare_v2(db, pragma.c_str(), -1, &stmt, nullptr);
+  rc = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &stmt, nullptr);
   if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
     r.ran = true;
@@ -45,7 +42,7 @@ CheckpointReport CheckpointWal(const std::string& db_path, CheckpointMode mode,
     r.ran = true;
     r.busy = true;
   } else {
-    r.error = pragma.substr(7) + " on '" + db_path + "': " + sqlite3_errmsg(db);
+    r.error = "wal_checkpoint(TRUNCATE) on '" + db_path + "': " + sqlite3_errmsg(db);
   }
   sqlite3_finalize(stmt);
   sqlite3_close(db);

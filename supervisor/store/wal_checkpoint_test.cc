@@ -47,7 +47,7 @@ class WalCheckpoint : public ::testing::Test {
 
 TEST_F(WalCheckpoint, TruncatesTheWal) {
   ASSERT_GT(fs::file_size(path_ + "-wal"), 0u);
-  CheckpointReport r = CheckpointWal(path_, CheckpointMode::kTruncate, 1000);
+  CheckpointReport r = CheckpointWal(path_, 1000);
   EXPECT_TRUE(r.ran);
   EXPECT_FALSE(r.busy);
   EXPECT_EQ(r.error, "");
@@ -61,7 +61,7 @@ TEST_F(WalCheckpoint, AReaderOnAnOldSnapshotMakesItBusyAndLosesNothing) {
   reader_ = Open();
   Exec(reader_, "BEGIN; SELECT count(*) FROM t;");  // holds its snapshot open
   Exec(writer_, "INSERT INTO t VALUES(4);");
-  CheckpointReport r = CheckpointWal(path_, CheckpointMode::kTruncate, 50);
+  CheckpointReport r = CheckpointWal(path_, 50);
   EXPECT_TRUE(r.ran);
   EXPECT_TRUE(r.busy);
   EXPECT_EQ(r.error, "");
@@ -69,7 +69,7 @@ TEST_F(WalCheckpoint, AReaderOnAnOldSnapshotMakesItBusyAndLosesNothing) {
   EXPECT_GT(r.wal_bytes_after, 0);
 
   Exec(reader_, "COMMIT;");
-  r = CheckpointWal(path_, CheckpointMode::kTruncate, 1000);
+  r = CheckpointWal(path_, 1000);
   EXPECT_TRUE(r.ran);
   EXPECT_FALSE(r.busy);
   EXPECT_EQ(fs::file_size(path_ + "-wal"), 0u);
@@ -80,34 +80,8 @@ TEST_F(WalCheckpoint, AReaderOnAnOldSnapshotMakesItBusyAndLosesNothing) {
   sqlite3_finalize(stmt);
 }
 
-TEST_F(WalCheckpoint, PassiveCopiesEverythingButKeepsTheFileForTheNextWriter) {
-  const auto wal_bytes = fs::file_size(path_ + "-wal");
-  CheckpointReport r = CheckpointWal(path_, CheckpointMode::kPassive, 1000);
-  EXPECT_TRUE(r.ran);
-  EXPECT_FALSE(r.busy);
-  EXPECT_EQ(r.error, "");
-  EXPECT_GT(r.log_frames, 0);
-  EXPECT_EQ(r.checkpointed_frames, r.log_frames);
-  EXPECT_EQ(fs::file_size(path_ + "-wal"), wal_bytes);
-  // Everything was copied, so the next write starts the log over instead of
-  // growing it.
-  Exec(writer_, "INSERT INTO t VALUES(4);");
-  EXPECT_EQ(fs::file_size(path_ + "-wal"), wal_bytes);
-}
-
-TEST_F(WalCheckpoint, PassiveLeavesWhatAReaderStillNeeds) {
-  reader_ = Open();
-  Exec(reader_, "BEGIN; SELECT count(*) FROM t;");
-  Exec(writer_, "INSERT INTO t VALUES(4);");
-  CheckpointReport r = CheckpointWal(path_, CheckpointMode::kPassive, 50);
-  EXPECT_TRUE(r.ran);
-  EXPECT_EQ(r.error, "");
-  EXPECT_LT(r.checkpointed_frames, r.log_frames);
-  Exec(reader_, "COMMIT;");
-}
-
 TEST_F(WalCheckpoint, AMissingDatabaseIsAnErrorNamingIt) {
-  CheckpointReport r = CheckpointWal(dir_ + "/none.db", CheckpointMode::kTruncate, 1000);
+  CheckpointReport r = CheckpointWal(dir_ + "/none.db", 1000);
   EXPECT_FALSE(r.ran);
   EXPECT_THAT(r.error, HasSubstr("opening '" + dir_ + "/none.db'"));
   EXPECT_FALSE(fs::exists(dir_ + "/none.db"));  // opened read-write, never created

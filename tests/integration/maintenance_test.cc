@@ -238,33 +238,6 @@ TEST(Maintenance, RemovesOldWorkspacesKeepsFreshOnesBranchesAndNewLogs) {
   EXPECT_EQ(forge.Task(old_repo).state, TaskState::kDone);
 }
 
-// The store's commits never checkpoint (that would stop the loop for a copy
-// and two fsyncs): the supervisor runs a PASSIVE checkpoint on its own thread
-// each time the WAL grows by kAutoCheckpointFrames, and counts it in status.
-TEST(Maintenance, TheWalIsCheckpointedBesideTheLoopAsItGrows) {
-  Forge forge(Options("{interval: 1h}"));
-  forge.Start();
-  ASSERT_TRUE(forge.ctl().Call("pause", json{{"reason", "nothing runs"}}).ok());
-  auto checkpoints = [&] { return forge.Status()["counters"]["wal_checkpoints"].get<int64_t>(); };
-  ASSERT_EQ(checkpoints(), 0);
-  // One transaction per submit, a few WAL frames each.
-  int submitted = 0;
-  while (checkpoints() == 0 && submitted < 3000) {
-    for (int i = 0; i < 20; ++i, ++submitted) {
-      auto r = forge.ctl().Call(
-          "submit",
-          json{{"tasks", json::array({json{{"title", "t" + std::to_string(submitted)}}})}});
-      ASSERT_TRUE(r.ok()) << r.error().message;
-    }
-  }
-  ASSERT_TRUE(WaitFor([&] { return checkpoints() >= 1; }, 20'000))
-      << "no checkpoint after " << submitted << " submits";
-  EXPECT_EQ(forge.Status()["counters"]["wal_checkpoint_errors"], 0);
-  // Nothing lost, and the maintenance pass's TRUNCATE has not run (1h).
-  EXPECT_EQ(forge.Status()["queue"]["ready"].get<int>(), submitted);
-  EXPECT_TRUE(forge.Events("", "maintenance.checkpoint").empty());
-}
-
 TEST(Maintenance, AWorkerKilledMidJobLosesNothing) {
   Forge forge(Options("{interval: 1h, keep: 1d}"));
   // The test kills the worker while the job is provably in the middle.
