@@ -433,7 +433,12 @@ void Supervisor::TryDispatch() {
                 json{{"model", agent.model}, {"instead_of", primary_model}}, task.id, attempt->n);
     }
     d.brief = task.brief;
-    if (auto h = store_->History(task.id, kHistoryLimit); h.ok()) d.history = std::move(*h);
+    // total_attempts counts every attempt ever (retry keeps it), so a task
+    // with none has no history and the query (a task load and an attempts
+    // scan) is skipped.
+    if (task.total_attempts > 0) {
+      if (auto h = store_->History(task.id, kHistoryLimit); h.ok()) d.history = std::move(*h);
+    }
     d.workspace = WorkspaceFor(task);
     d.agent = std::move(agent);
     d.sync_remote = config_.sync.remote;

@@ -76,6 +76,16 @@ TEST(Supervisor, FailsTwiceThenSucceedsWithCooldowns) {
     EXPECT_GE(attempts[i].started_at_ms - attempts[i - 1].ended_at_ms, 40) << i;
   }
   EXPECT_NE(attempts[0].fingerprint, attempts[1].fingerprint);
+  // Each retry's brief carries the attempts before it (the failure
+  // evidence); the first has none.
+  auto prompt = [&](int n) {
+    std::ifstream in(forge.state_dir() + "/logs/" + id + "/" + std::to_string(n) + ".prompt");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(prompt(1).find("Previous attempts"), std::string::npos) << prompt(1);
+  EXPECT_NE(prompt(2).find("### Attempt 1: failed"), std::string::npos) << prompt(2);
+  EXPECT_NE(prompt(3).find("### Attempt 2: failed"), std::string::npos) << prompt(3);
+  EXPECT_NE(prompt(3).find("### Attempt 1: failed"), std::string::npos) << prompt(3);
 }
 
 TEST(Supervisor, DifferentErrorsEveryTimeBlockAfterMaxAttempts) {
