@@ -30,8 +30,9 @@ constexpr int kHistoryLimit = 5;
 // other socket or the signals; what is left is read next turn, and the poll
 // returns at once while anything is waiting.
 constexpr int kMaxMessagesPerTurn = 256;
-// Turns that SIGCHLD may wait for the children's socket to be drained (see
-// Run); bounded so that an endless flood cannot hold off SIGTERM.
+// Turns that the signals (for SIGCHLD's sake) may wait for the children's
+// socket to be drained (see Run); bounded so that an endless flood cannot
+// hold off SIGTERM.
 constexpr int kMaxSignalDeferrals = 16;
 // Control requests between kMaxMessageBytes and this are read and refused
 // with an error reply; larger ones make ZeroMQ drop the connection.

@@ -168,7 +168,7 @@ class Supervisor final : public ControlBackend {
   int64_t started_at_wall_ms_ = 0;
   int64_t started_at_mono_ms_ = 0;
 
-  int signal_deferrals_ = 0;  // turns SIGCHLD waited for the children's socket
+  int signal_deferrals_ = 0;  // turns the signalfd waited for the children's socket to drain
   bool stopping_ = false;
   bool done_ = false;
   int64_t stop_deadline_mono_ms_ = 0;
