@@ -130,9 +130,13 @@ Status ChildPool::AssignJob(pid_t pid, int64_t attempt_id, const std::string& ta
 }
 
 Status ChildPool::FinishJob(pid_t pid, int64_t now_mono_ms) {
-  auto r = Apply(pid, ChildEvent::kJobDone, now_mono_ms);
-  if (!r.ok()) return r.error();
   Child* c = Find(pid);
+  // An exited child's last words end its job; the child stays exited.
+  if (c == nullptr || c->state != ChildState::kExited) {
+    auto r = Apply(pid, ChildEvent::kJobDone, now_mono_ms);
+    if (!r.ok()) return r.error();
+    c = Find(pid);
+  }
   c->attempt_id = 0;
   c->task_id.clear();
   c->attempt_n = 0;
@@ -178,6 +182,14 @@ int ChildPool::Count(Role role) const {
   return static_cast<int>(std::count_if(children_.begin(), children_.end(), [&](const auto& kv) {
     return kv.second.role == role && kv.second.state != ChildState::kExited;
   }));
+}
+
+std::vector<pid_t> ChildPool::Exited() const {
+  std::vector<pid_t> out;
+  for (const auto& [pid, c] : children_) {
+    if (c.state == ChildState::kExited) out.push_back(pid);
+  }
+  return out;
 }
 
 std::vector<pid_t> ChildPool::Silent(int64_t now_mono_ms, int64_t timeout_ms) const {

@@ -10,6 +10,10 @@
 //  stopping  -            stopping stopping -            stopping exited  stopping   stopping
 //  exited    -            -       -         -            -        -       -          -
 // ("-": not allowed; the event is refused and the caller logs it.)
+//
+// An exited child stays in the pool, in `exited`, until the supervisor has
+// read its last messages (a result sent just before it exited can still be
+// on its way when SIGCHLD comes); its job can still end then (FinishJob).
 #pragma once
 
 #include <sys/types.h>
@@ -63,6 +67,9 @@ struct Child {
   int64_t agent_pid = 0;
   int64_t agent_pgid = 0;
   int64_t agent_start_time = 0;
+  // Set when the process has been reaped (state exited): how it ended.
+  std::string exit_status;
+  int64_t exited_mono_ms = 0;
 };
 
 // Respawn throttle: more than kMaxRestarts restarts of a role within
@@ -97,6 +104,9 @@ class ChildPool {
   Child* FindIdle(Role role);
   std::vector<Child*> All();
   int Count(Role role) const;  // not exited
+  // Reaped children still in the pool, waiting for their last messages.
+  std::vector<pid_t> Exited() const;
+  bool Empty() const { return children_.empty(); }
 
   // Children whose last message is older than timeout_ms (starting/idle/busy/stopping).
   std::vector<pid_t> Silent(int64_t now_mono_ms, int64_t timeout_ms) const;

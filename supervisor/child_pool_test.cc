@@ -57,6 +57,28 @@ TEST(ChildPool, BookkeepingByPidRoutingIdAndAttempt) {
   EXPECT_FALSE(pool.Apply(999, E::kHello, 0).ok());
 }
 
+TEST(ChildPool, AnExitedChildStaysForItsLastWords) {
+  ChildPool pool;
+  pool.Add(Role::kWorker, 100, 7, 0);
+  ASSERT_TRUE(pool.Apply(100, E::kHello, 1).ok());
+  ASSERT_TRUE(pool.AssignJob(100, 42, "t1", 1, 2, 1000).ok());
+  ASSERT_TRUE(pool.Apply(100, E::kExited, 3).ok());
+  EXPECT_EQ(pool.Exited(), std::vector<pid_t>{100});
+  EXPECT_EQ(pool.Count(Role::kWorker), 0);
+  EXPECT_FALSE(pool.Empty());
+  EXPECT_TRUE(pool.Silent(1'000'000, 1000).empty());  // the dead are not watched
+  EXPECT_FALSE(pool.NextSilenceDeadline(1000).has_value());
+  EXPECT_EQ(pool.FindByRoutingId("worker-100"), pool.Find(100));
+  // Its result, read after the exit, ends the job; the child stays exited.
+  ASSERT_TRUE(pool.FinishJob(100, 4).ok());
+  EXPECT_EQ(pool.FindByAttempt(42), nullptr);
+  EXPECT_EQ(pool.Find(100)->state, S::kExited);
+  EXPECT_FALSE(pool.Apply(100, E::kHeartbeat, 5).ok());
+  pool.Remove(100);
+  EXPECT_TRUE(pool.Exited().empty());
+  EXPECT_TRUE(pool.Empty());
+}
+
 TEST(ChildPool, SilenceDetection) {
   ChildPool pool;
   pool.Add(Role::kWorker, 1, 0, 0);

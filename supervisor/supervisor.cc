@@ -30,10 +30,13 @@ constexpr int kHistoryLimit = 5;
 // other socket or the signals; what is left is read next turn, and the poll
 // returns at once while anything is waiting.
 constexpr int kMaxMessagesPerTurn = 256;
-// Turns that the signals (for SIGCHLD's sake) may wait for the children's
-// socket to be drained (see Run); bounded so that an endless flood cannot
-// hold off SIGTERM.
-constexpr int kMaxSignalDeferrals = 16;
+// An exited child's last messages (a result sent just before its exit) can
+// still be between its socket and ours when SIGCHLD comes. Its job ends when
+// ZeroMQ has dropped its connection, which it does only after we have read
+// what came on it (checked every kLastWordsPollMs), or after kLastWordsMaxMs
+// if the connection outlives the process (it should not: the kernel closes it).
+constexpr int64_t kLastWordsPollMs = 1;
+constexpr int64_t kLastWordsMaxMs = 2000;
 // Control requests between kMaxMessageBytes and this are read and refused
 // with an error reply; larger ones make ZeroMQ drop the connection.
 constexpr int64_t kControlMaxMessageBytes = 16 << 20;
@@ -238,17 +241,11 @@ int Supervisor::Run() {
       if (e.num() != EINTR) spdlog::error("zmq_poll: {}", e.what());
     }
     if ((items[3].revents & ZMQ_POLLIN) && checkpoint_->Finished()) FinishCheckpoint();
-    // Children's messages before SIGCHLD: a child's last words (a result sent
-    // just before it exited) are read before its exit closes the attempt. So
-    // while messages are left over, signals wait for a later turn (the
-    // signalfd stays readable), a bounded number of turns.
-    const bool drained = DrainChildren();
-    if (items[2].revents & ZMQ_POLLIN) {
-      if (drained || ++signal_deferrals_ > kMaxSignalDeferrals) {
-        signal_deferrals_ = 0;
-        HandleSignals();
-      }
-    }
+    // A child's exit ends its job only after its last messages (a result
+    // sent just before it exited) have been read: see SettleExitedChildren.
+    DrainChildren();
+    if (items[2].revents & ZMQ_POLLIN) HandleSignals();
+    SettleExitedChildren(false);
     DrainControl();
     RunTimers();
     if (!done_) {
@@ -275,6 +272,8 @@ int64_t Supervisor::PollTimeoutMs() {
   consider(guards_.NextExpiryMonoMs());
   for (const auto& r : respawns_) consider(r.due_mono_ms);
   if (stopping_) consider(stop_deadline_mono_ms_);
+  // Nothing wakes the poll when ZeroMQ drops an exited child's connection.
+  if (!pool_.Exited().empty()) consider(now + kLastWordsPollMs);
   if (watchdog_usec_ > 0) consider(next_watchdog_mono_ms_);
   // A due maintenance job waits for an idle worker, and a worker becoming
   // idle is a message, which ends the poll anyway: counting the (past)
@@ -374,8 +373,7 @@ void Supervisor::RunTimers() {
   guards_.Tick();
   if (budget_was_paused && !guards_.budget_paused()) RefreshCostToday();
   FlushGuardEvents();
-  if (stopping_ && (now >= stop_deadline_mono_ms_ ||
-                    (pool_.Count(Role::kWorker) == 0 && pool_.Count(Role::kCritic) == 0))) {
+  if (stopping_ && (now >= stop_deadline_mono_ms_ || pool_.Empty())) {
     FinishShutdown();
   }
   if (watchdog_usec_ > 0 && now >= next_watchdog_mono_ms_) {
@@ -604,8 +602,9 @@ bool Supervisor::DrainChildren() {
 }
 
 void Supervisor::HandleChildMessage(const std::string& routing_id, const std::string& bytes) {
+  // An exited child still in the pool is heard: these are its last words.
   Child* child = pool_.FindByRoutingId(routing_id);
-  if (child == nullptr || child->state == ChildState::kExited) {
+  if (child == nullptr) {
     ++counters_.bad_child_messages;
     spdlog::warn("message from unknown peer '{}' ignored ({} bytes)", routing_id, bytes.size());
     return;
@@ -679,6 +678,8 @@ void Supervisor::OnStarted(Child& child, const proto::Started& m) {
   child.agent_start_time = m.agent_start_time;
   auto s = store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid, m.agent_start_time);
   if (!s.ok()) spdlog::error("recording agent start: {}", s.error().ToString());
+  // Read after its worker died (its last words): the agent must not outlive it.
+  if (child.state == ChildState::kExited) KillAgentGroup(child.agent_pgid);
 }
 
 void Supervisor::OnResult(Child& child, const proto::Result& m) {
@@ -791,13 +792,63 @@ void Supervisor::ReapChildren() {
 
 void Supervisor::OnChildExited(pid_t pid, const std::string& how) {
   Child* c = pool_.Find(pid);
-  if (c == nullptr) return;  // not ours (an agent reparented to us) or already handled
+  // Not ours (an agent reparented to us) or already reaped.
+  if (c == nullptr || c->state == ChildState::kExited) return;
+  // Its agent must not outlive it, whatever its last messages say.
+  KillAgentGroup(c->agent_pgid);
+  (void)pool_.Apply(pid, ChildEvent::kExited, clock_.MonotonicMs());
+  c->exit_status = how;
+  c->exited_mono_ms = clock_.MonotonicMs();
+}
+
+void Supervisor::SettleExitedChildren(bool force) {
+  const int64_t now = clock_.MonotonicMs();
+  std::vector<pid_t> gone;
+  for (pid_t pid : pool_.Exited()) {
+    const Child* c = pool_.Find(pid);
+    if (force || now - c->exited_mono_ms >= kLastWordsMaxMs || !StillConnected(*c)) {
+      gone.push_back(pid);
+    }
+  }
+  if (gone.empty()) return;
+  // ZeroMQ drops a connection once it has handed over what came on it; what
+  // it handed over since the loop's read is read now, before the jobs end.
+  // With more left than one read takes, only the overdue settle this turn.
+  if (!DrainChildren() && !force) {
+    std::erase_if(gone, [&](pid_t pid) {
+      const Child* c = pool_.Find(pid);
+      return c == nullptr || now - c->exited_mono_ms < kLastWordsMaxMs;
+    });
+  }
+  for (pid_t pid : gone) SettleChild(pid);
+}
+
+bool Supervisor::StillConnected(const Child& child) {
+  proto::Shutdown bye;
+  bye.grace_ms = 0;
+  const std::string body = proto::Encode(proto::SupervisorMessage(bye));
+  try {
+    // router_mandatory: an unknown or disconnected peer is EHOSTUNREACH.
+    if (!children_socket_->send(zmq::buffer(child.routing_id),
+                                zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      return true;  // its queue is full: still connected
+    }
+    (void)children_socket_->send(zmq::buffer(body), zmq::send_flags::dontwait);
+    return true;
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EHOSTUNREACH) spdlog::warn("probing {}: {}", child.routing_id, e.what());
+    return false;
+  }
+}
+
+void Supervisor::SettleChild(pid_t pid) {
+  Child* c = pool_.Find(pid);
+  if (c == nullptr) return;
   Role role = c->role;
   int64_t attempt = c->attempt_id;
   std::string task = c->task_id;
   int n = c->attempt_n;
-  KillAgentGroup(c->agent_pgid);
-  (void)pool_.Apply(pid, ChildEvent::kExited, clock_.MonotonicMs());
+  std::string how = c->exit_status;
   pool_.Remove(pid);
   if (stopping_) {
     spdlog::info("{}-{} exited ({})", RoleName(role), pid, how);
@@ -822,9 +873,11 @@ void Supervisor::OnChildExited(pid_t pid, const std::string& how) {
 }
 
 void Supervisor::KillChild(Child& child, const std::string& why) {
+  KillAgentGroup(child.agent_pgid);
+  // Reaped already: its pid may belong to another process by now.
+  if (child.state == ChildState::kExited) return;
   spdlog::warn("killing {}: {}", child.routing_id, why);
   ::kill(child.pid, SIGKILL);
-  KillAgentGroup(child.agent_pgid);
 }
 
 void Supervisor::KillAgentGroup(int64_t pgid) {
@@ -960,9 +1013,23 @@ void Supervisor::FinishShutdown() {
     KillChild(*c, "still running at the end of the shutdown grace");
   }
   for (Child* c : pool_.All()) {
+    if (c->state == ChildState::kExited) continue;
     ExitStatus st = Reap(c->pid);
     OnChildExited(c->pid, st.ToString());
   }
+  // Their last messages, as in the loop, within the same bound.
+  const int64_t until = clock_.MonotonicMs() + kLastWordsMaxMs;
+  while (!pool_.Empty() && clock_.MonotonicMs() < until) {
+    zmq::pollitem_t item{children_socket_->handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(kLastWordsPollMs));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) spdlog::error("zmq_poll: {}", e.what());
+    }
+    DrainChildren();
+    SettleExitedChildren(false);
+  }
+  SettleExitedChildren(true);
   if (auto open = store_->OpenAttempts(); open.ok()) {
     for (const auto& a : *open) {
       KillAgentGroup(a.agent_pgid);
@@ -1062,7 +1129,7 @@ void Supervisor::OnCancelled(const store::Change& change) {
   review_queue_.erase(std::remove(review_queue_.begin(), review_queue_.end(), id),
                       review_queue_.end());
   Child* c = pool_.FindByAttempt(id);
-  if (c == nullptr) return;
+  if (c == nullptr || c->state == ChildState::kExited) return;  // its agent died with it
   proto::Cancel cancel;
   cancel.attempt_id = id;
   spdlog::info("cancel attempt {} on {}", id, c->routing_id);

@@ -113,7 +113,16 @@ class Supervisor final : public ControlBackend {
   void CloseExpandAttempt(const proto::TaskInfo& task, int64_t attempt_id, const std::string& spec);
   bool HoldsAttempt(const Child& child, int64_t attempt_id, std::string_view what);
   void ReapChildren();
+  // A reaped child stays in the pool (exited) until its last messages have
+  // been read; then SettleChild ends its job and replaces it.
   void OnChildExited(pid_t pid, const std::string& how);
+  // Settles the exited children whose connection is gone once what came on
+  // it has been read, those past kLastWordsMaxMs, and with force all of them.
+  void SettleExitedChildren(bool force);
+  // True while ZeroMQ still routes to the child: messages it sent may still
+  // be on their way. Sends a no-op shutdown to find out.
+  bool StillConnected(const Child& child);
+  void SettleChild(pid_t pid);
   void KillChild(Child& child, const std::string& why);
   void KillAgentGroup(int64_t pgid);
 
@@ -168,7 +177,6 @@ class Supervisor final : public ControlBackend {
   int64_t started_at_wall_ms_ = 0;
   int64_t started_at_mono_ms_ = 0;
 
-  int signal_deferrals_ = 0;  // turns the signalfd waited for the children's socket to drain
   bool stopping_ = false;
   bool done_ = false;
   int64_t stop_deadline_mono_ms_ = 0;

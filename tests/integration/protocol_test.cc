@@ -101,6 +101,8 @@ class ScriptedWorker {
   bool TrySendRaw(const std::string& bytes) {
     return socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait).has_value();
   }
+  // As a dead process's connection does.
+  void Close() { socket_.close(); }
   template <typename M>
   void Send(const M& m) {
     SendRaw(proto::Encode(m));
@@ -232,6 +234,91 @@ TEST(Protocol, AFloodingChildDoesNotStarveControlRequests) {
   flood.join();
   ASSERT_TRUE(flooding) << sent << " heartbeats sent";
   EXPECT_EQ(answered, std::vector<bool>(5, true)) << "after " << sent << " heartbeats";
+}
+
+// The state the supervisor's status gives the child, or "" when it is not listed.
+std::string ChildState(Forge& forge, pid_t pid) {
+  json status = forge.Status();
+  for (const auto& c : status["children"]) {
+    if (c["pid"].get<pid_t>() == pid) return c["state"].get<std::string>();
+  }
+  return "";
+}
+
+// Dispatches a task to the scripted worker and kills the process the
+// supervisor spawned for it, whose connection the test holds: the
+// supervisor sees the exit while the connection (and what is on it) lives on.
+struct ExitedWithAnAttempt {
+  std::string task_id;
+  proto::Dispatch dispatch;
+};
+ExitedWithAnAttempt DispatchThenKillTheProcess(Forge& forge, pid_t worker_pid, ScriptedWorker& w) {
+  w.Send(HelloFrom(worker_pid));
+  ExitedWithAnAttempt out;
+  out.task_id = forge.Submit("succeed");
+  auto msg = w.Receive(10'000);
+  EXPECT_TRUE(msg.has_value() && std::holds_alternative<proto::Dispatch>(*msg));
+  if (!msg || !std::holds_alternative<proto::Dispatch>(*msg)) return out;
+  out.dispatch = std::get<proto::Dispatch>(*msg);
+  std::filesystem::create_directories(out.dispatch.workspace);  // as forge-worker does
+  EXPECT_EQ(::kill(worker_pid, SIGKILL), 0);
+  EXPECT_TRUE(WaitFor([&] { return ChildState(forge, worker_pid) == "exited"; }, 10'000))
+      << forge.Status().dump();
+  return out;
+}
+
+// A worker's result can still be on its way when its SIGCHLD is read: the
+// attempt is closed only once the connection is gone, so the result counts.
+TEST(Protocol, AResultThatArrivesAfterTheWorkersExitStillCounts) {
+  Forge forge(ScriptedWorkerOptions());
+  const pid_t worker_pid = StartWithScriptedWorker(forge);
+  ASSERT_NE(worker_pid, 0);
+  ScriptedWorker w(forge.state_dir(), worker_pid);
+  auto exited = DispatchThenKillTheProcess(forge, worker_pid, w);
+  ASSERT_NE(exited.dispatch.attempt_id, 0);
+  EXPECT_EQ(forge.Task(exited.task_id).state, TaskState::kRunning);
+  proto::Result ok;
+  ok.attempt_id = exited.dispatch.attempt_id;
+  ok.outcome = "passed";
+  ok.exit_code = 0;
+  w.Send(ok);
+  w.Close();
+  ASSERT_TRUE(forge.WaitState(exited.task_id, TaskState::kDone)) << forge.SupervisorLog();
+  auto attempts = forge.Attempts(exited.task_id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "passed");
+  // Then it is replaced.
+  EXPECT_TRUE(WaitFor([&] { return ChildState(forge, worker_pid).empty(); }, 10'000));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        json status = forge.Status();
+        for (const auto& c : status["children"]) {
+          if (c["role"] == "worker" && c["pid"].get<pid_t>() != worker_pid) return true;
+        }
+        return false;
+      },
+      10'000))
+      << forge.Status().dump();
+}
+
+// The wait for last words is bounded: a connection that outlives its process
+// (never seen with real children: the kernel closes it) does not hold the
+// attempt open.
+TEST(Protocol, AnExitedWorkersAttemptClosesCrashedEvenIfItsConnectionLingers) {
+  Forge forge(ScriptedWorkerOptions());
+  const pid_t worker_pid = StartWithScriptedWorker(forge);
+  ASSERT_NE(worker_pid, 0);
+  ScriptedWorker w(forge.state_dir(), worker_pid);
+  auto exited = DispatchThenKillTheProcess(forge, worker_pid, w);
+  ASSERT_NE(exited.dispatch.attempt_id, 0);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto a = forge.Attempts(exited.task_id);
+        return !a.empty() && !a[0].outcome.empty();
+      },
+      10'000));
+  EXPECT_EQ(forge.Attempts(exited.task_id)[0].outcome, "crashed");
+  EXPECT_TRUE(ChildState(forge, worker_pid).empty()) << forge.Status().dump();
 }
 
 }  // namespace
