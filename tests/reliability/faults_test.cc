@@ -498,8 +498,15 @@ TEST(Faults, DiskFullPausesDispatchUntilSpaceReturns) {
   auto resumed = f.ctl().Call("resume");
   ASSERT_TRUE(resumed.ok()) << resumed.error().message;
   json pause;
+  // The harness prints the log only while the symlink still stands.
+  auto log_tail = [&] {
+    std::string log = f.SupervisorLog();
+    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  };
   ASSERT_TRUE(itest::WaitFor([&] { return !(pause = StorePause(f)).is_null(); }, 20'000))
-      << f.Status().dump();
+      << f.Status().dump() << "\n"
+      << CountLines(f.SupervisorLog(), "leasing") << " leasing line(s); log tail:\n"
+      << log_tail();
   EXPECT_THAT(pause.value("reason", ""), HasSubstr("full")) << pause.dump();
   EXPECT_FALSE(pause["until"].is_null()) << "the next retry is shown: " << pause.dump();
   EXPECT_TRUE(itest::ProcessAlive(f.pid()));
@@ -515,7 +522,8 @@ TEST(Faults, DiskFullPausesDispatchUntilSpaceReturns) {
   // Space returns: the next retry succeeds, the pause lifts, the tasks run.
   std::filesystem::remove(filler);
   EXPECT_TRUE(itest::WaitFor([&] { return AllIn(f, ids, TaskState::kDone); }, 90'000))
-      << f.Status().dump();
+      << f.Status().dump() << "\n"
+      << log_tail();
   EXPECT_TRUE(StorePause(f).is_null()) << f.Status().dump();
   EXPECT_EQ(f.Status().value("paused", true), false) << f.Status().dump();
   bool resumed_event = false;
