@@ -535,5 +535,94 @@ TEST(Faults, DiskFullPausesDispatchUntilSpaceReturns) {
   EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
 }
 
+// A worker that finds no space for the attempt's prompt (the database still
+// has room in its WAL) is not the task's fault: each such attempt closes
+// `failed` with the ENOSPC error, uncounted, as an infra retry, so the task
+// neither uses its attempts nor blocks as "same failure twice"; once space
+// returns the task runs to done (after `retry` if the infra bound was hit).
+TEST(Faults, WorkerOutOfSpaceRequeuesWithoutUsingAttempts) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
+  ForgeOptions o;
+  o.workers = 1;
+  o.max_infra_retries = 3;
+  itest::Forge f(o);
+  std::filesystem::create_directories(f.state_dir());
+  if (::mount("forge-test", f.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
+    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{f.state_dir()};
+  ASSERT_EQ(
+      ::symlink((f.dir() + "/supervisor.log").c_str(), (f.state_dir() + "/supervisor.log").c_str()),
+      0)
+      << std::strerror(errno);
+  f.Start();
+  ASSERT_TRUE(f.ctl().Call("pause", json{{"reason", "disk test"}}).ok());
+  std::string id = f.Submit("succeed");
+  ASSERT_FALSE(id.empty());
+  // Room in the WAL for the database's side of every attempt (see
+  // DiskFullPausesDispatchUntilSpaceReturns): committed events,
+  // checkpointed so that their space is reused; then the disk is full for
+  // everything else.
+  ASSERT_TRUE(Checkpoint(f, "TRUNCATE"));
+  // (Each is a commit of a few pages: 60 leave ~1 MiB of the 4.)
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(f.ctl().Call("pause", json{{"reason", "room " + std::to_string(i)}}).ok());
+  }
+  ASSERT_TRUE(Checkpoint(f, "RESTART"));
+  std::cerr << "WAL room: " << std::filesystem::file_size(f.state_dir() + "/forge.db-wal")
+            << " bytes\n";
+  std::string filler = f.state_dir() + "/filler";
+  ASSERT_TRUE(FillFilesystem(filler));
+  auto log_tail = [&] {
+    std::string log = f.SupervisorLog();
+    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  };
+  ASSERT_TRUE(f.ctl().Call("resume").ok());
+  auto closed = [&] {
+    std::vector<proto::AttemptInfo> out;
+    for (auto& a : f.Attempts(id)) {
+      if (a.ended_at_ms != 0) out.push_back(a);
+    }
+    return out;
+  };
+  ASSERT_TRUE(itest::WaitFor([&] { return !closed().empty(); }, 20'000)) << log_tail();
+  for (const auto& a : closed()) {
+    EXPECT_EQ(a.outcome, "failed") << a.id;
+    EXPECT_THAT(a.error, HasSubstr("No space left on device")) << a.id;
+    EXPECT_FALSE(a.counted) << "attempt " << a.n << " used one of the task's attempts";
+  }
+  proto::TaskInfo t = f.Task(id);
+  EXPECT_EQ(t.attempts, 0);
+  EXPECT_GE(t.infra_retries, 1);
+  EXPECT_EQ(t.last_error.find("same failure twice"), std::string::npos) << t.last_error;
+  std::cerr << "while full: " << closed().size() << " attempt(s) closed, task " << t.id << " "
+            << proto::StateName(t.state) << ", infra_retries " << t.infra_retries << "\n";
+  // The circuit breaker does not count them either (5 failures would open it).
+  json status = f.Status();
+  for (const auto& p : status.value("pause_reasons", json::array())) {
+    EXPECT_NE(p.value("kind", ""), "circuit") << status.dump();
+  }
+
+  std::filesystem::remove(filler);
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        auto s = f.Task(id).state;
+        return s == TaskState::kDone || s == TaskState::kBlocked;
+      },
+      60'000))
+      << f.Status().dump() << "\n"
+      << log_tail();
+  if (f.Task(id).state == TaskState::kBlocked) {
+    EXPECT_THAT(f.Task(id).last_error, HasSubstr("No space left on device"));
+    ASSERT_TRUE(f.ctl().Call("retry", json{{"id", id}}).ok());
+  }
+  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << log_tail();
+  EXPECT_EQ(Integrity(f), "ok");
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace forge::reliability
