@@ -624,5 +624,84 @@ TEST(Faults, WorkerOutOfSpaceRequeuesWithoutUsingAttempts) {
   EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
 }
 
+// The disk fills while an attempt runs: its result and its close are refused.
+// They are kept and written by the store pause's retry once space returns, so
+// the attempt is closed and the task finishes without a restart (before, the
+// attempt stayed open, its task `running` with no child, until the next
+// start's recovery).
+TEST(Faults, AttemptClosedOnceSpaceReturns) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
+  ForgeOptions o;
+  o.workers = 1;
+  itest::Forge f(o);
+  // An agent that runs until the test lets it finish.
+  std::string agent = f.dir() + "/gate_agent.sh";
+  WriteFile(agent,
+            "#!/bin/sh\n"
+            "while [ ! -e \"$FAKE_STATE/go\" ]; do sleep 0.02; done\n"
+            "echo finished\n");
+  ASSERT_EQ(::chmod(agent.c_str(), 0755), 0);
+  WriteFile(f.dir() + "/forge.yaml", ConfigWithAgent(o, agent));
+  std::filesystem::create_directories(f.state_dir());
+  if (::mount("forge-test", f.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
+    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{f.state_dir()};
+  ASSERT_EQ(
+      ::symlink((f.dir() + "/supervisor.log").c_str(), (f.state_dir() + "/supervisor.log").c_str()),
+      0)
+      << std::strerror(errno);
+  f.Start();
+  auto log_tail = [&] {
+    std::string log = f.SupervisorLog();
+    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  };
+  std::string id = f.Submit("gate");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        auto a = f.Attempts(id);
+        return !a.empty() && a[0].agent_pid != 0;
+      },
+      20'000))
+      << log_tail();
+  // Every commit from now on must grow the (empty) WAL, and cannot.
+  ASSERT_TRUE(Checkpoint(f, "TRUNCATE"));
+  std::string filler = f.state_dir() + "/filler";
+  ASSERT_TRUE(FillFilesystem(filler));
+  WriteFile(f.fake_state() + "/go", "");
+  json pause;
+  ASSERT_TRUE(itest::WaitFor([&] { return !(pause = StorePause(f)).is_null(); }, 20'000))
+      << f.Status().dump() << "\n"
+      << log_tail();
+  // The worker is free, the attempt still open: its close waits for space.
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        for (const auto& c : f.Status().value("children", json::array())) {
+          if (c.value("role", "") == "worker" && c.value("state", "") == "idle") return true;
+        }
+        return false;
+      },
+      20'000))
+      << f.Status().dump();
+  EXPECT_EQ(f.Attempts(id).at(0).ended_at_ms, 0);
+  EXPECT_EQ(f.Task(id).state, TaskState::kRunning);
+  std::cerr << "while full: pause " << pause.dump() << "\n";
+
+  std::filesystem::remove(filler);
+  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << log_tail();
+  auto attempts = f.Attempts(id);
+  ASSERT_FALSE(attempts.empty());
+  EXPECT_NE(attempts[0].ended_at_ms, 0) << "attempt 1 still open";
+  std::cerr << "after: " << attempts.size() << " attempt(s); attempt 1 closed "
+            << attempts[0].outcome << " " << attempts[0].error << "\n";
+  EXPECT_TRUE(StorePause(f).is_null()) << f.Status().dump();
+  EXPECT_EQ(Integrity(f), "ok");
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace forge::reliability
