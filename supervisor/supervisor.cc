@@ -1,5 +1,7 @@
 #include "supervisor/supervisor.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
@@ -8,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <zmq_addon.hpp>
 
 #include "common/paths.h"
@@ -61,9 +64,14 @@ bool PausesDispatch(const Error& e) {
 
 // SQLite's own words for the pausing errors (its sqlite3_errstr), for the
 // pause reason: the full error (the statement, the file) goes to the log.
+// The state directory's probe file says it in the kernel's words.
 std::string StoreErrorText(const Error& e) {
+  if (e.message.find(std::strerror(ENOSPC)) != std::string::npos) return std::strerror(ENOSPC);
   return e.code == ErrorCode::kFull ? "database or disk is full" : "disk I/O error";
 }
+
+// A probe as large as a typical prompt and log start: a few pages.
+constexpr size_t kSpaceProbeBytes = 64 * 1024;
 
 std::string ChildBinary(Role role) {
   const char* var = role == Role::kWorker ? "FORGE_WORKER_BIN" : "FORGE_CRITIC_BIN";
@@ -783,6 +791,11 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   end.rate_limited = m.rate_limited;
   end.infra = m.infra;
   CloseAttempt(attempt_id, end);
+  if (m.infra) {
+    WorkerOutOfSpace("attempt " + std::to_string(attempt_id) + " (" + attempt->task_id + " #" +
+                         std::to_string(attempt->n) + ") on " + child.routing_id,
+                     m.error);
+  }
 }
 
 // An expand attempt is not reviewed by the critic: the worker already checked
@@ -954,6 +967,34 @@ void Supervisor::WriteFailed(const std::string& what, const Error& error,
                              std::function<forge::Status()> retry) {
   if (!StoreFailed(what, error)) return;
   kept_writes_.push_back({what, std::move(retry)});
+}
+
+void Supervisor::WorkerOutOfSpace(const std::string& what, const std::string& error) {
+  if (!guards_.OnStoreFailed(what + ": " + error)) return;
+  int64_t wait = guards_.NextExpiryMonoMs().value_or(clock_.MonotonicMs()) - clock_.MonotonicMs();
+  spdlog::error("dispatch paused (store): {}: {}; next try in {} ms", what, error, wait);
+  FlushGuardEvents();
+  kept_writes_.push_back(
+      {"checking space in " + options_.state_dir, [this] { return ProbeStateDirSpace(); }});
+}
+
+forge::Status Supervisor::ProbeStateDirSpace() {
+  std::string path = JoinPath(options_.state_dir, ".space-probe");
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int err = fd < 0 ? errno : 0;
+  std::string block(kSpaceProbeBytes, '\0');
+  for (size_t done = 0; fd >= 0 && err == 0 && done < block.size();) {
+    ssize_t n = ::write(fd, block.data() + done, block.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) err = errno;
+    if (n > 0) done += static_cast<size_t>(n);
+  }
+  if (fd >= 0) ::close(fd);
+  ::unlink(path.c_str());
+  if (err == 0) return Status::Ok();
+  // Both codes pause; kFull also for a quota.
+  return MakeError(err == ENOSPC || err == EDQUOT ? ErrorCode::kFull : ErrorCode::kIo,
+                   "writing '" + path + "': " + std::strerror(err));
 }
 
 // After guards_.Tick (RunTimers) or guards_.Resume, which make the retry due.

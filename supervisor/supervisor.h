@@ -140,6 +140,13 @@ class Supervisor final : public ControlBackend {
   // The store pause's retry once its backoff has passed (or `resume`): the
   // kept writes in order, else a probe write; the first success lifts it.
   void RetryStore();
+  // A worker found no space for an attempt (result.infra). The next tasks
+  // would fail alike, each using an infra retry (a task is blocked within
+  // milliseconds), so dispatch pauses as for the store; the retry writes a
+  // probe file in the state directory, where workspaces and logs live, as
+  // the database may still have room in its WAL.
+  void WorkerOutOfSpace(const std::string& what, const std::string& error);
+  forge::Status ProbeStateDirSpace();
   void RefreshNextDue();
   void RefreshCostToday();
   void FlushGuardEvents();
