@@ -13,9 +13,10 @@
 //   operator   forge-ctl pause, until resume.
 //   store      a store write on the loop's path failed (disk full, I/O
 //              error): the reason names the operation, the task and SQLite's
-//              error. The caller retries a write once until_ms has passed
-//              (1 s doubling up to 30 s); the first retry that succeeds lifts
-//              it. `resume` makes the retry due at once.
+//              error; or a worker found no space for an attempt (the
+//              reason is its error). The caller retries a write once
+//              until_ms has passed (1 s doubling up to 30 s); the first retry
+//              that succeeds lifts it. `resume` makes the retry due at once.
 //   shutdown   the supervisor is stopping.
 //
 // until_ms is wall ms, shown to operators. Expiries run on the monotonic
