@@ -61,6 +61,7 @@ void to_json(json& j, const Result& m) {
   j["rate_limited"] = m.rate_limited;
   j["rate_limit_reset_ms"] = m.rate_limit_reset_ms;
   j["model_failure"] = m.model_failure;
+  if (m.infra) j["infra"] = true;
   j["model"] = m.model;
   if (!m.spec.empty()) j["spec"] = m.spec;
 }
@@ -84,6 +85,7 @@ void ReadValue(const json& j, Result& m) {
   Optional(j, "rate_limited", m.rate_limited);
   Optional(j, "rate_limit_reset_ms", m.rate_limit_reset_ms);
   Optional(j, "model_failure", m.model_failure);
+  Optional(j, "infra", m.infra);
   Optional(j, "model", m.model);
   Optional(j, "spec", m.spec);
 }

@@ -62,6 +62,10 @@ struct Result {
   bool rate_limited = false;        // structured rate-limit signal from the agent
   int64_t rate_limit_reset_ms = 0;  // wall ms when the limit resets, 0 unknown
   bool model_failure = false;       // the agent attributes the failure to the model
+  // The worker could not prepare the attempt for a fault of the machine (no
+  // space left for the workspace, the prompt or the log): requeued without
+  // using an attempt, like a crashed worker, and bounded the same way.
+  bool infra = false;
   std::string model;                // model actually used
   std::string spec;                 // expand tasks: the specification the agent wrote
   bool operator==(const Result&) const = default;

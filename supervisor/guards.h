@@ -11,6 +11,12 @@
 //   budget     today's (UTC) cost >= budget.daily_usd: paused until the next
 //              UTC midnight. Not lifted by `resume`: raise the budget (SIGHUP).
 //   operator   forge-ctl pause, until resume.
+//   store      a store write on the loop's path failed (disk full, I/O
+//              error): the reason names the operation, the task and SQLite's
+//              error; or a worker found no space for an attempt (the
+//              reason is its error). The caller retries a write once
+//              until_ms has passed (1 s doubling up to 30 s); the first retry
+//              that succeeds lifts it. `resume` makes the retry due at once.
 //   shutdown   the supervisor is stopping.
 //
 // until_ms is wall ms, shown to operators. Expiries run on the monotonic
@@ -43,6 +49,8 @@ struct GuardEvent {
 
 inline constexpr int64_t kRateLimitInitialMs = 60 * 1000;
 inline constexpr int64_t kRateLimitMaxMs = 60 * 60 * 1000;
+inline constexpr int64_t kStoreRetryInitialMs = 1000;
+inline constexpr int64_t kStoreRetryMaxMs = 30 * 1000;
 
 class Guards {
  public:
@@ -56,8 +64,24 @@ class Guards {
   void OnRateLimited(int64_t reset_wall_ms);
   // Today's spend; pauses when it reaches budget.daily_usd.
   void OnCostToday(double usd);
+  // A store write on the loop's path failed with an error that pauses
+  // dispatch. Starts the store pause, or, when its retry was due, records the
+  // retry's failure and schedules the next one (backoff doubled). While the
+  // pause is on and no retry is due, further failures are the same fault:
+  // nothing changes and false is returned, so the caller need not log them.
+  bool OnStoreFailed(std::string reason);
+  // The store pause's retry wrote successfully: lifts the pause. The backoff
+  // starts over only after kStoreRetryMaxMs without a failure, so a store that
+  // accepts a small write and refuses the next (a WAL reusing its space on a
+  // full disk) cannot make the pause flap faster than the backoff.
+  void OnStoreOk();
+  // The store pause is on and its retry is due (after Tick): the caller tries
+  // a write now and reports OnStoreOk or OnStoreFailed.
+  bool StoreRetryDue() const { return store_paused_ && store_retry_due_; }
+  bool store_paused() const { return store_paused_; }
   void Pause(std::string reason);
-  // Lifts operator, circuit and rate-limit pauses (the budget stays).
+  // Lifts operator, circuit and rate-limit pauses (the budget stays) and
+  // makes a store pause's retry due now (it lifts when that write succeeds).
   void Resume();
   void BeginShutdown();
 
@@ -99,6 +123,13 @@ class Guards {
   int64_t budget_until_ms_ = 0;  // wall, shown; 0 when within budget
   int64_t budget_due_mono_ = 0;
   double cost_today_ = 0;
+  bool store_paused_ = false;
+  bool store_retry_due_ = false;
+  std::string store_reason_;
+  int64_t store_until_ms_ = 0;  // wall, shown: the next retry
+  int64_t store_due_mono_ = 0;
+  int64_t store_backoff_ms_ = kStoreRetryInitialMs;  // the wait after the next failure
+  std::optional<int64_t> store_last_failure_mono_;
   std::optional<std::string> operator_reason_;
   bool shutdown_ = false;
   std::vector<GuardEvent> events_;

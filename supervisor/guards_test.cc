@@ -224,5 +224,141 @@ TEST(GuardsClockJump, WallStepsNeitherLiftNorHoldTheBudget) {
   }
 }
 
+TEST(GuardsStore, FailurePausesWithItsReasonAndTheNextRetry) {
+  FakeClock clock;
+  Guards g(clock, Cfg());
+  EXPECT_TRUE(g.OnStoreFailed("leasing t5: database or disk is full"));
+  EXPECT_FALSE(g.MayDispatch());
+  EXPECT_TRUE(g.store_paused());
+  auto reasons = g.Reasons();
+  ASSERT_EQ(reasons.size(), 1u);
+  EXPECT_EQ(reasons[0].kind, "store");
+  EXPECT_EQ(reasons[0].reason, "leasing t5: database or disk is full");
+  EXPECT_EQ(reasons[0].until_ms, clock.WallMs() + kStoreRetryInitialMs);
+  EXPECT_EQ(g.NextExpiryMonoMs(), clock.MonotonicMs() + kStoreRetryInitialMs);
+  auto events = g.TakeEvents();
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"dispatch.paused:store"});
+  EXPECT_EQ(events[0].pause.reason, "leasing t5: database or disk is full");
+}
+
+TEST(GuardsStore, FailuresBeforeTheRetryIsDueChangeNothing) {
+  FakeClock clock;
+  Guards g(clock, Cfg());
+  ASSERT_TRUE(g.OnStoreFailed("leasing t5: full"));
+  (void)g.TakeEvents();
+  clock.Advance(500);
+  g.Tick();
+  EXPECT_FALSE(g.StoreRetryDue());
+  // The same fault seen by another write: no new event, no new deadline, no log.
+  EXPECT_FALSE(g.OnStoreFailed("emitting child.exited: full"));
+  EXPECT_TRUE(g.TakeEvents().empty());
+  ASSERT_EQ(g.Reasons().size(), 1u);
+  EXPECT_EQ(g.Reasons()[0].reason, "leasing t5: full");
+  EXPECT_EQ(g.NextExpiryMonoMs(), clock.MonotonicMs() + 500);
+}
+
+TEST(GuardsStore, RetryBackoffDoublesUpToItsMaximum) {
+  FakeClock clock;
+  Guards g(clock, Cfg());
+  ASSERT_TRUE(g.OnStoreFailed("leasing t1: full"));
+  std::vector<int64_t> waits;
+  for (int i = 0; i < 7; ++i) {
+    int64_t wait = *g.NextExpiryMonoMs() - clock.MonotonicMs();
+    waits.push_back(wait);
+    clock.Advance(wait - 1);
+    g.Tick();
+    EXPECT_FALSE(g.StoreRetryDue()) << "retry " << i;
+    clock.Advance(1);
+    g.Tick();
+    ASSERT_TRUE(g.StoreRetryDue()) << "retry " << i;
+    EXPECT_FALSE(g.MayDispatch()) << "a due retry is the caller's write, not a dispatch";
+    EXPECT_FALSE(g.NextExpiryMonoMs()) << "nothing to wait for while the retry is due";
+    (void)g.TakeEvents();
+    EXPECT_TRUE(g.OnStoreFailed("store probe: full"));
+    // The retry's failure is shown: a new reason and the next try.
+    auto events = g.TakeEvents();
+    ASSERT_EQ(Kinds(events), std::vector<std::string>{"dispatch.paused:store"});
+    EXPECT_EQ(events[0].pause.reason, "store probe: full");
+    EXPECT_EQ(events[0].pause.until_ms,
+              clock.WallMs() + *g.NextExpiryMonoMs() - clock.MonotonicMs());
+  }
+  waits.push_back(*g.NextExpiryMonoMs() - clock.MonotonicMs());
+  EXPECT_EQ(waits, (std::vector<int64_t>{1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000}));
+}
+
+TEST(GuardsStore, SuccessfulRetryResumes) {
+  FakeClock clock;
+  Guards g(clock, Cfg());
+  ASSERT_TRUE(g.OnStoreFailed("closing attempt 3: full"));
+  (void)g.TakeEvents();
+  clock.Advance(kStoreRetryInitialMs);
+  g.Tick();
+  ASSERT_TRUE(g.StoreRetryDue());
+  g.OnStoreOk();
+  EXPECT_TRUE(g.MayDispatch());
+  EXPECT_FALSE(g.store_paused());
+  EXPECT_FALSE(g.StoreRetryDue());
+  EXPECT_FALSE(g.NextExpiryMonoMs());
+  auto events = g.TakeEvents();
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"dispatch.resumed:store"});
+  EXPECT_EQ(events[0].pause.reason, "closing attempt 3: full");
+  g.OnStoreOk();  // nothing paused: no event
+  EXPECT_TRUE(g.TakeEvents().empty());
+}
+
+TEST(GuardsStore, BackoffStartsOverOnlyAfterAQuietSpell) {
+  FakeClock clock;
+  Guards g(clock, Cfg());
+  ASSERT_TRUE(g.OnStoreFailed("leasing t1: full"));
+  clock.Advance(1000);
+  g.Tick();
+  ASSERT_TRUE(g.OnStoreFailed("leasing t1: full"));  // next wait 2 s
+  clock.Advance(2000);
+  g.Tick();
+  g.OnStoreOk();
+  // Fails again soon after: the wait goes on doubling (no 1 s flapping).
+  clock.Advance(100);
+  ASSERT_TRUE(g.OnStoreFailed("leasing t1: full"));
+  EXPECT_EQ(*g.NextExpiryMonoMs() - clock.MonotonicMs(), 4000);
+  clock.Advance(4000);
+  g.Tick();
+  g.OnStoreOk();
+  // After kStoreRetryMaxMs without a failure it starts over at 1 s.
+  clock.Advance(kStoreRetryMaxMs);
+  ASSERT_TRUE(g.OnStoreFailed("leasing t1: full"));
+  EXPECT_EQ(*g.NextExpiryMonoMs() - clock.MonotonicMs(), kStoreRetryInitialMs);
+}
+
+TEST(GuardsStore, ResumeMakesTheRetryDueButKeepsThePauseUntilAWriteSucceeds) {
+  FakeClock clock;
+  Guards g(clock, Cfg());
+  ASSERT_TRUE(g.OnStoreFailed("leasing t1: full"));
+  g.Pause("maintenance");
+  (void)g.TakeEvents();
+  g.Resume();
+  EXPECT_TRUE(g.StoreRetryDue());
+  EXPECT_FALSE(g.MayDispatch());
+  EXPECT_EQ(Kinds(g.TakeEvents()), std::vector<std::string>{"dispatch.resumed:operator"});
+  ASSERT_EQ(g.Reasons().size(), 1u);
+  EXPECT_EQ(g.Reasons()[0].kind, "store");
+  g.OnStoreOk();
+  EXPECT_TRUE(g.MayDispatch());
+}
+
+TEST(GuardsStore, WallStepsNeitherLiftNorHoldTheRetry) {
+  for (int64_t step : {-kHour, kHour}) {
+    FakeClock clock;
+    Guards g(clock, Cfg());
+    ASSERT_TRUE(g.OnStoreFailed("leasing t1: full"));
+    clock.StepWall(step);
+    clock.Advance(kStoreRetryInitialMs - 1);
+    g.Tick();
+    EXPECT_FALSE(g.StoreRetryDue()) << "step " << step;
+    clock.Advance(1);
+    g.Tick();
+    EXPECT_TRUE(g.StoreRetryDue()) << "step " << step;
+  }
+}
+
 }  // namespace
 }  // namespace forge::supervisor

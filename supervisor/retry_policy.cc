@@ -163,10 +163,11 @@ store::Close Decide(const TaskRetryState& task, const AttemptEnd& end, const Pol
     c.reason = "passed";
     return c;
   }
-  if (proto::IsInfraOutcome(end.outcome) || end.outcome == Outcome::kCancelled) {
+  const bool infra = proto::IsInfraOutcome(end.outcome) || end.infra;
+  if (infra || end.outcome == Outcome::kCancelled) {
     c.counted = false;
-    if (proto::IsInfraOutcome(end.outcome) &&
-        task.infra_retries >= config.retry.max_infra_retries) {
+    c.infra = infra;
+    if (infra && task.infra_retries >= config.retry.max_infra_retries) {
       return Blocked(std::move(c), "infrastructure failures exhausted (" +
                                        std::to_string(task.infra_retries + 1) + " " +
                                        std::string(proto::OutcomeName(end.outcome)) +
@@ -174,7 +175,10 @@ store::Close Decide(const TaskRetryState& task, const AttemptEnd& end, const Pol
                                        std::to_string(config.retry.max_infra_retries) + ")");
     }
     c.next_state = proto::TaskState::kReady;
-    c.reason = std::string(proto::OutcomeName(end.outcome)) + ": requeued without using an attempt";
+    c.reason =
+        end.infra && !proto::IsInfraOutcome(end.outcome)
+            ? "infrastructure error: requeued without using an attempt"
+            : std::string(proto::OutcomeName(end.outcome)) + ": requeued without using an attempt";
     return c;
   }
   if (end.rate_limited && end.retryable) {

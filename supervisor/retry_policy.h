@@ -4,8 +4,8 @@
 // branch is testable.
 //
 //   passed                        -> done
-//   lost / crashed / recovered    -> ready, not counted, unless the task has
-//                                    used max_infra_retries -> blocked
+//   lost / crashed / recovered,   -> ready, not counted, unless the task has
+//   or infra (worker's disk full)    used max_infra_retries -> blocked
 //   cancelled                     -> ready, not counted (shutdown, not the task's fault)
 //   rate limited (and retryable)  -> ready, not counted (the loop pauses dispatch instead)
 //   non-retryable                 -> blocked
@@ -46,6 +46,7 @@ struct AttemptEnd {
   std::string commit;
   bool retryable = true;
   bool rate_limited = false;  // the agent hit a rate limit: not the task's fault
+  bool infra = false;         // the worker could not prepare it (disk full): as an infra outcome
   std::string spec;           // expand: the checked spec that becomes a new task on a pass
 };
 

@@ -140,6 +140,27 @@ TEST(RetryPolicy, InfraOutcomesRequeueUncountedUntilBounded) {
   }
 }
 
+TEST(RetryPolicy, WorkerInfraFailureRequeuesUncountedUntilBounded) {
+  // The worker found no space for the prompt: failed, but not the task's
+  // fault, even when the same failure came before and git said "fatal".
+  AttemptEnd e = Failure("cannot write '/s/logs/t1/1.prompt': No space left on device");
+  e.infra = true;
+  e.retryable = false;
+  auto c = Decide(State(2, 3, 1, Fingerprint(e)), e, Cfg(), kNow, Fixed(0.5));
+  EXPECT_EQ(c.next_state, TaskState::kReady) << c.reason;
+  EXPECT_FALSE(c.counted);
+  EXPECT_TRUE(c.infra);
+  EXPECT_EQ(c.reason, "infrastructure error: requeued without using an attempt");
+  auto blocked = Decide(State(0, 3, 2), e, Cfg(), kNow, Fixed(0.5));
+  EXPECT_EQ(blocked.next_state, TaskState::kBlocked);
+  EXPECT_TRUE(blocked.infra);
+  EXPECT_NE(blocked.reason.find("max_infra_retries 2"), std::string::npos) << blocked.reason;
+  // A plain failure is still counted.
+  auto counted = Decide(State(0, 3), Failure("exit 1"), Cfg(), kNow, Fixed(0.5));
+  EXPECT_TRUE(counted.counted);
+  EXPECT_FALSE(counted.infra);
+}
+
 TEST(RetryPolicy, CancelledRequeuesUncountedWithoutLimit) {
   auto c =
       Decide(State(0, 3, 99), Failure("shutdown", Outcome::kCancelled), Cfg(), kNow, Fixed(0.5));

@@ -1,5 +1,7 @@
 #include "supervisor/supervisor.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
@@ -8,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <zmq_addon.hpp>
 
 #include "common/paths.h"
@@ -40,6 +43,38 @@ constexpr int64_t kLastWordsMaxMs = 2000;
 // Control requests between kMaxMessageBytes and this are read and refused
 // with an error reply; larger ones make ZeroMQ drop the connection.
 constexpr int64_t kControlMaxMessageBytes = 16 << 20;
+// The store pause's probe write when no refused write is waiting: a cursor
+// row nothing reads, so the probe adds no event per retry.
+constexpr const char* kStoreProbeCursor = "supervisor.store_probe";
+// Refused event writes kept for the retry, at most (closes are always kept):
+// a pause of hours must not grow memory without bound.
+constexpr size_t kMaxKeptWrites = 10'000;
+
+// Only a full disk (SQLITE_FULL) and I/O errors (SQLITE_IOERR) pause
+// dispatch. They are faults of the machine, not of a task: every write fails
+// alike until space returns or the device recovers, so trying the next lease
+// at once only spins (each loop turn, ~15 a second with three children
+// heartbeating) and floods the log, and each lease would fail the same way.
+// The other errors keep their old handling: kConflict/kNotFound are a race
+// with an operator's action on one task (the next task must go on); kBusy
+// has already waited busy_timeout, so the loop cannot spin on it; kDb (a
+// constraint, a damaged file) is a bug or damage that waiting does not cure,
+// and a retry that never succeeds would hide it behind a pause that looks
+// transient: it stays an error in the log for an operator (doctor).
+bool PausesDispatch(const Error& e) {
+  return e.code == ErrorCode::kFull || e.code == ErrorCode::kIo;
+}
+
+// SQLite's own words for the pausing errors (its sqlite3_errstr), for the
+// pause reason: the full error (the statement, the file) goes to the log.
+// The state directory's probe file says it in the kernel's words.
+std::string StoreErrorText(const Error& e) {
+  if (e.message.find(std::strerror(ENOSPC)) != std::string::npos) return std::strerror(ENOSPC);
+  return e.code == ErrorCode::kFull ? "database or disk is full" : "disk I/O error";
+}
+
+// A probe as large as a typical prompt and log start: a few pages.
+constexpr size_t kSpaceProbeBytes = 64 * 1024;
 
 std::string ChildBinary(Role role) {
   const char* var = role == Role::kWorker ? "FORGE_WORKER_BIN" : "FORGE_CRITIC_BIN";
@@ -268,8 +303,12 @@ int64_t Supervisor::PollTimeoutMs() {
     if (t) next = std::min(next, *t);
   };
   consider(pool_.NextSilenceDeadline(config_.watchdog.heartbeat_timeout_ms));
-  if (next_due_wall_ms_) consider(now + (*next_due_wall_ms_ - steady_wall_.NowMs()));
+  // A past cooldown deadline held by the store pause would make the poll spin.
+  if (next_due_wall_ms_ && !guards_.store_paused()) {
+    consider(now + (*next_due_wall_ms_ - steady_wall_.NowMs()));
+  }
   consider(guards_.NextExpiryMonoMs());
+  if (guards_.StoreRetryDue()) consider(now);  // TryDispatch's Tick found it due
   for (const auto& r : respawns_) consider(r.due_mono_ms);
   if (stopping_) consider(stop_deadline_mono_ms_);
   // Nothing wakes the poll when ZeroMQ drops an exited child's connection.
@@ -357,9 +396,11 @@ void Supervisor::RunTimers() {
       ++it;
     }
   }
-  if (next_due_wall_ms_ && *next_due_wall_ms_ <= steady_wall_.NowMs()) {
+  // While the store pause is on, promotion waits for it: a failing promotion
+  // would otherwise be tried (and logged) every turn, its deadline being past.
+  if (next_due_wall_ms_ && *next_due_wall_ms_ <= steady_wall_.NowMs() && !guards_.store_paused()) {
     auto promoted = store_->PromoteDue(steady_wall_.NowMs());
-    if (!promoted.ok()) spdlog::error("promoting cooldown tasks: {}", promoted.error().ToString());
+    if (!promoted.ok()) StoreFailed("promoting cooldown tasks", promoted.error());
     RefreshNextDue();
   }
   if (auto pid = maintenance_.Overrun(now, config_.maintenance)) {
@@ -373,6 +414,7 @@ void Supervisor::RunTimers() {
   guards_.Tick();
   if (budget_was_paused && !guards_.budget_paused()) RefreshCostToday();
   FlushGuardEvents();
+  RetryStore();
   if (stopping_ && (now >= stop_deadline_mono_ms_ || pool_.Empty())) {
     FinishShutdown();
   }
@@ -421,7 +463,8 @@ void Supervisor::TryDispatch() {
     lease.log_path = LogPathFor(task.id, task.total_attempts + 1, ".log");
     auto attempt = store_->LeaseAttempt(task.id, lease);
     if (!attempt.ok()) {
-      spdlog::error("leasing {}: {}", task.id, attempt.error().ToString());
+      // Nothing changed (the transaction rolled back): the task stays ready.
+      StoreFailed("leasing " + task.id, attempt.error());
       return;
     }
     proto::Dispatch d;
@@ -677,7 +720,14 @@ void Supervisor::OnStarted(Child& child, const proto::Started& m) {
   child.agent_pgid = m.pgid;
   child.agent_start_time = m.agent_start_time;
   auto s = store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid, m.agent_start_time);
-  if (!s.ok()) spdlog::error("recording agent start: {}", s.error().ToString());
+  if (!s.ok()) {
+    // Recovery's kill check needs it: kept for the retry (an update, safe to repeat).
+    WriteFailed("recording the agent start of attempt " + std::to_string(m.attempt_id), s.error(),
+                [this, m] {
+                  return store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid,
+                                                  m.agent_start_time);
+                });
+  }
   // Read after its worker died (its last words): the agent must not outlive it.
   if (child.state == ChildState::kExited) KillAgentGroup(child.agent_pgid);
 }
@@ -712,7 +762,13 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
               attempt->task_id, attempt->n);
   }
   auto recorded = store_->RecordAgentResult(attempt_id, report);
-  if (!recorded.ok()) spdlog::error("recording result: {}", recorded.error().ToString());
+  if (!recorded.ok()) {
+    // Idempotent, and a no-op once the attempt is closed: kept for the retry
+    // so the cost and tokens are not lost.
+    WriteFailed(
+        "recording the result of attempt " + std::to_string(attempt_id), recorded.error(),
+        [this, attempt_id, report] { return store_->RecordAgentResult(attempt_id, report); });
+  }
   if (m.rate_limited) {
     guards_.OnRateLimited(m.rate_limit_reset_ms);
     FlushGuardEvents();
@@ -734,7 +790,13 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   end.output_tail = m.output_tail;
   end.retryable = m.retryable;
   end.rate_limited = m.rate_limited;
+  end.infra = m.infra;
   CloseAttempt(attempt_id, end);
+  if (m.infra) {
+    WorkerOutOfSpace("attempt " + std::to_string(attempt_id) + " (" + attempt->task_id + " #" +
+                         std::to_string(attempt->n) + ") on " + child.routing_id,
+                     m.error);
+  }
 }
 
 // An expand attempt is not reviewed by the critic: the worker already checked
@@ -889,17 +951,24 @@ void Supervisor::KillAgentGroup(int64_t pgid) {
 // --------------------------------------------------------------- attempts --
 
 void Supervisor::CloseAttempt(int64_t attempt_id, AttemptEnd end) {
+  forge::Status closed = TryCloseAttempt(attempt_id, end);
+  if (closed.ok()) return;
+  std::string what = "closing attempt " + std::to_string(attempt_id);
+  if (auto a = store_->GetAttempt(attempt_id); a.ok()) {
+    what += " (" + a->task_id + " #" + std::to_string(a->n) + ")";
+  }
+  // The retry decides again from the task as it is then (nothing changed:
+  // the close rolled back), at the retry's time.
+  WriteFailed(what, closed.error(),
+              [this, attempt_id, end] { return TryCloseAttempt(attempt_id, end); });
+}
+
+forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& end) {
   auto attempt = store_->GetAttempt(attempt_id);
-  if (!attempt.ok()) {
-    spdlog::error("closing attempt {}: {}", attempt_id, attempt.error().ToString());
-    return;
-  }
-  if (attempt->ended_at_ms != 0) return;
+  if (!attempt.ok()) return attempt.error();
+  if (attempt->ended_at_ms != 0) return Status::Ok();
   auto task = store_->GetTask(attempt->task_id);
-  if (!task.ok()) {
-    spdlog::error("closing attempt {}: {}", attempt_id, task.error().ToString());
-    return;
-  }
+  if (!task.ok()) return task.error();
   TaskRetryState state;
   state.attempts_used = std::max(0, task->attempts - (attempt->counted ? 1 : 0));
   state.max_attempts = task->max_attempts;
@@ -914,10 +983,7 @@ void Supervisor::CloseAttempt(int64_t attempt_id, AttemptEnd end) {
     close.spawn = SpecTask(*task, end.spec);
   }
   auto closed = store_->CloseAttempt(attempt_id, close);
-  if (!closed.ok()) {
-    spdlog::error("closing attempt {}: {}", attempt_id, closed.error().ToString());
-    return;
-  }
+  if (!closed.ok()) return closed.error();
   spdlog::info("attempt {} ({} #{}) closed {}: task -> {} ({})", attempt_id, task->id, attempt->n,
                proto::OutcomeName(end.outcome), proto::StateName(close.next_state), close.reason);
   if (end.outcome != Outcome::kPassed && end.outcome != Outcome::kCancelled) {
@@ -925,10 +991,95 @@ void Supervisor::CloseAttempt(int64_t attempt_id, AttemptEnd end) {
         proto::LastFailure{task->id, attempt->n, std::string(proto::OutcomeName(end.outcome)),
                            end.error, clock_.WallMs()};
   }
-  // A rate limit says nothing about the agent's work: the rate-limit pause handles it.
-  if (!stopping_ && !end.rate_limited) guards_.OnAttemptClosed(end.outcome);
+  // A rate limit says nothing about the agent's work: the rate-limit pause
+  // handles it. Nor does a full disk on the worker's side (infra).
+  if (!stopping_ && !end.rate_limited && !end.infra) guards_.OnAttemptClosed(end.outcome);
   RefreshCostToday();
   RefreshNextDue();
+  FlushGuardEvents();
+  return Status::Ok();
+}
+
+// ----------------------------------------------------------- store faults --
+
+bool Supervisor::StoreFailed(const std::string& what, const Error& error) {
+  if (!PausesDispatch(error)) {
+    spdlog::error("{}: {}", what, error.ToString());
+    return false;
+  }
+  if (!guards_.OnStoreFailed(what + ": " + StoreErrorText(error))) return true;
+  // One line when the pause begins and one per failed retry; the reason in
+  // status is short, the full error (statement, file) is here.
+  int64_t wait = guards_.NextExpiryMonoMs().value_or(clock_.MonotonicMs()) - clock_.MonotonicMs();
+  spdlog::error("dispatch paused (store): {}: {}; next try in {} ms", what, error.ToString(), wait);
+  FlushGuardEvents();
+  return true;
+}
+
+void Supervisor::WriteFailed(const std::string& what, const Error& error,
+                             std::function<forge::Status()> retry) {
+  if (!StoreFailed(what, error)) return;
+  kept_writes_.push_back({what, std::move(retry)});
+}
+
+void Supervisor::WorkerOutOfSpace(const std::string& what, const std::string& error) {
+  if (!guards_.OnStoreFailed(what + ": " + error)) return;
+  int64_t wait = guards_.NextExpiryMonoMs().value_or(clock_.MonotonicMs()) - clock_.MonotonicMs();
+  spdlog::error("dispatch paused (store): {}: {}; next try in {} ms", what, error, wait);
+  FlushGuardEvents();
+  kept_writes_.push_back(
+      {"checking space in " + options_.state_dir, [this] { return ProbeStateDirSpace(); }});
+}
+
+forge::Status Supervisor::ProbeStateDirSpace() {
+  std::string path = JoinPath(options_.state_dir, ".space-probe");
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int err = fd < 0 ? errno : 0;
+  std::string block(kSpaceProbeBytes, '\0');
+  for (size_t done = 0; fd >= 0 && err == 0 && done < block.size();) {
+    ssize_t n = ::write(fd, block.data() + done, block.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) err = errno;
+    if (n > 0) done += static_cast<size_t>(n);
+  }
+  if (fd >= 0) ::close(fd);
+  ::unlink(path.c_str());
+  if (err == 0) return Status::Ok();
+  // Both codes pause; kFull also for a quota.
+  return MakeError(err == ENOSPC || err == EDQUOT ? ErrorCode::kFull : ErrorCode::kIo,
+                   "writing '" + path + "': " + std::strerror(err));
+}
+
+// After guards_.Tick (RunTimers) or guards_.Resume, which make the retry due.
+void Supervisor::RetryStore() {
+  if (!guards_.StoreRetryDue()) return;
+  bool wrote = false;
+  while (!kept_writes_.empty()) {
+    KeptWrite w = std::move(kept_writes_.front());
+    kept_writes_.pop_front();
+    forge::Status s = w.write();
+    if (s.ok()) {
+      wrote = true;
+      // A write the kept one made in turn (a close's events) was refused:
+      // that failure rescheduled the retry.
+      if (!guards_.StoreRetryDue()) return;
+      continue;
+    }
+    if (StoreFailed(w.what, s.error())) {
+      kept_writes_.push_front(std::move(w));  // still first: order is kept
+      return;
+    }
+    // Another error now (logged by StoreFailed): retrying it would not help.
+    spdlog::error("{}: given up", w.what);
+  }
+  if (!wrote) {
+    forge::Status probe = store_->SetCursor(kStoreProbeCursor, clock_.WallMs());
+    if (!probe.ok()) {
+      StoreFailed("store probe", probe.error());
+      return;
+    }
+  }
+  guards_.OnStoreOk();
   FlushGuardEvents();
 }
 
@@ -954,22 +1105,43 @@ void Supervisor::RefreshCostToday() {
 }
 
 void Supervisor::FlushGuardEvents() {
-  for (const auto& e : guards_.TakeEvents()) {
-    json payload{{"kind", e.pause.kind}, {"reason", e.pause.reason}};
-    if (e.pause.until_ms != 0) payload["until"] = FormatRfc3339(e.pause.until_ms);
-    if (e.kind == "dispatch.paused") {
-      spdlog::warn("dispatch paused ({}): {}", e.pause.kind, e.pause.reason);
-    } else {
-      spdlog::info("dispatch resumed ({})", e.pause.kind);
+  // Emitting an event may itself fail and change the store pause; its new
+  // event is flushed in the next round (bounded: a failure while the pause
+  // waits changes nothing).
+  for (int round = 0; round < 3; ++round) {
+    auto events = guards_.TakeEvents();
+    if (events.empty()) return;
+    for (const auto& e : events) {
+      json payload{{"kind", e.pause.kind}, {"reason", e.pause.reason}};
+      if (e.pause.until_ms != 0) payload["until"] = FormatRfc3339(e.pause.until_ms);
+      if (e.kind == "dispatch.resumed") {
+        spdlog::info("dispatch resumed ({})", e.pause.kind);
+      } else if (e.pause.kind != "store") {  // StoreFailed logged it, with the full error
+        spdlog::warn("dispatch paused ({}): {}", e.pause.kind, e.pause.reason);
+      }
+      // Not kept for the store's retry: a pause's events while the store
+      // refuses writes would be written late, once per retry; the log has
+      // them, and dispatch.resumed {kind: store} carries the reason.
+      auto s = store_->Emit(e.kind, payload);
+      if (!s.ok()) StoreFailed("emitting " + e.kind, s.error());
     }
-    EmitEvent(e.kind, payload);
   }
 }
 
 void Supervisor::EmitEvent(const std::string& kind, const json& payload, const std::string& task_id,
                            int attempt) {
   auto s = store_->Emit(kind, payload, task_id, attempt);
-  if (!s.ok()) spdlog::error("emitting {}: {}", kind, s.error().ToString());
+  if (s.ok()) return;
+  if (kept_writes_.size() >= kMaxKeptWrites) {
+    spdlog::error("event {} not recorded ({} refused writes already wait): {}", kind,
+                  kept_writes_.size(), s.error().ToString());
+    StoreFailed("emitting " + kind, s.error());
+    return;
+  }
+  // A refused write rolled back: the retry records it once.
+  WriteFailed("emitting " + kind, s.error(), [this, kind, payload, task_id, attempt] {
+    return store_->Emit(kind, payload, task_id, attempt);
+  });
 }
 
 // --------------------------------------------------------------- shutdown --
@@ -1144,6 +1316,9 @@ void Supervisor::Pause(const std::string& reason) {
 void Supervisor::Resume() {
   guards_.Resume();
   FlushGuardEvents();
+  // The store pause's retry, now rather than at its next try, so the reply
+  // already says whether the store accepts writes.
+  RetryStore();
 }
 
 void Supervisor::Stop() {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -127,8 +128,34 @@ class Supervisor final : public ControlBackend {
   void KillAgentGroup(int64_t pgid);
 
   // ---- attempts ----
-  // Closes an open attempt through the retry policy (no-op when already closed).
+  // Closes an open attempt through the retry policy (no-op when already
+  // closed). A close the store refuses for a full disk or an I/O error is
+  // kept and retried with the store pause (RetryStore): otherwise its task
+  // would stay `running` with no child until the next restart.
   void CloseAttempt(int64_t attempt_id, AttemptEnd end);
+  // The close itself; the store's error names the attempt and its task.
+  forge::Status TryCloseAttempt(int64_t attempt_id, const AttemptEnd& end);
+
+  // ---- store faults (the `store` pause) ----
+  // A store write on the loop's path failed. True when the error pauses
+  // dispatch (disk full, I/O error): the pause starts, or a due retry is
+  // rescheduled; a failure while the pause waits is the same fault and is
+  // not logged again. Other errors are logged and false is returned.
+  bool StoreFailed(const std::string& what, const Error& error);
+  // StoreFailed, and when the error pauses dispatch the write is kept and
+  // retried in order with the pause's retries (the first one is the probe).
+  void WriteFailed(const std::string& what, const Error& error,
+                   std::function<forge::Status()> retry);
+  // The store pause's retry once its backoff has passed (or `resume`): the
+  // kept writes in order, else a probe write; the first success lifts it.
+  void RetryStore();
+  // A worker found no space for an attempt (result.infra). The next tasks
+  // would fail alike, each using an infra retry (a task is blocked within
+  // milliseconds), so dispatch pauses as for the store; the retry writes a
+  // probe file in the state directory, where workspaces and logs live, as
+  // the database may still have room in its WAL.
+  void WorkerOutOfSpace(const std::string& what, const std::string& error);
+  forge::Status ProbeStateDirSpace();
   void RefreshNextDue();
   void RefreshCostToday();
   void FlushGuardEvents();
@@ -163,6 +190,11 @@ class Supervisor final : public ControlBackend {
   proto::MaintenanceStatus last_maintenance_;
   std::unique_ptr<Background<store::CheckpointReport>> checkpoint_;  // joined when destroyed
   std::deque<int64_t> review_queue_;  // attempts whose agent passed, waiting for a critic
+  struct KeptWrite {
+    std::string what;
+    std::function<forge::Status()> write;
+  };
+  std::deque<KeptWrite> kept_writes_;  // refused by a full/failing store, retried by RetryStore
   struct PendingRespawn {
     Role role;
     int64_t due_mono_ms;

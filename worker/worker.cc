@@ -1,5 +1,6 @@
 #include "worker/worker.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <string.h>
@@ -34,11 +35,28 @@ Status MakeDirs(const std::string& path) {
 }
 
 Status WriteText(const std::string& path, const std::string& text) {
+  errno = 0;
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
   out.close();
-  if (!out) return MakeError(ErrorCode::kIo, "cannot write '" + path + "'");
+  // errno says why (a full disk is an infra failure, see IsMachineFault).
+  if (!out) {
+    return MakeError(ErrorCode::kIo, "cannot write '" + path +
+                                         "': " + (errno != 0 ? strerror(errno) : "write failed"));
+  }
   return Status::Ok();
+}
+
+// A failure to prepare an attempt that is the machine's, not the task's: no
+// space (or quota) left for the workspace, the prompt or the log. Read from
+// the text because it comes from many places (mkdir, std::filesystem, git's
+// own message) that do not keep errno; each includes strerror's words.
+bool IsMachineFault(const Error& e) {
+  if (e.code == ErrorCode::kFull) return true;
+  for (int err : {ENOSPC, EDQUOT}) {
+    if (e.message.find(strerror(err)) != std::string::npos) return true;
+  }
+  return false;
 }
 
 std::string PathValue(const std::vector<std::string>& env) {
@@ -325,6 +343,7 @@ void Worker::SendFailure(const proto::Dispatch& d, const std::string& outcome, c
   r.outcome = outcome;
   r.error = error.message;
   r.retryable = retryable;
+  r.infra = IsMachineFault(error);
   r.log_path = d.log_path;
   r.model = d.agent.model;
   Status s = link_.Send(r);

@@ -7,6 +7,10 @@ Error SqlError(sqlite3* db, int rc, std::string_view context) {
   int primary = rc & 0xff;
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) code = ErrorCode::kBusy;
   if (primary == SQLITE_FULL) code = ErrorCode::kFull;
+  // The device failed (or vanished) under the file: the caller may wait for
+  // it as for a full disk (the supervisor's store pause), unlike a constraint
+  // or a damaged database.
+  if (primary == SQLITE_IOERR) code = ErrorCode::kIo;
   std::string msg(context);
   msg += ": ";
   msg += db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);

@@ -15,7 +15,8 @@
 
 namespace forge::store {
 
-// kBusy for SQLITE_BUSY/LOCKED, kFull for SQLITE_FULL, kDb otherwise.
+// kBusy for SQLITE_BUSY/LOCKED, kFull for SQLITE_FULL, kIo for SQLITE_IOERR,
+// kDb otherwise.
 Error SqlError(sqlite3* db, int rc, std::string_view context);
 
 // A cached statement borrowed for one use. Not copyable; the destructor

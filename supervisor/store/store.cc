@@ -687,7 +687,7 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
                    "'' THEN last_fingerprint ELSE ? END, not_before = ?, finished_at = ?, "
                    "commit_id = CASE WHEN ? = '' THEN commit_id ELSE ? END WHERE seq = ?"));
   int64_t not_before = next == TaskState::kCooldown ? close.not_before_ms : 0;
-  bool infra = !close.counted && proto::IsInfraOutcome(close.outcome);
+  bool infra = !close.counted && (close.infra || proto::IsInfraOutcome(close.outcome));
   FORGE_RETURN_IF_ERROR(up.Bind(delta, infra ? 1 : 0, last_error, close.fingerprint,
                                 close.fingerprint, not_before, settled ? now : int64_t{0},
                                 close.commit, close.commit, t.seq)

@@ -104,6 +104,9 @@ struct Close {
   TaskState next_state = TaskState::kBlocked;  // ready | cooldown | done | blocked | cancelled
   int64_t not_before_ms = 0;                   // for cooldown
   bool counted = true;  // false: the attempt does not use one of max_attempts
+  // An uncounted close that is an infra retry (tasks.infra_retries + 1):
+  // always for lost/crashed/recovered, and a worker's infra failure.
+  bool infra = false;
   std::string reason;   // why the task moves (event payload), e.g. "same failure twice"
   // A task created with the close when the task becomes done (an expand
   // task's spec), its `parent` set to this task; event task.expanded names it.

@@ -520,6 +520,20 @@ TEST_F(StoreTest, UncountedCloseIsAnInfraRetryNotAnAttempt) {
   EXPECT_EQ(t->attempts, 0);
   EXPECT_EQ(t->infra_retries, 1);
 
+  // A failed attempt flagged infra (the worker had no space): an infra retry.
+  AttemptInfo nospace = MustLease(*s, ids[0]);
+  Close full;
+  full.outcome = Outcome::kFailed;
+  full.error = "cannot write 'x.prompt': No space left on device";
+  full.next_state = TaskState::kReady;
+  full.counted = false;
+  full.infra = true;
+  ASSERT_TRUE(s->CloseAttempt(nospace.id, full).ok());
+  t = s->GetTask(ids[0]);
+  EXPECT_EQ(t->attempts, 0);
+  EXPECT_EQ(t->infra_retries, 2);
+  EXPECT_EQ(s->GetAttempt(nospace.id)->outcome, "failed");
+
   // An uncounted lease that then fails for real is counted at close.
   AttemptInfo a2 = MustLease(*s, ids[0], /*counted=*/false);
   EXPECT_EQ(s->GetTask(ids[0])->attempts, 0);
@@ -530,7 +544,7 @@ TEST_F(StoreTest, UncountedCloseIsAnInfraRetryNotAnAttempt) {
   ASSERT_TRUE(s->CloseAttempt(a2.id, fail).ok());
   t = s->GetTask(ids[0]);
   EXPECT_EQ(t->attempts, 1);
-  EXPECT_EQ(t->total_attempts, 3);
+  EXPECT_EQ(t->total_attempts, 4);
   EXPECT_EQ(t->state, TaskState::kBlocked);
   EXPECT_EQ(t->last_error, "same failure twice");
 }

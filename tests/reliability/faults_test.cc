@@ -1,10 +1,12 @@
 // Faults: a busy database, corrupt or unusable files, misbehaving children,
 // a full disk. (Clock jumps: clock_jump_test.cc.) Each fault must be contained:
 // the supervisor keeps serving, the fault is recorded, no task is lost.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -387,6 +389,316 @@ TEST(Faults, DiskFullRefusesSubmitsAndRecovers) {
   EXPECT_TRUE(itest::WaitFor([&] { return AllIn(f, after, TaskState::kDone); }, 60'000))
       << f.SupervisorLog();
   EXPECT_TRUE(AllIn(f, before, TaskState::kDone));
+  EXPECT_EQ(Integrity(f), "ok");
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+}
+
+// Writes to path until the filesystem refuses with ENOSPC (partial writes
+// fill the last pages too); false if it failed for another reason.
+bool FillFilesystem(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  std::string block(64 * 1024, 'x');
+  int err = 0;
+  while (true) {
+    ssize_t n = ::write(fd, block.data(), block.size());
+    if (n < 0) {
+      err = errno;
+      if (err == EINTR) continue;
+      break;
+    }
+  }
+  ::close(fd);
+  return err == ENOSPC;
+}
+
+size_t CountLines(const std::string& log, const std::string& needle) {
+  size_t n = 0;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
+  return n;
+}
+
+// Runs PRAGMA wal_checkpoint(mode) from a connection of the test's own,
+// until it is not busy (the supervisor between two writes).
+bool Checkpoint(itest::Forge& f, const std::string& mode) {
+  sqlite3* c = nullptr;
+  if (sqlite3_open((f.state_dir() + "/forge.db").c_str(), &c) != SQLITE_OK) {
+    sqlite3_close(c);
+    return false;
+  }
+  sqlite3_busy_timeout(c, 10'000);
+  std::string sql = "PRAGMA wal_checkpoint(" + mode + ")";
+  bool done = itest::WaitFor(
+      [&] {
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(c, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) return false;
+        int busy = -1;
+        if (sqlite3_step(st) == SQLITE_ROW) busy = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        return busy == 0;
+      },
+      10'000);
+  sqlite3_close(c);
+  return done;
+}
+
+json StorePause(itest::Forge& f) {
+  json s = f.Status();
+  for (const auto& p : s.value("pause_reasons", json::array())) {
+    if (p.value("kind", "") == "store") return p;
+  }
+  return nullptr;
+}
+
+// The supervisor's own writes on a full disk (the lease of a ready task, the
+// events of a resume): dispatch pauses with a visible reason (kind `store`)
+// instead of retrying every loop turn, status keeps answering, and once
+// space returns the pause lifts by itself and the tasks run.
+TEST(Faults, DiskFullPausesDispatchUntilSpaceReturns) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
+  itest::Forge f;
+  std::filesystem::create_directories(f.state_dir());
+  if (::mount("forge-test", f.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
+    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{f.state_dir()};
+  // The log lives off the small filesystem, as under systemd (the journal):
+  // on the full tmpfs its lines would be lost, and the lines the supervisor
+  // writes while the disk is full are what this test counts.
+  ASSERT_EQ(
+      ::symlink((f.dir() + "/supervisor.log").c_str(), (f.state_dir() + "/supervisor.log").c_str()),
+      0)
+      << std::strerror(errno);
+  f.Start();
+  ASSERT_TRUE(f.ctl().Call("pause", json{{"reason", "disk test"}}).ok());
+  auto ids = f.SubmitMany(3, "succeed");
+  ASSERT_EQ(ids.size(), 3u);
+  // The WAL decides which write meets the full disk first: a commit that
+  // fits in the WAL file's existing length succeeds on a full disk (a
+  // checkpointed WAL is reused from its start), one that grows it fails. So:
+  // empty the WAL, let the supervisor commit one event (a changed pause
+  // reason, the size of the resume's dispatch.resumed), checkpoint so that
+  // space is reused, then fill. The resume's event then fits, and the lease
+  // after it, larger, is the write that fails (the incident this guards).
+  ASSERT_TRUE(Checkpoint(f, "TRUNCATE"));
+  ASSERT_EQ(std::filesystem::file_size(f.state_dir() + "/forge.db-wal"), 0u);
+  ASSERT_TRUE(f.ctl().Call("pause", json{{"reason", "disk test, again"}}).ok());
+  ASSERT_TRUE(Checkpoint(f, "RESTART"));
+  ASSERT_GT(std::filesystem::file_size(f.state_dir() + "/forge.db-wal"), 0u);
+  std::string filler = f.state_dir() + "/filler";
+  ASSERT_TRUE(FillFilesystem(filler));
+  struct statvfs vfs {};
+  ASSERT_EQ(::statvfs(f.state_dir().c_str(), &vfs), 0);
+  EXPECT_EQ(vfs.f_bavail, 0u);
+
+  auto resumed = f.ctl().Call("resume");
+  ASSERT_TRUE(resumed.ok()) << resumed.error().message;
+  json pause;
+  // The harness prints the log only while the symlink still stands.
+  auto log_tail = [&] {
+    std::string log = f.SupervisorLog();
+    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  };
+  ASSERT_TRUE(itest::WaitFor([&] { return !(pause = StorePause(f)).is_null(); }, 20'000))
+      << f.Status().dump() << "\n"
+      << CountLines(f.SupervisorLog(), "leasing") << " leasing line(s); log tail:\n"
+      << log_tail();
+  EXPECT_THAT(pause.value("reason", ""), HasSubstr("full")) << pause.dump();
+  EXPECT_FALSE(pause["until"].is_null()) << "the next retry is shown: " << pause.dump();
+  EXPECT_TRUE(itest::ProcessAlive(f.pid()));
+  // Status keeps answering, and each request is a loop turn that used to
+  // retry the lease (and log it) at once: the pause holds them back.
+  for (int i = 0; i < 50; ++i) ASSERT_FALSE(f.Status().empty()) << "status " << i;
+  for (const auto& id : ids) EXPECT_EQ(f.Task(id).state, TaskState::kReady) << id;
+  std::string log = f.SupervisorLog();
+  EXPECT_LE(CountLines(log, "leasing"), 2u) << log;
+  std::cerr << "while full: " << CountLines(log, "database or disk is full")
+            << " log line(s) name the full disk; pause " << pause.dump() << "\n";
+
+  // Space returns: the next retry succeeds, the pause lifts, the tasks run.
+  std::filesystem::remove(filler);
+  EXPECT_TRUE(itest::WaitFor([&] { return AllIn(f, ids, TaskState::kDone); }, 90'000))
+      << f.Status().dump() << "\n"
+      << log_tail();
+  EXPECT_TRUE(StorePause(f).is_null()) << f.Status().dump();
+  EXPECT_EQ(f.Status().value("paused", true), false) << f.Status().dump();
+  bool resumed_event = false;
+  for (const auto& e : f.Events("", "dispatch.resumed")) {
+    resumed_event |= e.payload.value("kind", "") == "store";
+  }
+  EXPECT_TRUE(resumed_event) << "no dispatch.resumed {kind: store} event";
+  EXPECT_EQ(Integrity(f), "ok");
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+}
+
+// A worker that finds no space for the attempt's prompt (the database still
+// has room in its WAL) is not the task's fault: the attempt closes `failed`
+// with the ENOSPC error, uncounted, as an infra retry (not "same failure
+// twice", not the circuit breaker), and dispatch pauses (kind store) until a
+// probe file fits in the state directory, so the task is not run into its
+// infra bound meanwhile; once space returns it runs to done.
+TEST(Faults, WorkerOutOfSpaceRequeuesWithoutUsingAttempts) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
+  ForgeOptions o;
+  o.workers = 1;
+  o.max_infra_retries = 3;
+  itest::Forge f(o);
+  std::filesystem::create_directories(f.state_dir());
+  if (::mount("forge-test", f.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
+    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{f.state_dir()};
+  ASSERT_EQ(
+      ::symlink((f.dir() + "/supervisor.log").c_str(), (f.state_dir() + "/supervisor.log").c_str()),
+      0)
+      << std::strerror(errno);
+  f.Start();
+  ASSERT_TRUE(f.ctl().Call("pause", json{{"reason", "disk test"}}).ok());
+  std::string id = f.Submit("succeed");
+  ASSERT_FALSE(id.empty());
+  // Room in the WAL for the database's side of every attempt (see
+  // DiskFullPausesDispatchUntilSpaceReturns): committed events,
+  // checkpointed so that their space is reused; then the disk is full for
+  // everything else.
+  ASSERT_TRUE(Checkpoint(f, "TRUNCATE"));
+  // (Each is a commit of a few pages: 60 leave ~1 MiB of the 4.)
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(f.ctl().Call("pause", json{{"reason", "room " + std::to_string(i)}}).ok());
+  }
+  ASSERT_TRUE(Checkpoint(f, "RESTART"));
+  std::cerr << "WAL room: " << std::filesystem::file_size(f.state_dir() + "/forge.db-wal")
+            << " bytes\n";
+  std::string filler = f.state_dir() + "/filler";
+  ASSERT_TRUE(FillFilesystem(filler));
+  auto log_tail = [&] {
+    std::string log = f.SupervisorLog();
+    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  };
+  ASSERT_TRUE(f.ctl().Call("resume").ok());
+  auto closed = [&] {
+    std::vector<proto::AttemptInfo> out;
+    for (auto& a : f.Attempts(id)) {
+      if (a.ended_at_ms != 0) out.push_back(a);
+    }
+    return out;
+  };
+  ASSERT_TRUE(itest::WaitFor([&] { return !closed().empty(); }, 20'000)) << log_tail();
+  // The next tasks would fail alike: dispatch pauses, naming the error.
+  json pause;
+  ASSERT_TRUE(itest::WaitFor([&] { return !(pause = StorePause(f)).is_null(); }, 20'000))
+      << f.Status().dump() << "\n"
+      << log_tail();
+  EXPECT_THAT(pause.value("reason", ""), HasSubstr("No space left on device")) << pause.dump();
+  // Loop turns go by (each status request is one) and the retries' probe
+  // file finds no space either: no further attempt.
+  for (int i = 0; i < 50; ++i) ASSERT_FALSE(f.Status().empty()) << "status " << i;
+  ASSERT_EQ(closed().size(), 1u) << log_tail();
+  const auto a1 = closed()[0];
+  EXPECT_EQ(a1.outcome, "failed");
+  EXPECT_THAT(a1.error, HasSubstr("No space left on device"));
+  EXPECT_FALSE(a1.counted) << "the attempt used one of the task's attempts";
+  proto::TaskInfo t = f.Task(id);
+  EXPECT_EQ(t.state, TaskState::kReady);
+  EXPECT_EQ(t.attempts, 0);
+  EXPECT_EQ(t.infra_retries, 1);
+  std::cerr << "while full: pause " << pause.dump() << "\n";
+  // The circuit breaker does not count it either.
+  json status = f.Status();
+  for (const auto& p : status.value("pause_reasons", json::array())) {
+    EXPECT_NE(p.value("kind", ""), "circuit") << status.dump();
+  }
+
+  // Space returns: the probe succeeds, the pause lifts, the task runs.
+  std::filesystem::remove(filler);
+  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << log_tail();
+  EXPECT_TRUE(StorePause(f).is_null()) << f.Status().dump();
+  EXPECT_EQ(f.Task(id).attempts, 1);
+  EXPECT_EQ(Integrity(f), "ok");
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+}
+
+// The disk fills while an attempt runs: its result and its close are refused.
+// They are kept and written by the store pause's retry once space returns, so
+// the attempt is closed and the task finishes without a restart (before, the
+// attempt stayed open, its task `running` with no child, until the next
+// start's recovery).
+TEST(Faults, AttemptClosedOnceSpaceReturns) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
+  ForgeOptions o;
+  o.workers = 1;
+  itest::Forge f(o);
+  // An agent that runs until the test lets it finish.
+  std::string agent = f.dir() + "/gate_agent.sh";
+  WriteFile(agent,
+            "#!/bin/sh\n"
+            "while [ ! -e \"$FAKE_STATE/go\" ]; do sleep 0.02; done\n"
+            "echo finished\n");
+  ASSERT_EQ(::chmod(agent.c_str(), 0755), 0);
+  WriteFile(f.dir() + "/forge.yaml", ConfigWithAgent(o, agent));
+  std::filesystem::create_directories(f.state_dir());
+  if (::mount("forge-test", f.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
+    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{f.state_dir()};
+  ASSERT_EQ(
+      ::symlink((f.dir() + "/supervisor.log").c_str(), (f.state_dir() + "/supervisor.log").c_str()),
+      0)
+      << std::strerror(errno);
+  f.Start();
+  auto log_tail = [&] {
+    std::string log = f.SupervisorLog();
+    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  };
+  std::string id = f.Submit("gate");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        auto a = f.Attempts(id);
+        return !a.empty() && a[0].agent_pid != 0;
+      },
+      20'000))
+      << log_tail();
+  // Every commit from now on must grow the (empty) WAL, and cannot.
+  ASSERT_TRUE(Checkpoint(f, "TRUNCATE"));
+  std::string filler = f.state_dir() + "/filler";
+  ASSERT_TRUE(FillFilesystem(filler));
+  WriteFile(f.fake_state() + "/go", "");
+  json pause;
+  ASSERT_TRUE(itest::WaitFor([&] { return !(pause = StorePause(f)).is_null(); }, 20'000))
+      << f.Status().dump() << "\n"
+      << log_tail();
+  // The worker is free, the attempt still open: its close waits for space.
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        for (const auto& c : f.Status().value("children", json::array())) {
+          if (c.value("role", "") == "worker" && c.value("state", "") == "idle") return true;
+        }
+        return false;
+      },
+      20'000))
+      << f.Status().dump();
+  EXPECT_EQ(f.Attempts(id).at(0).ended_at_ms, 0);
+  EXPECT_EQ(f.Task(id).state, TaskState::kRunning);
+  std::cerr << "while full: pause " << pause.dump() << "\n";
+
+  std::filesystem::remove(filler);
+  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << log_tail();
+  auto attempts = f.Attempts(id);
+  ASSERT_FALSE(attempts.empty());
+  EXPECT_NE(attempts[0].ended_at_ms, 0) << "attempt 1 still open";
+  std::cerr << "after: " << attempts.size() << " attempt(s); attempt 1 closed "
+            << attempts[0].outcome << " " << attempts[0].error << "\n";
+  EXPECT_TRUE(StorePause(f).is_null()) << f.Status().dump();
   EXPECT_EQ(Integrity(f), "ok");
   EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
 }
