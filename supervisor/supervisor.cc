@@ -1189,9 +1189,12 @@ void Supervisor::FinishShutdown() {
     ExitStatus st = Reap(c->pid);
     OnChildExited(c->pid, st.ToString());
   }
-  // Their last messages, as in the loop, within the same bound.
+  // Their last messages, as in the loop, within the same bound (also in
+  // polls, should the injected clock stand still).
   const int64_t until = clock_.MonotonicMs() + kLastWordsMaxMs;
-  while (!pool_.Empty() && clock_.MonotonicMs() < until) {
+  for (int64_t polls = 0;
+       !pool_.Empty() && clock_.MonotonicMs() < until && polls < kLastWordsMaxMs / kLastWordsPollMs;
+       ++polls) {
     zmq::pollitem_t item{children_socket_->handle(), 0, ZMQ_POLLIN, 0};
     try {
       zmq::poll(&item, 1, std::chrono::milliseconds(kLastWordsPollMs));
