@@ -350,17 +350,48 @@ TEST(ChildFaults, AnswersForAnotherAttemptAreStrayAndIgnored) {
 
 // ---- disk full: a small tmpfs as the state directory (root only) ----
 
-TEST(Faults, DiskFullRefusesSubmitsAndRecovers) {
-  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
-  itest::Forge f;
-  std::filesystem::create_directories(f.state_dir());
-  if (::mount("forge-test", f.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
-    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
+// A 4 MiB tmpfs over f's state directory for the test's lifetime. `skip`
+// says why there is none (not root, or no permission to mount, as in some
+// containers): the test skips. With log_off_disk, supervisor.log is a
+// symlink to a file beside the state directory, as under systemd (the
+// journal): on the full tmpfs its lines would be lost, and the lines the
+// supervisor writes while the disk is full are what the tests read.
+class SmallStateDisk {
+ public:
+  SmallStateDisk(itest::Forge& f, bool log_off_disk) : dir_(f.state_dir()) {
+    if (::geteuid() != 0) {
+      skip = "not root: cannot mount a small tmpfs";
+      return;
+    }
+    std::filesystem::create_directories(dir_);
+    if (::mount("forge-test", dir_.c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
+      skip = std::string("mount tmpfs failed: ") + std::strerror(errno);
+      return;
+    }
+    mounted_ = true;
+    if (log_off_disk &&
+        ::symlink((f.dir() + "/supervisor.log").c_str(), (dir_ + "/supervisor.log").c_str()) != 0) {
+      error = "symlinking supervisor.log: " + std::string(std::strerror(errno));
+    }
   }
-  struct Unmount {
-    std::string dir;
-    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
-  } unmount{f.state_dir()};
+  ~SmallStateDisk() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  SmallStateDisk(const SmallStateDisk&) = delete;
+  SmallStateDisk& operator=(const SmallStateDisk&) = delete;
+
+  std::string skip;
+  std::string error;
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
+TEST(Faults, DiskFullRefusesSubmitsAndRecovers) {
+  itest::Forge f;
+  SmallStateDisk disk(f, /*log_off_disk=*/false);
+  if (!disk.skip.empty()) GTEST_SKIP() << disk.skip;
   f.Start();
   auto before = f.SubmitMany(3, "succeed");
   ASSERT_TRUE(itest::WaitFor([&] { return AllIn(f, before, TaskState::kDone); }, 60'000));
@@ -456,23 +487,10 @@ json StorePause(itest::Forge& f) {
 // instead of retrying every loop turn, status keeps answering, and once
 // space returns the pause lifts by itself and the tasks run.
 TEST(Faults, DiskFullPausesDispatchUntilSpaceReturns) {
-  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
   itest::Forge f;
-  std::filesystem::create_directories(f.state_dir());
-  if (::mount("forge-test", f.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
-    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string dir;
-    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
-  } unmount{f.state_dir()};
-  // The log lives off the small filesystem, as under systemd (the journal):
-  // on the full tmpfs its lines would be lost, and the lines the supervisor
-  // writes while the disk is full are what this test counts.
-  ASSERT_EQ(
-      ::symlink((f.dir() + "/supervisor.log").c_str(), (f.state_dir() + "/supervisor.log").c_str()),
-      0)
-      << std::strerror(errno);
+  SmallStateDisk disk(f, /*log_off_disk=*/true);
+  if (!disk.skip.empty()) GTEST_SKIP() << disk.skip;
+  ASSERT_TRUE(disk.error.empty()) << disk.error;
   f.Start();
   ASSERT_TRUE(f.ctl().Call("pause", json{{"reason", "disk test"}}).ok());
   auto ids = f.SubmitMany(3, "succeed");
@@ -542,23 +560,13 @@ TEST(Faults, DiskFullPausesDispatchUntilSpaceReturns) {
 // probe file fits in the state directory, so the task is not run into its
 // infra bound meanwhile; once space returns it runs to done.
 TEST(Faults, WorkerOutOfSpaceRequeuesWithoutUsingAttempts) {
-  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
   ForgeOptions o;
   o.workers = 1;
   o.max_infra_retries = 3;
   itest::Forge f(o);
-  std::filesystem::create_directories(f.state_dir());
-  if (::mount("forge-test", f.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
-    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string dir;
-    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
-  } unmount{f.state_dir()};
-  ASSERT_EQ(
-      ::symlink((f.dir() + "/supervisor.log").c_str(), (f.state_dir() + "/supervisor.log").c_str()),
-      0)
-      << std::strerror(errno);
+  SmallStateDisk disk(f, /*log_off_disk=*/true);
+  if (!disk.skip.empty()) GTEST_SKIP() << disk.skip;
+  ASSERT_TRUE(disk.error.empty()) << disk.error;
   f.Start();
   ASSERT_TRUE(f.ctl().Call("pause", json{{"reason", "disk test"}}).ok());
   std::string id = f.Submit("succeed");
@@ -630,7 +638,6 @@ TEST(Faults, WorkerOutOfSpaceRequeuesWithoutUsingAttempts) {
 // attempt stayed open, its task `running` with no child, until the next
 // start's recovery).
 TEST(Faults, AttemptClosedOnceSpaceReturns) {
-  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
   ForgeOptions o;
   o.workers = 1;
   itest::Forge f(o);
@@ -642,18 +649,9 @@ TEST(Faults, AttemptClosedOnceSpaceReturns) {
             "echo finished\n");
   ASSERT_EQ(::chmod(agent.c_str(), 0755), 0);
   WriteFile(f.dir() + "/forge.yaml", ConfigWithAgent(o, agent));
-  std::filesystem::create_directories(f.state_dir());
-  if (::mount("forge-test", f.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
-    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string dir;
-    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
-  } unmount{f.state_dir()};
-  ASSERT_EQ(
-      ::symlink((f.dir() + "/supervisor.log").c_str(), (f.state_dir() + "/supervisor.log").c_str()),
-      0)
-      << std::strerror(errno);
+  SmallStateDisk disk(f, /*log_off_disk=*/true);
+  if (!disk.skip.empty()) GTEST_SKIP() << disk.skip;
+  ASSERT_TRUE(disk.error.empty()) << disk.error;
   f.Start();
   auto log_tail = [&] {
     std::string log = f.SupervisorLog();
