@@ -66,8 +66,8 @@ struct Result {
   // space left for the workspace, the prompt or the log): requeued without
   // using an attempt, like a crashed worker, and bounded the same way.
   bool infra = false;
-  std::string model;                // model actually used
-  std::string spec;                 // expand tasks: the specification the agent wrote
+  std::string model;  // model actually used
+  std::string spec;   // expand tasks: the specification the agent wrote
   bool operator==(const Result&) const = default;
 };
 

@@ -119,14 +119,13 @@ void Guards::OnCostToday(double usd) {
 }
 
 bool Guards::OnStoreFailed(std::string reason) {
-  if (store_paused_ && !store_retry_due_) return false;
+  if (store_paused() && !store_retry_due_) return false;
   Change([&] {
     int64_t now = clock_.MonotonicMs();
-    if (!store_paused_ &&
+    if (!store_paused() &&
         (!store_last_failure_mono_ || now - *store_last_failure_mono_ >= kStoreRetryMaxMs)) {
       store_backoff_ms_ = kStoreRetryInitialMs;
     }
-    store_paused_ = true;
     store_retry_due_ = false;
     store_reason_ = std::move(reason);
     store_until_ms_ = clock_.WallMs() + store_backoff_ms_;
@@ -138,9 +137,8 @@ bool Guards::OnStoreFailed(std::string reason) {
 }
 
 void Guards::OnStoreOk() {
-  if (!store_paused_) return;
+  if (!store_paused()) return;
   Change([&] {
-    store_paused_ = false;
     store_retry_due_ = false;
     store_until_ms_ = 0;
   });
@@ -155,7 +153,7 @@ void Guards::Resume() {
     operator_reason_.reset();
     rate_limit_until_ms_ = 0;
     // The store pause stays shown until a write succeeds; only its wait ends.
-    if (store_paused_) store_retry_due_ = true;
+    if (store_paused()) store_retry_due_ = true;
     if (circuit_ != Circuit::kClosed) {
       circuit_ = Circuit::kClosed;
       consecutive_failures_ = 0;
@@ -176,7 +174,7 @@ void Guards::Tick() {
       probe_in_flight_ = false;
     }
     if (rate_limit_until_ms_ != 0 && now >= rate_limit_due_mono_) rate_limit_until_ms_ = 0;
-    if (store_paused_ && now >= store_due_mono_) store_retry_due_ = true;
+    if (store_paused() && now >= store_due_mono_) store_retry_due_ = true;
     // At midnight the day's spend starts over; the supervisor re-reports it.
     if (budget_until_ms_ != 0 && now >= budget_due_mono_) {
       budget_until_ms_ = 0;
@@ -209,7 +207,7 @@ std::vector<proto::PauseReason> Guards::Reasons() const {
   if (rate_limit_until_ms_ != 0) {
     out.push_back({"rate_limit", "agent reported a rate limit", rate_limit_until_ms_});
   }
-  if (store_paused_) out.push_back({"store", store_reason_, store_until_ms_});
+  if (store_paused()) out.push_back({"store", store_reason_, store_until_ms_});
   if (budget_until_ms_ != 0) {
     out.push_back(
         {"budget",
@@ -227,7 +225,7 @@ std::optional<int64_t> Guards::NextExpiryMonoMs() const {
   consider(circuit_ == Circuit::kOpen, circuit_due_mono_);
   consider(rate_limit_until_ms_ != 0, rate_limit_due_mono_);
   consider(budget_until_ms_ != 0, budget_due_mono_);
-  consider(store_paused_ && !store_retry_due_, store_due_mono_);
+  consider(store_paused() && !store_retry_due_, store_due_mono_);
   return next;
 }
 

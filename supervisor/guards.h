@@ -77,8 +77,8 @@ class Guards {
   void OnStoreOk();
   // The store pause is on and its retry is due (after Tick): the caller tries
   // a write now and reports OnStoreOk or OnStoreFailed.
-  bool StoreRetryDue() const { return store_paused_ && store_retry_due_; }
-  bool store_paused() const { return store_paused_; }
+  bool StoreRetryDue() const { return store_paused() && store_retry_due_; }
+  bool store_paused() const { return store_until_ms_ != 0; }
   void Pause(std::string reason);
   // Lifts operator, circuit and rate-limit pauses (the budget stays) and
   // makes a store pause's retry due now (it lifts when that write succeeds).
@@ -123,10 +123,9 @@ class Guards {
   int64_t budget_until_ms_ = 0;  // wall, shown; 0 when within budget
   int64_t budget_due_mono_ = 0;
   double cost_today_ = 0;
-  bool store_paused_ = false;
   bool store_retry_due_ = false;
   std::string store_reason_;
-  int64_t store_until_ms_ = 0;  // wall, shown: the next retry
+  int64_t store_until_ms_ = 0;  // wall, shown: the next retry; 0 when not paused
   int64_t store_due_mono_ = 0;
   int64_t store_backoff_ms_ = kStoreRetryInitialMs;  // the wait after the next failure
   std::optional<int64_t> store_last_failure_mono_;

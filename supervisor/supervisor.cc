@@ -1007,11 +1007,16 @@ bool Supervisor::StoreFailed(const std::string& what, const Error& error) {
     spdlog::error("{}: {}", what, error.ToString());
     return false;
   }
-  if (!guards_.OnStoreFailed(what + ": " + StoreErrorText(error))) return true;
+  (void)PauseForStore(what + ": " + StoreErrorText(error), what + ": " + error.ToString());
+  return true;
+}
+
+bool Supervisor::PauseForStore(const std::string& reason, const std::string& detail) {
+  if (!guards_.OnStoreFailed(reason)) return false;
   // One line when the pause begins and one per failed retry; the reason in
   // status is short, the full error (statement, file) is here.
   int64_t wait = guards_.NextExpiryMonoMs().value_or(clock_.MonotonicMs()) - clock_.MonotonicMs();
-  spdlog::error("dispatch paused (store): {}: {}; next try in {} ms", what, error.ToString(), wait);
+  spdlog::error("dispatch paused (store): {}; next try in {} ms", detail, wait);
   FlushGuardEvents();
   return true;
 }
@@ -1023,10 +1028,7 @@ void Supervisor::WriteFailed(const std::string& what, const Error& error,
 }
 
 void Supervisor::WorkerOutOfSpace(const std::string& what, const std::string& error) {
-  if (!guards_.OnStoreFailed(what + ": " + error)) return;
-  int64_t wait = guards_.NextExpiryMonoMs().value_or(clock_.MonotonicMs()) - clock_.MonotonicMs();
-  spdlog::error("dispatch paused (store): {}: {}; next try in {} ms", what, error, wait);
-  FlushGuardEvents();
+  if (!PauseForStore(what + ": " + error, what + ": " + error)) return;
   kept_writes_.push_back(
       {"checking space in " + options_.state_dir, [this] { return ProbeStateDirSpace(); }});
 }

@@ -142,6 +142,10 @@ class Supervisor final : public ControlBackend {
   // rescheduled; a failure while the pause waits is the same fault and is
   // not logged again. Other errors are logged and false is returned.
   bool StoreFailed(const std::string& what, const Error& error);
+  // Starts the store pause with `reason` (shown in status), or reschedules
+  // its due retry, and logs `detail`. False while the pause waits: the same
+  // fault, not logged again.
+  bool PauseForStore(const std::string& reason, const std::string& detail);
   // StoreFailed, and when the error pauses dispatch the write is kept and
   // retried in order with the pause's retries (the first one is the probe).
   void WriteFailed(const std::string& what, const Error& error,

@@ -107,7 +107,7 @@ struct Close {
   // An uncounted close that is an infra retry (tasks.infra_retries + 1):
   // always for lost/crashed/recovered, and a worker's infra failure.
   bool infra = false;
-  std::string reason;   // why the task moves (event payload), e.g. "same failure twice"
+  std::string reason;  // why the task moves (event payload), e.g. "same failure twice"
   // A task created with the close when the task becomes done (an expand
   // task's spec), its `parent` set to this task; event task.expanded names it.
   std::optional<proto::SubmitTask> spawn;

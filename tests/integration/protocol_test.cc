@@ -156,17 +156,32 @@ proto::Hello HelloFrom(pid_t pid) {
   return hello;
 }
 
+// Says hello as the scripted worker and waits for the dispatch of the next task.
+std::optional<proto::Dispatch> HelloThenDispatch(ScriptedWorker& w, pid_t worker_pid) {
+  w.Send(HelloFrom(worker_pid));
+  auto msg = w.Receive(10'000);
+  EXPECT_TRUE(msg.has_value() && std::holds_alternative<proto::Dispatch>(*msg));
+  if (!msg || !std::holds_alternative<proto::Dispatch>(*msg)) return std::nullopt;
+  return std::get<proto::Dispatch>(*msg);
+}
+
+proto::Result PassedResult(int64_t attempt_id) {
+  proto::Result ok;
+  ok.attempt_id = attempt_id;
+  ok.outcome = "passed";
+  ok.exit_code = 0;
+  return ok;
+}
+
 TEST(Protocol, MistypedAndStrayChildMessagesAreCountedAndIgnored) {
   Forge forge(ScriptedWorkerOptions());
   const pid_t worker_pid = StartWithScriptedWorker(forge);
   ASSERT_NE(worker_pid, 0);
   ScriptedWorker w(forge.state_dir(), worker_pid);
-  w.Send(HelloFrom(worker_pid));
   std::string id = forge.Submit("succeed");
-  auto msg = w.Receive(10'000);
-  ASSERT_TRUE(msg.has_value());
-  ASSERT_TRUE(std::holds_alternative<proto::Dispatch>(*msg));
-  const auto& d = std::get<proto::Dispatch>(*msg);
+  auto dispatch = HelloThenDispatch(w, worker_pid);
+  ASSERT_TRUE(dispatch.has_value());
+  const auto& d = *dispatch;
   EXPECT_EQ(d.task.id, id);
   EXPECT_EQ(d.n, 1);
   EXPECT_EQ(d.workspace, forge.state_dir() + "/workspaces/" + id);
@@ -192,11 +207,7 @@ TEST(Protocol, MistypedAndStrayChildMessagesAreCountedAndIgnored) {
   EXPECT_GE(counters["stray_child_messages"].get<int64_t>(), 1) << counters.dump();
 
   std::filesystem::create_directories(d.workspace);  // as forge-worker does
-  proto::Result ok;
-  ok.attempt_id = d.attempt_id;
-  ok.outcome = "passed";
-  ok.exit_code = 0;
-  w.Send(ok);
+  w.Send(PassedResult(d.attempt_id));
   ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));  // reviewed by the real critic
   auto attempts = forge.Attempts(id);
   ASSERT_EQ(attempts.size(), 1u);
@@ -253,13 +264,11 @@ struct ExitedWithAnAttempt {
   proto::Dispatch dispatch;
 };
 ExitedWithAnAttempt DispatchThenKillTheProcess(Forge& forge, pid_t worker_pid, ScriptedWorker& w) {
-  w.Send(HelloFrom(worker_pid));
   ExitedWithAnAttempt out;
   out.task_id = forge.Submit("succeed");
-  auto msg = w.Receive(10'000);
-  EXPECT_TRUE(msg.has_value() && std::holds_alternative<proto::Dispatch>(*msg));
-  if (!msg || !std::holds_alternative<proto::Dispatch>(*msg)) return out;
-  out.dispatch = std::get<proto::Dispatch>(*msg);
+  auto dispatch = HelloThenDispatch(w, worker_pid);
+  if (!dispatch) return out;
+  out.dispatch = *dispatch;
   std::filesystem::create_directories(out.dispatch.workspace);  // as forge-worker does
   EXPECT_EQ(::kill(worker_pid, SIGKILL), 0);
   EXPECT_TRUE(WaitFor([&] { return ChildState(forge, worker_pid) == "exited"; }, 10'000))
@@ -277,11 +286,7 @@ TEST(Protocol, AResultThatArrivesAfterTheWorkersExitStillCounts) {
   auto exited = DispatchThenKillTheProcess(forge, worker_pid, w);
   ASSERT_NE(exited.dispatch.attempt_id, 0);
   EXPECT_EQ(forge.Task(exited.task_id).state, TaskState::kRunning);
-  proto::Result ok;
-  ok.attempt_id = exited.dispatch.attempt_id;
-  ok.outcome = "passed";
-  ok.exit_code = 0;
-  w.Send(ok);
+  w.Send(PassedResult(exited.dispatch.attempt_id));
   w.Close();
   ASSERT_TRUE(forge.WaitState(exited.task_id, TaskState::kDone)) << forge.SupervisorLog();
   auto attempts = forge.Attempts(exited.task_id);
