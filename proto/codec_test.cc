@@ -43,6 +43,7 @@ Result FullResult() {
   r.rate_limited = true;
   r.rate_limit_reset_ms = 1795273445123;
   r.model_failure = true;
+  r.infra = true;
   r.spec = "## Problem\nx\n";
   r.model = "sonnet";
   return r;
@@ -182,6 +183,8 @@ TEST(CodecErrors, MistypedFieldIsNamed) {
   EXPECT_EQ(e.message, "hello: field 'pid' must be an integer, got string");
   e = ChildError(R"({"v":1,"type":"result","attempt_id":1,"outcome":"failed","cost_usd":"1"})");
   EXPECT_EQ(e.message, "result: field 'cost_usd' must be a number, got string");
+  e = ChildError(R"({"v":1,"type":"result","attempt_id":1,"outcome":"failed","infra":"yes"})");
+  EXPECT_EQ(e.message, "result: field 'infra' must be a boolean, got string");
   e = ChildError(R"({"v":1,"type":"heartbeat","attempt_id":true})");
   EXPECT_THAT(e.message, HasSubstr("field 'attempt_id' must be an integer"));
 }
