@@ -28,11 +28,15 @@ using proto::Outcome;
 
 constexpr int64_t kMaxPollMs = 1000;
 constexpr int kHistoryLimit = 5;
-// Messages read from one socket in one loop turn. A child or client that
-// floods its socket must not starve the timers (heartbeat deadlines), the
+// What one loop turn reads from one socket: kMaxMessagesPerTurn messages or
+// kMaxReadMsPerTurn milliseconds, whichever ends first. A child or client
+// that floods its socket must not starve the timers (heartbeat deadlines), the
 // other socket or the signals; what is left is read next turn, and the poll
-// returns at once while anything is waiting.
+// returns at once while anything is waiting. The time bound is what holds
+// when messages are costly to decode (large ones, or a sanitizer build, where
+// 256 padded heartbeats took over 3 s and a control request timed out).
 constexpr int kMaxMessagesPerTurn = 256;
+constexpr int64_t kMaxReadMsPerTurn = 20;
 // An exited child's last messages (a result sent just before its exit) can
 // still be between its socket and ours when SIGCHLD comes. Its job ends when
 // ZeroMQ has dropped its connection, which it does only after we have read
@@ -49,6 +53,22 @@ constexpr const char* kStoreProbeCursor = "supervisor.store_probe";
 // Refused event writes kept for the retry, at most (closes are always kept):
 // a pause of hours must not grow memory without bound.
 constexpr size_t kMaxKeptWrites = 10'000;
+
+// Counts what one turn has read from one socket (see kMaxMessagesPerTurn).
+class ReadBudget {
+ public:
+  explicit ReadBudget(const Clock& clock)
+      : clock_(clock), until_ms_(clock.MonotonicMs() + kMaxReadMsPerTurn) {}
+  // True while another message may be read this turn; the first always may.
+  bool Left() {
+    return read_++ == 0 || (read_ <= kMaxMessagesPerTurn && clock_.MonotonicMs() < until_ms_);
+  }
+
+ private:
+  const Clock& clock_;
+  const int64_t until_ms_;
+  int read_ = 0;
+};
 
 // Only a full disk (SQLITE_FULL) and I/O errors (SQLITE_IOERR) pause
 // dispatch. They are faults of the machine, not of a task: every write fails
@@ -622,7 +642,7 @@ bool Supervisor::Send(const Child& child, const proto::SupervisorMessage& messag
 }
 
 bool Supervisor::DrainChildren() {
-  for (int read = 0; read < kMaxMessagesPerTurn; ++read) {
+  for (ReadBudget budget(clock_); budget.Left();) {
     std::vector<zmq::message_t> frames;
     zmq::recv_result_t got;
     try {
@@ -1223,7 +1243,7 @@ void Supervisor::FinishShutdown() {
 // ---------------------------------------------------------------- control --
 
 void Supervisor::DrainControl() {
-  for (int read = 0; read < kMaxMessagesPerTurn; ++read) {
+  for (ReadBudget budget(clock_); budget.Left();) {
     std::vector<zmq::message_t> frames;
     zmq::recv_result_t got;
     try {

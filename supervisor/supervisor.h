@@ -85,7 +85,8 @@ class Supervisor final : public ControlBackend {
   // ---- loop ----
   int64_t PollTimeoutMs();
   void HandleSignals();
-  // Reads at most kMaxMessagesPerTurn messages; true when none are left.
+  // Reads what one turn's budget allows (kMaxMessagesPerTurn messages or
+  // kMaxReadMsPerTurn ms); true when none are left.
   bool DrainChildren();
   void DrainControl();
   void RunTimers();
