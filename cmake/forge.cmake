@@ -1,3 +1,11 @@
+# forge_test_binary(TARGET): a test executable's own sources build without
+# optimisation. They only drive the code under test, which keeps its build
+# type's (or the sanitizer build's) optimisation, and half the objects CI
+# compiles (twice) are tests: at -O0 each builds in about half the time.
+function(forge_test_binary target)
+  target_compile_options(${target} PRIVATE -O0)
+endfunction()
+
 # forge_component(NAME DIR DEPS...): a static library from DIR/*.cc (minus
 # *_test.cc and main.cc) and, when tests are on, one gtest binary from
 # DIR/*_test.cc linked against it. Globs keep each component's CMakeLists
@@ -21,6 +29,7 @@ function(forge_component name)
     file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_test.cc)
     if(tests)
       add_executable(${name}_test ${tests})
+      forge_test_binary(${name}_test)
       target_link_libraries(${name}_test PRIVATE ${name} GTest::gtest GTest::gmock GTest::gtest_main)
       gtest_discover_tests(${name}_test DISCOVERY_MODE PRE_TEST
                            PROPERTIES LABELS unit TIMEOUT 120)
