@@ -8,7 +8,8 @@
 # --fuzz: clang++ with ASan + UBSan and libFuzzer coverage in every library,
 #   plus the fuzz targets, each registered as CTest test Fuzz.<target>
 #   (label fuzz, $FORGE_FUZZ_SECONDS each, default 30); what CI's sanitizer
-#   half builds (deploy/test.sh).
+#   half builds (deploy/test.sh). Without the benchmarks: their smoke test
+#   runs in the normal build.
 # Exit codes: 0 built, 1 a step failed (the failing command is printed),
 # 2 bad arguments.
 set -euo pipefail
@@ -55,7 +56,7 @@ fi
 [ "$do_build" -eq 1 ] || exit 0
 compiler=()
 if [ "$fuzz" = ON ]; then
-  compiler=(-DCMAKE_CXX_COMPILER=clang++)
+  compiler=(-DCMAKE_CXX_COMPILER=clang++ -DFORGE_BUILD_BENCH=OFF)
   [ -z "${FORGE_FUZZ_SECONDS:-}" ] || compiler+=(-DFORGE_FUZZ_SECONDS="$FORGE_FUZZ_SECONDS")
   # A build directory keeps the compiler it was first configured with.
   if [ -f "$build_dir/CMakeCache.txt" ] && ! grep -q '^CMAKE_CXX_COMPILER:.*clang++' "$build_dir/CMakeCache.txt"; then
