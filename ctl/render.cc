@@ -302,10 +302,12 @@ std::string RenderStatus(const proto::StatusReply& s, bool live, int64_t now_ms,
     t.AlignRight(4);
     t.AlignRight(7);
     for (const auto& c : s.children) {
-      Color color = c.state == "degraded"   ? Color::kYellow
-                    : c.state == "busy"     ? Color::kCyan
-                    : c.state == "stopping" ? Color::kDim
-                                            : Color::kNone;
+      // stopping and exited: on their way out (exited: its last messages
+      // are being read, see docs/architecture.md).
+      Color color = c.state == "degraded"                          ? Color::kYellow
+                    : c.state == "busy"                            ? Color::kCyan
+                    : c.state == "stopping" || c.state == "exited" ? Color::kDim
+                                                                   : Color::kNone;
       t.AddRow({c.role, std::to_string(c.pid), c.state, c.task_id.empty() ? "-" : c.task_id,
                 c.attempt_n > 0 ? std::to_string(c.attempt_n) : "-",
                 HumanDuration(c.heartbeat_age_ms) + " ago",

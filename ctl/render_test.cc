@@ -163,6 +163,22 @@ TEST(RenderStatus, LiveWithChildrenPausesAndFailure) {
             "last failure t3 #2 rejected 1m ago: make test: 2 failures\n");
 }
 
+TEST(RenderStatus, ChildStatesAreColouredByWhatTheyMean) {
+  proto::StatusReply s;
+  s.children = {{"worker", 100, "busy", "t7", 11, 2, 400, kNow - kMin, 0},
+                {"worker", 101, "degraded", "", 0, 0, 800, 0, 0},
+                {"worker", 102, "stopping", "", 0, 0, 800, 0, 0},
+                {"worker", 103, "exited", "", 0, 0, 800, 0, 0},
+                {"critic", 104, "idle", "", 0, 0, 800, 0, 0}};
+  std::string out = RenderStatus(s, true, kNow, Style{.color = true});
+  EXPECT_THAT(out, HasSubstr("\x1b[36mbusy\x1b[0m"));
+  EXPECT_THAT(out, HasSubstr("\x1b[33mdegraded\x1b[0m"));
+  EXPECT_THAT(out, HasSubstr("\x1b[2mstopping\x1b[0m"));
+  EXPECT_THAT(out, HasSubstr("\x1b[2mexited\x1b[0m"));
+  EXPECT_THAT(out, HasSubstr("  idle "));
+  EXPECT_THAT(out, Not(HasSubstr("midle")));  // not painted
+}
+
 TEST(RenderStatus, MaintenanceRunningFailedWithErrorsAndDisabled) {
   auto line = [](const proto::MaintenanceStatus& m) {
     proto::StatusReply s;
