@@ -1,7 +1,8 @@
 // FORGE_ASAN is defined when this translation unit is built with
 // AddressSanitizer, by GCC (__SANITIZE_ADDRESS__) or clang (__has_feature).
 // For the few places that must cooperate with ASan (a hand-made child stack)
-// or cannot run under it (a preloaded libfaketime).
+// or cannot run under it (a preloaded libfaketime), and for tests' loops over
+// random inputs (SanitizerScaledRounds).
 #pragma once
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -15,3 +16,20 @@
 #ifdef FORGE_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
+
+namespace forge {
+
+// Rounds for a test's loop over random inputs or random kill moments: a
+// quarter under ASan, where such a loop runs 5-10 times slower (CI's
+// sanitizer half runs on two cores in its 30 minutes) and where that build's
+// libFuzzer targets (Fuzz.*) search the decoders' inputs guided by coverage.
+// The normal build runs every round.
+constexpr int SanitizerScaledRounds(int rounds) {
+#ifdef FORGE_ASAN
+  return rounds / 4;
+#else
+  return rounds;
+#endif
+}
+
+}  // namespace forge

@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 
+#include "common/sanitizers.h"
 #include "proto/test_fixtures.h"
 
 namespace forge::proto {
@@ -287,7 +288,7 @@ TEST(CodecFuzz, RandomBytesNeverCrash) {
   std::mt19937 rng(12345);
   const std::string alphabet = "{}[]\":,0123456789.-+eEtrufalsn \\/abcvtype\x01\xff\xc3";
   int decoded = 0;
-  for (int i = 0; i < 100000; ++i) {
+  for (int i = 0; i < SanitizerScaledRounds(100000); ++i) {
     size_t len = rng() % 64;
     std::string s(len, '\0');
     bool structured = rng() % 2;
@@ -340,7 +341,7 @@ TEST(CodecFuzz, MutatedValidMessagesNeverCrash) {
   };
   std::mt19937 rng(777);
   int ok = 0;
-  for (int i = 0; i < 20000; ++i) {
+  for (int i = 0; i < SanitizerScaledRounds(20000); ++i) {
     std::string m = Mutate(seeds[rng() % seeds.size()], rng);
     auto a = DecodeChildMessage(m);
     auto b = DecodeSupervisorMessage(m);

@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "common/sanitizers.h"
 #include "proto/test_fixtures.h"
 
 namespace forge::proto {
@@ -262,7 +263,7 @@ TEST(ControlFuzz, MutatedRequestsAndRepliesNeverCrash) {
   };
   std::mt19937 rng(4242);
   int decoded = 0;
-  for (int i = 0; i < 20000; ++i) {
+  for (int i = 0; i < SanitizerScaledRounds(20000); ++i) {
     std::string m = seeds[rng() % seeds.size()];
     for (int e = 0, n = 1 + static_cast<int>(rng() % 3); e < n && !m.empty(); ++e) {
       size_t pos = rng() % m.size();

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "common/redact.h"
+#include "common/sanitizers.h"
 #include "supervisor/store/events_file.h"
 #include "supervisor/store/rows.h"
 #include "supervisor/store/schema.h"
@@ -1171,7 +1172,7 @@ TEST_F(StoreTest, SurvivesSigkillAtRandomMoments) {
   std::mt19937 rng(seed);
   const std::string dir = dir_.Path("");
   std::vector<std::string> reported;
-  for (int round = 0; round < 20; ++round) {
+  for (int round = 0; round < SanitizerScaledRounds(20); ++round) {
     int fds[2];
     ASSERT_EQ(pipe(fds), 0);
     pid_t pid = fork();
