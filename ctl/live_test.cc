@@ -234,6 +234,9 @@ TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
   });
   SubmitArgs a;
   a.plan = h.dir.Path("plan.yaml");
+  // The fake decodes each 1.5 MiB chunk on its thread: seconds in a loaded
+  // sanitizer build, where the harness's 5 s per request timed out.
+  h.env.timeout_ms = 60'000;
   ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
   EXPECT_EQ(h.out.str(), "t1\nt2\nt3\n");
   auto requests = fake.requests();

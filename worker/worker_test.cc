@@ -165,14 +165,15 @@ TEST_F(WorkerTest, SilentAgentIsStalled) {
 }
 
 TEST_F(WorkerTest, OutputResetsTheStallTimer) {
-  // Prints every 50 ms for ~600 ms, well past a 300 ms stall timeout.
-  auto d =
-      MakeDispatch("i=0\nwhile [ $i -lt 12 ]; do echo tick $i; sleep 0.05; i=$((i+1)); done\n");
-  d.agent.stall_timeout_ms = 300;
+  // Prints every 100 ms for ~2 s, twice a 1 s stall timeout. The margin (a
+  // gap of 900 ms more than planned) is for a loaded machine: with 50 ms
+  // ticks and a 300 ms timeout, one slow fork of `sleep` was a stall.
+  auto d = MakeDispatch("i=0\nwhile [ $i -lt 20 ]; do echo tick $i; sleep 0.1; i=$((i+1)); done\n");
+  d.agent.stall_timeout_ms = 1000;
   auto r = Run(d);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->outcome, "passed");
-  EXPECT_THAT(ReadAll(d.log_path), HasSubstr("tick 11"));
+  EXPECT_THAT(ReadAll(d.log_path), HasSubstr("tick 19"));
 }
 
 TEST_F(WorkerTest, AgentThatPrintsForeverTimesOut) {
