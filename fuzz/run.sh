@@ -14,7 +14,8 @@ build=${FORGE_FUZZ_BUILD:-$root/build-fuzz}
 jobs=${FORGE_FUZZ_JOBS:-2}
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DFORGE_FUZZ=ON -DFORGE_SANITIZE=ON -DFORGE_BUILD_TESTS=OFF -DFORGE_BUILD_BENCH=OFF >/dev/null
+  -DFORGE_FUZZ=ON -DFORGE_SANITIZE=ON -DFORGE_SANITIZE_OPTIMIZE=-O1 -DFORGE_BUILD_TESTS=OFF \
+  -DFORGE_BUILD_BENCH=OFF >/dev/null
 fuzz_bins=""
 for t in $targets; do fuzz_bins="$fuzz_bins ${t}_fuzz"; done
 # shellcheck disable=SC2086
