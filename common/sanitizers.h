@@ -21,8 +21,8 @@ namespace forge {
 
 // Rounds for a test's loop over random inputs or random kill moments: a
 // quarter under ASan, where such a loop runs 5-10 times slower (CI's
-// sanitizer half runs on two cores in its 30 minutes) and where that build's
-// libFuzzer targets (Fuzz.*) search the decoders' inputs guided by coverage.
+// sanitizer half runs on two cores in its 30 minutes; for the decoders, that
+// build's libFuzzer targets, Fuzz.*, search further, guided by coverage).
 // The normal build runs every round.
 constexpr int SanitizerScaledRounds(int rounds) {
 #ifdef FORGE_ASAN
