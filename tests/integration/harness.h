@@ -47,7 +47,10 @@ struct ForgeOptions {
   std::string backoff_base = "50ms";
   std::string backoff_max = "200ms";
   std::string heartbeat_interval = "200ms";
-  std::string heartbeat_timeout = "1s";
+  // 3 s, not 1 s: a -O0 ASan worker on a loaded 2-core machine once went
+  // 1 s without a heartbeat right after a dispatch (CI, Expand test). Tests
+  // of hang detection set their own.
+  std::string heartbeat_timeout = "3s";
   std::string kill_grace = "300ms";
   std::string shutdown_grace = "2s";
   int circuit_failures = 5;
