@@ -787,7 +787,8 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
     // so the cost and tokens are not lost.
     WriteFailed(
         "recording the result of attempt " + std::to_string(attempt_id), recorded.error(),
-        [this, attempt_id, report] { return store_->RecordAgentResult(attempt_id, report); });
+        [this, attempt_id, report] { return store_->RecordAgentResult(attempt_id, report); },
+        attempt_id);
   }
   if (m.rate_limited) {
     guards_.OnRateLimited(m.rate_limit_reset_ms);
@@ -987,6 +988,7 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
   auto attempt = store_->GetAttempt(attempt_id);
   if (!attempt.ok()) return attempt.error();
   if (attempt->ended_at_ms != 0) return Status::Ok();
+  FORGE_RETURN_IF_ERROR(WriteKeptResult(attempt_id));
   auto task = store_->GetTask(attempt->task_id);
   if (!task.ok()) return task.error();
   TaskRetryState state;
@@ -1042,9 +1044,23 @@ bool Supervisor::PauseForStore(const std::string& reason, const std::string& det
 }
 
 void Supervisor::WriteFailed(const std::string& what, const Error& error,
-                             std::function<forge::Status()> retry) {
+                             std::function<forge::Status()> retry, int64_t result_of) {
   if (!StoreFailed(what, error)) return;
-  kept_writes_.push_back({what, std::move(retry)});
+  kept_writes_.push_back({what, std::move(retry), result_of});
+}
+
+forge::Status Supervisor::WriteKeptResult(int64_t attempt_id) {
+  auto kept = [&] {
+    return std::find_if(kept_writes_.begin(), kept_writes_.end(),
+                        [&](const KeptWrite& w) { return w.result_of == attempt_id; });
+  };
+  if (kept() == kept_writes_.end()) return Status::Ok();
+  // Refused again: the caller's close is refused with it, and kept behind it.
+  FORGE_RETURN_IF_ERROR(kept()->write());
+  // Looked up again: the write may not change the queue, but nothing here
+  // should depend on that.
+  if (auto it = kept(); it != kept_writes_.end()) kept_writes_.erase(it);
+  return Status::Ok();
 }
 
 void Supervisor::WorkerOutOfSpace(const std::string& what, const std::string& error) {

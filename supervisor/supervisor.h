@@ -149,8 +149,15 @@ class Supervisor final : public ControlBackend {
   bool PauseForStore(const std::string& reason, const std::string& detail);
   // StoreFailed, and when the error pauses dispatch the write is kept and
   // retried in order with the pause's retries (the first one is the probe).
+  // `result_of` names the attempt whose agent result the write records (0:
+  // none), so that the attempt's close can write it first.
   void WriteFailed(const std::string& what, const Error& error,
-                   std::function<forge::Status()> retry);
+                   std::function<forge::Status()> retry, int64_t result_of = 0);
+  // Writes the kept agent result of an attempt, if one waits, ahead of its
+  // close: a close that went first would make it a no-op (the store ignores a
+  // result for a closed attempt), losing the attempt's cost and tokens, and
+  // the close's budget check would not see them either.
+  forge::Status WriteKeptResult(int64_t attempt_id);
   // The store pause's retry once its backoff has passed (or `resume`): the
   // kept writes in order, else a probe write; the first success lifts it.
   void RetryStore();
@@ -198,6 +205,7 @@ class Supervisor final : public ControlBackend {
   struct KeptWrite {
     std::string what;
     std::function<forge::Status()> write;
+    int64_t result_of = 0;  // the attempt whose agent result this records, if any
   };
   std::deque<KeptWrite> kept_writes_;  // refused by a full/failing store, retried by RetryStore
   struct PendingRespawn {

@@ -703,5 +703,80 @@ TEST(Faults, AttemptClosedOnceSpaceReturns) {
   EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
 }
 
+// The disk fills as an agent that reported a cost finishes: its result is
+// refused and kept. Space returns while the pause waits for its next retry,
+// and the critic's pass closes the attempt first. The close writes the kept
+// result before itself: otherwise the retry's result write finds the
+// attempt closed and does nothing, and the cost is lost to the task, the
+// daily budget and the operator.
+TEST(Faults, AResultKeptOnAFullDiskIsWrittenBeforeTheClose) {
+  ForgeOptions o;
+  o.workers = 1;
+  o.profile = "claude";
+  itest::Forge f(o);
+  const std::string agent_go = f.fake_state() + "/go";
+  const std::string verify_go = f.fake_state() + "/verify_go";
+  std::string agent = f.dir() + "/gate_agent.sh";
+  WriteFile(agent,
+            "#!/bin/sh\n"
+            "while [ ! -e \"$FAKE_STATE/go\" ]; do sleep 0.02; done\n"
+            "echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
+            "\"result\":\"ok\",\"total_cost_usd\":0.75,\"num_turns\":1,"
+            "\"session_id\":\"s\"}'\n");
+  ASSERT_EQ(::chmod(agent.c_str(), 0755), 0);
+  o.verify = {"while [ ! -e '" + verify_go + "' ]; do sleep 0.02; done"};
+  WriteFile(f.dir() + "/forge.yaml", ConfigWithAgent(o, agent));
+  SmallStateDisk disk(f, /*log_off_disk=*/true);
+  if (!disk.skip.empty()) GTEST_SKIP() << disk.skip;
+  ASSERT_TRUE(disk.error.empty()) << disk.error;
+  f.Start();
+  auto log_tail = [&] {
+    std::string log = f.SupervisorLog();
+    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  };
+  std::string id = f.Submit("gate");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        auto a = f.Attempts(id);
+        return !a.empty() && a[0].agent_pid != 0;
+      },
+      20'000))
+      << log_tail();
+  ASSERT_TRUE(Checkpoint(f, "TRUNCATE"));
+  std::string filler = f.state_dir() + "/filler";
+  ASSERT_TRUE(FillFilesystem(filler));
+  WriteFile(agent_go, "");
+  // The result is refused, and two of the pause's retries after it: the
+  // next one is about 4 s away (1 s, 2 s, 4 s), ample for the close to win.
+  std::set<std::string> untils;
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        json pause = StorePause(f);
+        if (!pause.is_null()) untils.insert(pause["until"].dump());
+        return untils.size() >= 3;
+      },
+      30'000))
+      << f.Status().dump() << "\n"
+      << log_tail();
+  EXPECT_EQ(f.Attempts(id).at(0).ended_at_ms, 0);
+  EXPECT_EQ(f.Attempts(id).at(0).cost_usd, 0) << "the result was not refused";
+
+  std::filesystem::remove(filler);
+  WriteFile(verify_go, "");
+  ASSERT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << log_tail();
+  auto attempts = f.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "passed");
+  EXPECT_DOUBLE_EQ(attempts[0].cost_usd, 0.75) << log_tail();
+  EXPECT_DOUBLE_EQ(f.Task(id).cost_usd, 0.75);
+  // The close came before the pause's retry: the pause lifts at that retry.
+  EXPECT_FALSE(StorePause(f).is_null()) << "the retry, not the close, wrote the result";
+  EXPECT_TRUE(itest::WaitFor([&] { return StorePause(f).is_null(); }, 60'000)) << f.Status().dump();
+  EXPECT_NEAR(f.Status().value("cost_today_usd", 0.0), 0.75, 1e-9) << f.Status().dump();
+  EXPECT_EQ(Integrity(f), "ok");
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace forge::reliability
