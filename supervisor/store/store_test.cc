@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -1221,6 +1223,162 @@ TEST_F(StoreTest, SqliteMemoryStatisticsAreOff) {
   MustSubmit(*s, {Task("one"), Task("two")});
   ASSERT_TRUE(s->NextReady().ok());
   EXPECT_EQ(sqlite3_memory_used(), 0);
+}
+
+// The default VFS, but while `failing` is set every write, sync and
+// truncate of a file fails with SQLITE_IOERR: a device failing under the
+// database (a yanked disk, an I/O error on the WAL). Registered as the
+// default VFS for its lifetime, so the store under test uses it unchanged.
+class FailingVfs {
+ public:
+  FailingVfs() {
+    base_ = sqlite3_vfs_find(nullptr);
+    vfs_ = *base_;
+    vfs_.zName = "forge-test-failing";
+    vfs_.szOsFile = static_cast<int>(sizeof(File)) + base_->szOsFile;
+    vfs_.xOpen = &Open;
+    instance_ = this;
+    sqlite3_vfs_register(&vfs_, /*makeDflt=*/1);
+  }
+  ~FailingVfs() {
+    sqlite3_vfs_unregister(&vfs_);
+    instance_ = nullptr;
+  }
+  FailingVfs(const FailingVfs&) = delete;
+  FailingVfs& operator=(const FailingVfs&) = delete;
+
+  std::atomic<bool> failing{false};
+  std::atomic<int> refused{0};  // writes, syncs and truncates failed so far
+
+ private:
+  // Our file, with the base VFS's file right after it in the same block.
+  struct File {
+    sqlite3_file base;
+    sqlite3_file* real() { return reinterpret_cast<sqlite3_file*>(this + 1); }
+  };
+  static sqlite3_file* Real(sqlite3_file* f) { return reinterpret_cast<File*>(f)->real(); }
+  static bool Refuse() {
+    if (!instance_->failing) return false;
+    ++instance_->refused;
+    return true;
+  }
+
+  static int Open(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* out) {
+    File* file = reinterpret_cast<File*>(f);
+    file->base.pMethods = nullptr;
+    int rc = instance_->base_->xOpen(instance_->base_, name, file->real(), flags, out);
+    if (rc == SQLITE_OK && file->real()->pMethods != nullptr) {
+      instance_->methods_ = *file->real()->pMethods;
+      instance_->methods_.xClose = [](sqlite3_file* g) {
+        return Real(g)->pMethods->xClose(Real(g));
+      };
+      instance_->methods_.xRead = [](sqlite3_file* g, void* b, int n, sqlite3_int64 o) {
+        return Real(g)->pMethods->xRead(Real(g), b, n, o);
+      };
+      instance_->methods_.xWrite = [](sqlite3_file* g, const void* b, int n, sqlite3_int64 o) {
+        return Refuse() ? SQLITE_IOERR_WRITE : Real(g)->pMethods->xWrite(Real(g), b, n, o);
+      };
+      instance_->methods_.xTruncate = [](sqlite3_file* g, sqlite3_int64 n) {
+        return Refuse() ? SQLITE_IOERR_TRUNCATE : Real(g)->pMethods->xTruncate(Real(g), n);
+      };
+      instance_->methods_.xSync = [](sqlite3_file* g, int flags) {
+        return Refuse() ? SQLITE_IOERR_FSYNC : Real(g)->pMethods->xSync(Real(g), flags);
+      };
+      instance_->methods_.xFileSize = [](sqlite3_file* g, sqlite3_int64* n) {
+        return Real(g)->pMethods->xFileSize(Real(g), n);
+      };
+      instance_->methods_.xLock = [](sqlite3_file* g, int l) {
+        return Real(g)->pMethods->xLock(Real(g), l);
+      };
+      instance_->methods_.xUnlock = [](sqlite3_file* g, int l) {
+        return Real(g)->pMethods->xUnlock(Real(g), l);
+      };
+      instance_->methods_.xCheckReservedLock = [](sqlite3_file* g, int* r) {
+        return Real(g)->pMethods->xCheckReservedLock(Real(g), r);
+      };
+      instance_->methods_.xFileControl = [](sqlite3_file* g, int op, void* arg) {
+        return Real(g)->pMethods->xFileControl(Real(g), op, arg);
+      };
+      instance_->methods_.xSectorSize = [](sqlite3_file* g) {
+        return Real(g)->pMethods->xSectorSize(Real(g));
+      };
+      instance_->methods_.xDeviceCharacteristics = [](sqlite3_file* g) {
+        return Real(g)->pMethods->xDeviceCharacteristics(Real(g));
+      };
+      instance_->methods_.xShmMap = [](sqlite3_file* g, int pg, int sz, int extend,
+                                       void volatile** p) {
+        return Real(g)->pMethods->xShmMap(Real(g), pg, sz, extend, p);
+      };
+      instance_->methods_.xShmLock = [](sqlite3_file* g, int off, int n, int flags) {
+        return Real(g)->pMethods->xShmLock(Real(g), off, n, flags);
+      };
+      instance_->methods_.xShmBarrier = [](sqlite3_file* g) {
+        Real(g)->pMethods->xShmBarrier(Real(g));
+      };
+      instance_->methods_.xShmUnmap = [](sqlite3_file* g, int del) {
+        return Real(g)->pMethods->xShmUnmap(Real(g), del);
+      };
+      // No memory-mapped reads: every page goes through xRead above.
+      instance_->methods_.iVersion = std::min(instance_->methods_.iVersion, 2);
+      file->base.pMethods = &instance_->methods_;
+    }
+    return rc;
+  }
+
+  static inline FailingVfs* instance_ = nullptr;
+  sqlite3_vfs* base_ = nullptr;
+  sqlite3_vfs vfs_{};
+  sqlite3_io_methods methods_{};
+};
+
+// The supervisor's store pause assumes that a write refused with an I/O
+// error leaves the database as it was, and that the same open store writes
+// again once the device recovers (it retries on it; it never reopens). Both
+// are shown here with an I/O error under each kind of write.
+TEST_F(StoreTest, AnIoErrorRefusesTheWriteAndTheStoreRecoversWhenTheDeviceDoes) {
+  FailingVfs vfs;
+  auto s = OpenStore();
+  ASSERT_NE(s, nullptr);
+  auto before = MustSubmit(*s, {Task("before")});
+  ASSERT_EQ(before.size(), 1u);
+  AttemptInfo a = MustLease(*s, before[0]);
+
+  vfs.failing = true;
+  auto refused = s->Submit({Task("refused")});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kIo) << refused.error().ToString();
+  EXPECT_THAT(refused.error().message, HasSubstr("disk I/O error"));
+  EXPECT_THAT(refused.error().message, HasSubstr("forge.db")) << "the file is named";
+  AgentReport r;
+  r.outcome = Outcome::kPassed;
+  r.cost_usd = 0.25;
+  Status result = s->RecordAgentResult(a.id, r);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().code, ErrorCode::kIo) << result.error().ToString();
+  EXPECT_GT(vfs.refused.load(), 0);
+  // Reads still work meanwhile (status, ls).
+  EXPECT_EQ(StateOf(*s, before[0]), TaskState::kRunning);
+
+  vfs.failing = false;
+  // The refused writes changed nothing; the same store writes again.
+  auto tasks = s->ListTasks(ListFilter{});
+  ASSERT_TRUE(tasks.ok()) << tasks.error().ToString();
+  EXPECT_EQ(tasks->size(), 1u);
+  EXPECT_EQ(s->GetAttempt(a.id)->cost_usd, 0);
+  ASSERT_TRUE(s->RecordAgentResult(a.id, r).ok());
+  EXPECT_EQ(s->GetAttempt(a.id)->cost_usd, 0.25);
+  auto after = MustSubmit(*s, {Task("after")});
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(StateOf(*s, after[0]), TaskState::kReady);
+  auto integrity = s->IntegrityCheck();
+  ASSERT_TRUE(integrity.ok());
+  EXPECT_EQ(*integrity, "ok");
+  // And it is all on disk: a fresh open sees it.
+  s.reset();
+  auto reopened = OpenStore();
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->ListTasks(ListFilter{})->size(), 2u);
+  EXPECT_EQ(reopened->GetAttempt(a.id)->cost_usd, 0.25);
 }
 
 }  // namespace
