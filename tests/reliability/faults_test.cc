@@ -474,6 +474,32 @@ bool Checkpoint(itest::Forge& f, const std::string& mode) {
   return done;
 }
 
+// The end of supervisor.log, for failure messages (the harness prints the
+// log only while the tests' symlink to it still stands).
+std::string LogTail(itest::Forge& f) {
+  std::string log = f.SupervisorLog();
+  return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+}
+
+// Installs, as f's agent, a script that runs until the test creates
+// $FAKE_STATE/go and then prints `last_line`.
+void UseGatedAgent(itest::Forge& f, const ForgeOptions& o, const std::string& last_line) {
+  std::string agent = f.dir() + "/gate_agent.sh";
+  WriteFile(agent,
+            "#!/bin/sh\n"
+            "while [ ! -e \"$FAKE_STATE/go\" ]; do sleep 0.02; done\n"
+            "echo '" +
+                last_line + "'\n");
+  ASSERT_EQ(::chmod(agent.c_str(), 0755), 0);
+  WriteFile(f.dir() + "/forge.yaml", ConfigWithAgent(o, agent));
+}
+
+// Whether task `id`'s first attempt has its agent running.
+bool AgentStarted(itest::Forge& f, const std::string& id) {
+  auto a = f.Attempts(id);
+  return !a.empty() && a[0].agent_pid != 0;
+}
+
 json StorePause(itest::Forge& f) {
   json s = f.Status();
   for (const auto& p : s.value("pause_reasons", json::array())) {
@@ -516,15 +542,10 @@ TEST(Faults, DiskFullPausesDispatchUntilSpaceReturns) {
   auto resumed = f.ctl().Call("resume");
   ASSERT_TRUE(resumed.ok()) << resumed.error().message;
   json pause;
-  // The harness prints the log only while the symlink still stands.
-  auto log_tail = [&] {
-    std::string log = f.SupervisorLog();
-    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
-  };
   ASSERT_TRUE(itest::WaitFor([&] { return !(pause = StorePause(f)).is_null(); }, 20'000))
       << f.Status().dump() << "\n"
       << CountLines(f.SupervisorLog(), "leasing") << " leasing line(s); log tail:\n"
-      << log_tail();
+      << LogTail(f);
   EXPECT_THAT(pause.value("reason", ""), HasSubstr("full")) << pause.dump();
   EXPECT_FALSE(pause["until"].is_null()) << "the next retry is shown: " << pause.dump();
   EXPECT_TRUE(itest::ProcessAlive(f.pid()));
@@ -541,7 +562,7 @@ TEST(Faults, DiskFullPausesDispatchUntilSpaceReturns) {
   std::filesystem::remove(filler);
   EXPECT_TRUE(itest::WaitFor([&] { return AllIn(f, ids, TaskState::kDone); }, 90'000))
       << f.Status().dump() << "\n"
-      << log_tail();
+      << LogTail(f);
   EXPECT_TRUE(StorePause(f).is_null()) << f.Status().dump();
   EXPECT_EQ(f.Status().value("paused", true), false) << f.Status().dump();
   bool resumed_event = false;
@@ -585,10 +606,6 @@ TEST(Faults, WorkerOutOfSpaceRequeuesWithoutUsingAttempts) {
             << " bytes\n";
   std::string filler = f.state_dir() + "/filler";
   ASSERT_TRUE(FillFilesystem(filler));
-  auto log_tail = [&] {
-    std::string log = f.SupervisorLog();
-    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
-  };
   ASSERT_TRUE(f.ctl().Call("resume").ok());
   auto closed = [&] {
     std::vector<proto::AttemptInfo> out;
@@ -597,17 +614,17 @@ TEST(Faults, WorkerOutOfSpaceRequeuesWithoutUsingAttempts) {
     }
     return out;
   };
-  ASSERT_TRUE(itest::WaitFor([&] { return !closed().empty(); }, 20'000)) << log_tail();
+  ASSERT_TRUE(itest::WaitFor([&] { return !closed().empty(); }, 20'000)) << LogTail(f);
   // The next tasks would fail alike: dispatch pauses, naming the error.
   json pause;
   ASSERT_TRUE(itest::WaitFor([&] { return !(pause = StorePause(f)).is_null(); }, 20'000))
       << f.Status().dump() << "\n"
-      << log_tail();
+      << LogTail(f);
   EXPECT_THAT(pause.value("reason", ""), HasSubstr("No space left on device")) << pause.dump();
   // Loop turns go by (each status request is one) and the retries' probe
   // file finds no space either: no further attempt.
   for (int i = 0; i < 50; ++i) ASSERT_FALSE(f.Status().empty()) << "status " << i;
-  ASSERT_EQ(closed().size(), 1u) << log_tail();
+  ASSERT_EQ(closed().size(), 1u) << LogTail(f);
   const auto a1 = closed()[0];
   EXPECT_EQ(a1.outcome, "failed");
   EXPECT_THAT(a1.error, HasSubstr("No space left on device"));
@@ -625,7 +642,7 @@ TEST(Faults, WorkerOutOfSpaceRequeuesWithoutUsingAttempts) {
 
   // Space returns: the probe succeeds, the pause lifts, the task runs.
   std::filesystem::remove(filler);
-  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << log_tail();
+  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << LogTail(f);
   EXPECT_TRUE(StorePause(f).is_null()) << f.Status().dump();
   EXPECT_EQ(f.Task(id).attempts, 1);
   EXPECT_EQ(Integrity(f), "ok");
@@ -641,31 +658,14 @@ TEST(Faults, AttemptClosedOnceSpaceReturns) {
   ForgeOptions o;
   o.workers = 1;
   itest::Forge f(o);
-  // An agent that runs until the test lets it finish.
-  std::string agent = f.dir() + "/gate_agent.sh";
-  WriteFile(agent,
-            "#!/bin/sh\n"
-            "while [ ! -e \"$FAKE_STATE/go\" ]; do sleep 0.02; done\n"
-            "echo finished\n");
-  ASSERT_EQ(::chmod(agent.c_str(), 0755), 0);
-  WriteFile(f.dir() + "/forge.yaml", ConfigWithAgent(o, agent));
+  UseGatedAgent(f, o, "finished");
   SmallStateDisk disk(f, /*log_off_disk=*/true);
   if (!disk.skip.empty()) GTEST_SKIP() << disk.skip;
   ASSERT_TRUE(disk.error.empty()) << disk.error;
   f.Start();
-  auto log_tail = [&] {
-    std::string log = f.SupervisorLog();
-    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
-  };
   std::string id = f.Submit("gate");
   ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(itest::WaitFor(
-      [&] {
-        auto a = f.Attempts(id);
-        return !a.empty() && a[0].agent_pid != 0;
-      },
-      20'000))
-      << log_tail();
+  ASSERT_TRUE(itest::WaitFor([&] { return AgentStarted(f, id); }, 20'000)) << LogTail(f);
   // Every commit from now on must grow the (empty) WAL, and cannot.
   ASSERT_TRUE(Checkpoint(f, "TRUNCATE"));
   std::string filler = f.state_dir() + "/filler";
@@ -674,7 +674,7 @@ TEST(Faults, AttemptClosedOnceSpaceReturns) {
   json pause;
   ASSERT_TRUE(itest::WaitFor([&] { return !(pause = StorePause(f)).is_null(); }, 20'000))
       << f.Status().dump() << "\n"
-      << log_tail();
+      << LogTail(f);
   // The worker is free, the attempt still open: its close waits for space.
   ASSERT_TRUE(itest::WaitFor(
       [&] {
@@ -690,7 +690,7 @@ TEST(Faults, AttemptClosedOnceSpaceReturns) {
   std::cerr << "while full: pause " << pause.dump() << "\n";
 
   std::filesystem::remove(filler);
-  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << log_tail();
+  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << LogTail(f);
   auto attempts = f.Attempts(id);
   ASSERT_FALSE(attempts.empty());
   EXPECT_NE(attempts[0].ended_at_ms, 0) << "attempt 1 still open";
@@ -716,33 +716,17 @@ TEST(Faults, AResultKeptOnAFullDiskIsWrittenBeforeTheClose) {
   itest::Forge f(o);
   const std::string agent_go = f.fake_state() + "/go";
   const std::string verify_go = f.fake_state() + "/verify_go";
-  std::string agent = f.dir() + "/gate_agent.sh";
-  WriteFile(agent,
-            "#!/bin/sh\n"
-            "while [ ! -e \"$FAKE_STATE/go\" ]; do sleep 0.02; done\n"
-            "echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
-            "\"result\":\"ok\",\"total_cost_usd\":0.75,\"num_turns\":1,"
-            "\"session_id\":\"s\"}'\n");
-  ASSERT_EQ(::chmod(agent.c_str(), 0755), 0);
   o.verify = {"while [ ! -e '" + verify_go + "' ]; do sleep 0.02; done"};
-  WriteFile(f.dir() + "/forge.yaml", ConfigWithAgent(o, agent));
+  UseGatedAgent(f, o,
+                R"({"type":"result","subtype":"success","is_error":false,"result":"ok",)"
+                R"("total_cost_usd":0.75,"num_turns":1,"session_id":"s"})");
   SmallStateDisk disk(f, /*log_off_disk=*/true);
   if (!disk.skip.empty()) GTEST_SKIP() << disk.skip;
   ASSERT_TRUE(disk.error.empty()) << disk.error;
   f.Start();
-  auto log_tail = [&] {
-    std::string log = f.SupervisorLog();
-    return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
-  };
   std::string id = f.Submit("gate");
   ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(itest::WaitFor(
-      [&] {
-        auto a = f.Attempts(id);
-        return !a.empty() && a[0].agent_pid != 0;
-      },
-      20'000))
-      << log_tail();
+  ASSERT_TRUE(itest::WaitFor([&] { return AgentStarted(f, id); }, 20'000)) << LogTail(f);
   ASSERT_TRUE(Checkpoint(f, "TRUNCATE"));
   std::string filler = f.state_dir() + "/filler";
   ASSERT_TRUE(FillFilesystem(filler));
@@ -758,17 +742,17 @@ TEST(Faults, AResultKeptOnAFullDiskIsWrittenBeforeTheClose) {
       },
       30'000))
       << f.Status().dump() << "\n"
-      << log_tail();
+      << LogTail(f);
   EXPECT_EQ(f.Attempts(id).at(0).ended_at_ms, 0);
   EXPECT_EQ(f.Attempts(id).at(0).cost_usd, 0) << "the result was not refused";
 
   std::filesystem::remove(filler);
   WriteFile(verify_go, "");
-  ASSERT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << log_tail();
+  ASSERT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << LogTail(f);
   auto attempts = f.Attempts(id);
   ASSERT_EQ(attempts.size(), 1u);
   EXPECT_EQ(attempts[0].outcome, "passed");
-  EXPECT_DOUBLE_EQ(attempts[0].cost_usd, 0.75) << log_tail();
+  EXPECT_DOUBLE_EQ(attempts[0].cost_usd, 0.75) << LogTail(f);
   EXPECT_DOUBLE_EQ(f.Task(id).cost_usd, 0.75);
   // The close came before the pause's retry: the pause lifts at that retry.
   EXPECT_FALSE(StorePause(f).is_null()) << "the retry, not the close, wrote the result";
