@@ -494,10 +494,21 @@ void UseGatedAgent(itest::Forge& f, const ForgeOptions& o, const std::string& la
   WriteFile(f.dir() + "/forge.yaml", ConfigWithAgent(o, agent));
 }
 
-// Whether task `id`'s first attempt has its agent running.
-bool AgentStarted(itest::Forge& f, const std::string& id) {
-  auto a = f.Attempts(id);
-  return !a.empty() && a[0].agent_pid != 0;
+// Submits a task for the gated agent and, once its agent runs, leaves the
+// database no room: the WAL is emptied (every commit must grow it) and the
+// filesystem filled by `filler`. The task's id, or "" (with a failure).
+std::string SubmitGatedThenFillDisk(itest::Forge& f, const std::string& filler) {
+  std::string id = f.Submit("gate");
+  bool started = itest::WaitFor(
+      [&] {
+        auto a = f.Attempts(id);
+        return !a.empty() && a[0].agent_pid != 0;
+      },
+      20'000);
+  EXPECT_TRUE(started) << LogTail(f);
+  bool full = started && Checkpoint(f, "TRUNCATE") && FillFilesystem(filler);
+  EXPECT_TRUE(full) << "could not empty the WAL and fill " << filler;
+  return full ? id : "";
 }
 
 json StorePause(itest::Forge& f) {
@@ -663,13 +674,9 @@ TEST(Faults, AttemptClosedOnceSpaceReturns) {
   if (!disk.skip.empty()) GTEST_SKIP() << disk.skip;
   ASSERT_TRUE(disk.error.empty()) << disk.error;
   f.Start();
-  std::string id = f.Submit("gate");
+  const std::string filler = f.state_dir() + "/filler";
+  const std::string id = SubmitGatedThenFillDisk(f, filler);
   ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(itest::WaitFor([&] { return AgentStarted(f, id); }, 20'000)) << LogTail(f);
-  // Every commit from now on must grow the (empty) WAL, and cannot.
-  ASSERT_TRUE(Checkpoint(f, "TRUNCATE"));
-  std::string filler = f.state_dir() + "/filler";
-  ASSERT_TRUE(FillFilesystem(filler));
   WriteFile(f.fake_state() + "/go", "");
   json pause;
   ASSERT_TRUE(itest::WaitFor([&] { return !(pause = StorePause(f)).is_null(); }, 20'000))
@@ -724,12 +731,9 @@ TEST(Faults, AResultKeptOnAFullDiskIsWrittenBeforeTheClose) {
   if (!disk.skip.empty()) GTEST_SKIP() << disk.skip;
   ASSERT_TRUE(disk.error.empty()) << disk.error;
   f.Start();
-  std::string id = f.Submit("gate");
+  const std::string filler = f.state_dir() + "/filler";
+  const std::string id = SubmitGatedThenFillDisk(f, filler);
   ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(itest::WaitFor([&] { return AgentStarted(f, id); }, 20'000)) << LogTail(f);
-  ASSERT_TRUE(Checkpoint(f, "TRUNCATE"));
-  std::string filler = f.state_dir() + "/filler";
-  ASSERT_TRUE(FillFilesystem(filler));
   WriteFile(agent_go, "");
   // The result is refused, and two of the pause's retries after it: the
   // next one is about 4 s away (1 s, 2 s, 4 s), ample for the close to win.
