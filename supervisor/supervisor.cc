@@ -988,7 +988,7 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
   auto attempt = store_->GetAttempt(attempt_id);
   if (!attempt.ok()) return attempt.error();
   if (attempt->ended_at_ms != 0) return Status::Ok();
-  FORGE_RETURN_IF_ERROR(WriteKeptResult(attempt_id));
+  FORGE_RETURN_IF_ERROR(WriteKeptThroughResult(attempt_id));
   auto task = store_->GetTask(attempt->task_id);
   if (!task.ok()) return task.error();
   TaskRetryState state;
@@ -1049,17 +1049,24 @@ void Supervisor::WriteFailed(const std::string& what, const Error& error,
   kept_writes_.push_back({what, std::move(retry), result_of});
 }
 
-forge::Status Supervisor::WriteKeptResult(int64_t attempt_id) {
-  auto kept = [&] {
-    return std::find_if(kept_writes_.begin(), kept_writes_.end(),
-                        [&](const KeptWrite& w) { return w.result_of == attempt_id; });
-  };
-  if (kept() == kept_writes_.end()) return Status::Ok();
-  // Refused again: the caller's close is refused with it, and kept behind it.
-  FORGE_RETURN_IF_ERROR(kept()->write());
-  // Looked up again: the write may not change the queue, but nothing here
-  // should depend on that.
-  if (auto it = kept(); it != kept_writes_.end()) kept_writes_.erase(it);
+forge::Status Supervisor::WriteKeptThroughResult(int64_t attempt_id) {
+  auto is_result = [&](const KeptWrite& w) { return w.result_of == attempt_id; };
+  if (std::none_of(kept_writes_.begin(), kept_writes_.end(), is_result)) return Status::Ok();
+  // As RetryStore does, from the oldest; a kept close among them closes its
+  // own attempt, whose result, kept before it, is already written.
+  while (!kept_writes_.empty()) {
+    KeptWrite w = std::move(kept_writes_.front());
+    kept_writes_.pop_front();
+    forge::Status s = w.write();
+    if (!s.ok()) {
+      if (StoreFailed(w.what, s.error())) {
+        kept_writes_.push_front(std::move(w));
+        return s;
+      }
+      spdlog::error("{}: given up", w.what);
+    }
+    if (is_result(w)) break;
+  }
   return Status::Ok();
 }
 

@@ -153,11 +153,13 @@ class Supervisor final : public ControlBackend {
   // none), so that the attempt's close can write it first.
   void WriteFailed(const std::string& what, const Error& error,
                    std::function<forge::Status()> retry, int64_t result_of = 0);
-  // Writes the kept agent result of an attempt, if one waits, ahead of its
-  // close: a close that went first would make it a no-op (the store ignores a
-  // result for a closed attempt), losing the attempt's cost and tokens, and
-  // the close's budget check would not see them either.
-  forge::Status WriteKeptResult(int64_t attempt_id);
+  // When an attempt's agent result is kept, writes the kept writes up to and
+  // including it, in order, ahead of the attempt's close: a close that went
+  // first would make it a no-op (the store ignores a result for a closed
+  // attempt), losing the attempt's cost and tokens, and the close's budget
+  // check would not see them either. Refused again: the error, and the
+  // refused write stays first.
+  forge::Status WriteKeptThroughResult(int64_t attempt_id);
   // The store pause's retry once its backoff has passed (or `resume`): the
   // kept writes in order, else a probe write; the first success lifts it.
   void RetryStore();

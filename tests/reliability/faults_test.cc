@@ -711,14 +711,15 @@ TEST(Faults, AttemptClosedOnceSpaceReturns) {
 }
 
 // The disk fills as an agent that reported a cost finishes: its result is
-// refused and kept. Space returns while the pause waits for its next retry,
-// and the critic's pass closes the attempt first. The close writes the kept
-// result before itself: otherwise the retry's result write finds the
-// attempt closed and does nothing, and the cost is lost to the task, the
-// daily budget and the operator.
+// refused and kept, behind an earlier refused write (an idle worker's exit).
+// Space returns while the pause waits for its next retry, and the critic's
+// pass closes the attempt first. The close writes the kept writes through
+// the result, in order, before itself: otherwise the retry's result write
+// finds the attempt closed and does nothing, and the cost is lost to the
+// task, the daily budget and the operator.
 TEST(Faults, AResultKeptOnAFullDiskIsWrittenBeforeTheClose) {
   ForgeOptions o;
-  o.workers = 1;
+  o.workers = 2;
   o.profile = "claude";
   itest::Forge f(o);
   const std::string agent_go = f.fake_state() + "/go";
@@ -734,17 +735,35 @@ TEST(Faults, AResultKeptOnAFullDiskIsWrittenBeforeTheClose) {
   const std::string filler = f.state_dir() + "/filler";
   const std::string id = SubmitGatedThenFillDisk(f, filler);
   ASSERT_FALSE(id.empty());
-  WriteFile(agent_go, "");
-  // The result is refused, and two of the pause's retries after it: the
-  // next one is about 4 s away (1 s, 2 s, 4 s), ample for the close to win.
+  // The other worker's exit: its child.exited event is refused and kept.
+  const auto busy = static_cast<pid_t>(f.Attempts(id).at(0).worker_pid);
+  auto worker_in = [&](const std::string& state, pid_t other_than) -> pid_t {
+    for (const auto& c : f.Status().value("children", json::array())) {
+      if (c.value("role", "") == "worker" && c.value("state", "") == state &&
+          c.value("pid", 0) != other_than) {
+        return c.value("pid", 0);
+      }
+    }
+    return 0;
+  };
+  const pid_t idle = worker_in("idle", busy);
+  ASSERT_NE(idle, 0) << f.Status().dump();
+  ASSERT_EQ(::kill(idle, SIGKILL), 0);
   std::set<std::string> untils;
-  ASSERT_TRUE(itest::WaitFor(
-      [&] {
-        json pause = StorePause(f);
-        if (!pause.is_null()) untils.insert(pause["until"].dump());
-        return untils.size() >= 3;
-      },
-      30'000))
+  auto note_until = [&] {
+    json pause = StorePause(f);
+    if (!pause.is_null()) untils.insert(pause["until"].dump());
+    return untils.size();
+  };
+  ASSERT_TRUE(itest::WaitFor([&] { return note_until() >= 1; }, 20'000)) << LogTail(f);
+  // Then the result, refused and kept behind it once the busy worker is free
+  // again, and two of the pause's retries after that: the next one is at
+  // least 2 s away (1 s, 2 s, 4 s, ...), ample for the close to win.
+  WriteFile(agent_go, "");
+  ASSERT_TRUE(itest::WaitFor([&] { return worker_in("idle", 0) == busy; }, 20'000))
+      << f.Status().dump();
+  const size_t before = note_until();
+  ASSERT_TRUE(itest::WaitFor([&] { return note_until() >= before + 2; }, 30'000))
       << f.Status().dump() << "\n"
       << LogTail(f);
   EXPECT_EQ(f.Attempts(id).at(0).ended_at_ms, 0);
@@ -762,6 +781,18 @@ TEST(Faults, AResultKeptOnAFullDiskIsWrittenBeforeTheClose) {
   EXPECT_FALSE(StorePause(f).is_null()) << "the retry, not the close, wrote the result";
   EXPECT_TRUE(itest::WaitFor([&] { return StorePause(f).is_null(); }, 60'000)) << f.Status().dump();
   EXPECT_NEAR(f.Status().value("cost_today_usd", 0.0), 0.75, 1e-9) << f.Status().dump();
+  // In the order they happened: the exit, the result, the close.
+  int64_t exited = 0;
+  for (const auto& e : f.Events("", "child.exited")) {
+    if (e.payload.value("pid", 0) == idle) exited = e.seq;
+  }
+  auto result = f.Events(id, "attempt.result");
+  auto ended = f.Events(id, "attempt.ended");
+  ASSERT_EQ(result.size(), 1u);
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_NE(exited, 0) << "no child.exited event for worker " << idle;
+  EXPECT_LT(exited, result[0].seq);
+  EXPECT_LT(result[0].seq, ended[0].seq);
   EXPECT_EQ(Integrity(f), "ok");
   EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
 }
