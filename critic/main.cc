@@ -1,12 +1,11 @@
 // forge-critic: verifies attempts for forge-supervisor (see critic/critic.h).
-#include <CLI/CLI.hpp>
-
 #include "critic/critic.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"forge-critic: runs verify commands for forge-supervisor"};
   forge::worker::ChildMainOptions options;
-  forge::worker::AddChildFlags(app, options);
-  CLI11_PARSE(app, argc, argv);
+  if (auto exit_code = forge::worker::ParseChildFlags(
+          argc, argv, "forge-critic: runs verify commands for forge-supervisor", options)) {
+    return *exit_code;
+  }
   return forge::critic::CriticMain(options);
 }

@@ -1,7 +1,6 @@
-// forge-ctl: argument parsing only; every command is a function in commands.h.
+// forge-ctl: the command line is ctl/cli.h; every command is a function in commands.h.
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "ctl/cli.h"

@@ -14,13 +14,22 @@
 
 namespace forge::worker {
 
-void AddChildFlags(CLI::App& app, ChildMainOptions& options) {
+std::optional<int> ParseChildFlags(int argc, const char* const* argv,
+                                   const std::string& description, ChildMainOptions& options) {
+  CLI::App app{description};
   app.add_option("--connect", options.connect, "supervisor children endpoint")->required();
   app.add_option("--state-dir", options.state_dir, "absolute state directory")->required();
   app.add_option("--heartbeat-ms", options.heartbeat_ms, "heartbeat interval")
       ->check(CLI::PositiveNumber);
   app.add_option("--briefs-dir", options.briefs_dir, "installed brief templates")
       ->envname("FORGE_BRIEFS_DIR");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11's own codes (106, ...) would mean nothing to the supervisor's log.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  return std::nullopt;
 }
 
 int RunChild(const std::string& role, const ChildMainOptions& options,

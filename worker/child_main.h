@@ -5,15 +5,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "common/signals.h"
 #include "proto/child_link.h"
 #include "worker/brief.h"
-
-namespace CLI {
-class App;
-}
 
 namespace forge::worker {
 
@@ -24,8 +21,13 @@ struct ChildMainOptions {
   std::string briefs_dir;  // installed templates; empty: <bin>/../share/forge/briefs
 };
 
-// --connect, --state-dir, --heartbeat-ms, --briefs-dir (env FORGE_BRIEFS_DIR).
-void AddChildFlags(CLI::App& app, ChildMainOptions& options);
+// Parses a child's command line into `options`: --connect, --state-dir,
+// --heartbeat-ms, --briefs-dir (env FORGE_BRIEFS_DIR). nullopt to go on;
+// otherwise the code to exit with, after CLI11 has printed the help (0) or
+// the usage error naming the flag (2). Here rather than in each
+// main(), so that CLI11, which costs seconds to compile, is built once.
+std::optional<int> ParseChildFlags(int argc, const char* const* argv,
+                                   const std::string& description, ChildMainOptions& options);
 
 struct ChildContext {
   proto::ChildLink& link;
