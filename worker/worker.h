@@ -81,7 +81,6 @@ class Worker {
   bool shutting_down_ = false;
   int64_t shutdown_deadline_ms_ = -1;
   bool exit_ = false;
-  int exit_code_ = 0;
   pid_t parent_pid_ = 0;
 };
 
