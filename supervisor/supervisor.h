@@ -150,7 +150,7 @@ class Supervisor final : public ControlBackend {
   // StoreFailed, and when the error pauses dispatch the write is kept and
   // retried in order with the pause's retries (the first one is the probe).
   // `result_of` names the attempt whose agent result the write records (0:
-  // none), so that the attempt's close can write it first.
+  // none), for that attempt's close (WriteKeptThroughResult).
   void WriteFailed(const std::string& what, const Error& error,
                    std::function<forge::Status()> retry, int64_t result_of = 0);
   // When an attempt's agent result is kept, writes the kept writes up to and

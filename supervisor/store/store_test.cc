@@ -1334,7 +1334,7 @@ class FailingVfs {
 // The supervisor's store pause assumes that a write refused with an I/O
 // error leaves the database as it was, and that the same open store writes
 // again once the device recovers (it retries on it; it never reopens). Both
-// are shown here with an I/O error under each kind of write.
+// are shown here with every write, sync and truncate failing meanwhile.
 TEST_F(StoreTest, AnIoErrorRefusesTheWriteAndTheStoreRecoversWhenTheDeviceDoes) {
   FailingVfs vfs;
   auto s = OpenStore();
