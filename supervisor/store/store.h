@@ -9,7 +9,8 @@
 // no-ops when repeated. After commit each new event is appended to
 // events.jsonl; on open, events.jsonl is brought up to date from the table
 // (a torn last line is cut), so it always ends holding exactly the committed
-// events.
+// events. cursors['events.jsonl'] reports the file's position: set on open,
+// then by the first write transaction once it lags 1,000 events or more.
 //
 // Event kinds: task.submitted (payload: the task, env redacted, "state"),
 // task.<state> for every transition ({"from","to","reason"?,"not_before"?,
@@ -48,7 +49,7 @@ using proto::Outcome;
 using proto::TaskInfo;
 using proto::TaskState;
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 struct StoreOptions {
   std::string db_path;            // .forge/forge.db

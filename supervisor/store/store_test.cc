@@ -832,12 +832,17 @@ TEST_F(StoreTest, ReadySelectionUsesTheIndex) {
   EXPECT_THAT(ready, HasSubstr("USING INDEX tasks_ready"));
   EXPECT_THAT(ready, Not(HasSubstr("SCAN tasks\n")));
   EXPECT_THAT(ready, Not(HasSubstr("TEMP B-TREE")));
-  std::string due = plan("SELECT MIN(not_before) FROM tasks WHERE state = 'cooldown'");
+  // tasks_due is partial (cooldown only): the planner would rather take
+  // tasks_ready's state prefix, so the store names it, and INDEXED BY fails
+  // to prepare if the query does not imply the index's WHERE.
+  std::string due =
+      plan("SELECT MIN(not_before) FROM tasks INDEXED BY tasks_due WHERE state = 'cooldown'");
   EXPECT_THAT(due, HasSubstr("tasks_due"));
   std::string deps = plan("SELECT task_id FROM task_deps WHERE dep_id = 't1'");
   EXPECT_THAT(deps, HasSubstr("task_deps_dep"));
   std::string promote = plan(std::string("SELECT ") + kTaskColumns +
-                             " FROM tasks WHERE state = 'cooldown' AND not_before <= 5");
+                             " FROM tasks INDEXED BY tasks_due WHERE state = 'cooldown' AND "
+                             "not_before <= 5");
   EXPECT_THAT(promote, HasSubstr("USING INDEX tasks_due"));
   std::string dependents =
       plan(std::string("SELECT ") + kTaskColumns +
@@ -1063,6 +1068,63 @@ TEST_F(StoreTest, Version1DatabaseGetsCountsFilledFromItsRows) {
   auto mismatches = s->CountMismatches();
   ASSERT_TRUE(mismatches.ok());
   EXPECT_THAT(*mismatches, ElementsAre("ready: counted 7, actual 1"));
+}
+
+TEST_F(StoreTest, Version3DatabaseKeepsItsCooldownTasksDue) {
+  {  // A version-3 database with a due cooldown task and a ready one.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.Path("forge.db").c_str(), &db), SQLITE_OK);
+    for (size_t v = 0; v < 3; ++v) {
+      ASSERT_EQ(sqlite3_exec(db, Migrations()[v].c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    }
+    ASSERT_EQ(sqlite3_exec(db,
+                           "INSERT INTO meta VALUES('schema_version', '3');"
+                           "INSERT INTO tasks(id, title, state, max_attempts, not_before, "
+                           "created_at, updated_at) VALUES('c', 'c', 'cooldown', 3, 5, 0, 0), "
+                           "('r', 'r', 'ready', 3, 0, 0, 0);",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto s = OpenStore();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->SchemaVersion(), kSchemaVersion);
+  // tasks_due now holds cooldown tasks only, so no other state change writes it.
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(s->raw(), "SELECT sql FROM sqlite_master WHERE name = 'tasks_due'",
+                               -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_THAT(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)),
+              HasSubstr("WHERE state = 'cooldown'"));
+  sqlite3_finalize(stmt);
+  EXPECT_EQ(*s->NextDue(), std::optional<int64_t>(5));
+  EXPECT_EQ(*s->PromoteDue(4), 0);
+  EXPECT_EQ(*s->PromoteDue(5), 1);
+  EXPECT_EQ(StateOf(*s, "c"), TaskState::kReady);
+  EXPECT_EQ(*s->NextDue(), std::nullopt);
+}
+
+TEST_F(StoreTest, EventsJsonlCursorIsWrittenOnceItLagsAndOnOpen) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a")});
+  Finish(*s, ids[0]);
+  // A handful of events behind: not worth a write in every transaction.
+  EXPECT_EQ(*s->GetCursor("events.jsonl"), 0);
+  EXPECT_GT(*s->LastEventSeq(), 0);
+  std::vector<proto::SubmitTask> batch(1000, Task("bulk"));
+  MustSubmit(*s, batch);
+  int64_t after_batch = *s->LastEventSeq();
+  // The first write once the file is 1,000 events ahead records where it
+  // was when that write began; the next few leave it.
+  auto b = MustSubmit(*s, {Task("b")});
+  EXPECT_EQ(*s->GetCursor("events.jsonl"), after_batch);
+  Finish(*s, b[0]);
+  EXPECT_EQ(*s->GetCursor("events.jsonl"), after_batch);
+  ExpectJsonlMatches(*s);
+  s.reset();
+  s = OpenStore();
+  EXPECT_EQ(*s->GetCursor("events.jsonl"), *s->LastEventSeq());
 }
 
 TEST_F(StoreTest, ReadOnlyOpenReadsButNeverWrites) {
