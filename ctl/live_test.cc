@@ -380,8 +380,8 @@ struct WaitScript {
         proto::EventInfo e;
         e.seq = 9;
         e.ts_ms = 1'700'000'000'000;
-        e.kind = "task.state";
-        e.task_id = r["task_id"];
+        e.kind = "task.state";  // no "to": wait asks show
+        e.task_id = "t1";
         events.push_back(e);
       }
       return FakeSupervisor::Ok({{"events", events}, {"last_seq", 9}});
@@ -404,6 +404,75 @@ TEST(LiveTest, WaitExitsZeroWhenDoneFollowingEvents) {
     }
   }
   EXPECT_EQ(shows, 2) << "asks again only after an event names the task";
+}
+
+proto::EventInfo Transition(int64_t seq, const std::string& task, const std::string& from,
+                            const std::string& to) {
+  proto::EventInfo e;
+  e.seq = seq;
+  e.ts_ms = 1'700'000'000'000;
+  e.kind = "task." + to;
+  e.task_id = task;
+  e.payload = {{"from", from}, {"to", to}};
+  return e;
+}
+
+// The log's task.<state> events move the tasks on: one events query per turn
+// for all of them, and no show after the first look.
+TEST(LiveTest, WaitFollowsTheWholeLogWithOneQueryPerTurn) {
+  CtlHarness h;
+  std::mutex mu;
+  int event_queries = 0;
+  FakeSupervisor fake(h.state_dir, [&](const json& r) {
+    std::lock_guard<std::mutex> g(mu);
+    if (r["cmd"] == "show") return FakeSupervisor::Ok(TaskJson(r["id"], "running"));
+    if (r["cmd"] != "events") return FakeSupervisor::Err("invalid", "unexpected");
+    json events = json::array();
+    if (++event_queries == 2) {
+      events.push_back(Transition(5, "t1", "running", "reviewing"));
+      events.push_back(Transition(6, "t9", "running", "blocked"));  // not waited for
+      events.push_back(Transition(7, "t1", "reviewing", "done"));
+      events.push_back(Transition(8, "t2", "running", "done"));
+    }
+    return FakeSupervisor::Ok({{"events", events}, {"last_seq", 8}});
+  });
+  ASSERT_EQ(CmdWait(h.env, {"t1", "t2"}, 20'000), kExitOk) << h.err.str();
+  EXPECT_THAT(h.out.str(), HasSubstr("t1  done"));
+  EXPECT_THAT(h.out.str(), HasSubstr("t2  done"));
+  int shows = 0, events = 0;
+  for (const auto& r : fake.requests()) {
+    shows += r["cmd"] == "show";
+    if (r["cmd"] != "events") continue;
+    ++events;
+    EXPECT_EQ(r["kind"], "task.");
+    EXPECT_EQ(r.value("task_id", ""), "") << "one query for every task";
+    EXPECT_EQ(r["since"], 1) << "from the tasks' last event";
+  }
+  EXPECT_EQ(shows, 2) << "only the first look";
+  EXPECT_EQ(events, 2);
+}
+
+// blocked can be retried: a wait that read it from the log asks show before
+// exiting 1, and keeps waiting when the task has moved on since.
+TEST(LiveTest, WaitConfirmsABlockedTaskBeforeExiting) {
+  CtlHarness h;
+  std::mutex mu;
+  int event_queries = 0;
+  FakeSupervisor fake(h.state_dir, [&](const json& r) {
+    std::lock_guard<std::mutex> g(mu);
+    if (r["cmd"] == "show") return FakeSupervisor::Ok(TaskJson(r["id"], "ready"));
+    if (r["cmd"] != "events") return FakeSupervisor::Err("invalid", "unexpected");
+    json events = json::array();
+    ++event_queries;
+    if (event_queries == 1) events.push_back(Transition(3, "t1", "running", "blocked"));
+    if (event_queries == 3) events.push_back(Transition(9, "t1", "reviewing", "done"));
+    return FakeSupervisor::Ok({{"events", events}, {"last_seq", 9}});
+  });
+  ASSERT_EQ(CmdWait(h.env, {"t1"}, 20'000), kExitOk) << h.err.str();
+  EXPECT_THAT(h.out.str(), HasSubstr("t1  done"));
+  int shows = 0;
+  for (const auto& r : fake.requests()) shows += r["cmd"] == "show";
+  EXPECT_EQ(shows, 2) << "the first look, then the check of 'blocked'";
 }
 
 TEST(LiveTest, WaitExitsOneWhenATaskBlocks) {
