@@ -6,6 +6,8 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
 
 #include "ctl/test_support.h"
 #include "proto/messages.h"
@@ -417,25 +419,32 @@ proto::EventInfo Transition(int64_t seq, const std::string& task, const std::str
   return e;
 }
 
+// A supervisor whose show answers `state` for every task and whose n-th
+// events query (n from 1) answers page(n).
+FakeSupervisor::Handler LogScript(const std::string& state,
+                                  std::function<std::vector<proto::EventInfo>(int)> page) {
+  auto queries = std::make_shared<int>(0);
+  return [state, page, queries](const json& r) {
+    if (r["cmd"] == "show") return FakeSupervisor::Ok(TaskJson(r["id"], state));
+    if (r["cmd"] != "events") return FakeSupervisor::Err("invalid", "unexpected");
+    return FakeSupervisor::Ok({{"events", page(++*queries)}, {"last_seq", 9}});
+  };
+}
+
 // The log's task.<state> events move the tasks on: one events query per turn
 // for all of them, and no show after the first look.
 TEST(LiveTest, WaitFollowsTheWholeLogWithOneQueryPerTurn) {
   CtlHarness h;
-  std::mutex mu;
-  int event_queries = 0;
-  FakeSupervisor fake(h.state_dir, [&](const json& r) {
-    std::lock_guard<std::mutex> g(mu);
-    if (r["cmd"] == "show") return FakeSupervisor::Ok(TaskJson(r["id"], "running"));
-    if (r["cmd"] != "events") return FakeSupervisor::Err("invalid", "unexpected");
-    json events = json::array();
-    if (++event_queries == 2) {
-      events.push_back(Transition(5, "t1", "running", "reviewing"));
-      events.push_back(Transition(6, "t9", "running", "blocked"));  // not waited for
-      events.push_back(Transition(7, "t1", "reviewing", "done"));
-      events.push_back(Transition(8, "t2", "running", "done"));
-    }
-    return FakeSupervisor::Ok({{"events", events}, {"last_seq", 8}});
-  });
+  FakeSupervisor fake(h.state_dir, LogScript("running", [](int query) {
+                        std::vector<proto::EventInfo> page;
+                        if (query == 2) {
+                          page.push_back(Transition(5, "t1", "running", "reviewing"));
+                          page.push_back(Transition(6, "t9", "running", "blocked"));  // not waited
+                          page.push_back(Transition(7, "t1", "reviewing", "done"));
+                          page.push_back(Transition(8, "t2", "running", "done"));
+                        }
+                        return page;
+                      }));
   ASSERT_EQ(CmdWait(h.env, {"t1", "t2"}, 20'000), kExitOk) << h.err.str();
   EXPECT_THAT(h.out.str(), HasSubstr("t1  done"));
   EXPECT_THAT(h.out.str(), HasSubstr("t2  done"));
@@ -456,18 +465,12 @@ TEST(LiveTest, WaitFollowsTheWholeLogWithOneQueryPerTurn) {
 // exiting 1, and keeps waiting when the task has moved on since.
 TEST(LiveTest, WaitConfirmsABlockedTaskBeforeExiting) {
   CtlHarness h;
-  std::mutex mu;
-  int event_queries = 0;
-  FakeSupervisor fake(h.state_dir, [&](const json& r) {
-    std::lock_guard<std::mutex> g(mu);
-    if (r["cmd"] == "show") return FakeSupervisor::Ok(TaskJson(r["id"], "ready"));
-    if (r["cmd"] != "events") return FakeSupervisor::Err("invalid", "unexpected");
-    json events = json::array();
-    ++event_queries;
-    if (event_queries == 1) events.push_back(Transition(3, "t1", "running", "blocked"));
-    if (event_queries == 3) events.push_back(Transition(9, "t1", "reviewing", "done"));
-    return FakeSupervisor::Ok({{"events", events}, {"last_seq", 9}});
-  });
+  FakeSupervisor fake(h.state_dir, LogScript("ready", [](int query) {
+                        std::vector<proto::EventInfo> page;
+                        if (query == 1) page.push_back(Transition(3, "t1", "running", "blocked"));
+                        if (query == 3) page.push_back(Transition(9, "t1", "reviewing", "done"));
+                        return page;
+                      }));
   ASSERT_EQ(CmdWait(h.env, {"t1"}, 20'000), kExitOk) << h.err.str();
   EXPECT_THAT(h.out.str(), HasSubstr("t1  done"));
   int shows = 0;

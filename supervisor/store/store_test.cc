@@ -81,6 +81,21 @@ class StoreTest : public ::testing::Test {
     return s.ok() ? std::move(s).value() : nullptr;
   }
 
+  // forge.db as a forge of schema `version` left it: its migrations, then `rows`.
+  void CreateOldDatabase(int version, const std::string& rows) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.Path("forge.db").c_str(), &db), SQLITE_OK);
+    for (int v = 0; v < version; ++v) {
+      ASSERT_EQ(
+          sqlite3_exec(db, Migrations()[static_cast<size_t>(v)].c_str(), nullptr, nullptr, nullptr),
+          SQLITE_OK);
+    }
+    std::string meta =
+        "INSERT INTO meta VALUES('schema_version', '" + std::to_string(version) + "');";
+    ASSERT_EQ(sqlite3_exec(db, (meta + rows).c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+
   std::vector<std::string> MustSubmit(Store& s, const std::vector<proto::SubmitTask>& tasks) {
     auto ids = s.Submit(tasks);
     EXPECT_TRUE(ids.ok()) << ids.error().ToString();
@@ -1025,20 +1040,12 @@ TEST_F(StoreTest, OlderDatabaseIsMigratedAndNewerRefused) {
 }
 
 TEST_F(StoreTest, Version1DatabaseGetsCountsFilledFromItsRows) {
-  {  // A version-1 database with tasks in several states, as an older forge left it.
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(dir_.Path("forge.db").c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, Migrations()[0].c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "INSERT INTO meta VALUES('schema_version', '1');"
-                           "INSERT INTO tasks(id, title, state, max_attempts, created_at, "
-                           "updated_at) VALUES('a', 'a', 'ready', 3, 0, 0), "
-                           "('b', 'b', 'ready', 3, 0, 0), ('c', 'c', 'done', 3, 0, 0), "
-                           "('d', 'd', 'cooldown', 3, 0, 0);",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
-    sqlite3_close(db);
-  }
+  // A version-1 database with tasks in several states, as an older forge left it.
+  CreateOldDatabase(1,
+                    "INSERT INTO tasks(id, title, state, max_attempts, created_at, "
+                    "updated_at) VALUES('a', 'a', 'ready', 3, 0, 0), "
+                    "('b', 'b', 'ready', 3, 0, 0), ('c', 'c', 'done', 3, 0, 0), "
+                    "('d', 'd', 'cooldown', 3, 0, 0);");
   auto s = OpenStore();
   ASSERT_TRUE(s);
   EXPECT_EQ(s->SchemaVersion(), kSchemaVersion);
@@ -1071,21 +1078,11 @@ TEST_F(StoreTest, Version1DatabaseGetsCountsFilledFromItsRows) {
 }
 
 TEST_F(StoreTest, Version3DatabaseKeepsItsCooldownTasksDue) {
-  {  // A version-3 database with a due cooldown task and a ready one.
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(dir_.Path("forge.db").c_str(), &db), SQLITE_OK);
-    for (size_t v = 0; v < 3; ++v) {
-      ASSERT_EQ(sqlite3_exec(db, Migrations()[v].c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-    }
-    ASSERT_EQ(sqlite3_exec(db,
-                           "INSERT INTO meta VALUES('schema_version', '3');"
-                           "INSERT INTO tasks(id, title, state, max_attempts, not_before, "
-                           "created_at, updated_at) VALUES('c', 'c', 'cooldown', 3, 5, 0, 0), "
-                           "('r', 'r', 'ready', 3, 0, 0, 0);",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
-    sqlite3_close(db);
-  }
+  // A version-3 database with a due cooldown task and a ready one.
+  CreateOldDatabase(3,
+                    "INSERT INTO tasks(id, title, state, max_attempts, not_before, "
+                    "created_at, updated_at) VALUES('c', 'c', 'cooldown', 3, 5, 0, 0), "
+                    "('r', 'r', 'ready', 3, 0, 0, 0);");
   auto s = OpenStore();
   ASSERT_TRUE(s);
   EXPECT_EQ(s->SchemaVersion(), kSchemaVersion);
