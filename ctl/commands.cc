@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -378,11 +379,22 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, int64_t timeout_ms) {
   // task on, any other event naming a task sends it to `show` again. Asking
   // per task instead cost the supervisor a request per task per turn, which
   // for a plan of 2,000 tasks was more CPU than running them (bench/README.md).
+  // `since` starts at the log's end read before the first look: what came
+  // before is in what show says, what comes after is read from the log (an
+  // event show already counted is skipped by its seq).
   std::map<std::string, proto::TaskState> states;
   std::map<std::string, int64_t> cursor;
   std::set<std::string> dirty(ids.begin(), ids.end());
   std::set<std::string> from_events;  // state last set by an event, not by show
-  int64_t since = -1;
+  proto::EventsRequest end_of_log;
+  end_of_log.since = std::numeric_limits<int64_t>::max();
+  end_of_log.limit = 1;
+  auto probe = source->Events(end_of_log);
+  if (!probe.ok()) {
+    if (!SupervisorPid(env.state_dir)) return Fail(env, NotRunning(env.state_dir));
+    return Fail(env, probe.error());
+  }
+  int64_t since = probe->last_seq;
   for (;;) {
     for (const auto& id : dirty) {
       auto show = source->Show(id);
@@ -396,10 +408,6 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, int64_t timeout_ms) {
       for (const auto& e : show->timeline) last = std::max(last, e.seq);
     }
     dirty.clear();
-    if (since < 0) {  // from the oldest task's last event: no task misses one
-      since = cursor.begin()->second;
-      for (const auto& [id, seq] : cursor) since = std::min(since, seq);
-    }
     bool all_done = true;
     std::string failed;
     for (const auto& id : ids) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
 
 #include "ctl/test_support.h"
@@ -401,8 +402,8 @@ TEST(LiveTest, WaitExitsZeroWhenDoneFollowingEvents) {
   int shows = 0;
   for (const auto& r : fake.requests()) {
     shows += r["cmd"] == "show";
-    if (r["cmd"] == "events") {
-      EXPECT_EQ(r["since"], 1) << "follows from the task's last event";
+    if (r["cmd"] == "events" && r["limit"] != 1) {
+      EXPECT_EQ(r["since"], 9) << "follows the log from where it ended when the wait began";
     }
   }
   EXPECT_EQ(shows, 2) << "asks again only after an event names the task";
@@ -437,7 +438,7 @@ TEST(LiveTest, WaitFollowsTheWholeLogWithOneQueryPerTurn) {
   CtlHarness h;
   FakeSupervisor fake(h.state_dir, LogScript("running", [](int query) {
                         std::vector<proto::EventInfo> page;
-                        if (query == 2) {
+                        if (query == 3) {
                           page.push_back(Transition(5, "t1", "running", "reviewing"));
                           page.push_back(Transition(6, "t9", "running", "blocked"));  // not waited
                           page.push_back(Transition(7, "t1", "reviewing", "done"));
@@ -452,13 +453,17 @@ TEST(LiveTest, WaitFollowsTheWholeLogWithOneQueryPerTurn) {
   for (const auto& r : fake.requests()) {
     shows += r["cmd"] == "show";
     if (r["cmd"] != "events") continue;
-    ++events;
+    if (++events == 1) {  // where the log ends, before the first look
+      EXPECT_EQ(r["since"], std::numeric_limits<int64_t>::max());
+      EXPECT_EQ(shows, 0);
+      continue;
+    }
     EXPECT_EQ(r["kind"], "task.");
     EXPECT_EQ(r.value("task_id", ""), "") << "one query for every task";
-    EXPECT_EQ(r["since"], 1) << "from the tasks' last event";
+    EXPECT_EQ(r["since"], 9) << "from the log's end when the wait began";
   }
   EXPECT_EQ(shows, 2) << "only the first look";
-  EXPECT_EQ(events, 2);
+  EXPECT_EQ(events, 3);
 }
 
 // blocked can be retried: a wait that read it from the log asks show before
@@ -467,8 +472,8 @@ TEST(LiveTest, WaitConfirmsABlockedTaskBeforeExiting) {
   CtlHarness h;
   FakeSupervisor fake(h.state_dir, LogScript("ready", [](int query) {
                         std::vector<proto::EventInfo> page;
-                        if (query == 1) page.push_back(Transition(3, "t1", "running", "blocked"));
-                        if (query == 3) page.push_back(Transition(9, "t1", "reviewing", "done"));
+                        if (query == 2) page.push_back(Transition(3, "t1", "running", "blocked"));
+                        if (query == 4) page.push_back(Transition(9, "t1", "reviewing", "done"));
                         return page;
                       }));
   ASSERT_EQ(CmdWait(h.env, {"t1"}, 20'000), kExitOk) << h.err.str();
