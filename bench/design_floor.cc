@@ -1,7 +1,7 @@
 // forge_bench_floor: the least a program built to Forge's design can do per
 // task, to tell figure 1's gap apart (bench/README.md, "the design floor").
 //
-//   forge_bench_floor run DIR N W    # prints nothing; writes DIR/elapsed_ms
+//   forge_bench_floor run DIR N W    # prints nothing; writes DIR/figures
 //   forge_bench_floor worker|critic ENDPOINT   (spawned by `run`)
 //
 // `run` is the supervisor: it owns a SQLite database in WAL mode
@@ -16,11 +16,15 @@
 // spawns. Nothing else: no event log, no logging, no workspace or log
 // directory, no prompt, no heartbeats, no retries, no recovery.
 //
-// elapsed_ms is the time from inserting the N ready tasks (one transaction,
-// once every child has said hello) to the last verdict committed, the same
-// span as figure 1's Forge time (its submit request to all done).
+// DIR/figures holds, one per line: the time from inserting the N ready
+// tasks (one transaction, once every child has said hello) to the last
+// verdict committed, the same span as figure 1's Forge time (its submit
+// request to all done); then the CPU milliseconds over that span of the
+// supervisor, of the workers, of the critics (each from its first job), and
+// of the agents and of the checks they ran.
 #include <spawn.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -65,6 +69,14 @@ int SpawnAndWait(const std::vector<std::string>& argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// CPU time (user + system) of this process (all threads) or of its waited children.
+double CpuMs(int who) {
+  rusage u{};
+  getrusage(who, &u);
+  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+  return ms(u.ru_utime) + ms(u.ru_stime);
+}
+
 void Send(zmq::socket_t& s, const json& body) {
   s.send(zmq::buffer(body.dump()), zmq::send_flags::none);
 }
@@ -80,11 +92,19 @@ int Child(const std::string& role, const std::string& endpoint) {
   const std::vector<std::string> argv = role == "worker"
                                             ? std::vector<std::string>{"/bin/true"}
                                             : std::vector<std::string>{"/bin/sh", "-c", "true"};
+  double self0 = -1, children0 = 0;
   while (true) {
     zmq::message_t m;
     if (!s.recv(m)) continue;
     json in = json::parse(m.to_string_view());
-    if (in["type"] == "stop") return 0;
+    if (in["type"] == "stop") {
+      if (self0 < 0) self0 = CpuMs(RUSAGE_SELF), children0 = CpuMs(RUSAGE_CHILDREN);
+      Send(s, {{"type", "cpu"},
+               {"self_ms", CpuMs(RUSAGE_SELF) - self0},
+               {"children_ms", CpuMs(RUSAGE_CHILDREN) - children0}});
+      return 0;
+    }
+    if (self0 < 0) self0 = CpuMs(RUSAGE_SELF), children0 = CpuMs(RUSAGE_CHILDREN);
     int code = SpawnAndWait(argv);
     Send(s, {{"type", role == "worker" ? "result" : "verdict"},
              {"task", in["task"]},
@@ -170,8 +190,11 @@ class Floor {
     insert_ = db_.Prepare("INSERT INTO tasks(id, state, updated_at) VALUES(?1, 'ready', ?2)");
   }
 
-  // Returns the span from the insert to the last verdict, in ms.
-  double Run(const std::string& self) {
+  struct Figures {
+    double elapsed_ms = 0, supervisor_ms = 0, workers_ms = 0, critics_ms = 0, agents_ms = 0,
+           checks_ms = 0;
+  };
+  Figures Run(const std::string& self) {
     for (int i = 0; i < w_; ++i) {
       children_.push_back(Spawn({self, "worker", endpoint_}));
       children_.push_back(Spawn({self, "critic", endpoint_}));
@@ -179,8 +202,11 @@ class Floor {
     for (int hellos = 0; hellos < 2 * w_;) {
       auto [from, in] = Receive();
       (in["role"] == "worker" ? idle_workers_ : idle_critics_).push_back(from);
+      if (in["role"] == "worker") workers_.push_back(from);
       ++hellos;
     }
+    Figures out;
+    double cpu0 = CpuMs(RUSAGE_SELF);
     auto t0 = std::chrono::steady_clock::now();
     db_.Exec("BEGIN");
     for (int i = 1; i <= n_; ++i) db_.Run(insert_, {i, NowMs()});
@@ -209,11 +235,18 @@ class Floor {
         idle_critics_.pop_front();
       }
     }
-    double ms =
+    out.elapsed_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    out.supervisor_ms = CpuMs(RUSAGE_SELF) - cpu0;
     for (const auto& id : all_) SendTo(id, {{"type", "stop"}});
+    for (size_t i = 0; i < all_.size(); ++i) {
+      auto [from, in] = Receive();
+      bool worker = std::find(workers_.begin(), workers_.end(), from) != workers_.end();
+      (worker ? out.workers_ms : out.critics_ms) += in["self_ms"].get<double>();
+      (worker ? out.agents_ms : out.checks_ms) += in["children_ms"].get<double>();
+    }
     for (pid_t pid : children_) waitpid(pid, nullptr, 0);
-    return ms;
+    return out;
   }
 
  private:
@@ -258,7 +291,7 @@ class Floor {
   std::string endpoint_;
   sqlite3_stmt *lease_, *attempt_, *ended_, *verifying_, *done_, *insert_;
   std::vector<pid_t> children_;
-  std::vector<std::string> all_;
+  std::vector<std::string> all_, workers_;
   std::deque<std::string> idle_workers_, idle_critics_;
   std::deque<std::pair<int64_t, int64_t>> checks_;
 };
@@ -277,7 +310,12 @@ int main(int argc, char** argv) {
   if (n < 1 || w < 1)
     Die("N and W must be positive integers, got '" + args[2] + "' '" + args[3] + "'");
   Floor floor(args[1], n, w);
-  double ms = floor.Run(argv[0]);
-  std::ofstream(args[1] + "/elapsed_ms") << ms << "\n";
+  auto f = floor.Run(argv[0]);
+  std::ofstream(args[1] + "/figures") << f.elapsed_ms << "\n"
+                                      << f.supervisor_ms << "\n"
+                                      << f.workers_ms << "\n"
+                                      << f.critics_ms << "\n"
+                                      << f.agents_ms << "\n"
+                                      << f.checks_ms << "\n";
   return 0;
 }

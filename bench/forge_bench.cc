@@ -20,6 +20,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -473,17 +474,64 @@ json NoopTasks(int n, json env = json::object()) {
 
 // ---------------------------------------------------------------- 1. throughput
 
-double ForgeThroughputMs(int n, int w) {
+// CPU milliseconds (user + system) of a process, all its threads ("self"),
+// and of its children it has waited for ("children"), from /proc/<pid>/stat.
+struct Cpu {
+  double self = 0, children = 0;
+  Cpu operator-(const Cpu& o) const { return {self - o.self, children - o.children}; }
+};
+Cpu CpuOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');  // the command name may hold spaces
+  if (paren == std::string::npos) Fail("cannot read /proc/" + std::to_string(pid) + "/stat");
+  std::istringstream fields(stat.substr(paren + 2));
+  std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
+  if (f.size() < 15) Fail("short /proc/" + std::to_string(pid) + "/stat");
+  // Fields 14-17 of stat(5) (utime stime cutime cstime) are f[11..14] here.
+  double tick_ms = 1e3 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return {(std::stod(f[11]) + std::stod(f[12])) * tick_ms,
+          (std::stod(f[13]) + std::stod(f[14])) * tick_ms};
+}
+
+// One run of figure 1 (Forge or the design floor): the span and where the
+// CPU went over it, in milliseconds. The workers' and critics' children are
+// the agents and the checks they ran.
+struct Throughput {
+  double elapsed = 0, supervisor = 0, workers = 0, critics = 0, agents = 0, checks = 0;
+  double Own() const { return supervisor + workers + critics; }
+  double Commands() const { return agents + checks; }
+};
+
+Throughput ForgeThroughput(int n, int w) {
   ForgeConfig c;
   c.workers = w;
   c.critics = w;
   Instance f(c);
   f.Start();
   json tasks = NoopTasks(n);
+  std::vector<pid_t> workers = f.Children("worker"), critics = f.Children("critic");
+  auto sample = [&](const std::vector<pid_t>& pids) {
+    Cpu sum;
+    for (pid_t p : pids) {
+      Cpu c = CpuOf(p);
+      sum.self += c.self;
+      sum.children += c.children;
+    }
+    return sum;
+  };
+  Cpu s0 = CpuOf(f.pid()), w0 = sample(workers), c0 = sample(critics);
   double t0 = SteadyMs();
   f.Submit(tasks);
   f.WaitDone(n, 1'800'000);
-  double t = SteadyMs() - t0;
+  Throughput t;
+  t.elapsed = SteadyMs() - t0;
+  Cpu s = CpuOf(f.pid()) - s0, wk = sample(workers) - w0, cr = sample(critics) - c0;
+  t.supervisor = s.self;
+  t.workers = wk.self;
+  t.agents = wk.children;
+  t.critics = cr.self;
+  t.checks = cr.children;
   f.Stop();
   return t;
 }
@@ -514,34 +562,55 @@ double XargsMs(int n, int w) {
 // The design floor (bench/design_floor.cc): a bare program with Forge's
 // processes, ZeroMQ messages and SQLite ledger and nothing else, on the same
 // tasks. Its ratio to xargs is what the design itself costs; Forge's ratio
-// to it is what Forge's own code adds. Returns its submit-to-done span.
-double FloorMs(int n, int w) {
+// to it is what Forge's own code adds.
+Throughput FloorThroughput(int n, int w) {
   std::string dir = (std::filesystem::temp_directory_path() / "forge-bench-floor-XXXXXX").string();
   if (::mkdtemp(dir.data()) == nullptr) Fail("mkdtemp in " + dir);
   TimeProcess({Bin("forge_bench_floor"), "run", dir, std::to_string(n), std::to_string(w)});
-  double ms = -1;
-  std::ifstream(dir + "/elapsed_ms") >> ms;
-  if (ms <= 0) Fail("forge_bench_floor wrote no elapsed_ms in " + dir);
+  Throughput t;
+  std::ifstream in(dir + "/figures");
+  in >> t.elapsed >> t.supervisor >> t.workers >> t.critics >> t.agents >> t.checks;
+  if (!in || t.elapsed <= 0) Fail("forge_bench_floor wrote no figures in " + dir);
   g_leftovers.Add(dir);
-  return ms;
+  return t;
+}
+
+// The run whose span is the median one (its CPU figures go with it).
+Throughput MedianRun(std::vector<Throughput> runs) {
+  std::sort(runs.begin(), runs.end(),
+            [](const Throughput& a, const Throughput& b) { return a.elapsed < b.elapsed; });
+  return runs[runs.size() / 2];
+}
+
+std::string CpuPerTask(const Throughput& t, int n) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%.2f ms (sup %.2f wrk %.2f crt %.2f), cmds %.2f", t.Own() / n,
+                t.supervisor / n, t.workers / n, t.critics / n, t.Commands() / n);
+  return buf;
 }
 
 void Figure1() {
   int n = g_opt.smoke ? 20 : 2000;
   std::vector<int> ws = g_opt.smoke ? std::vector<int>{2} : std::vector<int>{2, 4, 8};
   for (int w : ws) {
-    std::vector<double> fm, bm, dm;
+    std::vector<Throughput> fm, dm;
+    std::vector<double> bm;
     for (int r = 0; r < g_opt.runs; ++r) {
       bm.push_back(XargsMs(n, w));
-      dm.push_back(FloorMs(n, w));
-      fm.push_back(ForgeThroughputMs(n, w));
+      dm.push_back(FloorThroughput(n, w));
+      fm.push_back(ForgeThroughput(n, w));
     }
-    double f = Median(fm), b = Median(bm), d = Median(dm);
+    Throughput f = MedianRun(fm), d = MedianRun(dm);
+    double b = Median(bm);
     std::string size = "N=" + std::to_string(n) + " W=" + std::to_string(w);
-    RatioRow("1 throughput " + size, Fmt(n / f * 1e3, "tasks/s"),
-             Fmt(n / b * 1e3, "tasks/s (xargs)"), f / b, 1.25);
-    RatioRow("1 design floor " + size + " (Forge/floor " + Fmt(f / d, "", 2) + ")",
-             Fmt(n / d * 1e3, "tasks/s"), Fmt(n / b * 1e3, "tasks/s (xargs)"), d / b, 0);
+    RatioRow("1 throughput " + size, Fmt(n / f.elapsed * 1e3, "tasks/s"),
+             Fmt(n / b * 1e3, "tasks/s (xargs)"), f.elapsed / b, 1.25);
+    RatioRow("1 design floor " + size, Fmt(n / d.elapsed * 1e3, "tasks/s"),
+             Fmt(n / b * 1e3, "tasks/s (xargs)"), d.elapsed / b, 0);
+    // Where the CPU goes, a task's share: Forge's processes against the
+    // floor's (ratio), and the commands each ran.
+    RatioRow("1 CPU/task " + size, CpuPerTask(f, n), CpuPerTask(d, n) + " (floor)",
+             f.Own() / d.Own(), 0);
   }
 }
 
