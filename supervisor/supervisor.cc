@@ -107,6 +107,7 @@ store::StoreOptions StoreOptionsFor(const SupervisorOptions& o) {
   s.db_path = JoinPath(o.state_dir, "forge.db");
   s.events_jsonl_path = JoinPath(o.state_dir, "events.jsonl");
   s.synchronous_full = o.config.database.synchronous == "full";
+  s.manual_checkpoints = true;  // MaybeCheckpoint, off the loop (wal_checkpoint.h)
   s.default_max_attempts = o.config.retry.max_attempts;
   return s;
 }
@@ -310,6 +311,7 @@ int Supervisor::Run() {
       TryMaintenance(false);
       Notify();
     }
+    MaybeCheckpoint();
   }
   sd_notify(0, "STOPPING=1");
   spdlog::info("supervisor {} stopped", ::getpid());

@@ -98,8 +98,11 @@ class Supervisor final : public ControlBackend {
   void TryMaintenance(bool before_dispatch);
   void OnMaintenanceResult(Child& child, const proto::MaintenanceResult& m);
   void OnMaintenanceWorkerGone(pid_t pid, const std::string& why);
-  // The WAL checkpoint of each maintenance run, on a thread of its own.
-  void StartCheckpoint();
+  // The WAL checkpoints (store/wal_checkpoint.h): each maintenance run's
+  // TRUNCATE, and the PASSIVE ones NextCheckpoint asks for after every loop
+  // turn; the background ones on a thread of their own, one at a time.
+  void MaybeCheckpoint();
+  void StartCheckpoint(store::CheckpointMode mode);
   void FinishCheckpoint();
   proto::MaintenanceStatus MaintenanceForStatus() const;
 
@@ -203,6 +206,9 @@ class Supervisor final : public ControlBackend {
   // for status; its running and next fields are filled in when asked.
   proto::MaintenanceStatus last_maintenance_;
   std::unique_ptr<Background<store::CheckpointReport>> checkpoint_;  // joined when destroyed
+  store::CheckpointMode checkpoint_mode_ = store::CheckpointMode::kPassive;  // of checkpoint_
+  bool maintenance_checkpoint_due_ = false;  // asked for while another one ran
+  int64_t wal_frames_at_checkpoint_ = 0;     // Store::WalFrames() when the last one started
   std::deque<int64_t> review_queue_;  // attempts whose agent passed, waiting for a critic
   struct KeptWrite {
     std::string what;

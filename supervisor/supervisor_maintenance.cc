@@ -53,23 +53,64 @@ void Supervisor::TryMaintenance(bool before_dispatch) {
   if (!Send(*worker, job)) {
     KillChild(*worker, "unreachable");  // OnChildExited abandons the job
   }
-  if (!checkpoint_) StartCheckpoint();  // one in flight at most
+  // One checkpointer at a time: after a passive one that is running.
+  if (checkpoint_) {
+    maintenance_checkpoint_due_ = true;
+  } else {
+    StartCheckpoint(store::CheckpointMode::kTruncate);
+  }
 }
 
-void Supervisor::StartCheckpoint() {
+void Supervisor::MaybeCheckpoint() {
+  int64_t frames = store_->WalFrames();
+  switch (store::NextCheckpoint(frames, wal_frames_at_checkpoint_, checkpoint_ != nullptr)) {
+    case store::CheckpointAction::kNone:
+      return;
+    case store::CheckpointAction::kBackground:
+      wal_frames_at_checkpoint_ = frames;
+      StartCheckpoint(store::CheckpointMode::kPassive);
+      return;
+    case store::CheckpointAction::kInline: {
+      wal_frames_at_checkpoint_ = frames;
+      int64_t start = clock_.MonotonicMs();
+      forge::Status st = store_->CheckpointPassive();
+      if (!st.ok()) {
+        spdlog::warn("WAL checkpoint at {} frames: {}", frames, st.error().ToString());
+      } else {
+        spdlog::debug("WAL checkpoint at {} frames, on the loop: {} ms", frames,
+                      clock_.MonotonicMs() - start);
+      }
+      return;
+    }
+  }
+}
+
+void Supervisor::StartCheckpoint(store::CheckpointMode mode) {
   std::string db_path = JoinPath(options_.state_dir, "forge.db");
-  auto started = Background<store::CheckpointReport>::Start(
-      [db_path] { return store::CheckpointWal(db_path, store::kCheckpointBusyTimeoutMs); });
+  auto started = Background<store::CheckpointReport>::Start([db_path, mode] {
+    return store::CheckpointWal(db_path, store::kCheckpointBusyTimeoutMs, mode);
+  });
   if (!started.ok()) {
-    spdlog::error("maintenance: cannot start the WAL checkpoint: {}", started.error().ToString());
+    spdlog::error("cannot start a WAL checkpoint: {}", started.error().ToString());
     return;
   }
   checkpoint_ = std::move(started).value();
+  checkpoint_mode_ = mode;
 }
 
 void Supervisor::FinishCheckpoint() {
   store::CheckpointReport r = checkpoint_->Take();
   checkpoint_.reset();
+  if (checkpoint_mode_ == store::CheckpointMode::kPassive) {
+    // Routine (every 1,000 frames): no event; a failure is the store's and
+    // shows in the writes too.
+    if (!r.error.empty()) spdlog::warn("WAL checkpoint: {}", r.error);
+    if (maintenance_checkpoint_due_) {
+      maintenance_checkpoint_due_ = false;
+      StartCheckpoint(store::CheckpointMode::kTruncate);
+    }
+    return;
+  }
   json payload{{"ran", r.ran},
                {"busy", r.busy},
                {"log_frames", r.log_frames},

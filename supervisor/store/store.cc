@@ -68,6 +68,7 @@ struct Store::Impl {
   int64_t jsonl_seq = 0;            // last seq known to be in events.jsonl
   int64_t jsonl_cursor_saved = -1;  // value of cursors['events.jsonl'] in the database
   bool jsonl_needs_recover = false;
+  int64_t wal_frames = 0;     // set by the WAL hook after each commit (manual_checkpoints)
   bool wrote_events = false;  // an event was inserted in the current transaction
   // events.jsonl lines of the events inserted by the current transaction, in
   // seq order, built at insert time so the flush after COMMIT need not read
@@ -402,6 +403,16 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     FORGE_RETURN_IF_ERROR(c.Exec(std::string("PRAGMA synchronous = ") +
                                  (options.synchronous_full ? "FULL" : "NORMAL") +
                                  "; PRAGMA foreign_keys = ON"));
+    if (options.manual_checkpoints) {
+      // A WAL hook replaces the automatic checkpoint (which is itself one).
+      sqlite3_wal_hook(
+          c.db(),
+          [](void* impl, sqlite3*, const char*, int frames) {
+            static_cast<Impl*>(impl)->wal_frames = frames;
+            return SQLITE_OK;
+          },
+          &impl);
+    }
     Status migrated = Migrate(c, kSchemaVersion);
     if (!migrated.ok()) return migrated.error().Wrap(options.db_path);
     if (!options.events_jsonl_path.empty()) {
@@ -1040,6 +1051,16 @@ Status Store::Checkpoint() {
   int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
   if (rc != SQLITE_OK) return SqlError(db_, rc, "checkpointing the WAL");
   return Status::Ok();
+}
+
+Status Store::CheckpointPassive() {
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  if (rc != SQLITE_OK) return SqlError(db_, rc, "checkpointing the WAL (passive)");
+  return Status::Ok();
+}
+
+int64_t Store::WalFrames() const {
+  return impl_->wal_frames;
 }
 
 }  // namespace forge::store

@@ -59,6 +59,10 @@ struct StoreOptions {
   int busy_timeout_ms = 5000;
   int default_max_attempts = 3;
   const Clock* clock = nullptr;  // nullptr: SystemClock
+  // The owner checkpoints the WAL itself (the supervisor, off its loop; see
+  // wal_checkpoint.h): no commit runs SQLite's automatic checkpoint, whose
+  // two fsyncs would stall the committing thread (6 ms each on a VM disk).
+  bool manual_checkpoints = false;
 };
 
 // One new attempt, leased to a worker.
@@ -231,6 +235,13 @@ class Store {
   // empty when they agree. A full scan: for doctor and tests.
   Result<std::vector<std::string>> CountMismatches();
   Status Checkpoint();  // wal_checkpoint(TRUNCATE)
+  // wal_checkpoint(PASSIVE) on this connection: copies the frames no reader
+  // needs, waiting for no one. Once all are copied, the next write starts
+  // the WAL over from its beginning.
+  Status CheckpointPassive();
+  // Frames in the WAL after this connection's last commit (0 before its
+  // first): what a manual_checkpoints owner decides by.
+  int64_t WalFrames() const;
 
   // ---- maintenance and model fallback (maintenance_queries.cc) ----
   // Settled tasks finished at or before cutoff_wall_ms whose workspace has not

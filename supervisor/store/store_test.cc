@@ -928,6 +928,29 @@ TEST_F(StoreTest, EverythingSurvivesCloseAndReopen) {
   EXPECT_TRUE(s->Checkpoint().ok());
 }
 
+// With manual_checkpoints no commit checkpoints: the WAL grows past SQLite's
+// 1,000-frame threshold (an automatic checkpoint would have started it over)
+// until the owner checkpoints; then the next write starts it over.
+TEST_F(StoreTest, ManualCheckpointsLeaveTheWalToTheOwner) {
+  StoreOptions o = Options();
+  o.manual_checkpoints = true;
+  auto opened = Store::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.error().ToString();
+  Store& s = **opened;
+  int64_t last = s.WalFrames();
+  for (int i = 0; s.WalFrames() < 1500; ++i) {
+    ASSERT_LT(i, 2000) << "the WAL stopped growing at " << s.WalFrames() << " frames";
+    MustSubmit(s, {Task("t" + std::to_string(i))});
+    ASSERT_GT(s.WalFrames(), last) << "a commit started the WAL over";
+    last = s.WalFrames();
+  }
+  ASSERT_TRUE(s.CheckpointPassive().ok());
+  MustSubmit(s, {Task("after")});
+  EXPECT_LT(s.WalFrames(), 50);
+  EXPECT_EQ(s.ListTasks({})->size(), static_cast<size_t>(s.QueueCounts()->at("ready")));
+  EXPECT_EQ(*s.IntegrityCheck(), "ok");
+}
+
 TEST_F(StoreTest, EventsJsonlIsRepairedOnOpen) {
   auto s = OpenStore();
   auto ids = MustSubmit(*s, {Task("a"), Task("b")});

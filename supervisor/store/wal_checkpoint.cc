@@ -15,7 +15,17 @@ int64_t FileBytes(const std::string& path) {
 
 }  // namespace
 
-CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms) {
+CheckpointAction NextCheckpoint(int64_t wal_frames, int64_t frames_at_last_start, bool running) {
+  if (running) return CheckpointAction::kNone;
+  int64_t written_since =
+      wal_frames >= frames_at_last_start ? wal_frames - frames_at_last_start : wal_frames;
+  if (written_since < kBackgroundCheckpointFrames) return CheckpointAction::kNone;
+  return wal_frames >= kInlineCheckpointFrames ? CheckpointAction::kInline
+                                               : CheckpointAction::kBackground;
+}
+
+CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms,
+                               CheckpointMode mode) {
   const int64_t start = SystemClock::Get().MonotonicMs();
   CheckpointReport r;
   const std::string wal = db_path + "-wal";
@@ -31,7 +41,9 @@ CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms) 
   // The pragma (not sqlite3_wal_checkpoint_v2): a fresh connection learns
   // the database is in WAL mode only once it reads it, which the pragma does.
   sqlite3_stmt* stmt = nullptr;
-  rc = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &stmt, nullptr);
+  const char* pragma = mode == CheckpointMode::kTruncate ? "PRAGMA wal_checkpoint(TRUNCATE)"
+                                                         : "PRAGMA wal_checkpoint(PASSIVE)";
+  rc = sqlite3_prepare_v2(db, pragma, -1, &stmt, nullptr);
   if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
     r.ran = true;
@@ -42,7 +54,7 @@ CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms) 
     r.ran = true;
     r.busy = true;
   } else {
-    r.error = "wal_checkpoint(TRUNCATE) on '" + db_path + "': " + sqlite3_errmsg(db);
+    r.error = std::string(pragma + 7) + " on '" + db_path + "': " + sqlite3_errmsg(db);
   }
   sqlite3_finalize(stmt);
   sqlite3_close(db);

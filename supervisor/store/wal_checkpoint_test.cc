@@ -80,6 +80,53 @@ TEST_F(WalCheckpoint, AReaderOnAnOldSnapshotMakesItBusyAndLosesNothing) {
   sqlite3_finalize(stmt);
 }
 
+TEST_F(WalCheckpoint, PassiveCopiesEverythingAndLeavesTheFileForTheWriterToReuse) {
+  const auto wal_bytes = fs::file_size(path_ + "-wal");
+  ASSERT_GT(wal_bytes, 0u);
+  CheckpointReport r = CheckpointWal(path_, 1000, CheckpointMode::kPassive);
+  EXPECT_TRUE(r.ran);
+  EXPECT_FALSE(r.busy);
+  EXPECT_EQ(r.error, "");
+  EXPECT_GT(r.log_frames, 0);
+  EXPECT_EQ(r.checkpointed_frames, r.log_frames);
+  EXPECT_EQ(fs::file_size(path_ + "-wal"), wal_bytes);  // not truncated
+}
+
+TEST_F(WalCheckpoint, PassiveDoesNotWaitForAReaderAndCopiesWhatItCan) {
+  reader_ = Open();
+  Exec(reader_, "BEGIN; SELECT count(*) FROM t;");  // pins the frames so far
+  Exec(writer_, "INSERT INTO t VALUES(4);");
+  CheckpointReport r = CheckpointWal(path_, 60'000, CheckpointMode::kPassive);
+  EXPECT_TRUE(r.ran);
+  EXPECT_EQ(r.error, "");
+  EXPECT_LT(r.duration_ms, 30'000);  // a TRUNCATE would wait the whole busy timeout
+  EXPECT_LT(r.checkpointed_frames, r.log_frames);
+  Exec(reader_, "COMMIT;");
+}
+
+TEST(NextCheckpoint, PassesEvery1000FramesOffTheLoopAndOnItPastTheBound) {
+  const int64_t bg = kBackgroundCheckpointFrames;
+  const int64_t bound = kInlineCheckpointFrames;
+  // Fewer than 1,000 frames since the last one started: nothing.
+  EXPECT_EQ(NextCheckpoint(0, 0, false), CheckpointAction::kNone);
+  EXPECT_EQ(NextCheckpoint(bg - 1, 0, false), CheckpointAction::kNone);
+  EXPECT_EQ(NextCheckpoint(bg + 500, bg, false), CheckpointAction::kNone);
+  // 1,000 since: a background pass, unless one runs.
+  EXPECT_EQ(NextCheckpoint(bg, 0, false), CheckpointAction::kBackground);
+  EXPECT_EQ(NextCheckpoint(2 * bg, bg, false), CheckpointAction::kBackground);
+  EXPECT_EQ(NextCheckpoint(2 * bg, bg, true), CheckpointAction::kNone);
+  // The WAL started over (fewer frames than at the last start): counted from 0.
+  EXPECT_EQ(NextCheckpoint(bg - 1, bound, false), CheckpointAction::kNone);
+  EXPECT_EQ(NextCheckpoint(bg, bound, false), CheckpointAction::kBackground);
+  // Past the bound, on the loop; still never beside a running pass.
+  EXPECT_EQ(NextCheckpoint(bound, bound - bg, false), CheckpointAction::kInline);
+  EXPECT_EQ(NextCheckpoint(bound + 5 * bg, bound, false), CheckpointAction::kInline);
+  EXPECT_EQ(NextCheckpoint(bound + 5 * bg, bound, true), CheckpointAction::kNone);
+  // Past the bound with fewer than 1,000 new frames (a reader kept the last
+  // one from finishing): not on every turn.
+  EXPECT_EQ(NextCheckpoint(bound + 10, bound, false), CheckpointAction::kNone);
+}
+
 TEST_F(WalCheckpoint, AMissingDatabaseIsAnErrorNamingIt) {
   CheckpointReport r = CheckpointWal(dir_ + "/none.db", 1000);
   EXPECT_FALSE(r.ran);
