@@ -41,9 +41,9 @@ CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms,
   // The pragma (not sqlite3_wal_checkpoint_v2): a fresh connection learns
   // the database is in WAL mode only once it reads it, which the pragma does.
   sqlite3_stmt* stmt = nullptr;
-  const char* pragma = mode == CheckpointMode::kTruncate ? "PRAGMA wal_checkpoint(TRUNCATE)"
-                                                         : "PRAGMA wal_checkpoint(PASSIVE)";
-  rc = sqlite3_prepare_v2(db, pragma, -1, &stmt, nullptr);
+  const std::string what =
+      mode == CheckpointMode::kTruncate ? "wal_checkpoint(TRUNCATE)" : "wal_checkpoint(PASSIVE)";
+  rc = sqlite3_prepare_v2(db, ("PRAGMA " + what).c_str(), -1, &stmt, nullptr);
   if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
     r.ran = true;
@@ -54,7 +54,7 @@ CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms,
     r.ran = true;
     r.busy = true;
   } else {
-    r.error = std::string(pragma + 7) + " on '" + db_path + "': " + sqlite3_errmsg(db);
+    r.error = what + " on '" + db_path + "': " + sqlite3_errmsg(db);
   }
   sqlite3_finalize(stmt);
   sqlite3_close(db);
