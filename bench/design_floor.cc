@@ -86,25 +86,27 @@ void Send(zmq::socket_t& s, const json& body) {
 int Child(const std::string& role, const std::string& endpoint) {
   zmq::context_t ctx(1);
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
-  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::linger, 5000);  // the last message (cpu) must leave before exit
   s.connect(endpoint);
   Send(s, {{"type", "hello"}, {"role", role}});
   const std::vector<std::string> argv = role == "worker"
                                             ? std::vector<std::string>{"/bin/true"}
                                             : std::vector<std::string>{"/bin/sh", "-c", "true"};
-  double self0 = -1, children0 = 0;
+  double self0 = -1, children0 = 0;  // at the first message: startup is not counted
   while (true) {
     zmq::message_t m;
     if (!s.recv(m)) continue;
     json in = json::parse(m.to_string_view());
+    if (self0 < 0) {
+      self0 = CpuMs(RUSAGE_SELF);
+      children0 = CpuMs(RUSAGE_CHILDREN);
+    }
     if (in["type"] == "stop") {
-      if (self0 < 0) self0 = CpuMs(RUSAGE_SELF), children0 = CpuMs(RUSAGE_CHILDREN);
       Send(s, {{"type", "cpu"},
                {"self_ms", CpuMs(RUSAGE_SELF) - self0},
                {"children_ms", CpuMs(RUSAGE_CHILDREN) - children0}});
       return 0;
     }
-    if (self0 < 0) self0 = CpuMs(RUSAGE_SELF), children0 = CpuMs(RUSAGE_CHILDREN);
     int code = SpawnAndWait(argv);
     Send(s, {{"type", role == "worker" ? "result" : "verdict"},
              {"task", in["task"]},
@@ -171,8 +173,10 @@ int64_t NowMs() {
 class Floor {
  public:
   Floor(const std::string& dir, int n, int w)
-      : dir_(dir), n_(n), w_(w), db_(dir + "/floor.db"), router_(ctx_, zmq::socket_type::router) {
+      : n_(n), w_(w), db_(dir + "/floor.db"), router_(ctx_, zmq::socket_type::router) {
     router_.set(zmq::sockopt::linger, 0);
+    // A child that died (it says why on stderr) would otherwise hang the run.
+    router_.set(zmq::sockopt::rcvtimeo, 60'000);
     endpoint_ = "ipc://" + dir + "/floor.sock";
     router_.bind(endpoint_);
     lease_ = db_.Prepare(
@@ -273,7 +277,7 @@ class Floor {
   }
   std::pair<std::string, json> Receive() {
     zmq::message_t id, body;
-    if (!router_.recv(id) || !router_.recv(body)) Die("recv");
+    if (!router_.recv(id) || !router_.recv(body)) Die("no message from the children for 60 s");
     std::string from = id.to_string();
     if (std::find(all_.begin(), all_.end(), from) == all_.end()) all_.push_back(from);
     return {from, json::parse(body.to_string_view())};
@@ -283,7 +287,6 @@ class Floor {
     Send(router_, body);
   }
 
-  std::string dir_;
   int n_, w_;
   Db db_;
   zmq::context_t ctx_{1};
