@@ -53,11 +53,12 @@ void Supervisor::TryMaintenance(bool before_dispatch) {
   if (!Send(*worker, job)) {
     KillChild(*worker, "unreachable");  // OnChildExited abandons the job
   }
-  // One checkpointer at a time: after a passive one that is running.
-  if (checkpoint_) {
-    maintenance_checkpoint_due_ = true;
-  } else {
+  // One checkpointer at a time: after a passive one that is running (a
+  // truncate still running from the last pass is this pass's too).
+  if (!checkpoint_) {
     StartCheckpoint(store::CheckpointMode::kTruncate);
+  } else if (checkpoint_mode_ == store::CheckpointMode::kPassive) {
+    maintenance_checkpoint_due_ = true;
   }
 }
 
