@@ -20,7 +20,6 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <iterator>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -478,20 +477,15 @@ json NoopTasks(int n, json env = json::object()) {
 // and of its children it has waited for ("children"), from /proc/<pid>/stat.
 struct Cpu {
   double self = 0, children = 0;
+  Cpu operator+(const Cpu& o) const { return {self + o.self, children + o.children}; }
   Cpu operator-(const Cpu& o) const { return {self - o.self, children - o.children}; }
 };
 Cpu CpuOf(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = stat.rfind(')');  // the command name may hold spaces
-  if (paren == std::string::npos) Fail("cannot read /proc/" + std::to_string(pid) + "/stat");
-  std::istringstream fields(stat.substr(paren + 2));
-  std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
-  if (f.size() < 15) Fail("short /proc/" + std::to_string(pid) + "/stat");
-  // Fields 14-17 of stat(5) (utime stime cutime cstime) are f[11..14] here.
+  auto f = forge::StatFields(pid);
+  if (!f || f->size() < 15) Fail("cannot read /proc/" + std::to_string(pid) + "/stat");
   double tick_ms = 1e3 / static_cast<double>(::sysconf(_SC_CLK_TCK));
-  return {(std::stod(f[11]) + std::stod(f[12])) * tick_ms,
-          (std::stod(f[13]) + std::stod(f[14])) * tick_ms};
+  auto field = [&](size_t k) { return std::stod((*f)[k - 3]) * tick_ms; };  // proc(5)'s numbering
+  return {field(14) + field(15), field(16) + field(17)};  // utime + stime, cutime + cstime
 }
 
 // One run of figure 1 (Forge or the design floor): the span and where the
@@ -513,11 +507,7 @@ Throughput ForgeThroughput(int n, int w) {
   std::vector<pid_t> workers = f.Children("worker"), critics = f.Children("critic");
   auto sample = [&](const std::vector<pid_t>& pids) {
     Cpu sum;
-    for (pid_t p : pids) {
-      Cpu c = CpuOf(p);
-      sum.self += c.self;
-      sum.children += c.children;
-    }
+    for (pid_t p : pids) sum = sum + CpuOf(p);
     return sum;
   };
   Cpu s0 = CpuOf(f.pid()), w0 = sample(workers), c0 = sample(critics);

@@ -241,8 +241,8 @@ pid_t CloneAndExec(ChildPlan& plan) {
   return pid;
 }
 
-// The fields of /proc/<pid>/stat after the command name, which may itself
-// contain spaces and parentheses: everything after the last ')'.
+}  // namespace
+
 std::optional<std::vector<std::string>> StatFields(pid_t pid) {
   // read(2), not iostreams: this runs for every agent started (its start
   // time is its identity), and a stream costs more than the read itself.
@@ -271,8 +271,6 @@ std::optional<std::vector<std::string>> StatFields(pid_t pid) {
   }
   return fields;
 }
-
-}  // namespace
 
 Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
   if (options.argv.empty() || options.argv[0].empty()) {

@@ -70,6 +70,10 @@ ExitStatus Reap(pid_t pid);
 // Signals a process group; ESRCH (already gone) is not an error.
 Status KillGroup(pid_t pgid, int sig);
 
+// The fields of /proc/<pid>/stat after the command name (which may hold
+// spaces and parentheses: everything after the last ')'). [0] is field 3
+// (state), so field k of proc(5) is [k - 3]. nullopt if the process is gone.
+std::optional<std::vector<std::string>> StatFields(pid_t pid);
 // Start time of a process from /proc/<pid>/stat (field 22, clock ticks since
 // boot; parsed after the last ')' so odd command names are safe), nullopt if
 // gone. A zombie still has one.

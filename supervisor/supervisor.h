@@ -209,7 +209,7 @@ class Supervisor final : public ControlBackend {
   store::CheckpointMode checkpoint_mode_ = store::CheckpointMode::kPassive;  // of checkpoint_
   bool maintenance_checkpoint_due_ = false;  // asked for while another one ran
   int64_t wal_frames_at_checkpoint_ = 0;     // Store::WalFrames() when the last one started
-  std::deque<int64_t> review_queue_;  // attempts whose agent passed, waiting for a critic
+  std::deque<int64_t> review_queue_;         // attempts whose agent passed, waiting for a critic
   struct KeptWrite {
     std::string what;
     std::function<forge::Status()> write;

@@ -74,7 +74,7 @@ void Supervisor::MaybeCheckpoint() {
     case store::CheckpointAction::kInline: {
       wal_frames_at_checkpoint_ = frames;
       int64_t start = clock_.MonotonicMs();
-      forge::Status st = store_->CheckpointPassive();
+      forge::Status st = store_->Checkpoint(store::CheckpointMode::kPassive);
       if (!st.ok()) {
         spdlog::warn("WAL checkpoint at {} frames: {}", frames, st.error().ToString());
       } else {

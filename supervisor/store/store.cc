@@ -1047,15 +1047,15 @@ Result<std::string> Store::IntegrityCheck() {
   }
 }
 
-Status Store::Checkpoint() {
-  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
-  if (rc != SQLITE_OK) return SqlError(db_, rc, "checkpointing the WAL");
-  return Status::Ok();
-}
-
-Status Store::CheckpointPassive() {
-  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-  if (rc != SQLITE_OK) return SqlError(db_, rc, "checkpointing the WAL (passive)");
+Status Store::Checkpoint(CheckpointMode mode) {
+  bool truncate = mode == CheckpointMode::kTruncate;
+  int rc = sqlite3_wal_checkpoint_v2(
+      db_, nullptr, truncate ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE, nullptr,
+      nullptr);
+  if (rc != SQLITE_OK) {
+    return SqlError(db_, rc,
+                    truncate ? "checkpointing the WAL" : "checkpointing the WAL (passive)");
+  }
   return Status::Ok();
 }
 

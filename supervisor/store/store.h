@@ -39,6 +39,7 @@
 #include "common/result.h"
 #include "proto/control.h"
 #include "proto/types.h"
+#include "supervisor/store/wal_checkpoint.h"
 
 namespace forge::store {
 
@@ -234,11 +235,10 @@ class Store {
   // from a count of the tasks table, one "state: counted N, actual M" each;
   // empty when they agree. A full scan: for doctor and tests.
   Result<std::vector<std::string>> CountMismatches();
-  Status Checkpoint();  // wal_checkpoint(TRUNCATE)
-  // wal_checkpoint(PASSIVE) on this connection: copies the frames no reader
-  // needs, waiting for no one. Once all are copied, the next write starts
-  // the WAL over from its beginning.
-  Status CheckpointPassive();
+  // wal_checkpoint(<mode>) on this connection. PASSIVE copies the frames no
+  // reader needs, waiting for no one; once all are copied, the next write
+  // starts the WAL over from its beginning. TRUNCATE also empties the file.
+  Status Checkpoint(CheckpointMode mode = CheckpointMode::kTruncate);
   // Frames in the WAL after this connection's last commit (0 before its
   // first): what a manual_checkpoints owner decides by.
   int64_t WalFrames() const;

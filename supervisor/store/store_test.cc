@@ -944,7 +944,7 @@ TEST_F(StoreTest, ManualCheckpointsLeaveTheWalToTheOwner) {
     ASSERT_GT(s.WalFrames(), last) << "a commit started the WAL over";
     last = s.WalFrames();
   }
-  ASSERT_TRUE(s.CheckpointPassive().ok());
+  ASSERT_TRUE(s.Checkpoint(CheckpointMode::kPassive).ok());
   MustSubmit(s, {Task("after")});
   EXPECT_LT(s.WalFrames(), 50);
   EXPECT_EQ(s.ListTasks({})->size(), static_cast<size_t>(s.QueueCounts()->at("ready")));
