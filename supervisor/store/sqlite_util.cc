@@ -117,6 +117,11 @@ Status Conn::Exec(const std::string& sql) {
   return e;
 }
 
+Status Conn::Run(const std::string& sql) {
+  FORGE_ASSIGN_OR_RETURN(Stmt stmt, Prepare(sql));
+  return stmt.Run();
+}
+
 Result<int64_t> Conn::QueryInt(const std::string& sql) {
   FORGE_ASSIGN_OR_RETURN(Stmt stmt, Prepare(sql));
   FORGE_ASSIGN_OR_RETURN(bool row, stmt.Step());

@@ -79,8 +79,12 @@ class Conn {
 
   // A cached prepared statement for sql.
   Result<Stmt> Prepare(const std::string& sql);
-  // Runs one or more statements without results (schema, pragmas, BEGIN/COMMIT).
+  // Runs one or more statements without results (schema, pragmas).
   Status Exec(const std::string& sql);
+  // Runs one statement without results through the statement cache: for the
+  // ones run on every write (BEGIN IMMEDIATE, COMMIT, ROLLBACK), which Exec
+  // would parse again each time.
+  Status Run(const std::string& sql);
   // First column of the first row as an integer (PRAGMAs, COUNT, MAX).
   Result<int64_t> QueryInt(const std::string& sql);
   int64_t Changes() const { return sqlite3_changes64(db_); }

@@ -92,7 +92,7 @@ struct Store::Impl {
     if (read_only) {
       return MakeError(ErrorCode::kConflict, "the store is open read-only: cannot " + what);
     }
-    Status begin = conn.Exec("BEGIN IMMEDIATE");
+    Status begin = conn.Run("BEGIN IMMEDIATE");
     if (!begin.ok()) return begin.error().Wrap(what);
     wrote_events = false;
     ClearTxnLines();
@@ -105,12 +105,12 @@ struct Store::Impl {
     }
     auto result = cursor.ok() ? Guarded(what, body) : decltype(body())(cursor.error());
     if (!result.ok()) {
-      (void)conn.Exec("ROLLBACK");
+      (void)conn.Run("ROLLBACK");
       return result;
     }
-    Status commit = conn.Exec("COMMIT");
+    Status commit = conn.Run("COMMIT");
     if (!commit.ok()) {
-      (void)conn.Exec("ROLLBACK");
+      (void)conn.Run("ROLLBACK");
       return commit.error().Wrap(what);
     }
     jsonl_cursor_saved = cursor_after;
