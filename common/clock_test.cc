@@ -1,6 +1,11 @@
 #include "common/clock.h"
 
 #include <gtest/gtest.h>
+#include <time.h>
+
+#include <cstdio>
+#include <random>
+#include <string>
 
 namespace forge {
 namespace {
@@ -29,6 +34,42 @@ TEST(SteadyWall, FollowsTheMonotonicClockAcrossWallSteps) {
     EXPECT_LT(steady.NowMs(), due) << "step " << step << ": fired early";
     clock.Advance(1);
     EXPECT_EQ(steady.NowMs(), due) << "step " << step << ": starved";
+  }
+}
+
+TEST(FormatRfc3339, KnownInstants) {
+  EXPECT_EQ(FormatRfc3339(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatRfc3339(-1), "1969-12-31T23:59:59.999Z");
+  EXPECT_EQ(FormatRfc3339(951'782'400'123), "2000-02-29T00:00:00.123Z");
+  EXPECT_EQ(FormatRfc3339(1'795'359'845'007), "2026-11-22T15:04:05.007Z");
+  EXPECT_EQ(FormatRfc3339(253'402'300'799'999), "9999-12-31T23:59:59.999Z");
+  // Past year 9999 the year takes the digits it needs.
+  EXPECT_EQ(FormatRfc3339(253'402'300'800'000), "10000-01-01T00:00:00.000Z");
+}
+
+// The civil-date path agrees with gmtime_r over 0000-9999, every field.
+TEST(FormatRfc3339, AgreesWithGmtime) {
+  auto oracle = [](int64_t wall_ms) {
+    int64_t secs = wall_ms / 1000;
+    int64_t ms = wall_ms % 1000;
+    if (ms < 0) {
+      ms += 1000;
+      secs -= 1;
+    }
+    time_t t = static_cast<time_t>(secs);
+    tm utc{};
+    gmtime_r(&t, &utc);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                  utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                  static_cast<int>(ms));
+    return std::string(buf);
+  };
+  std::mt19937_64 rng(42);
+  std::uniform_int_distribution<int64_t> any(-62'167'219'200'000, 253'402'300'799'999);
+  for (int i = 0; i < 20000; ++i) {
+    int64_t ms = any(rng);
+    ASSERT_EQ(FormatRfc3339(ms), oracle(ms)) << ms;
   }
 }
 
