@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include "common/clock.h"
 
 namespace forge::store {
 
@@ -43,6 +46,22 @@ std::optional<int64_t> SeqOf(const std::string& line) {
   return it->get<int64_t>();
 }
 
+// Kinds and task ids are plain ASCII with nothing to escape: quoted as they
+// are, as nlohmann's dump would (every event writes three of these).
+void AppendJsonString(std::string& out, const std::string& text) {
+  bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 && u < 0x7f && c != '"' && c != '\\';
+  });
+  if (!plain) {
+    out += json(text).dump(-1, ' ', false, json::error_handler_t::replace);
+    return;
+  }
+  out += '"';
+  out += text;
+  out += '"';
+}
+
 }  // namespace
 
 EventsFile::~EventsFile() {
@@ -57,21 +76,28 @@ std::string EventsFile::Line(const proto::EventInfo& event) {
 void EventsFile::AppendLine(std::string& out, int64_t seq, int64_t ts_ms, const std::string& kind,
                             const std::string& task_id, int attempt,
                             const std::string& payload_text) {
-  auto str = [](const std::string& v) {
-    return json(v).dump(-1, ' ', false, json::error_handler_t::replace);
-  };
   out += "{\"attempt\":";
   out += std::to_string(attempt);
   out += ",\"kind\":";
-  out += str(kind);
+  AppendJsonString(out, kind);
   out += ",\"payload\":";
   out += payload_text;
   out += ",\"seq\":";
   out += std::to_string(seq);
   out += ",\"task_id\":";
-  out += task_id.empty() ? std::string("null") : str(task_id);
+  if (task_id.empty()) {
+    out += "null";
+  } else {
+    AppendJsonString(out, task_id);
+  }
   out += ",\"ts\":";
-  out += proto::TimeToJson(ts_ms).dump(-1, ' ', false, json::error_handler_t::replace);
+  if (ts_ms == 0) {
+    out += "null";  // as proto::TimeToJson
+  } else {
+    out += '"';
+    out += FormatRfc3339(ts_ms);
+    out += '"';
+  }
   out += "}\n";
 }
 

@@ -951,6 +951,22 @@ TEST_F(StoreTest, ManualCheckpointsLeaveTheWalToTheOwner) {
   EXPECT_EQ(*s.IntegrityCheck(), "ok");
 }
 
+// AppendLine quotes plain kinds and task ids itself and leaves anything with
+// a quote, a backslash, a control or a non-ASCII byte to nlohmann: either way
+// byte for byte what Line() makes of the same event.
+TEST(EventsFileLine, AppendLineMatchesLineForEveryKindOfText) {
+  for (const std::string text : {"task.done", "t-1_a.b", "q\"uote", "back\\slash", "tab\there",
+                                 "caf\xc3\xa9", "bad \xff utf8", "del\x7f", ""}) {
+    for (int64_t ts : {int64_t{0}, int64_t{1'795'359'845'007}}) {
+      proto::EventInfo e{7, ts, text, text, 2, json{{"k", text}}};
+      std::string payload = e.payload.dump(-1, ' ', false, json::error_handler_t::replace);
+      std::string out;
+      EventsFile::AppendLine(out, e.seq, e.ts_ms, e.kind, e.task_id, e.attempt, payload);
+      EXPECT_EQ(out, EventsFile::Line(e) + "\n") << "text '" << text << "' ts " << ts;
+    }
+  }
+}
+
 TEST_F(StoreTest, EventsJsonlIsRepairedOnOpen) {
   auto s = OpenStore();
   auto ids = MustSubmit(*s, {Task("a"), Task("b")});
