@@ -32,14 +32,15 @@ Status MakeOneDir(const std::string& path, unsigned mode) {
 
 Status MakeDirs(const std::string& path, unsigned mode) {
   if (path.empty()) return MakeError(ErrorCode::kInvalid, "cannot create directory: empty path");
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = path.find('/', pos + 1);
-    std::string prefix = path.substr(0, pos);
-    if (prefix.empty() || prefix == "/") continue;
-    FORGE_RETURN_IF_ERROR(MakeOneDir(prefix, mode));
-  }
-  return Status::Ok();
+  // The leaf first: a worker makes two directories per attempt under parents
+  // that exist, one mkdir each instead of a mkdir and a stat per component.
+  Status leaf = MakeOneDir(path, mode);
+  if (leaf.ok() || leaf.error().code != ErrorCode::kNotFound) return leaf;
+  size_t end = path.find_last_not_of('/');
+  size_t slash = end == std::string::npos ? std::string::npos : path.rfind('/', end);
+  if (slash == std::string::npos || slash == 0) return leaf;  // no parent left to make
+  FORGE_RETURN_IF_ERROR(MakeDirs(path.substr(0, slash), mode));
+  return MakeOneDir(path, mode);
 }
 
 Status MakePrivateDir(const std::string& path) {

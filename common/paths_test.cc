@@ -39,11 +39,30 @@ TEST_F(PathsTest, MakeDirsCreatesParentsWithMode) {
   EXPECT_TRUE(MakeDirs(deep + "/").ok());
 }
 
+// The leaf is tried first and the parents made only when it has none: every
+// shape of path still ends as a directory.
+TEST_F(PathsTest, MakeDirsMakesMissingParentsOfAnyShape) {
+  ASSERT_TRUE(MakeDirs(dir_ + "/x//y///z/", 0700).ok());
+  EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/x/y/z"));
+  ASSERT_TRUE(MakeDirs(dir_ + "/x/y/z/w").ok());  // only the leaf is new
+  EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/x/y/z/w"));
+  std::string cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir_);
+  Status relative = MakeDirs("r1/r2/r3");
+  std::filesystem::current_path(cwd);
+  ASSERT_TRUE(relative.ok()) << relative.error().message;
+  EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/r1/r2/r3"));
+}
+
 TEST_F(PathsTest, MakeDirsThroughAFileFails) {
   std::ofstream(dir_ + "/file") << "x";
   Status s = MakeDirs(dir_ + "/file/sub");
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(s.error().message, HasSubstr(dir_ + "/file"));
+  // Deeper under the file: still refused, still naming the path.
+  Status deeper = MakeDirs(dir_ + "/file/a/b");
+  ASSERT_FALSE(deeper.ok());
+  EXPECT_THAT(deeper.error().message, HasSubstr(dir_ + "/file/a"));
   EXPECT_FALSE(MakeDirs("").ok());
 }
 

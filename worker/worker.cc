@@ -26,12 +26,12 @@ int64_t NowMs() {
   return SystemClock::Get().MonotonicMs();
 }
 
+// mkdir -p with the umask's mode. Any failure is kIo: Prepare blocks the
+// task on kNotFound (a missing agent), and a vanished parent is not that.
 Status MakeDirs(const std::string& path) {
-  std::error_code ec;
-  fs::create_directories(path, ec);
-  if (ec)
-    return MakeError(ErrorCode::kIo, "cannot create directory '" + path + "': " + ec.message());
-  return Status::Ok();
+  Status made = forge::MakeDirs(path, 0777);
+  if (made.ok() || made.error().code != ErrorCode::kNotFound) return made;
+  return MakeError(ErrorCode::kIo, made.error().message);
 }
 
 Status WriteText(const std::string& path, const std::string& text) {
