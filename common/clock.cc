@@ -43,12 +43,15 @@ SystemClock& SystemClock::Get() {
 }
 
 std::string FormatRfc3339(int64_t wall_ms) {
+  // 0000-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z. Checked on the
+  // milliseconds: std::chrono::year is 16 bits and wraps far outside.
+  constexpr int64_t kFirst = -62'167'219'200'000, kLast = 253'402'300'799'999;
+  if (wall_ms < kFirst || wall_ms > kLast) return FormatRfc3339Slow(wall_ms);
   using namespace std::chrono;
   const sys_time<milliseconds> t{milliseconds{wall_ms}};
   const sys_days day = floor<days>(t);
   const year_month_day ymd{day};
   const int year = static_cast<int>(ymd.year());
-  if (year < 0 || year > 9999) return FormatRfc3339Slow(wall_ms);
   // Every task and event carries several of these: civil-date arithmetic
   // and fixed-width digits, without gmtime_r's lock or snprintf's parsing.
   const int64_t ms_of_day = (t - day).count();

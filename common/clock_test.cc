@@ -45,6 +45,9 @@ TEST(FormatRfc3339, KnownInstants) {
   EXPECT_EQ(FormatRfc3339(253'402'300'799'999), "9999-12-31T23:59:59.999Z");
   // Past year 9999 the year takes the digits it needs.
   EXPECT_EQ(FormatRfc3339(253'402'300'800'000), "10000-01-01T00:00:00.000Z");
+  // Year 70000 would wrap std::chrono::year (16 bits) back into 0000-9999.
+  EXPECT_EQ(FormatRfc3339(2'146'819'420'800'000), "70000-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatRfc3339(-62'167'219'200'000), "0000-01-01T00:00:00.000Z");
 }
 
 // The civil-date path agrees with gmtime_r over 0000-9999, every field.
