@@ -533,21 +533,29 @@ void Supervisor::TryReview() {
   while (!review_queue_.empty() && !stopping_) {
     Child* critic = pool_.FindIdle(Role::kCritic);
     if (critic == nullptr) return;
-    int64_t attempt_id = review_queue_.front();
+    PendingReview pending = std::move(review_queue_.front());
     review_queue_.pop_front();
-    auto attempt = store_->GetAttempt(attempt_id);
-    if (!attempt.ok() || attempt->ended_at_ms != 0) continue;  // cancelled meanwhile
-    auto task = store_->GetTask(attempt->task_id);
-    if (!task.ok()) continue;
+    int64_t attempt_id = pending.attempt_id;
+    if (!pending.task) {
+      // The result's transaction did not leave the task: read it. (A cancel
+      // takes the attempt out of the queue, see OnCancelled.)
+      auto attempt = store_->GetAttempt(attempt_id);
+      if (!attempt.ok() || attempt->ended_at_ms != 0) continue;  // cancelled meanwhile
+      auto task = store_->GetTask(attempt->task_id);
+      if (!task.ok()) continue;
+      pending.n = attempt->n;
+      pending.task = std::move(*task);
+    }
+    std::optional<proto::TaskInfo>& task = pending.task;
     proto::Review r;
     r.attempt_id = attempt_id;
-    r.n = attempt->n;
+    r.n = pending.n;
     r.workspace = WorkspaceFor(*task);
     r.verify = config_.critic.verify;
     r.verify.insert(r.verify.end(), task->verify.begin(), task->verify.end());
     r.verify_timeout_ms = config_.critic.verify_timeout_ms;
     r.critic = CriticSpec(config_);
-    r.log_path = LogPathFor(task->id, attempt->n, ".review.log");
+    r.log_path = LogPathFor(task->id, r.n, ".review.log");
     r.task = std::move(*task);
     auto assigned = pool_.AssignJob(critic->pid, attempt_id, r.task.id, r.n, clock_.MonotonicMs(),
                                     clock_.WallMs());
@@ -557,7 +565,7 @@ void Supervisor::TryReview() {
     if (!Send(*critic, r)) {
       critic->attempt_id = 0;
       KillChild(*critic, "unreachable");
-      review_queue_.push_front(attempt_id);
+      review_queue_.push_front({attempt_id, r.n, std::move(r.task)});
     }
   }
 }
@@ -757,6 +765,8 @@ void Supervisor::OnStarted(Child& child, const proto::Started& m) {
 void Supervisor::OnResult(Child& child, const proto::Result& m) {
   if (child.role != Role::kWorker || !HoldsAttempt(child, m.attempt_id, "result")) return;
   int64_t attempt_id = m.attempt_id;
+  const std::string task_id = child.task_id;  // the job's, cleared by FinishJob
+  const int n = child.attempt_n;
   auto done = pool_.FinishJob(child.pid, clock_.MonotonicMs());
   if (!done.ok()) spdlog::warn("{}", done.error().message);
   child.attempt_id = 0;
@@ -773,24 +783,25 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   report.model = m.model;
   report.error = m.error;
   report.log_path = m.log_path;
-  auto attempt = store_->GetAttempt(attempt_id);
-  if (!attempt.ok() || attempt->ended_at_ms != 0) {
+  auto recorded = store_->RecordAgentResult(attempt_id, report);
+  if (recorded.ok() && recorded->closed) {
     spdlog::info("result for attempt {} which is already closed (cancelled)", attempt_id);
     return;
   }
-  if (m.model_failure && report.outcome != Outcome::kPassed) {
-    // What ModelForNextAttempt reads (store LastModelFailure).
-    EmitEvent("attempt.model_failure", json{{"model", m.model}, {"error", m.error}},
-              attempt->task_id, attempt->n);
-  }
-  auto recorded = store_->RecordAgentResult(attempt_id, report);
   if (!recorded.ok()) {
     // Idempotent, and a no-op once the attempt is closed: kept for the retry
     // so the cost and tokens are not lost.
     WriteFailed(
         "recording the result of attempt " + std::to_string(attempt_id), recorded.error(),
-        [this, attempt_id, report] { return store_->RecordAgentResult(attempt_id, report); },
+        [this, attempt_id, report]() -> forge::Status {
+          auto again = store_->RecordAgentResult(attempt_id, report);
+          return again.ok() ? forge::Status::Ok() : forge::Status(again.error());
+        },
         attempt_id);
+  }
+  if (m.model_failure && report.outcome != Outcome::kPassed) {
+    // What ModelForNextAttempt reads (store LastModelFailure).
+    EmitEvent("attempt.model_failure", json{{"model", m.model}, {"error", m.error}}, task_id, n);
   }
   if (m.rate_limited) {
     guards_.OnRateLimited(m.rate_limit_reset_ms);
@@ -798,12 +809,17 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   }
   spdlog::info("{}: attempt {} agent {} {}", child.routing_id, attempt_id, m.outcome, m.error);
   if (report.outcome == Outcome::kPassed && !stopping_) {
-    auto task = store_->GetTask(attempt->task_id);
-    if (task.ok() && task->kind == "expand") {
+    std::optional<proto::TaskInfo> task;
+    if (recorded.ok() && recorded->task) {
+      task = std::move(recorded->task);
+    } else if (auto read = store_->GetTask(task_id); read.ok()) {
+      task = std::move(*read);
+    }
+    if (task && task->kind == "expand") {
       CloseExpandAttempt(*task, attempt_id, m.spec);
       return;
     }
-    review_queue_.push_back(attempt_id);
+    review_queue_.push_back({attempt_id, n, std::move(task)});
     return;
   }
   AttemptEnd end;
@@ -816,8 +832,8 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   end.infra = m.infra;
   CloseAttempt(attempt_id, end);
   if (m.infra) {
-    WorkerOutOfSpace("attempt " + std::to_string(attempt_id) + " (" + attempt->task_id + " #" +
-                         std::to_string(attempt->n) + ") on " + child.routing_id,
+    WorkerOutOfSpace("attempt " + std::to_string(attempt_id) + " (" + task_id + " #" +
+                         std::to_string(n) + ") on " + child.routing_id,
                      m.error);
   }
 }
@@ -987,39 +1003,48 @@ void Supervisor::CloseAttempt(int64_t attempt_id, AttemptEnd end) {
 }
 
 forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& end) {
-  auto attempt = store_->GetAttempt(attempt_id);
-  if (!attempt.ok()) return attempt.error();
-  if (attempt->ended_at_ms != 0) return Status::Ok();
   FORGE_RETURN_IF_ERROR(WriteKeptThroughResult(attempt_id));
-  auto task = store_->GetTask(attempt->task_id);
-  if (!task.ok()) return task.error();
-  TaskRetryState state;
-  state.attempts_used = std::max(0, task->attempts - (attempt->counted ? 1 : 0));
-  state.max_attempts = task->max_attempts;
-  state.infra_retries = task->infra_retries;
-  state.last_fingerprint = task->last_fingerprint;
-  state.cost_usd = task->cost_usd;
   PolicyConfig policy{config_.retry, config_.budget.task_usd};
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  store::Close close =
-      Decide(state, end, policy, steady_wall_.NowMs(), [&] { return uniform(rng_); });
-  if (close.next_state == proto::TaskState::kDone && !end.spec.empty()) {
-    close.spawn = SpecTask(*task, end.spec);
-  }
-  auto closed = store_->CloseAttempt(attempt_id, close);
+  const int64_t now_wall_ms = steady_wall_.NowMs();
+  std::string task_id;
+  int n = 0;
+  // Decided inside the close's transaction, from the rows it reads.
+  auto decide = [&](const proto::AttemptInfo& attempt, const proto::TaskInfo& task) {
+    task_id = task.id;
+    n = attempt.n;
+    TaskRetryState state;
+    state.attempts_used = std::max(0, task.attempts - (attempt.counted ? 1 : 0));
+    state.max_attempts = task.max_attempts;
+    state.infra_retries = task.infra_retries;
+    state.last_fingerprint = task.last_fingerprint;
+    state.cost_usd = task.cost_usd;
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    store::Close close = Decide(state, end, policy, now_wall_ms, [&] { return uniform(rng_); });
+    if (close.next_state == proto::TaskState::kDone && !end.spec.empty()) {
+      close.spawn = SpecTask(task, end.spec);
+    }
+    return close;
+  };
+  auto closed = store_->CloseAttempt(attempt_id, decide);
   if (!closed.ok()) return closed.error();
-  spdlog::info("attempt {} ({} #{}) closed {}: task -> {} ({})", attempt_id, task->id, attempt->n,
+  if (!closed->has_value()) return Status::Ok();  // closed before
+  const store::Close& close = **closed;
+  spdlog::info("attempt {} ({} #{}) closed {}: task -> {} ({})", attempt_id, task_id, n,
                proto::OutcomeName(end.outcome), proto::StateName(close.next_state), close.reason);
   if (end.outcome != Outcome::kPassed && end.outcome != Outcome::kCancelled) {
-    last_failure_ =
-        proto::LastFailure{task->id, attempt->n, std::string(proto::OutcomeName(end.outcome)),
-                           end.error, clock_.WallMs()};
+    last_failure_ = proto::LastFailure{task_id, n, std::string(proto::OutcomeName(end.outcome)),
+                                       end.error, clock_.WallMs()};
   }
   // A rate limit says nothing about the agent's work: the rate-limit pause
   // handles it. Nor does a full disk on the worker's side (infra).
   if (!stopping_ && !end.rate_limited && !end.infra) guards_.OnAttemptClosed(end.outcome);
   RefreshCostToday();
-  RefreshNextDue();
+  if (close.next_state == proto::TaskState::kCooldown) {
+    // A close can only add a cooldown task, so the earliest due time is known
+    // without the query: the same or this task's, whichever is sooner.
+    next_due_wall_ms_ =
+        std::min(next_due_wall_ms_.value_or(close.not_before_ms), close.not_before_ms);
+  }
   FlushGuardEvents();
   return Status::Ok();
 }
@@ -1217,11 +1242,11 @@ void Supervisor::BeginShutdown(const std::string& why) {
     (void)pool_.Apply(c->pid, ChildEvent::kShutdown, now);
   }
   // Attempts waiting for a critic will not get one now.
-  for (int64_t id : review_queue_) {
+  for (const PendingReview& pending : review_queue_) {
     AttemptEnd end;
     end.outcome = Outcome::kCancelled;
     end.error = "supervisor shutdown before review";
-    CloseAttempt(id, end);
+    CloseAttempt(pending.attempt_id, end);
   }
   review_queue_.clear();
 }
@@ -1348,8 +1373,7 @@ json Supervisor::Counters() {
 void Supervisor::OnCancelled(const store::Change& change) {
   if (!change.open_attempt) return;
   int64_t id = change.open_attempt->id;
-  review_queue_.erase(std::remove(review_queue_.begin(), review_queue_.end(), id),
-                      review_queue_.end());
+  std::erase_if(review_queue_, [id](const PendingReview& p) { return p.attempt_id == id; });
   Child* c = pool_.FindByAttempt(id);
   if (c == nullptr || c->state == ChildState::kExited) return;  // its agent died with it
   proto::Cancel cancel;

@@ -209,7 +209,14 @@ class Supervisor final : public ControlBackend {
   store::CheckpointMode checkpoint_mode_ = store::CheckpointMode::kPassive;  // of checkpoint_
   bool maintenance_checkpoint_due_ = false;  // asked for while another one ran
   int64_t wal_frames_at_checkpoint_ = 0;     // Store::WalFrames() when the last one started
-  std::deque<int64_t> review_queue_;         // attempts whose agent passed, waiting for a critic
+  // An attempt whose agent passed, waiting for a critic, with its task as
+  // the result's transaction left it (empty: TryReview reads it).
+  struct PendingReview {
+    int64_t attempt_id = 0;
+    int n = 0;  // the attempt's number in its task
+    std::optional<proto::TaskInfo> task;
+  };
+  std::deque<PendingReview> review_queue_;
   struct KeptWrite {
     std::string what;
     std::function<forge::Status()> write;

@@ -43,6 +43,12 @@ Error NotFoundAttempt(int64_t id) {
   return MakeError(ErrorCode::kNotFound, "attempt " + std::to_string(id) + " not found");
 }
 
+// An attempt closes into a state without one: running and reviewing have one.
+Error InvalidNextState(int64_t attempt_id, TaskState next) {
+  return MakeError(ErrorCode::kInvalid, "closing attempt " + std::to_string(attempt_id) +
+                                            ": next state cannot be " + Str(next));
+}
+
 bool FileExists(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0;
@@ -316,7 +322,8 @@ struct Store::Impl {
     FORGE_ASSIGN_OR_RETURN(
         Stmt s,
         conn.Prepare("UPDATE tasks SET state = ?, version = ?, updated_at = ? WHERE seq = ?"));
-    FORGE_RETURN_IF_ERROR(s.Bind(Str(to), t.version, Now(), t.seq).Run());
+    int64_t now = Now();
+    FORGE_RETURN_IF_ERROR(s.Bind(Str(to), t.version, now, t.seq).Run());
     json payload = std::move(extra);
     if (!payload.is_object()) payload = json::object();
     payload["from"] = Str(from);
@@ -326,6 +333,7 @@ struct Store::Impl {
     FORGE_ASSIGN_OR_RETURN(bool inserted, InsertEvent(kind, t.info.id, attempt_n, key, payload));
     (void)inserted;
     t.info.state = to;
+    t.info.updated_at_ms = now;
     return Status::Ok();
   }
 
@@ -609,11 +617,15 @@ Status Store::MarkAgentStarted(int64_t attempt_id, int64_t agent_pid, int64_t pg
   });
 }
 
-Status Store::RecordAgentResult(int64_t attempt_id, const AgentReport& r) {
+Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentReport& r) {
   Impl& m = *impl_;
-  return m.Write("record agent result", [&]() -> Status {
+  return m.Write("record agent result", [&]() -> Result<RecordedResult> {
+    RecordedResult out;
     FORGE_ASSIGN_OR_RETURN(AttemptRow a, m.LoadAttempt(attempt_id));
-    if (a.reported || a.ended) return Status::Ok();  // already past this step
+    out.closed = a.ended;
+    out.attempt = a.info;
+    if (a.reported || a.ended) return out;  // already past this step
+    out.recorded = true;
     FORGE_ASSIGN_OR_RETURN(
         Stmt s,
         m.conn.Prepare("UPDATE attempts SET reported_at = ?, exit_code = ?, signal = ?, "
@@ -641,25 +653,36 @@ Status Store::RecordAgentResult(int64_t attempt_id, const AgentReport& r) {
                                               {"num_turns", r.num_turns},
                                               {"session_id", r.session_id},
                                               {"error", r.error}}));
-    if (r.outcome != Outcome::kPassed) return Status::Ok();  // CloseAttempt decides
+    if (r.outcome != Outcome::kPassed) return out;  // CloseAttempt decides
     FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(a.info.task_id));
-    if (t.info.state != TaskState::kRunning) return Status::Ok();
-    return m.Transition(t, TaskState::kReviewing, json{{"attempt_id", attempt_id}}, a.info.n);
+    if (t.info.state == TaskState::kRunning) {
+      FORGE_RETURN_IF_ERROR(
+          m.Transition(t, TaskState::kReviewing, json{{"attempt_id", attempt_id}}, a.info.n));
+    }
+    out.task = std::move(t.info);
+    return out;
   });
 }
 
 Status Store::CloseAttempt(int64_t attempt_id, const Close& close) {
-  TaskState next = close.next_state;
-  if (proto::IsActive(next)) {
-    return MakeError(ErrorCode::kInvalid, "closing attempt " + std::to_string(attempt_id) +
-                                              ": next state cannot be " + Str(next));
-  }
+  // A bad argument is refused whatever the attempt's state.
+  if (proto::IsActive(close.next_state)) return InvalidNextState(attempt_id, close.next_state);
+  auto closed =
+      CloseAttempt(attempt_id, [&](const AttemptInfo&, const TaskInfo&) { return close; });
+  return closed.ok() ? Status::Ok() : Status(closed.error());
+}
+
+Result<std::optional<Close>> Store::CloseAttempt(int64_t attempt_id, const CloseDecision& decide) {
   Impl& m = *impl_;
-  return m.Write("close attempt " + std::to_string(attempt_id), [&]() -> Status {
+  using Written = std::optional<Close>;
+  return m.Write("close attempt " + std::to_string(attempt_id), [&]() -> Result<Written> {
     FORGE_ASSIGN_OR_RETURN(AttemptRow a, m.LoadAttempt(attempt_id));
-    if (a.ended) return Status::Ok();  // closed before: nothing changes
+    if (a.ended) return Written();  // closed before: nothing changes
     FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(a.info.task_id));
-    return m.CloseOpenAttempt(a, close, t);
+    Close close = decide(a.info, t.info);
+    if (proto::IsActive(close.next_state)) return InvalidNextState(attempt_id, close.next_state);
+    FORGE_RETURN_IF_ERROR(m.CloseOpenAttempt(a, close, t));
+    return Written(std::move(close));
   });
 }
 

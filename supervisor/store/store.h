@@ -119,6 +119,20 @@ struct Close {
   std::optional<proto::SubmitTask> spawn;
 };
 
+// What RecordAgentResult found, so its caller need not read the rows again.
+struct RecordedResult {
+  bool closed = false;    // the attempt was closed before the report: nothing changed
+  bool recorded = false;  // this report was written (false: closed, or reported before)
+  AttemptInfo attempt;    // as read in the transaction, before the report's update
+  // The task after the report, read when the agent passed (the critic's
+  // review needs it); empty otherwise or when nothing was recorded.
+  std::optional<TaskInfo> task;
+};
+
+// Decides an attempt's close from the attempt and its task as the closing
+// transaction reads them (the caller's retry policy).
+using CloseDecision = std::function<Close(const AttemptInfo& attempt, const TaskInfo& task)>;
+
 struct ListFilter {
   std::optional<TaskState> state;
   int limit = 0;  // 0: no limit
@@ -170,13 +184,18 @@ class Store {
   // tokens to the task; running -> reviewing when report.outcome is passed
   // (otherwise the task stays running until CloseAttempt). Idempotent: a
   // second report, or one for a closed attempt, returns ok and changes nothing.
-  Status RecordAgentResult(int64_t attempt_id, const AgentReport& report);
+  Result<RecordedResult> RecordAgentResult(int64_t attempt_id, const AgentReport& report);
   // Closes the attempt and moves its task to close.next_state (one
   // transaction): cooldown sets not_before; done/blocked/cancelled set
   // finished_at; done records the commit and promotes dependents whose
   // dependencies are now all done. next_state running/reviewing is kInvalid.
   // Idempotent: an already-closed attempt returns ok and changes nothing.
   Status CloseAttempt(int64_t attempt_id, const Close& close);
+  // The same, with the close decided inside the transaction from the rows it
+  // reads, so the decision and the write see the same task, and the caller
+  // reads neither beforehand. Returns the close written, or nullopt when the
+  // attempt was closed before (decide is not called then).
+  Result<std::optional<Close>> CloseAttempt(int64_t attempt_id, const CloseDecision& decide);
   // cooldown -> ready for tasks whose not_before has passed; returns how many.
   Result<int> PromoteDue(int64_t now_wall_ms);
   // Earliest not_before among cooldown tasks.

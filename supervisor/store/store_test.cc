@@ -652,6 +652,108 @@ TEST_F(StoreTest, RepeatedEmissionsAndReportsChangeNothing) {
   ExpectJsonlMatches(*s);
 }
 
+// The supervisor sends the critic the task RecordAgentResult returns instead
+// of reading it again: it must be the row as the transaction left it.
+TEST_F(StoreTest, RecordAgentResultReturnsTheRowsItRead) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("passes"), Task("fails")});
+  AttemptInfo passing = MustLease(*s, ids[0]);
+  AgentReport r;
+  r.outcome = Outcome::kPassed;
+  r.cost_usd = 0.5;
+  r.tokens_in = 7;
+  auto first = s->RecordAgentResult(passing.id, r);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_TRUE(first->recorded);
+  EXPECT_FALSE(first->closed);
+  EXPECT_EQ(first->attempt.id, passing.id);
+  EXPECT_EQ(first->attempt.task_id, ids[0]);
+  EXPECT_EQ(first->attempt.n, 1);
+  ASSERT_TRUE(first->task.has_value()) << "a passed agent's task goes to the critic";
+  EXPECT_EQ(json(*first->task), json(*s->GetTask(ids[0])));
+  EXPECT_EQ(first->task->state, TaskState::kReviewing);
+  EXPECT_DOUBLE_EQ(first->task->cost_usd, 0.5);
+  EXPECT_EQ(first->task->tokens_in, 7);
+
+  auto again = s->RecordAgentResult(passing.id, r);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->recorded) << "a second report changes nothing";
+  EXPECT_FALSE(again->closed);
+  EXPECT_FALSE(again->task.has_value());
+
+  AttemptInfo failing = MustLease(*s, ids[1]);
+  r.outcome = Outcome::kFailed;
+  auto failed = s->RecordAgentResult(failing.id, r);
+  ASSERT_TRUE(failed.ok());
+  EXPECT_TRUE(failed->recorded);
+  EXPECT_FALSE(failed->task.has_value()) << "no review: the close decides, nothing to send";
+  EXPECT_EQ(StateOf(*s, ids[1]), TaskState::kRunning);
+
+  Close c;
+  c.outcome = Outcome::kFailed;
+  c.next_state = TaskState::kBlocked;
+  ASSERT_TRUE(s->CloseAttempt(failing.id, c).ok());
+  auto late = s->RecordAgentResult(failing.id, r);
+  ASSERT_TRUE(late.ok());
+  EXPECT_TRUE(late->closed);
+  EXPECT_FALSE(late->recorded);
+
+  auto unknown = s->RecordAgentResult(999, r);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(StoreTest, CloseAttemptDecidesFromTheRowsOfItsTransaction) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("x")});
+  AttemptInfo a = MustLease(*s, ids[0]);
+  AgentReport r;
+  r.outcome = Outcome::kFailed;
+  r.cost_usd = 2.0;
+  ASSERT_TRUE(s->RecordAgentResult(a.id, r).ok());
+
+  // A decision that is refused rolls everything back.
+  auto refused = s->CloseAttempt(a.id, [](const AttemptInfo&, const TaskInfo&) {
+    Close c;
+    c.next_state = TaskState::kRunning;
+    return c;
+  });
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalid);
+  EXPECT_THAT(refused.error().message, HasSubstr("cannot be running"));
+  EXPECT_EQ(s->GetAttempt(a.id)->ended_at_ms, 0);
+
+  int calls = 0;
+  auto closed = s->CloseAttempt(a.id, [&](const AttemptInfo& attempt, const TaskInfo& task) {
+    ++calls;
+    EXPECT_EQ(attempt.id, a.id);
+    EXPECT_EQ(attempt.ended_at_ms, 0);
+    EXPECT_EQ(task.id, ids[0]);
+    EXPECT_EQ(task.attempts, 1);
+    EXPECT_DOUBLE_EQ(task.cost_usd, 2.0) << "the result's cost is in the row decided from";
+    Close c;
+    c.outcome = Outcome::kFailed;
+    c.next_state = TaskState::kCooldown;
+    c.not_before_ms = 123456789;
+    c.reason = "retry";
+    return c;
+  });
+  ASSERT_TRUE(closed.ok()) << closed.error().ToString();
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(closed->has_value());
+  EXPECT_EQ((*closed)->next_state, TaskState::kCooldown);
+  EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kCooldown);
+  EXPECT_EQ(s->GetTask(ids[0])->not_before_ms, 123456789);
+
+  auto twice = s->CloseAttempt(a.id, [&](const AttemptInfo&, const TaskInfo&) {
+    ++calls;
+    return Close{};
+  });
+  ASSERT_TRUE(twice.ok());
+  EXPECT_FALSE(twice->has_value()) << "closed before: nothing written";
+  EXPECT_EQ(calls, 1) << "and nothing decided";
+}
+
 // ---------------------------------------------------------------- operator actions
 
 TEST_F(StoreTest, OperatorActionsOnUnknownTasksAreNotFound) {
@@ -1450,7 +1552,7 @@ TEST_F(StoreTest, AnIoErrorRefusesTheWriteAndTheStoreRecoversWhenTheDeviceDoes) 
   AgentReport r;
   r.outcome = Outcome::kPassed;
   r.cost_usd = 0.25;
-  Status result = s->RecordAgentResult(a.id, r);
+  auto result = s->RecordAgentResult(a.id, r);
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.error().code, ErrorCode::kIo) << result.error().ToString();
   EXPECT_GT(vfs.refused.load(), 0);

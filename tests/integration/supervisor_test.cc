@@ -3,6 +3,7 @@
 #include <sys/un.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -145,6 +146,40 @@ TEST(Supervisor, CancelKillsTheRunningAttempt) {
   // The worker is free again.
   std::string next = forge.Submit("succeed");
   EXPECT_TRUE(forge.WaitState(next, TaskState::kDone));
+}
+
+// An attempt whose agent passed waits for a free critic with the task its
+// result's transaction read; cancelling it must take it out of that queue,
+// since the review is not checked against the store again.
+TEST(Supervisor, CancelWhileWaitingForACriticIsNeverReviewed) {
+  ForgeOptions o;
+  o.critics = 1;
+  Forge forge(o);
+  forge.Start();
+  std::string busy = forge.Submit("succeed", {}, json{{"verify", {"sleep 60"}}});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return std::filesystem::exists(forge.state_dir() + "/logs/" + busy + "/1.review.log");
+      },
+      20'000))
+      << "the only critic is reviewing " << busy;
+  std::string waiting = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(waiting, TaskState::kReviewing));
+  auto r = forge.ctl().Call("cancel", json{{"id", waiting}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_TRUE(forge.WaitState(waiting, TaskState::kCancelled));
+  r = forge.ctl().Call("cancel", json{{"id", busy}});  // frees the critic
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  // The next review goes to the freed critic after anything still queued.
+  std::string next = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(next, TaskState::kDone));
+  EXPECT_TRUE(std::filesystem::exists(forge.state_dir() + "/logs/" + next + "/1.review.log"));
+  EXPECT_FALSE(std::filesystem::exists(forge.state_dir() + "/logs/" + waiting + "/1.review.log"))
+      << "the cancelled attempt was reviewed";
+  auto attempts = forge.Attempts(waiting);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "cancelled");
+  EXPECT_EQ(attempts[0].verdict, "");
 }
 
 TEST(Supervisor, SecondSupervisorExitsNamingTheFirst) {
