@@ -174,7 +174,11 @@ class Supervisor final : public ControlBackend {
   void WorkerOutOfSpace(const std::string& what, const std::string& error);
   forge::Status ProbeStateDirSpace();
   void RefreshNextDue();
+  // Today's spend for the daily budget: summed from the store (a query over
+  // today's attempts), or kept up to date by AddCostToday as results arrive.
   void RefreshCostToday();
+  void RefreshCostTodayIfStale();  // a new UTC day, or a kept write landed
+  void AddCostToday(int64_t attempt_started_wall_ms, double usd);
   void FlushGuardEvents();
   void EmitEvent(const std::string& kind, const json& payload, const std::string& task_id = "",
                  int attempt = 0);
@@ -234,6 +238,9 @@ class Supervisor final : public ControlBackend {
   std::optional<int64_t> next_due_wall_ms_;
   std::optional<proto::LastFailure> last_failure_;
   double cost_today_ = 0;
+  // The UTC midnight cost_today_ counts from; kCostStale: sum it again.
+  static constexpr int64_t kCostStale = -1;
+  int64_t cost_day_wall_ms_ = kCostStale;
   int64_t started_at_wall_ms_ = 0;
   int64_t started_at_mono_ms_ = 0;
 
