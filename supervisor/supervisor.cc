@@ -1191,9 +1191,9 @@ void Supervisor::RefreshCostTodayIfStale() {
   if (MidnightBefore(clock_.WallMs()) != cost_day_wall_ms_) RefreshCostToday();
 }
 
-// The sum is over today's attempts, so querying it after every result made
-// each result cost O(attempts today) on the loop (9 ms with 20,000, 24 ms
-// with 50,000): a recorded cost is added instead. The only other writer of
+// The sum is over today's attempts, so querying it at every close made each
+// close cost O(attempts today) on the loop (9 ms with 20,000, 24 ms with
+// 50,000): a recorded cost is added instead. The only other writer of
 // attempts.cost_usd is a kept result landing later, which marks it stale.
 void Supervisor::AddCostToday(int64_t attempt_started_wall_ms, double usd) {
   if (config_.budget.daily_usd <= 0) return;
