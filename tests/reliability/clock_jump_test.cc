@@ -122,6 +122,51 @@ TEST(ClockJumpRestart, FarCooldownIsClampedAtStartup) {
       << f.SupervisorLog();
 }
 
+// The day's spend is kept by adding each result's cost; a new UTC day must
+// start it over from the store, not carry yesterday's sum into the budget.
+TEST(ClockJumpBudget, ANewDayStartsTheSpendOver) {
+#ifdef FORGE_ASAN
+  GTEST_SKIP() << "sanitizer build: libfaketime cannot come before the ASan runtime";
+#endif
+  if (!std::filesystem::exists(kFaketime)) {
+    GTEST_SKIP() << kFaketime << " missing: install the Debian package faketime (deploy/setup.sh)";
+  }
+  ForgeOptions o;
+  o.profile = "claude";
+  o.workers = 1;
+  o.daily_usd = 1.0;
+  itest::Forge f(o);
+  std::string offset = f.dir() + "/faketime-offset";
+  WriteFile(offset, "+0\n");
+  o.extra_env["LD_PRELOAD"] = kFaketime;
+  o.extra_env["FAKETIME_TIMESTAMP_FILE"] = offset;
+  o.extra_env["FAKETIME_NO_CACHE"] = "1";
+  o.extra_env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1";
+  f.Rewrite(o);
+  f.Start();
+  auto budget_paused = [&] {
+    for (const auto& p : f.Status().value("pause_reasons", json::array())) {
+      if (p.value("kind", "") == "budget") return true;
+    }
+    return false;
+  };
+  std::string yesterday = f.Submit("cost", {{"FAKE_COST", "0.6"}});
+  ASSERT_TRUE(f.WaitState(yesterday, TaskState::kDone)) << f.SupervisorLog();
+  EXPECT_NEAR(f.Status().value("cost_today_usd", 0.0), 0.6, 1e-9);
+
+  WriteFile(offset, "+" + std::to_string(24 * kHourMs / 1000) + "\n");
+  std::string today = f.Submit("cost", {{"FAKE_COST", "0.6"}});
+  ASSERT_TRUE(f.WaitState(today, TaskState::kDone)) << f.SupervisorLog();
+  auto started = f.Attempts(today).at(0).started_at_ms;
+  ASSERT_GT(started - RealWallMs(), 23 * kHourMs) << "libfaketime did not step the clock";
+  EXPECT_NEAR(f.Status().value("cost_today_usd", 0.0), 0.6, 1e-9) << f.Status().dump();
+  // 0.6 + 0.6 would be over the budget: only a sum carried across days is.
+  EXPECT_FALSE(budget_paused()) << f.Status().dump();
+  std::string next = f.Submit("cost", {{"FAKE_COST", "0.1"}});
+  EXPECT_TRUE(f.WaitState(next, TaskState::kDone)) << f.Status().dump();
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Steps, ClockJump, ::testing::Values(-kHourMs, kHourMs),
                          [](const auto& info) {
                            return info.param < 0 ? std::string("BackOneHour")
