@@ -184,6 +184,7 @@ class Store {
   // tokens to the task; running -> reviewing when report.outcome is passed
   // (otherwise the task stays running until CloseAttempt). Idempotent: a
   // second report, or one for a closed attempt, returns ok and changes nothing.
+  // Returns what the transaction read (RecordedResult).
   Result<RecordedResult> RecordAgentResult(int64_t attempt_id, const AgentReport& report);
   // Closes the attempt and moves its task to close.next_state (one
   // transaction): cooldown sets not_before; done/blocked/cancelled set
