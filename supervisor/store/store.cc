@@ -43,7 +43,8 @@ Error NotFoundAttempt(int64_t id) {
   return MakeError(ErrorCode::kNotFound, "attempt " + std::to_string(id) + " not found");
 }
 
-// An attempt closes into a state without one: running and reviewing have one.
+// A close must leave its task in a state with no open attempt: not running
+// or reviewing.
 Error InvalidNextState(int64_t attempt_id, TaskState next) {
   return MakeError(ErrorCode::kInvalid, "closing attempt " + std::to_string(attempt_id) +
                                             ": next state cannot be " + Str(next));

@@ -9,14 +9,6 @@ namespace {
 
 using proto::TaskState;
 
-bool PausedBy(Forge& forge, const std::string& kind) {
-  json s = forge.Status();
-  for (const auto& p : s.value("pause_reasons", json::array())) {
-    if (p.value("kind", "") == kind) return true;
-  }
-  return false;
-}
-
 TEST(LoopGuards, CircuitBreakerTripsHalfOpensAndClosesOnAPass) {
   ForgeOptions o;
   o.circuit_failures = 3;
@@ -27,7 +19,7 @@ TEST(LoopGuards, CircuitBreakerTripsHalfOpensAndClosesOnAPass) {
   std::vector<std::string> bad;
   for (int i = 0; i < 3; ++i) bad.push_back(forge.Submit("fail_different"));
   for (const auto& id : bad) ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked));
-  ASSERT_TRUE(WaitFor([&] { return PausedBy(forge, "circuit"); }, 2000)) << forge.Status().dump();
+  ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("circuit"); }, 2000)) << forge.Status().dump();
   auto opened = std::chrono::steady_clock::now();
   std::string good = forge.Submit("succeed");
   // While open nothing is dispatched.
@@ -37,7 +29,7 @@ TEST(LoopGuards, CircuitBreakerTripsHalfOpensAndClosesOnAPass) {
                     std::chrono::steady_clock::now() - opened)
                     .count();
   EXPECT_GE(waited, 800) << "the probe went before the cooldown";
-  EXPECT_TRUE(WaitFor([&] { return !PausedBy(forge, "circuit"); }, 2000));
+  EXPECT_TRUE(WaitFor([&] { return !forge.PausedBy("circuit"); }, 2000));
   auto paused = forge.Events("", "dispatch.paused");
   auto resumed = forge.Events("", "dispatch.resumed");
   ASSERT_FALSE(paused.empty());
@@ -53,7 +45,7 @@ TEST(LoopGuards, RateLimitPausesDispatchUntilResumed) {
   Forge forge(o);
   forge.Start();
   std::string id = forge.Submit("rate_limit", {{"FAKE_FAILS", "1"}});
-  ASSERT_TRUE(WaitFor([&] { return PausedBy(forge, "rate_limit"); }, 10'000))
+  ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("rate_limit"); }, 10'000))
       << forge.Status().dump();
   json status = forge.Status();
   int64_t until = 0;
@@ -82,15 +74,15 @@ TEST(LoopGuards, DailyBudgetTripsAndRecoversWhenRaised) {
   forge.Start();
   std::string a = forge.Submit("cost", {{"FAKE_COST", "0.6"}});
   ASSERT_TRUE(forge.WaitState(a, TaskState::kDone));
-  EXPECT_FALSE(PausedBy(forge, "budget"));
+  EXPECT_FALSE(forge.PausedBy("budget"));
   std::string b = forge.Submit("cost", {{"FAKE_COST", "0.6"}});
   ASSERT_TRUE(forge.WaitState(b, TaskState::kDone));
-  ASSERT_TRUE(WaitFor([&] { return PausedBy(forge, "budget"); }, 2000)) << forge.Status().dump();
+  ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("budget"); }, 2000)) << forge.Status().dump();
   EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 1.2, 1e-6);
   std::string c = forge.Submit("cost", {{"FAKE_COST", "0.1"}});
   EXPECT_FALSE(WaitFor([&] { return forge.Task(c).state != TaskState::kReady; }, 300));
   ASSERT_TRUE(forge.ctl().Call("resume").ok());  // an operator resume does not lift it
-  EXPECT_TRUE(PausedBy(forge, "budget"));
+  EXPECT_TRUE(forge.PausedBy("budget"));
   o.daily_usd = 10.0;
   forge.Rewrite(o);
   ::kill(forge.pid(), SIGHUP);

@@ -111,6 +111,8 @@ class Forge {
                                        const std::string& kind = "");
   bool HasEvent(const std::string& task_id, const std::string& kind);
   json Status();
+  // status lists a pause of this kind ("budget", "circuit", "rate_limit", ...).
+  bool PausedBy(const std::string& kind);
   // Waits until the task reaches `state`.
   bool WaitState(const std::string& id, proto::TaskState state, int64_t timeout_ms = 20'000);
   // The fake agent's run log: "<task> <attempt> <pid>" lines.

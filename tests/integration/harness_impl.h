@@ -267,6 +267,13 @@ inline bool Forge::HasEvent(const std::string& task_id, const std::string& kind)
   return !Events(task_id, kind).empty();
 }
 
+inline bool Forge::PausedBy(const std::string& kind) {
+  for (const auto& p : Status().value("pause_reasons", json::array())) {
+    if (p.value("kind", "") == kind) return true;
+  }
+  return false;
+}
+
 inline json Forge::Status() {
   auto s = ctl().Call("status", json::object(), 2000);
   return s.ok() ? *s : json::object();

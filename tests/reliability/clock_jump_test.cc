@@ -27,17 +27,39 @@ int64_t RealWallMs() {
       .count();
 }
 
+// Why the libfaketime tests cannot run here, or "" when they can.
+std::string FaketimeUnavailable() {
+#ifdef FORGE_ASAN
+  return "sanitizer build: libfaketime in LD_PRELOAD comes before the ASan runtime, which ASan "
+         "refuses ('ASan runtime does not come first in initial library list'); the normal build "
+         "runs this test";
+#else
+  if (!std::filesystem::exists(kFaketime)) {
+    return std::string(kFaketime) +
+           " missing: install the Debian package faketime (deploy/setup.sh)";
+  }
+  return "";
+#endif
+}
+
+// Runs f's supervisor (and its children) under libfaketime with the wall
+// clock offset read from the returned file ("+0" now; "+N"/"-N" seconds),
+// CLOCK_MONOTONIC left real.
+std::string UnderFaketime(itest::Forge& f, ForgeOptions& o) {
+  std::string offset = f.dir() + "/faketime-offset";
+  WriteFile(offset, "+0\n");
+  o.extra_env["LD_PRELOAD"] = kFaketime;
+  o.extra_env["FAKETIME_TIMESTAMP_FILE"] = offset;
+  o.extra_env["FAKETIME_NO_CACHE"] = "1";
+  o.extra_env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1";
+  f.Rewrite(o);
+  return offset;
+}
+
 class ClockJump : public ::testing::TestWithParam<int64_t> {};
 
 TEST_P(ClockJump, WallStepNeitherFiresNorStarvesTimeouts) {
-#ifdef FORGE_ASAN
-  GTEST_SKIP() << "sanitizer build: libfaketime in LD_PRELOAD comes before the ASan runtime, "
-                  "which ASan refuses ('ASan runtime does not come first in initial library "
-                  "list'); the normal build runs this test";
-#endif
-  if (!std::filesystem::exists(kFaketime)) {
-    GTEST_SKIP() << kFaketime << " missing: install the Debian package faketime (deploy/setup.sh)";
-  }
+  if (std::string why = FaketimeUnavailable(); !why.empty()) GTEST_SKIP() << why;
   const int64_t step_ms = GetParam();
   ForgeOptions o;
   o.workers = 2;
@@ -48,13 +70,7 @@ TEST_P(ClockJump, WallStepNeitherFiresNorStarvesTimeouts) {
   o.stall_timeout = "10s";
   o.timeout = "20s";
   itest::Forge f(o);
-  std::string offset = f.dir() + "/faketime-offset";
-  WriteFile(offset, "+0\n");
-  o.extra_env["LD_PRELOAD"] = kFaketime;
-  o.extra_env["FAKETIME_TIMESTAMP_FILE"] = offset;
-  o.extra_env["FAKETIME_NO_CACHE"] = "1";
-  o.extra_env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1";
-  f.Rewrite(o);
+  std::string offset = UnderFaketime(f, o);
   f.Start();
 
   // A: an agent that runs across the step. B: fails once, then cools down.
@@ -125,31 +141,14 @@ TEST(ClockJumpRestart, FarCooldownIsClampedAtStartup) {
 // The day's spend is kept by adding each result's cost; a new UTC day must
 // start it over from the store, not carry yesterday's sum into the budget.
 TEST(ClockJumpBudget, ANewDayStartsTheSpendOver) {
-#ifdef FORGE_ASAN
-  GTEST_SKIP() << "sanitizer build: libfaketime cannot come before the ASan runtime";
-#endif
-  if (!std::filesystem::exists(kFaketime)) {
-    GTEST_SKIP() << kFaketime << " missing: install the Debian package faketime (deploy/setup.sh)";
-  }
+  if (std::string why = FaketimeUnavailable(); !why.empty()) GTEST_SKIP() << why;
   ForgeOptions o;
   o.profile = "claude";
   o.workers = 1;
   o.daily_usd = 1.0;
   itest::Forge f(o);
-  std::string offset = f.dir() + "/faketime-offset";
-  WriteFile(offset, "+0\n");
-  o.extra_env["LD_PRELOAD"] = kFaketime;
-  o.extra_env["FAKETIME_TIMESTAMP_FILE"] = offset;
-  o.extra_env["FAKETIME_NO_CACHE"] = "1";
-  o.extra_env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1";
-  f.Rewrite(o);
+  std::string offset = UnderFaketime(f, o);
   f.Start();
-  auto budget_paused = [&] {
-    for (const auto& p : f.Status().value("pause_reasons", json::array())) {
-      if (p.value("kind", "") == "budget") return true;
-    }
-    return false;
-  };
   std::string yesterday = f.Submit("cost", {{"FAKE_COST", "0.6"}});
   ASSERT_TRUE(f.WaitState(yesterday, TaskState::kDone)) << f.SupervisorLog();
   EXPECT_NEAR(f.Status().value("cost_today_usd", 0.0), 0.6, 1e-9);
@@ -161,7 +160,7 @@ TEST(ClockJumpBudget, ANewDayStartsTheSpendOver) {
   ASSERT_GT(started - RealWallMs(), 23 * kHourMs) << "libfaketime did not step the clock";
   EXPECT_NEAR(f.Status().value("cost_today_usd", 0.0), 0.6, 1e-9) << f.Status().dump();
   // 0.6 + 0.6 would be over the budget: only a sum carried across days is.
-  EXPECT_FALSE(budget_paused()) << f.Status().dump();
+  EXPECT_FALSE(f.PausedBy("budget")) << f.Status().dump();
   std::string next = f.Submit("cost", {{"FAKE_COST", "0.1"}});
   EXPECT_TRUE(f.WaitState(next, TaskState::kDone)) << f.Status().dump();
   EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);

@@ -784,13 +784,7 @@ TEST(Faults, AResultKeptOnAFullDiskIsWrittenBeforeTheClose) {
   EXPECT_NEAR(f.Status().value("cost_today_usd", 0.0), 0.75, 1e-9) << f.Status().dump();
   // The supervisor adds each result's cost to the day's spend as it records
   // it; a result written late, from the kept writes, is summed again.
-  auto budget_paused = [&] {
-    for (const auto& p : f.Status().value("pause_reasons", json::array())) {
-      if (p.value("kind", "") == "budget") return true;
-    }
-    return false;
-  };
-  EXPECT_TRUE(itest::WaitFor(budget_paused, 10'000)) << f.Status().dump();
+  EXPECT_TRUE(itest::WaitFor([&] { return f.PausedBy("budget"); }, 10'000)) << f.Status().dump();
   // In the order they happened: the exit, the result, the close.
   int64_t exited = 0;
   for (const auto& e : f.Events("", "child.exited")) {
