@@ -34,7 +34,7 @@ packages=(
   # build
   g++ cmake ninja-build pkg-config git
   libzmq3-dev cppzmq-dev libsqlite3-dev nlohmann-json3-dev libyaml-cpp-dev
-  libspdlog-dev libcli11-dev libkainjow-mustache-dev libsystemd-dev
+  libspdlog-dev libcli11-dev libkainjow-mustache-dev libsystemd-dev libmimalloc-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev sqlite3 procps util-linux tmux
   clang libclang-rt-14-dev dpkg-dev systemd faketime

@@ -50,7 +50,7 @@ Result<Config> LoadEffectiveConfig(const std::string& path) {
 
 // Everything after the (optional) fork: lock, logging, recovery, sockets, loop.
 int Serve(const Config& config, const std::string& config_path, const std::string& state_dir,
-          bool foreground, Readiness readiness) {
+          const StartOptions& start, Readiness readiness) {
   auto lock = LockFile::Acquire(JoinPath(state_dir, "supervisor.lock"));
   if (!lock.ok()) {
     readiness.Fail(lock.error().message);  // names the running supervisor's pid
@@ -59,11 +59,12 @@ int Serve(const Config& config, const std::string& config_path, const std::strin
   LogOptions log;
   log.name = "supervisor";
   log.file = JoinPath(state_dir, "supervisor.log");
-  log.console = foreground;
+  log.console = start.foreground;
   if (auto s = SetupLogging(log); !s.ok()) {
     readiness.Fail(s.error().message);
     return kExitFailure;
   }
+  spdlog::info("forge-supervisor {} (allocator: {})", FORGE_VERSION, start.allocator);
   SupervisorOptions options{config, config_path, state_dir};
   auto sup = Supervisor::Create(std::move(options));
   if (!sup.ok()) {
@@ -126,7 +127,7 @@ int RunStart(const StartOptions& options) {
     std::cerr << "forge-supervisor: state directory: " << s.error().message << "\n";
     return kExitFailure;
   }
-  if (options.foreground) return Serve(*config, config_path, state_dir, true, Readiness());
+  if (options.foreground) return Serve(*config, config_path, state_dir, options, Readiness());
 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -147,7 +148,7 @@ int RunStart(const StartOptions& options) {
   ::close(fds[0]);
   ::setsid();
   DetachStdio();
-  int code = Serve(*config, config_path, state_dir, false, Readiness(fds[1]));
+  int code = Serve(*config, config_path, state_dir, options, Readiness(fds[1]));
   std::fflush(nullptr);
   ::_exit(code);
 }

@@ -16,6 +16,9 @@ struct StartOptions {
   std::string config_path;  // empty: ./forge.yaml if it exists, else defaults
   std::string state_dir;    // empty: FORGE_STATE_DIR, beside the config, ./.forge
   bool foreground = false;
+  // The malloc the binary runs on, logged at start (main.cc knows it: the
+  // library is also linked into tests, which keep glibc's).
+  std::string allocator = "glibc malloc";
 };
 
 // Without foreground: forks, the child detaches (setsid, stdio to /dev/null)

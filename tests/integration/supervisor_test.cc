@@ -182,6 +182,20 @@ TEST(Supervisor, CancelWhileWaitingForACriticIsNeverReviewed) {
   EXPECT_EQ(attempts[0].verdict, "");
 }
 
+// The supervisor runs on mimalloc unless built without it (FORGE_MIMALLOC=OFF
+// or a sanitizer build): its log names the allocator malloc() resolved to.
+TEST(Supervisor, LogsTheAllocatorItRunsOn) {
+  Forge forge;
+  forge.Start();
+#ifdef FORGE_EXPECT_MIMALLOC
+  const char* expected = "(allocator: mimalloc 2.";
+#else
+  const char* expected = "(allocator: glibc malloc)";
+#endif
+  std::string log = forge.SupervisorLog();
+  EXPECT_NE(log.find(expected), std::string::npos) << log;
+}
+
 TEST(Supervisor, SecondSupervisorExitsNamingTheFirst) {
   Forge forge;
   forge.Start();
