@@ -138,6 +138,72 @@ TEST(CodecRoundTrip, EverySupervisorMessage) {
   ExpectSupervisorRoundTrip(Shutdown{30000});
 }
 
+// The child protocol leaves out the fields at their defaults (the task's,
+// the agent's, a result's): the decoder restores them, including defaults
+// that are not zero (exit_code -1, retryable, max_attempts 3, kind "work").
+TEST(CodecWire, DefaultsAreLeftOutAndReadBack) {
+  Dispatch d;
+  d.attempt_id = 1;
+  d.n = 1;
+  d.task.id = "t1";
+  d.workspace = "/w";
+  d.agent.command = {"true"};
+  d.log_path = "/l";
+  json j = json::parse(Encode(d, "m1"));
+  EXPECT_EQ(j["task"], json({{"id", "t1"}}));
+  EXPECT_EQ(j["agent"], json({{"command", {"true"}}}));
+  EXPECT_FALSE(j.contains("brief"));
+  EXPECT_FALSE(j.contains("history"));
+  ExpectSupervisorRoundTrip(d);
+
+  Review r;
+  r.attempt_id = 1;
+  r.task.id = "t1";
+  r.workspace = "/w";
+  EXPECT_EQ(json::parse(Encode(r, "m2"))["task"], json({{"id", "t1"}}));
+  ExpectSupervisorRoundTrip(r);
+
+  Result result;
+  result.attempt_id = 7;
+  result.outcome = "passed";
+  j = json::parse(Encode(result, "m3"));
+  EXPECT_EQ(
+      j,
+      json({{"v", 1}, {"type", "result"}, {"id", "m3"}, {"attempt_id", 7}, {"outcome", "passed"}}));
+  ExpectChildRoundTrip(result);
+}
+
+// A value that differs from a non-zero default is sent, zero included.
+TEST(CodecWire, ZeroIsSentWhereTheDefaultIsNot) {
+  Result result;
+  result.attempt_id = 7;
+  result.outcome = "failed";
+  result.exit_code = 0;
+  result.retryable = false;
+  json j = json::parse(Encode(result, "m"));
+  EXPECT_EQ(j["exit_code"], 0);
+  EXPECT_EQ(j["retryable"], false);
+  ExpectChildRoundTrip(result);
+
+  Dispatch d;
+  d.attempt_id = 1;
+  d.task.id = "t1";
+  d.task.kind = "";
+  d.task.max_attempts = 0;
+  d.task.state = TaskState::kRunning;
+  d.workspace = "/w";
+  d.agent.command = {"true"};
+  d.agent.profile = "";
+  d.agent.timeout_ms = 0;
+  j = json::parse(Encode(d, "m"));
+  EXPECT_EQ(j["task"]["kind"], "");
+  EXPECT_EQ(j["task"]["max_attempts"], 0);
+  EXPECT_EQ(j["task"]["state"], "running");
+  EXPECT_EQ(j["agent"]["profile"], "");
+  EXPECT_EQ(j["agent"]["timeout_ms"], 0);
+  ExpectSupervisorRoundTrip(d);
+}
+
 TEST(CodecEnvelope, HasVersionTypeAndId) {
   json j = json::parse(Encode(FullHello(), "abc"));
   EXPECT_EQ(j["v"], 1);

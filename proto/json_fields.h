@@ -90,6 +90,13 @@ void Optional(const json& obj, const char* key, T& out) {
   WithPrefix(key, [&] { ReadValue(*it, out); });
 }
 
+// The writing side of Optional: sets j[key] unless value is the default
+// the reader starts from, so the key's absence reads back the same.
+template <typename T>
+void PutUnlessDefault(json& j, const char* key, const T& value, const T& default_value) {
+  if (!(value == default_value)) j[key] = value;
+}
+
 // Requires j to be an object.
 void RequireObject(const json& j);
 

@@ -42,28 +42,29 @@ void ReadValue(const json& j, Started& m) {
   Optional(j, "agent_start_time", m.agent_start_time);
 }
 
+// Fields at their defaults are left out (ReadValue restores them): a
+// no-op agent's result is its id and outcome.
 void to_json(json& j, const Result& m) {
-  j = json::object();
-  j["attempt_id"] = m.attempt_id;
-  j["outcome"] = m.outcome;
-  j["exit_code"] = m.exit_code;
-  j["signal"] = m.signal;
-  j["duration_ms"] = m.duration_ms;
-  j["cost_usd"] = m.cost_usd;
-  j["tokens_in"] = m.tokens_in;
-  j["tokens_out"] = m.tokens_out;
-  j["num_turns"] = m.num_turns;
-  j["session_id"] = m.session_id;
-  j["error"] = m.error;
-  j["log_path"] = m.log_path;
-  j["output_tail"] = m.output_tail;
-  j["retryable"] = m.retryable;
-  j["rate_limited"] = m.rate_limited;
-  j["rate_limit_reset_ms"] = m.rate_limit_reset_ms;
-  j["model_failure"] = m.model_failure;
-  if (m.infra) j["infra"] = true;
-  j["model"] = m.model;
-  if (!m.spec.empty()) j["spec"] = m.spec;
+  static const Result d;
+  j = json{{"attempt_id", m.attempt_id}, {"outcome", m.outcome}};
+  PutUnlessDefault(j, "exit_code", m.exit_code, d.exit_code);
+  PutUnlessDefault(j, "signal", m.signal, d.signal);
+  PutUnlessDefault(j, "duration_ms", m.duration_ms, d.duration_ms);
+  PutUnlessDefault(j, "cost_usd", m.cost_usd, d.cost_usd);
+  PutUnlessDefault(j, "tokens_in", m.tokens_in, d.tokens_in);
+  PutUnlessDefault(j, "tokens_out", m.tokens_out, d.tokens_out);
+  PutUnlessDefault(j, "num_turns", m.num_turns, d.num_turns);
+  PutUnlessDefault(j, "session_id", m.session_id, d.session_id);
+  PutUnlessDefault(j, "error", m.error, d.error);
+  PutUnlessDefault(j, "log_path", m.log_path, d.log_path);
+  PutUnlessDefault(j, "output_tail", m.output_tail, d.output_tail);
+  PutUnlessDefault(j, "retryable", m.retryable, d.retryable);
+  PutUnlessDefault(j, "rate_limited", m.rate_limited, d.rate_limited);
+  PutUnlessDefault(j, "rate_limit_reset_ms", m.rate_limit_reset_ms, d.rate_limit_reset_ms);
+  PutUnlessDefault(j, "model_failure", m.model_failure, d.model_failure);
+  PutUnlessDefault(j, "infra", m.infra, d.infra);
+  PutUnlessDefault(j, "model", m.model, d.model);
+  PutUnlessDefault(j, "spec", m.spec, d.spec);
 }
 
 void ReadValue(const json& j, Result& m) {
@@ -111,15 +112,13 @@ void ReadValue(const json& j, ReviewResult& m) {
 
 // ---- supervisor -> child ----
 
+// The task goes in its wire form (WireJson): its fields at their defaults
+// are left out, like the empty optional fields here.
 void to_json(json& j, const Dispatch& m) {
-  j = json{{"attempt_id", m.attempt_id},
-           {"n", m.n},
-           {"task", m.task},
-           {"brief", m.brief},
-           {"history", m.history},
-           {"workspace", m.workspace},
-           {"agent", m.agent},
-           {"log_path", m.log_path}};
+  j = json{{"attempt_id", m.attempt_id}, {"n", m.n},         {"task", WireJson(m.task)},
+           {"workspace", m.workspace},   {"agent", m.agent}, {"log_path", m.log_path}};
+  if (!m.brief.empty()) j["brief"] = m.brief;
+  if (!m.history.empty()) j["history"] = m.history;
   if (!m.sync_remote.empty()) j["sync_remote"] = m.sync_remote;
   if (!m.sync_branch.empty()) j["sync_branch"] = m.sync_branch;
 }
@@ -139,12 +138,9 @@ void ReadValue(const json& j, Dispatch& m) {
 }
 
 void to_json(json& j, const Review& m) {
-  j = json{{"attempt_id", m.attempt_id},
-           {"n", m.n},
-           {"task", m.task},
-           {"workspace", m.workspace},
-           {"verify", m.verify},
-           {"verify_timeout_ms", m.verify_timeout_ms},
+  j = json{{"attempt_id", m.attempt_id}, {"n", m.n},
+           {"task", WireJson(m.task)},   {"workspace", m.workspace},
+           {"verify", m.verify},         {"verify_timeout_ms", m.verify_timeout_ms},
            {"log_path", m.log_path}};
   if (m.critic) j["critic"] = *m.critic;
 }

@@ -131,6 +131,10 @@ std::optional<int64_t> ParseRfc3339(std::string_view s) {
   return (static_cast<int64_t>(secs) - offset_min * 60) * 1000 + ms;
 }
 
+void PutTimeUnlessZero(json& j, const char* key, int64_t wall_ms) {
+  if (wall_ms != 0) j[key] = TimeToJson(wall_ms);
+}
+
 }  // namespace
 
 // ---- states and outcomes ----
@@ -245,16 +249,19 @@ void ReadValue(const json& j, Finding& v) {
   Required(j, "message", v.message);
 }
 
+// Only on the child protocol (dispatch, review): the fields at their
+// defaults are left out, as in WireJson(TaskInfo).
 void to_json(json& j, const AgentSpec& v) {
-  j = json{{"profile", v.profile},
-           {"command", v.command},
-           {"args", v.args},
-           {"model", v.model},
-           {"env", v.env},
-           {"pass_env", v.pass_env},
-           {"timeout_ms", v.timeout_ms},
-           {"stall_timeout_ms", v.stall_timeout_ms},
-           {"kill_grace_ms", v.kill_grace_ms}};
+  static const AgentSpec d;
+  j = json{{"command", v.command}};
+  PutUnlessDefault(j, "profile", v.profile, d.profile);
+  PutUnlessDefault(j, "args", v.args, d.args);
+  PutUnlessDefault(j, "model", v.model, d.model);
+  PutUnlessDefault(j, "env", v.env, d.env);
+  PutUnlessDefault(j, "pass_env", v.pass_env, d.pass_env);
+  PutUnlessDefault(j, "timeout_ms", v.timeout_ms, d.timeout_ms);
+  PutUnlessDefault(j, "stall_timeout_ms", v.stall_timeout_ms, d.stall_timeout_ms);
+  PutUnlessDefault(j, "kill_grace_ms", v.kill_grace_ms, d.kill_grace_ms);
 }
 
 void ReadValue(const json& j, AgentSpec& v) {
@@ -323,6 +330,44 @@ void to_json(json& j, const TaskInfo& v) {
   j["cost_usd"] = v.cost_usd;
   j["tokens_in"] = v.tokens_in;
   j["tokens_out"] = v.tokens_out;
+}
+
+json WireJson(const TaskInfo& v) {
+  static const TaskInfo d;
+  json j = json::object();
+  j["id"] = v.id;  // required
+  PutUnlessDefault(j, "title", v.title, d.title);
+  PutUnlessDefault(j, "brief", v.brief, d.brief);
+  PutUnlessDefault(j, "kind", v.kind, d.kind);
+  if (v.state != d.state) j["state"] = StateName(v.state);
+  PutUnlessDefault(j, "priority", v.priority, d.priority);
+  PutUnlessDefault(j, "max_attempts", v.max_attempts, d.max_attempts);
+  PutUnlessDefault(j, "needs_approval", v.needs_approval, d.needs_approval);
+  PutUnlessDefault(j, "approved", v.approved, d.approved);
+  PutUnlessDefault(j, "allow_empty", v.allow_empty, d.allow_empty);
+  PutUnlessDefault(j, "repo", v.repo, d.repo);
+  PutUnlessDefault(j, "base", v.base, d.base);
+  PutUnlessDefault(j, "agent", v.agent, d.agent);
+  PutUnlessDefault(j, "model", v.model, d.model);
+  PutUnlessDefault(j, "env", v.env, d.env);
+  PutUnlessDefault(j, "verify", v.verify, d.verify);
+  PutUnlessDefault(j, "depends_on", v.depends_on, d.depends_on);
+  PutUnlessDefault(j, "parent", v.parent, d.parent);
+  PutUnlessDefault(j, "attempts", v.attempts, d.attempts);
+  PutUnlessDefault(j, "total_attempts", v.total_attempts, d.total_attempts);
+  PutUnlessDefault(j, "infra_retries", v.infra_retries, d.infra_retries);
+  PutTimeUnlessZero(j, "not_before", v.not_before_ms);
+  PutTimeUnlessZero(j, "created_at", v.created_at_ms);
+  PutTimeUnlessZero(j, "updated_at", v.updated_at_ms);
+  PutTimeUnlessZero(j, "finished_at", v.finished_at_ms);
+  PutUnlessDefault(j, "last_error", v.last_error, d.last_error);
+  PutUnlessDefault(j, "last_fingerprint", v.last_fingerprint, d.last_fingerprint);
+  PutUnlessDefault(j, "branch", v.branch, d.branch);
+  PutUnlessDefault(j, "commit", v.commit, d.commit);
+  PutUnlessDefault(j, "cost_usd", v.cost_usd, d.cost_usd);
+  PutUnlessDefault(j, "tokens_in", v.tokens_in, d.tokens_in);
+  PutUnlessDefault(j, "tokens_out", v.tokens_out, d.tokens_out);
+  return j;
 }
 
 void ReadValue(const json& j, TaskInfo& v) {

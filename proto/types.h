@@ -178,6 +178,12 @@ void to_json(json& j, const TaskInfo& v);
 void to_json(json& j, const AttemptInfo& v);
 void to_json(json& j, const EventInfo& v);
 
+// The child protocol's form of a task (dispatch, review): to_json without
+// the fields at their defaults, which ReadValue restores. A worker or critic
+// parses half the bytes. Operators' JSON (show, ls, events) keeps to_json's
+// every key: their scripts rely on it.
+json WireJson(const TaskInfo& v);
+
 void ReadValue(const json& j, CheckResult& v);
 void ReadValue(const json& j, Finding& v);
 void ReadValue(const json& j, AgentSpec& v);

@@ -120,9 +120,14 @@ TEST(Records, TaskJsonNames) {
   for (const auto& k : keys) EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["state"], "cooldown");
   EXPECT_EQ(j["created_at"], "2026-11-21T14:56:40.001Z");
+  // Operators' JSON keeps every key at its default too (the child protocol's
+  // WireJson leaves them out).
   TaskInfo fresh;
   fresh.id = "x";
+  EXPECT_EQ(json(fresh).size(), keys.size());
   EXPECT_TRUE(json(fresh)["finished_at"].is_null());
+  EXPECT_EQ(WireJson(fresh), json({{"id", "x"}}));
+  EXPECT_EQ(WireJson(FullTask()), j);
 }
 
 TEST(Records, AttemptAndEventJson) {
