@@ -278,11 +278,13 @@ Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
   }
   SpawnedProcess proc;
   ChildPlan plan;
-  std::vector<std::string> argv_copy = options.argv;
-  std::vector<std::string> env_copy = options.env;
-  for (auto& a : argv_copy) plan.argv.push_back(a.data());
+  // execve takes char* const[] but never writes through them: the caller's
+  // strings are used as they are, not copied once more.
+  plan.argv.reserve(options.argv.size() + 1);
+  for (const auto& a : options.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
   plan.argv.push_back(nullptr);
-  for (auto& e : env_copy) plan.envp.push_back(e.data());
+  plan.envp.reserve(options.env.size() + 1);
+  for (const auto& e : options.env) plan.envp.push_back(const_cast<char*>(e.c_str()));
   plan.envp.push_back(nullptr);
   plan.candidates = ExecCandidates(options.argv[0], options.env);
   for (const auto& c : plan.candidates) plan.candidate_ptrs.push_back(c.c_str());
@@ -334,7 +336,6 @@ Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
   }
   proc.pid = pid;
   proc.pgid = options.new_process_group ? pid : getpgrp();
-  proc.start_time = ProcessStartTime(pid).value_or(0);
   return proc;
 }
 
@@ -531,6 +532,30 @@ std::vector<std::string> BuildEnvironment(const std::vector<std::string>& pass_n
   std::vector<std::string> out;
   out.reserve(merged.size());
   for (const auto& [k, v] : merged) out.push_back(k + "=" + v);
+  return out;
+}
+
+EnvironmentTemplate::EnvironmentTemplate(const std::vector<std::string>& entries) {
+  std::map<std::string, const std::string*> last;  // name -> its last entry
+  for (const auto& kv : entries) {
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos) last[kv.substr(0, eq)] = &kv;
+  }
+  entries_.reserve(last.size());
+  for (const auto& [name, text] : last) entries_.push_back({name, *text});
+}
+
+std::vector<std::string> EnvironmentTemplate::With(
+    const std::map<std::string, std::string>& overrides) const {
+  std::vector<std::string> out;
+  out.reserve(entries_.size() + overrides.size());
+  auto base = entries_.begin();
+  for (const auto& [name, value] : overrides) {
+    for (; base != entries_.end() && base->name < name; ++base) out.push_back(base->text);
+    if (base != entries_.end() && base->name == name) ++base;  // overridden
+    out.push_back(name + "=" + value);
+  }
+  for (; base != entries_.end(); ++base) out.push_back(base->text);
   return out;
 }
 

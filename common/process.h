@@ -39,10 +39,9 @@ struct SpawnOptions {
 struct SpawnedProcess {
   pid_t pid = -1;
   pid_t pgid = -1;
-  int64_t start_time = 0;  // /proc/<pid>/stat starttime: (pid, start_time) names a process uniquely
-  UniqueFd stdin_fd;       // write end, when stdin_mode == kPipe (non-blocking, close-on-exec)
-  UniqueFd stdout_fd;      // read end, when stdout_mode == kPipe (non-blocking, close-on-exec)
-  UniqueFd stderr_fd;      // read end, when stderr_mode == kPipe and !merge_stderr
+  UniqueFd stdin_fd;   // write end, when stdin_mode == kPipe (non-blocking, close-on-exec)
+  UniqueFd stdout_fd;  // read end, when stdout_mode == kPipe (non-blocking, close-on-exec)
+  UniqueFd stderr_fd;  // read end, when stderr_mode == kPipe and !merge_stderr
 };
 
 // clone(CLONE_VM | CLONE_VFORK) + exec, as posix_spawn does. An exec failure
@@ -76,7 +75,11 @@ Status KillGroup(pid_t pgid, int sig);
 std::optional<std::vector<std::string>> StatFields(pid_t pid);
 // Start time of a process from /proc/<pid>/stat (field 22, clock ticks since
 // boot; parsed after the last ')' so odd command names are safe), nullopt if
-// gone. A zombie still has one.
+// gone. A zombie still has one, so a parent can read its child's any time
+// before reaping it. (pid, start time) names a process uniquely. Spawn does
+// not read it: an open, a read and the kernel formatting 52 fields cost a
+// critic more than the clone of its check, and only the agent's and the
+// supervisor's children's identities are kept (issue 6).
 std::optional<int64_t> ProcessStartTime(pid_t pid);
 // True if pid is alive AND its start time is start_time (so never a reused pid).
 // A zombie counts as dead: it has finished and only awaits reaping.
@@ -99,6 +102,28 @@ std::vector<std::string> CurrentEnvironment();
 // set), then `extra` (which overrides).
 std::vector<std::string> BuildEnvironment(const std::vector<std::string>& pass_names,
                                           const std::map<std::string, std::string>& extra);
+
+// A base environment split and sorted once, for a process that starts many
+// children from it with a few variables changed each time (the critic runs
+// every check with its own environment plus the task's). With() is the same
+// as putting the base's entries and then the overrides into a map keyed by
+// name, and listing the map as "K=V": the last entry of a duplicated name
+// wins, entries without '=' are dropped, the result is sorted by name. It
+// costs a copy of each entry instead of a split and two tree inserts (issue
+// 6: 110 k instructions a check with 49 variables, against 35 k for the spawn).
+class EnvironmentTemplate {
+ public:
+  explicit EnvironmentTemplate(const std::vector<std::string>& entries);
+  std::vector<std::string> With(const std::map<std::string, std::string>& overrides) const;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    std::string name;
+    std::string text;  // "name=value"
+  };
+  std::vector<Entry> entries_;  // sorted by name, unique
+};
 
 // Makes a descriptor non-blocking / close-on-exec.
 Status SetNonBlocking(int fd);

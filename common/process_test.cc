@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <thread>
 
 #include "common/sanitizers.h"
@@ -378,7 +379,7 @@ TEST(ProcessGroupTest, ChildDiesWithItsParent) {
     SpawnOptions o = Opts({"sleep", "60"});
     auto p = Spawn(o);
     if (!p.ok()) _exit(2);
-    int64_t msg[2] = {p->pid, p->start_time};
+    int64_t msg[2] = {p->pid, ProcessStartTime(p->pid).value_or(0)};
     if (write(fds[1], msg, sizeof msg) != sizeof msg) _exit(3);
     pause();
     _exit(0);
@@ -441,8 +442,9 @@ TEST(ProcessInfoTest, ACommandNameWithParenthesesAndSpacesDoesNotShiftTheFields)
 TEST(ProcessInfoTest, DeadProcessIsNotSame) {
   auto p = Spawn(Opts({"true"}));
   ASSERT_TRUE(p.ok());
-  int64_t start = p->start_time;
   pid_t pid = p->pid;
+  int64_t start = ProcessStartTime(pid).value_or(0);  // before the reap: a zombie has one
+  ASSERT_GT(start, 0);
   EXPECT_TRUE(WaitFor([&] { return !IsSameProcess(pid, start); }));  // zombie: finished
   Reap(pid);
   EXPECT_FALSE(IsSameProcess(pid, start));
@@ -457,9 +459,10 @@ TEST(ProcessInfoTest, CommWithSpacesAndParens) {
   auto p = Spawn(Opts({weird, "60"}));
   ASSERT_TRUE(p.ok()) << p.error().ToString();
   auto self = ProcessStartTime(getpid());
-  ASSERT_GT(p->start_time, 0);
-  EXPECT_GE(p->start_time, *self);
-  EXPECT_TRUE(IsSameProcess(p->pid, p->start_time));
+  int64_t start = ProcessStartTime(p->pid).value_or(0);
+  ASSERT_GT(start, 0);
+  EXPECT_GE(start, *self);
+  EXPECT_TRUE(IsSameProcess(p->pid, start));
   // The same value as field 22 counted after the real comm.
   std::ifstream in("/proc/" + std::to_string(p->pid) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -544,6 +547,52 @@ TEST(EnvironmentTest, BuildEnvironmentPassesAndOverrides) {
                                           "FORGE_TEST_PASS=from-parent"));
   auto current = CurrentEnvironment();
   EXPECT_THAT(current, ::testing::Contains("FORGE_TEST_PASS=from-parent"));
+}
+
+// What the critic did before EnvironmentTemplate, per check: the contract.
+std::vector<std::string> MapMerge(const std::vector<std::string>& base,
+                                  const std::map<std::string, std::string>& overrides) {
+  std::map<std::string, std::string> env;
+  for (const auto& kv : base) {
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : overrides) env[k] = v;
+  std::vector<std::string> out;
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+TEST(EnvironmentTest, TemplateWithOverridesIsTheMapMerge) {
+  const std::vector<std::string> base = {"PATH=/usr/bin", "HOME=/root", "NOEQUALS", "DUP=first",
+                                         "EMPTY=",        "A=x=y",      "DUP=last", "Z_LAST=z",
+                                         "=novalue",      "LANG=C"};
+  EnvironmentTemplate env(base);
+  EXPECT_EQ(env.size(), 8u);  // NOEQUALS dropped, DUP once; "=novalue" has the empty name
+  const std::vector<std::map<std::string, std::string>> cases = {
+      {},
+      {{"PATH", "/bin"}},                      // replaces
+      {{"AAA", "first"}},                      // before every entry
+      {{"ZZZ", "after"}},                      // after every entry
+      {{"DUP", "over"}, {"M", "middle"}},      // replaces the duplicated name; inserts between
+      {{"", "empty name"}, {"EMPTY", "now"}},  // the empty name; an empty value replaced
+      {{"A", ""}, {"B", "1"}, {"HOME", "/h"}, {"LANG", "C.UTF-8"}, {"Z_LAST", "zz"}, {"ZZ", "2"}},
+  };
+  for (const auto& overrides : cases) {
+    EXPECT_EQ(env.With(overrides), MapMerge(base, overrides)) << overrides.size() << " overrides";
+  }
+  EXPECT_EQ(EnvironmentTemplate({}).With({{"K", "v"}}), std::vector<std::string>{"K=v"});
+}
+
+TEST(EnvironmentTest, TemplateOfThisProcessSpawnsWithIt) {
+  ASSERT_EQ(setenv("FORGE_TEST_TEMPLATE", "base", 1), 0);
+  EnvironmentTemplate env(CurrentEnvironment());
+  SpawnOptions o = Opts({"sh", "-c", "echo \"$FORGE_TEST_TEMPLATE $FORGE_TEST_EXTRA\""});
+  o.env = env.With({{"FORGE_TEST_EXTRA", "extra"}});
+  auto r = RunCommand(o, 10'000);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->output, "base extra\n");
+  unsetenv("FORGE_TEST_TEMPLATE");
 }
 
 TEST(ExitStatusTest, FromWaitStatus) {

@@ -39,18 +39,12 @@ std::string FormatMs(int64_t ms) {
 
 // Verify commands run with the critic's own environment (they are the
 // operator's commands, like `make test`) plus the task's env.
-std::vector<std::string> CheckEnvironment(const proto::Review& review) {
-  std::map<std::string, std::string> env;
-  for (const auto& kv : CurrentEnvironment()) {
-    size_t eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  for (const auto& [k, v] : review.task.env) env[k] = v;
-  env["FORGE_TASK_ID"] = review.task.id;
-  env["FORGE_ATTEMPT"] = std::to_string(review.n);
-  std::vector<std::string> out;
-  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
-  return out;
+std::vector<std::string> CheckEnvironment(const EnvironmentTemplate& own,
+                                          const proto::Review& review) {
+  std::map<std::string, std::string> overrides = review.task.env;
+  overrides["FORGE_TASK_ID"] = review.task.id;
+  overrides["FORGE_ATTEMPT"] = std::to_string(review.n);
+  return own.With(overrides);
 }
 
 std::string Describe(const proto::CheckResult& c) {
@@ -83,7 +77,10 @@ struct Critic::ReviewState {
 };
 
 Critic::Critic(proto::ChildLink& link, SignalFd& signals, CriticOptions options)
-    : link_(link), signals_(signals), options_(std::move(options)) {}
+    : link_(link),
+      signals_(signals),
+      options_(std::move(options)),
+      own_environment_(CurrentEnvironment()) {}
 
 Critic::~Critic() = default;
 
@@ -191,7 +188,7 @@ void Critic::StartNextCheck() {
   if (rs.log) (void)rs.log->Append("$ " + cmd + "\n", NowMs());
   SpawnOptions spawn;
   spawn.argv = {"/bin/sh", "-c", cmd};
-  spawn.env = CheckEnvironment(rs.review);
+  spawn.env = CheckEnvironment(own_environment_, rs.review);
   spawn.cwd = rs.review.workspace;
   spawn.stdin_mode = Stdio::kNull;
   spawn.stdout_mode = Stdio::kPipe;

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/process.h"
 #include "common/signals.h"
 #include "proto/child_job.h"
 #include "proto/child_link.h"
@@ -74,6 +75,8 @@ class Critic {
   proto::ChildLink& link_;
   SignalFd& signals_;
   CriticOptions options_;
+  // Read once: the critic's environment does not change while it runs.
+  EnvironmentTemplate own_environment_;
   std::unique_ptr<ReviewState> review_;
   bool shutting_down_ = false;
   int64_t shutdown_deadline_ms_ = -1;

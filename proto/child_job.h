@@ -39,7 +39,9 @@ class ChildJob {
 
   pid_t pid() const { return proc_.pid; }
   pid_t pgid() const { return proc_.pgid; }
-  int64_t start_time() const { return proc_.start_time; }
+  // The leader's /proc start time (0 if unreadable), read now: call it before
+  // the leader is reaped (ReapAll), as the worker does right after Start.
+  int64_t start_time() const { return ProcessStartTime(proc_.pid).value_or(0); }
 
   // Appends the descriptors to watch now (open pipes; stdin while data is left).
   void AppendPollFds(std::vector<PollFd>& fds) const;

@@ -622,7 +622,8 @@ void Supervisor::SpawnChild(Role role) {
     respawns_.push_back({role, now + delay});
     return;
   }
-  Child& c = pool_.Add(role, spawned->pid, spawned->start_time, now);
+  // Not reaped yet (only HandleSignals reaps), so its start time is readable.
+  Child& c = pool_.Add(role, spawned->pid, ProcessStartTime(spawned->pid).value_or(0), now);
   spdlog::info("spawned {}", c.routing_id);
 }
 
