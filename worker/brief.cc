@@ -125,6 +125,74 @@ json WorkerBriefData(const proto::Dispatch& d) {
 
 namespace {
 
+// WorkerBriefData built straight as the template engine's data, for the
+// worker's loop: the JSON form then ToMustache copied every value twice and
+// cost a third of a worker's instructions for a no-op task (issue 6). The
+// same tree, key for key (worker/brief_test.cc renders both and compares).
+mst::data Str(const std::string& s) {
+  return mst::data{s};
+}
+
+mst::data CheckMustache(const proto::CheckResult& c) {
+  mst::data d{mst::data::type::object};
+  d.set("name", Str(c.name));
+  d.set("exit_code", Str(std::to_string(c.exit_code)));
+  d.set("signal", Str(c.signal != 0 ? std::to_string(c.signal) : ""));
+  d.set("timed_out", mst::data{c.timed_out});
+  d.set("output_tail", Str(c.output_tail));
+  return d;
+}
+
+mst::data FindingMustache(const proto::Finding& f) {
+  mst::data d{mst::data::type::object};
+  d.set("severity", Str(f.severity));
+  d.set("category", Str(f.category));
+  d.set("file", Str(f.file));
+  d.set("line", Str(f.line > 0 ? std::to_string(f.line) : ""));
+  d.set("message", Str(f.message));
+  return d;
+}
+
+mst::data WorkerBriefMustache(const proto::Dispatch& d) {
+  mst::data verify{mst::data::type::list};
+  for (const auto& v : d.task.verify) {
+    mst::data command{mst::data::type::object};
+    command.set("command", Str(v));
+    verify.push_back(command);
+  }
+  mst::data history{mst::data::type::list};
+  size_t first = d.history.size() > kMaxHistory ? d.history.size() - kMaxHistory : 0;
+  for (size_t i = first; i < d.history.size(); ++i) {
+    const auto& h = d.history[i];
+    mst::data checks{mst::data::type::list};
+    for (const auto& c : h.failing_checks) checks.push_back(CheckMustache(c));
+    mst::data findings{mst::data::type::list};
+    for (const auto& f : h.findings) findings.push_back(FindingMustache(f));
+    mst::data entry{mst::data::type::object};
+    entry.set("n", Str(std::to_string(h.n)));
+    entry.set("outcome", Str(h.outcome));
+    entry.set("error", Str(h.error));
+    entry.set("failing_checks", checks);
+    entry.set("has_failing_checks", mst::data{!h.failing_checks.empty()});
+    entry.set("findings", findings);
+    entry.set("has_findings", mst::data{!h.findings.empty()});
+    history.push_back(entry);
+  }
+  mst::data task{mst::data::type::object};
+  task.set("id", Str(d.task.id));
+  task.set("title", Str(d.task.title));
+  task.set("brief", Str(d.brief.empty() ? d.task.brief : d.brief));
+  mst::data out{mst::data::type::object};
+  out.set("task", task);
+  out.set("attempt", Str(std::to_string(d.n)));
+  out.set("workspace", Str(d.workspace));
+  out.set("verify", verify);
+  out.set("has_verify", mst::data{!d.task.verify.empty()});
+  out.set("retry", mst::data{first < d.history.size()});
+  out.set("history", history);
+  return out;
+}
+
 Error TemplateError(const std::string& template_name, const mst::mustache& tmpl,
                     const std::string& text) {
   return MakeError(ErrorCode::kConfig, "brief template '" + template_name + "' " +
@@ -142,8 +210,8 @@ std::unique_ptr<mst::mustache> Parse(const std::string& text) {
 // Renders a valid parse. A render error (e.g. an unclosed section found
 // late) leaves `tmpl` invalid; callers must not reuse it then.
 Result<std::string> RenderParsed(mst::mustache& tmpl, const std::string& template_name,
-                                 const std::string& text, const json& data) {
-  std::string out = tmpl.render(ToMustache(data));
+                                 const std::string& text, const mst::data& data) {
+  std::string out = tmpl.render(data);
   if (!tmpl.is_valid()) return TemplateError(template_name, tmpl, text);
   return out;
 }
@@ -154,7 +222,7 @@ Result<std::string> RenderTemplate(const std::string& template_name, const std::
                                    const json& data) {
   auto tmpl = Parse(text);
   if (!tmpl->is_valid()) return TemplateError(template_name, *tmpl, text);
-  return RenderParsed(*tmpl, template_name, text, data);
+  return RenderParsed(*tmpl, template_name, text, ToMustache(data));
 }
 
 struct TemplateCache::Entry {
@@ -167,6 +235,11 @@ TemplateCache::~TemplateCache() = default;
 
 Result<std::string> TemplateCache::Render(const std::string& template_name, const std::string& text,
                                           const json& data) {
+  return RenderData(template_name, text, ToMustache(data));
+}
+
+Result<std::string> TemplateCache::RenderData(const std::string& template_name,
+                                              const std::string& text, const mst::data& data) {
   std::unique_ptr<Entry>& entry = entries_[template_name];
   if (!entry || entry->text != text) {
     entry.reset();
@@ -188,9 +261,8 @@ Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispat
                                       TemplateCache* cache) {
   FORGE_ASSIGN_OR_RETURN(std::string path, FindTemplate(dirs, BriefTemplateFor(dispatch.task)));
   FORGE_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  json data = WorkerBriefData(dispatch);
-  if (cache != nullptr) return cache->Render(path, text, data);
-  return RenderTemplate(path, text, data);
+  if (cache != nullptr) return cache->RenderData(path, text, WorkerBriefMustache(dispatch));
+  return RenderTemplate(path, text, WorkerBriefData(dispatch));
 }
 
 }  // namespace forge::worker

@@ -14,6 +14,11 @@
 #include "common/result.h"
 #include "proto/messages.h"
 
+namespace kainjow::mustache {
+template <typename StringType>
+class basic_data;
+}  // namespace kainjow::mustache
+
 namespace forge::worker {
 
 struct BriefDirs {
@@ -32,7 +37,9 @@ Result<std::string> FindTemplate(const BriefDirs& dirs, std::string_view name);
 // The data the worker template sees: task (id, title, brief), attempt,
 // workspace, verify[] {command}, retry, history[] {n, outcome, error,
 // failing_checks[] {name, exit_code, signal, timed_out, output_tail},
-// findings[] {severity, category, file, line, message}} (the last 5).
+// findings[] {severity, category, file, line, message}} (the last 5). The
+// worker's loop renders with the same tree built straight as Mustache data
+// (RenderWorkerBrief with a cache); this JSON form is its definition.
 nlohmann::json WorkerBriefData(const proto::Dispatch& dispatch);
 
 // Renders template text with data. A template error is kConfig naming
@@ -52,6 +59,9 @@ class TemplateCache {
   // RenderTemplate, reusing the parse of an identical text from the same path.
   Result<std::string> Render(const std::string& template_name, const std::string& text,
                              const nlohmann::json& data);
+  // The same with the data already in the template engine's form.
+  Result<std::string> RenderData(const std::string& template_name, const std::string& text,
+                                 const kainjow::mustache::basic_data<std::string>& data);
   int64_t parses() const { return parses_; }
 
  private:

@@ -74,6 +74,57 @@ TEST(WorkerBrief, RetryCarriesTheLastFiveAttempts) {
   EXPECT_THAT(b, HasSubstr("[sev2 tests] parser.cc:42: no test for empty input"));
 }
 
+// Every key of WorkerBriefData, at every level, and its truthiness.
+const char* const kEveryField =
+    "{{task.id}}|{{task.title}}|{{task.brief}}|{{attempt}}|{{workspace}}|"
+    "{{#has_verify}}V{{/has_verify}}{{^has_verify}}v{{/has_verify}}|"
+    "{{#verify}}<{{command}}>{{/verify}}|{{#retry}}R{{/retry}}{{^retry}}r{{/retry}}|"
+    "{{#history}}[{{n}} {{outcome}} {{#error}}e={{error}}{{/error}} "
+    "{{#has_failing_checks}}C{{/has_failing_checks}}{{^has_failing_checks}}c{{/has_failing_checks}}"
+    "{{#failing_checks}}({{name}} {{exit_code}} s={{signal}}{{#signal}}!{{/signal}} "
+    "{{#timed_out}}T{{/timed_out}}{{^timed_out}}t{{/timed_out}} {{output_tail}}){{/failing_checks}}"
+    "{{#has_findings}}F{{/has_findings}}{{^has_findings}}f{{/has_findings}}"
+    "{{#findings}}({{severity}} {{category}} {{file}}{{#file}}!{{/file}} "
+    "{{line}}{{#line}}!{{/line}}"
+    " {{message}}){{/findings}}]{{/history}}";
+
+TEST(WorkerBrief, TheLoopsDataIsWorkerBriefDataKeyForKey) {
+  char tmpl[] = "/tmp/forge-brief-data-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  std::filesystem::create_directories(dir + "/briefs");
+  forge::testing::WriteExecutable(dir + "/briefs/worker.mustache", kEveryField);
+  BriefDirs dirs;
+  dirs.briefs_dir = dir + "/briefs";
+  proto::Dispatch retried = SampleDispatch();
+  proto::CheckResult killed;
+  killed.name = "slow";
+  killed.exit_code = -1;
+  killed.signal = 9;
+  killed.timed_out = true;
+  retried.history.back().failing_checks.push_back(killed);
+  retried.history.back().findings.push_back({"sev3", "style", "", 0, "no file"});
+  proto::Dispatch first = SampleDispatch();
+  first.history.clear();
+  first.task.verify.clear();
+  first.brief.clear();
+  first.task.brief = "the task's own brief";
+  for (const proto::Dispatch& d : {retried, first}) {
+    TemplateCache cache;
+    auto direct = RenderWorkerBrief(dirs, d, &cache);
+    auto via_json = RenderTemplate("t", kEveryField, WorkerBriefData(d));
+    ASSERT_TRUE(direct.ok()) << direct.error().ToString();
+    ASSERT_TRUE(via_json.ok()) << via_json.error().ToString();
+    EXPECT_EQ(*direct, *via_json);
+    EXPECT_THAT(*direct, HasSubstr(d.task.id));
+  }
+  // (kainjow counts an empty string as true in a section: both forms do.)
+  EXPECT_THAT(RenderWorkerBrief(dirs, retried).value(),
+              HasSubstr("(slow -1 s=9! T )F(sev2 tests parser.cc! 42! no test for empty input)"
+                        "(sev3 style ! ! no file)]"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(WorkerBrief, TemplateErrorNamesTheTemplateAndLine) {
   auto r = RenderTemplate("my.mustache", "line one\nline two {{#open}}\nthree\n", nlohmann::json{});
   ASSERT_FALSE(r.ok());
