@@ -307,6 +307,19 @@ Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
         (i == 1 ? proc.stdout_fd : proc.stderr_fd) = std::move(p.read);
       }
       plan.stdio[i] = child_ends[i].get();
+    } else if (modes[i] == Stdio::kFile) {
+      if (i != 0) {
+        return MakeError(ErrorCode::kInvalid,
+                         "cannot spawn '" + options.argv[0] + "': only stdin can be a file");
+      }
+      int fd = ::open(options.stdin_file.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        return SysError(
+            "cannot run '" + options.argv[0] + "': opening its stdin '" + options.stdin_file + "'",
+            errno);
+      }
+      FORGE_ASSIGN_OR_RETURN(child_ends[i], AboveStdio(fd));
+      plan.stdio[i] = child_ends[i].get();
     } else if (modes[i] == Stdio::kNull) {
       if (!dev_null.valid()) {
         FORGE_ASSIGN_OR_RETURN(dev_null, OpenDevNull());

@@ -19,7 +19,8 @@
 
 namespace forge {
 
-enum class Stdio { kPipe, kNull, kInherit };
+// kFile is for stdin only: SpawnOptions::stdin_file, opened read-only.
+enum class Stdio { kPipe, kNull, kInherit, kFile };
 
 struct SpawnOptions {
   std::vector<std::string> argv;  // argv[0] is looked up in PATH of `env` if it has no '/'
@@ -30,6 +31,7 @@ struct SpawnOptions {
   // called Spawn, so spawn from a thread that lives as long as the child should.
   bool die_with_parent = true;
   Stdio stdin_mode = Stdio::kNull;
+  std::string stdin_file;  // with stdin_mode kFile
   Stdio stdout_mode = Stdio::kPipe;
   Stdio stderr_mode = Stdio::kPipe;
   bool merge_stderr = false;  // stderr goes to the stdout pipe

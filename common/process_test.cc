@@ -125,6 +125,39 @@ TEST(SpawnTest, CapturesStdoutAndExitCode) {
   EXPECT_EQ(st.ToString(), "exit 0");
 }
 
+TEST(SpawnTest, StdinFromAFile) {
+  TempDir dir;
+  const std::string input = dir.path() + "/prompt";
+  std::string text(200 * 1024, 'x');  // more than a pipe holds: nothing has to feed it
+  text += "\nlast line\n";
+  { std::ofstream(input) << text; }
+  const std::string copy = dir.path() + "/copy";
+  SpawnOptions o = Opts({"sh", "-c", "cat > \"$0\"", copy});
+  o.stdin_mode = Stdio::kFile;
+  o.stdin_file = input;
+  auto r = RunCommand(o, 10'000);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_TRUE(r->status.success()) << r->output;
+  std::ifstream in(copy);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), text);  // all of it, then EOF
+}
+
+TEST(SpawnTest, StdinFileErrorsNameTheFile) {
+  SpawnOptions o = Opts({"cat"});
+  o.stdin_mode = Stdio::kFile;
+  o.stdin_file = "/nonexistent-dir/prompt";
+  auto p = Spawn(o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_THAT(p.error().message, HasSubstr("cannot run 'cat': opening its stdin "
+                                           "'/nonexistent-dir/prompt': No such file"));
+  o.stdin_mode = Stdio::kNull;
+  o.stdout_mode = Stdio::kFile;
+  auto q = Spawn(o);
+  ASSERT_FALSE(q.ok());
+  EXPECT_EQ(q.error().code, ErrorCode::kInvalid);
+  EXPECT_THAT(q.error().message, HasSubstr("only stdin can be a file"));
+}
+
 TEST(SpawnTest, EnvironmentIsExactlyWhatWasGiven) {
   SpawnOptions o = Opts({"/usr/bin/env"});
   o.env = {"FOO=bar baz", "PATH=/nowhere"};

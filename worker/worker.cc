@@ -258,6 +258,11 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   spawn.env = a->prepared.env;
   spawn.cwd = d.workspace;
   spawn.die_with_parent = true;
+  // The prompt reaches stdin from its file, already written: no pipe for the
+  // loop to feed (a pipe2, writes, polls and closes an attempt), and an agent
+  // that never reads its stdin holds nothing up.
+  spawn.stdin_mode = Stdio::kFile;
+  spawn.stdin_file = a->prepared.prompt_path;
   spawn.stdout_mode = Stdio::kPipe;
   spawn.stderr_mode = Stdio::kPipe;
   Attempt* raw = a.get();
@@ -270,7 +275,7 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     if (stream == 1) raw->parser->Feed(data);
   };
   a->started_ms = NowMs();
-  auto job = proto::ChildJob::Start(std::move(spawn), a->prepared.prompt, sink);
+  auto job = proto::ChildJob::Start(std::move(spawn), "", sink);
   if (!job.ok()) {
     SendFailure(d, "failed", job.error(), job.error().code != ErrorCode::kNotFound);
     return;
