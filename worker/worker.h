@@ -1,6 +1,6 @@
 // Worker: the event loop of forge-worker. One attempt at a time: on dispatch
 // it prepares the workspace and log directory, renders the brief, runs the
-// agent (its own process group, prompt on stdin, output to the attempt log),
+// agent (its own process group, prompt file on stdin, output to the attempt log),
 // reports `started`, enforces the attempt and stall timeouts, and reports the
 // `result`. Everything (agent pipes, SIGCHLD via signalfd, the supervisor
 // socket, timers) is one poll loop, so heartbeats never stop.
