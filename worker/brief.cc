@@ -19,6 +19,15 @@ bool IsFile(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+// An empty string is false in a section, as in mustache.js: the templates
+// write {{#error}}Error: {{error}}{{/error}} and {{#file}}{{file}}: {{/file}}
+// for "when there is one". kainjow counts any string as true, and rendered
+// "Error: " for an attempt without an error. (A false value renders as
+// nothing, like the empty string.)
+mst::data StringData(const std::string& s) {
+  return s.empty() ? mst::data{false} : mst::data{s};
+}
+
 mst::data ToMustache(const json& j) {
   switch (j.type()) {
     case json::value_t::object: {
@@ -34,7 +43,7 @@ mst::data ToMustache(const json& j) {
     case json::value_t::boolean:
       return mst::data{j.get<bool>()};
     case json::value_t::string:
-      return mst::data{j.get<std::string>()};
+      return StringData(j.get_ref<const std::string&>());
     case json::value_t::null:
     case json::value_t::discarded:
       return mst::data{false};
@@ -129,27 +138,24 @@ namespace {
 // worker's loop: the JSON form then ToMustache copied every value twice and
 // cost a third of a worker's instructions for a no-op task (issue 6). The
 // same tree, key for key (worker/brief_test.cc renders both and compares).
-mst::data Str(const std::string& s) {
-  return mst::data{s};
-}
 
 mst::data CheckMustache(const proto::CheckResult& c) {
   mst::data d{mst::data::type::object};
-  d.set("name", Str(c.name));
-  d.set("exit_code", Str(std::to_string(c.exit_code)));
-  d.set("signal", Str(c.signal != 0 ? std::to_string(c.signal) : ""));
+  d.set("name", StringData(c.name));
+  d.set("exit_code", StringData(std::to_string(c.exit_code)));
+  d.set("signal", StringData(c.signal != 0 ? std::to_string(c.signal) : ""));
   d.set("timed_out", mst::data{c.timed_out});
-  d.set("output_tail", Str(c.output_tail));
+  d.set("output_tail", StringData(c.output_tail));
   return d;
 }
 
 mst::data FindingMustache(const proto::Finding& f) {
   mst::data d{mst::data::type::object};
-  d.set("severity", Str(f.severity));
-  d.set("category", Str(f.category));
-  d.set("file", Str(f.file));
-  d.set("line", Str(f.line > 0 ? std::to_string(f.line) : ""));
-  d.set("message", Str(f.message));
+  d.set("severity", StringData(f.severity));
+  d.set("category", StringData(f.category));
+  d.set("file", StringData(f.file));
+  d.set("line", StringData(f.line > 0 ? std::to_string(f.line) : ""));
+  d.set("message", StringData(f.message));
   return d;
 }
 
@@ -157,7 +163,7 @@ mst::data WorkerBriefMustache(const proto::Dispatch& d) {
   mst::data verify{mst::data::type::list};
   for (const auto& v : d.task.verify) {
     mst::data command{mst::data::type::object};
-    command.set("command", Str(v));
+    command.set("command", StringData(v));
     verify.push_back(command);
   }
   mst::data history{mst::data::type::list};
@@ -169,9 +175,9 @@ mst::data WorkerBriefMustache(const proto::Dispatch& d) {
     mst::data findings{mst::data::type::list};
     for (const auto& f : h.findings) findings.push_back(FindingMustache(f));
     mst::data entry{mst::data::type::object};
-    entry.set("n", Str(std::to_string(h.n)));
-    entry.set("outcome", Str(h.outcome));
-    entry.set("error", Str(h.error));
+    entry.set("n", StringData(std::to_string(h.n)));
+    entry.set("outcome", StringData(h.outcome));
+    entry.set("error", StringData(h.error));
     entry.set("failing_checks", checks);
     entry.set("has_failing_checks", mst::data{!h.failing_checks.empty()});
     entry.set("findings", findings);
@@ -179,13 +185,13 @@ mst::data WorkerBriefMustache(const proto::Dispatch& d) {
     history.push_back(entry);
   }
   mst::data task{mst::data::type::object};
-  task.set("id", Str(d.task.id));
-  task.set("title", Str(d.task.title));
-  task.set("brief", Str(d.brief.empty() ? d.task.brief : d.brief));
+  task.set("id", StringData(d.task.id));
+  task.set("title", StringData(d.task.title));
+  task.set("brief", StringData(d.brief.empty() ? d.task.brief : d.brief));
   mst::data out{mst::data::type::object};
   out.set("task", task);
-  out.set("attempt", Str(std::to_string(d.n)));
-  out.set("workspace", Str(d.workspace));
+  out.set("attempt", StringData(std::to_string(d.n)));
+  out.set("workspace", StringData(d.workspace));
   out.set("verify", verify);
   out.set("has_verify", mst::data{!d.task.verify.empty()});
   out.set("retry", mst::data{first < d.history.size()});

@@ -37,7 +37,9 @@ Result<std::string> FindTemplate(const BriefDirs& dirs, std::string_view name);
 // The data the worker template sees: task (id, title, brief), attempt,
 // workspace, verify[] {command}, retry, history[] {n, outcome, error,
 // failing_checks[] {name, exit_code, signal, timed_out, output_tail},
-// findings[] {severity, category, file, line, message}} (the last 5). The
+// findings[] {severity, category, file, line, message}} (the last 5). An
+// empty string is false in a section ({{#error}}…{{/error}}), as in
+// mustache.js, in every template rendered here. The
 // worker's loop renders with the same tree built straight as Mustache data
 // (RenderWorkerBrief with a cache); this JSON form is its definition.
 nlohmann::json WorkerBriefData(const proto::Dispatch& dispatch);

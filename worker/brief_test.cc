@@ -118,11 +118,25 @@ TEST(WorkerBrief, TheLoopsDataIsWorkerBriefDataKeyForKey) {
     EXPECT_EQ(*direct, *via_json);
     EXPECT_THAT(*direct, HasSubstr(d.task.id));
   }
-  // (kainjow counts an empty string as true in a section: both forms do.)
+  // An empty string is false in a section (s= and the finding's file and line).
   EXPECT_THAT(RenderWorkerBrief(dirs, retried).value(),
-              HasSubstr("(slow -1 s=9! T )F(sev2 tests parser.cc! 42! no test for empty input)"
-                        "(sev3 style ! ! no file)]"));
+              HasSubstr("(make test 2 s= t FAIL: test_last_token\nexpected 3 got 2)"
+                        "(slow -1 s=9! T )F(sev2 tests parser.cc! 42! no test for empty input)"
+                        "(sev3 style   no file)]"));
   std::filesystem::remove_all(dir);
+}
+
+TEST(WorkerBrief, WhatIsEmptyIsLeftOut) {
+  proto::Dispatch d = SampleDispatch();
+  d.history.resize(1);
+  d.history[0].error.clear();  // e.g. a rejection whose findings say it all
+  d.history[0].findings.push_back({"sev3", "style", "", 0, "names are unclear"});
+  d.history[0].findings.push_back({"sev2", "bug", "a.cc", 0, "off by one"});
+  std::string b = DefaultBrief(d);
+  EXPECT_THAT(b, HasSubstr("### Attempt 1: failed\n"));
+  EXPECT_THAT(b, Not(HasSubstr("Error:")));
+  EXPECT_THAT(b, HasSubstr("- [sev3 style] names are unclear\n"));
+  EXPECT_THAT(b, HasSubstr("- [sev2 bug] a.cc: off by one\n"));
 }
 
 TEST(WorkerBrief, TemplateErrorNamesTheTemplateAndLine) {
