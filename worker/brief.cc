@@ -64,22 +64,6 @@ std::string WithLine(const std::string& message, const std::string& text) {
   return "line " + std::to_string(line) + ": " + message.substr(0, at);
 }
 
-json CheckData(const proto::CheckResult& c) {
-  return {{"name", c.name},
-          {"exit_code", std::to_string(c.exit_code)},
-          {"signal", c.signal != 0 ? std::to_string(c.signal) : ""},
-          {"timed_out", c.timed_out},
-          {"output_tail", c.output_tail}};
-}
-
-json FindingData(const proto::Finding& f) {
-  return {{"severity", f.severity},
-          {"category", f.category},
-          {"file", f.file},
-          {"line", f.line > 0 ? std::to_string(f.line) : ""},
-          {"message", f.message}};
-}
-
 }  // namespace
 
 std::vector<std::string> TemplateSearchPath(const BriefDirs& dirs) {
@@ -101,43 +85,11 @@ Result<std::string> FindTemplate(const BriefDirs& dirs, std::string_view name) {
                                            "' not found (searched: " + searched + ")");
 }
 
-json WorkerBriefData(const proto::Dispatch& d) {
-  json verify = json::array();
-  for (const auto& v : d.task.verify) verify.push_back({{"command", v}});
-  json history = json::array();
-  size_t first = d.history.size() > kMaxHistory ? d.history.size() - kMaxHistory : 0;
-  for (size_t i = first; i < d.history.size(); ++i) {
-    const auto& h = d.history[i];
-    json checks = json::array();
-    for (const auto& c : h.failing_checks) checks.push_back(CheckData(c));
-    json findings = json::array();
-    for (const auto& f : h.findings) findings.push_back(FindingData(f));
-    history.push_back({{"n", std::to_string(h.n)},
-                       {"outcome", h.outcome},
-                       {"error", h.error},
-                       {"failing_checks", checks},
-                       {"has_failing_checks", !checks.empty()},
-                       {"findings", findings},
-                       {"has_findings", !findings.empty()}});
-  }
-  return {{"task",
-           {{"id", d.task.id},
-            {"title", d.task.title},
-            {"brief", d.brief.empty() ? d.task.brief : d.brief}}},
-          {"attempt", std::to_string(d.n)},
-          {"workspace", d.workspace},
-          {"verify", verify},
-          {"has_verify", !verify.empty()},
-          {"retry", !history.empty()},
-          {"history", history}};
-}
-
 namespace {
 
-// WorkerBriefData built straight as the template engine's data, for the
-// worker's loop: the JSON form then ToMustache copied every value twice and
-// cost a third of a worker's instructions for a no-op task (issue 6). The
-// same tree, key for key (worker/brief_test.cc renders both and compares).
+// The brief's data (brief.h lists the keys), built straight as the template
+// engine's data: as JSON then ToMustache it copied every value twice and cost
+// a third of a worker's instructions for a no-op task (issue 6).
 
 mst::data CheckMustache(const proto::CheckResult& c) {
   mst::data d{mst::data::type::object};
@@ -159,7 +111,7 @@ mst::data FindingMustache(const proto::Finding& f) {
   return d;
 }
 
-mst::data WorkerBriefMustache(const proto::Dispatch& d) {
+mst::data WorkerBriefData(const proto::Dispatch& d) {
   mst::data verify{mst::data::type::list};
   for (const auto& v : d.task.verify) {
     mst::data command{mst::data::type::object};
@@ -240,12 +192,7 @@ TemplateCache::TemplateCache() = default;
 TemplateCache::~TemplateCache() = default;
 
 Result<std::string> TemplateCache::Render(const std::string& template_name, const std::string& text,
-                                          const json& data) {
-  return RenderData(template_name, text, ToMustache(data));
-}
-
-Result<std::string> TemplateCache::RenderData(const std::string& template_name,
-                                              const std::string& text, const mst::data& data) {
+                                          const mst::data& data) {
   std::unique_ptr<Entry>& entry = entries_[template_name];
   if (!entry || entry->text != text) {
     entry.reset();
@@ -267,8 +214,8 @@ Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispat
                                       TemplateCache* cache) {
   FORGE_ASSIGN_OR_RETURN(std::string path, FindTemplate(dirs, BriefTemplateFor(dispatch.task)));
   FORGE_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  if (cache != nullptr) return cache->RenderData(path, text, WorkerBriefMustache(dispatch));
-  return RenderTemplate(path, text, WorkerBriefData(dispatch));
+  TemplateCache once;
+  return (cache != nullptr ? *cache : once).Render(path, text, WorkerBriefData(dispatch));
 }
 
 }  // namespace forge::worker

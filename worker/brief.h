@@ -34,16 +34,6 @@ std::vector<std::string> TemplateSearchPath(const BriefDirs& dirs);
 // the search path. kConfig error listing the places searched when none has it.
 Result<std::string> FindTemplate(const BriefDirs& dirs, std::string_view name);
 
-// The data the worker template sees: task (id, title, brief), attempt,
-// workspace, verify[] {command}, retry, history[] {n, outcome, error,
-// failing_checks[] {name, exit_code, signal, timed_out, output_tail},
-// findings[] {severity, category, file, line, message}} (the last 5). An
-// empty string is false in a section ({{#error}}…{{/error}}), as in
-// mustache.js, in every template rendered here. The
-// worker's loop renders with the same tree built straight as Mustache data
-// (RenderWorkerBrief with a cache); this JSON form is its definition.
-nlohmann::json WorkerBriefData(const proto::Dispatch& dispatch);
-
 // Renders template text with data. A template error is kConfig naming
 // `template_name` and the line ("worker.mustache line 7: Unclosed section ...").
 Result<std::string> RenderTemplate(const std::string& template_name, const std::string& text,
@@ -58,12 +48,11 @@ class TemplateCache {
  public:
   TemplateCache();
   ~TemplateCache();
-  // RenderTemplate, reusing the parse of an identical text from the same path.
+  // Renders text with data (already in the template engine's form),
+  // reusing the parse of an identical text from the same path; errors as
+  // RenderTemplate's.
   Result<std::string> Render(const std::string& template_name, const std::string& text,
-                             const nlohmann::json& data);
-  // The same with the data already in the template engine's form.
-  Result<std::string> RenderData(const std::string& template_name, const std::string& text,
-                                 const kainjow::mustache::basic_data<std::string>& data);
+                             const kainjow::mustache::basic_data<std::string>& data);
   int64_t parses() const { return parses_; }
 
  private:
@@ -73,7 +62,13 @@ class TemplateCache {
 };
 
 // The template a task's agent is briefed with: po.mustache for an `expand`
-// task (write a spec), worker.mustache otherwise. Both see WorkerBriefData.
+// task (write a spec), worker.mustache otherwise. Both see the same data:
+// task (id, title, brief), attempt, workspace, verify[] {command}, has_verify,
+// retry, history[] {n, outcome, error, failing_checks[] {name, exit_code,
+// signal, timed_out, output_tail}, has_failing_checks, findings[] {severity,
+// category, file, line, message}, has_findings} (the last 5 attempts). In
+// every template rendered here an empty string is false in a section
+// ({{#error}}…{{/error}}), as in mustache.js.
 std::string_view BriefTemplateFor(const proto::TaskInfo& task);
 
 // Finds, reads and renders the task's template (BriefTemplateFor) for a
