@@ -1,5 +1,7 @@
 #include "supervisor/store/sqlite_util.h"
 
+#include "supervisor/store/wal_write_buffer.h"
+
 namespace forge::store {
 
 Error SqlError(sqlite3* db, int rc, std::string_view context) {
@@ -74,10 +76,11 @@ Conn::~Conn() {
   Close();
 }
 
-Status Conn::Open(const std::string& path, int flags) {
-  DisableMemoryStatistics();
+Status Conn::Open(const std::string& path, int flags, bool buffer_wal_writes) {
+  DisableMemoryStatistics();  // before anything initializes SQLite
   path_ = path;
-  int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  const char* vfs = buffer_wal_writes ? WalWriteBufferVfs() : nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, vfs);
   if (rc != SQLITE_OK) {
     std::string msg = "opening database " + path + ": ";
     msg += db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);

@@ -72,8 +72,9 @@ class Conn {
   Conn& operator=(const Conn&) = delete;
   ~Conn();
 
-  // flags: SQLITE_OPEN_* (READONLY or READWRITE|CREATE).
-  Status Open(const std::string& path, int flags);
+  // flags: SQLITE_OPEN_* (READONLY or READWRITE|CREATE). buffer_wal_writes:
+  // through the WalWriteBufferVfs (wal_write_buffer.h), for the writer.
+  Status Open(const std::string& path, int flags, bool buffer_wal_writes = false);
   void Close();
   sqlite3* db() const { return db_; }
 

@@ -426,7 +426,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     Status supported = CheckVersion(version, kSchemaVersion, true);
     if (!supported.ok()) return supported.error().Wrap(options.db_path);
   } else {
-    FORGE_RETURN_IF_ERROR(c.Open(options.db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
+    FORGE_RETURN_IF_ERROR(c.Open(options.db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                 /*buffer_wal_writes=*/true));
     FORGE_RETURN_IF_ERROR(c.Exec(timeout));
     FORGE_RETURN_IF_ERROR(EnableWal(c, options.db_path));
     FORGE_RETURN_IF_ERROR(c.Exec(std::string("PRAGMA synchronous = ") +
