@@ -8,6 +8,7 @@
 // four steps writes at least).
 //
 //   lifecycle_bench [--tasks N] [--state-dir DIR]   (default 2,000 in $TMPDIR)
+//   --pages   also each transaction's frames by b-tree (table or index)
 //
 // Exit codes: 0 printed, 1 a step failed (named on stderr), 2 bad usage.
 // The frames are exact and repeat from run to run; the times move with the
@@ -20,6 +21,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -62,9 +65,54 @@ struct Figures {
   double frames_per_task = 0;
   // Frames each of the store's four transactions wrote, per task.
   double lease = 0, started = 0, result = 0, close = 0;
+  // --pages: for each step, the b-trees (tables, indexes) of its frames.
+  std::map<std::string, double> pages[4];
 };
 
-Figures RunStore(const std::string& dir, int n) {
+const char* const kSteps[4] = {"lease", "agent started", "result", "close"};
+
+uint32_t BigEndian32(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// Which b-tree each page of the database belongs to (SQLite's dbstat table;
+// empty when this SQLite lacks it).
+std::map<uint32_t, std::string> PageOwners(sqlite3* db) {
+  std::map<uint32_t, std::string> owners;
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT name, pageno FROM dbstat", -1, &s, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(s) == SQLITE_ROW) {
+      owners[static_cast<uint32_t>(sqlite3_column_int64(s, 1))] =
+          reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    }
+  }
+  sqlite3_finalize(s);
+  return owners;
+}
+
+// Reads the -wal file (emptied before the lifecycles, so it holds exactly
+// their 4 n transactions) and counts each transaction's frames by b-tree, a
+// transaction ending at its commit frame (file format: a 32-byte header,
+// then frames of a 24-byte header, whose bytes 4-7 are non-zero only in a
+// commit frame, and a page).
+void CountPages(const std::string& wal_path, sqlite3* db, int n, Figures& f) {
+  std::ifstream in(wal_path, std::ios::binary);
+  std::string wal((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (wal.size() < 32) return;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(wal.data());
+  const size_t page_size = BigEndian32(bytes + 8);
+  std::map<uint32_t, std::string> owners = PageOwners(db);
+  int transaction = 0;
+  for (size_t at = 32; at + 24 + page_size <= wal.size() && transaction < 4 * n;
+       at += 24 + page_size) {
+    if (std::memcmp(bytes + at + 8, bytes + 16, 8) != 0) break;  // salt: an older frame
+    auto owner = owners.find(BigEndian32(bytes + at));
+    f.pages[transaction % 4][owner == owners.end() ? "(new page)" : owner->second] += 1.0 / n;
+    if (BigEndian32(bytes + at + 4) != 0) ++transaction;
+  }
+}
+
+Figures RunStore(const std::string& dir, int n, bool pages) {
   forge::store::StoreOptions options;
   options.db_path = dir + "/forge.db";
   options.events_jsonl_path = dir + "/events.jsonl";
@@ -124,6 +172,7 @@ Figures RunStore(const std::string& dir, int n) {
   }
   Figures f;
   f.us_per_task = Median(took);
+  if (pages) CountPages(dir + "/forge.db-wal", store.raw(), n, f);
   f.frames_per_task = static_cast<double>(WalFrames(store.raw())) / n;
   f.lease = static_cast<double>(frames[0]) / n;
   f.started = static_cast<double>(frames[1]) / n;
@@ -182,6 +231,7 @@ Figures RunBaseline(const std::string& dir, int n) {
 
 int main(int argc, char** argv) {
   int n = 2000;
+  bool pages = false;
   std::string parent = std::filesystem::temp_directory_path().string();
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -194,21 +244,29 @@ int main(int argc, char** argv) {
       n = static_cast<int>(parsed);
     } else if (arg == "--state-dir" && i + 1 < argc) {
       parent = argv[++i];
+    } else if (arg == "--pages") {
+      pages = true;
     } else {
-      std::fprintf(stderr, "usage: lifecycle_bench [--tasks N] [--state-dir DIR]\n");
+      std::fprintf(stderr, "usage: lifecycle_bench [--tasks N] [--state-dir DIR] [--pages]\n");
       return 2;
     }
   }
   std::string tmpl = parent + "/forge-lifecycle-XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr) Die("mkdtemp in " + parent + ": " + std::strerror(errno));
   Figures base = RunBaseline(tmpl, n);
-  Figures store = RunStore(tmpl, n);
+  Figures store = RunStore(tmpl, n, pages);
   std::filesystem::remove_all(tmpl);
   std::printf("%d tasks, one lifecycle each (lease, agent started, result, close)\n", n);
   std::printf("store     %7.1f us/task  %5.1f WAL frames/task\n", store.us_per_task,
               store.frames_per_task);
   std::printf("          (lease %.1f, agent started %.1f, result %.1f, close %.1f)\n", store.lease,
               store.started, store.result, store.close);
+  for (int step = 0; pages && step < 4; ++step) {
+    std::printf("          %s:", kSteps[step]);
+    for (const auto& [btree, frames] : store.pages[step])
+      std::printf(" %s %.2f", btree.c_str(), frames);
+    std::printf("\n");
+  }
   std::printf("baseline  %7.1f us/task  %5.1f WAL frames/task (four UPDATEs of one row)\n",
               base.us_per_task, base.frames_per_task);
   std::printf("ratio     %7.2f          %5.2f\n", store.us_per_task / base.us_per_task,
