@@ -68,10 +68,11 @@ Status EnableWal(Conn& c, const std::string& path) {
 // led by its task's id with the id's length first ("04t812:3:task.done").
 // The layout decides which pages of the key's index a transaction writes.
 // One task's keys are adjacent and ids of one length (t<seq>) sort by seq,
-// so the events of a transaction, all of one task, share a page, the last
-// one for the newest tasks. Keys led by the bare id ("t812:…", "a97:…")
-// sorted the attempt's and the task's events apart, and "t1000" between
-// "t100" and "t101": 2.7 pages a transaction (issue 6, bench/lifecycle_bench).
+// so the events of a transaction, all of one task, go to one page, beside
+// the task's earlier keys. Keys led by the bare id ("t812:…", "a97:…") put
+// the attempt's and the task's events in two places, and "t1000" between
+// "t100" and "t101": 2.6 pages of that index in a transaction with two
+// events, 1.6 now (issue 6, bench/lifecycle_bench --pages).
 // Keys written before this layout stay valid: a key only has to be the same
 // when the same fact is recorded again, which never crosses a restart
 // (every one of them is guarded by the rows of its transaction too).
