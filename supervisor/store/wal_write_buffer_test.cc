@@ -102,7 +102,7 @@ class WalWriteBuffer : public ::testing::Test {
 };
 
 TEST_F(WalWriteBuffer, ACommitIsOneWriteWhereItWasTwoAFrame) {
-  ASSERT_GE(WriteSyscalls(), 0) << "no /proc/self/io";
+  if (WriteSyscalls() < 0) GTEST_SKIP() << "no /proc/self/io (kernel without task I/O accounting)";
   sqlite3* plain = Open(false);
   ASSERT_EQ(Exec(plain, "CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)"), SQLITE_OK);
   // Without the buffer: two writes (header, page) for each of 9+ frames.
