@@ -1,5 +1,6 @@
 #include "worker/agent_profile.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 namespace forge::worker {
@@ -39,9 +40,30 @@ std::string StringField(const json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
+// A number that is no int64 (a fraction, 3e80, 2^64 - 1) is absent too:
+// converting it would be undefined (found by the agent_output fuzzer).
 int64_t IntField(const json& j, const char* key) {
   auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<int64_t>() : 0;
+  if (it == j.end()) return 0;
+  if (it->is_number_unsigned()) {
+    uint64_t u = it->get<uint64_t>();
+    return u <= static_cast<uint64_t>(INT64_MAX) ? static_cast<int64_t>(u) : 0;
+  }
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (it->is_number_float()) {
+    double d = it->get<double>();
+    // [-2^63, 2^63): both bounds are exact doubles.
+    if (std::isfinite(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+      return static_cast<int64_t>(d);
+    }
+  }
+  return 0;
+}
+// Sums an agent's counts without overflowing (its numbers are not trusted).
+int64_t SaturatingAdd(int64_t a, int64_t b) {
+  int64_t sum = 0;
+  if (!__builtin_add_overflow(a, b, &sum)) return sum;
+  return b > 0 ? INT64_MAX : INT64_MIN;
 }
 double NumberField(const json& j, const char* key) {
   auto it = j.find(key);
@@ -236,8 +258,8 @@ class CodexParser final : public OutputParser {
     } else if (type == "turn.completed") {
       ++turns_;
       if (const json* usage = ObjectField(j, "usage")) {
-        tokens_in_ += IntField(*usage, "input_tokens");
-        tokens_out_ += IntField(*usage, "output_tokens");
+        tokens_in_ = SaturatingAdd(tokens_in_, IntField(*usage, "input_tokens"));
+        tokens_out_ = SaturatingAdd(tokens_out_, IntField(*usage, "output_tokens"));
       }
     } else if (type == "item.completed") {
       const json* item = ObjectField(j, "item");

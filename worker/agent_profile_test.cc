@@ -195,6 +195,20 @@ TEST(ClaudeParser, MistypedFieldsAreIgnoredNotThrown) {
   EXPECT_EQ(r.tokens_in, 0);
 }
 
+TEST(ClaudeParser, NumbersNoIntegerCanHoldAreAbsent) {
+  auto r = Parse(Profile::kClaude,
+                 R"({"type":"result","is_error":false,"num_turns":3.3e80,)"
+                 R"("usage":{"input_tokens":18446744073709551615,"output_tokens":-1e300}})");
+  EXPECT_EQ(r.outcome, "passed");
+  EXPECT_EQ(r.num_turns, 0);
+  EXPECT_EQ(r.tokens_in, 0);
+  EXPECT_EQ(r.tokens_out, 0);
+  auto whole = Parse(Profile::kClaude, R"({"type":"result","is_error":false,"num_turns":7.0,)"
+                                       R"("usage":{"input_tokens":9223372036854775807}})");
+  EXPECT_EQ(whole.num_turns, 7);
+  EXPECT_EQ(whole.tokens_in, INT64_MAX);
+}
+
 TEST(CodexParser, SumsTurnsAndTakesTheThread) {
   std::string out =
       R"({"type":"thread.started","thread_id":"th-9"})"
@@ -214,6 +228,16 @@ TEST(CodexParser, SumsTurnsAndTakesTheThread) {
   EXPECT_EQ(r.tokens_in, 130);
   EXPECT_EQ(r.tokens_out, 25);
   EXPECT_EQ(r.num_turns, 2);
+}
+
+TEST(CodexParser, TokenSumsStopAtTheLargestCount) {
+  std::string turn = R"({"type":"turn.completed","usage":{"input_tokens":9223372036854775807,)"
+                     R"("output_tokens":-9223372036854775807}})"
+                     "\n";
+  auto r = Parse(Profile::kCodex, turn + turn + turn, Exit(0), 5);
+  EXPECT_EQ(r.tokens_in, INT64_MAX);
+  EXPECT_EQ(r.tokens_out, INT64_MIN);
+  EXPECT_EQ(r.num_turns, 3);
 }
 
 TEST(CodexParser, TurnFailedFailsWithItsMessage) {
