@@ -1,6 +1,7 @@
 #include "critic/findings.h"
 
 #include <algorithm>
+#include <climits>
 #include <nlohmann/json.hpp>
 
 namespace forge::critic {
@@ -70,6 +71,11 @@ Result<proto::Finding> ParseFinding(const json& j, const std::string& where) {
   auto line = j.find("line");
   if (line != j.end() && !line->is_null()) {
     if (!line->is_number_integer()) return Bad(where + ": 'line' must be an integer");
+    // Checked as the widest type first: get<int>() would wrap 2^32 + 7 to 7.
+    bool fits = line->is_number_unsigned()
+                    ? line->get<uint64_t>() <= INT_MAX
+                    : line->get<int64_t>() >= INT_MIN && line->get<int64_t>() <= INT_MAX;
+    if (!fits) return Bad(where + ": 'line' is out of range");
     f.line = line->get<int>();
   }
   return f;

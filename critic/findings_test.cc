@@ -63,6 +63,14 @@ TEST(ParseCriticReport, ErrorsNameTheProblem) {
   ASSERT_FALSE(line.ok());
   EXPECT_THAT(line.error().message, HasSubstr("'line' must be an integer"));
 
+  for (const char* huge : {"4294967303", "18446744073709551615", "-2147483649"}) {
+    auto wide = ParseCriticReport(
+        std::string(R"({"overall":"approve","findings":[{"severity":"sev3","category":"docs",)") +
+        R"("message":"x","line":)" + huge + "}]}");
+    ASSERT_FALSE(wide.ok()) << huge;
+    EXPECT_THAT(wide.error().message, HasSubstr("'line' is out of range")) << huge;
+  }
+
   auto notarray = ParseCriticReport(R"({"overall":"approve","findings":{}})");
   ASSERT_FALSE(notarray.ok());
   EXPECT_THAT(notarray.error().message, HasSubstr("'findings' must be an array"));
