@@ -40,8 +40,9 @@ std::string StringField(const json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
-// A number that is no int64 (a fraction, 3e80, 2^64 - 1) is absent too:
-// converting it would be undefined (found by the agent_output fuzzer).
+// A number outside int64 (3e80, 2^64 - 1) is absent too: converting it
+// would be undefined (found by the agent_output fuzzer). A fraction within
+// range is truncated, as before.
 int64_t IntField(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end()) return 0;
