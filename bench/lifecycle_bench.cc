@@ -38,7 +38,9 @@ using Clock = std::chrono::steady_clock;
   std::exit(1);
 }
 
-double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+double Micros(Clock::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -64,7 +66,7 @@ struct Figures {
   double us_per_task = 0;
   double frames_per_task = 0;
   // Frames each of the store's four transactions wrote, per task.
-  double lease = 0, started = 0, result = 0, close = 0;
+  double step_frames[4] = {0, 0, 0, 0};  // in kSteps' order
   // --pages: for each step, the b-trees (tables, indexes) of its frames.
   std::map<std::string, double> pages[4];
 };
@@ -174,10 +176,7 @@ Figures RunStore(const std::string& dir, int n, bool pages) {
   f.us_per_task = Median(took);
   if (pages) CountPages(dir + "/forge.db-wal", store.raw(), n, f);
   f.frames_per_task = static_cast<double>(WalFrames(store.raw())) / n;
-  f.lease = static_cast<double>(frames[0]) / n;
-  f.started = static_cast<double>(frames[1]) / n;
-  f.result = static_cast<double>(frames[2]) / n;
-  f.close = static_cast<double>(frames[3]) / n;
+  for (int step = 0; step < 4; ++step) f.step_frames[step] = static_cast<double>(frames[step]) / n;
   return f;
 }
 
@@ -259,8 +258,9 @@ int main(int argc, char** argv) {
   std::printf("%d tasks, one lifecycle each (lease, agent started, result, close)\n", n);
   std::printf("store     %7.1f us/task  %5.1f WAL frames/task\n", store.us_per_task,
               store.frames_per_task);
-  std::printf("          (lease %.1f, agent started %.1f, result %.1f, close %.1f)\n", store.lease,
-              store.started, store.result, store.close);
+  std::printf("          (%s %.1f, %s %.1f, %s %.1f, %s %.1f)\n", kSteps[0], store.step_frames[0],
+              kSteps[1], store.step_frames[1], kSteps[2], store.step_frames[2], kSteps[3],
+              store.step_frames[3]);
   for (int step = 0; pages && step < 4; ++step) {
     std::printf("          %s:", kSteps[step]);
     for (const auto& [btree, frames] : store.pages[step])
