@@ -55,6 +55,16 @@ bool FileExists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
+// The page size of a database the store creates. Every transaction writes
+// whole pages to the WAL, and most pages a task's transactions touch (the
+// indexes, events, attempts, task_counts) change by tens of bytes: with 2 KiB
+// pages instead of SQLite's 4 KiB the WAL bytes a task are 45 % fewer and the
+// supervisor's instructions 7.5 % fewer (checksums and copies scale with the
+// bytes), and with briefs of 3–8 KB the store's instructions are still 1–5 %
+// fewer (bench/README.md, fix 37). SQLite applies it only to a database with
+// no table yet and never in WAL mode, so an existing database keeps its own.
+constexpr int kNewDatabasePageSize = 2048;
+
 Status EnableWal(Conn& c, const std::string& path) {
   FORGE_ASSIGN_OR_RETURN(Stmt wal, c.Prepare("PRAGMA journal_mode = WAL"));
   FORGE_ASSIGN_OR_RETURN(bool row, wal.Step());
@@ -429,7 +439,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   } else {
     FORGE_RETURN_IF_ERROR(c.Open(options.db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                                  /*buffer_wal_writes=*/true));
-    FORGE_RETURN_IF_ERROR(c.Exec(timeout));
+    FORGE_RETURN_IF_ERROR(
+        c.Exec(timeout + "; PRAGMA page_size = " + std::to_string(kNewDatabasePageSize)));
     FORGE_RETURN_IF_ERROR(EnableWal(c, options.db_path));
     FORGE_RETURN_IF_ERROR(c.Exec(std::string("PRAGMA synchronous = ") +
                                  (options.synchronous_full ? "FULL" : "NORMAL") +

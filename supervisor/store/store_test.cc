@@ -1053,6 +1053,50 @@ TEST_F(StoreTest, ManualCheckpointsLeaveTheWalToTheOwner) {
   EXPECT_EQ(*s.IntegrityCheck(), "ok");
 }
 
+int64_t PageSize(sqlite3* db) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &stmt, nullptr) != SQLITE_OK) return -1;
+  int64_t size = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : -1;
+  sqlite3_finalize(stmt);
+  return size;
+}
+
+// A database the store creates has 2 KiB pages (fewer WAL bytes a
+// transaction, issue 6), in the file's header as well as in the connection.
+TEST_F(StoreTest, NewDatabaseHasSmallPages) {
+  auto s = OpenStore();
+  ASSERT_TRUE(s);
+  MustSubmit(*s, {Task("a")});
+  EXPECT_EQ(PageSize(s->raw()), 2048);
+  ASSERT_TRUE(s->Checkpoint().ok());
+  s.reset();
+  std::ifstream db(dir_.Path("forge.db"), std::ios::binary);
+  unsigned char header[18] = {};
+  ASSERT_TRUE(db.read(reinterpret_cast<char*>(header), sizeof header));
+  EXPECT_EQ(header[16] << 8 | header[17], 2048);  // big-endian, bytes 16-17
+}
+
+// One created with other pages (SQLite's default, 4 KiB) keeps them: SQLite
+// changes a database's page size only before its first table, never in WAL.
+TEST_F(StoreTest, ExistingDatabaseKeepsItsPageSize) {
+  CreateOldDatabase(1,
+                    "INSERT INTO tasks(id, title, state, max_attempts, created_at, "
+                    "updated_at) VALUES('a', 'a', 'ready', 3, 0, 0);");
+  auto s = OpenStore();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(PageSize(s->raw()), 4096);
+  Finish(*s, "a");
+  auto ids = MustSubmit(*s, {Task("b")});
+  Finish(*s, ids[0]);
+  s.reset();
+  s = OpenStore();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(PageSize(s->raw()), 4096);
+  EXPECT_EQ(StateOf(*s, "a"), TaskState::kDone);
+  EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kDone);
+  EXPECT_EQ(*s->IntegrityCheck(), "ok");
+}
+
 // AppendLine quotes plain kinds and task ids itself and leaves anything with
 // a quote, a backslash, a control or a non-ASCII byte to nlohmann: either way
 // byte for byte what Line() makes of the same event.

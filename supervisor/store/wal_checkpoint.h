@@ -51,7 +51,7 @@ CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms,
                                CheckpointMode mode = CheckpointMode::kTruncate);
 
 inline constexpr int64_t kBackgroundCheckpointFrames = 1000;  // SQLite's own threshold
-inline constexpr int64_t kInlineCheckpointFrames = 10000;     // ≈ 40 MB of 4 KiB pages
+inline constexpr int64_t kInlineCheckpointFrames = 10000;     // ≈ 20 MB of 2 KiB pages
 
 enum class CheckpointAction { kNone, kBackground, kInline };
 

@@ -34,8 +34,9 @@ const char* WalWriteBufferVfs();
 
 // The most bytes held: a write that would pass it writes the held bytes
 // first. The default unix VFS writes at most 128 KiB a call (it reports a
-// longer write as short: SQLITE_FULL). 96 KiB hold a commit of up to 23
-// frames of 4 KiB, and any one write SQLite makes (a page: 64 KiB at most).
+// longer write as short: SQLITE_FULL). 96 KiB hold a commit of up to 46
+// frames of the 2 KiB pages the store creates (23 of 4 KiB), and any one
+// write SQLite makes (a page: 64 KiB at most).
 inline constexpr size_t kWalWriteBufferBytes = 96 * 1024;
 
 }  // namespace forge::store
