@@ -8,7 +8,9 @@
 // four steps writes at least).
 //
 //   lifecycle_bench [--tasks N] [--state-dir DIR]   (default 2,000 in $TMPDIR)
-//   --pages   also each transaction's frames by b-tree (table or index)
+//   --pages           also each transaction's frames by b-tree (table or index)
+//   --brief-bytes N   each task's brief N bytes long (default 1): rows of a
+//                     few KB span more pages (the page size's trade-off)
 //
 // Exit codes: 0 printed, 1 a step failed (named on stderr), 2 bad usage.
 // The frames are exact and repeat from run to run; the times move with the
@@ -56,6 +58,15 @@ int WalFrames(sqlite3* db) {
   return log;
 }
 
+int PageSize(sqlite3* db) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &s, nullptr) != SQLITE_OK)
+    Die(std::string("page_size: ") + sqlite3_errmsg(db));
+  int size = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
+  sqlite3_finalize(s);
+  return size;
+}
+
 void Truncate(sqlite3* db) {
   if (sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr) !=
       SQLITE_OK)
@@ -69,6 +80,7 @@ struct Figures {
   double step_frames[4] = {0, 0, 0, 0};  // in kSteps' order
   // --pages: for each step, the b-trees (tables, indexes) of its frames.
   std::map<std::string, double> pages[4];
+  int page_size = 0;  // the database's, as the store created it
 };
 
 const char* const kSteps[4] = {"lease", "agent started", "result", "close"};
@@ -114,7 +126,7 @@ void CountPages(const std::string& wal_path, sqlite3* db, int n, Figures& f) {
   }
 }
 
-Figures RunStore(const std::string& dir, int n, bool pages) {
+Figures RunStore(const std::string& dir, int n, bool pages, int brief_bytes) {
   forge::store::StoreOptions options;
   options.db_path = dir + "/forge.db";
   options.events_jsonl_path = dir + "/events.jsonl";
@@ -125,7 +137,7 @@ Figures RunStore(const std::string& dir, int n, bool pages) {
   std::vector<forge::proto::SubmitTask> batch(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
     batch[static_cast<size_t>(i)].title = "noop";
-    batch[static_cast<size_t>(i)].brief = "b";
+    batch[static_cast<size_t>(i)].brief = std::string(static_cast<size_t>(brief_bytes), 'b');
     batch[static_cast<size_t>(i)].verify = {"true"};
     batch[static_cast<size_t>(i)].allow_empty = true;
   }
@@ -177,6 +189,7 @@ Figures RunStore(const std::string& dir, int n, bool pages) {
   if (pages) CountPages(dir + "/forge.db-wal", store.raw(), n, f);
   f.frames_per_task = static_cast<double>(WalFrames(store.raw())) / n;
   for (int step = 0; step < 4; ++step) f.step_frames[step] = static_cast<double>(frames[step]) / n;
+  f.page_size = PageSize(store.raw());
   return f;
 }
 
@@ -226,36 +239,51 @@ Figures RunBaseline(const std::string& dir, int n) {
   return f;
 }
 
+// The value of a numeric option, in [least, most]; bad usage (exit 2) otherwise.
+int Count(const std::string& flag, const std::string& value, long least, long most) {
+  char* end = nullptr;
+  long parsed = std::strtol(value.c_str(), &end, 10);
+  if (end == value.c_str() || *end != '\0' || parsed < least || parsed > most) {
+    std::fprintf(stderr, "lifecycle_bench: %s must be an integer from %ld to %ld, got '%s'\n",
+                 flag.c_str(), least, most, value.c_str());
+    std::exit(2);
+  }
+  return static_cast<int>(parsed);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int n = 2000;
+  int brief_bytes = 1;
   bool pages = false;
   std::string parent = std::filesystem::temp_directory_path().string();
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--tasks" && i + 1 < argc) {
-      std::string value = argv[++i];
-      char* end = nullptr;
-      long parsed = std::strtol(value.c_str(), &end, 10);
-      if (end == value.c_str() || *end != '\0' || parsed <= 0 || parsed > 10'000'000)
-        Die("--tasks must be a positive integer, got '" + value + "'");
-      n = static_cast<int>(parsed);
+      n = Count(arg, argv[++i], 1, 10'000'000);
+    } else if (arg == "--brief-bytes" && i + 1 < argc) {
+      brief_bytes = Count(arg, argv[++i], 0, 1'000'000);
     } else if (arg == "--state-dir" && i + 1 < argc) {
       parent = argv[++i];
     } else if (arg == "--pages") {
       pages = true;
     } else {
-      std::fprintf(stderr, "usage: lifecycle_bench [--tasks N] [--state-dir DIR] [--pages]\n");
+      std::fprintf(stderr,
+                   "usage: lifecycle_bench [--tasks N] [--state-dir DIR] [--pages] "
+                   "[--brief-bytes N]\n");
       return 2;
     }
   }
   std::string tmpl = parent + "/forge-lifecycle-XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr) Die("mkdtemp in " + parent + ": " + std::strerror(errno));
   Figures base = RunBaseline(tmpl, n);
-  Figures store = RunStore(tmpl, n, pages);
+  Figures store = RunStore(tmpl, n, pages, brief_bytes);
   std::filesystem::remove_all(tmpl);
-  std::printf("%d tasks, one lifecycle each (lease, agent started, result, close)\n", n);
+  std::printf(
+      "%d tasks, one lifecycle each (lease, agent started, result, close), briefs of %d "
+      "bytes, %d-byte pages\n",
+      n, brief_bytes, store.page_size);
   std::printf("store     %7.1f us/task  %5.1f WAL frames/task\n", store.us_per_task,
               store.frames_per_task);
   std::printf("          (%s %.1f, %s %.1f, %s %.1f, %s %.1f)\n", kSteps[0], store.step_frames[0],
