@@ -862,8 +862,9 @@ class ScaleSide {
 
 // The two sizes take turns, a round each, `--runs` rounds: a change in the
 // machine's load between rounds moves both sides, and each figure is the
-// median of its rounds (one window each used to decide the rate's ratio, and
-// one slow window made it miss: 1.55 in session 16, 0.85–1.05 otherwise).
+// median of its rounds. (One window a size used to decide the rate's ratio:
+// in session 16's runs it was 0.82–1.14 but 1.36, 1.47 and 1.55 when one
+// window was slow, before and after that session's change alike.)
 void Figure5() {
   int64_t big = g_opt.smoke ? 20'000 : 1'000'000;
   int64_t small = g_opt.smoke ? 100 : 1000;
