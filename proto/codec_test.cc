@@ -47,6 +47,9 @@ Result FullResult() {
   r.infra = true;
   r.spec = "## Problem\nx\n";
   r.model = "sonnet";
+  r.agent_pid = 4242;
+  r.pgid = 4242;
+  r.agent_start_time = 123456;
   return r;
 }
 
@@ -252,6 +255,8 @@ TEST(CodecErrors, MistypedFieldIsNamed) {
   EXPECT_EQ(e.message, "result: field 'cost_usd' must be a number, got string");
   e = ChildError(R"({"v":1,"type":"result","attempt_id":1,"outcome":"failed","infra":"yes"})");
   EXPECT_EQ(e.message, "result: field 'infra' must be a boolean, got string");
+  e = ChildError(R"({"v":1,"type":"result","attempt_id":1,"outcome":"passed","pgid":1.5})");
+  EXPECT_EQ(e.message, "result: field 'pgid' must be an integer, got number");
   e = ChildError(R"({"v":1,"type":"heartbeat","attempt_id":true})");
   EXPECT_THAT(e.message, HasSubstr("field 'attempt_id' must be an integer"));
 }

@@ -65,6 +65,9 @@ void to_json(json& j, const Result& m) {
   PutUnlessDefault(j, "infra", m.infra, d.infra);
   PutUnlessDefault(j, "model", m.model, d.model);
   PutUnlessDefault(j, "spec", m.spec, d.spec);
+  PutUnlessDefault(j, "agent_pid", m.agent_pid, d.agent_pid);
+  PutUnlessDefault(j, "pgid", m.pgid, d.pgid);
+  PutUnlessDefault(j, "agent_start_time", m.agent_start_time, d.agent_start_time);
 }
 
 void ReadValue(const json& j, Result& m) {
@@ -89,6 +92,9 @@ void ReadValue(const json& j, Result& m) {
   Optional(j, "infra", m.infra);
   Optional(j, "model", m.model);
   Optional(j, "spec", m.spec);
+  Optional(j, "agent_pid", m.agent_pid);
+  Optional(j, "pgid", m.pgid);
+  Optional(j, "agent_start_time", m.agent_start_time);
 }
 
 void to_json(json& j, const ReviewResult& m) {

@@ -32,6 +32,13 @@ struct Heartbeat {
   bool operator==(const Heartbeat&) const = default;
 };
 
+// How long an agent runs before its worker reports `started`. An agent that
+// ends sooner has its start in its `result` instead (the Nagle trade: a
+// no-op agent's task costs a message and a store transaction less). The
+// agent's own children are killed with it meanwhile: by PR_SET_PDEATHSIG if
+// the worker dies, by the worker otherwise.
+inline constexpr int64_t kStartedReportDelayMs = 20;
+
 struct Started {
   static constexpr std::string_view kType = "started";
   int64_t attempt_id = 0;
@@ -68,6 +75,13 @@ struct Result {
   bool infra = false;
   std::string model;  // model actually used
   std::string spec;   // expand tasks: the specification the agent wrote
+  // The agent's start, as `started` has it, when no `started` was sent: the
+  // worker reports a start only once the agent has run for
+  // kStartedReportDelayMs, so an agent that ended sooner costs one message
+  // and one transaction, not two. 0 when `started` was sent (or none ran).
+  int64_t agent_pid = 0;
+  int64_t pgid = 0;
+  int64_t agent_start_time = 0;
   bool operator==(const Result&) const = default;
 };
 

@@ -107,6 +107,8 @@ struct Worker::Attempt {
   std::unique_ptr<OutputParser> parser;
   std::unique_ptr<proto::ChildJob> job;
   int64_t started_ms = 0;
+  // Until sent, the start goes with the result (see kStartedReportDelayMs).
+  std::optional<proto::Started> unreported_start;
   std::string stop_outcome;  // set when the worker ended the agent
   std::string stop_error;
   bool capture_error_logged = false;
@@ -302,10 +304,25 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   started.agent_start_time = a->job->start_time();
   spdlog::info("attempt {}: agent pid {} started: {}", d.attempt_id, started.agent_pid,
                a->prepared.argv[0]);
+  a->unreported_start = started;
   attempt_ = std::move(a);
   link_.SetAttempt(d.attempt_id);
-  Status s = link_.Send(started);
+}
+
+void Worker::ReportStart() {
+  Attempt& a = *attempt_;
+  if (!a.unreported_start) return;
+  Status s = link_.Send(*a.unreported_start);
   if (!s.ok()) spdlog::error("sending started: {}", s.error().ToString());
+  a.unreported_start.reset();
+}
+
+void Worker::PutUnreportedStart(proto::Result& r) const {
+  const Attempt& a = *attempt_;
+  if (!a.unreported_start) return;
+  r.agent_pid = a.unreported_start->agent_pid;
+  r.pgid = a.unreported_start->pgid;
+  r.agent_start_time = a.unreported_start->agent_start_time;
 }
 
 void Worker::StartMaintenance(const proto::Maintain& job) {
@@ -381,6 +398,7 @@ int64_t Worker::NextDeadline() const {
   if (attempt_) {
     const auto& a = *attempt_;
     earliest(a.job->NextDeadline());
+    if (a.unreported_start) earliest(a.started_ms + proto::kStartedReportDelayMs);
     if (a.stop_outcome.empty()) {
       const auto& spec = a.dispatch.agent;
       if (spec.timeout_ms > 0) earliest(a.started_ms + spec.timeout_ms);
@@ -397,6 +415,7 @@ int64_t Worker::NextDeadline() const {
 void Worker::Tick(int64_t now) {
   if (!attempt_) return;
   Attempt& a = *attempt_;
+  if (now >= a.started_ms + proto::kStartedReportDelayMs) ReportStart();
   const auto& spec = a.dispatch.agent;
   if (a.stop_outcome.empty()) {
     int64_t last = a.capture->last_output_ms() >= 0 ? a.capture->last_output_ms() : a.started_ms;
@@ -449,6 +468,7 @@ void Worker::FinishAttempt() {
   // The parser saw the raw output; what leaves the worker is redacted.
   r.error = RedactText(r.error, a.prepared.secrets);
   r.spec = RedactText(r.spec, a.prepared.secrets);
+  PutUnreportedStart(r);
   spdlog::info("attempt {}: {} ({})", r.attempt_id, r.outcome, a.job->status().ToString());
   attempt_.reset();
   link_.SetAttempt(std::nullopt);
@@ -471,6 +491,7 @@ void Worker::Abort(const std::string& why) {
   r.log_path = attempt_->prepared.log_path;
   (void)attempt_->capture->Flush();
   r.output_tail = TailText(attempt_->capture->tail());
+  PutUnreportedStart(r);
   attempt_.reset();
   (void)link_.Send(r);  // best effort: the supervisor may be gone
 }

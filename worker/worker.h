@@ -1,9 +1,11 @@
 // Worker: the event loop of forge-worker. One attempt at a time: on dispatch
 // it prepares the workspace and log directory, renders the brief, runs the
 // agent (its own process group, prompt file on stdin, output to the attempt log),
-// reports `started`, enforces the attempt and stall timeouts, and reports the
-// `result`. Everything (agent pipes, SIGCHLD via signalfd, the supervisor
-// socket, timers) is one poll loop, so heartbeats never stop.
+// reports `started` once the agent has run proto::kStartedReportDelayMs (an
+// agent that ends sooner has its start in the `result`), enforces the
+// attempt and stall timeouts, and reports the `result`. Everything (agent
+// pipes, SIGCHLD via signalfd, the supervisor socket, timers) is one poll
+// loop, so heartbeats never stop.
 #pragma once
 
 #include <sys/types.h>
@@ -67,6 +69,8 @@ class Worker {
   int64_t NextDeadline() const;
   void Stop(const std::string& outcome, const std::string& error);
   void FinishAttempt();
+  void ReportStart();
+  void PutUnreportedStart(proto::Result& result) const;
   void Abort(const std::string& why);
   void SendFailure(const proto::Dispatch& dispatch, const std::string& outcome, const Error& error,
                    bool retryable);

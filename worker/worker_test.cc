@@ -52,24 +52,37 @@ class WorkerTest : public ::testing::Test {
     return d;
   }
 
-  // Dispatches and waits for started + result.
+  // Dispatches and waits for the result. The agent's start comes in a
+  // `started` (an agent that ran kStartedReportDelayMs) or in the result
+  // (one that ended sooner), never in both.
   std::optional<proto::Result> Run(const proto::Dispatch& d, proto::Started* started = nullptr) {
     sup_.Send(d);
-    auto s = sup_.WaitFor<proto::Started>();
-    if (!s) {
-      ADD_FAILURE() << "no started";
-      return std::nullopt;
+    std::optional<proto::Started> s;
+    std::optional<proto::Result> r;
+    while (!r) {
+      auto m = sup_.Receive(15000);
+      if (!m) {
+        ADD_FAILURE() << "no result";
+        return std::nullopt;
+      }
+      if (auto* st = std::get_if<proto::Started>(&m->message)) {
+        EXPECT_FALSE(s) << "two started";
+        s = *st;
+      } else if (auto* res = std::get_if<proto::Result>(&m->message)) {
+        r = *res;
+      }
     }
-    EXPECT_EQ(s->attempt_id, d.attempt_id);
+    EXPECT_EQ(r->attempt_id, d.attempt_id);
+    if (s) {
+      EXPECT_EQ(s->attempt_id, d.attempt_id);
+      EXPECT_EQ(r->agent_pid, 0) << "start reported twice";
+    } else {
+      s = proto::Started{d.attempt_id, r->agent_pid, r->pgid, r->agent_start_time};
+    }
     EXPECT_GT(s->agent_pid, 0);
     EXPECT_EQ(s->pgid, s->agent_pid);
     EXPECT_GT(s->agent_start_time, 0);
     if (started) *started = *s;
-    auto r = sup_.WaitFor<proto::Result>(15000);
-    if (!r) ADD_FAILURE() << "no result";
-    if (r) {
-      EXPECT_EQ(r->attempt_id, d.attempt_id);
-    }
     return r;
   }
 
@@ -113,6 +126,30 @@ TEST_F(WorkerTest, SucceedingAgentPassesWithItsOutputLogged) {
   EXPECT_THAT(prompt, HasSubstr("Make it work"));
   EXPECT_THAT(prompt, HasSubstr("Please make it work."));
   EXPECT_EQ(ReadAll(prompt_path + ".stdin"), prompt);
+}
+
+// An agent still running kStartedReportDelayMs after it was spawned gets
+// its own `started` (the supervisor records its pid for recovery's kill
+// check); its result then carries no start. (Run() checks the other way, an
+// agent that ends first: its start in the result and no `started`.)
+TEST_F(WorkerTest, TheStartOfAnAgentStillRunningIsReportedOnItsOwn) {
+  auto d = MakeDispatch("while [ ! -e \"$FORGE_PROMPT_FILE.go\" ]; do sleep 0.01; done\n");
+  const int64_t sent = NowMs();
+  sup_.Send(d);
+  auto started = sup_.WaitFor<proto::Started>();
+  ASSERT_TRUE(started);
+  EXPECT_GE(NowMs() - sent, proto::kStartedReportDelayMs);
+  EXPECT_EQ(started->attempt_id, d.attempt_id);
+  EXPECT_GT(started->agent_pid, 0);
+  EXPECT_EQ(started->pgid, started->agent_pid);
+  EXPECT_GT(started->agent_start_time, 0);
+  WriteExecutable(sup_.state_dir + "/logs/t-7/1.prompt.go", "");
+  auto r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed");
+  EXPECT_EQ(r->agent_pid, 0);
+  EXPECT_EQ(r->pgid, 0);
+  EXPECT_EQ(r->agent_start_time, 0);
 }
 
 TEST_F(WorkerTest, HeartbeatsKeepComingWhileTheAgentRuns) {

@@ -215,6 +215,19 @@ struct Store::Impl {
     return inserted.ok() ? Status::Ok() : Status(inserted.error());
   }
 
+  // The agent's pid, group and start time, for recovery's kill check, and
+  // its event; once per attempt (a repeated `started` changes nothing).
+  Status RecordAgentStart(const AttemptRow& a, int64_t agent_pid, int64_t pgid,
+                          int64_t agent_start_time) {
+    if (a.info.agent_pid != 0) return Status::Ok();
+    FORGE_ASSIGN_OR_RETURN(Stmt s,
+                           conn.Prepare("UPDATE attempts SET agent_pid = ?, agent_pgid = ?, "
+                                        "agent_start_time = ? WHERE id = ?"));
+    FORGE_RETURN_IF_ERROR(s.Bind(agent_pid, pgid, agent_start_time, a.info.id).Run());
+    return AttemptEvent(a.info, "attempt.agent_started",
+                        json{{"attempt_id", a.info.id}, {"agent_pid", agent_pid}, {"pgid", pgid}});
+  }
+
   Result<std::vector<EventInfo>> ReadEvents(const std::string& sql, auto... args) {
     return ReadEventsWith(sql, [&](Stmt& s) { s.Bind(args...); });
   }
@@ -641,14 +654,8 @@ Status Store::MarkAgentStarted(int64_t attempt_id, int64_t agent_pid, int64_t pg
   Impl& m = *impl_;
   return m.Write("record agent start", [&]() -> Status {
     FORGE_ASSIGN_OR_RETURN(AttemptRow a, m.LoadAttempt(attempt_id));
-    if (a.ended || a.info.agent_pid != 0) return Status::Ok();  // late or repeated
-    FORGE_ASSIGN_OR_RETURN(Stmt s,
-                           m.conn.Prepare("UPDATE attempts SET agent_pid = ?, agent_pgid = ?, "
-                                          "agent_start_time = ? WHERE id = ?"));
-    FORGE_RETURN_IF_ERROR(s.Bind(agent_pid, pgid, agent_start_time, attempt_id).Run());
-    return m.AttemptEvent(
-        a.info, "attempt.agent_started",
-        json{{"attempt_id", attempt_id}, {"agent_pid", agent_pid}, {"pgid", pgid}});
+    if (a.ended) return Status::Ok();  // late
+    return m.RecordAgentStart(a, agent_pid, pgid, agent_start_time);
   });
 }
 
@@ -661,6 +668,11 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
     out.attempt = a.info;
     if (a.reported || a.ended) return out;  // already past this step
     out.recorded = true;
+    // An agent that ended before its worker reported its start: the start
+    // first, so the events read in the order things happened.
+    if (r.agent_pid != 0) {
+      FORGE_RETURN_IF_ERROR(m.RecordAgentStart(a, r.agent_pid, r.pgid, r.agent_start_time));
+    }
     FORGE_ASSIGN_OR_RETURN(
         Stmt s,
         m.conn.Prepare("UPDATE attempts SET reported_at = ?, exit_code = ?, signal = ?, "

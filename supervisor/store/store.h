@@ -96,6 +96,11 @@ struct AgentReport {
   std::string model;
   std::string error;
   std::string log_path;
+  // The agent's start when the worker sent no `started` (it ended first);
+  // recorded as MarkAgentStarted would. 0: already recorded, or none ran.
+  int64_t agent_pid = 0;
+  int64_t pgid = 0;
+  int64_t agent_start_time = 0;
 };
 
 // How an attempt closes and where its task goes, decided by the retry policy.

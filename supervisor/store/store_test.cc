@@ -589,6 +589,46 @@ TEST_F(StoreTest, RecoveryClosesOpenAttempts) {
   EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kReady);
 }
 
+// A worker reports the start of an agent that ended within
+// kStartedReportDelayMs in its result: recorded as a `started` would be,
+// with its event before the result's, and only once.
+TEST_F(StoreTest, AResultCarriesTheStartOfAnAgentThatEndedFirst) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("quick"), Task("slow")});
+  AttemptInfo quick = MustLease(*s, ids[0]);
+  AgentReport r;
+  r.outcome = Outcome::kPassed;
+  r.agent_pid = 4242;
+  r.pgid = 4242;
+  r.agent_start_time = 777;
+  ASSERT_TRUE(s->RecordAgentResult(quick.id, r).ok());
+  auto a = s->GetAttempt(quick.id);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->agent_pid, 4242);
+  EXPECT_EQ(a->agent_pgid, 4242);
+  EXPECT_EQ(a->agent_start_time, 777);
+  EventFilter f;
+  f.task_id = ids[0];
+  f.kind = "attempt.";
+  auto events = s->Events(f);
+  ASSERT_TRUE(events.ok());
+  std::vector<std::string> kinds;
+  for (const auto& e : *events) kinds.push_back(e.kind);
+  EXPECT_THAT(kinds, ElementsAre("attempt.started", "attempt.agent_started", "attempt.result"));
+  EXPECT_EQ(events->at(1).payload["agent_pid"], 4242);
+
+  // One that did report its start keeps it: a result naming another pid
+  // (there is none; this is the store's guard) changes nothing.
+  AttemptInfo slow = MustLease(*s, ids[1]);
+  ASSERT_TRUE(s->MarkAgentStarted(slow.id, 555, 555, 123).ok());
+  r.agent_pid = r.pgid = 999;
+  ASSERT_TRUE(s->RecordAgentResult(slow.id, r).ok());
+  EXPECT_EQ(s->GetAttempt(slow.id)->agent_pid, 555);
+  f.task_id = ids[1];
+  f.kind = "attempt.agent_started";
+  EXPECT_EQ(s->Events(f)->size(), 1u);
+}
+
 TEST_F(StoreTest, CostAndRecentAttempts) {
   auto s = OpenStore();
   auto ids = MustSubmit(*s, {Task("a"), Task("b")});

@@ -34,6 +34,18 @@ TEST(Supervisor, AgentThatSucceedsIsDoneInOneAttempt) {
                            "attempt.ended", "task.done"}) {
     EXPECT_TRUE(forge.HasEvent(id, kind)) << kind;
   }
+  // The agent's start is recorded whether the worker reported it on its own
+  // (the agent ran kStartedReportDelayMs) or in the result (it ended first),
+  // and it reads before the result.
+  EXPECT_GT(attempts[0].agent_pid, 0);
+  EXPECT_GT(attempts[0].agent_start_time, 0);
+  std::vector<std::string> agent_events;
+  for (const auto& e : forge.Events(id, "attempt.")) {
+    if (e.kind == "attempt.agent_started" || e.kind == "attempt.result") {
+      agent_events.push_back(e.kind);
+    }
+  }
+  EXPECT_EQ(agent_events, (std::vector<std::string>{"attempt.agent_started", "attempt.result"}));
   EXPECT_EQ(forge.Runs().size(), 1u);
   EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
 }
