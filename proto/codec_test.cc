@@ -49,7 +49,6 @@ Result FullResult() {
   r.model = "sonnet";
   r.agent_pid = 4242;
   r.pgid = 4242;
-  r.agent_start_time = 123456;
   return r;
 }
 

@@ -67,7 +67,6 @@ void to_json(json& j, const Result& m) {
   PutUnlessDefault(j, "spec", m.spec, d.spec);
   PutUnlessDefault(j, "agent_pid", m.agent_pid, d.agent_pid);
   PutUnlessDefault(j, "pgid", m.pgid, d.pgid);
-  PutUnlessDefault(j, "agent_start_time", m.agent_start_time, d.agent_start_time);
 }
 
 void ReadValue(const json& j, Result& m) {
@@ -94,7 +93,6 @@ void ReadValue(const json& j, Result& m) {
   Optional(j, "spec", m.spec);
   Optional(j, "agent_pid", m.agent_pid);
   Optional(j, "pgid", m.pgid);
-  Optional(j, "agent_start_time", m.agent_start_time);
 }
 
 void to_json(json& j, const ReviewResult& m) {

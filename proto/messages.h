@@ -33,10 +33,10 @@ struct Heartbeat {
 };
 
 // How long an agent runs before its worker reports `started`. An agent that
-// ends sooner has its start in its `result` instead (the Nagle trade: a
-// no-op agent's task costs a message and a store transaction less). The
-// agent's own children are killed with it meanwhile: by PR_SET_PDEATHSIG if
-// the worker dies, by the worker otherwise.
+// ends sooner has its pid in its `result` instead (the Nagle trade: a quick
+// agent's task costs a message and a store transaction less). Meanwhile the
+// supervisor does not know the agent's group: if the worker dies then, the
+// agent dies with it (PR_SET_PDEATHSIG) but a process it started does not.
 inline constexpr int64_t kStartedReportDelayMs = 20;
 
 struct Started {
@@ -75,13 +75,14 @@ struct Result {
   bool infra = false;
   std::string model;  // model actually used
   std::string spec;   // expand tasks: the specification the agent wrote
-  // The agent's start, as `started` has it, when no `started` was sent: the
-  // worker reports a start only once the agent has run for
-  // kStartedReportDelayMs, so an agent that ended sooner costs one message
-  // and one transaction, not two. 0 when `started` was sent (or none ran).
+  // The agent's pid and group when no `started` was sent: the worker
+  // reports a start only once the agent has run kStartedReportDelayMs, so
+  // an agent that ended sooner costs one message and one transaction, not
+  // two. No start time: the agent is gone (reaped, its group killed) when
+  // its result is sent, so there is nothing left for a kill check to match.
+  // 0 when `started` was sent (or none ran).
   int64_t agent_pid = 0;
   int64_t pgid = 0;
-  int64_t agent_start_time = 0;
   bool operator==(const Result&) const = default;
 };
 

@@ -786,7 +786,6 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   report.log_path = m.log_path;
   report.agent_pid = m.agent_pid;
   report.pgid = m.pgid;
-  report.agent_start_time = m.agent_start_time;
   auto recorded = store_->RecordAgentResult(attempt_id, report);
   if (recorded.ok() && recorded->closed) {
     spdlog::info("result for attempt {} which is already closed (cancelled)", attempt_id);

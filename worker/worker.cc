@@ -182,8 +182,8 @@ Result<PreparedAttempt> Worker::Prepare(const proto::Dispatch& d) {
   FORGE_ASSIGN_OR_RETURN(Profile profile, ParseProfile(d.agent.profile));
   (void)profile;
   FORGE_ASSIGN_OR_RETURN(p.argv, BuildArgv(d.agent));
+  // The workspace itself is PrepareWorkspace's, made before this.
   if (d.workspace.empty()) return MakeError(ErrorCode::kInvalid, "dispatch has no workspace");
-  FORGE_RETURN_IF_ERROR(MakeDirs(d.workspace));
   p.log_path = d.log_path;
   if (p.log_path.empty()) {
     p.log_path = options_.state_dir + "/logs/" + d.task.id + "/" + std::to_string(d.n) + ".log";
@@ -225,7 +225,7 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     SendFailure(d, "cancelled", MakeError(ErrorCode::kConflict, "worker is shutting down"), true);
     return;
   }
-  // The worktree (or plain directory) first: Prepare writes into it.
+  // The worktree (or plain directory) first: the agent runs in it.
   WorkspaceSpec ws{d.task.id, d.task.repo, d.task.base, d.workspace, d.sync_remote, d.sync_branch};
   link_.SetAttempt(d.attempt_id);
   auto workspace = PrepareWorkspace(ws, HeartbeatingGitRunner(link_));
@@ -301,7 +301,6 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   started.attempt_id = d.attempt_id;
   started.agent_pid = a->job->pid();
   started.pgid = a->job->pgid();
-  started.agent_start_time = a->job->start_time();
   spdlog::info("attempt {}: agent pid {} started: {}", d.attempt_id, started.agent_pid,
                a->prepared.argv[0]);
   a->unreported_start = started;
@@ -312,6 +311,10 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
 void Worker::ReportStart() {
   Attempt& a = *attempt_;
   if (!a.unreported_start) return;
+  // Read now, not at the spawn: /proc/<pid>/stat of a process in the middle
+  // of its exec was the dearest read of a dispatch, and an agent that ends
+  // first never needs it. Not reaped yet, so the pid is still the agent's.
+  a.unreported_start->agent_start_time = a.job->start_time();
   Status s = link_.Send(*a.unreported_start);
   if (!s.ok()) spdlog::error("sending started: {}", s.error().ToString());
   a.unreported_start.reset();
@@ -322,7 +325,6 @@ void Worker::PutUnreportedStart(proto::Result& r) const {
   if (!a.unreported_start) return;
   r.agent_pid = a.unreported_start->agent_pid;
   r.pgid = a.unreported_start->pgid;
-  r.agent_start_time = a.unreported_start->agent_start_time;
 }
 
 void Worker::StartMaintenance(const proto::Maintain& job) {

@@ -53,8 +53,8 @@ class Worker {
   // Returns the process exit code.
   int Run();
 
-  // Prepares a dispatch (dirs, brief, prompt file, environment, argv).
-  // Exposed for tests; Run() calls it on every dispatch.
+  // Prepares a dispatch whose workspace exists (log directory, brief,
+  // prompt file, environment, argv). Run() calls it on every dispatch.
   Result<PreparedAttempt> Prepare(const proto::Dispatch& dispatch);
 
  private:

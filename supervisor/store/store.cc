@@ -671,7 +671,7 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
     // An agent that ended before its worker reported its start: the start
     // first, so the events read in the order things happened.
     if (r.agent_pid != 0) {
-      FORGE_RETURN_IF_ERROR(m.RecordAgentStart(a, r.agent_pid, r.pgid, r.agent_start_time));
+      FORGE_RETURN_IF_ERROR(m.RecordAgentStart(a, r.agent_pid, r.pgid, 0));
     }
     FORGE_ASSIGN_OR_RETURN(
         Stmt s,

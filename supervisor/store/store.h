@@ -96,11 +96,11 @@ struct AgentReport {
   std::string model;
   std::string error;
   std::string log_path;
-  // The agent's start when the worker sent no `started` (it ended first);
-  // recorded as MarkAgentStarted would. 0: already recorded, or none ran.
+  // The agent's pid and group when the worker sent no `started` (the agent
+  // ended first); recorded as MarkAgentStarted would, with start time 0,
+  // which no kill check ever matches. 0: already recorded, or none ran.
   int64_t agent_pid = 0;
   int64_t pgid = 0;
-  int64_t agent_start_time = 0;
 };
 
 // How an attempt closes and where its task goes, decided by the retry policy.

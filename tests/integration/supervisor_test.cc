@@ -38,7 +38,6 @@ TEST(Supervisor, AgentThatSucceedsIsDoneInOneAttempt) {
   // (the agent ran kStartedReportDelayMs) or in the result (it ended first),
   // and it reads before the result.
   EXPECT_GT(attempts[0].agent_pid, 0);
-  EXPECT_GT(attempts[0].agent_start_time, 0);
   std::vector<std::string> agent_events;
   for (const auto& e : forge.Events(id, "attempt.")) {
     if (e.kind == "attempt.agent_started" || e.kind == "attempt.result") {
