@@ -216,10 +216,39 @@ constexpr size_t kChildStackBytes = 64 << 10;
 // ZeroMQ I/O threads' stacks included) for a child that only execs, and the
 // parent resumes once the exec has happened or failed. Returns the pid or -1
 // with errno set.
-pid_t CloneAndExec(ChildPlan& plan) {
-  void* stack = mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE,
+//
+// The stack is mapped once per thread and kept: a munmap a spawn made the
+// kernel flush this process's TLB on every CPU running one of its threads
+// (an IPI each, dear in a VM; 2-3 % of a critic's CPU a check), and each
+// fresh mapping faulted its pages in again. One per thread, because the
+// worker's maintenance thread spawns git while its loop may spawn too.
+class ChildStack {
+ public:
+  ChildStack() = default;
+  ChildStack(const ChildStack&) = delete;
+  ChildStack& operator=(const ChildStack&) = delete;
+  ~ChildStack() {
+    if (base_ != nullptr) munmap(base_, kChildStackBytes);
+  }
+  // The stack's lowest address, or nullptr with errno set.
+  void* Get() {
+    if (base_ == nullptr) {
+      void* p = mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) return -1;
+      if (p == MAP_FAILED) return nullptr;
+      base_ = p;
+    }
+    return base_;
+  }
+
+ private:
+  void* base_ = nullptr;
+};
+
+pid_t CloneAndExec(ChildPlan& plan) {
+  thread_local ChildStack child_stack;
+  void* stack = child_stack.Get();
+  if (stack == nullptr) return -1;
   // Block everything so that no handler of ours runs in the child (on our
   // memory) before ChildMain has reset the dispositions.
   sigset_t all, old;
@@ -232,11 +261,11 @@ pid_t CloneAndExec(ChildPlan& plan) {
 #ifdef FORGE_ASAN
   // The child's instrumented frames poisoned shadow memory for this stack and
   // never returned to unpoison it (they exec'd or _exit'ed). Left poisoned,
-  // whatever is mapped at this address next (SQLite's buffers, once) reads as
-  // a stack redzone: a false stack-buffer-underflow.
+  // the next child's frames (or whatever is mapped here once the thread has
+  // ended: SQLite's buffers, once) read as a stack redzone: a false
+  // stack-buffer-underflow.
   __asan_unpoison_memory_region(stack, kChildStackBytes);
 #endif
-  munmap(stack, kChildStackBytes);
   errno = err;
   return pid;
 }
