@@ -224,8 +224,12 @@ struct Store::Impl {
                            conn.Prepare("UPDATE attempts SET agent_pid = ?, agent_pgid = ?, "
                                         "agent_start_time = ? WHERE id = ?"));
     FORGE_RETURN_IF_ERROR(s.Bind(agent_pid, pgid, agent_start_time, a.info.id).Run());
-    return AttemptEvent(a.info, "attempt.agent_started",
-                        json{{"attempt_id", a.info.id}, {"agent_pid", agent_pid}, {"pgid", pgid}});
+    return AgentStartedEvent(a.info, agent_pid, pgid);
+  }
+
+  Status AgentStartedEvent(const AttemptInfo& a, int64_t agent_pid, int64_t pgid) {
+    return AttemptEvent(a, "attempt.agent_started",
+                        json{{"attempt_id", a.id}, {"agent_pid", agent_pid}, {"pgid", pgid}});
   }
 
   Result<std::vector<EventInfo>> ReadEvents(const std::string& sql, auto... args) {
@@ -361,14 +365,20 @@ struct Store::Impl {
   // Moves the task to `to` and emits task.<to> with {"from","to"} + extra.
   // The event key carries the task's transition counter, so each transition
   // has its own key and re-running the same transition cannot duplicate it.
-  Status Transition(TaskRow& t, TaskState to, json extra, int attempt_n = 0) {
+  // also_set ("column = expression, ...") and its arguments change more of
+  // the row in the same UPDATE: a transaction that moves the task and also
+  // changes its counters runs one statement on the row, not two (issue 6).
+  template <typename... Args>
+  Status Transition(TaskRow& t, TaskState to, json extra, int attempt_n = 0,
+                    std::string_view also_set = {}, const Args&... also_args) {
     TaskState from = t.info.state;
     ++t.version;
-    FORGE_ASSIGN_OR_RETURN(
-        Stmt s,
-        conn.Prepare("UPDATE tasks SET state = ?, version = ?, updated_at = ? WHERE seq = ?"));
+    std::string sql = "UPDATE tasks SET state = ?, version = ?, updated_at = ?";
+    if (!also_set.empty()) sql.append(", ").append(also_set);
+    sql.append(" WHERE seq = ?");
+    FORGE_ASSIGN_OR_RETURN(Stmt s, conn.Prepare(sql));
     int64_t now = Now();
-    FORGE_RETURN_IF_ERROR(s.Bind(Str(to), t.version, now, t.seq).Run());
+    FORGE_RETURN_IF_ERROR(s.Bind(Str(to), t.version, now, also_args..., t.seq).Run());
     json payload = std::move(extra);
     if (!payload.is_object()) payload = json::object();
     payload["from"] = Str(from);
@@ -634,17 +644,16 @@ Result<AttemptInfo> Store::LeaseAttempt(const std::string& task_id, const Lease&
         ins.Bind(a.task_id, a.n, a.counted, a.worker_pid, a.model, a.log_path, a.started_at_ms)
             .Run());
     a.id = sqlite3_last_insert_rowid(m.conn.db());
-    FORGE_ASSIGN_OR_RETURN(Stmt up,
-                           m.conn.Prepare("UPDATE tasks SET total_attempts = total_attempts + 1, "
-                                          "attempts = attempts + ?, not_before = 0 WHERE seq = ?"));
-    FORGE_RETURN_IF_ERROR(up.Bind(lease.counted ? 1 : 0, t.seq).Run());
     FORGE_RETURN_IF_ERROR(m.AttemptEvent(a, "attempt.started",
                                          json{{"attempt_id", a.id},
                                               {"n", a.n},
                                               {"worker_pid", a.worker_pid},
                                               {"model", a.model},
                                               {"counted", a.counted}}));
-    FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kRunning, json{{"attempt_id", a.id}}, a.n));
+    FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kRunning, json{{"attempt_id", a.id}}, a.n,
+                                       "total_attempts = total_attempts + 1, "
+                                       "attempts = attempts + ?, not_before = 0",
+                                       lease.counted ? 1 : 0));
     return a;
   });
 }
@@ -669,25 +678,23 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
     if (a.reported || a.ended) return out;  // already past this step
     out.recorded = true;
     // An agent that ended before its worker reported its start: the start
-    // first, so the events read in the order things happened.
-    if (r.agent_pid != 0) {
-      FORGE_RETURN_IF_ERROR(m.RecordAgentStart(a, r.agent_pid, r.pgid, 0));
-    }
+    // first, so the events read in the order things happened. Its pid and
+    // group go into the row with the result, in one UPDATE.
+    bool first_start = r.agent_pid != 0 && a.info.agent_pid == 0;
+    if (first_start) FORGE_RETURN_IF_ERROR(m.AgentStartedEvent(a.info, r.agent_pid, r.pgid));
     FORGE_ASSIGN_OR_RETURN(
         Stmt s,
         m.conn.Prepare("UPDATE attempts SET reported_at = ?, exit_code = ?, signal = ?, "
                        "duration_ms = ?, cost_usd = ?, tokens_in = ?, tokens_out = ?, "
                        "num_turns = ?, session_id = ?, model = CASE WHEN ? = '' THEN model ELSE ? "
-                       "END, error = ?, log_path = CASE WHEN ? = '' THEN log_path ELSE ? END "
-                       "WHERE id = ?"));
+                       "END, error = ?, log_path = CASE WHEN ? = '' THEN log_path ELSE ? END, "
+                       "agent_pid = CASE WHEN ? THEN ? ELSE agent_pid END, "
+                       "agent_pgid = CASE WHEN ? THEN ? ELSE agent_pgid END WHERE id = ?"));
     FORGE_RETURN_IF_ERROR(s.Bind(m.Now(), r.exit_code, r.signal, r.duration_ms, r.cost_usd,
                                  r.tokens_in, r.tokens_out, r.num_turns, r.session_id, r.model,
-                                 r.model, r.error, r.log_path, r.log_path, attempt_id)
+                                 r.model, r.error, r.log_path, r.log_path, first_start, r.agent_pid,
+                                 first_start, r.pgid, attempt_id)
                               .Run());
-    FORGE_ASSIGN_OR_RETURN(
-        Stmt cost, m.conn.Prepare("UPDATE tasks SET cost_usd = cost_usd + ?, tokens_in = "
-                                  "tokens_in + ?, tokens_out = tokens_out + ? WHERE id = ?"));
-    FORGE_RETURN_IF_ERROR(cost.Bind(r.cost_usd, r.tokens_in, r.tokens_out, a.info.task_id).Run());
     FORGE_RETURN_IF_ERROR(m.AttemptEvent(a.info, "attempt.result",
                                          json{{"attempt_id", attempt_id},
                                               {"outcome", Str(r.outcome)},
@@ -700,12 +707,29 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
                                               {"num_turns", r.num_turns},
                                               {"session_id", r.session_id},
                                               {"error", r.error}}));
-    if (r.outcome != Outcome::kPassed) return out;  // CloseAttempt decides
+    static const std::string kAddCost =
+        "cost_usd = cost_usd + ?, tokens_in = tokens_in + ?, tokens_out = tokens_out + ?";
+    if (r.outcome != Outcome::kPassed) {  // CloseAttempt decides
+      FORGE_ASSIGN_OR_RETURN(Stmt cost,
+                             m.conn.Prepare("UPDATE tasks SET " + kAddCost + " WHERE id = ?"));
+      FORGE_RETURN_IF_ERROR(cost.Bind(r.cost_usd, r.tokens_in, r.tokens_out, a.info.task_id).Run());
+      return out;
+    }
+    // A passed result moves the task to review: the spend goes into its row
+    // in the same UPDATE.
     FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(a.info.task_id));
     if (t.info.state == TaskState::kRunning) {
-      FORGE_RETURN_IF_ERROR(
-          m.Transition(t, TaskState::kReviewing, json{{"attempt_id", attempt_id}}, a.info.n));
+      FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kReviewing, json{{"attempt_id", attempt_id}},
+                                         a.info.n, kAddCost, r.cost_usd, r.tokens_in,
+                                         r.tokens_out));
+    } else {
+      FORGE_ASSIGN_OR_RETURN(Stmt cost,
+                             m.conn.Prepare("UPDATE tasks SET " + kAddCost + " WHERE seq = ?"));
+      FORGE_RETURN_IF_ERROR(cost.Bind(r.cost_usd, r.tokens_in, r.tokens_out, t.seq).Run());
     }
+    t.info.cost_usd += r.cost_usd;
+    t.info.tokens_in += r.tokens_in;
+    t.info.tokens_out += r.tokens_out;
     out.task = std::move(t.info);
     return out;
   });
@@ -772,22 +796,18 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
   if (next == TaskState::kBlocked && close.error.empty() && !close.reason.empty()) {
     last_error = close.reason;
   }
-  FORGE_ASSIGN_OR_RETURN(
-      Stmt up,
-      conn.Prepare("UPDATE tasks SET attempts = MAX(attempts + ?, 0), infra_retries = "
-                   "infra_retries + ?, last_error = ?, last_fingerprint = CASE WHEN ? = "
-                   "'' THEN last_fingerprint ELSE ? END, not_before = ?, finished_at = ?, "
-                   "commit_id = CASE WHEN ? = '' THEN commit_id ELSE ? END WHERE seq = ?"));
   int64_t not_before = next == TaskState::kCooldown ? close.not_before_ms : 0;
   bool infra = !close.counted && (close.infra || proto::IsInfraOutcome(close.outcome));
-  FORGE_RETURN_IF_ERROR(up.Bind(delta, infra ? 1 : 0, last_error, close.fingerprint,
-                                close.fingerprint, not_before, settled ? now : int64_t{0},
-                                close.commit, close.commit, t.seq)
-                            .Run());
   json payload{{"attempt_id", info.id}, {"outcome", info.outcome}};
   if (!close.reason.empty()) payload["reason"] = close.reason;
   if (next == TaskState::kCooldown) payload["not_before"] = proto::TimeToJson(not_before);
-  FORGE_RETURN_IF_ERROR(Transition(t, next, payload, info.n));
+  FORGE_RETURN_IF_ERROR(Transition(
+      t, next, payload, info.n,
+      "attempts = MAX(attempts + ?, 0), infra_retries = infra_retries + ?, last_error = ?, "
+      "last_fingerprint = CASE WHEN ? = '' THEN last_fingerprint ELSE ? END, not_before = ?, "
+      "finished_at = ?, commit_id = CASE WHEN ? = '' THEN commit_id ELSE ? END",
+      delta, infra ? 1 : 0, last_error, close.fingerprint, close.fingerprint, not_before,
+      settled ? now : int64_t{0}, close.commit, close.commit));
   if (next != TaskState::kDone) return Status::Ok();
   if (close.spawn) {
     FORGE_ASSIGN_OR_RETURN(auto ids, InsertBatch({*close.spawn}, t.info.id));
