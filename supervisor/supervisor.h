@@ -209,6 +209,9 @@ class Supervisor final : public ControlBackend {
   // The last pass that ended (finished or failed; last_job_id 0: none yet),
   // for status; its running and next fields are filled in when asked.
   proto::MaintenanceStatus last_maintenance_;
+  // The checkpoints' connection, kept between them; shared with the
+  // Background thread running one.
+  std::shared_ptr<store::WalCheckpointer> checkpointer_;
   std::unique_ptr<Background<store::CheckpointReport>> checkpoint_;  // joined when destroyed
   store::CheckpointMode checkpoint_mode_ = store::CheckpointMode::kPassive;  // of checkpoint_
   bool maintenance_checkpoint_due_ = false;  // asked for while another one ran

@@ -87,10 +87,12 @@ void Supervisor::MaybeCheckpoint() {
 }
 
 void Supervisor::StartCheckpoint(store::CheckpointMode mode) {
-  std::string db_path = JoinPath(options_.state_dir, "forge.db");
-  auto started = Background<store::CheckpointReport>::Start([db_path, mode] {
-    return store::CheckpointWal(db_path, store::kCheckpointBusyTimeoutMs, mode);
-  });
+  if (!checkpointer_) {
+    checkpointer_ = std::make_shared<store::WalCheckpointer>(
+        JoinPath(options_.state_dir, "forge.db"), store::kCheckpointBusyTimeoutMs);
+  }
+  auto started = Background<store::CheckpointReport>::Start(
+      [checkpointer = checkpointer_, mode] { return checkpointer->Run(mode); });
   if (!started.ok()) {
     spdlog::error("cannot start a WAL checkpoint: {}", started.error().ToString());
     return;

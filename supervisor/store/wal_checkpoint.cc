@@ -3,6 +3,8 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <utility>
+
 #include "common/clock.h"
 
 namespace forge::store {
@@ -24,26 +26,38 @@ CheckpointAction NextCheckpoint(int64_t wal_frames, int64_t frames_at_last_start
                                                : CheckpointAction::kBackground;
 }
 
-CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms,
-                               CheckpointMode mode) {
+WalCheckpointer::WalCheckpointer(std::string db_path, int busy_timeout_ms)
+    : db_path_(std::move(db_path)), busy_timeout_ms_(busy_timeout_ms) {}
+
+WalCheckpointer::~WalCheckpointer() {
+  Close();
+}
+
+void WalCheckpointer::Close() {
+  sqlite3_close(db_);
+  db_ = nullptr;
+}
+
+CheckpointReport WalCheckpointer::Run(CheckpointMode mode) {
   const int64_t start = SystemClock::Get().MonotonicMs();
   CheckpointReport r;
-  const std::string wal = db_path + "-wal";
+  const std::string wal = db_path_ + "-wal";
   r.wal_bytes_before = FileBytes(wal);
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
-  if (rc != SQLITE_OK) {
-    r.error = "opening '" + db_path + "': " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    sqlite3_close(db);
-    return r;
+  if (db_ == nullptr) {
+    int rc = sqlite3_open_v2(db_path_.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr);
+    if (rc != SQLITE_OK) {
+      r.error = "opening '" + db_path_ + "': " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
+      Close();
+      return r;
+    }
+    sqlite3_busy_timeout(db_, busy_timeout_ms_);
   }
-  sqlite3_busy_timeout(db, busy_timeout_ms);
   // The pragma (not sqlite3_wal_checkpoint_v2): a fresh connection learns
   // the database is in WAL mode only once it reads it, which the pragma does.
   sqlite3_stmt* stmt = nullptr;
   const std::string what =
       mode == CheckpointMode::kTruncate ? "wal_checkpoint(TRUNCATE)" : "wal_checkpoint(PASSIVE)";
-  rc = sqlite3_prepare_v2(db, ("PRAGMA " + what).c_str(), -1, &stmt, nullptr);
+  int rc = sqlite3_prepare_v2(db_, ("PRAGMA " + what).c_str(), -1, &stmt, nullptr);
   if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
     r.ran = true;
@@ -54,13 +68,18 @@ CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms,
     r.ran = true;
     r.busy = true;
   } else {
-    r.error = what + " on '" + db_path + "': " + sqlite3_errmsg(db);
+    r.error = what + " on '" + db_path_ + "': " + sqlite3_errmsg(db_);
   }
   sqlite3_finalize(stmt);
-  sqlite3_close(db);
+  if (!r.error.empty()) Close();  // whatever went wrong, the next Run starts afresh
   r.wal_bytes_after = FileBytes(wal);
   r.duration_ms = SystemClock::Get().MonotonicMs() - start;
   return r;
+}
+
+CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms,
+                               CheckpointMode mode) {
+  return WalCheckpointer(db_path, busy_timeout_ms).Run(mode);
 }
 
 }  // namespace forge::store

@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <string>
 
+struct sqlite3;  // <sqlite3.h>
+
 namespace forge::store {
 
 inline constexpr int kCheckpointBusyTimeoutMs = 5000;
@@ -44,9 +46,34 @@ struct CheckpointReport {
 
 enum class CheckpointMode { kPassive, kTruncate };
 
-// PRAGMA wal_checkpoint(<mode>) on a fresh connection to db_path. TRUNCATE
-// waits up to busy_timeout_ms for other connections' locks; PASSIVE waits
-// for nothing. Never throws; problems are in the report.
+// PRAGMA wal_checkpoint(<mode>) on a connection of its own to db_path, opened
+// by the first Run and kept for the next ones: opening a connection reads
+// the whole schema, which was half of a routine checkpoint's instructions
+// (bench/README.md, fix 42). A Run that fails for any reason but a busy lock
+// closes it, and the next one opens it again. TRUNCATE waits up to
+// busy_timeout_ms for other connections' locks; PASSIVE waits for nothing.
+// Run never throws: problems are in the report. One Run at a time, from any
+// thread (the supervisor runs one checkpoint at a time, each on a Background
+// thread of its own).
+class WalCheckpointer {
+ public:
+  WalCheckpointer(std::string db_path, int busy_timeout_ms);
+  ~WalCheckpointer();
+  WalCheckpointer(const WalCheckpointer&) = delete;
+  WalCheckpointer& operator=(const WalCheckpointer&) = delete;
+
+  CheckpointReport Run(CheckpointMode mode);
+  bool connected() const { return db_ != nullptr; }
+
+ private:
+  void Close();
+
+  std::string db_path_;
+  int busy_timeout_ms_;
+  ::sqlite3* db_ = nullptr;
+};
+
+// One Run of a WalCheckpointer of its own (a fresh connection).
 CheckpointReport CheckpointWal(const std::string& db_path, int busy_timeout_ms,
                                CheckpointMode mode = CheckpointMode::kTruncate);
 

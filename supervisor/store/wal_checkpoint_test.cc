@@ -104,6 +104,57 @@ TEST_F(WalCheckpoint, PassiveDoesNotWaitForAReaderAndCopiesWhatItCan) {
   Exec(reader_, "COMMIT;");
 }
 
+TEST_F(WalCheckpoint, ACheckpointerKeepsItsConnectionFromOneRunToTheNext) {
+  WalCheckpointer checkpointer(path_, 1000);
+  EXPECT_FALSE(checkpointer.connected());
+  CheckpointReport r = checkpointer.Run(CheckpointMode::kPassive);
+  EXPECT_EQ(r.error, "");
+  EXPECT_EQ(r.checkpointed_frames, r.log_frames);
+  EXPECT_TRUE(checkpointer.connected());
+
+  // The writer goes on; the same connection copies what it wrote since.
+  Exec(writer_, "INSERT INTO t VALUES(4); INSERT INTO t VALUES(5);");
+  r = checkpointer.Run(CheckpointMode::kPassive);
+  EXPECT_EQ(r.error, "");
+  EXPECT_GT(r.log_frames, 0);
+  EXPECT_EQ(r.checkpointed_frames, r.log_frames);
+  r = checkpointer.Run(CheckpointMode::kTruncate);
+  EXPECT_EQ(r.error, "");
+  EXPECT_FALSE(r.busy);
+  EXPECT_EQ(fs::file_size(path_ + "-wal"), 0u);
+  EXPECT_TRUE(checkpointer.connected());
+
+  // What the checkpoints copied is the database file's: a connection that
+  // reads it afresh sees all five rows.
+  sqlite3_close(writer_);
+  writer_ = Open();
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(writer_, "SELECT count(*) FROM t", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 5);
+  sqlite3_finalize(stmt);
+}
+
+TEST_F(WalCheckpoint, ACheckpointerThatFailedOpensAgainOnItsNextRun) {
+  const std::string later = dir_ + "/later.db";
+  WalCheckpointer checkpointer(later, 1000);
+  CheckpointReport r = checkpointer.Run(CheckpointMode::kPassive);
+  EXPECT_FALSE(r.ran);
+  EXPECT_THAT(r.error, HasSubstr("opening '" + later + "'"));
+  EXPECT_FALSE(checkpointer.connected());
+
+  sqlite3* db = nullptr;  // the database appears
+  ASSERT_EQ(sqlite3_open(later.c_str(), &db), SQLITE_OK);
+  Exec(db, "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE u(x);");
+  ASSERT_GT(fs::file_size(later + "-wal"), 0u);
+  r = checkpointer.Run(CheckpointMode::kTruncate);
+  EXPECT_TRUE(r.ran);
+  EXPECT_EQ(r.error, "");
+  EXPECT_TRUE(checkpointer.connected());
+  EXPECT_EQ(fs::file_size(later + "-wal"), 0u);
+  sqlite3_close(db);
+}
+
 TEST(NextCheckpoint, PassesEvery1000FramesOffTheLoopAndOnItPastTheBound) {
   const int64_t bg = kBackgroundCheckpointFrames;
   const int64_t bound = kInlineCheckpointFrames;
