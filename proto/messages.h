@@ -103,7 +103,10 @@ struct Dispatch {
   int64_t attempt_id = 0;
   int n = 0;  // attempt number within the task
   TaskInfo task;
-  std::string brief;  // the operator's brief text (the worker renders the template)
+  // The brief the worker renders when it is not the task's; empty (left off
+  // the wire): task.brief. The supervisor sends it empty: the task carries
+  // the brief, which need not cross the socket twice.
+  std::string brief;
   std::vector<AttemptSummary> history;  // previous attempts, newest last, at most 5
   std::string workspace;                // absolute path
   AgentSpec agent;

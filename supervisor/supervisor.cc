@@ -496,7 +496,9 @@ void Supervisor::TryDispatch() {
       EmitEvent("attempt.model_fallback",
                 json{{"model", agent.model}, {"instead_of", primary_model}}, task.id, attempt->n);
     }
-    d.brief = task.brief;
+    // d.brief stays empty: the worker renders the task's brief, which the
+    // task in the dispatch carries; a copy beside it doubled the largest
+    // field of the message (docs/protocol.md).
     // total_attempts counts every attempt ever (retry keeps it), so a task
     // with none has no history and the query (a task load and an attempts
     // scan) is skipped.

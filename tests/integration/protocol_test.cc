@@ -186,6 +186,11 @@ TEST(Protocol, MistypedAndStrayChildMessagesAreCountedAndIgnored) {
   EXPECT_EQ(d.n, 1);
   EXPECT_EQ(d.workspace, forge.state_dir() + "/workspaces/" + id);
   EXPECT_EQ(d.agent.command.at(1), FakeAgent());
+  // The brief goes once, in the task: the dispatch's own `brief` (for a text
+  // other than the task's) is left off.
+  EXPECT_EQ(d.task.brief, forge.Task(id).brief);
+  EXPECT_FALSE(d.task.brief.empty());
+  EXPECT_EQ(d.brief, "");
 
   w.SendRaw("\x01\x02 not json");
   w.SendRaw(R"({"v":1,"type":"result","id":"m1","attempt_id":"seven","outcome":"passed"})");

@@ -45,6 +45,11 @@ TEST(Supervisor, AgentThatSucceedsIsDoneInOneAttempt) {
     }
   }
   EXPECT_EQ(agent_events, (std::vector<std::string>{"attempt.agent_started", "attempt.result"}));
+  // The operator's brief reaches the agent's prompt (it crosses the socket
+  // in the dispatch's task only).
+  std::ifstream prompt(forge.state_dir() + "/logs/" + id + "/1.prompt");
+  std::string text(std::istreambuf_iterator<char>(prompt), {});
+  EXPECT_NE(text.find(forge.Task(id).brief), std::string::npos) << text;
   EXPECT_EQ(forge.Runs().size(), 1u);
   EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
 }
