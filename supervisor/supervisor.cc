@@ -559,6 +559,10 @@ void Supervisor::TryReview() {
     r.critic = CriticSpec(config_);
     r.log_path = LogPathFor(task->id, r.n, ".review.log");
     r.task = std::move(*task);
+    // Only a critic agent reads the brief (its prompt): without one the
+    // review leaves it out, often the largest field of the message.
+    std::string brief;
+    if (!r.critic) brief.swap(r.task.brief);
     auto assigned = pool_.AssignJob(critic->pid, attempt_id, r.task.id, r.n, clock_.MonotonicMs(),
                                     clock_.WallMs());
     if (!assigned.ok()) spdlog::error("review bookkeeping: {}", assigned.error().message);
@@ -567,6 +571,7 @@ void Supervisor::TryReview() {
     if (!Send(*critic, r)) {
       critic->attempt_id = 0;
       KillChild(*critic, "unreachable");
+      r.task.brief.swap(brief);
       review_queue_.push_front({attempt_id, r.n, std::move(r.task)});
     }
   }

@@ -59,6 +59,7 @@ struct ForgeOptions {
   std::vector<std::string> verify;
   std::map<std::string, std::string> extra_env;  // for the supervisor process
   std::string agent_yaml;                        // more "  key: value\n" lines of the agent section
+  std::string critic_yaml;                       // the same, of the critic section
   std::string extra_yaml;  // more top-level sections, e.g. "maintenance: {...}\n"
 };
 

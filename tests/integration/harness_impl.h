@@ -60,8 +60,9 @@ inline std::string ConfigYaml(const ForgeOptions& o) {
     << "  verify: [";
   for (size_t i = 0; i < o.verify.size(); ++i) y << (i ? ", " : "") << json(o.verify[i]).dump();
   y << "]\n"
-    << "retry: {max_attempts: " << o.max_attempts << ", backoff_base: " << o.backoff_base
-    << ", backoff_max: " << o.backoff_max << ", max_infra_retries: " << o.max_infra_retries << "}\n"
+    << o.critic_yaml << "retry: {max_attempts: " << o.max_attempts
+    << ", backoff_base: " << o.backoff_base << ", backoff_max: " << o.backoff_max
+    << ", max_infra_retries: " << o.max_infra_retries << "}\n"
     << "watchdog: {heartbeat_interval: " << o.heartbeat_interval
     << ", heartbeat_timeout: " << o.heartbeat_timeout << ", kill_grace: " << o.kill_grace
     << ", shutdown_grace: " << o.shutdown_grace << "}\n"

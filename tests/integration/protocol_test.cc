@@ -88,9 +88,10 @@ TEST(Protocol, ChildrenSocketIgnoresUnknownPeersGarbageAndOversize) {
 // that sleeps, and we connect with its routing id.
 class ScriptedWorker {
  public:
-  ScriptedWorker(const std::string& state_dir, pid_t pid)
+  // role "critic" plays a critic (the routing id names the role).
+  ScriptedWorker(const std::string& state_dir, pid_t pid, const std::string& role = "worker")
       : socket_(ctx_, zmq::socket_type::dealer) {
-    socket_.set(zmq::sockopt::routing_id, "worker-" + std::to_string(pid));
+    socket_.set(zmq::sockopt::routing_id, role + "-" + std::to_string(pid));
     socket_.set(zmq::sockopt::linger, 0);
     socket_.connect(proto::ResolveEndpoints(state_dir).children);
   }
@@ -148,9 +149,9 @@ ForgeOptions ScriptedWorkerOptions() {
   return o;
 }
 
-proto::Hello HelloFrom(pid_t pid) {
+proto::Hello HelloFrom(pid_t pid, const std::string& role = "worker") {
   proto::Hello hello;
-  hello.role = "worker";
+  hello.role = role;
   hello.pid = pid;
   hello.version = "test";
   return hello;
@@ -335,6 +336,71 @@ TEST(Protocol, AnExitedWorkersAttemptClosesCrashedEvenIfItsConnectionLingers) {
       10'000));
   EXPECT_EQ(forge.Attempts(exited.task_id)[0].outcome, "crashed");
   EXPECT_TRUE(ChildState(forge, worker_pid).empty()) << forge.Status().dump();
+}
+
+// A supervisor whose one critic is silent_child.sh (the test plays it), the
+// workers real; returns the review of a task that passed, or nullopt.
+std::optional<proto::Review> ReviewOfAPassedTask(Forge& forge, std::string* task_id,
+                                                 std::unique_ptr<ScriptedWorker>* critic) {
+  forge.Start(/*wait_children=*/false);
+  pid_t critic_pid = 0;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        json status = forge.Status();  // kept alive: the loop iterates into it
+        for (const auto& c : status["children"]) {
+          if (c["role"] == "critic") critic_pid = c["pid"].get<pid_t>();
+        }
+        return critic_pid != 0;
+      },
+      5000))
+      << forge.Status().dump();
+  if (critic_pid == 0) return std::nullopt;
+  *critic = std::make_unique<ScriptedWorker>(forge.state_dir(), critic_pid, "critic");
+  (*critic)->Send(HelloFrom(critic_pid, "critic"));
+  *task_id = forge.Submit("succeed");
+  auto msg = (*critic)->Receive(10'000);
+  EXPECT_TRUE(msg.has_value() && std::holds_alternative<proto::Review>(*msg));
+  if (!msg || !std::holds_alternative<proto::Review>(*msg)) return std::nullopt;
+  return std::get<proto::Review>(*msg);
+}
+
+ForgeOptions ScriptedCriticOptions() {
+  ForgeOptions o;
+  o.critics = 1;
+  o.heartbeat_timeout = "10s";
+  o.extra_env["FORGE_CRITIC_BIN"] = std::string(FORGE_FAKES_DIR) + "/silent_child.sh";
+  return o;
+}
+
+TEST(Protocol, AReviewLeavesTheBriefOutWhenNoCriticAgentReadsIt) {
+  Forge forge(ScriptedCriticOptions());
+  std::string id;
+  std::unique_ptr<ScriptedWorker> critic;
+  auto review = ReviewOfAPassedTask(forge, &id, &critic);
+  ASSERT_TRUE(review.has_value());
+  EXPECT_EQ(review->task.id, id);
+  EXPECT_FALSE(review->critic.has_value());
+  EXPECT_EQ(review->task.brief, "") << "only a critic agent's prompt reads it";
+  EXPECT_FALSE(forge.Task(id).brief.empty());
+
+  proto::ReviewResult pass;
+  pass.attempt_id = review->attempt_id;
+  pass.verdict = "pass";
+  critic->Send(pass);
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
+}
+
+TEST(Protocol, AReviewCarriesTheBriefForACriticAgent) {
+  ForgeOptions o = ScriptedCriticOptions();
+  o.critic_yaml = "  agent: {profile: command, command: [\"true\"]}\n";
+  Forge forge(o);
+  std::string id;
+  std::unique_ptr<ScriptedWorker> critic;
+  auto review = ReviewOfAPassedTask(forge, &id, &critic);
+  ASSERT_TRUE(review.has_value());
+  ASSERT_TRUE(review->critic.has_value());
+  EXPECT_EQ(review->task.brief, forge.Task(id).brief);
+  EXPECT_FALSE(review->task.brief.empty());
 }
 
 }  // namespace
