@@ -49,7 +49,7 @@ enum class CheckpointMode { kPassive, kTruncate };
 // PRAGMA wal_checkpoint(<mode>) on a connection of its own to db_path, opened
 // by the first Run and kept for the next ones: opening a connection reads
 // the whole schema, which was half of a routine checkpoint's instructions
-// (bench/README.md, fix 42). A Run that fails for any reason but a busy lock
+// (bench/README.md, fix 43). A Run that fails for any reason but a busy lock
 // closes it, and the next one opens it again. TRUNCATE waits up to
 // busy_timeout_ms for other connections' locks; PASSIVE waits for nothing.
 // Run never throws: problems are in the report. One Run at a time, from any
