@@ -709,10 +709,13 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
                                               {"error", r.error}}));
     static const std::string kAddCost =
         "cost_usd = cost_usd + ?, tokens_in = tokens_in + ?, tokens_out = tokens_out + ?";
-    if (r.outcome != Outcome::kPassed) {  // CloseAttempt decides
+    auto add_cost = [&]() -> Status {
       FORGE_ASSIGN_OR_RETURN(Stmt cost,
                              m.conn.Prepare("UPDATE tasks SET " + kAddCost + " WHERE id = ?"));
-      FORGE_RETURN_IF_ERROR(cost.Bind(r.cost_usd, r.tokens_in, r.tokens_out, a.info.task_id).Run());
+      return cost.Bind(r.cost_usd, r.tokens_in, r.tokens_out, a.info.task_id).Run();
+    };
+    if (r.outcome != Outcome::kPassed) {  // CloseAttempt decides
+      FORGE_RETURN_IF_ERROR(add_cost());
       return out;
     }
     // A passed result moves the task to review: the spend goes into its row
@@ -723,9 +726,7 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
                                          a.info.n, kAddCost, r.cost_usd, r.tokens_in,
                                          r.tokens_out));
     } else {
-      FORGE_ASSIGN_OR_RETURN(Stmt cost,
-                             m.conn.Prepare("UPDATE tasks SET " + kAddCost + " WHERE seq = ?"));
-      FORGE_RETURN_IF_ERROR(cost.Bind(r.cost_usd, r.tokens_in, r.tokens_out, t.seq).Run());
+      FORGE_RETURN_IF_ERROR(add_cost());
     }
     t.info.cost_usd += r.cost_usd;
     t.info.tokens_in += r.tokens_in;

@@ -124,29 +124,41 @@ class ScriptedWorker {
   zmq::socket_t socket_;
 };
 
-// A supervisor whose one worker is silent_child.sh, which the test plays.
-pid_t StartWithScriptedWorker(Forge& forge) {
+// Starts a supervisor whose one child of `role` is silent_child.sh (the
+// test plays it: ScriptedWorker with the same role); returns that child's pid.
+pid_t StartWithScripted(Forge& forge, const std::string& role) {
   forge.Start(/*wait_children=*/false);
-  pid_t worker_pid = 0;
+  pid_t pid = 0;
   EXPECT_TRUE(WaitFor(
       [&] {
-        json status = forge.Status();
+        json status = forge.Status();  // kept alive: the loop iterates into it
         for (const auto& c : status["children"]) {
-          if (c["role"] == "worker") worker_pid = c["pid"].get<pid_t>();
+          if (c["role"] == role) pid = c["pid"].get<pid_t>();
         }
-        return worker_pid != 0;
+        return pid != 0;
       },
       5000))
       << forge.Status().dump();
-  return worker_pid;
+  return pid;
+}
+
+pid_t StartWithScriptedWorker(Forge& forge) {
+  return StartWithScripted(forge, "worker");
+}
+
+// One child of `role` ("worker" or "critic"), silent_child.sh.
+ForgeOptions ScriptedOptions(const std::string& role) {
+  ForgeOptions o;
+  if (role == "worker") o.workers = 1;
+  if (role == "critic") o.critics = 1;
+  o.heartbeat_timeout = "10s";
+  o.extra_env[role == "worker" ? "FORGE_WORKER_BIN" : "FORGE_CRITIC_BIN"] =
+      std::string(FORGE_FAKES_DIR) + "/silent_child.sh";
+  return o;
 }
 
 ForgeOptions ScriptedWorkerOptions() {
-  ForgeOptions o;
-  o.workers = 1;
-  o.heartbeat_timeout = "10s";
-  o.extra_env["FORGE_WORKER_BIN"] = std::string(FORGE_FAKES_DIR) + "/silent_child.sh";
-  return o;
+  return ScriptedOptions("worker");
 }
 
 proto::Hello HelloFrom(pid_t pid, const std::string& role = "worker") {
@@ -338,22 +350,11 @@ TEST(Protocol, AnExitedWorkersAttemptClosesCrashedEvenIfItsConnectionLingers) {
   EXPECT_TRUE(ChildState(forge, worker_pid).empty()) << forge.Status().dump();
 }
 
-// A supervisor whose one critic is silent_child.sh (the test plays it), the
-// workers real; returns the review of a task that passed, or nullopt.
+// A supervisor whose one critic is played by the test, the workers real;
+// returns the review of a task that passed, or nullopt.
 std::optional<proto::Review> ReviewOfAPassedTask(Forge& forge, std::string* task_id,
                                                  std::unique_ptr<ScriptedWorker>* critic) {
-  forge.Start(/*wait_children=*/false);
-  pid_t critic_pid = 0;
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        json status = forge.Status();  // kept alive: the loop iterates into it
-        for (const auto& c : status["children"]) {
-          if (c["role"] == "critic") critic_pid = c["pid"].get<pid_t>();
-        }
-        return critic_pid != 0;
-      },
-      5000))
-      << forge.Status().dump();
+  const pid_t critic_pid = StartWithScripted(forge, "critic");
   if (critic_pid == 0) return std::nullopt;
   *critic = std::make_unique<ScriptedWorker>(forge.state_dir(), critic_pid, "critic");
   (*critic)->Send(HelloFrom(critic_pid, "critic"));
@@ -364,16 +365,8 @@ std::optional<proto::Review> ReviewOfAPassedTask(Forge& forge, std::string* task
   return std::get<proto::Review>(*msg);
 }
 
-ForgeOptions ScriptedCriticOptions() {
-  ForgeOptions o;
-  o.critics = 1;
-  o.heartbeat_timeout = "10s";
-  o.extra_env["FORGE_CRITIC_BIN"] = std::string(FORGE_FAKES_DIR) + "/silent_child.sh";
-  return o;
-}
-
 TEST(Protocol, AReviewLeavesTheBriefOutWhenNoCriticAgentReadsIt) {
-  Forge forge(ScriptedCriticOptions());
+  Forge forge(ScriptedOptions("critic"));
   std::string id;
   std::unique_ptr<ScriptedWorker> critic;
   auto review = ReviewOfAPassedTask(forge, &id, &critic);
@@ -391,7 +384,7 @@ TEST(Protocol, AReviewLeavesTheBriefOutWhenNoCriticAgentReadsIt) {
 }
 
 TEST(Protocol, AReviewCarriesTheBriefForACriticAgent) {
-  ForgeOptions o = ScriptedCriticOptions();
+  ForgeOptions o = ScriptedOptions("critic");
   o.critic_yaml = "  agent: {profile: command, command: [\"true\"]}\n";
   Forge forge(o);
   std::string id;
