@@ -176,6 +176,61 @@ TEST(MaintenanceQueriesMigration, Version2RemovalsCountAsSwept) {
   std::filesystem::remove_all(dir);
 }
 
+// Schema v5 drops v3's trigger on events (it ran for every event inserted)
+// and the store sets swept_at itself: a version-4 database migrates, keeps
+// what it had swept, and new removals still mark their tasks.
+TEST(MaintenanceQueriesMigration, Version4LosesTheEventsTriggerAndStillMarksSweeps) {
+  char tmpl[] = "/tmp/forge-maintq-v4-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir + "/forge.db").c_str(), &db), SQLITE_OK);
+    for (size_t v = 0; v < 4; ++v) {
+      ASSERT_EQ(sqlite3_exec(db, Migrations()[v].c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    }
+    ASSERT_EQ(sqlite3_exec(db,
+                           "INSERT INTO meta VALUES('schema_version', '4');"
+                           "INSERT INTO tasks(id, title, state, max_attempts, created_at, "
+                           "updated_at, finished_at) VALUES('swept', 's', 'done', 3, 0, 0, 100), "
+                           "('due', 'd', 'done', 3, 0, 0, 100);"
+                           "INSERT INTO events(ts, kind, task_id, idem_key) VALUES"
+                           "(200, 'maintenance.removed', 'swept', 'k1');",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  StoreOptions o;
+  o.db_path = dir + "/forge.db";
+  auto s = Store::Open(o);
+  ASSERT_TRUE(s.ok()) << s.error().ToString();
+  EXPECT_EQ((*s)->SchemaVersion(), kSchemaVersion);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2((*s)->raw(),
+                               "SELECT COUNT(*) FROM sqlite_master WHERE type = "
+                               "'trigger' AND tbl_name = 'events'",
+                               -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(stmt, 0), 0);
+  sqlite3_finalize(stmt);
+  auto due = [&] {
+    std::vector<std::string> ids;
+    auto rows = (*s)->SettledWorkspaces(1000, 100);
+    EXPECT_TRUE(rows.ok()) << rows.error().ToString();
+    if (rows.ok()) {
+      for (const auto& r : *rows) ids.push_back(r.id);
+    }
+    return ids;
+  };
+  EXPECT_EQ(due(), (std::vector<std::string>{"due"}));
+  ASSERT_TRUE((*s)->Emit("maintenance.absent", {{"path", "/d"}}, "due").ok());
+  EXPECT_EQ(due(), (std::vector<std::string>{}));
+  s->reset();
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(MaintenanceQueries, LastModelFailure) {
   std::string a = Submit("a");
   EXPECT_EQ(*store_->LastModelFailure(a), 0);

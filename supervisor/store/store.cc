@@ -186,6 +186,7 @@ struct Store::Impl {
     std::string payload_text = JsonText(payload);
     FORGE_RETURN_IF_ERROR(s.Bind(ts, kind, task_id, attempt, key, payload_text).Run());
     bool inserted = conn.Changes() > 0;
+    if (inserted && MarksWorkspaceSwept(kind)) FORGE_RETURN_IF_ERROR(MarkSwept(task_id, ts));
     if (inserted && events_file) {
       int64_t seq = conn.LastInsertRowid();
       if (txn_first_seq == 0) {
@@ -200,6 +201,18 @@ struct Store::Impl {
     }
     wrote_events = wrote_events || inserted;
     return inserted;
+  }
+
+  // A maintenance removal (or finding the workspace gone) is the task's
+  // "already swept" mark: tasks.swept_at, which SettledWorkspaces reads
+  // through its partial index (schema v3; set here since v5).
+  static bool MarksWorkspaceSwept(std::string_view kind) {
+    return kind == "maintenance.removed" || kind == "maintenance.absent";
+  }
+  Status MarkSwept(const std::string& task_id, int64_t ts) {
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s, conn.Prepare("UPDATE tasks SET swept_at = MAX(swept_at, ?) WHERE id = ?"));
+    return s.Bind(ts, task_id).Run();
   }
 
   void ClearTxnLines() {

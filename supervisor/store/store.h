@@ -50,7 +50,7 @@ using proto::Outcome;
 using proto::TaskInfo;
 using proto::TaskState;
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 struct StoreOptions {
   std::string db_path;            // .forge/forge.db
