@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "supervisor/store/sqlite_util.h"
 #include "supervisor/store/store.h"
 
 namespace {
@@ -254,6 +255,10 @@ int Count(const std::string& flag, const std::string& value, long least, long mo
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The baseline runs first and would initialize SQLite with its memory
+  // statistics on, which the supervisor turns off: the store's lifecycle
+  // took 8 % more instructions here than in the supervisor until session 19.
+  forge::store::DisableMemoryStatistics();
   int n = 2000;
   int brief_bytes = 1;
   bool pages = false;

@@ -55,13 +55,8 @@ std::string Stmt::Text(int col) const {
                      static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
 }
 
-namespace {
-
-// SQLite's memory statistics (on by default) take a global mutex around every
-// allocation; Forge never reads them (sqlite3_memory_used). Must run before
-// SQLite initializes, so it is done once before the first open; when
-// something else initialized SQLite first the call fails and the default
-// stays, which is only slower.
+// When something else initialized SQLite first, the call fails and the
+// default stays, which is only slower.
 void DisableMemoryStatistics() {
   static const bool done = [] {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
@@ -69,8 +64,6 @@ void DisableMemoryStatistics() {
   }();
   (void)done;
 }
-
-}  // namespace
 
 Conn::~Conn() {
   Close();

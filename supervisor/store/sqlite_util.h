@@ -65,6 +65,13 @@ class Stmt {
   sqlite3_stmt* stmt_;
 };
 
+// Turns off SQLite's memory statistics (on by default: a global mutex around
+// every allocation; Forge never reads them). Must run before SQLite
+// initializes: Conn::Open calls it, and a program that calls SQLite itself
+// before it opens a store (the benchmarks) calls it first, so the store runs
+// as it does in the supervisor. Later calls do nothing.
+void DisableMemoryStatistics();
+
 class Conn {
  public:
   Conn() = default;
