@@ -40,4 +40,15 @@ Result<AttemptRow> ReadAttemptRow(const Stmt& stmt);
 // JSON text for a column; never throws (invalid UTF-8 is replaced).
 std::string JsonText(const json& j);
 
+// JsonText of a container column's value; an empty one is "{}" or "[]"
+// without building the JSON (most tasks' env, verify and depends_on).
+template <typename Container>
+std::string JsonColumnText(const Container& v) {
+  if (v.empty()) {
+    if constexpr (requires { typename Container::mapped_type; }) return "{}";
+    return "[]";
+  }
+  return JsonText(json(v));
+}
+
 }  // namespace forge::store

@@ -602,8 +602,8 @@ Status Store::Impl::InsertTask(const proto::SubmitTask& in, const TaskInfo& info
   FORGE_RETURN_IF_ERROR(s.Bind(seq, info.id, info.title, info.brief, info.kind, Str(info.state),
                                info.priority, info.max_attempts, info.needs_approval,
                                info.allow_empty, info.repo, info.base, info.agent, info.model,
-                               JsonText(json(info.env)), JsonText(json(info.verify)),
-                               JsonText(json(info.depends_on)), info.parent, info.created_at_ms,
+                               JsonColumnText(info.env), JsonColumnText(info.verify),
+                               JsonColumnText(info.depends_on), info.parent, info.created_at_ms,
                                info.updated_at_ms, info.branch)
                             .Run());
   // The event is operator-facing: secret env values never go into it.
@@ -793,8 +793,8 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
                            "error = ?, counted = ?, fingerprint = ?, verdict = ?, findings = ?, "
                            "checks = ?, commit_id = ? WHERE id = ?"));
   FORGE_RETURN_IF_ERROR(s.Bind(now, info.duration_ms, info.outcome, info.error, info.counted,
-                               info.fingerprint, info.verdict, JsonText(json(info.findings)),
-                               JsonText(json(info.checks)), info.commit, info.id)
+                               info.fingerprint, info.verdict, JsonColumnText(info.findings),
+                               JsonColumnText(info.checks), info.commit, info.id)
                             .Run());
   json ended{{"attempt_id", info.id},   {"outcome", info.outcome},
              {"error", info.error},     {"duration_ms", info.duration_ms},

@@ -272,6 +272,36 @@ TEST_F(StoreTest, SubmitFillsDefaults) {
   EXPECT_EQ(b->max_attempts, 7);
 }
 
+// A task's JSON columns are read strictly, the empty ones (read without the
+// parser) included: the wrong container or broken JSON is an error naming
+// the column and the task, not an empty value.
+TEST_F(StoreTest, ABadJsonColumnIsAnErrorNamingTheColumnAndTask) {
+  auto s = OpenStore();
+  std::string id = MustSubmit(*s, {Task("plain")})[0];
+  auto plain = s->GetTask(id);
+  ASSERT_TRUE(plain.ok()) << plain.error().ToString();
+  EXPECT_TRUE(plain->env.empty());
+  EXPECT_TRUE(plain->verify.empty());
+  EXPECT_TRUE(plain->depends_on.empty());
+  for (std::string column : {"env", "verify", "depends_on"}) {
+    std::string wrong = column == "env" ? "[]" : "{}";
+    for (const std::string& bad : {wrong, std::string("[1")}) {
+      std::string sql = "UPDATE tasks SET " + column + " = '" + bad + "'";
+      ASSERT_EQ(sqlite3_exec(s->raw(), sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+      auto read = s->GetTask(id);
+      ASSERT_FALSE(read.ok()) << sql;
+      EXPECT_EQ(read.error().code, ErrorCode::kDb);
+      EXPECT_THAT(read.error().message,
+                  HasSubstr("tasks." + column + " of " + id + " holds bad JSON"))
+          << sql;
+    }
+    std::string empty = column == "env" ? "{}" : "[]";
+    std::string restore = "UPDATE tasks SET " + column + " = '" + empty + "'";
+    ASSERT_EQ(sqlite3_exec(s->raw(), restore.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    ASSERT_TRUE(s->GetTask(id).ok());
+  }
+}
+
 // The supervisor passes over a task whose old workspace maintenance is still
 // removing; the next ready one in the usual order is chosen instead.
 TEST_F(StoreTest, NextReadyPassesOverSkippedTasksWithinTheLimit) {
