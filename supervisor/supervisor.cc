@@ -54,6 +54,25 @@ constexpr const char* kStoreProbeCursor = "supervisor.store_probe";
 // a pause of hours must not grow memory without bound.
 constexpr size_t kMaxKeptWrites = 10'000;
 
+// The task as a dispatch or review carries it: what a worker or critic
+// reads of it (docs/protocol.md) and none of the row's bookkeeping (state,
+// counters, timestamps, costs, error, fingerprint), which no child reads and
+// which was a third of a review's bytes, all parsed by the child (issue 6).
+// A field a child starts to read must be added here.
+proto::TaskInfo ChildTask(proto::TaskInfo&& t) {
+  proto::TaskInfo c;
+  c.id = std::move(t.id);
+  c.title = std::move(t.title);
+  c.brief = std::move(t.brief);
+  c.kind = std::move(t.kind);
+  c.repo = std::move(t.repo);
+  c.base = std::move(t.base);
+  c.env = std::move(t.env);
+  c.verify = std::move(t.verify);
+  c.allow_empty = t.allow_empty;
+  return c;
+}
+
 // Counts what one turn has read from one socket (see kMaxMessagesPerTurn).
 class ReadBudget {
  public:
@@ -511,7 +530,7 @@ void Supervisor::TryDispatch() {
     d.sync_branch = config_.sync.branch;
     d.log_path =
         attempt->log_path.empty() ? LogPathFor(task.id, attempt->n, ".log") : attempt->log_path;
-    d.task = std::move(task);
+    d.task = ChildTask(std::move(task));
     auto assigned = pool_.AssignJob(worker->pid, d.attempt_id, d.task.id, d.n, clock_.MonotonicMs(),
                                     clock_.WallMs());
     if (!assigned.ok()) spdlog::error("dispatch bookkeeping: {}", assigned.error().message);
@@ -558,7 +577,8 @@ void Supervisor::TryReview() {
     r.verify_timeout_ms = config_.critic.verify_timeout_ms;
     r.critic = CriticSpec(config_);
     r.log_path = LogPathFor(task->id, r.n, ".review.log");
-    r.task = std::move(*task);
+    r.task = ChildTask(std::move(*task));
+    r.task.verify.clear();  // r.verify holds them, with the config's
     // Only a critic agent reads the brief (its prompt): without one the
     // review leaves it out, often the largest field of the message.
     std::string brief;

@@ -186,12 +186,36 @@ proto::Result PassedResult(int64_t attempt_id) {
   return ok;
 }
 
+// A dispatch or review carries what its child reads of the task, and none
+// of the row's bookkeeping (state, counters, timestamps), which the stored
+// task has by then.
+void ExpectTheChildsView(const proto::TaskInfo& sent, const proto::TaskInfo& stored) {
+  EXPECT_EQ(sent.id, stored.id);
+  EXPECT_EQ(sent.title, stored.title);
+  EXPECT_EQ(sent.kind, stored.kind);
+  EXPECT_EQ(sent.repo, stored.repo);
+  EXPECT_EQ(sent.base, stored.base);
+  EXPECT_EQ(sent.env, stored.env);
+  EXPECT_EQ(sent.allow_empty, stored.allow_empty);
+  const proto::TaskInfo none;
+  EXPECT_NE(stored.state, none.state);
+  EXPECT_EQ(sent.state, none.state);
+  EXPECT_NE(stored.created_at_ms, 0);
+  EXPECT_EQ(sent.created_at_ms, 0);
+  EXPECT_EQ(sent.updated_at_ms, 0);
+  EXPECT_NE(stored.total_attempts, 0);
+  EXPECT_EQ(sent.total_attempts, 0);
+  EXPECT_EQ(sent.attempts, 0);
+  EXPECT_EQ(sent.branch, "");
+}
+
 TEST(Protocol, MistypedAndStrayChildMessagesAreCountedAndIgnored) {
   Forge forge(ScriptedWorkerOptions());
   const pid_t worker_pid = StartWithScriptedWorker(forge);
   ASSERT_NE(worker_pid, 0);
   ScriptedWorker w(forge.state_dir(), worker_pid);
-  std::string id = forge.Submit("succeed");
+  std::string id = forge.Submit("succeed", {{"FORGE_TEST_VAR", "x"}},
+                                json{{"verify", {"true"}}, {"allow_empty", true}});
   auto dispatch = HelloThenDispatch(w, worker_pid);
   ASSERT_TRUE(dispatch.has_value());
   const auto& d = *dispatch;
@@ -204,6 +228,9 @@ TEST(Protocol, MistypedAndStrayChildMessagesAreCountedAndIgnored) {
   EXPECT_EQ(d.task.brief, forge.Task(id).brief);
   EXPECT_FALSE(d.task.brief.empty());
   EXPECT_EQ(d.brief, "");
+  ExpectTheChildsView(d.task, forge.Task(id));
+  EXPECT_EQ(d.task.verify, std::vector<std::string>{"true"});  // the worker's prompt lists them
+  EXPECT_EQ(d.task.env.at("FORGE_TEST_VAR"), "x");
 
   w.SendRaw("\x01\x02 not json");
   w.SendRaw(R"({"v":1,"type":"result","id":"m1","attempt_id":"seven","outcome":"passed"})");
@@ -375,6 +402,12 @@ TEST(Protocol, AReviewLeavesTheBriefOutWhenNoCriticAgentReadsIt) {
   EXPECT_FALSE(review->critic.has_value());
   EXPECT_EQ(review->task.brief, "") << "only a critic agent's prompt reads it";
   EXPECT_FALSE(forge.Task(id).brief.empty());
+  ExpectTheChildsView(review->task, forge.Task(id));
+  // The checks go once, in the review's own list (with the config's).
+  EXPECT_TRUE(review->task.verify.empty());
+  for (const auto& v : forge.Task(id).verify) {
+    EXPECT_NE(std::find(review->verify.begin(), review->verify.end(), v), review->verify.end());
+  }
 
   proto::ReviewResult pass;
   pass.attempt_id = review->attempt_id;
