@@ -28,10 +28,8 @@ void ReadValue(const json& j, Heartbeat& m) {
 }
 
 void to_json(json& j, const Started& m) {
-  j = json{{"attempt_id", m.attempt_id},
-           {"agent_pid", m.agent_pid},
-           {"pgid", m.pgid},
-           {"agent_start_time", m.agent_start_time}};
+  j = JsonObject("attempt_id", m.attempt_id, "agent_pid", m.agent_pid, "pgid", m.pgid,
+                 "agent_start_time", m.agent_start_time);
 }
 
 void ReadValue(const json& j, Started& m) {
@@ -46,7 +44,7 @@ void ReadValue(const json& j, Started& m) {
 // no-op agent's result is its id and outcome.
 void to_json(json& j, const Result& m) {
   static const Result d;
-  j = json{{"attempt_id", m.attempt_id}, {"outcome", m.outcome}};
+  j = JsonObject("attempt_id", m.attempt_id, "outcome", m.outcome);
   PutUnlessDefault(j, "exit_code", m.exit_code, d.exit_code);
   PutUnlessDefault(j, "signal", m.signal, d.signal);
   PutUnlessDefault(j, "duration_ms", m.duration_ms, d.duration_ms);
@@ -96,11 +94,8 @@ void ReadValue(const json& j, Result& m) {
 }
 
 void to_json(json& j, const ReviewResult& m) {
-  j = json{{"attempt_id", m.attempt_id},
-           {"verdict", m.verdict},
-           {"findings", m.findings},
-           {"checks", m.checks},
-           {"error", m.error}};
+  j = JsonObject("attempt_id", m.attempt_id, "verdict", m.verdict, "findings", m.findings, "checks",
+                 m.checks, "error", m.error);
   if (m.commit) j["commit"] = *m.commit;
 }
 
@@ -119,8 +114,8 @@ void ReadValue(const json& j, ReviewResult& m) {
 // The task goes in its wire form (WireJson): its fields at their defaults
 // are left out, like the empty optional fields here.
 void to_json(json& j, const Dispatch& m) {
-  j = json{{"attempt_id", m.attempt_id}, {"n", m.n},         {"task", WireJson(m.task)},
-           {"workspace", m.workspace},   {"agent", m.agent}, {"log_path", m.log_path}};
+  j = JsonObject("attempt_id", m.attempt_id, "n", m.n, "task", WireJson(m.task), "workspace",
+                 m.workspace, "agent", m.agent, "log_path", m.log_path);
   if (!m.brief.empty()) j["brief"] = m.brief;
   if (!m.history.empty()) j["history"] = m.history;
   if (!m.sync_remote.empty()) j["sync_remote"] = m.sync_remote;
@@ -142,10 +137,9 @@ void ReadValue(const json& j, Dispatch& m) {
 }
 
 void to_json(json& j, const Review& m) {
-  j = json{{"attempt_id", m.attempt_id}, {"n", m.n},
-           {"task", WireJson(m.task)},   {"workspace", m.workspace},
-           {"verify", m.verify},         {"verify_timeout_ms", m.verify_timeout_ms},
-           {"log_path", m.log_path}};
+  j = JsonObject("attempt_id", m.attempt_id, "n", m.n, "task", WireJson(m.task), "workspace",
+                 m.workspace, "verify", m.verify, "verify_timeout_ms", m.verify_timeout_ms,
+                 "log_path", m.log_path);
   if (m.critic) j["critic"] = *m.critic;
 }
 

@@ -212,13 +212,9 @@ int64_t TimeFromJson(const json& j) {
 // ---- checks, findings, agent specs, summaries ----
 
 void to_json(json& j, const CheckResult& v) {
-  j = json{{"name", v.name},
-           {"exit_code", v.exit_code},
-           {"signal", v.signal},
-           {"duration_ms", v.duration_ms},
-           {"timed_out", v.timed_out},
-           {"passed", v.passed},
-           {"output_tail", v.output_tail}};
+  j = JsonObject("name", v.name, "exit_code", v.exit_code, "signal", v.signal, "duration_ms",
+                 v.duration_ms, "timed_out", v.timed_out, "passed", v.passed, "output_tail",
+                 v.output_tail);
 }
 
 void ReadValue(const json& j, CheckResult& v) {
@@ -233,11 +229,8 @@ void ReadValue(const json& j, CheckResult& v) {
 }
 
 void to_json(json& j, const Finding& v) {
-  j = json{{"severity", v.severity},
-           {"category", v.category},
-           {"file", v.file},
-           {"line", v.line},
-           {"message", v.message}};
+  j = JsonObject("severity", v.severity, "category", v.category, "file", v.file, "line", v.line,
+                 "message", v.message);
 }
 
 void ReadValue(const json& j, Finding& v) {
@@ -253,7 +246,7 @@ void ReadValue(const json& j, Finding& v) {
 // defaults are left out, as in WireJson(TaskInfo).
 void to_json(json& j, const AgentSpec& v) {
   static const AgentSpec d;
-  j = json{{"command", v.command}};
+  j = JsonObject("command", v.command);
   PutUnlessDefault(j, "profile", v.profile, d.profile);
   PutUnlessDefault(j, "args", v.args, d.args);
   PutUnlessDefault(j, "model", v.model, d.model);

@@ -10,6 +10,7 @@
 
 #include "common/redact.h"
 #include "common/workspace_paths.h"
+#include "proto/json_fields.h"
 #include "supervisor/store/events_file.h"
 #include "supervisor/store/rows.h"
 #include "supervisor/store/schema.h"
@@ -241,8 +242,9 @@ struct Store::Impl {
   }
 
   Status AgentStartedEvent(const AttemptInfo& a, int64_t agent_pid, int64_t pgid) {
-    return AttemptEvent(a, "attempt.agent_started",
-                        json{{"attempt_id", a.id}, {"agent_pid", agent_pid}, {"pgid", pgid}});
+    return AttemptEvent(
+        a, "attempt.agent_started",
+        proto::JsonObject("attempt_id", a.id, "agent_pid", agent_pid, "pgid", pgid));
   }
 
   Result<std::vector<EventInfo>> ReadEvents(const std::string& sql, auto... args) {
@@ -657,13 +659,12 @@ Result<AttemptInfo> Store::LeaseAttempt(const std::string& task_id, const Lease&
         ins.Bind(a.task_id, a.n, a.counted, a.worker_pid, a.model, a.log_path, a.started_at_ms)
             .Run());
     a.id = sqlite3_last_insert_rowid(m.conn.db());
-    FORGE_RETURN_IF_ERROR(m.AttemptEvent(a, "attempt.started",
-                                         json{{"attempt_id", a.id},
-                                              {"n", a.n},
-                                              {"worker_pid", a.worker_pid},
-                                              {"model", a.model},
-                                              {"counted", a.counted}}));
-    FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kRunning, json{{"attempt_id", a.id}}, a.n,
+    FORGE_RETURN_IF_ERROR(
+        m.AttemptEvent(a, "attempt.started",
+                       proto::JsonObject("attempt_id", a.id, "n", a.n, "worker_pid", a.worker_pid,
+                                         "model", a.model, "counted", a.counted)));
+    FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kRunning,
+                                       proto::JsonObject("attempt_id", a.id), a.n,
                                        "total_attempts = total_attempts + 1, "
                                        "attempts = attempts + ?, not_before = 0",
                                        lease.counted ? 1 : 0));
@@ -708,18 +709,12 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
                                  r.model, r.error, r.log_path, r.log_path, first_start, r.agent_pid,
                                  first_start, r.pgid, attempt_id)
                               .Run());
-    FORGE_RETURN_IF_ERROR(m.AttemptEvent(a.info, "attempt.result",
-                                         json{{"attempt_id", attempt_id},
-                                              {"outcome", Str(r.outcome)},
-                                              {"exit_code", r.exit_code},
-                                              {"signal", r.signal},
-                                              {"duration_ms", r.duration_ms},
-                                              {"cost_usd", r.cost_usd},
-                                              {"tokens_in", r.tokens_in},
-                                              {"tokens_out", r.tokens_out},
-                                              {"num_turns", r.num_turns},
-                                              {"session_id", r.session_id},
-                                              {"error", r.error}}));
+    FORGE_RETURN_IF_ERROR(m.AttemptEvent(
+        a.info, "attempt.result",
+        proto::JsonObject("attempt_id", attempt_id, "outcome", Str(r.outcome), "exit_code",
+                          r.exit_code, "signal", r.signal, "duration_ms", r.duration_ms, "cost_usd",
+                          r.cost_usd, "tokens_in", r.tokens_in, "tokens_out", r.tokens_out,
+                          "num_turns", r.num_turns, "session_id", r.session_id, "error", r.error)));
     static const std::string kAddCost =
         "cost_usd = cost_usd + ?, tokens_in = tokens_in + ?, tokens_out = tokens_out + ?";
     auto add_cost = [&]() -> Status {
@@ -735,9 +730,9 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
     // in the same UPDATE.
     FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(a.info.task_id));
     if (t.info.state == TaskState::kRunning) {
-      FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kReviewing, json{{"attempt_id", attempt_id}},
-                                         a.info.n, kAddCost, r.cost_usd, r.tokens_in,
-                                         r.tokens_out));
+      FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kReviewing,
+                                         proto::JsonObject("attempt_id", attempt_id), a.info.n,
+                                         kAddCost, r.cost_usd, r.tokens_in, r.tokens_out));
     } else {
       FORGE_RETURN_IF_ERROR(add_cost());
     }
@@ -796,11 +791,10 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
                                info.fingerprint, info.verdict, JsonColumnText(info.findings),
                                JsonColumnText(info.checks), info.commit, info.id)
                             .Run());
-  json ended{{"attempt_id", info.id},   {"outcome", info.outcome},
-             {"error", info.error},     {"duration_ms", info.duration_ms},
-             {"counted", info.counted}, {"fingerprint", info.fingerprint},
-             {"verdict", info.verdict}, {"findings", info.findings.size()},
-             {"commit", info.commit}};
+  json ended = proto::JsonObject(
+      "attempt_id", info.id, "outcome", info.outcome, "error", info.error, "duration_ms",
+      info.duration_ms, "counted", info.counted, "fingerprint", info.fingerprint, "verdict",
+      info.verdict, "findings", info.findings.size(), "commit", info.commit);
   FORGE_RETURN_IF_ERROR(AttemptEvent(info, "attempt.ended", ended));
 
   TaskState next = close.next_state;
@@ -812,7 +806,7 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
   }
   int64_t not_before = next == TaskState::kCooldown ? close.not_before_ms : 0;
   bool infra = !close.counted && (close.infra || proto::IsInfraOutcome(close.outcome));
-  json payload{{"attempt_id", info.id}, {"outcome", info.outcome}};
+  json payload = proto::JsonObject("attempt_id", info.id, "outcome", info.outcome);
   if (!close.reason.empty()) payload["reason"] = close.reason;
   if (next == TaskState::kCooldown) payload["not_before"] = proto::TimeToJson(not_before);
   FORGE_RETURN_IF_ERROR(Transition(
