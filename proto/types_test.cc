@@ -29,6 +29,21 @@ std::string FieldErrorOf(const std::function<void()>& f) {
   return "(no error)";
 }
 
+// JsonObject builds the same object as nlohmann's initializer-list form,
+// values of every kind (strings, numbers, containers, nested objects), and
+// an empty object (not null) from no pairs.
+TEST(JsonObject, SameObjectAsTheInitializerListForm) {
+  std::vector<std::string> verify = {"make", "make test"};
+  json built = JsonObject("id", "t1", "n", 3, "ok", true, "cost", 0.5, "verify", verify, "nested",
+                          JsonObject("a", 1));
+  json expected = {{"id", "t1"},  {"n", 3},           {"ok", true},
+                   {"cost", 0.5}, {"verify", verify}, {"nested", {{"a", 1}}}};
+  EXPECT_EQ(built, expected);
+  EXPECT_EQ(built.dump(), expected.dump());
+  EXPECT_TRUE(JsonObject().is_object());
+  EXPECT_EQ(JsonObject().dump(), "{}");
+}
+
 TEST(TaskStates, NamesRoundTrip) {
   ASSERT_EQ(AllStates().size(), 8u);
   std::vector<std::string> names;
