@@ -132,82 +132,83 @@ TEST_F(MaintenanceQueries, SweptTasksLeaveTheIndex) {
   EXPECT_EQ(Ids(2'000'000), (std::vector<std::string>{left}));
 }
 
-// A version-2 database (before swept_at) migrates with its earlier removals
-// taken into account: nothing already removed is listed again.
-TEST(MaintenanceQueriesMigration, Version2RemovalsCountAsSwept) {
-  char tmpl[] = "/tmp/forge-maintq-v2-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
-  {
+// A database an older forge left (schema `version`, with `rows` inserted in
+// SQL), opened by this one, which migrates it.
+class MaintenanceQueriesMigration : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/forge-maintq-old-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void OpenOld(size_t version, const std::string& rows) {
     sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir + "/forge.db").c_str(), &db), SQLITE_OK);
-    for (size_t v = 0; v < 2; ++v) {
+    ASSERT_EQ(sqlite3_open((dir_ + "/forge.db").c_str(), &db), SQLITE_OK);
+    for (size_t v = 0; v < version; ++v) {
       ASSERT_EQ(sqlite3_exec(db, Migrations()[v].c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
     }
-    ASSERT_EQ(
-        sqlite3_exec(db,
-                     "INSERT INTO meta VALUES('schema_version', '2');"
-                     "INSERT INTO tasks(id, title, state, max_attempts, created_at, updated_at, "
-                     "finished_at) VALUES('removed', 'r', 'done', 3, 0, 0, 100), "
-                     "('absent', 'a', 'cancelled', 3, 0, 0, 100), "
-                     "('retried', 'x', 'blocked', 3, 0, 0, 500), "
-                     "('due', 'd', 'done', 3, 0, 0, 100), ('queued', 'q', 'ready', 3, 0, 0, 0);"
-                     "INSERT INTO events(ts, kind, task_id, idem_key) VALUES"
-                     "(200, 'maintenance.removed', 'removed', 'k1'),"
-                     "(150, 'maintenance.absent', 'absent', 'k2'),"
-                     "(300, 'maintenance.removed', 'retried', 'k3');",
-                     nullptr, nullptr, nullptr),
-        SQLITE_OK)
+    std::string sql =
+        "INSERT INTO meta VALUES('schema_version', '" + std::to_string(version) + "');" + rows;
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
         << sqlite3_errmsg(db);
     sqlite3_close(db);
+    StoreOptions o;
+    o.db_path = dir_ + "/forge.db";
+    auto s = Store::Open(o);
+    ASSERT_TRUE(s.ok()) << s.error().ToString();
+    store_ = std::move(*s);
+    EXPECT_EQ(store_->SchemaVersion(), kSchemaVersion);
   }
-  StoreOptions o;
-  o.db_path = dir + "/forge.db";
-  auto s = Store::Open(o);
-  ASSERT_TRUE(s.ok()) << s.error().ToString();
-  EXPECT_EQ((*s)->SchemaVersion(), kSchemaVersion);
-  auto rows = (*s)->SettledWorkspaces(1000, 100);
-  ASSERT_TRUE(rows.ok()) << rows.error().ToString();
-  std::vector<std::string> ids;
-  for (const auto& r : *rows) ids.push_back(r.id);
+  // The tasks SettledWorkspaces lists as due with the cutoff at 1000.
+  std::vector<std::string> Due() {
+    std::vector<std::string> ids;
+    auto rows = store_->SettledWorkspaces(1000, 100);
+    EXPECT_TRUE(rows.ok()) << rows.error().ToString();
+    if (rows.ok()) {
+      for (const auto& r : *rows) ids.push_back(r.id);
+    }
+    return ids;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+};
+
+// A version-2 database (before swept_at) migrates with its earlier removals
+// taken into account: nothing already removed is listed again.
+TEST_F(MaintenanceQueriesMigration, Version2RemovalsCountAsSwept) {
+  ASSERT_NO_FATAL_FAILURE(
+      OpenOld(2,
+              "INSERT INTO tasks(id, title, state, max_attempts, created_at, updated_at, "
+              "finished_at) VALUES('removed', 'r', 'done', 3, 0, 0, 100), "
+              "('absent', 'a', 'cancelled', 3, 0, 0, 100), "
+              "('retried', 'x', 'blocked', 3, 0, 0, 500), "
+              "('due', 'd', 'done', 3, 0, 0, 100), ('queued', 'q', 'ready', 3, 0, 0, 0);"
+              "INSERT INTO events(ts, kind, task_id, idem_key) VALUES"
+              "(200, 'maintenance.removed', 'removed', 'k1'),"
+              "(150, 'maintenance.absent', 'absent', 'k2'),"
+              "(300, 'maintenance.removed', 'retried', 'k3');"));
   // 'retried' settled again (500) after its removal (300): due again.
-  EXPECT_EQ(ids, (std::vector<std::string>{"due", "retried"}));
-  s->reset();
-  std::filesystem::remove_all(dir);
+  EXPECT_EQ(Due(), (std::vector<std::string>{"due", "retried"}));
 }
 
 // Schema v5 drops v3's trigger on events (it ran for every event inserted)
 // and the store sets swept_at itself: a version-4 database migrates, keeps
 // what it had swept, and new removals still mark their tasks.
-TEST(MaintenanceQueriesMigration, Version4LosesTheEventsTriggerAndStillMarksSweeps) {
-  char tmpl[] = "/tmp/forge-maintq-v4-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir + "/forge.db").c_str(), &db), SQLITE_OK);
-    for (size_t v = 0; v < 4; ++v) {
-      ASSERT_EQ(sqlite3_exec(db, Migrations()[v].c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-    }
-    ASSERT_EQ(sqlite3_exec(db,
-                           "INSERT INTO meta VALUES('schema_version', '4');"
-                           "INSERT INTO tasks(id, title, state, max_attempts, created_at, "
-                           "updated_at, finished_at) VALUES('swept', 's', 'done', 3, 0, 0, 100), "
-                           "('due', 'd', 'done', 3, 0, 0, 100);"
-                           "INSERT INTO events(ts, kind, task_id, idem_key) VALUES"
-                           "(200, 'maintenance.removed', 'swept', 'k1');",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK)
-        << sqlite3_errmsg(db);
-    sqlite3_close(db);
-  }
-  StoreOptions o;
-  o.db_path = dir + "/forge.db";
-  auto s = Store::Open(o);
-  ASSERT_TRUE(s.ok()) << s.error().ToString();
-  EXPECT_EQ((*s)->SchemaVersion(), kSchemaVersion);
+TEST_F(MaintenanceQueriesMigration, Version4LosesTheEventsTriggerAndStillMarksSweeps) {
+  ASSERT_NO_FATAL_FAILURE(
+      OpenOld(4,
+              "INSERT INTO tasks(id, title, state, max_attempts, created_at, updated_at, "
+              "finished_at) VALUES('swept', 's', 'done', 3, 0, 0, 100), "
+              "('due', 'd', 'done', 3, 0, 0, 100);"
+              "INSERT INTO events(ts, kind, task_id, idem_key) VALUES"
+              "(200, 'maintenance.removed', 'swept', 'k1');"));
   sqlite3_stmt* stmt = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2((*s)->raw(),
+  ASSERT_EQ(sqlite3_prepare_v2(store_->raw(),
                                "SELECT COUNT(*) FROM sqlite_master WHERE type = "
                                "'trigger' AND tbl_name = 'events'",
                                -1, &stmt, nullptr),
@@ -215,20 +216,9 @@ TEST(MaintenanceQueriesMigration, Version4LosesTheEventsTriggerAndStillMarksSwee
   ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
   EXPECT_EQ(sqlite3_column_int64(stmt, 0), 0);
   sqlite3_finalize(stmt);
-  auto due = [&] {
-    std::vector<std::string> ids;
-    auto rows = (*s)->SettledWorkspaces(1000, 100);
-    EXPECT_TRUE(rows.ok()) << rows.error().ToString();
-    if (rows.ok()) {
-      for (const auto& r : *rows) ids.push_back(r.id);
-    }
-    return ids;
-  };
-  EXPECT_EQ(due(), (std::vector<std::string>{"due"}));
-  ASSERT_TRUE((*s)->Emit("maintenance.absent", {{"path", "/d"}}, "due").ok());
-  EXPECT_EQ(due(), (std::vector<std::string>{}));
-  s->reset();
-  std::filesystem::remove_all(dir);
+  EXPECT_EQ(Due(), (std::vector<std::string>{"due"}));
+  ASSERT_TRUE(store_->Emit("maintenance.absent", {{"path", "/d"}}, "due").ok());
+  EXPECT_EQ(Due(), (std::vector<std::string>{}));
 }
 
 TEST_F(MaintenanceQueries, LastModelFailure) {
