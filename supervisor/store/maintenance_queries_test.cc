@@ -9,6 +9,15 @@
 namespace forge::store {
 namespace {
 
+// The one integer a query returns; -1 when it fails or returns no row.
+int64_t QueryInt(sqlite3* db, const char* sql) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK) return -1;
+  int64_t out = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : -1;
+  sqlite3_finalize(stmt);
+  return out;
+}
+
 class MaintenanceQueries : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -120,15 +129,10 @@ TEST_F(MaintenanceQueries, SweptTasksLeaveTheIndex) {
       ASSERT_TRUE(store_->Emit("maintenance.removed", {{"path", "/p"}}, id).ok());
     }
   }
-  sqlite3_stmt* stmt = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(store_->raw(),
-                               "SELECT COUNT(*) FROM tasks INDEXED BY tasks_unswept "
-                               "WHERE swept_at < finished_at",
-                               -1, &stmt, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int64(stmt, 0), 1);
-  sqlite3_finalize(stmt);
+  EXPECT_EQ(QueryInt(store_->raw(),
+                     "SELECT COUNT(*) FROM tasks INDEXED BY tasks_unswept "
+                     "WHERE swept_at < finished_at"),
+            1);
   EXPECT_EQ(Ids(2'000'000), (std::vector<std::string>{left}));
 }
 
@@ -207,15 +211,10 @@ TEST_F(MaintenanceQueriesMigration, Version4LosesTheEventsTriggerAndStillMarksSw
               "('due', 'd', 'done', 3, 0, 0, 100);"
               "INSERT INTO events(ts, kind, task_id, idem_key) VALUES"
               "(200, 'maintenance.removed', 'swept', 'k1');"));
-  sqlite3_stmt* stmt = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(store_->raw(),
-                               "SELECT COUNT(*) FROM sqlite_master WHERE type = "
-                               "'trigger' AND tbl_name = 'events'",
-                               -1, &stmt, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int64(stmt, 0), 0);
-  sqlite3_finalize(stmt);
+  EXPECT_EQ(QueryInt(store_->raw(),
+                     "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' "
+                     "AND tbl_name = 'events'"),
+            0);
   EXPECT_EQ(Due(), (std::vector<std::string>{"due"}));
   ASSERT_TRUE(store_->Emit("maintenance.absent", {{"path", "/d"}}, "due").ok());
   EXPECT_EQ(Due(), (std::vector<std::string>{}));
