@@ -168,7 +168,7 @@ CREATE INDEX tasks_due ON tasks(not_before) WHERE state = 'cooldown';
 // for an UPDATE that only maintenance events need. The store is the only
 // writer of events.
 const char* const kV5 = R"sql(
-DROP TRIGGER tasks_swept;
+DROP TRIGGER IF EXISTS tasks_swept;
 )sql";
 
 Status SetVersion(Conn& conn, int64_t version) {
