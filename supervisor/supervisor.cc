@@ -581,8 +581,7 @@ void Supervisor::TryReview() {
     r.task.verify.clear();  // r.verify holds them, with the config's
     // Only a critic agent reads the brief (its prompt): without one the
     // review leaves it out, often the largest field of the message.
-    std::string brief;
-    if (!r.critic) brief.swap(r.task.brief);
+    if (!r.critic) r.task.brief.clear();
     auto assigned = pool_.AssignJob(critic->pid, attempt_id, r.task.id, r.n, clock_.MonotonicMs(),
                                     clock_.WallMs());
     if (!assigned.ok()) spdlog::error("review bookkeeping: {}", assigned.error().message);
@@ -591,8 +590,9 @@ void Supervisor::TryReview() {
     if (!Send(*critic, r)) {
       critic->attempt_id = 0;
       KillChild(*critic, "unreachable");
-      r.task.brief.swap(brief);
-      review_queue_.push_front({attempt_id, r.n, std::move(r.task)});
+      // Read from the store again for the next critic: r.task is the
+      // critic's view, without the task's checks or brief.
+      review_queue_.push_front({attempt_id, r.n, std::nullopt});
     }
   }
 }

@@ -416,6 +416,52 @@ TEST(Protocol, AReviewLeavesTheBriefOutWhenNoCriticAgentReadsIt) {
   ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
 }
 
+// A review the supervisor could not send (its critic's connection is gone)
+// goes to the next critic with the task's checks: the review carries the
+// critic's view of the task, without them, so the retry reads it again.
+TEST(Protocol, AReviewThatCouldNotBeSentGoesToTheNextCriticWithTheTasksChecks) {
+  Forge forge(ScriptedOptions("critic"));
+  const pid_t first = StartWithScripted(forge, "critic");
+  ASSERT_NE(first, 0);
+  {
+    ScriptedWorker gone(forge.state_dir(), first, "critic");
+    gone.Send(HelloFrom(first, "critic"));
+    ASSERT_TRUE(WaitFor([&] { return ChildState(forge, first) == "idle"; }, 5000))
+        << forge.Status().dump();
+    gone.Close();
+  }
+  std::string id = forge.Submit("succeed", {}, json{{"verify", {"test -n checked"}}});
+  ASSERT_TRUE(WaitFor(
+      [&] { return forge.SupervisorLog().find("unreachable") != std::string::npos; }, 10'000))
+      << forge.SupervisorLog();
+  pid_t second = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json status = forge.Status();
+        for (const auto& c : status["children"]) {
+          pid_t pid = c["pid"].get<pid_t>();
+          if (c["role"] == "critic" && pid != first) second = pid;
+        }
+        return second != 0;
+      },
+      10'000))
+      << forge.Status().dump();
+  ScriptedWorker critic(forge.state_dir(), second, "critic");
+  critic.Send(HelloFrom(second, "critic"));
+  auto msg = critic.Receive(10'000);
+  ASSERT_TRUE(msg.has_value() && std::holds_alternative<proto::Review>(*msg));
+  const auto& review = std::get<proto::Review>(*msg);
+  EXPECT_EQ(review.task.id, id);
+  EXPECT_NE(std::find(review.verify.begin(), review.verify.end(), "test -n checked"),
+            review.verify.end());
+  ExpectTheChildsView(review.task, forge.Task(id));
+  proto::ReviewResult pass;
+  pass.attempt_id = review.attempt_id;
+  pass.verdict = "pass";
+  critic.Send(pass);
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
+}
+
 TEST(Protocol, AReviewCarriesTheBriefForACriticAgent) {
   ForgeOptions o = ScriptedOptions("critic");
   o.critic_yaml = "  agent: {profile: command, command: [\"true\"]}\n";
