@@ -220,6 +220,19 @@ TEST_F(MaintenanceQueriesMigration, Version4LosesTheEventsTriggerAndStillMarksSw
   EXPECT_EQ(Due(), (std::vector<std::string>{}));
 }
 
+// A version-4 database whose trigger is already gone (dropped by hand)
+// migrates too, and its removals still mark their tasks.
+TEST_F(MaintenanceQueriesMigration, Version4WithoutTheTriggerStillMigrates) {
+  ASSERT_NO_FATAL_FAILURE(
+      OpenOld(4,
+              "DROP TRIGGER tasks_swept;"
+              "INSERT INTO tasks(id, title, state, max_attempts, created_at, updated_at, "
+              "finished_at) VALUES('due', 'd', 'done', 3, 0, 0, 100);"));
+  EXPECT_EQ(Due(), (std::vector<std::string>{"due"}));
+  ASSERT_TRUE(store_->Emit("maintenance.removed", {{"path", "/d"}}, "due").ok());
+  EXPECT_EQ(Due(), (std::vector<std::string>{}));
+}
+
 TEST_F(MaintenanceQueries, LastModelFailure) {
   std::string a = Submit("a");
   EXPECT_EQ(*store_->LastModelFailure(a), 0);
