@@ -184,7 +184,9 @@ ctl stop >/dev/null || fail "stop failed"
 wait "$sup" || fail "the supervisor exited with status $?"
 rm -rf "$state"  # the tasks' workspaces and logs; the profiles stay
 
-echo "$mode: $tasks tasks, $workers workers and $workers critics ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+# The state directory's filesystem matters: a worker's system time a task
+# was twice as high on this VM's ext4 as on tmpfs (bench/README.md).
+echo "$mode: $tasks tasks, $workers workers and $workers critics ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), state on $(stat -f -c %T "$out"))"
 case "$mode" in
   cpu)
     hz=$(getconf CLK_TCK)

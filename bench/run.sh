@@ -21,7 +21,7 @@ cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
 cmake --build "$build" -j2 --target forge_bench forge_bench_stamp forge-supervisor \
   forge-worker forge-critic forge-ctl >/dev/null
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), fixtures on $(stat -f -c %T "${TMPDIR:-/tmp}")"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)   $(date -u '+%Y-%m-%d %H:%M UTC')"
 status=0
 "$build/bin/forge_bench" "$@" || status=$?
