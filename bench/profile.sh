@@ -19,6 +19,9 @@
 #   perf       the supervisor's threads under perf record: its samples by
 #              library and its hottest symbols (time, not instructions)
 #
+# The state directory is removed at the end (the profiles are kept); see
+# the note on filesystems below before profiling on a disk.
+#
 # Exit status: 0 done; 1 a run failed (its output directory is kept and
 # named); 2 bad arguments or a missing tool.
 set -euo pipefail
@@ -184,8 +187,11 @@ ctl stop >/dev/null || fail "stop failed"
 wait "$sup" || fail "the supervisor exited with status $?"
 rm -rf "$state"  # the tasks' workspaces and logs; the profiles stay
 
-# The state directory's filesystem matters: a worker's system time a task
-# was twice as high on this VM's ext4 as on tmpfs (bench/README.md).
+# The state directory's filesystem matters: on this VM's ext4 (no journal)
+# a file created within minutes of many deletions scans past them, so a
+# run there right after another's cleanup shows workers with three to four
+# times the system time (bench/README.md fix 17). Profile on tmpfs
+# (TMPDIR=/dev/shm), or minutes apart.
 echo "$mode: $tasks tasks, $workers workers and $workers critics ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), state on $(stat -f -c %T "$out"))"
 case "$mode" in
   cpu)
