@@ -84,7 +84,7 @@ mkdir -p "$bin"
 cp "$from/forge-supervisor" "$from/forge-ctl" "$bin/"
 for role in worker critic; do
   if [ "$mode" = callgrind ]; then
-    printf '#!/bin/sh\nexec valgrind -q --tool=callgrind --callgrind-out-file=%s/%s.%%p %s "$@"\n' \
+    printf '#!/bin/sh\nexec valgrind -q --tool=callgrind --callgrind-out-file=%q/%s.%%p %q "$@"\n' \
       "$out" "$role" "$(cd "$from" && pwd)/forge-$role" >"$bin/forge-$role"
     chmod +x "$bin/forge-$role"
   else
