@@ -1525,7 +1525,8 @@ TEST_F(StoreTest, SurvivesSigkillAtRandomMoments) {
     ExpectReplayMatchesTables(*s);
     ExpectJsonlMatches(*s);
   }
-  EXPECT_GE(reported.size(), 20u);
+  // No floor on reported.size() beyond each round's k: under ASan there are
+  // five rounds, and five draws of k can sum to less than any fixed floor.
 }
 
 // SQLite's memory statistics take a global mutex around every allocation;
