@@ -39,6 +39,8 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "cpu_time.h"
+
 extern char** environ;
 
 namespace {
@@ -67,14 +69,6 @@ int SpawnAndWait(const std::vector<std::string>& argv) {
   int status = 0;
   if (waitpid(pid, &status, 0) != pid) Die("waitpid");
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// CPU time (user + system) of this process (all threads) or of its waited children.
-double CpuMs(int who) {
-  rusage u{};
-  getrusage(who, &u);
-  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
-  return ms(u.ru_utime) + ms(u.ru_stime);
 }
 
 void Send(zmq::socket_t& s, const json& body) {

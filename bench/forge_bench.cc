@@ -11,7 +11,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +30,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "bench/cpu_time.h"
 #include "common/process.h"
 #include "proto/control.h"
 #include "proto/endpoints.h"
@@ -535,16 +535,6 @@ struct XargsRun {
   double elapsed = 0, cpu = 0;
 };
 
-// The CPU of this process's reaped descendants so far (getrusage
-// RUSAGE_CHILDREN), in ms: around a TimeProcess it is that process's tree,
-// as long as nothing else is reaped meanwhile.
-double ReapedChildrenCpuMs() {
-  rusage u{};
-  ::getrusage(RUSAGE_CHILDREN, &u);
-  auto ms = [](const timeval& t) { return static_cast<double>(t.tv_sec) * 1e3 + t.tv_usec / 1e3; };
-  return ms(u.ru_utime) + ms(u.ru_stime);
-}
-
 // The CPUs this process may run on.
 int UsableCores() {
   cpu_set_t set;
@@ -571,10 +561,10 @@ XargsRun Xargs(int n, int w) {
   std::string xargs = "xargs -P " + std::to_string(w) + " -L 1 ";
   std::string in = std::string(" < ") + tmpl;
   XargsRun r;
-  double cpu0 = ReapedChildrenCpuMs();
+  double cpu0 = CpuMs(RUSAGE_CHILDREN);
   r.elapsed = TimeProcess(
       {"/bin/sh", "-c", xargs + "/bin/true" + in + " && exec " + xargs + "sh -c true" + in});
-  r.cpu = ReapedChildrenCpuMs() - cpu0;
+  r.cpu = CpuMs(RUSAGE_CHILDREN) - cpu0;
   std::filesystem::remove(tmpl);
   return r;
 }
