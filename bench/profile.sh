@@ -18,6 +18,9 @@
 #              attempt, a critic's a review (exact, unlike the VM's clock)
 #   perf       the supervisor's threads under perf record: its samples by
 #              library and its hottest symbols (time, not instructions)
+#   machine    every CPU under perf record -a: the whole machine's time by
+#              command name, so Forge's processes, the commands they ran
+#              (true, sh) and idle time (swapper) are shares of one total
 #
 # The state directory is removed at the end (the profiles are kept); see
 # the note on filesystems below before profiling on a disk.
@@ -27,7 +30,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: bench/profile.sh [--build-dir DIR | --bin-dir DIR] [--tasks N] [--workers W] cpu|callgrind|perf" >&2
+  echo "usage: bench/profile.sh [--build-dir DIR | --bin-dir DIR] [--tasks N] [--workers W] cpu|callgrind|perf|machine" >&2
   exit 2
 }
 
@@ -43,7 +46,7 @@ while [ $# -gt 0 ]; do
     --bin-dir) [ $# -ge 2 ] || usage; from=$2; shift 2 ;;
     --tasks) [ $# -ge 2 ] || usage; tasks=$2; shift 2 ;;
     --workers) [ $# -ge 2 ] || usage; workers=$2; shift 2 ;;
-    cpu | callgrind | perf) [ -z "$mode" ] || usage; mode=$1; shift ;;
+    cpu | callgrind | perf | machine) [ -z "$mode" ] || usage; mode=$1; shift ;;
     *) echo "profile.sh: unknown argument '$1'" >&2; usage ;;
   esac
 done
@@ -59,7 +62,7 @@ for n in "$tasks" "$workers"; do
 done
 case "$mode" in
   callgrind) tools="valgrind callgrind_annotate" ;;
-  perf) tools="perf" ;;
+  perf | machine) tools="perf" ;;
   *) tools="" ;;
 esac
 for t in $tools; do
@@ -167,6 +170,9 @@ snapshot() {
 if [ "$mode" = perf ]; then
   perf record -q -F 10000 -g -p "$sup" -o "$out/perf.data" 2>"$out/perf.log" &
   perf_pid=$!
+elif [ "$mode" = machine ]; then
+  perf record -q -F 10000 -a -o "$out/perf.data" 2>"$out/perf.log" &
+  perf_pid=$!
 fi
 ctl submit --plan "$out/plan.json" >"$out/ids" || fail "submit failed"
 # The last task, then the count: `wait` on every id would ask the
@@ -179,7 +185,7 @@ for ((i = 0; ; i++)); do
   sleep 0.01
 done
 [ "$mode" != cpu ] || snapshot >"$out/after"
-if [ "$mode" = perf ]; then
+if [ "$mode" = perf ] || [ "$mode" = machine ]; then
   kill -INT "$perf_pid"
   wait "$perf_pid" || true
 fi
@@ -231,5 +237,14 @@ case "$mode" in
     perf report -i "$out/perf.data" --no-children --sort dso,sym -g none -q 2>/dev/null |
       grep -v '^$' | head -25 | cut -c1-140 || true
     echo "profile: $out/perf.data (perf report -i FILE)"
+    ;;
+  machine)
+    # Shares of all CPUs' time from the submit to the last task done. The
+    # commands are `true` (the agents) and `sh` (the checks: `sh -c true`);
+    # ZMQbg/* are the I/O threads of every Forge process together; idle
+    # time is `swapper`; forge-ctl, bash, grep and sleep are this script
+    # waiting for the run to end.
+    perf report -i "$out/perf.data" --sort comm -q 2>/dev/null | grep -v '^$' | head -20 || true
+    echo "profile: $out/perf.data (perf report -i FILE --sort comm,dso)"
     ;;
 esac
