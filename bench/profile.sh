@@ -186,8 +186,10 @@ for ((i = 0; ; i++)); do
 done
 [ "$mode" != cpu ] || snapshot >"$out/after"
 if [ "$mode" = perf ] || [ "$mode" = machine ]; then
-  kill -INT "$perf_pid"
+  kill -INT "$perf_pid" 2>/dev/null || true  # gone already if it failed
   wait "$perf_pid" || true
+  # perf refuses without the rights (perf_event_paranoid; -a needs more).
+  [ -s "$out/perf.data" ] || fail "perf record wrote nothing: $(cat "$out/perf.log")"
 fi
 ctl stop >/dev/null || fail "stop failed"
 wait "$sup" || fail "the supervisor exited with status $?"
@@ -243,7 +245,8 @@ case "$mode" in
     # commands are `true` (the agents) and `sh` (the checks: `sh -c true`);
     # ZMQbg/* are the I/O threads of every Forge process together; idle
     # time is `swapper`; forge-ctl, bash, grep and sleep are this script
-    # waiting for the run to end.
+    # waiting for the run to end. Anything else running on the machine is
+    # in the total too (a build shows up as cc1plus and as): run it quiet.
     perf report -i "$out/perf.data" --sort comm -q 2>/dev/null | grep -v '^$' | head -20 || true
     echo "profile: $out/perf.data (perf report -i FILE --sort comm,dso)"
     ;;
