@@ -167,11 +167,11 @@ snapshot() {
 }
 
 [ "$mode" != cpu ] || snapshot >"$out/before"
-if [ "$mode" = perf ]; then
-  perf record -q -F 10000 -g -p "$sup" -o "$out/perf.data" 2>"$out/perf.log" &
-  perf_pid=$!
-elif [ "$mode" = machine ]; then
-  perf record -q -F 10000 -a -o "$out/perf.data" 2>"$out/perf.log" &
+perf_pid=""
+if [ "$mode" = perf ] || [ "$mode" = machine ]; then
+  # perf: the supervisor's threads, with call graphs; machine: every CPU.
+  if [ "$mode" = perf ]; then scope=(-g -p "$sup"); else scope=(-a); fi
+  perf record -q -F 10000 "${scope[@]}" -o "$out/perf.data" 2>"$out/perf.log" &
   perf_pid=$!
 fi
 ctl submit --plan "$out/plan.json" >"$out/ids" || fail "submit failed"
@@ -185,7 +185,7 @@ for ((i = 0; ; i++)); do
   sleep 0.01
 done
 [ "$mode" != cpu ] || snapshot >"$out/after"
-if [ "$mode" = perf ] || [ "$mode" = machine ]; then
+if [ -n "$perf_pid" ]; then
   kill -INT "$perf_pid" 2>/dev/null || true  # gone already if it failed
   wait "$perf_pid" || true
   # perf refuses without the rights (perf_event_paranoid; -a needs more).
