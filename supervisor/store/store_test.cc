@@ -23,6 +23,7 @@
 #include "supervisor/store/events_file.h"
 #include "supervisor/store/rows.h"
 #include "supervisor/store/schema.h"
+#include "supervisor/store/sqlite_util.h"
 
 namespace forge::store {
 namespace {
@@ -1531,7 +1532,7 @@ TEST_F(StoreTest, SurvivesSigkillAtRandomMoments) {
 
 // SQLite's memory statistics take a global mutex around every allocation;
 // the first open turns them off, so its counter stays at zero however much
-// the store allocates. (Each test runs in a process of its own.)
+// the store allocates.
 TEST_F(StoreTest, SqliteMemoryStatisticsAreOff) {
   auto s = OpenStore();
   MustSubmit(*s, {Task("one"), Task("two")});
@@ -1543,6 +1544,7 @@ TEST_F(StoreTest, SqliteMemoryStatisticsAreOff) {
 // truncate of a file fails with SQLITE_IOERR: a device failing under the
 // database (a yanked disk, an I/O error on the WAL). Registered as the
 // default VFS for its lifetime, so the store under test uses it unchanged.
+// Use the one ProcessFailingVfs() returns (see there).
 class FailingVfs {
  public:
   FailingVfs() {
@@ -1645,12 +1647,43 @@ class FailingVfs {
   sqlite3_io_methods methods_{};
 };
 
+// The store opens its files through its own VFS (WalWriteBufferVfs), which
+// wraps whatever VFS is the default when the first store of the process
+// opens and keeps it for the process. A FailingVfs registered by a test
+// would be under the store's files only when that test ran first in its
+// process, so one is installed for the whole process before any test runs
+// (a global test environment) and never removed; it passes everything
+// through until a test sets `failing`.
+FailingVfs& ProcessFailingVfs() {
+  static FailingVfs* const vfs = new FailingVfs;
+  return *vfs;
+}
+
+class FailingVfsEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    // Registering a VFS initializes SQLite, after which Conn::Open can no
+    // longer turn its memory statistics off (SqliteMemoryStatisticsAreOff):
+    // a connection on the default VFS opens first, as a store's would.
+    Conn first;
+    ASSERT_TRUE(first.Open(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE).ok());
+    ProcessFailingVfs();
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kFailingVfsEnvironment =
+    ::testing::AddGlobalTestEnvironment(new FailingVfsEnvironment);
+
 // The supervisor's store pause assumes that a write refused with an I/O
 // error leaves the database as it was, and that the same open store writes
 // again once the device recovers (it retries on it; it never reopens). Both
 // are shown here with every write, sync and truncate failing meanwhile.
 TEST_F(StoreTest, AnIoErrorRefusesTheWriteAndTheStoreRecoversWhenTheDeviceDoes) {
-  FailingVfs vfs;
+  FailingVfs& vfs = ProcessFailingVfs();
+  struct Heal {  // an assertion failing midway must not fail the tests after it
+    FailingVfs& vfs;
+    ~Heal() { vfs.failing = false; }
+  } heal{vfs};
+  vfs.refused = 0;
   auto s = OpenStore();
   ASSERT_NE(s, nullptr);
   auto before = MustSubmit(*s, {Task("before")});
