@@ -874,8 +874,10 @@ Result<Change> Store::Approve(const std::string& task_id) {
     Change change{t.info.state, t.info.state, std::nullopt};
     if (t.info.approved) return change;
     if (proto::IsSettled(t.info.state)) {
-      return MakeError(ErrorCode::kConflict, "task " + task_id + " is " + Str(t.info.state) +
-                                                 "; retry it before approving");
+      // A done task cannot be retried, so the hint is for the others only.
+      const char* hint =
+          t.info.state == TaskState::kDone ? "; nothing to approve" : "; retry it before approving";
+      return MakeError(ErrorCode::kConflict, "task " + task_id + " is " + Str(t.info.state) + hint);
     }
     FORGE_ASSIGN_OR_RETURN(Stmt s, m.conn.Prepare("UPDATE tasks SET approved = 1, updated_at = ? "
                                                   "WHERE seq = ?"));

@@ -863,6 +863,10 @@ TEST_F(StoreTest, OperatorActionsInTheWrongStateAreConflicts) {
   ASSERT_FALSE(cancel.ok());
   EXPECT_EQ(cancel.error().code, ErrorCode::kConflict);
   EXPECT_EQ(cancel.error().message, "task t1 is already done; nothing to cancel");
+  auto approve_done = s->Approve(ids[0]);
+  ASSERT_FALSE(approve_done.ok());
+  EXPECT_EQ(approve_done.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(approve_done.error().message, "task t1 is done; nothing to approve");
   MustLease(*s, ids[1]);
   auto lease = s->LeaseAttempt(ids[1], Lease{});
   ASSERT_FALSE(lease.ok());
