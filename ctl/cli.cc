@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "common/cli_usage.h"
 #include "common/duration.h"
 #include "ctl/client.h"
 #include "ctl/commands.h"
@@ -179,7 +180,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
       app.exit(e, out, err);
       return kExitOk;
     }
-    err << "forge-ctl: " << e.what() << "\n";
+    err << "forge-ctl: " << UsageError(app, e) << "\n";
     err << "Run 'forge-ctl --help' or 'forge-ctl COMMAND --help' for usage.\n";
     return kExitUsage;
   }

@@ -43,6 +43,15 @@ TEST_F(CliTest, UsageErrorsExit2) {
   EXPECT_EQ(Cli({"wait"}).rc, kExitUsage);
 }
 
+TEST_F(CliTest, AMistypedCommandIsNamed) {
+  auto typo = Cli({"--state-dir", state_, "stauts"});
+  EXPECT_EQ(typo.rc, kExitUsage);
+  EXPECT_THAT(typo.err, HasSubstr("forge-ctl: unknown command 'stauts' (commands: status, "));
+  auto none = Cli({"--json"});
+  EXPECT_EQ(none.rc, kExitUsage);
+  EXPECT_THAT(none.err, HasSubstr("forge-ctl: no command given (commands: status, "));
+}
+
 TEST_F(CliTest, BadValuesAreNamed) {
   auto env = Cli({"--state-dir", state_, "submit", "--title", "x", "--env", "NOEQUALS"});
   EXPECT_EQ(env.rc, kExitUsage);

@@ -1,5 +1,6 @@
 // forge-supervisor: the queue owner and process supervisor. See daemon.h.
 #include <CLI/CLI.hpp>
+#include <iostream>
 #ifdef FORGE_MIMALLOC
 #include <mimalloc.h>
 
@@ -7,6 +8,7 @@
 #include <string>
 #endif
 
+#include "common/cli_usage.h"
 #include "supervisor/daemon.h"
 
 #ifdef FORGE_MIMALLOC
@@ -54,8 +56,13 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    return code == 0 ? kExitOk : kExitUsage;
+    if (e.get_exit_code() == 0) {  // --help
+      app.exit(e);
+      return kExitOk;
+    }
+    std::cerr << "forge-supervisor: " << forge::UsageError(app, e) << "\n"
+              << "Run 'forge-supervisor --help' or 'forge-supervisor COMMAND --help' for usage.\n";
+    return kExitUsage;
   }
   if (*start_cmd) return RunStart(start);
   if (*check_cmd) return RunCheckConfig(check_path);

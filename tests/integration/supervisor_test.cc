@@ -263,6 +263,14 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   ASSERT_TRUE(bad.ok());
   EXPECT_EQ(bad->status.exit_code, 2);
   EXPECT_NE(bad->output.find("bad.yaml:1"), std::string::npos) << bad->output;
+  check.argv = {BinPath("forge-supervisor"), "strat"};
+  auto typo = RunCommand(check, 10'000);
+  ASSERT_TRUE(typo.ok());
+  EXPECT_EQ(typo->status.exit_code, 2);
+  EXPECT_NE(typo->output.find("forge-supervisor: unknown command 'strat' (commands: start, "
+                              "check-config)"),
+            std::string::npos)
+      << typo->output;
 }
 
 // A stand-in for systemd's notify socket.

@@ -1,0 +1,22 @@
+#include "common/cli_usage.h"
+
+#include <vector>
+
+namespace forge {
+
+std::string UsageError(CLI::App& app, const CLI::ParseError& e) {
+  bool no_command =
+      dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && app.get_subcommands().empty();
+  if (!no_command) return e.what();
+  std::string names;
+  for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    names += (names.empty() ? "" : ", ") + sub->get_name();
+  }
+  std::vector<std::string> words = app.remaining();
+  if (words.empty()) return "no command given (commands: " + names + ")";
+  const std::string& word = words.front();
+  if (word.starts_with('-')) return "unknown flag '" + word + "'";
+  return "unknown command '" + word + "' (commands: " + names + ")";
+}
+
+}  // namespace forge

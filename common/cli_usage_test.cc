@@ -1,0 +1,50 @@
+#include "common/cli_usage.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace forge {
+namespace {
+
+// The message a parse of `args` (after the program name) ends with, or ""
+// when it parsed.
+std::string ParseMessage(std::vector<std::string> args) {
+  CLI::App app{"test"};
+  app.require_subcommand(1);
+  std::string dir;
+  app.add_option("--dir", dir);
+  app.add_subcommand("start", "");
+  app.add_subcommand("check", "")->add_flag("--quick");
+  args.insert(args.begin(), "prog");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::ParseError& e) {
+    return UsageError(app, e);
+  }
+  return "";
+}
+
+TEST(CliUsage, AMistypedCommandIsNamedWithTheCommandsThereAre) {
+  EXPECT_EQ(ParseMessage({"strat"}), "unknown command 'strat' (commands: start, check)");
+  EXPECT_EQ(ParseMessage({"--dir", "d", "strat"}),
+            "unknown command 'strat' (commands: start, check)");
+}
+
+TEST(CliUsage, NoCommandAndAnUnknownLeadingFlagAreToldApart) {
+  EXPECT_EQ(ParseMessage({}), "no command given (commands: start, check)");
+  EXPECT_EQ(ParseMessage({"--dir", "d"}), "no command given (commands: start, check)");
+  EXPECT_EQ(ParseMessage({"--verbose"}), "unknown flag '--verbose'");
+}
+
+TEST(CliUsage, OtherErrorsKeepCli11sMessage) {
+  EXPECT_EQ(ParseMessage({"start"}), "");
+  EXPECT_EQ(ParseMessage({"--dir"}), "--dir: 1 required TEXT missing");
+  EXPECT_EQ(ParseMessage({"check", "--slow"}), "The following argument was not expected: --slow");
+}
+
+}  // namespace
+}  // namespace forge
