@@ -21,6 +21,10 @@
 #   machine    every CPU under perf record -a: the whole machine's time by
 #              command name, so Forge's processes, the commands they ran
 #              (true, sh) and idle time (swapper) are shares of one total
+#   sched      every CPU under perf sched record: each command name's run
+#              time and run-queue wait a task, the CPUs' idle time, and how
+#              much of it passed with a thread waiting in another CPU's run
+#              queue (work left queued, not absent); bench/sched_report.sh
 #
 # The state directory is removed at the end (the profiles are kept); see
 # the note on filesystems below before profiling on a disk.
@@ -30,7 +34,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: bench/profile.sh [--build-dir DIR | --bin-dir DIR] [--tasks N] [--workers W] cpu|callgrind|perf|machine" >&2
+  echo "usage: bench/profile.sh [--build-dir DIR | --bin-dir DIR] [--tasks N] [--workers W] cpu|callgrind|perf|machine|sched" >&2
   exit 2
 }
 
@@ -46,7 +50,7 @@ while [ $# -gt 0 ]; do
     --bin-dir) [ $# -ge 2 ] || usage; from=$2; shift 2 ;;
     --tasks) [ $# -ge 2 ] || usage; tasks=$2; shift 2 ;;
     --workers) [ $# -ge 2 ] || usage; workers=$2; shift 2 ;;
-    cpu | callgrind | perf | machine) [ -z "$mode" ] || usage; mode=$1; shift ;;
+    cpu | callgrind | perf | machine | sched) [ -z "$mode" ] || usage; mode=$1; shift ;;
     *) echo "profile.sh: unknown argument '$1'" >&2; usage ;;
   esac
 done
@@ -62,7 +66,7 @@ for n in "$tasks" "$workers"; do
 done
 case "$mode" in
   callgrind) tools="valgrind callgrind_annotate" ;;
-  perf | machine) tools="perf" ;;
+  perf | machine | sched) tools="perf" ;;
   *) tools="" ;;
 esac
 for t in $tools; do
@@ -173,6 +177,9 @@ if [ "$mode" = perf ] || [ "$mode" = machine ]; then
   if [ "$mode" = perf ]; then scope=(-g -p "$sup"); else scope=(-a); fi
   perf record -q -F 10000 "${scope[@]}" -o "$out/perf.data" 2>"$out/perf.log" &
   perf_pid=$!
+elif [ "$mode" = sched ]; then
+  perf sched record -a -o "$out/perf.data" 2>"$out/perf.log" &
+  perf_pid=$!
 fi
 ctl submit --plan "$out/plan.json" >"$out/ids" || fail "submit failed"
 # The last task, then the count: `wait` on every id would ask the
@@ -249,5 +256,12 @@ case "$mode" in
     # in the total too (a build shows up as cc1plus and as): run it quiet.
     perf report -i "$out/perf.data" --sort comm -q 2>/dev/null | grep -v '^$' | head -20 || true
     echo "profile: $out/perf.data (perf report -i FILE --sort comm,dso)"
+    ;;
+  sched)
+    perf sched timehist -i "$out/perf.data" >"$out/timehist.txt" 2>"$out/timehist.log" ||
+      fail "perf sched timehist failed: $(cat "$out/timehist.log")"
+    "$here/bench/sched_report.sh" "$out/timehist.txt" "$tasks" "$(nproc)" ||
+      fail "bench/sched_report.sh could not read the timehist"
+    echo "profile: $out/perf.data (perf sched timehist -i FILE)"
     ;;
 esac
