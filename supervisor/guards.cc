@@ -83,6 +83,11 @@ void Guards::OnAttemptClosed(proto::Outcome outcome) {
   });
 }
 
+void Guards::OnAttemptEndedWithoutVerdict() {
+  if (!probe_in_flight_) return;
+  Change([&] { probe_in_flight_ = false; });
+}
+
 void Guards::OnRateLimited(int64_t reset_wall_ms) {
   Change([&] {
     int64_t now = clock_.WallMs();

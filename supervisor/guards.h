@@ -60,6 +60,11 @@ class Guards {
 
   // An attempt closed with this outcome (after review for passes/rejections).
   void OnAttemptClosed(proto::Outcome outcome);
+  // An attempt ended saying nothing of the agent's work: a rate limit, no
+  // space for its files, an operator's cancel. Counts nothing, but a probe
+  // in flight is over, so the next dispatch probes (else half-open would
+  // wait for a verdict that never comes, and nothing would dispatch).
+  void OnAttemptEndedWithoutVerdict();
   // The agent reported a rate limit; reset_wall_ms 0 when unknown.
   void OnRateLimited(int64_t reset_wall_ms);
   // Today's spend; pauses when it reaches budget.daily_usd.

@@ -80,6 +80,32 @@ TEST(Guards, HalfOpenProbeFailureReopens) {
   EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 1000);
 }
 
+TEST(Guards, AProbeEndedWithoutAVerdictLetsTheNextOneGo) {
+  FakeClock clock;
+  Guards g(clock, Cfg(1, 1000));
+  g.OnAttemptClosed(Outcome::kFailed);
+  clock.Advance(1000);
+  g.Tick();
+  EXPECT_TRUE(g.MayDispatch());
+  g.OnDispatched();
+  EXPECT_FALSE(g.MayDispatch()) << "half-open: one probe at a time";
+  g.TakeEvents();
+  // Rate-limited, out of space or cancelled: no verdict, nothing counted.
+  g.OnAttemptEndedWithoutVerdict();
+  EXPECT_TRUE(g.MayDispatch());
+  EXPECT_EQ(g.consecutive_failures(), 1);
+  EXPECT_EQ(Kinds(g.TakeEvents()), (std::vector<std::string>{"dispatch.resumed:circuit"}));
+  g.OnDispatched();
+  g.OnAttemptClosed(Outcome::kPassed);
+  EXPECT_TRUE(g.MayDispatch());
+  EXPECT_EQ(g.consecutive_failures(), 0);
+  EXPECT_EQ(Kinds(g.TakeEvents()),
+            (std::vector<std::string>{"dispatch.paused:circuit", "dispatch.resumed:circuit"}));
+  g.OnAttemptEndedWithoutVerdict();  // no probe out: nothing changes
+  EXPECT_TRUE(g.MayDispatch());
+  EXPECT_TRUE(g.TakeEvents().empty());
+}
+
 TEST(Guards, ZeroThresholdDisablesTheBreaker) {
   FakeClock clock;
   Guards g(clock, Cfg(0));

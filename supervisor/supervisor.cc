@@ -1071,7 +1071,13 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
   }
   // A rate limit says nothing about the agent's work: the rate-limit pause
   // handles it. Nor does a full disk on the worker's side (infra).
-  if (!stopping_ && !end.rate_limited && !end.infra) guards_.OnAttemptClosed(end.outcome);
+  if (!stopping_) {
+    if (end.rate_limited || end.infra) {
+      guards_.OnAttemptEndedWithoutVerdict();
+    } else {
+      guards_.OnAttemptClosed(end.outcome);
+    }
+  }
   RefreshCostTodayIfStale();
   if (close.next_state == proto::TaskState::kCooldown) {
     // A close can only add a cooldown task, so the earliest due time is known
@@ -1433,6 +1439,9 @@ json Supervisor::Counters() {
 void Supervisor::OnCancelled(const store::Change& change) {
   if (!change.open_attempt) return;
   int64_t id = change.open_attempt->id;
+  // The store closed the attempt; its result, if any, will be ignored.
+  guards_.OnAttemptEndedWithoutVerdict();
+  FlushGuardEvents();
   std::erase_if(review_queue_, [id](const PendingReview& p) { return p.attempt_id == id; });
   Child* c = pool_.FindByAttempt(id);
   if (c == nullptr || c->state == ChildState::kExited) return;  // its agent died with it

@@ -38,6 +38,27 @@ TEST(LoopGuards, CircuitBreakerTripsHalfOpensAndClosesOnAPass) {
   EXPECT_EQ(resumed.back().payload["kind"], "circuit");
 }
 
+// The probe of a half-open breaker cancelled by the operator says nothing
+// of the agents' work: the next task is the next probe, with no `resume`.
+TEST(LoopGuards, ACancelledProbeLetsTheNextTaskProbe) {
+  ForgeOptions o;
+  o.circuit_failures = 2;
+  o.circuit_cooldown = "1s";
+  o.max_attempts = 1;
+  Forge forge(o);
+  forge.Start();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(forge.WaitState(forge.Submit("fail_different"), TaskState::kBlocked));
+  }
+  ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("circuit"); }, 2000)) << forge.Status().dump();
+  std::string probe = forge.Submit("hang_silent");
+  ASSERT_TRUE(forge.WaitState(probe, TaskState::kRunning, 10'000));
+  std::string next = forge.Submit("succeed");
+  ASSERT_TRUE(forge.ctl().Call("cancel", json{{"id", probe}}).ok());
+  ASSERT_TRUE(forge.WaitState(next, TaskState::kDone, 10'000)) << forge.Status().dump();
+  EXPECT_TRUE(WaitFor([&] { return !forge.PausedBy("circuit"); }, 2000));
+}
+
 TEST(LoopGuards, RateLimitPausesDispatchUntilResumed) {
   ForgeOptions o;
   o.profile = "claude";
