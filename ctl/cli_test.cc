@@ -57,6 +57,10 @@ TEST_F(CliTest, BadValuesAreNamed) {
   EXPECT_EQ(env.rc, kExitUsage);
   EXPECT_THAT(env.err, HasSubstr("--env 'NOEQUALS': expected NAME=VALUE"));
 
+  auto empty_check = Cli({"--state-dir", state_, "submit", "--title", "x", "--verify", ""});
+  EXPECT_EQ(empty_check.rc, kExitUsage);
+  EXPECT_THAT(empty_check.err, HasSubstr("--verify '': a check must not be empty"));
+
   auto no_title = Cli({"--state-dir", state_, "submit", "--brief", "do it"});
   EXPECT_EQ(no_title.rc, kExitUsage);
   EXPECT_THAT(no_title.err, HasSubstr("--title is required"));

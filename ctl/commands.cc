@@ -171,6 +171,12 @@ Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
   task.repo = args.repo;
   task.base = args.base;
   if (!task.base.empty() && task.repo.empty()) return invalid("--base needs --repo");
+  for (const auto& check : args.verify) {
+    // `sh -c ''` exits 0: an empty check (an unset "$TEST_CMD") would pass.
+    if (check.find_first_not_of(" \t\n") == std::string::npos) {
+      return invalid("--verify '" + check + "': a check must not be empty");
+    }
+  }
   task.verify = args.verify;
   task.depends_on = args.depends_on;
   task.priority = args.priority.value_or(0);

@@ -462,6 +462,11 @@ TEST_F(StoreTest, BadSubmissionsNameTheTask) {
   auto bad_attempts = s->Submit({zero});
   ASSERT_FALSE(bad_attempts.ok());
   EXPECT_EQ(bad_attempts.error().message, "task 'z': max_attempts must be at least 1, got 0");
+  auto blank_check = Task("v", "v");
+  blank_check.verify = {"make test", " "};
+  auto bad_verify = s->Submit({blank_check});
+  ASSERT_FALSE(bad_verify.ok());
+  EXPECT_EQ(bad_verify.error().message, "task 'v': verify command 2 is empty");
   auto kind = Task("k", "k");
   kind.kind = "bogus";
   auto bad_kind = s->Submit({kind});

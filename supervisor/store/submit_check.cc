@@ -28,6 +28,13 @@ Status CheckOne(const std::vector<proto::SubmitTask>& tasks, size_t i) {
   for (const auto& dep : t.depends_on) {
     if (IsBlank(dep)) return MakeError(ErrorCode::kInvalid, label + ": empty dependency id");
   }
+  // `sh -c ''` exits 0: an empty check would pass every attempt.
+  for (size_t c = 0; c < t.verify.size(); ++c) {
+    if (IsBlank(t.verify[c])) {
+      return MakeError(ErrorCode::kInvalid,
+                       label + ": verify command " + std::to_string(c + 1) + " is empty");
+    }
+  }
   return Status::Ok();
 }
 
