@@ -27,6 +27,11 @@ Result<int64_t> ParseSeconds(const std::string& text, const std::string& flag) {
   if (!text.empty() && text.find_first_not_of("0123456789.") == std::string::npos) {
     char* end = nullptr;
     double secs = std::strtod(text.c_str(), &end);
+    // A year and more is a typo, and its milliseconds could overflow.
+    constexpr double kMaxSeconds = 366.0 * 24 * 3600;
+    if (end && *end == '\0' && secs > kMaxSeconds) {
+      return MakeError(ErrorCode::kInvalid, flag + " '" + text + "': more than a year");
+    }
     if (end && *end == '\0') return static_cast<int64_t>(secs * 1000);
   }
   auto d = ParseDuration(text);
@@ -119,7 +124,8 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
                                   "wait until tasks are done (exit 0), one ends otherwise "
                                   "(1), or the timeout (124)");
   wait->add_option("ids", f.ids, "task ids")->required();
-  wait->add_option("--timeout", f.timeout, "seconds, or a duration such as 10m (default: none)");
+  wait->add_option("--timeout", f.timeout,
+                   "seconds, or a duration such as 10m; 0 looks once (default: none)");
   wait->footer(Example("  forge-ctl wait t-0001 t-0002 --timeout 30m && echo all done"));
 
   const char* change_help[][2] = {{"cancel", "cancel a task (kills its running attempt)"},
@@ -203,8 +209,8 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   if (ls->parsed()) return CmdList(env, f.list);
   if (show->parsed()) return CmdShow(env, f.id);
   if (wait->parsed()) {
-    int64_t timeout_ms = 0;
-    if (!f.timeout.empty()) {
+    std::optional<int64_t> timeout_ms;  // 0: look once
+    if (wait->count("--timeout") > 0) {
       auto t = ParseSeconds(f.timeout, "--timeout");
       if (!t.ok()) return Usage(env, t.error().message);
       timeout_ms = *t;

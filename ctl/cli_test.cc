@@ -57,6 +57,13 @@ TEST_F(CliTest, BadValuesAreNamed) {
   EXPECT_EQ(env.rc, kExitUsage);
   EXPECT_THAT(env.err, HasSubstr("--env 'NOEQUALS': expected NAME=VALUE"));
 
+  auto forever = Cli({"--state-dir", state_, "wait", "t1", "--timeout", "9300000000000000"});
+  EXPECT_EQ(forever.rc, kExitUsage);
+  EXPECT_THAT(forever.err, HasSubstr("--timeout '9300000000000000': more than a year"));
+  auto empty_timeout = Cli({"--state-dir", state_, "wait", "t1", "--timeout", ""});
+  EXPECT_EQ(empty_timeout.rc, kExitUsage);
+  EXPECT_THAT(empty_timeout.err, HasSubstr("--timeout ''"));
+
   auto empty_check = Cli({"--state-dir", state_, "submit", "--title", "x", "--verify", ""});
   EXPECT_EQ(empty_check.rc, kExitUsage);
   EXPECT_THAT(empty_check.err, HasSubstr("--verify '': a check must not be empty"));

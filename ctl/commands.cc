@@ -372,12 +372,13 @@ bool Stopped(const Env& env) {
 }
 }  // namespace
 
-int CmdWait(Env& env, const std::vector<std::string>& ids, int64_t timeout_ms) {
+int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t> timeout_ms) {
   if (ids.empty()) return Usage(env, "wait needs at least one task id");
   auto client = RequireSupervisor(env);
   if (!client.ok()) return Fail(env, client.error());
   auto source = MakeLiveSource(std::move(client).value());
-  const int64_t deadline = timeout_ms > 0 ? env.clock->MonotonicMs() + timeout_ms : 0;
+  const bool has_deadline = timeout_ms.has_value();
+  const int64_t deadline = env.clock->MonotonicMs() + timeout_ms.value_or(0);
 
   // Each task's state and the seq of the last of its events applied to it.
   // After the first look (show), one query per turn reads the task events
@@ -443,7 +444,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, int64_t timeout_ms) {
     };
     if (all_done) return report(), kExitOk;
     if (!failed.empty()) return report(), kExitRejected;
-    if ((deadline && env.clock->MonotonicMs() >= deadline) || Stopped(env)) {
+    if ((has_deadline && env.clock->MonotonicMs() >= deadline) || Stopped(env)) {
       report();
       *env.err << "forge-ctl: timed out waiting\n";
       return kExitTimeout;
@@ -475,7 +476,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, int64_t timeout_ms) {
     }
     if (events->events.empty() && dirty.empty()) {
       int64_t pause = env.poll_ms;
-      if (deadline)
+      if (has_deadline)
         pause = std::min(pause, std::max<int64_t>(0, deadline - env.clock->MonotonicMs()));
       WaitForChange(env.state_dir, pause);
     }

@@ -76,8 +76,9 @@ int CmdList(Env& env, const ListArgs& args);
 int CmdShow(Env& env, const std::string& id);
 
 // Exit 0 when every task is done, 1 as soon as one ends otherwise (blocked or
-// cancelled), 124 when timeout_ms (> 0) passes first.
-int CmdWait(Env& env, const std::vector<std::string>& ids, int64_t timeout_ms);
+// cancelled), 124 when timeout_ms passes first (0: after the first look;
+// nullopt: never).
+int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t> timeout_ms);
 
 // cancel | retry | approve
 int CmdChange(Env& env, const std::string& cmd, const std::string& id);

@@ -504,6 +504,16 @@ TEST(LiveTest, WaitTimesOutWith124) {
   EXPECT_EQ(j["tasks"][0]["state"], "running");
 }
 
+// --timeout 0 looks once (it used to mean no timeout, so it waited forever).
+TEST(LiveTest, WaitWithTimeoutZeroLooksOnce) {
+  CtlHarness h;
+  WaitScript script;
+  script.final_state = "running";
+  FakeSupervisor fake(h.state_dir, [&](const json& r) { return script.Handle(r); });
+  EXPECT_EQ(CmdWait(h.env, {"t1"}, 0), kExitTimeout);
+  EXPECT_THAT(h.out.str(), HasSubstr("t1  running"));
+}
+
 TEST(LiveTest, WaitUnknownTaskExits1) {
   CtlHarness h;
   FakeSupervisor fake(h.state_dir,
