@@ -435,11 +435,14 @@ void Critic::FinishCheck() {
 }
 
 int64_t Critic::NextDeadline() const {
-  int64_t deadline = shutdown_deadline_ms_;
+  int64_t deadline = -1;
   auto earliest = [&deadline](int64_t t) {
     if (t >= 0 && (deadline < 0 || t < deadline)) deadline = t;
   };
   if (review_ && review_->job) {
+    // Once the shutdown has stopped the review, its deadline is past: waking
+    // for it again would spin the loop until the check is gone.
+    if (review_->stop_error.empty()) earliest(shutdown_deadline_ms_);
     earliest(review_->job->NextDeadline());
     if (!review_->check_timed_out && review_->timeout_ms > 0) {
       earliest(review_->check_started_ms + review_->timeout_ms);

@@ -269,6 +269,9 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   spawn.stderr_mode = Stdio::kPipe;
   Attempt* raw = a.get();
   auto sink = [raw](int stream, std::string_view data) {
+    // No capture only while the log cannot be opened and the agent is being
+    // killed for it (below): what it printed has nowhere to go.
+    if (raw->capture == nullptr) return;
     Status s = raw->capture->Append(data, NowMs());
     if (!s.ok() && !raw->capture_error_logged) {
       spdlog::error("attempt {}: {}", raw->dispatch.attempt_id, s.error().ToString());
@@ -393,7 +396,7 @@ void Worker::HandleSignals() {
 }
 
 int64_t Worker::NextDeadline() const {
-  int64_t deadline = shutdown_deadline_ms_;
+  int64_t deadline = -1;
   auto earliest = [&deadline](int64_t t) {
     if (t >= 0 && (deadline < 0 || t < deadline)) deadline = t;
   };
@@ -401,7 +404,10 @@ int64_t Worker::NextDeadline() const {
     const auto& a = *attempt_;
     earliest(a.job->NextDeadline());
     if (a.unreported_start) earliest(a.started_ms + proto::kStartedReportDelayMs);
+    // Once stopped, the grace (if the shutdown stopped it) is past: waking
+    // for it again would spin the loop until the agent is gone.
     if (a.stop_outcome.empty()) {
+      earliest(shutdown_deadline_ms_);
       const auto& spec = a.dispatch.agent;
       if (spec.timeout_ms > 0) earliest(a.started_ms + spec.timeout_ms);
       if (spec.stall_timeout_ms > 0) {
