@@ -42,6 +42,12 @@ int Usage(Env& env, const std::string& message) {
   return kExitUsage;
 }
 
+Error NoSupervisorNorDatabase(const std::string& state_dir, const Error& open_error) {
+  if (open_error.code != ErrorCode::kNotFound) return open_error;
+  return MakeError(ErrorCode::kUnavailable, "supervisor not running and " + open_error.message +
+                                                "; start it with: " + StartCommand(state_dir));
+}
+
 namespace {
 
 // Invalid UTF-8 (agent output, payloads) is replaced rather than thrown on.
@@ -116,14 +122,7 @@ Result<std::unique_ptr<Source>> OpenReadSource(Env& env) {
         std::make_unique<FallbackSource>(env, MakeLiveSource(std::move(client))));
   }
   auto store = OpenStoreReadOnly(env.state_dir);
-  if (!store.ok()) {
-    if (store.error().code == ErrorCode::kNotFound) {
-      return MakeError(ErrorCode::kUnavailable,
-                       "supervisor not running and " + store.error().message +
-                           "; start it with: " + StartCommand(env.state_dir));
-    }
-    return store.error();
-  }
+  if (!store.ok()) return NoSupervisorNorDatabase(env.state_dir, store.error());
   *env.err << "forge-ctl: supervisor not running; showing the database as of now (start it "
               "with: "
            << StartCommand(env.state_dir) << ")\n";
@@ -675,6 +674,8 @@ std::vector<int> LoggedAttempts(const std::string& dir) {
     if (name.size() < 5 || name.substr(name.size() - 4) != ".log") continue;
     std::string num = name.substr(0, name.size() - 4);
     if (num.find_first_not_of("0123456789") != std::string::npos) continue;
+    // A number past int is no log of Forge's (attempts count from 1).
+    if (num.empty() || num.size() > 9) continue;
     out.push_back(std::stoi(num));
   }
   ::closedir(d);

@@ -37,6 +37,10 @@ struct Env {
 // error: 3 for kUnavailable (no supervisor), 1 otherwise.
 int Fail(Env& env, const Error& error);
 int Usage(Env& env, const std::string& message);
+// What a read-only command reports when OpenStoreReadOnly failed with no
+// supervisor running: for a missing database, kUnavailable (exit 3) with
+// the command that starts one; any other error as it is.
+Error NoSupervisorNorDatabase(const std::string& state_dir, const Error& open_error);
 
 // The supervisor's data when one runs, else the database read-only with the
 // one-line notice on env.err. kUnavailable when neither exists.

@@ -246,6 +246,8 @@ TEST_F(OfflineTest, LogsLatestPinnedAndMissing) {
   std::filesystem::create_directories(h_.state_dir + "/logs/" + done_);
   std::ofstream(AttemptLogPath(h_.state_dir, done_, 1)) << "first attempt output\n";
   std::ofstream(AttemptLogPath(h_.state_dir, done_, 2)) << "second attempt output\n";
+  // Not Forge's: a number no attempt has (std::stoi threw on it).
+  std::ofstream(h_.state_dir + "/logs/" + done_ + "/99999999999.log") << "stray\n";
   ASSERT_EQ(CmdLogs(h_.env, {done_, 0, false}), kExitOk) << h_.err.str();
   EXPECT_EQ(h_.out.str(), "second attempt output\n");
   h_.Clear();
@@ -315,6 +317,10 @@ TEST_F(OfflineTest, CommandsThatNeedTheSupervisorExit3WithTheStartCommand) {
 TEST(OfflineNoDatabase, ReadCommandsExit3) {
   CtlHarness h;
   EXPECT_EQ(CmdStatus(h.env), kExitNoSupervisor);
+  EXPECT_THAT(h.err.str(), HasSubstr("no database at " + h.state_dir + "/forge.db"));
+  EXPECT_THAT(h.err.str(), HasSubstr("forge-supervisor start"));
+  h.err.str("");
+  EXPECT_EQ(CmdStats(h.env, 0), kExitNoSupervisor);
   EXPECT_THAT(h.err.str(), HasSubstr("no database at " + h.state_dir + "/forge.db"));
   EXPECT_THAT(h.err.str(), HasSubstr("forge-supervisor start"));
 }

@@ -164,7 +164,7 @@ proto::json StatsJson(const Stats& s) {
 int CmdStats(Env& env, int64_t window_ms) {
   if (window_ms < 0) return Usage(env, "--since must not be negative");
   auto store = OpenStoreReadOnly(env.state_dir);
-  if (!store.ok()) return Fail(env, store.error());
+  if (!store.ok()) return Fail(env, NoSupervisorNorDatabase(env.state_dir, store.error()));
   auto stats = ComputeStats(**store, env.clock->WallMs(), window_ms);
   if (!stats.ok()) return Fail(env, stats.error());
   if (env.json) {
