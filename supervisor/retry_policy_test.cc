@@ -184,5 +184,19 @@ TEST(RetryPolicy, TaskBudgetBlocks) {
   EXPECT_EQ(c.reason, "task budget exceeded");
 }
 
+// A rate-limited requeue uses no attempt, so only the budget ends a task
+// whose every run meets the limit and still costs.
+TEST(RetryPolicy, TaskBudgetBlocksARateLimitedTaskToo) {
+  PolicyConfig cfg = Cfg();
+  cfg.task_usd = 1.0;
+  AttemptEnd e = Failure("api_error_status 429");
+  e.rate_limited = true;
+  auto under = Decide(State(0, 3, 0, "", 0.5), e, cfg, kNow, Fixed(0.5));
+  EXPECT_EQ(under.next_state, TaskState::kReady);
+  auto over = Decide(State(0, 3, 0, "", 1.5), e, cfg, kNow, Fixed(0.5));
+  EXPECT_EQ(over.next_state, TaskState::kBlocked);
+  EXPECT_EQ(over.reason, "task budget exceeded");
+}
+
 }  // namespace
 }  // namespace forge::supervisor
