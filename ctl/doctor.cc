@@ -129,10 +129,22 @@ void CheckCounts(store::Store& store, Findings& out, const std::string& db) {
 }
 
 void CheckReplay(store::Store& store, Findings& out) {
-  auto replay = store.ReplayStates();
-  auto tasks = store.ListTasks(store::ListFilter{});
-  if (!replay.ok() || !tasks.ok()) {
-    Add(out, "replay", Severity::kRed, (!replay.ok() ? replay.error() : tasks.error()).message);
+  // One snapshot for both: a live supervisor's commit between the two reads
+  // would show as a mismatch, with a fix that cancels a healthy task.
+  Result<std::map<std::string, proto::TaskState>> replay =
+      MakeError(ErrorCode::kInternal, "not read");
+  Result<std::vector<proto::TaskInfo>> tasks = MakeError(ErrorCode::kInternal, "not read");
+  Status read = store.ReadConsistently([&] {
+    replay = store.ReplayStates();
+    tasks = store.ListTasks(store::ListFilter{});
+    return Status::Ok();
+  });
+  if (!read.ok() || !replay.ok() || !tasks.ok()) {
+    Add(out, "replay", Severity::kRed,
+        (!read.ok()     ? read.error()
+         : !replay.ok() ? replay.error()
+                        : tasks.error())
+            .message);
     return;
   }
   int bad = 0;

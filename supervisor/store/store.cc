@@ -1117,6 +1117,14 @@ Status Store::SetCursor(const std::string& name, int64_t seq) {
 
 // ---------------------------------------------------------------- replay, integrity
 
+Status Store::ReadConsistently(const std::function<Status()>& reads) {
+  FORGE_RETURN_IF_ERROR(impl_->conn.Run("BEGIN"));
+  Status st = reads();
+  Status end = impl_->conn.Run("COMMIT");  // a read transaction: nothing to write
+  if (!end.ok()) (void)impl_->conn.Run("ROLLBACK");
+  return st.ok() ? end : st;
+}
+
 Result<std::map<std::string, TaskState>> Store::ReplayStates() {
   FORGE_ASSIGN_OR_RETURN(Stmt s,
                          impl_->conn.Prepare("SELECT seq, kind, task_id, payload FROM events WHERE "

@@ -252,6 +252,12 @@ class Store {
   Status SetCursor(const std::string& name, int64_t seq);
 
   // ---- replay and integrity (doctor, tests) ----
+  // Runs `reads` (queries of this store) in one read transaction, so they
+  // all see the same committed state whatever a writer commits meanwhile
+  // (a WAL snapshot): a comparison of two queries against a live
+  // supervisor's database. Not inside a write; the error is reads' or the
+  // transaction's.
+  Status ReadConsistently(const std::function<Status()>& reads);
   // Task states rebuilt from the event log alone (seq 0 on).
   Result<std::map<std::string, TaskState>> ReplayStates();
   // "ok", or what PRAGMA integrity_check reported.

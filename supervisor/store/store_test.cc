@@ -1542,6 +1542,26 @@ TEST_F(StoreTest, SurvivesSigkillAtRandomMoments) {
 // SQLite's memory statistics take a global mutex around every allocation;
 // the first open turns them off, so its counter stays at zero however much
 // the store allocates.
+// doctor compares the event log's replay with the tasks table while the
+// supervisor writes: both reads must see one state.
+TEST_F(StoreTest, ReadConsistentlySeesOneSnapshotWhileAWriterCommits) {
+  auto writer = OpenStore();
+  MustSubmit(*writer, {Task("first")});
+  auto reader = OpenStore(/*read_only=*/true);
+  ASSERT_NE(reader, nullptr);
+  size_t before = 0, after = 0;
+  Status read = reader->ReadConsistently([&] {
+    before = reader->ListTasks(ListFilter{})->size();
+    MustSubmit(*writer, {Task("committed meanwhile")});
+    after = reader->ReplayStates()->size();
+    return Status::Ok();
+  });
+  ASSERT_TRUE(read.ok()) << read.error().ToString();
+  EXPECT_EQ(before, 1u);
+  EXPECT_EQ(after, 1u) << "the second read saw a commit made after the first";
+  EXPECT_EQ(reader->ListTasks(ListFilter{})->size(), 2u);
+}
+
 TEST_F(StoreTest, SqliteMemoryStatisticsAreOff) {
   auto s = OpenStore();
   MustSubmit(*s, {Task("one"), Task("two")});
