@@ -10,7 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <vector>
 
 namespace forge::proto {
 
@@ -176,21 +178,51 @@ bool HasNoChildren() {
   return r < 0 && errno == ECHILD;
 }
 
-}  // namespace
-
-int KillOrphans() {
-  if (HasNoChildren()) return 0;
+// SIGKILLs every live child; returns their pids.
+std::vector<pid_t> KillLiveChildren() {
+  std::vector<pid_t> killed;
   DIR* dir = opendir("/proc");
-  if (dir == nullptr) return 0;
+  if (dir == nullptr) return killed;
   const pid_t self = getpid();
-  int killed = 0;
   while (dirent* e = readdir(dir)) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
     if (LiveParentOf(e->d_name) != self) continue;
     pid_t pid = static_cast<pid_t>(atol(e->d_name));
-    if (kill(pid, SIGKILL) == 0) ++killed;
+    if (kill(pid, SIGKILL) == 0) killed.push_back(pid);
   }
   closedir(dir);
+  return killed;
+}
+
+// Waits (up to timeout_ms) until each of pids is dead, without reaping it
+// (WNOWAIT): a process's children are handed to its reaper before it
+// becomes a zombie, so then they are this process's to see.
+void AwaitDeaths(std::vector<pid_t> pids, int64_t timeout_ms) {
+  for (int64_t waited_us = 0; !pids.empty() && waited_us < timeout_ms * 1000; waited_us += 200) {
+    std::erase_if(pids, [](pid_t pid) {
+      siginfo_t info{};
+      int r = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+      return r != 0 || info.si_pid == pid;  // an error: not ours to wait for
+    });
+    if (!pids.empty()) usleep(200);  // SIGKILL takes effect within microseconds
+  }
+}
+
+}  // namespace
+
+int KillOrphans() {
+  // Killing an orphan hands its own children to this subreaper once it is
+  // dead (an agent's `setsid` server under a shell, two levels down), so
+  // pass again until a pass finds no live child. Bounded: a tree that forks
+  // faster than it is killed must not hold the worker forever.
+  constexpr int kMaxPasses = 16;
+  int killed = 0;
+  for (int pass = 0; pass < kMaxPasses && !HasNoChildren(); ++pass) {
+    std::vector<pid_t> pids = KillLiveChildren();
+    if (pids.empty()) break;
+    killed += static_cast<int>(pids.size());
+    AwaitDeaths(std::move(pids), 1000);
+  }
   return killed;
 }
 

@@ -86,8 +86,11 @@ std::vector<std::pair<pid_t, ExitStatus>> ReapAll();
 void KillAndReap(ChildJob& job, int64_t timeout_ms);
 
 // SIGKILLs every live process whose parent is this process: the orphans a
-// subreaper inherited from an agent that put them in another process group.
-// Returns how many were signalled.
+// subreaper inherited from an agent that put them in another process group;
+// then, pass after pass, the orphans of those (handed to this process as
+// each killed one dies) until none is left (at most 16 passes, each waiting
+// up to 1 s for its killed to die). Returns how many were signalled. Reaps
+// nothing: the dead stay zombies for ReapAll.
 int KillOrphans();
 
 // Makes this process the reaper of its descendants' orphans

@@ -76,6 +76,42 @@ TEST(KillOrphansTest, KillsAnOrphanReparentedToTheSubreaper) {
   EXPECT_EXIT(OrphanCase(), ::testing::ExitedWithCode(0), "");
 }
 
+// Two levels: an orphan whose own child is killed only once the orphan is
+// dead and has handed it over (the worker's single pass left such
+// grandchildren running, e.g. a `setsid` server the agent started).
+[[noreturn]] void GrandOrphanCase() {
+  if (!BecomeChildReaper().ok()) _exit(2);
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c",
+            "setsid /bin/sh -c 'sleep 1000 & exec sleep 1000' >/dev/null 2>&1 & echo $!"};
+  o.stdout_mode = Stdio::kPipe;
+  o.stderr_mode = Stdio::kNull;
+  auto run = RunCommand(o, 10'000);
+  if (!run.ok() || !run->status.success()) _exit(3);
+  pid_t orphan = static_cast<pid_t>(atol(run->output.c_str()));
+  if (orphan <= 0) _exit(4);
+  // Ours, and exec'd into sleep: its own sleep (the grandchild) is running.
+  auto comm = [&] {
+    std::ifstream in("/proc/" + std::to_string(orphan) + "/comm");
+    std::string name;
+    std::getline(in, name);
+    return name;
+  };
+  if (!PollUntil([&] { return ParentOf(orphan) == getpid() && comm() == "sleep"; })) _exit(5);
+  if (KillOrphans() != 2) _exit(6);
+  // Both dead, both ours to reap, and nothing else.
+  int reaped = 0;
+  for (int status = 0; waitpid(-1, &status, 0) > 0;) {
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) _exit(7);
+    ++reaped;
+  }
+  _exit(reaped == 2 ? 0 : 8);
+}
+
+TEST(KillOrphansTest, KillsTheOrphansOfAnOrphanToo) {
+  EXPECT_EXIT(GrandOrphanCase(), ::testing::ExitedWithCode(0), "");
+}
+
 [[noreturn]] void ZombieCase() {
   SpawnOptions o;
   o.argv = {"/bin/sh", "-c", "exit 7"};
