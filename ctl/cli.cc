@@ -201,6 +201,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   env.style.width = f.wide ? 0 : TerminalWidth(STDOUT_FILENO);
   env.config_path = f.config;
   if (auto access = CheckStateDirAccess(env.state_dir); !access.ok()) {
+    if (access.error().code == ErrorCode::kInvalid) return Usage(env, access.error().message);
     return Fail(env, access.error());
   }
 

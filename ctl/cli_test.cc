@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <sstream>
 
 #include "ctl/test_support.h"
@@ -63,6 +64,16 @@ TEST_F(CliTest, BadValuesAreNamed) {
   auto empty_timeout = Cli({"--state-dir", state_, "wait", "t1", "--timeout", ""});
   EXPECT_EQ(empty_timeout.rc, kExitUsage);
   EXPECT_THAT(empty_timeout.err, HasSubstr("--timeout ''"));
+
+  auto bad_env = Cli({"--state-dir", state_, "submit", "--title", "x", "--env", "1FOO=bar"});
+  EXPECT_EQ(bad_env.rc, kExitUsage);
+  EXPECT_THAT(bad_env.err, HasSubstr("'1FOO' is not a valid variable name"));
+
+  std::string file = dir_.Path("forge.yaml");
+  std::ofstream(file) << "workers: 1\n";
+  auto not_dir = Cli({"--state-dir", file, "status"});
+  EXPECT_EQ(not_dir.rc, kExitUsage);
+  EXPECT_THAT(not_dir.err, HasSubstr("the state directory " + file + " is not a directory"));
 
   auto empty_check = Cli({"--state-dir", state_, "submit", "--title", "x", "--verify", ""});
   EXPECT_EQ(empty_check.rc, kExitUsage);

@@ -15,9 +15,14 @@
 namespace forge::ctl {
 
 Status CheckStateDirAccess(const std::string& state_dir) {
+  struct stat st {};
+  if (::stat(state_dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+    return MakeError(ErrorCode::kInvalid, "the state directory " + state_dir +
+                                              " is not a directory (--state-dir or "
+                                              "FORGE_STATE_DIR)");
+  }
   if (::access(state_dir.c_str(), R_OK | X_OK) == 0 || errno != EACCES) return Status::Ok();
   std::string detail;
-  struct stat st {};
   if (::stat(state_dir.c_str(), &st) == 0) {
     char mode[16];
     std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);

@@ -14,9 +14,10 @@ namespace forge::ctl {
 
 using proto::json;
 
-// Fails with kIo "permission denied: ..." naming the state directory (its
-// mode and owner when readable) when this user may not enter it; Ok when it
-// is usable or absent (absence is reported by each command in its own way).
+// Fails with kInvalid when the state directory is not a directory (a file),
+// with kIo "permission denied: ..." naming it (its mode and owner when
+// readable) when this user may not enter it; Ok when it is usable or absent
+// (absence is reported by each command in its own way).
 // Without this check every probe inside a 0700 directory of another user
 // fails with EACCES and reads as "supervisor not running".
 Status CheckStateDirAccess(const std::string& state_dir);

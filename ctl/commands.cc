@@ -20,6 +20,7 @@
 #include "common/paths.h"
 #include "proto/control.h"
 #include "proto/messages.h"
+#include "supervisor/config/yaml_reader.h"
 #include "supervisor/store/store.h"
 #include "supervisor/store/submit_check.h"
 
@@ -194,10 +195,8 @@ Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
       return invalid("--env '" + kv + "': expected NAME=VALUE");
     }
     std::string name = kv.substr(0, eq);
-    for (char c : name) {
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) {
-        return invalid("--env '" + kv + "': '" + name + "' is not a valid variable name");
-      }
+    if (!IsEnvName(name)) {  // as a plan's env is checked
+      return invalid("--env '" + kv + "': '" + name + "' is not a valid variable name");
     }
     task.env[name] = kv.substr(eq + 1);
   }

@@ -96,14 +96,18 @@ void CheckDisk(const DoctorOptions& o, Findings& out) {
   }
 }
 
+// The fix for a database SQLite cannot read as one.
+std::string RecoverFix(const std::string& db) {
+  return "stop the supervisor, then: sqlite3 " + ShellQuote(db) + " '.recover' | sqlite3 " +
+         ShellQuote(db + ".recovered") + " (or restore the last backup)";
+}
+
 void CheckIntegrity(store::Store& store, Findings& out, const std::string& db) {
   auto result = store.IntegrityCheck();
   if (!result.ok()) {
     Add(out, "database", Severity::kRed, result.error().message);
   } else if (*result != "ok") {
-    Add(out, "database", Severity::kRed, "integrity check: " + *result,
-        "stop the supervisor, then: sqlite3 " + ShellQuote(db) + " '.recover' | sqlite3 " +
-            ShellQuote(db + ".recovered") + " (or restore the last backup)");
+    Add(out, "database", Severity::kRed, "integrity check: " + *result, RecoverFix(db));
   } else {
     Add(out, "database", Severity::kOk,
         "integrity ok, schema " + std::to_string(store.SchemaVersion()) + " (" + db + ")");
@@ -273,10 +277,15 @@ std::vector<DoctorFinding> RunDoctor(const DoctorOptions& o) {
   const std::string db = DbPath(o.state_dir);
   std::unique_ptr<store::Store> store;
   auto opened = OpenStoreReadOnly(o.state_dir);
-  if (!opened.ok()) {
-    Add(out, "database",
-        opened.error().code == ErrorCode::kNotFound ? Severity::kWarn : Severity::kRed,
-        opened.error().message, StartCommand(o.state_dir) + "  (creates it)");
+  if (!opened.ok() && opened.error().code == ErrorCode::kNotFound) {
+    Add(out, "database", Severity::kWarn, opened.error().message,
+        StartCommand(o.state_dir) + "  (creates it)");
+  } else if (!opened.ok()) {
+    // There is a file, and starting the supervisor would not replace it.
+    Add(out, "database", Severity::kRed, opened.error().message,
+        ::access(db.c_str(), R_OK) != 0
+            ? "run forge-ctl as the user who owns " + db + " (it cannot be read)"
+            : RecoverFix(db));
   } else {
     store = std::move(opened).value();
     CheckIntegrity(*store, out, db);

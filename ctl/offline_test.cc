@@ -411,6 +411,21 @@ TEST_F(OfflineTest, DoctorDetectsDriftedTaskCounts) {
   EXPECT_EQ(CmdDoctor(h_.env), kExitRejected);
 }
 
+// A file that is no database: starting the supervisor would not fix it.
+TEST(OfflineDoctor, ACorruptDatabaseGetsTheRecoverFixNotTheStartCommand) {
+  CtlHarness h;
+  std::filesystem::create_directories(h.state_dir);
+  std::ofstream(DbPath(h.state_dir)) << std::string(8192, 'x');
+  DoctorOptions o;
+  o.state_dir = h.state_dir;
+  auto findings = RunDoctor(o);
+  const DoctorFinding* red = FindingWith(findings, "database", Severity::kRed);
+  ASSERT_NE(red, nullptr);
+  EXPECT_THAT(red->message, HasSubstr("not a database"));
+  EXPECT_THAT(red->fix, HasSubstr("'.recover'"));
+  EXPECT_THAT(red->fix, Not(HasSubstr("forge-supervisor start")));
+}
+
 TEST_F(OfflineTest, DoctorDetectsATamperedTasksTable) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(DbPath(h_.state_dir).c_str(), &db), SQLITE_OK);
