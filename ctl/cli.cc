@@ -118,7 +118,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
 
   auto* show = app.add_subcommand("show", "a task: fields, attempts ledger, review, timeline");
   show->add_option("id", f.id, "task id")->required();
-  show->footer(Example("  forge-ctl show t-0001"));
+  show->footer(Example("  forge-ctl show t12"));
 
   auto* wait = app.add_subcommand("wait",
                                   "wait until tasks are done (exit 0), one ends otherwise "
@@ -126,7 +126,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   wait->add_option("ids", f.ids, "task ids")->required();
   wait->add_option("--timeout", f.timeout,
                    "seconds, or a duration such as 10m; 0 looks once (default: none)");
-  wait->footer(Example("  forge-ctl wait t-0001 t-0002 --timeout 30m && echo all done"));
+  wait->footer(Example("  forge-ctl wait t12 t13 --timeout 30m && echo all done"));
 
   const char* change_help[][2] = {{"cancel", "cancel a task (kills its running attempt)"},
                                   {"retry", "put a blocked or cancelled task back in the queue"},
@@ -135,7 +135,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   for (auto& [name, help] : change_help) {
     auto* sub = app.add_subcommand(name, help);
     sub->add_option("id", f.id, "task id")->required();
-    sub->footer(Example(std::string("  forge-ctl ") + name + " t-0001"));
+    sub->footer(Example(std::string("  forge-ctl ") + name + " t12"));
     changes[name] = sub;
   }
 
@@ -163,7 +163,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   logs->add_option("--attempt", f.logs.attempt, "attempt number (default: the latest)");
   logs->add_flag("-f,--follow", f.logs.follow,
                  "keep printing as it grows (and the next attempts' logs) until the task settles");
-  logs->footer(Example("  forge-ctl logs t-0001 --follow"));
+  logs->footer(Example("  forge-ctl logs t12 --follow"));
 
   auto* stats = app.add_subcommand("stats", "outcomes, success rate, durations, cost, failures");
   stats->add_option("--since", f.since, "only the last DURATION (e.g. 24h, 7d)");
