@@ -12,7 +12,8 @@
 //              UTC midnight. Not lifted by `resume`: raise the budget (SIGHUP).
 //   operator   forge-ctl pause, until resume.
 //   store      a store write on the loop's path failed (disk full, I/O
-//              error): the reason names the operation, the task and SQLite's
+//              error, locked past the busy timeout): the reason names the
+//              operation, the task and SQLite's
 //              error; or a worker found no space for an attempt (the
 //              reason is its error). The caller retries a write once
 //              until_ms has passed (1 s doubling up to 30 s); the first retry

@@ -89,19 +89,23 @@ class ReadBudget {
   int read_ = 0;
 };
 
-// Only a full disk (SQLITE_FULL) and I/O errors (SQLITE_IOERR) pause
-// dispatch. They are faults of the machine, not of a task: every write fails
-// alike until space returns or the device recovers, so trying the next lease
-// at once only spins (each loop turn, ~15 a second with three children
+// A full disk (SQLITE_FULL), I/O errors (SQLITE_IOERR) and a database
+// locked past busy_timeout (SQLITE_BUSY: another process holding the write
+// lock, e.g. a long checkpoint waiting on a reader) pause dispatch. They are
+// faults of the machine, not of a task: every write fails alike until space
+// returns, the device recovers or the lock is let go, so trying the next
+// lease at once only spins (each loop turn, ~15 a second with three children
 // heartbeating) and floods the log, and each lease would fail the same way.
-// The other errors keep their old handling: kConflict/kNotFound are a race
-// with an operator's action on one task (the next task must go on); kBusy
-// has already waited busy_timeout, so the loop cannot spin on it; kDb (a
-// constraint, a damaged file) is a bug or damage that waiting does not cure,
-// and a retry that never succeeds would hide it behind a pause that looks
-// transient: it stays an error in the log for an operator (doctor).
+// Pausing also keeps the refused write (a result, a close) to be retried:
+// dropped, its attempt would stay open with no child holding it, the task
+// `running` until a restart. The other errors keep their old handling:
+// kConflict/kNotFound are a race with an operator's action on one task (the
+// next task must go on); kDb (a constraint, a damaged file) is a bug or
+// damage that waiting does not cure, and a retry that never succeeds would
+// hide it behind a pause that looks transient: it stays an error in the log
+// for an operator (doctor).
 bool PausesDispatch(const Error& e) {
-  return e.code == ErrorCode::kFull || e.code == ErrorCode::kIo;
+  return e.code == ErrorCode::kFull || e.code == ErrorCode::kIo || e.code == ErrorCode::kBusy;
 }
 
 // SQLite's own words for the pausing errors (its sqlite3_errstr), for the
@@ -109,6 +113,7 @@ bool PausesDispatch(const Error& e) {
 // The state directory's probe file says it in the kernel's words.
 std::string StoreErrorText(const Error& e) {
   if (e.message.find(std::strerror(ENOSPC)) != std::string::npos) return std::strerror(ENOSPC);
+  if (e.code == ErrorCode::kBusy) return "database is locked";
   return e.code == ErrorCode::kFull ? "database or disk is full" : "disk I/O error";
 }
 

@@ -89,6 +89,39 @@ TEST(Faults, BusyDatabaseDelaysButFailsNothing) {
   }
 }
 
+// A write lock held past the store's busy timeout (5 s): the loop's writes
+// meanwhile (here the agents' starts; a result or a close alike) are
+// refused with SQLITE_BUSY. They are kept and written once the lock is let
+// go (dispatch paused meanwhile, reason "database is locked"). They were
+// only logged: a dropped start lost the agent's pid and group (what
+// recovery kills), a dropped result or close left its attempt open with no
+// child holding it.
+TEST(Faults, ALockHeldPastTheBusyTimeoutPausesAndLosesNoWrite) {
+  ForgeOptions o;
+  o.heartbeat_timeout = "30s";  // the loop itself waits on the lock meanwhile
+  itest::Forge f(o);
+  f.Start();
+  auto ids = f.SubmitMany(2, "slow_succeed");
+  for (const auto& id : ids) ASSERT_TRUE(f.WaitState(id, TaskState::kRunning));
+  {
+    WriteLockHolder lock(f.state_dir() + "/forge.db", 7000);
+    ASSERT_TRUE(itest::WaitFor([&] { return lock.held() || lock.done(); }, 10'000));
+    ASSERT_TRUE(lock.held());
+  }
+  ASSERT_TRUE(itest::WaitFor([&] { return AllIn(f, ids, TaskState::kDone); }, 60'000))
+      << f.SupervisorLog();
+  for (const auto& id : ids) {
+    for (const auto& a : f.Attempts(id)) {
+      EXPECT_EQ(a.outcome, "passed") << id;
+      EXPECT_GT(a.agent_pid, 0) << id << ": the agent's start was lost";
+    }
+  }
+  auto paused = f.Events("", "dispatch.paused");
+  ASSERT_FALSE(paused.empty()) << "no write was refused:\n" << f.SupervisorLog();
+  EXPECT_EQ(paused[0].payload["kind"], "store");
+  EXPECT_THAT(paused[0].payload["reason"].get<std::string>(), HasSubstr("database is locked"));
+}
+
 TEST(Faults, LongReaderNeverBlocksTheSupervisor) {
   itest::Forge f;
   f.Start();
