@@ -1169,6 +1169,14 @@ forge::Status Supervisor::ProbeStateDirSpace() {
                    "writing '" + path + "': " + std::strerror(err));
 }
 
+void Supervisor::WriteKeptBeforeExit() {
+  std::deque<KeptWrite> writes = std::exchange(kept_writes_, {});
+  for (KeptWrite& w : writes) {
+    forge::Status s = w.write();
+    if (!s.ok()) spdlog::error("{}: lost at exit: {}", w.what, s.error().ToString());
+  }
+}
+
 // After guards_.Tick (RunTimers) or guards_.Resume, which make the retry due.
 void Supervisor::RetryStore() {
   if (!guards_.StoreRetryDue()) return;
@@ -1348,6 +1356,10 @@ void Supervisor::FinishShutdown() {
     SettleExitedChildren(false);
   }
   SettleExitedChildren(true);
+  // Before the open attempts are closed `cancelled`: a kept close (a
+  // critic's pass refused on a full disk) would be dropped by that, and the
+  // passing work with it.
+  WriteKeptBeforeExit();
   if (auto open = store_->OpenAttempts(); open.ok()) {
     for (const auto& a : *open) {
       KillAgentGroup(a.agent_pgid);

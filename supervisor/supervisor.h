@@ -166,6 +166,10 @@ class Supervisor final : public ControlBackend {
   // The store pause's retry once its backoff has passed (or `resume`): the
   // kept writes in order, else a probe write; the first success lifts it.
   void RetryStore();
+  // At the end of a shutdown: every kept write tried once, in order, backoff
+  // or not (the last chance: they are in memory only); one still refused is
+  // logged as lost.
+  void WriteKeptBeforeExit();
   // A worker found no space for an attempt (result.infra). The next tasks
   // would fail alike, each using an infra retry (a task is blocked within
   // milliseconds), so dispatch pauses as for the store; the retry writes a

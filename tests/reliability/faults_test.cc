@@ -743,6 +743,48 @@ TEST(Faults, AttemptClosedOnceSpaceReturns) {
   EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
 }
 
+// A critic's pass refused on a full disk is kept with the result before it;
+// space returns and the operator stops the supervisor before the pause's
+// next retry. The stop writes the kept writes before it closes the open
+// attempts `cancelled`: it used to close this one `cancelled` (the task
+// back to ready, the pass dropped) with the kept close never written.
+TEST(Faults, AKeptCloseIsWrittenAtAGracefulStop) {
+  ForgeOptions o;
+  o.workers = 1;
+  itest::Forge f(o);
+  const std::string verify_go = f.fake_state() + "/verify_go";
+  o.verify = {"while [ ! -e '" + verify_go + "' ]; do sleep 0.02; done"};
+  UseGatedAgent(f, o, "finished");
+  SmallStateDisk disk(f, /*log_off_disk=*/true);
+  if (!disk.skip.empty()) GTEST_SKIP() << disk.skip;
+  ASSERT_TRUE(disk.error.empty()) << disk.error;
+  f.Start();
+  const std::string filler = f.state_dir() + "/filler";
+  const std::string id = SubmitGatedThenFillDisk(f, filler);
+  ASSERT_FALSE(id.empty());
+  WriteFile(f.fake_state() + "/go", "");
+  ASSERT_TRUE(itest::WaitFor([&] { return !StorePause(f).is_null(); }, 20'000)) << LogTail(f);
+  auto critic_is = [&](const std::string& state) {
+    for (const auto& c : f.Status().value("children", json::array())) {
+      if (c.value("role", "") == "critic" && c.value("state", "") == state) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(itest::WaitFor([&] { return critic_is("busy"); }, 20'000)) << f.Status().dump();
+  WriteFile(verify_go, "");
+  // The critic idle again: its pass was handled, the close refused and kept.
+  ASSERT_TRUE(itest::WaitFor([&] { return critic_is("idle"); }, 20'000)) << f.Status().dump();
+  ASSERT_EQ(f.Attempts(id).at(0).ended_at_ms, 0) << "the close was not refused";
+
+  std::filesystem::remove(filler);
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+  auto attempts = f.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "passed") << LogTail(f);
+  EXPECT_EQ(f.Task(id).state, TaskState::kDone);
+  EXPECT_EQ(Integrity(f), "ok");
+}
+
 // The disk fills as an agent that reported a cost finishes: its result is
 // refused and kept, behind an earlier refused write (an idle worker's exit).
 // Space returns while the pause waits for its next retry, and the critic's
