@@ -165,6 +165,13 @@ Child* ChildPool::FindByAttempt(int64_t attempt_id) {
   return nullptr;
 }
 
+bool ChildPool::HoldsTask(const std::string& task_id) const {
+  for (const auto& [pid, c] : children_) {
+    if (c.attempt_id != 0 && c.task_id == task_id && c.state != ChildState::kExited) return true;
+  }
+  return false;
+}
+
 Child* ChildPool::FindIdle(Role role) {
   for (auto& [pid, c] : children_) {
     if (c.role == role && c.state == ChildState::kIdle) return &c;

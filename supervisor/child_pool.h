@@ -100,6 +100,10 @@ class ChildPool {
   Child* Find(pid_t pid);
   Child* FindByRoutingId(const std::string& routing_id);
   Child* FindByAttempt(int64_t attempt_id);
+  // True while a child holds a job (an attempt, a review) of this task,
+  // including one the store has closed already (a cancel) until the child
+  // reports its end or is reaped.
+  bool HoldsTask(const std::string& task_id) const;
   // An idle child of the role (lowest pid for determinism), or nullptr.
   Child* FindIdle(Role role);
   std::vector<Child*> All();

@@ -42,7 +42,10 @@ TEST(ChildPool, BookkeepingByPidRoutingIdAndAttempt) {
   EXPECT_EQ(pool.FindIdle(Role::kWorker), nullptr);  // still starting
   ASSERT_TRUE(pool.Apply(100, E::kHello, 5).ok());
   ASSERT_EQ(pool.FindIdle(Role::kWorker), pool.Find(100));
+  EXPECT_FALSE(pool.HoldsTask("t1"));
   ASSERT_TRUE(pool.AssignJob(100, 42, "t1", 1, 6, 1000).ok());
+  EXPECT_TRUE(pool.HoldsTask("t1"));
+  EXPECT_FALSE(pool.HoldsTask("t2"));
   EXPECT_EQ(pool.FindByAttempt(42), pool.Find(100));
   EXPECT_EQ(pool.FindByRoutingId("worker-100")->task_id, "t1");
   EXPECT_EQ(pool.FindIdle(Role::kWorker), nullptr);
@@ -50,6 +53,7 @@ TEST(ChildPool, BookkeepingByPidRoutingIdAndAttempt) {
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().message, "worker-100: event 'job_assigned' not allowed in state 'busy'");
   ASSERT_TRUE(pool.FinishJob(100, 7).ok());
+  EXPECT_FALSE(pool.HoldsTask("t1"));
   EXPECT_EQ(pool.FindByAttempt(42), nullptr);
   EXPECT_EQ(pool.Find(100)->state, S::kIdle);
   EXPECT_EQ(pool.Count(Role::kWorker), 1);

@@ -484,11 +484,17 @@ void Supervisor::TryDispatch() {
       return;
     }
     if (!next->has_value()) return;
-    if (maintenance_.Removing((*next)->id)) {
-      // Retried after the maintenance job listed its workspace: it waits for
-      // the job, and the ready tasks behind it go first meanwhile.
-      next = store_->NextReady(static_cast<int>(maintenance_.RemovingCount()) + 1,
-                               [&](const std::string& id) { return maintenance_.Removing(id); });
+    // A task waits while its workspace is in use: the maintenance job listed
+    // it for removal (retried since), or a child still holds an attempt of
+    // it (cancelled and retried while its agent is in its kill grace, or its
+    // critic's check or squash runs): a new attempt would reset the worktree
+    // under them. The ready tasks behind it go first meanwhile.
+    auto workspace_busy = [&](const std::string& id) {
+      return maintenance_.Removing(id) || pool_.HoldsTask(id);
+    };
+    if (workspace_busy((*next)->id)) {
+      int skippable = static_cast<int>(maintenance_.RemovingCount() + pool_.All().size());
+      next = store_->NextReady(skippable + 1, workspace_busy);
       if (!next.ok()) {
         spdlog::error("selecting a ready task: {}", next.error().ToString());
         return;

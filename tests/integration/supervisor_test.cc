@@ -225,6 +225,32 @@ TEST(Supervisor, SecondSupervisorExitsNamingTheFirst) {
   EXPECT_NE(r->output.find(std::to_string(forge.pid())), std::string::npos) << r->output;
 }
 
+// Cancelled while its agent ignores SIGTERM (the worker waits out the kill
+// grace before SIGKILL), then retried at once with a second worker idle:
+// the new attempt waits for the old one's worker to let go, or it would
+// reset the workspace under the agent still running in it.
+TEST(Supervisor, ARetryWaitsForTheCancelledAttemptToLetGoOfTheWorkspace) {
+  ForgeOptions o;
+  o.workers = 2;
+  o.kill_grace = "1500ms";
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("ignore_term");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kRunning));
+  ASSERT_TRUE(WaitFor(
+      [&] { return std::filesystem::exists(forge.fake_state() + "/ignore_term.pid"); }, 10'000));
+  const int64_t cancelled_at = SystemClock::Get().WallMs();
+  ASSERT_TRUE(forge.ctl().Call("cancel", json{{"id", id}}).ok());
+  ASSERT_TRUE(forge.ctl().Call("retry", json{{"id", id}}).ok());
+  ASSERT_TRUE(WaitFor([&] { return forge.Attempts(id).size() >= 2; }, 20'000));
+  auto attempts = forge.Attempts(id);
+  EXPECT_EQ(attempts[0].outcome, "cancelled");
+  // The first worker let go only after the grace and the SIGKILL.
+  EXPECT_GE(attempts[1].started_at_ms - cancelled_at, 1000)
+      << "attempt 2 started while attempt 1's agent still ran in the workspace";
+  ASSERT_TRUE(forge.ctl().Call("cancel", json{{"id", id}}).ok());
+}
+
 TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   Forge forge;  // only for its temp dir and config
   SpawnOptions o;
