@@ -75,6 +75,13 @@ TEST_F(CliTest, BadValuesAreNamed) {
   EXPECT_EQ(not_dir.rc, kExitUsage);
   EXPECT_THAT(not_dir.err, HasSubstr("the state directory " + file + " is not a directory"));
 
+  auto blank_title = Cli({"--state-dir", state_, "submit", "--title", "   "});
+  EXPECT_EQ(blank_title.rc, kExitUsage);
+  EXPECT_THAT(blank_title.err, HasSubstr("--title '   ' is blank"));
+  auto blank_dep = Cli({"--state-dir", state_, "submit", "--title", "x", "--depends-on", ""});
+  EXPECT_EQ(blank_dep.rc, kExitUsage);
+  EXPECT_THAT(blank_dep.err, HasSubstr("--depends-on '': a task id must not be blank"));
+
   auto empty_check = Cli({"--state-dir", state_, "submit", "--title", "x", "--verify", ""});
   EXPECT_EQ(empty_check.rc, kExitUsage);
   EXPECT_THAT(empty_check.err, HasSubstr("--verify '': a check must not be empty"));

@@ -152,6 +152,13 @@ int CmdStatus(Env& env) {
 Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
   auto invalid = [](std::string m) { return MakeError(ErrorCode::kInvalid, std::move(m)); };
   if (args.title.empty()) return invalid("--title is required (or give --plan FILE)");
+  auto blank = [](const std::string& text) {
+    return text.find_first_not_of(" \t\n\r") == std::string::npos;
+  };
+  if (blank(args.title)) return invalid("--title '" + args.title + "' is blank");
+  for (const auto& dep : args.depends_on) {
+    if (blank(dep)) return invalid("--depends-on '" + dep + "': a task id must not be blank");
+  }
   if (!args.brief.empty() && !args.brief_file.empty()) {
     return invalid("--brief and --brief-file are mutually exclusive");
   }
@@ -173,7 +180,7 @@ Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
   if (!task.base.empty() && task.repo.empty()) return invalid("--base needs --repo");
   for (const auto& check : args.verify) {
     // `sh -c ''` exits 0: an empty check (an unset "$TEST_CMD") would pass.
-    if (check.find_first_not_of(" \t\n") == std::string::npos) {
+    if (blank(check)) {
       return invalid("--verify '" + check + "': a check must not be empty");
     }
   }
