@@ -44,11 +44,18 @@ bool SameDir(const std::string& a, const std::string& b) {
 
 // A directory left by a crash between `worktree add` and recording the
 // base, or one that is not a worktree at all: removed, then made afresh.
-void RemoveStale(const WorkspaceSpec& spec, const GitRunner& run) {
+// Its error names the path and the cause (a read-only directory inside,
+// e.g. a Go module cache): `worktree add` would only say "already exists".
+Status RemoveStale(const WorkspaceSpec& spec, const GitRunner& run) {
   (void)RunGit(run, spec.repo, {"worktree", "remove", "--force", spec.path}, spec.git_timeout_ms);
   std::error_code ec;
   fs::remove_all(spec.path, ec);
   (void)RunGit(run, spec.repo, {"worktree", "prune"}, spec.git_timeout_ms);
+  if (ec) {
+    return MakeError(ErrorCode::kIo,
+                     "cannot remove the stale workspace " + spec.path + ": " + ec.message());
+  }
+  return Status::Ok();
 }
 
 // The worktree exists and records its base: back to the base, nothing left.
@@ -104,7 +111,7 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
         sha.size() >= 40) {
       return Reset(spec, run, sha);
     }
-    RemoveStale(spec, run);
+    FORGE_RETURN_IF_ERROR(RemoveStale(spec, run));
   }
 
   // First attempt (or the worktree went away): sync, resolve, create.

@@ -4,7 +4,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -156,6 +160,27 @@ TEST_F(WorkspaceTest, StaleDirectoryIsReplaced) {
   ASSERT_TRUE(p.ok()) << p.error().ToString();
   EXPECT_FALSE(fs::exists(p->path + "/junk"));
   EXPECT_EQ(Sh(p->path, "git symbolic-ref HEAD"), "refs/heads/forge/t1");
+}
+
+// A stale directory that cannot be removed (here a mount point inside it:
+// EBUSY) is an error naming the path and the cause, not git's later
+// "already exists".
+TEST_F(WorkspaceTest, AStaleDirectoryThatCannotBeRemovedIsNamed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount";
+  const std::string busy = state_ + "/worktrees/t1/busy";
+  fs::create_directories(busy);
+  if (::mount("forge-test", busy.c_str(), "tmpfs", 0, "size=64k") != 0) {
+    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
+  }
+  auto p = PrepareWorkspace(Spec(), run_);
+  ::umount2(busy.c_str(), MNT_DETACH);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kIo);
+  EXPECT_THAT(p.error().message,
+              HasSubstr("cannot remove the stale workspace " + state_ + "/worktrees/t1"));
+  // Once it can go, it goes.
+  auto again = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
 }
 
 TEST_F(WorkspaceTest, SyncStartsFromTheRemoteTip) {
