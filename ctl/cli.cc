@@ -24,19 +24,23 @@ std::string Example(const std::string& lines) {
 
 // "90" (seconds), "1.5" (seconds) or a duration ("10m", "2h").
 Result<int64_t> ParseSeconds(const std::string& text, const std::string& flag) {
+  // More than a year is a typo, and as seconds its milliseconds could overflow.
+  constexpr double kMaxSeconds = 366.0 * 24 * 3600;
+  auto too_long = [&] {
+    return MakeError(ErrorCode::kInvalid, flag + " '" + text + "': more than a year");
+  };
   if (!text.empty() && text.find_first_not_of("0123456789.") == std::string::npos) {
     char* end = nullptr;
     double secs = std::strtod(text.c_str(), &end);
-    // A year and more is a typo, and its milliseconds could overflow.
-    constexpr double kMaxSeconds = 366.0 * 24 * 3600;
-    if (end && *end == '\0' && secs > kMaxSeconds) {
-      return MakeError(ErrorCode::kInvalid, flag + " '" + text + "': more than a year");
+    if (end && *end == '\0') {
+      if (secs > kMaxSeconds) return too_long();
+      return static_cast<int64_t>(secs * 1000);
     }
-    if (end && *end == '\0') return static_cast<int64_t>(secs * 1000);
   }
   auto d = ParseDuration(text);
   if (!d.ok())
     return MakeError(ErrorCode::kInvalid, flag + " '" + text + "': " + d.error().message);
+  if (static_cast<double>(d->count()) > kMaxSeconds * 1000) return too_long();
   return static_cast<int64_t>(d->count());
 }
 

@@ -61,6 +61,9 @@ TEST_F(CliTest, BadValuesAreNamed) {
   auto forever = Cli({"--state-dir", state_, "wait", "t1", "--timeout", "9300000000000000"});
   EXPECT_EQ(forever.rc, kExitUsage);
   EXPECT_THAT(forever.err, HasSubstr("--timeout '9300000000000000': more than a year"));
+  auto long_duration = Cli({"--state-dir", state_, "wait", "t1", "--timeout", "400d"});
+  EXPECT_EQ(long_duration.rc, kExitUsage);
+  EXPECT_THAT(long_duration.err, HasSubstr("--timeout '400d': more than a year"));
   auto empty_timeout = Cli({"--state-dir", state_, "wait", "t1", "--timeout", ""});
   EXPECT_EQ(empty_timeout.rc, kExitUsage);
   EXPECT_THAT(empty_timeout.err, HasSubstr("--timeout ''"));
