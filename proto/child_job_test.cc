@@ -52,16 +52,24 @@ TEST(KillOrphansTest, NoChildrenIsZero) {
   EXPECT_EXIT(_exit(KillOrphans() == 0 ? 0 : 1), ::testing::ExitedWithCode(0), "");
 }
 
-[[noreturn]] void OrphanCase() {
-  if (!BecomeChildReaper().ok()) _exit(2);
+// Runs `script` (which backgrounds a process and echoes its pid) in a shell
+// that then exits: the background process is this subreaper's orphan. Its
+// pid, or exits the death-test child with 3 or 4.
+pid_t StartOrphan(const char* script) {
   SpawnOptions o;
-  o.argv = {"/bin/sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!"};
+  o.argv = {"/bin/sh", "-c", script};
   o.stdout_mode = Stdio::kPipe;
   o.stderr_mode = Stdio::kNull;
   auto run = RunCommand(o, 10'000);
   if (!run.ok() || !run->status.success()) _exit(3);
   pid_t orphan = static_cast<pid_t>(atol(run->output.c_str()));
   if (orphan <= 0) _exit(4);
+  return orphan;
+}
+
+[[noreturn]] void OrphanCase() {
+  if (!BecomeChildReaper().ok()) _exit(2);
+  pid_t orphan = StartOrphan("sleep 1000 >/dev/null 2>&1 & echo $!");
   // The shell has exited and been reaped: the sleep is ours now.
   if (!PollUntil([&] { return ParentOf(orphan) == getpid(); })) _exit(5);
   if (KillOrphans() != 1) _exit(6);
@@ -81,15 +89,8 @@ TEST(KillOrphansTest, KillsAnOrphanReparentedToTheSubreaper) {
 // grandchildren running, e.g. a `setsid` server the agent started).
 [[noreturn]] void GrandOrphanCase() {
   if (!BecomeChildReaper().ok()) _exit(2);
-  SpawnOptions o;
-  o.argv = {"/bin/sh", "-c",
-            "setsid /bin/sh -c 'sleep 1000 & exec sleep 1000' >/dev/null 2>&1 & echo $!"};
-  o.stdout_mode = Stdio::kPipe;
-  o.stderr_mode = Stdio::kNull;
-  auto run = RunCommand(o, 10'000);
-  if (!run.ok() || !run->status.success()) _exit(3);
-  pid_t orphan = static_cast<pid_t>(atol(run->output.c_str()));
-  if (orphan <= 0) _exit(4);
+  pid_t orphan =
+      StartOrphan("setsid /bin/sh -c 'sleep 1000 & exec sleep 1000' >/dev/null 2>&1 & echo $!");
   // Ours, and exec'd into sleep: its own sleep (the grandchild) is running.
   auto comm = [&] {
     std::ifstream in("/proc/" + std::to_string(orphan) + "/comm");

@@ -493,7 +493,8 @@ void Supervisor::TryDispatch() {
       return maintenance_.Removing(id) || pool_.HoldsTask(id);
     };
     if (workspace_busy((*next)->id)) {
-      int skippable = static_cast<int>(maintenance_.RemovingCount() + pool_.All().size());
+      int skippable = static_cast<int>(maintenance_.RemovingCount()) + pool_.Count(Role::kWorker) +
+                      pool_.Count(Role::kCritic);
       next = store_->NextReady(skippable + 1, workspace_busy);
       if (!next.ok()) {
         spdlog::error("selecting a ready task: {}", next.error().ToString());
