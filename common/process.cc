@@ -1,5 +1,6 @@
 #include "common/process.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -430,6 +431,26 @@ Status KillGroup(pid_t pgid, int sig) {
     return SysError("kill(-" + std::to_string(pgid) + ", " + std::to_string(sig) + ")", errno);
   }
   return Status::Ok();
+}
+
+std::vector<pid_t> KillChildren(const std::function<bool(pid_t)>& spare) {
+  std::vector<pid_t> killed;
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return killed;
+  const pid_t self = getpid();
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    pid_t pid = static_cast<pid_t>(atol(e->d_name));
+    auto fields = StatFields(pid);  // [0] state, [1] parent, [2] group
+    if (!fields || fields->size() < 3 || (*fields)[0] == "Z" || (*fields)[0] == "X") continue;
+    if (atol((*fields)[1].c_str()) != self || (spare && spare(pid))) continue;
+    // With its group: the group's members are its descendants, which would
+    // otherwise come to us one generation at a time as each parent dies.
+    if (atol((*fields)[2].c_str()) == pid) (void)KillGroup(pid, SIGKILL);
+    if (kill(pid, SIGKILL) == 0) killed.push_back(pid);
+  }
+  closedir(dir);
+  return killed;
 }
 
 std::optional<int64_t> ProcessStartTime(pid_t pid) {

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -70,6 +71,13 @@ ExitStatus Reap(pid_t pid);
 
 // Signals a process group; ESRCH (already gone) is not an error.
 Status KillGroup(pid_t pgid, int sig);
+
+// SIGKILLs every live (not zombie) process whose parent is this process and
+// which `spare` does not name, with its whole process group when it leads
+// one (a check's `sh`, an agent's `setsid` server); returns the pids
+// signalled. Neither waits nor reaps. It reads every /proc/<pid>/stat, so it
+// is for the moments a subreaper expects orphans, not for a hot loop.
+std::vector<pid_t> KillChildren(const std::function<bool(pid_t)>& spare = {});
 
 // The fields of /proc/<pid>/stat after the command name (which may hold
 // spaces and parentheses: everything after the last ')'). [0] is field 3

@@ -394,6 +394,26 @@ TEST(ProcessGroupTest, KillGroupKillsGrandchildren) {
   EXPECT_TRUE(KillGroup(p->pgid, SIGKILL).ok());
 }
 
+TEST(ProcessGroupTest, KillChildrenSparesWhatItIsToldAndTakesEachStraysGroup) {
+  auto kept = Spawn(Opts({"sleep", "60"}));
+  ASSERT_TRUE(kept.ok());
+  auto stray = Spawn(Opts({"sh", "-c", "sleep 60 & echo $!; wait"}));
+  ASSERT_TRUE(stray.ok());
+  pid_t grandchild = static_cast<pid_t>(std::stol(ReadLine(stray->stdout_fd.get())));
+  auto gc_start = ProcessStartTime(grandchild);
+  ASSERT_TRUE(gc_start.has_value());
+
+  std::vector<pid_t> killed = KillChildren([&](pid_t pid) { return pid == kept->pid; });
+  EXPECT_EQ(killed, std::vector<pid_t>{stray->pid});
+  EXPECT_EQ(Reap(stray->pid).signal, SIGKILL);
+  // Not our child, but in the stray's group: killed with it.
+  EXPECT_TRUE(WaitFor([&] { return !IsSameProcess(grandchild, *gc_start); }));
+  EXPECT_FALSE(TryReap(kept->pid).has_value()) << "the spared child was killed";
+  // A reaped stray is not found again; the spared one still is, when not spared.
+  EXPECT_EQ(KillChildren(), std::vector<pid_t>{kept->pid});
+  EXPECT_EQ(Reap(kept->pid).signal, SIGKILL);
+}
+
 TEST(ProcessGroupTest, RefusesDangerousGroups) {
   for (pid_t pgid : {0, 1, -1}) {
     Status s = KillGroup(pgid, SIGTERM);

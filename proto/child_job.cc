@@ -1,6 +1,5 @@
 #include "proto/child_job.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -11,7 +10,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <vector>
 
 namespace forge::proto {
@@ -151,18 +149,6 @@ void KillAndReap(ChildJob& job, int64_t timeout_ms) {
 
 namespace {
 
-// The parent pid in /proc/<pid>/stat, -1 when unreadable or a zombie.
-pid_t LiveParentOf(const std::string& pid) {
-  std::ifstream in("/proc/" + pid + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return -1;
-  size_t close = line.rfind(')');
-  if (close == std::string::npos || close + 4 >= line.size()) return -1;
-  char state = line[close + 2];
-  if (state == 'Z' || state == 'X') return -1;
-  return static_cast<pid_t>(atol(line.c_str() + close + 4));
-}
-
 // True when this process has no child at all, live or zombie. Then nothing
 // can have been reparented to it, so KillOrphans need not read every
 // /proc/<pid>/stat of the machine: that scan was a third of a worker's and
@@ -176,22 +162,6 @@ bool HasNoChildren() {
     r = waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL);
   } while (r < 0 && errno == EINTR);
   return r < 0 && errno == ECHILD;
-}
-
-// SIGKILLs every live child; returns their pids.
-std::vector<pid_t> KillLiveChildren() {
-  std::vector<pid_t> killed;
-  DIR* dir = opendir("/proc");
-  if (dir == nullptr) return killed;
-  const pid_t self = getpid();
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-    if (LiveParentOf(e->d_name) != self) continue;
-    pid_t pid = static_cast<pid_t>(atol(e->d_name));
-    if (kill(pid, SIGKILL) == 0) killed.push_back(pid);
-  }
-  closedir(dir);
-  return killed;
 }
 
 // Waits (up to timeout_ms) until each of pids is dead, without reaping it
@@ -218,7 +188,7 @@ int KillOrphans() {
   constexpr int kMaxPasses = 16;
   int killed = 0;
   for (int pass = 0; pass < kMaxPasses && !HasNoChildren(); ++pass) {
-    std::vector<pid_t> pids = KillLiveChildren();
+    std::vector<pid_t> pids = KillChildren();
     if (pids.empty()) break;
     killed += static_cast<int>(pids.size());
     AwaitDeaths(std::move(pids), 1000);

@@ -85,11 +85,12 @@ std::vector<std::pair<pid_t, ExitStatus>> ReapAll();
 // may take its time.
 void KillAndReap(ChildJob& job, int64_t timeout_ms);
 
-// SIGKILLs every live process whose parent is this process: the orphans a
-// subreaper inherited from an agent that put them in another process group;
-// then, pass after pass, the orphans of those (handed to this process as
-// each killed one dies) until none is left (at most 16 passes, each waiting
-// up to 1 s for its killed to die). Returns how many were signalled. Reaps
+// SIGKILLs every live process whose parent is this process, with its group
+// when it leads one: the orphans a subreaper inherited from an agent that
+// put them in another process group; then, pass after pass, the orphans of
+// those (handed to this process as each killed one dies) until none is left
+// (at most 16 passes, each waiting up to 1 s for its killed to die). Returns
+// how many were signalled by pid (not the members of their groups). Reaps
 // nothing: the dead stay zombies for ReapAll.
 int KillOrphans();
 

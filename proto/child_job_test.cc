@@ -84,13 +84,14 @@ TEST(KillOrphansTest, KillsAnOrphanReparentedToTheSubreaper) {
   EXPECT_EXIT(OrphanCase(), ::testing::ExitedWithCode(0), "");
 }
 
-// Two levels: an orphan whose own child is killed only once the orphan is
-// dead and has handed it over (the worker's single pass left such
-// grandchildren running, e.g. a `setsid` server the agent started).
+// Two levels: an orphan whose own child, in a session of its own (out of
+// reach of the orphan's group kill), is killed only once the orphan is dead
+// and has handed it over (the worker's single pass left such grandchildren
+// running, e.g. a `setsid` server the agent started).
 [[noreturn]] void GrandOrphanCase() {
   if (!BecomeChildReaper().ok()) _exit(2);
-  pid_t orphan =
-      StartOrphan("setsid /bin/sh -c 'sleep 1000 & exec sleep 1000' >/dev/null 2>&1 & echo $!");
+  pid_t orphan = StartOrphan(
+      "setsid /bin/sh -c 'setsid sleep 1000 & exec sleep 1000' >/dev/null 2>&1 & echo $!");
   // Ours, and exec'd into sleep: its own sleep (the grandchild) is running.
   auto comm = [&] {
     std::ifstream in("/proc/" + std::to_string(orphan) + "/comm");

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -195,6 +196,13 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(SupervisorOptions options
   // socket), so every thread inherits the blocked mask.
   FORGE_ASSIGN_OR_RETURN(SignalFd signals, SignalFd::Create({SIGCHLD, SIGTERM, SIGINT, SIGHUP}));
   IgnoreSigpipe();
+  // A child that dies hands its own children to us, not to init: a crashed
+  // critic's check (`make test` under `sh`) or a server an agent started in
+  // its own session would otherwise run on in a workspace the task's next
+  // attempt is given. OnChildExited kills them.
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    return MakeError(ErrorCode::kIo, std::string("PR_SET_CHILD_SUBREAPER: ") + strerror(errno));
+  }
   FORGE_ASSIGN_OR_RETURN(auto store, store::Store::Open(StoreOptionsFor(options)));
   return std::unique_ptr<Supervisor>(
       new Supervisor(std::move(options), std::move(signals), std::move(store)));
@@ -939,10 +947,16 @@ void Supervisor::ReapChildren() {
 
 void Supervisor::OnChildExited(pid_t pid, const std::string& how) {
   Child* c = pool_.Find(pid);
-  // Not ours (an agent reparented to us) or already reaped.
-  if (c == nullptr || c->state == ChildState::kExited) return;
-  // Its agent must not outlive it, whatever its last messages say.
+  if (c == nullptr) {
+    // A stray killed below: its own children are ours now.
+    KillStrays("the orphans of a stray process");
+    return;
+  }
+  if (c->state == ChildState::kExited) return;  // reaped already
+  // Its agent must not outlive it, whatever its last messages say, nor
+  // anything else it ran (now reparented to us).
   KillAgentGroup(c->agent_pgid);
+  KillStrays(std::string(RoleName(c->role)) + "-" + std::to_string(pid));
   (void)pool_.Apply(pid, ChildEvent::kExited, clock_.MonotonicMs());
   c->exit_status = how;
   c->exited_mono_ms = clock_.MonotonicMs();
@@ -1025,6 +1039,14 @@ void Supervisor::KillChild(Child& child, const std::string& why) {
   if (child.state == ChildState::kExited) return;
   spdlog::warn("killing {}: {}", child.routing_id, why);
   ::kill(child.pid, SIGKILL);
+}
+
+void Supervisor::KillStrays(const std::string& left_by) {
+  auto killed = KillChildren([this](pid_t pid) { return pool_.Find(pid) != nullptr; });
+  if (killed.empty()) return;
+  std::string pids;
+  for (pid_t pid : killed) pids += (pids.empty() ? "" : ", ") + std::to_string(pid);
+  spdlog::warn("killed {} process(es) left running by {}: {}", killed.size(), left_by, pids);
 }
 
 void Supervisor::KillAgentGroup(int64_t pgid) {

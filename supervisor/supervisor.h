@@ -129,6 +129,9 @@ class Supervisor final : public ControlBackend {
   bool StillConnected(const Child& child);
   void SettleChild(pid_t pid);
   void KillChild(Child& child, const std::string& why);
+  // SIGKILLs every live child of ours that is not in the pool (with its
+  // group): what a dead child's processes became when it died.
+  void KillStrays(const std::string& left_by);
   void KillAgentGroup(int64_t pgid);
 
   // ---- attempts ----

@@ -130,6 +130,36 @@ TEST(Watchdog, KilledWorkerMeansCrashedThenDoneByARespawnedWorker) {
   EXPECT_EQ(forge.Task(id).attempts, 1);  // the crash did not use an attempt
 }
 
+// A critic killed mid-check: its check's shell, the shell's child and a
+// process the check put in a session of its own all die with it, before
+// the task's next review runs in the same workspace.
+TEST(Watchdog, KilledCriticLeavesNoneOfItsCheckRunning) {
+  Forge forge;
+  forge.Start();
+  const std::string pids_file = forge.fake_state() + "/check.pids";
+  const std::string check = "echo $$ >> " + pids_file + "; sleep 1000 & echo $! >> " + pids_file +
+                            "; setsid sleep 1000 & echo $! >> " + pids_file + "; wait";
+  std::string id = forge.Submit("succeed", {}, json{{"verify", {check}}});
+  ASSERT_TRUE(WaitFor([&] { return PidsFromFile(pids_file).size() >= 3; }, 10'000));
+  auto pids = PidsFromFile(pids_file);
+  pid_t critic = 0;
+  const json status = forge.Status();
+  for (const auto& child : status["children"]) {
+    if (child["role"] == "critic" && child["task_id"] == id) critic = child["pid"].get<pid_t>();
+  }
+  ASSERT_GT(critic, 0) << status.dump();
+  ASSERT_EQ(::kill(critic, SIGKILL), 0);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pids[i]); }, 5000))
+        << "check process " << pids[i];
+  }
+  EXPECT_TRUE(WaitFor([&] { return forge.Attempts(id).at(0).outcome == "crashed"; }, 5000));
+  EXPECT_NE(forge.SupervisorLog().find("left running by critic-" + std::to_string(critic)),
+            std::string::npos)
+      << forge.SupervisorLog();
+  for (pid_t p : PidsFromFile(pids_file)) ::kill(p, SIGKILL);  // this run's and the next review's
+}
+
 TEST(Watchdog, StoppedWorkerIsLostWithinHeartbeatTimeout) {
   ForgeOptions o;
   o.workers = 1;
