@@ -72,6 +72,9 @@ struct Critic::ReviewState {
   std::unique_ptr<worker::OutputParser> critic_parser;
   std::vector<std::string> secrets;  // of the critic agent's env
   int critic_tries = 0;
+  double cost_usd = 0;  // the critic agent's runs, for the reply
+  int64_t tokens_in = 0;
+  int64_t tokens_out = 0;
   std::vector<proto::Finding> findings;  // the LLM critic's, kept for the reply
   std::string stop_error;                // set when the review was cancelled
 };
@@ -381,6 +384,9 @@ void Critic::FinishCriticAgent() {
   proto::Result agent;
   rs.critic_parser->Finish(rs.job->status(), rs.tail, agent);
   rs.job.reset();
+  rs.cost_usd += agent.cost_usd;
+  rs.tokens_in += agent.tokens_in;
+  rs.tokens_out += agent.tokens_out;
   if (!rs.stop_error.empty()) {
     Reply("error", rs.stop_error);
     return;
@@ -474,6 +480,9 @@ void Critic::Reply(const std::string& verdict, const std::string& error,
   r.checks = std::move(review_->checks);
   r.findings = std::move(findings);
   r.commit = std::move(commit);
+  r.cost_usd = review_->cost_usd;
+  r.tokens_in = review_->tokens_in;
+  r.tokens_out = review_->tokens_out;
   spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, error.empty() ? "" : ": ",
                error);
   review_.reset();

@@ -431,6 +431,29 @@ TEST_F(LlmCriticTest, RetryThatParsesCounts) {
   EXPECT_EQ(r->verdict, "pass") << r->error;
 }
 
+// What the critic agent costs is reported with the verdict, both runs' when
+// its first output did not parse, so the task's budget and the daily one
+// see it.
+TEST_F(LlmCriticTest, ReportsWhatItsRunsCost) {
+  auto review = WithCritic(
+      {}, "if [ -e " + Marker() +
+              " ]; then echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
+              "\"result\":\"{\\\"overall\\\":\\\"approve\\\"}\",\"total_cost_usd\":0.25,"
+              "\"usage\":{\"input_tokens\":100,\"output_tokens\":10}}';"
+              " else touch " +
+              Marker() +
+              "; echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
+              "\"result\":\"LGTM\",\"total_cost_usd\":0.5,"
+              "\"usage\":{\"input_tokens\":200,\"output_tokens\":20}}'; fi\n");
+  review.critic->profile = "claude";
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  EXPECT_DOUBLE_EQ(r->cost_usd, 0.75);
+  EXPECT_EQ(r->tokens_in, 300);
+  EXPECT_EQ(r->tokens_out, 30);
+}
+
 TEST_F(LlmCriticTest, SeesTheDiffOfAGitWorkspace) {
   auto review =
       WithCritic({}, "cat > " + sup_.dir + "/critic-prompt\necho '{\"overall\":\"approve\"}'\n");

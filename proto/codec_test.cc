@@ -128,6 +128,19 @@ TEST(CodecRoundTrip, EveryChildMessage) {
   ReviewResult no_commit = FullReviewResult();
   no_commit.commit.reset();
   ExpectChildRoundTrip(no_commit);
+  ReviewResult critic_spent = FullReviewResult();
+  critic_spent.cost_usd = 0.75;
+  critic_spent.tokens_in = 300;
+  critic_spent.tokens_out = 30;
+  ExpectChildRoundTrip(critic_spent);
+}
+
+// A review with no critic agent spent nothing: nothing about it on the wire.
+TEST(CodecRoundTrip, AReviewResultWithoutSpendLeavesItsCostOff) {
+  json j = json::parse(Encode(FullReviewResult()));
+  EXPECT_FALSE(j.contains("cost_usd"));
+  EXPECT_FALSE(j.contains("tokens_in"));
+  EXPECT_FALSE(j.contains("tokens_out"));
 }
 
 TEST(CodecRoundTrip, EverySupervisorMessage) {

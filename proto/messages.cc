@@ -97,6 +97,9 @@ void to_json(json& j, const ReviewResult& m) {
   j = JsonObject("attempt_id", m.attempt_id, "verdict", m.verdict, "findings", m.findings, "checks",
                  m.checks, "error", m.error);
   if (m.commit) j["commit"] = *m.commit;
+  if (m.cost_usd != 0) j["cost_usd"] = m.cost_usd;
+  if (m.tokens_in != 0) j["tokens_in"] = m.tokens_in;
+  if (m.tokens_out != 0) j["tokens_out"] = m.tokens_out;
 }
 
 void ReadValue(const json& j, ReviewResult& m) {
@@ -107,6 +110,9 @@ void ReadValue(const json& j, ReviewResult& m) {
   Optional(j, "checks", m.checks);
   Optional(j, "commit", m.commit);
   Optional(j, "error", m.error);
+  Optional(j, "cost_usd", m.cost_usd);
+  Optional(j, "tokens_in", m.tokens_in);
+  Optional(j, "tokens_out", m.tokens_out);
 }
 
 // ---- supervisor -> child ----

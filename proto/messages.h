@@ -94,6 +94,11 @@ struct ReviewResult {
   std::vector<CheckResult> checks;
   std::optional<std::string> commit;  // squash commit on a pass of a repo task
   std::string error;                  // why the verdict is reject/error, one line
+  // What the LLM critic's runs (both, when its output needed a retry) cost,
+  // as its profile reports it; left off the wire when 0 (no critic agent).
+  double cost_usd = 0;
+  int64_t tokens_in = 0;
+  int64_t tokens_out = 0;
   bool operator==(const ReviewResult&) const = default;
 };
 

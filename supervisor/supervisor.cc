@@ -922,6 +922,9 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   end.findings = m.findings;
   end.commit = m.commit.value_or("");
   end.error = m.error;
+  end.cost_usd = m.cost_usd;
+  end.tokens_in = m.tokens_in;
+  end.tokens_out = m.tokens_out;
   if (m.verdict == "pass") {
     end.outcome = Outcome::kPassed;
   } else if (m.verdict == "reject") {
@@ -1076,21 +1079,26 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
   const int64_t now_wall_ms = steady_wall_.NowMs();
   std::string task_id;
   int n = 0;
+  int64_t started_at_ms = 0;
   // Decided inside the close's transaction, from the rows it reads.
   auto decide = [&](const proto::AttemptInfo& attempt, const proto::TaskInfo& task) {
     task_id = task.id;
     n = attempt.n;
+    started_at_ms = attempt.started_at_ms;
     TaskRetryState state;
     state.attempts_used = std::max(0, task.attempts - (attempt.counted ? 1 : 0));
     state.max_attempts = task.max_attempts;
     state.infra_retries = task.infra_retries;
     state.last_fingerprint = task.last_fingerprint;
-    state.cost_usd = task.cost_usd;
+    state.cost_usd = task.cost_usd + end.cost_usd;  // the task budget counts the critic too
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     store::Close close = Decide(state, end, policy, now_wall_ms, [&] { return uniform(rng_); });
     if (close.next_state == proto::TaskState::kDone && !end.spec.empty()) {
       close.spawn = SpecTask(task, end.spec);
     }
+    close.cost_usd = end.cost_usd;
+    close.tokens_in = end.tokens_in;
+    close.tokens_out = end.tokens_out;
     return close;
   };
   auto closed = store_->CloseAttempt(attempt_id, decide);
@@ -1112,6 +1120,7 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
       guards_.OnAttemptClosed(end.outcome);
     }
   }
+  AddCostToday(started_at_ms, end.cost_usd);
   RefreshCostTodayIfStale();
   if (close.next_state == proto::TaskState::kCooldown) {
     // A close can only add a cooldown task, so the earliest due time is known
@@ -1271,8 +1280,9 @@ void Supervisor::RefreshCostTodayIfStale() {
 
 // The sum is over today's attempts, so querying it at every close made each
 // close cost O(attempts today) on the loop (9 ms with 20,000, 24 ms with
-// 50,000): a recorded cost is added instead. The only other writer of
-// attempts.cost_usd is a kept result landing later, which marks it stale.
+// 50,000): a recorded cost is added instead (a result's, and a close's LLM
+// critic spend). The only other writer of attempts.cost_usd is a kept
+// result landing later, which marks it stale.
 void Supervisor::AddCostToday(int64_t attempt_started_wall_ms, double usd) {
   if (config_.budget.daily_usd <= 0) return;
   if (MidnightBefore(clock_.WallMs()) != cost_day_wall_ms_) {

@@ -783,18 +783,28 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
   info.findings = close.findings;
   info.checks = close.checks;
   info.commit = close.commit;
+  info.cost_usd += close.cost_usd;
+  info.tokens_in += close.tokens_in;
+  info.tokens_out += close.tokens_out;
   FORGE_ASSIGN_OR_RETURN(
       Stmt s, conn.Prepare("UPDATE attempts SET ended_at = ?, duration_ms = ?, outcome = ?, "
                            "error = ?, counted = ?, fingerprint = ?, verdict = ?, findings = ?, "
-                           "checks = ?, commit_id = ? WHERE id = ?"));
+                           "checks = ?, commit_id = ?, cost_usd = cost_usd + ?, "
+                           "tokens_in = tokens_in + ?, tokens_out = tokens_out + ? WHERE id = ?"));
   FORGE_RETURN_IF_ERROR(s.Bind(now, info.duration_ms, info.outcome, info.error, info.counted,
                                info.fingerprint, info.verdict, JsonColumnText(info.findings),
-                               JsonColumnText(info.checks), info.commit, info.id)
+                               JsonColumnText(info.checks), info.commit, close.cost_usd,
+                               close.tokens_in, close.tokens_out, info.id)
                             .Run());
   json ended = proto::JsonObject(
       "attempt_id", info.id, "outcome", info.outcome, "error", info.error, "duration_ms",
       info.duration_ms, "counted", info.counted, "fingerprint", info.fingerprint, "verdict",
       info.verdict, "findings", info.findings.size(), "commit", info.commit);
+  if (close.cost_usd != 0 || close.tokens_in != 0 || close.tokens_out != 0) {
+    ended["critic_cost_usd"] = close.cost_usd;
+    ended["critic_tokens_in"] = close.tokens_in;
+    ended["critic_tokens_out"] = close.tokens_out;
+  }
   FORGE_RETURN_IF_ERROR(AttemptEvent(info, "attempt.ended", ended));
 
   TaskState next = close.next_state;
@@ -813,9 +823,11 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
       t, next, payload, info.n,
       "attempts = MAX(attempts + ?, 0), infra_retries = infra_retries + ?, last_error = ?, "
       "last_fingerprint = CASE WHEN ? = '' THEN last_fingerprint ELSE ? END, not_before = ?, "
-      "finished_at = ?, commit_id = CASE WHEN ? = '' THEN commit_id ELSE ? END",
+      "finished_at = ?, commit_id = CASE WHEN ? = '' THEN commit_id ELSE ? END, "
+      "cost_usd = cost_usd + ?, tokens_in = tokens_in + ?, tokens_out = tokens_out + ?",
       delta, infra ? 1 : 0, last_error, close.fingerprint, close.fingerprint, not_before,
-      settled ? now : int64_t{0}, close.commit, close.commit));
+      settled ? now : int64_t{0}, close.commit, close.commit, close.cost_usd, close.tokens_in,
+      close.tokens_out));
   if (next != TaskState::kDone) return Status::Ok();
   if (close.spawn) {
     FORGE_ASSIGN_OR_RETURN(auto ids, InsertBatch({*close.spawn}, t.info.id));

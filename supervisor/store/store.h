@@ -122,6 +122,11 @@ struct Close {
   // A task created with the close when the task becomes done (an expand
   // task's spec), its `parent` set to this task; event task.expanded names it.
   std::optional<proto::SubmitTask> spawn;
+  // Spend to add to the attempt and the task with the close (the LLM
+  // critic's: the agent's came with its result).
+  double cost_usd = 0;
+  int64_t tokens_in = 0;
+  int64_t tokens_out = 0;
 };
 
 // What RecordAgentResult found, so its caller need not read the rows again.

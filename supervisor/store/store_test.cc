@@ -727,6 +727,44 @@ TEST_F(StoreTest, RepeatedEmissionsAndReportsChangeNothing) {
   ExpectJsonlMatches(*s);
 }
 
+// An LLM critic's spend arrives with its verdict: the close adds it to the
+// attempt and the task (whose budget and the day's sum read those rows) and
+// names it in attempt.ended.
+TEST_F(StoreTest, ACloseAddsTheCriticsSpendToTheAttemptAndTheTask) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("x")});
+  const double before = *s->CostSince(0);
+  AttemptInfo a = MustLease(*s, ids[0]);
+  AgentReport r;
+  r.outcome = Outcome::kPassed;
+  r.cost_usd = 1.0;
+  r.tokens_in = 10;
+  r.tokens_out = 20;
+  ASSERT_TRUE(s->RecordAgentResult(a.id, r).ok());
+  Close c;
+  c.outcome = Outcome::kPassed;
+  c.next_state = TaskState::kDone;
+  c.cost_usd = 0.25;
+  c.tokens_in = 300;
+  c.tokens_out = 30;
+  ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+  auto attempt = s->GetAttempt(a.id);
+  EXPECT_DOUBLE_EQ(attempt->cost_usd, 1.25);
+  EXPECT_EQ(attempt->tokens_in, 310);
+  EXPECT_EQ(attempt->tokens_out, 50);
+  auto task = s->GetTask(ids[0]);
+  EXPECT_DOUBLE_EQ(task->cost_usd, 1.25);
+  EXPECT_EQ(task->tokens_in, 310);
+  EXPECT_EQ(task->tokens_out, 50);
+  EXPECT_DOUBLE_EQ(*s->CostSince(0), before + 1.25);
+  auto ended = s->Events({.since_seq = 0, .task_id = ids[0], .kind = "attempt.ended"});
+  ASSERT_TRUE(ended.ok());
+  ASSERT_EQ(ended->size(), 1u);
+  EXPECT_DOUBLE_EQ((*ended)[0].payload["critic_cost_usd"].get<double>(), 0.25);
+  EXPECT_EQ((*ended)[0].payload["critic_tokens_in"], 300);
+  ExpectJsonlMatches(*s);
+}
+
 // The supervisor sends the critic the task RecordAgentResult returns instead
 // of reading it again: it must be the row as the transaction left it.
 TEST_F(StoreTest, RecordAgentResultReturnsTheRowsItRead) {

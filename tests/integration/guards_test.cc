@@ -1,5 +1,8 @@
 // Loop guards end to end: circuit breaker, rate-limit pause, daily budget,
 // operator pause; SIGTERM graceful shutdown.
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <fstream>
 
 #include "tests/integration/harness.h"
@@ -57,6 +60,37 @@ TEST(LoopGuards, ACancelledProbeLetsTheNextTaskProbe) {
   ASSERT_TRUE(forge.ctl().Call("cancel", json{{"id", probe}}).ok());
   ASSERT_TRUE(forge.WaitState(next, TaskState::kDone, 10'000)) << forge.Status().dump();
   EXPECT_TRUE(WaitFor([&] { return !forge.PausedBy("circuit"); }, 2000));
+}
+
+// An LLM critic's spend is the task's and the day's like its agent's: the
+// budget trips on what the critics cost alone.
+TEST(LoopGuards, TheCriticAgentsSpendCountsAgainstTheDailyBudget) {
+  char dir[] = "/tmp/forge-critic-agent-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string script = std::string(dir) + "/critic.sh";
+  std::ofstream(script) << "#!/bin/sh\ncat >/dev/null\n"
+                           "echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
+                           "\"result\":\"{\\\"overall\\\":\\\"approve\\\"}\","
+                           "\"total_cost_usd\":0.6,\"usage\":{\"input_tokens\":7,"
+                           "\"output_tokens\":3}}'\n";
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  ForgeOptions o;
+  o.workers = 1;
+  o.daily_usd = 1.0;
+  o.critic_yaml = "  agent: {profile: claude, command: [\"" + script + "\"]}\n";
+  Forge forge(o);
+  forge.Start();
+  std::string a = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(a, TaskState::kDone));
+  EXPECT_NEAR(forge.Task(a).cost_usd, 0.6, 1e-9);
+  EXPECT_EQ(forge.Task(a).tokens_in, 7);
+  EXPECT_NEAR(forge.Attempts(a).at(0).cost_usd, 0.6, 1e-9);
+  EXPECT_FALSE(forge.PausedBy("budget"));
+  std::string b = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(b, TaskState::kDone));
+  ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("budget"); }, 2000)) << forge.Status().dump();
+  EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 1.2, 1e-6);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(LoopGuards, RateLimitPausesDispatchUntilResumed) {
