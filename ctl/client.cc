@@ -8,6 +8,7 @@
 #include <cstring>
 #include <zmq.hpp>
 
+#include "common/duration.h"
 #include "proto/control.h"
 #include "proto/endpoints.h"
 #include "proto/messages.h"
@@ -123,7 +124,7 @@ Result<json> ControlClient::Call(const std::string& cmd, const json& args) {
     if (ready <= 0) {
       impl_->socket.reset();
       return MakeError(ErrorCode::kTimeout, "the supervisor did not answer '" + cmd + "' within " +
-                                                std::to_string(timeout_ms_ / 1000) + "s (" +
+                                                FormatDuration(Millis(timeout_ms_)) + " (" +
                                                 endpoint_ + ")");
     }
     // Skip the delimiter: everything before the last frame is envelope.

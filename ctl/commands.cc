@@ -79,9 +79,12 @@ namespace {
 class FallbackSource final : public Source {
  public:
   FallbackSource(Env& env, std::unique_ptr<Source> live) : env_(env), live_(std::move(live)) {}
-  bool live() const override { return !offline_; }
+  Reach reach() const override { return offline_ ? Reach::kUnanswered : Reach::kLive; }
   Result<proto::StatusReply> Status() override {
-    return Try([](Source& s) { return s.Status(); });
+    auto status = Try([](Source& s) { return s.Status(); });
+    // The database knows no pid: the lock's holder is the one not answering.
+    if (status.ok() && offline_) status->pid = SupervisorPid(env_.state_dir).value_or(0);
+    return status;
   }
   Result<std::vector<proto::TaskInfo>> List(const proto::ListRequest& r) override {
     return Try([&](Source& s) { return s.List(r); });
@@ -137,12 +140,14 @@ int CmdStatus(Env& env) {
   if (!source.ok()) return Fail(env, source.error());
   auto status = (*source)->Status();
   if (!status.ok()) return Fail(env, status.error());
+  const Reach reach = (*source)->reach();
   if (env.json) {
     json j = *status;
-    j["running"] = (*source)->live();
+    j["running"] = reach != Reach::kOffline;  // a supervisor holds the lock
+    j["answering"] = reach == Reach::kLive;
     PrintJson(env, j);
   } else {
-    *env.out << RenderStatus(*status, (*source)->live(), env.clock->WallMs(), env.style);
+    *env.out << RenderStatus(*status, reach, env.clock->WallMs(), env.style);
   }
   return kExitOk;
 }
@@ -381,7 +386,9 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
   if (ids.empty()) return Usage(env, "wait needs at least one task id");
   auto client = RequireSupervisor(env);
   if (!client.ok()) return Fail(env, client.error());
-  auto source = MakeLiveSource(std::move(client).value());
+  // A supervisor that stops answering does not end the wait: the database
+  // shows the tasks as far as it got, and what it does once it answers.
+  auto source = std::make_unique<FallbackSource>(env, MakeLiveSource(std::move(client).value()));
   const bool has_deadline = timeout_ms.has_value();
   const int64_t deadline = env.clock->MonotonicMs() + timeout_ms.value_or(0);
 
@@ -408,6 +415,10 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
   }
   int64_t since = probe->last_seq;
   for (;;) {
+    // Read from the database now, and nobody left to move the tasks on.
+    if (!source->live() && !SupervisorPid(env.state_dir)) {
+      return Fail(env, NotRunning(env.state_dir));
+    }
     for (const auto& id : dirty) {
       auto show = source->Show(id);
       if (!show.ok()) {
@@ -584,22 +595,31 @@ void WaitForChange(const std::string& path, int64_t timeout_ms) {
 namespace {
 // Events come from the supervisor while it runs and from the database
 // read-only while it does not; a follower switches as the supervisor comes and goes.
+// A supervisor that holds the lock but does not answer is read around: the
+// database holds every event it committed, and the rest of the command reads
+// there rather than wait out a timeout on each read.
 class EventReader {
  public:
   explicit EventReader(Env& env) : env_(env) {}
 
   Result<proto::EventsReply> Read(const proto::EventsRequest& request) {
-    bool running = SupervisorPid(env_.state_dir).has_value();
+    bool running = !unanswered_ && SupervisorPid(env_.state_dir).has_value();
     if (!source_ || source_->live() != running) {
       FORGE_RETURN_IF_ERROR(Reopen(running));
     }
     auto reply = source_->Events(request);
-    if (!reply.ok() && source_->live() && !SupervisorPid(env_.state_dir)) {
-      // It stopped between the check and the request: read the database.
-      FORGE_RETURN_IF_ERROR(Reopen(false));
-      return source_->Events(request);
+    if (reply.ok() || !source_->live()) return reply;
+    if (SupervisorPid(env_.state_dir)) {
+      if (reply.error().code != ErrorCode::kTimeout &&
+          reply.error().code != ErrorCode::kUnavailable) {
+        return reply;
+      }
+      *env_.err << "forge-ctl: " << reply.error().message << "; reading the database\n";
+      unanswered_ = noticed_ = true;
     }
-    return reply;
+    // Not answering, or it stopped between the check and the request.
+    FORGE_RETURN_IF_ERROR(Reopen(false));
+    return source_->Events(request);
   }
 
  private:
@@ -631,6 +651,7 @@ class EventReader {
   Env& env_;
   std::unique_ptr<Source> source_;
   bool noticed_ = false;
+  bool unanswered_ = false;
 };
 }  // namespace
 

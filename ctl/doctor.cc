@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/process.h"
+#include "ctl/client.h"
 #include "supervisor/config/config.h"
 #include "supervisor/store/store.h"
 
@@ -266,14 +267,38 @@ void CheckWorkspaces(store::Store* store, const DoctorOptions& o, int64_t keep_m
   }
 }
 
+// The lock says a supervisor runs; whether it does its job shows in whether
+// it answers. A hung one keeps the lock, so nothing restarts it but this.
+void AddSupervisorAnswer(Findings& out, const DoctorOptions& o, pid_t pid) {
+  const std::string running = "running, pid " + std::to_string(pid);
+  auto client = ControlClient::Connect(o.state_dir, o.answer_timeout_ms);
+  auto answer = client.ok() ? (*client)->Call("status") : Result<proto::json>(client.error());
+  if (answer.ok()) {
+    Add(out, "supervisor", Severity::kOk, running + ", answering");
+  } else if (answer.error().code == ErrorCode::kTimeout) {
+    const std::string p = std::to_string(pid);
+    Add(out, "supervisor", Severity::kRed,
+        running + " (it holds the lock) but " + answer.error().message,
+        "kill -TERM " + p + " (kill -KILL " + p +
+            " if still there after the shutdown grace), "
+            "then " +
+            StartCommand(o.state_dir) + "; the start recovers what was running");
+  } else {
+    Add(out, "supervisor", Severity::kWarn, running + " but " + answer.error().message);
+  }
+}
+
 }  // namespace
 
 std::vector<DoctorFinding> RunDoctor(const DoctorOptions& o) {
   Findings out;
   auto pid = SupervisorPid(o.state_dir);
-  Add(out, "supervisor", Severity::kOk,
-      pid ? "running, pid " + std::to_string(*pid)
-          : "not running (start it with: " + StartCommand(o.state_dir) + ")");
+  if (!pid) {
+    Add(out, "supervisor", Severity::kOk,
+        "not running (start it with: " + StartCommand(o.state_dir) + ")");
+  } else {
+    AddSupervisorAnswer(out, o, *pid);
+  }
   const std::string db = DbPath(o.state_dir);
   std::unique_ptr<store::Store> store;
   auto opened = OpenStoreReadOnly(o.state_dir);
@@ -338,6 +363,7 @@ int CmdDoctor(Env& env) {
   options.state_dir = env.state_dir;
   options.config_path = env.config_path;
   options.now_ms = env.clock->WallMs();
+  options.answer_timeout_ms = env.timeout_ms;
   auto findings = RunDoctor(options);
   if (env.json) {
     *env.out << DoctorJson(findings).dump(2, ' ', false, proto::json::error_handler_t::replace)

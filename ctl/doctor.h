@@ -27,6 +27,8 @@ struct DoctorOptions {
   // Disk thresholds (tests lower them): red below red_bytes free, warn below warn_bytes.
   uint64_t red_bytes = 512ull << 20;
   uint64_t warn_bytes = 2ull << 30;
+  // How long a running supervisor has to answer a `status` request.
+  int64_t answer_timeout_ms = 10'000;
 };
 
 std::vector<DoctorFinding> RunDoctor(const DoctorOptions& options);

@@ -10,6 +10,7 @@
 #include <limits>
 #include <memory>
 
+#include "ctl/doctor.h"
 #include "ctl/test_support.h"
 #include "proto/messages.h"
 
@@ -335,6 +336,97 @@ TEST(LiveTest, AHungSupervisorFallsBackToTheDatabase) {
   EXPECT_THAT(h.out.str(), HasSubstr("Still visible"));
   EXPECT_THAT(h.err.str(), HasSubstr("did not answer 'ls'"));
   EXPECT_THAT(h.err.str(), HasSubstr("showing the database as of now"));
+}
+
+// A supervisor that holds the lock and never answers: the database is read,
+// and every command says the supervisor is there but not answering, never
+// that it is not running.
+class HungSupervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    writer_ = h_.OpenWriter();
+    ASSERT_NE(writer_, nullptr);
+    auto ids = writer_->Submit({testing::Task("Finished while hung")});
+    ASSERT_TRUE(ids.ok());
+    store::Lease lease;
+    lease.worker_pid = 4242;
+    auto a = writer_->LeaseAttempt(ids->front(), lease);
+    ASSERT_TRUE(a.ok());
+    store::AgentReport r;
+    r.outcome = proto::Outcome::kPassed;
+    ASSERT_TRUE(writer_->RecordAgentResult(a->id, r).ok());
+    store::Close c;
+    c.outcome = proto::Outcome::kPassed;
+    c.next_state = proto::TaskState::kDone;
+    ASSERT_TRUE(writer_->CloseAttempt(a->id, c).ok());
+    ASSERT_TRUE(writer_->Submit({testing::Task("Still running")}).ok());
+    h_.env.timeout_ms = 200;
+    hung_ = std::make_unique<FakeSupervisor>(h_.state_dir, [](const json&) { return nullptr; });
+  }
+
+  CtlHarness h_;
+  std::unique_ptr<store::Store> writer_;
+  std::unique_ptr<FakeSupervisor> hung_;
+};
+
+TEST_F(HungSupervisorTest, StatusSaysItIsNotAnsweringAndNamesItsPid) {
+  ASSERT_EQ(CmdStatus(h_.env), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), HasSubstr("not answering  pid " + std::to_string(hung_->pid()) +
+                                      " holds the lock (showing the database)"));
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("not running")));
+  EXPECT_THAT(h_.err.str(), HasSubstr("did not answer 'status' within 200ms"));
+  h_.Clear();
+  h_.env.json = true;
+  ASSERT_EQ(CmdStatus(h_.env), kExitOk) << h_.err.str();
+  auto j = json::parse(h_.out.str());
+  EXPECT_EQ(j["running"], true);
+  EXPECT_EQ(j["answering"], false);
+  EXPECT_EQ(j["pid"], hung_->pid());
+  EXPECT_EQ(j["queue"]["done"], 1);
+}
+
+TEST_F(HungSupervisorTest, EventsAreReadFromTheDatabase) {
+  ASSERT_EQ(CmdEvents(h_.env, {}), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), HasSubstr("task.done"));
+  EXPECT_THAT(h_.err.str(), HasSubstr("did not answer 'events'"));
+  EXPECT_THAT(h_.err.str(), HasSubstr("reading the database"));
+  EXPECT_THAT(h_.err.str(), Not(HasSubstr("not running")));
+}
+
+TEST_F(HungSupervisorTest, WaitReadsTheDatabaseAndEndsOnWhatItSays) {
+  ASSERT_EQ(CmdWait(h_.env, {"t1"}, 20'000), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), HasSubstr("t1  done"));
+  EXPECT_THAT(h_.err.str(), HasSubstr("showing the database as of now"));
+  h_.Clear();
+  EXPECT_EQ(CmdWait(h_.env, {"t2"}, 500), kExitTimeout) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), HasSubstr("t2  ready"));
+}
+
+// doctor asks: the lock alone does not make a supervisor that works.
+TEST_F(HungSupervisorTest, DoctorIsRedAndSaysHowToRestartIt) {
+  EXPECT_EQ(CmdDoctor(h_.env), kExitRejected) << h_.out.str();
+  const std::string pid = std::to_string(hung_->pid());
+  EXPECT_THAT(h_.out.str(), HasSubstr("running, pid " + pid +
+                                      " (it holds the lock) but the "
+                                      "supervisor did not answer 'status' within 200ms"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("kill -TERM " + pid));
+  hung_.reset();
+  hung_ = std::make_unique<FakeSupervisor>(
+      h_.state_dir, [](const json&) { return FakeSupervisor::Ok(json(proto::StatusReply{})); });
+  h_.Clear();
+  (void)CmdDoctor(h_.env);
+  EXPECT_THAT(h_.out.str(),
+              HasSubstr("running, pid " + std::to_string(hung_->pid()) + ", answering"));
+}
+
+// Waiting on the database, with nobody left to move the task on: exit 3.
+TEST_F(HungSupervisorTest, WaitEndsWhenTheHungSupervisorIsGone) {
+  h_.env.stop = [&] {
+    hung_.reset();  // after the first look: the lock is released
+    return false;
+  };
+  EXPECT_EQ(CmdWait(h_.env, {"t2"}, 20'000), kExitNoSupervisor) << h_.err.str();
+  EXPECT_THAT(h_.err.str(), HasSubstr("supervisor not running"));
 }
 
 TEST(LiveTest, StatusRendersTheSupervisorsReply) {

@@ -269,14 +269,19 @@ std::string MaintenanceLine(const proto::MaintenanceStatus& m, int64_t now_ms, c
 
 }  // namespace
 
-std::string RenderStatus(const proto::StatusReply& s, bool live, int64_t now_ms,
+std::string RenderStatus(const proto::StatusReply& s, Reach reach, int64_t now_ms,
                          const Style& style) {
   std::ostringstream out;
+  const bool live = reach == Reach::kLive;
   if (live) {
     out << Label("supervisor") << Paint("running", Color::kGreen, style) << "  pid " << s.pid
         << "  up " << HumanDuration(s.uptime_ms) << "  version " << s.version;
     if (s.degraded) out << "  " << Paint("degraded", Color::kYellow, style);
     out << "\n";
+  } else if (reach == Reach::kUnanswered) {
+    out << Label("supervisor") << Paint("not answering", Color::kRed, style);
+    if (s.pid != 0) out << "  pid " << s.pid << " holds the lock";
+    out << " (showing the database)\n";
   } else {
     out << Label("supervisor") << Paint("not running", Color::kRed, style)
         << " (showing the database)\n";

@@ -11,6 +11,13 @@
 
 namespace forge::ctl {
 
+// Where the state a command shows came from, as its header says it.
+enum class Reach {
+  kLive,        // the supervisor answered
+  kUnanswered,  // a supervisor holds the lock but did not answer: the database
+  kOffline,     // no supervisor runs: the database
+};
+
 struct Style {
   bool color = false;
   bool wide = false;  // never shorten anything (titles, errors) to fit
@@ -58,7 +65,7 @@ class Table {
 };
 size_t DisplayWidth(const std::string& utf8);
 
-std::string RenderStatus(const proto::StatusReply& status, bool live, int64_t now_ms,
+std::string RenderStatus(const proto::StatusReply& status, Reach reach, int64_t now_ms,
                          const Style& style);
 std::string RenderTaskList(const std::vector<proto::TaskInfo>& tasks, int64_t now_ms,
                            const Style& style);

@@ -147,7 +147,7 @@ TEST(RenderStatus, LiveWithChildrenPausesAndFailure) {
                                            .removed = 3,
                                            .logs_deleted = 12,
                                            .next_at_ms = kNow + 6 * kMin};
-  EXPECT_EQ(RenderStatus(s, true, kNow, Style{}),
+  EXPECT_EQ(RenderStatus(s, Reach::kLive, kNow, Style{}),
             "supervisor   running  pid 4321  up 2h05m  version 0.1.0\n"
             "state dir    /srv/.forge\n"
             "dispatch     paused by circuit: 5 consecutive failures (until "
@@ -170,7 +170,7 @@ TEST(RenderStatus, ChildStatesAreColouredByWhatTheyMean) {
                 {"worker", 102, "stopping", "", 0, 0, 800, 0, 0},
                 {"worker", 103, "exited", "", 0, 0, 800, 0, 0},
                 {"critic", 104, "idle", "", 0, 0, 800, 0, 0}};
-  std::string out = RenderStatus(s, true, kNow, Style{.color = true});
+  std::string out = RenderStatus(s, Reach::kLive, kNow, Style{.color = true});
   EXPECT_THAT(out, HasSubstr("\x1b[36mbusy\x1b[0m"));
   EXPECT_THAT(out, HasSubstr("\x1b[33mdegraded\x1b[0m"));
   EXPECT_THAT(out, HasSubstr("\x1b[2mstopping\x1b[0m"));
@@ -183,7 +183,7 @@ TEST(RenderStatus, MaintenanceRunningFailedWithErrorsAndDisabled) {
   auto line = [](const proto::MaintenanceStatus& m) {
     proto::StatusReply s;
     s.maintenance = m;
-    std::string out = RenderStatus(s, true, kNow, Style{});
+    std::string out = RenderStatus(s, Reach::kLive, kNow, Style{});
     size_t at = out.find("maintenance  ");
     return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);
   };
@@ -219,13 +219,23 @@ TEST(RenderStatus, MaintenanceRunningFailedWithErrorsAndDisabled) {
   EXPECT_EQ(line({}), "maintenance  no pass since the supervisor started (disabled)");
   // An older supervisor, or the database alone: no line at all.
   proto::StatusReply none;
-  EXPECT_THAT(RenderStatus(none, true, kNow, Style{}), Not(HasSubstr("maintenance")));
+  EXPECT_THAT(RenderStatus(none, Reach::kLive, kNow, Style{}), Not(HasSubstr("maintenance")));
 }
 
 TEST(RenderStatus, OfflineSaysSo) {
   proto::StatusReply s;
-  std::string out = RenderStatus(s, false, kNow, Style{});
+  std::string out = RenderStatus(s, Reach::kOffline, kNow, Style{});
   EXPECT_THAT(out, HasSubstr("supervisor   not running (showing the database)\n"));
+  EXPECT_THAT(out, Not(HasSubstr("dispatch")));
+}
+
+TEST(RenderStatus, UnansweredNamesTheLockHolder) {
+  proto::StatusReply s;
+  s.pid = 4321;
+  std::string out = RenderStatus(s, Reach::kUnanswered, kNow, Style{});
+  EXPECT_THAT(
+      out,
+      HasSubstr("supervisor   not answering  pid 4321 holds the lock (showing the database)\n"));
   EXPECT_THAT(out, Not(HasSubstr("dispatch")));
 }
 
@@ -355,7 +365,7 @@ std::string StripAnsi(const std::string& s) {
 
 TEST(RenderWatch, FitsTheTerminalWithColour) {
   WatchData d;
-  d.live = true;
+  d.reach = Reach::kLive;
   d.status.pid = 9;
   d.status.queue = {{"running", 1}, {"ready", 1}};
   RunningAttempt r;

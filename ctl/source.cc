@@ -20,7 +20,7 @@ namespace {
 class LiveSource final : public Source {
  public:
   explicit LiveSource(std::unique_ptr<ControlClient> client) : client_(std::move(client)) {}
-  bool live() const override { return true; }
+  Reach reach() const override { return Reach::kLive; }
 
   Result<proto::StatusReply> Status() override {
     FORGE_ASSIGN_OR_RETURN(json body, client_->Call("status"));
@@ -57,7 +57,7 @@ class OfflineSource final : public Source {
  public:
   OfflineSource(std::unique_ptr<store::Store> store, std::string state_dir, const Clock* clock)
       : store_(std::move(store)), state_dir_(std::move(state_dir)), clock_(clock) {}
-  bool live() const override { return false; }
+  Reach reach() const override { return Reach::kOffline; }
 
   // What the database alone can tell: no pid, no children, no pause reasons.
   Result<proto::StatusReply> Status() override {

@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/result.h"
 #include "ctl/client.h"
+#include "ctl/render.h"
 #include "proto/control.h"
 
 namespace forge::store {
@@ -22,7 +23,8 @@ namespace forge::ctl {
 class Source {
  public:
   virtual ~Source() = default;
-  virtual bool live() const = 0;
+  virtual Reach reach() const = 0;
+  bool live() const { return reach() == Reach::kLive; }
   virtual Result<proto::StatusReply> Status() = 0;
   virtual Result<std::vector<proto::TaskInfo>> List(const proto::ListRequest& request) = 0;
   // kNotFound when there is no such task.

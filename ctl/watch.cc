@@ -30,7 +30,7 @@ std::string LastLine(const std::string& path) {
 
 Result<WatchData> CollectWatch(Source& source, const std::string& state_dir) {
   WatchData data;
-  data.live = source.live();
+  data.reach = source.reach();
   FORGE_ASSIGN_OR_RETURN(data.status, source.Status());
   for (auto state : {proto::TaskState::kRunning, proto::TaskState::kReviewing}) {
     proto::ListRequest request;
@@ -101,8 +101,12 @@ std::string RenderWatch(const WatchData& d, int64_t now_ms, int width, int heigh
   std::ostringstream out;
   const auto& s = d.status;
   out << Paint("forge", Color::kBold, style) << "  " << FormatRfc3339(now_ms) << "  ";
-  if (d.live) {
+  if (d.reach == Reach::kLive) {
     out << "supervisor pid " << s.pid << ", up " << HumanDuration(s.uptime_ms);
+  } else if (d.reach == Reach::kUnanswered) {
+    out << Paint("supervisor" + (s.pid != 0 ? " pid " + std::to_string(s.pid) : std::string()) +
+                     " not answering",
+                 Color::kRed, style);
   } else {
     out << Paint("supervisor not running", Color::kRed, style);
   }

@@ -18,7 +18,7 @@ struct RunningAttempt {
 };
 
 struct WatchData {
-  bool live = false;
+  Reach reach = Reach::kOffline;
   proto::StatusReply status;
   std::vector<RunningAttempt> running;
   std::vector<proto::TaskInfo> queued;  // ready, cooldown, pending (in that order)
