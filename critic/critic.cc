@@ -75,6 +75,7 @@ struct Critic::ReviewState {
   double cost_usd = 0;  // the critic agent's runs, for the reply
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
+  bool infra = false;                    // the machine failed the review (no space to commit)
   std::vector<proto::Finding> findings;  // the LLM critic's, kept for the reply
   std::string stop_error;                // set when the review was cancelled
 };
@@ -282,6 +283,7 @@ void Critic::StartCommit() {
   spec.allow_empty = task.allow_empty;
   auto squashed = worker::SquashAttempt(spec, worker::HeartbeatingGitRunner(link_));
   if (!squashed.ok()) {
+    rs.infra = worker::IsMachineFault(squashed.error());
     Reply("error", "squash commit failed: " + squashed.error().message);
     return;
   }
@@ -483,6 +485,7 @@ void Critic::Reply(const std::string& verdict, const std::string& error,
   r.cost_usd = review_->cost_usd;
   r.tokens_in = review_->tokens_in;
   r.tokens_out = review_->tokens_out;
+  r.infra = review_->infra;
   spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, error.empty() ? "" : ": ",
                error);
   review_.reset();

@@ -133,6 +133,10 @@ TEST(CodecRoundTrip, EveryChildMessage) {
   critic_spent.tokens_in = 300;
   critic_spent.tokens_out = 30;
   ExpectChildRoundTrip(critic_spent);
+  ReviewResult out_of_space = FullReviewResult();
+  out_of_space.verdict = "error";
+  out_of_space.infra = true;
+  ExpectChildRoundTrip(out_of_space);
 }
 
 // A review with no critic agent spent nothing: nothing about it on the wire.
@@ -141,6 +145,7 @@ TEST(CodecRoundTrip, AReviewResultWithoutSpendLeavesItsCostOff) {
   EXPECT_FALSE(j.contains("cost_usd"));
   EXPECT_FALSE(j.contains("tokens_in"));
   EXPECT_FALSE(j.contains("tokens_out"));
+  EXPECT_FALSE(j.contains("infra"));
 }
 
 TEST(CodecRoundTrip, EverySupervisorMessage) {

@@ -100,6 +100,7 @@ void to_json(json& j, const ReviewResult& m) {
   if (m.cost_usd != 0) j["cost_usd"] = m.cost_usd;
   if (m.tokens_in != 0) j["tokens_in"] = m.tokens_in;
   if (m.tokens_out != 0) j["tokens_out"] = m.tokens_out;
+  if (m.infra) j["infra"] = true;
 }
 
 void ReadValue(const json& j, ReviewResult& m) {
@@ -113,6 +114,7 @@ void ReadValue(const json& j, ReviewResult& m) {
   Optional(j, "cost_usd", m.cost_usd);
   Optional(j, "tokens_in", m.tokens_in);
   Optional(j, "tokens_out", m.tokens_out);
+  Optional(j, "infra", m.infra);
 }
 
 // ---- supervisor -> child ----

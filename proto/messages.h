@@ -99,6 +99,10 @@ struct ReviewResult {
   double cost_usd = 0;
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
+  // The review could not finish for a fault of the machine (no space left to
+  // commit the pass): requeued without using an attempt, as a worker's infra
+  // result is. Left off the wire when false.
+  bool infra = false;
   bool operator==(const ReviewResult&) const = default;
 };
 

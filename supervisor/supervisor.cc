@@ -886,9 +886,9 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   end.infra = m.infra;
   CloseAttempt(attempt_id, end);
   if (m.infra) {
-    WorkerOutOfSpace("attempt " + std::to_string(attempt_id) + " (" + task_id + " #" +
-                         std::to_string(n) + ") on " + child.routing_id,
-                     m.error);
+    ChildOutOfSpace("attempt " + std::to_string(attempt_id) + " (" + task_id + " #" +
+                        std::to_string(n) + ") on " + child.routing_id,
+                    m.error);
   }
 }
 
@@ -925,6 +925,7 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   end.cost_usd = m.cost_usd;
   end.tokens_in = m.tokens_in;
   end.tokens_out = m.tokens_out;
+  end.infra = m.infra;
   if (m.verdict == "pass") {
     end.outcome = Outcome::kPassed;
   } else if (m.verdict == "reject") {
@@ -937,6 +938,10 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   }
   spdlog::info("{}: attempt {} verdict {} {}", child.routing_id, m.attempt_id, m.verdict, m.error);
   CloseAttempt(m.attempt_id, end);
+  if (m.infra) {
+    ChildOutOfSpace("review of attempt " + std::to_string(m.attempt_id) + " on " + child.routing_id,
+                    m.error);
+  }
 }
 
 void Supervisor::ReapChildren() {
@@ -1182,7 +1187,7 @@ forge::Status Supervisor::WriteKeptThroughResult(int64_t attempt_id) {
   return Status::Ok();
 }
 
-void Supervisor::WorkerOutOfSpace(const std::string& what, const std::string& error) {
+void Supervisor::ChildOutOfSpace(const std::string& what, const std::string& error) {
   if (!PauseForStore(what + ": " + error, what + ": " + error)) return;
   kept_writes_.push_back(
       {"checking space in " + options_.state_dir, [this] { return ProbeStateDirSpace(); }});

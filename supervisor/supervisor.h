@@ -173,12 +173,13 @@ class Supervisor final : public ControlBackend {
   // or not (the last chance: they are in memory only); one still refused is
   // logged as lost.
   void WriteKeptBeforeExit();
-  // A worker found no space for an attempt (result.infra). The next tasks
+  // A worker found no space for an attempt (result.infra), or a critic none
+  // to commit a pass (review_result.infra). The next tasks
   // would fail alike, each using an infra retry (a task is blocked within
   // milliseconds), so dispatch pauses as for the store; the retry writes a
   // probe file in the state directory, where workspaces and logs live, as
   // the database may still have room in its WAL.
-  void WorkerOutOfSpace(const std::string& what, const std::string& error);
+  void ChildOutOfSpace(const std::string& what, const std::string& error);
   forge::Status ProbeStateDirSpace();
   void RefreshNextDue();
   // Today's spend for the daily budget: summed from the store (a query over

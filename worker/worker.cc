@@ -47,18 +47,6 @@ Status WriteText(const std::string& path, const std::string& text) {
   return Status::Ok();
 }
 
-// A failure to prepare an attempt that is the machine's, not the task's: no
-// space (or quota) left for the workspace, the prompt or the log. Read from
-// the text because it comes from many places (mkdir, std::filesystem, git's
-// own message) that do not keep errno; each includes strerror's words.
-bool IsMachineFault(const Error& e) {
-  if (e.code == ErrorCode::kFull) return true;
-  for (int err : {ENOSPC, EDQUOT}) {
-    if (e.message.find(strerror(err)) != std::string::npos) return true;
-  }
-  return false;
-}
-
 std::string PathValue(const std::vector<std::string>& env) {
   for (const auto& e : env) {
     if (e.rfind("PATH=", 0) == 0) return e.substr(5);

@@ -1,6 +1,8 @@
 #include "worker/workspace.h"
 
+#include <errno.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -33,6 +35,29 @@ std::vector<std::string> Args(std::vector<std::string> prefix, std::vector<std::
 
 Error Bad(const std::string& message) {
   return MakeError(ErrorCode::kConfig, message);
+}
+
+// git reports a write(2) that failed after its open succeeded without the
+// errno: "unable to write file X" (a checkout), "unable to write new index
+// file", "couldn't write 'R.lock'" (a ref). That is a full disk, a quota or
+// a failing device: the machine's fault in every case, never the task's.
+bool GitCouldNotWrite(const std::string& message) {
+  for (const char* words : {"unable to write file ", "unable to write new index file",
+                            "couldn't write '", "unable to write loose object file"}) {
+    if (message.find(words) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// A failed git step's error: kFull when git could not write, else `code`.
+Error GitFailed(ErrorCode code, const std::string& what, const RunResult& r) {
+  std::string message = what + ": " + GitMessage(r);
+  // The whole output: GitMessage keeps git's last words ("fatal: Could not
+  // reset index file"), and the failed writes come before them.
+  bool full = GitCouldNotWrite(r.output) || IsMachineFault(MakeError(code, r.output));
+  if (!full) return MakeError(code, message);
+  if (!IsMachineFault(MakeError(code, message))) message += " (git could not write: disk full?)";
+  return MakeError(ErrorCode::kFull, message);
 }
 
 bool SameDir(const std::string& a, const std::string& b) {
@@ -69,16 +94,17 @@ Result<PreparedWorkspace> Reset(const WorkspaceSpec& spec, const GitRunner& run,
       RunGit(run, spec.path, Args(kNoHooks, {"checkout", "-q", "-f", "-B", p.branch, base}),
              spec.git_timeout_ms));
   if (!co.status.success()) {
-    return MakeError(ErrorCode::kIo, "cannot reset worktree '" + spec.path + "' of repo '" +
-                                         spec.repo + "' to " + base + ": " + GitMessage(co));
+    return GitFailed(
+        ErrorCode::kIo,
+        "cannot reset worktree '" + spec.path + "' of repo '" + spec.repo + "' to " + base, co);
   }
   FORGE_ASSIGN_OR_RETURN(RunResult reset, RunGit(run, spec.path, {"reset", "-q", "--hard", base},
                                                  spec.git_timeout_ms));
   FORGE_ASSIGN_OR_RETURN(RunResult clean,
                          RunGit(run, spec.path, {"clean", "-ffdxq"}, spec.git_timeout_ms));
   if (!reset.status.success() || !clean.status.success()) {
-    return MakeError(ErrorCode::kIo, "cannot clean worktree '" + spec.path + "': " +
-                                         GitMessage(reset.status.success() ? clean : reset));
+    return GitFailed(ErrorCode::kIo, "cannot clean worktree '" + spec.path + "'",
+                     reset.status.success() ? clean : reset);
   }
   return p;
 }
@@ -155,16 +181,16 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
              Args(kNoHooks, {"worktree", "add", "--quiet", "-B", p.branch, spec.path, *sha}),
              spec.git_timeout_ms));
   if (!add.status.success()) {
-    return Bad("cannot create worktree '" + spec.path + "' of repo '" + spec.repo +
-               "' on branch '" + p.branch + "' from base ref '" + ref_name +
-               "': " + GitMessage(add));
+    return GitFailed(ErrorCode::kConfig,
+                     "cannot create worktree '" + spec.path + "' of repo '" + spec.repo +
+                         "' on branch '" + p.branch + "' from base ref '" + ref_name + "'",
+                     add);
   }
   FORGE_ASSIGN_OR_RETURN(
       RunResult rec,
       RunGit(run, spec.path, {"update-ref", kWorktreeBaseRef, *sha}, spec.git_timeout_ms));
   if (!rec.status.success()) {
-    return MakeError(ErrorCode::kIo,
-                     "cannot record the base in worktree '" + spec.path + "': " + GitMessage(rec));
+    return GitFailed(ErrorCode::kIo, "cannot record the base in worktree '" + spec.path + "'", rec);
   }
   return p;
 }
@@ -200,9 +226,8 @@ Result<Squashed> SquashAttempt(const SquashSpec& spec, const GitRunner& run) {
   }
   auto step = [&](std::vector<std::string> args, const std::string& what) -> Result<std::string> {
     FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, spec.path, args, spec.git_timeout_ms));
-    if (!r.status.success()) {
-      return MakeError(ErrorCode::kIo, what + " in '" + spec.path + "' failed: " + GitMessage(r));
-    }
+    if (!r.status.success())
+      return GitFailed(ErrorCode::kIo, what + " in '" + spec.path + "' failed", r);
     return FirstLine(r.output);
   };
   // The index is the worktree's own: staging here touches nothing else.
@@ -311,6 +336,14 @@ GitRunner HeartbeatingGitRunner(proto::ChildLink& link, size_t max_output) {
     result.status = job->status();
     return result;
   };
+}
+
+bool IsMachineFault(const Error& e) {
+  if (e.code == ErrorCode::kFull) return true;
+  for (int err : {ENOSPC, EDQUOT}) {
+    if (e.message.find(strerror(err)) != std::string::npos) return true;
+  }
+  return false;
 }
 
 }  // namespace forge::worker

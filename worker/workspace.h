@@ -39,9 +39,10 @@ struct PreparedWorkspace {
 };
 
 // Errors: kConfig (bad repo, unknown base ref, a worktree that cannot be
-// made; each names the repo and ref) do not get better by retrying; anything
-// else (kUnavailable for a failed or timed-out fetch, naming remote and
-// branch; kIo) is an ordinary attempt error.
+// made; each names the repo and ref) do not get better by retrying; kFull
+// when git could not write (IsMachineFault); anything else (kUnavailable for
+// a failed or timed-out fetch, naming remote and branch; kIo) is an ordinary
+// attempt error.
 Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitRunner& run);
 
 struct SquashSpec {
@@ -65,7 +66,14 @@ struct Squashed {
 // no_changes when the tree equals the base's, unless allow_empty.
 // kInvalid when path is not a Forge worktree (no recorded base, or a
 // directory inside another checkout): never committed to.
+// kFull when git could not write (a full disk: not the attempt's fault).
 Result<Squashed> SquashAttempt(const SquashSpec& spec, const GitRunner& run);
+
+// A failure that is the machine's, not the task's: no space (or quota) left
+// for a workspace, a commit, the prompt or the log. kFull, or read from the
+// text, because it comes from many places (mkdir, std::filesystem, git) that
+// do not keep errno; each of those includes strerror's words.
+bool IsMachineFault(const Error& e);
 
 // The attempt's change for the LLM critic: `git diff <base>` of the
 // worktree (HEAD when it records no base) plus untracked files as

@@ -183,6 +183,59 @@ TEST_F(WorkspaceTest, AStaleDirectoryThatCannotBeRemovedIsNamed) {
   ASSERT_TRUE(again.ok()) << again.error().ToString();
 }
 
+// Mounts a tmpfs of size_kib at dir (root only); false (and the reason in
+// *why) when it cannot.
+bool MountSmallTmpfs(const std::string& dir, int size_kib, std::string* why) {
+  if (::geteuid() != 0) return *why = "not root: cannot mount", false;
+  fs::create_directories(dir);
+  std::string options = "size=" + std::to_string(size_kib) + "k";
+  if (::mount("forge-test", dir.c_str(), "tmpfs", 0, options.c_str()) != 0) {
+    return *why = std::string("mount tmpfs failed: ") + std::strerror(errno), false;
+  }
+  return true;
+}
+
+// A checkout that does not fit: git says only "unable to write file", with
+// no errno. That is the machine's fault (kFull: requeued, dispatch paused),
+// not a configuration error that blocks the task for good.
+TEST_F(WorkspaceTest, AWorktreeThatDoesNotFitIsTheMachinesFault) {
+  Sh(repo_,
+     "for i in 1 2 3 4 5 6 7 8; do head -c 65536 /dev/urandom > big$i; done"
+     " && git add . && git commit -qm big");
+  std::string why;
+  if (!MountSmallTmpfs(state_, 256, &why)) GTEST_SKIP() << why;
+  auto p = PrepareWorkspace(Spec(), run_);
+  ::umount2(state_.c_str(), MNT_DETACH);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kFull) << p.error().message;
+  EXPECT_TRUE(IsMachineFault(p.error()));
+  EXPECT_THAT(p.error().message, HasSubstr("cannot create worktree '" + Spec().path + "'"));
+  EXPECT_THAT(p.error().message, HasSubstr("git could not write: disk full?"));
+}
+
+// A pass that cannot be committed for lack of space is the machine's fault too.
+TEST_F(WorkspaceTest, ASquashOnAFullDiskIsTheMachinesFault) {
+  const std::string full = root_ + "/full";
+  std::string why;
+  if (!MountSmallTmpfs(full, 512, &why)) GTEST_SKIP() << why;
+  repo_ = full + "/repo";
+  state_ = full + "/state";
+  fs::create_directories(repo_);
+  Sh(repo_, "git init -q -b main && echo one > a.txt && git add a.txt && git commit -qm one");
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  Sh(p->path, "head -c 65536 /dev/urandom > new.bin; head -c 1048576 /dev/zero > " + full +
+                  "/filler || true");
+  SquashSpec squash;
+  squash.path = p->path;
+  squash.task_id = "t1";
+  squash.attempt = 1;
+  auto squashed = SquashAttempt(squash, run_);
+  ::umount2(full.c_str(), MNT_DETACH);
+  ASSERT_FALSE(squashed.ok());
+  EXPECT_EQ(squashed.error().code, ErrorCode::kFull) << squashed.error().message;
+}
+
 TEST_F(WorkspaceTest, SyncStartsFromTheRemoteTip) {
   std::string bare = root_ + "/remote.git";
   Sh(root_, "git clone -q --bare repo remote.git");

@@ -416,6 +416,30 @@ TEST(Protocol, AReviewLeavesTheBriefOutWhenNoCriticAgentReadsIt) {
   ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
 }
 
+// A review the critic could not finish for lack of space (no room to commit
+// the pass) is not the task's failure: the attempt closes uncounted, the
+// task is requeued, and dispatch pauses as for a worker out of space.
+TEST(Protocol, ACriticOutOfSpaceRequeuesUncountedAndPauses) {
+  Forge forge(ScriptedOptions("critic"));
+  std::string id;
+  std::unique_ptr<ScriptedWorker> critic;
+  auto review = ReviewOfAPassedTask(forge, &id, &critic);
+  ASSERT_TRUE(review.has_value());
+  proto::ReviewResult full;
+  full.attempt_id = review->attempt_id;
+  full.verdict = "error";
+  full.error = "squash commit failed: git add -A failed: No space left on device";
+  full.infra = true;
+  critic->Send(full);
+  ASSERT_TRUE(WaitFor([&] { return forge.Attempts(id).at(0).ended_at_ms != 0; }, 10'000));
+  auto attempt = forge.Attempts(id).at(0);
+  EXPECT_EQ(attempt.outcome, "failed");
+  EXPECT_FALSE(attempt.counted) << "the machine's fault, not the task's";
+  EXPECT_EQ(forge.Task(id).attempts, 0);
+  EXPECT_EQ(forge.Task(id).infra_retries, 1);
+  EXPECT_TRUE(forge.PausedBy("store")) << forge.Status().dump();
+}
+
 // A review the supervisor could not send (its critic's connection is gone)
 // goes to the next critic with the task's checks: the review carries the
 // critic's view of the task, without them, so the retry reads it again.
