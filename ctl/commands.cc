@@ -368,9 +368,17 @@ int CmdShow(Env& env, const std::string& id) {
   if (!show.ok()) return Fail(env, show.error());
   if (env.json) {
     PrintJson(env, json(*show));
-  } else {
-    *env.out << RenderShow(*show, env.clock->WallMs(), env.style);
+    return kExitOk;
   }
+  // Why a pending task still waits: each dependency's state now.
+  std::map<std::string, std::string> dep_states;
+  if (show->task.state == proto::TaskState::kPending) {
+    for (const auto& dep : show->task.depends_on) {
+      auto d = (*source)->Show(dep);
+      if (d.ok()) dep_states[dep] = std::string(proto::StateName(d->task.state));
+    }
+  }
+  *env.out << RenderShow(*show, env.clock->WallMs(), env.style, dep_states);
   return kExitOk;
 }
 

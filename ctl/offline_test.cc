@@ -180,6 +180,20 @@ TEST_F(OfflineTest, ShowHumanAndJsonContract) {
   EXPECT_TRUE(is_rfc3339(a["ended_at"].get<std::string>())) << a["ended_at"];
 }
 
+// A pending task shows each dependency's state now, and its timeline says
+// which one it waits on: here a blocked one, whose dependents wait until an
+// operator retries it.
+TEST_F(OfflineTest, ShowSaysWhatAPendingTaskWaitsOn) {
+  auto ids = writer_->Submit({Task("Ship it", "", {done_, blocked_})});
+  ASSERT_TRUE(ids.ok()) << ids.error().ToString();
+  ASSERT_EQ(CmdShow(h_.env, ids->front()), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(),
+              HasSubstr("depends on   " + done_ + " (done), " + blocked_ + " (blocked)"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("task.waiting"));
+  EXPECT_THAT(h_.out.str(), HasSubstr(blocked_ + " is blocked: this task waits until it is "
+                                                 "retried and done"));
+}
+
 TEST_F(OfflineTest, ShowUnknownTaskIsNotFound) {
   EXPECT_EQ(CmdShow(h_.env, "t999"), kExitRejected);
   EXPECT_THAT(h_.err.str(), HasSubstr("t999"));

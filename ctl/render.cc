@@ -408,7 +408,8 @@ void Indented(std::ostringstream& out, const std::string& text, const std::strin
 }
 }  // namespace
 
-std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style& style) {
+std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style& style,
+                       const std::map<std::string, std::string>& dep_states) {
   const auto& t = show.task;
   std::ostringstream out;
   std::string state(proto::StateName(t.state));
@@ -427,7 +428,16 @@ std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style
         << "\n";
   }
   if (!t.parent.empty()) out << Label("parent") << t.parent << "\n";
-  if (!t.depends_on.empty()) out << Label("depends on") << Join(t.depends_on, ", ") << "\n";
+  if (!t.depends_on.empty()) {
+    std::vector<std::string> deps;
+    for (const auto& d : t.depends_on) {
+      auto state = dep_states.find(d);
+      deps.push_back(state == dep_states.end()
+                         ? d
+                         : d + " (" + Paint(state->second, StateColor(state->second), style) + ")");
+    }
+    out << Label("depends on") << Join(deps, ", ") << "\n";
+  }
   if (!t.repo.empty()) {
     out << Label("repo") << t.repo;
     if (!t.base.empty()) out << " @ " << t.base;

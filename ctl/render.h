@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -69,7 +70,10 @@ std::string RenderStatus(const proto::StatusReply& status, Reach reach, int64_t 
                          const Style& style);
 std::string RenderTaskList(const std::vector<proto::TaskInfo>& tasks, int64_t now_ms,
                            const Style& style);
-std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style& style);
+// dep_states: the current state of each dependency, when known (shown
+// beside its id: why a pending task is still waiting).
+std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style& style,
+                       const std::map<std::string, std::string>& dep_states = {});
 // "   12  2026-11-21T15:04:05.123Z  task.submitted  t-1  #2  key=value ..."
 std::string RenderEventLine(const proto::EventInfo& event, const Style& style);
 // "key=value key2=value2" of a payload object (strings unquoted when plain).

@@ -404,6 +404,34 @@ struct Store::Impl {
     (void)inserted;
     t.info.state = to;
     t.info.updated_at_ms = now;
+    if (to == TaskState::kBlocked || to == TaskState::kCancelled) {
+      FORGE_RETURN_IF_ERROR(NoteWaitingDependents(t));
+    }
+    return Status::Ok();
+  }
+
+  // A pending task whose dependency is blocked or cancelled waits until that
+  // one is retried and done, which nothing does on its own: a task.waiting
+  // event on it names the dependency, so its timeline says why it stays
+  // pending. Keyed by the dependency's version: once per time it got stuck.
+  Status WaitingEvent(const std::string& task_id, const TaskRow& dep) {
+    const std::string state = Str(dep.info.state);
+    json payload = proto::JsonObject(
+        "dependency", dep.info.id, "dependency_state", state, "reason",
+        dep.info.id + " is " + state + ": this task waits until it is retried and done");
+    std::string key =
+        EventKey(task_id, "w" + dep.info.id + "." + std::to_string(dep.version), "task.waiting");
+    FORGE_ASSIGN_OR_RETURN(bool inserted, InsertEvent("task.waiting", task_id, 0, key, payload));
+    (void)inserted;
+    return Status::Ok();
+  }
+
+  Status NoteWaitingDependents(const TaskRow& dep) {
+    FORGE_ASSIGN_OR_RETURN(
+        auto rows, QueryTasks("WHERE id IN (SELECT task_id FROM task_deps WHERE dep_id = ?) "
+                              "AND state = 'pending'",
+                              dep.info.id));
+    for (const auto& t : rows) FORGE_RETURN_IF_ERROR(WaitingEvent(t.info.id, dep));
     return Status::Ok();
   }
 
@@ -538,6 +566,7 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
     if (!tasks[i].id.empty()) local[tasks[i].id] = ids.back();
   }
   int64_t now = Now();
+  std::vector<std::pair<std::string, TaskRow>> waiting;  // (new task, its stuck dependency)
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& in = tasks[i];
     TaskInfo info;
@@ -557,6 +586,10 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
                            TaskLabel(tasks, i) + " depends on unknown task '" + dep + "'");
         }
         deps_done = deps_done && existing->info.state == TaskState::kDone;
+        if (existing->info.state == TaskState::kBlocked ||
+            existing->info.state == TaskState::kCancelled) {
+          waiting.emplace_back(info.id, std::move(*existing));
+        }
       }
       if (seen.insert(resolved).second) info.depends_on.push_back(resolved);
     }
@@ -591,6 +624,7 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
       sqlite3_reset(dep.raw());
     }
   }
+  for (const auto& [id, stuck] : waiting) FORGE_RETURN_IF_ERROR(WaitingEvent(id, stuck));
   return ids;
 }
 

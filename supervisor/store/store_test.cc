@@ -350,6 +350,41 @@ TEST_F(StoreTest, DependentBecomesReadyOnlyWhenItsDependenciesAreDone) {
   ExpectReplayMatchesTables(*s);
 }
 
+// A dependency that is blocked or cancelled is retried by nobody but an
+// operator: its pending dependents say so (task.waiting, naming it), when it
+// gets stuck and when they are submitted after; replay is unaffected.
+TEST_F(StoreTest, ADependentOfAStuckTaskIsToldWhyItWaits) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a", "a"), Task("b", "b", {"a"}), Task("c", "c", {"b"})});
+  const std::string a = ids[0], b = ids[1], c = ids[2];
+  auto waiting = [&](const std::string& id) {
+    auto events = s->Events({.since_seq = 0, .task_id = id, .kind = "task.waiting"});
+    EXPECT_TRUE(events.ok());
+    return events.ok() ? *events : std::vector<proto::EventInfo>{};
+  };
+  ASSERT_TRUE(s->Cancel(a, "not needed").ok());
+  ASSERT_EQ(waiting(b).size(), 1u);
+  EXPECT_EQ(waiting(b)[0].payload["dependency"], a);
+  EXPECT_EQ(waiting(b)[0].payload["dependency_state"], "cancelled");
+  EXPECT_THAT(waiting(b)[0].payload["reason"].get<std::string>(),
+              HasSubstr(a + " is cancelled: this task waits until it is retried and done"));
+  EXPECT_TRUE(waiting(c).empty()) << "only the direct dependents: c waits on b, which is pending";
+  EXPECT_EQ(StateOf(*s, b), TaskState::kPending);
+
+  auto later = MustSubmit(*s, {Task("d", "", {a})});
+  ASSERT_EQ(waiting(later[0]).size(), 1u);
+  EXPECT_EQ(waiting(later[0])[0].payload["dependency"], a);
+
+  // Retried and done: the dependents go on as before.
+  ASSERT_TRUE(s->Retry(a).ok());
+  Finish(*s, a);
+  EXPECT_EQ(StateOf(*s, b), TaskState::kReady);
+  EXPECT_EQ(StateOf(*s, later[0]), TaskState::kReady);
+  EXPECT_EQ(waiting(b).size(), 1u);
+  ExpectReplayMatchesTables(*s);
+  ExpectJsonlMatches(*s);
+}
+
 TEST_F(StoreTest, NeedsApprovalWaitsForApprovalAndDependencies) {
   auto s = OpenStore();
   auto gated = Task("gated", "g", {"a"});
