@@ -288,6 +288,10 @@ forge::Status Supervisor::Recover() {
     AttemptEnd end;
     end.outcome = Outcome::kRecovered;
     end.error = "attempt was open when the supervisor started";
+    // Its result was recorded and its close was not (a crash between the
+    // two): the close's error would replace the agent's, which says what
+    // happened.
+    if (!a.error.empty()) end.error += " (its agent had ended: " + a.error + ")";
     CloseAttempt(a.id, end);
   }
   return Status::Ok();

@@ -9,6 +9,7 @@
 namespace forge::itest {
 namespace {
 
+using proto::Outcome;
 using proto::TaskState;
 
 // Live processes whose process group is pgid (from /proc).
@@ -238,6 +239,44 @@ TEST(Watchdog, SupervisorKilledMidRunRecoversEverythingOnRestart) {
   }
   EXPECT_EQ(recovered, open_at_kill);
   EXPECT_EQ(forge.Events("", "attempt.ended").size(), forge.Runs().size());
+}
+
+// A crash between recording an agent's failure and closing its attempt:
+// the restart closes it `recovered`, and keeps what the agent reported.
+TEST(Watchdog, ARecoveredAttemptKeepsItsAgentsReportedError) {
+  Forge forge;
+  forge.Start();
+  ASSERT_EQ(forge.Signal(SIGTERM).exit_code, 0);
+  int64_t attempt_id = 0;
+  {
+    store::StoreOptions o;
+    o.db_path = forge.state_dir() + "/forge.db";
+    auto writer = store::Store::Open(o);
+    ASSERT_TRUE(writer.ok()) << writer.error().message;
+    proto::SubmitTask t;
+    t.title = "interrupted";
+    t.brief = "b";
+    t.env = {{"FAKE_MODE", "succeed"}};
+    auto ids = (*writer)->Submit({t});
+    ASSERT_TRUE(ids.ok());
+    auto a = (*writer)->LeaseAttempt(ids->front(), store::Lease{});
+    ASSERT_TRUE(a.ok());
+    attempt_id = a->id;
+    store::AgentReport r;
+    r.outcome = Outcome::kFailed;
+    r.exit_code = 2;
+    r.error = "exit 2: make test: 3 failures";
+    ASSERT_TRUE((*writer)->RecordAgentResult(a->id, r).ok());
+  }
+  forge.Start();
+  auto attempts = forge.Attempts("t1");
+  ASSERT_FALSE(attempts.empty());
+  EXPECT_EQ(attempts[0].id, attempt_id);
+  EXPECT_EQ(attempts[0].outcome, "recovered");
+  EXPECT_EQ(attempts[0].error,
+            "attempt was open when the supervisor started (its agent had ended: exit 2: make "
+            "test: 3 failures)");
+  EXPECT_TRUE(forge.WaitState("t1", TaskState::kDone));
 }
 
 TEST(Watchdog, WorkerCrashingOnEveryDispatchBlocksTheTaskAndThrottlesRespawns) {
