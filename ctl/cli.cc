@@ -12,6 +12,7 @@
 #include "ctl/commands.h"
 #include "ctl/doctor.h"
 #include "ctl/stats.h"
+#include "ctl/terminal.h"
 #include "ctl/watch.h"
 
 namespace forge::ctl {
@@ -195,10 +196,15 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
 
+  // On a terminal nothing a task, an agent or a check wrote can control it
+  // (ctl/terminal.h). `logs` prints the agent's output as it was, as `tail`
+  // would.
+  TerminalSafeBuf out_buf(out.rdbuf()), err_buf(err.rdbuf());
+  std::ostream safe_out(&out_buf), safe_err(&err_buf);
   Env env;
   env.state_dir = ResolveStateDir(f.state_dir);
-  env.out = &out;
-  env.err = &err;
+  env.out = ::isatty(STDOUT_FILENO) == 1 && !logs->parsed() ? &safe_out : &out;
+  env.err = ::isatty(STDERR_FILENO) == 1 ? &safe_err : &err;
   env.json = f.json;
   env.style.color = !f.no_color && WantColor(STDOUT_FILENO);
   env.style.wide = f.wide;

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/clock.h"
+#include "ctl/terminal.h"
 
 namespace forge::ctl {
 
@@ -244,7 +245,7 @@ int CmdWatch(Env& env, bool once) {
       frame = "forge-ctl watch: " + data.error().message + "\n";
     }
     std::string screen_text = "\x1b[H";
-    std::istringstream lines(frame);
+    std::istringstream lines(TerminalSafe(frame));  // titles, log lines: ctl/terminal.h
     std::string line;
     while (std::getline(lines, line)) screen_text += line + "\x1b[K\r\n";
     screen_text += "\x1b[J" + Paint("q to quit", Color::kDim, env.style);

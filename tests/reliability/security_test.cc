@@ -117,6 +117,33 @@ TEST(Security, TaskFieldsReachTheAgentLiterally) {
   }
 }
 
+// A title or an error is shown on the operator's terminal: escape
+// sequences in it (here a screen clear and a window title, as an agent's
+// expand spec could write) reach it as U+FFFD and text, never as control.
+// forge-ctl runs on a pseudo-terminal (`script`), as an operator would.
+TEST(Security, TaskTextCannotControlTheOperatorsTerminal) {
+  if (RunCapture({"script", "--version"}, "/").status.exit_code != 0) {
+    GTEST_SKIP() << "no script(1) to give forge-ctl a terminal";
+  }
+  auto f = StartDumpForge();
+  std::string id = f->Submit("succeed", {}, json{{"title", "evil\x1b[2J\x1b]0;owned\x07 title"}});
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(f->WaitState(id, TaskState::kDone, 60'000)) << f->SupervisorLog();
+  for (const std::string& cmd : std::vector<std::string>{"ls", "show " + id}) {
+    auto on_tty = RunCapture(
+        {"script", "-qec",
+         itest::BinPath("forge-ctl") + " --state-dir " + f->state_dir() + " --no-color " + cmd,
+         "/dev/null"},
+        f->dir());
+    EXPECT_EQ(on_tty.status.exit_code, 0) << cmd << ": " << on_tty.output;
+    EXPECT_THAT(on_tty.output,
+                HasSubstr("evil\xEF\xBF\xBD[2J\xEF\xBF\xBD]0;owned\xEF\xBF\xBD title"))
+        << cmd;
+    EXPECT_EQ(on_tty.output.find('\x1b'), std::string::npos) << cmd << ": " << on_tty.output;
+    EXPECT_EQ(on_tty.output.find('\x07'), std::string::npos) << cmd;
+  }
+}
+
 TEST(Security, LocalIdsCannotNameAPath) {
   auto f = StartDumpForge();
   // Plan-local ids are only names inside one submit: the store assigns the real id.

@@ -1,0 +1,101 @@
+#include "ctl/terminal.h"
+
+namespace forge::ctl {
+
+namespace {
+
+constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+constexpr size_t kMaxSgr = 32;                             // longer than any colour Forge writes
+
+bool IsControl(unsigned char c) {
+  return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F;
+}
+
+}  // namespace
+
+std::string TerminalFilter::Feed(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (!pending_.empty()) {
+      if (pending_ == "\x1b") {
+        if (c == '[') {
+          pending_ += ch;
+          continue;
+        }
+        out += kReplacement;  // a lone ESC; c is read below
+      } else if (pending_[0] == '\x1b') {
+        if (c == 'm') {
+          out += pending_ + 'm';
+          pending_.clear();
+          continue;
+        }
+        if (((c >= '0' && c <= '9') || c == ';') && pending_.size() < kMaxSgr) {
+          pending_ += ch;
+          continue;
+        }
+        // Not a colour: the ESC goes, what followed it is plain text.
+        out += kReplacement;
+        out += pending_.substr(1);
+      } else if (c >= 0x80 && c <= 0x9F) {  // 0xC2 then a C1 control
+        out += kReplacement;
+        pending_.clear();
+        continue;
+      } else {
+        out += pending_;
+      }
+      pending_.clear();
+    }
+    if (c == 0x1B || c == 0xC2) {
+      pending_ = ch;
+    } else if (IsControl(c)) {
+      out += kReplacement;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+std::string TerminalFilter::Finish() {
+  std::string out;
+  if (pending_.empty()) return out;
+  if (pending_[0] == '\x1b') {
+    out = std::string(kReplacement) + pending_.substr(1);
+  } else {
+    out = pending_;  // a lead byte at the very end: invalid UTF-8, not a control
+  }
+  pending_.clear();
+  return out;
+}
+
+std::string TerminalSafe(std::string_view text) {
+  TerminalFilter filter;
+  std::string out = filter.Feed(text);
+  return out + filter.Finish();
+}
+
+TerminalSafeBuf::~TerminalSafeBuf() {
+  std::string rest = filter_.Finish();
+  sink_->sputn(rest.data(), static_cast<std::streamsize>(rest.size()));
+  sink_->pubsync();
+}
+
+TerminalSafeBuf::int_type TerminalSafeBuf::overflow(int_type c) {
+  if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+  char ch = traits_type::to_char_type(c);
+  return xsputn(&ch, 1) == 1 ? c : traits_type::eof();
+}
+
+std::streamsize TerminalSafeBuf::xsputn(const char* s, std::streamsize n) {
+  std::string safe = filter_.Feed(std::string_view(s, static_cast<size_t>(n)));
+  auto written = sink_->sputn(safe.data(), static_cast<std::streamsize>(safe.size()));
+  return written == static_cast<std::streamsize>(safe.size()) ? n : 0;
+}
+
+int TerminalSafeBuf::sync() {
+  return sink_->pubsync();
+}
+
+}  // namespace forge::ctl

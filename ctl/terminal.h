@@ -1,0 +1,49 @@
+// What forge-ctl writes to a terminal. Titles, briefs, errors and check
+// output come from plans, agents and the commands they ran: a control
+// sequence in one could move the cursor, rewrite what the operator reads,
+// set the window title or answer back into the shell. On a terminal every
+// byte goes through TerminalFilter, which keeps text, newlines, tabs and SGR
+// colour sequences (ESC [ digits ; m: what Paint writes, and all a forged
+// one can do is colour) and replaces every other control character (C0,
+// DEL, C1) with U+FFFD.
+#pragma once
+
+#include <ostream>
+#include <streambuf>
+#include <string>
+#include <string_view>
+
+namespace forge::ctl {
+
+class TerminalFilter {
+ public:
+  // What can be written of the text fed so far. A sequence cut between two
+  // calls (an ESC at the end of one) is held back until the next.
+  std::string Feed(std::string_view text);
+  // What is held back, made safe.
+  std::string Finish();
+
+ private:
+  std::string pending_;  // ESC, ESC [ digits..., or a 0xC2 lead byte
+};
+
+// TerminalFilter over one whole text.
+std::string TerminalSafe(std::string_view text);
+
+// A stream buffer that writes through a TerminalFilter to `sink`.
+class TerminalSafeBuf final : public std::streambuf {
+ public:
+  explicit TerminalSafeBuf(std::streambuf* sink) : sink_(sink) {}
+  ~TerminalSafeBuf() override;
+
+ protected:
+  int_type overflow(int_type c) override;
+  std::streamsize xsputn(const char* s, std::streamsize n) override;
+  int sync() override;
+
+ private:
+  std::streambuf* sink_;
+  TerminalFilter filter_;
+};
+
+}  // namespace forge::ctl

@@ -1,0 +1,70 @@
+#include "ctl/terminal.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "ctl/render.h"
+
+namespace forge::ctl {
+namespace {
+
+const std::string kR = "\xEF\xBF\xBD";  // U+FFFD
+
+TEST(TerminalSafe, KeepsTextNewlinesTabsAndUtf8) {
+  EXPECT_EQ(TerminalSafe("t1  Fix the parser\n\tdone\n"), "t1  Fix the parser\n\tdone\n");
+  EXPECT_EQ(TerminalSafe("naïve 修正 ✓ \xC2\xA0nbsp"), "naïve 修正 ✓ \xC2\xA0nbsp");
+}
+
+TEST(TerminalSafe, KeepsTheColoursForgeWrites) {
+  Style color{.color = true};
+  std::string painted =
+      Paint("blocked", Color::kRed, color) + " " + Paint("x", Color::kBold, color);
+  EXPECT_EQ(TerminalSafe(painted), painted);
+  EXPECT_EQ(TerminalSafe("\x1b[m\x1b[1;31mred\x1b[0m"), "\x1b[m\x1b[1;31mred\x1b[0m");
+}
+
+TEST(TerminalSafe, ReplacesEveryOtherControl) {
+  // Clear screen and home, a window title (OSC), cursor up, a bell, a
+  // carriage return that would overwrite the line, backspace, DEL.
+  EXPECT_EQ(TerminalSafe("a\x1b[2J\x1b[Hb"), "a" + kR + "[2J" + kR + "[Hb");
+  EXPECT_EQ(TerminalSafe("\x1b]0;pwned\x07title"), kR + "]0;pwned" + kR + "title");
+  EXPECT_EQ(TerminalSafe("x\x1b[3Ay"), "x" + kR + "[3Ay");
+  EXPECT_EQ(TerminalSafe("ok\rFAILED\b\x7f"), "ok" + kR + "FAILED" + kR + kR);
+  // C1 controls (CSI as one code point, U+009B) are replaced too.
+  EXPECT_EQ(TerminalSafe("a\xC2\x9B"
+                         "2Jb"),
+            "a" + kR + "2Jb");
+  // A colour that never ends is not one; nor is one past its length bound.
+  EXPECT_EQ(TerminalSafe("\x1b[31"), kR + "[31");
+  EXPECT_EQ(TerminalSafe("\x1b[" + std::string(40, '1') + "m"),
+            kR + "[" + std::string(40, '1') + "m");
+  EXPECT_EQ(TerminalSafe("\x1b"), kR);
+}
+
+TEST(TerminalSafe, ASequenceCutBetweenWritesIsStillJudgedWhole) {
+  TerminalFilter f;
+  std::string out = f.Feed("a\x1b");
+  out += f.Feed("[31mred\x1b[");
+  out += f.Feed("2Jx\xC2");
+  out += f.Feed("\x9B");
+  out += f.Finish();
+  EXPECT_EQ(out, "a\x1b[31mred" + kR + "[2Jx" + kR);
+}
+
+TEST(TerminalSafeBuf, FiltersAStreamWrittenPieceByPiece) {
+  std::ostringstream sink;
+  {
+    TerminalSafeBuf buf(sink.rdbuf());
+    std::ostream out(&buf);
+    out << "title: "
+        << "evil\x1b"
+        << "]0;x\x07" << '\n'
+        << 42 << std::flush;
+    out << "\x1b";  // held back, then made safe when the buffer goes
+  }
+  EXPECT_EQ(sink.str(), "title: evil" + kR + "]0;x" + kR + "\n42" + kR);
+}
+
+}  // namespace
+}  // namespace forge::ctl
