@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "ctl/test_support.h"
+#include "supervisor/store/submit_check.h"
 
 namespace forge::ctl {
 namespace {
@@ -102,6 +103,15 @@ TEST_F(CliTest, BadValuesAreNamed) {
       Cli({"--state-dir", state_, "submit", "--title", "x", "--brief-file", dir_.Path("nope.md")});
   EXPECT_EQ(missing.rc, kExitUsage);
   EXPECT_THAT(missing.err, HasSubstr("nope.md"));
+
+  // Past what a dispatch can carry: named here, not a transport error later.
+  const std::string big = dir_.Path("big.md");
+  std::ofstream(big) << std::string(store::kMaxBriefBytes + 1, 'b');
+  auto too_big = Cli({"--state-dir", state_, "submit", "--title", "x", "--brief-file", big});
+  EXPECT_EQ(too_big.rc, kExitUsage);
+  EXPECT_THAT(too_big.err, HasSubstr("--brief-file '" + big +
+                                     "': 2097153 bytes, more than the "
+                                     "2097152 a brief may be"));
 
   auto attempts = Cli({"--state-dir", state_, "submit", "--title", "x", "--max-attempts", "0"});
   EXPECT_EQ(attempts.rc, kExitUsage);

@@ -178,6 +178,12 @@ Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
     task.brief = text.str();
     if (task.brief.empty()) return invalid("--brief-file '" + args.brief_file + "' is empty");
   }
+  if (task.brief.size() > store::kMaxBriefBytes) {
+    return invalid(std::string(args.brief_file.empty() ? "--brief"
+                                                       : "--brief-file '" + args.brief_file + "'") +
+                   ": " + std::to_string(task.brief.size()) + " bytes, more than the " +
+                   std::to_string(store::kMaxBriefBytes) + " a brief may be");
+  }
   if (task.brief.empty()) task.brief = args.title;  // a one-line task is its own brief
   task.kind = args.expand ? "expand" : "work";
   task.repo = args.repo;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "supervisor/config/yaml_reader.h"
+#include "supervisor/store/submit_check.h"
 
 namespace forge::ctl {
 namespace {
@@ -126,6 +127,12 @@ void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_di
   Result<std::string> text = ReadText(file.lexically_normal().string());
   if (!text.ok()) {
     r.Problem(file_at->second, "key '" + key + ".brief_file': " + text.error().message);
+    return;
+  }
+  if (text->size() > store::kMaxBriefBytes) {
+    r.Problem(file_at->second, "key '" + key + ".brief_file': " + file.string() + " is " +
+                                   std::to_string(text->size()) + " bytes, more than the " +
+                                   std::to_string(store::kMaxBriefBytes) + " a brief may be");
     return;
   }
   e.task.brief = *text;

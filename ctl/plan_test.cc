@@ -10,6 +10,8 @@
 #include <sstream>
 #include <string>
 
+#include "supervisor/store/submit_check.h"
+
 namespace forge::ctl {
 namespace {
 
@@ -136,6 +138,15 @@ TEST_F(PlanTest, MissingPlanFileIsNotFound) {
 TEST_F(PlanTest, MissingBriefFileNamesThePlanLine) {
   EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    brief_file: nope.md\n"),
             At(4, 17, "key 'tasks[0].brief_file': " + dir_ + "/nope.md: not found"));
+}
+
+TEST_F(PlanTest, ABriefFileTooBigNamesThePlanLine) {
+  Write("big.md", std::string(store::kMaxBriefBytes + 1, 'b'));
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    brief_file: big.md\n"),
+            At(4, 17,
+               "key 'tasks[0].brief_file': " + dir_ +
+                   "/big.md is 2097153 bytes, more "
+                   "than the 2097152 a brief may be"));
 }
 
 TEST_F(PlanTest, BriefAndBriefFileTogether) {

@@ -24,6 +24,7 @@
 #include "supervisor/store/rows.h"
 #include "supervisor/store/schema.h"
 #include "supervisor/store/sqlite_util.h"
+#include "supervisor/store/submit_check.h"
 
 namespace forge::store {
 namespace {
@@ -502,6 +503,12 @@ TEST_F(StoreTest, BadSubmissionsNameTheTask) {
   auto bad_verify = s->Submit({blank_check});
   ASSERT_FALSE(bad_verify.ok());
   EXPECT_EQ(bad_verify.error().message, "task 'v': verify command 2 is empty");
+  auto huge = Task("h", "h");
+  huge.brief.assign(kMaxBriefBytes + 1, 'b');
+  auto too_big = s->Submit({huge});
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_EQ(too_big.error().message,
+            "task 'h': brief is 2097153 bytes, more than the 2097152 a brief may be");
   auto kind = Task("k", "k");
   kind.kind = "bogus";
   auto bad_kind = s->Submit({kind});

@@ -17,6 +17,11 @@ Status CheckOne(const std::vector<proto::SubmitTask>& tasks, size_t i) {
   const auto& t = tasks[i];
   std::string label = TaskLabel(tasks, i);
   if (IsBlank(t.title)) return MakeError(ErrorCode::kInvalid, label + ": title is empty");
+  if (t.brief.size() > kMaxBriefBytes) {
+    return MakeError(ErrorCode::kInvalid, label + ": brief is " + std::to_string(t.brief.size()) +
+                                              " bytes, more than the " +
+                                              std::to_string(kMaxBriefBytes) + " a brief may be");
+  }
   if (t.kind != "work" && t.kind != "expand") {
     return MakeError(ErrorCode::kInvalid,
                      label + ": kind must be 'work' or 'expand', got '" + t.kind + "'");

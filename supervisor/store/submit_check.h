@@ -12,11 +12,18 @@
 
 namespace forge::store {
 
+// The largest brief a task may have. It crosses the children's socket in
+// a dispatch (and to a critic agent in a review), whose messages are
+// refused past 4 MiB (kMaxMessageBytes) with the attempt's other fields
+// and history beside it; an agent's prompt is far smaller than this.
+inline constexpr size_t kMaxBriefBytes = 2u << 20;
+
 // "task 'a'" for a task with a local id, "task #3" (1-based) otherwise.
 std::string TaskLabel(const std::vector<proto::SubmitTask>& tasks, size_t index);
 
 // kInvalid naming the task for the first problem found:
 //   "task #2: title is empty", "duplicate task id 'a' (tasks #1 and #3)",
+//   "task #1: brief is 5000000 bytes, more than the 2097152 a brief may be",
 //   "dependency cycle: a -> b -> a".
 Status CheckBatch(const std::vector<proto::SubmitTask>& tasks);
 
