@@ -110,7 +110,7 @@ TEST_F(CliTest, BadValuesAreNamed) {
   auto too_big = Cli({"--state-dir", state_, "submit", "--title", "x", "--brief-file", big});
   EXPECT_EQ(too_big.rc, kExitUsage);
   EXPECT_THAT(too_big.err, HasSubstr("--brief-file '" + big +
-                                     "': 2097153 bytes, more than the "
+                                     "': 2097153 bytes as sent, more than the "
                                      "2097152 a brief may be"));
 
   auto attempts = Cli({"--state-dir", state_, "submit", "--title", "x", "--max-attempts", "0"});

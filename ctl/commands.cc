@@ -79,7 +79,12 @@ namespace {
 class FallbackSource final : public Source {
  public:
   FallbackSource(Env& env, std::unique_ptr<Source> live) : env_(env), live_(std::move(live)) {}
-  Reach reach() const override { return offline_ ? Reach::kUnanswered : Reach::kLive; }
+  // Fallen back while the lock is still held: not answering. Gone since
+  // (it stopped between the lock check and the request): not running.
+  Reach reach() const override {
+    if (!offline_) return Reach::kLive;
+    return SupervisorPid(env_.state_dir) ? Reach::kUnanswered : Reach::kOffline;
+  }
   Result<proto::StatusReply> Status() override {
     auto status = Try([](Source& s) { return s.Status(); });
     // The database knows no pid: the lock's holder is the one not answering.
@@ -178,10 +183,10 @@ Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
     task.brief = text.str();
     if (task.brief.empty()) return invalid("--brief-file '" + args.brief_file + "' is empty");
   }
-  if (task.brief.size() > store::kMaxBriefBytes) {
-    return invalid(std::string(args.brief_file.empty() ? "--brief"
-                                                       : "--brief-file '" + args.brief_file + "'") +
-                   ": " + std::to_string(task.brief.size()) + " bytes, more than the " +
+  if (size_t size = store::EncodedBriefSize(task.brief); size > store::kMaxBriefBytes) {
+    std::string flag =
+        args.brief_file.empty() ? "--brief" : "--brief-file '" + args.brief_file + "'";
+    return invalid(flag + ": " + std::to_string(size) + " bytes as sent, more than the " +
                    std::to_string(store::kMaxBriefBytes) + " a brief may be");
   }
   if (task.brief.empty()) task.brief = args.title;  // a one-line task is its own brief
@@ -429,10 +434,6 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
   }
   int64_t since = probe->last_seq;
   for (;;) {
-    // Read from the database now, and nobody left to move the tasks on.
-    if (!source->live() && !SupervisorPid(env.state_dir)) {
-      return Fail(env, NotRunning(env.state_dir));
-    }
     for (const auto& id : dirty) {
       auto show = source->Show(id);
       if (!show.ok()) {
@@ -474,6 +475,10 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
     };
     if (all_done) return report(), kExitOk;
     if (!failed.empty()) return report(), kExitRejected;
+    // Read from the database now, and nobody left to move the tasks on.
+    if (!source->live() && !SupervisorPid(env.state_dir)) {
+      return Fail(env, NotRunning(env.state_dir));
+    }
     if ((has_deadline && env.clock->MonotonicMs() >= deadline) || Stopped(env)) {
       report();
       *env.err << "forge-ctl: timed out waiting\n";

@@ -129,9 +129,9 @@ void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_di
     r.Problem(file_at->second, "key '" + key + ".brief_file': " + text.error().message);
     return;
   }
-  if (text->size() > store::kMaxBriefBytes) {
+  if (size_t size = store::EncodedBriefSize(*text); size > store::kMaxBriefBytes) {
     r.Problem(file_at->second, "key '" + key + ".brief_file': " + file.string() + " is " +
-                                   std::to_string(text->size()) + " bytes, more than the " +
+                                   std::to_string(size) + " bytes as sent, more than the " +
                                    std::to_string(store::kMaxBriefBytes) + " a brief may be");
     return;
   }

@@ -145,7 +145,7 @@ TEST_F(PlanTest, ABriefFileTooBigNamesThePlanLine) {
   EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    brief_file: big.md\n"),
             At(4, 17,
                "key 'tasks[0].brief_file': " + dir_ +
-                   "/big.md is 2097153 bytes, more "
+                   "/big.md is 2097153 bytes as sent, more "
                    "than the 2097152 a brief may be"));
 }
 

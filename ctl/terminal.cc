@@ -11,6 +11,15 @@ bool IsControl(unsigned char c) {
   return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F;
 }
 
+// The SGR parameters Paint writes (ctl/render.cc): reset, bold, dim and five
+// colours. Any other (conceal, black on black, blink) is not let through.
+bool IsForgeColour(std::string_view params) {
+  for (std::string_view ok : {"", "0", "1", "2", "31", "32", "33", "34", "36"}) {
+    if (params == ok) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string TerminalFilter::Feed(std::string_view text) {
@@ -26,8 +35,9 @@ std::string TerminalFilter::Feed(std::string_view text) {
         }
         out += kReplacement;  // a lone ESC; c is read below
       } else if (pending_[0] == '\x1b') {
-        if (c == 'm') {
+        if (c == 'm' && IsForgeColour(std::string_view(pending_).substr(2))) {
           out += pending_ + 'm';
+          open_colour_ = pending_.size() > 2 && pending_ != "\x1b[0";
           pending_.clear();
           continue;
         }
@@ -49,6 +59,9 @@ std::string TerminalFilter::Feed(std::string_view text) {
     }
     if (c == 0x1B || c == 0xC2) {
       pending_ = ch;
+    } else if (c == '\n' && open_colour_) {
+      out += "\x1b[0m\n";  // a colour a text opened ends with its line
+      open_colour_ = false;
     } else if (IsControl(c)) {
       out += kReplacement;
     } else {
@@ -60,13 +73,14 @@ std::string TerminalFilter::Feed(std::string_view text) {
 
 std::string TerminalFilter::Finish() {
   std::string out;
-  if (pending_.empty()) return out;
-  if (pending_[0] == '\x1b') {
+  if (!pending_.empty() && pending_[0] == '\x1b') {
     out = std::string(kReplacement) + pending_.substr(1);
   } else {
     out = pending_;  // a lead byte at the very end: invalid UTF-8, not a control
   }
   pending_.clear();
+  if (open_colour_) out += "\x1b[0m";
+  open_colour_ = false;
   return out;
 }
 

@@ -2,10 +2,11 @@
 // output come from plans, agents and the commands they ran: a control
 // sequence in one could move the cursor, rewrite what the operator reads,
 // set the window title or answer back into the shell. On a terminal every
-// byte goes through TerminalFilter, which keeps text, newlines, tabs and SGR
-// colour sequences (ESC [ digits ; m: what Paint writes, and all a forged
-// one can do is colour) and replaces every other control character (C0,
-// DEL, C1) with U+FFFD.
+// byte goes through TerminalFilter, which keeps text, newlines, tabs and the
+// colours Paint writes (ESC [ n m for reset, bold, dim and five colours; a
+// forged one can only colour, and no further than the end of its line) and
+// replaces every other control character (C0, DEL, C1) and escape sequence
+// with U+FFFD.
 #pragma once
 
 #include <ostream>
@@ -24,7 +25,8 @@ class TerminalFilter {
   std::string Finish();
 
  private:
-  std::string pending_;  // ESC, ESC [ digits..., or a 0xC2 lead byte
+  std::string pending_;       // ESC, ESC [ digits..., or a 0xC2 lead byte
+  bool open_colour_ = false;  // a colour passed and no reset since
 };
 
 // TerminalFilter over one whole text.

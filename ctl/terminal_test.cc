@@ -21,7 +21,18 @@ TEST(TerminalSafe, KeepsTheColoursForgeWrites) {
   std::string painted =
       Paint("blocked", Color::kRed, color) + " " + Paint("x", Color::kBold, color);
   EXPECT_EQ(TerminalSafe(painted), painted);
-  EXPECT_EQ(TerminalSafe("\x1b[m\x1b[1;31mred\x1b[0m"), "\x1b[m\x1b[1;31mred\x1b[0m");
+  EXPECT_EQ(TerminalSafe("\x1b[m\x1b[1mbold\x1b[0m\n"), "\x1b[m\x1b[1mbold\x1b[0m\n");
+}
+
+// What a text could do with colour alone: hide what follows (conceal,
+// black on black) or colour the rest of the output. Neither gets through,
+// and a colour it opens ends with its line.
+TEST(TerminalSafe, AColourFromTheTextHidesNothingAndEndsWithItsLine) {
+  EXPECT_EQ(TerminalSafe("a\x1b[8mhidden"), "a" + kR + "[8mhidden");
+  EXPECT_EQ(TerminalSafe("a\x1b[30;40mhidden"), "a" + kR + "[30;40mhidden");
+  EXPECT_EQ(TerminalSafe("t1 \x1b[31mred title\nt2 plain\n"),
+            "t1 \x1b[31mred title\x1b[0m\nt2 plain\n");
+  EXPECT_EQ(TerminalSafe("\x1b[33mno newline"), "\x1b[33mno newline\x1b[0m");
 }
 
 TEST(TerminalSafe, ReplacesEveryOtherControl) {
@@ -49,7 +60,7 @@ TEST(TerminalSafe, ASequenceCutBetweenWritesIsStillJudgedWhole) {
   out += f.Feed("2Jx\xC2");
   out += f.Feed("\x9B");
   out += f.Finish();
-  EXPECT_EQ(out, "a\x1b[31mred" + kR + "[2Jx" + kR);
+  EXPECT_EQ(out, "a\x1b[31mred" + kR + "[2Jx" + kR + "\x1b[0m");
 }
 
 TEST(TerminalSafeBuf, FiltersAStreamWrittenPieceByPiece) {

@@ -227,7 +227,9 @@ int CmdWatch(Env& env, bool once) {
   Screen screen;
   while (true) {
     // The supervisor may come or go while we watch.
-    if (SupervisorPid(env.state_dir).has_value() != (*source)->live()) {
+    // (A supervisor that does not answer is read around, not asked again
+    // each frame: that would wait out a request timeout every time.)
+    if (SupervisorPid(env.state_dir).has_value() != ((*source)->reach() != Reach::kOffline)) {
       std::ostringstream quiet;
       Env probe = env;
       probe.err = &quiet;

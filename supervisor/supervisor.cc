@@ -949,29 +949,31 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
 }
 
 void Supervisor::ReapChildren() {
+  std::string left_by;  // whose processes a sweep would find, for the log
   while (true) {
     int status = 0;
     pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) return;
-    OnChildExited(pid, ExitStatus::FromWaitStatus(status).ToString());
+    if (pid <= 0) break;
+    std::string who = OnChildExited(pid, ExitStatus::FromWaitStatus(status).ToString());
+    if (left_by.empty()) left_by = who;
   }
+  // One sweep for everything reaped here: a killed `make -j` tree comes
+  // back as dozens of strays, and a sweep reads every /proc/<pid>/stat.
+  if (!left_by.empty()) KillStrays(left_by);
 }
 
-void Supervisor::OnChildExited(pid_t pid, const std::string& how) {
+std::string Supervisor::OnChildExited(pid_t pid, const std::string& how) {
   Child* c = pool_.Find(pid);
-  if (c == nullptr) {
-    // A stray killed below: its own children are ours now.
-    KillStrays("the orphans of a stray process");
-    return;
-  }
-  if (c->state == ChildState::kExited) return;  // reaped already
+  // A stray killed by a sweep (an exited child was reaped before: its pid
+  // reaped again is another process): its own children are ours now.
+  if (c == nullptr || c->state == ChildState::kExited) return "the orphans of a stray process";
   // Its agent must not outlive it, whatever its last messages say, nor
-  // anything else it ran (now reparented to us).
+  // anything else it ran (handed to us: the caller sweeps).
   KillAgentGroup(c->agent_pgid);
-  KillStrays(std::string(RoleName(c->role)) + "-" + std::to_string(pid));
   (void)pool_.Apply(pid, ChildEvent::kExited, clock_.MonotonicMs());
   c->exit_status = how;
   c->exited_mono_ms = clock_.MonotonicMs();
+  return std::string(RoleName(c->role)) + "-" + std::to_string(pid);
 }
 
 void Supervisor::SettleExitedChildren(bool force) {
@@ -1054,7 +1056,11 @@ void Supervisor::KillChild(Child& child, const std::string& why) {
 }
 
 void Supervisor::KillStrays(const std::string& left_by) {
-  auto killed = KillChildren([this](pid_t pid) { return pool_.Find(pid) != nullptr; });
+  // An exited child is reaped: a process with its pid now is not it.
+  auto killed = KillChildren([this](pid_t pid) {
+    const Child* c = pool_.Find(pid);
+    return c != nullptr && c->state != ChildState::kExited;
+  });
   if (killed.empty()) return;
   std::string pids;
   for (pid_t pid : killed) pids += (pids.empty() ? "" : ", ") + std::to_string(pid);
@@ -1386,8 +1392,9 @@ void Supervisor::FinishShutdown() {
   for (Child* c : pool_.All()) {
     if (c->state == ChildState::kExited) continue;
     ExitStatus st = Reap(c->pid);
-    OnChildExited(c->pid, st.ToString());
+    (void)OnChildExited(c->pid, st.ToString());
   }
+  KillStrays("the children at shutdown");
   // Their last messages, as in the loop, within the same bound (also in
   // polls, should the injected clock stand still).
   const int64_t until = clock_.MonotonicMs() + kLastWordsMaxMs;

@@ -120,7 +120,9 @@ class Supervisor final : public ControlBackend {
   void ReapChildren();
   // A reaped child stays in the pool (exited) until its last messages have
   // been read; then SettleChild ends its job and replaces it.
-  void OnChildExited(pid_t pid, const std::string& how);
+  // Returns whose processes may now be ours to sweep (KillStrays): the
+  // child's name, or "the orphans of a stray process".
+  std::string OnChildExited(pid_t pid, const std::string& how);
   // Settles the exited children whose connection is gone once what came on
   // it has been read, those past kLastWordsMaxMs, and with force all of them.
   void SettleExitedChildren(bool force);

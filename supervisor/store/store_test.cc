@@ -508,7 +508,14 @@ TEST_F(StoreTest, BadSubmissionsNameTheTask) {
   auto too_big = s->Submit({huge});
   ASSERT_FALSE(too_big.ok());
   EXPECT_EQ(too_big.error().message,
-            "task 'h': brief is 2097153 bytes, more than the 2097152 a brief may be");
+            "task 'h': brief is 2097153 bytes as sent, more than the 2097152 a brief may be");
+  // Measured as sent: a quote is two bytes in JSON, a control byte up to six.
+  auto quoted = Task("q", "q");
+  quoted.brief.assign(kMaxBriefBytes / 2 + 1, '"');
+  auto too_big_quoted = s->Submit({quoted});
+  ASSERT_FALSE(too_big_quoted.ok());
+  EXPECT_THAT(too_big_quoted.error().message, HasSubstr("brief is 2097154 bytes as sent"));
+  EXPECT_EQ(EncodedBriefSize("a\x01\"\\"), 1u + 6 + 2 + 2);
   auto kind = Task("k", "k");
   kind.kind = "bogus";
   auto bad_kind = s->Submit({kind});

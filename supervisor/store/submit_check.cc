@@ -17,9 +17,9 @@ Status CheckOne(const std::vector<proto::SubmitTask>& tasks, size_t i) {
   const auto& t = tasks[i];
   std::string label = TaskLabel(tasks, i);
   if (IsBlank(t.title)) return MakeError(ErrorCode::kInvalid, label + ": title is empty");
-  if (t.brief.size() > kMaxBriefBytes) {
-    return MakeError(ErrorCode::kInvalid, label + ": brief is " + std::to_string(t.brief.size()) +
-                                              " bytes, more than the " +
+  if (size_t size = EncodedBriefSize(t.brief); size > kMaxBriefBytes) {
+    return MakeError(ErrorCode::kInvalid, label + ": brief is " + std::to_string(size) +
+                                              " bytes as sent, more than the " +
                                               std::to_string(kMaxBriefBytes) + " a brief may be");
   }
   if (t.kind != "work" && t.kind != "expand") {
@@ -79,6 +79,12 @@ Status FindCycle(const std::vector<proto::SubmitTask>& tasks,
 }
 
 }  // namespace
+
+size_t EncodedBriefSize(std::string_view brief) {
+  size_t n = brief.size();
+  for (unsigned char c : brief) n += c == '"' || c == '\\' ? 1 : c < 0x20 ? 5 : 0;
+  return n;
+}
 
 std::string TaskLabel(const std::vector<proto::SubmitTask>& tasks, size_t index) {
   if (!tasks[index].id.empty()) return "task '" + tasks[index].id + "'";

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -17,6 +18,11 @@ namespace forge::store {
 // refused past 4 MiB (kMaxMessageBytes) with the attempt's other fields
 // and history beside it; an agent's prompt is far smaller than this.
 inline constexpr size_t kMaxBriefBytes = 2u << 20;
+
+// What a brief measures against kMaxBriefBytes: its size as sent, where
+// JSON writes a quote or a backslash in two bytes and another control
+// character in up to six.
+size_t EncodedBriefSize(std::string_view brief);
 
 // "task 'a'" for a task with a local id, "task #3" (1-based) otherwise.
 std::string TaskLabel(const std::vector<proto::SubmitTask>& tasks, size_t index);
