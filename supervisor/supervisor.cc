@@ -199,7 +199,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(SupervisorOptions options
   // A child that dies hands its own children to us, not to init: a crashed
   // critic's check (`make test` under `sh`) or a server an agent started in
   // its own session would otherwise run on in a workspace the task's next
-  // attempt is given. OnChildExited kills them.
+  // attempt is given. ReapChildren sweeps them (KillStrays).
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     return MakeError(ErrorCode::kIo, std::string("PR_SET_CHILD_SUBREAPER: ") + strerror(errno));
   }
