@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -892,7 +893,7 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   if (m.infra) {
     ChildOutOfSpace("attempt " + std::to_string(attempt_id) + " (" + task_id + " #" +
                         std::to_string(n) + ") on " + child.routing_id,
-                    m.error);
+                    m.error, task_id);
   }
 }
 
@@ -917,6 +918,7 @@ void Supervisor::CloseExpandAttempt(const proto::TaskInfo& task, int64_t attempt
 
 void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   if (child.role != Role::kCritic || !HoldsAttempt(child, m.attempt_id, "review_result")) return;
+  const std::string task_id = child.task_id;  // the job's, cleared by FinishJob
   auto done = pool_.FinishJob(child.pid, clock_.MonotonicMs());
   if (!done.ok()) spdlog::warn("{}", done.error().message);
   child.attempt_id = 0;
@@ -944,7 +946,7 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   CloseAttempt(m.attempt_id, end);
   if (m.infra) {
     ChildOutOfSpace("review of attempt " + std::to_string(m.attempt_id) + " on " + child.routing_id,
-                    m.error);
+                    m.error, task_id);
   }
 }
 
@@ -1197,14 +1199,32 @@ forge::Status Supervisor::WriteKeptThroughResult(int64_t attempt_id) {
   return Status::Ok();
 }
 
-void Supervisor::ChildOutOfSpace(const std::string& what, const std::string& error) {
+void Supervisor::ChildOutOfSpace(const std::string& what, const std::string& error,
+                                 const std::string& task_id) {
   if (!PauseForStore(what + ": " + error, what + ": " + error)) return;
+  // A repo task's worktree and commits also write to its repo's .git (a
+  // worktree's admin files and refs, a squash's objects), which may be
+  // another disk: the pause lasts until that has room too.
+  std::string repo_git;
+  if (auto task = store_->GetTask(task_id); task.ok() && !task->repo.empty()) {
+    struct stat st {};
+    std::string git = JoinPath(task->repo, ".git");
+    if (::stat(git.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) repo_git = git;
+  }
   kept_writes_.push_back(
-      {"checking space in " + options_.state_dir, [this] { return ProbeStateDirSpace(); }});
+      {"checking space in " + options_.state_dir + (repo_git.empty() ? "" : " and " + repo_git),
+       [this, repo_git]() -> forge::Status {
+         FORGE_RETURN_IF_ERROR(ProbeSpace(options_.state_dir));
+         if (repo_git.empty()) return forge::Status::Ok();
+         // Only a full disk: the operator's repo is not ours to judge
+         // otherwise (a read-only .git must not hold dispatch for good).
+         forge::Status repo = ProbeSpace(repo_git);
+         return repo.ok() || repo.error().code != ErrorCode::kFull ? forge::Status::Ok() : repo;
+       }});
 }
 
-forge::Status Supervisor::ProbeStateDirSpace() {
-  std::string path = JoinPath(options_.state_dir, ".space-probe");
+forge::Status Supervisor::ProbeSpace(const std::string& dir) {
+  std::string path = JoinPath(dir, ".forge-space-probe");
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   int err = fd < 0 ? errno : 0;
   std::string block(kSpaceProbeBytes, '\0');

@@ -181,8 +181,11 @@ class Supervisor final : public ControlBackend {
   // milliseconds), so dispatch pauses as for the store; the retry writes a
   // probe file in the state directory, where workspaces and logs live, as
   // the database may still have room in its WAL.
-  void ChildOutOfSpace(const std::string& what, const std::string& error);
-  forge::Status ProbeStateDirSpace();
+  // task_id: the task whose attempt failed; a repo task's repo is probed too.
+  void ChildOutOfSpace(const std::string& what, const std::string& error,
+                       const std::string& task_id);
+  // Writes and removes a probe file in dir: kFull when it does not fit.
+  forge::Status ProbeSpace(const std::string& dir);
   void RefreshNextDue();
   // Today's spend for the daily budget: summed from the store (a query over
   // today's attempts), or kept up to date by AddCostToday as results arrive.

@@ -693,6 +693,65 @@ TEST(Faults, WorkerOutOfSpaceRequeuesWithoutUsingAttempts) {
   EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
 }
 
+// A repo on its own full disk (the state directory has room): the worker
+// cannot make the task's worktree (git: "couldn't write '...lock'"), the
+// attempt is an infra retry and dispatch pauses, and the pause's probe
+// looks at the repo's .git too, so it holds until that disk has room. With
+// only the state directory probed the pause lifted at its first retry and
+// the task ran into its infra bound.
+TEST(Faults, ARepoOnAFullDiskHoldsThePauseUntilItHasRoom) {
+  ForgeOptions o;
+  o.workers = 1;
+  o.max_infra_retries = 3;
+  itest::Forge f(o);
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount a small tmpfs";
+  const std::string disk = f.dir() + "/repo-disk";
+  std::filesystem::create_directories(disk);
+  if (::mount("forge-test", disk.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{disk};
+  const std::string repo = disk + "/repo";
+  ASSERT_EQ(std::system(("git init -q -b main " + repo + " && git -C " + repo +
+                         " -c user.name=t -c user.email=t@t commit -q --allow-empty -m init")
+                            .c_str()),
+            0);
+  const std::string filler = disk + "/filler";
+  ASSERT_TRUE(FillFilesystem(filler));
+  f.Start();
+  std::string id = f.Submit("succeed", {}, json{{"repo", repo}});
+  ASSERT_FALSE(id.empty());
+  json pause;
+  ASSERT_TRUE(itest::WaitFor([&] { return !(pause = StorePause(f)).is_null(); }, 20'000))
+      << f.Status().dump() << "\n"
+      << LogTail(f);
+  // The pause's first retry has run (one log line a failed retry) and found
+  // the repo's disk still full.
+  auto paused_lines = [&] {
+    std::string log = f.SupervisorLog();
+    size_t n = 0;
+    for (size_t at = 0; (at = log.find("dispatch paused (store)", at)) != std::string::npos; ++at)
+      ++n;
+    return n;
+  };
+  ASSERT_TRUE(itest::WaitFor([&] { return paused_lines() >= 2; }, 20'000)) << LogTail(f);
+  auto attempts = f.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u) << LogTail(f);
+  EXPECT_FALSE(attempts[0].counted);
+  EXPECT_THAT(attempts[0].error, HasSubstr("cannot create worktree"));
+  EXPECT_EQ(f.Task(id).state, TaskState::kReady);
+  EXPECT_NE(f.SupervisorLog().find("and " + repo + "/.git"), std::string::npos) << LogTail(f);
+
+  // Room on the repo's disk: the pause lifts and the task runs to done.
+  std::filesystem::remove(filler);
+  EXPECT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.Status().dump() << "\n" << LogTail(f);
+  EXPECT_TRUE(StorePause(f).is_null()) << f.Status().dump();
+  EXPECT_EQ(f.Signal(SIGTERM).exit_code, 0);
+}
+
 // The disk fills while an attempt runs: its result and its close are refused.
 // They are kept and written by the store pause's retry once space returns, so
 // the attempt is closed and the task finishes without a restart (before, the
