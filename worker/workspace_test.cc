@@ -154,6 +154,18 @@ TEST_F(WorkspaceTest, BranchCheckedOutElsewhereIsAConfigError) {
   EXPECT_THAT(p.error().message, HasSubstr("forge/t1"));
 }
 
+// Mounts a tmpfs of size_kib at dir (root only); false (and the reason in
+// *why) when it cannot.
+bool MountSmallTmpfs(const std::string& dir, int size_kib, std::string* why) {
+  if (::geteuid() != 0) return *why = "not root: cannot mount", false;
+  fs::create_directories(dir);
+  std::string options = "size=" + std::to_string(size_kib) + "k";
+  if (::mount("forge-test", dir.c_str(), "tmpfs", 0, options.c_str()) != 0) {
+    return *why = std::string("mount tmpfs failed: ") + std::strerror(errno), false;
+  }
+  return true;
+}
+
 TEST_F(WorkspaceTest, StaleDirectoryIsReplaced) {
   fs::create_directories(state_ + "/worktrees/t1/junk");
   auto p = PrepareWorkspace(Spec(), run_);
@@ -166,12 +178,9 @@ TEST_F(WorkspaceTest, StaleDirectoryIsReplaced) {
 // EBUSY) is an error naming the path and the cause, not git's later
 // "already exists".
 TEST_F(WorkspaceTest, AStaleDirectoryThatCannotBeRemovedIsNamed) {
-  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot mount";
   const std::string busy = state_ + "/worktrees/t1/busy";
-  fs::create_directories(busy);
-  if (::mount("forge-test", busy.c_str(), "tmpfs", 0, "size=64k") != 0) {
-    GTEST_SKIP() << "mount tmpfs failed: " << std::strerror(errno);
-  }
+  std::string why;
+  if (!MountSmallTmpfs(busy, 64, &why)) GTEST_SKIP() << why;
   auto p = PrepareWorkspace(Spec(), run_);
   ::umount2(busy.c_str(), MNT_DETACH);
   ASSERT_FALSE(p.ok());
@@ -181,18 +190,6 @@ TEST_F(WorkspaceTest, AStaleDirectoryThatCannotBeRemovedIsNamed) {
   // Once it can go, it goes.
   auto again = PrepareWorkspace(Spec(), run_);
   ASSERT_TRUE(again.ok()) << again.error().ToString();
-}
-
-// Mounts a tmpfs of size_kib at dir (root only); false (and the reason in
-// *why) when it cannot.
-bool MountSmallTmpfs(const std::string& dir, int size_kib, std::string* why) {
-  if (::geteuid() != 0) return *why = "not root: cannot mount", false;
-  fs::create_directories(dir);
-  std::string options = "size=" + std::to_string(size_kib) + "k";
-  if (::mount("forge-test", dir.c_str(), "tmpfs", 0, options.c_str()) != 0) {
-    return *why = std::string("mount tmpfs failed: ") + std::strerror(errno), false;
-  }
-  return true;
 }
 
 // A checkout that does not fit: git says only "unable to write file", with

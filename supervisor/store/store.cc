@@ -427,12 +427,17 @@ struct Store::Impl {
   }
 
   Status NoteWaitingDependents(const TaskRow& dep) {
-    FORGE_ASSIGN_OR_RETURN(
-        auto rows, QueryTasks("WHERE id IN (SELECT task_id FROM task_deps WHERE dep_id = ?) "
-                              "AND state = 'pending'",
-                              dep.info.id));
+    FORGE_ASSIGN_OR_RETURN(auto rows, PendingDependents(dep.info.id));
     for (const auto& t : rows) FORGE_RETURN_IF_ERROR(WaitingEvent(t.info.id, dep));
     return Status::Ok();
+  }
+
+  // The pending tasks that depend on dep_id, through the task_deps(dep_id) index.
+  Result<std::vector<TaskRow>> PendingDependents(const std::string& dep_id) {
+    return QueryTasks(
+        "WHERE id IN (SELECT task_id FROM task_deps WHERE dep_id = ?) "
+        "AND state = 'pending'",
+        dep_id);
   }
 
   // True when every dependency of the task is done.
@@ -453,13 +458,9 @@ struct Store::Impl {
     return Transition(t, TaskState::kReady, json{{"reason", reason}});
   }
 
-  // After `dep_id` is done: its pending dependents, found through the
-  // task_deps(dep_id) index, may become ready.
+  // After `dep_id` is done: its pending dependents may become ready.
   Status PromoteDependents(const std::string& dep_id) {
-    FORGE_ASSIGN_OR_RETURN(
-        auto rows, QueryTasks("WHERE id IN (SELECT task_id FROM task_deps WHERE dep_id = ?) "
-                              "AND state = 'pending'",
-                              dep_id));
+    FORGE_ASSIGN_OR_RETURN(auto rows, PendingDependents(dep_id));
     for (auto& t : rows) FORGE_RETURN_IF_ERROR(MaybeRelease(t, "dependencies done"));
     return Status::Ok();
   }
