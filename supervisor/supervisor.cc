@@ -839,8 +839,13 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   report.agent_pid = m.agent_pid;
   report.pgid = m.pgid;
   auto recorded = store_->RecordAgentResult(attempt_id, report);
+  if (recorded.ok() && recorded->recorded) {
+    AddCostToday(recorded->attempt.started_at_ms, report.cost_usd);
+    FlushGuardEvents();
+  }
   if (recorded.ok() && recorded->closed) {
-    spdlog::info("result for attempt {} which is already closed (cancelled)", attempt_id);
+    spdlog::info("result for attempt {} which is already closed (cancelled): its spend recorded",
+                 attempt_id);
     return;
   }
   if (!recorded.ok()) {
@@ -853,10 +858,6 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
           return again.ok() ? forge::Status::Ok() : forge::Status(again.error());
         },
         attempt_id);
-  }
-  if (recorded.ok() && recorded->recorded) {
-    AddCostToday(recorded->attempt.started_at_ms, report.cost_usd);
-    FlushGuardEvents();
   }
   if (m.model_failure && report.outcome != Outcome::kPassed) {
     // What ModelForNextAttempt reads (store LastModelFailure).
@@ -1120,7 +1121,7 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
   };
   auto closed = store_->CloseAttempt(attempt_id, decide);
   if (!closed.ok()) return closed.error();
-  if (!closed->has_value()) return Status::Ok();  // closed before
+  if (!closed->has_value()) return AddLateCriticSpend(attempt_id, end);  // closed before
   const store::Close& close = **closed;
   spdlog::info("attempt {} ({} #{}) closed {}: task -> {} ({})", attempt_id, task_id, n,
                proto::OutcomeName(end.outcome), proto::StateName(close.next_state), close.reason);
@@ -1145,6 +1146,22 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
     next_due_wall_ms_ =
         std::min(next_due_wall_ms_.value_or(close.not_before_ms), close.not_before_ms);
   }
+  FlushGuardEvents();
+  return Status::Ok();
+}
+
+// A verdict for an attempt closed before it came (a cancel during the
+// review) decides nothing, but an LLM critic's spend was spent: it counts
+// toward the attempt, the task and the day all the same.
+forge::Status Supervisor::AddLateCriticSpend(int64_t attempt_id, const AttemptEnd& end) {
+  if (end.cost_usd == 0 && end.tokens_in == 0 && end.tokens_out == 0) return Status::Ok();
+  auto added = store_->AddLateCriticSpend(attempt_id, end.cost_usd, end.tokens_in, end.tokens_out);
+  if (!added.ok()) return added.error();
+  if (!added->has_value()) return Status::Ok();  // added before (a kept write's retry)
+  spdlog::info("attempt {} ({} #{}) closed before its review ended: the critic's ${:.4f} added",
+               attempt_id, (*added)->task_id, (*added)->n, end.cost_usd);
+  AddCostToday((*added)->started_at_ms, end.cost_usd);
+  RefreshCostTodayIfStale();
   FlushGuardEvents();
   return Status::Ok();
 }

@@ -144,6 +144,8 @@ class Supervisor final : public ControlBackend {
   void CloseAttempt(int64_t attempt_id, AttemptEnd end);
   // The close itself; the store's error names the attempt and its task.
   forge::Status TryCloseAttempt(int64_t attempt_id, const AttemptEnd& end);
+  // An attempt closed before its verdict came: the critic's spend, if any.
+  forge::Status AddLateCriticSpend(int64_t attempt_id, const AttemptEnd& end);
 
   // ---- store faults (the `store` pause) ----
   // A store write on the loop's path failed. True when the error pauses

@@ -724,19 +724,25 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
     FORGE_ASSIGN_OR_RETURN(AttemptRow a, m.LoadAttempt(attempt_id));
     out.closed = a.ended;
     out.attempt = a.info;
-    if (a.reported || a.ended) return out;  // already past this step
+    if (a.reported) return out;  // already past this step
     out.recorded = true;
     // An agent that ended before its worker reported its start: the start
     // first, so the events read in the order things happened. Its pid and
     // group go into the row with the result, in one UPDATE.
-    bool first_start = r.agent_pid != 0 && a.info.agent_pid == 0;
+    bool first_start = !a.ended && r.agent_pid != 0 && a.info.agent_pid == 0;
     if (first_start) FORGE_RETURN_IF_ERROR(m.AgentStartedEvent(a.info, r.agent_pid, r.pgid));
+    // A result for an attempt closed before it (a cancel, a shutdown) keeps
+    // the close's error and duration; what the agent spent, its session and
+    // its exit are recorded all the same: the money was spent.
     FORGE_ASSIGN_OR_RETURN(
         Stmt s,
         m.conn.Prepare("UPDATE attempts SET reported_at = ?, exit_code = ?, signal = ?, "
-                       "duration_ms = ?, cost_usd = ?, tokens_in = ?, tokens_out = ?, "
-                       "num_turns = ?, session_id = ?, model = CASE WHEN ? = '' THEN model ELSE ? "
-                       "END, error = ?, log_path = CASE WHEN ? = '' THEN log_path ELSE ? END, "
+                       "duration_ms = CASE WHEN ended_at IS NULL THEN ? ELSE duration_ms END, "
+                       "cost_usd = cost_usd + ?, tokens_in = tokens_in + ?, "
+                       "tokens_out = tokens_out + ?, num_turns = ?, session_id = ?, "
+                       "model = CASE WHEN ? = '' THEN model ELSE ? END, "
+                       "error = CASE WHEN ended_at IS NULL THEN ? ELSE error END, "
+                       "log_path = CASE WHEN ? = '' THEN log_path ELSE ? END, "
                        "agent_pid = CASE WHEN ? THEN ? ELSE agent_pid END, "
                        "agent_pgid = CASE WHEN ? THEN ? ELSE agent_pgid END WHERE id = ?"));
     FORGE_RETURN_IF_ERROR(s.Bind(m.Now(), r.exit_code, r.signal, r.duration_ms, r.cost_usd,
@@ -744,12 +750,13 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
                                  r.model, r.error, r.log_path, r.log_path, first_start, r.agent_pid,
                                  first_start, r.pgid, attempt_id)
                               .Run());
-    FORGE_RETURN_IF_ERROR(m.AttemptEvent(
-        a.info, "attempt.result",
+    json result =
         proto::JsonObject("attempt_id", attempt_id, "outcome", Str(r.outcome), "exit_code",
                           r.exit_code, "signal", r.signal, "duration_ms", r.duration_ms, "cost_usd",
                           r.cost_usd, "tokens_in", r.tokens_in, "tokens_out", r.tokens_out,
-                          "num_turns", r.num_turns, "session_id", r.session_id, "error", r.error)));
+                          "num_turns", r.num_turns, "session_id", r.session_id, "error", r.error);
+    if (a.ended) result["after_close"] = true;
+    FORGE_RETURN_IF_ERROR(m.AttemptEvent(a.info, "attempt.result", result));
     static const std::string kAddCost =
         "cost_usd = cost_usd + ?, tokens_in = tokens_in + ?, tokens_out = tokens_out + ?";
     auto add_cost = [&]() -> Status {
@@ -757,7 +764,7 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
                              m.conn.Prepare("UPDATE tasks SET " + kAddCost + " WHERE id = ?"));
       return cost.Bind(r.cost_usd, r.tokens_in, r.tokens_out, a.info.task_id).Run();
     };
-    if (r.outcome != Outcome::kPassed) {  // CloseAttempt decides
+    if (a.ended || r.outcome != Outcome::kPassed) {  // CloseAttempt decides (or did)
       FORGE_RETURN_IF_ERROR(add_cost());
       return out;
     }
@@ -799,6 +806,42 @@ Result<std::optional<Close>> Store::CloseAttempt(int64_t attempt_id, const Close
     FORGE_RETURN_IF_ERROR(m.CloseOpenAttempt(a, close, t));
     return Written(std::move(close));
   });
+}
+
+Result<std::optional<AttemptInfo>> Store::AddLateCriticSpend(int64_t attempt_id, double cost_usd,
+                                                             int64_t tokens_in,
+                                                             int64_t tokens_out) {
+  Impl& m = *impl_;
+  using Added = std::optional<AttemptInfo>;
+  return m.Write(
+      "add the critic's spend to attempt " + std::to_string(attempt_id), [&]() -> Result<Added> {
+        FORGE_ASSIGN_OR_RETURN(AttemptRow a, m.LoadAttempt(attempt_id));
+        if (!a.ended) {
+          return MakeError(ErrorCode::kConflict,
+                           "attempt " + std::to_string(attempt_id) +
+                               " is open: its close carries the critic's spend");
+        }
+        // The event's key makes the spend count once.
+        FORGE_ASSIGN_OR_RETURN(
+            bool inserted,
+            m.InsertEvent(
+                "attempt.critic_cost", a.info.task_id, a.info.n,
+                EventKey(a.info.task_id, "a" + std::to_string(attempt_id), "attempt.critic_cost"),
+                proto::JsonObject("attempt_id", attempt_id, "cost_usd", cost_usd, "tokens_in",
+                                  tokens_in, "tokens_out", tokens_out)));
+        if (!inserted) return Added();
+        static const std::string kAdd =
+            " SET cost_usd = cost_usd + ?, tokens_in = tokens_in + ?, "
+            "tokens_out = tokens_out + ? WHERE ";
+        FORGE_ASSIGN_OR_RETURN(Stmt attempt, m.conn.Prepare("UPDATE attempts" + kAdd + "id = ?"));
+        FORGE_RETURN_IF_ERROR(attempt.Bind(cost_usd, tokens_in, tokens_out, attempt_id).Run());
+        FORGE_ASSIGN_OR_RETURN(Stmt task, m.conn.Prepare("UPDATE tasks" + kAdd + "id = ?"));
+        FORGE_RETURN_IF_ERROR(task.Bind(cost_usd, tokens_in, tokens_out, a.info.task_id).Run());
+        a.info.cost_usd += cost_usd;
+        a.info.tokens_in += tokens_in;
+        a.info.tokens_out += tokens_out;
+        return Added(std::move(a.info));
+      });
 }
 
 // The attempt's final `counted` is close.counted: the task's attempts counter

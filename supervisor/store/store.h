@@ -131,8 +131,8 @@ struct Close {
 
 // What RecordAgentResult found, so its caller need not read the rows again.
 struct RecordedResult {
-  bool closed = false;    // the attempt was closed before the report: nothing changed
-  bool recorded = false;  // this report was written (false: closed, or reported before)
+  bool closed = false;    // the attempt was closed before the report: no transition
+  bool recorded = false;  // this report was written (false: reported before)
   AttemptInfo attempt;    // as read in the transaction, before the report's update
   // The task after the report, read when the agent passed (the critic's
   // review needs it); empty otherwise or when nothing was recorded.
@@ -192,9 +192,11 @@ class Store {
                           int64_t agent_start_time);
   // Records the worker's result on the open attempt and adds its cost and
   // tokens to the task; running -> reviewing when report.outcome is passed
-  // (otherwise the task stays running until CloseAttempt). Idempotent: a
-  // second report, or one for a closed attempt, returns ok and changes nothing.
-  // Returns what the transaction read (RecordedResult).
+  // (otherwise the task stays running until CloseAttempt). A report for an
+  // attempt closed before it (a cancel) still records the agent's exit,
+  // session, cost and tokens, and adds the spend to the task; the close's
+  // outcome and error stand. Idempotent: a second report returns ok and
+  // changes nothing. Returns what the transaction read (RecordedResult).
   Result<RecordedResult> RecordAgentResult(int64_t attempt_id, const AgentReport& report);
   // Closes the attempt and moves its task to close.next_state (one
   // transaction): cooldown sets not_before; done/blocked/cancelled set
@@ -207,6 +209,14 @@ class Store {
   // reads neither beforehand. Returns the close written, or nullopt when the
   // attempt was closed before (decide is not called then).
   Result<std::optional<Close>> CloseAttempt(int64_t attempt_id, const CloseDecision& decide);
+  // An LLM critic's spend for an attempt closed before its verdict came (a
+  // cancel during the review): the verdict decides nothing then, but the
+  // money was spent. Adds it to the attempt's and the task's cost and
+  // tokens with event attempt.critic_cost, once: returns the attempt as
+  // updated, or nullopt when this attempt's critic spend was added before.
+  // kConflict while the attempt is open (its close carries the spend).
+  Result<std::optional<AttemptInfo>> AddLateCriticSpend(int64_t attempt_id, double cost_usd,
+                                                        int64_t tokens_in, int64_t tokens_out);
   // cooldown -> ready for tasks whose not_before has passed; returns how many.
   Result<int> PromoteDue(int64_t now_wall_ms);
   // Earliest not_before among cooldown tasks.

@@ -814,6 +814,71 @@ TEST_F(StoreTest, ACloseAddsTheCriticsSpendToTheAttemptAndTheTask) {
   ExpectJsonlMatches(*s);
 }
 
+// A cancel closes the attempt before its agent's result or its critic's
+// verdict comes. Neither moves the task then, but what the agent and the
+// critic spent reaches the attempt, the task and the day's sum, once each.
+TEST_F(StoreTest, SpendReportedAfterTheCloseStillCountsOnce) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("cancelled"), Task("open")});
+  AttemptInfo a = MustLease(*s, ids[0]);
+  ASSERT_TRUE(s->Cancel(ids[0], "").ok());
+  const AttemptInfo closed = *s->GetAttempt(a.id);
+  AgentReport r;
+  r.outcome = Outcome::kPassed;
+  r.cost_usd = 1.5;
+  r.tokens_in = 10;
+  r.tokens_out = 2;
+  r.session_id = "s1";
+  r.error = "the agent's words";
+  r.duration_ms = closed.duration_ms + 100'000;
+  auto late = s->RecordAgentResult(a.id, r);
+  ASSERT_TRUE(late.ok()) << late.error().ToString();
+  EXPECT_TRUE(late->closed);
+  EXPECT_TRUE(late->recorded);
+  EXPECT_FALSE(late->task.has_value()) << "nothing to review";
+  auto attempt = s->GetAttempt(a.id);
+  EXPECT_DOUBLE_EQ(attempt->cost_usd, 1.5);
+  EXPECT_EQ(attempt->tokens_in, 10);
+  EXPECT_EQ(attempt->session_id, "s1");
+  EXPECT_EQ(attempt->outcome, "cancelled");
+  EXPECT_EQ(attempt->error, closed.error) << "the close's error stands";
+  EXPECT_EQ(attempt->duration_ms, closed.duration_ms);
+  EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kCancelled);
+  EXPECT_DOUBLE_EQ(s->GetTask(ids[0])->cost_usd, 1.5);
+  EXPECT_DOUBLE_EQ(*s->CostSince(0), 1.5);
+  auto result = s->Events({.since_seq = 0, .task_id = ids[0], .kind = "attempt.result"});
+  ASSERT_EQ(result->size(), 1u);
+  EXPECT_EQ((*result)[0].payload["after_close"], true);
+  auto again = s->RecordAgentResult(a.id, r);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->recorded);
+  EXPECT_DOUBLE_EQ(s->GetTask(ids[0])->cost_usd, 1.5);
+
+  auto added = s->AddLateCriticSpend(a.id, 0.25, 30, 3);
+  ASSERT_TRUE(added.ok()) << added.error().ToString();
+  ASSERT_TRUE(added->has_value());
+  EXPECT_DOUBLE_EQ((*added)->cost_usd, 1.75);
+  EXPECT_EQ((*added)->started_at_ms, a.started_at_ms);
+  auto twice = s->AddLateCriticSpend(a.id, 0.25, 30, 3);
+  ASSERT_TRUE(twice.ok());
+  EXPECT_FALSE(twice->has_value()) << "a kept write's retry adds nothing";
+  EXPECT_DOUBLE_EQ(s->GetAttempt(a.id)->cost_usd, 1.75);
+  EXPECT_EQ(s->GetAttempt(a.id)->tokens_in, 40);
+  auto task = s->GetTask(ids[0]);
+  EXPECT_DOUBLE_EQ(task->cost_usd, 1.75);
+  EXPECT_EQ(task->tokens_out, 5);
+  EXPECT_DOUBLE_EQ(*s->CostSince(0), 1.75);
+  EXPECT_EQ(s->Events({.since_seq = 0, .task_id = ids[0], .kind = "attempt.critic_cost"})->size(),
+            1u);
+
+  AttemptInfo open = MustLease(*s, ids[1]);
+  auto refused = s->AddLateCriticSpend(open.id, 1.0, 0, 0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_DOUBLE_EQ(s->GetTask(ids[1])->cost_usd, 0);
+  ExpectJsonlMatches(*s);
+}
+
 // The supervisor sends the critic the task RecordAgentResult returns instead
 // of reading it again: it must be the row as the transaction left it.
 TEST_F(StoreTest, RecordAgentResultReturnsTheRowsItRead) {

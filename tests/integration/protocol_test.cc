@@ -440,6 +440,75 @@ TEST(Protocol, ACriticOutOfSpaceRequeuesUncountedAndPauses) {
   EXPECT_TRUE(forge.PausedBy("store")) << forge.Status().dump();
 }
 
+// A cancel during the review closes the attempt at once; the verdict that
+// comes after it decides nothing, but what the critic's agent spent was
+// spent: it reaches the attempt, the task and the day's budget, once.
+TEST(Protocol, ACriticsSpendAfterACancelStillCounts) {
+  ForgeOptions o = ScriptedOptions("critic");
+  o.daily_usd = 1.0;
+  Forge forge(o);
+  std::string id;
+  std::unique_ptr<ScriptedWorker> critic;
+  auto review = ReviewOfAPassedTask(forge, &id, &critic);
+  ASSERT_TRUE(review.has_value());
+  ASSERT_TRUE(forge.ctl().Call("cancel", json{{"id", id}}).ok());
+  auto cancel = critic->Receive(10'000);
+  ASSERT_TRUE(cancel.has_value() && std::holds_alternative<proto::Cancel>(*cancel));
+  EXPECT_EQ(forge.Task(id).state, TaskState::kCancelled);
+  proto::ReviewResult late;
+  late.attempt_id = review->attempt_id;
+  late.verdict = "error";
+  late.error = "cancelled";
+  late.cost_usd = 1.25;
+  late.tokens_in = 40;
+  late.tokens_out = 9;
+  critic->Send(late);
+  ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("budget"); }, 10'000)) << forge.Status().dump();
+  auto attempt = forge.Attempts(id).at(0);
+  EXPECT_EQ(attempt.outcome, "cancelled") << "the cancel's close stands";
+  EXPECT_NEAR(attempt.cost_usd, 1.25, 1e-9);
+  EXPECT_EQ(attempt.tokens_in, 40);
+  EXPECT_EQ(attempt.tokens_out, 9);
+  EXPECT_NEAR(forge.Task(id).cost_usd, 1.25, 1e-9);
+  EXPECT_EQ(forge.Task(id).state, TaskState::kCancelled);
+  EXPECT_TRUE(forge.HasEvent(id, "attempt.critic_cost"));
+  EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 1.25, 1e-6);
+}
+
+// The same for the agent: a result that comes after the cancel's close
+// keeps the close's outcome and records what the agent spent and its session.
+TEST(Protocol, AnAgentsSpendAfterACancelStillCounts) {
+  ForgeOptions o = ScriptedWorkerOptions();
+  o.daily_usd = 1.0;
+  Forge forge(o);
+  const pid_t worker_pid = StartWithScriptedWorker(forge);
+  ASSERT_NE(worker_pid, 0);
+  ScriptedWorker w(forge.state_dir(), worker_pid);
+  std::string id = forge.Submit("succeed");
+  auto dispatch = HelloThenDispatch(w, worker_pid);
+  ASSERT_TRUE(dispatch.has_value());
+  ASSERT_TRUE(forge.ctl().Call("cancel", json{{"id", id}}).ok());
+  auto cancel = w.Receive(10'000);
+  ASSERT_TRUE(cancel.has_value() && std::holds_alternative<proto::Cancel>(*cancel));
+  proto::Result late = PassedResult(dispatch->attempt_id);
+  late.cost_usd = 2.5;
+  late.tokens_in = 100;
+  late.tokens_out = 20;
+  late.session_id = "sess-late";
+  late.error = "the agent's own words";
+  w.Send(late);
+  ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("budget"); }, 10'000)) << forge.Status().dump();
+  auto attempt = forge.Attempts(id).at(0);
+  EXPECT_EQ(attempt.outcome, "cancelled");
+  EXPECT_EQ(attempt.error, "cancelled by operator") << "the close's error stands";
+  EXPECT_NEAR(attempt.cost_usd, 2.5, 1e-9);
+  EXPECT_EQ(attempt.tokens_in, 100);
+  EXPECT_EQ(attempt.session_id, "sess-late");
+  EXPECT_NEAR(forge.Task(id).cost_usd, 2.5, 1e-9);
+  EXPECT_EQ(forge.Task(id).state, TaskState::kCancelled) << "no review for a cancelled attempt";
+  EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 2.5, 1e-6);
+}
+
 // A review the supervisor could not send (its critic's connection is gone)
 // goes to the next critic with the task's checks: the review carries the
 // critic's view of the task, without them, so the retry reads it again.
