@@ -399,6 +399,31 @@ namespace {
 bool Stopped(const Env& env) {
   return env.stop && env.stop();
 }
+
+// The blocked or cancelled task (id, state) a pending task waits on, from
+// the task.waiting events of its timeline and that task's state now (it may
+// have been retried since); nullopt when none of them is stuck now.
+Result<std::optional<std::pair<std::string, std::string>>> StuckDependency(
+    Source& source, const std::vector<proto::EventInfo>& timeline) {
+  std::set<std::string> named;
+  for (const auto& e : timeline) {
+    if (e.kind != "task.waiting") continue;
+    auto dep = e.payload.find("dependency");
+    if (dep != e.payload.end() && dep->is_string()) named.insert(dep->get<std::string>());
+  }
+  for (const auto& dep : named) {
+    auto show = source.Show(dep);
+    if (!show.ok()) {
+      if (show.error().code == ErrorCode::kNotFound) continue;
+      return show.error();
+    }
+    auto state = show->task.state;
+    if (state == proto::TaskState::kBlocked || state == proto::TaskState::kCancelled) {
+      return std::optional(std::pair(dep, std::string(proto::StateName(state))));
+    }
+  }
+  return std::optional<std::pair<std::string, std::string>>();
+}
 }  // namespace
 
 int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t> timeout_ms) {
@@ -424,6 +449,13 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
   std::map<std::string, int64_t> cursor;
   std::set<std::string> dirty(ids.begin(), ids.end());
   std::set<std::string> from_events;  // state last set by an event, not by show
+  // A pending task that waits on a blocked or cancelled task (its timeline's
+  // task.waiting names it): it ends only when an operator retries that one.
+  struct Stuck {
+    std::string id;
+    std::string state;
+  };
+  std::map<std::string, Stuck> stuck;
   proto::EventsRequest end_of_log;
   end_of_log.since = std::numeric_limits<int64_t>::max();
   end_of_log.limit = 1;
@@ -442,8 +474,13 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
       }
       states[id] = show->task.state;
       from_events.erase(id);
+      stuck.erase(id);
       int64_t& last = cursor[id];  // 0 when the timeline is empty
       for (const auto& e : show->timeline) last = std::max(last, e.seq);
+      if (show->task.state != proto::TaskState::kPending) continue;
+      auto on = StuckDependency(*source, show->timeline);
+      if (!on.ok()) return Fail(env, on.error());
+      if (*on) stuck[id] = Stuck{(*on)->first, (*on)->second};
     }
     dirty.clear();
     bool all_done = true;
@@ -451,7 +488,8 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
     for (const auto& id : ids) {
       auto s = states[id];
       if (s != proto::TaskState::kDone) all_done = false;
-      if (proto::IsSettled(s) && s != proto::TaskState::kDone && failed.empty()) failed = id;
+      bool ended = proto::IsSettled(s) && s != proto::TaskState::kDone;
+      if ((ended || stuck.count(id) > 0) && failed.empty()) failed = id;
     }
     // done is final; blocked and cancelled can be retried, so an exit on one
     // read from the log (perhaps already retried) is confirmed by show first.
@@ -463,13 +501,23 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
       if (env.json) {
         json list = json::array();
         for (const auto& id : ids) {
-          list.push_back({{"id", id}, {"state", std::string(proto::StateName(states[id]))}});
+          json task{{"id", id}, {"state", std::string(proto::StateName(states[id]))}};
+          if (auto on = stuck.find(id); on != stuck.end()) {
+            task["waits_on"] = {{"id", on->second.id}, {"state", on->second.state}};
+          }
+          list.push_back(std::move(task));
         }
         PrintJson(env, json{{"tasks", list}, {"timed_out", !all_done && failed.empty()}});
       } else {
         for (const auto& id : ids) {
           std::string s(proto::StateName(states[id]));
-          *env.out << id << "  " << Paint(s, StateColor(s), env.style) << "\n";
+          *env.out << id << "  " << Paint(s, StateColor(s), env.style);
+          if (auto on = stuck.find(id); on != stuck.end()) {
+            *env.out << "  (waits on " << on->second.id << ", "
+                     << Paint(on->second.state, StateColor(on->second.state), env.style)
+                     << ": retry it)";
+          }
+          *env.out << "\n";
         }
       }
     };
@@ -505,6 +553,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
       if (to && e.kind == "task." + field->get<std::string>()) {
         states[e.task_id] = *to;
         from_events.insert(e.task_id);
+        stuck.erase(e.task_id);
       } else {
         dirty.insert(e.task_id);
       }

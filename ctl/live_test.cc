@@ -20,6 +20,7 @@ namespace {
 using testing::CtlHarness;
 using testing::FakeSupervisor;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using json = proto::json;
 
 json TaskJson(const std::string& id, const std::string& state) {
@@ -582,6 +583,91 @@ TEST(LiveTest, WaitExitsOneWhenATaskBlocks) {
   FakeSupervisor fake(h.state_dir, [&](const json& r) { return script.Handle(r); });
   EXPECT_EQ(CmdWait(h.env, {"t1"}, 20'000), kExitRejected);
   EXPECT_THAT(h.out.str(), HasSubstr("t1  blocked"));
+}
+
+// t3 waits on t1 (its timeline's task.waiting); show answers t1 in the
+// state `t1_states` gives for its n-th show (from 1), and the n-th events
+// query (from 1) answers page(n).
+FakeSupervisor::Handler StuckScript(std::function<std::string(int)> t1_states,
+                                    std::function<std::vector<proto::EventInfo>(int)> page,
+                                    std::string t3_state = "pending") {
+  auto t1_shows = std::make_shared<int>(0);
+  auto queries = std::make_shared<int>(0);
+  return [=](const json& r) {
+    if (r["cmd"] == "events") {
+      return FakeSupervisor::Ok({{"events", page(++*queries)}, {"last_seq", 9}});
+    }
+    if (r["cmd"] != "show") return FakeSupervisor::Err("invalid", "unexpected");
+    if (r["id"] == "t1") return FakeSupervisor::Ok(TaskJson("t1", t1_states(++*t1_shows)));
+    json show = TaskJson("t3", t3_state);
+    proto::EventInfo waiting;
+    waiting.seq = 2;
+    waiting.ts_ms = 1'700'000'000'000;
+    waiting.kind = "task.waiting";
+    waiting.task_id = "t3";
+    waiting.payload = {{"dependency", "t1"}, {"dependency_state", "blocked"}, {"via", "t2"}};
+    show["timeline"].push_back(waiting);
+    return FakeSupervisor::Ok(show);
+  };
+}
+
+// A task that waits on a blocked task will not end unless an operator
+// retries that one: wait says so and exits 1, as for a blocked task.
+TEST(LiveTest, WaitExitsOneWhenATaskWaitsOnABlockedOne) {
+  CtlHarness h;
+  auto blocked = [](int) { return std::string("blocked"); };
+  auto nothing = [](int) { return std::vector<proto::EventInfo>(); };
+  {
+    FakeSupervisor fake(h.state_dir, StuckScript(blocked, nothing));
+    EXPECT_EQ(CmdWait(h.env, {"t3"}, 20'000), kExitRejected) << h.err.str();
+    EXPECT_THAT(h.out.str(), HasSubstr("t3  pending  (waits on t1, blocked: retry it)"));
+  }
+  h.Clear();
+  h.env.json = true;
+  FakeSupervisor fake(h.state_dir, StuckScript(blocked, nothing));
+  EXPECT_EQ(CmdWait(h.env, {"t3"}, 20'000), kExitRejected);
+  auto j = json::parse(h.out.str());
+  EXPECT_EQ(j["timed_out"], false);
+  EXPECT_EQ(j["tasks"][0]["state"], "pending");
+  EXPECT_EQ(j["tasks"][0]["waits_on"], json({{"id", "t1"}, {"state", "blocked"}}));
+}
+
+// The dependency named by an old task.waiting was retried since: the wait
+// goes on, and ends on what the task does.
+TEST(LiveTest, WaitGoesOnWhenTheDependencyWasRetried) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir,
+                      StuckScript([](int) { return std::string("running"); },
+                                  [](int query) {
+                                    std::vector<proto::EventInfo> page;
+                                    if (query == 3) {
+                                      page.push_back(Transition(10, "t3", "pending", "ready"));
+                                      page.push_back(Transition(11, "t3", "ready", "done"));
+                                    }
+                                    return page;
+                                  }));
+  ASSERT_EQ(CmdWait(h.env, {"t3"}, 20'000), kExitOk) << h.err.str();
+  EXPECT_THAT(h.out.str(), HasSubstr("t3  done"));
+  EXPECT_THAT(h.out.str(), Not(HasSubstr("waits on")));
+}
+
+// Stuck while the wait runs: the task.waiting event sends it to show again.
+TEST(LiveTest, WaitNoticesATaskGettingStuck) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, StuckScript([](int n) { return n == 1 ? "ready" : "cancelled"; },
+                                               [](int query) {
+                                                 std::vector<proto::EventInfo> page;
+                                                 if (query == 3) {
+                                                   proto::EventInfo e;
+                                                   e.seq = 12;
+                                                   e.kind = "task.waiting";
+                                                   e.task_id = "t3";
+                                                   page.push_back(e);
+                                                 }
+                                                 return page;
+                                               }));
+  EXPECT_EQ(CmdWait(h.env, {"t3"}, 20'000), kExitRejected) << h.err.str();
+  EXPECT_THAT(h.out.str(), HasSubstr("(waits on t1, cancelled: retry it)"));
 }
 
 TEST(LiveTest, WaitTimesOutWith124) {

@@ -410,26 +410,71 @@ struct Store::Impl {
     return Status::Ok();
   }
 
-  // A pending task whose dependency is blocked or cancelled waits until that
-  // one is retried and done, which nothing does on its own: a task.waiting
-  // event on it names the dependency, so its timeline says why it stays
-  // pending. Keyed by the dependency's version: once per time it got stuck.
-  Status WaitingEvent(const std::string& task_id, const TaskRow& dep) {
-    const std::string state = Str(dep.info.state);
+  // A pending task whose dependency is blocked or cancelled, or that waits on
+  // one through other pending tasks, waits until that one is retried and
+  // done, which nothing does on its own: a task.waiting event on it names the
+  // stuck task (and `via`, its own dependency on the way, when that is
+  // another task), so its timeline says why it stays pending and `wait`
+  // knows it will not end by itself. Keyed by the stuck task's version: once
+  // per time it got stuck.
+  Status WaitingEvent(const std::string& task_id, const TaskRow& stuck, const std::string& via) {
+    const std::string state = Str(stuck.info.state);
+    const bool through = via != stuck.info.id;
     json payload = proto::JsonObject(
-        "dependency", dep.info.id, "dependency_state", state, "reason",
-        dep.info.id + " is " + state + ": this task waits until it is retried and done");
-    std::string key =
-        EventKey(task_id, "w" + dep.info.id + "." + std::to_string(dep.version), "task.waiting");
+        "dependency", stuck.info.id, "dependency_state", state, "reason",
+        stuck.info.id + " is " + state + ": this task waits" +
+            (through ? " (through " + via + ")" : std::string()) + " until it is retried and done");
+    if (through) payload["via"] = via;
+    std::string key = EventKey(task_id, "w" + stuck.info.id + "." + std::to_string(stuck.version),
+                               "task.waiting");
     FORGE_ASSIGN_OR_RETURN(bool inserted, InsertEvent("task.waiting", task_id, 0, key, payload));
     (void)inserted;
     return Status::Ok();
   }
 
-  Status NoteWaitingDependents(const TaskRow& dep) {
-    FORGE_ASSIGN_OR_RETURN(auto rows, PendingDependents(dep.info.id));
-    for (const auto& t : rows) FORGE_RETURN_IF_ERROR(WaitingEvent(t.info.id, dep));
+  // Every pending task that waits on `stuck`, directly or through pending
+  // tasks, each with its own dependency on the way (the lowest id of them).
+  Status NoteWaitingDependents(const TaskRow& stuck) {
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s,
+        conn.Prepare("WITH RECURSIVE down(id, via) AS ("
+                     " SELECT d.task_id, d.dep_id FROM task_deps d JOIN tasks t ON t.id = d.task_id"
+                     "  WHERE d.dep_id = ? AND t.state = 'pending'"
+                     " UNION"
+                     " SELECT d.task_id, d.dep_id FROM down JOIN task_deps d ON d.dep_id = down.id"
+                     "  JOIN tasks t ON t.id = d.task_id WHERE t.state = 'pending')"
+                     " SELECT down.id, MIN(down.via) FROM down JOIN tasks t ON t.id = down.id"
+                     " GROUP BY down.id ORDER BY MIN(t.seq)"));
+    s.Bind(stuck.info.id);
+    std::vector<std::pair<std::string, std::string>> waiting;
+    for (;;) {
+      FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      waiting.emplace_back(s.Text(0), s.Text(1));
+    }
+    for (const auto& [id, via] : waiting) FORGE_RETURN_IF_ERROR(WaitingEvent(id, stuck, via));
     return Status::Ok();
+  }
+
+  // The blocked or cancelled task that `t` is, or that it waits on through
+  // pending tasks; nullopt when nothing on its way is stuck (a ready or
+  // running task moves on by itself).
+  Result<std::optional<TaskRow>> StuckRoot(const TaskRow& t) {
+    if (t.info.state == TaskState::kBlocked || t.info.state == TaskState::kCancelled) {
+      return std::optional<TaskRow>(t);
+    }
+    if (t.info.state != TaskState::kPending) return std::optional<TaskRow>();
+    FORGE_ASSIGN_OR_RETURN(
+        auto rows,
+        QueryTasks("WHERE id IN (WITH RECURSIVE up(id) AS ("
+                   " SELECT dep_id FROM task_deps WHERE task_id = ?"
+                   " UNION"
+                   " SELECT d.dep_id FROM up JOIN tasks p ON p.id = up.id AND p.state = 'pending'"
+                   "  JOIN task_deps d ON d.task_id = up.id) SELECT id FROM up)"
+                   " AND state IN ('blocked', 'cancelled') ORDER BY seq LIMIT 1",
+                   t.info.id));
+    if (rows.empty()) return std::optional<TaskRow>();
+    return std::optional<TaskRow>(std::move(rows.front()));
   }
 
   // The pending tasks that depend on dep_id, through the task_deps(dep_id) index.
@@ -473,6 +518,21 @@ struct Store::Impl {
   }
 
   // ---- submit ----
+
+  // What a new task waits on that an operator must retry first.
+  struct StuckDep {
+    TaskRow root;     // blocked or cancelled
+    std::string via;  // the new task's own dependency on the way to it
+  };
+  // Which of a batch's new tasks wait on a stuck task: `stuck` starts with
+  // what their stored dependencies lead to; Propagate adds what their
+  // dependencies in the batch do.
+  struct BatchWaits {
+    explicit BatchWaits(size_t n) : stuck(n), local_deps(n) {}
+    void Propagate(const std::vector<std::string>& ids);
+    std::vector<std::optional<StuckDep>> stuck;
+    std::vector<std::vector<size_t>> local_deps;  // indexes in the batch
+  };
 
   Result<std::vector<std::string>> InsertBatch(const std::vector<proto::SubmitTask>& tasks,
                                                const std::string& parent = "");
@@ -557,17 +617,51 @@ Result<std::vector<std::string>> Store::Submit(const std::vector<proto::SubmitTa
   return impl_->Write("submit", [&] { return impl_->InsertBatch(tasks); });
 }
 
+void Store::Impl::BatchWaits::Propagate(const std::vector<std::string>& ids) {
+  // Depth first, without recursion (a plan can be a chain of 100,000): a
+  // task is decided after the batch's tasks it depends on (no cycles:
+  // CheckBatch).
+  enum Mark : char { kNew, kOpen, kDecided };
+  std::vector<Mark> mark(stuck.size(), kNew);
+  std::vector<size_t> stack;
+  for (size_t start = 0; start < stuck.size(); ++start) {
+    if (mark[start] != kNew) continue;
+    stack.push_back(start);
+    while (!stack.empty()) {
+      size_t i = stack.back();
+      if (mark[i] == kNew) {
+        mark[i] = kOpen;
+        for (size_t j : local_deps[i]) {
+          if (mark[j] == kNew) stack.push_back(j);
+        }
+        continue;
+      }
+      stack.pop_back();
+      if (mark[i] == kDecided) continue;
+      mark[i] = kDecided;
+      for (size_t j : local_deps[i]) {
+        if (!stuck[i] && stuck[j]) stuck[i] = StuckDep{stuck[j]->root, ids[j]};
+      }
+    }
+  }
+}
+
 Result<std::vector<std::string>> Store::Impl::InsertBatch(
     const std::vector<proto::SubmitTask>& tasks, const std::string& parent) {
   FORGE_ASSIGN_OR_RETURN(int64_t max_seq, conn.QueryInt("SELECT IFNULL(MAX(seq), 0) FROM tasks"));
   std::map<std::string, std::string> local;  // local id -> new id
+  std::map<std::string, size_t> local_index;  // local id -> index in the batch
   std::vector<std::string> ids;
   for (size_t i = 0; i < tasks.size(); ++i) {
     ids.push_back("t" + std::to_string(max_seq + 1 + static_cast<int64_t>(i)));
-    if (!tasks[i].id.empty()) local[tasks[i].id] = ids.back();
+    if (!tasks[i].id.empty()) {
+      local[tasks[i].id] = ids.back();
+      local_index[tasks[i].id] = i;
+    }
   }
   int64_t now = Now();
-  std::vector<std::pair<std::string, TaskRow>> waiting;  // (new task, its stuck dependency)
+  BatchWaits waits(tasks.size());
+  std::map<std::string, std::optional<TaskRow>> stuck_roots;  // per stored dependency
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& in = tasks[i];
     TaskInfo info;
@@ -579,6 +673,7 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
       if (auto it = local.find(dep); it != local.end()) {
         resolved = it->second;
         deps_done = false;
+        waits.local_deps[i].push_back(local_index.at(dep));
       } else {
         auto existing = LoadTask(dep);
         if (!existing.ok()) {
@@ -587,10 +682,12 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
                            TaskLabel(tasks, i) + " depends on unknown task '" + dep + "'");
         }
         deps_done = deps_done && existing->info.state == TaskState::kDone;
-        if (existing->info.state == TaskState::kBlocked ||
-            existing->info.state == TaskState::kCancelled) {
-          waiting.emplace_back(info.id, std::move(*existing));
+        auto root = stuck_roots.find(dep);
+        if (root == stuck_roots.end()) {
+          FORGE_ASSIGN_OR_RETURN(auto found, StuckRoot(*existing));
+          root = stuck_roots.emplace(dep, std::move(found)).first;
         }
+        if (root->second && !waits.stuck[i]) waits.stuck[i] = StuckDep{*root->second, dep};
       }
       if (seen.insert(resolved).second) info.depends_on.push_back(resolved);
     }
@@ -625,7 +722,12 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
       sqlite3_reset(dep.raw());
     }
   }
-  for (const auto& [id, stuck] : waiting) FORGE_RETURN_IF_ERROR(WaitingEvent(id, stuck));
+  waits.Propagate(ids);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (waits.stuck[i]) {
+      FORGE_RETURN_IF_ERROR(WaitingEvent(ids[i], waits.stuck[i]->root, waits.stuck[i]->via));
+    }
+  }
   return ids;
 }
 

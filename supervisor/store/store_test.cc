@@ -369,21 +369,76 @@ TEST_F(StoreTest, ADependentOfAStuckTaskIsToldWhyItWaits) {
   EXPECT_EQ(waiting(b)[0].payload["dependency_state"], "cancelled");
   EXPECT_THAT(waiting(b)[0].payload["reason"].get<std::string>(),
               HasSubstr(a + " is cancelled: this task waits until it is retried and done"));
-  EXPECT_TRUE(waiting(c).empty()) << "only the direct dependents: c waits on b, which is pending";
+  EXPECT_FALSE(waiting(b)[0].payload.contains("via"));
+  ASSERT_EQ(waiting(c).size(), 1u) << "c waits on a through b";
+  EXPECT_EQ(waiting(c)[0].payload["dependency"], a);
+  EXPECT_EQ(waiting(c)[0].payload["via"], b);
+  EXPECT_THAT(waiting(c)[0].payload["reason"].get<std::string>(),
+              HasSubstr(a + " is cancelled: this task waits (through " + b + ") until"));
   EXPECT_EQ(StateOf(*s, b), TaskState::kPending);
 
-  auto later = MustSubmit(*s, {Task("d", "", {a})});
-  ASSERT_EQ(waiting(later[0]).size(), 1u);
-  EXPECT_EQ(waiting(later[0])[0].payload["dependency"], a);
+  // Submitted later: on the stuck task, on a pending task that waits on it,
+  // and through a task of the same batch (declared after its dependent).
+  auto later = MustSubmit(*s, {Task("d", "", {a}), Task("e", "", {c}), Task("f", "f", {"g"}),
+                               Task("g", "g", {b}), Task("h")});
+  const std::string d = later[0], e = later[1], f = later[2], g = later[3], h = later[4];
+  ASSERT_EQ(waiting(d).size(), 1u);
+  EXPECT_EQ(waiting(d)[0].payload["dependency"], a);
+  EXPECT_FALSE(waiting(d)[0].payload.contains("via"));
+  ASSERT_EQ(waiting(e).size(), 1u);
+  EXPECT_EQ(waiting(e)[0].payload["dependency"], a);
+  EXPECT_EQ(waiting(e)[0].payload["via"], c);
+  ASSERT_EQ(waiting(f).size(), 1u);
+  EXPECT_EQ(waiting(f)[0].payload["dependency"], a);
+  EXPECT_EQ(waiting(f)[0].payload["via"], g);
+  ASSERT_EQ(waiting(g).size(), 1u);
+  EXPECT_EQ(waiting(g)[0].payload["via"], b);
+  EXPECT_TRUE(waiting(h).empty());
+  // A task that waits on a running one is not stuck.
+  AttemptInfo running = MustLease(*s, h);
+  (void)running;
+  auto on_running = MustSubmit(*s, {Task("i", "", {h})});
+  EXPECT_TRUE(waiting(on_running[0]).empty());
 
   // Retried and done: the dependents go on as before.
   ASSERT_TRUE(s->Retry(a).ok());
   Finish(*s, a);
   EXPECT_EQ(StateOf(*s, b), TaskState::kReady);
-  EXPECT_EQ(StateOf(*s, later[0]), TaskState::kReady);
+  EXPECT_EQ(StateOf(*s, d), TaskState::kReady);
   EXPECT_EQ(waiting(b).size(), 1u);
+  // Stuck again further down: only what waits on that one is told.
+  Finish(*s, b);
+  EXPECT_EQ(StateOf(*s, g), TaskState::kReady);
+  ASSERT_TRUE(s->Cancel(g, "").ok());
+  EXPECT_EQ(waiting(f).size(), 2u);
+  EXPECT_EQ(waiting(f)[1].payload["dependency"], g);
+  EXPECT_EQ(waiting(e).size(), 1u);
   ExpectReplayMatchesTables(*s);
   ExpectJsonlMatches(*s);
+}
+
+// A plan that is one long chain on a cancelled task, declared from its end:
+// every task of it is told, each through the one it depends on.
+TEST_F(StoreTest, EveryTaskOfALongChainOnAStuckTaskIsTold) {
+  auto s = OpenStore();
+  auto root = MustSubmit(*s, {Task("root")});
+  ASSERT_TRUE(s->Cancel(root[0], "").ok());
+  const int n = 3000;
+  std::vector<proto::SubmitTask> chain;
+  for (int i = n - 1; i >= 0; --i) {  // c<i> depends on c<i-1>; c0 on the root
+    chain.push_back(Task("c" + std::to_string(i), "c" + std::to_string(i),
+                         {i == 0 ? root[0] : "c" + std::to_string(i - 1)}));
+  }
+  auto ids = MustSubmit(*s, chain);
+  auto waiting = s->Events({.since_seq = 0, .task_id = "", .kind = "task.waiting", .limit = 2 * n});
+  ASSERT_TRUE(waiting.ok());
+  ASSERT_EQ(waiting->size(), static_cast<size_t>(n));
+  std::map<std::string, json> by_task;
+  for (const auto& e : *waiting) by_task[e.task_id] = e.payload;
+  EXPECT_EQ(by_task[ids.back()]["dependency"], root[0]) << "c0";
+  EXPECT_FALSE(by_task[ids.back()].contains("via"));
+  EXPECT_EQ(by_task[ids.front()]["dependency"], root[0]) << "c" << n - 1;
+  EXPECT_EQ(by_task[ids.front()]["via"], ids[1]);
 }
 
 TEST_F(StoreTest, NeedsApprovalWaitsForApprovalAndDependencies) {

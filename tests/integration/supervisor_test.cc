@@ -131,6 +131,39 @@ TEST(Supervisor, SameErrorTwiceBlocksAfterTwo) {
   EXPECT_NE(blocked[0].payload.dump().find("same failure twice"), std::string::npos);
 }
 
+// A task two steps down from a blocked one will not run until an operator
+// retries that one: `forge-ctl wait` says so and exits 1 instead of waiting
+// forever, and each time that one gets stuck the task's timeline says so.
+TEST(Supervisor, WaitEndsOnATaskStuckBehindABlockedDependency) {
+  ForgeOptions o;
+  o.max_attempts = 1;
+  Forge forge(o);
+  forge.Start();
+  const std::string fails = forge.Submit("fail_different");
+  ASSERT_TRUE(forge.WaitState(fails, TaskState::kBlocked));
+  const std::string middle = forge.Submit("succeed", {}, json{{"depends_on", {fails}}});
+  const std::string last = forge.Submit("succeed", {}, json{{"depends_on", {middle}}});
+  SpawnOptions wait;
+  wait.argv = {BinPath("forge-ctl"), "--state-dir", forge.state_dir(), "wait", last,
+               "--timeout",          "60"};
+  wait.env = CurrentEnvironment();
+  auto r = RunCommand(wait, 60'000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status.exit_code, 1) << r->output;
+  EXPECT_NE(r->output.find(last + "  pending  (waits on " + fails + ", blocked: retry it)"),
+            std::string::npos)
+      << r->output;
+  auto waiting = forge.Events(last, "task.waiting");
+  ASSERT_EQ(waiting.size(), 1u);
+  EXPECT_EQ(waiting[0].payload["via"], middle);
+
+  // Retried, it fails again: blocked anew.
+  ASSERT_TRUE(forge.ctl().Call("retry", json{{"id", fails}}).ok());
+  ASSERT_TRUE(forge.WaitState(fails, TaskState::kBlocked));
+  EXPECT_TRUE(WaitFor([&] { return forge.Events(last, "task.waiting").size() == 2; }, 10'000))
+      << "stuck again: told again";
+}
+
 TEST(Supervisor, CriticRejectionIsRetriedWithTheCheckInHistory) {
   ForgeOptions o;
   o.verify = {"test -f result.txt && grep -q second result.txt"};
