@@ -398,5 +398,25 @@ TEST(RenderWatch, FitsTheTerminalWithColour) {
   EXPECT_EQ(std::count(three.begin(), three.end(), '\n'), 3);
 }
 
+// A sequence in a title or a log line reaches the terminal as U+FFFD and
+// text (ctl/terminal.h): it is measured as that, so the line still fits.
+TEST(RenderWatch, ASequenceInATitleIsMeasuredAsWhatTheTerminalShows) {
+  WatchData d;
+  d.reach = Reach::kLive;
+  RunningAttempt r;
+  r.task = TaskFixture("t3", proto::TaskState::kRunning,
+                       "\x1b[2J\x1b[31mred\x1b]0;owned\x07" + std::string(60, 'T'));
+  r.attempt.n = 1;
+  r.last_line = "\x1b[1A\x1b[2K" + std::string(60, 'x');
+  d.running = {r};
+  std::string out = RenderWatch(d, kNow, 40, 0, Style{.color = true});
+  EXPECT_EQ(out.find("\x1b[2J"), std::string::npos) << "made safe before it was cut";
+  EXPECT_THAT(out, HasSubstr("\xEF\xBF\xBD[2J"));
+  std::string plain = StripAnsi(out);
+  for (size_t pos = 0, next; (next = plain.find('\n', pos)) != std::string::npos; pos = next + 1) {
+    EXPECT_LE(DisplayWidth(plain.substr(pos, next - pos)), 40u) << plain.substr(pos, next - pos);
+  }
+}
+
 }  // namespace
 }  // namespace forge::ctl

@@ -153,7 +153,10 @@ std::string RenderWatch(const WatchData& d, int64_t now_ms, int width, int heigh
     if (t.state == proto::TaskState::kCooldown) out << " " << RelativeTime(now_ms, t.not_before_ms);
     out << "  p" << t.priority << "  " << t.title << "\n";
   }
-  return Clip(out.str(), width, height);
+  // Fitted to a terminal: made safe first, so a sequence in a title or a log
+  // line is measured as the U+FFFD and text the operator will see, not
+  // skipped as a colour.
+  return Clip(width > 0 ? TerminalSafe(out.str()) : out.str(), width, height);
 }
 
 namespace {
