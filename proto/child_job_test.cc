@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -27,6 +28,16 @@ pid_t ParentOf(pid_t pid) {
   size_t close = line.rfind(')');
   if (close == std::string::npos || close + 4 >= line.size()) return -1;
   return static_cast<pid_t>(atol(line.c_str() + close + 4));
+}
+
+// Whether a child of `parent` leads a session of its own (its setsid is done).
+bool HasChildInASessionOfItsOwn(pid_t parent) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    pid_t pid = static_cast<pid_t>(atol(e.path().filename().c_str()));
+    if (pid > 0 && ParentOf(pid) == parent && getsid(pid) == pid) return true;
+  }
+  return false;
 }
 
 char StateOf(pid_t pid) {
@@ -92,14 +103,20 @@ TEST(KillOrphansTest, KillsAnOrphanReparentedToTheSubreaper) {
   if (!BecomeChildReaper().ok()) _exit(2);
   pid_t orphan = StartOrphan(
       "setsid /bin/sh -c 'setsid sleep 1000 & exec sleep 1000' >/dev/null 2>&1 & echo $!");
-  // Ours, and exec'd into sleep: its own sleep (the grandchild) is running.
+  // Ours, and exec'd into sleep, and its own child (the grandchild) in a
+  // session of its own: before its setsid the orphan's group kill takes it.
   auto comm = [&] {
     std::ifstream in("/proc/" + std::to_string(orphan) + "/comm");
     std::string name;
     std::getline(in, name);
     return name;
   };
-  if (!PollUntil([&] { return ParentOf(orphan) == getpid() && comm() == "sleep"; })) _exit(5);
+  if (!PollUntil([&] {
+        return ParentOf(orphan) == getpid() && comm() == "sleep" &&
+               HasChildInASessionOfItsOwn(orphan);
+      })) {
+    _exit(5);
+  }
   if (KillOrphans() != 2) _exit(6);
   // Both dead, both ours to reap, and nothing else.
   int reaped = 0;
