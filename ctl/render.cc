@@ -1,7 +1,9 @@
 #include "ctl/render.h"
 
+#include <locale.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include <cmath>
 #include <cstdio>
@@ -131,12 +133,45 @@ std::string FormatTokens(int64_t n) {
   return buf;
 }
 
-size_t DisplayWidth(const std::string& utf8) {
-  size_t n = 0;
-  for (unsigned char c : utf8) {
-    if ((c & 0xC0) != 0x80) ++n;  // count lead bytes only
+namespace {
+// wcwidth reads LC_CTYPE, which forge-ctl leaves "C" (ASCII only); C.UTF-8
+// is built into glibc since 2.35. Without it every character counts 1.
+int CodePointColumns(char32_t cp) {
+  static const locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t{});
+  if (cp < 0x7F) return 1;  // ASCII (a control shows as one U+FFFD)
+  if (utf8 == locale_t{}) return 1;
+  locale_t previous = uselocale(utf8);
+  int w = ::wcwidth(static_cast<wchar_t>(cp));
+  uselocale(previous);
+  return w < 0 ? 1 : w;
+}
+}  // namespace
+
+Glyph GlyphAt(std::string_view utf8, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(utf8[k]); };
+  unsigned char lead = byte(i);
+  size_t n = lead < 0x80           ? 1
+             : (lead >> 5) == 0x6  ? 2
+             : (lead >> 4) == 0xE  ? 3
+             : (lead >> 3) == 0x1E ? 4
+                                   : 0;
+  if (n == 0 || i + n > utf8.size()) return Glyph{};  // not UTF-8: one byte, one column
+  char32_t cp = n == 1 ? lead : lead & (0x7F >> n);
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return Glyph{};
+    cp = (cp << 6) | (byte(i + k) & 0x3F);
   }
-  return n;
+  return Glyph{n, CodePointColumns(cp)};
+}
+
+size_t DisplayWidth(std::string_view utf8) {
+  size_t columns = 0;
+  for (size_t i = 0; i < utf8.size();) {
+    Glyph g = GlyphAt(utf8, i);
+    columns += static_cast<size_t>(g.columns);
+    i += g.bytes;
+  }
+  return columns;
 }
 
 std::string OneLine(const std::string& text, size_t max_len) {
@@ -153,16 +188,15 @@ std::string OneLine(const std::string& text, size_t max_len) {
   size_t start = out.find_first_not_of(' ');
   out = start == std::string::npos ? "" : out.substr(start);
   if (max_len == 0 || DisplayWidth(out) <= max_len) return out;
-  // Cut at a code point boundary, leaving room for the ellipsis.
+  // Cut between characters, leaving a column for the ellipsis.
   std::string cut;
   size_t width = 0;
-  for (size_t i = 0; i < out.size(); ++i) {
-    unsigned char c = out[i];
-    if ((c & 0xC0) != 0x80) {
-      if (width + 1 >= max_len) break;
-      ++width;
-    }
-    cut += out[i];
+  for (size_t i = 0; i < out.size();) {
+    Glyph g = GlyphAt(out, i);
+    if (width + static_cast<size_t>(g.columns) + 1 > max_len) break;
+    width += static_cast<size_t>(g.columns);
+    cut.append(out, i, g.bytes);
+    i += g.bytes;
   }
   return cut + "…";
 }

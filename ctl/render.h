@@ -64,7 +64,17 @@ class Table {
   std::vector<std::vector<Color>> colors_;
   std::string indent_;
 };
-size_t DisplayWidth(const std::string& utf8);
+// Columns a terminal gives UTF-8 text: an East Asian wide or fullwidth
+// character (CJK, most emoji) takes 2, a combining mark 0, anything else 1
+// (glibc's wcwidth in C.UTF-8). A control character, or a byte that is not
+// UTF-8, counts 1: the terminal filter shows it as U+FFFD (ctl/terminal.h).
+size_t DisplayWidth(std::string_view utf8);
+// The character that starts at utf8[i]: its bytes and its columns.
+struct Glyph {
+  size_t bytes = 1;
+  int columns = 1;
+};
+Glyph GlyphAt(std::string_view utf8, size_t i);
 
 std::string RenderStatus(const proto::StatusReply& status, Reach reach, int64_t now_ms,
                          const Style& style);

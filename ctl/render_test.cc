@@ -51,6 +51,21 @@ TEST(Format, CostTokensOneLine) {
   EXPECT_EQ(OneLine("abcdefghij", 5), "abcd…");
   EXPECT_EQ(OneLine("abcde", 5), "abcde");
   EXPECT_EQ(OneLine("ééééé", 3), "éé…");  // cut at code points, not bytes
+  EXPECT_EQ(OneLine("中文字符", 5), "中文…");  // two columns each
+  EXPECT_EQ(OneLine("中文字符", 4), "中…");
+}
+
+// Columns as a terminal shows them, not code points.
+TEST(Format, DisplayWidthCountsColumns) {
+  EXPECT_EQ(DisplayWidth("ab"), 2u);
+  EXPECT_EQ(DisplayWidth("中文"), 4u);
+  EXPECT_EQ(DisplayWidth("ｆｕｌｌ"), 8u);          // fullwidth forms
+  EXPECT_EQ(DisplayWidth("\xF0\x9F\x98\x80"), 2u);  // an emoji
+  EXPECT_EQ(DisplayWidth("e\xCC\x81"), 1u);         // e + combining acute
+  EXPECT_EQ(DisplayWidth("\x1b"), 1u);              // shown as U+FFFD
+  EXPECT_EQ(DisplayWidth("\xFF\xE4\xB8"), 3u);      // not UTF-8: a column a byte
+  EXPECT_EQ(GlyphAt("中", 0).bytes, 3u);
+  EXPECT_EQ(GlyphAt("中", 0).columns, 2);
 }
 
 TEST(Table, AlignsColumnsWithoutTrailingSpaces) {
@@ -126,6 +141,36 @@ TEST(RenderTaskList, OnlyTheTitleGivesWayToTheWidth) {
   }
   Style wide{.wide = true, .width = 80};
   EXPECT_THAT(RenderTaskList(tasks, kNow, wide), HasSubstr(std::string(200, 'x')));
+}
+
+// A CJK title takes two columns a character: the line still fits. (Counted
+// here without DisplayWidth: ASCII 1, 中 2, the ellipsis 1.)
+TEST(RenderTaskList, AWideTitleFitsTheTerminal) {
+  std::string title;
+  for (int i = 0; i < 100; ++i) title += "中";
+  std::vector<proto::TaskInfo> tasks = {TaskFixture("t1", proto::TaskState::kReady, title)};
+  std::string out = RenderTaskList(tasks, kNow, Style{.width = 80});
+  auto columns = [](const std::string& line) {
+    size_t n = 0;
+    for (size_t i = 0; i < line.size();) {
+      if (line.compare(i, 3, "中") == 0) {
+        n += 2, i += 3;
+      } else if (line.compare(i, 3, "…") == 0) {
+        n += 1, i += 3;
+      } else {
+        n += 1, i += 1;
+      }
+    }
+    return n;
+  };
+  EXPECT_THAT(out, HasSubstr("中中…"));
+  for (size_t pos = 0, next; (next = out.find('\n', pos)) != std::string::npos; pos = next + 1) {
+    std::string line = out.substr(pos, next - pos);
+    EXPECT_LE(columns(line), 80u) << line;
+    if (line.find("中") != std::string::npos) {
+      EXPECT_GE(columns(line), 79u) << "fills the width: " << line;
+    }
+  }
 }
 
 TEST(RenderStatus, LiveWithChildrenPausesAndFailure) {

@@ -78,18 +78,19 @@ std::string Clip(const std::string& text, int width, int height) {
     }
     std::string cut;
     int visible = 0;
-    for (size_t i = 0; i < line.size(); ++i) {
+    for (size_t i = 0; i < line.size();) {
       if (line[i] == '\x1b') {  // copy "ESC [ ... letter" whole
         size_t end = line.find_first_of("ABCDEFGHJKSTfmnsu", i + 1);
         if (end == std::string::npos) break;
         cut += line.substr(i, end - i + 1);
-        i = end;
+        i = end + 1;
         continue;
       }
-      bool lead = (static_cast<unsigned char>(line[i]) & 0xC0) != 0x80;
-      if (lead && visible == width) break;
-      if (lead) ++visible;
-      cut += line[i];
+      Glyph g = GlyphAt(line, i);
+      if (visible + g.columns > width) break;
+      visible += g.columns;
+      cut.append(line, i, g.bytes);
+      i += g.bytes;
     }
     out += cut + (cut.find('\x1b') != std::string::npos ? "\x1b[0m" : "") + "\n";
   }
