@@ -849,8 +849,8 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
     return;
   }
   if (!recorded.ok()) {
-    // Idempotent, and a no-op once the attempt is closed: kept for the retry
-    // so the cost and tokens are not lost.
+    // Idempotent (once recorded, a repeat changes nothing): kept for the
+    // retry so the cost and tokens are not lost, even once it is closed.
     WriteFailed(
         "recording the result of attempt " + std::to_string(attempt_id), recorded.error(),
         [this, attempt_id, report]() -> forge::Status {
@@ -1298,6 +1298,9 @@ void Supervisor::RetryStore() {
     }
   }
   guards_.OnStoreOk();
+  // A kept result's cost (one for an attempt already closed has no close
+  // to come that would count it) reaches the budget now.
+  RefreshCostTodayIfStale();
   FlushGuardEvents();
 }
 
@@ -1548,7 +1551,8 @@ json Supervisor::Counters() {
 void Supervisor::OnCancelled(const store::Change& change) {
   if (!change.open_attempt) return;
   int64_t id = change.open_attempt->id;
-  // The store closed the attempt; its result, if any, will be ignored.
+  // The store closed the attempt; its result, if any, moves no task (its
+  // spend is still recorded: RecordAgentResult, AddLateCriticSpend).
   guards_.OnAttemptEndedWithoutVerdict();
   FlushGuardEvents();
   std::erase_if(review_queue_, [id](const PendingReview& p) { return p.attempt_id == id; });

@@ -405,7 +405,7 @@ struct Store::Impl {
     t.info.state = to;
     t.info.updated_at_ms = now;
     if (to == TaskState::kBlocked || to == TaskState::kCancelled) {
-      FORGE_RETURN_IF_ERROR(NoteWaitingDependents(t));
+      FORGE_RETURN_IF_ERROR(NoteStuck(t, from));
     }
     return Status::Ok();
   }
@@ -432,19 +432,43 @@ struct Store::Impl {
     return Status::Ok();
   }
 
+  // Invariant: a pending task that waits on a blocked or cancelled task,
+  // directly or through pending tasks, has a task.waiting event naming one
+  // that is still stuck (what `forge-ctl wait` reads). `stuck` just became
+  // blocked or cancelled, coming from `from`.
+  Status NoteStuck(const TaskRow& stuck, TaskState from) {
+    if (from == TaskState::kPending) {
+      FORGE_ASSIGN_OR_RETURN(auto above, StuckPerEvents(stuck.info.id));
+      if (above) {
+        // Everything below already waits on `above` and was told so: only
+        // its own dependents hear of this one. (Telling the whole subtree
+        // again for each task of a chain cancelled from its top wrote n²/2
+        // events.) Should `above` be retried, RenoteBelow tells them.
+        FORGE_ASSIGN_OR_RETURN(auto direct, PendingDependents(stuck.info.id));
+        for (const auto& t : direct) {
+          FORGE_RETURN_IF_ERROR(WaitingEvent(t.info.id, stuck, stuck.info.id));
+        }
+        return Status::Ok();
+      }
+    }
+    return NoteWaitingDependents(stuck);
+  }
+
   // Every pending task that waits on `stuck`, directly or through pending
-  // tasks, each with its own dependency on the way (the lowest id of them).
+  // tasks, each with its own dependency on the way (the oldest of them).
   Status NoteWaitingDependents(const TaskRow& stuck) {
     FORGE_ASSIGN_OR_RETURN(
-        Stmt s,
-        conn.Prepare("WITH RECURSIVE down(id, via) AS ("
-                     " SELECT d.task_id, d.dep_id FROM task_deps d JOIN tasks t ON t.id = d.task_id"
-                     "  WHERE d.dep_id = ? AND t.state = 'pending'"
-                     " UNION"
-                     " SELECT d.task_id, d.dep_id FROM down JOIN task_deps d ON d.dep_id = down.id"
-                     "  JOIN tasks t ON t.id = d.task_id WHERE t.state = 'pending')"
-                     " SELECT down.id, MIN(down.via) FROM down JOIN tasks t ON t.id = down.id"
-                     " GROUP BY down.id ORDER BY MIN(t.seq)"));
+        Stmt s, conn.Prepare("WITH RECURSIVE down(id) AS ("
+                             " SELECT d.task_id FROM task_deps d JOIN tasks t ON t.id = d.task_id"
+                             "  WHERE d.dep_id = ?1 AND t.state = 'pending'"
+                             " UNION"
+                             " SELECT d.task_id FROM down JOIN task_deps d ON d.dep_id = down.id"
+                             "  JOIN tasks t ON t.id = d.task_id WHERE t.state = 'pending')"
+                             " SELECT down.id, (SELECT d.dep_id FROM task_deps d"
+                             "  JOIN tasks v ON v.id = d.dep_id WHERE d.task_id = down.id"
+                             "  AND (d.dep_id = ?1 OR d.dep_id IN (SELECT id FROM down))"
+                             "  ORDER BY v.seq LIMIT 1)"
+                             " FROM down JOIN tasks t ON t.id = down.id ORDER BY t.seq"));
     s.Bind(stuck.info.id);
     std::vector<std::pair<std::string, std::string>> waiting;
     for (;;) {
@@ -456,14 +480,32 @@ struct Store::Impl {
     return Status::Ok();
   }
 
-  // The blocked or cancelled task that `t` is, or that it waits on through
-  // pending tasks; nullopt when nothing on its way is stuck (a ready or
-  // running task moves on by itself).
-  Result<std::optional<TaskRow>> StuckRoot(const TaskRow& t) {
-    if (t.info.state == TaskState::kBlocked || t.info.state == TaskState::kCancelled) {
-      return std::optional<TaskRow>(t);
-    }
-    if (t.info.state != TaskState::kPending) return std::optional<TaskRow>();
+  // A retried task leaves blocked or cancelled: what waited on it may now
+  // wait only on a stuck task further down (cancelled while it was itself
+  // stuck, so not announced then) or further up (the retried task is still
+  // stuck behind one). Both are told, so the invariant holds again.
+  Status RenoteAround(const TaskRow& retried) {
+    FORGE_ASSIGN_OR_RETURN(auto above, StuckAncestor(retried.info.id));
+    if (above) FORGE_RETURN_IF_ERROR(NoteWaitingDependents(*above));
+    // Every stuck task below, through pending and stuck ones (a chain
+    // cancelled from its top is announced at its lowest cancelled task).
+    FORGE_ASSIGN_OR_RETURN(
+        auto below, QueryTasks("WHERE state IN ('blocked', 'cancelled') AND id IN ("
+                               "WITH RECURSIVE down(id) AS (SELECT ?"
+                               " UNION"
+                               " SELECT d.task_id FROM down JOIN task_deps d ON d.dep_id = down.id"
+                               "  JOIN tasks t ON t.id = d.task_id"
+                               "  WHERE t.state IN ('pending', 'blocked', 'cancelled'))"
+                               " SELECT id FROM down) AND id != ? ORDER BY seq",
+                               retried.info.id, retried.info.id));
+    for (const auto& stuck : below) FORGE_RETURN_IF_ERROR(NoteWaitingDependents(stuck));
+    return Status::Ok();
+  }
+
+  // The oldest blocked or cancelled task that `task_id` waits on, directly or
+  // through pending tasks; nullopt when nothing on its way is stuck (a
+  // ready or running task moves on by itself).
+  Result<std::optional<TaskRow>> StuckAncestor(const std::string& task_id) {
     FORGE_ASSIGN_OR_RETURN(
         auto rows,
         QueryTasks("WHERE id IN (WITH RECURSIVE up(id) AS ("
@@ -472,9 +514,33 @@ struct Store::Impl {
                    " SELECT d.dep_id FROM up JOIN tasks p ON p.id = up.id AND p.state = 'pending'"
                    "  JOIN task_deps d ON d.task_id = up.id) SELECT id FROM up)"
                    " AND state IN ('blocked', 'cancelled') ORDER BY seq LIMIT 1",
-                   t.info.id));
+                   task_id));
     if (rows.empty()) return std::optional<TaskRow>();
     return std::optional<TaskRow>(std::move(rows.front()));
+  }
+
+  // The same for a pending task, from its task.waiting events (the
+  // invariant above): a lookup in its own events, not a walk up its chain,
+  // which made submitting or cancelling a long chain one task at a time
+  // quadratic.
+  Result<std::optional<TaskRow>> StuckPerEvents(const std::string& task_id) {
+    FORGE_ASSIGN_OR_RETURN(
+        auto rows, QueryTasks("WHERE state IN ('blocked', 'cancelled') AND id IN ("
+                              "SELECT json_extract(payload, '$.dependency') FROM events"
+                              " INDEXED BY events_task WHERE task_id = ? AND kind = 'task.waiting')"
+                              " ORDER BY seq LIMIT 1",
+                              task_id));
+    if (rows.empty()) return std::optional<TaskRow>();
+    return std::optional<TaskRow>(std::move(rows.front()));
+  }
+
+  // The blocked or cancelled task that `t` is, or that it waits on.
+  Result<std::optional<TaskRow>> StuckRoot(const TaskRow& t) {
+    if (t.info.state == TaskState::kBlocked || t.info.state == TaskState::kCancelled) {
+      return std::optional<TaskRow>(t);
+    }
+    if (t.info.state != TaskState::kPending) return std::optional<TaskRow>();
+    return StuckPerEvents(t.info.id);
   }
 
   // The pending tasks that depend on dep_id, through the task_deps(dep_id) index.
@@ -1102,6 +1168,7 @@ Result<Change> Store::Retry(const std::string& task_id) {
     FORGE_RETURN_IF_ERROR(s.Bind(t.seq).Run());
     FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kPending, json{{"reason", "retry"}}));
     FORGE_RETURN_IF_ERROR(m.MaybeRelease(t, "retry"));
+    FORGE_RETURN_IF_ERROR(m.RenoteAround(t));
     change.current = t.info.state;
     return change;
   });

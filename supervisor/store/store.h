@@ -14,8 +14,11 @@
 //
 // Event kinds: task.submitted (payload: the task, env redacted, "state"),
 // task.<state> for every transition ({"from","to","reason"?,"not_before"?,
-// "attempt_id"?}), task.approved, attempt.started, attempt.agent_started,
-// attempt.result, attempt.ended, plus whatever Emit() is given. Keys:
+// "attempt_id"?}), task.approved, task.waiting ({"dependency",
+// "dependency_state", "reason", "via"?}: a blocked or cancelled task it waits
+// on), attempt.started, attempt.agent_started, attempt.result ("after_close"
+// for one that came after the close), attempt.ended, attempt.critic_cost (a
+// critic's spend after the close), plus whatever Emit() is given. Keys:
 // "<task>:<transition counter>:<kind>" for task events, "a<attempt id>:<kind>"
 // for attempt events.
 //

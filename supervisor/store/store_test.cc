@@ -417,6 +417,57 @@ TEST_F(StoreTest, ADependentOfAStuckTaskIsToldWhyItWaits) {
   ExpectJsonlMatches(*s);
 }
 
+// Whatever the order of blocks, cancels and retries, a pending task that
+// waits on a stuck task has an event naming one that is still stuck; a
+// chain cancelled from its top does not write an event per pair.
+TEST_F(StoreTest, TheWaitingEventsFollowRetriesAndStayLinear) {
+  auto s = OpenStore();
+  auto waiting = [&](const std::string& id) {
+    auto events = s->Events({.since_seq = 0, .task_id = id, .kind = "task.waiting"});
+    std::set<std::string> named;
+    for (const auto& e : *events) named.insert(e.payload["dependency"].get<std::string>());
+    return named;
+  };
+  // x runs; y waits on it, z on y. y is cancelled, then x blocks: z was told
+  // of y, not of x (y is not pending). Retried, y waits on x: both are told.
+  auto ids = MustSubmit(*s, {Task("x", "x"), Task("y", "y", {"x"}), Task("z", "z", {"y"})});
+  const std::string x = ids[0], y = ids[1], z = ids[2];
+  AttemptInfo a = MustLease(*s, x);
+  ASSERT_TRUE(s->Cancel(y, "").ok());
+  Close block;
+  block.outcome = Outcome::kFailed;
+  block.next_state = TaskState::kBlocked;
+  ASSERT_TRUE(s->CloseAttempt(a.id, block).ok());
+  EXPECT_EQ(waiting(z), std::set<std::string>{y});
+  ASSERT_TRUE(s->Retry(y).ok());
+  EXPECT_EQ(StateOf(*s, y), TaskState::kPending);
+  EXPECT_EQ(waiting(y), std::set<std::string>{x});
+  EXPECT_EQ(waiting(z), (std::set<std::string>{x, y}));
+
+  // A chain on a blocked task, cancelled from its top.
+  const int n = 30;
+  std::vector<proto::SubmitTask> chain;
+  for (int i = 0; i < n; ++i) {
+    chain.push_back(Task("c" + std::to_string(i), "c" + std::to_string(i),
+                         {i == 0 ? x : "c" + std::to_string(i - 1)}));
+  }
+  auto c = MustSubmit(*s, chain);
+  const size_t before =
+      s->Events({.since_seq = 0, .task_id = "", .kind = "task.waiting", .limit = 100'000})->size();
+  EXPECT_EQ(waiting(c[n - 1]), std::set<std::string>{x});
+  for (int i = 0; i < n / 2; ++i) ASSERT_TRUE(s->Cancel(c[i], "").ok());
+  const size_t after =
+      s->Events({.since_seq = 0, .task_id = "", .kind = "task.waiting", .limit = 100'000})->size();
+  EXPECT_LE(after - before, static_cast<size_t>(n)) << "one a cancel, not the whole chain";
+  // x retried: c14 (cancelled) is now what the rest of the chain waits on.
+  ASSERT_TRUE(s->Retry(x).ok());
+  EXPECT_EQ(StateOf(*s, x), TaskState::kReady);
+  for (int i = n / 2; i < n; ++i) {
+    EXPECT_TRUE(waiting(c[i]).count(c[n / 2 - 1]) == 1) << "c" << i;
+  }
+  ExpectJsonlMatches(*s);
+}
+
 // A plan that is one long chain on a cancelled task, declared from its end:
 // every task of it is told, each through the one it depends on.
 TEST_F(StoreTest, EveryTaskOfALongChainOnAStuckTaskIsTold) {

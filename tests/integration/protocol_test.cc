@@ -440,6 +440,15 @@ TEST(Protocol, ACriticOutOfSpaceRequeuesUncountedAndPauses) {
   EXPECT_TRUE(forge.PausedBy("store")) << forge.Status().dump();
 }
 
+// The budget pause's reason, which gives the supervisor's own sum of the day.
+std::string BudgetReason(Forge& forge) {
+  json status = forge.Status();
+  for (const auto& p : status["pause_reasons"]) {
+    if (p["kind"] == "budget") return p.value("reason", "");
+  }
+  return "";
+}
+
 // A cancel during the review closes the attempt at once; the verdict that
 // comes after it decides nothing, but what the critic's agent spent was
 // spent: it reaches the attempt, the task and the day's budget, once.
@@ -473,6 +482,7 @@ TEST(Protocol, ACriticsSpendAfterACancelStillCounts) {
   EXPECT_EQ(forge.Task(id).state, TaskState::kCancelled);
   EXPECT_TRUE(forge.HasEvent(id, "attempt.critic_cost"));
   EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 1.25, 1e-6);
+  EXPECT_EQ(BudgetReason(forge), "daily budget spent: $1.25 of $1.00") << "counted once";
 }
 
 // The same for the agent: a result that comes after the cancel's close
@@ -507,6 +517,7 @@ TEST(Protocol, AnAgentsSpendAfterACancelStillCounts) {
   EXPECT_NEAR(forge.Task(id).cost_usd, 2.5, 1e-9);
   EXPECT_EQ(forge.Task(id).state, TaskState::kCancelled) << "no review for a cancelled attempt";
   EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 2.5, 1e-6);
+  EXPECT_EQ(BudgetReason(forge), "daily budget spent: $2.50 of $1.00") << "counted once";
 }
 
 // A review the supervisor could not send (its critic's connection is gone)
