@@ -585,18 +585,16 @@ struct Store::Impl {
 
   // ---- submit ----
 
-  // What a new task waits on that an operator must retry first.
-  struct StuckDep {
-    TaskRow root;     // blocked or cancelled
-    std::string via;  // the new task's own dependency on the way to it
-  };
-  // Which of a batch's new tasks wait on a stuck task: `stuck` starts with
-  // what their stored dependencies lead to; Propagate adds what their
-  // dependencies in the batch do.
+  // Which of a batch's new tasks wait on a stuck task, and through which of
+  // their dependencies: `root` starts with what their stored dependencies
+  // lead to; Propagate adds what their dependencies in the batch do. (Small
+  // per task: a plan can hold 100,000.)
   struct BatchWaits {
-    explicit BatchWaits(size_t n) : stuck(n), local_deps(n) {}
+    explicit BatchWaits(size_t n) : root(n, -1), via(n), local_deps(n) {}
     void Propagate(const std::vector<std::string>& ids);
-    std::vector<std::optional<StuckDep>> stuck;
+    std::vector<TaskRow> roots;                   // the stuck stored tasks found
+    std::vector<int> root;                        // an index in roots, -1: none
+    std::vector<std::string> via;                 // the task's own dependency on the way
     std::vector<std::vector<size_t>> local_deps;  // indexes in the batch
   };
 
@@ -688,9 +686,9 @@ void Store::Impl::BatchWaits::Propagate(const std::vector<std::string>& ids) {
   // task is decided after the batch's tasks it depends on (no cycles:
   // CheckBatch).
   enum Mark : char { kNew, kOpen, kDecided };
-  std::vector<Mark> mark(stuck.size(), kNew);
+  std::vector<Mark> mark(root.size(), kNew);
   std::vector<size_t> stack;
-  for (size_t start = 0; start < stuck.size(); ++start) {
+  for (size_t start = 0; start < root.size(); ++start) {
     if (mark[start] != kNew) continue;
     stack.push_back(start);
     while (!stack.empty()) {
@@ -706,7 +704,10 @@ void Store::Impl::BatchWaits::Propagate(const std::vector<std::string>& ids) {
       if (mark[i] == kDecided) continue;
       mark[i] = kDecided;
       for (size_t j : local_deps[i]) {
-        if (!stuck[i] && stuck[j]) stuck[i] = StuckDep{stuck[j]->root, ids[j]};
+        if (root[i] < 0 && root[j] >= 0) {
+          root[i] = root[j];
+          via[i] = ids[j];
+        }
       }
     }
   }
@@ -727,7 +728,7 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
   }
   int64_t now = Now();
   BatchWaits waits(tasks.size());
-  std::map<std::string, std::optional<TaskRow>> stuck_roots;  // per stored dependency
+  std::map<std::string, int> stuck_roots;  // per stored dependency: its index in waits.roots
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& in = tasks[i];
     TaskInfo info;
@@ -751,9 +752,17 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
         auto root = stuck_roots.find(dep);
         if (root == stuck_roots.end()) {
           FORGE_ASSIGN_OR_RETURN(auto found, StuckRoot(*existing));
-          root = stuck_roots.emplace(dep, std::move(found)).first;
+          int index = -1;
+          if (found) {
+            index = static_cast<int>(waits.roots.size());
+            waits.roots.push_back(std::move(*found));
+          }
+          root = stuck_roots.emplace(dep, index).first;
         }
-        if (root->second && !waits.stuck[i]) waits.stuck[i] = StuckDep{*root->second, dep};
+        if (root->second >= 0 && waits.root[i] < 0) {
+          waits.root[i] = root->second;
+          waits.via[i] = dep;
+        }
       }
       if (seen.insert(resolved).second) info.depends_on.push_back(resolved);
     }
@@ -790,8 +799,8 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
   }
   waits.Propagate(ids);
   for (size_t i = 0; i < tasks.size(); ++i) {
-    if (waits.stuck[i]) {
-      FORGE_RETURN_IF_ERROR(WaitingEvent(ids[i], waits.stuck[i]->root, waits.stuck[i]->via));
+    if (waits.root[i] >= 0) {
+      FORGE_RETURN_IF_ERROR(WaitingEvent(ids[i], waits.roots[waits.root[i]], waits.via[i]));
     }
   }
   return ids;
