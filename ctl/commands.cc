@@ -402,9 +402,12 @@ bool Stopped(const Env& env) {
 
 // The blocked or cancelled task (id, state) a pending task waits on, from
 // the task.waiting events of its timeline and that task's state now (it may
-// have been retried since); nullopt when none of them is stuck now.
+// have been retried since); nullopt when none of them is stuck now. `seen`
+// keeps the states read in one look at the tasks: many tasks of a plan
+// name the same one.
 Result<std::optional<std::pair<std::string, std::string>>> StuckDependency(
-    Source& source, const std::vector<proto::EventInfo>& timeline) {
+    Source& source, const std::vector<proto::EventInfo>& timeline,
+    std::map<std::string, std::optional<proto::TaskState>>& seen) {
   std::set<std::string> named;
   for (const auto& e : timeline) {
     if (e.kind != "task.waiting") continue;
@@ -412,14 +415,15 @@ Result<std::optional<std::pair<std::string, std::string>>> StuckDependency(
     if (dep != e.payload.end() && dep->is_string()) named.insert(dep->get<std::string>());
   }
   for (const auto& dep : named) {
-    auto show = source.Show(dep);
-    if (!show.ok()) {
-      if (show.error().code == ErrorCode::kNotFound) continue;
-      return show.error();
+    auto state = seen.find(dep);
+    if (state == seen.end()) {
+      auto show = source.Show(dep);
+      if (!show.ok() && show.error().code != ErrorCode::kNotFound) return show.error();
+      state = seen.emplace(dep, show.ok() ? std::optional(show->task.state) : std::nullopt).first;
     }
-    auto state = show->task.state;
-    if (state == proto::TaskState::kBlocked || state == proto::TaskState::kCancelled) {
-      return std::optional(std::pair(dep, std::string(proto::StateName(state))));
+    if (state->second == proto::TaskState::kBlocked ||
+        state->second == proto::TaskState::kCancelled) {
+      return std::optional(std::pair(dep, std::string(proto::StateName(*state->second))));
     }
   }
   return std::optional<std::pair<std::string, std::string>>();
@@ -466,6 +470,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
   }
   int64_t since = probe->last_seq;
   for (;;) {
+    std::map<std::string, std::optional<proto::TaskState>> seen;  // this look's dependencies
     for (const auto& id : dirty) {
       auto show = source->Show(id);
       if (!show.ok()) {
@@ -478,7 +483,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
       int64_t& last = cursor[id];  // 0 when the timeline is empty
       for (const auto& e : show->timeline) last = std::max(last, e.seq);
       if (show->task.state != proto::TaskState::kPending) continue;
-      auto on = StuckDependency(*source, show->timeline);
+      auto on = StuckDependency(*source, show->timeline, seen);
       if (!on.ok()) return Fail(env, on.error());
       if (*on) stuck[id] = Stuck{(*on)->first, (*on)->second};
     }

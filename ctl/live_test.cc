@@ -599,12 +599,13 @@ FakeSupervisor::Handler StuckScript(std::function<std::string(int)> t1_states,
     }
     if (r["cmd"] != "show") return FakeSupervisor::Err("invalid", "unexpected");
     if (r["id"] == "t1") return FakeSupervisor::Ok(TaskJson("t1", t1_states(++*t1_shows)));
-    json show = TaskJson("t3", t3_state);
+    const std::string id = r["id"];
+    json show = TaskJson(id, t3_state);
     proto::EventInfo waiting;
     waiting.seq = 2;
     waiting.ts_ms = 1'700'000'000'000;
     waiting.kind = "task.waiting";
-    waiting.task_id = "t3";
+    waiting.task_id = id;
     waiting.payload = {{"dependency", "t1"}, {"dependency_state", "blocked"}, {"via", "t2"}};
     show["timeline"].push_back(waiting);
     return FakeSupervisor::Ok(show);
@@ -630,6 +631,19 @@ TEST(LiveTest, WaitExitsOneWhenATaskWaitsOnABlockedOne) {
   EXPECT_EQ(j["timed_out"], false);
   EXPECT_EQ(j["tasks"][0]["state"], "pending");
   EXPECT_EQ(j["tasks"][0]["waits_on"], json({{"id", "t1"}, {"state", "blocked"}}));
+}
+
+// Tasks that wait on the same one: it is asked about once a look.
+TEST(LiveTest, WaitAsksOnceAboutATaskManyWaitOn) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir,
+                      StuckScript([](int) { return std::string("blocked"); },
+                                  [](int) { return std::vector<proto::EventInfo>(); }));
+  EXPECT_EQ(CmdWait(h.env, {"t3", "t4", "t5"}, 20'000), kExitRejected) << h.err.str();
+  EXPECT_THAT(h.out.str(), HasSubstr("t5  pending  (waits on t1, blocked: retry it)"));
+  int about_t1 = 0;
+  for (const auto& r : fake.requests()) about_t1 += r["cmd"] == "show" && r["id"] == "t1";
+  EXPECT_EQ(about_t1, 1);
 }
 
 // The dependency named by an old task.waiting was retried since: the wait
