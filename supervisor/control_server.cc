@@ -256,7 +256,12 @@ Result<json> ControlServer::Retry(const json& args) {
   FORGE_ASSIGN_OR_RETURN(auto request, proto::ReadAs<proto::IdRequest>(args));
   FORGE_ASSIGN_OR_RETURN(auto change, store_.Retry(request.id));
   backend_.OnQueueChanged();
-  return json(ToReply(request.id, change, "requeued with its attempts reset"));
+  std::string message = "requeued with its attempts reset";
+  if (!change.stuck_on.empty()) {
+    message += "; it waits on " + change.stuck_on + ", " +
+               std::string(proto::StateName(change.stuck_on_state)) + ": retry that one too";
+  }
+  return json(ToReply(request.id, change, message));
 }
 
 Result<json> ControlServer::Approve(const json& args) {

@@ -260,6 +260,20 @@ TEST_F(ControlServerTest, CancelReportsTheOpenAttemptToTheBackend) {
   auto retry = Call("retry", json{{"id", id}});
   ASSERT_TRUE(retry.ok()) << retry.error().message;
   EXPECT_EQ((*retry)["state"], "ready");
+  EXPECT_EQ((*retry)["message"], "requeued with its attempts reset");
+}
+
+// A retried task that still waits on a cancelled one says so.
+TEST_F(ControlServerTest, ARetrySaysWhatTheTaskStillWaitsOn) {
+  std::string first = SubmitOne(json{{"title", "first"}, {"brief", "b"}});
+  std::string then = SubmitOne(json{{"title", "then"}, {"brief", "b"}, {"depends_on", {first}}});
+  ASSERT_TRUE(Call("cancel", json{{"id", then}}).ok());
+  ASSERT_TRUE(Call("cancel", json{{"id", first}}).ok());
+  auto retry = Call("retry", json{{"id", then}});
+  ASSERT_TRUE(retry.ok()) << retry.error().message;
+  EXPECT_EQ((*retry)["state"], "pending");
+  EXPECT_EQ((*retry)["message"], "requeued with its attempts reset; it waits on " + first +
+                                     ", cancelled: retry that one too");
 }
 
 TEST_F(ControlServerTest, PauseResumeStopAndEvents) {

@@ -484,7 +484,8 @@ struct Store::Impl {
   // wait only on a stuck task further down (cancelled while it was itself
   // stuck, so not announced then) or further up (the retried task is still
   // stuck behind one). Both are told, so the invariant holds again.
-  Status RenoteAround(const TaskRow& retried) {
+  // Returns the stuck task the retried one still waits on, if any.
+  Result<std::optional<TaskRow>> RenoteAround(const TaskRow& retried) {
     FORGE_ASSIGN_OR_RETURN(auto above, StuckAncestor(retried.info.id));
     if (above) FORGE_RETURN_IF_ERROR(NoteWaitingDependents(*above));
     // Every stuck task below, through pending and stuck ones (a chain
@@ -499,7 +500,7 @@ struct Store::Impl {
                                " SELECT id FROM down) AND id != ? ORDER BY seq",
                                retried.info.id, retried.info.id));
     for (const auto& stuck : below) FORGE_RETURN_IF_ERROR(NoteWaitingDependents(stuck));
-    return Status::Ok();
+    return above;
   }
 
   // The oldest blocked or cancelled task that `task_id` waits on, directly or
@@ -1138,7 +1139,8 @@ Result<Change> Store::Approve(const std::string& task_id) {
   Impl& m = *impl_;
   return m.Write("approve " + task_id, [&]() -> Result<Change> {
     FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(task_id));
-    Change change{t.info.state, t.info.state, std::nullopt};
+    Change change;
+    change.previous = change.current = t.info.state;
     if (t.info.approved) return change;
     if (proto::IsSettled(t.info.state)) {
       // A done task cannot be retried, so the hint is for the others only.
@@ -1165,7 +1167,8 @@ Result<Change> Store::Retry(const std::string& task_id) {
   Impl& m = *impl_;
   return m.Write("retry " + task_id, [&]() -> Result<Change> {
     FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(task_id));
-    Change change{t.info.state, t.info.state, std::nullopt};
+    Change change;
+    change.previous = change.current = t.info.state;
     if (t.info.state != TaskState::kBlocked && t.info.state != TaskState::kCancelled) {
       return MakeError(ErrorCode::kConflict,
                        "task " + task_id + " is " + Str(t.info.state) +
@@ -1177,7 +1180,11 @@ Result<Change> Store::Retry(const std::string& task_id) {
     FORGE_RETURN_IF_ERROR(s.Bind(t.seq).Run());
     FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kPending, json{{"reason", "retry"}}));
     FORGE_RETURN_IF_ERROR(m.MaybeRelease(t, "retry"));
-    FORGE_RETURN_IF_ERROR(m.RenoteAround(t));
+    FORGE_ASSIGN_OR_RETURN(auto stuck_on, m.RenoteAround(t));
+    if (stuck_on) {
+      change.stuck_on = stuck_on->info.id;
+      change.stuck_on_state = stuck_on->info.state;
+    }
     change.current = t.info.state;
     return change;
   });
@@ -1187,7 +1194,9 @@ Result<Change> Store::Cancel(const std::string& task_id, const std::string& reas
   Impl& m = *impl_;
   return m.Write("cancel " + task_id, [&]() -> Result<Change> {
     FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(task_id));
-    Change change{t.info.state, TaskState::kCancelled, std::nullopt};
+    Change change;
+    change.previous = t.info.state;
+    change.current = TaskState::kCancelled;
     if (proto::IsSettled(t.info.state)) {
       return MakeError(ErrorCode::kConflict, "task " + task_id + " is already " +
                                                  Str(t.info.state) + "; nothing to cancel");

@@ -164,6 +164,10 @@ struct Change {
   TaskState previous = TaskState::kPending;
   TaskState current = TaskState::kPending;
   std::optional<AttemptInfo> open_attempt;  // cancel: the attempt that must be killed
+  // retry: the blocked or cancelled task the retried one still waits on
+  // (it stays pending until that one is retried and done); empty if none.
+  std::string stuck_on;
+  TaskState stuck_on_state = TaskState::kPending;
 };
 
 class Store {

@@ -439,7 +439,10 @@ TEST_F(StoreTest, TheWaitingEventsFollowRetriesAndStayLinear) {
   block.next_state = TaskState::kBlocked;
   ASSERT_TRUE(s->CloseAttempt(a.id, block).ok());
   EXPECT_EQ(waiting(z), std::set<std::string>{y});
-  ASSERT_TRUE(s->Retry(y).ok());
+  auto retried = s->Retry(y);
+  ASSERT_TRUE(retried.ok());
+  EXPECT_EQ(retried->stuck_on, x) << "the retry says what it still waits on";
+  EXPECT_EQ(retried->stuck_on_state, TaskState::kBlocked);
   EXPECT_EQ(StateOf(*s, y), TaskState::kPending);
   EXPECT_EQ(waiting(y), std::set<std::string>{x});
   EXPECT_EQ(waiting(z), (std::set<std::string>{x, y}));
@@ -460,7 +463,9 @@ TEST_F(StoreTest, TheWaitingEventsFollowRetriesAndStayLinear) {
       s->Events({.since_seq = 0, .task_id = "", .kind = "task.waiting", .limit = 100'000})->size();
   EXPECT_LE(after - before, static_cast<size_t>(n)) << "one a cancel, not the whole chain";
   // x retried: c14 (cancelled) is now what the rest of the chain waits on.
-  ASSERT_TRUE(s->Retry(x).ok());
+  auto head = s->Retry(x);
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->stuck_on, "");
   EXPECT_EQ(StateOf(*s, x), TaskState::kReady);
   for (int i = n / 2; i < n; ++i) {
     EXPECT_TRUE(waiting(c[i]).count(c[n / 2 - 1]) == 1) << "c" << i;
