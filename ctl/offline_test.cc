@@ -194,6 +194,25 @@ TEST_F(OfflineTest, ShowSaysWhatAPendingTaskWaitsOn) {
                                                  "retried and done"));
 }
 
+// Without a supervisor the database is read as it is, env included: a
+// secret env value is redacted as the supervisor's replies redact it.
+TEST_F(OfflineTest, ShowAndListRedactSecretsAsTheSupervisorDoes) {
+  auto secret = Task("Deploy");
+  secret.env = {{"DEPLOY_TOKEN", "tok-3f9a77c1"}, {"REGION", "eu-west-1"}};
+  secret.brief = "use tok-3f9a77c1 to deploy";
+  auto ids = writer_->Submit({secret});
+  ASSERT_TRUE(ids.ok()) << ids.error().ToString();
+  h_.env.json = true;
+  ASSERT_EQ(CmdShow(h_.env, ids->front()), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("tok-3f9a77c1")));
+  EXPECT_THAT(h_.out.str(), HasSubstr("eu-west-1"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("[redacted]"));
+  h_.Clear();
+  ASSERT_EQ(CmdList(h_.env, {}), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("tok-3f9a77c1")));
+  EXPECT_THAT(h_.out.str(), HasSubstr("[redacted]"));
+}
+
 TEST_F(OfflineTest, ShowUnknownTaskIsNotFound) {
   EXPECT_EQ(CmdShow(h_.env, "t999"), kExitRejected);
   EXPECT_THAT(h_.err.str(), HasSubstr("t999"));

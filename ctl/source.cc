@@ -76,11 +76,15 @@ class OfflineSource final : public Source {
     return reply;
   }
 
+  // Redacted as the supervisor's replies are (the database holds a task's
+  // env as submitted), except for its config's secrets, which only it knows.
   Result<std::vector<proto::TaskInfo>> List(const proto::ListRequest& request) override {
     store::ListFilter filter;
     filter.state = request.state;
     filter.limit = request.limit;
-    return store_->ListTasks(filter);
+    FORGE_ASSIGN_OR_RETURN(auto tasks, store_->ListTasks(filter));
+    for (auto& t : tasks) proto::RedactForOperator(t, {});
+    return tasks;
   }
 
   Result<proto::ShowReply> Show(const std::string& id) override {
@@ -91,6 +95,7 @@ class OfflineSource final : public Source {
     filter.task_id = id;
     filter.limit = 100000;
     FORGE_ASSIGN_OR_RETURN(reply.timeline, store_->Events(filter));
+    proto::RedactForOperator(reply, {});
     return reply;
   }
 

@@ -3,6 +3,7 @@
 #include <exception>
 #include <type_traits>
 
+#include "common/redact.h"
 #include "proto/codec.h"
 #include "proto/json_fields.h"
 
@@ -457,6 +458,23 @@ forge::Result<json> DecodeReply(std::string_view bytes) {
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kDecode, std::string("cannot decode reply: ") + e.what());
   }
+}
+
+void RedactForOperator(TaskInfo& task, const std::vector<std::string>& config_secrets,
+                       std::vector<std::string>* secrets_out) {
+  std::vector<std::string> secrets = config_secrets;
+  for (auto& s : SecretValues(task.env)) secrets.push_back(s);
+  task.env = RedactEnv(task.env);
+  task.brief = RedactText(task.brief, secrets);
+  task.last_error = RedactText(task.last_error, secrets);
+  if (secrets_out != nullptr) *secrets_out = std::move(secrets);
+}
+
+void RedactForOperator(ShowReply& show, const std::vector<std::string>& config_secrets) {
+  std::vector<std::string> secrets;
+  RedactForOperator(show.task, config_secrets, &secrets);
+  for (auto& a : show.attempts) a.error = RedactText(a.error, secrets);
+  for (auto& e : show.timeline) e.payload = json::parse(RedactText(e.payload.dump(), secrets));
 }
 
 }  // namespace forge::proto

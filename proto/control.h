@@ -232,4 +232,14 @@ std::string EncodeError(const forge::Error& error);
 // Parses a reply: the body on ok:true, the typed Error on ok:false.
 forge::Result<json> DecodeReply(std::string_view bytes);
 
+// ---- what an operator's view of a task may show ----
+// Secret env values (common/redact.h) replaced, and every text that could
+// echo one (brief, errors, event payloads) scrubbed of them and of
+// `config_secrets` (the supervisor's own agent env). The same whether the
+// view comes from the supervisor or, when none runs, from the database.
+// secrets_out: the values scrubbed, for more text of the same task.
+void RedactForOperator(TaskInfo& task, const std::vector<std::string>& config_secrets,
+                       std::vector<std::string>* secrets_out = nullptr);
+void RedactForOperator(ShowReply& show, const std::vector<std::string>& config_secrets);
+
 }  // namespace forge::proto

@@ -203,15 +203,6 @@ Result<json> ControlServer::SubmitAbort(const json& args) {
   return json(reply);
 }
 
-void ControlServer::Redact(proto::TaskInfo& task, std::vector<std::string>* secrets_out) {
-  std::vector<std::string> secrets = backend_.ConfigSecrets();
-  for (auto& s : SecretValues(task.env)) secrets.push_back(s);
-  task.env = RedactEnv(task.env);
-  task.brief = RedactText(task.brief, secrets);
-  task.last_error = RedactText(task.last_error, secrets);
-  if (secrets_out != nullptr) *secrets_out = std::move(secrets);
-}
-
 Result<json> ControlServer::Show(const json& args) {
   FORGE_ASSIGN_OR_RETURN(auto request, proto::ReadAs<proto::IdRequest>(args));
   proto::ShowReply reply;
@@ -221,10 +212,7 @@ Result<json> ControlServer::Show(const json& args) {
   filter.task_id = request.id;
   filter.limit = 1000;
   FORGE_ASSIGN_OR_RETURN(reply.timeline, store_.Events(filter));
-  std::vector<std::string> secrets;
-  Redact(reply.task, &secrets);
-  for (auto& a : reply.attempts) a.error = RedactText(a.error, secrets);
-  for (auto& e : reply.timeline) e.payload = json::parse(RedactText(e.payload.dump(), secrets));
+  proto::RedactForOperator(reply, backend_.ConfigSecrets());
   return json(reply);
 }
 
@@ -235,7 +223,8 @@ Result<json> ControlServer::List(const json& args) {
   filter.limit = request.limit;
   proto::ListReply reply;
   FORGE_ASSIGN_OR_RETURN(reply.tasks, store_.ListTasks(filter));
-  for (auto& t : reply.tasks) Redact(t);
+  const std::vector<std::string> secrets = backend_.ConfigSecrets();
+  for (auto& t : reply.tasks) proto::RedactForOperator(t, secrets);
   return json(reply);
 }
 

@@ -87,9 +87,6 @@ class ControlServer {
   Result<json> Approve(const json& args);
   Result<json> Events(const json& args);
 
-  // Secret env values replaced in a task, and secret text in its errors.
-  void Redact(proto::TaskInfo& task, std::vector<std::string>* secrets_out = nullptr);
-
   store::Store& store_;
   ControlBackend& backend_;
   std::function<int64_t()> monotonic_ms_;
