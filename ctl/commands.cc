@@ -803,6 +803,12 @@ void CopyNew(const std::string& path, off_t* offset, std::ostream& out) {
 
 int CmdLogs(Env& env, const LogsArgs& args) {
   if (args.attempt < 0) return Usage(env, "--attempt must be at least 1");
+  // As the other read-only commands: a state directory nothing ever ran in
+  // (a typo, most likely) is exit 3, and --follow must not wait on it.
+  if (!SupervisorPid(env.state_dir)) {
+    auto store = OpenStoreReadOnly(env.state_dir);
+    if (!store.ok()) return Fail(env, NoSupervisorNorDatabase(env.state_dir, store.error()));
+  }
   const std::string dir = LogsDir(env.state_dir) + "/" + args.id;
   std::vector<int> logged = LoggedAttempts(dir);
   int n = args.attempt;
@@ -856,7 +862,14 @@ int CmdLogs(Env& env, const LogsArgs& args) {
           return Fail(env, task.error());
         }
         if (task.ok() && proto::IsSettled(task->state)) {
-          if (!path.empty()) CopyNew(path, &offset, *env.out);
+          if (path.empty() || ::access(path.c_str(), R_OK) != 0) {
+            // Settled without a log (cancelled before it ran): as without --follow.
+            return Fail(env, MakeError(ErrorCode::kNotFound,
+                                       "no logs for task " + args.id + ": it is " +
+                                           std::string(proto::StateName(task->state)) +
+                                           " and no attempt wrote one (looked in " + dir + ")"));
+          }
+          CopyNew(path, &offset, *env.out);
           return kExitOk;
         }
       }

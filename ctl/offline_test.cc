@@ -294,6 +294,27 @@ TEST_F(OfflineTest, LogsLatestPinnedAndMissing) {
   EXPECT_THAT(h_.err.str(), HasSubstr("no logs for task " + blocked_));
 }
 
+// A state directory nothing ever ran in (a typo, most likely) is exit 3 as
+// for the other read-only commands, and --follow does not wait on it.
+TEST_F(OfflineTest, LogsInAStateDirNothingRanInIsExit3) {
+  const std::string empty = h_.state_dir + "/elsewhere";
+  std::filesystem::create_directories(empty);
+  h_.env.state_dir = empty;
+  EXPECT_EQ(CmdLogs(h_.env, {done_, 0, false}), kExitNoSupervisor);
+  EXPECT_THAT(h_.err.str(), HasSubstr("supervisor not running and no database at"));
+  h_.Clear();
+  EXPECT_EQ(CmdLogs(h_.env, {done_, 0, true}), kExitNoSupervisor);
+}
+
+// Following a task that settles without any log ends as without --follow.
+TEST_F(OfflineTest, LogsFollowOfATaskThatNeverRanIsNotFound) {
+  auto ids = writer_->Submit({Task("Never ran")});
+  ASSERT_TRUE(ids.ok());
+  ASSERT_TRUE(writer_->Cancel(ids->front(), "").ok());
+  EXPECT_EQ(CmdLogs(h_.env, {ids->front(), 0, true}), kExitRejected);
+  EXPECT_THAT(h_.err.str(), HasSubstr("it is cancelled and no attempt wrote one"));
+}
+
 TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
   auto ids = writer_->Submit({Task("Followed")});
   ASSERT_TRUE(ids.ok());
