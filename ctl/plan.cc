@@ -26,6 +26,7 @@ struct Entry {
   YAML::Mark at;                          // the task's map
   Marks present;                          // key -> value position
   std::vector<YAML::Mark> depends_marks;  // position of each depends_on item
+  std::vector<YAML::Mark> verify_marks;   // position of each verify item
 };
 
 Result<std::string> ReadText(const std::string& path) {
@@ -76,7 +77,11 @@ Entry ReadTask(YamlReader& r, const YAML::Node& node, const std::string& key,
           {"brief_file", [&](auto& v, auto& k) { r.ReadString(v, k, brief_file); }},
           {"repo", [&](auto& v, auto& k) { r.ReadString(v, k, &t.repo); }},
           {"base", [&](auto& v, auto& k) { r.ReadString(v, k, &t.base); }},
-          {"verify", [&](auto& v, auto& k) { r.ReadStringList(v, k, &t.verify); }},
+          {"verify",
+           [&](auto& v, auto& k) {
+             r.ReadStringList(v, k, &t.verify);
+             e.verify_marks = ItemMarks(v);
+           }},
           {"depends_on",
            [&](auto& v, auto& k) {
              r.ReadStringList(v, k, &t.depends_on);
@@ -100,6 +105,28 @@ Entry ReadTask(YamlReader& r, const YAML::Node& node, const std::string& key,
   return e;
 }
 
+bool IsBlank(const std::string& text) {
+  return text.find_first_not_of(" \t\n\r\f\v") == std::string::npos;
+}
+
+// What the store would refuse (store::CheckBatch), said at its line: a
+// brief too long to send, a blank check (`sh -c ''` passes every attempt).
+void CheckSendable(YamlReader& r, const std::string& key, const Entry& e) {
+  if (auto brief = e.present.find("brief"); brief != e.present.end()) {
+    if (size_t size = store::EncodedBriefSize(e.task.brief); size > store::kMaxBriefBytes) {
+      r.Problem(brief->second, "key '" + key + ".brief': " + std::to_string(size) +
+                                   " bytes as sent, more than the " +
+                                   std::to_string(store::kMaxBriefBytes) + " a brief may be");
+    }
+  }
+  for (size_t i = 0; i < e.task.verify.size() && i < e.verify_marks.size(); ++i) {
+    if (IsBlank(e.task.verify[i])) {
+      r.Problem(e.verify_marks[i],
+                "key '" + key + ".verify[" + std::to_string(i) + "]': a check must not be blank");
+    }
+  }
+}
+
 // Required keys, brief vs brief_file, and reading the brief file.
 void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_dir,
                const std::string& brief_file, Entry& e) {
@@ -108,10 +135,11 @@ void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_di
     const std::string& value = required == std::string("id") ? e.task.id : e.task.title;
     if (it == e.present.end()) {
       r.Problem(e.at, "key '" + key + "." + required + "': required");
-    } else if (value.empty()) {
+    } else if (IsBlank(value)) {
       r.Problem(it->second, "key '" + key + "." + required + "': must not be empty");
     }
   }
+  CheckSendable(r, key, e);
   auto file_at = e.present.find("brief_file");
   if (file_at == e.present.end()) return;
   if (e.present.count("brief")) {
@@ -284,6 +312,11 @@ Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const 
   if (!r.ok()) return r.ToError(ErrorCode::kInvalid);
   std::vector<proto::SubmitTask> tasks;
   for (Entry& e : entries) tasks.push_back(std::move(e.task));
+  // Whatever else the store refuses is still the plan's fault (exit 2), not
+  // the supervisor's refusal: the checks above name the line of each.
+  if (Status valid = tasks.empty() ? Status::Ok() : store::CheckBatch(tasks); !valid.ok()) {
+    return MakeError(ErrorCode::kInvalid, path + ": " + valid.error().message);
+  }
   return tasks;
 }
 

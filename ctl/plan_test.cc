@@ -149,6 +149,20 @@ TEST_F(PlanTest, ABriefFileTooBigNamesThePlanLine) {
                    "than the 2097152 a brief may be"));
 }
 
+// What the store would refuse is the plan's fault, said at its line (exit 2),
+// not a refusal by the supervisor (exit 1) after the plan was sent.
+TEST_F(PlanTest, WhatTheStoreRefusesNamesThePlanLine) {
+  const std::string big(store::kMaxBriefBytes + 1, 'b');
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    brief: " + big + "\n"),
+            At(4, 12,
+               "key 'tasks[0].brief': 2097153 bytes as sent, more than the 2097152 a brief "
+               "may be"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: \"  \"\n"),
+            At(3, 12, "key 'tasks[0].title': must not be empty"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    verify: [make, \" \"]\n"),
+            At(4, 20, "key 'tasks[0].verify[1]': a check must not be blank"));
+}
+
 TEST_F(PlanTest, BriefAndBriefFileTogether) {
   Write("b.md", "x");
   EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, brief: x, brief_file: b.md}\n"),
