@@ -238,7 +238,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   if (logs->parsed()) return CmdLogs(env, f.logs);
   if (stats->parsed()) {
     int64_t window_ms = 0;
-    if (!f.since.empty()) {
+    if (stats->count("--since") > 0) {  // given empty is a bad value, not "all time"
       auto d = ParseDuration(f.since);
       if (!d.ok()) return Usage(env, "--since '" + f.since + "': " + d.error().message);
       window_ms = d->count();

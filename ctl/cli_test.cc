@@ -128,6 +128,9 @@ TEST_F(CliTest, BadValuesAreNamed) {
   auto since = Cli({"--state-dir", state_, "stats", "--since", "5 parsecs"});
   EXPECT_EQ(since.rc, kExitUsage);
   EXPECT_THAT(since.err, HasSubstr("--since '5 parsecs'"));
+  auto empty_since = Cli({"--state-dir", state_, "stats", "--since", ""});
+  EXPECT_EQ(empty_since.rc, kExitUsage) << "as wait --timeout '': a bad value, not all time";
+  EXPECT_THAT(empty_since.err, HasSubstr("--since ''"));
 
   auto plan = Cli({"--state-dir", state_, "submit", "--plan", "p.yaml", "--title", "x"});
   EXPECT_EQ(plan.rc, kExitUsage);

@@ -413,6 +413,17 @@ TEST_F(OfflineTest, StatsFromTheDatabase) {
   EXPECT_EQ(j["top_failures"][0]["count"], 1);
 }
 
+// An error the store kept with bytes that are not UTF-8 (an agent's output
+// quoted as it was) does not abort stats --json.
+TEST_F(OfflineTest, StatsJsonWithAnErrorThatIsNotUtf8) {
+  auto ids = writer_->Submit({Task("Garbled")});
+  ASSERT_TRUE(ids.ok());
+  Fail(ids->front(), "make: \xff\xfe garbled");
+  h_.env.json = true;
+  ASSERT_EQ(CmdStats(h_.env, 0), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), HasSubstr("\xEF\xBF\xBD"));
+}
+
 TEST(Percentile, NearestRank) {
   std::vector<int64_t> v = {5, 1, 4, 2, 3};
   EXPECT_EQ(Percentile(v, 50), 3);

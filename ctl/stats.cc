@@ -168,7 +168,8 @@ int CmdStats(Env& env, int64_t window_ms) {
   auto stats = ComputeStats(**store, env.clock->WallMs(), window_ms);
   if (!stats.ok()) return Fail(env, stats.error());
   if (env.json) {
-    *env.out << StatsJson(*stats).dump(2) << "\n";
+    *env.out << StatsJson(*stats).dump(2, ' ', false, proto::json::error_handler_t::replace)
+             << "\n";
   } else {
     *env.out << RenderStats(*stats, env.style);
   }
