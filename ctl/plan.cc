@@ -141,7 +141,11 @@ void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_di
   }
   CheckSendable(r, key, e);
   auto file_at = e.present.find("brief_file");
-  if (file_at == e.present.end()) return;
+  if (file_at == e.present.end()) {
+    // As `submit --title` alone: the title is the brief.
+    if (!e.present.count("brief")) e.task.brief = e.task.title;
+    return;
+  }
   if (e.present.count("brief")) {
     r.Problem(file_at->second, "key '" + key + ".brief_file': give brief or brief_file, not both");
     return;

@@ -116,6 +116,7 @@ TEST_F(PlanTest, JsonIsYamlToo) {
       Parse(R"({"tasks":[{"id":"a","title":"A"},{"id":"b","title":"B","depends_on":["a"]}]})");
   ASSERT_EQ(tasks.size(), 2u);
   EXPECT_EQ(tasks[1].depends_on, std::vector<std::string>{"a"});
+  EXPECT_EQ(tasks[0].brief, "A") << "no brief: the title is the brief, as for submit's flags";
 }
 
 TEST_F(PlanTest, LoadPlanReadsBriefFilesBesideThePlan) {
