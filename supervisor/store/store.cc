@@ -362,6 +362,13 @@ struct Store::Impl {
     }
   }
 
+  // The first row QueryTasks gives, if any.
+  Result<std::optional<TaskRow>> QueryFirstTask(const std::string& where_etc, auto... args) {
+    FORGE_ASSIGN_OR_RETURN(auto rows, QueryTasks(where_etc, args...));
+    if (rows.empty()) return std::optional<TaskRow>();
+    return std::optional<TaskRow>(std::move(rows.front()));
+  }
+
   Result<std::vector<AttemptRow>> QueryAttempts(const std::string& where_etc, auto... args) {
     FORGE_ASSIGN_OR_RETURN(Stmt s, conn.Prepare(std::string("SELECT ") + kAttemptColumns +
                                                 " FROM attempts " + where_etc));
@@ -507,17 +514,14 @@ struct Store::Impl {
   // through pending tasks; nullopt when nothing on its way is stuck (a
   // ready or running task moves on by itself).
   Result<std::optional<TaskRow>> StuckAncestor(const std::string& task_id) {
-    FORGE_ASSIGN_OR_RETURN(
-        auto rows,
-        QueryTasks("WHERE id IN (WITH RECURSIVE up(id) AS ("
-                   " SELECT dep_id FROM task_deps WHERE task_id = ?"
-                   " UNION"
-                   " SELECT d.dep_id FROM up JOIN tasks p ON p.id = up.id AND p.state = 'pending'"
-                   "  JOIN task_deps d ON d.task_id = up.id) SELECT id FROM up)"
-                   " AND state IN ('blocked', 'cancelled') ORDER BY seq LIMIT 1",
-                   task_id));
-    if (rows.empty()) return std::optional<TaskRow>();
-    return std::optional<TaskRow>(std::move(rows.front()));
+    return QueryFirstTask(
+        "WHERE id IN (WITH RECURSIVE up(id) AS ("
+        " SELECT dep_id FROM task_deps WHERE task_id = ?"
+        " UNION"
+        " SELECT d.dep_id FROM up JOIN tasks p ON p.id = up.id AND p.state = 'pending'"
+        "  JOIN task_deps d ON d.task_id = up.id) SELECT id FROM up)"
+        " AND state IN ('blocked', 'cancelled') ORDER BY seq LIMIT 1",
+        task_id);
   }
 
   // The same for a pending task, from its task.waiting events (the
@@ -525,14 +529,12 @@ struct Store::Impl {
   // which made submitting or cancelling a long chain one task at a time
   // quadratic.
   Result<std::optional<TaskRow>> StuckPerEvents(const std::string& task_id) {
-    FORGE_ASSIGN_OR_RETURN(
-        auto rows, QueryTasks("WHERE state IN ('blocked', 'cancelled') AND id IN ("
-                              "SELECT json_extract(payload, '$.dependency') FROM events"
-                              " INDEXED BY events_task WHERE task_id = ? AND kind = 'task.waiting')"
-                              " ORDER BY seq LIMIT 1",
-                              task_id));
-    if (rows.empty()) return std::optional<TaskRow>();
-    return std::optional<TaskRow>(std::move(rows.front()));
+    return QueryFirstTask(
+        "WHERE state IN ('blocked', 'cancelled') AND id IN ("
+        "SELECT json_extract(payload, '$.dependency') FROM events"
+        " INDEXED BY events_task WHERE task_id = ? AND kind = 'task.waiting')"
+        " ORDER BY seq LIMIT 1",
+        task_id);
   }
 
   // The blocked or cancelled task that `t` is, or that it waits on.
