@@ -474,7 +474,23 @@ void RedactForOperator(ShowReply& show, const std::vector<std::string>& config_s
   std::vector<std::string> secrets;
   RedactForOperator(show.task, config_secrets, &secrets);
   for (auto& a : show.attempts) a.error = RedactText(a.error, secrets);
-  for (auto& e : show.timeline) e.payload = json::parse(RedactText(e.payload.dump(), secrets));
+  for (auto& e : show.timeline) RedactJson(e.payload, secrets);
+}
+
+void RedactJson(json& value, const std::vector<std::string>& secrets) {
+  if (secrets.empty()) return;
+  if (value.is_string()) {
+    value = RedactText(value.get<std::string>(), secrets);
+  } else if (value.is_array()) {
+    for (auto& item : value) RedactJson(item, secrets);
+  } else if (value.is_object()) {
+    json out = json::object();
+    for (auto& [key, item] : value.items()) {
+      RedactJson(item, secrets);
+      out[RedactText(key, secrets)] = std::move(item);
+    }
+    value = std::move(out);
+  }
 }
 
 }  // namespace forge::proto

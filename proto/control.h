@@ -241,5 +241,10 @@ forge::Result<json> DecodeReply(std::string_view bytes);
 void RedactForOperator(TaskInfo& task, const std::vector<std::string>& config_secrets,
                        std::vector<std::string>* secrets_out = nullptr);
 void RedactForOperator(ShowReply& show, const std::vector<std::string>& config_secrets);
+// Every string (and key) in `value` scrubbed of `secrets`; numbers and the
+// structure stay as they are. (Redacting the dumped text and parsing it
+// again broke on a secret that is also a number's digits: MAX_TOKENS=4096
+// made "tokens_out":4096 unparsable, and the parse threw.)
+void RedactJson(json& value, const std::vector<std::string>& secrets);
 
 }  // namespace forge::proto

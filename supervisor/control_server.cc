@@ -271,9 +271,7 @@ Result<json> ControlServer::Events(const json& args) {
   FORGE_ASSIGN_OR_RETURN(reply.events, store_.Events(filter));
   FORGE_ASSIGN_OR_RETURN(reply.last_seq, store_.LastEventSeq());
   std::vector<std::string> secrets = backend_.ConfigSecrets();
-  if (!secrets.empty()) {
-    for (auto& e : reply.events) e.payload = json::parse(RedactText(e.payload.dump(), secrets));
-  }
+  for (auto& e : reply.events) proto::RedactJson(e.payload, secrets);
   return json(reply);
 }
 

@@ -132,6 +132,40 @@ TEST_F(ControlServerTest, SubmitShowAndListRedactSecrets) {
   ASSERT_EQ((*ls)["tasks"].size(), 1u);
 }
 
+// A secret that is also a number's digits (MAX_TOKENS=4096 counts as one by
+// its name): the numbers in the timeline stay numbers, and show answers.
+TEST_F(ControlServerTest, ASecretThatIsANumbersDigitsLeavesTheNumbersAlone) {
+  std::string id =
+      SubmitOne(json{{"title", "t"}, {"brief", "b"}, {"env", {{"MAX_TOKENS", "4096"}}}});
+  store::Lease lease;
+  lease.worker_pid = 1;
+  auto a = store_->LeaseAttempt(id, lease);
+  ASSERT_TRUE(a.ok());
+  store::AgentReport r;
+  r.outcome = proto::Outcome::kFailed;
+  r.tokens_out = 4096;
+  r.error = "asked for 4096 tokens";
+  ASSERT_TRUE(store_->RecordAgentResult(a->id, r).ok());
+  auto show = Call("show", json{{"id", id}});
+  ASSERT_TRUE(show.ok()) << show.error().message;
+  bool seen = false;
+  for (const auto& e : (*show)["timeline"]) {
+    if (e["kind"] != "attempt.result") continue;
+    seen = true;
+    EXPECT_EQ(e["payload"]["tokens_out"], 4096);
+    EXPECT_EQ(e["payload"]["error"], "asked for [redacted] tokens");
+  }
+  EXPECT_TRUE(seen) << show->dump();
+}
+
+TEST(RedactJson, ScrubsStringsAndKeysNotNumbers) {
+  json j = {{"a", "x sekret y"}, {"sekret", 1}, {"list", {"sekret", 7777, {{"k", "sekret"}}}}};
+  proto::RedactJson(j, {"sekret", "7777"});
+  EXPECT_EQ(j, json({{"a", "x [redacted] y"},
+                     {"[redacted]", 1},
+                     {"list", {"[redacted]", 7777, {{"k", "[redacted]"}}}}}));
+}
+
 TEST_F(ControlServerTest, StagedSubmitCommitsAllChunksInOneTransaction) {
   std::string up = Begin();
   ASSERT_FALSE(up.empty());
