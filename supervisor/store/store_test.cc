@@ -580,6 +580,23 @@ TEST_F(StoreTest, UnknownDependencyIsRefusedNamingIt) {
   EXPECT_EQ(*s->LastEventSeq(), 0);
 }
 
+// The cycle check walks without recursion: a chain declared from its end
+// (each task naming the next) is as deep as it is long.
+TEST(CheckBatch, AChainOfTwoHundredThousandDeclaredFromItsEnd) {
+  const int n = 200'000;
+  std::vector<proto::SubmitTask> chain;
+  for (int i = 0; i < n; ++i) {
+    chain.push_back(Task("c" + std::to_string(i), "c" + std::to_string(i),
+                         i + 1 < n ? std::vector<std::string>{"c" + std::to_string(i + 1)}
+                                   : std::vector<std::string>{}));
+  }
+  EXPECT_TRUE(CheckBatch(chain).ok());
+  chain.back().depends_on = {"c0"};
+  auto looped = CheckBatch(chain);
+  ASSERT_FALSE(looped.ok());
+  EXPECT_THAT(looped.error().message, HasSubstr("dependency cycle: c0 -> c1 -> c2 -> "));
+}
+
 TEST_F(StoreTest, DependencyCycleIsRefusedNamingTheTasks) {
   auto s = OpenStore();
   auto r = s->Submit({Task("a", "a", {"b"}), Task("b", "b", {"a"})});

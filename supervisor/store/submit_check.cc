@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <functional>
 #include <map>
 
 namespace forge::store {
@@ -43,36 +42,45 @@ Status CheckOne(const std::vector<proto::SubmitTask>& tasks, size_t i) {
   return Status::Ok();
 }
 
-// Depth-first search over the batch-local dependency edges; the first back
-// edge found is reported with the path that closes it.
+// Depth-first search over the batch-local dependency edges, without
+// recursion (a plan can be a chain of 100,000 declared from its end); the
+// first back edge found is reported with the path that closes it.
 Status FindCycle(const std::vector<proto::SubmitTask>& tasks,
                  const std::map<std::string, size_t>& local) {
   enum Mark { kNew, kOnPath, kDone };
   std::vector<Mark> mark(tasks.size(), kNew);
-  std::vector<size_t> path;
-  std::string cycle;
-  std::function<bool(size_t)> visit = [&](size_t i) {
-    mark[i] = kOnPath;
-    path.push_back(i);
-    for (const auto& dep : tasks[i].depends_on) {
-      auto it = local.find(dep);
+  struct Frame {
+    size_t task;
+    size_t next_dep = 0;
+  };
+  std::vector<Frame> path;
+  for (size_t start = 0; start < tasks.size(); ++start) {
+    if (mark[start] != kNew) continue;
+    mark[start] = kOnPath;
+    path.push_back({start});
+    while (!path.empty()) {
+      Frame& top = path.back();
+      const auto& deps = tasks[top.task].depends_on;
+      if (top.next_dep == deps.size()) {
+        mark[top.task] = kDone;
+        path.pop_back();
+        continue;
+      }
+      auto it = local.find(deps[top.next_dep++]);
       if (it == local.end()) continue;
       size_t j = it->second;
       if (mark[j] == kOnPath) {
-        auto from = std::find(path.begin(), path.end(), j);
-        for (auto p = from; p != path.end(); ++p) cycle += tasks[*p].id + " -> ";
+        auto from =
+            std::find_if(path.begin(), path.end(), [j](const Frame& f) { return f.task == j; });
+        std::string cycle;
+        for (auto p = from; p != path.end(); ++p) cycle += tasks[p->task].id + " -> ";
         cycle += tasks[j].id;
-        return true;
+        return MakeError(ErrorCode::kInvalid, "dependency cycle: " + cycle);
       }
-      if (mark[j] == kNew && visit(j)) return true;
-    }
-    path.pop_back();
-    mark[i] = kDone;
-    return false;
-  };
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    if (mark[i] == kNew && visit(i)) {
-      return MakeError(ErrorCode::kInvalid, "dependency cycle: " + cycle);
+      if (mark[j] == kNew) {
+        mark[j] = kOnPath;
+        path.push_back({j});
+      }
     }
   }
   return Status::Ok();
