@@ -450,7 +450,7 @@ struct Store::Impl {
         // Everything below already waits on `above` and was told so: only
         // its own dependents hear of this one. (Telling the whole subtree
         // again for each task of a chain cancelled from its top wrote n²/2
-        // events.) Should `above` be retried, RenoteBelow tells them.
+        // events.) Should `above` be retried, RenoteAround tells them.
         FORGE_ASSIGN_OR_RETURN(auto direct, PendingDependents(stuck.info.id));
         for (const auto& t : direct) {
           FORGE_RETURN_IF_ERROR(WaitingEvent(t.info.id, stuck, stuck.info.id));
@@ -461,8 +461,12 @@ struct Store::Impl {
     return NoteWaitingDependents(stuck);
   }
 
-  // Every pending task that waits on `stuck`, directly or through pending
-  // tasks, each with its own dependency on the way (the oldest of them).
+  // Tells the pending tasks that wait on `stuck`, directly or through pending
+  // tasks (`via`: each one's own dependency on the way, the oldest): every
+  // direct dependent, and each task further down that names no task stuck
+  // now. One that does already keeps the invariant: telling it again, for
+  // each of n roots cancelled above a shared subtree, made n times the
+  // events.
   Status NoteWaitingDependents(const TaskRow& stuck) {
     FORGE_ASSIGN_OR_RETURN(
         Stmt s, conn.Prepare("WITH RECURSIVE down(id) AS ("
@@ -483,45 +487,76 @@ struct Store::Impl {
       if (!row) break;
       waiting.emplace_back(s.Text(0), s.Text(1));
     }
-    for (const auto& [id, via] : waiting) FORGE_RETURN_IF_ERROR(WaitingEvent(id, stuck, via));
+    for (const auto& [id, via] : waiting) {
+      if (via != stuck.info.id) {
+        FORGE_ASSIGN_OR_RETURN(auto named, StuckPerEvents(id));
+        if (named) continue;
+      }
+      FORGE_RETURN_IF_ERROR(WaitingEvent(id, stuck, via));
+    }
     return Status::Ok();
   }
 
-  // A retried task leaves blocked or cancelled: what waited on it may now
-  // wait only on a stuck task further down (cancelled while it was itself
-  // stuck, so not announced then) or further up (the retried task is still
-  // stuck behind one). Both are told, so the invariant holds again.
-  // Returns the stuck task the retried one still waits on, if any.
+  // A retried task leaves blocked or cancelled, so a task that named it may
+  // name nothing stuck now. Each pending task at or below it (through
+  // pending, blocked and cancelled tasks) that names no task stuck now is
+  // told the one it still waits on, if any, found by walking up from it:
+  // events only where the invariant was lost, so retrying a chain one task
+  // at a time stays linear. Returns what the retried task still waits on.
   Result<std::optional<TaskRow>> RenoteAround(const TaskRow& retried) {
-    FORGE_ASSIGN_OR_RETURN(auto above, StuckAncestor(retried.info.id));
-    if (above) FORGE_RETURN_IF_ERROR(NoteWaitingDependents(*above));
-    // Every stuck task below, through pending and stuck ones (a chain
-    // cancelled from its top is announced at its lowest cancelled task).
     FORGE_ASSIGN_OR_RETURN(
-        auto below, QueryTasks("WHERE state IN ('blocked', 'cancelled') AND id IN ("
-                               "WITH RECURSIVE down(id) AS (SELECT ?"
-                               " UNION"
-                               " SELECT d.task_id FROM down JOIN task_deps d ON d.dep_id = down.id"
-                               "  JOIN tasks t ON t.id = d.task_id"
-                               "  WHERE t.state IN ('pending', 'blocked', 'cancelled'))"
-                               " SELECT id FROM down) AND id != ? ORDER BY seq",
-                               retried.info.id, retried.info.id));
-    for (const auto& stuck : below) FORGE_RETURN_IF_ERROR(NoteWaitingDependents(stuck));
-    return above;
+        Stmt s, conn.Prepare("WITH RECURSIVE down(id) AS (SELECT ?"
+                             " UNION"
+                             " SELECT d.task_id FROM down JOIN task_deps d ON d.dep_id = down.id"
+                             "  JOIN tasks t ON t.id = d.task_id"
+                             "  WHERE t.state IN ('pending', 'blocked', 'cancelled'))"
+                             " SELECT t.id FROM down JOIN tasks t ON t.id = down.id"
+                             " WHERE t.state = 'pending' ORDER BY t.seq"));
+    s.Bind(retried.info.id);
+    std::vector<std::string> pending;
+    for (;;) {
+      FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      pending.push_back(s.Text(0));
+    }
+    std::optional<TaskRow> retried_waits_on;
+    for (const auto& id : pending) {
+      FORGE_ASSIGN_OR_RETURN(auto named, StuckPerEvents(id));
+      if (!named) {
+        FORGE_ASSIGN_OR_RETURN(auto found, StuckAncestor(id));
+        if (found) {
+          FORGE_RETURN_IF_ERROR(WaitingEvent(id, found->root, found->via));
+          named = std::move(found->root);
+        }
+      }
+      if (id == retried.info.id) retried_waits_on = std::move(named);
+    }
+    return retried_waits_on;
   }
 
   // The oldest blocked or cancelled task that `task_id` waits on, directly or
-  // through pending tasks; nullopt when nothing on its way is stuck (a
-  // ready or running task moves on by itself).
-  Result<std::optional<TaskRow>> StuckAncestor(const std::string& task_id) {
-    return QueryFirstTask(
-        "WHERE id IN (WITH RECURSIVE up(id) AS ("
-        " SELECT dep_id FROM task_deps WHERE task_id = ?"
-        " UNION"
-        " SELECT d.dep_id FROM up JOIN tasks p ON p.id = up.id AND p.state = 'pending'"
-        "  JOIN task_deps d ON d.task_id = up.id) SELECT id FROM up)"
-        " AND state IN ('blocked', 'cancelled') ORDER BY seq LIMIT 1",
-        task_id);
+  // through pending tasks (a ready or running task moves on by itself), and
+  // the task's own dependency on the way; nullopt when nothing is stuck.
+  struct Ancestor {
+    TaskRow root;
+    std::string via;
+  };
+  Result<std::optional<Ancestor>> StuckAncestor(const std::string& task_id) {
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s, conn.Prepare("WITH RECURSIVE up(id, via) AS ("
+                             " SELECT dep_id, dep_id FROM task_deps WHERE task_id = ?"
+                             " UNION"
+                             " SELECT d.dep_id, up.via FROM up JOIN tasks p ON p.id = up.id"
+                             "  AND p.state = 'pending' JOIN task_deps d ON d.task_id = up.id)"
+                             " SELECT t.id, up.via FROM up JOIN tasks t ON t.id = up.id"
+                             " WHERE t.state IN ('blocked', 'cancelled')"
+                             " ORDER BY t.seq, up.via LIMIT 1"));
+    s.Bind(task_id);
+    FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return std::optional<Ancestor>();
+    std::string root_id = s.Text(0), via = s.Text(1);
+    FORGE_ASSIGN_OR_RETURN(TaskRow root, LoadTask(root_id));
+    return std::optional<Ancestor>(Ancestor{std::move(root), std::move(via)});
   }
 
   // The same for a pending task, from its task.waiting events (the

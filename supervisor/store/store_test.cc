@@ -473,6 +473,63 @@ TEST_F(StoreTest, TheWaitingEventsFollowRetriesAndStayLinear) {
   ExpectJsonlMatches(*s);
 }
 
+// The second review's sequences: a task that waits on two stuck tasks but
+// names one, which is retried; several roots cancelled above one subtree; a
+// cancelled chain retried from its end.
+TEST_F(StoreTest, TheWaitingEventsHoldThroughRetriesOfOneOfTwoAndStayLinear) {
+  auto s = OpenStore();
+  auto waiting = [&](const std::string& id) {
+    auto events = s->Events({.since_seq = 0, .task_id = id, .kind = "task.waiting"});
+    std::set<std::string> named;
+    for (const auto& e : *events) named.insert(e.payload["dependency"].get<std::string>());
+    return named;
+  };
+  auto all_waiting = [&] {
+    return s->Events({.since_seq = 0, .task_id = "", .kind = "task.waiting", .limit = 100'000})
+        ->size();
+  };
+  auto roots = MustSubmit(*s, {Task("a"), Task("b")});
+  const std::string a = roots[0], b = roots[1];
+  ASSERT_TRUE(s->Cancel(a, "").ok());
+  ASSERT_TRUE(s->Cancel(b, "").ok());
+  auto c = MustSubmit(*s, {Task("c", "", {a, b})});
+  EXPECT_EQ(waiting(c[0]), std::set<std::string>{a}) << "one stuck task is named";
+  ASSERT_TRUE(s->Retry(a).ok());
+  EXPECT_TRUE(waiting(c[0]).count(b) == 1) << "a retried: c still waits on b and is told";
+
+  // Three roots above one chain of 20: the chain is told once, not thrice.
+  auto r = MustSubmit(*s, {Task("r1"), Task("r2"), Task("r3")});
+  std::vector<proto::SubmitTask> chain = {Task("k0", "k0", {r[0], r[1], r[2]})};
+  for (int i = 1; i < 20; ++i) {
+    chain.push_back(
+        Task("k" + std::to_string(i), "k" + std::to_string(i), {"k" + std::to_string(i - 1)}));
+  }
+  auto k = MustSubmit(*s, chain);
+  size_t before = all_waiting();
+  for (const auto& root : r) ASSERT_TRUE(s->Cancel(root, "").ok());
+  EXPECT_LE(all_waiting() - before, 20u + 2u) << "the chain, then k0 for each other root";
+  EXPECT_EQ(waiting(k.back()), std::set<std::string>{r[0]});
+  // r1 retried: the chain still waits on r2 (k0 was told of it).
+  ASSERT_TRUE(s->Retry(r[0]).ok());
+  EXPECT_TRUE(waiting(k.back()).count(r[1]) == 1);
+
+  // Each of the chain cancelled from its end, then retried from its end.
+  before = all_waiting();
+  for (int i = 19; i >= 0; --i) ASSERT_TRUE(s->Cancel(k[i], "").ok());
+  for (int i = 19; i >= 0; --i) ASSERT_TRUE(s->Retry(k[i]).ok());
+  EXPECT_LE(all_waiting() - before, 3u * 20u) << "linear in the chain";
+  for (int i = 1; i < 20; ++i) {
+    EXPECT_EQ(StateOf(*s, k[i]), TaskState::kPending);
+    bool names_a_stuck_one = false;
+    for (const auto& id : waiting(k[i])) {
+      auto st = StateOf(*s, id);
+      names_a_stuck_one |= st == TaskState::kCancelled || st == TaskState::kBlocked;
+    }
+    EXPECT_TRUE(names_a_stuck_one) << "k" << i;
+  }
+  ExpectJsonlMatches(*s);
+}
+
 // A plan that is one long chain on a cancelled task, declared from its end:
 // every task of it is told, each through the one it depends on.
 TEST_F(StoreTest, EveryTaskOfALongChainOnAStuckTaskIsTold) {
