@@ -406,13 +406,29 @@ bool Stopped(const Env& env) {
 // keeps the states read in one look at the tasks: many tasks of a plan
 // name the same one.
 Result<std::optional<std::pair<std::string, std::string>>> StuckDependency(
-    Source& source, const std::vector<proto::EventInfo>& timeline,
+    Source& source, const std::string& id, const std::vector<proto::EventInfo>& timeline,
     std::map<std::string, std::optional<proto::TaskState>>& seen) {
   std::set<std::string> named;
-  for (const auto& e : timeline) {
-    if (e.kind != "task.waiting") continue;
-    auto dep = e.payload.find("dependency");
-    if (dep != e.payload.end() && dep->is_string()) named.insert(dep->get<std::string>());
+  auto read = [&](const std::vector<proto::EventInfo>& events) {
+    for (const auto& e : events) {
+      if (e.kind != "task.waiting") continue;
+      auto dep = e.payload.find("dependency");
+      if (dep != e.payload.end() && dep->is_string()) named.insert(dep->get<std::string>());
+    }
+  };
+  read(timeline);
+  if (timeline.size() >= static_cast<size_t>(proto::kShowTimelineMax)) {
+    // show cut the timeline: the later task.waiting events, from the log.
+    proto::EventsRequest request;
+    request.since = timeline.back().seq;
+    request.task_id = id;
+    request.kind = "task.waiting";
+    for (;;) {
+      FORGE_ASSIGN_OR_RETURN(auto page, source.Events(request));
+      read(page.events);
+      if (page.events.empty() || page.events.size() < static_cast<size_t>(request.limit)) break;
+      request.since = page.events.back().seq;
+    }
   }
   for (const auto& dep : named) {
     auto state = seen.find(dep);
@@ -483,7 +499,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
       int64_t& last = cursor[id];  // 0 when the timeline is empty
       for (const auto& e : show->timeline) last = std::max(last, e.seq);
       if (show->task.state != proto::TaskState::kPending) continue;
-      auto on = StuckDependency(*source, show->timeline, seen);
+      auto on = StuckDependency(*source, id, show->timeline, seen);
       if (!on.ok()) return Fail(env, on.error());
       if (*on) stuck[id] = Stuck{(*on)->first, (*on)->second};
     }

@@ -646,6 +646,41 @@ TEST(LiveTest, WaitAsksOnceAboutATaskManyWaitOn) {
   EXPECT_EQ(about_t1, 1);
 }
 
+// show cuts a long timeline (proto::kShowTimelineMax): the task.waiting
+// events after the cut are read from the log.
+TEST(LiveTest, WaitReadsTheWaitingEventsShowCutOff) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json& r) {
+    if (r["cmd"] == "show" && r["id"] == "t1") return FakeSupervisor::Ok(TaskJson("t1", "blocked"));
+    if (r["cmd"] == "show") {
+      proto::ShowReply show;
+      show.task.id = "t3";
+      show.task.title = "Task t3";
+      show.task.state = proto::TaskState::kPending;
+      for (int i = 1; i <= proto::kShowTimelineMax; ++i) {
+        proto::EventInfo e;
+        e.seq = i;
+        e.kind = "task.approved";
+        e.task_id = "t3";
+        show.timeline.push_back(e);
+      }
+      return FakeSupervisor::Ok(json(show));
+    }
+    json events = json::array();
+    if (r.value("task_id", "") == "t3" && r.value("kind", "") == "task.waiting") {
+      proto::EventInfo e;
+      e.seq = 2000;
+      e.kind = "task.waiting";
+      e.task_id = "t3";
+      e.payload = {{"dependency", "t1"}, {"dependency_state", "blocked"}};
+      events.push_back(e);
+    }
+    return FakeSupervisor::Ok({{"events", events}, {"last_seq", 2000}});
+  });
+  EXPECT_EQ(CmdWait(h.env, {"t3"}, 20'000), kExitRejected) << h.err.str();
+  EXPECT_THAT(h.out.str(), HasSubstr("t3  pending  (waits on t1, blocked: retry it)"));
+}
+
 // The dependency named by an old task.waiting was retried since: the wait
 // goes on, and ends on what the task does.
 TEST(LiveTest, WaitGoesOnWhenTheDependencyWasRetried) {

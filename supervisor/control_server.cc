@@ -210,7 +210,7 @@ Result<json> ControlServer::Show(const json& args) {
   FORGE_ASSIGN_OR_RETURN(reply.attempts, store_.Attempts(request.id));
   store::EventFilter filter;
   filter.task_id = request.id;
-  filter.limit = 1000;
+  filter.limit = proto::kShowTimelineMax;
   FORGE_ASSIGN_OR_RETURN(reply.timeline, store_.Events(filter));
   proto::RedactForOperator(reply, backend_.ConfigSecrets());
   return json(reply);
