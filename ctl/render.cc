@@ -161,6 +161,10 @@ Glyph GlyphAt(std::string_view utf8, size_t i) {
     if ((byte(i + k) & 0xC0) != 0x80) return Glyph{};
     cp = (cp << 6) | (byte(i + k) & 0x3F);
   }
+  // An overlong form, a surrogate or past U+10FFFF is not UTF-8 either: a
+  // terminal shows each of its bytes as U+FFFD.
+  static constexpr char32_t kLeast[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kLeast[n] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return Glyph{};
   return Glyph{n, CodePointColumns(cp)};
 }
 

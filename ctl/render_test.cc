@@ -64,6 +64,9 @@ TEST(Format, DisplayWidthCountsColumns) {
   EXPECT_EQ(DisplayWidth("e\xCC\x81"), 1u);         // e + combining acute
   EXPECT_EQ(DisplayWidth("\x1b"), 1u);              // shown as U+FFFD
   EXPECT_EQ(DisplayWidth("\xFF\xE4\xB8"), 3u);      // not UTF-8: a column a byte
+  EXPECT_EQ(DisplayWidth("\xC0\x80"), 2u);          // overlong NUL
+  EXPECT_EQ(DisplayWidth("\xED\xA0\x80"), 3u);      // a surrogate
+  EXPECT_EQ(DisplayWidth("\xF5\x80\x80\x80"), 4u);  // past U+10FFFF
   EXPECT_EQ(GlyphAt("中", 0).bytes, 3u);
   EXPECT_EQ(GlyphAt("中", 0).columns, 2);
 }
