@@ -157,11 +157,15 @@ TEST(Supervisor, WaitEndsOnATaskStuckBehindABlockedDependency) {
   ASSERT_EQ(waiting.size(), 1u);
   EXPECT_EQ(waiting[0].payload["via"], middle);
 
-  // Retried, it fails again: blocked anew.
+  // Retried, it fails again: blocked anew. Its own dependent is told again;
+  // the last one's event names it still, and wait ends on it again.
   ASSERT_TRUE(forge.ctl().Call("retry", json{{"id", fails}}).ok());
-  ASSERT_TRUE(forge.WaitState(fails, TaskState::kBlocked));
-  EXPECT_TRUE(WaitFor([&] { return forge.Events(last, "task.waiting").size() == 2; }, 10'000))
+  ASSERT_TRUE(WaitFor([&] { return forge.Events(middle, "task.waiting").size() == 2; }, 10'000))
       << "stuck again: told again";
+  EXPECT_EQ(forge.Task(fails).state, TaskState::kBlocked);
+  auto again = RunCommand(wait, 60'000);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->status.exit_code, 1) << again->output;
 }
 
 TEST(Supervisor, CriticRejectionIsRetriedWithTheCheckInHistory) {
