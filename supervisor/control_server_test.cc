@@ -164,6 +164,11 @@ TEST(RedactJson, ScrubsStringsAndKeysNotNumbers) {
   EXPECT_EQ(j, json({{"a", "x [redacted] y"},
                      {"[redacted]", 1},
                      {"list", {"[redacted]", 7777, {{"k", "[redacted]"}}}}}));
+  // The store's task ids are never secrets: t7777 still names its task.
+  json ids = {{"dependency", "t7777"}, {"reason", "t7777 is cancelled"}};
+  proto::RedactJson(ids, {"7777"});
+  EXPECT_EQ(ids["dependency"], "t7777");
+  EXPECT_EQ(ids["reason"], "t[redacted] is cancelled");
 }
 
 TEST_F(ControlServerTest, StagedSubmitCommitsAllChunksInOneTransaction) {

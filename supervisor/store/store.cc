@@ -500,9 +500,11 @@ struct Store::Impl {
   // A retried task leaves blocked or cancelled, so a task that named it may
   // name nothing stuck now. Each pending task at or below it (through
   // pending, blocked and cancelled tasks) that names no task stuck now is
-  // told the one it still waits on, if any, found by walking up from it:
-  // events only where the invariant was lost, so retrying a chain one task
-  // at a time stays linear. Returns what the retried task still waits on.
+  // told the one it still waits on, if any: taken in dependency order, each
+  // looks only at its own dependencies (a stuck one, or a pending one's
+  // name), so a retry costs a lookup an edge, not a walk up a chain a task.
+  // Events only where the invariant was lost. Returns what the retried task
+  // still waits on.
   Result<std::optional<TaskRow>> RenoteAround(const TaskRow& retried) {
     FORGE_ASSIGN_OR_RETURN(
         Stmt s, conn.Prepare("WITH RECURSIVE down(id) AS (SELECT ?"
@@ -513,50 +515,77 @@ struct Store::Impl {
                              " SELECT t.id FROM down JOIN tasks t ON t.id = down.id"
                              " WHERE t.state = 'pending' ORDER BY t.seq"));
     s.Bind(retried.info.id);
-    std::vector<std::string> pending;
+    std::vector<std::string> ids;
     for (;;) {
       FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
-      pending.push_back(s.Text(0));
+      ids.push_back(s.Text(0));
     }
-    std::optional<TaskRow> retried_waits_on;
-    for (const auto& id : pending) {
-      FORGE_ASSIGN_OR_RETURN(auto named, StuckPerEvents(id));
-      if (!named) {
-        FORGE_ASSIGN_OR_RETURN(auto found, StuckAncestor(id));
-        if (found) {
-          FORGE_RETURN_IF_ERROR(WaitingEvent(id, found->root, found->via));
-          named = std::move(found->root);
-        }
+    std::map<std::string, size_t> index;
+    for (size_t i = 0; i < ids.size(); ++i) index[ids[i]] = i;
+    // Each task's dependencies (oldest first) with their states.
+    std::vector<std::vector<std::pair<std::string, TaskState>>> deps(ids.size());
+    FORGE_ASSIGN_OR_RETURN(Stmt dep_stmt,
+                           conn.Prepare("SELECT d.dep_id, t.state FROM task_deps d JOIN tasks t"
+                                        " ON t.id = d.dep_id WHERE d.task_id = ? ORDER BY t.seq"));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      dep_stmt.Bind(ids[i]);
+      for (;;) {
+        FORGE_ASSIGN_OR_RETURN(bool row, dep_stmt.Step());
+        if (!row) break;
+        deps[i].emplace_back(dep_stmt.Text(0), *proto::ParseState(dep_stmt.Text(1)));
       }
-      if (id == retried.info.id) retried_waits_on = std::move(named);
+      sqlite3_reset(dep_stmt.raw());
     }
-    return retried_waits_on;
-  }
-
-  // The oldest blocked or cancelled task that `task_id` waits on, directly or
-  // through pending tasks (a ready or running task moves on by itself), and
-  // the task's own dependency on the way; nullopt when nothing is stuck.
-  struct Ancestor {
-    TaskRow root;
-    std::string via;
-  };
-  Result<std::optional<Ancestor>> StuckAncestor(const std::string& task_id) {
-    FORGE_ASSIGN_OR_RETURN(
-        Stmt s, conn.Prepare("WITH RECURSIVE up(id, via) AS ("
-                             " SELECT dep_id, dep_id FROM task_deps WHERE task_id = ?"
-                             " UNION"
-                             " SELECT d.dep_id, up.via FROM up JOIN tasks p ON p.id = up.id"
-                             "  AND p.state = 'pending' JOIN task_deps d ON d.task_id = up.id)"
-                             " SELECT t.id, up.via FROM up JOIN tasks t ON t.id = up.id"
-                             " WHERE t.state IN ('blocked', 'cancelled')"
-                             " ORDER BY t.seq, up.via LIMIT 1"));
-    s.Bind(task_id);
-    FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) return std::optional<Ancestor>();
-    std::string root_id = s.Text(0), via = s.Text(1);
-    FORGE_ASSIGN_OR_RETURN(TaskRow root, LoadTask(root_id));
-    return std::optional<Ancestor>(Ancestor{std::move(root), std::move(via)});
+    std::vector<std::optional<TaskRow>> named(ids.size());
+    auto decide = [&](size_t i) -> Status {
+      FORGE_ASSIGN_OR_RETURN(named[i], StuckPerEvents(ids[i]));
+      if (named[i]) return Status::Ok();
+      for (const auto& [dep, state] : deps[i]) {
+        std::optional<TaskRow> root;
+        if (state == TaskState::kBlocked || state == TaskState::kCancelled) {
+          FORGE_ASSIGN_OR_RETURN(TaskRow row, LoadTask(dep));
+          root = std::move(row);
+        } else if (state == TaskState::kPending) {
+          auto in = index.find(dep);
+          if (in != index.end()) {
+            root = named[in->second];  // decided before this task
+          } else {
+            FORGE_ASSIGN_OR_RETURN(root, StuckPerEvents(dep));  // untouched: the invariant
+          }
+        }
+        if (!root) continue;
+        FORGE_RETURN_IF_ERROR(WaitingEvent(ids[i], *root, dep));
+        named[i] = std::move(root);
+        return Status::Ok();
+      }
+      return Status::Ok();
+    };
+    // Dependencies first, depth first without recursion (as Propagate).
+    enum Mark : char { kNew, kOpen, kDecided };
+    std::vector<Mark> mark(ids.size(), kNew);
+    std::vector<size_t> stack;
+    for (size_t start = 0; start < ids.size(); ++start) {
+      if (mark[start] != kNew) continue;
+      stack.push_back(start);
+      while (!stack.empty()) {
+        size_t i = stack.back();
+        if (mark[i] == kNew) {
+          mark[i] = kOpen;
+          for (const auto& dep : deps[i]) {
+            auto in = index.find(dep.first);
+            if (in != index.end() && mark[in->second] == kNew) stack.push_back(in->second);
+          }
+          continue;
+        }
+        stack.pop_back();
+        if (mark[i] == kDecided) continue;
+        mark[i] = kDecided;
+        FORGE_RETURN_IF_ERROR(decide(i));
+      }
+    }
+    auto self = index.find(retried.info.id);
+    return self == index.end() ? std::optional<TaskRow>() : named[self->second];
   }
 
   // The same for a pending task, from its task.waiting events (the

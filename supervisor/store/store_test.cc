@@ -552,6 +552,13 @@ TEST_F(StoreTest, EveryTaskOfALongChainOnAStuckTaskIsTold) {
   EXPECT_FALSE(by_task[ids.back()].contains("via"));
   EXPECT_EQ(by_task[ids.front()]["dependency"], root[0]) << "c" << n - 1;
   EXPECT_EQ(by_task[ids.front()]["via"], ids[1]);
+  // The root retried: the chain waits on nothing stuck, and is told nothing
+  // (a lookup an edge: walking up the chain from each task was quadratic).
+  ASSERT_TRUE(s->Retry(root[0]).ok());
+  EXPECT_EQ(
+      s->Events({.since_seq = 0, .task_id = "", .kind = "task.waiting", .limit = 2 * n})->size(),
+      static_cast<size_t>(n));
+  EXPECT_EQ(StateOf(*s, ids.front()), TaskState::kPending);
 }
 
 TEST_F(StoreTest, NeedsApprovalWaitsForApprovalAndDependencies) {
