@@ -29,6 +29,34 @@ constexpr int64_t kJsonlBatch = 10000;  // events per write() when catching up
 // transaction one more WAL frame, a twelfth of the supervisor's log writes.
 constexpr int64_t kJsonlCursorLag = 1000;
 
+// Calls visit(i) for every i below n, each after every j in deps[i] (no
+// cycles), depth first without recursion: a plan can be a chain of 100,000.
+template <typename Visit>
+Status InDependencyOrder(const std::vector<std::vector<size_t>>& deps, const Visit& visit) {
+  enum Mark : char { kNew, kOpen, kVisited };
+  std::vector<Mark> mark(deps.size(), kNew);
+  std::vector<size_t> stack;
+  for (size_t start = 0; start < deps.size(); ++start) {
+    if (mark[start] != kNew) continue;
+    stack.push_back(start);
+    while (!stack.empty()) {
+      size_t i = stack.back();
+      if (mark[i] == kNew) {
+        mark[i] = kOpen;
+        for (size_t j : deps[i]) {
+          if (mark[j] == kNew) stack.push_back(j);
+        }
+        continue;
+      }
+      stack.pop_back();
+      if (mark[i] == kVisited) continue;
+      mark[i] = kVisited;
+      FORGE_RETURN_IF_ERROR(visit(i));
+    }
+  }
+  return Status::Ok();
+}
+
 std::string Str(TaskState s) {
   return std::string(proto::StateName(s));
 }
@@ -506,36 +534,12 @@ struct Store::Impl {
   // Events only where the invariant was lost. Returns what the retried task
   // still waits on.
   Result<std::optional<TaskRow>> RenoteAround(const TaskRow& retried) {
-    FORGE_ASSIGN_OR_RETURN(
-        Stmt s, conn.Prepare("WITH RECURSIVE down(id) AS (SELECT ?"
-                             " UNION"
-                             " SELECT d.task_id FROM down JOIN task_deps d ON d.dep_id = down.id"
-                             "  JOIN tasks t ON t.id = d.task_id"
-                             "  WHERE t.state IN ('pending', 'blocked', 'cancelled'))"
-                             " SELECT t.id FROM down JOIN tasks t ON t.id = down.id"
-                             " WHERE t.state = 'pending' ORDER BY t.seq"));
-    s.Bind(retried.info.id);
-    std::vector<std::string> ids;
-    for (;;) {
-      FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      ids.push_back(s.Text(0));
-    }
+    FORGE_ASSIGN_OR_RETURN(std::vector<std::string> ids, PendingAtOrBelow(retried.info.id));
     std::map<std::string, size_t> index;
     for (size_t i = 0; i < ids.size(); ++i) index[ids[i]] = i;
-    // Each task's dependencies (oldest first) with their states.
     std::vector<std::vector<std::pair<std::string, TaskState>>> deps(ids.size());
-    FORGE_ASSIGN_OR_RETURN(Stmt dep_stmt,
-                           conn.Prepare("SELECT d.dep_id, t.state FROM task_deps d JOIN tasks t"
-                                        " ON t.id = d.dep_id WHERE d.task_id = ? ORDER BY t.seq"));
     for (size_t i = 0; i < ids.size(); ++i) {
-      dep_stmt.Bind(ids[i]);
-      for (;;) {
-        FORGE_ASSIGN_OR_RETURN(bool row, dep_stmt.Step());
-        if (!row) break;
-        deps[i].emplace_back(dep_stmt.Text(0), *proto::ParseState(dep_stmt.Text(1)));
-      }
-      sqlite3_reset(dep_stmt.raw());
+      FORGE_ASSIGN_OR_RETURN(deps[i], DependencyStates(ids[i]));
     }
     std::vector<std::optional<TaskRow>> named(ids.size());
     auto decide = [&](size_t i) -> Status {
@@ -561,37 +565,56 @@ struct Store::Impl {
       }
       return Status::Ok();
     };
-    // Dependencies first, depth first without recursion (as Propagate).
-    enum Mark : char { kNew, kOpen, kDecided };
-    std::vector<Mark> mark(ids.size(), kNew);
-    std::vector<size_t> stack;
-    for (size_t start = 0; start < ids.size(); ++start) {
-      if (mark[start] != kNew) continue;
-      stack.push_back(start);
-      while (!stack.empty()) {
-        size_t i = stack.back();
-        if (mark[i] == kNew) {
-          mark[i] = kOpen;
-          for (const auto& dep : deps[i]) {
-            auto in = index.find(dep.first);
-            if (in != index.end() && mark[in->second] == kNew) stack.push_back(in->second);
-          }
-          continue;
-        }
-        stack.pop_back();
-        if (mark[i] == kDecided) continue;
-        mark[i] = kDecided;
-        FORGE_RETURN_IF_ERROR(decide(i));
+    std::vector<std::vector<size_t>> local(ids.size());  // dependencies among ids
+    for (size_t i = 0; i < ids.size(); ++i) {
+      for (const auto& dep : deps[i]) {
+        if (auto in = index.find(dep.first); in != index.end()) local[i].push_back(in->second);
       }
     }
+    FORGE_RETURN_IF_ERROR(InDependencyOrder(local, decide));
     auto self = index.find(retried.info.id);
     return self == index.end() ? std::optional<TaskRow>() : named[self->second];
   }
 
-  // The same for a pending task, from its task.waiting events (the
-  // invariant above): a lookup in its own events, not a walk up its chain,
-  // which made submitting or cancelling a long chain one task at a time
-  // quadratic.
+  // The pending tasks at or below `task_id` (itself included), through
+  // pending, blocked and cancelled tasks, oldest first.
+  Result<std::vector<std::string>> PendingAtOrBelow(const std::string& task_id) {
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s, conn.Prepare("WITH RECURSIVE down(id) AS (SELECT ?"
+                             " UNION"
+                             " SELECT d.task_id FROM down JOIN task_deps d ON d.dep_id = down.id"
+                             "  JOIN tasks t ON t.id = d.task_id"
+                             "  WHERE t.state IN ('pending', 'blocked', 'cancelled'))"
+                             " SELECT t.id FROM down JOIN tasks t ON t.id = down.id"
+                             " WHERE t.state = 'pending' ORDER BY t.seq"));
+    s.Bind(task_id);
+    std::vector<std::string> ids;
+    for (;;) {
+      FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return ids;
+      ids.push_back(s.Text(0));
+    }
+  }
+
+  // A task's dependencies, oldest first, with their states.
+  Result<std::vector<std::pair<std::string, TaskState>>> DependencyStates(
+      const std::string& task_id) {
+    FORGE_ASSIGN_OR_RETURN(Stmt s,
+                           conn.Prepare("SELECT d.dep_id, t.state FROM task_deps d JOIN tasks t"
+                                        " ON t.id = d.dep_id WHERE d.task_id = ? ORDER BY t.seq"));
+    s.Bind(task_id);
+    std::vector<std::pair<std::string, TaskState>> deps;
+    for (;;) {
+      FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return deps;
+      deps.emplace_back(s.Text(0), proto::ParseState(s.Text(1)).value_or(TaskState::kPending));
+    }
+  }
+
+  // The oldest blocked or cancelled task a pending task's task.waiting
+  // events name (by the invariant, one it waits on): a lookup in its own
+  // events, not a walk up its chain, which made submitting or cancelling a
+  // long chain one task at a time quadratic.
   Result<std::optional<TaskRow>> StuckPerEvents(const std::string& task_id) {
     return QueryFirstTask(
         "WHERE state IN ('blocked', 'cancelled') AND id IN ("
@@ -749,35 +772,18 @@ Result<std::vector<std::string>> Store::Submit(const std::vector<proto::SubmitTa
 }
 
 void Store::Impl::BatchWaits::Propagate(const std::vector<std::string>& ids) {
-  // Depth first, without recursion (a plan can be a chain of 100,000): a
-  // task is decided after the batch's tasks it depends on (no cycles:
+  // A task is decided after the batch's tasks it depends on (no cycles:
   // CheckBatch).
-  enum Mark : char { kNew, kOpen, kDecided };
-  std::vector<Mark> mark(root.size(), kNew);
-  std::vector<size_t> stack;
-  for (size_t start = 0; start < root.size(); ++start) {
-    if (mark[start] != kNew) continue;
-    stack.push_back(start);
-    while (!stack.empty()) {
-      size_t i = stack.back();
-      if (mark[i] == kNew) {
-        mark[i] = kOpen;
-        for (size_t j : local_deps[i]) {
-          if (mark[j] == kNew) stack.push_back(j);
-        }
-        continue;
-      }
-      stack.pop_back();
-      if (mark[i] == kDecided) continue;
-      mark[i] = kDecided;
-      for (size_t j : local_deps[i]) {
-        if (root[i] < 0 && root[j] >= 0) {
-          root[i] = root[j];
-          via[i] = ids[j];
-        }
+  Status done = InDependencyOrder(local_deps, [&](size_t i) {
+    for (size_t j : local_deps[i]) {
+      if (root[i] < 0 && root[j] >= 0) {
+        root[i] = root[j];
+        via[i] = ids[j];
       }
     }
-  }
+    return Status::Ok();
+  });
+  (void)done;  // the visit cannot fail
 }
 
 Result<std::vector<std::string>> Store::Impl::InsertBatch(

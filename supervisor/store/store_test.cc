@@ -104,6 +104,16 @@ class StoreTest : public ::testing::Test {
     return ids.ok() ? *ids : std::vector<std::string>{};
   }
 
+  // The tasks a task's task.waiting events name.
+  std::set<std::string> NamedAsStuck(Store& s, const std::string& id) {
+    auto events = s.Events({.since_seq = 0, .task_id = id, .kind = "task.waiting"});
+    EXPECT_TRUE(events.ok());
+    std::set<std::string> named;
+    if (!events.ok()) return named;
+    for (const auto& e : *events) named.insert(e.payload["dependency"].get<std::string>());
+    return named;
+  }
+
   AttemptInfo MustLease(Store& s, const std::string& id, bool counted = true) {
     Lease lease;
     lease.worker_pid = 4242;
@@ -422,12 +432,7 @@ TEST_F(StoreTest, ADependentOfAStuckTaskIsToldWhyItWaits) {
 // chain cancelled from its top does not write an event per pair.
 TEST_F(StoreTest, TheWaitingEventsFollowRetriesAndStayLinear) {
   auto s = OpenStore();
-  auto waiting = [&](const std::string& id) {
-    auto events = s->Events({.since_seq = 0, .task_id = id, .kind = "task.waiting"});
-    std::set<std::string> named;
-    for (const auto& e : *events) named.insert(e.payload["dependency"].get<std::string>());
-    return named;
-  };
+  auto waiting = [&](const std::string& id) { return NamedAsStuck(*s, id); };
   // x runs; y waits on it, z on y. y is cancelled, then x blocks: z was told
   // of y, not of x (y is not pending). Retried, y waits on x: both are told.
   auto ids = MustSubmit(*s, {Task("x", "x"), Task("y", "y", {"x"}), Task("z", "z", {"y"})});
@@ -478,12 +483,7 @@ TEST_F(StoreTest, TheWaitingEventsFollowRetriesAndStayLinear) {
 // cancelled chain retried from its end.
 TEST_F(StoreTest, TheWaitingEventsHoldThroughRetriesOfOneOfTwoAndStayLinear) {
   auto s = OpenStore();
-  auto waiting = [&](const std::string& id) {
-    auto events = s->Events({.since_seq = 0, .task_id = id, .kind = "task.waiting"});
-    std::set<std::string> named;
-    for (const auto& e : *events) named.insert(e.payload["dependency"].get<std::string>());
-    return named;
-  };
+  auto waiting = [&](const std::string& id) { return NamedAsStuck(*s, id); };
   auto all_waiting = [&] {
     return s->Events({.since_seq = 0, .task_id = "", .kind = "task.waiting", .limit = 100'000})
         ->size();
