@@ -50,7 +50,7 @@ TEST(Format, CostTokensOneLine) {
   EXPECT_EQ(OneLine("  a\n\tb   c \n"), "a b c");
   EXPECT_EQ(OneLine("abcdefghij", 5), "abcd…");
   EXPECT_EQ(OneLine("abcde", 5), "abcde");
-  EXPECT_EQ(OneLine("ééééé", 3), "éé…");  // cut at code points, not bytes
+  EXPECT_EQ(OneLine("ééééé", 3), "éé…");       // cut at code points, not bytes
   EXPECT_EQ(OneLine("中文字符", 5), "中文…");  // two columns each
   EXPECT_EQ(OneLine("中文字符", 4), "中…");
 }

@@ -789,15 +789,11 @@ void Store::Impl::BatchWaits::Propagate(const std::vector<std::string>& ids) {
 Result<std::vector<std::string>> Store::Impl::InsertBatch(
     const std::vector<proto::SubmitTask>& tasks, const std::string& parent) {
   FORGE_ASSIGN_OR_RETURN(int64_t max_seq, conn.QueryInt("SELECT IFNULL(MAX(seq), 0) FROM tasks"));
-  std::map<std::string, std::string> local;  // local id -> new id
-  std::map<std::string, size_t> local_index;  // local id -> index in the batch
+  std::map<std::string, size_t> local;  // local id -> index in the batch (its new id: ids[i])
   std::vector<std::string> ids;
   for (size_t i = 0; i < tasks.size(); ++i) {
     ids.push_back("t" + std::to_string(max_seq + 1 + static_cast<int64_t>(i)));
-    if (!tasks[i].id.empty()) {
-      local[tasks[i].id] = ids.back();
-      local_index[tasks[i].id] = i;
-    }
+    if (!tasks[i].id.empty()) local[tasks[i].id] = i;
   }
   int64_t now = Now();
   BatchWaits waits(tasks.size());
@@ -811,9 +807,9 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
     for (const auto& dep : in.depends_on) {
       std::string resolved = dep;
       if (auto it = local.find(dep); it != local.end()) {
-        resolved = it->second;
+        resolved = ids[it->second];
         deps_done = false;
-        waits.local_deps[i].push_back(local_index.at(dep));
+        waits.local_deps[i].push_back(it->second);
       } else {
         auto existing = LoadTask(dep);
         if (!existing.ok()) {
@@ -865,7 +861,7 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
   for (size_t i = 0; i < tasks.size(); ++i) {
     for (const auto& d : tasks[i].depends_on) {
       auto it = local.find(d);
-      std::string resolved = it != local.end() ? it->second : d;
+      const std::string& resolved = it != local.end() ? ids[it->second] : d;
       FORGE_RETURN_IF_ERROR(dep.Bind(ids[i], resolved).Run());
       sqlite3_reset(dep.raw());
     }
