@@ -1094,7 +1094,6 @@ void Supervisor::CloseAttempt(int64_t attempt_id, AttemptEnd end) {
 forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& end) {
   FORGE_RETURN_IF_ERROR(WriteKeptThroughResult(attempt_id));
   PolicyConfig policy{config_.retry, config_.budget.task_usd};
-  const int64_t now_wall_ms = steady_wall_.NowMs();
   std::string task_id;
   int n = 0;
   int64_t started_at_ms = 0;
@@ -1110,6 +1109,9 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
     state.last_fingerprint = task.last_fingerprint;
     state.cost_usd = task.cost_usd + end.cost_usd;  // the task budget counts the critic too
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    // Read inside the transaction, just before the close is stamped, so a
+    // wait for the write lock does not eat into the backoff.
+    const int64_t now_wall_ms = steady_wall_.NowMs();
     store::Close close = Decide(state, end, policy, now_wall_ms, [&] { return uniform(rng_); });
     if (close.next_state == proto::TaskState::kDone && !end.spec.empty()) {
       close.spawn = SpecTask(task, end.spec);
