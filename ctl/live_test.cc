@@ -178,6 +178,19 @@ TEST(LiveTest, SubmitRefusesABadRepoOrBase) {
   ASSERT_EQ(code, kExitOk) << h.err.str();
   ASSERT_EQ(fake.requests().size(), 1u);
   EXPECT_EQ(fake.requests()[0]["tasks"][0]["repo"], repo);
+  // So is a plan's, against the current directory too (not the plan's, as
+  // brief_file is): `repo: .` is the checkout forge-ctl runs in.
+  h.Clear();
+  std::filesystem::create_directories(h.dir.Path("plans"));
+  std::ofstream(h.dir.Path("plans/plan.yaml")) << "tasks:\n  - {id: a, title: First, repo: app}\n";
+  SubmitArgs rel_plan;
+  rel_plan.plan = h.dir.Path("plans/plan.yaml");
+  std::filesystem::current_path(h.dir.Path(""));
+  code = CmdSubmit(h.env, rel_plan);
+  std::filesystem::current_path(cwd);
+  ASSERT_EQ(code, kExitOk) << h.err.str();
+  ASSERT_EQ(fake.requests().size(), 2u);
+  EXPECT_EQ(fake.requests()[1]["tasks"][0]["repo"], repo);
 }
 
 TEST(LiveTest, SubmitPlanSendsAllTasksAndPrintsIds) {
