@@ -5,11 +5,25 @@
 
 namespace forge {
 
+namespace {
+// "TOKENS" as a word of the name (MAX_TOKENS, CLAUDE_CODE_MAX_OUTPUT_TOKENS)
+// is a count of a model's tokens, not a credential. Treating it as a secret
+// would scrub every occurrence of its number from logs and events.
+bool IsTokenCount(std::string_view upper, size_t token_at) {
+  size_t end = token_at + std::string_view("TOKENS").size();
+  return upper.substr(token_at, 6) == "TOKENS" &&
+         (end == upper.size() || !std::isalpha(static_cast<unsigned char>(upper[end])));
+}
+}  // namespace
+
 bool IsSecretName(std::string_view name) {
   std::string upper(name);
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  for (std::string_view marker : {"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"}) {
+  for (std::string_view marker : {"KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"}) {
     if (upper.find(marker) != std::string::npos) return true;
+  }
+  for (size_t at = upper.find("TOKEN"); at != std::string::npos; at = upper.find("TOKEN", at + 1)) {
+    if (!IsTokenCount(upper, at)) return true;
   }
   return false;
 }

@@ -1,6 +1,7 @@
 // Secret redaction: values of environment variables whose names contain KEY,
 // TOKEN, SECRET, PASSWORD, PASSWD or CREDENTIAL (case-insensitive) never appear in logs, events,
-// `forge-ctl show` or events.jsonl.
+// `forge-ctl show` or events.jsonl. TOKENS ending a word of the name
+// (MAX_TOKENS, MAX_OUTPUT_TOKENS) is a count, not a secret.
 #pragma once
 
 #include <map>

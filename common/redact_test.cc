@@ -14,6 +14,13 @@ TEST(Redact, SecretNames) {
   for (const char* name : {"PATH", "HOME", "LANG", "MODEL", "TOKE", ""}) {
     EXPECT_FALSE(IsSecretName(name)) << name;
   }
+  // A count of tokens is not a credential; a token among other words is.
+  for (const char* name : {"MAX_TOKENS", "CLAUDE_CODE_MAX_OUTPUT_TOKENS", "tokens", "TOKENS_2"}) {
+    EXPECT_FALSE(IsSecretName(name)) << name;
+  }
+  for (const char* name : {"TOKENSTORE", "GH_TOKEN_TOKENS", "MAX_TOKENS_API_KEY", "TOKEN_S"}) {
+    EXPECT_TRUE(IsSecretName(name)) << name;
+  }
 }
 
 TEST(Redact, EnvMap) {

@@ -481,7 +481,7 @@ void RedactJson(json& value, const std::vector<std::string>& secrets) {
   if (secrets.empty()) return;
   if (value.is_string()) {
     // A task id the store made (t<seq>) is never a secret, and one garbled
-    // by a numeric secret (MAX_TOKENS=4096 in t4096) names no task: wait
+    // by a numeric secret (PIN_PASSWORD=4096 in t4096) names no task: wait
     // could not find the one a task is stuck on.
     const std::string& text = value.get_ref<const std::string&>();
     bool task_id = text.size() >= 2 && text[0] == 't' &&

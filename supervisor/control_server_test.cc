@@ -132,11 +132,11 @@ TEST_F(ControlServerTest, SubmitShowAndListRedactSecrets) {
   ASSERT_EQ((*ls)["tasks"].size(), 1u);
 }
 
-// A secret that is also a number's digits (MAX_TOKENS=4096 counts as one by
-// its name): the numbers in the timeline stay numbers, and show answers.
+// A secret that is also a number's digits (a numeric PIN_PASSWORD): the
+// numbers in the timeline stay numbers, and show answers.
 TEST_F(ControlServerTest, ASecretThatIsANumbersDigitsLeavesTheNumbersAlone) {
   std::string id =
-      SubmitOne(json{{"title", "t"}, {"brief", "b"}, {"env", {{"MAX_TOKENS", "4096"}}}});
+      SubmitOne(json{{"title", "t"}, {"brief", "b"}, {"env", {{"PIN_PASSWORD", "4096"}}}});
   store::Lease lease;
   lease.worker_pid = 1;
   auto a = store_->LeaseAttempt(id, lease);
