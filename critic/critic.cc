@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -75,6 +76,7 @@ struct Critic::ReviewState {
   double cost_usd = 0;  // the critic agent's runs, for the reply
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
+  std::optional<worker::Snapshot> snapshot;  // a repo task's: what the review sees and commits
   bool infra = false;                    // the machine failed the review (no space to commit)
   std::vector<proto::Finding> findings;  // the LLM critic's, kept for the reply
   std::string stop_error;                // set when the review was cancelled
@@ -178,6 +180,16 @@ void Critic::StartReview(const proto::Review& review) {
       spdlog::warn("review log: {}", log.error().ToString());
     }
   }
+  if (!review.task.repo.empty()) {
+    // Before any check runs: a pass commits the tree the checks were run on.
+    auto snapshot = worker::SnapshotAttempt(review.workspace, worker::HeartbeatingGitRunner(link_));
+    if (!snapshot.ok()) {
+      review_->infra = worker::IsMachineFault(snapshot.error());
+      Reply("error", "cannot snapshot the attempt's worktree: " + snapshot.error().message);
+      return;
+    }
+    review_->snapshot = std::move(snapshot).value();
+  }
   StartNextCheck();
 }
 
@@ -262,7 +274,7 @@ void Critic::AfterChecks() {
 }
 
 void Critic::AfterCritic() {
-  if (review_->review.task.repo.empty()) {
+  if (!review_->snapshot) {
     Reply("pass", "", std::move(review_->findings));
     return;
   }
@@ -281,7 +293,7 @@ void Critic::StartCommit() {
   spec.title = task.title;
   spec.attempt = rs.review.n;
   spec.allow_empty = task.allow_empty;
-  auto squashed = worker::SquashAttempt(spec, worker::HeartbeatingGitRunner(link_));
+  auto squashed = worker::CommitSnapshot(spec, *rs.snapshot, worker::HeartbeatingGitRunner(link_));
   if (!squashed.ok()) {
     rs.infra = worker::IsMachineFault(squashed.error());
     Reply("error", "squash commit failed: " + squashed.error().message);
@@ -299,11 +311,13 @@ void Critic::StartCommit() {
 
 void Critic::StartDiff() {
   ReviewState& rs = *review_;
-  auto diff = worker::DiffAgainstBase(
-      rs.review.workspace, worker::HeartbeatingGitRunner(link_, options_.max_diff_bytes + 1),
-      options_.max_diff_bytes);
-  rs.diff = std::move(diff.text);
-  rs.diff_truncated = diff.truncated;
+  if (rs.snapshot) {
+    auto diff = worker::DiffSnapshot(
+        rs.review.workspace, *rs.snapshot,
+        worker::HeartbeatingGitRunner(link_, options_.max_diff_bytes + 1), options_.max_diff_bytes);
+    rs.diff = std::move(diff.text);
+    rs.diff_truncated = diff.truncated;
+  }
   StartCriticAgent();
 }
 

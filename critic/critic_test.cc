@@ -16,6 +16,7 @@ using forge::testing::NowMs;
 using forge::testing::ReadAll;
 using forge::testing::WaitGone;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const std::string kCritic = std::string(FORGE_BIN_DIR) + "/forge-critic";
 
@@ -322,6 +323,32 @@ TEST_F(RepoTaskTest, AllowEmptyPassesWithAnEmptyCommit) {
   EXPECT_EQ(Sh("cd '" + review.workspace + "' && git rev-parse HEAD~1"), base_);
 }
 
+// What a pass commits is what the checks ran on: a file a check writes (a
+// build's output, a test report) is not part of it.
+TEST_F(RepoTaskTest, AFileACheckWritesIsNotCommitted) {
+  auto review = RepoReview();
+  review.verify = {"test -f a.txt", "echo built > artifact.txt && echo more >> a.txt"};
+  ASSERT_EQ(std::system(("cd '" + review.workspace + "' && echo two > a.txt").c_str()), 0);
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  ASSERT_TRUE(r->commit.has_value());
+  std::string ws = "cd '" + review.workspace + "' && ";
+  EXPECT_EQ(Sh(ws + "git show --format= --name-only " + *r->commit), "a.txt\n");
+  EXPECT_EQ(Sh(ws + "git show " + *r->commit + ":a.txt"), "two\n");
+}
+
+// An attempt that changed nothing is hollow even when its checks write files.
+TEST_F(RepoTaskTest, AnUnchangedAttemptIsHollowWhateverItsChecksWrite) {
+  auto review = RepoReview();
+  review.verify = {"echo built > artifact.txt"};
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_THAT(r->error, HasSubstr("no_changes"));
+  EXPECT_FALSE(r->commit.has_value());
+}
+
 TEST_F(RepoTaskTest, FailingCheckLeavesNoCommit) {
   auto review = RepoReview();
   review.verify = {"false"};
@@ -355,11 +382,13 @@ TEST_F(RepoTaskTest, PlainWorkspaceInsideAnotherRepoIsNeverCommittedTo) {
 
 // ---- the optional LLM critic (a fake agent script standing in for it) ----
 
-class LlmCriticTest : public CriticTest {
+class LlmCriticTest : public RepoTaskTest {
  protected:
   // A review whose critic agent is `script` (command profile).
   proto::Review WithCritic(std::vector<std::string> verify, const std::string& script) {
-    auto r = MakeReview(std::move(verify));
+    return WithCriticOn(MakeReview(std::move(verify)), script);
+  }
+  proto::Review WithCriticOn(proto::Review r, const std::string& script) {
     std::string path = sup_.dir + "/critic-agent.sh";
     forge::testing::WriteExecutable(path, "#!/bin/sh\n" + script);
     proto::AgentSpec a;
@@ -454,22 +483,36 @@ TEST_F(LlmCriticTest, ReportsWhatItsRunsCost) {
   EXPECT_EQ(r->tokens_out, 30);
 }
 
-TEST_F(LlmCriticTest, SeesTheDiffOfAGitWorkspace) {
-  auto review =
-      WithCritic({}, "cat > " + sup_.dir + "/critic-prompt\necho '{\"overall\":\"approve\"}'\n");
-  std::string ws = review.workspace;
-  std::string git =
-      "cd '" + ws +
-      "' && git init -q && git config user.email t@t && git config user.name t"
-      " && echo one > a.txt && git add a.txt && git commit -qm init && echo two > a.txt"
-      " && echo new > b.txt";
-  ASSERT_EQ(std::system(git.c_str()), 0);
+// The diff is of the snapshot taken before the checks: the agent's edits
+// and its new files whole, not what a check wrote.
+TEST_F(LlmCriticTest, SeesTheDiffOfTheAttemptNotOfItsChecks) {
+  auto review = WithCriticOn(
+      RepoReview(), "cat > " + sup_.dir + "/critic-prompt\necho '{\"overall\":\"approve\"}'\n");
+  review.verify = {"echo built > artifact.txt"};
+  ASSERT_EQ(std::system(
+                ("cd '" + review.workspace + "' && echo two > a.txt && echo new > b.txt").c_str()),
+            0);
   auto r = Review(review);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->verdict, "pass") << r->error;
   std::string prompt = ReadAll(sup_.dir + "/critic-prompt");
   EXPECT_THAT(prompt, HasSubstr("+two"));
-  EXPECT_THAT(prompt, HasSubstr("new file: b.txt"));
+  EXPECT_THAT(prompt, HasSubstr("+++ b/b.txt"));
+  EXPECT_THAT(prompt, HasSubstr("+new"));
+  EXPECT_THAT(prompt, Not(HasSubstr("+built"))) << "the file the check wrote";
+}
+
+// An LLM critic that edits the workspace and approves: the commit is the
+// tree it reviewed, without its edit.
+TEST_F(LlmCriticTest, AnEditTheCriticMakesIsNotCommitted) {
+  auto review = WithCriticOn(
+      RepoReview(), "echo 'os.system(\"rm -rf /\")' >> a.txt\necho '{\"overall\":\"approve\"}'\n");
+  ASSERT_EQ(std::system(("cd '" + review.workspace + "' && echo two > a.txt").c_str()), 0);
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  ASSERT_TRUE(r->commit.has_value());
+  EXPECT_EQ(Sh("cd '" + review.workspace + "' && git show " + *r->commit + ":a.txt"), "two\n");
 }
 
 TEST_F(LlmCriticTest, CancelDuringTheCriticAgent) {

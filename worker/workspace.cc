@@ -217,25 +217,44 @@ std::optional<std::string> RecordedBase(const std::string& path, const GitRunner
 
 }  // namespace
 
-Result<Squashed> SquashAttempt(const SquashSpec& spec, const GitRunner& run) {
-  auto base = RecordedBase(spec.path, run, spec.git_timeout_ms);
+namespace {
+// A git step's first line of output, or its error naming what and where.
+Result<std::string> GitStep(const GitRunner& run, const std::string& path,
+                            std::vector<std::string> args, const std::string& what,
+                            int64_t timeout_ms) {
+  FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, path, args, timeout_ms));
+  if (!r.status.success()) return GitFailed(ErrorCode::kIo, what + " in '" + path + "' failed", r);
+  return FirstLine(r.output);
+}
+}  // namespace
+
+Result<Snapshot> SnapshotAttempt(const std::string& path, const GitRunner& run,
+                                 int64_t timeout_ms) {
+  auto base = RecordedBase(path, run, timeout_ms);
   if (!base) {
-    return MakeError(ErrorCode::kInvalid, "workspace '" + spec.path +
-                                              "' is not a Forge worktree (no " + kWorktreeBaseRef +
-                                              "): nothing committed");
+    return MakeError(ErrorCode::kInvalid, "workspace '" + path + "' is not a Forge worktree (no " +
+                                              kWorktreeBaseRef + "): nothing to review or commit");
   }
-  auto step = [&](std::vector<std::string> args, const std::string& what) -> Result<std::string> {
-    FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, spec.path, args, spec.git_timeout_ms));
-    if (!r.status.success())
-      return GitFailed(ErrorCode::kIo, what + " in '" + spec.path + "' failed", r);
-    return FirstLine(r.output);
-  };
   // The index is the worktree's own: staging here touches nothing else.
-  FORGE_RETURN_IF_ERROR(step({"add", "-A"}, "git add -A"));
-  FORGE_ASSIGN_OR_RETURN(std::string tree, step({"write-tree"}, "git write-tree"));
-  FORGE_ASSIGN_OR_RETURN(std::string base_tree,
-                         step({"rev-parse", *base + "^{tree}"}, "reading the base tree"));
-  if (tree == base_tree && !spec.allow_empty) return Squashed{true, ""};
+  if (auto added = GitStep(run, path, {"add", "-A"}, "git add -A", timeout_ms); !added.ok()) {
+    return added.error();
+  }
+  Snapshot snapshot;
+  snapshot.base = *base;
+  FORGE_ASSIGN_OR_RETURN(snapshot.tree,
+                         GitStep(run, path, {"write-tree"}, "git write-tree", timeout_ms));
+  FORGE_ASSIGN_OR_RETURN(std::string base_tree, GitStep(run, path, {"rev-parse", *base + "^{tree}"},
+                                                        "reading the base tree", timeout_ms));
+  snapshot.unchanged = snapshot.tree == base_tree;
+  return snapshot;
+}
+
+Result<Squashed> CommitSnapshot(const SquashSpec& spec, const Snapshot& snapshot,
+                                const GitRunner& run) {
+  if (snapshot.unchanged && !spec.allow_empty) return Squashed{true, ""};
+  auto step = [&](std::vector<std::string> args, const std::string& what) {
+    return GitStep(run, spec.path, std::move(args), what, spec.git_timeout_ms);
+  };
   // The operator's identity when configured, else Forge's: commit-tree
   // refuses to run without one.
   auto name = RunGit(run, spec.path, {"config", "user.name"}, spec.git_timeout_ms);
@@ -248,37 +267,28 @@ Result<Squashed> SquashAttempt(const SquashSpec& spec, const GitRunner& run) {
       "Forge-Task: " + spec.task_id + "\nForge-Attempt: " + std::to_string(spec.attempt);
   FORGE_ASSIGN_OR_RETURN(std::string commit,
                          step({"-c", "user.name=" + user, "-c", "user.email=" + mail, "commit-tree",
-                               tree, "-p", *base, "-m", subject, "-m", trailers},
+                               snapshot.tree, "-p", snapshot.base, "-m", subject, "-m", trailers},
                               "git commit-tree"));
   std::string branch = "refs/heads/" + WorktreeBranch(spec.task_id);
   FORGE_RETURN_IF_ERROR(
       step({"update-ref", "-m", "forge: attempt " + std::to_string(spec.attempt), branch, commit},
            "git update-ref " + branch));
-  // HEAD back on the task's branch if the agent moved it; the index already
-  // holds the commit's tree.
+  // HEAD back on the task's branch if the agent moved it.
   FORGE_RETURN_IF_ERROR(step({"symbolic-ref", "HEAD", branch}, "git symbolic-ref HEAD"));
   return Squashed{false, commit};
 }
 
-Diff DiffAgainstBase(const std::string& path, const GitRunner& run, size_t max_bytes,
-                     int64_t timeout_ms) {
+Result<Squashed> SquashAttempt(const SquashSpec& spec, const GitRunner& run) {
+  FORGE_ASSIGN_OR_RETURN(Snapshot snapshot, SnapshotAttempt(spec.path, run, spec.git_timeout_ms));
+  return CommitSnapshot(spec, snapshot, run);
+}
+
+Diff DiffSnapshot(const std::string& path, const Snapshot& snapshot, const GitRunner& run,
+                  size_t max_bytes, int64_t timeout_ms) {
   Diff d;
-  auto top = RunGit(run, path, {"rev-parse", "--show-toplevel"}, timeout_ms);
-  if (!top.ok() || !top->status.success() || !SameDir(FirstLine(top->output), path)) return d;
-  std::string base = RecordedBase(path, run, timeout_ms).value_or("HEAD");
-  auto diff = RunGit(run, path, {"--no-pager", "diff", "--no-color", base}, timeout_ms);
+  auto diff = RunGit(run, path, {"--no-pager", "diff", "--no-color", snapshot.base, snapshot.tree},
+                     timeout_ms);
   if (diff.ok() && diff->status.success()) d.text = diff->output;
-  // Untracked files are listed too: an agent's new files are part of the change.
-  auto others = RunGit(run, path, {"ls-files", "--others", "--exclude-standard"}, timeout_ms);
-  if (others.ok() && others->status.success()) {
-    size_t start = 0;
-    while (start < others->output.size()) {
-      size_t nl = others->output.find('\n', start);
-      if (nl == std::string::npos) nl = others->output.size();
-      if (nl > start) d.text += "new file: " + others->output.substr(start, nl - start) + "\n";
-      start = nl + 1;
-    }
-  }
   if (d.text.size() > max_bytes) {
     d.text.resize(max_bytes);
     d.truncated = true;

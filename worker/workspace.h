@@ -59,14 +59,31 @@ struct Squashed {
   std::string commit;       // the one new commit on forge/<task>
 };
 
-// A pass of a repo task: everything in the worktree (tracked, untracked,
-// commits the agent made) becomes one commit whose parent is the recorded
-// base, subject = title, trailers Forge-Task and Forge-Attempt, and
-// forge/<task> (and HEAD) point at it. Hooks do not run (commit-tree).
-// no_changes when the tree equals the base's, unless allow_empty.
+// What an attempt left in its worktree: everything (tracked, untracked,
+// commits the agent made) staged in the worktree's index and written as a
+// tree. The critic takes it before the first check, so that what a pass
+// commits is what the checks and the LLM critic saw, never a file a check
+// wrote (a build's output, a test report) or an edit the critic made.
+struct Snapshot {
+  std::string base;  // the recorded base commit
+  std::string tree;
+  bool unchanged = false;  // tree is the base's tree
+};
 // kInvalid when path is not a Forge worktree (no recorded base, or a
-// directory inside another checkout): never committed to.
-// kFull when git could not write (a full disk: not the attempt's fault).
+// directory inside another checkout); kFull when git could not write.
+Result<Snapshot> SnapshotAttempt(const std::string& path, const GitRunner& run,
+                                 int64_t timeout_ms = kGitTimeoutMs);
+
+// A pass of a repo task: the snapshot becomes one commit whose parent is
+// the recorded base, subject = title, trailers Forge-Task and
+// Forge-Attempt, and forge/<task> (and HEAD) point at it. Hooks do not run
+// (commit-tree). no_changes when the snapshot is the base's tree, unless
+// allow_empty. kFull when git could not write (a full disk: not the
+// attempt's fault).
+Result<Squashed> CommitSnapshot(const SquashSpec& spec, const Snapshot& snapshot,
+                                const GitRunner& run);
+
+// SnapshotAttempt, then CommitSnapshot.
 Result<Squashed> SquashAttempt(const SquashSpec& spec, const GitRunner& run);
 
 // A failure that is the machine's, not the task's: no space (or quota) left
@@ -75,16 +92,15 @@ Result<Squashed> SquashAttempt(const SquashSpec& spec, const GitRunner& run);
 // do not keep errno; each of those includes strerror's words.
 bool IsMachineFault(const Error& e);
 
-// The attempt's change for the LLM critic: `git diff <base>` of the
-// worktree (HEAD when it records no base) plus untracked files as
-// "new file: <path>" lines, at most max_bytes (truncated set when cut).
-// Empty when path is not the top of a git work tree.
+// The attempt's change for the LLM critic: `git diff <base> <tree>` of the
+// snapshot, new files whole, at most max_bytes (truncated set when cut).
+// Empty when git cannot diff them.
 struct Diff {
   std::string text;
   bool truncated = false;
 };
-Diff DiffAgainstBase(const std::string& path, const GitRunner& run, size_t max_bytes,
-                     int64_t timeout_ms = kGitTimeoutMs);
+Diff DiffSnapshot(const std::string& path, const Snapshot& snapshot, const GitRunner& run,
+                  size_t max_bytes, int64_t timeout_ms = kGitTimeoutMs);
 
 // A GitRunner for a child process's poll loop: waits for git with
 // link.Poll, so heartbeats keep going while a fetch runs. Supervisor

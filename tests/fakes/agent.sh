@@ -3,12 +3,13 @@
 #   FAKE_MODE   succeed | fail_then_succeed | fail_different | fail_same |
 #               hang_silent | print_forever | ignore_term | grandchildren |
 #               crash_worker | rate_limit | cost | slow_succeed | spec | overloaded |
-#               claude_json | codex_jsonl
+#               claude_json | codex_jsonl | script
 #   FAKE_STATE  a directory for counters and pid files (shared with the test)
 #   FAKE_FAILS  fail_then_succeed: how many failures before a success (default 2);
 #               spec: how many specs without a Test matrix first (default 0)
 #   FAKE_COST   cost: the total_cost_usd to report (claude-style JSON)
 #   FAKE_SLEEP  slow_succeed: seconds to sleep first
+#   FAKE_SCRIPT script: a shell command run in the workspace as the agent's work
 #   FAKE_FALLBACK overloaded: the model that works (claude profile: --model);
 #               any other model gets claude's overloaded error (API status 529)
 # Every run appends "<task> <attempt> <pid>" to $FAKE_STATE/runs.
@@ -28,6 +29,8 @@ case "${FAKE_MODE:-succeed}" in
     echo "working on $task"
     echo "done" > result.txt
     exit 0 ;;
+  script)
+    exec sh -c "$FAKE_SCRIPT" ;;
   slow_succeed)
     echo "working slowly on $task"
     sleep "${FAKE_SLEEP:-1}"

@@ -118,16 +118,31 @@ TEST(Worktrees, AgentCommitsAreSquashedIntoOne) {
   Forge forge;
   std::string repo = MakeRepo(forge.dir());
   forge.Start();
-  std::string commits = std::string("git add result.txt && git ") + kIdentity +
+  std::string commits = std::string("echo done > result.txt && git add result.txt && git ") +
+                        kIdentity +
                         " commit -qm agent-1 && echo more > more.txt && git add more.txt && git " +
                         kIdentity + " commit -qm agent-2 && echo late > late.txt";
-  std::string id = forge.Submit("succeed", {}, RepoTask(repo, {commits}));
+  std::string id = forge.Submit("script", {{"FAKE_SCRIPT", commits}}, RepoTask(repo, {"true"}));
   ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
   std::string g = "git -C " + repo + " ";
   EXPECT_EQ(Sh(g + "rev-list --count main..forge/" + id), "1");
   EXPECT_EQ(Sh(g + "show --format= --name-only forge/" + id + " | sort | tr '\\n' ' '"),
             "late.txt more.txt result.txt ");
-  EXPECT_EQ(Sh(g + "log -1 --format=%s forge/" + id), "fake succeed");
+  EXPECT_EQ(Sh(g + "log -1 --format=%s forge/" + id), "fake script");
+}
+
+// The commit is the tree the checks passed on: what a check writes (a
+// report, a build's output) stays out of it.
+TEST(Worktrees, WhatACheckWritesIsNotCommitted) {
+  Forge forge;
+  std::string repo = MakeRepo(forge.dir());
+  forge.Start();
+  std::string id = forge.Submit(
+      "succeed", {}, RepoTask(repo, {"echo report > junit.xml && echo tampered >> result.txt"}));
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  std::string g = "git -C " + repo + " ";
+  EXPECT_EQ(Sh(g + "show --format= --name-only forge/" + id), "result.txt");
+  EXPECT_EQ(Sh(g + "show forge/" + id + ":result.txt"), "done");
 }
 
 TEST(Worktrees, HollowPassIsRejected) {
