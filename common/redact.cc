@@ -62,4 +62,15 @@ std::vector<std::string> SecretValues(const std::map<std::string, std::string>& 
   return out;
 }
 
+std::vector<std::string> SecretValues(const std::vector<std::string>& environment) {
+  std::vector<std::string> out;
+  for (const auto& entry : environment) {
+    size_t eq = entry.find('=');
+    if (eq != std::string::npos && eq + 1 < entry.size() && IsSecretName(entry.substr(0, eq))) {
+      out.push_back(entry.substr(eq + 1));
+    }
+  }
+  return out;
+}
+
 }  // namespace forge

@@ -20,5 +20,7 @@ std::map<std::string, std::string> RedactEnv(const std::map<std::string, std::st
 std::string RedactText(std::string text, const std::vector<std::string>& secret_values);
 // The secret values of an env map.
 std::vector<std::string> SecretValues(const std::map<std::string, std::string>& env);
+// The secret values of an environment as exec takes it ("NAME=VALUE").
+std::vector<std::string> SecretValues(const std::vector<std::string>& environment);
 
 }  // namespace forge

@@ -71,7 +71,8 @@ struct Critic::ReviewState {
   std::string diff;
   bool diff_truncated = false;
   std::unique_ptr<worker::OutputParser> critic_parser;
-  std::vector<std::string> secrets;  // of the critic agent's env
+  std::vector<std::string> check_secrets;  // of the checks' env: never in a log or a tail
+  std::vector<std::string> secrets;        // the checks' and the critic agent's
   int critic_tries = 0;
   double cost_usd = 0;  // the critic agent's runs, for the reply
   int64_t tokens_in = 0;
@@ -165,6 +166,7 @@ void Critic::StartReview(const proto::Review& review) {
   }
   review_ = std::make_unique<ReviewState>();
   review_->review = review;
+  review_->check_secrets = SecretValues(CheckEnvironment(own_environment_, review));
   link_.SetAttempt(review.attempt_id);
   if (!IsDir(review.workspace)) {
     Reply("error", "workspace '" + review.workspace + "' does not exist");
@@ -176,6 +178,7 @@ void Critic::StartReview(const proto::Review& review) {
     auto log = worker::OutputCapture::Open(review.log_path);
     if (log.ok()) {
       review_->log = std::move(log).value();
+      review_->log->SetSecrets(review_->check_secrets);
     } else {
       spdlog::warn("review log: {}", log.error().ToString());
     }
@@ -360,12 +363,8 @@ void Critic::StartCriticAgent() {
   SpawnOptions spawn;
   spawn.argv = *argv;
   spawn.env = BuildEnvironment(pass, extra);
-  rs.secrets.clear();
-  for (const auto& kv : spawn.env) {
-    size_t eq = kv.find('=');
-    if (eq != std::string::npos && IsSecretName(kv.substr(0, eq)))
-      rs.secrets.push_back(kv.substr(eq + 1));
-  }
+  rs.secrets = rs.check_secrets;
+  for (auto& s : SecretValues(spawn.env)) rs.secrets.push_back(std::move(s));
   if (rs.log) rs.log->SetSecrets(rs.secrets);
   spawn.cwd = rs.review.workspace;
   spawn.stdout_mode = Stdio::kPipe;
@@ -423,6 +422,7 @@ void Critic::FinishCriticAgent() {
     Reply("error", "critic output did not parse after a retry: " + why);
     return;
   }
+  for (auto& f : report->findings) f.message = RedactText(f.message, rs.secrets);
   Decision decision = Decide(*report);
   if (!decision.pass) {
     Reply("reject", decision.reason, std::move(report->findings));
@@ -441,7 +441,7 @@ void Critic::FinishCheck() {
   c.duration_ms = NowMs() - rs.check_started_ms;
   c.timed_out = rs.check_timed_out;
   c.passed = !c.timed_out && rs.job->status().success();
-  c.output_tail = worker::TailText(rs.tail, options_.tail_bytes);
+  c.output_tail = RedactText(worker::TailText(rs.tail, options_.tail_bytes), rs.check_secrets);
   spdlog::info("check '{}': {} in {} ms", c.name, c.passed ? "passed" : Describe(c), c.duration_ms);
   if (rs.log && c.timed_out) {
     (void)rs.log->Append("[forge: timed out after " + FormatMs(rs.review.verify_timeout_ms) + "]\n",
@@ -502,6 +502,8 @@ void Critic::Reply(const std::string& verdict, const std::string& error,
   r.infra = review_->infra;
   spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, error.empty() ? "" : ": ",
                error);
+  // The log is whole when the verdict is known: what redaction held back too.
+  if (review_->log) (void)review_->log->Flush();
   review_.reset();
   link_.SetAttempt(std::nullopt);
   Status s = link_.Send(r);

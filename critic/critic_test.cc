@@ -4,6 +4,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include "worker/test_supervisor.h"
 #include "worker/workspace.h"
@@ -95,6 +96,38 @@ TEST_F(CriticTest, OneFailingCheckRejectsWithItsTail) {
   EXPECT_EQ(r->checks[1].exit_code, 2);
   EXPECT_EQ(r->checks[1].output_tail, "FAIL: test_parse\nboom\n");
   EXPECT_TRUE(r->checks[2].passed);
+}
+
+// A check that prints a secret of the task's env: neither its tail (shown
+// by `show` and quoted in the retry's brief) nor the review log has it.
+TEST_F(CriticTest, AChecksOutputNeverCarriesATasksSecret) {
+  auto review = MakeReview({"echo tok=$API_TOKEN; exit 1"});
+  review.task.env["API_TOKEN"] = "supersecretvalue123";
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  ASSERT_EQ(r->checks.size(), 1u);
+  EXPECT_EQ(r->checks[0].output_tail, "tok=[redacted]\n");
+  std::string log = ReadAll(review.log_path);
+  EXPECT_THAT(log, HasSubstr("tok=[redacted]"));
+  EXPECT_THAT(log, Not(HasSubstr("supersecretvalue123")));
+}
+
+// Nor one of the critic's own environment (the checks inherit it).
+class CriticWithASecretTest : public CriticTest {
+ protected:
+  void SetUp() override {
+    ::setenv("FORGE_TEST_DEPLOY_KEY", "ownsecretvalue42", 1);
+    CriticTest::SetUp();
+    ::unsetenv("FORGE_TEST_DEPLOY_KEY");
+  }
+};
+
+TEST_F(CriticWithASecretTest, AChecksOutputNeverCarriesTheCriticsSecret) {
+  auto r = Review(MakeReview({"echo key=$FORGE_TEST_DEPLOY_KEY; exit 1"}));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->checks.size(), 1u);
+  EXPECT_EQ(r->checks[0].output_tail, "key=[redacted]\n");
 }
 
 TEST_F(CriticTest, OutputTailIsBounded) {
@@ -500,6 +533,21 @@ TEST_F(LlmCriticTest, SeesTheDiffOfTheAttemptNotOfItsChecks) {
   EXPECT_THAT(prompt, HasSubstr("+++ b/b.txt"));
   EXPECT_THAT(prompt, HasSubstr("+new"));
   EXPECT_THAT(prompt, Not(HasSubstr("+built"))) << "the file the check wrote";
+}
+
+// A finding that quotes a secret of the task's env is stored redacted.
+TEST_F(LlmCriticTest, AFindingNeverCarriesASecret) {
+  auto review = WithCritic({},
+                           "echo '{\"overall\":\"block\",\"findings\":[{\"severity\":"
+                           "\"sev1\",\"category\":\"security\",\"message\":\"prints "
+                           "supersecretvalue123\"}]}'\n");
+  review.task.env["API_TOKEN"] = "supersecretvalue123";
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  ASSERT_EQ(r->findings.size(), 1u);
+  EXPECT_EQ(r->findings[0].message, "prints [redacted]");
+  EXPECT_THAT(r->error, Not(HasSubstr("supersecretvalue123")));
 }
 
 // An LLM critic that edits the workspace and approves: the commit is the

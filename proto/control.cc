@@ -473,7 +473,12 @@ void RedactForOperator(TaskInfo& task, const std::vector<std::string>& config_se
 void RedactForOperator(ShowReply& show, const std::vector<std::string>& config_secrets) {
   std::vector<std::string> secrets;
   RedactForOperator(show.task, config_secrets, &secrets);
-  for (auto& a : show.attempts) a.error = RedactText(a.error, secrets);
+  for (auto& a : show.attempts) {
+    a.error = RedactText(a.error, secrets);
+    // What the critic stored before it redacted checks' output itself.
+    for (auto& c : a.checks) c.output_tail = RedactText(c.output_tail, secrets);
+    for (auto& f : a.findings) f.message = RedactText(f.message, secrets);
+  }
   for (auto& e : show.timeline) RedactJson(e.payload, secrets);
 }
 

@@ -132,6 +132,32 @@ TEST_F(ControlServerTest, SubmitShowAndListRedactSecrets) {
   ASSERT_EQ((*ls)["tasks"].size(), 1u);
 }
 
+// An attempt stored before the critic redacted its checks' output: show
+// redacts the tails and findings as it does the error.
+TEST_F(ControlServerTest, ShowRedactsAChecksTailAndAFinding) {
+  std::string id =
+      SubmitOne(json{{"title", "t"}, {"brief", "b"}, {"env", {{"API_TOKEN", "tok-12345678"}}}});
+  store::Lease lease;
+  lease.worker_pid = 1;
+  auto a = store_->LeaseAttempt(id, lease);
+  ASSERT_TRUE(a.ok());
+  store::Close close;
+  close.outcome = proto::Outcome::kRejected;
+  close.next_state = proto::TaskState::kBlocked;
+  close.verdict = "reject";
+  proto::CheckResult check;
+  check.name = "make test";
+  check.output_tail = "token was tok-12345678\n";
+  close.checks = {check};
+  close.findings = {{"sev1", "security", "a.c", 1, "prints tok-12345678"}};
+  ASSERT_TRUE(store_->CloseAttempt(a->id, close).ok());
+  auto show = Call("show", json{{"id", id}});
+  ASSERT_TRUE(show.ok()) << show.error().message;
+  EXPECT_EQ(show->dump().find("tok-12345678"), std::string::npos) << show->dump();
+  EXPECT_EQ((*show)["attempts"][0]["checks"][0]["output_tail"], "token was [redacted]\n");
+  EXPECT_EQ((*show)["attempts"][0]["findings"][0]["message"], "prints [redacted]");
+}
+
 // A secret that is also a number's digits (a numeric PIN_PASSWORD): the
 // numbers in the timeline stay numbers, and show answers.
 TEST_F(ControlServerTest, ASecretThatIsANumbersDigitsLeavesTheNumbersAlone) {

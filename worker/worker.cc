@@ -190,12 +190,7 @@ Result<PreparedAttempt> Worker::Prepare(const proto::Dispatch& d) {
   extra["FORGE_ATTEMPT"] = std::to_string(d.n);
   extra["FORGE_PROMPT_FILE"] = p.prompt_path;
   p.env = BuildEnvironment(pass, extra);
-  for (const auto& kv : p.env) {
-    size_t eq = kv.find('=');
-    if (eq != std::string::npos && IsSecretName(kv.substr(0, eq)) && eq + 1 < kv.size()) {
-      p.secrets.push_back(kv.substr(eq + 1));
-    }
-  }
+  p.secrets = SecretValues(p.env);
   FORGE_RETURN_IF_ERROR(CheckBinary(p.argv[0], p.env));
   return p;
 }

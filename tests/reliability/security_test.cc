@@ -168,7 +168,9 @@ TEST(Security, SecretEnvValuesNeverLeave) {
   auto f = StartDumpForge();
   std::string secret = "sekrit-" + Unique() + "-value";
   std::string token = "tok-" + Unique() + "-zz";
-  std::string id = f->Submit("leak", {{"API_KEY", secret}, {"GH_TOKEN", token}});
+  // The check prints both too: its tail and the review log must not keep them.
+  std::string id = f->Submit("leak", {{"API_KEY", secret}, {"GH_TOKEN", token}},
+                             json{{"verify", {"echo check sees $API_KEY and $GH_TOKEN"}}});
   ASSERT_FALSE(id.empty());
   ASSERT_TRUE(f->WaitState(id, TaskState::kDone, 60'000)) << f->SupervisorLog();
   ASSERT_EQ(f->Attempts(id).size(), 2u);  // the first one failed, quoting the key
@@ -203,6 +205,7 @@ TEST(Security, SecretEnvValuesNeverLeave) {
   for (const auto& path : FilesBelow(f->state_dir() + "/logs")) places[path] = ReadFile(path);
   places["supervisor.log"] = f->SupervisorLog();
   bool saw_attempt_log = false;
+  bool saw_review_log = false;
   for (const auto& [where, text] : places) {
     EXPECT_THAT(text, Not(HasSubstr(secret))) << "secret in " << where;
     EXPECT_THAT(text, Not(HasSubstr(token))) << "secret in " << where;
@@ -210,8 +213,13 @@ TEST(Security, SecretEnvValuesNeverLeave) {
       saw_attempt_log = true;
       EXPECT_THAT(text, HasSubstr("my key is [redacted]")) << where;
     }
+    if (where.find("/" + id + "/2.review.log") != std::string::npos) {
+      saw_review_log = true;
+      EXPECT_THAT(text, HasSubstr("check sees [redacted] and [redacted]")) << where;
+    }
   }
   EXPECT_TRUE(saw_attempt_log);
+  EXPECT_TRUE(saw_review_log);
 }
 
 TEST(Security, ControlRequestsCannotChooseTheProgram) {
