@@ -410,16 +410,22 @@ void Critic::FinishCriticAgent() {
     Reply("error", "critic agent timed out after " + FormatMs(rs.timeout_ms));
     return;
   }
-  auto report = ParseCriticReport(rs.critic_parser->FinalText());
+  // A verdict counts only from a critic that finished: one that printed an
+  // approval and then crashed, or exited non-zero, did not finish its review.
+  auto report = agent.outcome == "passed"
+                    ? ParseCriticReport(rs.critic_parser->FinalText())
+                    : Result<CriticReport>(MakeError(ErrorCode::kInvalid, agent.error));
   if (!report.ok()) {
-    std::string why = agent.outcome == "failed" ? agent.error + "; " : "";
-    why = RedactText(why + report.error().message, rs.secrets);
+    std::string why = agent.outcome == "passed"
+                          ? "its output did not parse: " + report.error().message
+                          : report.error().message;
+    why = RedactText(why, rs.secrets);
     if (rs.critic_tries < 2) {
-      spdlog::warn("critic output did not parse ({}); retrying once", why);
+      spdlog::warn("critic agent gave no verdict ({}); retrying once", why);
       StartCriticAgent();
       return;
     }
-    Reply("error", "critic output did not parse after a retry: " + why);
+    Reply("error", "critic agent gave no verdict after a retry: " + why);
     return;
   }
   for (auto& f : report->findings) f.message = RedactText(f.message, rs.secrets);

@@ -479,9 +479,24 @@ TEST_F(LlmCriticTest, UnparsableOutputIsRetriedOnceThenError) {
   auto r = Review(WithCritic({}, "echo x >> " + Marker() + "\necho 'LGTM, ship it'\n"));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->verdict, "error");
-  EXPECT_THAT(r->error, HasSubstr("did not parse after a retry"));
+  EXPECT_THAT(r->error, HasSubstr("no verdict after a retry: its output did not parse"));
   EXPECT_THAT(r->error, HasSubstr("LGTM, ship it"));
   EXPECT_EQ(ReadAll(Marker()), "x\nx\n");
+}
+
+// An approval from a critic that then crashed, or exited non-zero, is no
+// verdict: it is asked once more, then the review is an error.
+TEST_F(LlmCriticTest, AnApprovalFromACriticThatFailedIsNoVerdict) {
+  for (const std::string end : {"kill -9 $$", "exit 7"}) {
+    std::filesystem::remove(Marker());
+    auto r = Review(WithCritic(
+        {}, "echo x >> " + Marker() + "\necho '{\"overall\":\"approve\"}'\n" + end + "\n"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->verdict, "error") << end;
+    EXPECT_THAT(r->error, HasSubstr("no verdict after a retry")) << end;
+    EXPECT_THAT(r->error, HasSubstr(end == "exit 7" ? "exit 7" : "signal 9")) << r->error;
+    EXPECT_EQ(ReadAll(Marker()), "x\nx\n") << end;
+  }
 }
 
 TEST_F(LlmCriticTest, RetryThatParsesCounts) {
