@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs Forge on its bundled offline demo: a
 # throw-away git repository and state directory, a stand-in agent that behaves like
-# `claude -p --output-format json` (cost and tokens included), and four tasks
+# `claude -p --output-format stream-json` (cost and tokens included), and four tasks
 # that show a first-try pass, a pass after a rejected attempt using the
 # failure evidence, a hung agent caught by the watchdog and retried, and a
 # task blocked for a human. Each task works in its own git worktree on

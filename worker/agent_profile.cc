@@ -305,7 +305,11 @@ Result<std::vector<std::string>> BuildArgv(const proto::AgentSpec& spec) {
     case Profile::kCommand:
       break;
     case Profile::kClaude:
-      argv.insert(argv.end(), {"-p", "--output-format", "json"});
+      // stream-json, not json: json prints nothing until the run ends, so the
+      // stall watchdog would kill any claude run longer than stall_timeout.
+      // stream-json prints each message as it happens and ends with the same
+      // result object; claude requires --verbose with it.
+      argv.insert(argv.end(), {"-p", "--output-format", "stream-json", "--verbose"});
       if (!spec.model.empty()) argv.insert(argv.end(), {"--model", spec.model});
       break;
     case Profile::kCodex:

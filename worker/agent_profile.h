@@ -1,8 +1,10 @@
 // Agent profiles: how an agent is invoked and how its output becomes the
 // fields of a result message.
 //  - command: argv = command + args; only the exit code counts.
-//  - claude:  `claude -p --output-format json [--model M] args...`; stdout
-//             ends with one JSON result object (is_error, subtype, result,
+//  - claude:  `claude -p --output-format stream-json --verbose [--model M]
+//             args...`; stdout is one JSON message a line as the run goes
+//             (the agent's output keeps the stall watchdog quiet), ending
+//             with the result object (is_error, subtype, result,
 //             total_cost_usd, usage.{input,output}_tokens, num_turns,
 //             session_id, terminal_reason, api_error_status).
 //  - codex:   `codex exec --json [--model M] args... -`; stdout is JSONL

@@ -53,11 +53,12 @@ TEST(BuildArgv, ClaudeAddsPrintJsonAndModel) {
   s.profile = "claude";
   s.command = {"claude"};
   s.args = {"--allowedTools", "Write,Edit"};
-  EXPECT_THAT(BuildArgv(s).value(), ElementsAre("claude", "-p", "--output-format", "json",
-                                                "--allowedTools", "Write,Edit"));
+  EXPECT_THAT(BuildArgv(s).value(), ElementsAre("claude", "-p", "--output-format", "stream-json",
+                                                "--verbose", "--allowedTools", "Write,Edit"));
   s.model = "opus";
-  EXPECT_THAT(BuildArgv(s).value(), ElementsAre("claude", "-p", "--output-format", "json",
-                                                "--model", "opus", "--allowedTools", "Write,Edit"));
+  EXPECT_THAT(BuildArgv(s).value(),
+              ElementsAre("claude", "-p", "--output-format", "stream-json", "--verbose", "--model",
+                          "opus", "--allowedTools", "Write,Edit"));
 }
 
 TEST(BuildArgv, CodexExecJsonReadsPromptFromStdin) {
@@ -106,6 +107,22 @@ TEST(ClaudeParser, VerboseArrayTakesTheResultElement) {
                     kClaudeSuccess + "]";
   auto r = Parse(Profile::kClaude, out);
   EXPECT_EQ(r.outcome, "passed");
+  EXPECT_EQ(r.session_id, "abc-123");
+}
+
+// What `--output-format stream-json --verbose` prints: a message a line,
+// the result object last.
+TEST(ClaudeParser, StreamJsonTakesTheResultLine) {
+  std::string out =
+      std::string(R"({"type":"system","subtype":"init","session_id":"abc-123","tools":["Bash"]})") +
+      "\n" +
+      R"({"type":"assistant","message":{"content":[{"type":"tool_use","name":"Bash","input":{"command":"make"}}]}})" +
+      "\n" + R"({"type":"user","message":{"content":[{"type":"tool_result","content":"ok"}]}})" +
+      "\n" + kClaudeSuccess + "\n";
+  auto r = Parse(Profile::kClaude, out);
+  EXPECT_EQ(r.outcome, "passed") << r.error;
+  EXPECT_DOUBLE_EQ(r.cost_usd, 0.0421);
+  EXPECT_EQ(r.tokens_in, 1500);
   EXPECT_EQ(r.session_id, "abc-123");
 }
 

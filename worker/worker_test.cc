@@ -467,8 +467,9 @@ TEST_F(WorkerTest, ClaudeProfileResultLandsInTheResult) {
   EXPECT_EQ(r->num_turns, 4);
   EXPECT_EQ(r->session_id, "sess-1");
   EXPECT_EQ(r->model, "opus");
-  EXPECT_EQ(ReadAll(sup_.state_dir + "/logs/t-7/1.prompt.argv"),
-            "--fake-flag -p --output-format json --model opus --allowedTools Edit\n");
+  EXPECT_EQ(
+      ReadAll(sup_.state_dir + "/logs/t-7/1.prompt.argv"),
+      "--fake-flag -p --output-format stream-json --verbose --model opus --allowedTools Edit\n");
 }
 
 TEST_F(WorkerTest, SecretEnvValuesNeverReachTheLogOrResult) {

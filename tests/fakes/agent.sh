@@ -86,9 +86,12 @@ case "${FAKE_MODE:-succeed}" in
     echo "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"ok\",\"total_cost_usd\":${FAKE_COST:-1.0},\"num_turns\":1,\"session_id\":\"s\"}"
     exit 0 ;;
   claude_json)
-    # Claude Code's `claude -p --output-format json` final result object.
+    # Claude Code's `claude -p --output-format stream-json --verbose`: a
+    # message a line, the result object last.
     cat > /dev/null
     echo "done" > result.txt
+    echo '{"type":"system","subtype":"init","session_id":"sess-claude-1"}'
+    echo '{"type":"assistant","message":{"content":[{"type":"text","text":"Writing result.txt"}]}}'
     echo '{"type":"result","subtype":"success","is_error":false,"result":"Done.","total_cost_usd":0.4213,"num_turns":7,"session_id":"sess-claude-1","usage":{"input_tokens":1200,"output_tokens":340}}'
     exit 0 ;;
   codex_jsonl)
