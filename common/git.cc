@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <filesystem>
+
 namespace forge {
 
 GitRunner BlockingGitRunner() {
@@ -50,12 +52,19 @@ Result<RunResult> RunGit(const GitRunner& run, const std::string& dir,
 
 std::string GitMessage(const RunResult& r) {
   if (r.timed_out) return "timed out";
-  std::string out = r.output;
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ' || out.back() == '\r')) {
-    out.pop_back();
+  std::string last;   // the last non-empty line
+  std::string cause;  // the last fatal: or error: line
+  size_t start = 0;
+  while (start < r.output.size()) {
+    size_t end = r.output.find('\n', start);
+    if (end == std::string::npos) end = r.output.size();
+    std::string line = r.output.substr(start, end - start);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+    if (!line.empty()) last = line;
+    if (line.rfind("fatal:", 0) == 0 || line.rfind("error:", 0) == 0) cause = line;
+    start = end + 1;
   }
-  size_t nl = out.rfind('\n');
-  std::string line = nl == std::string::npos ? out : out.substr(nl + 1);
+  std::string line = cause.empty() ? last : cause;
   if (line.size() > 300) line = line.substr(0, 300) + "...";
   if (line.empty()) return r.status.ToString();
   return line;
@@ -71,9 +80,31 @@ Status CheckGitRepo(const GitRunner& run, const std::string& repo) {
                      "repo '" + repo + "' is not a git repository: no such directory");
   }
   FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, repo, {"rev-parse", "--is-inside-work-tree"}));
-  if (!r.status.success() || r.output.rfind("true", 0) != 0) {
+  if (!r.status.success()) {
     return MakeError(ErrorCode::kInvalid,
                      "repo '" + repo + "' is not a git repository: " + GitMessage(r));
+  }
+  if (r.output.rfind("true", 0) != 0) {
+    return MakeError(ErrorCode::kInvalid,
+                     "repo '" + repo +
+                         "' is a git repository without a work tree (bare, or a .git "
+                         "directory): give the checkout it belongs to");
+  }
+  FORGE_ASSIGN_OR_RETURN(RunResult top, RunGit(run, repo, {"rev-parse", "--show-toplevel"}));
+  if (!top.status.success()) {
+    return MakeError(ErrorCode::kInvalid,
+                     "repo '" + repo + "' is not a git repository: " + GitMessage(top));
+  }
+  std::string top_dir = top.output.substr(0, top.output.find('\n'));
+  std::error_code e1, e2;
+  auto here = std::filesystem::canonical(repo, e1);
+  auto there = std::filesystem::canonical(top_dir, e2);
+  if (e1 || e2 || here != there) {
+    return MakeError(ErrorCode::kInvalid,
+                     "repo '" + repo + "' is inside the git repository '" + top_dir +
+                         "', not its top: give '" + top_dir +
+                         "' (a task's worktree is the whole repository, and its checks run at "
+                         "its top)");
   }
   return Status::Ok();
 }

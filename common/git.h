@@ -34,11 +34,15 @@ std::vector<std::string> GitEnvironment();
 Result<RunResult> RunGit(const GitRunner& run, const std::string& dir,
                          const std::vector<std::string>& args, int64_t timeout_ms = kGitTimeoutMs);
 
-// Last non-empty line of git's output, for error messages.
+// For error messages: git's last "fatal:" or "error:" line (the cause, where
+// a "hint:" may follow it), else its last non-empty line.
 std::string GitMessage(const RunResult& r);
 
-// kInvalid "repo 'R' is not a git repository: ..." unless R is (inside) a
-// git work tree. The path must exist and be absolute.
+// kInvalid unless R is the top of a git work tree, naming what it is
+// instead: "repo 'R' is not a git repository: ...", a repository without a
+// work tree (bare, or a .git directory), or a subdirectory of one (the
+// task's worktree would be the whole repository, and its checks would run
+// at the top, not in R). The path must exist and be absolute.
 Status CheckGitRepo(const GitRunner& run, const std::string& repo);
 
 // The commit `ref` names in repo (empty ref: HEAD); kInvalid "unknown base

@@ -83,10 +83,39 @@ Status RemoveStale(const WorkspaceSpec& spec, const GitRunner& run) {
   return Status::Ok();
 }
 
+// What an agent killed in the middle of a git command leaves in its
+// worktree's own git directory: a lock that fails every later git command
+// there ("index.lock: File exists"), or a rebase, merge, cherry-pick, revert
+// or bisect in progress that the next attempt's agent would resume, bringing
+// back the previous attempt's commits. The agent's process group is gone
+// before a workspace is prepared again, so none of it belongs to a live git.
+// The branch's own lock is in the common directory; no other ref's is
+// touched (the operator's git may hold those).
+void ClearInterruptedGit(const WorkspaceSpec& spec, const GitRunner& run) {
+  auto dirs = RunGit(run, spec.path, {"rev-parse", "--absolute-git-dir", "--git-common-dir"},
+                     spec.git_timeout_ms);
+  if (!dirs.ok() || !dirs->status.success()) return;  // the checkout below reports it
+  std::string out = dirs->output;
+  std::string git_dir = out.substr(0, out.find('\n'));
+  std::string rest = out.substr(std::min(out.size(), git_dir.size() + 1));
+  fs::path common = rest.substr(0, rest.find('\n'));
+  if (common.is_relative()) common = fs::path(spec.path) / common;
+  std::error_code ec;
+  for (const char* name :
+       {"index.lock", "HEAD.lock", "rebase-merge", "rebase-apply", "MERGE_HEAD", "MERGE_MSG",
+        "MERGE_MODE", "AUTO_MERGE", "CHERRY_PICK_HEAD", "REVERT_HEAD", "sequencer", "BISECT_LOG",
+        "BISECT_START", "BISECT_TERMS", "BISECT_EXPECTED_REV", "BISECT_NAMES",
+        "BISECT_ANCESTORS_OK", "BISECT_HEAD"}) {
+    fs::remove_all(fs::path(git_dir) / name, ec);
+  }
+  fs::remove(common / "refs/heads" / (WorktreeBranch(spec.task_id) + ".lock"), ec);
+}
+
 // The worktree exists and records its base: back to the base, nothing left.
 Result<PreparedWorkspace> Reset(const WorkspaceSpec& spec, const GitRunner& run,
                                 const std::string& base) {
   PreparedWorkspace p{spec.path, WorktreeBranch(spec.task_id), base, false};
+  ClearInterruptedGit(spec, run);
   // checkout -f -B is reset --hard that also puts HEAD back on forge/<task>
   // (and the branch back on the base) if the agent moved it elsewhere.
   FORGE_ASSIGN_OR_RETURN(
@@ -105,6 +134,27 @@ Result<PreparedWorkspace> Reset(const WorkspaceSpec& spec, const GitRunner& run,
   if (!reset.status.success() || !clean.status.success()) {
     return GitFailed(ErrorCode::kIo, "cannot clean worktree '" + spec.path + "'",
                      reset.status.success() ? clean : reset);
+  }
+  std::error_code ec;
+  if (fs::exists(fs::path(spec.path) / ".gitmodules", ec)) {
+    // Edits and new files inside a submodule survive the superproject's
+    // reset and clean: each initialised submodule goes back to the commit
+    // the base records (from its own objects; no fetch), then is cleaned.
+    FORGE_ASSIGN_OR_RETURN(
+        RunResult update,
+        RunGit(run, spec.path,
+               Args(kNoHooks, {"submodule", "update", "--recursive", "--force", "--no-fetch"}),
+               spec.git_timeout_ms));
+    FORGE_ASSIGN_OR_RETURN(RunResult sub_clean,
+                           RunGit(run, spec.path,
+                                  Args(kNoHooks, {"submodule", "foreach", "--quiet", "--recursive",
+                                                  "git clean -ffdxq"}),
+                                  spec.git_timeout_ms));
+    if (!update.status.success() || !sub_clean.status.success()) {
+      return GitFailed(ErrorCode::kIo,
+                       "cannot reset the submodules of worktree '" + spec.path + "'",
+                       update.status.success() ? sub_clean : update);
+    }
   }
   return p;
 }

@@ -112,6 +112,51 @@ TEST_F(WorkspaceTest, NextAttemptResetsToTheSameBase) {
   EXPECT_EQ(Sh(wt, "git status --porcelain --ignored"), "");
 }
 
+// An agent killed in the middle of git (a stall, a timeout, a cancel) leaves
+// a lock and a rebase in progress: the next attempt starts clean anyway,
+// with nothing to resume.
+TEST_F(WorkspaceTest, NextAttemptClearsWhatAKilledGitLeft) {
+  auto first = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  std::string wt = first->path;
+  Sh(wt,
+     "echo b > a.txt && git commit -qam b && git checkout -q HEAD~1 && echo c > a.txt && "
+     "git commit -qam c && (git rebase forge/t1 >/dev/null 2>&1; true)");
+  std::string git_dir = Sh(wt, "git rev-parse --absolute-git-dir");
+  ASSERT_TRUE(fs::exists(git_dir + "/rebase-merge")) << "the rebase did not stop on its conflict";
+  std::ofstream(git_dir + "/index.lock") << "";
+  std::string common = Sh(wt, "cd \"$(git rev-parse --git-common-dir)\" && pwd");
+  std::ofstream(common + "/refs/heads/forge/t1.lock") << "";
+  auto second = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_FALSE(fs::exists(git_dir + "/index.lock"));
+  EXPECT_FALSE(fs::exists(git_dir + "/rebase-merge"));
+  EXPECT_FALSE(fs::exists(common + "/refs/heads/forge/t1.lock"));
+  EXPECT_EQ(Sh(wt, "git status --porcelain --ignored"), "");
+  EXPECT_EQ(Sh(wt, "git rev-parse HEAD"), first->base_commit);
+  EXPECT_EQ(Sh(wt, "git status | grep -c rebas || true"), "0");
+}
+
+// Edits and new files inside a submodule are reset with the superproject.
+TEST_F(WorkspaceTest, NextAttemptResetsSubmodulesToo) {
+  Sh(root_,
+     "git init -q -b main sub && cd sub && echo s > f && git add f && git commit -qm s && cd " +
+         repo_ +
+         " && git -c protocol.file.allow=always submodule add -q ../sub sub && git commit -qm sub");
+  auto first = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  std::string wt = first->path;
+  Sh(wt, "git -c protocol.file.allow=always submodule update -q --init");
+  std::string recorded = Sh(wt + "/sub", "git rev-parse HEAD");
+  Sh(wt + "/sub", "echo agent > f && echo junk > junk && git commit -qam moved && echo again > f");
+  auto second = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_EQ(Sh(wt + "/sub", "cat f"), "s");
+  EXPECT_FALSE(fs::exists(wt + "/sub/junk"));
+  EXPECT_EQ(Sh(wt + "/sub", "git rev-parse HEAD"), recorded);
+  EXPECT_EQ(Sh(wt, "git status --porcelain --ignored"), "");
+}
+
 TEST_F(WorkspaceTest, ExplicitBaseRef) {
   std::string one = Sh(repo_, "git rev-parse HEAD");
   Sh(repo_, "git branch old && echo two > a.txt && git commit -qam two");

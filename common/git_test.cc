@@ -1,0 +1,70 @@
+// The repo check and git's messages, against real repositories in a temp dir.
+#include "common/git.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+
+namespace forge {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+TEST(GitMessage, NamesTheCauseNotTheHintAfterIt) {
+  RunResult r;
+  r.output =
+      "fatal: Unable to create '/r/.git/worktrees/t1/index.lock': File exists.\n\n"
+      "Another git process seems to be running in this repository.\n"
+      "hint: remove the file manually to continue.\n";
+  EXPECT_EQ(GitMessage(r),
+            "fatal: Unable to create '/r/.git/worktrees/t1/index.lock': File exists.");
+  r.output = "error: one\nwarning: two\nerror: three\n";
+  EXPECT_EQ(GitMessage(r), "error: three");
+  r.output = "plain words\nlast line  \n\n";
+  EXPECT_EQ(GitMessage(r), "last line");
+}
+
+class CheckGitRepoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/forge_git_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+    repo_ = root_ + "/repo";
+    Run("git init -q -b main " + repo_ + " && mkdir " + repo_ + "/pkg && git clone -q --bare " +
+        repo_ + " " + root_ + "/bare.git 2>/dev/null; mkdir -p " + root_ + "/plain");
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  void Run(const std::string& cmd) { ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd; }
+  std::string Refusal(const std::string& repo) {
+    Status s = CheckGitRepo(BlockingGitRunner(), repo);
+    EXPECT_FALSE(s.ok()) << repo;
+    if (s.ok()) return "";
+    EXPECT_EQ(s.error().code, ErrorCode::kInvalid);
+    return s.error().message;
+  }
+  std::string root_, repo_;
+};
+
+TEST_F(CheckGitRepoTest, TheTopOfAWorkTreeIsARepo) {
+  EXPECT_TRUE(CheckGitRepo(BlockingGitRunner(), repo_).ok());
+  EXPECT_TRUE(CheckGitRepo(BlockingGitRunner(), repo_ + "/").ok());
+}
+
+TEST_F(CheckGitRepoTest, EachRefusalSaysWhatThePathIsInstead) {
+  EXPECT_THAT(Refusal(root_ + "/plain"), HasSubstr("is not a git repository: fatal: not a git"));
+  EXPECT_THAT(Refusal(root_ + "/none"), HasSubstr("is not a git repository: no such directory"));
+  EXPECT_THAT(Refusal(root_ + "/bare.git"), HasSubstr("without a work tree (bare"));
+  EXPECT_THAT(Refusal(repo_ + "/.git"), HasSubstr("without a work tree"));
+  // A subdirectory: its checks would run at the top, not in it.
+  EXPECT_THAT(Refusal(repo_ + "/pkg"),
+              HasSubstr("repo '" + repo_ + "/pkg' is inside the git repository '" + repo_ +
+                        "', not its top: give '" + repo_ + "'"));
+  EXPECT_THAT(Refusal("relative/path"), HasSubstr("not an absolute path"));
+}
+
+}  // namespace
+}  // namespace forge
