@@ -111,6 +111,38 @@ void ClearInterruptedGit(const WorkspaceSpec& spec, const GitRunner& run) {
   fs::remove(common / "refs/heads" / (WorktreeBranch(spec.task_id) + ".lock"), ec);
 }
 
+// forge/<task> is unique within one state directory only: another one on
+// the same repo (a second Forge, or a state directory made afresh) numbers
+// its tasks from t1 too. A branch whose tip is a Forge pass (it has the
+// Forge-Task trailer) that the base does not contain is someone's verified
+// work, and `worktree add -B` would reset it: refused, naming the commit.
+// The agent's own commits from an earlier attempt carry no trailer.
+Status KeepAnotherPass(const WorkspaceSpec& spec, const GitRunner& run, const std::string& branch,
+                       const std::string& base) {
+  FORGE_ASSIGN_OR_RETURN(
+      RunResult tip,
+      RunGit(run, spec.repo,
+             {"log", "-1", "--format=%H %(trailers:key=Forge-Task,valueonly,separator=%x2c)",
+              "refs/heads/" + branch, "--"},
+             spec.git_timeout_ms));
+  std::string line = tip.output.substr(0, tip.output.find('\n'));
+  size_t space = line.find(' ');
+  if (!tip.status.success() || space == std::string::npos || space + 1 >= line.size()) {
+    return Status::Ok();  // no such branch, or not a Forge pass
+  }
+  std::string commit = line.substr(0, space);
+  FORGE_ASSIGN_OR_RETURN(
+      RunResult contained,
+      RunGit(run, spec.repo, {"merge-base", "--is-ancestor", commit, base}, spec.git_timeout_ms));
+  if (contained.status.success()) return Status::Ok();
+  return Bad("branch " + branch + " of repo '" + spec.repo + "' holds " + commit.substr(0, 12) +
+             ", a Forge pass of task " + line.substr(space + 1) +
+             " from another state directory or an earlier one; making this task's worktree "
+             "would reset it. Rename it (git -C '" +
+             spec.repo + "' branch -m " + branch + " " + branch +
+             "-kept) or delete it, then retry");
+}
+
 // The worktree exists and records its base: back to the base, nothing left.
 Result<PreparedWorkspace> Reset(const WorkspaceSpec& spec, const GitRunner& run,
                                 const std::string& base) {
@@ -225,6 +257,7 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
   }
   FORGE_RETURN_IF_ERROR(MakeDirs(fs::path(spec.path).parent_path().string()));
   PreparedWorkspace p{spec.path, WorktreeBranch(spec.task_id), *sha, true};
+  FORGE_RETURN_IF_ERROR(KeepAnotherPass(spec, run, p.branch, *sha));
   FORGE_ASSIGN_OR_RETURN(
       RunResult add,
       RunGit(run, spec.repo,

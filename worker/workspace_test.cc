@@ -157,6 +157,42 @@ TEST_F(WorkspaceTest, NextAttemptResetsSubmodulesToo) {
   EXPECT_EQ(Sh(wt, "git status --porcelain --ignored"), "");
 }
 
+// Another state directory's t1 passed on this repo: its commit on forge/t1
+// is kept, and this t1 is refused naming it. An earlier attempt's own
+// commits (no Forge trailer) are reset as usual.
+TEST_F(WorkspaceTest, AnotherForgesPassOnTheBranchIsKept) {
+  WorkspaceSpec other = Spec();
+  other.path = WorktreePath(root_ + "/other-state", "t1");
+  auto made = PrepareWorkspace(other, run_);
+  ASSERT_TRUE(made.ok()) << made.error().ToString();
+  Sh(made->path, "echo theirs > a.txt");
+  SquashSpec squash;
+  squash.path = other.path;
+  squash.task_id = "t1";
+  squash.title = "Theirs";
+  squash.attempt = 1;
+  auto squashed = SquashAttempt(squash, run_);
+  ASSERT_TRUE(squashed.ok()) << squashed.error().ToString();
+  Sh(repo_, "git worktree remove --force " + other.path);
+  std::string theirs = Sh(repo_, "git rev-parse forge/t1");
+  ASSERT_EQ(theirs, squashed->commit);
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kConfig);
+  EXPECT_THAT(p.error().message, HasSubstr("branch forge/t1 of repo '" + repo_ + "' holds " +
+                                           theirs.substr(0, 12) + ", a Forge pass of task t1"));
+  EXPECT_THAT(p.error().message, HasSubstr("branch -m forge/t1 forge/t1-kept"));
+  EXPECT_EQ(Sh(repo_, "git rev-parse forge/t1"), theirs);
+  // Once the operator moved it, the task goes ahead.
+  Sh(repo_, "git branch -m forge/t1 forge/t1-kept");
+  Sh(repo_,
+     "git checkout -qb forge/t1 && echo wip > a.txt && git commit -qam wip && "
+     "git checkout -q main");
+  p = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(Sh(repo_, "git rev-parse forge/t1"), Sh(repo_, "git rev-parse main"));
+}
+
 TEST_F(WorkspaceTest, ExplicitBaseRef) {
   std::string one = Sh(repo_, "git rev-parse HEAD");
   Sh(repo_, "git branch old && echo two > a.txt && git commit -qam two");
