@@ -60,12 +60,19 @@ bool IsExecutableFile(const std::string& path) {
 }
 
 // Checked before spawning so that a missing agent is reported as a
-// non-retryable configuration problem with the PATH that was searched.
-Status CheckBinary(const std::string& argv0, const std::vector<std::string>& env) {
+// non-retryable configuration problem with the PATH that was searched. The
+// agent runs in the workspace, so a relative path (and a relative PATH
+// entry) is looked up there, as exec will.
+Status CheckBinary(const std::string& argv0, const std::vector<std::string>& env,
+                   const std::string& workspace) {
+  auto in_workspace = [&](const std::string& path) {
+    return path.empty() || path[0] != '/' ? workspace + "/" + path : path;
+  };
   if (argv0.find('/') != std::string::npos) {
-    if (IsExecutableFile(argv0)) return Status::Ok();
+    if (IsExecutableFile(in_workspace(argv0))) return Status::Ok();
+    std::string where = argv0[0] == '/' ? "" : " (relative to the workspace " + workspace + ")";
     return MakeError(ErrorCode::kNotFound,
-                     "agent binary '" + argv0 + "' does not exist or is not executable");
+                     "agent binary '" + argv0 + "' does not exist or is not executable" + where);
   }
   std::string path = PathValue(env);
   size_t start = 0;
@@ -73,7 +80,7 @@ Status CheckBinary(const std::string& argv0, const std::vector<std::string>& env
     size_t end = path.find(':', start);
     std::string dir =
         path.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (IsExecutableFile((dir.empty() ? "." : dir) + "/" + argv0)) return Status::Ok();
+    if (IsExecutableFile(in_workspace(dir.empty() ? "." : dir) + "/" + argv0)) return Status::Ok();
     if (end == std::string::npos) break;
     start = end + 1;
   }
@@ -191,7 +198,7 @@ Result<PreparedAttempt> Worker::Prepare(const proto::Dispatch& d) {
   extra["FORGE_PROMPT_FILE"] = p.prompt_path;
   p.env = BuildEnvironment(pass, extra);
   p.secrets = SecretValues(p.env);
-  FORGE_RETURN_IF_ERROR(CheckBinary(p.argv[0], p.env));
+  FORGE_RETURN_IF_ERROR(CheckBinary(p.argv[0], p.env, d.workspace));
   return p;
 }
 

@@ -416,6 +416,28 @@ TEST_F(WorkerTest, MissingAgentBinaryIsNotRetryable) {
   EXPECT_THAT(r->error, HasSubstr("'forge-no-such-agent-on-path' not found in PATH"));
 }
 
+// The agent runs in the workspace: a relative command is found there, as
+// exec finds it, and one that is not there is named with the workspace.
+TEST_F(WorkerTest, ARelativeAgentCommandIsTheWorkspaces) {
+  auto d = MakeDispatch("");
+  std::filesystem::create_directories(d.workspace);
+  WriteExecutable(d.workspace + "/agent.sh", "#!/bin/sh\necho from the workspace\n");
+  d.agent.command = {"./agent.sh"};
+  auto r = Run(d);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed") << r->error;
+
+  d.attempt_id = 8;
+  d.agent.command = {"./missing.sh"};
+  sup_.Send(d);
+  r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->retryable);
+  EXPECT_THAT(r->error, HasSubstr("'./missing.sh' does not exist or is not executable (relative "
+                                  "to the workspace " +
+                                  d.workspace + ")"));
+}
+
 TEST_F(WorkerTest, BadTemplateIsAnAttemptErrorNamingFileAndLine) {
   std::filesystem::create_directories(sup_.state_dir + "/briefs");
   WriteExecutable(sup_.state_dir + "/briefs/worker.mustache", "# {{task.title}}\n\n{{#verify}}\n");
