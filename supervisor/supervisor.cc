@@ -556,6 +556,10 @@ void Supervisor::TryDispatch() {
     d.log_path =
         attempt->log_path.empty() ? LogPathFor(task.id, attempt->n, ".log") : attempt->log_path;
     d.task = ChildTask(std::move(task));
+    // The brief lists what the review will run: the config's checks first,
+    // as the review runs them, then the task's.
+    d.task.verify.insert(d.task.verify.begin(), config_.critic.verify.begin(),
+                         config_.critic.verify.end());
     auto assigned = pool_.AssignJob(worker->pid, d.attempt_id, d.task.id, d.n, clock_.MonotonicMs(),
                                     clock_.WallMs());
     if (!assigned.ok()) spdlog::error("dispatch bookkeeping: {}", assigned.error().message);

@@ -110,6 +110,28 @@ TEST(Supervisor, FailsTwiceThenSucceedsWithCooldowns) {
   EXPECT_NE(prompt(3).find("### Attempt 1: failed"), std::string::npos) << prompt(3);
 }
 
+// The agent's brief lists every check the review runs: the config's, then
+// the task's.
+TEST(Supervisor, TheBriefListsTheConfigsChecksAndTheTasks) {
+  ForgeOptions o;
+  o.verify = {"test -f result.txt"};
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("succeed", {}, json{{"verify", {"grep -q done result.txt"}}});
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  std::ifstream in(forge.state_dir() + "/logs/" + id + "/1.prompt");
+  std::string prompt(std::istreambuf_iterator<char>(in), {});
+  size_t config_check = prompt.find("    test -f result.txt\n");
+  size_t task_check = prompt.find("    grep -q done result.txt\n");
+  ASSERT_NE(config_check, std::string::npos) << prompt;
+  ASSERT_NE(task_check, std::string::npos) << prompt;
+  EXPECT_LT(config_check, task_check);
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  ASSERT_EQ(attempts[0].checks.size(), 2u);
+  EXPECT_EQ(attempts[0].checks[0].name, "test -f result.txt");
+}
+
 TEST(Supervisor, DifferentErrorsEveryTimeBlockAfterMaxAttempts) {
   Forge forge;
   forge.Start();
