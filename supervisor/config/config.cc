@@ -87,7 +87,17 @@ void ReadCriticAgent(YamlReader& r, const Node& node, const std::string& key,
 void ReadCritic(YamlReader& r, const Node& node, const std::string& key, CriticConfig* c) {
   r.ReadMap(node, key,
             {
-                {"verify", [&](auto& v, auto& k) { r.ReadStringList(v, k, &c->verify); }},
+                {"verify",
+                 [&](auto& v, auto& k) {
+                   r.ReadStringList(v, k, &c->verify);
+                   // `sh -c "  "` exits 0: a blank check would pass every task.
+                   for (size_t i = 0; i < c->verify.size() && v.IsSequence(); ++i) {
+                     if (c->verify[i].find_first_not_of(" \t\r\n") == std::string::npos) {
+                       r.Problem(v[i], "key '" + k + "[" + std::to_string(i) +
+                                           "]': a check must not be blank");
+                     }
+                   }
+                 }},
                 {"verify_timeout",
                  [&](auto& v, auto& k) { r.ReadDuration(v, k, &c->verify_timeout_ms, 1); }},
                 {"agent", [&](auto& v, auto& k) { ReadCriticAgent(r, v, k, &c->agent); }},

@@ -376,6 +376,9 @@ TEST(ConfigTest, CriticAgentIsOptional) {
             "f.yaml:1:27: key 'critic.agent.command': required when the profile is 'command'");
   EXPECT_EQ(ErrorOf("critic: {agent: yes}\n"),
             "f.yaml:1:17: key 'critic.agent': must be a map, got 'yes'");
+  // sh -c "  " exits 0: a blank check would pass every task.
+  EXPECT_EQ(ErrorOf("critic:\n  verify: [make test, \"  \"]\n"),
+            "f.yaml:2:23: key 'critic.verify[1]': a check must not be blank");
 }
 
 TEST(ConfigTest, EnvironmentNames) {
