@@ -1,13 +1,17 @@
 #include "worker/maintenance.h"
 
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "common/clock.h"
 #include "common/process.h"
@@ -104,6 +108,32 @@ Result<proto::RemovedEntry> RemoveWorkspace(const std::string& state_dir,
   return out;
 }
 
+namespace {
+// The pid of a child's own log, "worker-<pid>.log" or "critic-<pid>.log"
+// (or a rotated "worker-<pid>.<n>.log"); nullopt for any other name.
+std::optional<pid_t> ChildLogPid(const std::string& name) {
+  for (const char* role : {"worker-", "critic-"}) {
+    if (name.rfind(role, 0) != 0) continue;
+    const char* p = name.c_str() + std::strlen(role);
+    char* end = nullptr;
+    errno = 0;
+    long pid = std::strtol(p, &end, 10);
+    if (end == p || errno != 0 || pid <= 0 || pid > INT32_MAX) return std::nullopt;
+    std::string rest = end;
+    if (rest == ".log") return static_cast<pid_t>(pid);
+    if (rest.size() > 5 && rest[0] == '.' && rest.compare(rest.size() - 4, 4, ".log") == 0 &&
+        rest.find_first_not_of("0123456789", 1) == rest.size() - 4) {
+      return static_cast<pid_t>(pid);
+    }
+  }
+  return std::nullopt;
+}
+
+bool Alive(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+}  // namespace
+
 int64_t DeleteOldLogs(const std::string& logs_dir, int64_t before_wall_ms,
                       std::vector<std::string>& errors) {
   if (logs_dir.empty() || before_wall_ms <= 0) return 0;
@@ -118,6 +148,23 @@ int64_t DeleteOldLogs(const std::string& logs_dir, int64_t before_wall_ms,
   }
   for (const auto& task_dir : top) {
     std::error_code dec;
+    if (task_dir.is_regular_file(dec) && !task_dir.is_symlink(dec)) {
+      // A child's own log: each restart starts a new one, so they pile up.
+      // Only a dead child's, and only once it is as old as attempt logs.
+      const std::string p = task_dir.path().string();
+      auto pid = ChildLogPid(task_dir.path().filename().string());
+      struct stat st {};
+      if (!pid || Alive(*pid) || ::lstat(p.c_str(), &st) != 0 ||
+          MtimeWallMs(st) >= before_wall_ms) {
+        continue;
+      }
+      if (::unlink(p.c_str()) == 0) {
+        ++deleted;
+      } else {
+        errors.push_back("deleting log '" + p + "': " + std::strerror(errno));
+      }
+      continue;
+    }
     if (!task_dir.is_directory(dec) || task_dir.is_symlink(dec)) continue;
     fs::recursive_directory_iterator it(task_dir.path(), ec), end;
     if (ec) {

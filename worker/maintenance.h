@@ -35,8 +35,10 @@ Result<proto::RemovedEntry> RemoveWorkspace(const std::string& state_dir,
                                             const proto::MaintainEntry& entry);
 
 // Deletes regular files under <logs_dir>/<task>/ last written before
-// before_wall_ms, then the task directories left empty. Files directly in
-// logs_dir (the processes' own logs) are not per-attempt logs and stay.
+// before_wall_ms, then the task directories left empty. Of the files
+// directly in logs_dir (the processes' own logs), only a worker's or
+// critic's (worker-<pid>[.<n>].log) whose pid is gone and that is as old
+// goes: every child restart starts a new one.
 // Returns how many files were deleted; problems are appended to errors.
 int64_t DeleteOldLogs(const std::string& logs_dir, int64_t before_wall_ms,
                       std::vector<std::string>& errors);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -140,11 +142,40 @@ TEST_F(MaintenanceTest, DeletesOnlyOldPerAttemptLogs) {
   EXPECT_FALSE(fs::exists(logs + "/t-old"));
   EXPECT_FALSE(fs::exists(logs + "/t-mixed/1.log"));
   EXPECT_TRUE(fs::exists(logs + "/t-mixed/2.log"));
-  EXPECT_TRUE(fs::exists(logs + "/worker-1.log"));
+  EXPECT_TRUE(fs::exists(logs + "/worker-1.log"));  // pid 1 lives
   // No cutoff, or no directory: nothing, no error.
   EXPECT_EQ(DeleteOldLogs(logs, 0, errors), 0);
   EXPECT_EQ(DeleteOldLogs(root_ + "/none", cutoff, errors), 0);
   EXPECT_TRUE(errors.empty());
+}
+
+// Every child restart starts its own log: a dead child's old ones go, a
+// live child's and a recent one stay, and so does every other file.
+TEST_F(MaintenanceTest, DeletesTheOldLogsOfChildrenThatAreGone) {
+  pid_t dead = ::fork();
+  ASSERT_GE(dead, 0);
+  if (dead == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);
+  const std::string d = std::to_string(dead), me = std::to_string(::getpid());
+  std::string logs = state_ + "/logs";
+  Touch(logs + "/worker-" + d + ".log", 3600);
+  Touch(logs + "/worker-" + d + ".2.log", 3600);
+  Touch(logs + "/critic-" + d + ".log", 0);
+  Touch(logs + "/critic-" + me + ".log", 3600);
+  Touch(logs + "/supervisor.log", 3600);
+  Touch(logs + "/worker-" + d + ".log.bak", 3600);
+  Touch(logs + "/worker-x" + d + ".log", 3600);
+  std::vector<std::string> errors;
+  int64_t cutoff = (::time(nullptr) - 60) * 1000LL;
+  EXPECT_EQ(DeleteOldLogs(logs, cutoff, errors), 2);
+  EXPECT_TRUE(errors.empty()) << errors[0];
+  EXPECT_FALSE(fs::exists(logs + "/worker-" + d + ".log"));
+  EXPECT_FALSE(fs::exists(logs + "/worker-" + d + ".2.log"));
+  for (const std::string& kept :
+       std::vector<std::string>{"critic-" + d + ".log", "critic-" + me + ".log", "supervisor.log",
+                                "worker-" + d + ".log.bak", "worker-x" + d + ".log"}) {
+    EXPECT_TRUE(fs::exists(logs + "/" + kept)) << kept;
+  }
 }
 
 TEST_F(MaintenanceTest, JobRunsOnAThreadAndSignalsItsFd) {
