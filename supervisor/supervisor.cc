@@ -944,7 +944,12 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   } else if (stopping_ && m.error == "cancelled") {
     end.outcome = Outcome::kCancelled;
   } else {
+    // No verdict on the agent's work (the critic agent gave none, a check
+    // could not start, the commit failed): retried as infrastructure, not
+    // counted toward max_attempts nor the same-failure rule, and bounded by
+    // max_infra_retries.
     end.outcome = Outcome::kFailed;
+    end.infra = true;
     end.error = "critic error: " + m.error;
   }
   spdlog::info("{}: attempt {} verdict {} {}", child.routing_id, m.attempt_id, m.verdict, m.error);

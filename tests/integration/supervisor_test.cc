@@ -1,5 +1,6 @@
 // forge-supervisor end to end: dispatch, review, retry policy, daemon mode.
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <algorithm>
@@ -231,6 +232,35 @@ TEST(Supervisor, CancelKillsTheRunningAttempt) {
 // An attempt whose agent passed waits for a free critic with the task its
 // result's transaction read; cancelling it must take it out of that queue,
 // since the review is not checked against the store again.
+// A critic that gives no verdict (its agent's output does not parse, twice)
+// says nothing about the agent's work: the attempt is retried uncounted, so
+// a task with one attempt is not blocked by it.
+TEST(Supervisor, ACriticWithoutAVerdictIsRetriedUncounted) {
+  char dir[] = "/tmp/forge-critic-agent-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string script = std::string(dir) + "/critic.sh";
+  const std::string count = std::string(dir) + "/critic-runs";
+  std::ofstream(script) << "#!/bin/sh\ncat >/dev/null\necho x >> '" << count
+                        << "'\nif [ $(wc -l < '" << count
+                        << "') -le 2 ]; then echo 'rate limited, try later'; exit 0; fi\n"
+                           "echo '{\"overall\":\"approve\"}'\n";
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  ForgeOptions o;
+  o.max_attempts = 1;
+  o.critic_yaml = "  agent: {profile: command, command: [\"" + script + "\"]}\n";
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 2u);
+  EXPECT_FALSE(attempts[0].counted);
+  EXPECT_NE(attempts[0].error.find("critic error: critic agent gave no verdict"), std::string::npos)
+      << attempts[0].error;
+  EXPECT_EQ(forge.Task(id).attempts, 1);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Supervisor, CancelWhileWaitingForACriticIsNeverReviewed) {
   ForgeOptions o;
   o.critics = 1;
