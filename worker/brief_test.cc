@@ -64,7 +64,15 @@ TEST(WorkerBrief, CarriesTaskVerifyAndRules) {
 }
 
 TEST(WorkerBrief, RetryCarriesTheLastFiveAttempts) {
-  std::string b = DefaultBrief(SampleDispatch());
+  proto::Dispatch d = SampleDispatch();
+  proto::CheckResult killed;
+  killed.name = "make bench";
+  killed.exit_code = -1;
+  killed.signal = 9;
+  killed.timed_out = true;
+  d.history.back().failing_checks.push_back(killed);
+  std::string b = DefaultBrief(d);
+  EXPECT_THAT(b, HasSubstr("`make bench` (killed by signal 9, timed out)"));
   EXPECT_THAT(b, HasSubstr("Previous attempts"));
   EXPECT_THAT(b, Not(HasSubstr("error of attempt 2")));
   for (int n = 3; n <= 7; ++n) EXPECT_THAT(b, HasSubstr("error of attempt " + std::to_string(n)));
