@@ -203,7 +203,7 @@ std::vector<pid_t> ChildPool::Silent(int64_t now_mono_ms, int64_t timeout_ms) co
   std::vector<pid_t> out;
   for (const auto& [pid, c] : children_) {
     if (c.state == ChildState::kExited) continue;
-    if (now_mono_ms - c.last_seen_mono_ms > timeout_ms) out.push_back(pid);
+    if (now_mono_ms - c.last_seen_mono_ms > HeartbeatTimeout(c, timeout_ms)) out.push_back(pid);
   }
   return out;
 }
@@ -214,7 +214,7 @@ std::optional<int64_t> ChildPool::NextSilenceDeadline(int64_t timeout_ms) const 
     // A stopping child is already being killed or shut down; its end comes by
     // SIGCHLD or the shutdown deadline, so it must not keep the loop awake.
     if (c.state == ChildState::kExited || c.state == ChildState::kStopping) continue;
-    int64_t t = c.last_seen_mono_ms + timeout_ms + 1;
+    int64_t t = c.last_seen_mono_ms + HeartbeatTimeout(c, timeout_ms) + 1;
     if (!next || t < *next) next = t;
   }
   return next;

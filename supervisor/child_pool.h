@@ -18,6 +18,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -58,6 +59,10 @@ struct Child {
   std::string routing_id;  // "<role>-<pid>"
   ChildState state = ChildState::kStarting;
   int64_t last_seen_mono_ms = 0;  // spawn, then every message
+  // The heartbeat timeout in force at its spawn. A child keeps the heartbeat
+  // interval it was started with (--heartbeat-ms), so a reload that shortens
+  // the timeout must not judge it by the new one: it would be killed as silent.
+  int64_t spawn_heartbeat_timeout_ms = 0;
   // The current job (busy, or stopping with a job).
   int64_t attempt_id = 0;
   std::string task_id;
@@ -112,11 +117,17 @@ class ChildPool {
   std::vector<pid_t> Exited() const;
   bool Empty() const { return children_.empty(); }
 
-  // Children whose last message is older than timeout_ms (starting/idle/busy/stopping).
+  // Children whose last message is older than their timeout
+  // (starting/idle/busy/stopping): timeout_ms, or the one in force at their
+  // spawn if longer (Child::spawn_heartbeat_timeout_ms).
   std::vector<pid_t> Silent(int64_t now_mono_ms, int64_t timeout_ms) const;
   // The earliest moment a child may become silent, for the loop's timer
   // (stopping children are not watched).
   std::optional<int64_t> NextSilenceDeadline(int64_t timeout_ms) const;
+  // The timeout `child` is judged by when the config's is timeout_ms.
+  static int64_t HeartbeatTimeout(const Child& child, int64_t timeout_ms) {
+    return std::max(timeout_ms, child.spawn_heartbeat_timeout_ms);
+  }
 
   // A child of the role exited and is to be replaced: records the restart and
   // returns the delay before respawning (0: at once).

@@ -96,6 +96,19 @@ TEST(ChildPool, SilenceDetection) {
   EXPECT_EQ(pool.NextSilenceDeadline(1000), 1501);  // only child 2 is still watched
 }
 
+// A child spawned under a longer timeout (a reload shortened it since) is
+// judged by its own: it still beats at the interval it was started with.
+TEST(ChildPool, AChildKeepsTheTimeoutItWasSpawnedUnder) {
+  ChildPool pool;
+  pool.Add(Role::kWorker, 1, 0, 0).spawn_heartbeat_timeout_ms = 20'000;
+  pool.Add(Role::kWorker, 2, 0, 0).spawn_heartbeat_timeout_ms = 3'000;
+  EXPECT_EQ(pool.Silent(5'000, 3'000), std::vector<pid_t>{2});
+  EXPECT_EQ(pool.NextSilenceDeadline(3'000), 3'001);
+  EXPECT_EQ(pool.Silent(20'001, 3'000), (std::vector<pid_t>{1, 2}));
+  // A longer timeout than its own applies to it too.
+  EXPECT_TRUE(pool.Silent(20'001, 30'000).empty());
+}
+
 TEST(ChildPool, RespawnThrottleDoublesAndRecovers) {
   ChildPool pool;
   int64_t t = 0;

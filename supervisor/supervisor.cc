@@ -405,12 +405,20 @@ void Supervisor::HandleSignals() {
           EmitEvent("config.reload_failed", json{{"error", loaded.error().message}});
           break;
         }
+        // The store opened its connection with the old synchronous mode.
+        json restart_needed = json::array();
+        if (loaded->database.synchronous != config_.database.synchronous) {
+          restart_needed.push_back("database.synchronous");
+          spdlog::warn("SIGHUP: database.synchronous takes effect at the next start");
+        }
         config_ = std::move(*loaded);
+        store_->SetDefaultMaxAttempts(config_.retry.max_attempts);
         guards_.Reconfigure(GuardsConfigFor(config_));
         RefreshCostToday();
         FlushGuardEvents();
         spdlog::info("SIGHUP: reloaded {}", options_.config_path);
-        EmitEvent("config.reloaded", json{{"path", options_.config_path}});
+        EmitEvent("config.reloaded",
+                  json{{"path", options_.config_path}, {"restart_needed", restart_needed}});
         if (!stopping_) SpawnMissing();
         break;
       }
@@ -439,9 +447,10 @@ void Supervisor::RunTimers() {
       EmitEvent("child.lost", json{{"pid", pid}, {"attempt_id", attempt}}, task, n);
       AttemptEnd end;
       end.outcome = Outcome::kLost;
-      end.error = std::string(RoleName(c->role)) + " " + std::to_string(pid) +
-                  " sent no heartbeat for " +
-                  std::to_string(config_.watchdog.heartbeat_timeout_ms) + " ms";
+      end.error =
+          std::string(RoleName(c->role)) + " " + std::to_string(pid) + " sent no heartbeat for " +
+          std::to_string(ChildPool::HeartbeatTimeout(*c, config_.watchdog.heartbeat_timeout_ms)) +
+          " ms";
       c->attempt_id = 0;
       CloseAttempt(attempt, end);
     }
@@ -680,6 +689,7 @@ void Supervisor::SpawnChild(Role role) {
   }
   // Not reaped yet (only HandleSignals reaps), so its start time is readable.
   Child& c = pool_.Add(role, spawned->pid, ProcessStartTime(spawned->pid).value_or(0), now);
+  c.spawn_heartbeat_timeout_ms = config_.watchdog.heartbeat_timeout_ms;
   spdlog::info("spawned {}", c.routing_id);
 }
 

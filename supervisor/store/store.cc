@@ -698,6 +698,11 @@ struct Store::Impl {
 
 Store::~Store() = default;
 
+void Store::SetDefaultMaxAttempts(int max_attempts) {
+  options_.default_max_attempts = max_attempts;
+  impl_->default_max_attempts = max_attempts;
+}
+
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   std::unique_ptr<Store> store(new Store());
   store->options_ = options;

@@ -179,6 +179,9 @@ class Store {
 
   int SchemaVersion();
 
+  // The max_attempts of a task submitted without one (a config reload).
+  void SetDefaultMaxAttempts(int max_attempts);
+
   // ---- submit ----
   // All or nothing. depends_on entries are local ids of this batch or
   // existing task ids; an unknown one, a duplicate local id or a cycle is a

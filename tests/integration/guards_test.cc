@@ -1,5 +1,6 @@
 // Loop guards end to end: circuit breaker, rate-limit pause, daily budget,
 // operator pause; SIGTERM graceful shutdown.
+#include <gmock/gmock.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -11,6 +12,8 @@ namespace forge::itest {
 namespace {
 
 using proto::TaskState;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(LoopGuards, CircuitBreakerTripsHalfOpensAndClosesOnAPass) {
   ForgeOptions o;
@@ -155,6 +158,34 @@ TEST(LoopGuards, OperatorPauseAndResume) {
   EXPECT_FALSE(WaitFor([&] { return forge.Task(id).state != TaskState::kReady; }, 300));
   ASSERT_TRUE(forge.ctl().Call("resume").ok());
   EXPECT_TRUE(forge.WaitState(id, TaskState::kDone));
+}
+
+// A reload that shortens the heartbeat does not kill the children started
+// before it (they still beat at their own interval), and a task submitted
+// after it gets the new retry.max_attempts.
+TEST(LoopGuards, AReloadKeepsTheChildrenItDidNotStart) {
+  ForgeOptions o;
+  o.workers = 1;
+  o.heartbeat_interval = "1s";
+  o.heartbeat_timeout = "5s";
+  Forge forge(o);
+  forge.Start();
+  std::string slow = forge.Submit("slow_succeed", {{"FAKE_SLEEP", "3"}});
+  ASSERT_TRUE(forge.WaitState(slow, TaskState::kRunning));
+  o.heartbeat_interval = "100ms";
+  o.heartbeat_timeout = "300ms";
+  o.max_attempts = 7;
+  forge.Rewrite(o);
+  ::kill(forge.pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return forge.HasEvent("", "config.reloaded"); }, 5000));
+  ASSERT_TRUE(forge.WaitState(slow, TaskState::kDone)) << forge.SupervisorLog();
+  auto attempts = forge.Attempts(slow);
+  ASSERT_EQ(attempts.size(), 1u) << forge.SupervisorLog();
+  EXPECT_EQ(attempts[0].outcome, "passed");
+  EXPECT_THAT(forge.SupervisorLog(), Not(HasSubstr("no heartbeat")));
+  std::string next = forge.Submit("succeed");
+  EXPECT_EQ(forge.Task(next).max_attempts, 7);
+  EXPECT_EQ(forge.Events("", "config.reloaded").at(0).payload["restart_needed"], json::array());
 }
 
 TEST(LoopGuards, BadConfigOnSighupKeepsTheOldOne) {
