@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 
 namespace forge {
@@ -45,9 +46,24 @@ Status MakeDirs(const std::string& path, unsigned mode) {
 
 Status MakePrivateDir(const std::string& path) {
   FORGE_RETURN_IF_ERROR(MakeDirs(path, 0700));
-  // An existing directory keeps its mode through mkdir: force it.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return IoError("cannot stat", path, errno);
+  // A directory other users write to (/tmp, given by mistake) or own is not
+  // this Forge's to take over: forcing 0700 on it would break it for them.
+  if (st.st_uid != ::geteuid() || (st.st_mode & (S_ISVTX | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return MakeError(ErrorCode::kInvalid, "'" + path + "' is shared (mode " + mode +
+                                              ", owner uid " + std::to_string(st.st_uid) +
+                                              "): give a directory of this user's own");
+  }
+  // An existing directory of ours keeps its mode through mkdir: tighten it.
   if (chmod(path.c_str(), 0700) != 0) return IoError("cannot chmod 0700", path, errno);
   return Status::Ok();
+}
+
+std::string StartedConfigFile(const std::string& state_dir) {
+  return JoinPath(state_dir, "supervisor.config");
 }
 
 Result<std::string> ReadFile(const std::string& path) {

@@ -10,8 +10,15 @@ namespace forge {
 
 // mkdir -p with the given mode for directories it creates.
 Status MakeDirs(const std::string& path, unsigned mode = 0700);
-// Creates dir (and parents) and forces its mode to 0700.
+// Creates dir (and parents) and forces its mode to 0700. kInvalid, naming
+// mode and owner, for an existing directory another user owns or that is
+// world-writable or sticky (/tmp): it is not ours to tighten.
 Status MakePrivateDir(const std::string& path);
+
+// <state_dir>/supervisor.config: the absolute path of the config file the
+// supervisor of state_dir last started with (empty: it ran on defaults), so
+// that forge-ctl's "start it with" and doctor name the same file.
+std::string StartedConfigFile(const std::string& state_dir);
 Result<std::string> ReadFile(const std::string& path);
 // Writes via a temp file + rename, so readers never see a partial file.
 Status WriteFileAtomic(const std::string& path, std::string_view content, unsigned mode = 0600);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -74,6 +75,23 @@ TEST_F(PathsTest, MakePrivateDirForcesMode) {
   EXPECT_EQ(ModeOf(p), 0700u);
   ASSERT_TRUE(MakePrivateDir(dir_ + "/new/private").ok());
   EXPECT_EQ(ModeOf(dir_ + "/new/private"), 0700u);
+}
+
+// A directory others write to (a --state-dir /tmp by mistake) is refused
+// and left as it was.
+TEST_F(PathsTest, MakePrivateDirLeavesASharedDirectoryAlone) {
+  for (unsigned mode : {01777u, 0777u, 01700u}) {
+    std::string p = dir_ + "/shared" + std::to_string(mode);
+    ASSERT_EQ(mkdir(p.c_str(), 0700), 0);
+    ASSERT_EQ(chmod(p.c_str(), mode), 0);
+    Status s = MakePrivateDir(p);
+    ASSERT_FALSE(s.ok()) << mode;
+    EXPECT_EQ(s.error().code, ErrorCode::kInvalid);
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", mode);
+    EXPECT_THAT(s.error().message, HasSubstr("'" + p + "' is shared (mode " + octal));
+    EXPECT_EQ(ModeOf(p), mode);
+  }
 }
 
 TEST_F(PathsTest, ReadAndWriteAtomic) {

@@ -10,6 +10,7 @@
 
 #include "common/process.h"
 #include "ctl/client.h"
+#include "ctl/state.h"
 #include "supervisor/config/config.h"
 #include "supervisor/store/store.h"
 
@@ -49,8 +50,11 @@ std::string HumanBytes(uint64_t bytes) {
 }
 
 // The config doctor validates, and the maintenance.keep it implies.
+// --config, else the one the supervisor last started with, else forge.yaml
+// beside the state directory (where `start` looks by default).
 std::string ConfigPath(const DoctorOptions& o) {
   if (!o.config_path.empty()) return o.config_path;
+  if (auto started = StartedConfig(o.state_dir)) return *started;
   std::string beside = fs::path(o.state_dir).parent_path().string() + "/forge.yaml";
   return ::access(beside.c_str(), F_OK) == 0 ? beside : "";
 }
@@ -60,7 +64,11 @@ int64_t CheckConfig(const DoctorOptions& o, Findings& out) {
   std::string path = ConfigPath(o);
   if (path.empty()) {
     Add(out, "config", Severity::kOk,
-        "no forge.yaml beside the state directory (defaults apply; give --config to check one)");
+        o.config_path.empty() && StartedConfig(o.state_dir)
+            ? "the supervisor last started without a config file (defaults apply; give --config "
+              "to check one)"
+            : "no forge.yaml beside the state directory (defaults apply; give --config to check "
+              "one)");
     return keep_ms;
   }
   auto config = LoadConfig(path);

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/paths.h"
 #include "ctl/cli.h"
 #include "ctl/doctor.h"
 #include "ctl/stats.h"
@@ -366,6 +367,22 @@ TEST_F(OfflineTest, CommandsThatNeedTheSupervisorExit3WithTheStartCommand) {
   expect3("resume", CmdResume(h_.env));
   expect3("stop", CmdStop(h_.env));
   expect3("wait", CmdWait(h_.env, {done_}, 1000));
+}
+
+// The hint names the config the supervisor last started with: following it
+// must not bring the supervisor back on defaults. With a path that needs
+// quoting, it is quoted.
+TEST_F(OfflineTest, TheStartCommandNamesTheConfigItLastStartedWith) {
+  ASSERT_TRUE(WriteFileAtomic(StartedConfigFile(h_.state_dir), "/etc/my forge/forge.yaml\n").ok());
+  EXPECT_EQ(CmdResume(h_.env), kExitNoSupervisor);
+  EXPECT_THAT(h_.err.str(), HasSubstr("forge-supervisor start --config '/etc/my forge/forge.yaml' "
+                                      "--state-dir " +
+                                      h_.state_dir));
+  h_.Clear();
+  // It last ran on defaults: no --config.
+  ASSERT_TRUE(WriteFileAtomic(StartedConfigFile(h_.state_dir), "\n").ok());
+  EXPECT_EQ(CmdResume(h_.env), kExitNoSupervisor);
+  EXPECT_THAT(h_.err.str(), HasSubstr("forge-supervisor start --state-dir " + h_.state_dir));
 }
 
 TEST(OfflineNoDatabase, ReadCommandsExit3) {

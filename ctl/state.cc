@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/lockfile.h"
+#include "common/paths.h"
 
 namespace forge::ctl {
 
@@ -58,8 +59,18 @@ std::string ShellQuote(const std::string& word) {
   return out + "'";
 }
 
+std::optional<std::string> StartedConfig(const std::string& state_dir) {
+  auto text = ReadFile(StartedConfigFile(state_dir));
+  if (!text.ok()) return std::nullopt;
+  std::string path = text->substr(0, text->find('\n'));
+  return path;
+}
+
 std::string StartCommand(const std::string& state_dir) {
-  return "forge-supervisor start --state-dir " + ShellQuote(state_dir);
+  std::string config = StartedConfig(state_dir).value_or("");
+  return "forge-supervisor start " +
+         (config.empty() ? "" : "--config " + ShellQuote(config) + " ") + "--state-dir " +
+         ShellQuote(state_dir);
 }
 
 }  // namespace forge::ctl

@@ -30,7 +30,14 @@ std::string AttemptLogPath(const std::string& state_dir, const std::string& task
 // The pid of the supervisor holding the state directory's lock, if any.
 std::optional<pid_t> SupervisorPid(const std::string& state_dir);
 
-// "forge-supervisor start --state-dir D", quoted for a shell when needed.
+// The config file the state directory's supervisor last started with
+// (common/paths.h StartedConfigFile): "" when it ran on defaults, nullopt
+// when nothing is recorded (it never started, or an older Forge did).
+std::optional<std::string> StartedConfig(const std::string& state_dir);
+
+// "forge-supervisor start [--config F] --state-dir D", quoted for a shell
+// when needed: F is the config it last started with, so that following the
+// hint does not bring it back on defaults.
 std::string StartCommand(const std::string& state_dir);
 // Quotes a word for a POSIX shell when it has anything but [A-Za-z0-9_./=:@%+-].
 std::string ShellQuote(const std::string& word);

@@ -1,6 +1,8 @@
 #include "supervisor/daemon.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +45,19 @@ class Readiness {
   UniqueFd fd_;
 };
 
+// Each child holds the supervisor a socket connection and more; the usual
+// soft limit of 1024 is below what workers: 256 and critics: 64 can need,
+// and running out aborts inside libzmq. The hard limit is ours to use.
+void RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t soft = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    spdlog::info("open files: soft limit raised from {} to {}", soft, limit.rlim_max);
+  }
+}
+
 Result<Config> LoadEffectiveConfig(const std::string& path) {
   if (path.empty()) return Config{};
   return LoadConfig(path);
@@ -65,6 +80,11 @@ int Serve(const Config& config, const std::string& config_path, const std::strin
     return kExitFailure;
   }
   spdlog::info("forge-supervisor {} (allocator: {})", FORGE_VERSION, start.allocator);
+  spdlog::info("config: {}", config_path.empty() ? "none (defaults)" : config_path);
+  if (auto s = WriteFileAtomic(StartedConfigFile(state_dir), config_path + "\n"); !s.ok()) {
+    spdlog::warn("recording the config path: {}", s.error().message);
+  }
+  RaiseOpenFileLimit();
   SupervisorOptions options{config, config_path, state_dir};
   auto sup = Supervisor::Create(std::move(options));
   if (!sup.ok()) {
@@ -81,12 +101,18 @@ int Serve(const Config& config, const std::string& config_path, const std::strin
   return (*sup)->Run();
 }
 
-void DetachStdio() {
+// stdin and stdout go to /dev/null, stderr to supervisor.log: what a
+// library prints before it aborts (libzmq's assertions) is the one line an
+// operator needs.
+void DetachStdio(const std::string& state_dir) {
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null < 0) return;
   ::dup2(null, 0);
   ::dup2(null, 1);
-  ::dup2(null, 2);
+  int log = ::open(JoinPath(state_dir, "supervisor.log").c_str(),
+                   O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  ::dup2(log >= 0 ? log : null, 2);
+  if (log > 2) ::close(log);
   if (null > 2) ::close(null);
 }
 
@@ -114,8 +140,8 @@ int AwaitReadiness(int fd, pid_t child) {
 }  // namespace
 
 int RunStart(const StartOptions& options) {
-  std::string config_path =
-      options.config_path.empty() ? DefaultConfigPath() : AbsolutePath(options.config_path);
+  std::string config_path = options.config_path.empty() ? DefaultConfigPath() : options.config_path;
+  if (!config_path.empty()) config_path = AbsolutePath(config_path);
   auto config = LoadEffectiveConfig(config_path);
   if (!config.ok()) {
     std::cerr << "forge-supervisor: " << config.error().message << "\n";
@@ -147,7 +173,7 @@ int RunStart(const StartOptions& options) {
   }
   ::close(fds[0]);
   ::setsid();
-  DetachStdio();
+  DetachStdio(state_dir);
   int code = Serve(*config, config_path, state_dir, options, Readiness(fds[1]));
   std::fflush(nullptr);
   ::_exit(code);

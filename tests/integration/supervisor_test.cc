@@ -368,6 +368,17 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   EXPECT_NE(second->output.find(std::to_string(daemon)), std::string::npos) << second->output;
   ASSERT_TRUE(ctl.Call("stop").ok());
   EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(daemon); }, 20'000));
+  // forge-ctl's hint starts it again with the same config, not on defaults.
+  SpawnOptions resume;
+  resume.argv = {BinPath("forge-ctl"), "--state-dir", forge.state_dir(), "resume"};
+  resume.env = CurrentEnvironment();
+  auto hint = RunCommand(resume, 10'000);
+  ASSERT_TRUE(hint.ok());
+  EXPECT_EQ(hint->status.exit_code, 3) << hint->output;
+  EXPECT_NE(hint->output.find("forge-supervisor start --config " + forge.dir() +
+                              "/forge.yaml --state-dir " + forge.state_dir()),
+            std::string::npos)
+      << hint->output;
 
   SpawnOptions check;
   check.argv = {BinPath("forge-supervisor"), "check-config", "--config",
