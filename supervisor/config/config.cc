@@ -171,11 +171,19 @@ void ReadBudget(YamlReader& r, const Node& node, const std::string& key, BudgetC
 }
 
 void ReadSync(YamlReader& r, const Node& node, const std::string& key, SyncConfig* s) {
-  r.ReadMap(node, key,
-            {
-                {"remote", [&](auto& v, auto& k) { r.ReadString(v, k, &s->remote); }},
-                {"branch", [&](auto& v, auto& k) { r.ReadString(v, k, &s->branch); }},
-            });
+  Marks present =
+      r.ReadMap(node, key,
+                {
+                    {"remote", [&](auto& v, auto& k) { r.ReadString(v, k, &s->remote); }},
+                    {"branch", [&](auto& v, auto& k) { r.ReadString(v, k, &s->branch); }},
+                });
+  // A runner syncs only with both: one alone would be silently ignored.
+  if (s->remote.empty() != s->branch.empty()) {
+    const char* missing = s->remote.empty() ? "remote" : "branch";
+    const char* given = s->remote.empty() ? "branch" : "remote";
+    r.Problem(MarkOf(present, given, missing, node),
+              "key '" + key + "." + missing + "': required with " + key + "." + given);
+  }
 }
 
 void ReadMaintenance(YamlReader& r, const Node& node, const std::string& key,

@@ -248,6 +248,10 @@ TEST(ConfigTest, BadDurations) {
 TEST(ConfigTest, EnumValues) {
   EXPECT_EQ(ErrorOf("agent:\n  profile: gpt\n"),
             "f.yaml:2:12: key 'agent.profile': must be one of claude, codex or command, got 'gpt'");
+  EXPECT_EQ(ErrorOf("sync: {remote: origin}\n"),
+            "f.yaml:1:16: key 'sync.branch': required with sync.remote");
+  EXPECT_EQ(ErrorOf("sync:\n  branch: main\n"),
+            "f.yaml:2:11: key 'sync.remote': required with sync.branch");
   EXPECT_EQ(ErrorOf("database: {synchronous: off}\n"),
             "f.yaml:1:25: key 'database.synchronous': must be one of normal or full, got 'off'");
   EXPECT_EQ(Parse("database: {synchronous: full}\n").database.synchronous, "full");
@@ -419,6 +423,7 @@ TEST(ConfigTest, DumpReloadsToTheSameConfig) {
   c.budget.task_usd = 0.1;
   c.budget.daily_usd = 12345.678;
   c.sync.remote = "origin";
+  c.sync.branch = "main";
   c.maintenance.keep_ms = 3LL * 24 * 3600 * 1000;
   c.database.synchronous = "full";
   std::string dump = DumpConfig(c);
