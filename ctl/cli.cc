@@ -57,6 +57,7 @@ struct Flags {
   std::vector<std::string> ids;
   std::string timeout;
   std::string reason;
+  StopArgs stop;
   EventsArgs events;
   LogsArgs logs;
   std::string since;
@@ -150,8 +151,15 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   auto* resume =
       app.add_subcommand("resume", "lift the pauses: operator, circuit breaker, rate limit");
   resume->footer(Example("  forge-ctl resume"));
-  auto* stop = app.add_subcommand("stop", "shut the supervisor down gracefully");
-  stop->footer(Example("  forge-ctl stop"));
+  auto* stop = app.add_subcommand(
+      "stop",
+      "shut the supervisor down gracefully and wait until it has exited (124: it has not "
+      "by the timeout)");
+  stop->add_flag("--no-wait", f.stop.no_wait, "return once the supervisor has been asked");
+  stop->add_option("--timeout", f.timeout,
+                   "seconds, or a duration such as 2m (default: its shutdown grace + kill grace "
+                   "+ 5s)");
+  stop->footer(Example("  forge-ctl stop && forge-supervisor start"));
 
   auto* events = app.add_subcommand("events", "the event log (one line per event)");
   events->add_flag("-f,--follow", f.events.follow, "keep printing new events as they commit");
@@ -233,7 +241,14 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   }
   if (pause->parsed()) return CmdPause(env, f.reason);
   if (resume->parsed()) return CmdResume(env);
-  if (stop->parsed()) return CmdStop(env);
+  if (stop->parsed()) {
+    if (stop->count("--timeout") > 0) {
+      auto t = ParseSeconds(f.timeout, "--timeout");
+      if (!t.ok()) return Usage(env, t.error().message);
+      f.stop.timeout_ms = *t;
+    }
+    return CmdStop(env, f.stop);
+  }
   if (events->parsed()) return CmdEvents(env, f.events);
   if (logs->parsed()) return CmdLogs(env, f.logs);
   if (stats->parsed()) {

@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/duration.h"
 #include "common/fd.h"
 #include "common/git.h"
 #include "common/paths.h"
@@ -657,14 +658,38 @@ int CmdResume(Env& env) {
   return PrintReply(env, *body, line);
 }
 
-int CmdStop(Env& env) {
+int CmdStop(Env& env, const StopArgs& args) {
+  std::optional<pid_t> pid = SupervisorPid(env.state_dir);
   auto body = Control(env, "stop", json::object());
   if (!body.ok()) return Fail(env, body.error());
-  std::string line = body->value("message", "");
-  if (line.empty()) {
-    line = "supervisor stopping: running attempts get the shutdown grace, then it exits";
+  if (args.no_wait) {
+    std::string line = body->value("message", "");
+    if (line.empty()) {
+      line = "supervisor stopping: running attempts get the shutdown grace, then it exits";
+    }
+    return PrintReply(env, *body, line);
   }
-  return PrintReply(env, *body, line);
+  const int64_t within_ms = body->value("within_ms", int64_t{0});
+  const int64_t timeout_ms = args.timeout_ms.value_or(within_ms + kStopMarginMs);
+  const int64_t start = env.clock->MonotonicMs();
+  if (!env.json && timeout_ms > 0) {
+    *env.err << "forge-ctl: supervisor stopping"
+             << (pid ? " (pid " + std::to_string(*pid) + ")" : "") << "; waiting up to "
+             << FormatDuration(Millis(timeout_ms)) << "\n";
+  }
+  // The lock is the supervisor's until its process ends: its release is the exit.
+  while (SupervisorPid(env.state_dir)) {
+    int64_t left = start + timeout_ms - env.clock->MonotonicMs();
+    if (left <= 0) {
+      *env.err << "forge-ctl: the supervisor" << (pid ? " (pid " + std::to_string(*pid) + ")" : "")
+               << " is still stopping after " << FormatDuration(Millis(timeout_ms)) << "\n";
+      return kExitTimeout;
+    }
+    WaitForChange(LockPath(env.state_dir), std::min<int64_t>(left, 100));
+  }
+  json out = *body;
+  out["stopped"] = true;
+  return PrintReply(env, out, "supervisor stopped");
 }
 
 // ---------------------------------------------------------------- events

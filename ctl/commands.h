@@ -88,7 +88,16 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
 int CmdChange(Env& env, const std::string& cmd, const std::string& id);
 int CmdPause(Env& env, const std::string& reason);
 int CmdResume(Env& env);
-int CmdStop(Env& env);
+// Asks the supervisor to stop, then waits until it has exited (its lock is
+// free), as systemctl stop does: exit 0 once it has, 124 when it still runs
+// after timeout_ms (default: the longest its shutdown can take, which the
+// reply gives, plus kStopMarginMs). no_wait returns after the request.
+inline constexpr int64_t kStopMarginMs = 5'000;
+struct StopArgs {
+  bool no_wait = false;
+  std::optional<int64_t> timeout_ms;
+};
+int CmdStop(Env& env, const StopArgs& args = {});
 
 struct EventsArgs {
   bool follow = false;

@@ -317,12 +317,42 @@ TEST(LiveTest, PauseResumeStop) {
   ASSERT_EQ(CmdResume(h.env), kExitOk);
   EXPECT_EQ(h.out.str(), "dispatch resumed\n");
   h.Clear();
-  ASSERT_EQ(CmdStop(h.env), kExitOk);
+  StopArgs no_wait;
+  no_wait.no_wait = true;
+  ASSERT_EQ(CmdStop(h.env, no_wait), kExitOk);
   EXPECT_THAT(h.out.str(), HasSubstr("supervisor stopping"));
   auto requests = fake.requests();
   ASSERT_EQ(requests.size(), 3u);
   EXPECT_EQ(requests[0]["reason"], "deploy");
   EXPECT_EQ(requests[2]["cmd"], "stop");
+}
+
+// stop returns once the supervisor has exited (its lock is free), so that
+// `forge-ctl stop && forge-supervisor start` works.
+TEST(LiveTest, StopWaitsUntilTheSupervisorHasExited) {
+  CtlHarness h;
+  FakeSupervisor* self = nullptr;
+  FakeSupervisor fake(h.state_dir, [&](const json&) {
+    self->ReleaseLock();  // it exits before it answers: the wait has to see it
+    return FakeSupervisor::Ok({{"stopping", true}, {"within_ms", 60'000}});
+  });
+  self = &fake;
+  ASSERT_EQ(CmdStop(h.env), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(), "supervisor stopped\n");
+  EXPECT_FALSE(SupervisorPid(h.state_dir).has_value());
+}
+
+// One that is still running by the timeout: 124, naming its pid.
+TEST(LiveTest, StopThatOutlastsTheTimeoutExits124) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json&) {
+    return FakeSupervisor::Ok({{"stopping", true}, {"within_ms", 60'000}});
+  });
+  StopArgs args;
+  args.timeout_ms = 200;
+  EXPECT_EQ(CmdStop(h.env, args), kExitTimeout);
+  EXPECT_THAT(h.err.str(), HasSubstr("the supervisor (pid " + std::to_string(fake.pid()) +
+                                     ") is still stopping after 200ms"));
 }
 
 TEST(LiveTest, ResumeSaysWhatStillPauses) {

@@ -122,8 +122,12 @@ class LockHolder {
     ::close(ready[0]);
     EXPECT_EQ(ok, 'y') << "lock holder could not take " << path;
   }
-  ~LockHolder() {
+  ~LockHolder() { Release(); }
+  // The holder exits, and the lock with it.
+  void Release() {
+    if (release_ < 0) return;
     ::close(release_);
+    release_ = -1;
     int status = 0;
     ::waitpid(pid_, &status, 0);
   }
@@ -158,6 +162,8 @@ class FakeSupervisor {
     return requests_;
   }
   pid_t pid() const { return lock_.pid(); }
+  // As the supervisor's exit would: its lock is free from now on.
+  void ReleaseLock() { lock_.Release(); }
 
   static json Ok(json body = json::object()) {
     body["ok"] = true;

@@ -91,8 +91,8 @@ Result<json> ControlServer::Dispatch(const proto::ControlRequest& request, size_
     return json(backend_.Status());
   }
   if (cmd == "stop") {
-    backend_.Stop();
-    return json{{"stopping", true}};
+    int64_t within_ms = backend_.Stop();
+    return json{{"stopping", true}, {"within_ms", within_ms}};
   }
   return MakeError(ErrorCode::kInvalid,
                    "unknown command '" + cmd +

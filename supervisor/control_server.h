@@ -32,8 +32,9 @@ class ControlBackend {
   virtual void OnCancelled(const store::Change& change) = 0;
   virtual void Pause(const std::string& reason) = 0;
   virtual void Resume() = 0;
-  // Begins a graceful stop after this reply is sent.
-  virtual void Stop() = 0;
+  // Begins a graceful stop after this reply is sent; returns the longest it
+  // can take, in ms (the running attempts' grace, then their kill).
+  virtual int64_t Stop() = 0;
   // Secret values (config env) to redact from show/ls/events output.
   virtual std::vector<std::string> ConfigSecrets() = 0;
 };

@@ -29,7 +29,10 @@ class FakeBackend : public ControlBackend {
     pause_reason = reason;
   }
   void Resume() override { paused = false; }
-  void Stop() override { stopped = true; }
+  int64_t Stop() override {
+    stopped = true;
+    return 1234;
+  }
   std::vector<std::string> ConfigSecrets() override { return {"config-secret-value"}; }
 
   int queue_changes = 0;

@@ -1598,8 +1598,9 @@ void Supervisor::Resume() {
   RetryStore();
 }
 
-void Supervisor::Stop() {
+int64_t Supervisor::Stop() {
   BeginShutdown("stop requested");
+  return std::max<int64_t>(0, stop_deadline_mono_ms_ - clock_.MonotonicMs());
 }
 
 std::vector<std::string> Supervisor::ConfigSecrets() {

@@ -72,7 +72,7 @@ class Supervisor final : public ControlBackend {
   void OnCancelled(const store::Change& change) override;
   void Pause(const std::string& reason) override;
   void Resume() override;
-  void Stop() override;
+  int64_t Stop() override;
   std::vector<std::string> ConfigSecrets() override;
 
  private:
