@@ -278,10 +278,24 @@ void Critic::AfterChecks() {
 
 void Critic::AfterCritic() {
   if (!review_->snapshot) {
-    Reply("pass", "", std::move(review_->findings));
+    ReplyPass(std::nullopt);
     return;
   }
   StartCommit();
+}
+
+void Critic::ReplyPass(std::optional<std::string> commit) {
+  ReviewState& rs = *review_;
+  if (rs.review.verify.empty() && !rs.review.critic) {
+    // Nothing but the agent's exit status (and, for a repo, that it changed
+    // something) stands behind this pass: said where the operator looks.
+    rs.findings.push_back(
+        {"sev3", "tests", "", 0,
+         std::string("unverified: no verify command and no critic agent; only the agent's exit "
+                     "status") +
+             (rs.snapshot ? " and a non-empty change were" : " was") + " checked"});
+  }
+  Reply("pass", "", std::move(rs.findings), std::move(commit));
 }
 
 // Git runs here synchronously (HeartbeatingGitRunner keeps the heartbeats
@@ -309,7 +323,7 @@ void Critic::StartCommit() {
     return;
   }
   spdlog::info("attempt {} committed as {}", rs.review.attempt_id, squashed->commit);
-  Reply("pass", "", std::move(rs.findings), squashed->commit);
+  ReplyPass(squashed->commit);
 }
 
 void Critic::StartDiff() {

@@ -62,6 +62,8 @@ class Critic {
   void FinishCriticAgent();
   void AfterCritic();
   void StartCommit();
+  // A pass; one that nothing verified carries an "unverified" finding.
+  void ReplyPass(std::optional<std::string> commit);
   void HandleSignals();
   void Tick(int64_t now_ms);
   int64_t NextDeadline() const;

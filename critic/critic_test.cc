@@ -225,11 +225,16 @@ TEST_F(CriticTest, ShutdownGraceExpiredCancelsTheReview) {
   EXPECT_EQ(st->exit_code, 0);
 }
 
+// Nothing to run: a pass, with a finding that says nothing verified it.
 TEST_F(CriticTest, NoChecksPasses) {
   auto r = Review(MakeReview({}));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->verdict, "pass");
   EXPECT_TRUE(r->checks.empty());
+  ASSERT_EQ(r->findings.size(), 1u);
+  EXPECT_EQ(r->findings[0].message,
+            "unverified: no verify command and no critic agent; only the agent's exit status was "
+            "checked");
 }
 
 // ---- repo tasks: squash commit and hollow pass ----
