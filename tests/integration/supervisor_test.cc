@@ -366,32 +366,31 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->status.exit_code, 1) << second->output;
   EXPECT_NE(second->output.find(std::to_string(daemon)), std::string::npos) << second->output;
+  // forge-ctl's exit code and output.
+  auto ctl_run = [&](const std::string& command) {
+    SpawnOptions c;
+    c.argv = {BinPath("forge-ctl"), "--state-dir", forge.state_dir(), command};
+    c.env = CurrentEnvironment();
+    auto r = RunCommand(c, 30'000);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? std::make_pair(r->status.exit_code, r->output) : std::make_pair(-1, "");
+  };
   // `forge-ctl stop` returns once it has exited: a start right after works.
-  SpawnOptions stop;
-  stop.argv = {BinPath("forge-ctl"), "--state-dir", forge.state_dir(), "stop"};
-  stop.env = CurrentEnvironment();
-  auto stopped = RunCommand(stop, 30'000);
-  ASSERT_TRUE(stopped.ok());
-  ASSERT_EQ(stopped->status.exit_code, 0) << stopped->output;
-  EXPECT_NE(stopped->output.find("supervisor stopped"), std::string::npos) << stopped->output;
+  auto [stop_code, stop_output] = ctl_run("stop");
+  ASSERT_EQ(stop_code, 0) << stop_output;
+  EXPECT_NE(stop_output.find("supervisor stopped"), std::string::npos) << stop_output;
   auto again = RunCommand(o, 20'000);
   ASSERT_TRUE(again.ok());
   ASSERT_EQ(again->status.exit_code, 0) << again->output;
-  stopped = RunCommand(stop, 30'000);
-  ASSERT_TRUE(stopped.ok());
-  ASSERT_EQ(stopped->status.exit_code, 0) << stopped->output;
+  ASSERT_EQ(ctl_run("stop").first, 0);
   EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(daemon); }, 20'000));
   // forge-ctl's hint starts it again with the same config, not on defaults.
-  SpawnOptions resume;
-  resume.argv = {BinPath("forge-ctl"), "--state-dir", forge.state_dir(), "resume"};
-  resume.env = CurrentEnvironment();
-  auto hint = RunCommand(resume, 10'000);
-  ASSERT_TRUE(hint.ok());
-  EXPECT_EQ(hint->status.exit_code, 3) << hint->output;
-  EXPECT_NE(hint->output.find("forge-supervisor start --config " + forge.dir() +
-                              "/forge.yaml --state-dir " + forge.state_dir()),
+  auto [hint_code, hint] = ctl_run("resume");
+  EXPECT_EQ(hint_code, 3) << hint;
+  EXPECT_NE(hint.find("forge-supervisor start --config " + forge.dir() +
+                      "/forge.yaml --state-dir " + forge.state_dir()),
             std::string::npos)
-      << hint->output;
+      << hint;
 
   SpawnOptions check;
   check.argv = {BinPath("forge-supervisor"), "check-config", "--config",
