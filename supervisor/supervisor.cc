@@ -953,13 +953,10 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
     end.outcome = Outcome::kRejected;
   } else if (stopping_ && m.error == "cancelled") {
     end.outcome = Outcome::kCancelled;
+  } else if (!m.infra && ReviewAgain(m.attempt_id, task_id, end)) {
+    return;
   } else {
-    // No verdict on the agent's work (the critic agent gave none, a check
-    // could not start, the commit failed): retried as infrastructure, not
-    // counted toward max_attempts nor the same-failure rule, and bounded by
-    // max_infra_retries.
     end.outcome = Outcome::kFailed;
-    end.infra = true;
     end.error = "critic error: " + m.error;
   }
   spdlog::info("{}: attempt {} verdict {} {}", child.routing_id, m.attempt_id, m.verdict, m.error);
@@ -968,6 +965,37 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
     ChildOutOfSpace("review of attempt " + std::to_string(m.attempt_id) + " on " + child.routing_id,
                     m.error, task_id);
   }
+}
+
+// A review that gave no verdict on the agent's work (the critic agent gave
+// none, a check could not start, the commit failed) says nothing about it:
+// the work is still in the workspace, so the next critic reviews it again,
+// without running the agent again. After kReviewsPerAttempt such reviews the
+// attempt fails and counts (max_attempts, the same-failure rule), so a
+// critic that never answers costs a bounded number of runs. Each review's
+// spend is recorded as it ends. False when the attempt is to close now.
+bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id,
+                             const AttemptEnd& end) {
+  int& reviews = reviews_without_verdict_[attempt_id];
+  if (++reviews >= kReviewsPerAttempt || stopping_) {
+    reviews_without_verdict_.erase(attempt_id);
+    return false;
+  }
+  auto attempt = store_->GetAttempt(attempt_id);
+  if (!attempt.ok() || attempt->ended_at_ms != 0) {
+    reviews_without_verdict_.erase(attempt_id);
+    return false;  // cancelled meanwhile: the close records the rest
+  }
+  if (forge::Status s = AddCriticSpend(attempt_id, reviews, end); !s.ok()) {
+    spdlog::error("recording the critic's spend for attempt {}: {}", attempt_id, s.error().message);
+  }
+  spdlog::warn("attempt {} ({}): review {} gave no verdict ({}); reviewing it again", attempt_id,
+               task_id, reviews, end.error);
+  EmitEvent("attempt.review_again",
+            json{{"attempt_id", attempt_id}, {"review", reviews}, {"error", end.error}}, task_id,
+            attempt->n);
+  review_queue_.push_back({attempt_id, attempt->n, std::nullopt});
+  return true;
 }
 
 void Supervisor::ReapChildren() {
@@ -1142,7 +1170,8 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
   };
   auto closed = store_->CloseAttempt(attempt_id, decide);
   if (!closed.ok()) return closed.error();
-  if (!closed->has_value()) return AddLateCriticSpend(attempt_id, end);  // closed before
+  if (!closed->has_value()) return AddCriticSpend(attempt_id, 0, end);  // closed before
+  reviews_without_verdict_.erase(attempt_id);
   const store::Close& close = **closed;
   spdlog::info("attempt {} ({} #{}) closed {}: task -> {} ({})", attempt_id, task_id, n,
                proto::OutcomeName(end.outcome), proto::StateName(close.next_state), close.reason);
@@ -1174,13 +1203,16 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
 // A verdict for an attempt closed before it came (a cancel during the
 // review) decides nothing, but an LLM critic's spend was spent: it counts
 // toward the attempt, the task and the day all the same.
-forge::Status Supervisor::AddLateCriticSpend(int64_t attempt_id, const AttemptEnd& end) {
+forge::Status Supervisor::AddCriticSpend(int64_t attempt_id, int review, const AttemptEnd& end) {
   if (end.cost_usd == 0 && end.tokens_in == 0 && end.tokens_out == 0) return Status::Ok();
-  auto added = store_->AddLateCriticSpend(attempt_id, end.cost_usd, end.tokens_in, end.tokens_out);
+  auto added =
+      store_->AddCriticSpend(attempt_id, review, end.cost_usd, end.tokens_in, end.tokens_out);
   if (!added.ok()) return added.error();
   if (!added->has_value()) return Status::Ok();  // added before (a kept write's retry)
-  spdlog::info("attempt {} ({} #{}) closed before its review ended: the critic's ${:.4f} added",
-               attempt_id, (*added)->task_id, (*added)->n, end.cost_usd);
+  spdlog::info("attempt {} ({} #{}): the critic's ${:.4f} added ({})", attempt_id,
+               (*added)->task_id, (*added)->n, end.cost_usd,
+               review == 0 ? "closed before its review ended"
+                           : "review " + std::to_string(review) + " gave no verdict");
   AddCostToday((*added)->started_at_ms, end.cost_usd);
   RefreshCostTodayIfStale();
   FlushGuardEvents();
@@ -1573,10 +1605,11 @@ void Supervisor::OnCancelled(const store::Change& change) {
   if (!change.open_attempt) return;
   int64_t id = change.open_attempt->id;
   // The store closed the attempt; its result, if any, moves no task (its
-  // spend is still recorded: RecordAgentResult, AddLateCriticSpend).
+  // spend is still recorded: RecordAgentResult, AddCriticSpend).
   guards_.OnAttemptEndedWithoutVerdict();
   FlushGuardEvents();
   std::erase_if(review_queue_, [id](const PendingReview& p) { return p.attempt_id == id; });
+  reviews_without_verdict_.erase(id);
   Child* c = pool_.FindByAttempt(id);
   if (c == nullptr || c->state == ChildState::kExited) return;  // its agent died with it
   proto::Cancel cancel;

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -145,7 +146,9 @@ class Supervisor final : public ControlBackend {
   // The close itself; the store's error names the attempt and its task.
   forge::Status TryCloseAttempt(int64_t attempt_id, const AttemptEnd& end);
   // An attempt closed before its verdict came: the critic's spend, if any.
-  forge::Status AddLateCriticSpend(int64_t attempt_id, const AttemptEnd& end);
+  // Store::AddCriticSpend, then the day's cost.
+  forge::Status AddCriticSpend(int64_t attempt_id, int review, const AttemptEnd& end);
+  bool ReviewAgain(int64_t attempt_id, const std::string& task_id, const AttemptEnd& end);
 
   // ---- store faults (the `store` pause) ----
   // A store write on the loop's path failed. True when the error pauses
@@ -239,6 +242,11 @@ class Supervisor final : public ControlBackend {
     std::optional<proto::TaskInfo> task;
   };
   std::deque<PendingReview> review_queue_;
+  // Attempt id -> its reviews that gave no verdict (OnReviewResult): the same
+  // work is reviewed again, up to kReviewsPerAttempt, before the attempt
+  // fails. Erased when the attempt closes.
+  static constexpr int kReviewsPerAttempt = 3;
+  std::map<int64_t, int> reviews_without_verdict_;
   struct KeptWrite {
     std::string what;
     std::function<forge::Status()> write;

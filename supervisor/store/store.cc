@@ -1059,15 +1059,15 @@ Result<std::optional<Close>> Store::CloseAttempt(int64_t attempt_id, const Close
   });
 }
 
-Result<std::optional<AttemptInfo>> Store::AddLateCriticSpend(int64_t attempt_id, double cost_usd,
-                                                             int64_t tokens_in,
-                                                             int64_t tokens_out) {
+Result<std::optional<AttemptInfo>> Store::AddCriticSpend(int64_t attempt_id, int review,
+                                                         double cost_usd, int64_t tokens_in,
+                                                         int64_t tokens_out) {
   Impl& m = *impl_;
   using Added = std::optional<AttemptInfo>;
   return m.Write(
       "add the critic's spend to attempt " + std::to_string(attempt_id), [&]() -> Result<Added> {
         FORGE_ASSIGN_OR_RETURN(AttemptRow a, m.LoadAttempt(attempt_id));
-        if (!a.ended) {
+        if (review == 0 && !a.ended) {
           return MakeError(ErrorCode::kConflict,
                            "attempt " + std::to_string(attempt_id) +
                                " is open: its close carries the critic's spend");
@@ -1077,9 +1077,12 @@ Result<std::optional<AttemptInfo>> Store::AddLateCriticSpend(int64_t attempt_id,
             bool inserted,
             m.InsertEvent(
                 "attempt.critic_cost", a.info.task_id, a.info.n,
-                EventKey(a.info.task_id, "a" + std::to_string(attempt_id), "attempt.critic_cost"),
-                proto::JsonObject("attempt_id", attempt_id, "cost_usd", cost_usd, "tokens_in",
-                                  tokens_in, "tokens_out", tokens_out)));
+                EventKey(a.info.task_id,
+                         "a" + std::to_string(attempt_id) +
+                             (review == 0 ? "" : "r" + std::to_string(review)),
+                         "attempt.critic_cost"),
+                proto::JsonObject("attempt_id", attempt_id, "review", review, "cost_usd", cost_usd,
+                                  "tokens_in", tokens_in, "tokens_out", tokens_out)));
         if (!inserted) return Added();
         static const std::string kAdd =
             " SET cost_usd = cost_usd + ?, tokens_in = tokens_in + ?, "

@@ -219,14 +219,16 @@ class Store {
   // reads neither beforehand. Returns the close written, or nullopt when the
   // attempt was closed before (decide is not called then).
   Result<std::optional<Close>> CloseAttempt(int64_t attempt_id, const CloseDecision& decide);
-  // An LLM critic's spend for an attempt closed before its verdict came (a
-  // cancel during the review): the verdict decides nothing then, but the
-  // money was spent. Adds it to the attempt's and the task's cost and
-  // tokens with event attempt.critic_cost, once: returns the attempt as
-  // updated, or nullopt when this attempt's critic spend was added before.
-  // kConflict while the attempt is open (its close carries the spend).
-  Result<std::optional<AttemptInfo>> AddLateCriticSpend(int64_t attempt_id, double cost_usd,
-                                                        int64_t tokens_in, int64_t tokens_out);
+  // An LLM critic's spend that no close carries: review 0 is the one of an
+  // attempt closed before its verdict came (a cancel during the review;
+  // kConflict while the attempt is open, as its close carries that spend),
+  // review k >= 1 the k-th review of the attempt that gave no verdict (it is
+  // reviewed again). The verdict decides nothing, but the money was spent.
+  // Adds it to the attempt's and the task's cost and tokens with event
+  // attempt.critic_cost, once per (attempt, review): returns the attempt as
+  // updated, or nullopt when that spend was added before.
+  Result<std::optional<AttemptInfo>> AddCriticSpend(int64_t attempt_id, int review, double cost_usd,
+                                                    int64_t tokens_in, int64_t tokens_out);
   // cooldown -> ready for tasks whose not_before has passed; returns how many.
   Result<int> PromoteDue(int64_t now_wall_ms);
   // Earliest not_before among cooldown tasks.

@@ -1046,12 +1046,12 @@ TEST_F(StoreTest, SpendReportedAfterTheCloseStillCountsOnce) {
   EXPECT_FALSE(again->recorded);
   EXPECT_DOUBLE_EQ(s->GetTask(ids[0])->cost_usd, 1.5);
 
-  auto added = s->AddLateCriticSpend(a.id, 0.25, 30, 3);
+  auto added = s->AddCriticSpend(a.id, 0, 0.25, 30, 3);
   ASSERT_TRUE(added.ok()) << added.error().ToString();
   ASSERT_TRUE(added->has_value());
   EXPECT_DOUBLE_EQ((*added)->cost_usd, 1.75);
   EXPECT_EQ((*added)->started_at_ms, a.started_at_ms);
-  auto twice = s->AddLateCriticSpend(a.id, 0.25, 30, 3);
+  auto twice = s->AddCriticSpend(a.id, 0, 0.25, 30, 3);
   ASSERT_TRUE(twice.ok());
   EXPECT_FALSE(twice->has_value()) << "a kept write's retry adds nothing";
   EXPECT_DOUBLE_EQ(s->GetAttempt(a.id)->cost_usd, 1.75);
@@ -1064,10 +1064,22 @@ TEST_F(StoreTest, SpendReportedAfterTheCloseStillCountsOnce) {
             1u);
 
   AttemptInfo open = MustLease(*s, ids[1]);
-  auto refused = s->AddLateCriticSpend(open.id, 1.0, 0, 0);
+  auto refused = s->AddCriticSpend(open.id, 0, 1.0, 0, 0);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
   EXPECT_DOUBLE_EQ(s->GetTask(ids[1])->cost_usd, 0);
+  // A review of the open attempt that gave no verdict: added at once, once
+  // per review; the close then adds its own review's.
+  ASSERT_TRUE(s->AddCriticSpend(open.id, 1, 0.5, 0, 0)->has_value());
+  EXPECT_FALSE(s->AddCriticSpend(open.id, 1, 0.5, 0, 0)->has_value());
+  ASSERT_TRUE(s->AddCriticSpend(open.id, 2, 0.25, 0, 0)->has_value());
+  Close close;
+  close.outcome = Outcome::kPassed;
+  close.next_state = TaskState::kDone;
+  close.cost_usd = 0.125;
+  ASSERT_TRUE(s->CloseAttempt(open.id, close).ok());
+  EXPECT_DOUBLE_EQ(s->GetTask(ids[1])->cost_usd, 0.875);
+  EXPECT_DOUBLE_EQ(s->GetAttempt(open.id)->cost_usd, 0.875);
   ExpectJsonlMatches(*s);
 }
 

@@ -232,32 +232,67 @@ TEST(Supervisor, CancelKillsTheRunningAttempt) {
 // An attempt whose agent passed waits for a free critic with the task its
 // result's transaction read; cancelling it must take it out of that queue,
 // since the review is not checked against the store again.
-// A critic that gives no verdict (its agent's output does not parse, twice)
-// says nothing about the agent's work: the attempt is retried uncounted, so
-// a task with one attempt is not blocked by it.
-TEST(Supervisor, ACriticWithoutAVerdictIsRetriedUncounted) {
+// A critic agent that answers `answer_from`-th run on (0: never) in prose
+// before that; its runs are counted in <dir>/critic-runs.
+std::string CriticScript(const std::string& dir, int answer_from) {
+  const std::string script = dir + "/critic.sh";
+  const std::string count = dir + "/critic-runs";
+  std::ofstream(script) << "#!/bin/sh\ncat >/dev/null\necho x >> '" << count << "'\n"
+                        << "if [ " << answer_from << " -eq 0 ] || [ $(wc -l < '" << count
+                        << "') -lt " << answer_from
+                        << " ]; then echo 'rate limited, try later'; exit 0; fi\n"
+                           "echo '{\"overall\":\"approve\"}'\n";
+  EXPECT_EQ(::chmod(script.c_str(), 0755), 0);
+  return script;
+}
+
+int Lines(const std::string& path) {
+  std::ifstream in(path);
+  return static_cast<int>(std::count(std::istreambuf_iterator<char>(in), {}, '\n'));
+}
+
+// A review that gives no verdict (the critic agent's answer does not parse,
+// twice) says nothing about the agent's work: the same work is reviewed
+// again, and the agent does not run again.
+TEST(Supervisor, AReviewWithoutAVerdictReviewsTheSameWorkAgain) {
   char dir[] = "/tmp/forge-critic-agent-XXXXXX";
   ASSERT_NE(::mkdtemp(dir), nullptr);
-  const std::string script = std::string(dir) + "/critic.sh";
-  const std::string count = std::string(dir) + "/critic-runs";
-  std::ofstream(script) << "#!/bin/sh\ncat >/dev/null\necho x >> '" << count
-                        << "'\nif [ $(wc -l < '" << count
-                        << "') -le 2 ]; then echo 'rate limited, try later'; exit 0; fi\n"
-                           "echo '{\"overall\":\"approve\"}'\n";
-  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
   ForgeOptions o;
   o.max_attempts = 1;
-  o.critic_yaml = "  agent: {profile: command, command: [\"" + script + "\"]}\n";
+  o.critic_yaml = "  agent: {profile: command, command: [\"" + CriticScript(dir, 3) + "\"]}\n";
   Forge forge(o);
   forge.Start();
   std::string id = forge.Submit("succeed");
   ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  EXPECT_EQ(forge.Attempts(id).size(), 1u);
+  EXPECT_EQ(forge.Runs().size(), 1u) << "the agent ran again";
+  auto again = forge.Events(id, "attempt.review_again");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].payload["review"], 1);
+  EXPECT_EQ(Lines(std::string(dir) + "/critic-runs"), 3);
+  std::filesystem::remove_all(dir);
+}
+
+// A critic that never answers: three reviews (two runs each), then the
+// attempt fails and counts; the agent ran once.
+TEST(Supervisor, ACriticThatNeverAnswersCostsABoundedNumberOfRuns) {
+  char dir[] = "/tmp/forge-critic-agent-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  ForgeOptions o;
+  o.max_attempts = 1;
+  o.critic_yaml = "  agent: {profile: command, command: [\"" + CriticScript(dir, 0) + "\"]}\n";
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked)) << forge.SupervisorLog();
   auto attempts = forge.Attempts(id);
-  ASSERT_EQ(attempts.size(), 2u);
-  EXPECT_FALSE(attempts[0].counted);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_TRUE(attempts[0].counted);
   EXPECT_NE(attempts[0].error.find("critic error: critic agent gave no verdict"), std::string::npos)
       << attempts[0].error;
-  EXPECT_EQ(forge.Task(id).attempts, 1);
+  EXPECT_EQ(forge.Runs().size(), 1u);
+  EXPECT_EQ(forge.Events(id, "attempt.review_again").size(), 2u);
+  EXPECT_EQ(Lines(std::string(dir) + "/critic-runs"), 6);
   std::filesystem::remove_all(dir);
 }
 
