@@ -167,6 +167,11 @@ store::Close Decide(const TaskRetryState& task, const AttemptEnd& end, const Pol
   if (infra || end.outcome == Outcome::kCancelled) {
     c.counted = false;
     c.infra = infra;
+    // Whatever ended it, a task that has spent its budget runs no more: a
+    // worker that dies after its agent spent is a crash, not a free retry.
+    if (infra && config.task_usd > 0 && task.cost_usd >= config.task_usd) {
+      return Blocked(std::move(c), "task budget exceeded");
+    }
     if (infra && task.infra_retries >= config.retry.max_infra_retries) {
       return Blocked(std::move(c), "infrastructure failures exhausted (" +
                                        std::to_string(task.infra_retries + 1) + " " +
@@ -174,11 +179,22 @@ store::Close Decide(const TaskRetryState& task, const AttemptEnd& end, const Pol
                                        " attempts, max_infra_retries " +
                                        std::to_string(config.retry.max_infra_retries) + ")");
     }
-    c.next_state = proto::TaskState::kReady;
     c.reason =
         end.infra && !proto::IsInfraOutcome(end.outcome)
             ? "infrastructure error: requeued without using an attempt"
             : std::string(proto::OutcomeName(end.outcome)) + ": requeued without using an attempt";
+    // A crash or a lost worker waits out a backoff, as a failure does: a
+    // host that kills every attempt would otherwise run the queue's agents
+    // back to back. A full disk (`infra`) pauses dispatch until it has room,
+    // and a cancel (a shutdown) and a supervisor restart's recovery are not
+    // the attempt's doing: those are requeued at once.
+    if (end.outcome == Outcome::kLost || end.outcome == Outcome::kCrashed) {
+      c.next_state = proto::TaskState::kCooldown;
+      c.not_before_ms = now_wall_ms + BackoffMs(task.infra_retries + 1, config.retry, rng);
+      c.reason += ", after backoff";
+      return c;
+    }
+    c.next_state = proto::TaskState::kReady;
     return c;
   }
   if (end.rate_limited && end.retryable) {

@@ -129,10 +129,17 @@ TEST(RetryPolicy, NonRetryableBlocksAtOnce) {
   EXPECT_NE(c.reason.find("not retryable"), std::string::npos);
 }
 
+// A crash or a lost worker waits out the backoff of its infrastructure
+// retry (the second here: base * 2); a supervisor restart's recovery does not.
 TEST(RetryPolicy, InfraOutcomesRequeueUncountedUntilBounded) {
   for (Outcome o : {Outcome::kLost, Outcome::kCrashed, Outcome::kRecovered}) {
     auto c = Decide(State(2, 3, 1), Failure("", o), Cfg(), kNow, Fixed(0.5));
-    EXPECT_EQ(c.next_state, TaskState::kReady) << proto::OutcomeName(o);
+    if (o == Outcome::kRecovered) {
+      EXPECT_EQ(c.next_state, TaskState::kReady);
+    } else {
+      EXPECT_EQ(c.next_state, TaskState::kCooldown) << proto::OutcomeName(o);
+      EXPECT_EQ(c.not_before_ms, kNow + 2 * Cfg().retry.backoff_base_ms) << proto::OutcomeName(o);
+    }
     EXPECT_FALSE(c.counted);
     auto blocked = Decide(State(0, 3, 2), Failure("", o), Cfg(), kNow, Fixed(0.5));
     EXPECT_EQ(blocked.next_state, TaskState::kBlocked) << proto::OutcomeName(o);
@@ -147,7 +154,7 @@ TEST(RetryPolicy, WorkerInfraFailureRequeuesUncountedUntilBounded) {
   e.infra = true;
   e.retryable = false;
   auto c = Decide(State(2, 3, 1, Fingerprint(e)), e, Cfg(), kNow, Fixed(0.5));
-  EXPECT_EQ(c.next_state, TaskState::kReady) << c.reason;
+  EXPECT_EQ(c.next_state, TaskState::kReady) << c.reason << ": the disk's pause paces it";
   EXPECT_FALSE(c.counted);
   EXPECT_TRUE(c.infra);
   EXPECT_EQ(c.reason, "infrastructure error: requeued without using an attempt");
@@ -182,6 +189,21 @@ TEST(RetryPolicy, TaskBudgetBlocks) {
   auto c = Decide(State(0, 3, 0, "", 1.5), Failure("x"), cfg, kNow, Fixed(0.5));
   EXPECT_EQ(c.next_state, TaskState::kBlocked);
   EXPECT_EQ(c.reason, "task budget exceeded");
+}
+
+// A crash after the agent spent is no free retry past the task's budget.
+TEST(RetryPolicy, TaskBudgetBlocksAnInfrastructureRetryToo) {
+  PolicyConfig cfg = Cfg();
+  cfg.task_usd = 1.0;
+  for (Outcome o : {Outcome::kLost, Outcome::kCrashed, Outcome::kRecovered}) {
+    auto over = Decide(State(0, 3, 0, "", 1.5), Failure("", o), cfg, kNow, Fixed(0.5));
+    EXPECT_EQ(over.next_state, TaskState::kBlocked) << proto::OutcomeName(o);
+    EXPECT_EQ(over.reason, "task budget exceeded");
+    EXPECT_FALSE(over.counted);
+  }
+  auto cancelled = Decide(State(0, 3, 0, "", 1.5), Failure("shutdown", Outcome::kCancelled), cfg,
+                          kNow, Fixed(0.5));
+  EXPECT_EQ(cancelled.next_state, TaskState::kReady) << "a shutdown's cancel is not the task's";
 }
 
 // A rate-limited requeue uses no attempt, so only the budget ends a task
