@@ -50,6 +50,26 @@ Result<RunResult> RunGit(const GitRunner& run, const std::string& dir,
   return r;
 }
 
+std::vector<std::string> GitLines(const RunResult& r) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < r.output.size()) {
+    size_t end = r.output.find('\n', start);
+    if (end == std::string::npos) end = r.output.size();
+    std::string line = r.output.substr(start, end - start);
+    if (line.rfind("warning: ", 0) != 0 && line.rfind("hint: ", 0) != 0) {
+      lines.push_back(std::move(line));
+    }
+    start = end + 1;
+  }
+  return lines;
+}
+
+std::string GitFirstLine(const RunResult& r) {
+  auto lines = GitLines(r);
+  return lines.empty() ? "" : lines[0];
+}
+
 std::string GitMessage(const RunResult& r) {
   if (r.timed_out) return "timed out";
   std::string last;   // the last non-empty line
@@ -84,7 +104,7 @@ Status CheckGitRepo(const GitRunner& run, const std::string& repo) {
     return MakeError(ErrorCode::kInvalid,
                      "repo '" + repo + "' is not a git repository: " + GitMessage(r));
   }
-  if (r.output.rfind("true", 0) != 0) {
+  if (GitFirstLine(r) != "true") {
     return MakeError(ErrorCode::kInvalid,
                      "repo '" + repo +
                          "' is a git repository without a work tree (bare, or a .git "
@@ -95,7 +115,7 @@ Status CheckGitRepo(const GitRunner& run, const std::string& repo) {
     return MakeError(ErrorCode::kInvalid,
                      "repo '" + repo + "' is not a git repository: " + GitMessage(top));
   }
-  std::string top_dir = top.output.substr(0, top.output.find('\n'));
+  std::string top_dir = GitFirstLine(top);
   std::error_code e1, e2;
   auto here = std::filesystem::canonical(repo, e1);
   auto there = std::filesystem::canonical(top_dir, e2);
@@ -116,7 +136,7 @@ Result<std::string> ResolveCommit(const GitRunner& run, const std::string& repo,
   FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, repo,
                                              {"rev-parse", "--verify", "--quiet",
                                               "--end-of-options", name + "^{commit}"}));
-  std::string sha = r.output.substr(0, r.output.find('\n'));
+  std::string sha = GitFirstLine(r);
   if (!r.status.success() || sha.size() < 40) {
     return MakeError(ErrorCode::kInvalid, "unknown base ref '" + name + "' in repo '" + repo + "'" +
                                               (r.timed_out ? " (git timed out)" : ""));

@@ -34,6 +34,13 @@ std::vector<std::string> GitEnvironment();
 Result<RunResult> RunGit(const GitRunner& run, const std::string& dir,
                          const std::vector<std::string>& args, int64_t timeout_ms = kGitTimeoutMs);
 
+// The lines of git's output that are its answer: without the "warning:" and
+// "hint:" lines of its stderr, which RunGit merges in (for error messages)
+// and which a config git deprecates would otherwise put first.
+std::vector<std::string> GitLines(const RunResult& r);
+// GitLines' first, or "".
+std::string GitFirstLine(const RunResult& r);
+
 // For error messages: git's last "fatal:" or "error:" line (the cause, where
 // a "hint:" may follow it), else its last non-empty line.
 std::string GitMessage(const RunResult& r);

@@ -27,6 +27,17 @@ TEST(GitMessage, NamesTheCauseNotTheHintAfterIt) {
   EXPECT_EQ(GitMessage(r), "last line");
 }
 
+TEST(GitLines, LeaveOutWarningsAndHints) {
+  RunResult r;
+  r.output =
+      "warning: core.fsyncObjectFiles is deprecated; use core.fsync instead\n/r/.git\n"
+      "hint: a hint\n/r/.git/common\n";
+  EXPECT_EQ(GitLines(r), (std::vector<std::string>{"/r/.git", "/r/.git/common"}));
+  EXPECT_EQ(GitFirstLine(r), "/r/.git");
+  r.output = "";
+  EXPECT_EQ(GitFirstLine(r), "");
+}
+
 class CheckGitRepoTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -95,10 +95,10 @@ void ClearInterruptedGit(const WorkspaceSpec& spec, const GitRunner& run) {
   auto dirs = RunGit(run, spec.path, {"rev-parse", "--absolute-git-dir", "--git-common-dir"},
                      spec.git_timeout_ms);
   if (!dirs.ok() || !dirs->status.success()) return;  // the checkout below reports it
-  std::string out = dirs->output;
-  std::string git_dir = out.substr(0, out.find('\n'));
-  std::string rest = out.substr(std::min(out.size(), git_dir.size() + 1));
-  fs::path common = rest.substr(0, rest.find('\n'));
+  auto lines = GitLines(*dirs);
+  if (lines.size() < 2 || lines[0].empty() || lines[0][0] != '/') return;
+  const std::string& git_dir = lines[0];
+  fs::path common = lines[1];
   if (common.is_relative()) common = fs::path(spec.path) / common;
   std::error_code ec;
   for (const char* name :
@@ -125,12 +125,15 @@ Status KeepAnotherPass(const WorkspaceSpec& spec, const GitRunner& run, const st
              {"log", "-1", "--format=%H %(trailers:key=Forge-Task,valueonly,separator=%x2c)",
               "refs/heads/" + branch, "--"},
              spec.git_timeout_ms));
-  std::string line = tip.output.substr(0, tip.output.find('\n'));
+  std::string line = GitFirstLine(tip);
   size_t space = line.find(' ');
   if (!tip.status.success() || space == std::string::npos || space + 1 >= line.size()) {
     return Status::Ok();  // no such branch, or not a Forge pass
   }
   std::string commit = line.substr(0, space);
+  if (commit.size() < 40 || commit.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return Status::Ok();  // not a commit id: no pass to keep
+  }
   FORGE_ASSIGN_OR_RETURN(
       RunResult contained,
       RunGit(run, spec.repo, {"merge-base", "--is-ancestor", commit, base}, spec.git_timeout_ms));
@@ -170,22 +173,19 @@ Result<PreparedWorkspace> Reset(const WorkspaceSpec& spec, const GitRunner& run,
   std::error_code ec;
   if (fs::exists(fs::path(spec.path) / ".gitmodules", ec)) {
     // Edits and new files inside a submodule survive the superproject's
-    // reset and clean: each initialised submodule goes back to the commit
-    // the base records (from its own objects; no fetch), then is cleaned.
+    // reset and clean: each submodule checked out in this worktree goes back
+    // to the commit the base records ($sha1, from its own objects), then is
+    // cleaned. Not `submodule update`: the operator's own initialised
+    // submodules (in the shared config) would be cloned into the worktree.
     FORGE_ASSIGN_OR_RETURN(
-        RunResult update,
+        RunResult reset_subs,
         RunGit(run, spec.path,
-               Args(kNoHooks, {"submodule", "update", "--recursive", "--force", "--no-fetch"}),
+               Args(kNoHooks, {"submodule", "foreach", "--quiet", "--recursive",
+                               "git checkout -qf \"$sha1\" && git clean -ffdxq"}),
                spec.git_timeout_ms));
-    FORGE_ASSIGN_OR_RETURN(RunResult sub_clean,
-                           RunGit(run, spec.path,
-                                  Args(kNoHooks, {"submodule", "foreach", "--quiet", "--recursive",
-                                                  "git clean -ffdxq"}),
-                                  spec.git_timeout_ms));
-    if (!update.status.success() || !sub_clean.status.success()) {
+    if (!reset_subs.status.success()) {
       return GitFailed(ErrorCode::kIo,
-                       "cannot reset the submodules of worktree '" + spec.path + "'",
-                       update.status.success() ? sub_clean : update);
+                       "cannot reset the submodules of worktree '" + spec.path + "'", reset_subs);
     }
   }
   return p;
@@ -213,8 +213,8 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
                                                   {"rev-parse", "--verify", "--quiet",
                                                    std::string(kWorktreeBaseRef) + "^{commit}"},
                                                   spec.git_timeout_ms));
-    std::string toplevel = top.output.substr(0, top.output.find('\n'));
-    std::string sha = base.output.substr(0, base.output.find('\n'));
+    std::string toplevel = GitFirstLine(top);
+    std::string sha = GitFirstLine(base);
     if (top.status.success() && SameDir(toplevel, spec.path) && base.status.success() &&
         sha.size() >= 40) {
       return Reset(spec, run, sha);
@@ -280,22 +280,18 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
 
 namespace {
 
-std::string FirstLine(const std::string& s) {
-  return s.substr(0, s.find('\n'));
-}
-
 // The worktree's recorded base, when path is the top of a Forge worktree.
 std::optional<std::string> RecordedBase(const std::string& path, const GitRunner& run,
                                         int64_t timeout_ms) {
   auto top = RunGit(run, path, {"rev-parse", "--show-toplevel"}, timeout_ms);
-  if (!top.ok() || !top->status.success() || !SameDir(FirstLine(top->output), path)) {
+  if (!top.ok() || !top->status.success() || !SameDir(GitFirstLine(*top), path)) {
     return std::nullopt;
   }
   auto base = RunGit(
       run, path, {"rev-parse", "--verify", "--quiet", std::string(kWorktreeBaseRef) + "^{commit}"},
       timeout_ms);
   if (!base.ok() || !base->status.success()) return std::nullopt;
-  return FirstLine(base->output);
+  return GitFirstLine(*base);
 }
 
 }  // namespace
@@ -307,7 +303,7 @@ Result<std::string> GitStep(const GitRunner& run, const std::string& path,
                             int64_t timeout_ms) {
   FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, path, args, timeout_ms));
   if (!r.status.success()) return GitFailed(ErrorCode::kIo, what + " in '" + path + "' failed", r);
-  return FirstLine(r.output);
+  return GitFirstLine(r);
 }
 }  // namespace
 
@@ -342,9 +338,9 @@ Result<Squashed> CommitSnapshot(const SquashSpec& spec, const Snapshot& snapshot
   // refuses to run without one.
   auto name = RunGit(run, spec.path, {"config", "user.name"}, spec.git_timeout_ms);
   auto email = RunGit(run, spec.path, {"config", "user.email"}, spec.git_timeout_ms);
-  std::string user = name.ok() && name->status.success() ? FirstLine(name->output) : "Forge";
+  std::string user = name.ok() && name->status.success() ? GitFirstLine(*name) : "Forge";
   std::string mail =
-      email.ok() && email->status.success() ? FirstLine(email->output) : "forge@localhost";
+      email.ok() && email->status.success() ? GitFirstLine(*email) : "forge@localhost";
   std::string subject = spec.title.empty() ? "Task " + spec.task_id : spec.title;
   std::string trailers =
       "Forge-Task: " + spec.task_id + "\nForge-Attempt: " + std::to_string(spec.attempt);

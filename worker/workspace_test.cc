@@ -127,7 +127,11 @@ TEST_F(WorkspaceTest, NextAttemptClearsWhatAKilledGitLeft) {
   std::ofstream(git_dir + "/index.lock") << "";
   std::string common = Sh(wt, "cd \"$(git rev-parse --git-common-dir)\" && pwd");
   std::ofstream(common + "/refs/heads/forge/t1.lock") << "";
+  // A deprecated key makes git print a warning before every answer (its
+  // stderr is merged in): read as the git dir, nothing would be cleared.
+  Sh(repo_, "git config core.fsyncObjectFiles true");
   auto second = PrepareWorkspace(Spec(), run_);
+  Sh(repo_, "git config --unset core.fsyncObjectFiles 2>/dev/null");
   ASSERT_TRUE(second.ok()) << second.error().ToString();
   EXPECT_FALSE(fs::exists(git_dir + "/index.lock"));
   EXPECT_FALSE(fs::exists(git_dir + "/rebase-merge"));
@@ -176,7 +180,9 @@ TEST_F(WorkspaceTest, AnotherForgesPassOnTheBranchIsKept) {
   Sh(repo_, "git worktree remove --force " + other.path);
   std::string theirs = Sh(repo_, "git rev-parse forge/t1");
   ASSERT_EQ(theirs, squashed->commit);
+  Sh(repo_, "git config core.fsyncObjectFiles true");  // a warning before every answer
   auto p = PrepareWorkspace(Spec(), run_);
+  Sh(repo_, "git config --unset core.fsyncObjectFiles 2>/dev/null");
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.error().code, ErrorCode::kConfig);
   EXPECT_THAT(p.error().message, HasSubstr("branch forge/t1 of repo '" + repo_ + "' holds " +
@@ -191,6 +197,21 @@ TEST_F(WorkspaceTest, AnotherForgesPassOnTheBranchIsKept) {
   p = PrepareWorkspace(Spec(), run_);
   ASSERT_TRUE(p.ok()) << p.error().ToString();
   EXPECT_EQ(Sh(repo_, "git rev-parse forge/t1"), Sh(repo_, "git rev-parse main"));
+}
+
+// The operator initialised the submodule in their own checkout (its url is
+// in the config worktrees share): a reset does not clone it into the
+// task's worktree, which has not checked it out.
+TEST_F(WorkspaceTest, TheOperatorsSubmodulesAreNotClonedIntoAWorktree) {
+  Sh(root_,
+     "git init -q -b main sub && cd sub && echo s > f && git add f && git commit -qm s && cd " +
+         repo_ +
+         " && git -c protocol.file.allow=always submodule add -q ../sub sub && git commit -qm sub");
+  auto first = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  auto second = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_FALSE(fs::exists(first->path + "/sub/f")) << "cloned into the worktree";
 }
 
 TEST_F(WorkspaceTest, ExplicitBaseRef) {
