@@ -9,12 +9,14 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 
 #include "common/sanitizers.h"
@@ -102,6 +104,8 @@ std::vector<std::string> ExecCandidates(const std::string& argv0,
 
 // What the child reports when it cannot exec (stage 0: it did exec).
 enum ChildStage : int { kStageChdir = 1, kStageExec = 2, kStageSetup = 3 };
+
+std::atomic<uint64_t> g_child_nofile{0};  // SetChildOpenFileLimit
 struct ChildFailure {
   int stage;
   int err;
@@ -124,6 +128,8 @@ struct ChildPlan {
   pid_t parent_pid = 0;
   const int* keep_fds = nullptr;
   size_t num_keep_fds = 0;
+  bool set_nofile = false;  // SetChildOpenFileLimit
+  struct rlimit nofile {};
   // Written by the child, read by the parent once clone returns: the memory
   // is shared, and the parent resumes only after the exec or the _exit.
   ChildFailure failure{0, 0};
@@ -158,6 +164,9 @@ int ChildMain(void* arg) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) ChildFail(plan, kStageSetup, errno);
     // The parent may have died before prctl took effect.
     if (getppid() != plan.parent_pid) _exit(127);
+  }
+  if (plan.set_nofile && setrlimit(RLIMIT_NOFILE, &plan.nofile) != 0) {
+    ChildFail(plan, kStageSetup, errno);
   }
   if (plan.cwd != nullptr && chdir(plan.cwd) != 0) ChildFail(plan, kStageChdir, errno);
 
@@ -302,6 +311,10 @@ std::optional<std::vector<std::string>> StatFields(pid_t pid) {
   return fields;
 }
 
+void SetChildOpenFileLimit(uint64_t soft) {
+  g_child_nofile.store(soft);
+}
+
 Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
   if (options.argv.empty() || options.argv[0].empty()) {
     return MakeError(ErrorCode::kInvalid, "cannot spawn: empty argv");
@@ -361,6 +374,11 @@ Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
   plan.new_process_group = options.new_process_group;
   plan.die_with_parent = options.die_with_parent;
   plan.parent_pid = getpid();
+  if (uint64_t soft = g_child_nofile.load();
+      soft != 0 && getrlimit(RLIMIT_NOFILE, &plan.nofile) == 0) {
+    plan.nofile.rlim_cur = std::min<rlim_t>(soft, plan.nofile.rlim_max);
+    plan.set_nofile = true;
+  }
   plan.keep_fds = options.keep_fds.data();
   plan.num_keep_fds = options.keep_fds.size();
 

@@ -53,6 +53,13 @@ struct SpawnedProcess {
 // the binary does not exist.
 Result<SpawnedProcess> Spawn(const SpawnOptions& options);
 
+// The open-files soft limit every child spawned from now on starts with
+// (0, the default: inherit this process's). The supervisor raises its own
+// for its sockets; its children, the agents and the checks get the usual
+// limit back (select() and closing every fd up to the limit break on a high
+// one).
+void SetChildOpenFileLimit(uint64_t soft);
+
 // How a process ended.
 struct ExitStatus {
   int exit_code = -1;  // -1 when killed by a signal

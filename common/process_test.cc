@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -178,6 +179,21 @@ TEST(SpawnTest, LooksUpArgv0InPathOfGivenEnv) {
   auto q = Spawn(o);
   ASSERT_TRUE(q.ok()) << q.error().ToString();
   EXPECT_TRUE(Reap(q->pid).success());
+}
+
+// A child starts with the soft open-files limit set for children, not the
+// spawner's (the supervisor raises its own).
+TEST(SpawnTest, AChildGetsTheOpenFileLimitSetForChildren) {
+  SetChildOpenFileLimit(200);
+  auto r = RunCommand(Opts({"sh", "-c", "ulimit -n"}), 10'000);
+  SetChildOpenFileLimit(0);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->output, "200\n");
+  auto inherited = RunCommand(Opts({"sh", "-c", "ulimit -n"}), 10'000);
+  ASSERT_TRUE(inherited.ok());
+  struct rlimit own {};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &own), 0);
+  EXPECT_EQ(inherited->output, std::to_string(own.rlim_cur) + "\n");
 }
 
 TEST(SpawnTest, RunsInGivenCwd) {

@@ -6,32 +6,40 @@
 namespace forge {
 
 namespace {
-// "TOKENS" as a word of the name (MAX_TOKENS, CLAUDE_CODE_MAX_OUTPUT_TOKENS)
-// is a count of a model's tokens, not a credential. Treating it as a secret
-// would scrub every occurrence of its number from logs and events.
-bool IsTokenCount(std::string_view upper, size_t token_at) {
-  size_t end = token_at + std::string_view("TOKENS").size();
-  return upper.substr(token_at, 6) == "TOKENS" &&
-         (end == upper.size() || !std::isalpha(static_cast<unsigned char>(upper[end])));
+std::string Upper(std::string_view name) {
+  std::string upper(name);
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return upper;
 }
 }  // namespace
 
 bool IsSecretName(std::string_view name) {
-  std::string upper(name);
-  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  for (std::string_view marker : {"KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"}) {
+  std::string upper = Upper(name);
+  for (std::string_view marker : {"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"}) {
     if (upper.find(marker) != std::string::npos) return true;
   }
-  for (size_t at = upper.find("TOKEN"); at != std::string::npos; at = upper.find("TOKEN", at + 1)) {
-    if (!IsTokenCount(upper, at)) return true;
-  }
   return false;
+}
+
+bool IsSecret(std::string_view name, std::string_view value) {
+  if (!IsSecretName(name)) return false;
+  // A number under a TOKENS name (MAX_TOKENS=4096,
+  // CLAUDE_CODE_MAX_OUTPUT_TOKENS=32000) counts a model's tokens: as a
+  // secret, every occurrence of that number would be scrubbed from logs and
+  // events. NPM_TOKENS=npm_abc... stays a secret.
+  std::string upper = Upper(name);
+  bool counts =
+      upper.find("TOKENS") != std::string::npos && upper.find("KEY") == std::string::npos &&
+      upper.find("SECRET") == std::string::npos && upper.find("PASS") == std::string::npos &&
+      upper.find("CREDENTIAL") == std::string::npos;
+  bool number = !value.empty() && value.find_first_not_of("0123456789") == std::string_view::npos;
+  return !(counts && number);
 }
 
 std::map<std::string, std::string> RedactEnv(const std::map<std::string, std::string>& env) {
   std::map<std::string, std::string> out = env;
   for (auto& [name, value] : out) {
-    if (IsSecretName(name)) value = std::string(kRedacted);
+    if (IsSecret(name, value)) value = std::string(kRedacted);
   }
   return out;
 }
@@ -57,7 +65,7 @@ std::string RedactText(std::string text, const std::vector<std::string>& secret_
 std::vector<std::string> SecretValues(const std::map<std::string, std::string>& env) {
   std::vector<std::string> out;
   for (const auto& [name, value] : env) {
-    if (IsSecretName(name) && !value.empty()) out.push_back(value);
+    if (IsSecret(name, value) && !value.empty()) out.push_back(value);
   }
   return out;
 }
@@ -66,7 +74,8 @@ std::vector<std::string> SecretValues(const std::vector<std::string>& environmen
   std::vector<std::string> out;
   for (const auto& entry : environment) {
     size_t eq = entry.find('=');
-    if (eq != std::string::npos && eq + 1 < entry.size() && IsSecretName(entry.substr(0, eq))) {
+    if (eq != std::string::npos && eq + 1 < entry.size() &&
+        IsSecret(entry.substr(0, eq), std::string_view(entry).substr(eq + 1))) {
       out.push_back(entry.substr(eq + 1));
     }
   }

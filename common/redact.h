@@ -1,7 +1,7 @@
 // Secret redaction: values of environment variables whose names contain KEY,
 // TOKEN, SECRET, PASSWORD, PASSWD or CREDENTIAL (case-insensitive) never appear in logs, events,
-// `forge-ctl show` or events.jsonl. TOKENS ending a word of the name
-// (MAX_TOKENS, MAX_OUTPUT_TOKENS) is a count, not a secret.
+// `forge-ctl show` or events.jsonl; except a number under a TOKENS name
+// (MAX_TOKENS=4096, CLAUDE_CODE_MAX_OUTPUT_TOKENS=32000), a count of tokens.
 #pragma once
 
 #include <map>
@@ -14,6 +14,8 @@ namespace forge {
 inline constexpr std::string_view kRedacted = "[redacted]";
 
 bool IsSecretName(std::string_view name);
+// Whether name=value is a secret (see above).
+bool IsSecret(std::string_view name, std::string_view value);
 // The env map with secret values replaced by kRedacted.
 std::map<std::string, std::string> RedactEnv(const std::map<std::string, std::string>& env);
 // Every occurrence of any secret value (length >= 4) in text replaced by kRedacted.

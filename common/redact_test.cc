@@ -14,13 +14,19 @@ TEST(Redact, SecretNames) {
   for (const char* name : {"PATH", "HOME", "LANG", "MODEL", "TOKE", ""}) {
     EXPECT_FALSE(IsSecretName(name)) << name;
   }
-  // A count of tokens is not a credential; a token among other words is.
-  for (const char* name : {"MAX_TOKENS", "CLAUDE_CODE_MAX_OUTPUT_TOKENS", "tokens", "TOKENS_2"}) {
-    EXPECT_FALSE(IsSecretName(name)) << name;
-  }
-  for (const char* name : {"TOKENSTORE", "GH_TOKEN_TOKENS", "MAX_TOKENS_API_KEY", "TOKEN_S"}) {
-    EXPECT_TRUE(IsSecretName(name)) << name;
-  }
+  // A number under a TOKENS name counts tokens; anything else under it, or
+  // a number under another secret name, is a secret.
+  EXPECT_FALSE(IsSecret("MAX_TOKENS", "4096"));
+  EXPECT_FALSE(IsSecret("CLAUDE_CODE_MAX_OUTPUT_TOKENS", "32000"));
+  EXPECT_TRUE(IsSecret("NPM_TOKENS", "npm_abcdef123"));
+  EXPECT_TRUE(IsSecret("API_TOKENS", "tok-1,tok-2"));
+  EXPECT_TRUE(IsSecret("GH_TOKEN", "12345678"));
+  EXPECT_TRUE(IsSecret("TOKENS_API_KEY", "12345678"));
+  EXPECT_TRUE(IsSecret("PIN_PASSWORD", "4096"));
+  EXPECT_FALSE(IsSecret("PATH", "/bin"));
+  EXPECT_EQ(SecretValues(std::map<std::string, std::string>{{"MAX_TOKENS", "4096"},
+                                                            {"NPM_TOKENS", "npm_x"}}),
+            std::vector<std::string>{"npm_x"});
 }
 
 TEST(Redact, EnvMap) {

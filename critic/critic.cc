@@ -293,7 +293,9 @@ void Critic::ReplyPass(std::optional<std::string> commit) {
         {"sev3", "tests", "", 0,
          std::string("unverified: no verify command and no critic agent; only the agent's exit "
                      "status") +
-             (rs.snapshot ? " and a non-empty change were" : " was") + " checked"});
+             (rs.snapshot && !rs.review.task.allow_empty ? " and a non-empty change were"
+                                                         : " was") +
+             " checked"});
   }
   Reply("pass", "", std::move(rs.findings), std::move(commit));
 }
@@ -461,7 +463,8 @@ void Critic::FinishCheck() {
   c.duration_ms = NowMs() - rs.check_started_ms;
   c.timed_out = rs.check_timed_out;
   c.passed = !c.timed_out && rs.job->status().success();
-  c.output_tail = RedactText(worker::TailText(rs.tail, options_.tail_bytes), rs.check_secrets);
+  // Redacted before the cut, which would leave a secret's end behind.
+  c.output_tail = worker::TailText(RedactText(rs.tail, rs.check_secrets), options_.tail_bytes);
   spdlog::info("check '{}': {} in {} ms", c.name, c.passed ? "passed" : Describe(c), c.duration_ms);
   if (rs.log && c.timed_out) {
     (void)rs.log->Append("[forge: timed out after " + FormatMs(rs.review.verify_timeout_ms) + "]\n",

@@ -12,6 +12,7 @@
 #include "common/lockfile.h"
 #include "common/log.h"
 #include "common/paths.h"
+#include "common/process.h"
 #include "supervisor/config/config.h"
 #include "supervisor/supervisor.h"
 
@@ -54,7 +55,9 @@ void RaiseOpenFileLimit() {
   const rlim_t soft = limit.rlim_cur;
   limit.rlim_cur = limit.rlim_max;
   if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
-    spdlog::info("open files: soft limit raised from {} to {}", soft, limit.rlim_max);
+    SetChildOpenFileLimit(soft);
+    spdlog::info("open files: soft limit raised from {} to {} (children keep {})", soft,
+                 limit.rlim_max, soft);
   }
 }
 
@@ -101,15 +104,16 @@ int Serve(const Config& config, const std::string& config_path, const std::strin
   return (*sup)->Run();
 }
 
-// stdin and stdout go to /dev/null, stderr to supervisor.log: what a
+// stdin and stdout go to /dev/null, stderr to supervisor.stderr: what a
 // library prints before it aborts (libzmq's assertions) is the one line an
-// operator needs.
+// operator needs. Its own file: supervisor.log is rotated by its sink, and
+// fd 2 would follow the renamed file.
 void DetachStdio(const std::string& state_dir) {
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null < 0) return;
   ::dup2(null, 0);
   ::dup2(null, 1);
-  int log = ::open(JoinPath(state_dir, "supervisor.log").c_str(),
+  int log = ::open(JoinPath(state_dir, "supervisor.stderr").c_str(),
                    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   ::dup2(log >= 0 ? log : null, 2);
   if (log > 2) ::close(log);
@@ -117,7 +121,7 @@ void DetachStdio(const std::string& state_dir) {
 }
 
 // Parent side: waits for the daemon's word.
-int AwaitReadiness(int fd, pid_t child) {
+int AwaitReadiness(int fd, pid_t child, const std::string& state_dir) {
   std::string got;
   char buf[512];
   while (true) {
@@ -131,7 +135,11 @@ int AwaitReadiness(int fd, pid_t child) {
     std::cout << "forge-supervisor started (pid " << child << ")\n";
     return kExitOk;
   }
-  if (got.empty()) got = "error: the supervisor exited during startup (see its log)\n";
+  if (got.empty()) {
+    got = "error: the supervisor exited during startup (see " +
+          JoinPath(state_dir, "supervisor.log") + " and " +
+          JoinPath(state_dir, "supervisor.stderr") + ")\n";
+  }
   std::cerr << "forge-supervisor: " << got;
   ::waitpid(child, nullptr, WNOHANG);
   return kExitFailure;
@@ -169,7 +177,7 @@ int RunStart(const StartOptions& options) {
   }
   if (pid > 0) {
     ::close(fds[1]);
-    return AwaitReadiness(fds[0], pid);
+    return AwaitReadiness(fds[0], pid, state_dir);
   }
   ::close(fds[0]);
   ::setsid();
