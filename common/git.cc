@@ -22,13 +22,16 @@ std::vector<std::string> GitEnvironment() {
     if (name == "GIT_DIR" || name == "GIT_WORK_TREE" || name == "GIT_INDEX_FILE" ||
         name == "GIT_OBJECT_DIRECTORY" || name == "GIT_ALTERNATE_OBJECT_DIRECTORIES" ||
         name == "GIT_COMMON_DIR" || name == "GIT_NAMESPACE" || name == "GIT_CEILING_DIRECTORIES" ||
-        name == "GIT_TERMINAL_PROMPT") {
+        name == "GIT_TERMINAL_PROMPT" || name == "LC_ALL" || name == "LANGUAGE") {
       continue;
     }
     if (name == "GIT_SSH_COMMAND") has_ssh_command = true;
     env.push_back(std::move(kv));
   }
   env.push_back("GIT_TERMINAL_PROMPT=0");
+  // git's messages in English: what is read from them (GitLines' warning:
+  // and hint:, GitCouldNotWrite's words) is git's untranslated text.
+  env.push_back("LC_ALL=C");
   if (!has_ssh_command) env.push_back("GIT_SSH_COMMAND=ssh -o BatchMode=yes");
   return env;
 }

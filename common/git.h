@@ -27,7 +27,7 @@ GitRunner BlockingGitRunner();
 // This process's environment for git, minus variables that would point git
 // at another repository (GIT_DIR, GIT_WORK_TREE, GIT_INDEX_FILE, ...), plus
 // GIT_TERMINAL_PROMPT=0 and a batch-mode ssh so a fetch never waits for a
-// password.
+// password, and LC_ALL=C (without LANGUAGE): git's messages untranslated.
 std::vector<std::string> GitEnvironment();
 
 // `git -C dir args...`; any exit status is a result, a spawn failure an error.

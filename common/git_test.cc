@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace forge {
@@ -36,6 +37,20 @@ TEST(GitLines, LeaveOutWarningsAndHints) {
   EXPECT_EQ(GitFirstLine(r), "/r/.git");
   r.output = "";
   EXPECT_EQ(GitFirstLine(r), "");
+}
+
+// Untranslated messages: GitLines and the full-disk check read git's words.
+TEST(GitEnvironment, AsksForUntranslatedMessages) {
+  ::setenv("LANGUAGE", "de", 1);
+  ::setenv("LC_ALL", "de_DE.UTF-8", 1);
+  auto env = GitEnvironment();
+  ::unsetenv("LANGUAGE");
+  ::unsetenv("LC_ALL");
+  EXPECT_EQ(std::count(env.begin(), env.end(), "LC_ALL=C"), 1);
+  for (const auto& e : env) {
+    EXPECT_NE(e.rfind("LANGUAGE=", 0), 0u) << e;
+    EXPECT_NE(e, "LC_ALL=de_DE.UTF-8");
+  }
 }
 
 class CheckGitRepoTest : public ::testing::Test {

@@ -165,9 +165,6 @@ int ChildMain(void* arg) {
     // The parent may have died before prctl took effect.
     if (getppid() != plan.parent_pid) _exit(127);
   }
-  if (plan.set_nofile && setrlimit(RLIMIT_NOFILE, &plan.nofile) != 0) {
-    ChildFail(plan, kStageSetup, errno);
-  }
   if (plan.cwd != nullptr && chdir(plan.cwd) != 0) ChildFail(plan, kStageChdir, errno);
 
   for (int target = 0; target < 3; ++target) {
@@ -181,6 +178,11 @@ int ChildMain(void* arg) {
     long max = sysconf(_SC_OPEN_MAX);
     if (max < 0 || max > 65536) max = 65536;
     for (int fd = 3; fd < max; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  // After that pass: with the lower limit, its fallback would stop short of
+  // this process's fds above it.
+  if (plan.set_nofile && setrlimit(RLIMIT_NOFILE, &plan.nofile) != 0) {
+    ChildFail(plan, kStageSetup, errno);
   }
   for (size_t i = 0; i < plan.num_keep_fds; ++i) fcntl(plan.keep_fds[i], F_SETFD, 0);
 

@@ -220,7 +220,12 @@ void Critic::StartNextCheck() {
   const size_t tail_bytes = options_.tail_bytes;
   auto sink = [raw, tail_bytes](int, std::string_view data) {
     raw->tail.append(data);
-    if (raw->tail.size() > 2 * tail_bytes) raw->tail.erase(0, raw->tail.size() - tail_bytes);
+    if (raw->tail.size() > 2 * tail_bytes) {
+      // Redacted before the cut, which could split a secret and keep its
+      // end (a secret still arriving is at the end, never cut).
+      raw->tail = RedactText(std::move(raw->tail), raw->check_secrets);
+      if (raw->tail.size() > tail_bytes) raw->tail.erase(0, raw->tail.size() - tail_bytes);
+    }
     if (raw->log) (void)raw->log->Append(data, NowMs());
   };
   rs.check_started_ms = NowMs();

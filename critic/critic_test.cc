@@ -113,6 +113,23 @@ TEST_F(CriticTest, AChecksOutputNeverCarriesATasksSecret) {
   EXPECT_THAT(log, Not(HasSubstr("supersecretvalue123")));
 }
 
+// A secret printed over and over: wherever the tail was cut, no piece of
+// it is left at the cut.
+TEST_F(CriticTest, ATailCutInsideASecretKeepsNoPieceOfIt) {
+  auto review =
+      MakeReview({"yes \"$API_TOKEN\" | tr -d '\\n' | head -c 20011; printf '\\nend\\n'; exit 1"});
+  const std::string secret = "supersecretvalue123";
+  review.task.env["API_TOKEN"] = secret;
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->checks.size(), 1u);
+  const std::string& tail = r->checks[0].output_tail;
+  EXPECT_THAT(tail, HasSubstr("[redacted]"));
+  for (size_t i = 0; i + 6 <= secret.size(); ++i) {
+    EXPECT_THAT(tail, Not(HasSubstr(secret.substr(i, 6)))) << tail.substr(0, 80);
+  }
+}
+
 // Nor one of the critic's own environment (the checks inherit it).
 class CriticWithASecretTest : public CriticTest {
  protected:

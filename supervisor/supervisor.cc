@@ -599,9 +599,16 @@ void Supervisor::TryReview() {
       // The result's transaction did not leave the task: read it. (A cancel
       // takes the attempt out of the queue, see OnCancelled.)
       auto attempt = store_->GetAttempt(attempt_id);
-      if (!attempt.ok() || attempt->ended_at_ms != 0) continue;  // cancelled meanwhile
-      auto task = store_->GetTask(attempt->task_id);
-      if (!task.ok()) continue;
+      if (attempt.ok() && attempt->ended_at_ms != 0) continue;  // cancelled meanwhile
+      auto task = attempt.ok() ? store_->GetTask(attempt->task_id)
+                               : Result<proto::TaskInfo>(attempt.error());
+      if (!task.ok()) {
+        // A read that failed: the review waits for the next turn rather
+        // than leave the attempt in `reviewing` with no critic.
+        spdlog::warn("review of attempt {}: {}", attempt_id, task.error().message);
+        review_queue_.push_front(std::move(pending));
+        return;
+      }
       pending.n = attempt->n;
       pending.task = std::move(*task);
     }
@@ -951,8 +958,11 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
     end.outcome = Outcome::kPassed;
   } else if (m.verdict == "reject") {
     end.outcome = Outcome::kRejected;
-  } else if (stopping_ && m.error == "cancelled") {
+  } else if (stopping_) {
+    // No verdict, and no review again during a shutdown: the attempt is
+    // not held against the task, as a review still queued is not.
     end.outcome = Outcome::kCancelled;
+    if (m.error != "cancelled") end.error = "supervisor shutdown before a verdict: " + m.error;
   } else if (!m.infra && ReviewAgain(m.attempt_id, task_id, end)) {
     return;
   } else {
@@ -977,7 +987,7 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
 bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id,
                              const AttemptEnd& end) {
   int& reviews = reviews_without_verdict_[attempt_id];
-  if (++reviews >= kReviewsPerAttempt || stopping_) {
+  if (++reviews >= kReviewsPerAttempt) {
     reviews_without_verdict_.erase(attempt_id);
     return false;
   }
@@ -987,7 +997,12 @@ bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id,
     return false;  // cancelled meanwhile: the close records the rest
   }
   if (forge::Status s = AddCriticSpend(attempt_id, reviews, end); !s.ok()) {
-    spdlog::error("recording the critic's spend for attempt {}: {}", attempt_id, s.error().message);
+    // Kept and retried like a close: the spend is keyed per review, so a
+    // retry cannot count it twice.
+    const int review = reviews;
+    WriteFailed(
+        "recording the critic's spend for attempt " + std::to_string(attempt_id), s.error(),
+        [this, attempt_id, review, end] { return AddCriticSpend(attempt_id, review, end); });
   }
   spdlog::warn("attempt {} ({}): review {} gave no verdict ({}); reviewing it again", attempt_id,
                task_id, reviews, end.error);

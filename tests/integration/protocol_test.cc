@@ -440,6 +440,39 @@ TEST(Protocol, ACriticOutOfSpaceRequeuesUncountedAndPauses) {
   EXPECT_TRUE(forge.PausedBy("store")) << forge.Status().dump();
 }
 
+// A review without a verdict during a shutdown is not reviewed again, and
+// the attempt is not held against the task: it closes cancelled, uncounted.
+TEST(Protocol, AReviewWithoutAVerdictDuringAShutdownIsCancelled) {
+  ForgeOptions o = ScriptedOptions("critic");
+  o.shutdown_grace = "10s";
+  Forge forge(o);
+  std::string id;
+  std::unique_ptr<ScriptedWorker> critic;
+  auto review = ReviewOfAPassedTask(forge, &id, &critic);
+  ASSERT_TRUE(review.has_value());
+  ASSERT_EQ(::kill(forge.pid(), SIGTERM), 0);
+  // The critic hears of the shutdown before it answers.
+  bool told = false;
+  while (!told) {
+    auto m = critic->Receive(10'000);
+    ASSERT_TRUE(m.has_value()) << "no shutdown for the critic";
+    told = std::holds_alternative<proto::Shutdown>(*m);
+  }
+  proto::ReviewResult none;
+  none.attempt_id = review->attempt_id;
+  none.verdict = "error";
+  none.error = "cannot run check 'make test': no such file";
+  critic->Send(none);
+  ASSERT_TRUE(WaitFor([&] { return forge.Attempts(id).at(0).ended_at_ms != 0; }, 10'000));
+  auto attempt = forge.Attempts(id).at(0);
+  EXPECT_EQ(attempt.outcome, "cancelled");
+  EXPECT_FALSE(attempt.counted);
+  EXPECT_NE(attempt.error.find("supervisor shutdown before a verdict"), std::string::npos)
+      << attempt.error;
+  EXPECT_EQ(forge.Task(id).attempts, 0);
+  EXPECT_TRUE(forge.Events(id, "attempt.review_again").empty());
+}
+
 // The budget pause's reason, which gives the supervisor's own sum of the day.
 std::string BudgetReason(Forge& forge) {
   json status = forge.Status();
