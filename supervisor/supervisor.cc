@@ -1013,6 +1013,9 @@ bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id,
   return true;
 }
 
+// Who left the processes a sweep finds, when the pid reaped is no child's.
+constexpr const char* kStrayOrphans = "the orphans of a stray process";
+
 void Supervisor::ReapChildren() {
   std::string left_by;  // whose processes a sweep would find, for the log
   while (true) {
@@ -1021,6 +1024,18 @@ void Supervisor::ReapChildren() {
     if (pid <= 0) break;
     std::string who = OnChildExited(pid, ExitStatus::FromWaitStatus(status).ToString());
     if (left_by.empty()) left_by = who;
+  }
+  if (left_by == kStrayOrphans) {
+    // An orphan came back first (a check's shell, killed by its PDEATHSIG
+    // when the critic died): whose it is shows in a child that is dead but
+    // not yet reaped.
+    for (const Child* c : pool_.All()) {
+      auto stat = c->state == ChildState::kExited ? std::nullopt : StatFields(c->pid);
+      if (stat && !stat->empty() && (*stat)[0] == "Z") {
+        left_by = std::string(RoleName(c->role)) + "-" + std::to_string(c->pid);
+        break;
+      }
+    }
   }
   // One sweep for everything reaped here: a killed `make -j` tree comes
   // back as dozens of strays, and a sweep reads every /proc/<pid>/stat.
@@ -1031,7 +1046,7 @@ std::string Supervisor::OnChildExited(pid_t pid, const std::string& how) {
   Child* c = pool_.Find(pid);
   // A stray killed by a sweep (an exited child was reaped before: its pid
   // reaped again is another process): its own children are ours now.
-  if (c == nullptr || c->state == ChildState::kExited) return "the orphans of a stray process";
+  if (c == nullptr || c->state == ChildState::kExited) return kStrayOrphans;
   // Its agent must not outlive it, whatever its last messages say, nor
   // anything else it ran (handed to us: the caller sweeps).
   KillAgentGroup(c->agent_pgid);
