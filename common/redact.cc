@@ -6,6 +6,17 @@
 namespace forge {
 
 namespace {
+constexpr std::string_view kMarkers[] = {"KEY",      "TOKEN",  "SECRET",
+                                         "PASSWORD", "PASSWD", "CREDENTIAL"};
+
+// Whether the upper-cased name holds a marker other than `except`.
+bool Marked(const std::string& upper, std::string_view except = {}) {
+  for (std::string_view marker : kMarkers) {
+    if (marker != except && upper.find(marker) != std::string::npos) return true;
+  }
+  return false;
+}
+
 std::string Upper(std::string_view name) {
   std::string upper(name);
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -14,26 +25,19 @@ std::string Upper(std::string_view name) {
 }  // namespace
 
 bool IsSecretName(std::string_view name) {
-  std::string upper = Upper(name);
-  for (std::string_view marker : {"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"}) {
-    if (upper.find(marker) != std::string::npos) return true;
-  }
-  return false;
+  return Marked(Upper(name));
 }
 
 bool IsSecret(std::string_view name, std::string_view value) {
-  if (!IsSecretName(name)) return false;
-  // A number under a TOKENS name (MAX_TOKENS=4096,
+  std::string upper = Upper(name);
+  if (!Marked(upper)) return false;
+  // A number under a name that only TOKENS marks (MAX_TOKENS=4096,
   // CLAUDE_CODE_MAX_OUTPUT_TOKENS=32000) counts a model's tokens: as a
   // secret, every occurrence of that number would be scrubbed from logs and
   // events. NPM_TOKENS=npm_abc... stays a secret.
-  std::string upper = Upper(name);
-  bool counts =
-      upper.find("TOKENS") != std::string::npos && upper.find("KEY") == std::string::npos &&
-      upper.find("SECRET") == std::string::npos && upper.find("PASS") == std::string::npos &&
-      upper.find("CREDENTIAL") == std::string::npos;
   bool number = !value.empty() && value.find_first_not_of("0123456789") == std::string_view::npos;
-  return !(counts && number);
+  bool count = number && upper.find("TOKENS") != std::string::npos && !Marked(upper, "TOKEN");
+  return !count;
 }
 
 std::map<std::string, std::string> RedactEnv(const std::map<std::string, std::string>& env) {

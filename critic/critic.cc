@@ -78,9 +78,9 @@ struct Critic::ReviewState {
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
   std::optional<worker::Snapshot> snapshot;  // a repo task's: what the review sees and commits
-  bool infra = false;                    // the machine failed the review (no space to commit)
-  std::vector<proto::Finding> findings;  // the LLM critic's, kept for the reply
-  std::string stop_error;                // set when the review was cancelled
+  bool infra = false;                        // the machine failed the review (no space to commit)
+  std::vector<proto::Finding> findings;      // the LLM critic's, kept for the reply
+  std::string stop_error;                    // set when the review was cancelled
 };
 
 Critic::Critic(proto::ChildLink& link, SignalFd& signals, CriticOptions options)

@@ -124,6 +124,9 @@ TEST_F(CliTest, BadValuesAreNamed) {
   auto timeout = Cli({"--state-dir", state_, "wait", "t1", "--timeout", "soon"});
   EXPECT_EQ(timeout.rc, kExitUsage);
   EXPECT_THAT(timeout.err, HasSubstr("--timeout 'soon'"));
+  auto stop_timeout = Cli({"--state-dir", state_, "stop", "--timeout", "soon"});
+  EXPECT_EQ(stop_timeout.rc, kExitUsage) << "checked before the supervisor is asked";
+  EXPECT_THAT(stop_timeout.err, HasSubstr("--timeout 'soon'"));
 
   auto since = Cli({"--state-dir", state_, "stats", "--since", "5 parsecs"});
   EXPECT_EQ(since.rc, kExitUsage);

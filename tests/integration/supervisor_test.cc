@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <set>
 
 #include "tests/integration/harness.h"
@@ -251,17 +252,36 @@ int Lines(const std::string& path) {
   return static_cast<int>(std::count(std::istreambuf_iterator<char>(in), {}, '\n'));
 }
 
+// A started Forge whose tasks get one attempt and whose critic agent is
+// CriticScript(answer_from), in a directory of its own removed at the end.
+class CriticAgentForge {
+ public:
+  explicit CriticAgentForge(int answer_from) {
+    char tmpl[] = "/tmp/forge-critic-agent-XXXXXX";
+    EXPECT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ForgeOptions o;
+    o.max_attempts = 1;
+    o.critic_yaml =
+        "  agent: {profile: command, command: [\"" + CriticScript(dir_, answer_from) + "\"]}\n";
+    forge_ = std::make_unique<Forge>(o);
+    forge_->Start();
+  }
+  ~CriticAgentForge() { std::filesystem::remove_all(dir_); }
+  Forge& forge() { return *forge_; }
+  int critic_runs() const { return Lines(dir_ + "/critic-runs"); }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<Forge> forge_;
+};
+
 // A review that gives no verdict (the critic agent's answer does not parse,
 // twice) says nothing about the agent's work: the same work is reviewed
 // again, and the agent does not run again.
 TEST(Supervisor, AReviewWithoutAVerdictReviewsTheSameWorkAgain) {
-  char dir[] = "/tmp/forge-critic-agent-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  ForgeOptions o;
-  o.max_attempts = 1;
-  o.critic_yaml = "  agent: {profile: command, command: [\"" + CriticScript(dir, 3) + "\"]}\n";
-  Forge forge(o);
-  forge.Start();
+  CriticAgentForge f(3);
+  Forge& forge = f.forge();
   std::string id = forge.Submit("succeed");
   ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
   EXPECT_EQ(forge.Attempts(id).size(), 1u);
@@ -269,20 +289,14 @@ TEST(Supervisor, AReviewWithoutAVerdictReviewsTheSameWorkAgain) {
   auto again = forge.Events(id, "attempt.review_again");
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].payload["review"], 1);
-  EXPECT_EQ(Lines(std::string(dir) + "/critic-runs"), 3);
-  std::filesystem::remove_all(dir);
+  EXPECT_EQ(f.critic_runs(), 3);
 }
 
 // A critic that never answers: three reviews (two runs each), then the
 // attempt fails and counts; the agent ran once.
 TEST(Supervisor, ACriticThatNeverAnswersCostsABoundedNumberOfRuns) {
-  char dir[] = "/tmp/forge-critic-agent-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  ForgeOptions o;
-  o.max_attempts = 1;
-  o.critic_yaml = "  agent: {profile: command, command: [\"" + CriticScript(dir, 0) + "\"]}\n";
-  Forge forge(o);
-  forge.Start();
+  CriticAgentForge f(0);
+  Forge& forge = f.forge();
   std::string id = forge.Submit("succeed");
   ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked)) << forge.SupervisorLog();
   auto attempts = forge.Attempts(id);
@@ -292,8 +306,7 @@ TEST(Supervisor, ACriticThatNeverAnswersCostsABoundedNumberOfRuns) {
       << attempts[0].error;
   EXPECT_EQ(forge.Runs().size(), 1u);
   EXPECT_EQ(forge.Events(id, "attempt.review_again").size(), 2u);
-  EXPECT_EQ(Lines(std::string(dir) + "/critic-runs"), 6);
-  std::filesystem::remove_all(dir);
+  EXPECT_EQ(f.critic_runs(), 6);
 }
 
 TEST(Supervisor, CancelWhileWaitingForACriticIsNeverReviewed) {
