@@ -8,10 +8,17 @@ namespace {
 
 constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 
+// What the breaker counts: the agent's failures, and a worker that died or
+// went silent under it. A host that kills every attempt (the OOM killer, an
+// agent that takes its worker down) is as systemic as expired credentials:
+// without this each task would run 1 + max_infra_retries times, the queue
+// through, and a crashed agent may have spent before it died. Not counted:
+// `recovered` (the supervisor's own restart), `cancelled`, and closes with
+// no verdict on the work (rate limit, no space: OnAttemptEndedWithoutVerdict).
 bool CountsAsFailure(proto::Outcome o) {
   using proto::Outcome;
   return o == Outcome::kFailed || o == Outcome::kRejected || o == Outcome::kTimedOut ||
-         o == Outcome::kStalled;
+         o == Outcome::kStalled || o == Outcome::kLost || o == Outcome::kCrashed;
 }
 
 std::string Usd(double v) {
@@ -66,11 +73,12 @@ void Guards::OnAttemptClosed(proto::Outcome outcome) {
       return;
     }
     if (!CountsAsFailure(outcome)) {
-      // Not the agent's verdict (lost, crashed, cancelled): a probe may be retried.
+      // Nothing about the agent's run (recovered, cancelled): a probe may be retried.
       probe_in_flight_ = false;
       return;
     }
     ++consecutive_failures_;
+    last_failure_ = outcome;
     int threshold = config_.circuit.consecutive_failures;
     bool trip = circuit_ == Circuit::kHalfOpen || (circuit_ == Circuit::kClosed && threshold > 0 &&
                                                    consecutive_failures_ >= threshold);
@@ -204,7 +212,8 @@ std::vector<proto::PauseReason> Guards::Reasons() const {
   if (circuit_ == Circuit::kOpen) {
     out.push_back({"circuit",
                    "circuit breaker open after " + std::to_string(consecutive_failures_) +
-                       " consecutive failed attempts",
+                       " consecutive failed attempts (the last " +
+                       std::string(proto::OutcomeName(last_failure_)) + ")",
                    circuit_until_ms_});
   } else if (circuit_ == Circuit::kHalfOpen && probe_in_flight_) {
     out.push_back({"circuit", "circuit breaker half-open: waiting for the probe attempt", 0});

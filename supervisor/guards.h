@@ -2,8 +2,9 @@
 // and an end (proto::PauseReason), and the dispatch.paused / dispatch.resumed
 // events emitted when that set changes.
 //
-//   circuit    consecutive failed/rejected/timed_out/stalled attempts across
-//              tasks reach circuit_breaker.consecutive_failures -> open for
+//   circuit    consecutive failed/rejected/timed_out/stalled/lost/crashed
+//              attempts across tasks reach
+//              circuit_breaker.consecutive_failures -> open for
 //              cooldown, then half-open: one dispatch goes through as a probe;
 //              its pass closes the breaker, its failure reopens it.
 //   rate_limit the agent reported a rate limit: paused until its reset, else
@@ -123,6 +124,7 @@ class Guards {
   int64_t circuit_due_mono_ = 0;  // when it half-opens
   bool probe_in_flight_ = false;
   int consecutive_failures_ = 0;
+  proto::Outcome last_failure_ = proto::Outcome::kFailed;  // shown in the circuit's reason
   int64_t rate_limit_until_ms_ = 0;  // wall, shown; 0 when not limited
   int64_t rate_limit_due_mono_ = 0;
   int64_t rate_limit_backoff_ms_ = kRateLimitInitialMs;

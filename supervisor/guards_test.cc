@@ -36,7 +36,8 @@ TEST(Guards, CircuitOpensHalfOpensAndClosesOnPass) {
   Guards g(clock, Cfg(3, 10'000));
   g.OnAttemptClosed(Outcome::kFailed);
   g.OnAttemptClosed(Outcome::kRejected);
-  g.OnAttemptClosed(Outcome::kCrashed);  // infra: neither counts nor resets
+  g.OnAttemptClosed(Outcome::kRecovered);  // the supervisor's restart: neither counts nor resets
+  g.OnAttemptClosed(Outcome::kCancelled);
   EXPECT_TRUE(g.MayDispatch());
   g.OnAttemptClosed(Outcome::kStalled);
   EXPECT_FALSE(g.MayDispatch());
@@ -72,10 +73,31 @@ TEST(Guards, HalfOpenProbeFailureReopens) {
   clock.Advance(1000);
   g.Tick();
   g.OnDispatched();
-  g.OnAttemptClosed(Outcome::kLost);  // infra: another probe may go
+  g.OnAttemptClosed(Outcome::kRecovered);  // nothing about the run: another probe may go
   EXPECT_TRUE(g.MayDispatch());
   g.OnDispatched();
   g.OnAttemptClosed(Outcome::kFailed);
+  EXPECT_FALSE(g.MayDispatch());
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 1000);
+}
+
+// A host that kills every attempt (the OOM killer, an agent that takes its
+// worker down) is systemic: without the breaker each task would run
+// 1 + max_infra_retries times, the whole queue through.
+TEST(Guards, CrashedAndLostWorkersOpenTheCircuit) {
+  FakeClock clock;
+  Guards g(clock, Cfg(3, 1000));
+  g.OnAttemptClosed(Outcome::kCrashed);
+  g.OnAttemptClosed(Outcome::kLost);
+  EXPECT_TRUE(g.MayDispatch());
+  g.OnAttemptClosed(Outcome::kCrashed);
+  ASSERT_FALSE(g.MayDispatch());
+  EXPECT_EQ(g.Reasons()[0].reason,
+            "circuit breaker open after 3 consecutive failed attempts (the last crashed)");
+  clock.Advance(1000);
+  g.Tick();
+  g.OnDispatched();
+  g.OnAttemptClosed(Outcome::kLost);  // the probe's worker went silent too
   EXPECT_FALSE(g.MayDispatch());
   EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 1000);
 }

@@ -44,6 +44,33 @@ TEST(LoopGuards, CircuitBreakerTripsHalfOpensAndClosesOnAPass) {
   EXPECT_EQ(resumed.back().payload["kind"], "circuit");
 }
 
+// A host that kills every attempt is as systemic as a failing agent: the
+// breaker counts crashed workers, so the queue is not run through with each
+// task retried up to max_infra_retries times.
+TEST(LoopGuards, WorkersCrashingUnderEveryAttemptOpenTheCircuit) {
+  ForgeOptions o;
+  o.circuit_failures = 3;
+  o.max_infra_retries = 6;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("crash_worker");
+  ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("circuit"); }, 30'000)) << forge.Status().dump();
+  // Open for 10 minutes: nothing more is dispatched.
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 3u);
+  for (const auto& a : attempts) EXPECT_EQ(a.outcome, "crashed");
+  auto status = forge.ctl().Call("status");
+  ASSERT_TRUE(status.ok()) << status.error().message;
+  json pause;
+  for (const auto& p : (*status)["pause_reasons"]) {
+    if (p["kind"] == "circuit") pause = p;
+  }
+  EXPECT_EQ(pause["reason"],
+            "circuit breaker open after 3 consecutive failed attempts (the last crashed)")
+      << status->dump();
+  EXPECT_NE(forge.Task(id).state, TaskState::kBlocked) << "infra retries left: it waits";
+}
+
 // The probe of a half-open breaker cancelled by the operator says nothing
 // of the agents' work: the next task is the next probe, with no `resume`.
 TEST(LoopGuards, ACancelledProbeLetsTheNextTaskProbe) {

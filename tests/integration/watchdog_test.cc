@@ -282,6 +282,7 @@ TEST(Watchdog, ARecoveredAttemptKeepsItsAgentsReportedError) {
 TEST(Watchdog, WorkerCrashingOnEveryDispatchBlocksTheTaskAndThrottlesRespawns) {
   ForgeOptions o;
   o.max_infra_retries = 6;
+  o.circuit_failures = 1000;  // crashes open it (LoopGuards): here the task's own bound is tested
   Forge forge(o);
   forge.Start();
   std::string id = forge.Submit("crash_worker");
