@@ -79,6 +79,8 @@ struct Critic::ReviewState {
   int64_t tokens_out = 0;
   std::optional<worker::Snapshot> snapshot;  // a repo task's: what the review sees and commits
   bool infra = false;                        // the machine failed the review (no space to commit)
+  bool rate_limited = false;                 // the critic agent reported a rate limit
+  int64_t rate_limit_reset_ms = 0;
   std::vector<proto::Finding> findings;      // the LLM critic's, kept for the reply
   std::string stop_error;                    // set when the review was cancelled
 };
@@ -441,6 +443,14 @@ void Critic::FinishCriticAgent() {
                           ? "its output did not parse: " + report.error().message
                           : report.error().message;
     why = RedactText(why, rs.secrets);
+    if (agent.rate_limited) {
+      // Asking again into a rate limit only spends: the supervisor pauses
+      // (as for an agent's) and this work is reviewed again after it.
+      rs.rate_limited = true;
+      rs.rate_limit_reset_ms = agent.rate_limit_reset_ms;
+      Reply("error", "critic agent hit a rate limit: " + why);
+      return;
+    }
     if (rs.critic_tries < 2) {
       spdlog::warn("critic agent gave no verdict ({}); retrying once", why);
       StartCriticAgent();
@@ -528,6 +538,8 @@ void Critic::Reply(const std::string& verdict, const std::string& error,
   r.tokens_in = review_->tokens_in;
   r.tokens_out = review_->tokens_out;
   r.infra = review_->infra;
+  r.rate_limited = review_->rate_limited;
+  r.rate_limit_reset_ms = review_->rate_limit_reset_ms;
   spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, error.empty() ? "" : ": ",
                error);
   // The log is whole when the verdict is known: what redaction held back too.

@@ -553,6 +553,26 @@ TEST_F(LlmCriticTest, ReportsWhatItsRunsCost) {
   EXPECT_EQ(r->tokens_out, 30);
 }
 
+// A critic agent that hit its rate limit is not asked again (that only
+// spends): the review ends without a verdict and says so, for the
+// supervisor's rate-limit pause.
+TEST_F(LlmCriticTest, ARateLimitedCriticIsNotAskedAgain) {
+  auto review =
+      WithCritic({}, "echo x >> " + Marker() +
+                         "\necho '{\"type\":\"result\",\"subtype\":\"error_during_execution\","
+                         "\"is_error\":true,\"api_error_status\":429,\"result\":\"rate limited\","
+                         "\"total_cost_usd\":0.01}'\nexit 1\n");
+  review.critic->profile = "claude";
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_TRUE(r->rate_limited);
+  EXPECT_THAT(r->error, HasSubstr("critic agent hit a rate limit"));
+  EXPECT_THAT(r->error, HasSubstr("api_error_status 429"));
+  EXPECT_EQ(ReadAll(Marker()), "x\n");
+  EXPECT_DOUBLE_EQ(r->cost_usd, 0.01);
+}
+
 // The diff is of the snapshot taken before the checks: the agent's edits
 // and its new files whole, not what a check wrote.
 TEST_F(LlmCriticTest, SeesTheDiffOfTheAttemptNotOfItsChecks) {

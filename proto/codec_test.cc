@@ -137,6 +137,11 @@ TEST(CodecRoundTrip, EveryChildMessage) {
   out_of_space.verdict = "error";
   out_of_space.infra = true;
   ExpectChildRoundTrip(out_of_space);
+  ReviewResult rate_limited = FullReviewResult();
+  rate_limited.verdict = "error";
+  rate_limited.rate_limited = true;
+  rate_limited.rate_limit_reset_ms = 1'700'000'000'000;
+  ExpectChildRoundTrip(rate_limited);
 }
 
 // A review with no critic agent spent nothing: nothing about it on the wire.
@@ -146,6 +151,8 @@ TEST(CodecRoundTrip, AReviewResultWithoutSpendLeavesItsCostOff) {
   EXPECT_FALSE(j.contains("tokens_in"));
   EXPECT_FALSE(j.contains("tokens_out"));
   EXPECT_FALSE(j.contains("infra"));
+  EXPECT_FALSE(j.contains("rate_limited"));
+  EXPECT_FALSE(j.contains("rate_limit_reset_ms"));
 }
 
 TEST(CodecRoundTrip, EverySupervisorMessage) {

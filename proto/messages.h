@@ -103,6 +103,11 @@ struct ReviewResult {
   // commit the pass): requeued without using an attempt, as a worker's infra
   // result is. Left off the wire when false.
   bool infra = false;
+  // The critic agent reported a rate limit (no verdict): the supervisor
+  // pauses as for an agent's, and the review waits for the pause to end.
+  // Left off the wire when false / 0 (unknown reset).
+  bool rate_limited = false;
+  int64_t rate_limit_reset_ms = 0;
   bool operator==(const ReviewResult&) const = default;
 };
 

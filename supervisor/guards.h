@@ -107,6 +107,7 @@ class Guards {
 
   int consecutive_failures() const { return consecutive_failures_; }
   bool budget_paused() const { return budget_until_ms_ > 0; }
+  bool rate_limited() const { return rate_limit_until_ms_ != 0; }
 
   // The next UTC midnight after wall_ms.
   static int64_t NextUtcMidnight(int64_t wall_ms);

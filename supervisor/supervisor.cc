@@ -589,6 +589,9 @@ void Supervisor::TryDispatch() {
 }
 
 void Supervisor::TryReview() {
+  // A critic agent shares the rate limit its own or an agent's run reported:
+  // its reviews wait for the pause, as dispatches do. Checks alone do not.
+  if (guards_.rate_limited() && config_.critic.agent) return;
   while (!review_queue_.empty() && !stopping_) {
     Child* critic = pool_.FindIdle(Role::kCritic);
     if (critic == nullptr) return;
@@ -954,6 +957,10 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   end.tokens_in = m.tokens_in;
   end.tokens_out = m.tokens_out;
   end.infra = m.infra;
+  if (m.rate_limited) {
+    guards_.OnRateLimited(m.rate_limit_reset_ms);
+    FlushGuardEvents();
+  }
   if (m.verdict == "pass") {
     end.outcome = Outcome::kPassed;
   } else if (m.verdict == "reject") {
@@ -963,7 +970,7 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
     // not held against the task, as a review still queued is not.
     end.outcome = Outcome::kCancelled;
     if (m.error != "cancelled") end.error = "supervisor shutdown before a verdict: " + m.error;
-  } else if (!m.infra && ReviewAgain(m.attempt_id, task_id, end)) {
+  } else if (!m.infra && ReviewAgain(m.attempt_id, task_id, end, m.rate_limited)) {
     return;
   } else {
     end.outcome = Outcome::kFailed;
@@ -982,12 +989,15 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
 // the work is still in the workspace, so the next critic reviews it again,
 // without running the agent again. After kReviewsPerAttempt such reviews the
 // attempt fails and counts (max_attempts, the same-failure rule), so a
-// critic that never answers costs a bounded number of runs. Each review's
-// spend is recorded as it ends. False when the attempt is to close now.
-bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id,
-                             const AttemptEnd& end) {
-  int& reviews = reviews_without_verdict_[attempt_id];
-  if (++reviews >= kReviewsPerAttempt) {
+// critic that never answers costs a bounded number of runs. A critic's
+// rate limit is not counted: the rate-limit pause bounds how often it is
+// asked (TryReview waits for it). Each review's spend is recorded as it
+// ends. False when the attempt is to close now.
+bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id, const AttemptEnd& end,
+                             bool rate_limited) {
+  ReviewsWithoutVerdict& count = reviews_without_verdict_[attempt_id];
+  const int reviews = ++count.all;
+  if (!rate_limited && ++count.counted >= kReviewsPerAttempt) {
     reviews_without_verdict_.erase(attempt_id);
     return false;
   }
@@ -999,16 +1009,15 @@ bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id,
   if (forge::Status s = AddCriticSpend(attempt_id, reviews, end); !s.ok()) {
     // Kept and retried like a close: the spend is keyed per review, so a
     // retry cannot count it twice.
-    const int review = reviews;
     WriteFailed(
         "recording the critic's spend for attempt " + std::to_string(attempt_id), s.error(),
-        [this, attempt_id, review, end] { return AddCriticSpend(attempt_id, review, end); });
+        [this, attempt_id, reviews, end] { return AddCriticSpend(attempt_id, reviews, end); });
   }
   spdlog::warn("attempt {} ({}): review {} gave no verdict ({}); reviewing it again", attempt_id,
                task_id, reviews, end.error);
-  EmitEvent("attempt.review_again",
-            json{{"attempt_id", attempt_id}, {"review", reviews}, {"error", end.error}}, task_id,
-            attempt->n);
+  json payload{{"attempt_id", attempt_id}, {"review", reviews}, {"error", end.error}};
+  if (rate_limited) payload["rate_limited"] = true;
+  EmitEvent("attempt.review_again", std::move(payload), task_id, attempt->n);
   review_queue_.push_back({attempt_id, attempt->n, std::nullopt});
   return true;
 }

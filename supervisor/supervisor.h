@@ -148,7 +148,10 @@ class Supervisor final : public ControlBackend {
   // An attempt closed before its verdict came: the critic's spend, if any.
   // Store::AddCriticSpend, then the day's cost.
   forge::Status AddCriticSpend(int64_t attempt_id, int review, const AttemptEnd& end);
-  bool ReviewAgain(int64_t attempt_id, const std::string& task_id, const AttemptEnd& end);
+  // `rate_limited`: the critic agent's rate limit, which the pause bounds;
+  // not counted against kReviewsPerAttempt.
+  bool ReviewAgain(int64_t attempt_id, const std::string& task_id, const AttemptEnd& end,
+                   bool rate_limited);
 
   // ---- store faults (the `store` pause) ----
   // A store write on the loop's path failed. True when the error pauses
@@ -243,10 +246,14 @@ class Supervisor final : public ControlBackend {
   };
   std::deque<PendingReview> review_queue_;
   // Attempt id -> its reviews that gave no verdict (OnReviewResult): the same
-  // work is reviewed again, up to kReviewsPerAttempt, before the attempt
-  // fails. Erased when the attempt closes.
+  // work is reviewed again, up to kReviewsPerAttempt counted ones, before
+  // the attempt fails. Erased when the attempt closes.
   static constexpr int kReviewsPerAttempt = 3;
-  std::map<int64_t, int> reviews_without_verdict_;
+  struct ReviewsWithoutVerdict {
+    int counted = 0;  // toward kReviewsPerAttempt
+    int all = 0;      // the rate-limited too: each review's spend key
+  };
+  std::map<int64_t, ReviewsWithoutVerdict> reviews_without_verdict_;
   struct KeptWrite {
     std::string what;
     std::function<forge::Status()> write;

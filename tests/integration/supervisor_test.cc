@@ -309,6 +309,59 @@ TEST(Supervisor, ACriticThatNeverAnswersCostsABoundedNumberOfRuns) {
   EXPECT_EQ(f.critic_runs(), 6);
 }
 
+// A critic agent (claude profile) that meets its rate limit the first three
+// times: each time dispatch pauses as for an agent's limit, the review waits
+// for the pause (`resume` here) and is not counted, so the fourth review's
+// approval passes the attempt; the agent ran once.
+TEST(Supervisor, ACriticsRateLimitPausesAndTheSameWorkIsReviewedAfterIt) {
+  char tmpl[] = "/tmp/forge-critic-agent-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string script = dir + "/critic.sh";
+  const std::string count = dir + "/critic-runs";
+  std::ofstream(script)
+      << "#!/bin/sh\ncat >/dev/null\necho x >> '" << count << "'\n"
+      << "if [ $(wc -l < '" << count << "') -lt 4 ]; then\n"
+      << "  echo '{\"type\":\"result\",\"subtype\":\"error_during_execution\",\"is_error\":true,"
+         "\"api_error_status\":429,\"result\":\"rate limited\"}'; exit 1; fi\n"
+      << "echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
+         "\"result\":\"{\\\"overall\\\":\\\"approve\\\"}\"}'\n";
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  ForgeOptions o;
+  o.max_attempts = 1;
+  o.critic_yaml = "  agent: {profile: claude, command: [\"" + script + "\"]}\n";
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("succeed");
+  for (size_t k = 1; k <= 3; ++k) {
+    ASSERT_TRUE(
+        WaitFor([&] { return forge.Events(id, "attempt.review_again").size() == k; }, 20'000))
+        << forge.SupervisorLog();
+    ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("rate_limit"); }, 5000));
+    // Two status round trips: the loop has passed TryReview since the
+    // event, and no critic took the review while the pause holds.
+    (void)forge.Status();
+    json status = forge.Status();
+    for (const auto& c : status["children"]) {
+      EXPECT_FALSE(c["role"] == "critic" && c.value("task_id", "") == id) << status.dump();
+    }
+    EXPECT_EQ(forge.Events(id, "attempt.review_again").size(), k);
+    EXPECT_EQ(Lines(count), static_cast<int>(k));
+    ASSERT_TRUE(forge.ctl().Call("resume").ok());
+  }
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  EXPECT_EQ(forge.Attempts(id).size(), 1u);
+  EXPECT_EQ(forge.Runs().size(), 1u) << "the agent ran again";
+  EXPECT_EQ(Lines(count), 4);
+  for (const auto& e : forge.Events(id, "attempt.review_again")) {
+    EXPECT_EQ(e.payload["rate_limited"], true) << e.payload.dump();
+    EXPECT_NE(e.payload["error"].get<std::string>().find("critic agent hit a rate limit"),
+              std::string::npos)
+        << e.payload.dump();
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Supervisor, CancelWhileWaitingForACriticIsNeverReviewed) {
   ForgeOptions o;
   o.critics = 1;
