@@ -11,6 +11,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -120,6 +122,56 @@ TEST(Faults, ALockHeldPastTheBusyTimeoutPausesAndLosesNoWrite) {
   ASSERT_FALSE(paused.empty()) << "no write was refused:\n" << f.SupervisorLog();
   EXPECT_EQ(paused[0].payload["kind"], "store");
   EXPECT_THAT(paused[0].payload["reason"].get<std::string>(), HasSubstr("database is locked"));
+}
+
+// A review without a verdict records its critic's spend as it ends
+// (Supervisor::ReviewAgain). Refused by a lock held past the busy timeout,
+// that write is kept and retried with the store pause: the task's cost
+// counts every critic run once.
+TEST(Faults, ACriticsSpendRefusedByALockIsKeptAndCountedOnce) {
+  char tmpl[] = "/tmp/forge-critic-agent-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string runs = dir + "/critic-runs", locked = dir + "/locked";
+  const std::string script = dir + "/critic.sh";
+  // Each run costs $0.125; the first two (one review: the critic is asked
+  // twice) answer in prose, the first once the test holds the lock; the
+  // third approves.
+  std::ofstream(script)
+      << "#!/bin/sh\ncat >/dev/null\necho x >> '" << runs << "'\n"
+      << "while [ ! -e '" << locked << "' ]; do sleep 0.01; done\n"
+      << "if [ $(wc -l < '" << runs << "') -lt 3 ]; then text='LGTM'; "
+      << "else text='{\\\"overall\\\":\\\"approve\\\"}'; fi\n"
+      << "echo "
+         "\"{\\\"type\\\":\\\"result\\\",\\\"subtype\\\":\\\"success\\\",\\\"is_error\\\":false,"
+         "\\\"result\\\":\\\"$text\\\",\\\"total_cost_usd\\\":0.125}\"\n";
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  ForgeOptions o;
+  o.max_attempts = 1;
+  o.heartbeat_timeout = "30s";  // the loop itself waits on the lock meanwhile
+  o.critic_yaml = "  agent: {profile: claude, command: [\"" + script + "\"]}\n";
+  itest::Forge f(o);
+  f.Start();
+  std::string id = f.Submit("succeed");
+  ASSERT_TRUE(itest::WaitFor([&] { return std::filesystem::exists(runs); }, 20'000));
+  {
+    // Past the busy timeout (5 s) from the review's end, which follows the lock.
+    WriteLockHolder lock(f.state_dir() + "/forge.db", 8000);
+    ASSERT_TRUE(itest::WaitFor([&] { return lock.held() || lock.done(); }, 10'000));
+    ASSERT_TRUE(lock.held());
+    std::ofstream(locked) << "";
+  }
+  ASSERT_TRUE(f.WaitState(id, TaskState::kDone, 60'000)) << f.SupervisorLog();
+  auto attempts = f.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_DOUBLE_EQ(attempts[0].cost_usd, 3 * 0.125) << f.SupervisorLog();
+  EXPECT_DOUBLE_EQ(f.Task(id).cost_usd, 3 * 0.125);
+  auto paused = f.Events("", "dispatch.paused");
+  ASSERT_FALSE(paused.empty()) << "no write was refused:\n" << f.SupervisorLog();
+  EXPECT_EQ(paused[0].payload["kind"], "store");
+  EXPECT_THAT(paused[0].payload["reason"].get<std::string>(),
+              HasSubstr("recording the critic's spend for attempt"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Faults, LongReaderNeverBlocksTheSupervisor) {
