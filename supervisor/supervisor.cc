@@ -405,11 +405,17 @@ void Supervisor::HandleSignals() {
           EmitEvent("config.reload_failed", json{{"error", loaded.error().message}});
           break;
         }
-        // The store opened its connection with the old synchronous mode.
+        // Every key applies now; one that cannot is named here and in the event.
         json restart_needed = json::array();
         if (loaded->database.synchronous != config_.database.synchronous) {
-          restart_needed.push_back("database.synchronous");
-          spdlog::warn("SIGHUP: database.synchronous takes effect at the next start");
+          forge::Status set = store_->SetSynchronous(loaded->database.synchronous == "full");
+          if (set.ok()) {
+            spdlog::info("SIGHUP: database.synchronous now {}", loaded->database.synchronous);
+          } else {
+            restart_needed.push_back("database.synchronous");
+            spdlog::warn("SIGHUP: database.synchronous takes effect at the next start: {}",
+                         set.error().message);
+          }
         }
         config_ = std::move(*loaded);
         store_->SetDefaultMaxAttempts(config_.retry.max_attempts);

@@ -703,6 +703,20 @@ void Store::SetDefaultMaxAttempts(int max_attempts) {
   impl_->default_max_attempts = max_attempts;
 }
 
+Status Store::SetSynchronous(bool full) {
+  FORGE_RETURN_IF_ERROR(
+      impl_->conn.Exec(std::string("PRAGMA synchronous = ") + (full ? "FULL" : "NORMAL")));
+  options_.synchronous_full = full;
+  return Status::Ok();
+}
+
+Result<int64_t> Store::Synchronous() {
+  FORGE_ASSIGN_OR_RETURN(Stmt s, impl_->conn.Prepare("PRAGMA synchronous"));
+  FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return MakeError(ErrorCode::kInternal, "PRAGMA synchronous returned no row");
+  return s.Int(0);
+}
+
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   std::unique_ptr<Store> store(new Store());
   store->options_ = options;

@@ -181,6 +181,11 @@ class Store {
 
   // The max_attempts of a task submitted without one (a config reload).
   void SetDefaultMaxAttempts(int max_attempts);
+  // database.synchronous on a config reload: PRAGMA synchronous takes
+  // effect on the connection at once (never called inside a transaction).
+  Status SetSynchronous(bool full);
+  // The connection's PRAGMA synchronous: 1 NORMAL, 2 FULL.
+  Result<int64_t> Synchronous();
 
   // ---- submit ----
   // All or nothing. depends_on entries are local ids of this batch or

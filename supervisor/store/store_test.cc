@@ -215,6 +215,16 @@ class StoreTest : public ::testing::Test {
 
 // ---------------------------------------------------------------- submit / dispatch
 
+// database.synchronous on a reload applies to the open connection.
+TEST_F(StoreTest, SynchronousChangesOnTheOpenConnection) {
+  auto s = OpenStore();
+  EXPECT_EQ(s->Synchronous().value(), 1);  // NORMAL, the default
+  ASSERT_TRUE(s->SetSynchronous(true).ok());
+  EXPECT_EQ(s->Synchronous().value(), 2);  // FULL
+  ASSERT_TRUE(s->SetSynchronous(false).ok());
+  EXPECT_EQ(s->Synchronous().value(), 1);
+}
+
 TEST_F(StoreTest, SubmitLeaseFinishInPriorityThenAgeOrder) {
   auto s = OpenStore();
   std::mt19937 rng(7);

@@ -202,6 +202,7 @@ TEST(LoopGuards, AReloadKeepsTheChildrenItDidNotStart) {
   o.heartbeat_interval = "100ms";
   o.heartbeat_timeout = "300ms";
   o.max_attempts = 7;
+  o.extra_yaml = "database: {synchronous: full}\n";
   forge.Rewrite(o);
   ::kill(forge.pid(), SIGHUP);
   ASSERT_TRUE(WaitFor([&] { return forge.HasEvent("", "config.reloaded"); }, 5000));
@@ -213,6 +214,7 @@ TEST(LoopGuards, AReloadKeepsTheChildrenItDidNotStart) {
   std::string next = forge.Submit("succeed");
   EXPECT_EQ(forge.Task(next).max_attempts, 7);
   EXPECT_EQ(forge.Events("", "config.reloaded").at(0).payload["restart_needed"], json::array());
+  EXPECT_THAT(forge.SupervisorLog(), HasSubstr("SIGHUP: database.synchronous now full"));
 }
 
 TEST(LoopGuards, BadConfigOnSighupKeepsTheOldOne) {
