@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <zmq_addon.hpp>
 
 #include "common/paths.h"
@@ -286,6 +287,7 @@ forge::Status Supervisor::Recover() {
     }
     spdlog::warn("recovery: attempt {} (task {} #{}) was open{}", a.id, a.task_id, a.n,
                  killed ? "; killed its agent's process group" : "");
+    if (ReviewAfterRestart(a)) continue;
     AttemptEnd end;
     end.outcome = Outcome::kRecovered;
     end.error = "attempt was open when the supervisor started";
@@ -296,6 +298,45 @@ forge::Status Supervisor::Recover() {
     CloseAttempt(a.id, end);
   }
   return Status::Ok();
+}
+
+// An attempt whose agent passed (its task `reviewing`) was waiting for, or
+// in, its review: the work is in the workspace, so it is reviewed again,
+// as a review without a verdict is. Closing it `recovered` would throw away
+// work that may have passed (the next attempt resets the workspace) and
+// run the paid agent again. The reviews before the restart still count:
+// their spend keys and the bound carry over from their events.
+bool Supervisor::ReviewAfterRestart(const proto::AttemptInfo& a) {
+  auto task = store_->GetTask(a.task_id);
+  if (!task.ok() || task->state != proto::TaskState::kReviewing) return false;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(WorkspaceFor(*task), ec)) return false;  // nothing to review
+  store::EventFilter earlier;
+  earlier.task_id = a.task_id;
+  earlier.kind = "attempt.review_again";
+  earlier.limit = 0;
+  ReviewsWithoutVerdict count;
+  if (auto events = store_->Events(earlier); events.ok()) {
+    for (const auto& e : *events) {
+      if (e.payload.value("attempt_id", int64_t{0}) != a.id) continue;
+      count.all = std::max(count.all, e.payload.value("review", 0));
+      if (!e.payload.value("rate_limited", false) && !e.payload.value("restarted", false)) {
+        ++count.counted;
+      }
+    }
+  }
+  ++count.all;  // the review the restart interrupted, whose spend is lost with it
+  reviews_without_verdict_[a.id] = count;
+  EmitEvent("attempt.review_again",
+            json{{"attempt_id", a.id},
+                 {"review", count.all},
+                 {"error", "supervisor restarted before the review's verdict"},
+                 {"restarted", true}},
+            a.task_id, a.n);
+  review_queue_.push_back({a.id, a.n, std::nullopt});
+  spdlog::warn("recovery: attempt {} ({} #{}) passed its agent; it is reviewed again", a.id,
+               a.task_id, a.n);
+  return true;
 }
 
 forge::Status Supervisor::BindSockets() {

@@ -152,6 +152,8 @@ class Supervisor final : public ControlBackend {
   // not counted against kReviewsPerAttempt.
   bool ReviewAgain(int64_t attempt_id, const std::string& task_id, const AttemptEnd& end,
                    bool rate_limited);
+  // Recovery of an attempt whose agent passed: queued for review again.
+  bool ReviewAfterRestart(const proto::AttemptInfo& a);
 
   // ---- store faults (the `store` pause) ----
   // A store write on the loop's path failed. True when the error pauses

@@ -1,6 +1,7 @@
 // Hung, runaway and crashing agents and children; supervisor crash recovery.
 #include <dirent.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -215,9 +216,11 @@ TEST(Watchdog, SupervisorKilledMidRunRecoversEverythingOnRestart) {
   }
   ASSERT_EQ(first_run_groups.size(), 2u);
   forge.Signal(SIGKILL);
-  // What the killed supervisor left open is exactly what the restart recovers.
+  // What the killed supervisor left running is exactly what the restart
+  // recovers (an attempt whose agent had passed is reviewed again instead).
   int open_at_kill = 0;
   for (const auto& id : ids) {
+    if (forge.Task(id).state != TaskState::kRunning) continue;
     for (const auto& a : forge.Attempts(id)) open_at_kill += a.ended_at_ms == 0;
   }
   EXPECT_GE(open_at_kill, 1);
@@ -277,6 +280,55 @@ TEST(Watchdog, ARecoveredAttemptKeepsItsAgentsReportedError) {
             "attempt was open when the supervisor started (its agent had ended: exit 2: make "
             "test: 3 failures)");
   EXPECT_TRUE(forge.WaitState("t1", TaskState::kDone));
+}
+
+// A crash after an agent passed, before its review's verdict: the work is
+// still in the workspace, so the restart reviews it again instead of
+// closing the attempt `recovered` (which reset the workspace and ran the
+// paid agent again). An earlier review without a verdict still counts.
+TEST(Watchdog, AnAttemptInReviewAtACrashIsReviewedAgainNotRerun) {
+  Forge forge;
+  forge.Start();
+  ASSERT_EQ(forge.Signal(SIGTERM).exit_code, 0);
+  int64_t attempt_id = 0;
+  {
+    store::StoreOptions o;
+    o.db_path = forge.state_dir() + "/forge.db";
+    auto writer = store::Store::Open(o);
+    ASSERT_TRUE(writer.ok()) << writer.error().message;
+    proto::SubmitTask t;
+    t.title = "reviewed when the supervisor died";
+    t.brief = "b";
+    t.env = {{"FAKE_MODE", "succeed"}};
+    auto ids = (*writer)->Submit({t});
+    ASSERT_TRUE(ids.ok());
+    auto a = (*writer)->LeaseAttempt(ids->front(), store::Lease{});
+    ASSERT_TRUE(a.ok());
+    attempt_id = a->id;
+    store::AgentReport r;
+    r.outcome = Outcome::kPassed;
+    r.exit_code = 0;
+    ASSERT_TRUE((*writer)->RecordAgentResult(a->id, r).ok());
+    ASSERT_TRUE((*writer)->AddCriticSpend(a->id, 1, 0.25, 10, 1).ok());
+    ASSERT_TRUE((*writer)
+                    ->Emit("attempt.review_again",
+                           json{{"attempt_id", a->id}, {"review", 1}, {"error", "prose"}}, "t1", 1)
+                    .ok());
+    ASSERT_EQ((*writer)->GetTask("t1")->state, TaskState::kReviewing);
+  }
+  std::filesystem::create_directories(forge.state_dir() + "/workspaces/t1");  // the agent's work
+  forge.Start();
+  ASSERT_TRUE(forge.WaitState("t1", TaskState::kDone)) << forge.SupervisorLog();
+  auto attempts = forge.Attempts("t1");
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].id, attempt_id);
+  EXPECT_EQ(attempts[0].outcome, "passed");
+  EXPECT_DOUBLE_EQ(attempts[0].cost_usd, 0.25) << "the earlier review's spend";
+  EXPECT_EQ(forge.Runs().size(), 0u) << "the agent ran again";
+  auto again = forge.Events("t1", "attempt.review_again");
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[1].payload["review"], 2);
+  EXPECT_EQ(again[1].payload["restarted"], true);
 }
 
 TEST(Watchdog, WorkerCrashingOnEveryDispatchBlocksTheTaskAndThrottlesRespawns) {
