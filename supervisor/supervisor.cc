@@ -475,9 +475,23 @@ void Supervisor::HandleSignals() {
   }
 }
 
+// Children silent as of now. The loop itself may have stalled since it last
+// read them (a write waiting out the busy timeout on a locked database), its
+// children's heartbeats queued unread meanwhile: before one is judged, they
+// are read, and silence is judged as of the moment that read began, since
+// what a child sent before then has been read.
+std::vector<pid_t> Supervisor::SilentChildren() {
+  const int64_t timeout = config_.watchdog.heartbeat_timeout_ms;
+  if (pool_.Silent(clock_.MonotonicMs(), timeout).empty()) return {};
+  const int64_t read_from = clock_.MonotonicMs();
+  DrainChildren();
+  return pool_.Silent(read_from, timeout);
+}
+
 void Supervisor::RunTimers() {
-  int64_t now = clock_.MonotonicMs();
-  for (pid_t pid : pool_.Silent(now, config_.watchdog.heartbeat_timeout_ms)) {
+  const std::vector<pid_t> silent = SilentChildren();
+  const int64_t now = clock_.MonotonicMs();
+  for (pid_t pid : silent) {
     Child* c = pool_.Find(pid);
     if (c == nullptr || c->state == ChildState::kStopping) {
       // Already being killed; SIGCHLD finishes it. A stopping child that keeps

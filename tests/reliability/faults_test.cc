@@ -23,6 +23,7 @@ namespace {
 
 using proto::TaskState;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 bool AllIn(itest::Forge& f, const std::vector<std::string>& ids, TaskState state) {
   for (const auto& id : ids) {
@@ -89,6 +90,38 @@ TEST(Faults, BusyDatabaseDelaysButFailsNothing) {
   for (const auto& id : all) {
     for (const auto& a : f.Attempts(id)) EXPECT_EQ(a.outcome, "passed") << id;
   }
+}
+
+// A submit that waits on a locked database stalls the loop for seconds, the
+// children's heartbeats queued unread meanwhile: they are read before any
+// child is judged silent, so a stall longer than heartbeat_timeout loses
+// no child. (It killed every one, their attempts `lost`.)
+TEST(Faults, ALoopStalledOnALockLosesNoChild) {
+  ForgeOptions o;
+  o.heartbeat_interval = "200ms";
+  o.heartbeat_timeout = "1s";
+  itest::Forge f(o);
+  f.Start();
+  std::vector<std::string> first;
+  for (int i = 0; i < 2; ++i) first.push_back(f.Submit("slow_succeed", {{"FAKE_SLEEP", "5"}}));
+  for (const auto& id : first) ASSERT_TRUE(f.WaitState(id, TaskState::kRunning));
+  {
+    WriteLockHolder lock(f.state_dir() + "/forge.db", 3000);
+    ASSERT_TRUE(itest::WaitFor([&] { return lock.held() || lock.done(); }, 10'000));
+    ASSERT_TRUE(lock.held());
+    json tasks =
+        json::array({{{"title", "t"}, {"brief", "b"}, {"env", {{"FAKE_MODE", "succeed"}}}}});
+    auto r = f.ctl().Call("submit", json{{"tasks", tasks}}, 30'000);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_TRUE(lock.done()) << "the submit returned while the lock was still held";
+  }
+  ASSERT_TRUE(itest::WaitFor([&] { return AllIn(f, first, TaskState::kDone); }, 60'000))
+      << f.SupervisorLog();
+  for (const auto& id : first) {
+    for (const auto& a : f.Attempts(id)) EXPECT_EQ(a.outcome, "passed") << id;
+  }
+  EXPECT_FALSE(f.HasEvent("", "child.lost"));
+  EXPECT_THAT(f.SupervisorLog(), Not(HasSubstr("no heartbeat")));
 }
 
 // A write lock held past the store's busy timeout (5 s): the loop's writes
