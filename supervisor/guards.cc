@@ -96,20 +96,30 @@ void Guards::OnAttemptEndedWithoutVerdict() {
   Change([&] { probe_in_flight_ = false; });
 }
 
-void Guards::OnRateLimited(int64_t reset_wall_ms) {
+void Guards::OnRateLimited(int64_t reset_wall_ms, std::string_view who) {
   Change([&] {
     int64_t now = clock_.WallMs();
+    const bool paused = rate_limit_until_ms_ != 0;
     int64_t wait_ms = 0;
     if (reset_wall_ms > now) {
       // The agent's reset is a wall time: turned into a wait now, so a later
       // wall step does not move it.
       wait_ms = reset_wall_ms - now;
+    } else if (paused) {
+      // Attempts and reviews that were already running when the pause began
+      // report the same limit: the pause was set for it (W such reports
+      // doubling it would multiply the wait by 2^W).
+      return;
     } else {
       wait_ms = rate_limit_backoff_ms_;
       rate_limit_backoff_ms_ = std::min(rate_limit_backoff_ms_ * 2, kRateLimitMaxMs);
     }
+    // A later report never shortens the pause another one set.
+    const int64_t due_mono = clock_.MonotonicMs() + wait_ms;
+    if (paused && due_mono <= rate_limit_due_mono_) return;
     rate_limit_until_ms_ = now + wait_ms;
-    rate_limit_due_mono_ = clock_.MonotonicMs() + wait_ms;
+    rate_limit_due_mono_ = due_mono;
+    rate_limit_source_ = std::string(who);
   });
 }
 
@@ -219,7 +229,8 @@ std::vector<proto::PauseReason> Guards::Reasons() const {
     out.push_back({"circuit", "circuit breaker half-open: waiting for the probe attempt", 0});
   }
   if (rate_limit_until_ms_ != 0) {
-    out.push_back({"rate_limit", "agent reported a rate limit", rate_limit_until_ms_});
+    out.push_back(
+        {"rate_limit", rate_limit_source_ + " reported a rate limit", rate_limit_until_ms_});
   }
   if (store_paused()) out.push_back({"store", store_reason_, store_until_ms_});
   if (budget_until_ms_ != 0) {

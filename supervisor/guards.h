@@ -67,8 +67,11 @@ class Guards {
   // in flight is over, so the next dispatch probes (else half-open would
   // wait for a verdict that never comes, and nothing would dispatch).
   void OnAttemptEndedWithoutVerdict();
-  // The agent reported a rate limit; reset_wall_ms 0 when unknown.
-  void OnRateLimited(int64_t reset_wall_ms);
+  // An agent (`who`: "agent", "critic agent") reported a rate limit;
+  // reset_wall_ms 0 when unknown. During the pause, reports from work that
+  // was already running change it only to a later reset: no shortening,
+  // no doubling of the backoff.
+  void OnRateLimited(int64_t reset_wall_ms, std::string_view who = "agent");
   // Today's spend; pauses when it reaches budget.daily_usd.
   void OnCostToday(double usd);
   // A store write on the loop's path failed with an error that pauses
@@ -107,7 +110,11 @@ class Guards {
 
   int consecutive_failures() const { return consecutive_failures_; }
   bool budget_paused() const { return budget_until_ms_ > 0; }
-  bool rate_limited() const { return rate_limit_until_ms_ != 0; }
+  // A rate-limit pause in force now (its end read from the clock, not
+  // waiting for Tick).
+  bool rate_limited() const {
+    return rate_limit_until_ms_ != 0 && clock_.MonotonicMs() < rate_limit_due_mono_;
+  }
 
   // The next UTC midnight after wall_ms.
   static int64_t NextUtcMidnight(int64_t wall_ms);
@@ -128,7 +135,8 @@ class Guards {
   proto::Outcome last_failure_ = proto::Outcome::kFailed;  // shown in the circuit's reason
   int64_t rate_limit_until_ms_ = 0;  // wall, shown; 0 when not limited
   int64_t rate_limit_due_mono_ = 0;
-  int64_t rate_limit_backoff_ms_ = kRateLimitInitialMs;
+  int64_t rate_limit_backoff_ms_ = kRateLimitInitialMs;  // the wait after the next report
+  std::string rate_limit_source_;                        // who reported it, shown
   int64_t budget_until_ms_ = 0;  // wall, shown; 0 when within budget
   int64_t budget_due_mono_ = 0;
   double cost_today_ = 0;

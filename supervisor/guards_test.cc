@@ -152,13 +152,40 @@ TEST(Guards, RateLimitUntilResetElseDoublingBackoff) {
   g.Tick();
   g.OnRateLimited(0);
   EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 120'000);
-  for (int i = 0; i < 10; ++i) g.OnRateLimited(0);
+  for (int i = 0; i < 10; ++i) {  // each report after the pause before it ended
+    clock.Advance(g.Reasons()[0].until_ms - clock.WallMs());
+    g.Tick();
+    g.OnRateLimited(0);
+  }
   EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + kRateLimitMaxMs);
   g.Resume();
   EXPECT_TRUE(g.MayDispatch());
   g.OnAttemptClosed(Outcome::kPassed);  // resets the backoff
   g.OnRateLimited(0);
   EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 60'000);
+}
+
+// Attempts and reviews already running when the limit came report it too:
+// the pause was set for it, so they neither double it (W reports would wait
+// 2^W times as long) nor shorten it; only a later reset extends it.
+TEST(Guards, ReportsDuringARateLimitPauseNeitherDoubleNorShortenIt) {
+  FakeClock clock;
+  Guards g(clock, Cfg());
+  g.OnRateLimited(0, "critic agent");
+  for (int i = 0; i < 3; ++i) g.OnRateLimited(0);
+  ASSERT_EQ(g.Reasons().size(), 1u);
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 60'000);
+  EXPECT_EQ(g.Reasons()[0].reason, "critic agent reported a rate limit");
+  g.OnRateLimited(clock.WallMs() + 5000);  // sooner: kept
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 60'000);
+  g.OnRateLimited(clock.WallMs() + 90'000, "agent");  // later: extends
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 90'000);
+  EXPECT_EQ(g.Reasons()[0].reason, "agent reported a rate limit");
+  clock.Advance(90'000);
+  g.Tick();
+  EXPECT_TRUE(g.MayDispatch());
+  g.OnRateLimited(0);  // after the pause: the limit again, the backoff doubled once
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 120'000);
 }
 
 TEST(Guards, DailyBudgetPausesUntilUtcMidnight) {

@@ -1019,7 +1019,7 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   end.tokens_out = m.tokens_out;
   end.infra = m.infra;
   if (m.rate_limited) {
-    guards_.OnRateLimited(m.rate_limit_reset_ms);
+    guards_.OnRateLimited(m.rate_limit_reset_ms, "critic agent");
     FlushGuardEvents();
   }
   if (m.verdict == "pass") {
@@ -1063,9 +1063,17 @@ bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id, con
     return false;
   }
   auto attempt = store_->GetAttempt(attempt_id);
-  if (!attempt.ok() || attempt->ended_at_ms != 0) {
+  if (attempt.ok() && attempt->ended_at_ms != 0) {
     reviews_without_verdict_.erase(attempt_id);
     return false;  // cancelled meanwhile: the close records the rest
+  }
+  // The task's budget bounds what its reviews spend too: a rate-limited
+  // critic is asked again with no other bound. The close decides (blocked).
+  if (auto task = store_->GetTask(task_id);
+      config_.budget.task_usd > 0 && task.ok() &&
+      task->cost_usd + end.cost_usd >= config_.budget.task_usd) {
+    reviews_without_verdict_.erase(attempt_id);
+    return false;
   }
   if (forge::Status s = AddCriticSpend(attempt_id, reviews, end); !s.ok()) {
     // Kept and retried like a close: the spend is keyed per review, so a
@@ -1076,10 +1084,13 @@ bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id, con
   }
   spdlog::warn("attempt {} ({}): review {} gave no verdict ({}); reviewing it again", attempt_id,
                task_id, reviews, end.error);
+  // A read that failed says nothing of the attempt: reviewed again, its
+  // number read with the task when a critic takes it (TryReview).
+  const int n = attempt.ok() ? attempt->n : 0;
   json payload{{"attempt_id", attempt_id}, {"review", reviews}, {"error", end.error}};
   if (rate_limited) payload["rate_limited"] = true;
-  EmitEvent("attempt.review_again", std::move(payload), task_id, attempt->n);
-  review_queue_.push_back({attempt_id, attempt->n, std::nullopt});
+  EmitEvent("attempt.review_again", std::move(payload), task_id, n);
+  review_queue_.push_back({attempt_id, n, std::nullopt});
   return true;
 }
 

@@ -56,6 +56,7 @@ struct ForgeOptions {
   int circuit_failures = 5;
   std::string circuit_cooldown = "10m";
   double daily_usd = 0;
+  double task_usd = 0;
   std::vector<std::string> verify;
   std::map<std::string, std::string> extra_env;  // for the supervisor process
   std::string agent_yaml;                        // more "  key: value\n" lines of the agent section

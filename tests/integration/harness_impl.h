@@ -68,7 +68,7 @@ inline std::string ConfigYaml(const ForgeOptions& o) {
     << ", shutdown_grace: " << o.shutdown_grace << "}\n"
     << "circuit_breaker: {consecutive_failures: " << o.circuit_failures
     << ", cooldown: " << o.circuit_cooldown << "}\n"
-    << "budget: {daily_usd: " << o.daily_usd << "}\n"
+    << "budget: {daily_usd: " << o.daily_usd << ", task_usd: " << o.task_usd << "}\n"
     << o.extra_yaml;
   return y.str();
 }

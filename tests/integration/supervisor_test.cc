@@ -309,27 +309,37 @@ TEST(Supervisor, ACriticThatNeverAnswersCostsABoundedNumberOfRuns) {
   EXPECT_EQ(f.critic_runs(), 6);
 }
 
-// A critic agent (claude profile) that meets its rate limit the first three
-// times: each time dispatch pauses as for an agent's limit, the review waits
-// for the pause (`resume` here) and is not counted, so the fourth review's
-// approval passes the attempt; the agent ran once.
-TEST(Supervisor, ACriticsRateLimitPausesAndTheSameWorkIsReviewedAfterIt) {
-  char tmpl[] = "/tmp/forge-critic-agent-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+// A critic agent (claude profile) that meets its rate limit on its first
+// `limited` runs (every run: -1), each costing `usd`, then approves; its
+// runs are counted in <dir>/critic-runs.
+std::string RateLimitedCriticScript(const std::string& dir, int limited, double usd) {
   const std::string script = dir + "/critic.sh";
   const std::string count = dir + "/critic-runs";
   std::ofstream(script)
       << "#!/bin/sh\ncat >/dev/null\necho x >> '" << count << "'\n"
-      << "if [ $(wc -l < '" << count << "') -lt 4 ]; then\n"
+      << "if [ " << limited << " -lt 0 ] || [ $(wc -l < '" << count << "') -le " << limited
+      << " ]; then\n"
       << "  echo '{\"type\":\"result\",\"subtype\":\"error_during_execution\",\"is_error\":true,"
-         "\"api_error_status\":429,\"result\":\"rate limited\"}'; exit 1; fi\n"
+         "\"api_error_status\":429,\"result\":\"rate limited\",\"total_cost_usd\":"
+      << usd << "}'; exit 1; fi\n"
       << "echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
          "\"result\":\"{\\\"overall\\\":\\\"approve\\\"}\"}'\n";
-  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  EXPECT_EQ(::chmod(script.c_str(), 0755), 0);
+  return script;
+}
+
+// Each time the critic meets its limit dispatch pauses as for an agent's,
+// the review waits for the pause (`resume` here) and is not counted, so the
+// fourth review's approval passes the attempt; the agent ran once.
+TEST(Supervisor, ACriticsRateLimitPausesAndTheSameWorkIsReviewedAfterIt) {
+  char tmpl[] = "/tmp/forge-critic-agent-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string count = dir + "/critic-runs";
   ForgeOptions o;
   o.max_attempts = 1;
-  o.critic_yaml = "  agent: {profile: claude, command: [\"" + script + "\"]}\n";
+  o.critic_yaml =
+      "  agent: {profile: claude, command: [\"" + RateLimitedCriticScript(dir, 3, 0) + "\"]}\n";
   Forge forge(o);
   forge.Start();
   std::string id = forge.Submit("succeed");
@@ -359,6 +369,37 @@ TEST(Supervisor, ACriticsRateLimitPausesAndTheSameWorkIsReviewedAfterIt) {
               std::string::npos)
         << e.payload.dump();
   }
+  auto paused = forge.Events("", "dispatch.paused");
+  ASSERT_FALSE(paused.empty());
+  EXPECT_EQ(paused[0].payload["reason"], "critic agent reported a rate limit");
+  std::filesystem::remove_all(dir);
+}
+
+// A critic that meets its limit every time is not bounded by the three
+// reviews without a verdict: the task's budget bounds what it spends.
+TEST(Supervisor, ARateLimitedCriticStopsAtTheTasksBudget) {
+  char tmpl[] = "/tmp/forge-critic-agent-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  ForgeOptions o;
+  o.task_usd = 1.0;
+  o.critic_yaml =
+      "  agent: {profile: claude, command: [\"" + RateLimitedCriticScript(dir, -1, 0.5) + "\"]}\n";
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("succeed");
+  ASSERT_TRUE(WaitFor([&] { return forge.Events(id, "attempt.review_again").size() == 1; }, 20'000))
+      << forge.SupervisorLog();
+  ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("rate_limit"); }, 5000));
+  ASSERT_TRUE(forge.ctl().Call("resume").ok());
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked)) << forge.SupervisorLog();
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_DOUBLE_EQ(attempts[0].cost_usd, 1.0);
+  EXPECT_EQ(Lines(dir + "/critic-runs"), 2);
+  auto blocked = forge.Events(id, "task.blocked");
+  ASSERT_EQ(blocked.size(), 1u);
+  EXPECT_NE(blocked[0].payload.dump().find("budget"), std::string::npos) << blocked[0].payload;
   std::filesystem::remove_all(dir);
 }
 
