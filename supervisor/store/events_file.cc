@@ -114,6 +114,7 @@ Result<int64_t> EventsFile::LastCompleteSeq() {
     struct stat st {};
     if (fstat(fd_, &st) != 0) return IoError("stat of", path_);
     int64_t size = st.st_size;
+    last_line_.clear();
     if (size == 0) return int64_t{0};
     FORGE_ASSIGN_OR_RETURN(int64_t last_nl, LastNewlineBefore(fd_, size, path_));
     if (last_nl != size - 1) {  // torn: the last write did not finish its line
@@ -127,10 +128,23 @@ Result<int64_t> EventsFile::LastCompleteSeq() {
     if (pread(fd_, line.data(), line.size(), prev_nl + 1) != static_cast<ssize_t>(line.size())) {
       return IoError("reading", path_);
     }
-    if (auto seq = SeqOf(line)) return *seq;
+    if (auto seq = SeqOf(line)) {
+      last_line_ = std::move(line);
+      return *seq;
+    }
     spdlog::warn("events.jsonl {}: cutting an unreadable last line", path_);
     if (ftruncate(fd_, prev_nl + 1) != 0) return IoError("truncating", path_);
   }
+}
+
+Status EventsFile::MoveAside(const std::string& aside) {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  last_line_.clear();
+  if (rename(path_.c_str(), aside.c_str()) != 0) return IoError("renaming", path_);
+  fd_ = open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd_ < 0) return IoError("opening", path_);
+  return Status::Ok();
 }
 
 Status EventsFile::Append(const std::vector<proto::EventInfo>& events) {

@@ -30,6 +30,11 @@ class EventsFile {
   // or one that does not parse) and returns the seq of the last complete
   // line, 0 when the file is empty.
   Result<int64_t> OpenAndRecover();
+  // The last complete line as OpenAndRecover found it (no '\n'); empty for
+  // an empty file.
+  const std::string& last_line() const { return last_line_; }
+  // Renames the file to `aside` and starts a new, empty one at its path.
+  Status MoveAside(const std::string& aside);
 
   // Appends the events (already in seq order) with one write(). On a short
   // or failed write the file may end torn: call OpenAndRecover before the
@@ -55,6 +60,7 @@ class EventsFile {
   Result<int64_t> LastCompleteSeq();
   std::string path_;
   int fd_ = -1;
+  std::string last_line_;
 };
 
 }  // namespace forge::store

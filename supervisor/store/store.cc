@@ -313,9 +313,44 @@ struct Store::Impl {
       jsonl_needs_recover = true;
       return;
     }
+    if (*last > 0 && !FileEndsInTheTable(*last)) {
+      // Ahead of the database, or another one's: a restored backup, or a
+      // power loss that kept the file's last lines and not the WAL's last
+      // commits (synchronous: normal). Appending after it would skip the
+      // table's events up to that seq and keep lines of events the
+      // database does not have. Kept aside for the operator; rebuilt.
+      const std::string aside = events_file->path() + ".diverged-" + std::to_string(Now());
+      spdlog::warn(
+          "{}: its last line (seq {}) is not the database's event {} (a restored backup, or "
+          "the database lost its last commits): moved to {}; rebuilding it from the database",
+          events_file->path(), *last, *last, aside);
+      if (Status moved = events_file->MoveAside(aside); !moved.ok()) {
+        spdlog::error("events.jsonl: {}; will retry", moved.error().message);
+        jsonl_needs_recover = true;
+        return;
+      }
+      *last = 0;
+    }
     jsonl_needs_recover = false;
     jsonl_seq = *last;
     AppendMissingEvents();
+  }
+
+  // The file's last line is the table's event of that seq (the same kind,
+  // task, attempt and time). A read error is taken as a match: the file is
+  // only moved aside on evidence.
+  bool FileEndsInTheTable(int64_t seq) {
+    auto rows = ReadEvents(
+        "SELECT seq, ts, kind, task_id, attempt, payload FROM events WHERE seq = ?", seq);
+    if (!rows.ok()) return true;
+    if (rows->empty()) return false;
+    json in_file = json::parse(events_file->last_line(), nullptr, false);
+    json in_table = rows->front();
+    if (!in_file.is_object()) return false;
+    for (const char* key : {"kind", "task_id", "attempt", "ts"}) {
+      if (in_file.value(key, json()) != in_table.value(key, json())) return false;
+    }
+    return true;
   }
 
   void AppendMissingEvents() {

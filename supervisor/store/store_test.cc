@@ -1594,6 +1594,39 @@ TEST_F(StoreTest, EventsJsonlIsRepairedOnOpen) {
   EXPECT_EQ(*s->GetCursor("events.jsonl"), *s->LastEventSeq());
 }
 
+// A restored backup (or a power loss that kept the file's last lines and not
+// the WAL's last commits): the file runs ahead of the table. It is moved
+// aside and rebuilt, not appended to after lines the database never had.
+TEST_F(StoreTest, EventsJsonlAheadOfTheDatabaseIsRebuilt) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a"), Task("b")});
+  Finish(*s, ids[0]);
+  s.reset();
+  std::filesystem::copy_file(dir_.Path("forge.db"), dir_.Path("backup.db"));
+  s = OpenStore();
+  Finish(*s, ids[1]);
+  s.reset();
+  const auto ahead = ReadLines(dir_.Path("events.jsonl"));
+  std::filesystem::remove(dir_.Path("forge.db-wal"));
+  std::filesystem::remove(dir_.Path("forge.db-shm"));
+  std::filesystem::copy_file(dir_.Path("backup.db"), dir_.Path("forge.db"),
+                             std::filesystem::copy_options::overwrite_existing);
+  s = OpenStore();
+  MustSubmit(*s, {Task("c")});  // new events take the seqs the file had used
+  ExpectJsonlMatches(*s);
+  std::vector<std::string> aside;
+  for (const auto& e : std::filesystem::directory_iterator(dir_.Path(""))) {
+    if (e.path().filename().string().starts_with("events.jsonl.diverged-")) {
+      aside.push_back(e.path());
+    }
+  }
+  ASSERT_EQ(aside.size(), 1u);
+  EXPECT_EQ(ReadLines(aside[0]), ahead) << "the operator keeps the old file";
+  s.reset();
+  s = OpenStore();  // a file that matches is left as it is
+  ExpectJsonlMatches(*s);
+}
+
 TEST_F(StoreTest, EventsJsonlFailureNeverFailsTheDatabase) {
   // A directory where the file should be: every open/append fails.
   std::filesystem::create_directory(dir_.Path("events.jsonl"));
