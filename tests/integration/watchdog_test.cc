@@ -244,33 +244,40 @@ TEST(Watchdog, SupervisorKilledMidRunRecoversEverythingOnRestart) {
   EXPECT_EQ(forge.Events("", "attempt.ended").size(), forge.Runs().size());
 }
 
+// What a crash leaves behind, written with the store on a stopped Forge: a
+// task t1 (fake agent "succeed") whose first attempt is leased, and the
+// agent's report of it recorded. The store is returned open for more.
+std::unique_ptr<store::Store> AttemptReportedWhileStopped(Forge& forge,
+                                                          const store::AgentReport& report) {
+  EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
+  store::StoreOptions o;
+  o.db_path = forge.state_dir() + "/forge.db";
+  auto writer = store::Store::Open(o);
+  EXPECT_TRUE(writer.ok()) << writer.error().message;
+  if (!writer.ok()) return nullptr;
+  proto::SubmitTask t;
+  t.title = "interrupted";
+  t.brief = "b";
+  t.env = {{"FAKE_MODE", "succeed"}};
+  auto ids = (*writer)->Submit({t});
+  EXPECT_TRUE(ids.ok() && ids->front() == "t1");
+  auto a = (*writer)->LeaseAttempt("t1", store::Lease{});
+  EXPECT_TRUE(a.ok() && a->id == 1);
+  EXPECT_TRUE((*writer)->RecordAgentResult(1, report).ok());
+  return std::move(*writer);
+}
+
 // A crash between recording an agent's failure and closing its attempt:
 // the restart closes it `recovered`, and keeps what the agent reported.
 TEST(Watchdog, ARecoveredAttemptKeepsItsAgentsReportedError) {
   Forge forge;
   forge.Start();
-  ASSERT_EQ(forge.Signal(SIGTERM).exit_code, 0);
-  int64_t attempt_id = 0;
-  {
-    store::StoreOptions o;
-    o.db_path = forge.state_dir() + "/forge.db";
-    auto writer = store::Store::Open(o);
-    ASSERT_TRUE(writer.ok()) << writer.error().message;
-    proto::SubmitTask t;
-    t.title = "interrupted";
-    t.brief = "b";
-    t.env = {{"FAKE_MODE", "succeed"}};
-    auto ids = (*writer)->Submit({t});
-    ASSERT_TRUE(ids.ok());
-    auto a = (*writer)->LeaseAttempt(ids->front(), store::Lease{});
-    ASSERT_TRUE(a.ok());
-    attempt_id = a->id;
-    store::AgentReport r;
-    r.outcome = Outcome::kFailed;
-    r.exit_code = 2;
-    r.error = "exit 2: make test: 3 failures";
-    ASSERT_TRUE((*writer)->RecordAgentResult(a->id, r).ok());
-  }
+  store::AgentReport r;
+  r.outcome = Outcome::kFailed;
+  r.exit_code = 2;
+  r.error = "exit 2: make test: 3 failures";
+  ASSERT_NE(AttemptReportedWhileStopped(forge, r), nullptr);
+  const int64_t attempt_id = 1;
   forge.Start();
   auto attempts = forge.Attempts("t1");
   ASSERT_FALSE(attempts.empty());
@@ -289,32 +296,20 @@ TEST(Watchdog, ARecoveredAttemptKeepsItsAgentsReportedError) {
 TEST(Watchdog, AnAttemptInReviewAtACrashIsReviewedAgainNotRerun) {
   Forge forge;
   forge.Start();
-  ASSERT_EQ(forge.Signal(SIGTERM).exit_code, 0);
-  int64_t attempt_id = 0;
+  const int64_t attempt_id = 1;
   {
-    store::StoreOptions o;
-    o.db_path = forge.state_dir() + "/forge.db";
-    auto writer = store::Store::Open(o);
-    ASSERT_TRUE(writer.ok()) << writer.error().message;
-    proto::SubmitTask t;
-    t.title = "reviewed when the supervisor died";
-    t.brief = "b";
-    t.env = {{"FAKE_MODE", "succeed"}};
-    auto ids = (*writer)->Submit({t});
-    ASSERT_TRUE(ids.ok());
-    auto a = (*writer)->LeaseAttempt(ids->front(), store::Lease{});
-    ASSERT_TRUE(a.ok());
-    attempt_id = a->id;
-    store::AgentReport r;
-    r.outcome = Outcome::kPassed;
-    r.exit_code = 0;
-    ASSERT_TRUE((*writer)->RecordAgentResult(a->id, r).ok());
-    ASSERT_TRUE((*writer)->AddCriticSpend(a->id, 1, 0.25, 10, 1).ok());
-    ASSERT_TRUE((*writer)
+    store::AgentReport passed;
+    passed.outcome = Outcome::kPassed;
+    passed.exit_code = 0;
+    auto writer = AttemptReportedWhileStopped(forge, passed);
+    ASSERT_NE(writer, nullptr);
+    ASSERT_TRUE(writer->AddCriticSpend(attempt_id, 1, 0.25, 10, 1).ok());
+    ASSERT_TRUE(writer
                     ->Emit("attempt.review_again",
-                           json{{"attempt_id", a->id}, {"review", 1}, {"error", "prose"}}, "t1", 1)
+                           json{{"attempt_id", attempt_id}, {"review", 1}, {"error", "prose"}},
+                           "t1", 1)
                     .ok());
-    ASSERT_EQ((*writer)->GetTask("t1")->state, TaskState::kReviewing);
+    ASSERT_EQ(writer->GetTask("t1")->state, TaskState::kReviewing);
   }
   std::filesystem::create_directories(forge.state_dir() + "/workspaces/t1");  // the agent's work
   forge.Start();
