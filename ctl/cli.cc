@@ -13,6 +13,7 @@
 #include "ctl/doctor.h"
 #include "ctl/stats.h"
 #include "ctl/terminal.h"
+#include "ctl/utf8.h"
 #include "ctl/watch.h"
 
 namespace forge::ctl {
@@ -64,9 +65,8 @@ struct Flags {
   bool once = false;
 };
 
-}  // namespace
-
-int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
+// RunCli without its last resort; *command is set once the command is known.
+int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string* command) {
   Flags f;
   CLI::App app{"forge-ctl: see and steer a Forge supervisor and its queue", "forge-ctl"};
   app.set_version_flag("--version", FORGE_VERSION);
@@ -203,6 +203,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
     err << "Run 'forge-ctl --help' or 'forge-ctl COMMAND --help' for usage.\n";
     return kExitUsage;
   }
+  for (const CLI::App* sub : app.get_subcommands()) *command = sub->get_name();
 
   // On a terminal nothing a task, an agent or a check wrote can control it
   // (ctl/terminal.h). `logs` prints the agent's output as it was, as `tail`
@@ -263,6 +264,27 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   if (doctor->parsed()) return CmdDoctor(env);
   if (watch->parsed()) return CmdWatch(env, f.once);
   return Usage(env, "no command given");
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
+  // The last resort: whatever a command did not expect (a library's
+  // exception) ends it with one line and exit 1, never with an abort.
+  std::string command;
+  auto internal = [&](std::string_view what) {
+    err << "forge-ctl: internal error" << (command.empty() ? "" : " in '" + command + "'") << ": "
+        << ShowBytes(what, 500) << "\n";
+    err.flush();
+    return kExitRejected;
+  };
+  try {
+    return Run(argc, argv, out, err, &command);
+  } catch (const std::exception& e) {
+    return internal(e.what());
+  } catch (...) {
+    return internal("unknown exception");
+  }
 }
 
 }  // namespace forge::ctl

@@ -162,6 +162,33 @@ TEST_F(CliTest, GlobalFlagsAfterTheCommandAndNoSupervisor) {
   EXPECT_EQ(status.rc, kExitNoSupervisor);
 }
 
+// As typed at a shell: $'t1\xff', a Windows-1252 brief file.
+TEST_F(CliTest, TextThatIsNotUtf8IsAUsageError) {
+  auto show = Cli({"--state-dir", state_, "show", "t1\xff"});
+  EXPECT_EQ(show.rc, kExitUsage);
+  EXPECT_EQ(show.err, "forge-ctl: task id 't1\\xff': not UTF-8 (byte 0xff at character 3)\n");
+  const std::string notes = dir_.Path("notes.md");
+  std::ofstream(notes) << "\x93quoted\x94\n";
+  auto submit = Cli({"--state-dir", state_, "submit", "--title", "x", "--brief-file", notes});
+  EXPECT_EQ(submit.rc, kExitUsage);
+  EXPECT_THAT(submit.err, HasSubstr("--brief-file '" + notes + "': not UTF-8 (byte 0x93"));
+}
+
+// The last resort: an exception no command expected (here a supervisor's
+// reply whose "message" is a number) ends forge-ctl with one line and exit
+// 1, never with an abort.
+TEST_F(CliTest, AnExceptionEscapingACommandIsOneLineAndExit1) {
+  std::filesystem::create_directories(state_);
+  testing::FakeSupervisor fake(state_, [](const proto::json&) {
+    return testing::FakeSupervisor::Ok({{"message", 42}});
+  });
+  auto pause = Cli({"--state-dir", state_, "pause"});
+  EXPECT_EQ(pause.rc, kExitRejected);
+  EXPECT_THAT(pause.err, ::testing::StartsWith("forge-ctl: internal error in 'pause': "));
+  EXPECT_THAT(pause.err, HasSubstr("type must be string"));
+  EXPECT_EQ(std::count(pause.err.begin(), pause.err.end(), '\n'), 1) << pause.err;
+}
+
 TEST(ResolveStateDirTest, FlagThenEnvironmentThenDotForge) {
   ::setenv("FORGE_STATE_DIR", "/tmp/from-env", 1);
   EXPECT_EQ(ResolveStateDir("/tmp/flag"), "/tmp/flag");

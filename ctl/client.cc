@@ -113,10 +113,19 @@ Result<json> ControlClient::Call(const std::string& cmd, const json& args) {
   json request = args.is_object() ? args : json::object();
   request["v"] = proto::kProtocolVersion;
   request["cmd"] = cmd;
+  // Encoded before any frame is sent: a request that cannot be encoded (text
+  // that is not UTF-8, which the commands refuse first) must leave no
+  // half-sent message on the socket, and must not escape as an exception.
+  std::string body;
+  try {
+    body = request.dump();
+  } catch (const json::exception& e) {
+    return MakeError(ErrorCode::kInvalid,
+                     "cannot send '" + cmd + "' to the supervisor: " + std::string(e.what()));
+  }
   try {
     zmq::socket_t& socket = *impl_->socket;
     socket.send(zmq::message_t(), zmq::send_flags::sndmore);
-    std::string body = request.dump();
     socket.send(zmq::buffer(body), zmq::send_flags::none);
 
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};

@@ -19,6 +19,7 @@
 #include "common/fd.h"
 #include "common/git.h"
 #include "common/paths.h"
+#include "ctl/utf8.h"
 #include "proto/control.h"
 #include "proto/messages.h"
 #include "supervisor/config/yaml_reader.h"
@@ -58,6 +59,13 @@ std::string Dump(const json& j, int indent = -1) {
 }
 void PrintJson(Env& env, const json& j) {
   *env.out << Dump(j, 2) << "\n";
+}
+
+// Exit 2 naming an argument that is not UTF-8, which no request can carry
+// (ctl/utf8.h); kExitOk when it is UTF-8.
+int CheckArgument(Env& env, std::string_view text, const std::string& what) {
+  Status utf8 = CheckUtf8(text, what);
+  return utf8.ok() ? kExitOk : Usage(env, utf8.error().message);
 }
 
 Error NotRunning(const std::string& state_dir) {
@@ -163,6 +171,14 @@ int CmdStatus(Env& env) {
 Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
   auto invalid = [](std::string m) { return MakeError(ErrorCode::kInvalid, std::move(m)); };
   if (args.title.empty()) return invalid("--title is required (or give --plan FILE)");
+  // Everything below travels as JSON, which carries only UTF-8 (ctl/utf8.h).
+  std::vector<std::pair<std::string, const std::string*>> texts = {
+      {"--title", &args.title}, {"--brief", &args.brief}, {"--repo", &args.repo},
+      {"--base", &args.base},   {"--agent", &args.agent}, {"--model", &args.model}};
+  for (const auto& check : args.verify) texts.emplace_back("--verify", &check);
+  for (const auto& dep : args.depends_on) texts.emplace_back("--depends-on", &dep);
+  for (const auto& kv : args.env) texts.emplace_back("--env", &kv);
+  for (const auto& [flag, text] : texts) FORGE_RETURN_IF_ERROR(CheckUtf8(*text, flag));
   auto blank = [](const std::string& text) {
     return text.find_first_not_of(" \t\n\r") == std::string::npos;
   };
@@ -183,6 +199,10 @@ Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
     text << in.rdbuf();
     task.brief = text.str();
     if (task.brief.empty()) return invalid("--brief-file '" + args.brief_file + "' is empty");
+    if (size_t at = FindInvalidUtf8(task.brief); at != std::string::npos) {
+      return invalid("--brief-file '" + ShowBytes(args.brief_file) + "': not UTF-8 (" +
+                     DescribeInvalidUtf8(task.brief, at) + "); save it as UTF-8");
+    }
   }
   if (size_t size = store::EncodedBriefSize(task.brief); size > store::kMaxBriefBytes) {
     std::string flag =
@@ -374,6 +394,7 @@ int CmdList(Env& env, const ListArgs& args) {
 }
 
 int CmdShow(Env& env, const std::string& id) {
+  if (int rc = CheckArgument(env, id, "task id"); rc != kExitOk) return rc;
   auto source = OpenReadSource(env);
   if (!source.ok()) return Fail(env, source.error());
   auto show = (*source)->Show(id);
@@ -449,6 +470,9 @@ Result<std::optional<std::pair<std::string, std::string>>> StuckDependency(
 
 int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t> timeout_ms) {
   if (ids.empty()) return Usage(env, "wait needs at least one task id");
+  for (const auto& id : ids) {
+    if (int rc = CheckArgument(env, id, "task id"); rc != kExitOk) return rc;
+  }
   auto client = RequireSupervisor(env);
   if (!client.ok()) return Fail(env, client.error());
   // A supervisor that stops answering does not end the wait: the database
@@ -592,6 +616,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
 // ---------------------------------------------------------------- changes
 
 int CmdChange(Env& env, const std::string& cmd, const std::string& id) {
+  if (int rc = CheckArgument(env, id, "task id"); rc != kExitOk) return rc;
   auto client = RequireSupervisor(env);
   if (!client.ok()) return Fail(env, client.error());
   auto body = (*client)->Call(cmd, json{{"id", id}});
@@ -634,6 +659,7 @@ int PrintReply(Env& env, const json& body, const std::string& line) {
 }  // namespace
 
 int CmdPause(Env& env, const std::string& reason) {
+  if (int rc = CheckArgument(env, reason, "--reason"); rc != kExitOk) return rc;
   json args = json::object();
   if (!reason.empty()) args["reason"] = reason;
   auto body = Control(env, "pause", args);
@@ -772,6 +798,8 @@ class EventReader {
 int CmdEvents(Env& env, const EventsArgs& args) {
   if (args.since < 0) return Usage(env, "--since must not be negative");
   if (args.limit < 0) return Usage(env, "--limit must not be negative");
+  if (int rc = CheckArgument(env, args.task_id, "--task"); rc != kExitOk) return rc;
+  if (int rc = CheckArgument(env, args.kind, "--kind"); rc != kExitOk) return rc;
   EventReader reader(env);
   int64_t since = args.since;
   int printed = 0;
@@ -844,6 +872,7 @@ void CopyNew(const std::string& path, off_t* offset, std::ostream& out) {
 
 int CmdLogs(Env& env, const LogsArgs& args) {
   if (args.attempt < 0) return Usage(env, "--attempt must be at least 1");
+  if (int rc = CheckArgument(env, args.id, "task id"); rc != kExitOk) return rc;
   // As the other read-only commands: a state directory nothing ever ran in
   // (a typo, most likely) is exit 3, and --follow must not wait on it.
   if (!SupervisorPid(env.state_dir)) {

@@ -69,6 +69,38 @@ TEST(ControlClientTest, OkErrorAndTimeout) {
   EXPECT_EQ((*again)["echo"]["cmd"], "status");
 }
 
+// A request that cannot be encoded (text that is not UTF-8) is an error
+// naming the command, not an exception, and leaves nothing half-sent: the
+// next request on the same client gets its own answer.
+TEST(ControlClientTest, ARequestThatIsNotUtf8IsAnErrorAndSendsNothing) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json& r) -> json {
+    return FakeSupervisor::Ok({{"echo", r}});
+  });
+  auto client = ControlClient::Connect(h.state_dir, 2000);
+  ASSERT_TRUE(client.ok());
+  auto bad = (*client)->Call("pause", json{{"reason", "caf\xe9"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalid);
+  EXPECT_THAT(bad.error().message, HasSubstr("cannot send 'pause' to the supervisor"));
+  auto next = (*client)->Call("status");
+  ASSERT_TRUE(next.ok()) << next.error().ToString();
+  EXPECT_EQ((*next)["echo"]["cmd"], "status");
+  EXPECT_EQ(fake.requests().size(), 1u);
+}
+
+// Text that is not UTF-8 (a Windows-1252 brief file, a Latin-1 plan, an id
+// or reason typed in another encoding) is refused before anything is sent,
+// exit 2 naming it; before, forge-ctl aborted (json type_error 316).
+TEST(LiveTest, TextThatIsNotUtf8IsRefusedBeforeAnythingIsSent) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json&) {
+    return FakeSupervisor::Ok({{"ids", {"t1"}}});
+  });
+  testing::ExpectNotUtf8IsRefused(h);
+  EXPECT_EQ(fake.requests().size(), 0u);
+}
+
 // A git repository with a main branch at h.dir/name.
 std::string MakeRepo(CtlHarness& h, const std::string& name) {
   std::string repo = h.dir.Path(name);

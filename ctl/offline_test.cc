@@ -369,6 +369,12 @@ TEST_F(OfflineTest, CommandsThatNeedTheSupervisorExit3WithTheStartCommand) {
   expect3("wait", CmdWait(h_.env, {done_}, 1000));
 }
 
+// Without a supervisor as with one: exit 2 naming the text, not exit 3 for
+// the commands that need it, nor "no such task" for the read-only ones.
+TEST_F(OfflineTest, TextThatIsNotUtf8IsAUsageError) {
+  testing::ExpectNotUtf8IsRefused(h_);
+}
+
 // The hint names the config the supervisor last started with: following it
 // must not bring the supervisor back on defaults. With a path that needs
 // quoting, it is quoted.

@@ -11,6 +11,7 @@
 #include <optional>
 #include <sstream>
 
+#include "ctl/utf8.h"
 #include "supervisor/config/yaml_reader.h"
 #include "supervisor/store/submit_check.h"
 
@@ -27,6 +28,7 @@ struct Entry {
   Marks present;                          // key -> value position
   std::vector<YAML::Mark> depends_marks;  // position of each depends_on item
   std::vector<YAML::Mark> verify_marks;   // position of each verify item
+  Marks env_marks;                        // env name -> value position
 };
 
 Result<std::string> ReadText(const std::string& path) {
@@ -99,7 +101,14 @@ Entry ReadTask(YamlReader& r, const YAML::Node& node, const std::string& key,
           {"allow_empty", [&](auto& v, auto& k) { r.ReadBool(v, k, &t.allow_empty); }},
           {"agent", [&](auto& v, auto& k) { r.ReadEnum(v, k, &t.agent, kProfiles); }},
           {"model", [&](auto& v, auto& k) { r.ReadString(v, k, &t.model); }},
-          {"env", [&](auto& v, auto& k) { r.ReadEnvMap(v, k, &t.env); }},
+          {"env",
+           [&](auto& v, auto& k) {
+             r.ReadEnvMap(v, k, &t.env);
+             if (!v.IsMap()) return;
+             for (const auto& kv : v) {
+               if (kv.first.IsScalar()) e.env_marks[kv.first.Scalar()] = kv.second.Mark();
+             }
+           }},
       });
   t.max_attempts = max_attempts;
   return e;
@@ -127,6 +136,36 @@ void CheckSendable(YamlReader& r, const std::string& key, const Entry& e) {
   }
 }
 
+// Every text the task sends is UTF-8 (ctl/utf8.h: JSON carries nothing
+// else), each checked at its own line.
+void CheckUtf8Text(YamlReader& r, const std::string& key, const Entry& e) {
+  const proto::SubmitTask& t = e.task;
+  auto check = [&](const std::string& text, const std::string& name, const YAML::Mark& at) {
+    const size_t bad = FindInvalidUtf8(text);
+    if (bad == std::string::npos) return;
+    r.Problem(at, "key '" + key + "." + name + "': '" + ShowBytes(text) + "' is not UTF-8 (" +
+                      DescribeInvalidUtf8(text, bad) + ")");
+  };
+  const std::pair<const char*, const std::string*> scalars[] = {
+      {"id", &t.id},     {"title", &t.title}, {"brief", &t.brief},
+      {"repo", &t.repo}, {"base", &t.base},   {"model", &t.model}};
+  for (const auto& [name, text] : scalars) {
+    if (auto at = e.present.find(name); at != e.present.end()) check(*text, name, at->second);
+  }
+  auto list = [&](const std::vector<std::string>& items, const std::vector<YAML::Mark>& marks,
+                  const std::string& name) {
+    for (size_t i = 0; i < items.size(); ++i) {
+      check(items[i], name + "[" + std::to_string(i) + "]", i < marks.size() ? marks[i] : e.at);
+    }
+  };
+  list(t.verify, e.verify_marks, "verify");
+  list(t.depends_on, e.depends_marks, "depends_on");
+  for (const auto& [name, value] : t.env) {
+    auto at = e.env_marks.find(name);
+    check(value, "env." + name, at != e.env_marks.end() ? at->second : e.at);
+  }
+}
+
 // Required keys, brief vs brief_file, and reading the brief file.
 void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_dir,
                const std::string& brief_file, Entry& e) {
@@ -139,6 +178,7 @@ void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_di
       r.Problem(it->second, "key '" + key + "." + required + "': must not be empty");
     }
   }
+  CheckUtf8Text(r, key, e);
   CheckSendable(r, key, e);
   auto file_at = e.present.find("brief_file");
   if (file_at == e.present.end()) {
@@ -159,6 +199,12 @@ void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_di
   Result<std::string> text = ReadText(file.lexically_normal().string());
   if (!text.ok()) {
     r.Problem(file_at->second, "key '" + key + ".brief_file': " + text.error().message);
+    return;
+  }
+  if (size_t bad = FindInvalidUtf8(*text); bad != std::string::npos) {
+    r.Problem(file_at->second, "key '" + key + ".brief_file': " + ShowBytes(file.string()) +
+                                   " is not UTF-8 (" + DescribeInvalidUtf8(*text, bad) +
+                                   "); save it as UTF-8");
     return;
   }
   if (size_t size = store::EncodedBriefSize(*text); size > store::kMaxBriefBytes) {

@@ -21,7 +21,8 @@ namespace forge::ctl {
 // unknown keys, wrong types, missing id/title, duplicate ids, brief and
 // brief_file together, unreadable brief files, depends_on naming neither a
 // task of the plan nor an existing task id (t<digits>, checked by the store),
-// and dependency cycles ("dependency cycle: a -> b -> a").
+// dependency cycles ("dependency cycle: a -> b -> a"), and text that is not
+// UTF-8 (a value, or a brief_file's contents), which no request can carry.
 Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path);
 
 // The same from text; `path` names the file in messages and locates brief files.

@@ -301,6 +301,68 @@ TEST_F(PlanTest, ExamplePlanLoads) {
   EXPECT_EQ((*tasks)[2].depends_on, (std::vector<std::string>{"parser", "docs"}));
 }
 
+// JSON carries only UTF-8: text in another encoding is refused at its line,
+// not sent (nlohmann's dump() threw on it, and forge-ctl aborted).
+TEST_F(PlanTest, TextThatIsNotUtf8NamesItsLine) {
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: caf\xe9\n"),
+            At(3, 12, "key 'tasks[0].title': 'caf\\xe9' is not UTF-8 (byte 0xe9 at character 4)"));
+  Write("latin1.md", "d\xe9j\xe0 vu\n");
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    brief_file: latin1.md\n"),
+            At(4, 17,
+               "key 'tasks[0].brief_file': " + dir_ +
+                   "/latin1.md is not UTF-8 (byte 0xe9 at line 1, column 2); save it as UTF-8"));
+  EXPECT_EQ(
+      ErrorOf("tasks:\n  - id: a\n    title: A\n    verify: [make, \"m\xe9\"]\n"),
+      At(4, 20, "key 'tasks[0].verify[1]': 'm\\xe9' is not UTF-8 (byte 0xe9 at character 2)"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    env: {X: \"\xff\"}\n"),
+            At(4, 14, "key 'tasks[0].env.X': '\\xff' is not UTF-8 (byte 0xff at character 1)"));
+  EXPECT_THAT(ErrorOf("tasks:\n  - id: a\n    title: A\n    brief: |\n      one\n      tw\x93o\n"),
+              HasSubstr(At(4, 12,
+                           "key 'tasks[0].brief': 'one\\ntw\\x93o\\n' is not UTF-8 (byte 0x93 "
+                           "at line 2, column 3)")));
+  EXPECT_THAT(ErrorOf("tasks:\n  - {id: \"a\xff\", title: A, repo: \"/src/\xe9\", "
+                      "base: \"\xe9\", model: \"\xe9\", depends_on: [\"\xe9\"]}\n"),
+              ::testing::AllOf(HasSubstr("key 'tasks[0].id': 'a\\xff'"),
+                               HasSubstr("key 'tasks[0].repo': '/src/\\xe9'"),
+                               HasSubstr("key 'tasks[0].base'"), HasSubstr("key 'tasks[0].model'"),
+                               HasSubstr("key 'tasks[0].depends_on[0]'")));
+}
+
+// Whatever a plan's bytes, it loads and its request encodes, or it is
+// refused with a located line per problem.
+TEST_F(PlanTest, APlanThatLoadsCanBeEncoded) {
+  const std::string base = R"(tasks:
+  - {id: a, title: "A b", brief: "c d", depends_on: [b], verify: [make], model: m}
+  - {id: b, title: B, env: {X: "y z"}, repo: "", base: ""}
+)";
+  std::mt19937 rng(11);
+  int loaded = 0, refused = 0;
+  for (int i = 0; i < 2000; ++i) {
+    std::string text = base;
+    for (int edits = 1 + static_cast<int>(rng() % 3); edits > 0; --edits) {
+      // A byte of another encoding, or a UTF-8 character ("é").
+      std::string insert = rng() % 2 ? std::string(1, static_cast<char>(0x80 + rng() % 128))
+                                     : std::string("\xc3\xa9");
+      text.insert(rng() % text.size(), insert);
+    }
+    auto tasks = ParsePlan(text, "p.yaml");
+    if (!tasks.ok()) {
+      ++refused;
+      std::istringstream lines(tasks.error().message);
+      for (std::string line; std::getline(lines, line);) {
+        ASSERT_THAT(line, ::testing::StartsWith("p.yaml")) << tasks.error().message;
+      }
+      continue;
+    }
+    ++loaded;
+    proto::SubmitRequest request;
+    request.tasks = *tasks;
+    EXPECT_NO_THROW((void)proto::json(request).dump()) << text;
+  }
+  EXPECT_GT(loaded, 0);
+  EXPECT_GT(refused, 0);
+}
+
 // Mutations of a valid plan either parse or give one located line per problem.
 TEST_F(PlanTest, MangledInputNeverCrashes) {
   const std::string base = R"(tasks:

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -209,5 +210,83 @@ class FakeSupervisor {
   std::vector<json> requests_;
   std::thread thread_;
 };
+
+// Text that is not UTF-8 cannot go into a request (JSON): each command
+// refuses it with exit 2 naming the flag, the argument or the plan line, the
+// same whether a supervisor runs or not. Returns after checking every case;
+// the caller checks that nothing was sent.
+inline void ExpectNotUtf8IsRefused(CtlHarness& h) {
+  auto expect = [&](const std::string& what, int rc, const std::string& message,
+                    const std::string& and_message = "") {
+    EXPECT_EQ(rc, kExitUsage) << what << ": " << h.err.str();
+    for (const std::string& wanted : {message, and_message}) {
+      EXPECT_NE(h.err.str().find(wanted), std::string::npos)
+          << what << ": " << h.err.str() << "\nwanted: " << wanted;
+    }
+    h.Clear();
+  };
+  // A Windows-1252 brief file (curly quotes are 0x93 and 0x94).
+  const std::string notes = h.dir.Path("notes.md");
+  std::ofstream(notes) << "Fix it.\nHe said \x93hi\x94\n";
+  SubmitArgs brief_file;
+  brief_file.title = "x";
+  brief_file.brief_file = notes;
+  expect("--brief-file", CmdSubmit(h.env, brief_file),
+         "forge-ctl: --brief-file '" + notes +
+             "': not UTF-8 (byte 0x93 at line 2, column 9); save it as UTF-8\n");
+  const std::string latin1 = "caf\xe9";
+  const std::string shown = "'caf\\xe9': not UTF-8 (byte 0xe9 at character 4)";
+  for (const char* flag : {"--title", "--brief", "--repo", "--base", "--agent", "--model",
+                           "--verify", "--depends-on", "--env"}) {
+    SubmitArgs a;
+    a.title = "x";
+    const std::string f = flag;
+    if (f == "--title") a.title = latin1;
+    if (f == "--brief") a.brief = latin1;
+    if (f == "--repo") a.repo = latin1;
+    if (f == "--base") a.base = latin1;
+    if (f == "--agent") a.agent = latin1;
+    if (f == "--model") a.model = latin1;
+    if (f == "--verify") a.verify = {"make", latin1};
+    if (f == "--depends-on") a.depends_on = {latin1};
+    if (f == "--env") a.env = {"A=" + latin1};
+    const std::string value =
+        f == "--env" ? "'A=caf\\xe9': not UTF-8 (byte 0xe9 at character 6)" : shown;
+    expect(f, CmdSubmit(h.env, a), "forge-ctl: " + f + " " + value + "\n");
+  }
+
+  // A plan: a Latin-1 title and brief file, each at its line.
+  std::ofstream(h.dir.Path("latin1.md")) << "ligne un\nd\xe9j\xe0 vu\n";
+  const std::string plan = h.dir.Path("plan.yaml");
+  std::ofstream(plan) << "tasks:\n"
+                         "  - id: a\n    title: caf\xe9\n"
+                         "  - id: b\n    title: B\n    brief_file: latin1.md\n";
+  SubmitArgs p;
+  p.plan = plan;
+  expect("plan", CmdSubmit(h.env, p),
+         plan + ":3:12: key 'tasks[0].title': 'caf\\xe9' is not UTF-8 (byte 0xe9 at character 4)",
+         plan + ":6:17: key 'tasks[1].brief_file': " + h.dir.Path("latin1.md") +
+             " is not UTF-8 (byte 0xe9 at line 2, column 2); save it as UTF-8");
+
+  // Arguments: a usage error naming each.
+  const std::string id = "t1\xff";
+  const std::string id_shown = "task id 't1\\xff': not UTF-8 (byte 0xff at character 3)\n";
+  expect("show", CmdShow(h.env, id), "forge-ctl: " + id_shown);
+  for (const char* change : {"cancel", "retry", "approve"}) {
+    expect(change, CmdChange(h.env, change, id), "forge-ctl: " + id_shown);
+  }
+  expect("wait", CmdWait(h.env, {"t1", id}, 0), "forge-ctl: " + id_shown);
+  LogsArgs logs;
+  logs.id = id;
+  expect("logs", CmdLogs(h.env, logs), "forge-ctl: " + id_shown);
+  expect("pause", CmdPause(h.env, latin1), "forge-ctl: --reason " + shown + "\n");
+  EventsArgs events;
+  events.task_id = "\xff";
+  expect("events --task", CmdEvents(h.env, events),
+         "forge-ctl: --task '\\xff': not UTF-8 (byte 0xff at character 1)\n");
+  events.task_id = "";
+  events.kind = latin1;
+  expect("events --kind", CmdEvents(h.env, events), "forge-ctl: --kind " + shown + "\n");
+}
 
 }  // namespace forge::ctl::testing

@@ -1,0 +1,35 @@
+// Text forge-ctl sends to the supervisor must be UTF-8: the control protocol
+// is JSON, which carries nothing else, and encoding other bytes throws
+// (nlohmann type_error 316). Titles, briefs (and brief files), ids and
+// reasons are checked before a request is built, so that a Latin-1 or
+// Windows-1252 file is refused naming the flag, the plan line or the
+// argument (exit 2) rather than failing in the middle of a request.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace forge::ctl {
+
+// The offset of the first byte that is not part of a well-formed UTF-8
+// sequence (RFC 3629: no overlong forms, no surrogates, nothing past
+// U+10FFFF, as nlohmann::json accepts), or npos when text is UTF-8.
+size_t FindInvalidUtf8(std::string_view text);
+
+// Where that byte is: "byte 0x93 at line 2, column 7" for text of several
+// lines, "byte 0xe9 at character 4" for one line (columns and characters
+// count from 1).
+std::string DescribeInvalidUtf8(std::string_view text, size_t at);
+
+// The text for a message: UTF-8 as it is, other bytes as \xNN (as bash's
+// $'...' writes them) and control characters escaped; cut after max bytes.
+std::string ShowBytes(std::string_view text, size_t max = 80);
+
+// kInvalid "WHAT 'VALUE': not UTF-8 (byte 0xe9 at character 4)" when text is
+// not UTF-8 (what: "--title", "task id", ...); Ok otherwise.
+Status CheckUtf8(std::string_view text, const std::string& what);
+
+}  // namespace forge::ctl

@@ -1,0 +1,79 @@
+// What forge-ctl accepts as UTF-8 is exactly what nlohmann::json can encode:
+// a byte the check lets through must never make a request's dump() throw.
+#include "ctl/utf8.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "proto/messages.h"
+
+namespace forge::ctl {
+namespace {
+
+using ::testing::HasSubstr;
+
+bool JsonEncodes(const std::string& text) {
+  try {
+    (void)proto::json(text).dump();
+    return true;
+  } catch (const proto::json::exception&) {
+    return false;
+  }
+}
+
+TEST(Utf8Test, AgreesWithWhatJsonCanEncode) {
+  const std::vector<std::pair<std::string, size_t>> cases = {
+      {"", std::string::npos},
+      {"plain ascii\n\t\x01", std::string::npos},
+      {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e \xf4\x8f\xbf\xbf", std::string::npos},
+      {"caf\xe9", 3},           // Latin-1
+      {"\x93quoted\x94", 0},    // Windows-1252
+      {"ok\x80", 2},            // a lone continuation byte
+      {"\xc0\xaf", 0},          // overlong '/'
+      {"\xe0\x80\xaf", 0},      // overlong, three bytes
+      {"\xed\xa0\x80", 0},      // a UTF-16 surrogate
+      {"\xf4\x90\x80\x80", 0},  // past U+10FFFF
+      {"\xf5\x80\x80\x80", 0},  // no such lead byte
+      {"ab\xe2\x82", 2},        // cut mid-character at the end
+      {"ab\xe2\x82z", 2},       // cut mid-character inside
+      {"\xff", 0},
+  };
+  for (const auto& [text, at] : cases) {
+    EXPECT_EQ(FindInvalidUtf8(text), at) << ShowBytes(text);
+    EXPECT_EQ(JsonEncodes(text), at == std::string::npos) << ShowBytes(text);
+  }
+  // Every two-byte string, for agreement on every lead and second byte.
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) {
+      for (const std::string& tail : {std::string(), std::string("\x80\x80", 2)}) {
+        std::string text{static_cast<char>(a), static_cast<char>(b)};
+        text += tail;
+        ASSERT_EQ(FindInvalidUtf8(text) == std::string::npos, JsonEncodes(text)) << ShowBytes(text);
+      }
+    }
+  }
+}
+
+TEST(Utf8Test, SaysWhereTheByteIs) {
+  EXPECT_EQ(DescribeInvalidUtf8("caf\xe9", 3), "byte 0xe9 at character 4");
+  EXPECT_EQ(DescribeInvalidUtf8("\xc3\xa9t\xe9", 3), "byte 0xe9 at character 3");
+  EXPECT_EQ(DescribeInvalidUtf8("one\ntwo \x93x\x94\n", 8), "byte 0x93 at line 2, column 5");
+}
+
+TEST(Utf8Test, ShowsOtherBytesEscaped) {
+  EXPECT_EQ(ShowBytes("caf\xe9 \xc3\xa9\n\x1b[2J"), "caf\\xe9 \xc3\xa9\\n\\x1b[2J");
+  EXPECT_EQ(ShowBytes(std::string(100, 'a'), 10), "aaaaaaaaaa...");
+  // Cut between characters, never inside one.
+  EXPECT_EQ(ShowBytes("a\xe2\x82\xac\xe2\x82\xac", 2), "a\xe2\x82\xac...");
+}
+
+TEST(Utf8Test, CheckNamesTheArgument) {
+  EXPECT_TRUE(CheckUtf8("t12", "task id").ok());
+  Status bad = CheckUtf8("t1\xff", "task id");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(bad.error().message, "task id 't1\\xff': not UTF-8 (byte 0xff at character 3)");
+}
+
+}  // namespace
+}  // namespace forge::ctl
