@@ -66,7 +66,16 @@ Status ControlClient::Reconnect() {
     impl_->socket.reset();
     auto socket = std::make_unique<zmq::socket_t>(impl_->context, zmq::socket_type::dealer);
     socket->set(zmq::sockopt::linger, 0);
-    socket->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(proto::kMaxMessageBytes));
+    // No cap on what this socket receives (-1, ZeroMQ's default). The peer
+    // is the supervisor that owns the state directory, on its own ipc://
+    // socket, and its replies have no size bound (ls carries every task
+    // with its brief; show and events pages can be large). Any cap here is
+    // a reply ZeroMQ drops unseen, which after the timeout read as "the
+    // supervisor did not answer" and fell back to the database; a finite
+    // cap larger than 4 MiB would only move that line. The supervisor's
+    // own socket still caps what it receives (requests; a plan too large
+    // for one is staged in chunks).
+    socket->set(zmq::sockopt::maxmsgsize, int64_t{-1});
     socket->connect(endpoint_);
     impl_->socket = std::move(socket);
     return Status::Ok();

@@ -9,10 +9,12 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <sstream>
 
 #include "ctl/doctor.h"
 #include "ctl/test_support.h"
 #include "proto/messages.h"
+#include "supervisor/store/submit_check.h"
 
 namespace forge::ctl {
 namespace {
@@ -99,6 +101,82 @@ TEST(LiveTest, TextThatIsNotUtf8IsRefusedBeforeAnythingIsSent) {
   });
   testing::ExpectNotUtf8IsRefused(h);
   EXPECT_EQ(fake.requests().size(), 0u);
+}
+
+// The supervisor puts no bound on a reply (ls carries every task with its
+// brief): one over 4 MiB is read and printed, live. forge-ctl's socket used
+// to drop it, which read as "did not answer" and fell back to the database.
+TEST(LiveTest, AReplyOver4MiBIsReadNotDropped) {
+  CtlHarness h;
+  auto writer = h.OpenWriter();  // a database to fall back to, as a state directory has
+  ASSERT_NE(writer, nullptr);
+  h.env.timeout_ms = 2000;
+  const std::string brief(store::kMaxBriefBytes, 'b');  // the most a brief may be
+  auto task = [&](int n) {
+    proto::TaskInfo t;
+    t.id = "t" + std::to_string(n);
+    t.title = "Task " + t.id;
+    t.brief = brief;
+    return t;
+  };
+  auto event = [&](int seq) {
+    proto::EventInfo e;
+    e.seq = seq;
+    e.ts_ms = 1'700'000'000'000;
+    e.kind = "attempt.output";
+    e.task_id = "t1";
+    e.payload = {{"text", brief}};
+    return e;
+  };
+  FakeSupervisor fake(h.state_dir, [&](const json& r) -> json {
+    if (r["cmd"] == "ls") {
+      proto::ListReply list;
+      for (int n = 1; n <= 3; ++n) list.tasks.push_back(task(n));
+      return FakeSupervisor::Ok(json(list));
+    }
+    if (r["cmd"] == "show") {
+      proto::ShowReply show;
+      show.task = task(1);
+      for (int seq = 1; seq <= 2; ++seq) show.timeline.push_back(event(seq));
+      return FakeSupervisor::Ok(json(show));
+    }
+    if (r["cmd"] == "events") {
+      proto::EventsReply events;
+      if (r.value("since", int64_t{0}) == 0) {
+        for (int seq = 1; seq <= 3; ++seq) events.events.push_back(event(seq));
+      }
+      events.last_seq = 3;
+      return FakeSupervisor::Ok(json(events));
+    }
+    return FakeSupervisor::Err("invalid", "unexpected");
+  });
+  h.env.json = true;
+
+  ASSERT_EQ(CmdList(h.env, {}), kExitOk) << h.err.str();
+  EXPECT_EQ(h.err.str(), "") << "no fallback notice";
+  EXPECT_GT(h.out.str().size(), proto::kMaxMessageBytes);
+  json list = json::parse(h.out.str());
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[2]["id"], "t3");
+  EXPECT_EQ(list[2]["brief"], brief);
+
+  h.Clear();
+  ASSERT_EQ(CmdShow(h.env, "t1"), kExitOk) << h.err.str();
+  EXPECT_EQ(h.err.str(), "");
+  json show = json::parse(h.out.str());
+  EXPECT_EQ(show["brief"], brief);
+  ASSERT_EQ(show["timeline"].size(), 2u);
+  EXPECT_EQ(show["timeline"][1]["payload"]["text"], brief);
+
+  h.Clear();
+  ASSERT_EQ(CmdEvents(h.env, {}), kExitOk) << h.err.str();
+  EXPECT_EQ(h.err.str(), "");
+  std::istringstream lines(h.out.str());
+  int n = 0;
+  for (std::string line; std::getline(lines, line); ++n) {
+    EXPECT_EQ(json::parse(line)["payload"]["text"], brief);
+  }
+  EXPECT_EQ(n, 3);
 }
 
 // A git repository with a main branch at h.dir/name.

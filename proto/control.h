@@ -158,9 +158,9 @@ struct StatusReply {
   bool operator==(const StatusReply&) const = default;
 };
 
-// The most events a `show` reply's timeline carries, oldest first (the
-// reply must stay under the control socket's message cap): a longer
-// timeline is cut, and a reader that needs later events asks `events`.
+// The most events a `show` reply's timeline carries, oldest first (to
+// bound the reply's size): a longer timeline is cut, and a reader that
+// needs later events asks `events`.
 inline constexpr int kShowTimelineMax = 1000;
 
 struct ShowReply {
