@@ -66,13 +66,7 @@ class OfflineSource final : public Source {
     FORGE_ASSIGN_OR_RETURN(reply.queue, store_->QueueCounts());
     FORGE_ASSIGN_OR_RETURN(reply.cost_today_usd,
                            store_->CostSince(UtcMidnightMs(clock_->WallMs())));
-    FORGE_ASSIGN_OR_RETURN(auto recent, store_->RecentAttempts(50));
-    for (const auto& a : recent) {
-      // An operator's cancel is not a failure.
-      if (a.outcome.empty() || a.outcome == "passed" || a.outcome == "cancelled") continue;
-      reply.last_failure = proto::LastFailure{a.task_id, a.n, a.outcome, a.error, a.ended_at_ms};
-      break;
-    }
+    FORGE_ASSIGN_OR_RETURN(reply.last_failure, store_->LastFailure());
     return reply;
   }
 

@@ -236,6 +236,8 @@ forge::Status Supervisor::Start() {
   started_at_wall_ms_ = clock_.WallMs();
   started_at_mono_ms_ = clock_.MonotonicMs();
   FORGE_RETURN_IF_ERROR(Recover());
+  // What `status` shows offline, so a start does not blank it.
+  if (auto last = store_->LastFailure(); last.ok()) last_failure_ = std::move(*last);
   FORGE_RETURN_IF_ERROR(BindSockets());
   maintenance_.Start(clock_.MonotonicMs());
   // No backoff is longer than backoff_max + 20 % jitter: a not_before further

@@ -1483,6 +1483,17 @@ Result<std::vector<AttemptInfo>> Store::RecentAttempts(int limit) {
   return out;
 }
 
+Result<std::optional<proto::LastFailure>> Store::LastFailure() {
+  FORGE_ASSIGN_OR_RETURN(auto recent, RecentAttempts(kLastFailureWindow));
+  for (const auto& a : recent) {
+    // An operator's cancel is not a failure.
+    if (a.outcome == "passed" || a.outcome == "cancelled") continue;
+    return std::optional<proto::LastFailure>(
+        proto::LastFailure{a.task_id, a.n, a.outcome, a.error, a.ended_at_ms});
+  }
+  return std::optional<proto::LastFailure>();
+}
+
 // ---------------------------------------------------------------- events, cursors
 
 Status Store::Emit(const std::string& kind, const json& payload, const std::string& task_id,

@@ -273,6 +273,12 @@ class Store {
   Result<double> CostSince(int64_t wall_ms);
   // The last `limit` closed attempts across tasks, newest first.
   Result<std::vector<AttemptInfo>> RecentAttempts(int limit);
+  // `status`'s last failure as the database tells it: the newest of the
+  // last kLastFailureWindow closed attempts that neither passed nor was
+  // cancelled by an operator (a bounded read: status stays quick after
+  // many passes). The supervisor starts from it, then keeps its own.
+  static constexpr int kLastFailureWindow = 50;
+  Result<std::optional<proto::LastFailure>> LastFailure();
 
   // ---- events not tied to a task change (supervisor start, pauses, ...) ----
   // idem_key empty: a unique key is generated.

@@ -403,6 +403,26 @@ TEST(Supervisor, ARateLimitedCriticStopsAtTheTasksBudget) {
   std::filesystem::remove_all(dir);
 }
 
+// `status` shows the last failure the database knows, as forge-ctl does
+// offline: a restart does not blank it.
+TEST(Supervisor, StatusKeepsTheLastFailureAcrossARestart) {
+  ForgeOptions o;
+  o.max_attempts = 1;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("fail_different");
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked));
+  json before = forge.Status()["last_failure"];
+  ASSERT_TRUE(before.is_object()) << forge.Status().dump();
+  EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
+  forge.Start();
+  json after = forge.Status()["last_failure"];
+  ASSERT_TRUE(after.is_object()) << forge.Status().dump();
+  for (const char* key : {"task_id", "n", "outcome"}) {
+    EXPECT_EQ(after[key], before[key]) << key << ": " << after.dump() << " vs " << before.dump();
+  }
+}
+
 TEST(Supervisor, CancelWhileWaitingForACriticIsNeverReviewed) {
   ForgeOptions o;
   o.critics = 1;
