@@ -262,6 +262,7 @@ forge::Status Supervisor::Start() {
                                        {"workers", config_.workers},
                                        {"critics", config_.critics}});
   if (sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
+  if (watchdog_usec_ > 0) store_->SetProgressHook([this] { PetWatchdog(); });
   sd_notify(0, "READY=1");
   Notify(true);
   spdlog::info("supervisor {} ready: state {}, {} workers, {} critics", ::getpid(),
@@ -549,6 +550,13 @@ void Supervisor::RunTimers() {
   if (stopping_ && (now >= stop_deadline_mono_ms_ || pool_.Empty())) {
     FinishShutdown();
   }
+  PetWatchdog();
+}
+
+// systemd's watchdog: WATCHDOG=1 every WATCHDOG_USEC / 2. From the loop, and
+// from within a long store write (the store's progress hook).
+void Supervisor::PetWatchdog() {
+  const int64_t now = clock_.MonotonicMs();
   if (watchdog_usec_ > 0 && now >= next_watchdog_mono_ms_) {
     sd_notify(0, "WATCHDOG=1");
     next_watchdog_mono_ms_ = now + static_cast<int64_t>(watchdog_usec_ / 2000);

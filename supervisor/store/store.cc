@@ -131,6 +131,9 @@ struct Store::Impl {
   const Clock* clock = nullptr;
   bool read_only = false;
   int default_max_attempts = 3;
+  // Called every kProgressEvery tasks a submit inserts (Store::SetProgressHook).
+  static constexpr size_t kProgressEvery = 1000;
+  std::function<void()> progress;
   std::unique_ptr<EventsFile> events_file;
   int64_t jsonl_seq = 0;            // last seq known to be in events.jsonl
   int64_t jsonl_cursor_saved = -1;  // value of cursors['events.jsonl'] in the database
@@ -733,6 +736,10 @@ struct Store::Impl {
 
 Store::~Store() = default;
 
+void Store::SetProgressHook(std::function<void()> hook) {
+  impl_->progress = std::move(hook);
+}
+
 void Store::SetDefaultMaxAttempts(int max_attempts) {
   options_.default_max_attempts = max_attempts;
   impl_->default_max_attempts = max_attempts;
@@ -908,6 +915,7 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
     info.updated_at_ms = now;
     if (!in.repo.empty()) info.branch = WorktreeBranch(info.id);
     FORGE_RETURN_IF_ERROR(InsertTask(in, info, max_seq + 1 + static_cast<int64_t>(i)));
+    if (progress && (i + 1) % kProgressEvery == 0) progress();
   }
   // Dependencies after all rows exist: a batch may depend forward on itself.
   FORGE_ASSIGN_OR_RETURN(Stmt dep, conn.Prepare("INSERT OR IGNORE INTO task_deps(task_id, dep_id) "

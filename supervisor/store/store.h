@@ -179,6 +179,12 @@ class Store {
 
   int SchemaVersion();
 
+  // Called from within a long write (every 1,000 tasks a submit inserts):
+  // one transaction of a million-task plan takes tens of seconds, and the
+  // supervisor's loop, waiting for it, must still tell systemd's watchdog
+  // that it lives. The hook must not use the store.
+  void SetProgressHook(std::function<void()> hook);
+
   // The max_attempts of a task submitted without one (a config reload).
   void SetDefaultMaxAttempts(int max_attempts);
   // database.synchronous on a config reload: PRAGMA synchronous takes

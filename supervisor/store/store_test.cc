@@ -215,6 +215,18 @@ class StoreTest : public ::testing::Test {
 
 // ---------------------------------------------------------------- submit / dispatch
 
+// A long submit reports progress from inside its transaction (the
+// supervisor pets systemd's watchdog there): every 1,000 tasks.
+TEST_F(StoreTest, ALongSubmitReportsProgressFromInsideItsTransaction) {
+  auto s = OpenStore();
+  int calls = 0;
+  s->SetProgressHook([&] { ++calls; });
+  std::vector<proto::SubmitTask> batch;
+  for (int i = 0; i < 2500; ++i) batch.push_back(Task("t" + std::to_string(i)));
+  MustSubmit(*s, batch);
+  EXPECT_EQ(calls, 2);
+}
+
 // database.synchronous on a reload applies to the open connection.
 TEST_F(StoreTest, SynchronousChangesOnTheOpenConnection) {
   auto s = OpenStore();
