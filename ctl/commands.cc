@@ -19,17 +19,13 @@
 #include "common/fd.h"
 #include "common/git.h"
 #include "common/paths.h"
+#include "ctl/plan.h"
 #include "ctl/utf8.h"
 #include "proto/control.h"
 #include "proto/messages.h"
 #include "supervisor/config/yaml_reader.h"
 #include "supervisor/store/store.h"
 #include "supervisor/store/submit_check.h"
-
-#if __has_include("ctl/plan.h")
-#include "ctl/plan.h"
-#define FORGE_CTL_HAVE_PLAN 1
-#endif
 
 namespace forge::ctl {
 
@@ -261,12 +257,30 @@ bool HasTaskFlags(const SubmitArgs& a) {
          !a.agent.empty() || !a.model.empty() || a.expand;
 }
 
-Result<std::vector<proto::SubmitTask>> LoadPlanFile(const std::string& path) {
-#ifdef FORGE_CTL_HAVE_PLAN
-  return LoadPlan(path);
-#else
-  return MakeError(ErrorCode::kInvalid, "--plan " + path + ": plan files are not supported yet");
-#endif
+// What the supervisor says of a dependency on no task (store.cc, InsertBatch),
+// paired with what forge-ctl says instead: the flag or the plan line. Only
+// the store can tell that a task id that looks valid names no task.
+using UnknownDependencies = std::vector<std::pair<std::string, std::string>>;
+
+UnknownDependencies NameUnknownDependencies(const std::vector<proto::SubmitTask>& tasks,
+                                            const std::vector<PlanDependency>& in_plan, bool plan) {
+  UnknownDependencies out;
+  auto refusal = [&](size_t task, const std::string& dep) {
+    return store::TaskLabel(tasks, task) + " depends on unknown task '" + dep + "'";
+  };
+  if (!plan) {
+    for (const auto& dep : tasks.at(0).depends_on) {
+      out.emplace_back(refusal(0, dep), "--depends-on '" + Printable(dep) + "': no such task");
+    }
+    return out;
+  }
+  for (const PlanDependency& d : in_plan) {
+    const std::string& dep = tasks.at(d.task).depends_on.at(d.item);
+    out.emplace_back(refusal(d.task, dep), d.where + ": key 'tasks[" + std::to_string(d.task) +
+                                               "].depends_on[" + std::to_string(d.item) + "]': '" +
+                                               Printable(dep) + "': no such task");
+  }
+  return out;
 }
 }  // namespace
 
@@ -308,9 +322,10 @@ Result<json> SubmitStaged(Env& env, ControlClient& client, std::vector<proto::Su
 
 int CmdSubmit(Env& env, const SubmitArgs& args) {
   std::vector<proto::SubmitTask> tasks;
+  std::vector<PlanDependency> in_plan;
   if (!args.plan.empty()) {
     if (HasTaskFlags(args)) return Usage(env, "--plan cannot be combined with task flags");
-    auto plan = LoadPlanFile(args.plan);
+    auto plan = LoadPlan(args.plan, &in_plan);
     if (!plan.ok()) return Usage(env, plan.error().message);
     if (plan->empty()) return Usage(env, "--plan " + args.plan + ": the plan has no tasks");
     tasks = std::move(plan).value();
@@ -336,6 +351,7 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
       return Usage(env, message);
     }
   }
+  const UnknownDependencies unknown = NameUnknownDependencies(tasks, in_plan, !args.plan.empty());
   auto client = RequireSupervisor(env);
   if (!client.ok()) return Fail(env, client.error());
   json request;
@@ -348,6 +364,14 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
   } else {
     request = json();
     body = SubmitStaged(env, **client, std::move(submit.tasks));
+  }
+  // What the store refuses as invalid is the input's fault, as the checks
+  // above (exit 2): a dependency on no task, named by its flag or plan line.
+  if (!body.ok() && body.error().code == ErrorCode::kInvalid) {
+    for (const auto& [refusal, named] : unknown) {
+      if (body.error().message == refusal) return Usage(env, named);
+    }
+    return Usage(env, (args.plan.empty() ? "" : args.plan + ": ") + body.error().message);
   }
   if (!body.ok()) return Fail(env, body.error());
   auto reply = ReadReply<proto::SubmitReply>(*body, "submit");

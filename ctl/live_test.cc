@@ -333,6 +333,55 @@ TEST(LiveTest, SubmitPlanSendsAllTasksAndPrintsIds) {
   EXPECT_EQ(fake.requests().size(), 1u) << "an invalid plan is never sent";
 }
 
+// A dependency on an id that looks like a task's (t<digits>) but names no
+// task passes forge-ctl's checks; the supervisor's store refuses it. That is
+// the input's fault, as every other check of a submit: exit 2 naming the
+// flag or the plan line (it was exit 1, a refusal, with the store's words).
+TEST(LiveTest, ADependencyOnNoTaskExits2NamingTheFlagOrThePlanLine) {
+  CtlHarness h;
+  auto store = h.OpenWriter();
+  ASSERT_TRUE(store->Submit({testing::Task("existing")}).ok());  // t1
+  // The real store answers, so that its wording is what is matched.
+  FakeSupervisor fake(h.state_dir, [&](const json& r) {
+    auto request = proto::ReadAs<proto::SubmitRequest>(r);
+    if (!request.ok()) return FakeSupervisor::Err("decode", request.error().message);
+    auto ids = store->Submit(request->tasks);
+    if (!ids.ok()) {
+      return FakeSupervisor::Err(std::string(ErrorCodeName(ids.error().code)), ids.error().message);
+    }
+    return FakeSupervisor::Ok({{"ids", *ids}});
+  });
+  SubmitArgs a;
+  a.title = "x";
+  a.depends_on = {"t1", "t999"};
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitUsage);
+  EXPECT_EQ(h.err.str(), "forge-ctl: --depends-on 't999': no such task\n");
+
+  h.Clear();
+  const std::string plan = h.dir.Path("plan.yaml");
+  std::ofstream(plan) << "tasks:\n"
+                         "  - id: parser\n    title: Port the parser\n"
+                         "  - id: docs\n    title: Document it\n"
+                         "    depends_on: [parser, t1, t999]\n";
+  SubmitArgs p;
+  p.plan = plan;
+  EXPECT_EQ(CmdSubmit(h.env, p), kExitUsage);
+  EXPECT_EQ(h.err.str(),
+            "forge-ctl: " + plan + ":6:30: key 'tasks[1].depends_on[2]': 't999': no such task\n");
+
+  // A flag's id is not checked for the t<digits> form: the store names it.
+  h.Clear();
+  a.depends_on = {"parser"};
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitUsage);
+  EXPECT_EQ(h.err.str(), "forge-ctl: --depends-on 'parser': no such task\n");
+  EXPECT_EQ(fake.requests().size(), 3u);
+
+  h.Clear();
+  a.depends_on = {"t1"};
+  ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(), "t2\n");
+}
+
 TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
   CtlHarness h;
   // Three 1.5 MiB briefs: 4.5 MiB as one submit, over the 4 MiB cap.
@@ -381,11 +430,12 @@ TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
   }
   EXPECT_EQ(requests[3]["tasks"][0]["depends_on"], json({"a"}));
 
-  // A refused commit is reported like a refused submit.
+  // A refused commit is reported like a refused submit: refused as
+  // invalid, the plan's fault (exit 2).
   h.Clear();
   fail_commit = true;
-  EXPECT_EQ(CmdSubmit(h.env, a), kExitRejected);
-  EXPECT_THAT(h.err.str(), HasSubstr("bad dependency"));
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitUsage);
+  EXPECT_EQ(h.err.str(), "forge-ctl: " + a.plan + ": task 'c': bad dependency\n");
 }
 
 TEST(LiveTest, ChangesPrintWhatChangedAndRejectionsExit1) {

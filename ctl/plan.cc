@@ -216,15 +216,21 @@ void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_di
   e.task.brief = *text;
 }
 
-// Every depends_on names a task of the plan or an existing task id.
+// Every depends_on names a task of the plan or an existing task id; where
+// each of the latter is goes to *existing (the store checks it exists).
 void CheckDependencies(YamlReader& r, const std::vector<Entry>& entries,
-                       const std::map<std::string, size_t>& index) {
+                       const std::map<std::string, size_t>& index,
+                       std::vector<PlanDependency>* existing) {
   for (size_t i = 0; i < entries.size(); ++i) {
     const std::vector<std::string>& deps = entries[i].task.depends_on;
     for (size_t j = 0; j < deps.size(); ++j) {
-      if (index.count(deps[j]) || LooksLikeTaskId(deps[j])) continue;
+      if (index.count(deps[j])) continue;
       const YAML::Mark at =
           j < entries[i].depends_marks.size() ? entries[i].depends_marks[j] : entries[i].at;
+      if (LooksLikeTaskId(deps[j])) {
+        if (existing) existing->push_back({i, j, r.Where(at)});
+        continue;
+      }
       r.Problem(at, "key 'tasks[" + std::to_string(i) + "].depends_on[" + std::to_string(j) +
                         "]': '" + Printable(deps[j]) +
                         "' is neither a task of this plan nor an existing task id (t<number>)");
@@ -342,7 +348,9 @@ std::map<std::string, size_t> IndexIds(YamlReader& r, const std::vector<Entry>& 
 
 }  // namespace
 
-Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const std::string& path) {
+Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const std::string& path,
+                                                 std::vector<PlanDependency>* existing) {
+  if (existing) existing->clear();
   YamlReader r(path);
   std::optional<YAML::Node> doc = r.Parse(text);
   if (!doc) return r.ToError(ErrorCode::kInvalid);
@@ -356,7 +364,7 @@ Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const 
               "key 'tasks': required (the plan is {tasks: [...]})");
   }
   std::map<std::string, size_t> index = IndexIds(r, entries);
-  CheckDependencies(r, entries, index);
+  CheckDependencies(r, entries, index, existing);
   CycleFinder(r, entries, index).Run();
 
   if (!r.ok()) return r.ToError(ErrorCode::kInvalid);
@@ -370,10 +378,11 @@ Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const 
   return tasks;
 }
 
-Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path) {
+Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path,
+                                                std::vector<PlanDependency>* existing) {
   Result<std::string> text = ReadText(path);
   if (!text.ok()) return text.error().Wrap("plan file");
-  return ParsePlan(*text, path);
+  return ParsePlan(*text, path, existing);
 }
 
 std::vector<std::vector<proto::SubmitTask>> ChunkTasks(std::vector<proto::SubmitTask> tasks,

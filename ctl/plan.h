@@ -15,6 +15,15 @@
 
 namespace forge::ctl {
 
+// A dependency on an existing task (t<digits>, no task of the plan): the
+// plan cannot tell whether that task exists, the supervisor's store does,
+// and a submit it refuses for it is named by this line.
+struct PlanDependency {
+  size_t task = 0;    // index in the plan
+  size_t item = 0;    // index in that task's depends_on
+  std::string where;  // "FILE:LINE:COLUMN"
+};
+
 // Reads and validates a plan file; the tasks come back in file order, with
 // each brief_file (relative to the plan's directory) read into `brief`.
 // kNotFound when the file is missing; kInvalid listing every problem:
@@ -23,10 +32,13 @@ namespace forge::ctl {
 // task of the plan nor an existing task id (t<digits>, checked by the store),
 // dependency cycles ("dependency cycle: a -> b -> a"), and text that is not
 // UTF-8 (a value, or a brief_file's contents), which no request can carry.
-Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path);
+// *existing (when given) gets where each dependency on an existing task is.
+Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path,
+                                                std::vector<PlanDependency>* existing = nullptr);
 
 // The same from text; `path` names the file in messages and locates brief files.
-Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const std::string& path);
+Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const std::string& path,
+                                                 std::vector<PlanDependency>* existing = nullptr);
 
 // Splits tasks (in order) into batches whose `submit_chunk` requests stay
 // under max_bytes each, estimated from each task's JSON; a single task larger
