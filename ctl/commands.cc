@@ -70,11 +70,29 @@ Error NotRunning(const std::string& state_dir) {
                                                 ")");
 }
 
+// A request that got no answer (timed out, or the connection broke).
+bool Unanswered(const Error& error) {
+  return error.code == ErrorCode::kTimeout || error.code == ErrorCode::kUnavailable;
+}
+
+// What a change request that got no answer is: the supervisor stopped
+// meanwhile (its lock is free) is not running (exit 3), whether or not it
+// did what was asked before it went; one that still holds the lock did not
+// answer (exit 1, as the error says).
+Error AfterNoAnswer(Env& env, const std::string& cmd, const Error& error) {
+  if (!Unanswered(error) || SupervisorPid(env.state_dir)) return error;
+  return MakeError(ErrorCode::kUnavailable,
+                   "supervisor not running for " + env.state_dir +
+                       ": it stopped before answering '" + cmd +
+                       "' (forge-ctl events shows whether it was done); start it with: " +
+                       StartCommand(env.state_dir));
+}
+
 }  // namespace
 
-Result<std::unique_ptr<ControlClient>> RequireSupervisor(Env& env) {
+Result<std::unique_ptr<ControlClient>> RequireSupervisor(Env& env, int64_t timeout_ms) {
   if (!SupervisorPid(env.state_dir)) return NotRunning(env.state_dir);
-  return ControlClient::Connect(env.state_dir, env.timeout_ms);
+  return ControlClient::Connect(env.state_dir, timeout_ms > 0 ? timeout_ms : env.timeout_ms);
 }
 
 namespace {
@@ -294,8 +312,7 @@ constexpr size_t kChunkBytes = 2u << 20;
 // submit_begin, submit_chunk..., submit_commit: still one transaction on the
 // supervisor's side. Any refusal aborts the upload (best effort: it expires
 // anyway) and is returned as is.
-Result<json> SubmitStaged(Env& env, ControlClient& client, std::vector<proto::SubmitTask> tasks) {
-  size_t total = tasks.size();
+Result<json> SubmitStaged(ControlClient& client, std::vector<proto::SubmitTask> tasks) {
   FORGE_ASSIGN_OR_RETURN(json begun, client.Call("submit_begin"));
   FORGE_ASSIGN_OR_RETURN(auto upload, ReadReply<proto::UploadReply>(begun, "submit_begin"));
   proto::UploadRequest id;
@@ -311,12 +328,7 @@ Result<json> SubmitStaged(Env& env, ControlClient& client, std::vector<proto::Su
     auto sent = client.Call("submit_chunk", json(part));
     if (!sent.ok()) return abort(sent.error());
   }
-  // The commit inserts every task in one transaction, which takes time in
-  // proportion: a per-request timeout sized for one task would report a
-  // failure for a commit that then succeeds.
-  int64_t timeout_ms = env.timeout_ms + static_cast<int64_t>(total);
-  FORGE_ASSIGN_OR_RETURN(auto committer, ControlClient::Connect(env.state_dir, timeout_ms));
-  return committer->Call("submit_commit", json(id));
+  return client.Call("submit_commit", json(id));
 }
 }  // namespace
 
@@ -352,7 +364,11 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
     }
   }
   const UnknownDependencies unknown = NameUnknownDependencies(tasks, in_plan, !args.plan.empty());
-  auto client = RequireSupervisor(env);
+  // The store inserts every task in one transaction, which takes time in
+  // proportion: a timeout sized for one task would report a failure for a
+  // submit that then succeeds. Whether it goes in one message or staged.
+  const int64_t timeout_ms = env.timeout_ms + static_cast<int64_t>(tasks.size());
+  auto client = RequireSupervisor(env, timeout_ms);
   if (!client.ok()) return Fail(env, client.error());
   json request;
   proto::SubmitRequest submit;
@@ -363,7 +379,7 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
     body = (*client)->Call("submit", request);
   } else {
     request = json();
-    body = SubmitStaged(env, **client, std::move(submit.tasks));
+    body = SubmitStaged(**client, std::move(submit.tasks));
   }
   // What the store refuses as invalid is the input's fault, as the checks
   // above (exit 2): a dependency on no task, named by its flag or plan line.
@@ -373,7 +389,7 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
     }
     return Usage(env, (args.plan.empty() ? "" : args.plan + ": ") + body.error().message);
   }
-  if (!body.ok()) return Fail(env, body.error());
+  if (!body.ok()) return Fail(env, AfterNoAnswer(env, "submit", body.error()));
   auto reply = ReadReply<proto::SubmitReply>(*body, "submit");
   if (!reply.ok()) return Fail(env, reply.error());
   if (env.json) {
@@ -644,7 +660,7 @@ int CmdChange(Env& env, const std::string& cmd, const std::string& id) {
   auto client = RequireSupervisor(env);
   if (!client.ok()) return Fail(env, client.error());
   auto body = (*client)->Call(cmd, json{{"id", id}});
-  if (!body.ok()) return Fail(env, body.error());
+  if (!body.ok()) return Fail(env, AfterNoAnswer(env, cmd, body.error()));
   auto change = ReadReply<proto::ChangeReply>(*body, cmd.c_str());
   if (!change.ok()) return Fail(env, change.error());
   if (env.json) {
@@ -658,7 +674,9 @@ int CmdChange(Env& env, const std::string& cmd, const std::string& id) {
 namespace {
 Result<json> Control(Env& env, const std::string& cmd, const json& args) {
   FORGE_ASSIGN_OR_RETURN(auto client, RequireSupervisor(env));
-  return client->Call(cmd, args);
+  auto body = client->Call(cmd, args);
+  if (!body.ok()) return AfterNoAnswer(env, cmd, body.error());
+  return body;
 }
 
 // pause and resume answer with the supervisor's status: what is still pausing dispatch.
@@ -710,8 +728,16 @@ int CmdResume(Env& env) {
 
 int CmdStop(Env& env, const StopArgs& args) {
   std::optional<pid_t> pid = SupervisorPid(env.state_dir);
-  auto body = Control(env, "stop", json::object());
-  if (!body.ok()) return Fail(env, body.error());
+  auto client = RequireSupervisor(env);
+  if (!client.ok()) return Fail(env, client.error());
+  auto body = (*client)->Call("stop", json::object());
+  if (!body.ok()) {
+    if (!Unanswered(body.error()) || SupervisorPid(env.state_dir)) {
+      return Fail(env, body.error());
+    }
+    // It exited before it answered: stopped, as asked.
+    return PrintReply(env, json{{"stopped", true}}, "supervisor stopped");
+  }
   if (args.no_wait) {
     std::string line = body->value("message", "");
     if (line.empty()) {

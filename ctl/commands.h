@@ -45,8 +45,9 @@ Error NoSupervisorNorDatabase(const std::string& state_dir, const Error& open_er
 // The supervisor's data when one runs, else the database read-only with the
 // one-line notice on env.err. kUnavailable when neither exists.
 Result<std::unique_ptr<Source>> OpenReadSource(Env& env);
-// A control client, or kUnavailable naming the command that starts the supervisor.
-Result<std::unique_ptr<ControlClient>> RequireSupervisor(Env& env);
+// A control client, or kUnavailable naming the command that starts the
+// supervisor. timeout_ms: per request (0: env.timeout_ms).
+Result<std::unique_ptr<ControlClient>> RequireSupervisor(Env& env, int64_t timeout_ms = 0);
 
 int CmdStatus(Env& env);
 

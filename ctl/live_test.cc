@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include "ctl/doctor.h"
 #include "ctl/test_support.h"
@@ -513,6 +515,95 @@ TEST(LiveTest, StopThatOutlastsTheTimeoutExits124) {
   EXPECT_EQ(CmdStop(h.env, args), kExitTimeout);
   EXPECT_THAT(h.err.str(), HasSubstr("the supervisor (pid " + std::to_string(fake.pid()) +
                                      ") is still stopping after 200ms"));
+}
+
+// A change request that gets no answer because the supervisor stopped
+// meanwhile (its lock is free by the timeout) is "not running", exit 3, as
+// when it was gone before the request; for stop it is what was asked,
+// exit 0. Both were exit 1, as if the supervisor had refused.
+TEST(LiveTest, AChangeUnansweredBecauseTheSupervisorStoppedIsNotRunning) {
+  struct Case {
+    std::string cmd;
+    std::function<int(Env&)> run;
+  };
+  const std::vector<Case> cases = {
+      {"cancel", [](Env& e) { return CmdChange(e, "cancel", "t1"); }},
+      {"retry", [](Env& e) { return CmdChange(e, "retry", "t1"); }},
+      {"approve", [](Env& e) { return CmdChange(e, "approve", "t1"); }},
+      {"pause", [](Env& e) { return CmdPause(e, "deploy"); }},
+      {"resume", [](Env& e) { return CmdResume(e); }},
+      {"submit",
+       [](Env& e) {
+         SubmitArgs a;
+         a.title = "x";
+         return CmdSubmit(e, a);
+       }},
+      {"stop", [](Env& e) { return CmdStop(e); }},
+  };
+  for (const auto& c : cases) {
+    for (bool json_out : {false, true}) {
+      CtlHarness h;
+      h.env.timeout_ms = 200;
+      h.env.json = json_out;
+      FakeSupervisor* self = nullptr;
+      FakeSupervisor fake(h.state_dir, [&](const json&) -> json {
+        self->ReleaseLock();  // it exits before it answers
+        return nullptr;
+      });
+      self = &fake;
+      const int rc = c.run(h.env);
+      if (c.cmd == "stop") {
+        EXPECT_EQ(rc, kExitOk) << h.err.str();
+        if (json_out) {
+          EXPECT_EQ(json::parse(h.out.str()), json({{"stopped", true}}));
+        } else {
+          EXPECT_EQ(h.out.str(), "supervisor stopped\n");
+        }
+        continue;
+      }
+      EXPECT_EQ(rc, kExitNoSupervisor) << c.cmd << ": " << h.err.str();
+      EXPECT_EQ(h.err.str(), "forge-ctl: supervisor not running for " + h.state_dir +
+                                 ": it stopped before answering '" + c.cmd +
+                                 "' (forge-ctl events shows whether it was done); start it "
+                                 "with: forge-supervisor start --state-dir " +
+                                 h.state_dir + "\n");
+      EXPECT_EQ(h.out.str(), "") << c.cmd;
+    }
+  }
+  // One that still holds the lock did not answer: exit 1, as before.
+  for (const char* cmd : {"cancel", "stop"}) {
+    CtlHarness h;
+    h.env.timeout_ms = 200;
+    FakeSupervisor hung(h.state_dir, [](const json&) { return nullptr; });
+    const int rc = std::string(cmd) == "stop" ? CmdStop(h.env) : CmdChange(h.env, cmd, "t1");
+    EXPECT_EQ(rc, kExitRejected) << cmd;
+    EXPECT_THAT(h.err.str(), HasSubstr("did not answer '" + std::string(cmd) + "' within 200ms"));
+  }
+}
+
+// The store inserts a submit's tasks in one transaction, which takes time
+// in proportion: the request waits 1 ms a task beyond the timeout, in one
+// message as when staged (one message had the bare timeout).
+TEST(LiveTest, ASubmitOfManyTasksWaitsLongerForItsAnswer) {
+  CtlHarness h;
+  h.env.timeout_ms = 200;
+  constexpr int kTasks = 2000;  // 2.2 s
+  {
+    std::ofstream plan(h.dir.Path("plan.yaml"));
+    plan << "tasks:\n";
+    for (int i = 0; i < kTasks; ++i) plan << "  - {id: a" << i << ", title: T}\n";
+  }
+  FakeSupervisor fake(h.state_dir, [](const json& r) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    json ids = json::array();
+    for (size_t i = 0; i < r["tasks"].size(); ++i) ids.push_back("t" + std::to_string(i + 1));
+    return FakeSupervisor::Ok({{"ids", ids}});
+  });
+  SubmitArgs p;
+  p.plan = h.dir.Path("plan.yaml");
+  ASSERT_EQ(CmdSubmit(h.env, p), kExitOk) << h.err.str();
+  ASSERT_EQ(fake.requests().size(), 1u);
+  EXPECT_EQ(fake.requests()[0]["cmd"], "submit");
 }
 
 TEST(LiveTest, ResumeSaysWhatStillPauses) {
