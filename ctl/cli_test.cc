@@ -4,7 +4,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -138,6 +143,54 @@ TEST_F(CliTest, BadValuesAreNamed) {
   auto plan = Cli({"--state-dir", state_, "submit", "--plan", "p.yaml", "--title", "x"});
   EXPECT_EQ(plan.rc, kExitUsage);
   EXPECT_THAT(plan.err, HasSubstr("--plan cannot be combined"));
+}
+
+// A brief file or a plan that cannot be read says why: a directory was read
+// as an empty brief ("is empty"), and any error of the plan's path but a
+// missing file (a directory that may not be entered) read as "not found".
+TEST_F(CliTest, AFileThatCannotBeReadSaysWhy) {
+  const std::string dir = dir_.Path("briefs") + "/";
+  std::filesystem::create_directories(dir);
+  const std::string loop = dir_.Path("loop");  // stat fails with ELOOP, even for root
+  std::filesystem::create_symlink("loop", loop);
+  const std::string looping = std::string("cannot read: ") + std::strerror(ELOOP);
+  auto brief = [&](const std::string& file) {
+    return Cli({"--state-dir", state_, "submit", "--title", "x", "--brief-file", file});
+  };
+  auto plan = [&](const std::string& file) {
+    return Cli({"--state-dir", state_, "submit", "--plan", file});
+  };
+  const std::vector<std::pair<struct Run, std::string>> cases = {
+      {brief(dir), "forge-ctl: --brief-file '" + dir + "': is a directory\n"},
+      {brief(loop), "forge-ctl: --brief-file '" + loop + "': " + looping + "\n"},
+      {brief(dir_.Path("nope.md")),
+       "forge-ctl: --brief-file '" + dir_.Path("nope.md") + "': not found\n"},
+      {plan(dir), "forge-ctl: plan file: " + dir + ": is a directory\n"},
+      {plan(loop), "forge-ctl: plan file: " + loop + ": " + looping + "\n"},
+      {plan(dir_.Path("nope.yaml")),
+       "forge-ctl: plan file: " + dir_.Path("nope.yaml") + ": not found\n"},
+  };
+  for (const auto& [run, message] : cases) {
+    EXPECT_EQ(run.rc, kExitUsage) << message;
+    EXPECT_EQ(run.err, message);
+  }
+  // A plan's brief_file the same, at its line.
+  std::ofstream(dir_.Path("p.yaml")) << "tasks:\n  - {id: a, title: A, brief_file: loop}\n";
+  auto in_plan = plan(dir_.Path("p.yaml"));
+  EXPECT_EQ(in_plan.rc, kExitUsage);
+  EXPECT_EQ(in_plan.err, "forge-ctl: " + dir_.Path("p.yaml") +
+                             ":2:35: key 'tasks[0].brief_file': " + loop + ": " + looping + "\n");
+  // A directory that may not be entered (root enters any).
+  if (::geteuid() != 0) {
+    const std::string locked = dir_.Path("locked");
+    std::filesystem::create_directories(locked);
+    std::ofstream(locked + "/plan.yaml") << "tasks: []\n";
+    ::chmod(locked.c_str(), 0);
+    auto denied = plan(locked + "/plan.yaml");
+    ::chmod(locked.c_str(), 0700);
+    EXPECT_EQ(denied.err, "forge-ctl: plan file: " + locked +
+                              "/plan.yaml: cannot read: " + std::strerror(EACCES) + "\n");
+  }
 }
 
 TEST_F(CliTest, HelpOnEveryCommandHasAnExample) {

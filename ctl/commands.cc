@@ -207,11 +207,10 @@ Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
   task.title = args.title;
   task.brief = args.brief;
   if (!args.brief_file.empty()) {
-    std::ifstream in(args.brief_file);
-    if (!in) return invalid("--brief-file '" + args.brief_file + "': cannot read it");
-    std::ostringstream text;
-    text << in.rdbuf();
-    task.brief = text.str();
+    auto text = ReadInputFile(args.brief_file);  // as a plan's brief_file
+    if (!text.ok())
+      return invalid("--brief-file '" + args.brief_file + "': " + text.error().message);
+    task.brief = std::move(text).value();
     if (task.brief.empty()) return invalid("--brief-file '" + args.brief_file + "' is empty");
     if (size_t at = FindInvalidUtf8(task.brief); at != std::string::npos) {
       return invalid("--brief-file '" + ShowBytes(args.brief_file) + "': not UTF-8 (" +

@@ -1,16 +1,18 @@
 #include "ctl/plan.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
-#include <sstream>
 
+#include "common/fd.h"
 #include "ctl/utf8.h"
 #include "supervisor/config/yaml_reader.h"
 #include "supervisor/store/submit_check.h"
@@ -30,18 +32,6 @@ struct Entry {
   std::vector<YAML::Mark> verify_marks;   // position of each verify item
   Marks env_marks;                        // env name -> value position
 };
-
-Result<std::string> ReadText(const std::string& path) {
-  std::error_code ec;
-  fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) return MakeError(ErrorCode::kNotFound, path + ": not found");
-  if (fs::is_directory(status)) return MakeError(ErrorCode::kInvalid, path + ": is a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return MakeError(ErrorCode::kIo, path + ": cannot read: " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // An existing task's id as the store makes them; the store checks it exists.
 bool LooksLikeTaskId(const std::string& id) {
@@ -196,9 +186,11 @@ void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_di
   }
   fs::path file = brief_file;
   if (file.is_relative()) file = fs::path(plan_dir) / file;
-  Result<std::string> text = ReadText(file.lexically_normal().string());
+  const std::string file_path = file.lexically_normal().string();
+  Result<std::string> text = ReadInputFile(file_path);
   if (!text.ok()) {
-    r.Problem(file_at->second, "key '" + key + ".brief_file': " + text.error().message);
+    r.Problem(file_at->second,
+              "key '" + key + ".brief_file': " + file_path + ": " + text.error().message);
     return;
   }
   if (size_t bad = FindInvalidUtf8(*text); bad != std::string::npos) {
@@ -348,6 +340,34 @@ std::map<std::string, size_t> IndexIds(YamlReader& r, const std::vector<Entry>& 
 
 }  // namespace
 
+Result<std::string> ReadInputFile(const std::string& path) {
+  // Every error but a missing file is said as the system says it: a
+  // directory on the way that may not be entered is not "not found".
+  auto cannot_read = [](int err) {
+    return MakeError(ErrorCode::kIo, std::string("cannot read: ") + std::strerror(err));
+  };
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return MakeError(ErrorCode::kNotFound, "not found");
+    return cannot_read(errno);
+  }
+  if (S_ISDIR(st.st_mode)) return MakeError(ErrorCode::kInvalid, "is a directory");
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return cannot_read(errno);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n > 0) {
+      text.append(buf, static_cast<size_t>(n));
+    } else if (n == 0) {
+      return text;
+    } else if (errno != EINTR) {
+      return cannot_read(errno);
+    }
+  }
+}
+
 Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const std::string& path,
                                                  std::vector<PlanDependency>* existing) {
   if (existing) existing->clear();
@@ -380,8 +400,8 @@ Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const 
 
 Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path,
                                                 std::vector<PlanDependency>* existing) {
-  Result<std::string> text = ReadText(path);
-  if (!text.ok()) return text.error().Wrap("plan file");
+  Result<std::string> text = ReadInputFile(path);
+  if (!text.ok()) return text.error().Wrap("plan file: " + path);
   return ParsePlan(*text, path, existing);
 }
 

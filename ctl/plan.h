@@ -40,6 +40,12 @@ Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path,
 Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const std::string& path,
                                                  std::vector<PlanDependency>* existing = nullptr);
 
+// The contents of a file forge-ctl reads itself (a plan, a brief file).
+// Errors say why, without the path: kNotFound "not found", kInvalid "is a
+// directory", kIo "cannot read: " and the system's reason (permission
+// denied on it or on a directory on the way, a symbolic link loop, ...).
+Result<std::string> ReadInputFile(const std::string& path);
+
 // Splits tasks (in order) into batches whose `submit_chunk` requests stay
 // under max_bytes each, estimated from each task's JSON; a single task larger
 // than that gets a batch of its own (and the supervisor refuses it by size).
