@@ -24,10 +24,12 @@ std::string Example(const std::string& lines) {
   return "\nExample:\n" + lines;
 }
 
+// The longest duration a flag takes (wait and stop --timeout, stats
+// --since): more is a typo, and as seconds its milliseconds could overflow.
+constexpr double kMaxSeconds = 366.0 * 24 * 3600;
+
 // "90" (seconds), "1.5" (seconds) or a duration ("10m", "2h").
 Result<int64_t> ParseSeconds(const std::string& text, const std::string& flag) {
-  // More than a year is a typo, and as seconds its milliseconds could overflow.
-  constexpr double kMaxSeconds = 366.0 * 24 * 3600;
   auto too_long = [&] {
     return MakeError(ErrorCode::kInvalid, flag + " '" + text + "': more than a year");
   };
@@ -253,10 +255,20 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   if (events->parsed()) return CmdEvents(env, f.events);
   if (logs->parsed()) return CmdLogs(env, f.logs);
   if (stats->parsed()) {
-    int64_t window_ms = 0;
-    if (stats->count("--since") > 0) {  // given empty is a bad value, not "all time"
+    int64_t window_ms = 0;  // all time
+    // Given, it is a window: empty or 0 is a bad value, not "all time"
+    // (which is leaving it out), and more than a year a typo (a window
+    // past year 0 printed as a negative year).
+    if (stats->count("--since") > 0) {
       auto d = ParseDuration(f.since);
       if (!d.ok()) return Usage(env, "--since '" + f.since + "': " + d.error().message);
+      if (d->count() == 0) {
+        return Usage(
+            env, "--since '" + f.since + "': must be more than 0 (leave --since out for all time)");
+      }
+      if (static_cast<double>(d->count()) > kMaxSeconds * 1000) {
+        return Usage(env, "--since '" + f.since + "': more than a year");
+      }
       window_ms = d->count();
     }
     return CmdStats(env, window_ms);

@@ -139,6 +139,19 @@ TEST_F(CliTest, BadValuesAreNamed) {
   auto empty_since = Cli({"--state-dir", state_, "stats", "--since", ""});
   EXPECT_EQ(empty_since.rc, kExitUsage) << "as wait --timeout '': a bad value, not all time";
   EXPECT_THAT(empty_since.err, HasSubstr("--since ''"));
+  // 0 is no window (leaving --since out is all time, which 0 silently was),
+  // and past the year wait and stop take, a typo (it printed a year < 0).
+  for (const char* zero : {"0", "0h", "0ms"}) {
+    auto none = Cli({"--state-dir", state_, "stats", "--since", zero});
+    EXPECT_EQ(none.rc, kExitUsage) << zero;
+    EXPECT_EQ(none.err, "forge-ctl: --since '" + std::string(zero) +
+                            "': must be more than 0 (leave --since out for all time)\n");
+  }
+  for (const char* huge : {"367d", "100000000d"}) {
+    auto too_long = Cli({"--state-dir", state_, "stats", "--since", huge});
+    EXPECT_EQ(too_long.rc, kExitUsage) << huge;
+    EXPECT_EQ(too_long.err, "forge-ctl: --since '" + std::string(huge) + "': more than a year\n");
+  }
 
   auto plan = Cli({"--state-dir", state_, "submit", "--plan", "p.yaml", "--title", "x"});
   EXPECT_EQ(plan.rc, kExitUsage);
