@@ -153,6 +153,13 @@ TEST_F(CliTest, BadValuesAreNamed) {
     EXPECT_EQ(too_long.err, "forge-ctl: --since '" + std::string(huge) + "': more than a year\n");
   }
 
+  // Attempts count from 1: 0 was taken as "the latest", while -1 was refused.
+  for (const char* n : {"0", "-1"}) {
+    auto attempt = Cli({"--state-dir", state_, "logs", "t1", "--attempt", n});
+    EXPECT_EQ(attempt.rc, kExitUsage) << n;
+    EXPECT_EQ(attempt.err, "forge-ctl: --attempt must be at least 1, got " + std::string(n) + "\n");
+  }
+
   auto plan = Cli({"--state-dir", state_, "submit", "--plan", "p.yaml", "--title", "x"});
   EXPECT_EQ(plan.rc, kExitUsage);
   EXPECT_THAT(plan.err, HasSubstr("--plan cannot be combined"));

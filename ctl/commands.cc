@@ -920,7 +920,9 @@ void CopyNew(const std::string& path, off_t* offset, std::ostream& out) {
 }  // namespace
 
 int CmdLogs(Env& env, const LogsArgs& args) {
-  if (args.attempt < 0) return Usage(env, "--attempt must be at least 1");
+  if (args.attempt && *args.attempt < 1) {
+    return Usage(env, "--attempt must be at least 1, got " + std::to_string(*args.attempt));
+  }
   if (int rc = CheckArgument(env, args.id, "task id"); rc != kExitOk) return rc;
   // As the other read-only commands: a state directory nothing ever ran in
   // (a typo, most likely) is exit 3, and --follow must not wait on it.
@@ -930,7 +932,7 @@ int CmdLogs(Env& env, const LogsArgs& args) {
   }
   const std::string dir = LogsDir(env.state_dir) + "/" + args.id;
   std::vector<int> logged = LoggedAttempts(dir);
-  int n = args.attempt;
+  int n = args.attempt.value_or(0);
   if (n == 0 && !logged.empty()) n = logged.back();
   std::string path = n > 0 ? AttemptLogPath(env.state_dir, args.id, n) : "";
   if (path.empty() || ::access(path.c_str(), R_OK) != 0) {
@@ -958,7 +960,7 @@ int CmdLogs(Env& env, const LogsArgs& args) {
   // settled and its log drained, or until interrupted.
   int64_t next_state_check = 0;
   for (;;) {
-    if (args.attempt == 0) {
+    if (!args.attempt) {
       std::vector<int> now = LoggedAttempts(dir);
       if (!now.empty() && now.back() > n) {
         if (!path.empty()) CopyNew(path, &offset, *env.out);

@@ -111,7 +111,7 @@ int CmdEvents(Env& env, const EventsArgs& args);
 
 struct LogsArgs {
   std::string id;
-  int attempt = 0;  // 0: the latest
+  std::optional<int> attempt;  // unset: the latest (attempts count from 1)
   bool follow = false;
 };
 int CmdLogs(Env& env, const LogsArgs& args);

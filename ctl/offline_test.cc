@@ -282,7 +282,7 @@ TEST_F(OfflineTest, LogsLatestPinnedAndMissing) {
   std::ofstream(AttemptLogPath(h_.state_dir, done_, 2)) << "second attempt output\n";
   // Not Forge's: a number no attempt has (std::stoi threw on it).
   std::ofstream(h_.state_dir + "/logs/" + done_ + "/99999999999.log") << "stray\n";
-  ASSERT_EQ(CmdLogs(h_.env, {done_, 0, false}), kExitOk) << h_.err.str();
+  ASSERT_EQ(CmdLogs(h_.env, {done_, std::nullopt, false}), kExitOk) << h_.err.str();
   EXPECT_EQ(h_.out.str(), "second attempt output\n");
   h_.Clear();
   ASSERT_EQ(CmdLogs(h_.env, {done_, 1, false}), kExitOk);
@@ -291,7 +291,7 @@ TEST_F(OfflineTest, LogsLatestPinnedAndMissing) {
   EXPECT_EQ(CmdLogs(h_.env, {done_, 7, false}), kExitRejected);
   EXPECT_THAT(h_.err.str(), HasSubstr("no log for attempt 7 of task " + done_));
   h_.Clear();
-  EXPECT_EQ(CmdLogs(h_.env, {blocked_, 0, false}), kExitRejected);
+  EXPECT_EQ(CmdLogs(h_.env, {blocked_, std::nullopt, false}), kExitRejected);
   EXPECT_THAT(h_.err.str(), HasSubstr("no logs for task " + blocked_));
 }
 
@@ -301,10 +301,10 @@ TEST_F(OfflineTest, LogsInAStateDirNothingRanInIsExit3) {
   const std::string empty = h_.state_dir + "/elsewhere";
   std::filesystem::create_directories(empty);
   h_.env.state_dir = empty;
-  EXPECT_EQ(CmdLogs(h_.env, {done_, 0, false}), kExitNoSupervisor);
+  EXPECT_EQ(CmdLogs(h_.env, {done_, std::nullopt, false}), kExitNoSupervisor);
   EXPECT_THAT(h_.err.str(), HasSubstr("supervisor not running and no database at"));
   h_.Clear();
-  EXPECT_EQ(CmdLogs(h_.env, {done_, 0, true}), kExitNoSupervisor);
+  EXPECT_EQ(CmdLogs(h_.env, {done_, std::nullopt, true}), kExitNoSupervisor);
 }
 
 // Following a task that settles without any log ends as without --follow.
@@ -312,7 +312,7 @@ TEST_F(OfflineTest, LogsFollowOfATaskThatNeverRanIsNotFound) {
   auto ids = writer_->Submit({Task("Never ran")});
   ASSERT_TRUE(ids.ok());
   ASSERT_TRUE(writer_->Cancel(ids->front(), "").ok());
-  EXPECT_EQ(CmdLogs(h_.env, {ids->front(), 0, true}), kExitRejected);
+  EXPECT_EQ(CmdLogs(h_.env, {ids->front(), std::nullopt, true}), kExitRejected);
   EXPECT_THAT(h_.err.str(), HasSubstr("it is cancelled and no attempt wrote one"));
 }
 
@@ -336,7 +336,7 @@ TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
     return std::chrono::steady_clock::now() > deadline;
   };
   int rc = -1;
-  std::thread follower([&] { rc = CmdLogs(env, {id, 0, true}); });
+  std::thread follower([&] { rc = CmdLogs(env, {id, std::nullopt, true}); });
   while (!started && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
   std::ofstream(path, std::ios::app) << "line two\n";
   store::Close c;
