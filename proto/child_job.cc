@@ -50,13 +50,15 @@ void ChildJob::HandleReady(const std::vector<PollFd>& fds) {
   }
 }
 
-// Reads until the pipe would block; closes it at EOF or on error.
+// Reads until the pipe would block or kReadBudget is read; closes it at
+// EOF or on error.
 void ChildJob::ReadAvailable(UniqueFd& fd, int stream) {
   char buf[65536];
-  while (fd.valid()) {
+  for (size_t read = 0; fd.valid() && read < kReadBudget;) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n > 0) {
       if (sink_) sink_(stream, std::string_view(buf, static_cast<size_t>(n)));
+      read += static_cast<size_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -84,10 +86,11 @@ void ChildJob::WriteStdin() {
 void ChildJob::OnExit(const ExitStatus& status) {
   if (exited()) return;
   status_ = status;
+  // The group first: a member still writing would keep the drain going.
   // Everything the leader wrote is already in the pipes.
+  (void)KillGroup(proc_.pgid, SIGKILL);
   ReadAvailable(proc_.stdout_fd, 1);
   ReadAvailable(proc_.stderr_fd, 2);
-  (void)KillGroup(proc_.pgid, SIGKILL);
   proc_.stdout_fd.reset();
   proc_.stderr_fd.reset();
   proc_.stdin_fd.reset();

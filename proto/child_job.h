@@ -48,8 +48,9 @@ class ChildJob {
   // Handles the readiness Poll reported; fds not belonging to this job are ignored.
   void HandleReady(const std::vector<PollFd>& fds);
 
-  // The leader exited with `status`: takes what is left in the pipes, SIGKILLs
-  // the group, closes the pipes. After this, exited() is true.
+  // The leader exited with `status`: SIGKILLs the group, takes what is left
+  // in the pipes (at most kReadBudget of each: a process outside the group
+  // may still write), closes the pipes. After this, exited() is true.
   void OnExit(const ExitStatus& status);
   bool exited() const { return status_.has_value(); }
   const ExitStatus& status() const { return *status_; }
@@ -65,6 +66,10 @@ class ChildJob {
 
  private:
   ChildJob() = default;
+  // What one call reads from a pipe before it returns to the caller's poll:
+  // a command that writes faster than its sink takes it (`yes`, a log loop)
+  // must not keep the loop from its heartbeats, timeouts and cancels.
+  static constexpr size_t kReadBudget = 1 << 20;
   void ReadAvailable(UniqueFd& fd, int stream);
   void WriteStdin();
 

@@ -1,6 +1,7 @@
 #include "proto/child_job.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -148,6 +149,57 @@ TEST(KillOrphansTest, KillsTheOrphansOfAnOrphanToo) {
 
 TEST(KillOrphansTest, LeavesAZombieChildToBeReaped) {
   EXPECT_EXIT(ZombieCase(), ::testing::ExitedWithCode(0), "");
+}
+
+// A command that writes faster than its sink takes the output (here a sink
+// slowed to 64 MB/s against `yes`): one HandleReady reads a bounded amount
+// and returns to the caller's poll, whose heartbeats, timeouts and cancels
+// must go on. It used to read for as long as the command wrote. (The sink
+// kills the group past 8 MiB so that the old behaviour ends, and fails.)
+TEST(ChildJobTest, OneReadOfAFloodingCommandIsBounded) {
+  SpawnOptions o;
+  o.argv = {"/usr/bin/yes"};
+  size_t bytes = 0;
+  pid_t group = -1;
+  auto job = ChildJob::Start(o, "", [&](int, std::string_view data) {
+    bytes += data.size();
+    timespec slow{0, 1'000'000};  // 1 ms a chunk of at most 64 KiB
+    nanosleep(&slow, nullptr);
+    if (bytes > (8u << 20) && group > 0) (void)KillGroup(group, SIGKILL);
+  });
+  ASSERT_TRUE(job.ok()) << job.error().message;
+  group = (*job)->pgid();
+  std::vector<PollFd> fds;
+  (*job)->AppendPollFds(fds);
+  ASSERT_FALSE(fds.empty());
+  pollfd out{fds[0].fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&out, 1, 5000), 1) << "yes wrote nothing";
+  for (auto& f : fds) f.revents = ZMQ_POLLIN;
+  (*job)->HandleReady(fds);
+  EXPECT_GE(bytes, 1u << 20) << "the slowed sink should leave the pipe full";
+  EXPECT_LE(bytes, (1u << 20) + (64u << 10)) << "one call read on past its budget";
+  KillAndReap(**job, 5000);
+}
+
+// The leader exited and left a member of its group writing: the group is
+// killed before the pipes are drained, so the drain takes what was there
+// and ends. It used to drain first, for as long as the member wrote.
+TEST(ChildJobTest, AWriterLeftByTheLeaderIsKilledBeforeTheDrain) {
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", "/usr/bin/yes & sleep 0.2"};
+  size_t bytes = 0;
+  pid_t group = -1;
+  auto job = ChildJob::Start(o, "", [&](int, std::string_view data) {
+    bytes += data.size();
+    timespec slow{0, 1'000'000};
+    nanosleep(&slow, nullptr);
+    if (bytes > (8u << 20) && group > 0) (void)KillGroup(group, SIGKILL);
+  });
+  ASSERT_TRUE(job.ok()) << job.error().message;
+  group = (*job)->pgid();
+  ExitStatus leader = Reap((*job)->pid());  // the shell, once its sleep is over
+  (*job)->OnExit(leader);
+  EXPECT_LE(bytes, (64u << 10) * 2) << "the drain read what the writer went on writing";
 }
 
 }  // namespace

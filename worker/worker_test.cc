@@ -237,6 +237,18 @@ TEST_F(WorkerTest, AgentThatPrintsForeverTimesOut) {
   EXPECT_THAT(ReadAll(d.log_path), HasSubstr("still working"));
 }
 
+// An agent that writes faster than the worker takes its output (`yes`):
+// each read of its pipe is bounded, so the loop still gets back to its
+// heartbeats and timeouts. It used to read on for as long as the agent
+// wrote: no heartbeat (the supervisor took the worker for lost), no timeout.
+TEST_F(WorkerTest, AnAgentFloodingItsOutputStillTimesOut) {
+  auto d = MakeDispatch("exec yes\n");
+  d.agent.timeout_ms = 500;
+  auto r = Run(d);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "timed_out");
+}
+
 TEST_F(WorkerTest, AgentIgnoringSigtermIsKilledAfterGrace) {
   auto d = MakeDispatch("trap '' TERM\nwhile true; do sleep 0.05; done\n");
   d.agent.stall_timeout_ms = 200;
