@@ -348,11 +348,18 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
   // forge-ctl runs on the machine the workers do: a repo that is not a git
   // repository or a base that names no commit is refused now, with the
   // other validation errors, rather than blocked at dispatch.
+  // A check is three git runs, and a plan's tasks mostly share one repo
+  // (`repo: .` in each of 100,000 tasks), so each distinct (repo, base) is
+  // checked once. The result is kept, not just that the pair was seen, so a
+  // task reusing a pair gets that pair's answer, under its own label.
+  std::map<std::pair<std::string, std::string>, Status> checks;
   for (size_t i = 0; i < tasks.size(); ++i) {
     auto& t = tasks[i];
     if (t.repo.empty()) continue;
     t.repo = AbsolutePath(t.repo);
-    Status checked = CheckRepoAndBase(BlockingGitRunner(), t.repo, t.base);
+    auto [check, first] = checks.try_emplace({t.repo, t.base});
+    if (first) check->second = CheckRepoAndBase(env.git, t.repo, t.base);
+    const Status& checked = check->second;
     if (!checked.ok()) {
       std::string message = checked.error().message;
       if (message.find("base ref") == std::string::npos) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/git.h"
 #include "ctl/render.h"
 #include "ctl/source.h"
 #include "ctl/state.h"
@@ -31,6 +32,8 @@ struct Env {
   // true; checked at least every poll_ms. Unset: never (until a signal).
   std::function<bool()> stop;
   std::string config_path;  // --config (doctor)
+  // How git runs for submit's repo and base checks; tests count its calls.
+  GitRunner git = BlockingGitRunner();
 };
 
 // Prints "forge-ctl: <message>" to env.err and returns the exit code for the

@@ -305,6 +305,81 @@ TEST(LiveTest, SubmitRefusesABadRepoOrBase) {
   EXPECT_EQ(fake.requests()[1]["tasks"][0]["repo"], repo);
 }
 
+// A plan's tasks mostly share one repo (`repo: .` in each): git checks each
+// distinct (repo, base) once per submit, not each task. A bad pair is still
+// refused under the label of the task that names it.
+TEST(LiveTest, SubmitPlanChecksEachRepoAndBaseOnce) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json& r) {
+    json ids = json::array();
+    for (size_t i = 0; i < r["tasks"].size(); ++i) ids.push_back("t" + std::to_string(i + 1));
+    return FakeSupervisor::Ok({{"ids", ids}});
+  });
+  std::string repo = MakeRepo(h, "app");
+  std::string plain = h.dir.Path("plain");
+  std::filesystem::create_directories(plain);
+  int git_runs = 0;
+  h.env.git = [&, real = BlockingGitRunner()](const SpawnOptions& o, int64_t timeout_ms) {
+    ++git_runs;
+    return real(o, timeout_ms);
+  };
+  ASSERT_TRUE(CheckRepoAndBase(h.env.git, repo, "").ok());
+  const int per_check = git_runs;
+  ASSERT_GT(per_check, 0);
+
+  // 200 tasks, `repo: .` or its absolute path (the same repo once resolved),
+  // on HEAD or on main: two pairs, two checks.
+  auto write_plan = [&](const std::string& last) {
+    std::ofstream plan(h.dir.Path("plan.yaml"));
+    plan << "tasks:\n";
+    for (int i = 0; i < 200; ++i) {
+      plan << "  - {id: t" << i << ", title: T, repo: " << (i % 3 ? "." : repo)
+           << (i % 2 ? ", base: main" : "") << "}\n";
+    }
+    plan << last;
+  };
+  SubmitArgs p;
+  p.plan = h.dir.Path("plan.yaml");
+  std::string cwd = std::filesystem::current_path();
+  auto submit_in_repo = [&] {
+    git_runs = 0;
+    std::filesystem::current_path(repo);
+    int code = CmdSubmit(h.env, p);
+    std::filesystem::current_path(cwd);
+    return code;
+  };
+  write_plan("");
+  ASSERT_EQ(submit_in_repo(), kExitOk) << h.err.str();
+  EXPECT_EQ(git_runs, 2 * per_check);
+  ASSERT_EQ(fake.requests().size(), 1u);
+  ASSERT_EQ(fake.requests()[0]["tasks"].size(), 200u);
+  for (const json& t : fake.requests()[0]["tasks"]) EXPECT_EQ(t["repo"], repo);
+
+  // Then a task on a base that names no commit: one more check, refused as
+  // that task, and nothing sent.
+  h.Clear();
+  write_plan("  - {id: last, title: Last, repo: ., base: gone}\n");
+  EXPECT_EQ(submit_in_repo(), kExitUsage);
+  EXPECT_EQ(h.err.str(),
+            "forge-ctl: task 'last': unknown base ref 'gone' in repo '" + repo + "'\n");
+  EXPECT_EQ(git_runs, 3 * per_check);
+  EXPECT_EQ(fake.requests().size(), 1u);
+
+  // A directory that is no repository, named by the last 50 tasks: refused
+  // as the first of them, with the message a lone task gets.
+  h.Clear();
+  std::string bad;
+  for (int i = 0; i < 50; ++i) {
+    bad += "  - {id: bad" + std::to_string(i) + ", title: Bad, repo: " + plain + "}\n";
+  }
+  write_plan(bad);
+  EXPECT_EQ(submit_in_repo(), kExitUsage);
+  EXPECT_THAT(h.err.str(),
+              HasSubstr("forge-ctl: task 'bad0': repo '" + plain + "' is not a git repository: "));
+  EXPECT_THAT(h.err.str(), HasSubstr(" (base ref 'HEAD')\n"));
+  EXPECT_EQ(fake.requests().size(), 1u);
+}
+
 TEST(LiveTest, SubmitPlanSendsAllTasksAndPrintsIds) {
   CtlHarness h;
   FakeSupervisor fake(h.state_dir, [](const json& r) {
