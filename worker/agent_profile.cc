@@ -1,7 +1,9 @@
 #include "worker/agent_profile.h"
 
+#include <charconv>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 namespace forge::worker {
 namespace {
@@ -144,6 +146,24 @@ bool MentionsRateLimit(const std::string& s) {
   return s.find("rate_limit") != std::string::npos;
 }
 
+// A subscription's usage limit ends claude's run with this result text and
+// the reset as epoch seconds after a '|' ("Claude AI usage limit
+// reached|1755615600", as claude-code issues #2490 and #6119 quote it), with
+// no 429 in the result object. The reset in ms, 0 when it is not there;
+// nullopt when the text is not that message.
+constexpr std::string_view kUsageLimitText = "Claude AI usage limit reached";
+std::optional<int64_t> UsageLimitReset(const std::string& text) {
+  if (!text.starts_with(kUsageLimitText)) return std::nullopt;
+  const size_t bar = text.find('|', kUsageLimitText.size());
+  int64_t seconds = 0;
+  if (bar == std::string::npos) return int64_t{0};
+  const char* begin = text.data() + bar + 1;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(begin, end, seconds);
+  if (ec != std::errc() || ptr == begin || seconds <= 0 || seconds > 32503680000) return int64_t{0};
+  return seconds * 1000;
+}
+
 bool MentionsModelTrouble(const std::string& s) {
   return s.find("overloaded") != std::string::npos || s.find("model") != std::string::npos;
 }
@@ -180,6 +200,12 @@ class ClaudeParser final : public OutputParser {
     const std::string reason = StringField(*r, "terminal_reason");
     const int64_t api_status = IntField(*r, "api_error_status");
     out.rate_limited = api_status == 429 || MentionsRateLimit(subtype) || MentionsRateLimit(reason);
+    // Only a run that failed: an answer that quotes the message is not one.
+    if (auto reset = UsageLimitReset(StringField(*r, "result"));
+        reset && (is_error || !status.success())) {
+      out.rate_limited = true;
+      out.rate_limit_reset_ms = *reset;
+    }
     // Overloaded (529) or any other server-side API error, or the agent saying
     // the model is unavailable: the next attempt may use agent.fallback_model.
     out.model_failure = (api_status >= 500 && api_status <= 599) || MentionsModelTrouble(subtype) ||

@@ -173,6 +173,30 @@ TEST(ClaudeParser, RateLimitSubtypeOrReasonIsRateLimited) {
           .rate_limited);
 }
 
+// A subscription's usage limit: no 429 in the result object, the reset as
+// epoch seconds in the text (claude-code issues #2490, #6119).
+TEST(ClaudeParser, AUsageLimitIsARateLimitWithItsReset) {
+  auto r = Parse(Profile::kClaude,
+                 R"({"type":"result","subtype":"success","is_error":true,)"
+                 R"("result":"Claude AI usage limit reached|1755615600"})",
+                 Exit(1));
+  EXPECT_EQ(r.outcome, "failed");
+  EXPECT_TRUE(r.rate_limited);
+  EXPECT_EQ(r.rate_limit_reset_ms, 1'755'615'600'000);
+  auto no_reset = Parse(Profile::kClaude,
+                        R"({"type":"result","subtype":"success","is_error":true,)"
+                        R"("result":"Claude AI usage limit reached|soon"})",
+                        Exit(1));
+  EXPECT_TRUE(no_reset.rate_limited);
+  EXPECT_EQ(no_reset.rate_limit_reset_ms, 0);
+  // An answer that quotes the message is a pass, not a limit.
+  auto quoted = Parse(Profile::kClaude,
+                      R"({"type":"result","subtype":"success","is_error":false,)"
+                      R"("result":"Claude AI usage limit reached|1 is what users saw; fixed"})");
+  EXPECT_EQ(quoted.outcome, "passed");
+  EXPECT_FALSE(quoted.rate_limited);
+}
+
 TEST(ClaudeParser, FreeTextMentioningRateLimitsIsNotARateLimit) {
   auto r = Parse(Profile::kClaude,
                  R"({"type":"result","subtype":"success","is_error":false,)"
