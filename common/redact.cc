@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <nlohmann/json.hpp>
 
 namespace forge {
 
@@ -66,10 +67,29 @@ std::string RedactText(std::string text, const std::vector<std::string>& secret_
   return text;
 }
 
+namespace {
+void AddSecretForms(std::vector<std::string>& out, std::string_view value) {
+  if (value.empty()) return;
+  out.emplace_back(value);
+  std::string escaped = nlohmann::json(std::string(value))
+                            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  escaped = escaped.substr(1, escaped.size() - 2);  // the quotes
+  if (escaped != value) out.push_back(std::move(escaped));
+  if (value.find('\n') == std::string_view::npos) return;
+  for (size_t start = 0; start < value.size();) {
+    size_t end = std::min(value.find('\n', start), value.size());
+    std::string_view line = value.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() >= 16) out.emplace_back(line);
+    start = end + 1;
+  }
+}
+}  // namespace
+
 std::vector<std::string> SecretValues(const std::map<std::string, std::string>& env) {
   std::vector<std::string> out;
   for (const auto& [name, value] : env) {
-    if (IsSecret(name, value) && !value.empty()) out.push_back(value);
+    if (IsSecret(name, value)) AddSecretForms(out, value);
   }
   return out;
 }
@@ -80,7 +100,7 @@ std::vector<std::string> SecretValues(const std::vector<std::string>& environmen
     size_t eq = entry.find('=');
     if (eq != std::string::npos && eq + 1 < entry.size() &&
         IsSecret(entry.substr(0, eq), std::string_view(entry).substr(eq + 1))) {
-      out.push_back(entry.substr(eq + 1));
+      AddSecretForms(out, std::string_view(entry).substr(eq + 1));
     }
   }
   return out;

@@ -20,7 +20,11 @@ bool IsSecret(std::string_view name, std::string_view value);
 std::map<std::string, std::string> RedactEnv(const std::map<std::string, std::string>& env);
 // Every occurrence of any secret value (length >= 4) in text replaced by kRedacted.
 std::string RedactText(std::string text, const std::vector<std::string>& secret_values);
-// The secret values of an env map.
+// The secret values of an env map, each in the forms it reaches a log in:
+// as it is; JSON-escaped, as claude's and codex's JSON lines carry a tool's
+// output (a PEM key's newlines as \n, a credential file's quotes as \"); and
+// each line of 16 bytes or more of a value of several lines (printed on
+// their own, or with \r\n).
 std::vector<std::string> SecretValues(const std::map<std::string, std::string>& env);
 // The secret values of an environment as exec takes it ("NAME=VALUE").
 std::vector<std::string> SecretValues(const std::vector<std::string>& environment);

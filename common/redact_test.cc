@@ -51,6 +51,24 @@ TEST(Redact, SecretValuesAndText) {
   EXPECT_EQ(RedactText("nothing here", values), "nothing here");
 }
 
+// claude's and codex's JSON lines carry a tool's output escaped: a PEM
+// key's newlines as \n, a credential's quotes as \". Those forms, and the
+// long lines of a value of several, are secrets too.
+TEST(Redact, ASecretIsFoundJsonEscapedAndLineByLine) {
+  const std::string pem =
+      "-----BEGIN KEY-----\nMIIEowIBAAKCAQEAxyz0123456789\r\nqwertyuiopasdfghjkl\"end\"\n";
+  for (const auto& values : {SecretValues(std::map<std::string, std::string>{{"APP_KEY", pem}}),
+                             SecretValues(std::vector<std::string>{"APP_KEY=" + pem})}) {
+    const std::string escaped =
+        R"(-----BEGIN KEY-----\nMIIEowIBAAKCAQEAxyz0123456789\r\nqwertyuiopasdfghjkl\"end\"\n)";
+    EXPECT_EQ(RedactText(R"({"type":"user","content":")" + escaped + R"("})", values),
+              R"({"type":"user","content":"[redacted]"})");
+    EXPECT_EQ(RedactText("line: MIIEowIBAAKCAQEAxyz0123456789 printed alone", values),
+              "line: [redacted] printed alone");
+    EXPECT_EQ(RedactText(pem, values), "[redacted]");
+  }
+}
+
 TEST(Redact, LongestSecretFirstAndNoRescan) {
   // "secret-long" contains "secr"; it must be replaced whole.
   EXPECT_EQ(RedactText("x secret-long y secr z", {"secr", "secret-long"}),
