@@ -1,5 +1,6 @@
 #include "worker/agent_profile.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -71,6 +72,14 @@ int64_t SaturatingAdd(int64_t a, int64_t b) {
 double NumberField(const json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+// A spend or a count as the agent reports it, never below 0: a negative one
+// (a wrapper's bug) would take from the budgets' sums.
+double SpendField(const json& j, const char* key) {
+  return std::max(NumberField(j, key), 0.0);
+}
+int64_t CountField(const json& j, const char* key) {
+  return std::max<int64_t>(IntField(j, key), 0);
 }
 bool BoolField(const json& j, const char* key) {
   auto it = j.find(key);
@@ -190,10 +199,15 @@ class ClaudeParser final : public OutputParser {
     text_ = StringField(*r, "result");
     out.session_id = StringField(*r, "session_id");
     out.num_turns = IntField(*r, "num_turns");
-    out.cost_usd = NumberField(*r, "total_cost_usd");
+    out.cost_usd = SpendField(*r, "total_cost_usd");
     if (const json* usage = ObjectField(*r, "usage")) {
-      out.tokens_in = IntField(*usage, "input_tokens");
-      out.tokens_out = IntField(*usage, "output_tokens");
+      // Every input token the model read: claude counts the cached ones
+      // apart (most of a long session's input), codex in input_tokens.
+      out.tokens_in =
+          SaturatingAdd(SaturatingAdd(CountField(*usage, "input_tokens"),
+                                      CountField(*usage, "cache_creation_input_tokens")),
+                        CountField(*usage, "cache_read_input_tokens"));
+      out.tokens_out = CountField(*usage, "output_tokens");
     }
     const bool is_error = BoolField(*r, "is_error");
     const std::string subtype = StringField(*r, "subtype");
@@ -285,8 +299,8 @@ class CodexParser final : public OutputParser {
     } else if (type == "turn.completed") {
       ++turns_;
       if (const json* usage = ObjectField(j, "usage")) {
-        tokens_in_ = SaturatingAdd(tokens_in_, IntField(*usage, "input_tokens"));
-        tokens_out_ = SaturatingAdd(tokens_out_, IntField(*usage, "output_tokens"));
+        tokens_in_ = SaturatingAdd(tokens_in_, CountField(*usage, "input_tokens"));
+        tokens_out_ = SaturatingAdd(tokens_out_, CountField(*usage, "output_tokens"));
       }
     } else if (type == "item.completed") {
       const json* item = ObjectField(j, "item");

@@ -94,7 +94,7 @@ TEST(ClaudeParser, SuccessFillsCostTokensSession) {
   auto r = Parse(Profile::kClaude, std::string("some stderr-ish noise\n") + kClaudeSuccess + "\n");
   EXPECT_EQ(r.outcome, "passed") << r.error;
   EXPECT_DOUBLE_EQ(r.cost_usd, 0.0421);
-  EXPECT_EQ(r.tokens_in, 1500);
+  EXPECT_EQ(r.tokens_in, 1599);  // the cached input too
   EXPECT_EQ(r.tokens_out, 320);
   EXPECT_EQ(r.num_turns, 6);
   EXPECT_EQ(r.session_id, "abc-123");
@@ -122,7 +122,7 @@ TEST(ClaudeParser, StreamJsonTakesTheResultLine) {
   auto r = Parse(Profile::kClaude, out);
   EXPECT_EQ(r.outcome, "passed") << r.error;
   EXPECT_DOUBLE_EQ(r.cost_usd, 0.0421);
-  EXPECT_EQ(r.tokens_in, 1500);
+  EXPECT_EQ(r.tokens_in, 1599);  // the cached input too
   EXPECT_EQ(r.session_id, "abc-123");
 }
 
@@ -227,6 +227,24 @@ TEST(ClaudeParser, EmptyOutputFails) {
   EXPECT_THAT(r.error, HasSubstr("without a claude JSON result"));
 }
 
+// Every input token the model read (claude counts the cached ones apart),
+// and never a negative spend or count: a wrapper's -5 would take from the
+// budgets' sums.
+TEST(ClaudeParser, InputTokensIncludeTheCachedOnesAndNothingIsNegative) {
+  auto r = Parse(Profile::kClaude,
+                 R"({"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.5,)"
+                 R"("usage":{"input_tokens":3,"cache_creation_input_tokens":1200,)"
+                 R"("cache_read_input_tokens":16000,"output_tokens":40}})");
+  EXPECT_EQ(r.tokens_in, 17203);
+  EXPECT_EQ(r.tokens_out, 40);
+  auto negative = Parse(Profile::kClaude,
+                        R"({"type":"result","subtype":"success","is_error":false,)"
+                        R"("total_cost_usd":-5,"usage":{"input_tokens":-7,"output_tokens":-1}})");
+  EXPECT_EQ(negative.cost_usd, 0);
+  EXPECT_EQ(negative.tokens_in, 0);
+  EXPECT_EQ(negative.tokens_out, 0);
+}
+
 TEST(ClaudeParser, MistypedFieldsAreIgnoredNotThrown) {
   auto r = Parse(
       Profile::kClaude,
@@ -277,7 +295,7 @@ TEST(CodexParser, TokenSumsStopAtTheLargestCount) {
                      "\n";
   auto r = Parse(Profile::kCodex, turn + turn + turn, Exit(0), 5);
   EXPECT_EQ(r.tokens_in, INT64_MAX);
-  EXPECT_EQ(r.tokens_out, INT64_MIN);
+  EXPECT_EQ(r.tokens_out, 0);  // a negative count is none
   EXPECT_EQ(r.num_turns, 3);
 }
 
