@@ -351,9 +351,10 @@ TEST(LiveTest, SubmitPlanChecksEachRepoAndBaseOnce) {
   write_plan("");
   ASSERT_EQ(submit_in_repo(), kExitOk) << h.err.str();
   EXPECT_EQ(git_runs, 2 * per_check);
-  ASSERT_EQ(fake.requests().size(), 1u);
-  ASSERT_EQ(fake.requests()[0]["tasks"].size(), 200u);
-  for (const json& t : fake.requests()[0]["tasks"]) EXPECT_EQ(t["repo"], repo);
+  const auto requests = fake.requests();  // a copy: the loop must not outlive it
+  ASSERT_EQ(requests.size(), 1u);
+  ASSERT_EQ(requests[0]["tasks"].size(), 200u);
+  for (const json& t : requests[0]["tasks"]) EXPECT_EQ(t["repo"], repo);
 
   // Then a task on a base that names no commit: one more check, refused as
   // that task, and nothing sent.

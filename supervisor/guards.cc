@@ -103,8 +103,9 @@ void Guards::OnRateLimited(int64_t reset_wall_ms, std::string_view who) {
     int64_t wait_ms = 0;
     if (reset_wall_ms > now) {
       // The agent's reset is a wall time: turned into a wait now, so a later
-      // wall step does not move it.
-      wait_ms = reset_wall_ms - now;
+      // wall step does not move it. Capped: a garbled reset must not stop
+      // everything until an operator resumes.
+      wait_ms = std::min(reset_wall_ms - now, kRateLimitMaxResetMs);
     } else if (paused) {
       // Attempts and reviews that were already running when the pause began
       // report the same limit: the pause was set for it (W such reports

@@ -51,6 +51,9 @@ struct GuardEvent {
 
 inline constexpr int64_t kRateLimitInitialMs = 60 * 1000;
 inline constexpr int64_t kRateLimitMaxMs = 60 * 60 * 1000;
+// The longest wait an agent's reported reset sets (a subscription's weekly
+// limit is the longest there is).
+inline constexpr int64_t kRateLimitMaxResetMs = 8LL * 24 * 60 * 60 * 1000;
 inline constexpr int64_t kStoreRetryInitialMs = 1000;
 inline constexpr int64_t kStoreRetryMaxMs = 30 * 1000;
 

@@ -184,6 +184,9 @@ TEST(Guards, ReportsDuringARateLimitPauseNeitherDoubleNorShortenIt) {
   clock.Advance(90'000);
   g.Tick();
   EXPECT_TRUE(g.MayDispatch());
+  g.OnRateLimited(clock.WallMs() + 400LL * 24 * 3600 * 1000);  // garbled: capped
+  EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + kRateLimitMaxResetMs);
+  g.Resume();
   g.OnRateLimited(0);  // after the pause: the limit again, the backoff doubled once
   EXPECT_EQ(g.Reasons()[0].until_ms, clock.WallMs() + 120'000);
 }

@@ -200,10 +200,10 @@ store::Close Decide(const TaskRetryState& task, const AttemptEnd& end, const Pol
   if (end.rate_limited && end.retryable) {
     // Uncounted, so nothing else bounds a task that keeps meeting the limit
     // (each run may still cost: claude reports spend on a 429).
+    c.counted = false;
     if (config.task_usd > 0 && task.cost_usd >= config.task_usd) {
       return Blocked(std::move(c), "task budget exceeded");
     }
-    c.counted = false;
     c.next_state = proto::TaskState::kReady;
     c.reason = "rate limited: requeued without using an attempt";
     return c;

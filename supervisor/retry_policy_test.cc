@@ -218,6 +218,7 @@ TEST(RetryPolicy, TaskBudgetBlocksARateLimitedTaskToo) {
   auto over = Decide(State(0, 3, 0, "", 1.5), e, cfg, kNow, Fixed(0.5));
   EXPECT_EQ(over.next_state, TaskState::kBlocked);
   EXPECT_EQ(over.reason, "task budget exceeded");
+  EXPECT_FALSE(over.counted) << "the limit, not the agent, ended it";
 }
 
 }  // namespace

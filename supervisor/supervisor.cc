@@ -312,6 +312,9 @@ forge::Status Supervisor::Recover() {
 bool Supervisor::ReviewAfterRestart(const proto::AttemptInfo& a) {
   auto task = store_->GetTask(a.task_id);
   if (!task.ok() || task->state != proto::TaskState::kReviewing) return false;
+  // An expand attempt is closed on its spec, not reviewed (CloseExpandAttempt):
+  // its agent runs again.
+  if (task->kind == "expand") return false;
   std::error_code ec;
   if (!std::filesystem::is_directory(WorkspaceFor(*task), ec)) return false;  // nothing to review
   store::EventFilter earlier;
@@ -319,15 +322,22 @@ bool Supervisor::ReviewAfterRestart(const proto::AttemptInfo& a) {
   earlier.kind = "attempt.review_again";
   earlier.limit = 0;
   ReviewsWithoutVerdict count;
+  int restarts = 1;  // this one
   if (auto events = store_->Events(earlier); events.ok()) {
     for (const auto& e : *events) {
       if (e.payload.value("attempt_id", int64_t{0}) != a.id) continue;
       count.all = std::max(count.all, e.payload.value("review", 0));
-      if (!e.payload.value("rate_limited", false) && !e.payload.value("restarted", false)) {
+      if (e.payload.value("restarted", false)) {
+        ++restarts;
+      } else if (!e.payload.value("rate_limited", false)) {
         ++count.counted;
       }
     }
   }
+  // A review that takes the supervisor down with it (each restart paying for
+  // another critic run) is bounded too: past kReviewsPerAttempt restarts the
+  // attempt is closed `recovered`, as before.
+  if (restarts > kReviewsPerAttempt) return false;
   ++count.all;  // the review the restart interrupted, whose spend is lost with it
   reviews_without_verdict_[a.id] = count;
   EmitEvent("attempt.review_again",
@@ -487,7 +497,10 @@ std::vector<pid_t> Supervisor::SilentChildren() {
   const int64_t timeout = config_.watchdog.heartbeat_timeout_ms;
   if (pool_.Silent(clock_.MonotonicMs(), timeout).empty()) return {};
   const int64_t read_from = clock_.MonotonicMs();
-  DrainChildren();
+  // One drain stops at its budget (a write in it may have waited out the busy
+  // timeout): a few more read what is left, bounded for a flooding child.
+  for (int drains = 0; drains < kSilenceDrains && !DrainChildren(); ++drains) {
+  }
   return pool_.Silent(read_from, timeout);
 }
 
@@ -1028,6 +1041,9 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   end.tokens_in = m.tokens_in;
   end.tokens_out = m.tokens_out;
   end.infra = m.infra;
+  // Not the agent's failure: a close for the task's budget is uncounted, and
+  // outside the breaker.
+  end.rate_limited = m.rate_limited;
   if (m.rate_limited) {
     guards_.OnRateLimited(m.rate_limit_reset_ms, "critic agent");
     FlushGuardEvents();

@@ -153,6 +153,7 @@ class Supervisor final : public ControlBackend {
   bool ReviewAgain(int64_t attempt_id, const std::string& task_id, const AttemptEnd& end,
                    bool rate_limited);
   std::vector<pid_t> SilentChildren();
+  static constexpr int kSilenceDrains = 8;
   void PetWatchdog();
   // Recovery of an attempt whose agent passed: queued for review again.
   bool ReviewAfterRestart(const proto::AttemptInfo& a);

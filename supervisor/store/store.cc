@@ -927,13 +927,16 @@ Result<std::vector<std::string>> Store::Impl::InsertBatch(
       FORGE_RETURN_IF_ERROR(dep.Bind(ids[i], resolved).Run());
       sqlite3_reset(dep.raw());
     }
+    if (progress && (i + 1) % kProgressEvery == 0) progress();
   }
   waits.Propagate(ids);
   for (size_t i = 0; i < tasks.size(); ++i) {
     if (waits.root[i] >= 0) {
       FORGE_RETURN_IF_ERROR(WaitingEvent(ids[i], waits.roots[waits.root[i]], waits.via[i]));
     }
+    if (progress && (i + 1) % kProgressEvery == 0) progress();
   }
+  if (progress) progress();  // the commit and the events file's lines come next
   return ids;
 }
 

@@ -179,7 +179,8 @@ class Store {
 
   int SchemaVersion();
 
-  // Called from within a long write (every 1,000 tasks a submit inserts):
+  // Called from within a long write (every 1,000 tasks of each pass a submit
+  // makes over its batch, and before its commit):
   // one transaction of a million-task plan takes tens of seconds, and the
   // supervisor's loop, waiting for it, must still tell systemd's watchdog
   // that it lives. The hook must not use the store.

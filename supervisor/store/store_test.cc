@@ -224,7 +224,7 @@ TEST_F(StoreTest, ALongSubmitReportsProgressFromInsideItsTransaction) {
   std::vector<proto::SubmitTask> batch;
   for (int i = 0; i < 2500; ++i) batch.push_back(Task("t" + std::to_string(i)));
   MustSubmit(*s, batch);
-  EXPECT_EQ(calls, 2);
+  EXPECT_GE(calls, 3);  // twice in the rows' pass, and before the commit
 }
 
 // database.synchronous on a reload applies to the open connection.

@@ -396,6 +396,8 @@ TEST(Supervisor, ARateLimitedCriticStopsAtTheTasksBudget) {
   auto attempts = forge.Attempts(id);
   ASSERT_EQ(attempts.size(), 1u);
   EXPECT_DOUBLE_EQ(attempts[0].cost_usd, 1.0);
+  EXPECT_FALSE(attempts[0].counted) << "the critic's limit is not the agent's failure";
+  EXPECT_EQ(forge.Status()["pause_reasons"].dump().find("circuit"), std::string::npos);
   EXPECT_EQ(Lines(dir + "/critic-runs"), 2);
   auto blocked = forge.Events(id, "task.blocked");
   ASSERT_EQ(blocked.size(), 1u);

@@ -248,7 +248,8 @@ TEST(Watchdog, SupervisorKilledMidRunRecoversEverythingOnRestart) {
 // task t1 (fake agent "succeed") whose first attempt is leased, and the
 // agent's report of it recorded. The store is returned open for more.
 std::unique_ptr<store::Store> AttemptReportedWhileStopped(Forge& forge,
-                                                          const store::AgentReport& report) {
+                                                          const store::AgentReport& report,
+                                                          const std::string& kind = "") {
   EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
   store::StoreOptions o;
   o.db_path = forge.state_dir() + "/forge.db";
@@ -259,6 +260,7 @@ std::unique_ptr<store::Store> AttemptReportedWhileStopped(Forge& forge,
   t.title = "interrupted";
   t.brief = "b";
   t.env = {{"FAKE_MODE", "succeed"}};
+  if (!kind.empty()) t.kind = kind;
   auto ids = (*writer)->Submit({t});
   EXPECT_TRUE(ids.ok() && ids->front() == "t1");
   auto a = (*writer)->LeaseAttempt("t1", store::Lease{});
@@ -324,6 +326,36 @@ TEST(Watchdog, AnAttemptInReviewAtACrashIsReviewedAgainNotRerun) {
   ASSERT_EQ(again.size(), 2u);
   EXPECT_EQ(again[1].payload["review"], 2);
   EXPECT_EQ(again[1].payload["restarted"], true);
+}
+
+// Not reviewed after a restart: an expand attempt (closed on its spec, never
+// reviewed: its agent runs again), and an attempt whose reviews a restart
+// already interrupted kReviewsPerAttempt times (each paid for a critic run).
+TEST(Watchdog, SomeAttemptsInReviewAtACrashAreRecoveredAsBefore) {
+  for (const std::string which : {"expand", "restarts"}) {
+    Forge forge;
+    forge.Start();
+    {
+      store::AgentReport passed;
+      passed.outcome = Outcome::kPassed;
+      passed.exit_code = 0;
+      auto writer = AttemptReportedWhileStopped(forge, passed, which == "expand" ? "expand" : "");
+      ASSERT_NE(writer, nullptr);
+      for (int review = 1; which == "restarts" && review <= 3; ++review) {
+        ASSERT_TRUE(writer
+                        ->Emit("attempt.review_again",
+                               json{{"attempt_id", 1}, {"review", review}, {"restarted", true}},
+                               "t1", 1)
+                        .ok());
+      }
+      ASSERT_EQ(writer->GetTask("t1")->state, TaskState::kReviewing);
+    }
+    std::filesystem::create_directories(forge.state_dir() + "/workspaces/t1");
+    forge.Start();
+    ASSERT_TRUE(WaitFor([&] { return !forge.Attempts("t1").at(0).outcome.empty(); }, 10'000))
+        << which;
+    EXPECT_EQ(forge.Attempts("t1")[0].outcome, "recovered") << which;
+  }
 }
 
 TEST(Watchdog, WorkerCrashingOnEveryDispatchBlocksTheTaskAndThrottlesRespawns) {
