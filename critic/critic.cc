@@ -80,7 +80,7 @@ struct Critic::ReviewState {
   std::optional<worker::Snapshot> snapshot;  // a repo task's: what the review sees and commits
   bool infra = false;                        // the machine failed the review (no space to commit)
   bool rate_limited = false;                 // the critic agent reported a rate limit
-  int64_t rate_limit_reset_ms = 0;
+  int64_t rate_limit_reset_ms = 0;           // its reset (wall ms), 0 when not given
   std::vector<proto::Finding> findings;      // the LLM critic's, kept for the reply
   std::string stop_error;                    // set when the review was cancelled
 };

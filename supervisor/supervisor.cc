@@ -1095,11 +1095,12 @@ bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id, con
   }
   // The task's budget bounds what its reviews spend too: a rate-limited
   // critic is asked again with no other bound. The close decides (blocked).
-  if (auto task = store_->GetTask(task_id);
-      config_.budget.task_usd > 0 && task.ok() &&
-      task->cost_usd + end.cost_usd >= config_.budget.task_usd) {
-    reviews_without_verdict_.erase(attempt_id);
-    return false;
+  if (const double budget = config_.budget.task_usd; budget > 0) {
+    auto task = store_->GetTask(task_id);
+    if (task.ok() && task->cost_usd + end.cost_usd >= budget) {
+      reviews_without_verdict_.erase(attempt_id);
+      return false;
+    }
   }
   if (forge::Status s = AddCriticSpend(attempt_id, reviews, end); !s.ok()) {
     // Kept and retried like a close: the spend is keyed per review, so a
