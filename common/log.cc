@@ -2,16 +2,24 @@
 
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <unistd.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace forge {
 namespace {
 
 // ISO time with milliseconds and offset, level, logger name and pid:
-// "2026-11-21T15:04:05.123+00:00 info supervisor[1234]: message".
-constexpr const char* kPattern = "%Y-%m-%dT%H:%M:%S.%e%z %l %n[%P]: %v";
+// "2026-11-21T15:04:05.123+00:00 info supervisor[1234]: message". The pid is
+// written into the pattern once: spdlog's %P calls getpid() for every line,
+// a system call each (glibc does not cache it). Every process sets up its
+// logging after its last fork (the supervisor after daemonising), so the pid
+// does not change under the pattern.
+std::string Pattern() {
+  return "%Y-%m-%dT%H:%M:%S.%e%z %l %n[" + std::to_string(::getpid()) + "]: %v";
+}
 
 }  // namespace
 
@@ -29,7 +37,7 @@ Status SetupLogging(const LogOptions& options) {
     }
   }
   auto logger = std::make_shared<spdlog::logger>(options.name, sinks.begin(), sinks.end());
-  logger->set_pattern(kPattern);
+  logger->set_pattern(Pattern());
   logger->set_level(options.level);
   // Every line is flushed: the process may be SIGKILLed at any moment and the
   // last lines before that are the ones an operator needs.

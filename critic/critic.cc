@@ -40,12 +40,17 @@ std::string FormatMs(int64_t ms) {
 
 // Verify commands run with the critic's own environment (they are the
 // operator's commands, like `make test`) plus the task's env.
-std::vector<std::string> CheckEnvironment(const EnvironmentTemplate& own,
-                                          const proto::Review& review) {
+// What a check's environment adds to or changes in the critic's own.
+std::map<std::string, std::string> CheckOverrides(const proto::Review& review) {
   std::map<std::string, std::string> overrides = review.task.env;
   overrides["FORGE_TASK_ID"] = review.task.id;
   overrides["FORGE_ATTEMPT"] = std::to_string(review.n);
-  return own.With(overrides);
+  return overrides;
+}
+
+std::vector<std::string> CheckEnvironment(const EnvironmentTemplate& own,
+                                          const proto::Review& review) {
+  return own.With(CheckOverrides(review));
 }
 
 std::string Describe(const proto::CheckResult& c) {
@@ -89,7 +94,8 @@ Critic::Critic(proto::ChildLink& link, SignalFd& signals, CriticOptions options)
     : link_(link),
       signals_(signals),
       options_(std::move(options)),
-      own_environment_(CurrentEnvironment()) {}
+      own_environment_(CurrentEnvironment()),
+      own_secrets_(SecretValues(CurrentEnvironment())) {}
 
 Critic::~Critic() = default;
 
@@ -168,7 +174,11 @@ void Critic::StartReview(const proto::Review& review) {
   }
   review_ = std::make_unique<ReviewState>();
   review_->review = review;
-  review_->check_secrets = SecretValues(CheckEnvironment(own_environment_, review));
+  // A value the task's env overrides stays in own_secrets_: scrubbing a
+  // secret that the checks do not see costs nothing.
+  review_->check_secrets = own_secrets_;
+  for (auto& s : SecretValues(CheckOverrides(review)))
+    review_->check_secrets.push_back(std::move(s));
   link_.SetAttempt(review.attempt_id);
   if (!IsDir(review.workspace)) {
     Reply("error", "workspace '" + review.workspace + "' does not exist");

@@ -79,6 +79,11 @@ class Critic {
   CriticOptions options_;
   // Read once: the critic's environment does not change while it runs.
   EnvironmentTemplate own_environment_;
+  // SecretValues of own_environment_, also found once: a review adds only
+  // those of the task's env (an operator's environment holds a hundred
+  // variables; finding the secrets among them was a fifth of a no-op review's
+  // instructions, bench/README.md session 28).
+  std::vector<std::string> own_secrets_;
   std::unique_ptr<ReviewState> review_;
   bool shutting_down_ = false;
   int64_t shutdown_deadline_ms_ = -1;
