@@ -18,7 +18,7 @@ struct flock WholeFile(short type) {
 }
 }  // namespace
 
-Result<LockFile> LockFile::Acquire(const std::string& path) {
+Result<LockFile> LockFile::Acquire(const std::string& path, const std::string& held) {
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) {
     return MakeError(ErrorCode::kIo, "cannot open lock file " + path + ": " + std::strerror(errno));
@@ -29,10 +29,7 @@ Result<LockFile> LockFile::Acquire(const std::string& path) {
     if (err == EACCES || err == EAGAIN) {
       auto holder = Holder(path);
       std::string who = holder ? "pid " + std::to_string(*holder) : "another process";
-      return MakeError(ErrorCode::kConflict,
-                       "a supervisor is already running for this state "
-                       "directory (" +
-                           who + ", lock " + path + ")");
+      return MakeError(ErrorCode::kConflict, held + " (" + who + ", lock " + path + ")");
     }
     return MakeError(ErrorCode::kIo, "cannot lock " + path + ": " + std::strerror(err));
   }

@@ -18,6 +18,7 @@
 #include "worker/agent_profile.h"
 #include "worker/output_capture.h"
 #include "worker/workspace.h"
+#include "worker/workspace_lock.h"
 
 namespace forge::critic {
 namespace {
@@ -68,6 +69,7 @@ struct Critic::ReviewState {
   std::vector<proto::CheckResult> checks;
   std::unique_ptr<worker::OutputCapture> log;  // null when the review has no log path
   std::unique_ptr<proto::ChildJob> job;        // the check / git diff / critic agent running
+  std::optional<LockFile> workspace_lock;      // through the review (worker/workspace_lock.h)
   int64_t check_started_ms = 0;
   int64_t timeout_ms = 0;  // of the running job, 0: none
   int64_t kill_grace_ms = 0;
@@ -184,6 +186,14 @@ void Critic::StartReview(const proto::Review& review) {
     Reply("error", "workspace '" + review.workspace + "' does not exist");
     return;
   }
+  // Before any git or check runs there (worker/workspace_lock.h).
+  auto lock = worker::LockWorkspace(review.workspace, worker::kWorkspaceLockWaitMs,
+                                    worker::HeartbeatingLockWait(link_));
+  if (!lock.ok()) {
+    Reply("error", lock.error().message);
+    return;
+  }
+  review_->workspace_lock = std::move(lock).value();
   if (!review.log_path.empty()) {
     std::error_code ec;
     fs::create_directories(fs::path(review.log_path).parent_path(), ec);

@@ -8,6 +8,7 @@
 
 #include "worker/test_supervisor.h"
 #include "worker/workspace.h"
+#include "worker/workspace_lock.h"
 
 namespace forge::critic {
 namespace {
@@ -15,7 +16,9 @@ namespace {
 using forge::testing::FakeSupervisor;
 using forge::testing::NowMs;
 using forge::testing::ReadAll;
+using forge::testing::WaitForFile;
 using forge::testing::WaitGone;
+using forge::testing::WriteExecutable;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -145,6 +148,37 @@ TEST_F(CriticWithASecretTest, AChecksOutputNeverCarriesTheCriticsSecret) {
   ASSERT_TRUE(r);
   ASSERT_EQ(r->checks.size(), 1u);
   EXPECT_EQ(r->checks[0].output_tail, "key=[redacted]\n");
+}
+
+// A process from before a supervisor restart still works in the workspace
+// (the test holds its lock): the critic waits, heartbeating for the attempt,
+// before its checks run or its log is opened, reviews once the lock is free,
+// holds it while a check runs and lets it go before the verdict.
+TEST_F(CriticTest, AWorkspaceInUseIsWaitedForAndHeldThroughTheReview) {
+  auto review = MakeReview({"echo > running; while [ ! -e go ]; do sleep 0.01; done"});
+  const std::string lock_path = worker::WorkspaceLockPath(review.workspace);
+  auto old = worker::LockWorkspace(review.workspace, 0, nullptr);
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  std::optional<LockFile> old_lock = std::move(old).value();
+  sup_.Send(review);
+  for (int beats = 0; beats < 3;) {
+    auto m = sup_.Receive(5000);
+    ASSERT_TRUE(m);
+    auto* hb = std::get_if<proto::Heartbeat>(&m->message);
+    ASSERT_NE(hb, nullptr) << proto::Encode(m->message);
+    if (hb->attempt_id == review.attempt_id) ++beats;
+  }
+  EXPECT_FALSE(std::filesystem::exists(review.log_path))
+      << "reviewed while another process held it";
+  old_lock.reset();
+  WaitForFile(review.workspace + "/running", 5000);
+  EXPECT_TRUE(std::filesystem::exists(review.workspace + "/running"));
+  EXPECT_EQ(LockFile::Holder(lock_path), pid_);
+  WriteExecutable(review.workspace + "/go", "");
+  auto r = sup_.WaitFor<proto::ReviewResult>(15000);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  EXPECT_EQ(LockFile::Holder(lock_path), std::nullopt);
 }
 
 TEST_F(CriticTest, OutputTailIsBounded) {

@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/process.h"
+#include "worker/workspace_lock.h"
 
 namespace forge::worker {
 namespace {
@@ -62,6 +63,24 @@ Status RemoveTree(const std::string& path) {
   return Status::Ok();
 }
 
+Status RemoveWorkspaceTree(const proto::MaintainEntry& e, bool existed) {
+  if (e.repo.empty()) return existed ? RemoveTree(e.path) : Status::Ok();
+  if (existed) {
+    Status git = Git(e.repo, {"worktree", "remove", "--force", e.path});
+    if (!git.ok()) {
+      // Not a worktree git knows (made by hand, metadata pruned, repo moved):
+      // the directory is still ours to remove.
+      spdlog::warn("maintenance: {}; removing the directory instead", git.error().message);
+      FORGE_RETURN_IF_ERROR(RemoveTree(e.path));
+    }
+  }
+  if (Exists(e.repo)) {
+    Status prune = Git(e.repo, {"worktree", "prune"});
+    if (!prune.ok()) return prune.error();
+  }
+  return Status::Ok();
+}
+
 int64_t MtimeWallMs(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
 }
@@ -87,24 +106,14 @@ Result<proto::RemovedEntry> RemoveWorkspace(const std::string& state_dir,
                                               "': not inside the state directory '" + state_dir +
                                               "'");
   }
+  // Not while another process works in it (worker/workspace_lock.h): the
+  // error is the job's, and the next pass finds the workspace due again.
+  FORGE_ASSIGN_OR_RETURN(LockFile lock, LockWorkspace(e.path, 0, nullptr));
   proto::RemovedEntry out{e.task_id, e.path, Exists(e.path)};
-  if (e.repo.empty()) {
-    if (out.existed) FORGE_RETURN_IF_ERROR(RemoveTree(e.path));
-    return out;
-  }
-  if (out.existed) {
-    Status git = Git(e.repo, {"worktree", "remove", "--force", e.path});
-    if (!git.ok()) {
-      // Not a worktree git knows (made by hand, metadata pruned, repo moved):
-      // the directory is still ours to remove.
-      spdlog::warn("maintenance: {}; removing the directory instead", git.error().message);
-      FORGE_RETURN_IF_ERROR(RemoveTree(e.path));
-    }
-  }
-  if (Exists(e.repo)) {
-    Status prune = Git(e.repo, {"worktree", "prune"});
-    if (!prune.ok()) return prune.error();
-  }
+  FORGE_RETURN_IF_ERROR(RemoveWorkspaceTree(e, out.existed));
+  // Unlinked while held: a process that opened it before waits for this
+  // lock, then works in a directory it makes anew.
+  (void)::unlink(WorkspaceLockPath(e.path).c_str());
   return out;
 }
 

@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "common/process.h"
+#include "worker/test_lock_holder.h"
 
 namespace forge::worker {
 namespace {
@@ -85,6 +86,25 @@ TEST_F(MaintenanceTest, RemovesAPlainWorkspace) {
   r = RemoveWorkspace(state_, {"t-1", ws, "", ""});
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->existed);
+}
+
+// A workspace another process works in (worker/workspace_lock.h) is left for
+// the next pass; once free, it goes with its lock file.
+TEST_F(MaintenanceTest, AWorkspaceInUseIsLeftForTheNextPass) {
+  std::string ws = state_ + "/workspaces/t-1";
+  fs::create_directories(ws);
+  {
+    forge::testing::LockHolder holder(ws);
+    auto r = RemoveWorkspace(state_, {"t-1", ws, "", ""});
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kConflict);
+    EXPECT_THAT(r.error().message, HasSubstr("pid " + std::to_string(holder.pid())));
+    EXPECT_TRUE(fs::exists(ws));
+  }
+  auto r = RemoveWorkspace(state_, {"t-1", ws, "", ""});
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_FALSE(fs::exists(ws));
+  EXPECT_FALSE(fs::exists(WorkspaceLockPath(ws)));
 }
 
 TEST_F(MaintenanceTest, RefusesAPathOutsideTheStateDir) {

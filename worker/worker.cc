@@ -16,6 +16,7 @@
 #include "common/redact.h"
 #include "worker/spec.h"
 #include "worker/workspace.h"
+#include "worker/workspace_lock.h"
 
 namespace forge::worker {
 namespace {
@@ -101,6 +102,9 @@ struct Worker::Attempt {
   std::unique_ptr<OutputCapture> capture;
   std::unique_ptr<OutputParser> parser;
   std::unique_ptr<proto::ChildJob> job;
+  // Held from before the workspace is prepared until the result is sent
+  // (worker/workspace_lock.h).
+  std::optional<LockFile> workspace_lock;
   int64_t started_ms = 0;
   // Until sent, the start goes with the result (see kStartedReportDelayMs).
   std::optional<proto::Started> unreported_start;
@@ -215,9 +219,17 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     SendFailure(d, "cancelled", MakeError(ErrorCode::kConflict, "worker is shutting down"), true);
     return;
   }
-  // The worktree (or plain directory) first: the agent runs in it.
-  WorkspaceSpec ws{d.task.id, d.task.repo, d.task.base, d.workspace, d.sync_remote, d.sync_branch};
+  // The worktree (or plain directory) first: the agent runs in it. Its lock
+  // before: a process from before a supervisor restart may still be in a
+  // git step there.
   link_.SetAttempt(d.attempt_id);
+  auto lock = LockWorkspace(d.workspace, kWorkspaceLockWaitMs, HeartbeatingLockWait(link_));
+  if (!lock.ok()) {
+    link_.SetAttempt(std::nullopt);
+    SendFailure(d, "failed", lock.error(), true);
+    return;
+  }
+  WorkspaceSpec ws{d.task.id, d.task.repo, d.task.base, d.workspace, d.sync_remote, d.sync_branch};
   auto workspace = PrepareWorkspace(ws, HeartbeatingGitRunner(link_));
   link_.SetAttempt(std::nullopt);
   if (!workspace.ok()) {
@@ -242,6 +254,7 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   }
   auto a = std::make_unique<Attempt>();
   a->dispatch = d;
+  a->workspace_lock = std::move(lock).value();
   a->prepared = std::move(prepared).value();
   a->parser = MakeOutputParser(ParseProfile(d.agent.profile).value());
 

@@ -4,8 +4,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "worker/test_supervisor.h"
+#include "worker/workspace_lock.h"
 
 namespace forge::worker {
 namespace {
@@ -186,6 +188,37 @@ TEST_F(WorkerTest, HeartbeatsKeepComingWhileTheAgentRuns) {
   auto r = sup_.WaitFor<proto::Result>();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->outcome, "passed");
+}
+
+// A process from before a supervisor restart still works in the workspace
+// (the test holds its lock; POSIX locks are per process): the worker waits,
+// heartbeating for the attempt, before it prepares the workspace, runs the
+// agent once the lock is free, holds it while the agent runs and lets it go
+// before the result.
+TEST_F(WorkerTest, AWorkspaceInUseIsWaitedForAndHeldThroughTheAttempt) {
+  auto d = MakeDispatch("while [ ! -e \"$FORGE_PROMPT_FILE.go\" ]; do sleep 0.01; done\n");
+  const std::string lock_path = WorkspaceLockPath(d.workspace);
+  auto old = LockWorkspace(d.workspace, 0, nullptr);
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  std::optional<LockFile> old_lock = std::move(old).value();
+  sup_.Send(d);
+  for (int beats = 0; beats < 3;) {
+    auto m = sup_.Receive(5000);
+    ASSERT_TRUE(m);
+    auto* hb = std::get_if<proto::Heartbeat>(&m->message);
+    ASSERT_NE(hb, nullptr) << proto::Encode(m->message);
+    if (hb->attempt_id == d.attempt_id) ++beats;
+  }
+  struct stat st {};
+  EXPECT_NE(::stat(d.workspace.c_str(), &st), 0) << "prepared while another process held it";
+  old_lock.reset();
+  ASSERT_TRUE(sup_.WaitFor<proto::Started>());
+  EXPECT_EQ(LockFile::Holder(lock_path), pid_);
+  WriteExecutable(sup_.state_dir + "/logs/t-7/1.prompt.go", "");
+  auto r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed");
+  EXPECT_EQ(LockFile::Holder(lock_path), std::nullopt);
 }
 
 TEST_F(WorkerTest, FailingAgentReportsExitCode) {

@@ -1,0 +1,79 @@
+#include "worker/workspace_lock.h"
+
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/duration.h"
+#include "common/fd.h"
+#include "common/paths.h"
+
+namespace forge::worker {
+namespace {
+
+constexpr int64_t kRecheckMs = 200;
+
+int64_t NowMs() {
+  return SystemClock::Get().MonotonicMs();
+}
+
+}  // namespace
+
+std::string WorkspaceLockPath(const std::string& workspace) {
+  std::string path = workspace;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return path + ".lock";
+}
+
+Result<LockFile> LockWorkspace(const std::string& workspace, int64_t wait_ms,
+                               const LockWait& wait) {
+  if (workspace.empty()) return MakeError(ErrorCode::kInvalid, "no workspace to lock");
+  const std::string path = WorkspaceLockPath(workspace);
+  FORGE_RETURN_IF_ERROR(MakeDirs(std::filesystem::path(path).parent_path().string(), 0777));
+  const std::string held = "workspace '" + workspace + "' is in use by another process";
+  const int64_t start = NowMs();
+  bool told = false;
+  for (;;) {
+    auto lock = LockFile::Acquire(path, held);
+    if (lock.ok() || lock.error().code != ErrorCode::kConflict) return lock;
+    const int64_t now = NowMs();
+    if (now - start >= wait_ms) {
+      if (wait_ms <= 0) return lock;
+      return MakeError(ErrorCode::kConflict,
+                       lock.error().message + "; waited " + FormatDuration(Millis(wait_ms)));
+    }
+    if (!told) {
+      spdlog::warn("{}; waiting up to {} for it to end", lock.error().message,
+                   FormatDuration(Millis(wait_ms)));
+      told = true;
+    }
+    pid_t holder = LockFile::Holder(path).value_or(0);
+    FORGE_RETURN_IF_ERROR(wait(holder, std::min(start + wait_ms, now + kRecheckMs)));
+  }
+}
+
+LockWait HeartbeatingLockWait(proto::ChildLink& link) {
+  return [&link](pid_t holder, int64_t until_ms) -> Status {
+    UniqueFd pidfd(holder > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, holder, 0)) : -1);
+    std::vector<proto::PollFd> fds;
+    if (pidfd.valid()) fds.push_back({pidfd.get(), ZMQ_POLLIN, 0});
+    FORGE_ASSIGN_OR_RETURN(bool message, link.Poll(fds, until_ms));
+    if (message) {
+      // A supervisor message waits for the caller's loop, and Poll returns
+      // at once until it is read: wait on the holder alone, briefly.
+      pollfd p{pidfd.get(), POLLIN, 0};
+      int ms = static_cast<int>(std::clamp<int64_t>(until_ms - NowMs(), 0, 50));
+      (void)::poll(&p, pidfd.valid() ? 1 : 0, ms);
+    }
+    return Status::Ok();
+  };
+}
+
+}  // namespace forge::worker
