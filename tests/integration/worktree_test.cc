@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "tests/integration/harness.h"
 
@@ -265,6 +266,58 @@ TEST(Worktrees, SlowFetchKeepsTheWorkerAlive) {
   ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
   EXPECT_EQ(forge.Attempts(id).size(), 1u);
   EXPECT_TRUE(forge.Events("", "child.lost").empty()) << forge.SupervisorLog();
+}
+
+// What the workers' own logs say, all of them (the old ones' too).
+std::string WorkerLogs(const Forge& forge) {
+  std::string all;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(forge.state_dir() + "/logs", ec)) {
+    if (e.path().filename().string().rfind("worker-", 0) != 0) continue;
+    std::ifstream in(e.path());
+    all.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return all;
+}
+
+// A supervisor killed (SIGKILL, not under systemd) while its worker was in
+// the runner-sync fetch: the worker gets PDEATHSIG but reads it only after
+// the fetch. The supervisor started again gives the task to a new worker,
+// which waits for the old one (the workspace's lock) instead of fetching and
+// adding the worktree beside it; once the old one's fetch ends and it exits,
+// the task passes with one commit.
+TEST(Worktrees, AWorkerOfARestartWaitsForTheOldWorkersGitStep) {
+  Forge forge;
+  std::string repo = MakeRepo(forge.dir());
+  std::string remote = forge.dir() + "/remote.git";
+  std::string fetching = forge.dir() + "/fetching", go = forge.dir() + "/go";
+  Sh("git clone -q --bare " + repo + " " + remote + " && git -C " + repo + " remote add held " +
+     remote + " && git -C " + repo + " config remote.held.uploadpack 'echo >> " + fetching +
+     "; while [ ! -e " + go + " ]; do sleep 0.01; done; git-upload-pack'");
+  std::ofstream(forge.dir() + "/forge.yaml", std::ios::app)
+      << "sync: {remote: held, branch: main}\n";
+  forge.Start();
+  std::string id = forge.Submit("succeed", {}, RepoTask(repo));
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(fetching); }, 10000));
+  auto first = forge.Attempts(id);
+  ASSERT_EQ(first.size(), 1u);
+  const std::string old_worker = std::to_string(first[0].worker_pid);
+  forge.Signal(SIGKILL);
+  forge.Start(/*wait_children=*/false);  // a new worker takes the task at once
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return WorkerLogs(forge).find("is in use by another process (pid " + old_worker) !=
+               std::string::npos;
+      },
+      10000))
+      << WorkerLogs(forge);
+  std::ofstream(go).put('\n');
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone, 30000)) << forge.SupervisorLog();
+  auto attempts = forge.Attempts(id);
+  ASSERT_GE(attempts.size(), 2u);
+  EXPECT_EQ(attempts.front().outcome, "recovered");
+  EXPECT_EQ(attempts.back().outcome, "passed");
+  EXPECT_EQ(Sh("git -C " + repo + " rev-list --count main..forge/" + id), "1");
 }
 
 TEST(Worktrees, FetchFailureIsAnAttemptError) {
