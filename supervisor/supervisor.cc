@@ -835,12 +835,32 @@ bool Supervisor::DrainChildren() {
   return false;
 }
 
+void Supervisor::LogUnknownPeer(const std::string& routing_id, size_t bytes) {
+  constexpr int64_t kEveryMs = 60'000;
+  constexpr size_t kMaxQuietPeers = 64;
+  const int64_t now = clock_.MonotonicMs();
+  if (unknown_peers_.size() >= kMaxQuietPeers && !unknown_peers_.count(routing_id)) {
+    unknown_peers_.clear();
+  }
+  QuietPeer& peer = unknown_peers_[routing_id];
+  if (now < peer.next_log_ms) {
+    ++peer.unlogged;
+    return;
+  }
+  spdlog::warn(
+      "message from unknown peer '{}' ignored ({} bytes{}); a child of an earlier supervisor "
+      "sends until it exits, logged once a minute",
+      routing_id, bytes,
+      peer.unlogged > 0 ? "; " + std::to_string(peer.unlogged) + " more since the last line" : "");
+  peer = {now + kEveryMs, 0};
+}
+
 void Supervisor::HandleChildMessage(const std::string& routing_id, const std::string& bytes) {
   // An exited child still in the pool is heard: these are its last words.
   Child* child = pool_.FindByRoutingId(routing_id);
   if (child == nullptr) {
     ++counters_.bad_child_messages;
-    spdlog::warn("message from unknown peer '{}' ignored ({} bytes)", routing_id, bytes.size());
+    LogUnknownPeer(routing_id, bytes.size());
     return;
   }
   auto decoded = proto::DecodeChildMessage(bytes);

@@ -112,6 +112,7 @@ class Supervisor final : public ControlBackend {
   void SpawnMissing();
   bool Send(const Child& child, const proto::SupervisorMessage& message);
   void HandleChildMessage(const std::string& routing_id, const std::string& bytes);
+  void LogUnknownPeer(const std::string& routing_id, size_t bytes);
   void OnHello(Child& child, const proto::Hello& m);
   void OnStarted(Child& child, const proto::Started& m);
   void OnResult(Child& child, const proto::Result& m);
@@ -230,6 +231,15 @@ class Supervisor final : public ControlBackend {
   ControlServer control_;
   std::mt19937_64 rng_;
   LoopCounters counters_;
+  // Peers not in the pool that send anyway, by routing id: a child of a
+  // supervisor killed before this one heartbeats here until it exits (up to
+  // minutes, in a git step), so each is logged once a minute, with how many
+  // of its messages went unlogged (kept to kMaxQuietPeers ids).
+  struct QuietPeer {
+    int64_t next_log_ms = 0;
+    int64_t unlogged = 0;
+  };
+  std::map<std::string, QuietPeer> unknown_peers_;
 
   MaintenanceSchedule maintenance_;
   // The last pass that ended (finished or failed; last_job_id 0: none yet),

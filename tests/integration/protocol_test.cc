@@ -82,6 +82,22 @@ TEST(Protocol, ChildrenSocketIgnoresUnknownPeersGarbageAndOversize) {
   json status = forge.Status();
   EXPECT_EQ(status["children"].size(), 3u) << status.dump();
   EXPECT_GE(status["counters"]["bad_child_messages"].get<int64_t>(), 2) << status.dump();
+  // A peer that keeps sending (a child of an earlier supervisor heartbeats
+  // until it exits) is counted every time and logged once a minute.
+  const int64_t before = status["counters"]["bad_child_messages"].get<int64_t>();
+  for (int i = 0; i < 20; ++i) intruder.send(zmq::str_buffer("{}"), zmq::send_flags::none);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return forge.Status()["counters"]["bad_child_messages"].get<int64_t>() >= before + 20;
+      },
+      5000));
+  std::string log = forge.SupervisorLog();
+  size_t lines = 0;
+  for (size_t at = log.find("unknown peer 'worker-1'"); at != std::string::npos;
+       at = log.find("unknown peer 'worker-1'", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << log;
 }
 
 // The test process plays forge-worker: the supervisor spawns a stand-in
