@@ -40,6 +40,13 @@ std::optional<int> SignalFd::Read() {
   }
 }
 
+bool StopSignalPending() {
+  sigset_t pending;
+  sigemptyset(&pending);
+  if (::sigpending(&pending) != 0) return false;
+  return sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1;
+}
+
 void IgnoreSigpipe() {
   signal(SIGPIPE, SIG_IGN);
 }

@@ -26,6 +26,11 @@ class SignalFd {
   UniqueFd fd_;
 };
 
+// Whether SIGTERM or SIGINT is pending (blocked and not yet read from a
+// SignalFd), without reading it: for a child in a long synchronous step,
+// which its loop's signalfd does not see until the step ends.
+bool StopSignalPending();
+
 // Ignores SIGPIPE (writes to a dead pipe return EPIPE instead of killing us).
 void IgnoreSigpipe();
 

@@ -188,8 +188,11 @@ void Critic::StartReview(const proto::Review& review) {
   }
   // Before any git or check runs there (worker/workspace_lock.h).
   auto lock = worker::LockWorkspace(review.workspace, worker::kWorkspaceLockWaitMs,
-                                    worker::HeartbeatingLockWait(link_));
+                                    worker::HeartbeatingLockWait(link_, parent_pid_));
   if (!lock.ok()) {
+    // No verdict: reviewed again (a full disk that refused the lock file
+    // pauses dispatch first, as for a commit).
+    review_->infra = worker::IsMachineFault(lock.error());
     Reply("error", lock.error().message);
     return;
   }

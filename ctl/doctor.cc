@@ -233,12 +233,15 @@ std::string WorktreeRepo(const fs::path& dir) {
   return pos == std::string::npos ? "" : gitdir.substr(0, pos);
 }
 
+// With the workspace's lock file (<dir>.lock, worker/workspace_lock.h).
 std::string RemoveCommand(const fs::path& dir, bool worktree) {
   std::string repo = worktree ? WorktreeRepo(dir) : "";
+  std::string lock = " && rm -f " + ShellQuote(dir.string() + ".lock");
   if (!repo.empty()) {
-    return "git -C " + ShellQuote(repo) + " worktree remove --force " + ShellQuote(dir.string());
+    return "git -C " + ShellQuote(repo) + " worktree remove --force " + ShellQuote(dir.string()) +
+           lock;
   }
-  return "rm -rf " + ShellQuote(dir.string());
+  return "rm -rf " + ShellQuote(dir.string()) + lock;
 }
 
 void CheckWorkspaces(store::Store* store, const DoctorOptions& o, int64_t keep_ms, Findings& out) {

@@ -545,7 +545,7 @@ TEST_F(OfflineTest, DoctorFindsOrphanWorkspacesAndOpenAttempts) {
   const DoctorFinding* ws = FindingWith(findings, "workspaces", Severity::kWarn);
   ASSERT_NE(ws, nullptr);
   EXPECT_THAT(ws->message, HasSubstr(orphan + " belongs to no task"));
-  EXPECT_EQ(ws->fix, "rm -rf " + orphan);
+  EXPECT_EQ(ws->fix, "rm -rf " + orphan + " && rm -f " + orphan + ".lock");
   int workspace_findings = 0;
   for (const auto& f : findings) workspace_findings += f.check == "workspaces";
   EXPECT_EQ(workspace_findings, 1) << "the recent settled task's workspace is kept";

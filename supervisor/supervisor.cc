@@ -837,10 +837,14 @@ bool Supervisor::DrainChildren() {
 
 void Supervisor::LogUnknownPeer(const std::string& routing_id, size_t bytes) {
   constexpr int64_t kEveryMs = 60'000;
-  constexpr size_t kMaxQuietPeers = 64;
+  constexpr size_t kMaxQuietPeers = 1024;
   const int64_t now = clock_.MonotonicMs();
   if (unknown_peers_.size() >= kMaxQuietPeers && !unknown_peers_.count(routing_id)) {
-    unknown_peers_.clear();
+    // Those due to be logged anyway go: they lose only their "N more".
+    std::erase_if(unknown_peers_, [now](const auto& p) { return p.second.next_log_ms <= now; });
+  }
+  if (unknown_peers_.size() >= kMaxQuietPeers && !unknown_peers_.count(routing_id)) {
+    return;  // counted in bad_child_messages, not logged: over a thousand quiet peers
   }
   QuietPeer& peer = unknown_peers_[routing_id];
   if (now < peer.next_log_ms) {

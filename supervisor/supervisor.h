@@ -234,7 +234,7 @@ class Supervisor final : public ControlBackend {
   // Peers not in the pool that send anyway, by routing id: a child of a
   // supervisor killed before this one heartbeats here until it exits (up to
   // minutes, in a git step), so each is logged once a minute, with how many
-  // of its messages went unlogged (kept to kMaxQuietPeers ids).
+  // of its messages went unlogged (at most kMaxQuietPeers ids kept).
   struct QuietPeer {
     int64_t next_log_ms = 0;
     int64_t unlogged = 0;

@@ -107,12 +107,16 @@ Result<proto::RemovedEntry> RemoveWorkspace(const std::string& state_dir,
                                               "'");
   }
   // Not while another process works in it (worker/workspace_lock.h): the
-  // error is the job's, and the next pass finds the workspace due again.
-  FORGE_ASSIGN_OR_RETURN(LockFile lock, LockWorkspace(e.path, 0, nullptr));
+  // error is the job's, and the next pass finds the workspace due again. A
+  // lock file that cannot be made (a full disk: what this removal is for)
+  // is held by nobody.
+  auto lock = LockWorkspace(e.path, 0, nullptr);
+  if (!lock.ok() && lock.error().code == ErrorCode::kConflict) return lock.error();
+  if (!lock.ok()) spdlog::warn("maintenance: {}; removing it unlocked", lock.error().message);
   proto::RemovedEntry out{e.task_id, e.path, Exists(e.path)};
   FORGE_RETURN_IF_ERROR(RemoveWorkspaceTree(e, out.existed));
-  // Unlinked while held: a process that opened it before waits for this
-  // lock, then works in a directory it makes anew.
+  // Unlinked while held: whoever locks the path next (LockFile::Acquire
+  // checks that the file it locked is still the one named) gets a new one.
   (void)::unlink(WorkspaceLockPath(e.path).c_str());
   return out;
 }

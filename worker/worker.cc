@@ -219,24 +219,6 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     SendFailure(d, "cancelled", MakeError(ErrorCode::kConflict, "worker is shutting down"), true);
     return;
   }
-  // The worktree (or plain directory) first: the agent runs in it. Its lock
-  // before: a process from before a supervisor restart may still be in a
-  // git step there.
-  link_.SetAttempt(d.attempt_id);
-  auto lock = LockWorkspace(d.workspace, kWorkspaceLockWaitMs, HeartbeatingLockWait(link_));
-  if (!lock.ok()) {
-    link_.SetAttempt(std::nullopt);
-    SendFailure(d, "failed", lock.error(), true);
-    return;
-  }
-  WorkspaceSpec ws{d.task.id, d.task.repo, d.task.base, d.workspace, d.sync_remote, d.sync_branch};
-  auto workspace = PrepareWorkspace(ws, HeartbeatingGitRunner(link_));
-  link_.SetAttempt(std::nullopt);
-  if (!workspace.ok()) {
-    // A bad repo or base ref does not get better by retrying: blocked.
-    SendFailure(d, "failed", workspace.error(), workspace.error().code != ErrorCode::kConfig);
-    return;
-  }
   if (maintenance_) {
     SendFailure(d, "failed",
                 MakeError(ErrorCode::kConflict, "worker is busy with maintenance job " +
@@ -244,17 +226,57 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
                 true);
     return;
   }
+  // The workspace's lock first (worker/workspace_lock.h): a process from
+  // before a supervisor restart may still be in a git step there. Given up
+  // before any failure is sent: the supervisor may hand the workspace on at
+  // once.
+  std::optional<LockFile> lock;
+  auto fail = [&](const std::string& outcome, const Error& e, bool retryable) {
+    lock.reset();
+    SendFailure(d, outcome, e, retryable);
+  };
+  link_.SetAttempt(d.attempt_id);
+  auto locked =
+      LockWorkspace(d.workspace, kWorkspaceLockWaitMs, HeartbeatingLockWait(link_, parent_pid_));
+  if (!locked.ok()) {
+    link_.SetAttempt(std::nullopt);
+    const Error& e = locked.error();
+    // Waited out: its holder is stuck and retrying will not help (blocked,
+    // naming the pid). Interrupted (a cancel, a shutdown, SIGTERM, the
+    // supervisor gone): not the task's doing.
+    if (e.code == ErrorCode::kUnavailable) {
+      fail("cancelled", e, true);
+    } else {
+      fail("failed", e, e.code != ErrorCode::kConflict);
+    }
+    return;
+  }
+  lock = std::move(locked).value();
+  // Then the worktree (or plain directory): the agent runs in it.
+  WorkspaceSpec ws{d.task.id, d.task.repo, d.task.base, d.workspace, d.sync_remote, d.sync_branch};
+  auto workspace = PrepareWorkspace(ws, HeartbeatingGitRunner(link_));
+  link_.SetAttempt(std::nullopt);
+  if (!workspace.ok()) {
+    // A bad repo or base ref does not get better by retrying: blocked.
+    fail("failed", workspace.error(), workspace.error().code != ErrorCode::kConfig);
+    return;
+  }
+  // A SIGTERM read only now, after a git step (PDEATHSIG of a supervisor
+  // that was killed): no agent to start and kill.
+  if (StopPending()) {
+    fail("cancelled", MakeError(ErrorCode::kUnavailable, "worker is stopping"), true);
+    return;
+  }
   auto prepared = Prepare(d);
   if (!prepared.ok()) {
     const Error& e = prepared.error();
     // A missing agent or a bad profile/template does not get better by retrying.
     bool retryable = e.code != ErrorCode::kNotFound && e.code != ErrorCode::kConfig;
-    SendFailure(d, "failed", e, retryable);
+    fail("failed", e, retryable);
     return;
   }
   auto a = std::make_unique<Attempt>();
   a->dispatch = d;
-  a->workspace_lock = std::move(lock).value();
   a->prepared = std::move(prepared).value();
   a->parser = MakeOutputParser(ParseProfile(d.agent.profile).value());
 
@@ -285,7 +307,7 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   a->started_ms = NowMs();
   auto job = proto::ChildJob::Start(std::move(spawn), "", sink);
   if (!job.ok()) {
-    SendFailure(d, "failed", job.error(), job.error().code != ErrorCode::kNotFound);
+    fail("failed", job.error(), job.error().code != ErrorCode::kNotFound);
     return;
   }
   a->job = std::move(job).value();
@@ -298,7 +320,7 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   if (!capture.ok()) {
     proto::KillAndReap(*a->job, 1000);
     (void)proto::KillOrphans();
-    SendFailure(d, "failed", capture.error(), true);
+    fail("failed", capture.error(), true);
     return;
   }
   a->capture = std::move(capture).value();
@@ -310,8 +332,13 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   spdlog::info("attempt {}: agent pid {} started: {}", d.attempt_id, started.agent_pid,
                a->prepared.argv[0]);
   a->unreported_start = started;
+  a->workspace_lock = std::move(lock);
   attempt_ = std::move(a);
   link_.SetAttempt(d.attempt_id);
+}
+
+bool Worker::StopPending() const {
+  return getppid() != parent_pid_ || StopSignalPending();
 }
 
 void Worker::ReportStart() {

@@ -70,6 +70,9 @@ class Worker {
   void Stop(const std::string& outcome, const std::string& error);
   void FinishAttempt();
   void ReportStart();
+  // SIGTERM or SIGINT is pending, or the supervisor is gone: the loop will
+  // end the worker.
+  bool StopPending() const;
   void PutUnreportedStart(proto::Result& result) const;
   void Abort(const std::string& why);
   void SendFailure(const proto::Dispatch& dispatch, const std::string& outcome, const Error& error,

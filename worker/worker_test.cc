@@ -221,6 +221,29 @@ TEST_F(WorkerTest, AWorkspaceInUseIsWaitedForAndHeldThroughTheAttempt) {
   EXPECT_EQ(LockFile::Holder(lock_path), std::nullopt);
 }
 
+// A cancel that comes while the worker waits for a workspace in use ends
+// the wait: the attempt is cancelled without preparing the workspace.
+TEST_F(WorkerTest, ACancelEndsTheWaitForAWorkspaceInUse) {
+  auto d = MakeDispatch("exit 0\n");
+  auto old = LockWorkspace(d.workspace, 0, nullptr);
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  sup_.Send(d);
+  for (int beats = 0; beats < 2;) {
+    auto hb = sup_.WaitFor<proto::Heartbeat>(5000);
+    ASSERT_TRUE(hb);
+    if (hb->attempt_id == d.attempt_id) ++beats;
+  }
+  proto::Cancel cancel;
+  cancel.attempt_id = d.attempt_id;
+  sup_.Send(cancel);
+  auto r = sup_.WaitFor<proto::Result>(5000);
+  ASSERT_TRUE(r) << "the worker went on waiting";
+  EXPECT_EQ(r->outcome, "cancelled");
+  EXPECT_THAT(r->error, HasSubstr("a message from the supervisor came first"));
+  struct stat st {};
+  EXPECT_NE(::stat(d.workspace.c_str(), &st), 0);
+}
+
 TEST_F(WorkerTest, FailingAgentReportsExitCode) {
   auto r = Run(MakeDispatch("echo 'compilation failed: x.cc:3'\nexit 3\n"));
   ASSERT_TRUE(r);

@@ -1,6 +1,5 @@
 #include "worker/workspace_lock.h"
 
-#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -14,6 +13,7 @@
 #include "common/duration.h"
 #include "common/fd.h"
 #include "common/paths.h"
+#include "common/signals.h"
 
 namespace forge::worker {
 namespace {
@@ -59,18 +59,18 @@ Result<LockFile> LockWorkspace(const std::string& workspace, int64_t wait_ms,
   }
 }
 
-LockWait HeartbeatingLockWait(proto::ChildLink& link) {
-  return [&link](pid_t holder, int64_t until_ms) -> Status {
+LockWait HeartbeatingLockWait(proto::ChildLink& link, pid_t parent_pid) {
+  return [&link, parent_pid](pid_t holder, int64_t until_ms) -> Status {
+    if (::getppid() != parent_pid) {
+      return MakeError(ErrorCode::kUnavailable, "the supervisor went away");
+    }
+    if (StopSignalPending()) return MakeError(ErrorCode::kUnavailable, "stopped by a signal");
     UniqueFd pidfd(holder > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, holder, 0)) : -1);
     std::vector<proto::PollFd> fds;
     if (pidfd.valid()) fds.push_back({pidfd.get(), ZMQ_POLLIN, 0});
     FORGE_ASSIGN_OR_RETURN(bool message, link.Poll(fds, until_ms));
     if (message) {
-      // A supervisor message waits for the caller's loop, and Poll returns
-      // at once until it is read: wait on the holder alone, briefly.
-      pollfd p{pidfd.get(), POLLIN, 0};
-      int ms = static_cast<int>(std::clamp<int64_t>(until_ms - NowMs(), 0, 50));
-      (void)::poll(&p, pidfd.valid() ? 1 : 0, ms);
+      return MakeError(ErrorCode::kUnavailable, "a message from the supervisor came first");
     }
     return Status::Ok();
   };

@@ -32,8 +32,12 @@ namespace forge::worker {
 std::string WorkspaceLockPath(const std::string& workspace);
 
 // How long a worker or critic waits for a workspace's lock: longer than the
-// slowest git step another process can be in (a fetch, kGitFetchTimeoutMs).
-inline constexpr int64_t kWorkspaceLockWaitMs = 5 * 60 * 1000;
+// git steps an old holder can still run before it reads its SIGTERM. A
+// worker's first prepare is a fetch (kGitFetchTimeoutMs, 120 s) and up to
+// seven steps of kGitTimeoutMs (60 s); a critic's commit, five. Past this
+// the holder is stuck (a hung mount, an unkillable git) and the task is
+// blocked with its pid: retrying would not help, an operator must look.
+inline constexpr int64_t kWorkspaceLockWaitMs = 10 * 60 * 1000;
 
 // Waits until `holder` exits or the monotonic deadline until_ms passes,
 // whichever is first (holder 0: unknown, until the deadline). An error ends
@@ -48,8 +52,11 @@ using LockWait = std::function<Status(pid_t holder, int64_t until_ms)>;
 Result<LockFile> LockWorkspace(const std::string& workspace, int64_t wait_ms, const LockWait& wait);
 
 // A LockWait for a child's poll loop: waits on the holder's pidfd with
-// link.Poll, so heartbeats keep going. Supervisor messages that arrive
-// meanwhile stay queued for the caller's loop.
-LockWait HeartbeatingLockWait(proto::ChildLink& link);
+// link.Poll, so heartbeats keep going. It ends the wait with kUnavailable
+// when the child has something else to do: a supervisor message waits (to
+// a busy child only a cancel or a shutdown is sent; it stays queued for the
+// caller's loop), SIGTERM or SIGINT is pending (left for the loop's
+// signalfd), or the child's parent is no longer parent_pid.
+LockWait HeartbeatingLockWait(proto::ChildLink& link, pid_t parent_pid);
 
 }  // namespace forge::worker

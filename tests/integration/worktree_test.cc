@@ -5,6 +5,7 @@
 // sync starts from the remote's tip.
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -311,6 +312,10 @@ TEST(Worktrees, AWorkerOfARestartWaitsForTheOldWorkersGitStep) {
       },
       10000))
       << WorkerLogs(forge);
+  std::ifstream lines(fetching);
+  EXPECT_EQ(
+      std::count(std::istreambuf_iterator<char>(lines), std::istreambuf_iterator<char>(), '\n'), 1)
+      << "the new worker fetched beside the old one";
   std::ofstream(go).put('\n');
   ASSERT_TRUE(forge.WaitState(id, TaskState::kDone, 30000)) << forge.SupervisorLog();
   auto attempts = forge.Attempts(id);
