@@ -21,9 +21,10 @@ namespace forge {
 
 class LockFile {
  public:
-  // Takes the lock without waiting and writes our pid into the file.
-  // kConflict when another process holds it: the message is `held` followed
-  // by the holder's pid and the lock's path.
+  // Takes the lock without waiting and writes our pid into the file (best
+  // effort: Holder asks the kernel, not the file). kConflict when another
+  // process holds it: the message is `held` followed by the holder's pid
+  // and the lock's path.
   static Result<LockFile> Acquire(
       const std::string& path,
       const std::string& held = "a supervisor is already running for this state directory");

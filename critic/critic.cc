@@ -86,6 +86,7 @@ struct Critic::ReviewState {
   int64_t tokens_out = 0;
   std::optional<worker::Snapshot> snapshot;  // a repo task's: what the review sees and commits
   bool infra = false;                        // the machine failed the review (no space to commit)
+  bool retryable = true;                     // false: trying again will not help (a stuck lock)
   bool rate_limited = false;                 // the critic agent reported a rate limit
   int64_t rate_limit_reset_ms = 0;           // its reset (wall ms), 0 when not given
   std::vector<proto::Finding> findings;      // the LLM critic's, kept for the reply
@@ -190,8 +191,11 @@ void Critic::StartReview(const proto::Review& review) {
   auto lock = worker::LockWorkspace(review.workspace, worker::kWorkspaceLockWaitMs,
                                     worker::HeartbeatingLockWait(link_, parent_pid_));
   if (!lock.ok()) {
-    // No verdict: reviewed again (a full disk that refused the lock file
-    // pauses dispatch first, as for a commit).
+    // No verdict. Waited out (kConflict): the holder is stuck and reviewing
+    // again would wait again; the task is blocked, naming its pid. A full
+    // disk that refused the lock file is the machine's (dispatch pauses).
+    // Interrupted (a cancel, a shutdown, SIGTERM): the supervisor knows.
+    review_->retryable = lock.error().code != ErrorCode::kConflict;
     review_->infra = worker::IsMachineFault(lock.error());
     Reply("error", lock.error().message);
     return;
@@ -561,6 +565,7 @@ void Critic::Reply(const std::string& verdict, const std::string& error,
   r.tokens_in = review_->tokens_in;
   r.tokens_out = review_->tokens_out;
   r.infra = review_->infra;
+  r.retryable = review_->retryable;
   r.rate_limited = review_->rate_limited;
   r.rate_limit_reset_ms = review_->rate_limit_reset_ms;
   spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, error.empty() ? "" : ": ",

@@ -142,6 +142,11 @@ TEST(CodecRoundTrip, EveryChildMessage) {
   rate_limited.rate_limited = true;
   rate_limited.rate_limit_reset_ms = 1'700'000'000'000;
   ExpectChildRoundTrip(rate_limited);
+  ReviewResult stuck = FullReviewResult();
+  stuck.verdict = "error";
+  stuck.retryable = false;
+  ExpectChildRoundTrip(stuck);
+  EXPECT_EQ(json::parse(Encode(stuck))["retryable"], false);
 }
 
 // A review with no critic agent spent nothing: nothing about it on the wire.
@@ -153,6 +158,7 @@ TEST(CodecRoundTrip, AReviewResultWithoutSpendLeavesItsCostOff) {
   EXPECT_FALSE(j.contains("infra"));
   EXPECT_FALSE(j.contains("rate_limited"));
   EXPECT_FALSE(j.contains("rate_limit_reset_ms"));
+  EXPECT_FALSE(j.contains("retryable"));
 }
 
 TEST(CodecRoundTrip, EverySupervisorMessage) {

@@ -101,6 +101,7 @@ void to_json(json& j, const ReviewResult& m) {
   if (m.tokens_in != 0) j["tokens_in"] = m.tokens_in;
   if (m.tokens_out != 0) j["tokens_out"] = m.tokens_out;
   if (m.infra) j["infra"] = true;
+  if (!m.retryable) j["retryable"] = false;
   if (m.rate_limited) j["rate_limited"] = true;
   if (m.rate_limit_reset_ms != 0) j["rate_limit_reset_ms"] = m.rate_limit_reset_ms;
 }
@@ -117,6 +118,7 @@ void ReadValue(const json& j, ReviewResult& m) {
   Optional(j, "tokens_in", m.tokens_in);
   Optional(j, "tokens_out", m.tokens_out);
   Optional(j, "infra", m.infra);
+  Optional(j, "retryable", m.retryable);
   Optional(j, "rate_limited", m.rate_limited);
   Optional(j, "rate_limit_reset_ms", m.rate_limit_reset_ms);
 }

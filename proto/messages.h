@@ -103,6 +103,11 @@ struct ReviewResult {
   // commit the pass): requeued without using an attempt, as a worker's infra
   // result is. Left off the wire when false.
   bool infra = false;
+  // False: the review cannot be done and trying again will not help (the
+  // workspace held by a process that does not let go): the attempt fails
+  // not retryable, which blocks the task, instead of being reviewed again.
+  // Left off the wire when true.
+  bool retryable = true;
   // The critic agent reported a rate limit (no verdict): the supervisor
   // pauses as for an agent's, and the review waits for the pause to end.
   // Left off the wire when false / 0 (unknown reset).

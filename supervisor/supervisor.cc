@@ -1081,11 +1081,12 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
     // not held against the task, as a review still queued is not.
     end.outcome = Outcome::kCancelled;
     if (m.error != "cancelled") end.error = "supervisor shutdown before a verdict: " + m.error;
-  } else if (!m.infra && ReviewAgain(m.attempt_id, task_id, end, m.rate_limited)) {
+  } else if (m.retryable && !m.infra && ReviewAgain(m.attempt_id, task_id, end, m.rate_limited)) {
     return;
   } else {
     end.outcome = Outcome::kFailed;
     end.error = "critic error: " + m.error;
+    end.retryable = m.retryable;  // false: blocked at once
   }
   spdlog::info("{}: attempt {} verdict {} {}", child.routing_id, m.attempt_id, m.verdict, m.error);
   CloseAttempt(m.attempt_id, end);

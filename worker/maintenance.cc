@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/process.h"
+#include "worker/workspace.h"
 #include "worker/workspace_lock.h"
 
 namespace forge::worker {
@@ -107,17 +108,20 @@ Result<proto::RemovedEntry> RemoveWorkspace(const std::string& state_dir,
                                               "'");
   }
   // Not while another process works in it (worker/workspace_lock.h): the
-  // error is the job's, and the next pass finds the workspace due again. A
-  // lock file that cannot be made (a full disk: what this removal is for)
-  // is held by nobody.
+  // error is the job's, and the next pass finds the workspace due again.
+  // The one exception: a full disk refused to make the lock file, so nobody
+  // holds it, and this removal is what frees space.
   auto lock = LockWorkspace(e.path, 0, nullptr);
-  if (!lock.ok() && lock.error().code == ErrorCode::kConflict) return lock.error();
-  if (!lock.ok()) spdlog::warn("maintenance: {}; removing it unlocked", lock.error().message);
+  if (!lock.ok()) {
+    if (!IsMachineFault(lock.error()) || Exists(WorkspaceLockPath(e.path))) return lock.error();
+    spdlog::warn("maintenance: {}; removing the workspace without it", lock.error().message);
+  }
   proto::RemovedEntry out{e.task_id, e.path, Exists(e.path)};
   FORGE_RETURN_IF_ERROR(RemoveWorkspaceTree(e, out.existed));
-  // Unlinked while held: whoever locks the path next (LockFile::Acquire
-  // checks that the file it locked is still the one named) gets a new one.
-  (void)::unlink(WorkspaceLockPath(e.path).c_str());
+  // Unlinked while held (never otherwise): whoever locks the path next gets
+  // a new file (LockFile::Acquire checks that the file it locked is still
+  // the one named).
+  if (lock.ok()) (void)::unlink(WorkspaceLockPath(e.path).c_str());
   return out;
 }
 

@@ -252,6 +252,11 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     return;
   }
   lock = std::move(locked).value();
+  // An old worker whose SIGTERM (PDEATHSIG) is pending starts no git step.
+  if (StopPending()) {
+    fail("cancelled", MakeError(ErrorCode::kUnavailable, "worker is stopping"), true);
+    return;
+  }
   // Then the worktree (or plain directory): the agent runs in it.
   WorkspaceSpec ws{d.task.id, d.task.repo, d.task.base, d.workspace, d.sync_remote, d.sync_branch};
   auto workspace = PrepareWorkspace(ws, HeartbeatingGitRunner(link_));

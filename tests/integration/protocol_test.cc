@@ -1,6 +1,8 @@
 // Malformed, over-size, mistyped and stray messages on both sockets: error
 // replies on the control socket, logged and ignored on the children socket,
 // and the supervisor keeps serving. One test plays a worker itself.
+#include <gmock/gmock.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -18,6 +20,7 @@ namespace forge::itest {
 namespace {
 
 using proto::TaskState;
+using ::testing::HasSubstr;
 
 Error ErrorOf(const std::optional<std::string>& reply) {
   EXPECT_TRUE(reply.has_value()) << "no reply";
@@ -454,6 +457,29 @@ TEST(Protocol, ACriticOutOfSpaceRequeuesUncountedAndPauses) {
   EXPECT_EQ(forge.Task(id).attempts, 0);
   EXPECT_EQ(forge.Task(id).infra_retries, 1);
   EXPECT_TRUE(forge.PausedBy("store")) << forge.Status().dump();
+}
+
+// A review the critic says cannot be done, and trying again will not help
+// (its workspace held by a process that did not let go in 10 minutes): the
+// attempt fails not retryable, and the task is blocked at once instead of
+// being reviewed again and run again.
+TEST(Protocol, AReviewThatCannotBeDoneBlocksTheTask) {
+  Forge forge(ScriptedOptions("critic"));
+  std::string id;
+  std::unique_ptr<ScriptedWorker> critic;
+  auto review = ReviewOfAPassedTask(forge, &id, &critic);
+  ASSERT_TRUE(review.has_value());
+  proto::ReviewResult stuck;
+  stuck.attempt_id = review->attempt_id;
+  stuck.verdict = "error";
+  stuck.error = "workspace 'w' is in use by another process (pid 4242, lock w.lock); waited 10m";
+  stuck.retryable = false;
+  critic->Send(stuck);
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked)) << forge.SupervisorLog();
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "failed");
+  EXPECT_THAT(forge.Task(id).last_error, HasSubstr("pid 4242"));
 }
 
 // A review without a verdict during a shutdown is not reviewed again, and
