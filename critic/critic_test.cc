@@ -161,13 +161,7 @@ TEST_F(CriticTest, AWorkspaceInUseIsWaitedForAndHeldThroughTheReview) {
   ASSERT_TRUE(old.ok()) << old.error().ToString();
   std::optional<LockFile> old_lock = std::move(old).value();
   sup_.Send(review);
-  for (int beats = 0; beats < 3;) {
-    auto m = sup_.Receive(5000);
-    ASSERT_TRUE(m);
-    auto* hb = std::get_if<proto::Heartbeat>(&m->message);
-    ASSERT_NE(hb, nullptr) << proto::Encode(m->message);
-    if (hb->attempt_id == review.attempt_id) ++beats;
-  }
+  ASSERT_TRUE(sup_.WaitForAttemptHeartbeats(review.attempt_id, 3));
   EXPECT_FALSE(std::filesystem::exists(review.log_path))
       << "reviewed while another process held it";
   old_lock.reset();

@@ -24,6 +24,7 @@
 #include <zmq.hpp>
 
 #include "common/lockfile.h"
+#include "common/test_lock_holder.h"
 #include "ctl/commands.h"
 #include "proto/endpoints.h"
 #include "supervisor/store/store.h"
@@ -92,53 +93,6 @@ inline proto::SubmitTask Task(const std::string& title, const std::string& id = 
   return t;
 }
 
-// Holds the supervisor lock of a state directory from another process (a
-// process does not see its own POSIX locks), until destroyed.
-class LockHolder {
- public:
-  explicit LockHolder(const std::string& state_dir) {
-    std::string path = LockPath(state_dir);
-    int ready[2], release[2];
-    if (::pipe(ready) != 0 || ::pipe(release) != 0) std::abort();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      // Only async-signal-safe calls between fork and _exit.
-      ::close(ready[0]);
-      ::close(release[1]);
-      int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0600);
-      struct flock fl {};
-      fl.l_type = F_WRLCK;
-      fl.l_whence = SEEK_SET;
-      char ok = (fd >= 0 && ::fcntl(fd, F_SETLK, &fl) == 0) ? 'y' : 'n';
-      (void)!::write(ready[1], &ok, 1);
-      char c;
-      (void)!::read(release[0], &c, 1);  // returns when the parent closes it
-      ::_exit(0);
-    }
-    ::close(ready[1]);
-    ::close(release[0]);
-    release_ = release[1];
-    char ok = 'n';
-    (void)!::read(ready[0], &ok, 1);
-    ::close(ready[0]);
-    EXPECT_EQ(ok, 'y') << "lock holder could not take " << path;
-  }
-  ~LockHolder() { Release(); }
-  // The holder exits, and the lock with it.
-  void Release() {
-    if (release_ < 0) return;
-    ::close(release_);
-    release_ = -1;
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-  int release_ = -1;
-};
-
 // Answers control requests on the state directory's control endpoint with a
 // handler's reply (the whole reply JSON, envelope included). Requests are
 // recorded for the test to inspect.
@@ -147,7 +101,7 @@ class FakeSupervisor {
   using Handler = std::function<json(const json& request)>;
 
   FakeSupervisor(const std::string& state_dir, Handler handler)
-      : lock_(state_dir), handler_(std::move(handler)) {
+      : lock_(LockPath(state_dir)), handler_(std::move(handler)) {
     std::string endpoint = proto::ResolveEndpoints(state_dir).control;
     router_.set(zmq::sockopt::linger, 0);
     router_.bind(endpoint);
@@ -201,7 +155,7 @@ class FakeSupervisor {
     }
   }
 
-  LockHolder lock_;  // first: forked before the ZeroMQ threads exist
+  forge::testing::LockHolder lock_;  // first: forked before the ZeroMQ threads exist
   Handler handler_;
   zmq::context_t context_{1};
   zmq::socket_t router_{context_, zmq::socket_type::router};

@@ -13,7 +13,8 @@
 #include <fstream>
 
 #include "common/process.h"
-#include "worker/test_lock_holder.h"
+#include "common/test_lock_holder.h"
+#include "worker/workspace_lock.h"
 
 namespace forge::worker {
 namespace {
@@ -94,7 +95,7 @@ TEST_F(MaintenanceTest, AWorkspaceInUseIsLeftForTheNextPass) {
   std::string ws = state_ + "/workspaces/t-1";
   fs::create_directories(ws);
   {
-    forge::testing::LockHolder holder(ws);
+    forge::testing::LockHolder holder(WorkspaceLockPath(ws));
     auto r = RemoveWorkspace(state_, {"t-1", ws, "", ""});
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, ErrorCode::kConflict);

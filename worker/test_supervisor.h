@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -174,6 +175,24 @@ class FakeSupervisor {
       ADD_FAILURE() << "unexpected message: " << proto::Encode(r->message);
       return std::nullopt;
     }
+  }
+
+  // Waits for n heartbeats naming the attempt, and nothing but heartbeats:
+  // the child is working on it (or waiting to) and has not reported.
+  // False (with a test failure for any other message) when they do not come.
+  bool WaitForAttemptHeartbeats(int64_t attempt_id, int n, int64_t timeout_ms = 5000) {
+    const int64_t deadline = NowMs() + timeout_ms;
+    for (int beats = 0; beats < n;) {
+      auto r = Receive(std::max<int64_t>(deadline - NowMs(), 0));
+      if (!r) return false;
+      auto* hb = std::get_if<proto::Heartbeat>(&r->message);
+      if (hb == nullptr) {
+        ADD_FAILURE() << "not a heartbeat: " << proto::Encode(r->message);
+        return false;
+      }
+      if (hb->attempt_id == attempt_id) ++beats;
+    }
+    return true;
   }
 
   void Send(const proto::SupervisorMessage& message) { SendRaw(proto::Encode(message)); }

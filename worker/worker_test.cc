@@ -202,13 +202,7 @@ TEST_F(WorkerTest, AWorkspaceInUseIsWaitedForAndHeldThroughTheAttempt) {
   ASSERT_TRUE(old.ok()) << old.error().ToString();
   std::optional<LockFile> old_lock = std::move(old).value();
   sup_.Send(d);
-  for (int beats = 0; beats < 3;) {
-    auto m = sup_.Receive(5000);
-    ASSERT_TRUE(m);
-    auto* hb = std::get_if<proto::Heartbeat>(&m->message);
-    ASSERT_NE(hb, nullptr) << proto::Encode(m->message);
-    if (hb->attempt_id == d.attempt_id) ++beats;
-  }
+  ASSERT_TRUE(sup_.WaitForAttemptHeartbeats(d.attempt_id, 3));
   struct stat st {};
   EXPECT_NE(::stat(d.workspace.c_str(), &st), 0) << "prepared while another process held it";
   old_lock.reset();
@@ -228,11 +222,7 @@ TEST_F(WorkerTest, ACancelEndsTheWaitForAWorkspaceInUse) {
   auto old = LockWorkspace(d.workspace, 0, nullptr);
   ASSERT_TRUE(old.ok()) << old.error().ToString();
   sup_.Send(d);
-  for (int beats = 0; beats < 2;) {
-    auto hb = sup_.WaitFor<proto::Heartbeat>(5000);
-    ASSERT_TRUE(hb);
-    if (hb->attempt_id == d.attempt_id) ++beats;
-  }
+  ASSERT_TRUE(sup_.WaitForAttemptHeartbeats(d.attempt_id, 2));
   proto::Cancel cancel;
   cancel.attempt_id = d.attempt_id;
   sup_.Send(cancel);

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "worker/test_lock_holder.h"
+#include "common/test_lock_holder.h"
 
 namespace forge::worker {
 namespace {
@@ -24,7 +24,11 @@ std::string TempDir() {
   return dir;
 }
 
-using Holder = forge::testing::LockHolder;
+// Another process holding the workspace's lock.
+struct Holder : forge::testing::LockHolder {
+  explicit Holder(const std::string& workspace)
+      : forge::testing::LockHolder(WorkspaceLockPath(workspace)) {}
+};
 
 TEST(WorkspaceLockTest, TheLockFileLiesBesideTheWorkspace) {
   EXPECT_EQ(WorkspaceLockPath("/s/worktrees/t1"), "/s/worktrees/t1.lock");
