@@ -234,6 +234,22 @@ TEST_F(WorkerTest, ACancelEndsTheWaitForAWorkspaceInUse) {
   EXPECT_NE(::stat(d.workspace.c_str(), &st), 0);
 }
 
+// SIGTERM while the worker waits for a workspace in use (an old worker's
+// PDEATHSIG, or a stop) ends the wait at once: cancelled, and the worker exits.
+TEST_F(WorkerTest, SigtermEndsTheWaitForAWorkspaceInUse) {
+  auto d = MakeDispatch("exit 0\n");
+  auto old = LockWorkspace(d.workspace, 0, nullptr);
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  sup_.Send(d);
+  ASSERT_TRUE(sup_.WaitForAttemptHeartbeats(d.attempt_id, 2));
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  auto r = sup_.WaitFor<proto::Result>(5000);
+  ASSERT_TRUE(r) << "the worker went on waiting";
+  EXPECT_EQ(r->outcome, "cancelled");
+  EXPECT_THAT(r->error, HasSubstr("stopped by a signal"));
+  EXPECT_TRUE(sup_.WaitExit(pid_, 5000)) << "the worker did not exit";
+}
+
 TEST_F(WorkerTest, FailingAgentReportsExitCode) {
   auto r = Run(MakeDispatch("echo 'compilation failed: x.cc:3'\nexit 3\n"));
   ASSERT_TRUE(r);
