@@ -39,8 +39,6 @@ std::string FormatMs(int64_t ms) {
   return std::to_string(ms) + "ms";
 }
 
-// Verify commands run with the critic's own environment (they are the
-// operator's commands, like `make test`) plus the task's env.
 // What a check's environment adds to or changes in the critic's own.
 std::map<std::string, std::string> CheckOverrides(const proto::Review& review) {
   std::map<std::string, std::string> overrides = review.task.env;
@@ -49,6 +47,8 @@ std::map<std::string, std::string> CheckOverrides(const proto::Review& review) {
   return overrides;
 }
 
+// Verify commands run with the critic's own environment (they are the
+// operator's commands, like `make test`) plus the task's env.
 std::vector<std::string> CheckEnvironment(const EnvironmentTemplate& own,
                                           const proto::Review& review) {
   return own.With(CheckOverrides(review));
