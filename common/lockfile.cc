@@ -40,8 +40,8 @@ Result<LockFile> LockFile::Acquire(const std::string& path, const std::string& h
       }
       return MakeError(ErrorCode::kIo, "cannot lock " + path + ": " + std::strerror(err));
     }
-    struct stat locked {
-    }, named{};
+    struct stat locked {};
+    struct stat named {};
     bool same = ::fstat(fd.get(), &locked) == 0 && ::stat(path.c_str(), &named) == 0 &&
                 locked.st_dev == named.st_dev && locked.st_ino == named.st_ino;
     if (!same) {

@@ -852,8 +852,8 @@ void Supervisor::LogUnknownPeer(const std::string& routing_id, size_t bytes) {
     return;
   }
   spdlog::warn(
-      "message from unknown peer '{}' ignored ({} bytes{}); a child of an earlier supervisor "
-      "sends until it exits, logged once a minute",
+      "message from unknown peer '{}' ignored ({} bytes{}); logged once a minute per peer (a "
+      "child of a supervisor killed before this one sends until it exits)",
       routing_id, bytes,
       peer.unlogged > 0 ? "; " + std::to_string(peer.unlogged) + " more since the last line" : "");
   peer = {now + kEveryMs, 0};
