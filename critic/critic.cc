@@ -188,7 +188,7 @@ void Critic::StartReview(const proto::Review& review) {
     return;
   }
   // Before any git or check runs there (worker/workspace_lock.h).
-  auto lock = worker::LockWorkspace(review.workspace, worker::kWorkspaceLockWaitMs,
+  auto lock = worker::LockWorkspace(review.workspace, options_.workspace_lock_wait_ms,
                                     worker::HeartbeatingLockWait(link_, parent_pid_));
   if (!lock.ok()) {
     // No verdict. Waited out (kConflict): the holder is stuck and reviewing
@@ -594,6 +594,7 @@ int CriticMain(const worker::ChildMainOptions& options) {
     CriticOptions co;
     co.state_dir = options.state_dir;
     co.brief_dirs = child.brief_dirs;
+    co.workspace_lock_wait_ms = options.workspace_lock_wait_ms;
     Critic critic(child.link, child.signals, co);
     return critic.Run();
   });

@@ -38,6 +38,7 @@ struct CriticOptions {
   size_t tail_bytes = 4096;      // output kept per check
   size_t max_diff_bytes = 200 * 1024;
   worker::BriefDirs brief_dirs;
+  int64_t workspace_lock_wait_ms = worker::kWorkspaceLockWaitMs;
 };
 
 class Critic {

@@ -27,7 +27,7 @@ const std::string kCritic = std::string(FORGE_BIN_DIR) + "/forge-critic";
 class CriticTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    pid_ = sup_.StartChild(kCritic, 50);
+    pid_ = sup_.StartChild(kCritic, 50, std::nullopt, extra_args_);
     auto hello = sup_.WaitFor<proto::Hello>();
     ASSERT_TRUE(hello) << "no hello from forge-critic";
     EXPECT_EQ(hello->role, "critic");
@@ -62,7 +62,16 @@ class CriticTest : public ::testing::Test {
   }
 
   FakeSupervisor sup_;
+  std::vector<std::string> extra_args_;  // the critic's flags after the usual ones
   pid_t pid_ = -1;
+};
+
+class CriticWithAShortLockWaitTest : public CriticTest {
+ protected:
+  void SetUp() override {
+    extra_args_ = {"--workspace-lock-wait-ms", "300"};
+    CriticTest::SetUp();
+  }
 };
 
 TEST_F(CriticTest, AllChecksPass) {
@@ -173,6 +182,48 @@ TEST_F(CriticTest, AWorkspaceInUseIsWaitedForAndHeldThroughTheReview) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->verdict, "pass") << r->error;
   EXPECT_EQ(LockFile::Holder(lock_path), std::nullopt);
+}
+
+// A workspace whose holder never lets go: past the wait there is no verdict,
+// and reviewing again would wait again, so the result says not retryable
+// (the supervisor blocks the task, Protocol.AReviewThatCannotBeDoneBlocksTheTask),
+// naming the holder. No check ran; the critic takes the next review.
+TEST_F(CriticWithAShortLockWaitTest, AWorkspaceHeldPastTheWaitIsNotRetryable) {
+  auto review = MakeReview({"echo > ran"});
+  auto old = worker::LockWorkspace(review.workspace, 0, nullptr);
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_FALSE(r->retryable);
+  EXPECT_FALSE(r->infra);
+  EXPECT_THAT(r->error, HasSubstr("in use by another process (pid " + std::to_string(getpid())));
+  EXPECT_THAT(r->error, HasSubstr("waited 300ms"));
+  EXPECT_FALSE(std::filesystem::exists(review.workspace + "/ran"));
+
+  auto next = Review(MakeReview({"true"}, 8));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->verdict, "pass");
+}
+
+// A shutdown while the critic waits for a workspace in use ends the wait
+// without a verdict (the supervisor, stopping, cancels the attempt), and the
+// critic exits.
+TEST_F(CriticTest, AShutdownEndsTheWaitForAWorkspaceInUse) {
+  auto review = MakeReview({"echo > ran"});
+  auto old = worker::LockWorkspace(review.workspace, 0, nullptr);
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  sup_.Send(review);
+  ASSERT_TRUE(sup_.WaitForAttemptHeartbeats(review.attempt_id, 2));
+  sup_.Send(proto::Shutdown{60000});
+  auto r = sup_.WaitFor<proto::ReviewResult>(5000);
+  ASSERT_TRUE(r) << "the critic went on waiting";
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_TRUE(r->retryable);
+  EXPECT_FALSE(std::filesystem::exists(review.workspace + "/ran"));
+  auto st = sup_.WaitExit(pid_, 5000);
+  ASSERT_TRUE(st) << "the critic did not exit";
+  EXPECT_EQ(st->exit_code, 0);
 }
 
 TEST_F(CriticTest, OutputTailIsBounded) {

@@ -23,6 +23,9 @@ std::optional<int> ParseChildFlags(int argc, const char* const* argv,
       ->check(CLI::PositiveNumber);
   app.add_option("--briefs-dir", options.briefs_dir, "installed brief templates")
       ->envname("FORGE_BRIEFS_DIR");
+  app.add_option("--workspace-lock-wait-ms", options.workspace_lock_wait_ms,
+                 "how long to wait for a workspace another process holds")
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -11,6 +11,7 @@
 #include "common/signals.h"
 #include "proto/child_link.h"
 #include "worker/brief.h"
+#include "worker/workspace_lock.h"
 
 namespace forge::worker {
 
@@ -19,10 +20,13 @@ struct ChildMainOptions {
   std::string state_dir;  // absolute
   int64_t heartbeat_ms = 1000;
   std::string briefs_dir;  // installed templates; empty: <bin>/../share/forge/briefs
+  // How long a workspace held by another process is waited for
+  // (worker/workspace_lock.h); the supervisor leaves the default.
+  int64_t workspace_lock_wait_ms = kWorkspaceLockWaitMs;
 };
 
 // Parses a child's command line into `options`: --connect, --state-dir,
-// --heartbeat-ms, --briefs-dir (env FORGE_BRIEFS_DIR). nullopt to go on;
+// --heartbeat-ms, --briefs-dir (env FORGE_BRIEFS_DIR), --workspace-lock-wait-ms. nullopt to go on;
 // otherwise the code to exit with, after CLI11 has printed the help (0) or
 // the usage error naming the flag (2). Here rather than in each
 // main(), so that CLI11, which costs seconds to compile, is built once.

@@ -35,6 +35,12 @@ TEST(ChildFlags, TheSupervisorsCommandLineIsParsed) {
   EXPECT_EQ(p.options.state_dir, "/s");
   EXPECT_EQ(p.options.heartbeat_ms, 50);
   EXPECT_EQ(p.options.briefs_dir, "");
+  EXPECT_EQ(p.options.workspace_lock_wait_ms, kWorkspaceLockWaitMs);
+
+  auto short_wait =
+      Parse({"--connect", "ipc:///c", "--state-dir", "/s", "--workspace-lock-wait-ms", "300"});
+  EXPECT_FALSE(short_wait.exit_code.has_value()) << short_wait.printed;
+  EXPECT_EQ(short_wait.options.workspace_lock_wait_ms, 300);
 }
 
 TEST(ChildFlags, BriefsDirComesFromTheEnvironment) {
@@ -56,6 +62,14 @@ TEST(ChildFlags, BadCommandLinesExitTwoNamingTheFlag) {
   ASSERT_TRUE(zero.exit_code.has_value());
   EXPECT_EQ(*zero.exit_code, 2);
   EXPECT_NE(zero.printed.find("--heartbeat-ms"), std::string::npos) << zero.printed;
+
+  for (const char* wait : {"0", "-5", "ten"}) {
+    auto bad =
+        Parse({"--connect", "ipc:///c", "--state-dir", "/s", "--workspace-lock-wait-ms", wait});
+    ASSERT_TRUE(bad.exit_code.has_value()) << wait;
+    EXPECT_EQ(*bad.exit_code, 2) << wait;
+    EXPECT_NE(bad.printed.find("--workspace-lock-wait-ms"), std::string::npos) << bad.printed;
+  }
 
   auto unknown = Parse({"--connect", "ipc:///c", "--state-dir", "/s", "--bogus"});
   ASSERT_TRUE(unknown.exit_code.has_value());

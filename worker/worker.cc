@@ -236,8 +236,8 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     SendFailure(d, outcome, e, retryable);
   };
   link_.SetAttempt(d.attempt_id);
-  auto locked =
-      LockWorkspace(d.workspace, kWorkspaceLockWaitMs, HeartbeatingLockWait(link_, parent_pid_));
+  auto locked = LockWorkspace(d.workspace, options_.workspace_lock_wait_ms,
+                              HeartbeatingLockWait(link_, parent_pid_));
   if (!locked.ok()) {
     link_.SetAttempt(std::nullopt);
     const Error& e = locked.error();
@@ -544,6 +544,7 @@ int WorkerMain(const ChildMainOptions& options) {
     WorkerOptions wo;
     wo.state_dir = options.state_dir;
     wo.brief_dirs = child.brief_dirs;
+    wo.workspace_lock_wait_ms = options.workspace_lock_wait_ms;
     Worker worker(child.link, child.signals, wo);
     return worker.Run();
   });

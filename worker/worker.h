@@ -29,6 +29,7 @@ namespace forge::worker {
 struct WorkerOptions {
   std::string state_dir;
   BriefDirs brief_dirs;
+  int64_t workspace_lock_wait_ms = kWorkspaceLockWaitMs;
 };
 
 // What a dispatch needs before the agent can start; an error here is an

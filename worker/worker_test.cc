@@ -39,7 +39,7 @@ int64_t ProcessCpuMs(pid_t pid) {
 class WorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    pid_ = sup_.StartChild(kWorker, 50, env_);
+    pid_ = sup_.StartChild(kWorker, 50, env_, extra_args_);
     auto hello = sup_.WaitFor<proto::Hello>();
     ASSERT_TRUE(hello) << "no hello from forge-worker";
     EXPECT_EQ(hello->role, "worker");
@@ -103,7 +103,16 @@ class WorkerTest : public ::testing::Test {
 
   FakeSupervisor sup_;
   std::optional<std::vector<std::string>> env_;
+  std::vector<std::string> extra_args_;  // the worker's flags after the usual ones
   pid_t pid_ = -1;
+};
+
+class WorkerWithAShortLockWaitTest : public WorkerTest {
+ protected:
+  void SetUp() override {
+    extra_args_ = {"--workspace-lock-wait-ms", "300"};
+    WorkerTest::SetUp();
+  }
 };
 
 TEST_F(WorkerTest, HeartbeatsWhileIdle) {
@@ -247,6 +256,47 @@ TEST_F(WorkerTest, SigtermEndsTheWaitForAWorkspaceInUse) {
   ASSERT_TRUE(r) << "the worker went on waiting";
   EXPECT_EQ(r->outcome, "cancelled");
   EXPECT_THAT(r->error, HasSubstr("stopped by a signal"));
+  EXPECT_TRUE(sup_.WaitExit(pid_, 5000)) << "the worker did not exit";
+}
+
+// A workspace whose holder never lets go (a hung mount, an unkillable git):
+// past the wait the attempt fails not retryable, naming the holder, so the
+// supervisor blocks the task for an operator instead of queueing it into
+// the same wait. Nothing was prepared, and the worker takes the next one.
+TEST_F(WorkerWithAShortLockWaitTest, AWorkspaceHeldPastTheWaitFailsNotRetryable) {
+  auto d = MakeDispatch("exit 0\n");
+  auto old = LockWorkspace(d.workspace, 0, nullptr);
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  sup_.Send(d);
+  auto r = sup_.WaitFor<proto::Result>(10000);
+  ASSERT_TRUE(r) << "the worker went on waiting";
+  EXPECT_EQ(r->outcome, "failed");
+  EXPECT_FALSE(r->retryable);
+  EXPECT_FALSE(r->infra);
+  EXPECT_THAT(r->error, HasSubstr("in use by another process (pid " + std::to_string(getpid())));
+  EXPECT_THAT(r->error, HasSubstr("waited 300ms"));
+  struct stat st {};
+  EXPECT_NE(::stat(d.workspace.c_str(), &st), 0) << "prepared without the lock";
+
+  auto next = Run(MakeDispatch("exit 0\n", 8));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->outcome, "passed");
+}
+
+// A shutdown while the worker waits for a workspace in use ends the wait:
+// the attempt is cancelled, and the worker exits as a shutdown asks.
+TEST_F(WorkerTest, AShutdownEndsTheWaitForAWorkspaceInUse) {
+  auto d = MakeDispatch("exit 0\n");
+  auto old = LockWorkspace(d.workspace, 0, nullptr);
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  sup_.Send(d);
+  ASSERT_TRUE(sup_.WaitForAttemptHeartbeats(d.attempt_id, 2));
+  proto::Shutdown shutdown;
+  shutdown.grace_ms = 60000;
+  sup_.Send(shutdown);
+  auto r = sup_.WaitFor<proto::Result>(5000);
+  ASSERT_TRUE(r) << "the worker went on waiting";
+  EXPECT_EQ(r->outcome, "cancelled");
   EXPECT_TRUE(sup_.WaitExit(pid_, 5000)) << "the worker did not exit";
 }
 
