@@ -47,8 +47,9 @@ bool StopSignalPending() {
   return sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1;
 }
 
-void IgnoreSigpipe() {
+void IgnoreWriteSignals() {
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);
 }
 
 }  // namespace forge

@@ -31,7 +31,10 @@ class SignalFd {
 // which its loop's signalfd does not see until the step ends.
 bool StopSignalPending();
 
-// Ignores SIGPIPE (writes to a dead pipe return EPIPE instead of killing us).
-void IgnoreSigpipe();
+// Ignores SIGPIPE and SIGXFSZ: a write to a dead pipe (EPIPE) or past a
+// file size limit (EFBIG: `ulimit -f`, systemd's LimitFSIZE=) fails the call,
+// where the error is handled, instead of killing the process. Spawned
+// commands get the default dispositions back (common/process.h).
+void IgnoreWriteSignals();
 
 }  // namespace forge

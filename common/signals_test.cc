@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,10 +71,12 @@ TEST_F(SignalFdTest, BadSignalNumberIsAnError) {
   EXPECT_NE(sfd.error().message.find("9999"), std::string::npos);
 }
 
-TEST(IgnoreSigpipeTest, WriteToClosedPipeReturnsEpipe) {
-  struct sigaction old {};
-  sigaction(SIGPIPE, nullptr, &old);
-  IgnoreSigpipe();
+TEST(IgnoreWriteSignalsTest, WritesFailInsteadOfKilling) {
+  struct sigaction old_pipe {};
+  struct sigaction old_xfsz {};
+  sigaction(SIGPIPE, nullptr, &old_pipe);
+  sigaction(SIGXFSZ, nullptr, &old_xfsz);
+  IgnoreWriteSignals();
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
   close(fds[0]);
@@ -81,7 +84,24 @@ TEST(IgnoreSigpipeTest, WriteToClosedPipeReturnsEpipe) {
   EXPECT_EQ(write(fds[1], "x", 1), -1);
   EXPECT_EQ(errno, EPIPE);
   close(fds[1]);
-  sigaction(SIGPIPE, &old, nullptr);
+
+  char path[] = "/tmp/forge-xfsz-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  struct rlimit old_limit {};
+  getrlimit(RLIMIT_FSIZE, &old_limit);
+  struct rlimit limit = old_limit;
+  limit.rlim_cur = 4;
+  setrlimit(RLIMIT_FSIZE, &limit);
+  errno = 0;
+  EXPECT_EQ(write(fd, "12345", 5), 4);
+  EXPECT_EQ(write(fd, "5", 1), -1);
+  EXPECT_EQ(errno, EFBIG);
+  setrlimit(RLIMIT_FSIZE, &old_limit);
+  close(fd);
+  unlink(path);
+  sigaction(SIGPIPE, &old_pipe, nullptr);
+  sigaction(SIGXFSZ, &old_xfsz, nullptr);
 }
 
 }  // namespace

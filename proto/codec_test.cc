@@ -40,6 +40,7 @@ Result FullResult() {
   r.error = "agent said no";
   r.log_path = "/tmp/log";
   r.output_tail = "last\nlines\n";
+  r.log_error = "the attempt log stops after 10 bytes: no space; 5 bytes not written";
   r.retryable = false;
   r.rate_limited = true;
   r.rate_limit_reset_ms = 1795273445123;

@@ -56,6 +56,7 @@ void to_json(json& j, const Result& m) {
   PutUnlessDefault(j, "error", m.error, d.error);
   PutUnlessDefault(j, "log_path", m.log_path, d.log_path);
   PutUnlessDefault(j, "output_tail", m.output_tail, d.output_tail);
+  PutUnlessDefault(j, "log_error", m.log_error, d.log_error);
   PutUnlessDefault(j, "retryable", m.retryable, d.retryable);
   PutUnlessDefault(j, "rate_limited", m.rate_limited, d.rate_limited);
   PutUnlessDefault(j, "rate_limit_reset_ms", m.rate_limit_reset_ms, d.rate_limit_reset_ms);
@@ -82,6 +83,7 @@ void ReadValue(const json& j, Result& m) {
   Optional(j, "error", m.error);
   Optional(j, "log_path", m.log_path);
   Optional(j, "output_tail", m.output_tail);
+  Optional(j, "log_error", m.log_error);
   Optional(j, "retryable", m.retryable);
   Optional(j, "rate_limited", m.rate_limited);
   Optional(j, "rate_limit_reset_ms", m.rate_limit_reset_ms);

@@ -65,6 +65,10 @@ struct Result {
   std::string error;
   std::string log_path;
   std::string output_tail;          // last lines of the agent's output, for the next brief
+  // Set when the attempt log could not be written to the end (a full disk):
+  // where it stops, why, and how much output is missing from it. Left off
+  // the wire when empty.
+  std::string log_error;
   bool retryable = true;            // false: agent binary missing, config error -> blocked at once
   bool rate_limited = false;        // structured rate-limit signal from the agent
   int64_t rate_limit_reset_ms = 0;  // wall ms when the limit resets, 0 unknown

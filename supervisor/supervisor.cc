@@ -197,7 +197,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(SupervisorOptions options
   // Before any thread exists (ZeroMQ's I/O threads start with the first
   // socket), so every thread inherits the blocked mask.
   FORGE_ASSIGN_OR_RETURN(SignalFd signals, SignalFd::Create({SIGCHLD, SIGTERM, SIGINT, SIGHUP}));
-  IgnoreSigpipe();
+  IgnoreWriteSignals();
   // A child that dies hands its own children to us, not to init: a crashed
   // critic's check (`make test` under `sh`) or a server an agent started in
   // its own session would otherwise run on in a workspace the task's next
@@ -968,8 +968,10 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   report.model = m.model;
   report.error = m.error;
   report.log_path = m.log_path;
+  report.log_error = m.log_error;
   report.agent_pid = m.agent_pid;
   report.pgid = m.pgid;
+  if (!m.log_error.empty()) spdlog::warn("attempt {} ({}): {}", attempt_id, task_id, m.log_error);
   auto recorded = store_->RecordAgentResult(attempt_id, report);
   if (recorded.ok() && recorded->recorded) {
     AddCostToday(recorded->attempt.started_at_ms, report.cost_usd);

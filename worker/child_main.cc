@@ -52,7 +52,7 @@ int RunChild(const std::string& role, const ChildMainOptions& options,
   // Agents and verify commands may leave grandchildren: they are reaped here.
   Status reaper = proto::BecomeChildReaper();
   if (!reaper.ok()) spdlog::warn("{}", reaper.error().ToString());
-  ::signal(SIGPIPE, SIG_IGN);
+  IgnoreWriteSignals();
   // Before the ZeroMQ context exists, so its threads inherit the blocked mask.
   auto signals = SignalFd::Create({SIGCHLD, SIGTERM, SIGINT, SIGHUP});
   if (!signals.ok()) {

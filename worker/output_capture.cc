@@ -79,15 +79,42 @@ Status OutputCapture::Emit(std::string_view data) {
   tail_.append(data);
   if (tail_.size() > 2 * kTailBytes) tail_.erase(0, tail_.size() - kTailBytes);
   TrackLines(data);
-  if (write_failed_) return Status::Ok();
+  if (write_error_) {
+    unwritten_bytes_ += static_cast<int64_t>(data.size());
+    return Status::Ok();
+  }
+  const int64_t before = file_bytes_;
   Status s = Write(data);
-  if (!s.ok()) write_failed_ = true;
+  if (!s.ok()) {
+    write_error_ = s.error();
+    unwritten_bytes_ += static_cast<int64_t>(data.size()) - (file_bytes_ - before);
+  }
   return s;
+}
+
+std::string OutputCapture::write_error() const {
+  if (!write_error_) return "";
+  return "the attempt log stops after " + std::to_string(file_bytes_) +
+         " bytes: " + write_error_->message + "; " + std::to_string(unwritten_bytes_) +
+         " bytes of output after that were not written";
+}
+
+void OutputCapture::MarkWhereTheLogStops() {
+  if (!write_error_ || !fd_.valid()) return;
+  std::string line = "\n[forge: " + write_error() + "]\n";
+  ssize_t written = ::write(fd_.get(), line.data(), line.size());
+  (void)written;  // best effort: the result says it anyway
 }
 
 Status OutputCapture::Write(std::string_view data) {
   if (file_bytes_ + static_cast<int64_t>(data.size()) <= static_cast<int64_t>(max_bytes_)) {
-    FORGE_RETURN_IF_ERROR(WriteAll(fd_.get(), data, path_));
+    Status written = WriteAll(fd_.get(), data, path_);
+    if (!written.ok()) {
+      // Part of it may be in: the file's size says where the log stops.
+      struct stat st {};
+      if (::fstat(fd_.get(), &st) == 0) file_bytes_ = st.st_size;
+      return written;
+    }
     file_bytes_ += static_cast<int64_t>(data.size());
     return Status::Ok();
   }
@@ -114,11 +141,20 @@ Status OutputCapture::Write(std::string_view data) {
   {
     UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!out.valid()) return IoError("rewriting log", tmp, errno);
-    FORGE_RETURN_IF_ERROR(WriteAll(out.get(), content, tmp));
+    Status written = WriteAll(out.get(), content, tmp);
+    if (!written.ok()) {
+      // The log stays as it was, whole up to here; no half copy beside it.
+      ::unlink(tmp.c_str());
+      return written;
+    }
   }
-  if (::rename(tmp.c_str(), path_.c_str()) != 0) return IoError("renaming log to", path_, errno);
-  FORGE_ASSIGN_OR_RETURN(fd_, OpenAppend(path_));
+  if (::rename(tmp.c_str(), path_.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return IoError("renaming log to", path_, err);
+  }
   file_bytes_ = static_cast<int64_t>(content.size());
+  FORGE_ASSIGN_OR_RETURN(fd_, OpenAppend(path_));
   return Status::Ok();
 }
 

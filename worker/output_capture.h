@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,7 +33,8 @@ class OutputCapture {
   void SetSecrets(std::vector<std::string> secrets);
 
   // Appends output read at monotonic time now_ms. A write error is returned
-  // once and then output is only kept in memory (the agent keeps running).
+  // once and then output is only kept in memory (the agent keeps running):
+  // write_error() says so, for the result.
   Status Append(std::string_view data, int64_t now_ms);
 
   // Writes out what redaction held back; call when the output has ended.
@@ -46,17 +48,25 @@ class OutputCapture {
   int64_t file_bytes() const { return file_bytes_; }
   const std::string& path() const { return path_; }
 
+  // Empty while every byte reached the file. Otherwise one line for the
+  // attempt's result: where the log stops, why, and how much output after
+  // that was not written (the tail above still has its end).
+  std::string write_error() const;
+  // After a write error: appends a line saying where the log stops, best
+  // effort (the disk may have room again by the time the agent ends).
+  void MarkWhereTheLogStops();
+
  private:
   OutputCapture() = default;
   Status Emit(std::string_view data);
   Status Write(std::string_view data);
-  Status TrimFile();
   void TrackLines(std::string_view data);
 
   std::string path_;
   size_t max_bytes_ = kDefaultMaxBytes;
   UniqueFd fd_;
-  bool write_failed_ = false;
+  std::optional<Error> write_error_;  // the first write that failed
+  int64_t unwritten_bytes_ = 0;       // output since, not in the file
   int64_t file_bytes_ = 0;
   int64_t total_bytes_ = 0;
   int64_t last_output_ms_ = -1;

@@ -10,6 +10,7 @@
 namespace forge::worker {
 namespace {
 
+using forge::testing::FileSizeLimit;
 using forge::testing::ReadAll;
 using ::testing::HasSubstr;
 
@@ -81,6 +82,53 @@ TEST_F(OutputCaptureTest, SecretsAreRedactedEvenWhenSplitAcrossReads) {
   EXPECT_EQ(log, "token is [redacted]; abc\n[redacted]\nend hunter2");
   EXPECT_EQ((*c)->last_line(), "[redacted]");
   EXPECT_THAT((*c)->tail(), ::testing::Not(HasSubstr("hunter2-secret")));
+}
+
+// The disk fills while the agent runs: the error comes back once, output
+// goes on into the tail, and write_error() says where the log stops and how
+// much did not reach it; once there is room the log says so too.
+TEST_F(OutputCaptureTest, AFullDiskStopsTheLogAndSaysWhere) {
+  const std::string path = dir_ + "/1.log";
+  auto c = OutputCapture::Open(path);
+  ASSERT_TRUE(c.ok());
+  auto& cap = **c;
+  {
+    FileSizeLimit full(1000);
+    EXPECT_TRUE(cap.Append(std::string(600, 'a'), 1).ok());
+    EXPECT_EQ(cap.write_error(), "");
+    Status s = cap.Append(std::string(600, 'b'), 2);
+    ASSERT_FALSE(s.ok());
+    EXPECT_THAT(s.error().message, HasSubstr(path));
+    EXPECT_TRUE(cap.Append(std::string(299, 'c') + "\n", 3).ok()) << "the error comes once";
+  }
+  EXPECT_EQ(cap.file_bytes(), 1000);
+  EXPECT_EQ(cap.write_error(), "the attempt log stops after 1000 bytes: writing '" + path +
+                                   "': File too large; 500 bytes of output after that were "
+                                   "not written");
+  EXPECT_THAT(cap.tail(), ::testing::EndsWith(std::string(299, 'c') + "\n"));
+  EXPECT_EQ(cap.last_output_ms(), 3);
+  cap.MarkWhereTheLogStops();
+  std::string text = ReadAll(path);
+  EXPECT_EQ(text.substr(0, 1000), std::string(600, 'a') + std::string(400, 'b'));
+  EXPECT_EQ(text.substr(1000), "\n[forge: " + cap.write_error() + "]\n");
+}
+
+// A rewrite past the cap that fails leaves the log as it was and no half
+// copy beside it.
+TEST_F(OutputCaptureTest, AFailedRewriteLeavesTheLogAndNoTempFile) {
+  const std::string path = dir_ + "/1.log";
+  auto c = OutputCapture::Open(path, 1024);
+  ASSERT_TRUE(c.ok());
+  auto& cap = **c;
+  ASSERT_TRUE(cap.Append(std::string(1000, 'a'), 1).ok());
+  {
+    FileSizeLimit full(100);
+    EXPECT_FALSE(cap.Append(std::string(100, 'b'), 2).ok());  // past the cap: a rewrite
+  }
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_EQ(ReadAll(path), std::string(1000, 'a'));
+  EXPECT_THAT(cap.write_error(), HasSubstr("stops after 1000 bytes: writing '" + path + ".tmp'"));
+  EXPECT_THAT(cap.write_error(), HasSubstr("; 100 bytes of output after that"));
 }
 
 TEST_F(OutputCaptureTest, MissingDirectoryIsAnErrorNamingThePath) {

@@ -89,6 +89,18 @@ Status CheckBinary(const std::string& argv0, const std::vector<std::string>& env
                    "agent binary '" + argv0 + "' not found in PATH '" + path + "'");
 }
 
+// The log's end, into the result: what redaction held back is written, the
+// tail taken, and a log that stopped early (a full disk) says where, in the
+// file if there is room again and in the result.
+void FinishLog(OutputCapture& capture, proto::Result& r) {
+  (void)capture.Flush();
+  r.output_tail = TailText(capture.tail());
+  r.log_error = capture.write_error();
+  if (r.log_error.empty()) return;
+  capture.MarkWhereTheLogStops();
+  spdlog::warn("attempt {}: {}", r.attempt_id, r.log_error);
+}
+
 std::string FormatMs(int64_t ms) {
   if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
   return std::to_string(ms) + "ms";
@@ -110,7 +122,6 @@ struct Worker::Attempt {
   std::optional<proto::Started> unreported_start;
   std::string stop_outcome;  // set when the worker ended the agent
   std::string stop_error;
-  bool capture_error_logged = false;
 };
 
 Worker::Worker(proto::ChildLink& link, SignalFd& signals, WorkerOptions options)
@@ -302,11 +313,9 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     // No capture only while the log cannot be opened and the agent is being
     // killed for it (below): what it printed has nowhere to go.
     if (raw->capture == nullptr) return;
+    // An error comes once; the output goes on into the tail (FinishLog).
     Status s = raw->capture->Append(data, NowMs());
-    if (!s.ok() && !raw->capture_error_logged) {
-      spdlog::error("attempt {}: {}", raw->dispatch.attempt_id, s.error().ToString());
-      raw->capture_error_logged = true;
-    }
+    if (!s.ok()) spdlog::error("attempt {}: {}", raw->dispatch.attempt_id, s.error().ToString());
     if (stream == 1) raw->parser->Feed(data);
   };
   a->started_ms = NowMs();
@@ -486,12 +495,11 @@ void Worker::FinishAttempt() {
   Attempt& a = *attempt_;
   int orphans = proto::KillOrphans();
   if (orphans > 0) spdlog::info("killed {} orphaned agent process(es)", orphans);
-  (void)a.capture->Flush();
   proto::Result r;
   r.attempt_id = a.dispatch.attempt_id;
   r.duration_ms = NowMs() - a.started_ms;
   r.log_path = a.prepared.log_path;
-  r.output_tail = TailText(a.capture->tail());
+  FinishLog(*a.capture, r);
   r.model = a.dispatch.agent.model;
   a.parser->Finish(a.job->status(), a.capture->tail(), r);
   if (!a.stop_outcome.empty()) {
@@ -532,8 +540,7 @@ void Worker::Abort(const std::string& why) {
   r.error = why;
   r.duration_ms = NowMs() - attempt_->started_ms;
   r.log_path = attempt_->prepared.log_path;
-  (void)attempt_->capture->Flush();
-  r.output_tail = TailText(attempt_->capture->tail());
+  FinishLog(*attempt_->capture, r);
   PutUnreportedStart(r);
   attempt_.reset();
   (void)link_.Send(r);  // best effort: the supervisor may be gone

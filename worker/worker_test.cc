@@ -13,6 +13,7 @@ namespace forge::worker {
 namespace {
 
 using forge::testing::FakeSupervisor;
+using forge::testing::FileSizeLimit;
 using forge::testing::NowMs;
 using forge::testing::ReadAll;
 using forge::testing::WaitForFile;
@@ -105,6 +106,15 @@ class WorkerTest : public ::testing::Test {
   std::optional<std::vector<std::string>> env_;
   std::vector<std::string> extra_args_;  // the worker's flags after the usual ones
   pid_t pid_ = -1;
+};
+
+// A worker whose files stop growing at 64 KiB, as on a disk that fills.
+class WorkerOnAFullDiskTest : public WorkerTest {
+ protected:
+  void SetUp() override {
+    FileSizeLimit full(64 << 10);
+    WorkerTest::SetUp();
+  }
 };
 
 class WorkerWithAShortLockWaitTest : public WorkerTest {
@@ -281,6 +291,21 @@ TEST_F(WorkerWithAShortLockWaitTest, AWorkspaceHeldPastTheWaitFailsNotRetryable)
   auto next = Run(MakeDispatch("exit 0\n", 8));
   ASSERT_TRUE(next);
   EXPECT_EQ(next->outcome, "passed");
+}
+
+// The disk fills while the agent prints: the agent runs on, its output's end
+// is in the result's tail, and the result says where the log stops.
+TEST_F(WorkerOnAFullDiskTest, ALogThatStopsEarlySaysSoInTheResult) {
+  auto r = Run(MakeDispatch("yes 'a line of output' | head -c 200000\necho the last line\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed");
+  EXPECT_THAT(r->log_error, HasSubstr("the attempt log stops after 65536 bytes: writing '" +
+                                      r->log_path + "': File too large; "));
+  EXPECT_THAT(r->log_error, HasSubstr("; 134478 bytes of output after that were not written"));
+  EXPECT_THAT(r->output_tail, HasSubstr("the last line"));
+  struct stat st {};
+  ASSERT_EQ(::stat(r->log_path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 64 << 10);
 }
 
 // A shutdown while the worker waits for a workspace in use ends the wait:

@@ -1066,6 +1066,7 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
                           r.exit_code, "signal", r.signal, "duration_ms", r.duration_ms, "cost_usd",
                           r.cost_usd, "tokens_in", r.tokens_in, "tokens_out", r.tokens_out,
                           "num_turns", r.num_turns, "session_id", r.session_id, "error", r.error);
+    if (!r.log_error.empty()) result["log_error"] = r.log_error;
     if (a.ended) result["after_close"] = true;
     FORGE_RETURN_IF_ERROR(m.AttemptEvent(a.info, "attempt.result", result));
     static const std::string kAddCost =

@@ -99,6 +99,7 @@ struct AgentReport {
   std::string model;
   std::string error;
   std::string log_path;
+  std::string log_error;  // the attempt log stopped early (proto::Result); "" when whole
   // The agent's pid and group when the worker sent no `started` (the agent
   // ended first); recorded as MarkAgentStarted would, with start time 0,
   // which no kill check ever matches. 0: already recorded, or none ran.

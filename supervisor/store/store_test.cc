@@ -888,6 +888,28 @@ TEST_F(StoreTest, RecoveryClosesOpenAttempts) {
   EXPECT_EQ(StateOf(*s, ids[0]), TaskState::kReady);
 }
 
+// A result whose attempt log stopped early (a full disk) says so in its
+// event, for `forge-ctl events`; a whole log adds nothing.
+TEST_F(StoreTest, AnAttemptLogThatStoppedEarlyIsInTheResultEvent) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("cut"), Task("whole")});
+  AgentReport r;
+  r.outcome = Outcome::kPassed;
+  r.log_error = "the attempt log stops after 4096 bytes: no space left on device";
+  ASSERT_TRUE(s->RecordAgentResult(MustLease(*s, ids[0]).id, r).ok());
+  r.log_error.clear();
+  ASSERT_TRUE(s->RecordAgentResult(MustLease(*s, ids[1]).id, r).ok());
+  auto cut = s->Events({.since_seq = 0, .task_id = ids[0], .kind = "attempt.result"});
+  ASSERT_TRUE(cut.ok());
+  ASSERT_EQ(cut->size(), 1u);
+  EXPECT_EQ((*cut)[0].payload["log_error"],
+            "the attempt log stops after 4096 bytes: no space left on device");
+  auto whole = s->Events({.since_seq = 0, .task_id = ids[1], .kind = "attempt.result"});
+  ASSERT_TRUE(whole.ok());
+  ASSERT_EQ(whole->size(), 1u);
+  EXPECT_FALSE((*whole)[0].payload.contains("log_error"));
+}
+
 // A worker reports the start of an agent that ended within
 // kStartedReportDelayMs in its result: recorded as a `started` would be,
 // with its event before the result's, and only once.
