@@ -1158,7 +1158,9 @@ void Supervisor::ReapChildren() {
     pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;
     std::string who = OnChildExited(pid, ExitStatus::FromWaitStatus(status).ToString());
-    if (left_by.empty()) left_by = who;
+    // A child reaped after an orphan of its own (a check's shell killed by
+    // its PDEATHSIG) names the sweep, not the orphan.
+    if (left_by.empty() || (left_by == kStrayOrphans && who != kStrayOrphans)) left_by = who;
   }
   if (left_by == kStrayOrphans) {
     // An orphan came back first (a check's shell, killed by its PDEATHSIG

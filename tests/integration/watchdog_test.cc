@@ -156,8 +156,13 @@ TEST(Watchdog, KilledCriticLeavesNoneOfItsCheckRunning) {
         << "check process " << pids[i];
   }
   EXPECT_TRUE(WaitFor([&] { return forge.Attempts(id).at(0).outcome == "crashed"; }, 5000));
-  EXPECT_NE(forge.SupervisorLog().find("left running by critic-" + std::to_string(critic)),
-            std::string::npos)
+  // Written just after the kill the loop above saw land.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return forge.SupervisorLog().find("left running by critic-" + std::to_string(critic)) !=
+               std::string::npos;
+      },
+      5000))
       << forge.SupervisorLog();
   for (pid_t p : PidsFromFile(pids_file)) ::kill(p, SIGKILL);  // this run's and the next review's
 }
