@@ -113,6 +113,8 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   submit->add_option("--model", s.model, "model override");
   submit->add_flag("--expand", s.expand, "a planning task whose result is a plan of new tasks");
   submit->add_option("--plan", s.plan, "submit a YAML plan file, all tasks or none");
+  submit->add_option("--idempotency-key", s.idempotency_key,
+                     "submit at most once under this key: a retry prints the first ids");
   submit->footer(Example(
       "  forge-ctl submit --title 'Fix the flaky test' --repo ~/src/app --verify 'make test'\n"
       "  forge-ctl submit --plan plan.yaml --json"));

@@ -311,7 +311,8 @@ constexpr size_t kChunkBytes = 2u << 20;
 // submit_begin, submit_chunk..., submit_commit: still one transaction on the
 // supervisor's side. Any refusal aborts the upload (best effort: it expires
 // anyway) and is returned as is.
-Result<json> SubmitStaged(ControlClient& client, std::vector<proto::SubmitTask> tasks) {
+Result<json> SubmitStaged(ControlClient& client, std::vector<proto::SubmitTask> tasks,
+                          const std::string& idempotency_key) {
   FORGE_ASSIGN_OR_RETURN(json begun, client.Call("submit_begin"));
   FORGE_ASSIGN_OR_RETURN(auto upload, ReadReply<proto::UploadReply>(begun, "submit_begin"));
   proto::UploadRequest id;
@@ -327,11 +328,32 @@ Result<json> SubmitStaged(ControlClient& client, std::vector<proto::SubmitTask> 
     auto sent = client.Call("submit_chunk", json(part));
     if (!sent.ok()) return abort(sent.error());
   }
+  id.idempotency_key = idempotency_key;
   return client.Call("submit_commit", json(id));
 }
 }  // namespace
 
+// The supervisor checks a key too (any client); here the flag is named.
+int CheckIdempotencyKey(Env& env, const std::string& key) {
+  if (key.empty()) return Usage(env, "--idempotency-key: empty");
+  if (int rc = CheckArgument(env, key, "--idempotency-key"); rc != kExitOk) return rc;
+  if (key.size() > store::kMaxIdempotencyKeyBytes) {
+    return Usage(env, "--idempotency-key: " + std::to_string(key.size()) + " bytes; at most " +
+                          std::to_string(store::kMaxIdempotencyKeyBytes));
+  }
+  for (unsigned char c : key) {
+    if (c < 0x20 || c == 0x7f) {
+      return Usage(env, "--idempotency-key '" + Printable(key) + "': has a control character");
+    }
+  }
+  return kExitOk;
+}
+
 int CmdSubmit(Env& env, const SubmitArgs& args) {
+  const std::string key = args.idempotency_key.value_or("");
+  if (args.idempotency_key) {
+    if (int rc = CheckIdempotencyKey(env, key); rc != kExitOk) return rc;
+  }
   std::vector<proto::SubmitTask> tasks;
   std::vector<PlanDependency> in_plan;
   if (!args.plan.empty()) {
@@ -379,13 +401,14 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
   json request;
   proto::SubmitRequest submit;
   submit.tasks = std::move(tasks);
+  submit.idempotency_key = key;
   request = submit;
   Result<json> body = json();
   if (proto::EncodeControlRequest("submit", request).size() <= kSingleSubmitBytes) {
     body = (*client)->Call("submit", request);
   } else {
     request = json();
-    body = SubmitStaged(**client, std::move(submit.tasks));
+    body = SubmitStaged(**client, std::move(submit.tasks), key);
   }
   // What the store refuses as invalid is the input's fault, as the checks
   // above (exit 2): a dependency on no task, named by its flag or plan line.
@@ -395,15 +418,24 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
     }
     return Usage(env, (args.plan.empty() ? "" : args.plan + ": ") + body.error().message);
   }
-  if (!body.ok()) return Fail(env, AfterNoAnswer(env, "submit", body.error()));
+  if (!body.ok()) {
+    Error e = AfterNoAnswer(env, "submit", body.error());
+    if (!key.empty() && Unanswered(body.error())) {
+      e.message += "; the same submit with the same --idempotency-key cannot queue it twice";
+    }
+    return Fail(env, e);
+  }
   auto reply = ReadReply<proto::SubmitReply>(*body, "submit");
   if (!reply.ok()) return Fail(env, reply.error());
+  if (reply->existing && !env.json) {
+    *env.err << "forge-ctl: idempotency key '" << Printable(key)
+             << "' was submitted before: its task ids, nothing queued now\n";
+  }
   if (env.json) {
-    if (args.plan.empty() && reply->ids.size() == 1) {
-      PrintJson(env, json{{"id", reply->ids[0]}});
-    } else {
-      PrintJson(env, json{{"ids", reply->ids}});
-    }
+    json out = args.plan.empty() && reply->ids.size() == 1 ? json{{"id", reply->ids[0]}}
+                                                           : json{{"ids", reply->ids}};
+    if (reply->existing) out["existing"] = true;
+    PrintJson(env, out);
   } else {
     for (const auto& id : reply->ids) *env.out << id << "\n";
   }

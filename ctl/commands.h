@@ -71,6 +71,9 @@ struct SubmitArgs {
   std::string model;
   bool expand = false;
   std::string plan;  // --plan FILE
+  // --idempotency-key: a retry with the same key and tasks gets the first
+  // submit's ids back instead of queueing them again (with flags or --plan).
+  std::optional<std::string> idempotency_key;
 };
 // Checks the flags and builds the task (kInvalid naming the bad flag).
 Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args);

@@ -242,6 +242,53 @@ TEST(LiveTest, SubmitSendsEveryFlag) {
   EXPECT_EQ(json::parse(h.out.str()), json({{"id", "t17"}}));
 }
 
+// --idempotency-key goes with the submit; a reply that says the key was
+// used before prints its ids as any submit does, with a line on stderr
+// (`existing` in --json). A bad key is exit 2 before anything is sent.
+TEST(LiveTest, SubmitSendsItsIdempotencyKeyAndSaysWhenItWasDoneBefore) {
+  CtlHarness h;
+  std::atomic<bool> existing{false};
+  FakeSupervisor fake(h.state_dir, [&](const json&) {
+    json reply = {{"ids", {"t5"}}};
+    if (existing) reply["existing"] = true;
+    return FakeSupervisor::Ok(reply);
+  });
+  SubmitArgs a;
+  a.title = "Ship it";
+  a.idempotency_key = "ship-1";
+  ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(), "t5\n");
+  EXPECT_EQ(h.err.str(), "");
+  ASSERT_EQ(fake.requests().size(), 1u);
+  EXPECT_EQ(fake.requests()[0]["idempotency_key"], "ship-1");
+
+  h.Clear();
+  existing = true;
+  ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(), "t5\n");
+  EXPECT_EQ(h.err.str(),
+            "forge-ctl: idempotency key 'ship-1' was submitted before: its task ids, nothing "
+            "queued now\n");
+  h.Clear();
+  h.env.json = true;
+  ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
+  EXPECT_EQ(json::parse(h.out.str()), json({{"id", "t5"}, {"existing", true}}));
+  h.env.json = false;
+
+  const size_t sent = fake.requests().size();
+  for (const auto& [key, why] : std::vector<std::pair<std::string, std::string>>{
+           {"", "--idempotency-key: empty"},
+           {std::string(201, 'k'), "--idempotency-key: 201 bytes; at most 200"},
+           {"tab\there", "--idempotency-key 'tab\\there': has a control character"},
+           {"caf\xe9", "--idempotency-key 'caf\\xe9': not UTF-8 (byte 0xe9 at character 4)"}}) {
+    h.Clear();
+    a.idempotency_key = key;
+    EXPECT_EQ(CmdSubmit(h.env, a), kExitUsage) << key;
+    EXPECT_EQ(h.err.str(), "forge-ctl: " + why + "\n");
+  }
+  EXPECT_EQ(fake.requests().size(), sent) << "a bad key sent something";
+}
+
 // The repo and base are checked before anything is sent: exit 2 naming them.
 TEST(LiveTest, SubmitRefusesABadRepoOrBase) {
   CtlHarness h;
@@ -489,6 +536,7 @@ TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
   });
   SubmitArgs a;
   a.plan = h.dir.Path("plan.yaml");
+  a.idempotency_key = "plan-2026-12-06";
   // The fake decodes each 1.5 MiB chunk on its thread: seconds in a loaded
   // sanitizer build, where the harness's 5 s per request timed out.
   h.env.timeout_ms = 60'000;
@@ -499,6 +547,8 @@ TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
   for (const auto& r : requests) cmds.push_back(r["cmd"]);
   EXPECT_EQ(cmds, (std::vector<std::string>{"submit_begin", "submit_chunk", "submit_chunk",
                                             "submit_chunk", "submit_commit"}));
+  // The key goes with the commit, where the tasks are inserted.
+  EXPECT_EQ(requests.back()["idempotency_key"], "plan-2026-12-06");
   EXPECT_EQ(chunk_tasks, 3);
   for (const auto& r : requests) {
     EXPECT_LT(r.dump().size(), proto::kMaxMessageBytes) << r["cmd"];
@@ -645,6 +695,19 @@ TEST(LiveTest, AChangeUnansweredBecauseTheSupervisorStoppedIsNotRunning) {
                                  h.state_dir + "\n");
       EXPECT_EQ(h.out.str(), "") << c.cmd;
     }
+  }
+  // A submit under an idempotency key says a retry is safe.
+  {
+    CtlHarness h;
+    h.env.timeout_ms = 200;
+    FakeSupervisor hung(h.state_dir, [](const json&) { return nullptr; });
+    SubmitArgs a;
+    a.title = "x";
+    a.idempotency_key = "k1";
+    EXPECT_EQ(CmdSubmit(h.env, a), kExitRejected);
+    EXPECT_THAT(h.err.str(), HasSubstr("did not answer 'submit' within"));
+    EXPECT_THAT(h.err.str(), ::testing::EndsWith("; the same submit with the same "
+                                                 "--idempotency-key cannot queue it twice\n"));
   }
   // One that still holds the lock did not answer: exit 1, as before.
   for (const char* cmd : {"cancel", "stop"}) {

@@ -123,18 +123,22 @@ void ReadValue(const json& j, SubmitTask& v) {
 
 void to_json(json& j, const SubmitRequest& v) {
   j = json{{"tasks", v.tasks}};
+  if (!v.idempotency_key.empty()) j["idempotency_key"] = v.idempotency_key;
 }
 void ReadValue(const json& j, SubmitRequest& v) {
   RequireObject(j);
   Required(j, "tasks", v.tasks);
+  Optional(j, "idempotency_key", v.idempotency_key);
 }
 
 void to_json(json& j, const SubmitReply& v) {
   j = json{{"ids", v.ids}};
+  if (v.existing) j["existing"] = true;
 }
 void ReadValue(const json& j, SubmitReply& v) {
   RequireObject(j);
   Required(j, "ids", v.ids);
+  Optional(j, "existing", v.existing);
 }
 
 void to_json(json& j, const SubmitChunkRequest& v) {
@@ -148,10 +152,12 @@ void ReadValue(const json& j, SubmitChunkRequest& v) {
 
 void to_json(json& j, const UploadRequest& v) {
   j = json{{"upload", v.upload}};
+  if (!v.idempotency_key.empty()) j["idempotency_key"] = v.idempotency_key;
 }
 void ReadValue(const json& j, UploadRequest& v) {
   RequireObject(j);
   Required(j, "upload", v.upload);
+  Optional(j, "idempotency_key", v.idempotency_key);
 }
 
 void to_json(json& j, const UploadReply& v) {

@@ -50,10 +50,17 @@ void ReadValue(const json& j, SubmitTask& v);
 
 struct SubmitRequest {
   std::vector<SubmitTask> tasks;  // all or nothing
+  // Optional (left off the wire when empty): the same key with the same
+  // tasks again returns the first submit's ids and queues nothing
+  // (store::Store::SubmitOnce).
+  std::string idempotency_key;
   bool operator==(const SubmitRequest&) const = default;
 };
 struct SubmitReply {
   std::vector<std::string> ids;  // in request order
+  // The idempotency key's submit was done before: these are its ids, and
+  // nothing was queued now. Left off the wire when false.
+  bool existing = false;
   bool operator==(const SubmitReply&) const = default;
 };
 
@@ -70,6 +77,7 @@ struct SubmitChunkRequest {
 };
 struct UploadRequest {  // submit_commit, submit_abort
   std::string upload;
+  std::string idempotency_key;  // submit_commit, as SubmitRequest's; "" none
   bool operator==(const UploadRequest&) const = default;
 };
 struct UploadReply {  // submit_begin, submit_chunk, submit_abort

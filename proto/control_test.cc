@@ -74,8 +74,12 @@ TEST(ControlTypes, RoundTripEveryRequestAndReply) {
   SubmitTask no_max = FullSubmitTask("y");
   no_max.max_attempts.reset();
   ExpectRoundTrip(no_max);
-  ExpectRoundTrip(SubmitRequest{{FullSubmitTask("a"), FullSubmitTask("b")}});
-  ExpectRoundTrip(SubmitReply{{"t-1", "t-2"}});
+  ExpectRoundTrip(SubmitRequest{{FullSubmitTask("a"), FullSubmitTask("b")}, ""});
+  ExpectRoundTrip(SubmitRequest{{FullSubmitTask("a")}, "deploy-2026-12-06"});
+  ExpectRoundTrip(SubmitReply{{"t-1", "t-2"}, false});
+  ExpectRoundTrip(SubmitReply{{"t-1"}, true});
+  ExpectRoundTrip(UploadRequest{"u1", ""});
+  ExpectRoundTrip(UploadRequest{"u1", "plan-7"});
   ExpectRoundTrip(IdRequest{"t-9"});
   ExpectRoundTrip(ListRequest{TaskState::kBlocked, 20});
   ExpectRoundTrip(ListRequest{std::nullopt, 0});
@@ -255,7 +259,7 @@ TEST(ControlReplies, MalformedReplies) {
 // throwing.
 TEST(ControlFuzz, MutatedRequestsAndRepliesNeverCrash) {
   std::vector<std::string> seeds = {
-      EncodeControlRequest("submit", json(SubmitRequest{{FullSubmitTask("a")}})),
+      EncodeControlRequest("submit", json(SubmitRequest{{FullSubmitTask("a")}, "key-1"})),
       EncodeControlRequest("ls", json{{"state", "ready"}, {"limit", 3}}),
       EncodeOk(json(ShowReply{FullTask(), {FullAttempt(1)}, {FullEvent(1)}})),
       EncodeOk(json(FullStatus())),

@@ -104,10 +104,27 @@ Result<json> ControlServer::Dispatch(const proto::ControlRequest& request, size_
 Result<json> ControlServer::Submit(const json& args) {
   FORGE_ASSIGN_OR_RETURN(auto request, proto::ReadAs<proto::SubmitRequest>(args));
   if (request.tasks.empty()) return MakeError(ErrorCode::kInvalid, "field 'tasks' is empty");
-  FORGE_ASSIGN_OR_RETURN(auto ids, store_.Submit(request.tasks));
-  backend_.OnQueueChanged();
+  return SubmitTasks(request.tasks, request.idempotency_key);
+}
+
+Result<json> ControlServer::SubmitTasks(const std::vector<proto::SubmitTask>& tasks,
+                                        const std::string& idempotency_key) {
   proto::SubmitReply reply;
-  reply.ids = std::move(ids);
+  if (idempotency_key.empty()) {
+    FORGE_ASSIGN_OR_RETURN(reply.ids, store_.Submit(tasks));
+  } else {
+    FORGE_ASSIGN_OR_RETURN(auto keyed, store_.SubmitOnce(idempotency_key, tasks));
+    reply.ids = std::move(keyed.ids);
+    reply.existing = keyed.existing;
+    if (reply.existing) {
+      spdlog::info(
+          "control: submit with idempotency key '{}' was done before: {} task(s), "
+          "nothing queued again",
+          idempotency_key, reply.ids.size());
+      return json(reply);
+    }
+  }
+  backend_.OnQueueChanged();
   return json(reply);
 }
 
@@ -186,11 +203,7 @@ Result<json> ControlServer::SubmitCommit(const json& args) {
   if (tasks.empty()) {
     return MakeError(ErrorCode::kInvalid, "upload '" + request.upload + "' has no tasks");
   }
-  FORGE_ASSIGN_OR_RETURN(auto ids, store_.Submit(tasks));
-  backend_.OnQueueChanged();
-  proto::SubmitReply reply;
-  reply.ids = std::move(ids);
-  return json(reply);
+  return SubmitTasks(tasks, request.idempotency_key);
 }
 
 Result<json> ControlServer::SubmitAbort(const json& args) {

@@ -171,6 +171,19 @@ const char* const kV5 = R"sql(
 DROP TRIGGER IF EXISTS tasks_swept;
 )sql";
 
+// Version 6: idempotent submits. A submit that carries a client's key is
+// recorded under it, in the transaction that inserts its tasks, with a hash
+// of what it asked for and the ids it got: the same key again (a retry after
+// "did not answer") gets those ids back instead of a second set of tasks.
+const char* const kV6 = R"sql(
+CREATE TABLE submit_keys(
+  key TEXT PRIMARY KEY,
+  request_hash TEXT NOT NULL,
+  ids TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+)sql";
+
 Status SetVersion(Conn& conn, int64_t version) {
   FORGE_ASSIGN_OR_RETURN(Stmt stmt,
                          conn.Prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?) "
@@ -181,7 +194,7 @@ Status SetVersion(Conn& conn, int64_t version) {
 }  // namespace
 
 const std::vector<std::string>& Migrations() {
-  static const std::vector<std::string> migrations = {kV1, kV2, kV3, kV4, kV5};
+  static const std::vector<std::string> migrations = {kV1, kV2, kV3, kV4, kV5, kV6};
   return migrations;
 }
 

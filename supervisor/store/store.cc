@@ -255,8 +255,11 @@ struct Store::Impl {
   }
 
   Status AttemptEvent(const AttemptInfo& a, const std::string& kind, const json& payload) {
-    auto inserted = InsertEvent(kind, a.task_id, a.n,
-                                EventKey(a.task_id, "a" + std::to_string(a.id), kind), payload);
+    // Appended, not "a" + to_string: GCC 12 inlines that into a false
+    // -Wrestrict (its bug 105651) in some builds of this file.
+    std::string step = "a";
+    step.append(std::to_string(a.id));
+    auto inserted = InsertEvent(kind, a.task_id, a.n, EventKey(a.task_id, step, kind), payload);
     return inserted.ok() ? Status::Ok() : Status(inserted.error());
   }
 
@@ -830,6 +833,78 @@ int Store::SchemaVersion() {
 Result<std::vector<std::string>> Store::Submit(const std::vector<proto::SubmitTask>& tasks) {
   FORGE_RETURN_IF_ERROR(CheckBatch(tasks));
   return impl_->Write("submit", [&] { return impl_->InsertBatch(tasks); });
+}
+
+namespace {
+
+Status CheckIdempotencyKey(const std::string& key) {
+  if (key.empty()) return MakeError(ErrorCode::kInvalid, "idempotency key is empty");
+  if (key.size() > kMaxIdempotencyKeyBytes) {
+    return MakeError(ErrorCode::kInvalid, "idempotency key is " + std::to_string(key.size()) +
+                                              " bytes; at most " +
+                                              std::to_string(kMaxIdempotencyKeyBytes));
+  }
+  for (size_t i = 0; i < key.size(); ++i) {
+    const auto c = static_cast<unsigned char>(key[i]);
+    if (c < 0x20 || c == 0x7f) {
+      char where[48];
+      std::snprintf(where, sizeof where, " (byte 0x%02x at %zu)", c, i + 1);
+      return MakeError(ErrorCode::kInvalid,
+                       std::string("idempotency key has a control character") + where);
+    }
+  }
+  return Status::Ok();
+}
+
+// What a keyed submit asked for, to tell a retry from another submit that
+// reuses its key: FNV-1a (64 bits) over the tasks as JSON, which is the
+// same for the same tasks in any build (nlohmann sorts object keys).
+std::string RequestHash(const std::vector<proto::SubmitTask>& tasks) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : json(tasks).dump()) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+}  // namespace
+
+Result<Store::KeyedSubmit> Store::SubmitOnce(const std::string& idempotency_key,
+                                             const std::vector<proto::SubmitTask>& tasks) {
+  FORGE_RETURN_IF_ERROR(CheckIdempotencyKey(idempotency_key));
+  FORGE_RETURN_IF_ERROR(CheckBatch(tasks));
+  const std::string hash = RequestHash(tasks);
+  Impl& m = *impl_;
+  return m.Write("submit", [&]() -> Result<KeyedSubmit> {
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt seen, m.conn.Prepare("SELECT request_hash, ids FROM submit_keys WHERE key = ?"));
+    FORGE_ASSIGN_OR_RETURN(bool found, seen.Bind(idempotency_key).Step());
+    if (found) {
+      KeyedSubmit out;
+      out.existing = true;
+      out.ids = json::parse(seen.Text(1)).get<std::vector<std::string>>();
+      if (seen.Text(0) != hash) {
+        std::string used = out.ids.empty() ? "no task" : "task " + out.ids.front();
+        if (out.ids.size() > 1) used += " and " + std::to_string(out.ids.size() - 1) + " more";
+        std::string message = "idempotency key '";
+        message.append(idempotency_key)
+            .append("' was used for a different submit (")
+            .append(used)
+            .append("); a new submit needs a new key");
+        return MakeError(ErrorCode::kInvalid, message);
+      }
+      return out;
+    }
+    FORGE_ASSIGN_OR_RETURN(auto ids, m.InsertBatch(tasks));
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt record, m.conn.Prepare("INSERT INTO submit_keys(key, request_hash, ids, created_at) "
+                                    "VALUES(?, ?, ?, ?)"));
+    FORGE_RETURN_IF_ERROR(record.Bind(idempotency_key, hash, json(ids).dump(), m.Now()).Run());
+    return KeyedSubmit{std::move(ids), false};
+  });
 }
 
 void Store::Impl::BatchWaits::Propagate(const std::vector<std::string>& ids) {

@@ -53,7 +53,8 @@ using proto::Outcome;
 using proto::TaskInfo;
 using proto::TaskState;
 
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
+inline constexpr size_t kMaxIdempotencyKeyBytes = 200;
 
 struct StoreOptions {
   std::string db_path;            // .forge/forge.db
@@ -200,6 +201,20 @@ class Store {
   // existing task ids; an unknown one, a duplicate local id or a cycle is a
   // kInvalid error naming the ids. Returns the new ids in order.
   Result<std::vector<std::string>> Submit(const std::vector<proto::SubmitTask>& tasks);
+
+  // Submit under a client's idempotency key (1 to kMaxIdempotencyKeyBytes
+  // bytes, no control characters; else kInvalid naming it). The first
+  // submit with a key inserts its tasks and records the key in the same
+  // transaction; the same key with the same tasks again returns that
+  // submit's ids with `existing` set and inserts nothing; with other tasks
+  // it is kInvalid, naming the key and the ids it was used for. Keys are
+  // kept for good.
+  struct KeyedSubmit {
+    std::vector<std::string> ids;
+    bool existing = false;
+  };
+  Result<KeyedSubmit> SubmitOnce(const std::string& idempotency_key,
+                                 const std::vector<proto::SubmitTask>& tasks);
 
   // ---- dispatch ----
   // Highest priority, then oldest, among ready tasks.

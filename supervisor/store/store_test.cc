@@ -284,6 +284,64 @@ TEST_F(StoreTest, SubmitLeaseFinishInPriorityThenAgeOrder) {
   EXPECT_EQ(counts->at("cancelled"), 0);
 }
 
+// A submit retried under its idempotency key (the client got no answer, or
+// crashed) gets the first submit's ids back and queues nothing, also after
+// a restart; the key with other tasks is refused naming it, and the key of
+// a refused submit stays free.
+TEST_F(StoreTest, ASubmitUnderAnIdempotencyKeyIsDoneOnce) {
+  auto s = OpenStore();
+  const std::vector<proto::SubmitTask> plan = {Task("build", "b"), Task("ship", "s", {"b"})};
+  auto first = s->SubmitOnce("release-42", plan);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_FALSE(first->existing);
+  ASSERT_EQ(first->ids.size(), 2u);
+  auto again = s->SubmitOnce("release-42", plan);
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_TRUE(again->existing);
+  EXPECT_EQ(again->ids, first->ids);
+  EXPECT_EQ(s->ListTasks({})->size(), 2u);
+
+  auto other = s->SubmitOnce("release-42", {Task("build"), Task("ship and tell")});
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(other.error().message,
+            "idempotency key 'release-42' was used for a different submit "
+            "(task " +
+                first->ids[0] + " and 1 more); a new submit needs a new key");
+  EXPECT_EQ(s->ListTasks({})->size(), 2u);
+
+  auto refused = s->SubmitOnce("release-43", {Task("after", "", {"t999"})});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalid);
+  auto fixed = s->SubmitOnce("release-43", {Task("after")});
+  ASSERT_TRUE(fixed.ok()) << fixed.error().ToString();
+  EXPECT_FALSE(fixed->existing);
+
+  s.reset();
+  s = OpenStore();
+  auto after_restart = s->SubmitOnce("release-42", plan);
+  ASSERT_TRUE(after_restart.ok()) << after_restart.error().ToString();
+  EXPECT_TRUE(after_restart->existing);
+  EXPECT_EQ(after_restart->ids, first->ids);
+  EXPECT_EQ(s->ListTasks({})->size(), 3u);
+}
+
+TEST_F(StoreTest, BadIdempotencyKeysAreRefusedNamingWhy) {
+  auto s = OpenStore();
+  auto empty = s->SubmitOnce("", {Task("x")});
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error().message, "idempotency key is empty");
+  auto long_key = s->SubmitOnce(std::string(kMaxIdempotencyKeyBytes + 1, 'k'), {Task("x")});
+  ASSERT_FALSE(long_key.ok());
+  EXPECT_EQ(long_key.error().message, "idempotency key is 201 bytes; at most 200");
+  auto control = s->SubmitOnce("line\nbreak", {Task("x")});
+  ASSERT_FALSE(control.ok());
+  EXPECT_EQ(control.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(control.error().message, "idempotency key has a control character (byte 0x0a at 5)");
+  EXPECT_TRUE(s->ListTasks({})->empty());
+  EXPECT_TRUE(s->SubmitOnce(std::string(kMaxIdempotencyKeyBytes, 'k'), {Task("x")}).ok());
+}
+
 TEST_F(StoreTest, SubmitFillsDefaults) {
   auto s = OpenStore();
   auto t = Task("with repo");

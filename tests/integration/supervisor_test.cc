@@ -425,6 +425,43 @@ TEST(Supervisor, StatusKeepsTheLastFailureAcrossARestart) {
   }
 }
 
+// A script whose submit got no answer runs it again with the same
+// --idempotency-key: one task, whose id both print, also after a restart;
+// the key reused for another task is exit 2 and queues nothing.
+TEST(Supervisor, ASubmitRetriedWithItsIdempotencyKeyQueuesOnce) {
+  Forge forge;
+  forge.Start();
+  auto submit = [&](const std::string& title) {
+    SpawnOptions c;
+    c.argv = {
+        BinPath("forge-ctl"), "--state-dir",       forge.state_dir(),   "submit", "--title", title,
+        "--needs-approval",   "--idempotency-key", "nightly-2026-12-06"};
+    c.env = CurrentEnvironment();
+    auto r = RunCommand(c, 30'000);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? std::make_pair(r->status.exit_code, r->output) : std::make_pair(-1, "");
+  };
+  auto [first_code, first] = submit("Nightly build");
+  ASSERT_EQ(first_code, 0) << first;
+  auto [again_code, again] = submit("Nightly build");
+  ASSERT_EQ(again_code, 0) << again;
+  EXPECT_NE(again.find(first), std::string::npos) << "the same id: " << again;
+  EXPECT_NE(again.find("was submitted before"), std::string::npos) << again;
+  EXPECT_EQ(forge.db().ListTasks({})->size(), 1u);
+
+  EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
+  forge.Start();
+  auto [restarted_code, restarted] = submit("Nightly build");
+  ASSERT_EQ(restarted_code, 0) << restarted;
+  EXPECT_NE(restarted.find(first), std::string::npos) << restarted;
+  auto [other_code, other] = submit("Another build");
+  EXPECT_EQ(other_code, 2) << other;
+  EXPECT_NE(other.find("idempotency key 'nightly-2026-12-06' was used for a different submit"),
+            std::string::npos)
+      << other;
+  EXPECT_EQ(forge.db().ListTasks({})->size(), 1u);
+}
+
 TEST(Supervisor, CancelWhileWaitingForACriticIsNeverReviewed) {
   ForgeOptions o;
   o.critics = 1;
