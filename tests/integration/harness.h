@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 #include <zmq.hpp>
 
@@ -35,6 +36,11 @@ inline bool WaitFor(const std::function<bool()>& cond, int64_t timeout_ms);
 
 // Whether a pid is still a live (non-zombie) process.
 inline bool ProcessAlive(pid_t pid);
+
+// A whole forge-ctl process on a state directory: its exit code and its
+// stdout and stderr together (-1 and "" when it could not run).
+inline std::pair<int, std::string> RunCtl(const std::string& state_dir,
+                                          const std::vector<std::string>& args);
 
 struct ForgeOptions {
   int workers = 2;

@@ -45,6 +45,17 @@ inline bool ProcessAlive(pid_t pid) {
   return state != 'Z' && state != 'X';
 }
 
+inline std::pair<int, std::string> RunCtl(const std::string& state_dir,
+                                          const std::vector<std::string>& args) {
+  SpawnOptions c;
+  c.argv = {BinPath("forge-ctl"), "--state-dir", state_dir};
+  c.argv.insert(c.argv.end(), args.begin(), args.end());
+  c.env = CurrentEnvironment();
+  auto r = RunCommand(c, 30'000);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().ToString());
+  return r.ok() ? std::make_pair(r->status.exit_code, r->output) : std::make_pair(-1, "");
+}
+
 inline std::string ConfigYaml(const ForgeOptions& o) {
   std::ostringstream y;
   y << "workers: " << o.workers << "\n"

@@ -432,14 +432,8 @@ TEST(Supervisor, ASubmitRetriedWithItsIdempotencyKeyQueuesOnce) {
   Forge forge;
   forge.Start();
   auto submit = [&](const std::string& title) {
-    SpawnOptions c;
-    c.argv = {
-        BinPath("forge-ctl"), "--state-dir",       forge.state_dir(),   "submit", "--title", title,
-        "--needs-approval",   "--idempotency-key", "nightly-2026-12-06"};
-    c.env = CurrentEnvironment();
-    auto r = RunCommand(c, 30'000);
-    EXPECT_TRUE(r.ok());
-    return r.ok() ? std::make_pair(r->status.exit_code, r->output) : std::make_pair(-1, "");
+    return RunCtl(forge.state_dir(), {"submit", "--title", title, "--needs-approval",
+                                      "--idempotency-key", "nightly-2026-12-06"});
   };
   auto [first_code, first] = submit("Nightly build");
   ASSERT_EQ(first_code, 0) << first;
@@ -568,14 +562,7 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   EXPECT_EQ(second->status.exit_code, 1) << second->output;
   EXPECT_NE(second->output.find(std::to_string(daemon)), std::string::npos) << second->output;
   // forge-ctl's exit code and output.
-  auto ctl_run = [&](const std::string& command) {
-    SpawnOptions c;
-    c.argv = {BinPath("forge-ctl"), "--state-dir", forge.state_dir(), command};
-    c.env = CurrentEnvironment();
-    auto r = RunCommand(c, 30'000);
-    EXPECT_TRUE(r.ok());
-    return r.ok() ? std::make_pair(r->status.exit_code, r->output) : std::make_pair(-1, "");
-  };
+  auto ctl_run = [&](const std::string& command) { return RunCtl(forge.state_dir(), {command}); };
   // `forge-ctl stop` returns once it has exited: a start right after works.
   auto [stop_code, stop_output] = ctl_run("stop");
   ASSERT_EQ(stop_code, 0) << stop_output;
