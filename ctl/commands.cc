@@ -312,7 +312,7 @@ constexpr size_t kChunkBytes = 2u << 20;
 // supervisor's side. Any refusal aborts the upload (best effort: it expires
 // anyway) and is returned as is.
 Result<json> SubmitStaged(ControlClient& client, std::vector<proto::SubmitTask> tasks,
-                          const std::string& idempotency_key) {
+                          const std::optional<std::string>& idempotency_key) {
   FORGE_ASSIGN_OR_RETURN(json begun, client.Call("submit_begin"));
   FORGE_ASSIGN_OR_RETURN(auto upload, ReadReply<proto::UploadReply>(begun, "submit_begin"));
   proto::UploadRequest id;
@@ -401,14 +401,14 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
   json request;
   proto::SubmitRequest submit;
   submit.tasks = std::move(tasks);
-  submit.idempotency_key = key;
+  submit.idempotency_key = args.idempotency_key;
   request = submit;
   Result<json> body = json();
   if (proto::EncodeControlRequest("submit", request).size() <= kSingleSubmitBytes) {
     body = (*client)->Call("submit", request);
   } else {
     request = json();
-    body = SubmitStaged(**client, std::move(submit.tasks), key);
+    body = SubmitStaged(**client, std::move(submit.tasks), args.idempotency_key);
   }
   // What the store refuses as invalid is the input's fault, as the checks
   // above (exit 2): a dependency on no task, named by its flag or plan line.
@@ -430,6 +430,12 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
   if (reply->existing && !env.json) {
     *env.err << "forge-ctl: idempotency key '" << Printable(key)
              << "' was submitted before: its task ids, nothing queued now\n";
+  }
+  if (args.idempotency_key && reply->idempotency_key != key) {
+    // Queued, so exit 0 with the ids; but a retry would queue them again.
+    *env.err << "forge-ctl: warning: the supervisor ignored --idempotency-key (it runs a forge "
+                "from before keys: restart it); these tasks were queued without the key, and "
+                "a retry would queue them again\n";
   }
   if (env.json) {
     json out = args.plan.empty() && reply->ids.size() == 1 ? json{{"id", reply->ids[0]}}

@@ -244,13 +244,17 @@ TEST(LiveTest, SubmitSendsEveryFlag) {
 
 // --idempotency-key goes with the submit; a reply that says the key was
 // used before prints its ids as any submit does, with a line on stderr
-// (`existing` in --json). A bad key is exit 2 before anything is sent.
+// (`existing` in --json). A supervisor that does not echo the key (one from
+// before keys) queued the tasks without it: a warning says so. A bad key is
+// exit 2 before anything is sent.
 TEST(LiveTest, SubmitSendsItsIdempotencyKeyAndSaysWhenItWasDoneBefore) {
   CtlHarness h;
   std::atomic<bool> existing{false};
-  FakeSupervisor fake(h.state_dir, [&](const json&) {
+  std::atomic<bool> old_supervisor{false};
+  FakeSupervisor fake(h.state_dir, [&](const json& r) {
     json reply = {{"ids", {"t5"}}};
     if (existing) reply["existing"] = true;
+    if (!old_supervisor) reply["idempotency_key"] = r["idempotency_key"];
     return FakeSupervisor::Ok(reply);
   });
   SubmitArgs a;
@@ -274,6 +278,16 @@ TEST(LiveTest, SubmitSendsItsIdempotencyKeyAndSaysWhenItWasDoneBefore) {
   ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
   EXPECT_EQ(json::parse(h.out.str()), json({{"id", "t5"}, {"existing", true}}));
   h.env.json = false;
+
+  h.Clear();
+  existing = false;
+  old_supervisor = true;
+  ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(), "t5\n");
+  EXPECT_EQ(h.err.str(),
+            "forge-ctl: warning: the supervisor ignored --idempotency-key (it runs a forge from "
+            "before keys: restart it); these tasks were queued without the key, and a retry "
+            "would queue them again\n");
 
   const size_t sent = fake.requests().size();
   for (const auto& [key, why] : std::vector<std::pair<std::string, std::string>>{
@@ -529,7 +543,8 @@ TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
     }
     if (r["cmd"] == "submit_commit") {
       if (fail_commit) return FakeSupervisor::Err("invalid", "task 'c': bad dependency");
-      return FakeSupervisor::Ok({{"ids", {"t1", "t2", "t3"}}});
+      return FakeSupervisor::Ok(
+          {{"ids", {"t1", "t2", "t3"}}, {"idempotency_key", r.value("idempotency_key", "")}});
     }
     if (r["cmd"] == "submit_abort") return FakeSupervisor::Ok({{"upload", "u1"}});
     return FakeSupervisor::Err("invalid", "unexpected " + r["cmd"].get<std::string>());
@@ -542,6 +557,7 @@ TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
   h.env.timeout_ms = 60'000;
   ASSERT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
   EXPECT_EQ(h.out.str(), "t1\nt2\nt3\n");
+  EXPECT_EQ(h.err.str(), "");
   auto requests = fake.requests();
   std::vector<std::string> cmds;
   for (const auto& r : requests) cmds.push_back(r["cmd"]);

@@ -123,7 +123,7 @@ void ReadValue(const json& j, SubmitTask& v) {
 
 void to_json(json& j, const SubmitRequest& v) {
   j = json{{"tasks", v.tasks}};
-  if (!v.idempotency_key.empty()) j["idempotency_key"] = v.idempotency_key;
+  if (v.idempotency_key) j["idempotency_key"] = *v.idempotency_key;
 }
 void ReadValue(const json& j, SubmitRequest& v) {
   RequireObject(j);
@@ -134,11 +134,13 @@ void ReadValue(const json& j, SubmitRequest& v) {
 void to_json(json& j, const SubmitReply& v) {
   j = json{{"ids", v.ids}};
   if (v.existing) j["existing"] = true;
+  if (!v.idempotency_key.empty()) j["idempotency_key"] = v.idempotency_key;
 }
 void ReadValue(const json& j, SubmitReply& v) {
   RequireObject(j);
   Required(j, "ids", v.ids);
   Optional(j, "existing", v.existing);
+  Optional(j, "idempotency_key", v.idempotency_key);
 }
 
 void to_json(json& j, const SubmitChunkRequest& v) {
@@ -152,7 +154,7 @@ void ReadValue(const json& j, SubmitChunkRequest& v) {
 
 void to_json(json& j, const UploadRequest& v) {
   j = json{{"upload", v.upload}};
-  if (!v.idempotency_key.empty()) j["idempotency_key"] = v.idempotency_key;
+  if (v.idempotency_key) j["idempotency_key"] = *v.idempotency_key;
 }
 void ReadValue(const json& j, UploadRequest& v) {
   RequireObject(j);

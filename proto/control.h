@@ -50,10 +50,10 @@ void ReadValue(const json& j, SubmitTask& v);
 
 struct SubmitRequest {
   std::vector<SubmitTask> tasks;  // all or nothing
-  // Optional (left off the wire when empty): the same key with the same
-  // tasks again returns the first submit's ids and queues nothing
-  // (store::Store::SubmitOnce).
-  std::string idempotency_key;
+  // Optional: the same key with the same tasks again returns the first
+  // submit's ids and queues nothing (store::Store::SubmitOnce). Present
+  // and empty is refused, not taken for no key.
+  std::optional<std::string> idempotency_key;
   bool operator==(const SubmitRequest&) const = default;
 };
 struct SubmitReply {
@@ -61,6 +61,10 @@ struct SubmitReply {
   // The idempotency key's submit was done before: these are its ids, and
   // nothing was queued now. Left off the wire when false.
   bool existing = false;
+  // The request's idempotency key, echoed when the submit was keyed: a
+  // supervisor from before keys ignores the field and echoes nothing, which
+  // forge-ctl reports. Left off the wire when empty.
+  std::string idempotency_key;
   bool operator==(const SubmitReply&) const = default;
 };
 
@@ -77,7 +81,7 @@ struct SubmitChunkRequest {
 };
 struct UploadRequest {  // submit_commit, submit_abort
   std::string upload;
-  std::string idempotency_key;  // submit_commit, as SubmitRequest's; "" none
+  std::optional<std::string> idempotency_key;  // submit_commit, as SubmitRequest's
   bool operator==(const UploadRequest&) const = default;
 };
 struct UploadReply {  // submit_begin, submit_chunk, submit_abort

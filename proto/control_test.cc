@@ -74,11 +74,12 @@ TEST(ControlTypes, RoundTripEveryRequestAndReply) {
   SubmitTask no_max = FullSubmitTask("y");
   no_max.max_attempts.reset();
   ExpectRoundTrip(no_max);
-  ExpectRoundTrip(SubmitRequest{{FullSubmitTask("a"), FullSubmitTask("b")}, ""});
+  ExpectRoundTrip(SubmitRequest{{FullSubmitTask("a"), FullSubmitTask("b")}, std::nullopt});
   ExpectRoundTrip(SubmitRequest{{FullSubmitTask("a")}, "deploy-2026-12-06"});
-  ExpectRoundTrip(SubmitReply{{"t-1", "t-2"}, false});
-  ExpectRoundTrip(SubmitReply{{"t-1"}, true});
-  ExpectRoundTrip(UploadRequest{"u1", ""});
+  ExpectRoundTrip(SubmitRequest{{FullSubmitTask("a")}, ""});  // present and empty: refused
+  ExpectRoundTrip(SubmitReply{{"t-1", "t-2"}, false, ""});
+  ExpectRoundTrip(SubmitReply{{"t-1"}, true, "deploy-2026-12-06"});
+  ExpectRoundTrip(UploadRequest{"u1", std::nullopt});
   ExpectRoundTrip(UploadRequest{"u1", "plan-7"});
   ExpectRoundTrip(IdRequest{"t-9"});
   ExpectRoundTrip(ListRequest{TaskState::kBlocked, 20});

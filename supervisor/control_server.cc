@@ -108,19 +108,21 @@ Result<json> ControlServer::Submit(const json& args) {
 }
 
 Result<json> ControlServer::SubmitTasks(const std::vector<proto::SubmitTask>& tasks,
-                                        const std::string& idempotency_key) {
+                                        const std::optional<std::string>& idempotency_key) {
   proto::SubmitReply reply;
-  if (idempotency_key.empty()) {
+  if (!idempotency_key) {
     FORGE_ASSIGN_OR_RETURN(reply.ids, store_.Submit(tasks));
   } else {
-    FORGE_ASSIGN_OR_RETURN(auto keyed, store_.SubmitOnce(idempotency_key, tasks));
+    // An empty key is refused there, not taken for none.
+    FORGE_ASSIGN_OR_RETURN(auto keyed, store_.SubmitOnce(*idempotency_key, tasks));
     reply.ids = std::move(keyed.ids);
     reply.existing = keyed.existing;
+    reply.idempotency_key = *idempotency_key;
     if (reply.existing) {
       spdlog::info(
           "control: submit with idempotency key '{}' was done before: {} task(s), "
           "nothing queued again",
-          idempotency_key, reply.ids.size());
+          *idempotency_key, reply.ids.size());
       return json(reply);
     }
   }

@@ -77,7 +77,7 @@ class ControlServer {
   Result<json> Submit(const json& args);
   // The store's Submit, or SubmitOnce under a client's key.
   Result<json> SubmitTasks(const std::vector<proto::SubmitTask>& tasks,
-                           const std::string& idempotency_key);
+                           const std::optional<std::string>& idempotency_key);
   Result<json> SubmitBegin();
   Result<json> SubmitChunk(const json& args, size_t request_bytes);
   Result<json> SubmitCommit(const json& args);

@@ -233,6 +233,47 @@ TEST_F(ControlServerTest, StagedSubmitCommitsAllChunksInOneTransaction) {
   EXPECT_THAT(again.error().message, HasSubstr("upload '" + up + "' not found"));
 }
 
+// A keyed submit, one message or staged: the key is echoed; the same key
+// and tasks again (here the staged retry of a one-message submit) return
+// the first ids, queue nothing and wake nothing; the key with other tasks
+// is invalid; a key present but empty is refused, not taken for none.
+TEST_F(ControlServerTest, AKeyedSubmitIsDoneOnceWhicheverWayItComes) {
+  const json tasks = json::array({json{{"title", "A"}}, json{{"title", "B"}}});
+  auto first = Call("submit", json{{"tasks", tasks}, {"idempotency_key", "k1"}});
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ((*first)["idempotency_key"], "k1");
+  EXPECT_FALSE(first->contains("existing"));
+  EXPECT_EQ(backend_.queue_changes, 1);
+
+  std::string up = Begin();
+  ASSERT_TRUE(Call("submit_chunk", json{{"upload", up}, {"tasks", tasks}}).ok());
+  auto staged = Call("submit_commit", json{{"upload", up}, {"idempotency_key", "k1"}});
+  ASSERT_TRUE(staged.ok()) << staged.error().message;
+  EXPECT_EQ((*staged)["ids"], (*first)["ids"]);
+  EXPECT_EQ((*staged)["existing"], true);
+  EXPECT_EQ((*staged)["idempotency_key"], "k1");
+  EXPECT_EQ(TaskCount(), 2);
+  EXPECT_EQ(backend_.queue_changes, 1) << "nothing new to dispatch";
+
+  up = Begin();
+  ASSERT_TRUE(Call("submit_chunk", json{{"upload", up}, {"tasks", json::array({tasks[0]})}}).ok());
+  auto other = Call("submit_commit", json{{"upload", up}, {"idempotency_key", "k1"}});
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, ErrorCode::kInvalid);
+  EXPECT_THAT(other.error().message, HasSubstr("idempotency key 'k1' was used for a different"));
+
+  auto empty = Call("submit", json{{"tasks", tasks}, {"idempotency_key", ""}});
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(empty.error().message, "idempotency key is empty");
+  EXPECT_EQ(TaskCount(), 2);
+
+  auto plain = Call("submit", json{{"tasks", tasks}});
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_FALSE(plain->contains("idempotency_key"));
+  EXPECT_EQ(TaskCount(), 4) << "without a key a submit again queues again";
+}
+
 TEST_F(ControlServerTest, StagedSubmitIsAllOrNothing) {
   std::string up = Begin();
   ASSERT_TRUE(

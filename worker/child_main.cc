@@ -25,7 +25,7 @@ std::optional<int> ParseChildFlags(int argc, const char* const* argv,
       ->envname("FORGE_BRIEFS_DIR");
   app.add_option("--workspace-lock-wait-ms", options.workspace_lock_wait_ms,
                  "how long to wait for a workspace another process holds")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t{1}, kMaxWorkspaceLockWaitMs));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

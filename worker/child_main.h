@@ -15,13 +15,16 @@
 
 namespace forge::worker {
 
+inline constexpr int64_t kMaxWorkspaceLockWaitMs = 24 * 60 * 60 * 1000;
+
 struct ChildMainOptions {
   std::string connect;    // the supervisor's children endpoint
   std::string state_dir;  // absolute
   int64_t heartbeat_ms = 1000;
   std::string briefs_dir;  // installed templates; empty: <bin>/../share/forge/briefs
   // How long a workspace held by another process is waited for
-  // (worker/workspace_lock.h); the supervisor leaves the default.
+  // (worker/workspace_lock.h); the supervisor leaves the default. At most a
+  // day, so a deadline in ms cannot overflow.
   int64_t workspace_lock_wait_ms = kWorkspaceLockWaitMs;
 };
 

@@ -63,7 +63,7 @@ TEST(ChildFlags, BadCommandLinesExitTwoNamingTheFlag) {
   EXPECT_EQ(*zero.exit_code, 2);
   EXPECT_NE(zero.printed.find("--heartbeat-ms"), std::string::npos) << zero.printed;
 
-  for (const char* wait : {"0", "-5", "ten"}) {
+  for (const char* wait : {"0", "-5", "ten", "86400001"}) {
     auto bad =
         Parse({"--connect", "ipc:///c", "--state-dir", "/s", "--workspace-lock-wait-ms", wait});
     ASSERT_TRUE(bad.exit_code.has_value()) << wait;

@@ -83,11 +83,11 @@ Status OutputCapture::Emit(std::string_view data) {
     unwritten_bytes_ += static_cast<int64_t>(data.size());
     return Status::Ok();
   }
-  const int64_t before = file_bytes_;
-  Status s = Write(data);
+  size_t reached = 0;
+  Status s = Write(data, &reached);
   if (!s.ok()) {
     write_error_ = s.error();
-    unwritten_bytes_ += static_cast<int64_t>(data.size()) - (file_bytes_ - before);
+    unwritten_bytes_ += static_cast<int64_t>(data.size() - reached);
   }
   return s;
 }
@@ -106,16 +106,21 @@ void OutputCapture::MarkWhereTheLogStops() {
   (void)written;  // best effort: the result says it anyway
 }
 
-Status OutputCapture::Write(std::string_view data) {
+Status OutputCapture::Write(std::string_view data, size_t* reached) {
+  *reached = 0;
   if (file_bytes_ + static_cast<int64_t>(data.size()) <= static_cast<int64_t>(max_bytes_)) {
     Status written = WriteAll(fd_.get(), data, path_);
     if (!written.ok()) {
       // Part of it may be in: the file's size says where the log stops.
       struct stat st {};
-      if (::fstat(fd_.get(), &st) == 0) file_bytes_ = st.st_size;
+      if (::fstat(fd_.get(), &st) == 0 && st.st_size >= file_bytes_) {
+        *reached = std::min(data.size(), static_cast<size_t>(st.st_size - file_bytes_));
+        file_bytes_ = st.st_size;
+      }
       return written;
     }
     file_bytes_ += static_cast<int64_t>(data.size());
+    *reached = data.size();
     return Status::Ok();
   }
   // Over the cap: rewrite the file as its newest half. Each rewrite is paid
@@ -153,8 +158,15 @@ Status OutputCapture::Write(std::string_view data) {
     ::unlink(tmp.c_str());
     return IoError("renaming log to", path_, err);
   }
+  // The new file has what the cap keeps of `data`, whatever comes next.
   file_bytes_ = static_cast<int64_t>(content.size());
-  FORGE_ASSIGN_OR_RETURN(fd_, OpenAppend(path_));
+  *reached = data.size();
+  auto reopened = OpenAppend(path_);
+  if (!reopened.ok()) {
+    fd_.reset();  // the old descriptor's file is gone: nothing more goes there
+    return reopened.error();
+  }
+  fd_ = std::move(reopened).value();
   return Status::Ok();
 }
 

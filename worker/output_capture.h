@@ -59,7 +59,9 @@ class OutputCapture {
  private:
   OutputCapture() = default;
   Status Emit(std::string_view data);
-  Status Write(std::string_view data);
+  // Appends to the file (rewriting it past the cap). *reached: how much of
+  // data is in the file, or was dropped by the cap rather than by an error.
+  Status Write(std::string_view data, size_t* reached);
   void TrackLines(std::string_view data);
 
   std::string path_;

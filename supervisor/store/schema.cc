@@ -1,5 +1,7 @@
 #include "supervisor/store/schema.h"
 
+#include <algorithm>
+
 namespace forge::store {
 
 namespace {
@@ -223,7 +225,7 @@ Status CheckVersion(int64_t version, int64_t supported, bool read_only) {
                                                " is newer than this forge (" +
                                                std::to_string(supported) + "); upgrade forge");
   }
-  if (read_only && version < supported) {
+  if (read_only && version < std::min(supported, kOldestReadOnlySchema)) {
     return MakeError(ErrorCode::kConflict, "database schema version " + std::to_string(version) +
                                                " is older than this forge (" +
                                                std::to_string(supported) +

@@ -22,8 +22,13 @@ Result<int64_t> ReadSchemaVersion(Conn& conn);
 // `target` is refused with a kConflict error naming both versions.
 Status Migrate(Conn& conn, int64_t target);
 
+// The oldest version a read-only open reads as it is: the migrations after
+// it only add what no reader uses (6: submit_keys, read by submits only),
+// so a forge-ctl newer than its running supervisor still reads offline.
+inline constexpr int64_t kOldestReadOnlySchema = 5;
+
 // kConflict error if `version` is newer than `supported` (or, for a read-only
-// open that cannot migrate, older).
+// open that cannot migrate, older than kOldestReadOnlySchema).
 Status CheckVersion(int64_t version, int64_t supported, bool read_only);
 
 }  // namespace forge::store

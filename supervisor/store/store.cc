@@ -857,16 +857,33 @@ Status CheckIdempotencyKey(const std::string& key) {
 }
 
 // What a keyed submit asked for, to tell a retry from another submit that
-// reuses its key: FNV-1a (64 bits) over the tasks as JSON, which is the
-// same for the same tasks in any build (nlohmann sorts object keys).
-std::string RequestHash(const std::vector<proto::SubmitTask>& tasks) {
+// reuses its key: FNV-1a (64 bits) over each task as JSON (nlohmann sorts
+// object keys) without the fields at their defaults, so a field a later
+// forge adds does not change the hash of a retry that spans the upgrade.
+// Task by task: a staged plan of a million tasks is never one string, and
+// `progress` runs every `every` tasks. "v1:" names the scheme.
+std::string RequestHash(const std::vector<proto::SubmitTask>& tasks,
+                        const std::function<void()>& progress, size_t every) {
+  static const json defaults = proto::SubmitTask{};
   uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : json(tasks).dump()) {
-    h ^= c;
-    h *= 1099511628211ull;
+  auto fold = [&h](std::string_view text) {
+    for (unsigned char c : text) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    json task = tasks[i];
+    for (auto it = defaults.begin(); it != defaults.end(); ++it) {
+      auto field = task.find(it.key());
+      if (field != task.end() && *field == it.value()) task.erase(field);
+    }
+    fold(JsonText(task));
+    fold("\n");
+    if (progress && (i + 1) % every == 0) progress();
   }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  char hex[20];
+  std::snprintf(hex, sizeof hex, "v1:%016llx", static_cast<unsigned long long>(h));
   return hex;
 }
 
@@ -876,9 +893,9 @@ Result<Store::KeyedSubmit> Store::SubmitOnce(const std::string& idempotency_key,
                                              const std::vector<proto::SubmitTask>& tasks) {
   FORGE_RETURN_IF_ERROR(CheckIdempotencyKey(idempotency_key));
   FORGE_RETURN_IF_ERROR(CheckBatch(tasks));
-  const std::string hash = RequestHash(tasks);
   Impl& m = *impl_;
   return m.Write("submit", [&]() -> Result<KeyedSubmit> {
+    const std::string hash = RequestHash(tasks, m.progress, Impl::kProgressEvery);
     FORGE_ASSIGN_OR_RETURN(
         Stmt seen, m.conn.Prepare("SELECT request_hash, ids FROM submit_keys WHERE key = ?"));
     FORGE_ASSIGN_OR_RETURN(bool found, seen.Bind(idempotency_key).Step());

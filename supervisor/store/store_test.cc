@@ -1857,6 +1857,32 @@ TEST_F(StoreTest, Version3DatabaseKeepsItsCooldownTasksDue) {
   EXPECT_EQ(*s->NextDue(), std::nullopt);
 }
 
+// A version-5 database (before submit keys) reads as it is read-only, for a
+// forge-ctl upgraded before its supervisor restarted; opened read-write it
+// gets the keys' table, and keyed submits work beside its tasks.
+TEST_F(StoreTest, Version5DatabaseIsReadAsItIsAndTakesKeysOnceMigrated) {
+  CreateOldDatabase(5,
+                    "INSERT INTO tasks(id, title, state, max_attempts, created_at, updated_at) "
+                    "VALUES('t1', 'old', 'ready', 3, 0, 0);");
+  {
+    auto ro = Store::Open(Options(/*read_only=*/true));
+    ASSERT_TRUE(ro.ok()) << ro.error().ToString();
+    EXPECT_EQ((*ro)->SchemaVersion(), 5);
+    EXPECT_EQ((*ro)->GetTask("t1")->title, "old");
+  }
+  auto s = OpenStore();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->SchemaVersion(), kSchemaVersion);
+  auto keyed = s->SubmitOnce("after-upgrade", {Task("new")});
+  ASSERT_TRUE(keyed.ok()) << keyed.error().ToString();
+  EXPECT_FALSE(keyed->existing);
+  auto again = s->SubmitOnce("after-upgrade", {Task("new")});
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_TRUE(again->existing);
+  EXPECT_EQ(again->ids, keyed->ids);
+  EXPECT_EQ(s->ListTasks({})->size(), 2u);
+}
+
 TEST_F(StoreTest, EventsJsonlCursorIsWrittenOnceItLagsAndOnOpen) {
   auto s = OpenStore();
   auto ids = MustSubmit(*s, {Task("a")});

@@ -562,6 +562,28 @@ TEST(Protocol, ACriticsSpendAfterACancelStillCounts) {
 
 // The same for the agent: a result that comes after the cancel's close
 // keeps the close's outcome and records what the agent spent and its session.
+// A result whose attempt log stopped early (a full disk) is recorded with
+// its log_error in attempt.result, and logged by the supervisor.
+TEST(Protocol, AResultsLogErrorIsInItsEventAndTheSupervisorsLog) {
+  Forge forge(ScriptedWorkerOptions());
+  const pid_t worker_pid = StartWithScriptedWorker(forge);
+  ASSERT_NE(worker_pid, 0);
+  ScriptedWorker w(forge.state_dir(), worker_pid);
+  std::string id = forge.Submit("succeed");
+  auto dispatch = HelloThenDispatch(w, worker_pid);
+  ASSERT_TRUE(dispatch.has_value());
+  proto::Result cut = PassedResult(dispatch->attempt_id);
+  cut.log_error = "the attempt log stops after 4096 bytes: writing 'x': No space left on device";
+  w.Send(cut);
+  ASSERT_TRUE(WaitFor([&] { return forge.HasEvent(id, "attempt.result"); }, 10'000));
+  auto results = forge.Events(id, "attempt.result");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].payload["log_error"], cut.log_error);
+  EXPECT_TRUE(WaitFor(
+      [&] { return forge.SupervisorLog().find(cut.log_error) != std::string::npos; }, 10'000))
+      << forge.SupervisorLog();
+}
+
 TEST(Protocol, AnAgentsSpendAfterACancelStillCounts) {
   ForgeOptions o = ScriptedWorkerOptions();
   o.daily_usd = 1.0;
