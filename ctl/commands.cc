@@ -398,6 +398,18 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
   const int64_t timeout_ms = env.timeout_ms + static_cast<int64_t>(tasks.size());
   auto client = RequireSupervisor(env, timeout_ms);
   if (!client.ok()) return Fail(env, client.error());
+  if (args.idempotency_key) {
+    // A supervisor from before keys would queue the tasks without one, and
+    // a retry after no answer would queue them again: refused before.
+    auto db = OpenStoreReadOnly(env.state_dir);
+    if (db.ok() && (*db)->SchemaVersion() < store::kFirstSchemaWithSubmitKeys) {
+      return Fail(env, MakeError(ErrorCode::kConflict,
+                                 "--idempotency-key: the running supervisor predates idempotency "
+                                 "keys (its database is at schema " +
+                                     std::to_string((*db)->SchemaVersion()) +
+                                     "); restart it to use them. Nothing was submitted"));
+    }
+  }
   json request;
   proto::SubmitRequest submit;
   submit.tasks = std::move(tasks);
@@ -431,7 +443,7 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
     *env.err << "forge-ctl: idempotency key '" << Printable(key)
              << "' was submitted before: its task ids, nothing queued now\n";
   }
-  if (args.idempotency_key && reply->idempotency_key != key) {
+  if (args.idempotency_key && !reply->existing && reply->idempotency_key != key) {
     // Queued, so exit 0 with the ids; but a retry would queue them again.
     *env.err << "forge-ctl: warning: the supervisor ignored --idempotency-key (it runs a forge "
                 "from before keys: restart it); these tasks were queued without the key, and "

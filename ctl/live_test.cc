@@ -16,6 +16,8 @@
 #include "ctl/doctor.h"
 #include "ctl/test_support.h"
 #include "proto/messages.h"
+#include "supervisor/store/schema.h"
+#include "supervisor/store/sqlite_util.h"
 #include "supervisor/store/submit_check.h"
 
 namespace forge::ctl {
@@ -301,6 +303,35 @@ TEST(LiveTest, SubmitSendsItsIdempotencyKeyAndSaysWhenItWasDoneBefore) {
     EXPECT_EQ(h.err.str(), "forge-ctl: " + why + "\n");
   }
   EXPECT_EQ(fake.requests().size(), sent) << "a bad key sent something";
+}
+
+// A supervisor runs its database at its own schema: one from before keys
+// (schema 5) would queue a keyed submit without the key, so forge-ctl
+// refuses it (exit 1) and sends nothing; a submit without a key goes.
+TEST(LiveTest, AKeyedSubmitToASupervisorFromBeforeKeysIsRefused) {
+  CtlHarness h;
+  {
+    store::Conn db;
+    ASSERT_TRUE(
+        db.Open(h.state_dir + "/forge.db", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE).ok());
+    for (int v = 0; v < 5; ++v) ASSERT_TRUE(db.Exec(store::Migrations()[v]).ok()) << v;
+    ASSERT_TRUE(db.Exec("INSERT INTO meta VALUES('schema_version', '5')").ok());
+  }
+  FakeSupervisor fake(h.state_dir, [](const json&) {
+    return FakeSupervisor::Ok({{"ids", {"t9"}}});
+  });
+  SubmitArgs a;
+  a.title = "Ship it";
+  a.idempotency_key = "ship-2";
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitRejected);
+  EXPECT_EQ(h.err.str(),
+            "forge-ctl: --idempotency-key: the running supervisor predates idempotency keys (its "
+            "database is at schema 5); restart it to use them. Nothing was submitted\n");
+  EXPECT_TRUE(fake.requests().empty());
+  h.Clear();
+  a.idempotency_key.reset();
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(), "t9\n");
 }
 
 // The repo and base are checked before anything is sent: exit 2 naming them.

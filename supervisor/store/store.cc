@@ -779,6 +779,9 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     FORGE_RETURN_IF_ERROR(c.Open(options.db_path, SQLITE_OPEN_READONLY));
     FORGE_RETURN_IF_ERROR(c.Exec(timeout + "; PRAGMA query_only = ON"));
     FORGE_ASSIGN_OR_RETURN(int64_t version, ReadSchemaVersion(c));
+    // Each migration past kOldestReadOnlySchema must leave what readers use
+    // alone; a new one is a reason to look at it again.
+    static_assert(kSchemaVersion == 6, "does kOldestReadOnlySchema still hold?");
     Status supported = CheckVersion(version, kSchemaVersion, true);
     if (!supported.ok()) return supported.error().Wrap(options.db_path);
   } else {

@@ -55,6 +55,10 @@ using proto::TaskState;
 
 inline constexpr int kSchemaVersion = 6;
 inline constexpr size_t kMaxIdempotencyKeyBytes = 200;
+// The first schema with submit_keys: a supervisor migrates its database when
+// it starts, so a database below this one is run by a supervisor that does
+// not know idempotency keys.
+inline constexpr int kFirstSchemaWithSubmitKeys = 6;
 
 struct StoreOptions {
   std::string db_path;            // .forge/forge.db

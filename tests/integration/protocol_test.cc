@@ -560,8 +560,6 @@ TEST(Protocol, ACriticsSpendAfterACancelStillCounts) {
   EXPECT_EQ(BudgetReason(forge), "daily budget spent: $1.25 of $1.00") << "counted once";
 }
 
-// The same for the agent: a result that comes after the cancel's close
-// keeps the close's outcome and records what the agent spent and its session.
 // A result whose attempt log stopped early (a full disk) is recorded with
 // its log_error in attempt.result, and logged by the supervisor.
 TEST(Protocol, AResultsLogErrorIsInItsEventAndTheSupervisorsLog) {
@@ -584,6 +582,8 @@ TEST(Protocol, AResultsLogErrorIsInItsEventAndTheSupervisorsLog) {
       << forge.SupervisorLog();
 }
 
+// The same for the agent: a result that comes after the cancel's close
+// keeps the close's outcome and records what the agent spent and its session.
 TEST(Protocol, AnAgentsSpendAfterACancelStillCounts) {
   ForgeOptions o = ScriptedWorkerOptions();
   o.daily_usd = 1.0;
