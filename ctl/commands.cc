@@ -331,7 +331,6 @@ Result<json> SubmitStaged(ControlClient& client, std::vector<proto::SubmitTask> 
   id.idempotency_key = idempotency_key;
   return client.Call("submit_commit", json(id));
 }
-}  // namespace
 
 // The supervisor checks a key too (any client); here the flag is named.
 int CheckIdempotencyKey(Env& env, const std::string& key) {
@@ -348,6 +347,7 @@ int CheckIdempotencyKey(Env& env, const std::string& key) {
   }
   return kExitOk;
 }
+}  // namespace
 
 int CmdSubmit(Env& env, const SubmitArgs& args) {
   const std::string key = args.idempotency_key.value_or("");
