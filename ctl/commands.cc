@@ -334,18 +334,9 @@ Result<json> SubmitStaged(ControlClient& client, std::vector<proto::SubmitTask> 
 
 // The supervisor checks a key too (any client); here the flag is named.
 int CheckIdempotencyKey(Env& env, const std::string& key) {
-  if (key.empty()) return Usage(env, "--idempotency-key: empty");
   if (int rc = CheckArgument(env, key, "--idempotency-key"); rc != kExitOk) return rc;
-  if (key.size() > store::kMaxIdempotencyKeyBytes) {
-    return Usage(env, "--idempotency-key: " + std::to_string(key.size()) + " bytes; at most " +
-                          std::to_string(store::kMaxIdempotencyKeyBytes));
-  }
-  for (unsigned char c : key) {
-    if (c < 0x20 || c == 0x7f) {
-      return Usage(env, "--idempotency-key '" + Printable(key) + "': has a control character");
-    }
-  }
-  return kExitOk;
+  Status valid = store::CheckIdempotencyKey(key, "--idempotency-key");
+  return valid.ok() ? kExitOk : Usage(env, valid.error().message);
 }
 }  // namespace
 

@@ -293,9 +293,9 @@ TEST(LiveTest, SubmitSendsItsIdempotencyKeyAndSaysWhenItWasDoneBefore) {
 
   const size_t sent = fake.requests().size();
   for (const auto& [key, why] : std::vector<std::pair<std::string, std::string>>{
-           {"", "--idempotency-key: empty"},
-           {std::string(201, 'k'), "--idempotency-key: 201 bytes; at most 200"},
-           {"tab\there", "--idempotency-key 'tab\\there': has a control character"},
+           {"", "--idempotency-key is empty"},
+           {std::string(201, 'k'), "--idempotency-key is 201 bytes; at most 200"},
+           {"tab\there", "--idempotency-key has a control character (byte 0x09 at 4)"},
            {"caf\xe9", "--idempotency-key 'caf\\xe9': not UTF-8 (byte 0xe9 at character 4)"}}) {
     h.Clear();
     a.idempotency_key = key;

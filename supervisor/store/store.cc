@@ -840,25 +840,6 @@ Result<std::vector<std::string>> Store::Submit(const std::vector<proto::SubmitTa
 
 namespace {
 
-Status CheckIdempotencyKey(const std::string& key) {
-  if (key.empty()) return MakeError(ErrorCode::kInvalid, "idempotency key is empty");
-  if (key.size() > kMaxIdempotencyKeyBytes) {
-    return MakeError(ErrorCode::kInvalid, "idempotency key is " + std::to_string(key.size()) +
-                                              " bytes; at most " +
-                                              std::to_string(kMaxIdempotencyKeyBytes));
-  }
-  for (size_t i = 0; i < key.size(); ++i) {
-    const auto c = static_cast<unsigned char>(key[i]);
-    if (c < 0x20 || c == 0x7f) {
-      char where[48];
-      std::snprintf(where, sizeof where, " (byte 0x%02x at %zu)", c, i + 1);
-      return MakeError(ErrorCode::kInvalid,
-                       std::string("idempotency key has a control character") + where);
-    }
-  }
-  return Status::Ok();
-}
-
 // What a keyed submit asked for, to tell a retry from another submit that
 // reuses its key: FNV-1a (64 bits) over each task as JSON (nlohmann sorts
 // object keys) without the fields at their defaults, so a field a later

@@ -54,7 +54,6 @@ using proto::TaskInfo;
 using proto::TaskState;
 
 inline constexpr int kSchemaVersion = 6;
-inline constexpr size_t kMaxIdempotencyKeyBytes = 200;
 // The first schema with submit_keys: a supervisor migrates its database when
 // it starts, so a database below this one is run by a supervisor that does
 // not know idempotency keys.
@@ -206,8 +205,8 @@ class Store {
   // kInvalid error naming the ids. Returns the new ids in order.
   Result<std::vector<std::string>> Submit(const std::vector<proto::SubmitTask>& tasks);
 
-  // Submit under a client's idempotency key (1 to kMaxIdempotencyKeyBytes
-  // bytes, no control characters; else kInvalid naming it). The first
+  // Submit under a client's idempotency key (a bad one is kInvalid, as
+  // CheckIdempotencyKey in submit_check.h says). The first
   // submit with a key inserts its tasks and records the key in the same
   // transaction; the same key with the same tasks again returns that
   // submit's ids with `existing` set and inserts nothing; with other tasks

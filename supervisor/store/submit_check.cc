@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <map>
 
 namespace forge::store {
@@ -114,6 +115,24 @@ Status CheckBatch(const std::vector<proto::SubmitTask>& tasks) {
     }
   }
   return FindCycle(tasks, local);
+}
+
+Status CheckIdempotencyKey(const std::string& key, const std::string& what) {
+  if (key.empty()) return MakeError(ErrorCode::kInvalid, what + " is empty");
+  if (key.size() > kMaxIdempotencyKeyBytes) {
+    return MakeError(ErrorCode::kInvalid, what + " is " + std::to_string(key.size()) +
+                                              " bytes; at most " +
+                                              std::to_string(kMaxIdempotencyKeyBytes));
+  }
+  for (size_t i = 0; i < key.size(); ++i) {
+    const auto c = static_cast<unsigned char>(key[i]);
+    if (c < 0x20 || c == 0x7f) {
+      char where[48];
+      std::snprintf(where, sizeof where, " (byte 0x%02x at %zu)", c, i + 1);
+      return MakeError(ErrorCode::kInvalid, what + " has a control character" + where);
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace forge::store

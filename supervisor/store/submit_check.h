@@ -33,4 +33,13 @@ std::string TaskLabel(const std::vector<proto::SubmitTask>& tasks, size_t index)
 //   "dependency cycle: a -> b -> a".
 Status CheckBatch(const std::vector<proto::SubmitTask>& tasks);
 
+// The most bytes an idempotency key may have (Store::SubmitOnce).
+inline constexpr size_t kMaxIdempotencyKeyBytes = 200;
+
+// kInvalid unless key is 1 to kMaxIdempotencyKeyBytes bytes without control
+// characters, its message led by `what`: "idempotency key is empty",
+// "--idempotency-key is 201 bytes; at most 200", "... has a control
+// character (byte 0x0a at 5)".
+Status CheckIdempotencyKey(const std::string& key, const std::string& what = "idempotency key");
+
 }  // namespace forge::store
