@@ -207,6 +207,7 @@ void Critic::StartReview(const proto::Review& review) {
     auto log = worker::OutputCapture::Open(review.log_path);
     if (log.ok()) {
       review_->log = std::move(log).value();
+      review_->log->set_name("the review log");
       review_->log->SetSecrets(review_->check_secrets);
     } else {
       spdlog::warn("review log: {}", log.error().ToString());
@@ -570,8 +571,17 @@ void Critic::Reply(const std::string& verdict, const std::string& error,
   r.rate_limit_reset_ms = review_->rate_limit_reset_ms;
   spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, error.empty() ? "" : ": ",
                error);
-  // The log is whole when the verdict is known: what redaction held back too.
-  if (review_->log) (void)review_->log->Flush();
+  // The log is whole when the verdict is known: what redaction held back
+  // too. One that stopped early (a full disk) says where, in the result and
+  // in the file if there is room again.
+  if (review_->log) {
+    (void)review_->log->Flush();
+    r.log_error = review_->log->write_error();
+    if (!r.log_error.empty()) {
+      review_->log->MarkWhereTheLogStops();
+      spdlog::warn("review of attempt {}: {}", r.attempt_id, r.log_error);
+    }
+  }
   review_.reset();
   link_.SetAttempt(std::nullopt);
   Status s = link_.Send(r);

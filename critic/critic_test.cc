@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "worker/test_supervisor.h"
 #include "worker/workspace.h"
@@ -14,6 +15,7 @@ namespace forge::critic {
 namespace {
 
 using forge::testing::FakeSupervisor;
+using forge::testing::FileSizeLimit;
 using forge::testing::NowMs;
 using forge::testing::ReadAll;
 using forge::testing::WaitForFile;
@@ -74,6 +76,15 @@ class CriticWithAShortLockWaitTest : public CriticTest {
   }
 };
 
+// A critic whose files stop growing at 64 KiB, as on a disk that fills.
+class CriticOnAFullDiskTest : public CriticTest {
+ protected:
+  void SetUp() override {
+    FileSizeLimit full(64 << 10);
+    CriticTest::SetUp();
+  }
+};
+
 TEST_F(CriticTest, AllChecksPass) {
   auto r = Review(MakeReview(
       {"echo one; test \"$(pwd)\" = \"$PWD\"", "echo task=$TASK_VAR id=$FORGE_TASK_ID"}));
@@ -86,6 +97,30 @@ TEST_F(CriticTest, AllChecksPass) {
   EXPECT_EQ(r->checks[1].name, "echo task=$TASK_VAR id=$FORGE_TASK_ID");
   EXPECT_EQ(r->checks[1].output_tail, "task=from-task id=t-7\n");
   EXPECT_THAT(ReadAll(sup_.state_dir + "/logs/t-7/1.review.log"), HasSubstr("task=from-task"));
+}
+
+// The disk fills while a check prints: the review goes on to its verdict,
+// the check's tail has its end, and the result says where the log stops.
+TEST_F(CriticOnAFullDiskTest, AReviewLogThatStopsEarlySaysSoInTheResult) {
+  auto review = MakeReview({"yes 'a line of output' | head -c 200000; echo the last line"});
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass");
+  EXPECT_THAT(r->log_error, HasSubstr("the review log stops after 65536 bytes: writing '" +
+                                      review.log_path + "': File too large; "));
+  ASSERT_EQ(r->checks.size(), 1u);
+  EXPECT_THAT(r->checks[0].output_tail, HasSubstr("the last line"));
+  struct stat st {};
+  ASSERT_EQ(::stat(review.log_path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 64 << 10);
+}
+
+// A review log written to the end reports nothing.
+TEST_F(CriticTest, AWholeReviewLogHasNoLogError) {
+  auto r = Review(MakeReview({"yes 'a line of output' | head -c 200000"}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass");
+  EXPECT_EQ(r->log_error, "");
 }
 
 TEST_F(CriticTest, ChecksRunInTheWorkspace) {

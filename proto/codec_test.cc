@@ -61,6 +61,7 @@ ReviewResult FullReviewResult() {
   r.checks = {FullCheck(0), FullCheck(1)};
   r.commit = "abc";
   r.error = "tests failed";
+  r.log_error = "the review log stops after 10 bytes: writing 'x': No space left on device";
   return r;
 }
 

@@ -106,6 +106,7 @@ void to_json(json& j, const ReviewResult& m) {
   if (!m.retryable) j["retryable"] = false;
   if (m.rate_limited) j["rate_limited"] = true;
   if (m.rate_limit_reset_ms != 0) j["rate_limit_reset_ms"] = m.rate_limit_reset_ms;
+  if (!m.log_error.empty()) j["log_error"] = m.log_error;
 }
 
 void ReadValue(const json& j, ReviewResult& m) {
@@ -123,6 +124,7 @@ void ReadValue(const json& j, ReviewResult& m) {
   Optional(j, "retryable", m.retryable);
   Optional(j, "rate_limited", m.rate_limited);
   Optional(j, "rate_limit_reset_ms", m.rate_limit_reset_ms);
+  Optional(j, "log_error", m.log_error);
 }
 
 // ---- supervisor -> child ----

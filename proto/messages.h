@@ -117,6 +117,9 @@ struct ReviewResult {
   // Left off the wire when false / 0 (unknown reset).
   bool rate_limited = false;
   int64_t rate_limit_reset_ms = 0;
+  // The review log could not be written to the end (a full disk): where it
+  // stops, why, how many bytes are missing. Left off the wire when "".
+  std::string log_error;
   bool operator==(const ReviewResult&) const = default;
 };
 

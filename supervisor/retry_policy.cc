@@ -34,6 +34,7 @@ store::Close Base(const AttemptEnd& end) {
   c.checks = end.checks;
   c.verdict = end.verdict;
   c.commit = end.commit;
+  c.review_log_error = end.review_log_error;
   return c;
 }
 

@@ -1067,6 +1067,10 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   end.tokens_in = m.tokens_in;
   end.tokens_out = m.tokens_out;
   end.infra = m.infra;
+  end.review_log_error = m.log_error;
+  if (!m.log_error.empty()) {
+    spdlog::warn("attempt {} ({}): {}", m.attempt_id, task_id, m.log_error);
+  }
   // Not the agent's failure: a close for the task's budget is uncounted, and
   // outside the breaker.
   end.rate_limited = m.rate_limited;
@@ -1143,6 +1147,7 @@ bool Supervisor::ReviewAgain(int64_t attempt_id, const std::string& task_id, con
   const int n = attempt.ok() ? attempt->n : 0;
   json payload{{"attempt_id", attempt_id}, {"review", reviews}, {"error", end.error}};
   if (rate_limited) payload["rate_limited"] = true;
+  if (!end.review_log_error.empty()) payload["review_log_error"] = end.review_log_error;
   EmitEvent("attempt.review_again", std::move(payload), task_id, n);
   review_queue_.push_back({attempt_id, n, std::nullopt});
   return true;

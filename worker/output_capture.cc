@@ -96,7 +96,7 @@ Status OutputCapture::Emit(std::string_view data) {
 
 std::string OutputCapture::write_error() const {
   if (!write_error_) return "";
-  return "the attempt log stops after " + std::to_string(file_bytes_) +
+  return name_ + " stops after " + std::to_string(file_bytes_) +
          " bytes: " + write_error_->message + "; " + std::to_string(unwritten_bytes_) +
          " bytes of output after that were not written";
 }

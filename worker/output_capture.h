@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/fd.h"
@@ -52,6 +53,8 @@ class OutputCapture {
   // attempt's result: where the log stops, why, and how much output after
   // that was not written (the tail above still has its end).
   std::string write_error() const;
+  // What write_error() calls the file: "the attempt log" unless set.
+  void set_name(std::string name) { name_ = std::move(name); }
   // After a write error: appends a line saying where the log stops, best
   // effort (the disk may have room again by the time the agent ends).
   void MarkWhereTheLogStops();
@@ -65,6 +68,7 @@ class OutputCapture {
   void TrackLines(std::string_view data);
 
   std::string path_;
+  std::string name_ = "the attempt log";
   size_t max_bytes_ = kDefaultMaxBytes;
   UniqueFd fd_;
   std::optional<Error> write_error_;  // the first write that failed

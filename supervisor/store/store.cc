@@ -1274,6 +1274,7 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
     ended["critic_tokens_in"] = close.tokens_in;
     ended["critic_tokens_out"] = close.tokens_out;
   }
+  if (!close.review_log_error.empty()) ended["review_log_error"] = close.review_log_error;
   FORGE_RETURN_IF_ERROR(AttemptEvent(info, "attempt.ended", ended));
 
   TaskState next = close.next_state;

@@ -120,6 +120,8 @@ struct Close {
   std::vector<proto::Finding> findings;
   std::vector<proto::CheckResult> checks;
   std::string commit;
+  // The review log stopped early (a full disk): in attempt.ended; "" when whole.
+  std::string review_log_error;
   TaskState next_state = TaskState::kBlocked;  // ready | cooldown | done | blocked | cancelled
   int64_t not_before_ms = 0;                   // for cooldown
   bool counted = true;  // false: the attempt does not use one of max_attempts

@@ -1000,6 +1000,28 @@ TEST_F(StoreTest, AnAttemptLogThatStoppedEarlyIsInTheResultEvent) {
   EXPECT_FALSE((*whole)[0].payload.contains("log_error"));
 }
 
+// The same for a review log that stopped early: in attempt.ended.
+TEST_F(StoreTest, AReviewLogThatStoppedEarlyIsInTheEndedEvent) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("cut"), Task("whole")});
+  Close c;
+  c.outcome = Outcome::kPassed;
+  c.next_state = TaskState::kDone;
+  c.review_log_error = "the review log stops after 4096 bytes: no space left on device";
+  ASSERT_TRUE(s->CloseAttempt(MustLease(*s, ids[0]).id, c).ok());
+  c.review_log_error.clear();
+  ASSERT_TRUE(s->CloseAttempt(MustLease(*s, ids[1]).id, c).ok());
+  auto cut = s->Events({.since_seq = 0, .task_id = ids[0], .kind = "attempt.ended"});
+  ASSERT_TRUE(cut.ok());
+  ASSERT_EQ(cut->size(), 1u);
+  EXPECT_EQ((*cut)[0].payload["review_log_error"],
+            "the review log stops after 4096 bytes: no space left on device");
+  auto whole = s->Events({.since_seq = 0, .task_id = ids[1], .kind = "attempt.ended"});
+  ASSERT_TRUE(whole.ok());
+  ASSERT_EQ(whole->size(), 1u);
+  EXPECT_FALSE((*whole)[0].payload.contains("review_log_error"));
+}
+
 // A worker reports the start of an agent that ended within
 // kStartedReportDelayMs in its result: recorded as a `started` would be,
 // with its event before the result's, and only once.

@@ -459,6 +459,44 @@ TEST(Protocol, ACriticOutOfSpaceRequeuesUncountedAndPauses) {
   EXPECT_TRUE(forge.PausedBy("store")) << forge.Status().dump();
 }
 
+// A review log that stopped early (a full disk) is in the event of the
+// review that wrote it, and in the supervisor's log: the review again of a
+// review without a verdict, and the close of one with a verdict.
+TEST(Protocol, AReviewsLogErrorIsInItsEventAndTheSupervisorsLog) {
+  Forge forge(ScriptedOptions("critic"));
+  std::string id;
+  std::unique_ptr<ScriptedWorker> critic;
+  auto review = ReviewOfAPassedTask(forge, &id, &critic);
+  ASSERT_TRUE(review.has_value());
+  proto::ReviewResult none;
+  none.attempt_id = review->attempt_id;
+  none.verdict = "error";
+  none.error = "cannot run check 'make test': no such file";
+  none.log_error = "the review log stops after 10 bytes: writing 'x': No space left on device";
+  critic->Send(none);
+  auto again = critic->Receive(10'000);
+  ASSERT_TRUE(again.has_value() && std::holds_alternative<proto::Review>(*again));
+  auto agains = forge.Events(id, "attempt.review_again");
+  ASSERT_EQ(agains.size(), 1u);
+  EXPECT_EQ(agains[0].payload["review_log_error"], none.log_error);
+  EXPECT_TRUE(WaitFor(
+      [&] { return forge.SupervisorLog().find(none.log_error) != std::string::npos; }, 10'000))
+      << forge.SupervisorLog();
+
+  proto::ReviewResult pass;
+  pass.attempt_id = review->attempt_id;
+  pass.verdict = "pass";
+  pass.log_error = "the review log stops after 20 bytes: writing 'x': No space left on device";
+  critic->Send(pass);
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
+  auto ended = forge.Events(id, "attempt.ended");
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].payload["review_log_error"], pass.log_error);
+  EXPECT_TRUE(WaitFor(
+      [&] { return forge.SupervisorLog().find(pass.log_error) != std::string::npos; }, 10'000))
+      << forge.SupervisorLog();
+}
+
 // A review the critic says cannot be done, and trying again will not help
 // (its workspace held by a process that did not let go in 10 minutes): the
 // attempt fails not retryable, and the task is blocked at once instead of
