@@ -461,7 +461,7 @@ int CmdList(Env& env, const ListArgs& args) {
       std::string names;
       for (auto s : proto::AllStates())
         names += (names.empty() ? "" : ", ") + std::string(proto::StateName(s));
-      return Usage(env, "--state '" + args.state + "': expected one of " + names);
+      return Usage(env, "--state '" + ShowBytes(args.state) + "': expected one of " + names);
     }
   }
   if (args.limit < 0) return Usage(env, "--limit must not be negative");

@@ -137,6 +137,10 @@ TEST_F(OfflineTest, ListTableJsonAndStateFilter) {
   h_.Clear();
   EXPECT_EQ(CmdList(h_.env, {"finished", 0}), kExitUsage);
   EXPECT_THAT(h_.err.str(), HasSubstr("--state 'finished': expected one of pending, ready"));
+  // As typed at a shell, $'done\xff\n': shown escaped, never as raw bytes.
+  h_.Clear();
+  EXPECT_EQ(CmdList(h_.env, {"done\xff\n", 0}), kExitUsage);
+  EXPECT_THAT(h_.err.str(), HasSubstr("--state 'done\\xff\\n': expected one of pending, ready"));
 }
 
 TEST_F(OfflineTest, ShowHumanAndJsonContract) {
