@@ -33,5 +33,8 @@ inline std::string TaskWorkspacePath(const std::string& state_dir, const std::st
 // with it) holding the base commit resolved at the first attempt: every reset,
 // the hollow-pass check and the squash use the same base.
 inline constexpr const char* kWorktreeBaseRef = "refs/worktree/forge-base";
+// Followed by an attempt id: what that attempt's first review snapshotted
+// (worker::SnapshotForReview), a commit on the recorded base.
+inline constexpr const char* kReviewSnapshotRefPrefix = "refs/worktree/forge-review/";
 
 }  // namespace forge

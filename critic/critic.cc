@@ -215,7 +215,8 @@ void Critic::StartReview(const proto::Review& review) {
   }
   if (!review.task.repo.empty()) {
     // Before any check runs: a pass commits the tree the checks were run on.
-    auto snapshot = worker::SnapshotAttempt(review.workspace, worker::HeartbeatingGitRunner(link_));
+    auto snapshot = worker::SnapshotForReview(review.workspace, review.attempt_id,
+                                              worker::HeartbeatingGitRunner(link_));
     if (!snapshot.ok()) {
       review_->infra = worker::IsMachineFault(snapshot.error());
       Reply("error", "cannot snapshot the attempt's worktree: " + snapshot.error().message);

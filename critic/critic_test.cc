@@ -507,6 +507,49 @@ TEST_F(RepoTaskTest, AFileACheckWritesIsNotCommitted) {
   EXPECT_EQ(Sh(ws + "git show " + *r->commit + ":a.txt"), "two\n");
 }
 
+// A review again of the same attempt (the first was interrupted: a cancel
+// here, a crash or a restart in production) reviews and commits what the
+// attempt left, as the first review snapshotted it, not what the
+// interrupted checks wrote meanwhile. Another attempt's review snapshots
+// anew.
+TEST_F(RepoTaskTest, AReviewAgainCommitsWhatTheFirstReviewSaw) {
+  auto review = RepoReview();
+  std::string ws = "cd '" + review.workspace + "' && ";
+  ASSERT_EQ(std::system((ws + "echo two > a.txt").c_str()), 0);
+  review.verify = {
+      "echo built > artifact.txt && echo more >> a.txt && echo $$ > pid && "
+      "exec sleep 1000"};
+  sup_.Send(review);
+  std::string pid_text = forge::testing::WaitForFile(review.workspace + "/pid", 5000);
+  ASSERT_FALSE(pid_text.empty());
+  sup_.Send(proto::Cancel{review.attempt_id});
+  auto cancelled = sup_.WaitFor<proto::ReviewResult>();
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->error, "cancelled");
+
+  review.verify = {"test -f a.txt"};
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  ASSERT_TRUE(r->commit.has_value());
+  EXPECT_EQ(Sh(ws + "git show --format= --name-only " + *r->commit), "a.txt\n");
+  EXPECT_EQ(Sh(ws + "git show " + *r->commit + ":a.txt"), "two\n");
+  // The kept snapshot is a commit on the base, in the worktree's own refs.
+  EXPECT_EQ(Sh(ws + "git rev-parse " + worker::ReviewSnapshotRef(review.attempt_id) + "~1"), base_);
+  EXPECT_EQ(Sh("cd '" + review.task.repo + "' && git for-each-ref refs/worktree"), "");
+
+  // The next attempt's review takes its own snapshot.
+  ASSERT_EQ(std::system((ws + "echo three > a.txt").c_str()), 0);
+  auto next = review;
+  next.attempt_id = review.attempt_id + 1;
+  next.n = review.n + 1;
+  auto r2 = Review(next);
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->verdict, "pass") << r2->error;
+  ASSERT_TRUE(r2->commit.has_value());
+  EXPECT_EQ(Sh(ws + "git show " + *r2->commit + ":a.txt"), "three\n");
+}
+
 // An attempt that changed nothing is hollow even when its checks write files.
 TEST_F(RepoTaskTest, AnUnchangedAttemptIsHollowWhateverItsChecksWrite) {
   auto review = RepoReview();

@@ -307,24 +307,76 @@ Result<std::string> GitStep(const GitRunner& run, const std::string& path,
 }
 }  // namespace
 
-Result<Snapshot> SnapshotAttempt(const std::string& path, const GitRunner& run,
-                                 int64_t timeout_ms) {
+namespace {
+
+Result<std::string> RequireRecordedBase(const std::string& path, const GitRunner& run,
+                                        int64_t timeout_ms) {
   auto base = RecordedBase(path, run, timeout_ms);
   if (!base) {
     return MakeError(ErrorCode::kInvalid, "workspace '" + path + "' is not a Forge worktree (no " +
                                               kWorktreeBaseRef + "): nothing to review or commit");
   }
+  return *base;
+}
+
+// The snapshot of `tree` over the recorded base.
+Result<Snapshot> SnapshotOf(const std::string& path, std::string base, std::string tree,
+                            const GitRunner& run, int64_t timeout_ms) {
+  Snapshot snapshot;
+  snapshot.base = std::move(base);
+  snapshot.tree = std::move(tree);
+  FORGE_ASSIGN_OR_RETURN(std::string base_tree,
+                         GitStep(run, path, {"rev-parse", snapshot.base + "^{tree}"},
+                                 "reading the base tree", timeout_ms));
+  snapshot.unchanged = snapshot.tree == base_tree;
+  return snapshot;
+}
+
+// Everything in the worktree now, over the recorded base.
+Result<Snapshot> StageAll(const std::string& path, std::string base, const GitRunner& run,
+                          int64_t timeout_ms) {
   // The index is the worktree's own: staging here touches nothing else.
   if (auto added = GitStep(run, path, {"add", "-A"}, "git add -A", timeout_ms); !added.ok()) {
     return added.error();
   }
-  Snapshot snapshot;
-  snapshot.base = *base;
-  FORGE_ASSIGN_OR_RETURN(snapshot.tree,
+  FORGE_ASSIGN_OR_RETURN(std::string tree,
                          GitStep(run, path, {"write-tree"}, "git write-tree", timeout_ms));
-  FORGE_ASSIGN_OR_RETURN(std::string base_tree, GitStep(run, path, {"rev-parse", *base + "^{tree}"},
-                                                        "reading the base tree", timeout_ms));
-  snapshot.unchanged = snapshot.tree == base_tree;
+  return SnapshotOf(path, std::move(base), std::move(tree), run, timeout_ms);
+}
+
+}  // namespace
+
+Result<Snapshot> SnapshotAttempt(const std::string& path, const GitRunner& run,
+                                 int64_t timeout_ms) {
+  FORGE_ASSIGN_OR_RETURN(std::string base, RequireRecordedBase(path, run, timeout_ms));
+  return StageAll(path, std::move(base), run, timeout_ms);
+}
+
+std::string ReviewSnapshotRef(int64_t attempt_id) {
+  return std::string(kReviewSnapshotRefPrefix) + std::to_string(attempt_id);
+}
+
+Result<Snapshot> SnapshotForReview(const std::string& path, int64_t attempt_id,
+                                   const GitRunner& run, int64_t timeout_ms) {
+  // The base first: a directory inside another checkout is refused before
+  // any of that repository's refs is read.
+  FORGE_ASSIGN_OR_RETURN(std::string base, RequireRecordedBase(path, run, timeout_ms));
+  const std::string ref = ReviewSnapshotRef(attempt_id);
+  auto kept = RunGit(run, path, {"rev-parse", "--verify", "--quiet", ref + "^{tree}"}, timeout_ms);
+  if (kept.ok() && kept->status.success()) {
+    return SnapshotOf(path, std::move(base), GitFirstLine(*kept), run, timeout_ms);
+  }
+  FORGE_ASSIGN_OR_RETURN(Snapshot snapshot, StageAll(path, std::move(base), run, timeout_ms));
+  // Kept as a commit, not a bare tree: a ref to a tree upsets `git log --all`.
+  FORGE_ASSIGN_OR_RETURN(
+      std::string commit,
+      GitStep(run, path,
+              {"-c", "user.name=Forge", "-c", "user.email=forge@localhost", "commit-tree",
+               snapshot.tree, "-p", snapshot.base, "-m",
+               "forge: attempt " + std::to_string(attempt_id) + " as its first review saw it"},
+              "git commit-tree (the review's snapshot)", timeout_ms));
+  FORGE_RETURN_IF_ERROR(
+      GitStep(run, path, {"update-ref", ref, commit}, "git update-ref " + ref, timeout_ms));
   return snapshot;
 }
 

@@ -74,6 +74,17 @@ struct Snapshot {
 Result<Snapshot> SnapshotAttempt(const std::string& path, const GitRunner& run,
                                  int64_t timeout_ms = kGitTimeoutMs);
 
+// The snapshot a review of attempt_id reviews and commits: the first review
+// of the attempt takes it (SnapshotAttempt) and keeps it in the worktree's
+// own ref ReviewSnapshotRef(attempt_id); a review again of the same attempt
+// (the first gave no verdict: interrupted, a crash, a restart) takes the
+// kept one. So what an interrupted review's checks wrote into the worktree
+// is never reviewed as the attempt's work nor committed (it stays in the
+// worktree, where the next review's checks run). Errors as SnapshotAttempt.
+Result<Snapshot> SnapshotForReview(const std::string& path, int64_t attempt_id,
+                                   const GitRunner& run, int64_t timeout_ms = kGitTimeoutMs);
+std::string ReviewSnapshotRef(int64_t attempt_id);
+
 // A pass of a repo task: the snapshot becomes one commit whose parent is
 // the recorded base, subject = title, trailers Forge-Task and
 // Forge-Attempt, and forge/<task> (and HEAD) point at it. Hooks do not run
