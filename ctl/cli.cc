@@ -175,12 +175,14 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
       Example("  forge-ctl events --follow --kind attempt.\n"
               "  forge-ctl events --since 120 --json"));
 
-  auto* logs = app.add_subcommand("logs", "an attempt's agent output");
+  auto* logs = app.add_subcommand("logs", "an attempt's agent output (--review: its checks')");
   logs->add_option("id", f.logs.id, "task id")->required();
   logs->add_option("--attempt", f.logs.attempt, "attempt number (default: the latest)");
   logs->add_flag("-f,--follow", f.logs.follow,
                  "keep printing as it grows (and the next attempts' logs) until the task settles");
-  logs->footer(Example("  forge-ctl logs t12 --follow"));
+  logs->add_flag("--review", f.logs.review,
+                 "the attempt's review log instead: its checks' output and the critic agent's");
+  logs->footer(Example("  forge-ctl logs t12 --follow\n  forge-ctl logs t12 --review"));
 
   auto* stats = app.add_subcommand("stats", "outcomes, success rate, durations, cost, failures");
   stats->add_option("--since", f.since, "only the last DURATION (e.g. 24h, 7d)");

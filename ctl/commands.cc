@@ -930,15 +930,17 @@ int CmdEvents(Env& env, const EventsArgs& args) {
 // ---------------------------------------------------------------- logs
 
 namespace {
-// Attempt numbers with a log file, ascending.
-std::vector<int> LoggedAttempts(const std::string& dir) {
+// Attempt numbers with a log file (<n><suffix>), ascending.
+std::vector<int> LoggedAttempts(const std::string& dir, std::string_view suffix) {
   std::vector<int> out;
   DIR* d = ::opendir(dir.c_str());
   if (!d) return out;
   while (dirent* e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (name.size() < 5 || name.substr(name.size() - 4) != ".log") continue;
-    std::string num = name.substr(0, name.size() - 4);
+    std::string_view name = e->d_name;
+    if (name.size() <= suffix.size() || name.substr(name.size() - suffix.size()) != suffix) {
+      continue;
+    }
+    std::string num(name.substr(0, name.size() - suffix.size()));
     if (num.find_first_not_of("0123456789") != std::string::npos) continue;
     // A number past int is no log of Forge's (attempts count from 1).
     if (num.empty() || num.size() > 9) continue;
@@ -979,16 +981,25 @@ int CmdLogs(Env& env, const LogsArgs& args) {
     if (!store.ok()) return Fail(env, NoSupervisorNorDatabase(env.state_dir, store.error()));
   }
   const std::string dir = LogsDir(env.state_dir) + "/" + args.id;
-  std::vector<int> logged = LoggedAttempts(dir);
+  // The agent's output, or the review's: the same files but for the suffix.
+  const std::string_view suffix = args.review ? ".review.log" : ".log";
+  const std::string noun = args.review ? "review log" : "log";
+  auto path_of = [&](int attempt) {
+    return args.review ? ReviewLogPath(env.state_dir, args.id, attempt)
+                       : AttemptLogPath(env.state_dir, args.id, attempt);
+  };
+  std::vector<int> logged = LoggedAttempts(dir, suffix);
   int n = args.attempt.value_or(0);
   if (n == 0 && !logged.empty()) n = logged.back();
-  std::string path = n > 0 ? AttemptLogPath(env.state_dir, args.id, n) : "";
+  std::string path = n > 0 ? path_of(n) : "";
   if (path.empty() || ::access(path.c_str(), R_OK) != 0) {
     if (!args.follow) {
-      std::string what = n > 0 ? "no log for attempt " + std::to_string(n) + " of task " + args.id
-                               : "no logs for task " + args.id;
-      return Fail(env, MakeError(ErrorCode::kNotFound,
-                                 what + " (looked in " + dir + "; has an attempt started?)"));
+      std::string what =
+          n > 0 ? "no " + noun + " for attempt " + std::to_string(n) + " of task " + args.id
+                : "no " + noun + "s for task " + args.id;
+      std::string started = args.review ? "has a review started?" : "has an attempt started?";
+      return Fail(
+          env, MakeError(ErrorCode::kNotFound, what + " (looked in " + dir + "; " + started + ")"));
     }
   }
   if (env.json && !args.follow) {
@@ -1009,14 +1020,15 @@ int CmdLogs(Env& env, const LogsArgs& args) {
   int64_t next_state_check = 0;
   for (;;) {
     if (!args.attempt) {
-      std::vector<int> now = LoggedAttempts(dir);
+      std::vector<int> now = LoggedAttempts(dir, suffix);
       if (!now.empty() && now.back() > n) {
         if (!path.empty()) CopyNew(path, &offset, *env.out);
         n = now.back();
-        path = AttemptLogPath(env.state_dir, args.id, n);
+        path = path_of(n);
         offset = 0;
-        *env.out << Paint("==> attempt " + std::to_string(n) + " <==", Color::kBold, env.style)
-                 << "\n";
+        std::string header =
+            (args.review ? "==> review of attempt " : "==> attempt ") + std::to_string(n) + " <==";
+        *env.out << Paint(header, Color::kBold, env.style) << "\n";
       }
     }
     if (!path.empty()) CopyNew(path, &offset, *env.out);
@@ -1034,7 +1046,7 @@ int CmdLogs(Env& env, const LogsArgs& args) {
           if (path.empty() || ::access(path.c_str(), R_OK) != 0) {
             // Settled without a log (cancelled before it ran): as without --follow.
             return Fail(env, MakeError(ErrorCode::kNotFound,
-                                       "no logs for task " + args.id + ": it is " +
+                                       "no " + noun + "s for task " + args.id + ": it is " +
                                            std::string(proto::StateName(task->state)) +
                                            " and no attempt wrote one (looked in " + dir + ")"));
           }

@@ -119,6 +119,7 @@ struct LogsArgs {
   std::string id;
   std::optional<int> attempt;  // unset: the latest (attempts count from 1)
   bool follow = false;
+  bool review = false;  // the review log (checks, critic agent), not the agent's
 };
 int CmdLogs(Env& env, const LogsArgs& args);
 

@@ -299,6 +299,35 @@ TEST_F(OfflineTest, LogsLatestPinnedAndMissing) {
   EXPECT_THAT(h_.err.str(), HasSubstr("no logs for task " + blocked_));
 }
 
+// --review: the review log (the checks' output), by default the latest
+// attempt that has one; the agent's logs are not taken for it, nor it for
+// theirs.
+TEST_F(OfflineTest, LogsReviewPrintsAnAttemptsReviewLog) {
+  std::filesystem::create_directories(h_.state_dir + "/logs/" + done_);
+  std::ofstream(AttemptLogPath(h_.state_dir, done_, 1)) << "first attempt output\n";
+  std::ofstream(ReviewLogPath(h_.state_dir, done_, 1)) << "$ make test\nFAIL: test_parse\n";
+  std::ofstream(AttemptLogPath(h_.state_dir, done_, 2)) << "second attempt output\n";
+  ASSERT_EQ(CmdLogs(h_.env, {done_, std::nullopt, false, true}), kExitOk) << h_.err.str();
+  EXPECT_EQ(h_.out.str(), "$ make test\nFAIL: test_parse\n");
+  h_.Clear();
+  ASSERT_EQ(CmdLogs(h_.env, {done_, std::nullopt, false, false}), kExitOk) << h_.err.str();
+  EXPECT_EQ(h_.out.str(), "second attempt output\n");
+  h_.Clear();
+  EXPECT_EQ(CmdLogs(h_.env, {done_, 2, false, true}), kExitRejected);
+  EXPECT_THAT(h_.err.str(), HasSubstr("no review log for attempt 2 of task " + done_));
+  EXPECT_THAT(h_.err.str(), HasSubstr("has a review started?"));
+  h_.Clear();
+  h_.env.json = true;
+  ASSERT_EQ(CmdLogs(h_.env, {done_, 1, false, true}), kExitOk);
+  auto j = proto::json::parse(h_.out.str());
+  EXPECT_EQ(j["path"], ReviewLogPath(h_.state_dir, done_, 1));
+  EXPECT_EQ(j["text"], "$ make test\nFAIL: test_parse\n");
+  h_.Clear();
+  h_.env.json = false;
+  EXPECT_EQ(CmdLogs(h_.env, {blocked_, std::nullopt, false, true}), kExitRejected);
+  EXPECT_THAT(h_.err.str(), HasSubstr("no review logs for task " + blocked_));
+}
+
 // A state directory nothing ever ran in (a typo, most likely) is exit 3 as
 // for the other read-only commands, and --follow does not wait on it.
 TEST_F(OfflineTest, LogsInAStateDirNothingRanInIsExit3) {
@@ -352,6 +381,40 @@ TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
   EXPECT_LT(std::chrono::steady_clock::now(), deadline)
       << "follow did not end when the task settled";
   EXPECT_EQ(out.str(), "line one\nline two\n");
+}
+
+// --review --follow goes on to the next attempt's review log, not to its
+// agent's log.
+TEST_F(OfflineTest, LogsReviewFollowGoesOnToTheNextReviewLog) {
+  auto ids = writer_->Submit({Task("Followed")});
+  ASSERT_TRUE(ids.ok());
+  std::string id = (*ids)[0];
+  auto attempt = Lease(id);
+  std::filesystem::create_directories(h_.state_dir + "/logs/" + id);
+  std::ofstream(ReviewLogPath(h_.state_dir, id, 1)) << "review one\n";
+
+  std::ostringstream out, err;
+  Env env = h_.env;
+  env.out = &out;
+  env.err = &err;
+  std::atomic<bool> started{false};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  env.stop = [&] {
+    started = true;
+    return std::chrono::steady_clock::now() > deadline;
+  };
+  int rc = -1;
+  std::thread follower([&] { rc = CmdLogs(env, {id, std::nullopt, true, true}); });
+  while (!started && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  std::ofstream(AttemptLogPath(h_.state_dir, id, 3)) << "an agent's output\n";
+  std::ofstream(ReviewLogPath(h_.state_dir, id, 2)) << "review two\n";
+  store::Close c;
+  c.outcome = proto::Outcome::kCancelled;
+  c.next_state = proto::TaskState::kCancelled;
+  ASSERT_TRUE(writer_->CloseAttempt(attempt.id, c).ok());
+  follower.join();
+  EXPECT_EQ(rc, kExitOk) << err.str();
+  EXPECT_EQ(out.str(), "review one\n==> review of attempt 2 <==\nreview two\n");
 }
 
 TEST_F(OfflineTest, CommandsThatNeedTheSupervisorExit3WithTheStartCommand) {

@@ -36,6 +36,10 @@ std::string AttemptLogPath(const std::string& state_dir, const std::string& task
   return LogsDir(state_dir) + "/" + task_id + "/" + std::to_string(n) + ".log";
 }
 
+std::string ReviewLogPath(const std::string& state_dir, const std::string& task_id, int n) {
+  return LogsDir(state_dir) + "/" + task_id + "/" + std::to_string(n) + ".review.log";
+}
+
 std::optional<pid_t> SupervisorPid(const std::string& state_dir) {
   return LockFile::Holder(LockPath(state_dir));
 }

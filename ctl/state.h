@@ -26,6 +26,8 @@ std::string LockPath(const std::string& state_dir);
 std::string LogsDir(const std::string& state_dir);
 // <state>/logs/<task>/<n>.log (the worker's capture of the agent's output).
 std::string AttemptLogPath(const std::string& state_dir, const std::string& task_id, int n);
+// Attempt n's review log: its checks' output and the critic agent's.
+std::string ReviewLogPath(const std::string& state_dir, const std::string& task_id, int n);
 
 // The pid of the supervisor holding the state directory's lock, if any.
 std::optional<pid_t> SupervisorPid(const std::string& state_dir);
