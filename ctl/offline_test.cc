@@ -397,17 +397,25 @@ TEST_F(OfflineTest, LogsReviewFollowGoesOnToTheNextReviewLog) {
   Env env = h_.env;
   env.out = &out;
   env.err = &err;
-  std::atomic<bool> started{false};
+  // Each turn of the follow loop looks for a newer log, then asks stop().
+  std::atomic<int> turns{0};
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   env.stop = [&] {
-    started = true;
+    ++turns;
     return std::chrono::steady_clock::now() > deadline;
+  };
+  auto wait_turns = [&](int n) {
+    while (turns < n && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
   };
   int rc = -1;
   std::thread follower([&] { rc = CmdLogs(env, {id, std::nullopt, true, true}); });
-  while (!started && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  wait_turns(1);
   std::ofstream(AttemptLogPath(h_.state_dir, id, 3)) << "an agent's output\n";
   std::ofstream(ReviewLogPath(h_.state_dir, id, 2)) << "review two\n";
+  // A whole turn after the files: it has looked for them before the task
+  // settles (a settled task's follow ends at once).
+  const int written_at = turns;
+  wait_turns(written_at + 2);
   store::Close c;
   c.outcome = proto::Outcome::kCancelled;
   c.next_state = proto::TaskState::kCancelled;
