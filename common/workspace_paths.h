@@ -33,8 +33,9 @@ inline std::string TaskWorkspacePath(const std::string& state_dir, const std::st
 // with it) holding the base commit resolved at the first attempt: every reset,
 // the hollow-pass check and the squash use the same base.
 inline constexpr const char* kWorktreeBaseRef = "refs/worktree/forge-base";
-// Followed by an attempt id: what that attempt's first review snapshotted
-// (worker::SnapshotForReview), a commit on the recorded base.
-inline constexpr const char* kReviewSnapshotRefPrefix = "refs/worktree/forge-review/";
+// What the current attempt's first review snapshotted (a commit on the
+// recorded base, worker::SnapshotForReview); deleted by the next attempt's
+// reset.
+inline constexpr const char* kReviewSnapshotRef = "refs/worktree/forge-review";
 
 }  // namespace forge

@@ -68,6 +68,7 @@ struct Critic::ReviewState {
   Phase phase = Phase::kChecks;
   std::vector<proto::CheckResult> checks;
   std::unique_ptr<worker::OutputCapture> log;  // null when the review has no log path
+  std::string log_open_error;                  // why log is null although a path was given
   std::unique_ptr<proto::ChildJob> job;        // the check / git diff / critic agent running
   std::optional<LockFile> workspace_lock;      // through the review (worker/workspace_lock.h)
   int64_t check_started_ms = 0;
@@ -210,13 +211,21 @@ void Critic::StartReview(const proto::Review& review) {
       review_->log->set_name("the review log");
       review_->log->SetSecrets(review_->check_secrets);
     } else {
-      spdlog::warn("review log: {}", log.error().ToString());
+      // The review goes on without it; the result says there is none.
+      review_->log_open_error = "no review log: " + log.error().message;
+      spdlog::warn("{}", review_->log_open_error);
     }
   }
   if (!review.task.repo.empty()) {
     // Before any check runs: a pass commits the tree the checks were run on.
-    auto snapshot = worker::SnapshotForReview(review.workspace, review.attempt_id,
-                                              worker::HeartbeatingGitRunner(link_));
+    std::string keep_error;
+    auto snapshot =
+        worker::SnapshotForReview(review.workspace, review.attempt_id,
+                                  worker::HeartbeatingGitRunner(link_), kGitTimeoutMs, &keep_error);
+    if (!keep_error.empty()) {
+      spdlog::warn("review of attempt {}: the snapshot is not kept for a review again: {}",
+                   review.attempt_id, keep_error);
+    }
     if (!snapshot.ok()) {
       review_->infra = worker::IsMachineFault(snapshot.error());
       Reply("error", "cannot snapshot the attempt's worktree: " + snapshot.error().message);
@@ -582,6 +591,8 @@ void Critic::Reply(const std::string& verdict, const std::string& error,
       review_->log->MarkWhereTheLogStops();
       spdlog::warn("review of attempt {}: {}", r.attempt_id, r.log_error);
     }
+  } else {
+    r.log_error = review_->log_open_error;
   }
   review_.reset();
   link_.SetAttempt(std::nullopt);

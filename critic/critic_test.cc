@@ -115,6 +115,20 @@ TEST_F(CriticOnAFullDiskTest, AReviewLogThatStopsEarlySaysSoInTheResult) {
   EXPECT_EQ(st.st_size, 64 << 10);
 }
 
+// A review log that cannot be created: the review goes on and says so.
+TEST_F(CriticTest, AReviewLogThatCannotBeCreatedIsInTheResult) {
+  auto review = MakeReview({"echo checked"});
+  std::ofstream(sup_.dir + "/not-a-dir") << "a file\n";
+  review.log_path = sup_.dir + "/not-a-dir/1.review.log";
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass");
+  EXPECT_THAT(r->log_error, ::testing::StartsWith("no review log: "));
+  EXPECT_THAT(r->log_error, HasSubstr(review.log_path));
+  ASSERT_EQ(r->checks.size(), 1u);
+  EXPECT_EQ(r->checks[0].output_tail, "checked\n");
+}
+
 // A review log written to the end reports nothing.
 TEST_F(CriticTest, AWholeReviewLogHasNoLogError) {
   auto r = Review(MakeReview({"yes 'a line of output' | head -c 200000"}));
@@ -508,17 +522,17 @@ TEST_F(RepoTaskTest, AFileACheckWritesIsNotCommitted) {
 }
 
 // A review again of the same attempt (the first was interrupted: a cancel
-// here, a crash or a restart in production) reviews and commits what the
-// attempt left, as the first review snapshotted it, not what the
-// interrupted checks wrote meanwhile. Another attempt's review snapshots
-// anew.
+// here, a crash or a restart in production) checks, reviews and commits
+// what the attempt left, as the first review snapshotted it, not what the
+// interrupted checks wrote meanwhile (their ignored files stay). Another
+// attempt's review snapshots anew.
 TEST_F(RepoTaskTest, AReviewAgainCommitsWhatTheFirstReviewSaw) {
   auto review = RepoReview();
   std::string ws = "cd '" + review.workspace + "' && ";
-  ASSERT_EQ(std::system((ws + "echo two > a.txt").c_str()), 0);
+  ASSERT_EQ(std::system((ws + "echo two > a.txt && echo cache > .gitignore").c_str()), 0);
   review.verify = {
-      "echo built > artifact.txt && echo more >> a.txt && echo $$ > pid && "
-      "exec sleep 1000"};
+      "echo built > artifact.txt && echo more >> a.txt && mkdir -p cache && echo kept > cache/c "
+      "&& echo $$ > pid && exec sleep 1000"};
   sup_.Send(review);
   std::string pid_text = forge::testing::WaitForFile(review.workspace + "/pid", 5000);
   ASSERT_FALSE(pid_text.empty());
@@ -527,27 +541,46 @@ TEST_F(RepoTaskTest, AReviewAgainCommitsWhatTheFirstReviewSaw) {
   ASSERT_TRUE(cancelled);
   EXPECT_EQ(cancelled->error, "cancelled");
 
-  review.verify = {"test -f a.txt"};
+  // The checks run on the attempt's work, the ignored files as they are.
+  review.verify = {"test \"$(cat a.txt)\" = two && test ! -e artifact.txt && test ! -e pid",
+                   "test -f cache/c"};
   auto r = Review(review);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->verdict, "pass") << r->error;
   ASSERT_TRUE(r->commit.has_value());
-  EXPECT_EQ(Sh(ws + "git show --format= --name-only " + *r->commit), "a.txt\n");
+  EXPECT_EQ(Sh(ws + "git show --format= --name-only " + *r->commit), ".gitignore\na.txt\n");
   EXPECT_EQ(Sh(ws + "git show " + *r->commit + ":a.txt"), "two\n");
   // The kept snapshot is a commit on the base, in the worktree's own refs.
-  EXPECT_EQ(Sh(ws + "git rev-parse " + worker::ReviewSnapshotRef(review.attempt_id) + "~1"), base_);
+  EXPECT_EQ(Sh(ws + "git rev-parse " + std::string(kReviewSnapshotRef) + "~1"), base_);
   EXPECT_EQ(Sh("cd '" + review.task.repo + "' && git for-each-ref refs/worktree"), "");
 
-  // The next attempt's review takes its own snapshot.
+  // Another attempt's review (the kept one names attempt 7) takes its own.
   ASSERT_EQ(std::system((ws + "echo three > a.txt").c_str()), 0);
   auto next = review;
   next.attempt_id = review.attempt_id + 1;
   next.n = review.n + 1;
+  next.verify = {"true"};
   auto r2 = Review(next);
   ASSERT_TRUE(r2);
   EXPECT_EQ(r2->verdict, "pass") << r2->error;
   ASSERT_TRUE(r2->commit.has_value());
   EXPECT_EQ(Sh(ws + "git show " + *r2->commit + ":a.txt"), "three\n");
+}
+
+// An attempt that changed nothing stays hollow on a review again, whatever
+// the interrupted review's checks edited.
+TEST_F(RepoTaskTest, AnUnchangedAttemptIsHollowOnAReviewAgainToo) {
+  auto review = RepoReview();
+  review.verify = {"echo more >> a.txt && echo $$ > pid && exec sleep 1000"};
+  sup_.Send(review);
+  ASSERT_FALSE(forge::testing::WaitForFile(review.workspace + "/pid", 5000).empty());
+  sup_.Send(proto::Cancel{review.attempt_id});
+  ASSERT_TRUE(sup_.WaitFor<proto::ReviewResult>());
+  review.verify = {"true"};
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_THAT(r->error, HasSubstr("no_changes"));
 }
 
 // An attempt that changed nothing is hollow even when its checks write files.

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <optional>
+#include <sstream>
 
 #include "common/clock.h"
 #include "common/fd.h"
@@ -164,6 +165,15 @@ Result<PreparedWorkspace> Reset(const WorkspaceSpec& spec, const GitRunner& run,
   }
   FORGE_ASSIGN_OR_RETURN(RunResult reset, RunGit(run, spec.path, {"reset", "-q", "--hard", base},
                                                  spec.git_timeout_ms));
+  // The last attempt's kept review snapshot is no review's of this one.
+  FORGE_ASSIGN_OR_RETURN(
+      RunResult forget,
+      RunGit(run, spec.path, {"update-ref", "-d", kReviewSnapshotRef}, spec.git_timeout_ms));
+  if (!forget.status.success()) {
+    return GitFailed(ErrorCode::kIo,
+                     "cannot delete " + std::string(kReviewSnapshotRef) + " in '" + spec.path + "'",
+                     forget);
+  }
   FORGE_ASSIGN_OR_RETURN(RunResult clean,
                          RunGit(run, spec.path, {"clean", "-ffdxq"}, spec.git_timeout_ms));
   if (!reset.status.success() || !clean.status.success()) {
@@ -352,31 +362,80 @@ Result<Snapshot> SnapshotAttempt(const std::string& path, const GitRunner& run,
   return StageAll(path, std::move(base), run, timeout_ms);
 }
 
-std::string ReviewSnapshotRef(int64_t attempt_id) {
-  return std::string(kReviewSnapshotRefPrefix) + std::to_string(attempt_id);
+namespace {
+
+std::string ReviewTrailer(int64_t attempt_id) {
+  return "Forge-Review-Of: " + std::to_string(attempt_id);
 }
 
+// The tree the first review of attempt_id kept, when kReviewSnapshotRef is
+// that review's: a commit on `base` whose message names the attempt.
+// Anything else there (another attempt's, kept before a database restore
+// gave out the id again) is not this review's. An error only when git could
+// not answer (a timeout).
+Result<std::optional<std::string>> KeptReviewTree(const std::string& path, const std::string& base,
+                                                  int64_t attempt_id, const GitRunner& run,
+                                                  int64_t timeout_ms) {
+  FORGE_ASSIGN_OR_RETURN(
+      RunResult kept,
+      RunGit(run, path, {"cat-file", "commit", std::string(kReviewSnapshotRef)}, timeout_ms));
+  if (kept.timed_out) return GitFailed(ErrorCode::kIo, "reading the review's kept snapshot", kept);
+  if (!kept.status.success()) return std::optional<std::string>();  // none kept
+  std::string tree, parent;
+  bool ours = false;
+  std::istringstream lines(kept.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (tree.empty() && line.rfind("tree ", 0) == 0) tree = line.substr(5);
+    if (parent.empty() && line.rfind("parent ", 0) == 0) parent = line.substr(7);
+    if (line == ReviewTrailer(attempt_id)) ours = true;
+  }
+  if (!ours || parent != base || tree.empty()) return std::optional<std::string>();
+  return std::optional<std::string>(tree);
+}
+
+// Puts the worktree back to `tree`, but for ignored files: tracked edits
+// undone, files it does not have removed (a build's caches stay).
+Status RestoreTree(const std::string& path, const std::string& tree, const GitRunner& run,
+                   int64_t timeout_ms) {
+  FORGE_RETURN_IF_ERROR(GitStep(run, path, {"read-tree", "-u", "--reset", tree},
+                                "git read-tree (back to the kept snapshot)", timeout_ms));
+  FORGE_RETURN_IF_ERROR(
+      GitStep(run, path, {"clean", "-fdq"}, "git clean (back to the kept snapshot)", timeout_ms));
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<Snapshot> SnapshotForReview(const std::string& path, int64_t attempt_id,
-                                   const GitRunner& run, int64_t timeout_ms) {
+                                   const GitRunner& run, int64_t timeout_ms,
+                                   std::string* keep_error) {
   // The base first: a directory inside another checkout is refused before
   // any of that repository's refs is read.
   FORGE_ASSIGN_OR_RETURN(std::string base, RequireRecordedBase(path, run, timeout_ms));
-  const std::string ref = ReviewSnapshotRef(attempt_id);
-  auto kept = RunGit(run, path, {"rev-parse", "--verify", "--quiet", ref + "^{tree}"}, timeout_ms);
-  if (kept.ok() && kept->status.success()) {
-    return SnapshotOf(path, std::move(base), GitFirstLine(*kept), run, timeout_ms);
+  FORGE_ASSIGN_OR_RETURN(auto kept, KeptReviewTree(path, base, attempt_id, run, timeout_ms));
+  if (kept) {
+    FORGE_RETURN_IF_ERROR(RestoreTree(path, *kept, run, timeout_ms));
+    return SnapshotOf(path, std::move(base), std::move(*kept), run, timeout_ms);
   }
   FORGE_ASSIGN_OR_RETURN(Snapshot snapshot, StageAll(path, std::move(base), run, timeout_ms));
-  // Kept as a commit, not a bare tree: a ref to a tree upsets `git log --all`.
-  FORGE_ASSIGN_OR_RETURN(
-      std::string commit,
-      GitStep(run, path,
-              {"-c", "user.name=Forge", "-c", "user.email=forge@localhost", "commit-tree",
-               snapshot.tree, "-p", snapshot.base, "-m",
-               "forge: attempt " + std::to_string(attempt_id) + " as its first review saw it"},
-              "git commit-tree (the review's snapshot)", timeout_ms));
-  FORGE_RETURN_IF_ERROR(
-      GitStep(run, path, {"update-ref", ref, commit}, "git update-ref " + ref, timeout_ms));
+  // Kept as a commit, not a bare tree: a ref to a tree upsets `git log
+  // --all`. Not keeping it costs only a review again's protection: the
+  // review goes on.
+  auto keep = [&]() -> Status {
+    FORGE_ASSIGN_OR_RETURN(std::string commit,
+                           GitStep(run, path,
+                                   {"-c", "user.name=Forge", "-c", "user.email=forge@localhost",
+                                    "commit-tree", snapshot.tree, "-p", snapshot.base, "-m",
+                                    "forge: what attempt " + std::to_string(attempt_id) +
+                                        " left, as its review saw it",
+                                    "-m", ReviewTrailer(attempt_id)},
+                                   "git commit-tree (the review's snapshot)", timeout_ms));
+    FORGE_RETURN_IF_ERROR(GitStep(run, path, {"update-ref", kReviewSnapshotRef, commit},
+                                  std::string("git update-ref ") + kReviewSnapshotRef, timeout_ms));
+    return Status::Ok();
+  };
+  if (Status kept_now = keep(); !kept_now.ok() && keep_error)
+    *keep_error = kept_now.error().message;
   return snapshot;
 }
 

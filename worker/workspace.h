@@ -74,16 +74,18 @@ struct Snapshot {
 Result<Snapshot> SnapshotAttempt(const std::string& path, const GitRunner& run,
                                  int64_t timeout_ms = kGitTimeoutMs);
 
-// The snapshot a review of attempt_id reviews and commits: the first review
+// The snapshot a review of attempt_id reviews and commits. The first review
 // of the attempt takes it (SnapshotAttempt) and keeps it in the worktree's
-// own ref ReviewSnapshotRef(attempt_id); a review again of the same attempt
-// (the first gave no verdict: interrupted, a crash, a restart) takes the
-// kept one. So what an interrupted review's checks wrote into the worktree
-// is never reviewed as the attempt's work nor committed (it stays in the
-// worktree, where the next review's checks run). Errors as SnapshotAttempt.
+// own ref kReviewSnapshotRef (a commit on the base naming the attempt); a
+// review again of the same attempt (the first gave no verdict: interrupted,
+// a crash, a restart) puts the worktree back to the kept tree, ignored files
+// aside, and takes it. So what an interrupted review's checks wrote is
+// neither checked, reviewed nor committed as the attempt's work. Errors as
+// SnapshotAttempt; a snapshot that could not be kept is no error (the
+// review goes on; *keep_error says why).
 Result<Snapshot> SnapshotForReview(const std::string& path, int64_t attempt_id,
-                                   const GitRunner& run, int64_t timeout_ms = kGitTimeoutMs);
-std::string ReviewSnapshotRef(int64_t attempt_id);
+                                   const GitRunner& run, int64_t timeout_ms = kGitTimeoutMs,
+                                   std::string* keep_error = nullptr);
 
 // A pass of a repo task: the snapshot becomes one commit whose parent is
 // the recorded base, subject = title, trailers Forge-Task and

@@ -97,6 +97,9 @@ TEST_F(WorkspaceTest, NextAttemptResetsToTheSameBase) {
      "echo left > a.txt && echo x > junk.txt && echo junk.txt > .gitignore && "
      "git add .gitignore && git commit -qm agent && mkdir -p d && echo y > d/z && "
      "git checkout -qb elsewhere");
+  // And its review's kept snapshot, which is no review's of the next attempt.
+  Sh(wt, std::string("git update-ref ") + kReviewSnapshotRef + " HEAD");
+  ASSERT_NE(Sh(wt, std::string("git for-each-ref ") + kReviewSnapshotRef), "");
   // The operator moves on meanwhile: the base stays the first attempt's.
   Sh(repo_, "echo two > a.txt && git commit -qam two");
   auto second = PrepareWorkspace(Spec(), run_);
@@ -110,6 +113,7 @@ TEST_F(WorkspaceTest, NextAttemptResetsToTheSameBase) {
   EXPECT_EQ(Sh(wt, "git symbolic-ref HEAD"), "refs/heads/forge/t1");
   EXPECT_EQ(Sh(wt, "git rev-parse forge/t1"), first->base_commit);
   EXPECT_EQ(Sh(wt, "git status --porcelain --ignored"), "");
+  EXPECT_EQ(Sh(wt, std::string("git for-each-ref ") + kReviewSnapshotRef), "");
 }
 
 // An agent killed in the middle of git (a stall, a timeout, a cancel) leaves
