@@ -388,8 +388,10 @@ TEST(RenderShow, FieldsLedgerReviewAndTimeline) {
   EXPECT_THAT(out, HasSubstr("* not counted toward max attempts"));
   EXPECT_THAT(out, HasSubstr("#1: session sess-1"));
   EXPECT_THAT(out, HasSubstr("review of attempt 1: reject\n  FAIL  make test  (1s, exit 2)\n"
-                             "        FAIL: test_x\n"));
+                             "        FAIL: test_x\n"
+                             "  whole output: forge-ctl logs t7 --review --attempt 1\n"));
   EXPECT_THAT(out, HasSubstr("  sev2  tests  x_test.cc:12  does not test the edge case\n"));
+  EXPECT_THAT(out, Not(HasSubstr("--attempt 2"))) << "attempt 2 had no failing check";
   EXPECT_THAT(out, HasSubstr("timeline\n       3  2023-11-14T22:03:20.000Z  task.submitted  t7\n"));
 }
 
