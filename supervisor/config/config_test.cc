@@ -229,16 +229,22 @@ TEST(ConfigTest, IntegerRanges) {
 TEST(ConfigTest, BadDurations) {
   EXPECT_EQ(ErrorOf("agent:\n  timeout: 10 minutes\n"),
             "f.yaml:2:12: key 'agent.timeout': must be a positive duration like 250ms, 30s, 10m, "
-            "2h or 7d, got '10 minutes'");
+            "2h or 7d, at most 365d, got '10 minutes'");
   EXPECT_EQ(ErrorOf("agent: {stall_timeout: 0}\n"),
             "f.yaml:1:24: key 'agent.stall_timeout': must be a positive duration like 250ms, 30s, "
-            "10m, 2h or 7d, got '0'");
+            "10m, 2h or 7d, at most 365d, got '0'");
   EXPECT_EQ(ErrorOf("watchdog: {kill_grace: 5}\n"),
             "f.yaml:1:24: key 'watchdog.kill_grace': must be a duration like 250ms, 30s, 10m, 2h "
-            "or 7d, got '5'");
+            "or 7d, at most 365d, got '5'");
   EXPECT_EQ(ErrorOf("maintenance: {keep: [1d]}\n"),
             "f.yaml:1:21: key 'maintenance.keep': must be a positive duration like 250ms, 30s, "
-            "10m, 2h or 7d, got a list");
+            "10m, 2h or 7d, at most 365d, got a list");
+  // Past a year: a deadline that leaves RFC 3339's years, or int64's.
+  EXPECT_EQ(ErrorOf("maintenance: {interval: 366d}\n"),
+            "f.yaml:1:25: key 'maintenance.interval': must be a positive duration like 250ms, 30s, "
+            "10m, 2h or 7d, at most 365d, got '366d'");
+  EXPECT_THAT(ErrorOf("agent: {timeout: 9223372036854775807ms}\n"), HasSubstr("at most 365d"));
+  EXPECT_EQ(Parse("maintenance: {keep: 365d}\n").maintenance.keep_ms, 365LL * 24 * 3600 * 1000);
   // Zero is allowed where it means "at once".
   Config config = Parse("retry: {backoff_base: 0, backoff_max: 0}\nwatchdog: {kill_grace: 0}\n");
   EXPECT_EQ(config.retry.backoff_base_ms, 0);
@@ -283,7 +289,7 @@ bogus: 1
             "f.yaml:3:12: key 'agent.profile': must be one of claude, codex or command, got 'gpt'\n"
             "f.yaml:4:3: unknown key 'agent.comand' (did you mean 'command'?)\n"
             "f.yaml:5:12: key 'agent.timeout': must be a positive duration like 250ms, 30s, 10m, "
-            "2h or 7d, got 'soon'\n"
+            "2h or 7d, at most 365d, got 'soon'\n"
             "f.yaml:6:23: key 'retry.max_attempts': must be a positive integer, got 'x'\n"
             "f.yaml:7:25: key 'database.synchronous': must be one of normal or full, got 'off'\n"
             "f.yaml:8:1: unknown key 'bogus'");

@@ -34,6 +34,11 @@ std::string DescribeNode(const YAML::Node& node);
 // True for a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*).
 bool IsEnvName(std::string_view name);
 
+// The longest duration a file may give: a year. Longer is a typo, and
+// past it deadlines (now + duration) leave the years RFC 3339 can write
+// (status's next maintenance run) or overflow int64 milliseconds.
+inline constexpr int64_t kMaxConfigDurationMs = 365LL * 24 * 3600 * 1000;
+
 class YamlReader {
  public:
   // One key of a map: its name and how to read its value. `key` is the
@@ -72,7 +77,8 @@ class YamlReader {
   // Scalar readers: on a problem they record it and leave *out unchanged.
   void ReadInt(const YAML::Node& node, const std::string& key, int* out, int64_t min,
                int64_t max = INT32_MAX);
-  // Non-negative milliseconds from a duration ("30s"); positive when min_ms > 0.
+  // Non-negative milliseconds from a duration ("30s"); positive when min_ms > 0;
+  // at most kMaxConfigDurationMs.
   void ReadDuration(const YAML::Node& node, const std::string& key, int64_t* out_ms,
                     int64_t min_ms);
   void ReadDouble(const YAML::Node& node, const std::string& key, double* out, double min);
