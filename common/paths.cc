@@ -66,7 +66,7 @@ std::string StartedConfigFile(const std::string& state_dir) {
   return JoinPath(state_dir, "supervisor.config");
 }
 
-Result<std::string> ReadFile(const std::string& path) {
+Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return IoError("cannot read", path, errno);
   std::string out;
@@ -74,6 +74,12 @@ Result<std::string> ReadFile(const std::string& path) {
   while (true) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n > 0) {
+      if (out.size() + static_cast<size_t>(n) > max_bytes) {
+        close(fd);
+        return MakeError(
+            ErrorCode::kInvalid,
+            "'" + path + "' is more than " + std::to_string(max_bytes) + " bytes; no more is read");
+      }
       out.append(buf, static_cast<size_t>(n));
     } else if (n == 0) {
       break;

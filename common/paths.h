@@ -1,6 +1,8 @@
 // Filesystem helpers.
 #pragma once
 
+#include <cstddef>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -19,7 +21,10 @@ Status MakePrivateDir(const std::string& path);
 // supervisor of state_dir last started with (empty: it ran on defaults), so
 // that forge-ctl's "start it with" and doctor name the same file.
 std::string StartedConfigFile(const std::string& state_dir);
-Result<std::string> ReadFile(const std::string& path);
+// The whole file; kInvalid past max_bytes, read no further (a device such as
+// /dev/zero never ends).
+Result<std::string> ReadFile(const std::string& path,
+                             size_t max_bytes = std::numeric_limits<size_t>::max());
 // Writes via a temp file + rename, so readers never see a partial file.
 Status WriteFileAtomic(const std::string& path, std::string_view content, unsigned mode = 0600);
 // Directory of the running executable (/proc/self/exe), for finding sibling binaries.

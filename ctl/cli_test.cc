@@ -118,6 +118,13 @@ TEST_F(CliTest, BadValuesAreNamed) {
                                      "': 2097153 bytes as sent, more than the "
                                      "2097152 a brief may be"));
 
+  // A file that never ends is not read until memory runs out.
+  auto endless =
+      Cli({"--state-dir", state_, "submit", "--title", "x", "--brief-file", "/dev/zero"});
+  EXPECT_EQ(endless.rc, kExitUsage);
+  EXPECT_THAT(endless.err, HasSubstr("--brief-file '/dev/zero': is more than 8388608 bytes; no "
+                                     "more is read"));
+
   auto attempts = Cli({"--state-dir", state_, "submit", "--title", "x", "--max-attempts", "0"});
   EXPECT_EQ(attempts.rc, kExitUsage);
   EXPECT_THAT(attempts.err, HasSubstr("--max-attempts must be at least 1"));

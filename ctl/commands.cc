@@ -207,7 +207,7 @@ Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
   task.title = args.title;
   task.brief = args.brief;
   if (!args.brief_file.empty()) {
-    auto text = ReadInputFile(args.brief_file);  // as a plan's brief_file
+    auto text = ReadInputFile(args.brief_file, kMaxBriefFileBytes);  // as a plan's brief_file
     if (!text.ok())
       return invalid("--brief-file '" + args.brief_file + "': " + text.error().message);
     task.brief = std::move(text).value();

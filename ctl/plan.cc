@@ -187,7 +187,7 @@ void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_di
   fs::path file = brief_file;
   if (file.is_relative()) file = fs::path(plan_dir) / file;
   const std::string file_path = file.lexically_normal().string();
-  Result<std::string> text = ReadInputFile(file_path);
+  Result<std::string> text = ReadInputFile(file_path, kMaxBriefFileBytes);
   if (!text.ok()) {
     r.Problem(file_at->second,
               "key '" + key + ".brief_file': " + file_path + ": " + text.error().message);
@@ -340,7 +340,7 @@ std::map<std::string, size_t> IndexIds(YamlReader& r, const std::vector<Entry>& 
 
 }  // namespace
 
-Result<std::string> ReadInputFile(const std::string& path) {
+Result<std::string> ReadInputFile(const std::string& path, size_t max_bytes) {
   // Every error but a missing file is said as the system says it: a
   // directory on the way that may not be entered is not "not found".
   auto cannot_read = [](int err) {
@@ -359,6 +359,10 @@ Result<std::string> ReadInputFile(const std::string& path) {
   for (;;) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n > 0) {
+      if (text.size() + static_cast<size_t>(n) > max_bytes) {
+        return MakeError(ErrorCode::kInvalid,
+                         "is more than " + std::to_string(max_bytes) + " bytes; no more is read");
+      }
       text.append(buf, static_cast<size_t>(n));
     } else if (n == 0) {
       return text;
@@ -400,7 +404,7 @@ Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const 
 
 Result<std::vector<proto::SubmitTask>> LoadPlan(const std::string& path,
                                                 std::vector<PlanDependency>* existing) {
-  Result<std::string> text = ReadInputFile(path);
+  Result<std::string> text = ReadInputFile(path, kMaxPlanFileBytes);
   if (!text.ok()) return text.error().Wrap("plan file: " + path);
   return ParsePlan(*text, path, existing);
 }

@@ -7,11 +7,13 @@
 // naming FILE:LINE:COLUMN.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include "common/result.h"
 #include "proto/control.h"
+#include "supervisor/store/submit_check.h"
 
 namespace forge::ctl {
 
@@ -43,8 +45,17 @@ Result<std::vector<proto::SubmitTask>> ParsePlan(const std::string& text, const 
 // The contents of a file forge-ctl reads itself (a plan, a brief file).
 // Errors say why, without the path: kNotFound "not found", kInvalid "is a
 // directory", kIo "cannot read: " and the system's reason (permission
-// denied on it or on a directory on the way, a symbolic link loop, ...).
-Result<std::string> ReadInputFile(const std::string& path);
+// denied on it or on a directory on the way, a symbolic link loop, ...);
+// kInvalid "is more than N bytes" past max_bytes, read no further (a
+// device such as /dev/zero never ends).
+Result<std::string> ReadInputFile(const std::string& path, size_t max_bytes);
+
+// The largest plan file forge-ctl reads: a million tasks of a line or two
+// each fit several times over.
+inline constexpr size_t kMaxPlanFileBytes = 256u << 20;
+// What forge-ctl reads of a brief file: past the brief limit, so that a
+// file a little over it is refused with its size as sent.
+inline constexpr size_t kMaxBriefFileBytes = 4 * store::kMaxBriefBytes;
 
 // Splits tasks (in order) into batches whose `submit_chunk` requests stay
 // under max_bytes each, estimated from each task's JSON; a single task larger

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/duration.h"
+#include "common/paths.h"
 #include "supervisor/config/yaml_reader.h"
 
 namespace forge {
@@ -314,14 +315,14 @@ Result<Config> LoadConfig(const std::string& path) {
   if (fs::is_directory(status)) {
     return MakeError(ErrorCode::kConfig, "config file " + path + ": is a directory");
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return MakeError(ErrorCode::kIo,
-                     "config file " + path + ": cannot read: " + std::strerror(errno));
+  auto text = ReadFile(path, kMaxConfigBytes);
+  if (!text.ok() && text.error().code == ErrorCode::kInvalid) {
+    return MakeError(ErrorCode::kConfig, "config file " + path + ": more than " +
+                                             std::to_string(kMaxConfigBytes) +
+                                             " bytes, which no config is");
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return ParseConfig(text.str(), path);
+  if (!text.ok()) return MakeError(ErrorCode::kIo, "config file: " + text.error().message);
+  return ParseConfig(*text, path);
 }
 
 std::string DumpConfig(const Config& c) {

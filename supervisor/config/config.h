@@ -119,6 +119,8 @@ struct Config {
 
 // Loads and validates a file. Errors (kConfig) list every problem found, one
 // per line, each "FILE:LINE:COLUMN: key 'retry.max_attempts': must be ...".
+// A config file past this is refused unread (a device, a wrong path).
+inline constexpr size_t kMaxConfigBytes = 1u << 20;
 Result<Config> LoadConfig(const std::string& path);
 // Same, from text (path is used in messages only).
 Result<Config> ParseConfig(const std::string& text, const std::string& path);

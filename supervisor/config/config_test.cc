@@ -141,6 +141,16 @@ TEST(ConfigTest, MissingFileIsNotFoundNamingThePath) {
   EXPECT_THAT(config.error().message, HasSubstr(path));
 }
 
+// A device that never ends (or a wrong path to a huge file) is refused
+// after kMaxConfigBytes, not read until memory runs out.
+TEST(ConfigTest, AFileThatNeverEndsIsAConfigError) {
+  Result<Config> config = LoadConfig("/dev/zero");
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.error().code, ErrorCode::kConfig);
+  EXPECT_EQ(config.error().message,
+            "config file /dev/zero: more than 1048576 bytes, which no config is");
+}
+
 TEST(ConfigTest, DirectoryIsAnError) {
   TempDir dir;
   Result<Config> config = LoadConfig(dir.path());
