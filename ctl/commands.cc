@@ -1044,11 +1044,15 @@ int CmdLogs(Env& env, const LogsArgs& args) {
         }
         if (task.ok() && proto::IsSettled(task->state)) {
           if (path.empty() || ::access(path.c_str(), R_OK) != 0) {
-            // Settled without a log (cancelled before it ran): as without --follow.
-            return Fail(env, MakeError(ErrorCode::kNotFound,
-                                       "no " + noun + "s for task " + args.id + ": it is " +
-                                           std::string(proto::StateName(task->state)) +
-                                           " and no attempt wrote one (looked in " + dir + ")"));
+            // Settled without the log (cancelled before it ran, or the
+            // attempt pinned never was): as without --follow.
+            const std::string state(proto::StateName(task->state));
+            std::string why = args.attempt
+                                  ? "no " + noun + " for attempt " + std::to_string(*args.attempt) +
+                                        " of task " + args.id + ": it is " + state
+                                  : "no " + noun + "s for task " + args.id + ": it is " + state +
+                                        " and no attempt wrote one";
+            return Fail(env, MakeError(ErrorCode::kNotFound, why + " (looked in " + dir + ")"));
           }
           CopyNew(path, &offset, *env.out);
           return kExitOk;

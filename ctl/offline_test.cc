@@ -347,6 +347,11 @@ TEST_F(OfflineTest, LogsFollowOfATaskThatNeverRanIsNotFound) {
   ASSERT_TRUE(writer_->Cancel(ids->front(), "").ok());
   EXPECT_EQ(CmdLogs(h_.env, {ids->front(), std::nullopt, true}), kExitRejected);
   EXPECT_THAT(h_.err.str(), HasSubstr("it is cancelled and no attempt wrote one"));
+  // An attempt pinned that never was: named, whatever the others wrote.
+  h_.Clear();
+  EXPECT_EQ(CmdLogs(h_.env, {ids->front(), 7, true, true}), kExitRejected);
+  EXPECT_THAT(h_.err.str(), HasSubstr("no review log for attempt 7 of task " + ids->front() +
+                                      ": it is cancelled"));
 }
 
 TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
