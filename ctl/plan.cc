@@ -109,8 +109,12 @@ bool IsBlank(const std::string& text) {
 }
 
 // What the store would refuse (store::CheckBatch), said at its line: a
-// brief too long to send, a blank check (`sh -c ''` passes every attempt).
+// brief too long to send, a blank check (`sh -c ''` passes every attempt),
+// a base without a repo.
 void CheckSendable(YamlReader& r, const std::string& key, const Entry& e) {
+  if (auto base = e.present.find("base"); base != e.present.end() && e.task.repo.empty()) {
+    r.Problem(base->second, "key '" + key + ".base': needs a repo (key '" + key + ".repo')");
+  }
   if (auto brief = e.present.find("brief"); brief != e.present.end()) {
     if (size_t size = store::EncodedBriefSize(e.task.brief); size > store::kMaxBriefBytes) {
       r.Problem(brief->second, "key '" + key + ".brief': " + std::to_string(size) +

@@ -162,6 +162,8 @@ TEST_F(PlanTest, WhatTheStoreRefusesNamesThePlanLine) {
             At(3, 12, "key 'tasks[0].title': must not be empty"));
   EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    verify: [make, \" \"]\n"),
             At(4, 20, "key 'tasks[0].verify[1]': a check must not be blank"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    base: main\n"),
+            At(4, 11, "key 'tasks[0].base': needs a repo (key 'tasks[0].repo')"));
 }
 
 TEST_F(PlanTest, BriefAndBriefFileTogether) {

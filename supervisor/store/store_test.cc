@@ -825,6 +825,11 @@ TEST_F(StoreTest, BadSubmissionsNameTheTask) {
   auto bad_kind = s->Submit({kind});
   ASSERT_FALSE(bad_kind.ok());
   EXPECT_THAT(bad_kind.error().message, HasSubstr("task 'k': kind must be"));
+  auto based = Task("b", "b");
+  based.base = "main";
+  auto no_repo = s->Submit({based});
+  ASSERT_FALSE(no_repo.ok());
+  EXPECT_EQ(no_repo.error().message, "task 'b': base 'main' needs a repo");
   auto none = s->Submit({});
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.error().message, "no tasks to submit");

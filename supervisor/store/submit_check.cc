@@ -26,6 +26,10 @@ Status CheckOne(const std::vector<proto::SubmitTask>& tasks, size_t i) {
     return MakeError(ErrorCode::kInvalid,
                      label + ": kind must be 'work' or 'expand', got '" + t.kind + "'");
   }
+  // A base is a ref of the task's repo: without one it would be ignored.
+  if (!t.base.empty() && t.repo.empty()) {
+    return MakeError(ErrorCode::kInvalid, label + ": base '" + t.base + "' needs a repo");
+  }
   if (t.max_attempts && *t.max_attempts < 1) {
     return MakeError(ErrorCode::kInvalid, label + ": max_attempts must be at least 1, got " +
                                               std::to_string(*t.max_attempts));
