@@ -8,12 +8,12 @@
 
 #include "common/cli_usage.h"
 #include "common/duration.h"
+#include "common/utf8.h"
 #include "ctl/client.h"
 #include "ctl/commands.h"
 #include "ctl/doctor.h"
 #include "ctl/stats.h"
 #include "ctl/terminal.h"
-#include "ctl/utf8.h"
 #include "ctl/watch.h"
 
 namespace forge::ctl {

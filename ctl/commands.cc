@@ -19,8 +19,8 @@
 #include "common/fd.h"
 #include "common/git.h"
 #include "common/paths.h"
+#include "common/utf8.h"
 #include "ctl/plan.h"
-#include "ctl/utf8.h"
 #include "proto/control.h"
 #include "proto/messages.h"
 #include "supervisor/config/yaml_reader.h"
@@ -58,7 +58,7 @@ void PrintJson(Env& env, const json& j) {
 }
 
 // Exit 2 naming an argument that is not UTF-8, which no request can carry
-// (ctl/utf8.h); kExitOk when it is UTF-8.
+// (common/utf8.h); kExitOk when it is UTF-8.
 int CheckArgument(Env& env, std::string_view text, const std::string& what) {
   Status utf8 = CheckUtf8(text, what);
   return utf8.ok() ? kExitOk : Usage(env, utf8.error().message);
@@ -185,7 +185,7 @@ int CmdStatus(Env& env) {
 Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
   auto invalid = [](std::string m) { return MakeError(ErrorCode::kInvalid, std::move(m)); };
   if (args.title.empty()) return invalid("--title is required (or give --plan FILE)");
-  // Everything below travels as JSON, which carries only UTF-8 (ctl/utf8.h).
+  // Everything below travels as JSON, which carries only UTF-8 (common/utf8.h).
   std::vector<std::pair<std::string, const std::string*>> texts = {
       {"--title", &args.title}, {"--brief", &args.brief}, {"--repo", &args.repo},
       {"--base", &args.base},   {"--agent", &args.agent}, {"--model", &args.model}};

@@ -13,7 +13,7 @@
 #include <optional>
 
 #include "common/fd.h"
-#include "ctl/utf8.h"
+#include "common/utf8.h"
 #include "supervisor/config/yaml_reader.h"
 #include "supervisor/store/submit_check.h"
 
@@ -130,7 +130,7 @@ void CheckSendable(YamlReader& r, const std::string& key, const Entry& e) {
   }
 }
 
-// Every text the task sends is UTF-8 (ctl/utf8.h: JSON carries nothing
+// Every text the task sends is UTF-8 (common/utf8.h: JSON carries nothing
 // else), each checked at its own line.
 void CheckUtf8Text(YamlReader& r, const std::string& key, const Entry& e) {
   const proto::SubmitTask& t = e.task;

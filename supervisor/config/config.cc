@@ -12,6 +12,7 @@
 
 #include "common/duration.h"
 #include "common/paths.h"
+#include "common/utf8.h"
 #include "supervisor/config/yaml_reader.h"
 
 namespace forge {
@@ -297,6 +298,12 @@ void EmitCritic(YAML::Emitter& out, const CriticConfig& c) {
 }  // namespace
 
 Result<Config> ParseConfig(const std::string& text, const std::string& path) {
+  // yaml-cpp would read other bytes as U+FFFD: a check or an env value that
+  // is not what the operator wrote.
+  if (size_t bad = FindInvalidUtf8(text); bad != std::string::npos) {
+    return MakeError(ErrorCode::kConfig, path + ": not UTF-8 (" + DescribeInvalidUtf8(text, bad) +
+                                             "); save it as UTF-8");
+  }
   YamlReader reader(path);
   Config config;
   config.path = path;

@@ -261,6 +261,12 @@ TEST(ConfigTest, BadDurations) {
   EXPECT_EQ(config.watchdog.kill_grace_ms, 0);
 }
 
+// yaml-cpp reads such bytes as U+FFFD: a check that is not what was written.
+TEST(ConfigTest, TextThatIsNotUtf8IsAConfigError) {
+  EXPECT_EQ(ErrorOf("workers: 1\ncritic: {verify: [\"echo caf\xe9\"]}\n"),
+            "f.yaml: not UTF-8 (byte 0xe9 at line 2, column 28); save it as UTF-8");
+}
+
 TEST(ConfigTest, EnumValues) {
   EXPECT_EQ(ErrorOf("agent:\n  profile: gpt\n"),
             "f.yaml:2:12: key 'agent.profile': must be one of claude, codex or command, got 'gpt'");

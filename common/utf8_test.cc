@@ -1,13 +1,13 @@
 // What forge-ctl accepts as UTF-8 is exactly what nlohmann::json can encode:
 // a byte the check lets through must never make a request's dump() throw.
-#include "ctl/utf8.h"
+#include "common/utf8.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "proto/messages.h"
 
-namespace forge::ctl {
+namespace forge {
 namespace {
 
 using ::testing::HasSubstr;
@@ -76,4 +76,4 @@ TEST(Utf8Test, CheckNamesTheArgument) {
 }
 
 }  // namespace
-}  // namespace forge::ctl
+}  // namespace forge

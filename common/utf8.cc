@@ -1,6 +1,6 @@
-#include "ctl/utf8.h"
+#include "common/utf8.h"
 
-namespace forge::ctl {
+namespace forge {
 namespace {
 
 // The length of the well-formed UTF-8 sequence at text[i], 0 when there is none.
@@ -94,4 +94,4 @@ Status CheckUtf8(std::string_view text, const std::string& what) {
                                             DescribeInvalidUtf8(text, at) + ")");
 }
 
-}  // namespace forge::ctl
+}  // namespace forge

@@ -1,9 +1,11 @@
-// Text forge-ctl sends to the supervisor must be UTF-8: the control protocol
-// is JSON, which carries nothing else, and encoding other bytes throws
-// (nlohmann type_error 316). Titles, briefs (and brief files), ids and
-// reasons are checked before a request is built, so that a Latin-1 or
-// Windows-1252 file is refused naming the flag, the plan line or the
-// argument (exit 2) rather than failing in the middle of a request.
+// UTF-8 checks for text from people. Text forge-ctl sends to the
+// supervisor must be UTF-8: the control protocol is JSON, which carries
+// nothing else, and encoding other bytes throws (nlohmann type_error 316).
+// Titles, briefs (and brief files), ids and reasons are checked before a
+// request is built, so that a Latin-1 or Windows-1252 file is refused
+// naming the flag, the plan line or the argument (exit 2) rather than
+// failing in the middle of a request. The supervisor's config file is
+// checked as a whole, before yaml-cpp would replace such bytes.
 #pragma once
 
 #include <cstddef>
@@ -12,7 +14,7 @@
 
 #include "common/result.h"
 
-namespace forge::ctl {
+namespace forge {
 
 // The offset of the first byte that is not part of a well-formed UTF-8
 // sequence (RFC 3629: no overlong forms, no surrogates, nothing past
@@ -32,4 +34,4 @@ std::string ShowBytes(std::string_view text, size_t max = 80);
 // not UTF-8 (what: "--title", "task id", ...); Ok otherwise.
 Status CheckUtf8(std::string_view text, const std::string& what);
 
-}  // namespace forge::ctl
+}  // namespace forge
