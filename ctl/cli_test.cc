@@ -118,6 +118,14 @@ TEST_F(CliTest, BadValuesAreNamed) {
                                      "': 2097153 bytes as sent, more than the "
                                      "2097152 a brief may be"));
 
+  // More text than a dispatch could carry: refused before anything is sent.
+  const std::string check(120'000, 'x');
+  std::vector<std::string> wordy = {"--state-dir", state_, "submit", "--title", "x"};
+  for (int i = 0; i < 9; ++i) wordy.insert(wordy.end(), {"--verify", check});
+  auto too_wordy = Cli(wordy);
+  EXPECT_EQ(too_wordy.rc, kExitUsage);
+  EXPECT_THAT(too_wordy.err, HasSubstr("task #1: its text besides the brief is 1080005 bytes"));
+
   // A file that never ends is not read until memory runs out.
   auto endless =
       Cli({"--state-dir", state_, "submit", "--title", "x", "--brief-file", "/dev/zero"});

@@ -357,6 +357,10 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
     auto task = BuildSubmitTask(args);
     if (!task.ok()) return Usage(env, task.error().message);
     tasks.push_back(std::move(task).value());
+    // What the supervisor would refuse, refused here (exit 2), as a plan's is.
+    if (Status valid = store::CheckBatch(tasks); !valid.ok()) {
+      return Usage(env, valid.error().message);
+    }
   }
   // forge-ctl runs on the machine the workers do: a repo that is not a git
   // repository or a base that names no commit is refused now, with the

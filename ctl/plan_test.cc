@@ -162,6 +162,14 @@ TEST_F(PlanTest, WhatTheStoreRefusesNamesThePlanLine) {
             At(3, 12, "key 'tasks[0].title': must not be empty"));
   EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    verify: [make, \" \"]\n"),
             At(4, 20, "key 'tasks[0].verify[1]': a check must not be blank"));
+  // A task no dispatch could carry (nor one submit): named, exit 2, not a
+  // transport error after the plan was read.
+  std::string checks;
+  for (int i = 0; i < 11; ++i) checks += "      - echo " + std::string(100'000, 'x') + "\n";
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    verify:\n" + checks),
+            plan_ +
+                ": task 'a': its text besides the brief is 1100061 bytes as sent (title, verify, "
+                "env, depends_on, ...), more than the 1048576 a task may have");
   EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    base: main\n"),
             At(4, 11, "key 'tasks[0].base': needs a repo (key 'tasks[0].repo')"));
 }

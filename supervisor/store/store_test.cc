@@ -825,6 +825,12 @@ TEST_F(StoreTest, BadSubmissionsNameTheTask) {
   auto bad_kind = s->Submit({kind});
   ASSERT_FALSE(bad_kind.ok());
   EXPECT_THAT(bad_kind.error().message, HasSubstr("task 'k': kind must be"));
+  auto wordy = Task("w", "w");
+  wordy.env["BIG"] = std::string(kMaxTaskTextBytes, 'x');
+  auto too_wordy = s->Submit({wordy});
+  ASSERT_FALSE(too_wordy.ok());
+  EXPECT_THAT(too_wordy.error().message,
+              HasSubstr("task 'w': its text besides the brief is 1048585 bytes as sent"));
   auto based = Task("b", "b");
   based.base = "main";
   auto no_repo = s->Submit({based});

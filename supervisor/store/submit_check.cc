@@ -22,6 +22,12 @@ Status CheckOne(const std::vector<proto::SubmitTask>& tasks, size_t i) {
                                               " bytes as sent, more than the " +
                                               std::to_string(kMaxBriefBytes) + " a brief may be");
   }
+  if (size_t size = EncodedTaskTextSize(t); size > kMaxTaskTextBytes) {
+    return MakeError(ErrorCode::kInvalid,
+                     label + ": its text besides the brief is " + std::to_string(size) +
+                         " bytes as sent (title, verify, env, depends_on, ...), more than the " +
+                         std::to_string(kMaxTaskTextBytes) + " a task may have");
+  }
   if (t.kind != "work" && t.kind != "expand") {
     return MakeError(ErrorCode::kInvalid,
                      label + ": kind must be 'work' or 'expand', got '" + t.kind + "'");
@@ -102,6 +108,17 @@ size_t EncodedBriefSize(std::string_view brief) {
 std::string TaskLabel(const std::vector<proto::SubmitTask>& tasks, size_t index) {
   if (!tasks[index].id.empty()) return "task '" + tasks[index].id + "'";
   return "task #" + std::to_string(index + 1);
+}
+
+size_t EncodedTaskTextSize(const proto::SubmitTask& t) {
+  size_t size = 0;
+  for (const std::string* s : {&t.id, &t.title, &t.kind, &t.repo, &t.base, &t.agent, &t.model}) {
+    size += EncodedBriefSize(*s);
+  }
+  for (const auto& v : t.verify) size += EncodedBriefSize(v);
+  for (const auto& d : t.depends_on) size += EncodedBriefSize(d);
+  for (const auto& [k, v] : t.env) size += EncodedBriefSize(k) + EncodedBriefSize(v);
+  return size;
 }
 
 Status CheckBatch(const std::vector<proto::SubmitTask>& tasks) {

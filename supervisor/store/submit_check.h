@@ -24,6 +24,16 @@ inline constexpr size_t kMaxBriefBytes = 2u << 20;
 // character in up to six.
 size_t EncodedBriefSize(std::string_view brief);
 
+// The most a task's text besides its brief may be as sent (title, checks,
+// env, dependencies, ids, names): with the brief and the attempt's history
+// it must fit one dispatch (kMaxMessageBytes, 4 MiB); a submit of one task
+// past it could not even be sent.
+inline constexpr size_t kMaxTaskTextBytes = 1u << 20;
+
+// What a task measures against kMaxTaskTextBytes: each of those strings as
+// EncodedBriefSize measures it.
+size_t EncodedTaskTextSize(const proto::SubmitTask& task);
+
 // "task 'a'" for a task with a local id, "task #3" (1-based) otherwise.
 std::string TaskLabel(const std::vector<proto::SubmitTask>& tasks, size_t index);
 
