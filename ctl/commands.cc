@@ -978,6 +978,13 @@ int CmdLogs(Env& env, const LogsArgs& args) {
     return Usage(env, "--attempt must be at least 1, got " + std::to_string(*args.attempt));
   }
   if (int rc = CheckArgument(env, args.id, "task id"); rc != kExitOk) return rc;
+  // The id names a directory under logs/: never one elsewhere.
+  if (args.id.empty() || args.id == "." || args.id == ".." ||
+      args.id.find('/') != std::string::npos) {
+    return Usage(env, "task id '" + ShowBytes(args.id) +
+                          "': not a task id (empty, '.', '..' or "
+                          "with a '/')");
+  }
   // As the other read-only commands: a state directory nothing ever ran in
   // (a typo, most likely) is exit 3, and --follow must not wait on it.
   if (!SupervisorPid(env.state_dir)) {

@@ -297,6 +297,12 @@ TEST_F(OfflineTest, LogsLatestPinnedAndMissing) {
   h_.Clear();
   EXPECT_EQ(CmdLogs(h_.env, {blocked_, std::nullopt, false}), kExitRejected);
   EXPECT_THAT(h_.err.str(), HasSubstr("no logs for task " + blocked_));
+  // An id is a directory name under logs/, never a path out of it.
+  for (const std::string& bad : {done_ + "/../" + done_, std::string(".."), std::string()}) {
+    h_.Clear();
+    EXPECT_EQ(CmdLogs(h_.env, {bad, std::nullopt, false}), kExitUsage) << bad;
+    EXPECT_THAT(h_.err.str(), HasSubstr("': not a task id (empty, '.', '..' or with a '/')"));
+  }
 }
 
 // --review: the review log (the checks' output), by default the latest

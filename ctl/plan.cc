@@ -112,7 +112,8 @@ bool IsBlank(const std::string& text) {
 // brief too long to send, a blank check (`sh -c ''` passes every attempt),
 // a base without a repo.
 void CheckSendable(YamlReader& r, const std::string& key, const Entry& e) {
-  if (auto base = e.present.find("base"); base != e.present.end() && e.task.repo.empty()) {
+  if (auto base = e.present.find("base");
+      base != e.present.end() && !e.task.base.empty() && e.task.repo.empty()) {
     r.Problem(base->second, "key '" + key + ".base': needs a repo (key '" + key + ".repo')");
   }
   if (auto brief = e.present.find("brief"); brief != e.present.end()) {

@@ -172,7 +172,9 @@ proto::SubmitTask SpecTask(const proto::TaskInfo& expand, const std::string& spe
   t.brief = spec;
   t.kind = "work";
   t.repo = expand.repo;
-  t.base = expand.base;
+  // A base without a repo was queued before the store refused it (it means
+  // nothing): not carried, or the spec task would be refused.
+  if (!expand.repo.empty()) t.base = expand.base;
   t.verify = expand.verify;
   t.priority = expand.priority;
   t.max_attempts = expand.max_attempts;

@@ -190,13 +190,16 @@ void ReadSync(YamlReader& r, const Node& node, const std::string& key, SyncConfi
 
 void ReadMaintenance(YamlReader& r, const Node& node, const std::string& key,
                      MaintenanceConfig* m) {
-  r.ReadMap(node, key,
-            {
-                {"interval", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->interval_ms, 1); }},
-                {"keep", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->keep_ms, 1); }},
-                {"keep_logs", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->keep_logs_ms, 1); }},
-                {"timeout", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->timeout_ms, 1); }},
-            });
+  r.ReadMap(
+      node, key,
+      {
+          {"interval", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->interval_ms, 1); }},
+          {"keep",
+           [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->keep_ms, 1, kMaxRetentionMs); }},
+          {"keep_logs",
+           [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->keep_logs_ms, 1, kMaxRetentionMs); }},
+          {"timeout", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->timeout_ms, 1); }},
+      });
 }
 
 void ReadDatabase(YamlReader& r, const Node& node, const std::string& key, DatabaseConfig* d) {

@@ -248,13 +248,16 @@ TEST(ConfigTest, BadDurations) {
             "or 7d, at most 365d, got '5'");
   EXPECT_EQ(ErrorOf("maintenance: {keep: [1d]}\n"),
             "f.yaml:1:21: key 'maintenance.keep': must be a positive duration like 250ms, 30s, "
-            "10m, 2h or 7d, at most 365d, got a list");
+            "10m, 2h or 7d, at most 36500d, got a list");
   // Past a year: a deadline that leaves RFC 3339's years, or int64's.
   EXPECT_EQ(ErrorOf("maintenance: {interval: 366d}\n"),
             "f.yaml:1:25: key 'maintenance.interval': must be a positive duration like 250ms, 30s, "
             "10m, 2h or 7d, at most 365d, got '366d'");
   EXPECT_THAT(ErrorOf("agent: {timeout: 9223372036854775807ms}\n"), HasSubstr("at most 365d"));
-  EXPECT_EQ(Parse("maintenance: {keep: 365d}\n").maintenance.keep_ms, 365LL * 24 * 3600 * 1000);
+  // Retention is no deadline: a century.
+  EXPECT_EQ(Parse("maintenance: {keep_logs: 730d}\n").maintenance.keep_logs_ms,
+            730LL * 24 * 3600 * 1000);
+  EXPECT_THAT(ErrorOf("maintenance: {keep: 36501d}\n"), HasSubstr("at most 36500d, got '36501d'"));
   // Zero is allowed where it means "at once".
   Config config = Parse("retry: {backoff_base: 0, backoff_max: 0}\nwatchdog: {kill_grace: 0}\n");
   EXPECT_EQ(config.retry.backoff_base_ms, 0);

@@ -284,14 +284,14 @@ void YamlReader::ReadInt(const YAML::Node& node, const std::string& key, int* ou
 }
 
 void YamlReader::ReadDuration(const YAML::Node& node, const std::string& key, int64_t* out_ms,
-                              int64_t min_ms) {
+                              int64_t min_ms, int64_t max_ms) {
   const std::string want = std::string(min_ms > 0 ? "a positive" : "a") +
                            " duration like 250ms, 30s, 10m, 2h or 7d, at most " +
-                           FormatDuration(Millis(kMaxConfigDurationMs));
+                           FormatDuration(Millis(max_ms));
   std::optional<std::string> text = Scalar(node, key, want);
   if (!text) return;
   Result<Millis> parsed = ParseDuration(*text);
-  if (!parsed.ok() || parsed->count() < min_ms || parsed->count() > kMaxConfigDurationMs) {
+  if (!parsed.ok() || parsed->count() < min_ms || parsed->count() > max_ms) {
     WrongValue(node, key, want);
     return;
   }

@@ -38,6 +38,9 @@ bool IsEnvName(std::string_view name);
 // past it deadlines (now + duration) leave the years RFC 3339 can write
 // (status's next maintenance run) or overflow int64 milliseconds.
 inline constexpr int64_t kMaxConfigDurationMs = 365LL * 24 * 3600 * 1000;
+// A retention window (how long to keep what is settled) is no deadline:
+// a century, still within RFC 3339's years when taken from now.
+inline constexpr int64_t kMaxRetentionMs = 100 * kMaxConfigDurationMs;
 
 class YamlReader {
  public:
@@ -78,9 +81,9 @@ class YamlReader {
   void ReadInt(const YAML::Node& node, const std::string& key, int* out, int64_t min,
                int64_t max = INT32_MAX);
   // Non-negative milliseconds from a duration ("30s"); positive when min_ms > 0;
-  // at most kMaxConfigDurationMs.
-  void ReadDuration(const YAML::Node& node, const std::string& key, int64_t* out_ms,
-                    int64_t min_ms);
+  // at most max_ms.
+  void ReadDuration(const YAML::Node& node, const std::string& key, int64_t* out_ms, int64_t min_ms,
+                    int64_t max_ms = kMaxConfigDurationMs);
   void ReadDouble(const YAML::Node& node, const std::string& key, double* out, double min);
   void ReadBool(const YAML::Node& node, const std::string& key, bool* out);
   // Any scalar as text; null reads as "".
