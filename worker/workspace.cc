@@ -109,6 +109,9 @@ void ClearInterruptedGit(const WorkspaceSpec& spec, const GitRunner& run) {
         "BISECT_ANCESTORS_OK", "BISECT_HEAD"}) {
     fs::remove_all(fs::path(git_dir) / name, ec);
   }
+  // A critic killed while it kept a review's snapshot: the reset deletes
+  // that ref, which its lock would refuse.
+  fs::remove(fs::path(git_dir) / (std::string(kReviewSnapshotRef) + ".lock"), ec);
   fs::remove(common / "refs/heads" / (WorktreeBranch(spec.task_id) + ".lock"), ec);
 }
 

@@ -129,6 +129,8 @@ TEST_F(WorkspaceTest, NextAttemptClearsWhatAKilledGitLeft) {
   std::string git_dir = Sh(wt, "git rev-parse --absolute-git-dir");
   ASSERT_TRUE(fs::exists(git_dir + "/rebase-merge")) << "the rebase did not stop on its conflict";
   std::ofstream(git_dir + "/index.lock") << "";
+  fs::create_directories(git_dir + "/refs/worktree");
+  std::ofstream(git_dir + "/" + kReviewSnapshotRef + ".lock") << "";
   std::string common = Sh(wt, "cd \"$(git rev-parse --git-common-dir)\" && pwd");
   std::ofstream(common + "/refs/heads/forge/t1.lock") << "";
   // A deprecated key makes git print a warning before every answer (its
@@ -138,6 +140,7 @@ TEST_F(WorkspaceTest, NextAttemptClearsWhatAKilledGitLeft) {
   Sh(repo_, "git config --unset core.fsyncObjectFiles 2>/dev/null");
   ASSERT_TRUE(second.ok()) << second.error().ToString();
   EXPECT_FALSE(fs::exists(git_dir + "/index.lock"));
+  EXPECT_FALSE(fs::exists(git_dir + "/" + kReviewSnapshotRef + ".lock"));
   EXPECT_FALSE(fs::exists(git_dir + "/rebase-merge"));
   EXPECT_FALSE(fs::exists(common + "/refs/heads/forge/t1.lock"));
   EXPECT_EQ(Sh(wt, "git status --porcelain --ignored"), "");
