@@ -48,7 +48,8 @@ struct AttemptEnd {
   bool rate_limited = false;  // the agent hit a rate limit: not the task's fault
   bool infra = false;         // the worker could not prepare it (disk full): as an infra outcome
   std::string spec;           // expand: the checked spec that becomes a new task on a pass
-  std::string review_log_error;  // the review log stopped early (proto::ReviewResult)
+  // The review log stopped early (proto::ReviewResult.log_error).
+  std::string review_log_error;
   // Spend not in the attempt's row yet (the LLM critic's), added by the close.
   double cost_usd = 0;
   int64_t tokens_in = 0;
