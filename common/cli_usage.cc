@@ -19,4 +19,10 @@ std::string UsageError(CLI::App& app, const CLI::ParseError& e) {
   return "unknown command '" + word + "' (commands: " + names + ")";
 }
 
+const CLI::Validator& NonEmpty() {
+  static const CLI::Validator validator(
+      [](const std::string& value) { return value.empty() ? "must not be empty" : ""; }, "");
+  return validator;
+}
+
 }  // namespace forge

@@ -13,4 +13,11 @@ namespace forge {
 // after its parse threw `e`.
 std::string UsageError(CLI::App& app, const CLI::ParseError& e);
 
+// Refuses an option given an empty value ("--repo ''", "--state-dir=").
+// Without it CLI11 stores "" and the program reads the option as left out:
+// a script's `--repo "$REPO"` with REPO unset queued a task with no
+// repository, and `--state-dir "$DIR"` steered ./.forge instead. The
+// message is CLI11's "--repo: must not be empty" (a usage error, exit 2).
+const CLI::Validator& NonEmpty();
+
 }  // namespace forge

@@ -13,8 +13,9 @@ namespace {
 std::string ParseMessage(std::vector<std::string> args) {
   CLI::App app{"test"};
   app.require_subcommand(1);
-  std::string dir;
+  std::string dir, name;
   app.add_option("--dir", dir);
+  app.add_option("--name", name)->check(NonEmpty());
   app.add_subcommand("start", "");
   app.add_subcommand("check", "")->add_flag("--quick");
   args.insert(args.begin(), "prog");
@@ -44,6 +45,12 @@ TEST(CliUsage, OtherErrorsKeepCli11sMessage) {
   EXPECT_EQ(ParseMessage({"start"}), "");
   EXPECT_EQ(ParseMessage({"--dir"}), "--dir: 1 required TEXT missing");
   EXPECT_EQ(ParseMessage({"check", "--slow"}), "The following argument was not expected: --slow");
+}
+
+TEST(CliUsage, AnEmptyValueOfANonEmptyOptionIsNamed) {
+  EXPECT_EQ(ParseMessage({"--name", "", "start"}), "--name: must not be empty");
+  EXPECT_EQ(ParseMessage({"--name", "x", "start"}), "");
+  EXPECT_EQ(ParseMessage({"--dir", "", "start"}), "");  // no check: CLI11 takes ""
 }
 
 }  // namespace

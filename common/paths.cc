@@ -24,7 +24,14 @@ Status MakeOneDir(const std::string& path, unsigned mode) {
   struct stat st {};
   if (err == EEXIST && stat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) return Status::Ok();
-    return MakeError(ErrorCode::kIo, "cannot create directory '" + path + "': not a directory");
+    return MakeError(ErrorCode::kInvalid,
+                     "cannot create directory '" + path + "': a file is there, not a directory");
+  }
+  // The path is wrong rather than the system (kInvalid): the caller's input
+  // names a file where a directory must be, as a parent (ENOTDIR) or itself.
+  if (err == ENOTDIR) {
+    return MakeError(ErrorCode::kInvalid, "cannot create directory '" + path +
+                                              "': part of the path is a file, not a directory");
   }
   return IoError("cannot create directory", path, err);
 }

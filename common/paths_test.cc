@@ -65,6 +65,13 @@ TEST_F(PathsTest, MakeDirsThroughAFileFails) {
   ASSERT_FALSE(deeper.ok());
   EXPECT_THAT(deeper.error().message, HasSubstr(dir_ + "/file/a"));
   EXPECT_FALSE(MakeDirs("").ok());
+  // The path is wrong, not the system: callers tell that to their operator.
+  EXPECT_EQ(s.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(deeper.error().code, ErrorCode::kInvalid);
+  Status itself = MakeDirs(dir_ + "/file");
+  ASSERT_FALSE(itself.ok());
+  EXPECT_EQ(itself.error().code, ErrorCode::kInvalid);
+  EXPECT_THAT(itself.error().message, HasSubstr("a file is there, not a directory"));
 }
 
 TEST_F(PathsTest, MakePrivateDirForcesMode) {

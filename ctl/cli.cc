@@ -75,7 +75,8 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   app.require_subcommand(1);
   app.fallthrough();  // global flags may come after the command: forge-ctl ls --json
   app.add_option("--state-dir", f.state_dir,
-                 "state directory (default: $FORGE_STATE_DIR, else ./.forge)");
+                 "state directory (default: $FORGE_STATE_DIR, else ./.forge)")
+      ->check(NonEmpty());
   app.add_flag("--json", f.json, "machine-readable output (field names: docs/cli.md)");
   app.add_flag("--wide", f.wide, "never shorten titles or errors to the terminal width");
   app.add_flag("--no-color", f.no_color, "no colour even on a terminal (so does NO_COLOR)");
@@ -88,11 +89,14 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
 
   auto* submit = app.add_subcommand("submit", "queue a task (or a YAML plan of tasks)");
   auto& s = f.submit;
-  submit->add_option("--title", s.title, "one-line title (required unless --plan)");
-  submit->add_option("--brief", s.brief, "what the agent must do (default: the title)");
-  submit->add_option("--brief-file", s.brief_file, "read the brief from a file");
-  submit->add_option("--repo", s.repo, "git repository to work in (a worktree is made per task)");
-  submit->add_option("--base", s.base, "base branch or commit in --repo");
+  submit->add_option("--title", s.title, "one-line title (required unless --plan)")
+      ->check(NonEmpty());
+  submit->add_option("--brief", s.brief, "what the agent must do (default: the title)")
+      ->check(NonEmpty());
+  submit->add_option("--brief-file", s.brief_file, "read the brief from a file")->check(NonEmpty());
+  submit->add_option("--repo", s.repo, "git repository to work in (a worktree is made per task)")
+      ->check(NonEmpty());
+  submit->add_option("--base", s.base, "base branch or commit in --repo")->check(NonEmpty());
   submit->add_option("--verify", s.verify, "shell command that must pass (repeatable)")
       ->take_last()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
@@ -109,12 +113,16 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   submit->add_option("--env", s.env, "K=V for the agent's environment (repeatable)")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->allow_extra_args(false);
-  submit->add_option("--agent", s.agent, "agent profile: claude | codex | command");
-  submit->add_option("--model", s.model, "model override");
+  submit->add_option("--agent", s.agent, "agent profile: claude | codex | command")
+      ->check(NonEmpty());
+  submit->add_option("--model", s.model, "model override")->check(NonEmpty());
   submit->add_flag("--expand", s.expand, "a planning task whose result is a plan of new tasks");
-  submit->add_option("--plan", s.plan, "submit a YAML plan file, all tasks or none");
-  submit->add_option("--idempotency-key", s.idempotency_key,
-                     "submit at most once under this key: a retry prints the first ids");
+  submit->add_option("--plan", s.plan, "submit a YAML plan file, all tasks or none")
+      ->check(NonEmpty());
+  submit
+      ->add_option("--idempotency-key", s.idempotency_key,
+                   "submit at most once under this key: a retry prints the first ids")
+      ->check(NonEmpty());
   submit->footer(Example(
       "  forge-ctl submit --title 'Fix the flaky test' --repo ~/src/app --verify 'make test'\n"
       "  forge-ctl submit --plan plan.yaml --json"));
@@ -122,18 +130,19 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   auto* ls = app.add_subcommand("ls", "list tasks, newest first");
   ls->add_option("--state", f.list.state,
                  "only tasks in this state (pending ready running reviewing cooldown done blocked "
-                 "cancelled)");
+                 "cancelled)")
+      ->check(NonEmpty());
   ls->add_option("--limit", f.list.limit, "at most N tasks");
   ls->footer(Example("  forge-ctl ls --state blocked"));
 
   auto* show = app.add_subcommand("show", "a task: fields, attempts ledger, review, timeline");
-  show->add_option("id", f.id, "task id")->required();
+  show->add_option("id", f.id, "task id")->check(NonEmpty())->required();
   show->footer(Example("  forge-ctl show t12"));
 
   auto* wait = app.add_subcommand("wait",
                                   "wait until tasks are done (exit 0), one ends otherwise "
                                   "(1), or the timeout (124)");
-  wait->add_option("ids", f.ids, "task ids")->required();
+  wait->add_option("ids", f.ids, "task ids")->check(NonEmpty())->required();
   wait->add_option("--timeout", f.timeout,
                    "seconds, or a duration such as 10m; 0 looks once (default: none)");
   wait->footer(Example("  forge-ctl wait t12 t13 --timeout 30m && echo all done"));
@@ -144,7 +153,7 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   std::map<std::string, CLI::App*> changes;
   for (auto& [name, help] : change_help) {
     auto* sub = app.add_subcommand(name, help);
-    sub->add_option("id", f.id, "task id")->required();
+    sub->add_option("id", f.id, "task id")->check(NonEmpty())->required();
     sub->footer(Example(std::string("  forge-ctl ") + name + " t12"));
     changes[name] = sub;
   }
@@ -168,15 +177,16 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   auto* events = app.add_subcommand("events", "the event log (one line per event)");
   events->add_flag("-f,--follow", f.events.follow, "keep printing new events as they commit");
   events->add_option("--since", f.events.since, "only events with seq > SEQ");
-  events->add_option("--task", f.events.task_id, "only this task's events");
-  events->add_option("--kind", f.events.kind, "only this kind, or a prefix ending in '.' (task.)");
+  events->add_option("--task", f.events.task_id, "only this task's events")->check(NonEmpty());
+  events->add_option("--kind", f.events.kind, "only this kind, or a prefix ending in '.' (task.)")
+      ->check(NonEmpty());
   events->add_option("--limit", f.events.limit, "at most N events");
   events->footer(
       Example("  forge-ctl events --follow --kind attempt.\n"
               "  forge-ctl events --since 120 --json"));
 
   auto* logs = app.add_subcommand("logs", "an attempt's agent output (--review: its checks')");
-  logs->add_option("id", f.logs.id, "task id")->required();
+  logs->add_option("id", f.logs.id, "task id")->check(NonEmpty())->required();
   logs->add_option("--attempt", f.logs.attempt, "attempt number (default: the latest)");
   logs->add_flag("-f,--follow", f.logs.follow,
                  "keep printing as it grows (and the next attempts' logs) until the task settles");
@@ -190,8 +200,8 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
 
   auto* doctor =
       app.add_subcommand("doctor", "check the state directory; each problem with its fix");
-  doctor->add_option("--config", f.config,
-                     "forge.yaml to validate (default: beside the state dir)");
+  doctor->add_option("--config", f.config, "forge.yaml to validate (default: beside the state dir)")
+      ->check(NonEmpty());
   doctor->footer(Example("  forge-ctl doctor || echo 'something is red'"));
 
   auto* watch = app.add_subcommand("watch", "live full-screen view; q quits");

@@ -95,6 +95,29 @@ TEST_F(CliTest, BadValuesAreNamed) {
   EXPECT_EQ(empty_check.rc, kExitUsage);
   EXPECT_THAT(empty_check.err, HasSubstr("--verify '': a check must not be empty"));
 
+  // An empty value is refused, not read as the flag left out: a script's
+  // `--repo "$REPO"` with REPO unset must not queue a task with no repository.
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"submit", "--title", "x", "--repo", ""},
+        {"submit", "--title", "x", "--brief", ""},
+        {"submit", "--title", "x", "--model", ""},
+        {"submit", "--plan", ""},
+        {"ls", "--state", ""},
+        {"events", "--task", ""},
+        {"show", ""}}) {
+    std::string flag = args[args.size() - 2].starts_with("--") ? args[args.size() - 2] : "id";
+    args.insert(args.begin(), {"--state-dir", state_});
+    auto empty = Cli(args);
+    EXPECT_EQ(empty.rc, kExitUsage) << args[3];
+    EXPECT_THAT(empty.err, HasSubstr("forge-ctl: " + flag + ": must not be empty")) << args[3];
+  }
+  auto empty_equals = Cli({"--state-dir", state_, "submit", "--title", "x", "--repo="});
+  EXPECT_EQ(empty_equals.rc, kExitUsage);
+  EXPECT_THAT(empty_equals.err, HasSubstr("forge-ctl: --repo: "));
+  auto empty_state_dir = Cli({"--state-dir", "", "status"});
+  EXPECT_EQ(empty_state_dir.rc, kExitUsage);
+  EXPECT_THAT(empty_state_dir.err, HasSubstr("--state-dir: must not be empty"));
+
   auto no_title = Cli({"--state-dir", state_, "submit", "--brief", "do it"});
   EXPECT_EQ(no_title.rc, kExitUsage);
   EXPECT_THAT(no_title.err, HasSubstr("--title is required"));

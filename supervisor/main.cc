@@ -40,18 +40,21 @@ int main(int argc, char** argv) {
 #endif
   auto* start_cmd =
       app.add_subcommand("start", "start the supervisor (daemonises unless --foreground)");
-  start_cmd->add_option("--config", start.config_path,
-                        "forge.yaml (default: ./forge.yaml if present)");
-  start_cmd->add_option(
-      "--state-dir", start.state_dir,
-      "state directory (default: $FORGE_STATE_DIR, else .forge beside the config)");
+  start_cmd
+      ->add_option("--config", start.config_path, "forge.yaml (default: ./forge.yaml if present)")
+      ->check(forge::NonEmpty());
+  start_cmd
+      ->add_option("--state-dir", start.state_dir,
+                   "state directory (default: $FORGE_STATE_DIR, else .forge beside the config)")
+      ->check(forge::NonEmpty());
   start_cmd->add_flag("--foreground", start.foreground,
                       "stay in the foreground, log to stderr too");
 
   std::string check_path;
   auto* check_cmd =
       app.add_subcommand("check-config", "validate forge.yaml and print the effective config");
-  check_cmd->add_option("--config", check_path, "forge.yaml (default: ./forge.yaml if present)");
+  check_cmd->add_option("--config", check_path, "forge.yaml (default: ./forge.yaml if present)")
+      ->check(forge::NonEmpty());
 
   try {
     app.parse(argc, argv);

@@ -594,6 +594,22 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   ASSERT_TRUE(bad.ok());
   EXPECT_EQ(bad->status.exit_code, 2);
   EXPECT_NE(bad->output.find("bad.yaml:1"), std::string::npos) << bad->output;
+  // A state directory that is a file, or given empty, is the operator's to
+  // fix: exit 2 naming it, as forge-ctl does.
+  check.argv = {BinPath("forge-supervisor"), "start",       "--config",
+                forge.dir() + "/forge.yaml", "--state-dir", forge.dir() + "/bad.yaml"};
+  auto file_state = RunCommand(check, 10'000);
+  ASSERT_TRUE(file_state.ok());
+  EXPECT_EQ(file_state->status.exit_code, 2) << file_state->output;
+  EXPECT_NE(file_state->output.find(forge.dir() + "/bad.yaml': a file is there, not a directory"),
+            std::string::npos)
+      << file_state->output;
+  check.argv.back() = "";
+  auto empty_state = RunCommand(check, 10'000);
+  ASSERT_TRUE(empty_state.ok());
+  EXPECT_EQ(empty_state->status.exit_code, 2) << empty_state->output;
+  EXPECT_NE(empty_state->output.find("--state-dir: must not be empty"), std::string::npos)
+      << empty_state->output;
   check.argv = {BinPath("forge-supervisor"), "strat"};
   auto typo = RunCommand(check, 10'000);
   ASSERT_TRUE(typo.ok());
