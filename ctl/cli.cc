@@ -234,6 +234,7 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   env.style.color = !f.no_color && WantColor(STDOUT_FILENO);
   env.style.wide = f.wide;
   env.style.width = f.wide ? 0 : TerminalWidth(STDOUT_FILENO);
+  env.style.ctl = CtlCommand(env.state_dir);
   env.config_path = f.config;
   if (auto access = CheckStateDirAccess(env.state_dir); !access.ok()) {
     if (access.error().code == ErrorCode::kInvalid) return Usage(env, access.error().message);

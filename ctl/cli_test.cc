@@ -308,6 +308,18 @@ TEST(ResolveStateDirTest, FlagThenEnvironmentThenDotForge) {
   EXPECT_EQ(ResolveStateDir(""), std::filesystem::current_path().string() + "/.forge");
 }
 
+TEST(ResolveStateDirTest, AHintNamesTheStateDirOnlyWhereItIsNotTheDefault) {
+  ::unsetenv("FORGE_STATE_DIR");
+  EXPECT_EQ(CtlCommand(ResolveStateDir("")), "forge-ctl");
+  EXPECT_EQ(CtlCommand(ResolveStateDir(".forge")), "forge-ctl");
+  EXPECT_EQ(CtlCommand("/srv/my forge"), "forge-ctl --state-dir '/srv/my forge'");
+  ::setenv("FORGE_STATE_DIR", "/srv/forge", 1);
+  EXPECT_EQ(CtlCommand("/srv/forge"), "forge-ctl");  // the same shell finds it
+  EXPECT_EQ(CtlCommand(std::filesystem::current_path().string() + "/.forge"),
+            "forge-ctl --state-dir " + std::filesystem::current_path().string() + "/.forge");
+  ::unsetenv("FORGE_STATE_DIR");
+}
+
 TEST(ShellQuoteTest, QuotesOnlyWhenNeeded) {
   EXPECT_EQ(ShellQuote("/srv/forge/.forge"), "/srv/forge/.forge");
   EXPECT_EQ(ShellQuote("/tmp/my dir"), "'/tmp/my dir'");

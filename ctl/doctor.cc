@@ -141,7 +141,7 @@ void CheckCounts(store::Store& store, Findings& out, const std::string& db) {
   }
 }
 
-void CheckReplay(store::Store& store, Findings& out) {
+void CheckReplay(store::Store& store, const std::string& ctl, Findings& out) {
   // One snapshot for both: a live supervisor's commit between the two reads
   // would show as a mismatch, with a fix that cancels a healthy task.
   Result<std::map<std::string, proto::TaskState>> replay =
@@ -170,7 +170,7 @@ void CheckReplay(store::Store& store, Findings& out) {
       ++bad;
       Add(out, "replay", Severity::kRed,
           "task " + t.id + " is " + table + " but the event log has no events for it",
-          "forge-ctl cancel " + t.id + "  (records an event; or restore the last backup)");
+          ctl + " cancel " + t.id + "  (records an event; or restore the last backup)");
     } else if (it->second != t.state) {
       ++bad;
       std::string replayed(proto::StateName(it->second));
@@ -178,8 +178,8 @@ void CheckReplay(store::Store& store, Findings& out) {
           "task " + t.id + ": the tasks table says " + table + ", the event log replays to " +
               replayed,
           proto::IsSettled(t.state)
-              ? "forge-ctl retry " + t.id + "  (re-runs it from a recorded state)"
-              : "forge-ctl cancel " + t.id + " && forge-ctl retry " + t.id);
+              ? ctl + " retry " + t.id + "  (re-runs it from a recorded state)"
+              : ctl + " cancel " + t.id + " && " + ctl + " retry " + t.id);
     }
   }
   for (const auto& [id, state] : *replay) {
@@ -326,7 +326,7 @@ std::vector<DoctorFinding> RunDoctor(const DoctorOptions& o) {
     store = std::move(opened).value();
     CheckIntegrity(*store, out, db);
     CheckCounts(*store, out, db);
-    CheckReplay(*store, out);
+    CheckReplay(*store, CtlCommand(o.state_dir), out);
     CheckOpenAttempts(*store, o, pid.has_value(), out);
   }
   int64_t keep_ms = CheckConfig(o, out);

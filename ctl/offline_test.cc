@@ -614,7 +614,9 @@ TEST_F(OfflineTest, DoctorDetectsATamperedTasksTable) {
   EXPECT_THAT(red->message, HasSubstr("task " + blocked_ +
                                       ": the tasks table says done, the "
                                       "event log replays to blocked"));
-  EXPECT_THAT(red->fix, HasSubstr("forge-ctl retry " + blocked_));
+  // Run as printed: the test's state directory is not the default one.
+  EXPECT_THAT(red->fix, HasSubstr("forge-ctl --state-dir " + ShellQuote(h_.state_dir) + " retry " +
+                                  blocked_));
   EXPECT_EQ(CmdDoctor(h_.env), kExitRejected);
   EXPECT_THAT(h_.out.str(), HasSubstr("RED "));
 }

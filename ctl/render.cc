@@ -569,7 +569,8 @@ std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style
       // A tail is the last 4 KiB; the review log has all of it.
       if (std::any_of(at.checks.begin(), at.checks.end(),
                       [](const proto::CheckResult& c) { return !c.passed; })) {
-        out << "  whole output: forge-ctl logs " << t.id << " --review --attempt " << at.n << "\n";
+        out << "  whole output: " << style.ctl << " logs " << t.id << " --review --attempt " << at.n
+            << "\n";
       }
       for (const auto& f : at.findings) {
         Color color = f.severity == "sev1"   ? Color::kRed

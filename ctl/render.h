@@ -23,6 +23,8 @@ struct Style {
   bool color = false;
   bool wide = false;  // never shorten anything (titles, errors) to fit
   int width = 0;      // terminal columns; 0: unknown (nothing is shortened)
+  // The start of the forge-ctl commands a hint prints (ctl/state.h CtlCommand).
+  std::string ctl = "forge-ctl";
 };
 
 // colour when stdout is a terminal and NO_COLOR is unset or empty.

@@ -412,6 +412,13 @@ TEST(RenderShow, FieldsLedgerReviewAndTimeline) {
   EXPECT_THAT(out, HasSubstr("  sev2  tests  x_test.cc:12  does not test the edge case\n"));
 
   EXPECT_THAT(out, HasSubstr("timeline\n       3  2023-11-14T22:03:20.000Z  task.submitted  t7\n"));
+
+  // Another state directory: the hint runs as printed.
+  Style elsewhere;
+  elsewhere.ctl = "forge-ctl --state-dir '/srv/my forge'";
+  EXPECT_THAT(RenderShow(show, kNow, elsewhere),
+              HasSubstr("  whole output: forge-ctl --state-dir '/srv/my forge' logs t7 --review "
+                        "--attempt 1\n"));
 }
 
 }  // namespace

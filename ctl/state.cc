@@ -19,6 +19,11 @@ std::string ResolveStateDir(const std::string& flag) {
   return ec ? dir : abs.lexically_normal().string();
 }
 
+std::string CtlCommand(const std::string& state_dir) {
+  if (state_dir == ResolveStateDir("")) return "forge-ctl";
+  return "forge-ctl --state-dir " + ShellQuote(state_dir);
+}
+
 std::string DbPath(const std::string& state_dir) {
   return state_dir + "/forge.db";
 }

@@ -19,6 +19,10 @@ inline constexpr int kExitTimeout = 124;  // wait --timeout
 
 // --state-dir, else $FORGE_STATE_DIR, else ./.forge; made absolute.
 std::string ResolveStateDir(const std::string& flag);
+// How a hint starts a forge-ctl command for state_dir (resolved): "forge-ctl",
+// with "--state-dir D" when D is not where forge-ctl looks by default from
+// here, so that the hint can be copied and run as printed.
+std::string CtlCommand(const std::string& state_dir);
 
 std::string DbPath(const std::string& state_dir);
 std::string EventsJsonlPath(const std::string& state_dir);
