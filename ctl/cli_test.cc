@@ -111,6 +111,10 @@ TEST_F(CliTest, BadValuesAreNamed) {
     EXPECT_EQ(empty.rc, kExitUsage) << args[3];
     EXPECT_THAT(empty.err, HasSubstr("forge-ctl: " + flag + ": must not be empty")) << args[3];
   }
+  auto follow_json = Cli({"--state-dir", state_, "logs", "t1", "--follow", "--json"});
+  EXPECT_EQ(follow_json.rc, kExitUsage);
+  EXPECT_THAT(follow_json.err, HasSubstr("--json does not go with --follow"));
+
   auto empty_equals = Cli({"--state-dir", state_, "submit", "--title", "x", "--repo="});
   EXPECT_EQ(empty_equals.rc, kExitUsage);
   EXPECT_THAT(empty_equals.err, HasSubstr("forge-ctl: --repo: "));

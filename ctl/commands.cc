@@ -977,6 +977,13 @@ int CmdLogs(Env& env, const LogsArgs& args) {
   if (args.attempt && *args.attempt < 1) {
     return Usage(env, "--attempt must be at least 1, got " + std::to_string(*args.attempt));
   }
+  // A followed log is streamed as written, not one JSON object: --json was
+  // ignored there, and a script reading JSON got raw text.
+  if (env.json && args.follow) {
+    return Usage(env,
+                 "--json does not go with --follow (the log is streamed as written); "
+                 "leave out --json, or read the log whole with: logs ID --json");
+  }
   if (int rc = CheckArgument(env, args.id, "task id"); rc != kExitOk) return rc;
   // The id names a directory under logs/: never one elsewhere.
   if (args.id.empty() || args.id == "." || args.id == ".." ||
