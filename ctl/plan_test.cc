@@ -188,6 +188,10 @@ TEST_F(PlanTest, UnknownKeysAndWrongTypes) {
             At(2, 31, "key 'tasks[0].verify': must be a list of strings, got 'make test'"));
   EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, priority: high}\n"),
             At(2, 33, "key 'tasks[0].priority': must be an integer, got 'high'"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, priority: 3000000000}\n"),
+            At(2, 33,
+               "key 'tasks[0].priority': must be an integer from -2147483648 to 2147483647, got "
+               "'3000000000'"));
   EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, max_attempts: 0}\n"),
             At(2, 37, "key 'tasks[0].max_attempts': must be a positive integer, got '0'"));
   EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, needs_approval: maybe}\n"),

@@ -227,9 +227,16 @@ TEST(ConfigTest, IntegerRanges) {
             "f.yaml:1:10: key 'critics': must be an integer from 1 to 64, got '65'");
   EXPECT_EQ(ErrorOf("retry: {max_infra_retries: -1}\n"),
             "f.yaml:1:28: key 'retry.max_infra_retries': must be a non-negative integer, got '-1'");
+  // Past a bound the message names (no 'positive integer, got 3000000000').
   EXPECT_EQ(ErrorOf("retry: {max_attempts: 99999999999999999999}\n"),
-            "f.yaml:1:23: key 'retry.max_attempts': must be a positive integer, got "
+            "f.yaml:1:23: key 'retry.max_attempts': must be an integer from 1 to 2147483647, got "
             "'99999999999999999999'");
+  EXPECT_EQ(ErrorOf("retry: {max_attempts: 3000000000}\n"),
+            "f.yaml:1:23: key 'retry.max_attempts': must be an integer from 1 to 2147483647, got "
+            "'3000000000'");
+  EXPECT_EQ(ErrorOf("retry: {max_infra_retries: -3000000000}\n"),
+            "f.yaml:1:28: key 'retry.max_infra_retries': must be an integer from 0 to "
+            "2147483647, got '-3000000000'");
   EXPECT_EQ(ErrorOf("budget: {daily_usd: -1}\n"),
             "f.yaml:1:21: key 'budget.daily_usd': must be a non-negative number, got '-1'");
   EXPECT_EQ(ErrorOf("budget: {daily_usd: .inf}\n"),

@@ -276,7 +276,14 @@ void YamlReader::ReadInt(const YAML::Node& node, const std::string& key, int* ou
   const char* end = begin + text->size();
   if (begin != end && *begin == '+') ++begin;
   auto [ptr, ec] = std::from_chars(begin, end, value);
-  if (ec != std::errc() || ptr != end || value < min || value > max) {
+  bool integer = ptr == end && (ec == std::errc() || ec == std::errc::result_out_of_range);
+  if (integer && (ec != std::errc() || value < INT32_MIN || value > INT32_MAX)) {
+    // Past the bound `want` leaves unstated ("must be a positive integer,
+    // got '3000000000'" reads as a contradiction): name it.
+    WrongValue(node, key, "an integer from " + std::to_string(min) + " to " + std::to_string(max));
+    return;
+  }
+  if (!integer || value < min || value > max) {
     WrongValue(node, key, want);
     return;
   }
