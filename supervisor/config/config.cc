@@ -189,7 +189,8 @@ void ReadMaintenance(YamlReader& r, const Node& node, const std::string& key,
   r.ReadMap(
       node, key,
       {
-          {"interval", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->interval_ms, 1); }},
+          // 0: maintenance off (no pass is ever due; status says "disabled").
+          {"interval", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->interval_ms, 0); }},
           {"keep",
            [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->keep_ms, 1, kMaxRetentionMs); }},
           {"keep_logs",

@@ -258,7 +258,7 @@ TEST(ConfigTest, BadDurations) {
             "10m, 2h or 7d, at most 36500d, got a list");
   // Past a year: a deadline that leaves RFC 3339's years, or int64's.
   EXPECT_EQ(ErrorOf("maintenance: {interval: 366d}\n"),
-            "f.yaml:1:25: key 'maintenance.interval': must be a positive duration like 250ms, 30s, "
+            "f.yaml:1:25: key 'maintenance.interval': must be a duration like 250ms, 30s, "
             "10m, 2h or 7d, at most 365d, got '366d'");
   EXPECT_THAT(ErrorOf("agent: {timeout: 9223372036854775807ms}\n"), HasSubstr("at most 365d"));
   // Retention is no deadline: a century.
@@ -269,6 +269,8 @@ TEST(ConfigTest, BadDurations) {
   Config config = Parse("retry: {backoff_base: 0, backoff_max: 0}\nwatchdog: {kill_grace: 0}\n");
   EXPECT_EQ(config.retry.backoff_base_ms, 0);
   EXPECT_EQ(config.watchdog.kill_grace_ms, 0);
+  // And where it means "never": maintenance off.
+  EXPECT_EQ(Parse("maintenance: {interval: 0}\n").maintenance.interval_ms, 0);
 }
 
 // yaml-cpp reads such bytes as U+FFFD: a check that is not what was written.
