@@ -147,6 +147,7 @@ TEST(MaintenanceScheduleTest, StarvedAfterTwoIntervalsWithoutAJob) {
   c.interval_ms = 0;  // disabled
   EXPECT_FALSE(s.Due(100'000, c));
   EXPECT_FALSE(s.Starved(100'000, c));
+  EXPECT_EQ(s.NextDeadline(c), INT64_MAX);  // no wake-up, and status's next_at null
 }
 
 }  // namespace
