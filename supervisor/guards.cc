@@ -29,6 +29,15 @@ std::string Usd(double v) {
 
 }  // namespace
 
+Spend CountedSpend(double reported_usd, int64_t tokens_in, int64_t tokens_out,
+                   const TokenPrices& prices) {
+  if (reported_usd > 0) return {reported_usd, false};
+  double usd = static_cast<double>(std::max<int64_t>(0, tokens_in)) * prices.input_per_mtok / 1e6 +
+               static_cast<double>(std::max<int64_t>(0, tokens_out)) * prices.output_per_mtok / 1e6;
+  if (usd <= 0) return {};
+  return {std::min(usd, kMaxEstimatedUsd), true};
+}
+
 Guards::Guards(const Clock& clock, GuardsConfig config) : clock_(clock), config_(config) {}
 
 int64_t Guards::NextUtcMidnight(int64_t wall_ms) {

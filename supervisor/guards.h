@@ -57,6 +57,17 @@ inline constexpr int64_t kRateLimitMaxResetMs = 8LL * 24 * 60 * 60 * 1000;
 inline constexpr int64_t kStoreRetryInitialMs = 1000;
 inline constexpr int64_t kStoreRetryMaxMs = 30 * 1000;
 
+// The spend one agent run counts toward the budgets: the cost it reported,
+// else (it reported none: codex) its tokens at `prices`, marked estimated.
+// Negative reports count as 0; an estimate is capped at kMaxEstimatedUsd.
+struct Spend {
+  double usd = 0;
+  bool estimated = false;
+};
+inline constexpr double kMaxEstimatedUsd = 1e9;
+Spend CountedSpend(double reported_usd, int64_t tokens_in, int64_t tokens_out,
+                   const TokenPrices& prices);
+
 class Guards {
  public:
   Guards(const Clock& clock, GuardsConfig config);

@@ -21,6 +21,25 @@ std::vector<std::string> Kinds(const std::vector<GuardEvent>& events) {
   return out;
 }
 
+TEST(CountedSpend, AReportedCostCountsAsItIsAndTokensArePricedOnlyWithoutOne) {
+  TokenPrices prices{.input_per_mtok = 2.0, .output_per_mtok = 10.0};
+  Spend claude = CountedSpend(0.25, 1'000'000, 1'000'000, prices);
+  EXPECT_DOUBLE_EQ(claude.usd, 0.25);
+  EXPECT_FALSE(claude.estimated);
+  Spend codex = CountedSpend(0, 500'000, 100'000, prices);  // 1.00 + 1.00
+  EXPECT_DOUBLE_EQ(codex.usd, 2.0);
+  EXPECT_TRUE(codex.estimated);
+  // Not priced, nothing used, or nonsense counts: $0, not an estimate.
+  EXPECT_FALSE(CountedSpend(0, 500'000, 100'000, TokenPrices{}).estimated);
+  EXPECT_EQ(CountedSpend(0, 500'000, 100'000, TokenPrices{}).usd, 0);
+  EXPECT_FALSE(CountedSpend(0, 0, 0, prices).estimated);
+  Spend negative = CountedSpend(-1, -5, 100'000, prices);
+  EXPECT_DOUBLE_EQ(negative.usd, 1.0);
+  // A price typed a million times too high stays a finite amount.
+  TokenPrices absurd{.input_per_mtok = 1e300, .output_per_mtok = 1e300};
+  EXPECT_EQ(CountedSpend(0, INT64_MAX, INT64_MAX, absurd).usd, kMaxEstimatedUsd);
+}
+
 TEST(Guards, NothingPausesByDefault) {
   FakeClock clock;
   Guards g(clock, Cfg());

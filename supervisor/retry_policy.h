@@ -54,6 +54,7 @@ struct AttemptEnd {
   double cost_usd = 0;
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
+  bool cost_estimated = false;  // cost_usd is its tokens priced (guards.h CountedSpend)
 };
 
 struct PolicyConfig {

@@ -962,7 +962,10 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   report.exit_code = m.exit_code;
   report.signal = m.signal;
   report.duration_ms = m.duration_ms;
-  report.cost_usd = m.cost_usd;
+  // codex reports tokens only: priced here, so that the budgets bound it.
+  Spend spend = CountedSpend(m.cost_usd, m.tokens_in, m.tokens_out, config_.budget.token_prices);
+  report.cost_usd = spend.usd;
+  report.cost_estimated = spend.estimated;
   report.tokens_in = m.tokens_in;
   report.tokens_out = m.tokens_out;
   report.num_turns = m.num_turns;
@@ -1065,7 +1068,9 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   end.findings = m.findings;
   end.commit = m.commit.value_or("");
   end.error = m.error;
-  end.cost_usd = m.cost_usd;
+  Spend spend = CountedSpend(m.cost_usd, m.tokens_in, m.tokens_out, config_.budget.token_prices);
+  end.cost_usd = spend.usd;
+  end.cost_estimated = spend.estimated;
   end.tokens_in = m.tokens_in;
   end.tokens_out = m.tokens_out;
   end.infra = m.infra;
@@ -1338,6 +1343,7 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
       close.spawn = SpecTask(task, end.spec);
     }
     close.cost_usd = end.cost_usd;
+    close.cost_estimated = end.cost_estimated;
     close.tokens_in = end.tokens_in;
     close.tokens_out = end.tokens_out;
     return close;
@@ -1379,8 +1385,8 @@ forge::Status Supervisor::TryCloseAttempt(int64_t attempt_id, const AttemptEnd& 
 // toward the attempt, the task and the day all the same.
 forge::Status Supervisor::AddCriticSpend(int64_t attempt_id, int review, const AttemptEnd& end) {
   if (end.cost_usd == 0 && end.tokens_in == 0 && end.tokens_out == 0) return Status::Ok();
-  auto added =
-      store_->AddCriticSpend(attempt_id, review, end.cost_usd, end.tokens_in, end.tokens_out);
+  auto added = store_->AddCriticSpend(attempt_id, review, end.cost_usd, end.tokens_in,
+                                      end.tokens_out, end.cost_estimated);
   if (!added.ok()) return added.error();
   if (!added->has_value()) return Status::Ok();  // added before (a kept write's retry)
   spdlog::info("attempt {} ({} #{}): the critic's ${:.4f} added ({})", attempt_id,

@@ -161,11 +161,24 @@ void ReadCircuitBreaker(YamlReader& r, const Node& node, const std::string& key,
 }
 
 void ReadBudget(YamlReader& r, const Node& node, const std::string& key, BudgetConfig* b) {
-  r.ReadMap(node, key,
-            {
-                {"task_usd", [&](auto& v, auto& k) { r.ReadDouble(v, k, &b->task_usd, 0); }},
-                {"daily_usd", [&](auto& v, auto& k) { r.ReadDouble(v, k, &b->daily_usd, 0); }},
-            });
+  r.ReadMap(
+      node, key,
+      {
+          {"task_usd", [&](auto& v, auto& k) { r.ReadDouble(v, k, &b->task_usd, 0); }},
+          {"daily_usd", [&](auto& v, auto& k) { r.ReadDouble(v, k, &b->daily_usd, 0); }},
+          {"token_prices",
+           [&](auto& v, auto& k) {
+             TokenPrices* p = &b->token_prices;
+             r.ReadMap(
+                 v, k,
+                 {
+                     {"input",
+                      [&](auto& v2, auto& k2) { r.ReadDouble(v2, k2, &p->input_per_mtok, 0); }},
+                     {"output",
+                      [&](auto& v2, auto& k2) { r.ReadDouble(v2, k2, &p->output_per_mtok, 0); }},
+                 });
+           }},
+      });
 }
 
 void ReadSync(YamlReader& r, const Node& node, const std::string& key, SyncConfig* s) {
@@ -363,6 +376,10 @@ std::string DumpConfig(const Config& c) {
   out << YAML::Key << "budget" << YAML::Value << YAML::BeginMap;
   EmitDouble(out, "task_usd", c.budget.task_usd);
   EmitDouble(out, "daily_usd", c.budget.daily_usd);
+  out << YAML::Key << "token_prices" << YAML::Value << YAML::BeginMap;
+  EmitDouble(out, "input", c.budget.token_prices.input_per_mtok);
+  EmitDouble(out, "output", c.budget.token_prices.output_per_mtok);
+  out << YAML::EndMap;
   out << YAML::EndMap;
 
   out << YAML::Key << "sync" << YAML::Value << YAML::BeginMap;

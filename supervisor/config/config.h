@@ -70,9 +70,20 @@ struct CircuitBreakerConfig {
   friend bool operator==(const CircuitBreakerConfig&, const CircuitBreakerConfig&) = default;
 };
 
+// What an agent's tokens cost, for an agent that reports tokens but no cost
+// (codex; claude reports its own): USD per million tokens. 0: not priced,
+// and such a run counts $0 toward the budgets.
+struct TokenPrices {
+  double input_per_mtok = 0;
+  double output_per_mtok = 0;
+
+  friend bool operator==(const TokenPrices&, const TokenPrices&) = default;
+};
+
 struct BudgetConfig {
   double task_usd = 0;   // 0 = no limit
   double daily_usd = 0;  // 0 = no limit
+  TokenPrices token_prices;
 
   friend bool operator==(const BudgetConfig&, const BudgetConfig&) = default;
 };

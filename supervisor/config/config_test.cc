@@ -89,7 +89,7 @@ critic:
 retry: {max_attempts: 4, backoff_base: 250ms, backoff_max: 1h, max_infra_retries: 0}
 watchdog: {heartbeat_interval: 2s, heartbeat_timeout: 9s, kill_grace: 0, shutdown_grace: 1m}
 circuit_breaker: {consecutive_failures: 7, cooldown: 30m}
-budget: {task_usd: 2.5, daily_usd: 100}
+budget: {task_usd: 2.5, daily_usd: 100, token_prices: {input: 1.25, output: 10}}
 sync: {remote: origin, branch: main}
 maintenance: {interval: 1h, keep: 14d, keep_logs: 60d, timeout: 200ms}
 database: {synchronous: full}
@@ -123,6 +123,8 @@ database: {synchronous: full}
   EXPECT_EQ(c.circuit_breaker.cooldown_ms, 30 * 60 * 1000);
   EXPECT_DOUBLE_EQ(c.budget.task_usd, 2.5);
   EXPECT_DOUBLE_EQ(c.budget.daily_usd, 100);
+  EXPECT_DOUBLE_EQ(c.budget.token_prices.input_per_mtok, 1.25);
+  EXPECT_DOUBLE_EQ(c.budget.token_prices.output_per_mtok, 10);
   EXPECT_EQ(c.sync.remote, "origin");
   EXPECT_EQ(c.sync.branch, "main");
   EXPECT_EQ(c.maintenance.interval_ms, 3600 * 1000);
@@ -241,6 +243,11 @@ TEST(ConfigTest, IntegerRanges) {
             "f.yaml:1:21: key 'budget.daily_usd': must be a non-negative number, got '-1'");
   EXPECT_EQ(ErrorOf("budget: {daily_usd: .inf}\n"),
             "f.yaml:1:21: key 'budget.daily_usd': must be a non-negative number, got '.inf'");
+  EXPECT_EQ(ErrorOf("budget: {token_prices: {input: -1}}\n"),
+            "f.yaml:1:32: key 'budget.token_prices.input': must be a non-negative number, got "
+            "'-1'");
+  EXPECT_THAT(ErrorOf("budget: {token_prices: {inptu: 1}}\n"),
+              HasSubstr("unknown key 'budget.token_prices.inptu'"));
 }
 
 TEST(ConfigTest, BadDurations) {
@@ -440,6 +447,7 @@ TEST(ConfigTest, DumpReloadsToTheSameConfig) {
 
   Config c = Defaults();
   c.workers = 17;
+  c.budget.token_prices = {.input_per_mtok = 1.25, .output_per_mtok = 0.1};
   c.agent.profile = "command";
   c.agent.command = {"sh", "-c", "echo \"hi\" # not a comment"};
   c.agent.args = {"--flag", "yes", "null", "123", "a: b", "[x]"};

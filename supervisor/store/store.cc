@@ -1142,6 +1142,7 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
                           r.exit_code, "signal", r.signal, "duration_ms", r.duration_ms, "cost_usd",
                           r.cost_usd, "tokens_in", r.tokens_in, "tokens_out", r.tokens_out,
                           "num_turns", r.num_turns, "session_id", r.session_id, "error", r.error);
+    if (r.cost_estimated) result["cost_estimated"] = true;
     if (!r.log_error.empty()) result["log_error"] = r.log_error;
     if (a.ended) result["after_close"] = true;
     FORGE_RETURN_IF_ERROR(m.AttemptEvent(a.info, "attempt.result", result));
@@ -1198,7 +1199,7 @@ Result<std::optional<Close>> Store::CloseAttempt(int64_t attempt_id, const Close
 
 Result<std::optional<AttemptInfo>> Store::AddCriticSpend(int64_t attempt_id, int review,
                                                          double cost_usd, int64_t tokens_in,
-                                                         int64_t tokens_out) {
+                                                         int64_t tokens_out, bool estimated) {
   Impl& m = *impl_;
   using Added = std::optional<AttemptInfo>;
   return m.Write(
@@ -1212,14 +1213,18 @@ Result<std::optional<AttemptInfo>> Store::AddCriticSpend(int64_t attempt_id, int
         // The event's key makes the spend count once.
         FORGE_ASSIGN_OR_RETURN(
             bool inserted,
-            m.InsertEvent(
-                "attempt.critic_cost", a.info.task_id, a.info.n,
-                EventKey(a.info.task_id,
-                         "a" + std::to_string(attempt_id) +
-                             (review == 0 ? "" : "r" + std::to_string(review)),
-                         "attempt.critic_cost"),
-                proto::JsonObject("attempt_id", attempt_id, "review", review, "cost_usd", cost_usd,
-                                  "tokens_in", tokens_in, "tokens_out", tokens_out)));
+            m.InsertEvent("attempt.critic_cost", a.info.task_id, a.info.n,
+                          EventKey(a.info.task_id,
+                                   "a" + std::to_string(attempt_id) +
+                                       (review == 0 ? "" : "r" + std::to_string(review)),
+                                   "attempt.critic_cost"),
+                          [&] {
+                            json spend = proto::JsonObject(
+                                "attempt_id", attempt_id, "review", review, "cost_usd", cost_usd,
+                                "tokens_in", tokens_in, "tokens_out", tokens_out);
+                            if (estimated) spend["cost_estimated"] = true;
+                            return spend;
+                          }()));
         if (!inserted) return Added();
         static const std::string kAdd =
             " SET cost_usd = cost_usd + ?, tokens_in = tokens_in + ?, "
@@ -1273,6 +1278,7 @@ Status Store::Impl::CloseOpenAttempt(AttemptRow& a, const Close& close, TaskRow&
     ended["critic_cost_usd"] = close.cost_usd;
     ended["critic_tokens_in"] = close.tokens_in;
     ended["critic_tokens_out"] = close.tokens_out;
+    if (close.cost_estimated) ended["critic_cost_estimated"] = true;
   }
   if (!close.review_log_error.empty()) ended["review_log_error"] = close.review_log_error;
   FORGE_RETURN_IF_ERROR(AttemptEvent(info, "attempt.ended", ended));

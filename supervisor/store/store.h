@@ -96,6 +96,9 @@ struct AgentReport {
   int signal = 0;
   int64_t duration_ms = 0;
   double cost_usd = 0;
+  // cost_usd is the tokens priced by the supervisor (budget.token_prices),
+  // not a cost the agent reported: attempt.result says cost_estimated.
+  bool cost_estimated = false;
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
   int64_t num_turns = 0;
@@ -137,6 +140,9 @@ struct Close {
   double cost_usd = 0;
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
+  // cost_usd is the critic's tokens priced by the supervisor, not a cost its
+  // agent reported: attempt.ended says critic_cost_estimated.
+  bool cost_estimated = false;
 };
 
 // What RecordAgentResult found, so its caller need not read the rows again.
@@ -260,8 +266,10 @@ class Store {
   // Adds it to the attempt's and the task's cost and tokens with event
   // attempt.critic_cost, once per (attempt, review): returns the attempt as
   // updated, or nullopt when that spend was added before.
+  // `estimated`: cost_usd is the tokens priced (the event says cost_estimated).
   Result<std::optional<AttemptInfo>> AddCriticSpend(int64_t attempt_id, int review, double cost_usd,
-                                                    int64_t tokens_in, int64_t tokens_out);
+                                                    int64_t tokens_in, int64_t tokens_out,
+                                                    bool estimated = false);
   // cooldown -> ready for tasks whose not_before has passed; returns how many.
   Result<int> PromoteDue(int64_t now_wall_ms);
   // Earliest not_before among cooldown tasks.

@@ -1170,6 +1170,46 @@ TEST_F(StoreTest, ACloseAddsTheCriticsSpendToTheAttemptAndTheTask) {
   ASSERT_EQ(ended->size(), 1u);
   EXPECT_DOUBLE_EQ((*ended)[0].payload["critic_cost_usd"].get<double>(), 0.25);
   EXPECT_EQ((*ended)[0].payload["critic_tokens_in"], 300);
+  EXPECT_FALSE((*ended)[0].payload.contains("critic_cost_estimated")) << "a reported cost";
+  auto result = s->Events({.since_seq = 0, .task_id = ids[0], .kind = "attempt.result"});
+  EXPECT_FALSE((*result)[0].payload.contains("cost_estimated"));
+  ExpectJsonlMatches(*s);
+}
+
+// A cost the supervisor priced from tokens (codex: budget.token_prices) is
+// counted like a reported one, and each event carrying it says so.
+TEST_F(StoreTest, AnEstimatedCostIsMarkedInEachEventThatCarriesIt) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("x"), Task("y")});
+  AttemptInfo a = MustLease(*s, ids[0]);
+  AgentReport r;
+  r.outcome = Outcome::kPassed;
+  r.cost_usd = 0.95;
+  r.cost_estimated = true;
+  r.tokens_in = 750;
+  ASSERT_TRUE(s->RecordAgentResult(a.id, r).ok());
+  ASSERT_TRUE(s->AddCriticSpend(a.id, 1, 0.5, 400, 0, /*estimated=*/true)->has_value());
+  Close c;
+  c.outcome = Outcome::kPassed;
+  c.next_state = TaskState::kDone;
+  c.cost_usd = 0.25;
+  c.cost_estimated = true;
+  c.tokens_in = 300;
+  ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+  EXPECT_DOUBLE_EQ(s->GetTask(ids[0])->cost_usd, 1.7);
+  auto payload = [&](const std::string& kind) {
+    auto events = s->Events({.since_seq = 0, .task_id = ids[0], .kind = kind});
+    return events.ok() && events->size() == 1 ? (*events)[0].payload : json();
+  };
+  EXPECT_EQ(payload("attempt.result")["cost_estimated"], true);
+  EXPECT_EQ(payload("attempt.critic_cost")["cost_estimated"], true);
+  EXPECT_EQ(payload("attempt.ended")["critic_cost_estimated"], true);
+  // The default: reported, unmarked.
+  AttemptInfo b = MustLease(*s, ids[1]);
+  ASSERT_TRUE(s->AddCriticSpend(b.id, 1, 0.5, 400, 0)->has_value());
+  auto plain = s->Events({.since_seq = 0, .task_id = ids[1], .kind = "attempt.critic_cost"});
+  ASSERT_EQ(plain->size(), 1u);
+  EXPECT_FALSE((*plain)[0].payload.contains("cost_estimated"));
   ExpectJsonlMatches(*s);
 }
 

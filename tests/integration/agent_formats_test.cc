@@ -49,6 +49,34 @@ TEST(AgentFormats, CodexEventsAreSummedIntoTheLedger) {
   EXPECT_EQ(attempts[0].tokens_out, 100);
   EXPECT_EQ(attempts[0].num_turns, 2);
   EXPECT_EQ(attempts[0].session_id, "thread-codex-1");
+  EXPECT_EQ(attempts[0].cost_usd, 0);  // codex reports no cost, and no prices are set
+  EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
+}
+
+// With budget.token_prices, codex's tokens are priced, so the budgets bound
+// it: 750 in at $1,000 and 100 out at $2,000 a million are $0.95 a task.
+TEST(AgentFormats, CodexTokensArePricedAndCountAgainstTheDailyBudget) {
+  ForgeOptions o;
+  o.profile = "codex";
+  o.workers = 1;
+  o.daily_usd = 1.0;
+  o.token_prices = "{input: 1000, output: 2000}";
+  Forge forge(o);
+  forge.Start();
+  std::string a = forge.Submit("codex_jsonl");
+  ASSERT_TRUE(forge.WaitState(a, TaskState::kDone)) << forge.SupervisorLog();
+  EXPECT_NEAR(forge.Attempts(a).at(0).cost_usd, 0.95, 1e-9);
+  EXPECT_NEAR(forge.Task(a).cost_usd, 0.95, 1e-9);
+  bool marked = false;
+  for (const auto& e : forge.Events(a)) {
+    if (e.kind == "attempt.result") marked = e.payload.value("cost_estimated", false);
+  }
+  EXPECT_TRUE(marked) << "attempt.result does not say its cost is an estimate";
+  EXPECT_FALSE(forge.PausedBy("budget"));
+  std::string b = forge.Submit("codex_jsonl");
+  ASSERT_TRUE(forge.WaitState(b, TaskState::kDone)) << forge.SupervisorLog();
+  ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("budget"); }, 2000)) << forge.Status().dump();
+  EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 1.9, 1e-6);
   EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
 }
 

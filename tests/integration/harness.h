@@ -63,6 +63,7 @@ struct ForgeOptions {
   std::string circuit_cooldown = "10m";
   double daily_usd = 0;
   double task_usd = 0;
+  std::string token_prices;  // budget.token_prices, e.g. "{input: 2, output: 10}"; "" none
   std::vector<std::string> verify;
   std::map<std::string, std::string> extra_env;  // for the supervisor process
   std::string agent_yaml;                        // more "  key: value\n" lines of the agent section

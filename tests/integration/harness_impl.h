@@ -79,7 +79,8 @@ inline std::string ConfigYaml(const ForgeOptions& o) {
     << ", shutdown_grace: " << o.shutdown_grace << "}\n"
     << "circuit_breaker: {consecutive_failures: " << o.circuit_failures
     << ", cooldown: " << o.circuit_cooldown << "}\n"
-    << "budget: {daily_usd: " << o.daily_usd << ", task_usd: " << o.task_usd << "}\n"
+    << "budget: {daily_usd: " << o.daily_usd << ", task_usd: " << o.task_usd
+    << (o.token_prices.empty() ? "" : ", token_prices: " + o.token_prices) << "}\n"
     << o.extra_yaml;
   return y.str();
 }
