@@ -429,6 +429,13 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
     Error e = AfterNoAnswer(env, "submit", body.error());
     if (!key.empty() && Unanswered(body.error())) {
       e.message += "; the same submit with the same --idempotency-key cannot queue it twice";
+    } else if (Unanswered(body.error()) && SupervisorPid(env.state_dir)) {
+      // Queued or not, nobody can tell from here (one that stopped says to
+      // read the events): a blind retry may queue the tasks twice, which a
+      // key would have prevented.
+      e.message +=
+          "; it may have been queued: look (forge-ctl ls) before submitting again, and give "
+          "submits an --idempotency-key so that a retry cannot queue twice";
     }
     return Fail(env, e);
   }

@@ -756,6 +756,20 @@ TEST(LiveTest, AChangeUnansweredBecauseTheSupervisorStoppedIsNotRunning) {
     EXPECT_THAT(h.err.str(), ::testing::EndsWith("; the same submit with the same "
                                                  "--idempotency-key cannot queue it twice\n"));
   }
+  // Without a key, it says a blind retry may queue twice.
+  {
+    CtlHarness h;
+    h.env.timeout_ms = 200;
+    FakeSupervisor hung(h.state_dir, [](const json&) { return nullptr; });
+    SubmitArgs a;
+    a.title = "x";
+    EXPECT_EQ(CmdSubmit(h.env, a), kExitRejected);
+    EXPECT_THAT(h.err.str(), HasSubstr("did not answer 'submit' within"));
+    EXPECT_THAT(h.err.str(), ::testing::EndsWith("; it may have been queued: look (forge-ctl ls) "
+                                                 "before submitting again, and give submits an "
+                                                 "--idempotency-key so that a retry cannot queue "
+                                                 "twice\n"));
+  }
   // One that still holds the lock did not answer: exit 1, as before.
   for (const char* cmd : {"cancel", "stop"}) {
     CtlHarness h;
