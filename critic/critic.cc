@@ -210,6 +210,15 @@ void Critic::StartReview(const proto::Review& review) {
       review_->log = std::move(log).value();
       review_->log->set_name("the review log");
       review_->log->SetSecrets(review_->check_secrets);
+      // An attempt is reviewed again only after a review without a verdict,
+      // which may have stopped mid-line (its critic killed): its reader
+      // must see where that one ends and this one begins.
+      if (review_->log->file_bytes() > 0) {
+        (void)review_->log->Append(
+            "\n[forge: the review above gave no verdict; the attempt is reviewed again from "
+            "here]\n",
+            NowMs());
+      }
     } else {
       // The review goes on without it; the result says there is none.
       review_->log_open_error = "no review log: " + log.error().message;

@@ -137,6 +137,25 @@ TEST_F(CriticTest, AWholeReviewLogHasNoLogError) {
   EXPECT_EQ(r->log_error, "");
 }
 
+// A review again appends to the attempt's review log: the log says where
+// the review without a verdict (here cut off mid-line) ends.
+TEST_F(CriticTest, AReviewAgainMarksWhereTheReviewBeforeItEnded) {
+  auto review = MakeReview({"echo second run"});
+  std::filesystem::create_directories(std::filesystem::path(review.log_path).parent_path());
+  std::ofstream(review.log_path) << "$ make test\nhalf a li";
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass");
+  EXPECT_THAT(ReadAll(review.log_path),
+              ::testing::StartsWith("$ make test\nhalf a li\n[forge: the review above gave no "
+                                    "verdict; the attempt is reviewed again from here]\n$ echo "
+                                    "second run\nsecond run\n"));
+  // A first review's log starts with its first check.
+  auto first = MakeReview({"echo first"}, 8);
+  ASSERT_TRUE(Review(first));
+  EXPECT_THAT(ReadAll(first.log_path), ::testing::StartsWith("$ echo first\n"));
+}
+
 TEST_F(CriticTest, ChecksRunInTheWorkspace) {
   auto review = MakeReview({"test -f marker.txt"});
   std::ofstream(review.workspace + "/marker.txt") << "x";
