@@ -104,6 +104,14 @@ TEST_F(CliTest, BadValuesAreNamed) {
         {"submit", "--plan", ""},
         {"ls", "--state", ""},
         {"events", "--task", ""},
+        // CLI11 reads "" as 0 for a number: `--since "$SEQ"` with SEQ unset
+        // replayed every event.
+        {"events", "--since", ""},
+        {"events", "--limit", ""},
+        {"ls", "--limit", ""},
+        {"submit", "--title", "x", "--priority", ""},
+        {"submit", "--title", "x", "--max-attempts", ""},
+        {"logs", "t1", "--attempt", ""},
         {"show", ""}}) {
     std::string flag = args[args.size() - 2].starts_with("--") ? args[args.size() - 2] : "id";
     args.insert(args.begin(), {"--state-dir", state_});
@@ -319,8 +327,8 @@ TEST(ResolveStateDirTest, AHintNamesTheStateDirOnlyWhereItIsNotTheDefault) {
   EXPECT_EQ(CtlCommand("/srv/my forge"), "forge-ctl --state-dir '/srv/my forge'");
   ::setenv("FORGE_STATE_DIR", "/srv/forge", 1);
   EXPECT_EQ(CtlCommand("/srv/forge"), "forge-ctl");  // the same shell finds it
-  EXPECT_EQ(CtlCommand(std::filesystem::current_path().string() + "/.forge"),
-            "forge-ctl --state-dir " + std::filesystem::current_path().string() + "/.forge");
+  const std::string dot_forge = std::filesystem::current_path().string() + "/.forge";
+  EXPECT_EQ(CtlCommand(dot_forge), "forge-ctl --state-dir " + ShellQuote(dot_forge));
   ::unsetenv("FORGE_STATE_DIR");
 }
 

@@ -81,11 +81,11 @@ bool Unanswered(const Error& error) {
 // answer (exit 1, as the error says).
 Error AfterNoAnswer(Env& env, const std::string& cmd, const Error& error) {
   if (!Unanswered(error) || SupervisorPid(env.state_dir)) return error;
-  return MakeError(ErrorCode::kUnavailable,
-                   "supervisor not running for " + env.state_dir +
-                       ": it stopped before answering '" + cmd +
-                       "' (forge-ctl events shows whether it was done); start it with: " +
-                       StartCommand(env.state_dir));
+  return MakeError(
+      ErrorCode::kUnavailable,
+      "supervisor not running for " + env.state_dir + ": it stopped before answering '" + cmd +
+          "' (" + env.style.ctl +
+          " events shows whether it was done); start it with: " + StartCommand(env.state_dir));
 }
 
 }  // namespace
@@ -434,8 +434,9 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
       // read the events): a blind retry may queue the tasks twice, which a
       // key would have prevented.
       e.message +=
-          "; it may have been queued: look (forge-ctl ls) before submitting again, and give "
-          "submits an --idempotency-key so that a retry cannot queue twice";
+          "; it may have been queued: look (" + env.style.ctl +
+          " ls) before submitting again, and give submits an --idempotency-key so that a retry "
+          "cannot queue twice";
     }
     return Fail(env, e);
   }
@@ -767,7 +768,7 @@ int CmdPause(Env& env, const std::string& reason) {
   std::string line = body->value("message", "");
   if (line.empty()) {
     line = "dispatch paused" + (reason.empty() ? "" : " (" + reason + ")") +
-           "; running attempts continue; resume with: forge-ctl resume";
+           "; running attempts continue; resume with: " + env.style.ctl + " resume";
   }
   return PrintReply(env, *body, line);
 }

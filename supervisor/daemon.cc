@@ -159,8 +159,9 @@ int RunStart(const StartOptions& options) {
   std::string state_dir = ResolveStateDir(options.state_dir, config_path);
   if (auto s = MakePrivateDir(state_dir); !s.ok()) {
     std::cerr << "forge-supervisor: state directory: " << s.error().message << "\n";
-    // A file where the directory must be is the operator's --state-dir (or
-    // FORGE_STATE_DIR) to fix: a usage error, as forge-ctl says of it.
+    // A file where the directory must be, or a shared directory, is the
+    // operator's --state-dir (or FORGE_STATE_DIR) to fix: a usage error,
+    // which a script must not take for "already running" (exit 1).
     return s.error().code == ErrorCode::kInvalid ? kExitUsage : kExitFailure;
   }
   if (options.foreground) return Serve(*config, config_path, state_dir, options, Readiness());

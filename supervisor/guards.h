@@ -58,8 +58,9 @@ inline constexpr int64_t kStoreRetryInitialMs = 1000;
 inline constexpr int64_t kStoreRetryMaxMs = 30 * 1000;
 
 // The spend one agent run counts toward the budgets: the cost it reported,
-// else (it reported none: codex) its tokens at `prices`, marked estimated.
-// Negative reports count as 0; an estimate is capped at kMaxEstimatedUsd.
+// else (it reported none, or a negative one: codex) its tokens at `prices`,
+// marked estimated. A negative token count is 0; an estimate is capped at
+// kMaxEstimatedUsd (a price typed far too high stays a finite amount).
 struct Spend {
   double usd = 0;
   bool estimated = false;

@@ -27,8 +27,9 @@ int64_t NowMs() {
   return SystemClock::Get().MonotonicMs();
 }
 
-// mkdir -p with the umask's mode. Any failure is kIo: Prepare blocks the
-// task on kNotFound (a missing agent), and a vanished parent is not that.
+// mkdir -p with the umask's mode. A missing parent is kIo, not kNotFound:
+// Prepare blocks the task on kNotFound (a missing agent), and a vanished
+// parent is not that.
 Status MakeDirs(const std::string& path) {
   Status made = forge::MakeDirs(path, 0777);
   if (made.ok() || made.error().code != ErrorCode::kNotFound) return made;

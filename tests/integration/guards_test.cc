@@ -123,6 +123,37 @@ TEST(LoopGuards, TheCriticAgentsSpendCountsAgainstTheDailyBudget) {
   std::filesystem::remove_all(dir);
 }
 
+// A codex critic reports tokens, no cost: with budget.token_prices they are
+// priced (1,000 in and 500 out at $100 and $200 a million: $0.20 a review),
+// counted toward the task and the day, and attempt.ended says so.
+TEST(LoopGuards, ACodexCriticsTokensArePricedIntoTheBudgets) {
+  char dir[] = "/tmp/forge-codex-critic-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string script = std::string(dir) + "/critic.sh";
+  std::ofstream(script) << "#!/bin/sh\ncat >/dev/null\n"
+                           "echo '{\"type\":\"item.completed\",\"item\":{\"id\":\"i0\",\"type\":"
+                           "\"agent_message\",\"text\":\"{\\\"overall\\\":\\\"approve\\\"}\"}}'\n"
+                           "echo '{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":1000,"
+                           "\"output_tokens\":500}}'\n";
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  ForgeOptions o;
+  o.workers = 1;
+  o.token_prices = "{input: 100, output: 200}";
+  o.critic_yaml = "  agent: {profile: codex, command: [\"" + script + "\"]}\n";
+  Forge forge(o);
+  forge.Start();
+  std::string a = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(a, TaskState::kDone)) << forge.SupervisorLog();
+  EXPECT_NEAR(forge.Task(a).cost_usd, 0.2, 1e-9);
+  EXPECT_EQ(forge.Task(a).tokens_in, 1000);
+  auto ended = forge.Events(a, "attempt.ended");
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_NEAR(ended[0].payload.value("critic_cost_usd", 0.0), 0.2, 1e-9);
+  EXPECT_EQ(ended[0].payload.value("critic_cost_estimated", false), true);
+  EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 0.2, 1e-6);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(LoopGuards, RateLimitPausesDispatchUntilResumed) {
   ForgeOptions o;
   o.profile = "claude";

@@ -604,6 +604,15 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   EXPECT_NE(file_state->output.find(forge.dir() + "/bad.yaml': a file is there, not a directory"),
             std::string::npos)
       << file_state->output;
+  std::string shared = forge.dir() + "/shared";
+  ASSERT_EQ(::mkdir(shared.c_str(), 01777), 0);
+  ASSERT_EQ(::chmod(shared.c_str(), 01777), 0);
+  check.argv.back() = shared;
+  auto shared_state = RunCommand(check, 10'000);
+  ASSERT_TRUE(shared_state.ok());
+  EXPECT_EQ(shared_state->status.exit_code, 2) << shared_state->output;
+  EXPECT_NE(shared_state->output.find("is shared (mode 1777"), std::string::npos)
+      << shared_state->output;
   check.argv.back() = "";
   auto empty_state = RunCommand(check, 10'000);
   ASSERT_TRUE(empty_state.ok());
