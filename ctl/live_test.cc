@@ -662,6 +662,28 @@ TEST(LiveTest, PauseResumeStop) {
   EXPECT_EQ(requests[2]["cmd"], "stop");
 }
 
+// A reply whose fields have other types (a supervisor of another version)
+// is read as if they were missing: the command did what it asked, so exit 0
+// with forge-ctl's own line, not "internal error", exit 1.
+TEST(LiveTest, AReplyFieldOfAnotherTypeReadsAsMissing) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json&) {
+    return FakeSupervisor::Ok({{"message", 5}, {"within_ms", "soon"}, {"stopping", true}});
+  });
+  ASSERT_EQ(CmdPause(h.env, ""), kExitOk) << h.err.str();
+  ASSERT_EQ(CmdResume(h.env), kExitOk) << h.err.str();
+  StopArgs no_wait;
+  no_wait.no_wait = true;
+  ASSERT_EQ(CmdStop(h.env, no_wait), kExitOk) << h.err.str();
+  EXPECT_EQ(h.out.str(),
+            "dispatch paused; running attempts continue; resume with: forge-ctl resume\n"
+            "dispatch resumed\n"
+            "supervisor stopping: running attempts get the shutdown grace, then it exits\n");
+  StopArgs wait_briefly;
+  wait_briefly.timeout_ms = 100;  // within_ms unreadable: the flag's timeout
+  EXPECT_EQ(CmdStop(h.env, wait_briefly), kExitTimeout);
+}
+
 // stop returns once the supervisor has exited (its lock is free), so that
 // `forge-ctl stop && forge-supervisor start` works.
 TEST(LiveTest, StopWaitsUntilTheSupervisorHasExited) {
