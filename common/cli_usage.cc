@@ -19,6 +19,16 @@ std::string UsageError(CLI::App& app, const CLI::ParseError& e) {
   return "unknown command '" + word + "' (commands: " + names + ")";
 }
 
+void RefuseEmptyEqualsValues(int argc, const char* const* argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--") return;
+    if (arg.size() > 3 && arg.starts_with("--") && arg.find('=') == arg.size() - 1) {
+      throw CLI::ValidationError(std::string(arg.substr(0, arg.size() - 1)), "must not be empty");
+    }
+  }
+}
+
 const CLI::Validator& NonEmpty() {
   static const CLI::Validator validator(
       [](const std::string& value) { return value.empty() ? "must not be empty" : ""; }, "");

@@ -20,4 +20,11 @@ std::string UsageError(CLI::App& app, const CLI::ParseError& e);
 // message is CLI11's "--repo: must not be empty" (a usage error, exit 2).
 const CLI::Validator& NonEmpty();
 
+// Throws CLI::ValidationError ("--model: must not be empty") for an argument
+// "--name=" with nothing after the '=', before the first bare "--". Call it
+// before App::parse: CLI11 2.1 takes such an argument as the option with no
+// value and gives it the next argument instead, so `--model="$MODEL"
+// --needs-approval` with MODEL unset queued a task that skipped approval.
+void RefuseEmptyEqualsValues(int argc, const char* const* argv);
+
 }  // namespace forge

@@ -22,6 +22,7 @@ std::string ParseMessage(std::vector<std::string> args) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   try {
+    RefuseEmptyEqualsValues(static_cast<int>(argv.size()), argv.data());
     app.parse(static_cast<int>(argv.size()), argv.data());
   } catch (const CLI::ParseError& e) {
     return UsageError(app, e);
@@ -51,6 +52,12 @@ TEST(CliUsage, AnEmptyValueOfANonEmptyOptionIsNamed) {
   EXPECT_EQ(ParseMessage({"--name", "", "start"}), "--name: must not be empty");
   EXPECT_EQ(ParseMessage({"--name", "x", "start"}), "");
   EXPECT_EQ(ParseMessage({"--dir", "", "start"}), "");  // no check: CLI11 takes ""
+  // "--name=" would take the next argument as its value: refused whatever
+  // comes next, for any option.
+  EXPECT_EQ(ParseMessage({"--name=", "start"}), "--name: must not be empty");
+  EXPECT_EQ(ParseMessage({"check", "--dir=", "--quick"}), "--dir: must not be empty");
+  EXPECT_EQ(ParseMessage({"--dir=x=", "start"}), "");  // a value that ends in '='
+  EXPECT_EQ(ParseMessage({"--name=x", "start"}), "");
 }
 
 }  // namespace

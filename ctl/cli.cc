@@ -210,6 +210,7 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   watch->footer(Example("  forge-ctl watch"));
 
   try {
+    RefuseEmptyEqualsValues(argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) {  // --help, --version

@@ -125,7 +125,12 @@ TEST_F(CliTest, BadValuesAreNamed) {
 
   auto empty_equals = Cli({"--state-dir", state_, "submit", "--title", "x", "--repo="});
   EXPECT_EQ(empty_equals.rc, kExitUsage);
-  EXPECT_THAT(empty_equals.err, HasSubstr("forge-ctl: --repo: "));
+  EXPECT_THAT(empty_equals.err, HasSubstr("forge-ctl: --repo: must not be empty"));
+  // Not the next argument taken as its value: a task that skipped approval.
+  auto took_next =
+      Cli({"--state-dir", state_, "submit", "--title", "x", "--model=", "--needs-approval"});
+  EXPECT_EQ(took_next.rc, kExitUsage);
+  EXPECT_THAT(took_next.err, HasSubstr("forge-ctl: --model: must not be empty"));
   auto empty_state_dir = Cli({"--state-dir", "", "status"});
   EXPECT_EQ(empty_state_dir.rc, kExitUsage);
   EXPECT_THAT(empty_state_dir.err, HasSubstr("--state-dir: must not be empty"));
@@ -297,19 +302,28 @@ TEST_F(CliTest, TextThatIsNotUtf8IsAUsageError) {
   EXPECT_THAT(submit.err, HasSubstr("--brief-file '" + notes + "': not UTF-8 (byte 0x93"));
 }
 
-// The last resort: an exception no command expected (here a supervisor's
-// reply whose "message" is a number) ends forge-ctl with one line and exit
-// 1, never with an abort.
+// The last resort: an exception no command expected (here from an output
+// stream that throws when a write fails) ends forge-ctl with one line and
+// exit 1, never with an abort.
 TEST_F(CliTest, AnExceptionEscapingACommandIsOneLineAndExit1) {
   std::filesystem::create_directories(state_);
   testing::FakeSupervisor fake(state_, [](const proto::json&) {
-    return testing::FakeSupervisor::Ok({{"message", 42}});
+    return testing::FakeSupervisor::Ok({{"paused", true}});
   });
-  auto pause = Cli({"--state-dir", state_, "pause"});
-  EXPECT_EQ(pause.rc, kExitRejected);
-  EXPECT_THAT(pause.err, ::testing::StartsWith("forge-ctl: internal error in 'pause': "));
-  EXPECT_THAT(pause.err, HasSubstr("type must be string"));
-  EXPECT_EQ(std::count(pause.err.begin(), pause.err.end(), '\n'), 1) << pause.err;
+  struct FailingBuf : std::streambuf {
+    int_type overflow(int_type) override { return traits_type::eof(); }
+  } failing;
+  std::ostream out(&failing);
+  out.exceptions(std::ios::badbit);
+  std::ostringstream err;
+  std::vector<std::string> args = {"forge-ctl", "--state-dir", state_, "pause"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  int rc = RunCli(static_cast<int>(argv.size()), argv.data(), out, err);
+  EXPECT_EQ(rc, kExitRejected);
+  const std::string said = err.str();
+  EXPECT_THAT(said, ::testing::StartsWith("forge-ctl: internal error in 'pause': "));
+  EXPECT_EQ(std::count(said.begin(), said.end(), '\n'), 1) << said;
 }
 
 TEST(ResolveStateDirTest, FlagThenEnvironmentThenDotForge) {

@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
       ->check(forge::NonEmpty());
 
   try {
+    forge::RefuseEmptyEqualsValues(argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) {  // --help
