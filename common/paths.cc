@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -26,6 +27,12 @@ Status MakeOneDir(const std::string& path, unsigned mode) {
     if (S_ISDIR(st.st_mode)) return Status::Ok();
     return MakeError(ErrorCode::kInvalid,
                      "cannot create directory '" + path + "': a file is there, not a directory");
+  }
+  if (err == EEXIST) {  // there, but cannot be followed: "File exists" would say nothing
+    return MakeError(ErrorCode::kInvalid, "cannot create directory '" + path +
+                                              "': a symlink is there whose target cannot be "
+                                              "used (" +
+                                              strerror(errno) + ")");
   }
   // The path is wrong rather than the system (kInvalid): the caller's input
   // names a file where a directory must be, as a parent (ENOTDIR) or itself.
@@ -51,7 +58,9 @@ Status MakeDirs(const std::string& path, unsigned mode) {
   return MakeOneDir(path, mode);
 }
 
-Status MakePrivateDir(const std::string& path) {
+Status MakePrivateDir(const std::string& path, const std::vector<std::string>& ours_if_present) {
+  struct stat before {};
+  const bool existed = ::stat(path.c_str(), &before) == 0 && S_ISDIR(before.st_mode);
   FORGE_RETURN_IF_ERROR(MakeDirs(path, 0700));
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return IoError("cannot stat", path, errno);
@@ -63,6 +72,24 @@ Status MakePrivateDir(const std::string& path) {
     return MakeError(ErrorCode::kInvalid, "'" + path + "' is shared (mode " + mode +
                                               ", owner uid " + std::to_string(st.st_uid) +
                                               "): give a directory of this user's own");
+  }
+  if (existed && !ours_if_present.empty()) {
+    std::error_code ec;
+    const bool empty = std::filesystem::is_empty(path, ec);
+    const bool ours =
+        std::any_of(ours_if_present.begin(), ours_if_present.end(), [&](const std::string& name) {
+          // A symlink counts whether or not its
+          // target exists yet.
+          std::error_code missing;
+          return std::filesystem::exists(
+              std::filesystem::symlink_status(JoinPath(path, name), missing));
+        });
+    if (!ec && !empty && !ours) {
+      return MakeError(ErrorCode::kInvalid,
+                       "'" + path + "' already holds other files and no " + ours_if_present[0] +
+                           ": give a new or empty directory, or an existing state directory "
+                           "(it is left as it was)");
+    }
   }
   // An existing directory of ours keeps its mode through mkdir: tighten it.
   if (chmod(path.c_str(), 0700) != 0) return IoError("cannot chmod 0700", path, errno);

@@ -5,6 +5,7 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 
@@ -14,8 +15,12 @@ namespace forge {
 Status MakeDirs(const std::string& path, unsigned mode = 0700);
 // Creates dir (and parents) and forces its mode to 0700. kInvalid, naming
 // mode and owner, for an existing directory another user owns or that is
-// world-writable or sticky (/tmp): it is not ours to tighten.
-Status MakePrivateDir(const std::string& path);
+// world-writable or sticky (/tmp): it is not ours to tighten. kInvalid too
+// for an existing directory that holds other files and none of
+// `ours_if_present` (a state directory's forge.db, say): `--state-dir /`,
+// $HOME or a project would be made 0700 and filled with our files.
+Status MakePrivateDir(const std::string& path,
+                      const std::vector<std::string>& ours_if_present = {});
 
 // <state_dir>/supervisor.config: the absolute path of the config file the
 // supervisor of state_dir last started with (empty: it ran on defaults), so

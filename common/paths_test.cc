@@ -74,6 +74,20 @@ TEST_F(PathsTest, MakeDirsThroughAFileFails) {
   EXPECT_THAT(itself.error().message, HasSubstr("a file is there, not a directory"));
 }
 
+TEST_F(PathsTest, MakeDirsOnABrokenSymlinkSaysSo) {
+  ASSERT_EQ(::symlink((dir_ + "/nowhere").c_str(), (dir_ + "/dangling").c_str()), 0);
+  ASSERT_EQ(::symlink((dir_ + "/loop2").c_str(), (dir_ + "/loop1").c_str()), 0);
+  ASSERT_EQ(::symlink((dir_ + "/loop1").c_str(), (dir_ + "/loop2").c_str()), 0);
+  Status dangling = MakeDirs(dir_ + "/dangling");
+  ASSERT_FALSE(dangling.ok());
+  EXPECT_EQ(dangling.error().code, ErrorCode::kInvalid);
+  EXPECT_THAT(dangling.error().message,
+              HasSubstr("a symlink is there whose target cannot be used (No such file"));
+  Status loop = MakeDirs(dir_ + "/loop1");
+  ASSERT_FALSE(loop.ok());
+  EXPECT_THAT(loop.error().message, HasSubstr("(Too many levels of symbolic links)"));
+}
+
 TEST_F(PathsTest, MakePrivateDirForcesMode) {
   std::string p = dir_ + "/state";
   ASSERT_EQ(mkdir(p.c_str(), 0777), 0);
@@ -99,6 +113,37 @@ TEST_F(PathsTest, MakePrivateDirLeavesASharedDirectoryAlone) {
     EXPECT_THAT(s.error().message, HasSubstr("'" + p + "' is shared (mode " + octal));
     EXPECT_EQ(ModeOf(p), mode);
   }
+}
+
+// An existing directory with other files and no state of ours is refused and
+// left as it was (`--state-dir /` as root made / 0700); an empty one, or one
+// holding a marker, is taken and tightened.
+TEST_F(PathsTest, MakePrivateDirTakesOnlyAnEmptyDirectoryOrOneOfOurs) {
+  const std::vector<std::string> ours = {"forge.db", "supervisor.lock"};
+  std::string project = dir_ + "/project";
+  ASSERT_EQ(mkdir(project.c_str(), 0755), 0);
+  ASSERT_EQ(chmod(project.c_str(), 0755), 0);
+  std::ofstream(project + "/README") << "x";
+  Status s = MakePrivateDir(project, ours);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::kInvalid);
+  EXPECT_THAT(s.error().message, HasSubstr("'" + project +
+                                           "' already holds other files and no "
+                                           "forge.db"));
+  EXPECT_EQ(ModeOf(project), 0755u);
+  EXPECT_TRUE(MakePrivateDir(project).ok()) << "no markers given: as before";
+
+  std::string state = dir_ + "/state";
+  ASSERT_EQ(mkdir(state.c_str(), 0755), 0);
+  ASSERT_EQ(chmod(state.c_str(), 0755), 0);
+  EXPECT_TRUE(MakePrivateDir(state, ours).ok()) << "empty";
+  EXPECT_EQ(ModeOf(state), 0700u);
+  ASSERT_EQ(chmod(state.c_str(), 0755), 0);
+  std::ofstream(state + "/other") << "";
+  ASSERT_EQ(::symlink("/nonexistent/supervisor.lock", (state + "/supervisor.lock").c_str()), 0);
+  EXPECT_TRUE(MakePrivateDir(state, ours).ok()) << "a marker, a symlink not yet resolvable";
+  EXPECT_EQ(ModeOf(state), 0700u);
+  EXPECT_TRUE(MakePrivateDir(dir_ + "/fresh", ours).ok());
 }
 
 TEST_F(PathsTest, ReadAndWriteAtomic) {

@@ -83,6 +83,9 @@ TEST_F(CliTest, BadValuesAreNamed) {
   auto not_dir = Cli({"--state-dir", file, "status"});
   EXPECT_EQ(not_dir.rc, kExitUsage);
   EXPECT_THAT(not_dir.err, HasSubstr("the state directory " + file + " is not a directory"));
+  auto under_file = Cli({"--state-dir", file + "/sub", "status"});
+  EXPECT_EQ(under_file.rc, kExitUsage);
+  EXPECT_THAT(under_file.err, HasSubstr("the state directory " + file + "/sub is not a directory"));
 
   auto blank_title = Cli({"--state-dir", state_, "submit", "--title", "   "});
   EXPECT_EQ(blank_title.rc, kExitUsage);

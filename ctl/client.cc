@@ -17,7 +17,10 @@ namespace forge::ctl {
 
 Status CheckStateDirAccess(const std::string& state_dir) {
   struct stat st {};
-  if (::stat(state_dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+  // Under a file (ENOTDIR) it cannot be one either: not "not running", with
+  // a start command that would fail the same way.
+  const bool exists = ::stat(state_dir.c_str(), &st) == 0;
+  if ((exists && !S_ISDIR(st.st_mode)) || (!exists && errno == ENOTDIR)) {
     return MakeError(ErrorCode::kInvalid, "the state directory " + state_dir +
                                               " is not a directory (--state-dir or "
                                               "FORGE_STATE_DIR)");

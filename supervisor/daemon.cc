@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/process.h"
+#include "common/utf8.h"
 #include "supervisor/config/config.h"
 #include "supervisor/supervisor.h"
 
@@ -157,7 +158,20 @@ int RunStart(const StartOptions& options) {
   }
   config->path = config_path;
   std::string state_dir = ResolveStateDir(options.state_dir, config_path);
-  if (auto s = MakePrivateDir(state_dir); !s.ok()) {
+  // Its paths reach the children in JSON, which carries only UTF-8: other
+  // bytes became U+FFFD there, and the workers wrote logs and workspaces
+  // into a second directory of that name, where forge-ctl never looks.
+  if (auto utf8 = CheckUtf8(state_dir, "state directory"); !utf8.ok()) {
+    std::cerr << "forge-supervisor: " << utf8.error().message << "; give a UTF-8 path\n";
+    return kExitUsage;
+  }
+  // A state directory is one with any of the files only Forge makes at its
+  // top (an operator may have put supervisor.log there first, as a symlink
+  // to another disk); "logs" alone is too common a name to tell.
+  static const std::vector<std::string> kStateFiles = {
+      "forge.db",     "supervisor.lock", "supervisor.log", "supervisor.config", "supervisor.stderr",
+      "events.jsonl", "control.sock",    "children.sock",  "sockets.path"};
+  if (auto s = MakePrivateDir(state_dir, kStateFiles); !s.ok()) {
     std::cerr << "forge-supervisor: state directory: " << s.error().message << "\n";
     // A file where the directory must be, or a shared directory, is the
     // operator's --state-dir (or FORGE_STATE_DIR) to fix: a usage error,

@@ -613,6 +613,22 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   EXPECT_EQ(shared_state->status.exit_code, 2) << shared_state->output;
   EXPECT_NE(shared_state->output.find("is shared (mode 1777"), std::string::npos)
       << shared_state->output;
+  // The config's own directory, which holds other files and no state.
+  check.argv.back() = forge.dir();
+  auto project_state = RunCommand(check, 10'000);
+  ASSERT_TRUE(project_state.ok());
+  EXPECT_EQ(project_state->status.exit_code, 2) << project_state->output;
+  EXPECT_NE(project_state->output.find("already holds other files and no forge.db"),
+            std::string::npos)
+      << project_state->output;
+  // Not UTF-8: the children's paths would differ from the supervisor's.
+  check.argv.back() = forge.dir() + "/state\xff";
+  auto latin1_state = RunCommand(check, 10'000);
+  ASSERT_TRUE(latin1_state.ok());
+  EXPECT_EQ(latin1_state->status.exit_code, 2) << latin1_state->output;
+  EXPECT_NE(latin1_state->output.find("not UTF-8 (byte 0xff"), std::string::npos)
+      << latin1_state->output;
+  EXPECT_FALSE(std::filesystem::exists(forge.dir() + "/state\xff"));
   check.argv.back() = "";
   auto empty_state = RunCommand(check, 10'000);
   ASSERT_TRUE(empty_state.ok());
