@@ -335,6 +335,12 @@ Result<Config> LoadConfig(const std::string& path) {
   if (fs::is_directory(status)) {
     return MakeError(ErrorCode::kConfig, "config file " + path + ": is a directory");
   }
+  // A FIFO's open waits for a writer, and SIGHUP reads the config on the
+  // supervisor's loop: a config replaced by one hung the supervisor.
+  if (!fs::is_regular_file(status)) {
+    return MakeError(ErrorCode::kConfig,
+                     "config file " + path + ": not a regular file (a FIFO or a device)");
+  }
   auto text = ReadFile(path, kMaxConfigBytes);
   if (!text.ok() && text.error().code == ErrorCode::kInvalid) {
     return MakeError(ErrorCode::kConfig, "config file " + path + ": more than " +

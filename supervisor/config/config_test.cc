@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -143,14 +144,30 @@ TEST(ConfigTest, MissingFileIsNotFoundNamingThePath) {
   EXPECT_THAT(config.error().message, HasSubstr(path));
 }
 
-// A device that never ends (or a wrong path to a huge file) is refused
-// after kMaxConfigBytes, not read until memory runs out.
+// A wrong path to a huge file is refused after kMaxConfigBytes, not read
+// until memory runs out; a device that never ends, or a FIFO whose open
+// would wait for a writer (on the supervisor's loop, at SIGHUP), is not read.
 TEST(ConfigTest, AFileThatNeverEndsIsAConfigError) {
-  Result<Config> config = LoadConfig("/dev/zero");
+  TempDir dir;
+  std::string huge = dir.path() + "/huge.yaml";
+  { std::ofstream(huge) << "workers: 1\n"; }
+  std::filesystem::resize_file(huge, 2 << 20);
+  Result<Config> config = LoadConfig(huge);
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.error().code, ErrorCode::kConfig);
   EXPECT_EQ(config.error().message,
-            "config file /dev/zero: more than 1048576 bytes, which no config is");
+            "config file " + huge + ": more than 1048576 bytes, which no config is");
+
+  Result<Config> device = LoadConfig("/dev/zero");
+  ASSERT_FALSE(device.ok());
+  EXPECT_EQ(device.error().code, ErrorCode::kConfig);
+  EXPECT_EQ(device.error().message,
+            "config file /dev/zero: not a regular file (a FIFO or a device)");
+  std::string fifo = dir.path() + "/fifo.yaml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  Result<Config> pipe = LoadConfig(fifo);  // no writer: an open would never return
+  ASSERT_FALSE(pipe.ok());
+  EXPECT_THAT(pipe.error().message, HasSubstr("not a regular file"));
 }
 
 TEST(ConfigTest, DirectoryIsAnError) {
