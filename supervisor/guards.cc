@@ -63,13 +63,14 @@ void Guards::Change(F&& mutate) {
 }
 
 void Guards::Reconfigure(GuardsConfig config) {
+  // One change: a reload that leaves the budget spent must not show a
+  // resume and a pause to whoever follows the events.
   Change([&] {
     config_ = config;
     if (config_.circuit.consecutive_failures <= 0) circuit_ = Circuit::kClosed;
     // A raised (or removed) daily budget lifts the pause; a lowered one may set it.
-    budget_until_ms_ = 0;
+    ApplyCostToday(cost_today_);
   });
-  OnCostToday(cost_today_);
 }
 
 void Guards::OnAttemptClosed(proto::Outcome outcome) {
@@ -134,21 +135,23 @@ void Guards::OnRateLimited(int64_t reset_wall_ms, std::string_view who) {
 }
 
 void Guards::OnCostToday(double usd) {
-  Change([&] {
-    cost_today_ = usd;
-    double limit = config_.budget.daily_usd;
-    if (limit > 0 && usd >= limit) {
-      int64_t now = clock_.WallMs();
-      int64_t midnight = NextUtcMidnight(now);
-      // Re-reported spend for the same day keeps the deadline set first.
-      if (budget_until_ms_ != midnight) {
-        budget_until_ms_ = midnight;
-        budget_due_mono_ = clock_.MonotonicMs() + (midnight - now);
-      }
-    } else {
-      budget_until_ms_ = 0;
+  Change([&] { ApplyCostToday(usd); });
+}
+
+void Guards::ApplyCostToday(double usd) {
+  cost_today_ = usd;
+  double limit = config_.budget.daily_usd;
+  if (limit > 0 && usd >= limit) {
+    int64_t now = clock_.WallMs();
+    int64_t midnight = NextUtcMidnight(now);
+    // Re-reported spend for the same day keeps the deadline set first.
+    if (budget_until_ms_ != midnight) {
+      budget_until_ms_ = midnight;
+      budget_due_mono_ = clock_.MonotonicMs() + (midnight - now);
     }
-  });
+  } else {
+    budget_until_ms_ = 0;
+  }
 }
 
 bool Guards::OnStoreFailed(std::string reason) {

@@ -139,6 +139,8 @@ class Guards {
   // Runs a mutation and turns the difference in Reasons() into events.
   template <typename F>
   void Change(F&& mutate);
+  // OnCostToday's state change, for use inside a Change.
+  void ApplyCostToday(double usd);
 
   const Clock& clock_;
   GuardsConfig config_;

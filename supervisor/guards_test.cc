@@ -243,6 +243,13 @@ TEST(Guards, RaisingTheBudgetLiftsThePause) {
   EXPECT_TRUE(g.MayDispatch());
   g.Reconfigure(Cfg(5, 1000, 1.0));
   EXPECT_FALSE(g.MayDispatch());
+  EXPECT_EQ(Kinds(g.TakeEvents()),
+            (std::vector<std::string>{"dispatch.paused:budget", "dispatch.resumed:budget",
+                                      "dispatch.paused:budget"}));
+  // A reload that leaves it spent changes nothing anyone following sees.
+  g.Reconfigure(Cfg(5, 1000, 1.0));
+  EXPECT_FALSE(g.MayDispatch());
+  EXPECT_TRUE(g.TakeEvents().empty());
 }
 
 TEST(Guards, OperatorPauseAndShutdown) {
