@@ -398,6 +398,7 @@ int Supervisor::Run() {
     DrainControl();
     RunTimers();
     if (!done_) {
+      RetireSurplus();
       TryReview();
       TryMaintenance(true);
       TryDispatch();
@@ -482,6 +483,8 @@ void Supervisor::HandleSignals() {
         EmitEvent("config.reloaded",
                   json{{"path", options_.config_path}, {"restart_needed", restart_needed}});
         if (!stopping_) SpawnMissing();
+        surplus_ = true;  // workers or critics may have been lowered
+        RetireSurplus();
         break;
       }
       default:
@@ -538,6 +541,8 @@ void Supervisor::RunTimers() {
     if (it->due_mono_ms <= now && !stopping_) {
       Role role = it->role;
       it = respawns_.erase(it);
+      // One the config no longer asks for (retired, or lowered since).
+      if (pool_.Count(role) >= Wanted(role)) continue;
       SpawnChild(role);
     } else {
       ++it;
@@ -787,6 +792,39 @@ void Supervisor::SpawnChild(Role role) {
   Child& c = pool_.Add(role, spawned->pid, ProcessStartTime(spawned->pid).value_or(0), now);
   c.spawn_heartbeat_timeout_ms = config_.watchdog.heartbeat_timeout_ms;
   spdlog::info("spawned {}", c.routing_id);
+}
+
+int Supervisor::Wanted(Role role) const {
+  return role == Role::kWorker ? config_.workers : config_.critics;
+}
+
+void Supervisor::RetireSurplus() {
+  if (!surplus_ || stopping_) return;
+  bool left = false;
+  const int64_t now = clock_.MonotonicMs();
+  for (Role role : {Role::kWorker, Role::kCritic}) {
+    int active = 0;  // neither stopping nor exited
+    for (const Child* c : pool_.All()) {
+      if (c->role == role && c->state != ChildState::kStopping && c->state != ChildState::kExited) {
+        ++active;
+      }
+    }
+    for (; active > Wanted(role); --active) {
+      Child* idle = pool_.FindIdle(role);
+      if (idle == nullptr) {  // busy: retired once it is idle
+        left = true;
+        break;
+      }
+      proto::Shutdown s;
+      s.grace_ms = config_.watchdog.shutdown_grace_ms;
+      Send(*idle, s);
+      (void)pool_.Apply(idle->pid, ChildEvent::kShutdown, now);
+      retired_.insert(idle->pid);
+      spdlog::info("{} retired: {} now {}", idle->routing_id,
+                   role == Role::kWorker ? "workers" : "critics", Wanted(role));
+    }
+  }
+  surplus_ = left;
 }
 
 void Supervisor::SpawnMissing() {
@@ -1254,7 +1292,8 @@ void Supervisor::SettleChild(pid_t pid) {
   int n = c->attempt_n;
   std::string how = c->exit_status;
   pool_.Remove(pid);
-  if (stopping_) {
+  const bool retired = retired_.erase(pid) > 0;
+  if (stopping_ || retired) {
     spdlog::info("{}-{} exited ({})", RoleName(role), pid, how);
   } else {
     spdlog::warn("{}-{} exited ({})", RoleName(role), pid, how);
@@ -1267,7 +1306,8 @@ void Supervisor::SettleChild(pid_t pid) {
     end.error = std::string(RoleName(role)) + " " + std::to_string(pid) + " died (" + how + ")";
     CloseAttempt(attempt, end);
   }
-  if (stopping_) return;
+  // Nor is a retired child respawned, or counted as a restart (a crash loop).
+  if (stopping_ || retired) return;
   int64_t delay = pool_.RecordRestart(role, clock_.MonotonicMs());
   if (delay > 0) {
     spdlog::warn("{} restarts too frequent: respawning in {} ms (degraded)", RoleName(role), delay);

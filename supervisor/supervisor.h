@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -110,6 +111,11 @@ class Supervisor final : public ControlBackend {
   // ---- children ----
   void SpawnChild(Role role);
   void SpawnMissing();
+  // How many children of the role the config asks for.
+  int Wanted(Role role) const;
+  // A reload lowered workers or critics: idle children past the count are
+  // told to shut down (a busy one when it is idle again) and not respawned.
+  void RetireSurplus();
   bool Send(const Child& child, const proto::SupervisorMessage& message);
   void HandleChildMessage(const std::string& routing_id, const std::string& bytes);
   void LogUnknownPeer(const std::string& routing_id, size_t bytes);
@@ -293,6 +299,10 @@ class Supervisor final : public ControlBackend {
   int64_t started_at_mono_ms_ = 0;
 
   bool stopping_ = false;
+  // Children may be past the config's count (a reload lowered it) until
+  // RetireSurplus has told enough of them to stop; the pids it told.
+  bool surplus_ = false;
+  std::set<pid_t> retired_;
   bool done_ = false;
   int64_t stop_deadline_mono_ms_ = 0;
 

@@ -218,6 +218,43 @@ TEST(LoopGuards, OperatorPauseAndResume) {
   EXPECT_TRUE(forge.WaitState(id, TaskState::kDone));
 }
 
+// A reload that lowers workers retires the idle surplus at once, leaves a
+// busy worker its attempt, and respawns none of them: concurrency drops to
+// the new count without a restart (it stayed at the old one).
+TEST(LoopGuards, AReloadThatLowersWorkersRetiresTheSurplus) {
+  ForgeOptions o;
+  o.workers = 3;
+  Forge forge(o);
+  forge.Start();
+  auto workers = [&](const std::string& state) {
+    int n = 0;
+    json status = forge.Status();  // kept alive: the loop iterates into it
+    for (const auto& c : status["children"]) {
+      if (c["role"] == "worker" && (state.empty() || c["state"] == state)) ++n;
+    }
+    return n;
+  };
+  ASSERT_TRUE(WaitFor([&] { return workers("idle") == 3; }, 10'000));
+  std::string slow = forge.Submit("slow_succeed", {{"FAKE_SLEEP", "1"}});
+  ASSERT_TRUE(forge.WaitState(slow, TaskState::kRunning));
+  o.workers = 1;
+  forge.Rewrite(o);
+  ::kill(forge.pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return workers("") == 1; }, 10'000)) << forge.Status().dump();
+  ASSERT_TRUE(forge.WaitState(slow, TaskState::kDone)) << forge.SupervisorLog();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(forge.Submit("succeed"));
+  for (const auto& id : ids) ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
+  EXPECT_EQ(workers(""), 1) << "a retired worker was respawned";
+  EXPECT_EQ(forge.Events("", "child.exited").size(), 2u);
+  EXPECT_TRUE(forge.Events("", "child.respawn_delayed").empty());
+  // Raised again, it spawns them.
+  o.workers = 2;
+  forge.Rewrite(o);
+  ::kill(forge.pid(), SIGHUP);
+  EXPECT_TRUE(WaitFor([&] { return workers("idle") == 2; }, 10'000)) << forge.Status().dump();
+}
+
 // A reload that shortens the heartbeat does not kill the children started
 // before it (they still beat at their own interval), and a task submitted
 // after it gets the new retry.max_attempts.
