@@ -199,7 +199,8 @@ void ReadSync(YamlReader& r, const Node& node, const std::string& key, SyncConfi
 
 void ReadMaintenance(YamlReader& r, const Node& node, const std::string& key,
                      MaintenanceConfig* m) {
-  r.ReadMap(
+  size_t before = r.problems().size();
+  Marks present = r.ReadMap(
       node, key,
       {
           // 0: maintenance off (no pass is ever due; status says "disabled").
@@ -210,6 +211,15 @@ void ReadMaintenance(YamlReader& r, const Node& node, const std::string& key,
            [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->keep_logs_ms, 1, kMaxRetentionMs); }},
           {"timeout", [&](auto& v, auto& k) { r.ReadDuration(v, k, &m->timeout_ms, 1); }},
       });
+  // Passes back to back (a "10ms" typed for "10m") wrote three events each,
+  // gigabytes a day, and kept a worker and the loop busy.
+  if (r.problems().size() == before && m->interval_ms > 0 &&
+      m->interval_ms < kMinMaintenanceIntervalMs) {
+    r.Problem(MarkOf(present, "interval", "interval", node),
+              "key '" + key + ".interval': must be 0 (off) or at least " +
+                  FormatDuration(Millis(kMinMaintenanceIntervalMs)) + ", got " +
+                  FormatDuration(Millis(m->interval_ms)));
+  }
 }
 
 void ReadDatabase(YamlReader& r, const Node& node, const std::string& key, DatabaseConfig* d) {

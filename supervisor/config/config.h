@@ -95,6 +95,9 @@ struct SyncConfig {
   friend bool operator==(const SyncConfig&, const SyncConfig&) = default;
 };
 
+// The shortest maintenance.interval but 0 (off).
+inline constexpr int64_t kMinMaintenanceIntervalMs = 100;
+
 struct MaintenanceConfig {
   int64_t interval_ms = 10 * 60 * 1000;
   int64_t keep_ms = 7LL * 24 * 3600 * 1000;

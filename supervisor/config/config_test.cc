@@ -293,8 +293,12 @@ TEST(ConfigTest, BadDurations) {
   Config config = Parse("retry: {backoff_base: 0, backoff_max: 0}\nwatchdog: {kill_grace: 0}\n");
   EXPECT_EQ(config.retry.backoff_base_ms, 0);
   EXPECT_EQ(config.watchdog.kill_grace_ms, 0);
-  // And where it means "never": maintenance off.
+  // And where it means "never": maintenance off. Else at least 100ms: a
+  // "10ms" typed for "10m" ran passes back to back.
   EXPECT_EQ(Parse("maintenance: {interval: 0}\n").maintenance.interval_ms, 0);
+  EXPECT_EQ(Parse("maintenance: {interval: 100ms}\n").maintenance.interval_ms, 100);
+  EXPECT_EQ(ErrorOf("maintenance: {interval: 10ms}\n"),
+            "f.yaml:1:25: key 'maintenance.interval': must be 0 (off) or at least 100ms, got 10ms");
 }
 
 // yaml-cpp reads such bytes as U+FFFD: a check that is not what was written.
