@@ -92,22 +92,45 @@ TEST(LoopGuards, ACancelledProbeLetsTheNextTaskProbe) {
   EXPECT_TRUE(WaitFor([&] { return !forge.PausedBy("circuit"); }, 2000));
 }
 
+// A critic agent: a script in a temporary directory of its own that reads
+// its prompt and prints `lines`; removed with the object.
+class CriticScript {
+ public:
+  explicit CriticScript(const std::string& lines) {
+    char dir[] = "/tmp/forge-critic-agent-XXXXXX";
+    if (::mkdtemp(dir) == nullptr) return;
+    dir_ = dir;
+    path_ = dir_ + "/critic.sh";
+    std::ofstream(path_) << "#!/bin/sh\ncat >/dev/null\n" << lines;
+    ok_ = ::chmod(path_.c_str(), 0755) == 0;
+  }
+  ~CriticScript() {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  bool ok() const { return ok_; }
+  // The critic section's agent line for `profile`.
+  std::string Yaml(const std::string& profile) const {
+    return "  agent: {profile: " + profile + ", command: [\"" + path_ + "\"]}\n";
+  }
+
+ private:
+  std::string dir_, path_;
+  bool ok_ = false;
+};
+
 // An LLM critic's spend is the task's and the day's like its agent's: the
 // budget trips on what the critics cost alone.
 TEST(LoopGuards, TheCriticAgentsSpendCountsAgainstTheDailyBudget) {
-  char dir[] = "/tmp/forge-critic-agent-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  const std::string script = std::string(dir) + "/critic.sh";
-  std::ofstream(script) << "#!/bin/sh\ncat >/dev/null\n"
-                           "echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
-                           "\"result\":\"{\\\"overall\\\":\\\"approve\\\"}\","
-                           "\"total_cost_usd\":0.6,\"usage\":{\"input_tokens\":7,"
-                           "\"output_tokens\":3}}'\n";
-  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  CriticScript critic(
+      "echo '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
+      "\"result\":\"{\\\"overall\\\":\\\"approve\\\"}\","
+      "\"total_cost_usd\":0.6,\"usage\":{\"input_tokens\":7,"
+      "\"output_tokens\":3}}'\n");
+  ASSERT_TRUE(critic.ok());
   ForgeOptions o;
   o.workers = 1;
   o.daily_usd = 1.0;
-  o.critic_yaml = "  agent: {profile: claude, command: [\"" + script + "\"]}\n";
+  o.critic_yaml = critic.Yaml("claude");
   Forge forge(o);
   forge.Start();
   std::string a = forge.Submit("succeed");
@@ -120,26 +143,22 @@ TEST(LoopGuards, TheCriticAgentsSpendCountsAgainstTheDailyBudget) {
   ASSERT_TRUE(forge.WaitState(b, TaskState::kDone));
   ASSERT_TRUE(WaitFor([&] { return forge.PausedBy("budget"); }, 2000)) << forge.Status().dump();
   EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 1.2, 1e-6);
-  std::filesystem::remove_all(dir);
 }
 
 // A codex critic reports tokens, no cost: with budget.token_prices they are
 // priced (1,000 in and 500 out at $100 and $200 a million: $0.20 a review),
 // counted toward the task and the day, and attempt.ended says so.
 TEST(LoopGuards, ACodexCriticsTokensArePricedIntoTheBudgets) {
-  char dir[] = "/tmp/forge-codex-critic-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  const std::string script = std::string(dir) + "/critic.sh";
-  std::ofstream(script) << "#!/bin/sh\ncat >/dev/null\n"
-                           "echo '{\"type\":\"item.completed\",\"item\":{\"id\":\"i0\",\"type\":"
-                           "\"agent_message\",\"text\":\"{\\\"overall\\\":\\\"approve\\\"}\"}}'\n"
-                           "echo '{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":1000,"
-                           "\"output_tokens\":500}}'\n";
-  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  CriticScript critic(
+      "echo '{\"type\":\"item.completed\",\"item\":{\"id\":\"i0\",\"type\":"
+      "\"agent_message\",\"text\":\"{\\\"overall\\\":\\\"approve\\\"}\"}}'\n"
+      "echo '{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":1000,"
+      "\"output_tokens\":500}}'\n");
+  ASSERT_TRUE(critic.ok());
   ForgeOptions o;
   o.workers = 1;
   o.token_prices = "{input: 100, output: 200}";
-  o.critic_yaml = "  agent: {profile: codex, command: [\"" + script + "\"]}\n";
+  o.critic_yaml = critic.Yaml("codex");
   Forge forge(o);
   forge.Start();
   std::string a = forge.Submit("succeed");
@@ -151,7 +170,6 @@ TEST(LoopGuards, ACodexCriticsTokensArePricedIntoTheBudgets) {
   EXPECT_NEAR(ended[0].payload.value("critic_cost_usd", 0.0), 0.2, 1e-9);
   EXPECT_EQ(ended[0].payload.value("critic_cost_estimated", false), true);
   EXPECT_NEAR(forge.Status()["cost_today_usd"].get<double>(), 0.2, 1e-6);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(LoopGuards, RateLimitPausesDispatchUntilResumed) {
