@@ -28,11 +28,14 @@ Status MakeOneDir(const std::string& path, unsigned mode) {
     return MakeError(ErrorCode::kInvalid,
                      "cannot create directory '" + path + "': a file is there, not a directory");
   }
-  if (err == EEXIST) {  // there, but cannot be followed: "File exists" would say nothing
+  const int stat_err = errno;
+  struct stat link {};
+  if (err == EEXIST && lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+    // There, but it cannot be followed: "File exists" would say nothing.
     return MakeError(ErrorCode::kInvalid, "cannot create directory '" + path +
                                               "': a symlink is there whose target cannot be "
                                               "used (" +
-                                              strerror(errno) + ")");
+                                              strerror(stat_err) + ")");
   }
   // The path is wrong rather than the system (kInvalid): the caller's input
   // names a file where a directory must be, as a parent (ENOTDIR) or itself.
@@ -58,7 +61,26 @@ Status MakeDirs(const std::string& path, unsigned mode) {
   return MakeOneDir(path, mode);
 }
 
-Status MakePrivateDir(const std::string& path, const std::vector<std::string>& ours_if_present) {
+namespace {
+
+// An entry of `dir` that makes it not ours by `own`, or "" when it is ours.
+std::string ForeignEntry(const std::string& dir, const OwnDirNames& own) {
+  std::error_code ec;
+  std::string foreign;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    auto in = [&](const std::vector<std::string>& names) {
+      return std::find(names.begin(), names.end(), name) != names.end();
+    };
+    if (in(own.markers)) return "";  // a symlink counts, resolvable or not
+    if (foreign.empty() && !in(own.layout)) foreign = name;
+  }
+  return ec ? "" : foreign;  // unreadable: the checks after it will say
+}
+
+}  // namespace
+
+Status MakePrivateDir(const std::string& path, const OwnDirNames& own) {
   struct stat before {};
   const bool existed = ::stat(path.c_str(), &before) == 0 && S_ISDIR(before.st_mode);
   FORGE_RETURN_IF_ERROR(MakeDirs(path, 0700));
@@ -73,20 +95,10 @@ Status MakePrivateDir(const std::string& path, const std::vector<std::string>& o
                                               ", owner uid " + std::to_string(st.st_uid) +
                                               "): give a directory of this user's own");
   }
-  if (existed && !ours_if_present.empty()) {
-    std::error_code ec;
-    const bool empty = std::filesystem::is_empty(path, ec);
-    const bool ours =
-        std::any_of(ours_if_present.begin(), ours_if_present.end(), [&](const std::string& name) {
-          // A symlink counts whether or not its
-          // target exists yet.
-          std::error_code missing;
-          return std::filesystem::exists(
-              std::filesystem::symlink_status(JoinPath(path, name), missing));
-        });
-    if (!ec && !empty && !ours) {
+  if (existed && !own.markers.empty()) {
+    if (std::string foreign = ForeignEntry(path, own); !foreign.empty()) {
       return MakeError(ErrorCode::kInvalid,
-                       "'" + path + "' already holds other files and no " + ours_if_present[0] +
+                       "'" + path + "' already holds '" + foreign + "' and no " + own.markers[0] +
                            ": give a new or empty directory, or an existing state directory "
                            "(it is left as it was)");
     }

@@ -13,14 +13,21 @@ namespace forge {
 
 // mkdir -p with the given mode for directories it creates.
 Status MakeDirs(const std::string& path, unsigned mode = 0700);
+// The names that make an existing directory ours (MakePrivateDir): any of
+// `markers` (files only we make), else nothing but `layout` names (what an
+// operator may put there before the first start: briefs, a symlinked logs).
+struct OwnDirNames {
+  std::vector<std::string> markers;
+  std::vector<std::string> layout;
+};
+
 // Creates dir (and parents) and forces its mode to 0700. kInvalid, naming
 // mode and owner, for an existing directory another user owns or that is
-// world-writable or sticky (/tmp): it is not ours to tighten. kInvalid too
-// for an existing directory that holds other files and none of
-// `ours_if_present` (a state directory's forge.db, say): `--state-dir /`,
-// $HOME or a project would be made 0700 and filled with our files.
-Status MakePrivateDir(const std::string& path,
-                      const std::vector<std::string>& ours_if_present = {});
+// world-writable or sticky (/tmp): it is not ours to tighten. With `own`
+// markers, kInvalid too for an existing directory that is not ours by them,
+// naming a file that is not: `--state-dir /`, $HOME or a project would be
+// made 0700 and filled with our files.
+Status MakePrivateDir(const std::string& path, const OwnDirNames& own = {});
 
 // <state_dir>/supervisor.config: the absolute path of the config file the
 // supervisor of state_dir last started with (empty: it ran on defaults), so

@@ -119,7 +119,8 @@ TEST_F(PathsTest, MakePrivateDirLeavesASharedDirectoryAlone) {
 // left as it was (`--state-dir /` as root made / 0700); an empty one, or one
 // holding a marker, is taken and tightened.
 TEST_F(PathsTest, MakePrivateDirTakesOnlyAnEmptyDirectoryOrOneOfOurs) {
-  const std::vector<std::string> ours = {"forge.db", "supervisor.lock"};
+  const OwnDirNames ours = {.markers = {"forge.db", "supervisor.lock"},
+                            .layout = {"briefs", "lost+found"}};
   std::string project = dir_ + "/project";
   ASSERT_EQ(mkdir(project.c_str(), 0755), 0);
   ASSERT_EQ(chmod(project.c_str(), 0755), 0);
@@ -127,9 +128,8 @@ TEST_F(PathsTest, MakePrivateDirTakesOnlyAnEmptyDirectoryOrOneOfOurs) {
   Status s = MakePrivateDir(project, ours);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::kInvalid);
-  EXPECT_THAT(s.error().message, HasSubstr("'" + project +
-                                           "' already holds other files and no "
-                                           "forge.db"));
+  EXPECT_THAT(s.error().message,
+              HasSubstr("'" + project + "' already holds 'README' and no forge.db"));
   EXPECT_EQ(ModeOf(project), 0755u);
   EXPECT_TRUE(MakePrivateDir(project).ok()) << "no markers given: as before";
 
@@ -144,6 +144,12 @@ TEST_F(PathsTest, MakePrivateDirTakesOnlyAnEmptyDirectoryOrOneOfOurs) {
   EXPECT_TRUE(MakePrivateDir(state, ours).ok()) << "a marker, a symlink not yet resolvable";
   EXPECT_EQ(ModeOf(state), 0700u);
   EXPECT_TRUE(MakePrivateDir(dir_ + "/fresh", ours).ok());
+  // Prepared before the first start: layout names only (a volume's
+  // lost+found, briefs to override the templates).
+  std::string prepared = dir_ + "/prepared";
+  std::filesystem::create_directories(prepared + "/briefs");
+  std::filesystem::create_directories(prepared + "/lost+found");
+  EXPECT_TRUE(MakePrivateDir(prepared, ours).ok());
 }
 
 TEST_F(PathsTest, ReadAndWriteAtomic) {

@@ -167,11 +167,14 @@ int RunStart(const StartOptions& options) {
   }
   // A state directory is one with any of the files only Forge makes at its
   // top (an operator may have put supervisor.log there first, as a symlink
-  // to another disk); "logs" alone is too common a name to tell.
-  static const std::vector<std::string> kStateFiles = {
-      "forge.db",     "supervisor.lock", "supervisor.log", "supervisor.config", "supervisor.stderr",
-      "events.jsonl", "control.sock",    "children.sock",  "sockets.path"};
-  if (auto s = MakePrivateDir(state_dir, kStateFiles); !s.ok()) {
+  // to another disk), or with nothing but names of its layout ("logs" alone
+  // is too common a name to tell a state directory by).
+  static const OwnDirNames kStateNames = {
+      .markers = {"forge.db", "supervisor.lock", "supervisor.log", "supervisor.config",
+                  "supervisor.stderr", "events.jsonl", "control.sock", "children.sock",
+                  "sockets.path"},
+      .layout = {"briefs", "logs", "workspaces", "worktrees", "lost+found"}};
+  if (auto s = MakePrivateDir(state_dir, kStateNames); !s.ok()) {
     std::cerr << "forge-supervisor: state directory: " << s.error().message << "\n";
     // A file where the directory must be, or a shared directory, is the
     // operator's --state-dir (or FORGE_STATE_DIR) to fix: a usage error,

@@ -485,6 +485,7 @@ void Supervisor::HandleSignals() {
         if (!stopping_) SpawnMissing();
         surplus_ = true;  // workers or critics may have been lowered
         RetireSurplus();
+        DropUnneededRespawns();
         break;
       }
       default:
@@ -510,6 +511,7 @@ std::vector<pid_t> Supervisor::SilentChildren() {
 }
 
 void Supervisor::RunTimers() {
+  if (!retired_.empty()) KillOverdueRetirees();
   const std::vector<pid_t> silent = SilentChildren();
   const int64_t now = clock_.MonotonicMs();
   for (pid_t pid : silent) {
@@ -541,8 +543,8 @@ void Supervisor::RunTimers() {
     if (it->due_mono_ms <= now && !stopping_) {
       Role role = it->role;
       it = respawns_.erase(it);
-      // One the config no longer asks for (retired, or lowered since).
-      if (pool_.Count(role) >= Wanted(role)) continue;
+      // One the config no longer asks for (lowered since).
+      if (Staying(role) >= Wanted(role)) continue;
       SpawnChild(role);
     } else {
       ++it;
@@ -798,18 +800,20 @@ int Supervisor::Wanted(Role role) const {
   return role == Role::kWorker ? config_.workers : config_.critics;
 }
 
+int Supervisor::Staying(Role role) {
+  int n = 0;
+  for (const Child* c : pool_.All()) {
+    if (c->role == role && c->state != ChildState::kExited && !retired_.contains(c->pid)) ++n;
+  }
+  return n;
+}
+
 void Supervisor::RetireSurplus() {
   if (!surplus_ || stopping_) return;
   bool left = false;
   const int64_t now = clock_.MonotonicMs();
   for (Role role : {Role::kWorker, Role::kCritic}) {
-    int active = 0;  // neither stopping nor exited
-    for (const Child* c : pool_.All()) {
-      if (c->role == role && c->state != ChildState::kStopping && c->state != ChildState::kExited) {
-        ++active;
-      }
-    }
-    for (; active > Wanted(role); --active) {
+    for (int staying = Staying(role); staying > Wanted(role); --staying) {
       Child* idle = pool_.FindIdle(role);
       if (idle == nullptr) {  // busy: retired once it is idle
         left = true;
@@ -817,14 +821,35 @@ void Supervisor::RetireSurplus() {
       }
       proto::Shutdown s;
       s.grace_ms = config_.watchdog.shutdown_grace_ms;
-      Send(*idle, s);
+      retired_[idle->pid] =
+          now + config_.watchdog.shutdown_grace_ms + config_.watchdog.kill_grace_ms + 1000;
       (void)pool_.Apply(idle->pid, ChildEvent::kShutdown, now);
-      retired_.insert(idle->pid);
       spdlog::info("{} retired: {} now {}", idle->routing_id,
                    role == Role::kWorker ? "workers" : "critics", Wanted(role));
+      // Undelivered, it would stay idle and beating, never to exit.
+      if (!Send(*idle, s)) KillChild(*idle, "retired, and its shutdown could not be sent");
     }
   }
   surplus_ = left;
+}
+
+void Supervisor::KillOverdueRetirees() {
+  const int64_t now = clock_.MonotonicMs();
+  for (auto& [pid, deadline] : retired_) {
+    if (now < deadline) continue;
+    deadline = INT64_MAX;  // once
+    if (Child* c = pool_.Find(pid)) KillChild(*c, "retired, and still running past its graces");
+  }
+}
+
+void Supervisor::DropUnneededRespawns() {
+  for (Role role : {Role::kWorker, Role::kCritic}) {
+    int needed = Wanted(role) - Staying(role);
+    std::erase_if(respawns_, [&](const PendingRespawn& r) {
+      if (r.role != role) return false;
+      return needed-- <= 0;
+    });
+  }
 }
 
 void Supervisor::SpawnMissing() {
@@ -832,11 +857,8 @@ void Supervisor::SpawnMissing() {
     return static_cast<int>(std::count_if(respawns_.begin(), respawns_.end(),
                                           [&](const auto& r) { return r.role == role; }));
   };
-  for (int i = pool_.Count(Role::kWorker) + pending(Role::kWorker); i < config_.workers; ++i) {
-    SpawnChild(Role::kWorker);
-  }
-  for (int i = pool_.Count(Role::kCritic) + pending(Role::kCritic); i < config_.critics; ++i) {
-    SpawnChild(Role::kCritic);
+  for (Role role : {Role::kWorker, Role::kCritic}) {
+    for (int i = Staying(role) + pending(role); i < Wanted(role); ++i) SpawnChild(role);
   }
 }
 
@@ -1298,7 +1320,9 @@ void Supervisor::SettleChild(pid_t pid) {
   } else {
     spdlog::warn("{}-{} exited ({})", RoleName(role), pid, how);
   }
-  EmitEvent("child.exited", json{{"role", RoleName(role)}, {"pid", pid}, {"status", how}}, task, n);
+  json exited = json{{"role", RoleName(role)}, {"pid", pid}, {"status", how}};
+  if (retired) exited["retired"] = true;
+  EmitEvent("child.exited", exited, task, n);
   OnMaintenanceWorkerGone(pid, how);
   if (attempt != 0) {
     AttemptEnd end;

@@ -113,9 +113,15 @@ class Supervisor final : public ControlBackend {
   void SpawnMissing();
   // How many children of the role the config asks for.
   int Wanted(Role role) const;
+  // Children of the role that stay: not exited, not retired.
+  int Staying(Role role);
   // A reload lowered workers or critics: idle children past the count are
-  // told to shut down (a busy one when it is idle again) and not respawned.
+  // told to shut down (a busy one when it is idle again) and not respawned;
+  // one still there past its shutdown and kill graces is killed.
   void RetireSurplus();
+  void KillOverdueRetirees();
+  // Queued respawns the (lowered) count no longer needs.
+  void DropUnneededRespawns();
   bool Send(const Child& child, const proto::SupervisorMessage& message);
   void HandleChildMessage(const std::string& routing_id, const std::string& bytes);
   void LogUnknownPeer(const std::string& routing_id, size_t bytes);
@@ -302,7 +308,7 @@ class Supervisor final : public ControlBackend {
   // Children may be past the config's count (a reload lowered it) until
   // RetireSurplus has told enough of them to stop; the pids it told.
   bool surplus_ = false;
-  std::set<pid_t> retired_;
+  std::map<pid_t, int64_t> retired_;  // pid -> monotonic deadline to have exited
   bool done_ = false;
   int64_t stop_deadline_mono_ms_ = 0;
 

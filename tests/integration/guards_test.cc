@@ -236,41 +236,57 @@ TEST(LoopGuards, OperatorPauseAndResume) {
   EXPECT_TRUE(forge.WaitState(id, TaskState::kDone));
 }
 
-// A reload that lowers workers retires the idle surplus at once, leaves a
-// busy worker its attempt, and respawns none of them: concurrency drops to
-// the new count without a restart (it stayed at the old one).
+// A reload that lowers workers and critics retires the idle surplus at
+// once and a busy one once its attempt is done, respawns none of them and
+// counts no restart: concurrency drops to the new count without a restart
+// (it stayed at the old one).
 TEST(LoopGuards, AReloadThatLowersWorkersRetiresTheSurplus) {
   ForgeOptions o;
   o.workers = 3;
+  o.critics = 2;
   Forge forge(o);
   forge.Start();
-  auto workers = [&](const std::string& state) {
-    int n = 0;
+  auto children = [&](const std::string& role, const std::string& state) {
+    int n = 0, restarts = 0;
     json status = forge.Status();  // kept alive: the loop iterates into it
     for (const auto& c : status["children"]) {
-      if (c["role"] == "worker" && (state.empty() || c["state"] == state)) ++n;
+      if (c["role"] == role && (state.empty() || c["state"] == state)) ++n;
+      restarts += c.value("restarts", 0);
     }
-    return n;
+    return std::make_pair(n, restarts);
   };
-  ASSERT_TRUE(WaitFor([&] { return workers("idle") == 3; }, 10'000));
-  std::string slow = forge.Submit("slow_succeed", {{"FAKE_SLEEP", "1"}});
-  ASSERT_TRUE(forge.WaitState(slow, TaskState::kRunning));
+  ASSERT_TRUE(WaitFor([&] { return children("worker", "idle").first == 3; }, 10'000));
+  ASSERT_TRUE(WaitFor([&] { return children("critic", "idle").first == 2; }, 10'000));
+  // Two busy workers and one idle; the count goes to 1.
+  std::string slow1 = forge.Submit("slow_succeed", {{"FAKE_SLEEP", "1"}});
+  std::string slow2 = forge.Submit("slow_succeed", {{"FAKE_SLEEP", "1"}});
+  ASSERT_TRUE(forge.WaitState(slow1, TaskState::kRunning));
+  ASSERT_TRUE(forge.WaitState(slow2, TaskState::kRunning));
   o.workers = 1;
+  o.critics = 1;
   forge.Rewrite(o);
   ::kill(forge.pid(), SIGHUP);
-  ASSERT_TRUE(WaitFor([&] { return workers("") == 1; }, 10'000)) << forge.Status().dump();
-  ASSERT_TRUE(forge.WaitState(slow, TaskState::kDone)) << forge.SupervisorLog();
+  ASSERT_TRUE(forge.WaitState(slow1, TaskState::kDone)) << forge.SupervisorLog();
+  ASSERT_TRUE(forge.WaitState(slow2, TaskState::kDone)) << forge.SupervisorLog();
+  ASSERT_TRUE(WaitFor([&] { return children("worker", "").first == 1; }, 10'000))
+      << forge.Status().dump();
+  ASSERT_TRUE(WaitFor([&] { return children("critic", "").first == 1; }, 10'000))
+      << forge.Status().dump();
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(forge.Submit("succeed"));
   for (const auto& id : ids) ASSERT_TRUE(forge.WaitState(id, TaskState::kDone));
-  EXPECT_EQ(workers(""), 1) << "a retired worker was respawned";
-  EXPECT_EQ(forge.Events("", "child.exited").size(), 2u);
-  EXPECT_TRUE(forge.Events("", "child.respawn_delayed").empty());
+  EXPECT_EQ(children("worker", "").first, 1) << "a retired worker was respawned";
+  EXPECT_EQ(children("critic", "").first, 1) << "a retired critic was respawned";
+  EXPECT_EQ(children("worker", "").second, 0) << "a retirement counted as a restart";
+  auto exited = forge.Events("", "child.exited");
+  ASSERT_EQ(exited.size(), 3u);
+  for (const auto& e : exited) EXPECT_EQ(e.payload.value("retired", false), true);
   // Raised again, it spawns them.
   o.workers = 2;
   forge.Rewrite(o);
   ::kill(forge.pid(), SIGHUP);
-  EXPECT_TRUE(WaitFor([&] { return workers("idle") == 2; }, 10'000)) << forge.Status().dump();
+  EXPECT_TRUE(WaitFor([&] { return children("worker", "idle").first == 2; }, 10'000))
+      << forge.Status().dump();
 }
 
 // A reload that shortens the heartbeat does not kill the children started
