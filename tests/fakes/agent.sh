@@ -55,8 +55,10 @@ case "${FAKE_MODE:-succeed}" in
   print_forever)
     while :; do echo "tick"; sleep 0.05; done ;;
   ignore_term)
-    echo $$ > "$state/ignore_term.pid"
+    # The trap first: a test that sends TERM once the pid file is there must
+    # find it ignored (written first, a slow start lost the race).
     trap '' TERM
+    echo $$ > "$state/ignore_term.pid"
     while :; do echo "still here"; sleep 0.05; done ;;
   grandchildren)
     # Background processes that keep the agent's stdout/stderr open.
