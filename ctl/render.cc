@@ -261,8 +261,9 @@ std::string Label(const std::string& label) {
 
 std::string PauseLine(const proto::PauseReason& p, int64_t now_ms) {
   std::string out = p.kind;
-  // "operator: paused by operator" says it twice.
-  if (!p.reason.empty() && p.reason != "paused by " + p.kind) out += ": " + p.reason;
+  // "operator: paused by operator" says it twice. A reason is one line of
+  // the layout, whatever an operator or an error put in it.
+  if (!p.reason.empty() && p.reason != "paused by " + p.kind) out += ": " + OneLine(p.reason);
   if (p.until_ms > 0) {
     out += " (until " + FormatRfc3339(p.until_ms) + ", " + RelativeTime(now_ms, p.until_ms) + ")";
   } else {

@@ -209,6 +209,12 @@ TEST(RenderStatus, LiveWithChildrenPausesAndFailure) {
             "cost today   $1.50\n"
             "maintenance  last 4m ago: 3 removed, 12 logs deleted; next in 6m\n"
             "last failure t3 #2 rejected 1m ago: make test: 2 failures\n");
+  // A reason of several lines (an operator's --reason, an error) keeps the
+  // layout: one line each.
+  s.pause_reasons = {{"operator", "deploying\nthe new repo", 0}};
+  EXPECT_THAT(RenderStatus(s, Reach::kLive, kNow, Style{}),
+              HasSubstr("dispatch     paused by operator: deploying the new repo (until "
+                        "resumed)\nchildren\n"));
 }
 
 TEST(RenderStatus, ChildStatesAreColouredByWhatTheyMean) {
