@@ -1,5 +1,8 @@
 #include "common/cli_usage.h"
 
+#include <charconv>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 namespace forge {
@@ -27,6 +30,19 @@ void RefuseEmptyEqualsValues(int argc, const char* const* argv) {
       throw CLI::ValidationError(std::string(arg.substr(0, arg.size() - 1)), "must not be empty");
     }
   }
+}
+
+CLI::Validator IntegerIn(int64_t min, int64_t max) {
+  return CLI::Validator(
+      [min, max](const std::string& value) -> std::string {
+        int64_t n = 0;
+        const char* end = value.data() + value.size();
+        auto [ptr, ec] = std::from_chars(value.data(), end, n);
+        if (!value.empty() && ptr == end && ec == std::errc() && n >= min && n <= max) return "";
+        return "must be an integer from " + std::to_string(min) + " to " + std::to_string(max) +
+               ", got '" + value + "'";
+      },
+      "");
 }
 
 const CLI::Validator& NonEmpty() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <string>
 
 namespace forge {
@@ -26,5 +27,12 @@ const CLI::Validator& NonEmpty();
 // value and gives it the next argument instead, so `--model="$MODEL"
 // --needs-approval` with MODEL unset queued a task that skipped approval.
 void RefuseEmptyEqualsValues(int argc, const char* const* argv);
+
+// Refuses a value that is not a plain decimal integer from min to max
+// ("--limit: must be an integer from -2147483648 to 2147483647, got
+// '3000000000'"). CLI11 alone said "Could not convert" past an int's
+// range, read "0x10" as 16 and " 5" as 5, and took a number past int64's
+// range as its largest.
+CLI::Validator IntegerIn(int64_t min, int64_t max);
 
 }  // namespace forge

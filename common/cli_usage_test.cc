@@ -48,6 +48,29 @@ TEST(CliUsage, OtherErrorsKeepCli11sMessage) {
   EXPECT_EQ(ParseMessage({"check", "--slow"}), "The following argument was not expected: --slow");
 }
 
+TEST(CliUsage, AnIntegerOutsideItsRangeOrNotDecimalIsNamed) {
+  CLI::App app{"test"};
+  int64_t n = 0;
+  app.add_option("--n", n)->check(IntegerIn(1, 100));
+  auto parse = [&](std::vector<std::string> args) -> std::string {
+    args.insert(args.begin(), "prog");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    try {
+      app.parse(static_cast<int>(argv.size()), argv.data());
+    } catch (const CLI::ParseError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(parse({"--n", "100"}), "");
+  EXPECT_EQ(n, 100);
+  for (std::string bad : {"101", "0", "99999999999999999999", "0x10", " 5", "5 ", "+5", "1.5"}) {
+    EXPECT_EQ(parse({"--n", bad}), "--n: must be an integer from 1 to 100, got '" + bad + "'")
+        << bad;
+  }
+}
+
 TEST(CliUsage, AnEmptyValueOfANonEmptyOptionIsNamed) {
   EXPECT_EQ(ParseMessage({"--name", "", "start"}), "--name: must not be empty");
   EXPECT_EQ(ParseMessage({"--name", "x", "start"}), "");

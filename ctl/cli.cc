@@ -104,9 +104,12 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   submit->add_option("--depends-on", s.depends_on, "task id that must be done first (repeatable)")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->allow_extra_args(false);
-  submit->add_option("--priority", s.priority, "higher runs first (default 0)")->check(NonEmpty());
+  submit->add_option("--priority", s.priority, "higher runs first (default 0)")
+      ->check(NonEmpty())
+      ->check(IntegerIn(INT32_MIN, INT32_MAX));
   submit->add_option("--max-attempts", s.max_attempts, "attempts before blocking (default: config)")
-      ->check(NonEmpty());
+      ->check(NonEmpty())
+      ->check(IntegerIn(INT32_MIN, INT32_MAX));
   submit->add_flag("--needs-approval", s.needs_approval,
                    "wait for forge-ctl approve before running");
   submit->add_flag("--allow-empty", s.allow_empty, "a pass may change no files");
@@ -132,7 +135,9 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
                  "only tasks in this state (pending ready running reviewing cooldown done blocked "
                  "cancelled)")
       ->check(NonEmpty());
-  ls->add_option("--limit", f.list.limit, "at most N tasks")->check(NonEmpty());
+  ls->add_option("--limit", f.list.limit, "at most N tasks")
+      ->check(NonEmpty())
+      ->check(IntegerIn(INT32_MIN, INT32_MAX));
   ls->footer(Example("  forge-ctl ls --state blocked"));
 
   auto* show = app.add_subcommand("show", "a task: fields, attempts ledger, review, timeline");
@@ -176,11 +181,15 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
 
   auto* events = app.add_subcommand("events", "the event log (one line per event)");
   events->add_flag("-f,--follow", f.events.follow, "keep printing new events as they commit");
-  events->add_option("--since", f.events.since, "only events with seq > SEQ")->check(NonEmpty());
+  events->add_option("--since", f.events.since, "only events with seq > SEQ")
+      ->check(NonEmpty())
+      ->check(IntegerIn(INT64_MIN, INT64_MAX));
   events->add_option("--task", f.events.task_id, "only this task's events")->check(NonEmpty());
   events->add_option("--kind", f.events.kind, "only this kind, or a prefix ending in '.' (task.)")
       ->check(NonEmpty());
-  events->add_option("--limit", f.events.limit, "at most N events")->check(NonEmpty());
+  events->add_option("--limit", f.events.limit, "at most N events")
+      ->check(NonEmpty())
+      ->check(IntegerIn(INT32_MIN, INT32_MAX));
   events->footer(
       Example("  forge-ctl events --follow --kind attempt.\n"
               "  forge-ctl events --since 120 --json"));
@@ -188,7 +197,8 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   auto* logs = app.add_subcommand("logs", "an attempt's agent output (--review: its checks')");
   logs->add_option("id", f.logs.id, "task id")->check(NonEmpty())->required();
   logs->add_option("--attempt", f.logs.attempt, "attempt number (default: the latest)")
-      ->check(NonEmpty());
+      ->check(NonEmpty())
+      ->check(IntegerIn(INT32_MIN, INT32_MAX));
   logs->add_flag("-f,--follow", f.logs.follow,
                  "keep printing as it grows (and the next attempts' logs) until the task settles");
   logs->add_flag("--review", f.logs.review,

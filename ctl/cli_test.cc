@@ -122,6 +122,17 @@ TEST_F(CliTest, BadValuesAreNamed) {
     EXPECT_EQ(empty.rc, kExitUsage) << args[3];
     EXPECT_THAT(empty.err, HasSubstr("forge-ctl: " + flag + ": must not be empty")) << args[3];
   }
+  // Past an int, or not plain decimal: named with the range (CLI11 said
+  // "Could not convert", and read 0x1 as 1).
+  auto huge =
+      Cli({"--state-dir", state_, "submit", "--title", "x", "--max-attempts", "3000000000"});
+  EXPECT_EQ(huge.rc, kExitUsage);
+  EXPECT_THAT(huge.err, HasSubstr("forge-ctl: --max-attempts: must be an integer from "
+                                  "-2147483648 to 2147483647, got '3000000000'"));
+  auto hex = Cli({"--state-dir", state_, "logs", "t1", "--attempt", "0x1"});
+  EXPECT_EQ(hex.rc, kExitUsage);
+  EXPECT_THAT(hex.err, HasSubstr("--attempt: must be an integer from"));
+
   auto follow_json = Cli({"--state-dir", state_, "logs", "t1", "--follow", "--json"});
   EXPECT_EQ(follow_json.rc, kExitUsage);
   EXPECT_THAT(follow_json.err, HasSubstr("--json does not go with --follow"));
