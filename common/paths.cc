@@ -113,8 +113,17 @@ std::string StartedConfigFile(const std::string& state_dir) {
 }
 
 Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO's open would wait for a writer. The type is checked
+  // on the opened file, so a file swapped in after a caller's stat cannot
+  // hang the read either.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return IoError("cannot read", path, errno);
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return MakeError(ErrorCode::kInvalid,
+                     "'" + path + "' is not a regular file (a directory, a FIFO or a device)");
+  }
   std::string out;
   char buf[65536];
   while (true) {

@@ -33,8 +33,9 @@ Status MakePrivateDir(const std::string& path, const OwnDirNames& own = {});
 // supervisor of state_dir last started with (empty: it ran on defaults), so
 // that forge-ctl's "start it with" and doctor name the same file.
 std::string StartedConfigFile(const std::string& state_dir);
-// The whole file; kInvalid past max_bytes, read no further (a device such as
-// /dev/zero never ends).
+// The whole regular file. kInvalid past max_bytes, read no further, and
+// for anything but a regular file (a FIFO's open or read would wait for a
+// writer, /dev/zero never ends); the type is checked on the opened file.
 Result<std::string> ReadFile(const std::string& path,
                              size_t max_bytes = std::numeric_limits<size_t>::max());
 // Writes via a temp file + rename, so readers never see a partial file.

@@ -181,6 +181,21 @@ TEST_F(PathsTest, Errors) {
   EXPECT_THAT(s.error().message, HasSubstr("no-dir"));
 }
 
+// Only a regular file is read, checked on the file opened: a FIFO (whose
+// open would wait for a writer), a device and a directory are refused at
+// once, whoever stat'ed the path before.
+TEST_F(PathsTest, ReadFileReadsOnlyARegularFile) {
+  std::string fifo = dir_ + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& path : {dir_, std::string("/dev/zero"), fifo}) {
+    auto read = ReadFile(path, 1 << 20);
+    ASSERT_FALSE(read.ok()) << path;
+    EXPECT_EQ(read.error().code, ErrorCode::kInvalid) << path;
+    EXPECT_EQ(read.error().message,
+              "'" + path + "' is not a regular file (a directory, a FIFO or a device)");
+  }
+}
+
 TEST(PathHelpers, Join) {
   EXPECT_EQ(JoinPath("a", "b"), "a/b");
   EXPECT_EQ(JoinPath("a/", "b"), "a/b");

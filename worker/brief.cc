@@ -218,9 +218,15 @@ std::string_view BriefTemplateFor(const proto::TaskInfo& task) {
 Result<std::string> RenderWorkerBrief(const BriefDirs& dirs, const proto::Dispatch& dispatch,
                                       TemplateCache* cache) {
   FORGE_ASSIGN_OR_RETURN(std::string path, FindTemplate(dirs, BriefTemplateFor(dispatch.task)));
-  FORGE_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  auto text = ReadFile(path);
+  // Not a regular file (a FIFO, whose read would stall the worker): the
+  // operator's to fix, as a template that does not parse.
+  if (!text.ok() && text.error().code == ErrorCode::kInvalid) {
+    return MakeError(ErrorCode::kConfig, "brief template " + text.error().message);
+  }
+  if (!text.ok()) return text.error();
   TemplateCache once;
-  return (cache != nullptr ? *cache : once).Render(path, text, WorkerBriefData(dispatch));
+  return (cache != nullptr ? *cache : once).Render(path, *text, WorkerBriefData(dispatch));
 }
 
 }  // namespace forge::worker

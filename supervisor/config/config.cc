@@ -351,11 +351,11 @@ Result<Config> LoadConfig(const std::string& path) {
     return MakeError(ErrorCode::kConfig,
                      "config file " + path + ": not a regular file (a FIFO or a device)");
   }
+  // ReadFile checks the type again on the file it opened: one swapped in
+  // since the stat above is refused there, not waited on.
   auto text = ReadFile(path, kMaxConfigBytes);
   if (!text.ok() && text.error().code == ErrorCode::kInvalid) {
-    return MakeError(ErrorCode::kConfig, "config file " + path + ": more than " +
-                                             std::to_string(kMaxConfigBytes) +
-                                             " bytes, which no config is");
+    return MakeError(ErrorCode::kConfig, "config file " + text.error().message);
   }
   if (!text.ok()) return MakeError(ErrorCode::kIo, "config file: " + text.error().message);
   return ParseConfig(*text, path);

@@ -156,7 +156,7 @@ TEST(ConfigTest, AFileThatNeverEndsIsAConfigError) {
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.error().code, ErrorCode::kConfig);
   EXPECT_EQ(config.error().message,
-            "config file " + huge + ": more than 1048576 bytes, which no config is");
+            "config file '" + huge + "' is more than 1048576 bytes; no more is read");
 
   Result<Config> device = LoadConfig("/dev/zero");
   ASSERT_FALSE(device.ok());
