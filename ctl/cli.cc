@@ -109,7 +109,7 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
       ->check(IntegerIn(INT32_MIN, INT32_MAX));
   submit->add_option("--max-attempts", s.max_attempts, "attempts before blocking (default: config)")
       ->check(NonEmpty())
-      ->check(IntegerIn(INT32_MIN, INT32_MAX));
+      ->check(IntegerIn(1, INT32_MAX));
   submit->add_flag("--needs-approval", s.needs_approval,
                    "wait for forge-ctl approve before running");
   submit->add_flag("--allow-empty", s.allow_empty, "a pass may change no files");
@@ -137,7 +137,7 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
       ->check(NonEmpty());
   ls->add_option("--limit", f.list.limit, "at most N tasks")
       ->check(NonEmpty())
-      ->check(IntegerIn(INT32_MIN, INT32_MAX));
+      ->check(IntegerIn(0, INT32_MAX));
   ls->footer(Example("  forge-ctl ls --state blocked"));
 
   auto* show = app.add_subcommand("show", "a task: fields, attempts ledger, review, timeline");
@@ -183,13 +183,13 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   events->add_flag("-f,--follow", f.events.follow, "keep printing new events as they commit");
   events->add_option("--since", f.events.since, "only events with seq > SEQ")
       ->check(NonEmpty())
-      ->check(IntegerIn(INT64_MIN, INT64_MAX));
+      ->check(IntegerIn(0, INT64_MAX));
   events->add_option("--task", f.events.task_id, "only this task's events")->check(NonEmpty());
   events->add_option("--kind", f.events.kind, "only this kind, or a prefix ending in '.' (task.)")
       ->check(NonEmpty());
   events->add_option("--limit", f.events.limit, "at most N events")
       ->check(NonEmpty())
-      ->check(IntegerIn(INT32_MIN, INT32_MAX));
+      ->check(IntegerIn(0, INT32_MAX));
   events->footer(
       Example("  forge-ctl events --follow --kind attempt.\n"
               "  forge-ctl events --since 120 --json"));
@@ -198,7 +198,7 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   logs->add_option("id", f.logs.id, "task id")->check(NonEmpty())->required();
   logs->add_option("--attempt", f.logs.attempt, "attempt number (default: the latest)")
       ->check(NonEmpty())
-      ->check(IntegerIn(INT32_MIN, INT32_MAX));
+      ->check(IntegerIn(1, INT32_MAX));
   logs->add_flag("-f,--follow", f.logs.follow,
                  "keep printing as it grows (and the next attempts' logs) until the task settles");
   logs->add_flag("--review", f.logs.review,

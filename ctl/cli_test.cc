@@ -128,7 +128,7 @@ TEST_F(CliTest, BadValuesAreNamed) {
       Cli({"--state-dir", state_, "submit", "--title", "x", "--max-attempts", "3000000000"});
   EXPECT_EQ(huge.rc, kExitUsage);
   EXPECT_THAT(huge.err, HasSubstr("forge-ctl: --max-attempts: must be an integer from "
-                                  "-2147483648 to 2147483647, got '3000000000'"));
+                                  "1 to 2147483647, got '3000000000'"));
   auto hex = Cli({"--state-dir", state_, "logs", "t1", "--attempt", "0x1"});
   EXPECT_EQ(hex.rc, kExitUsage);
   EXPECT_THAT(hex.err, HasSubstr("--attempt: must be an integer from"));
@@ -189,7 +189,8 @@ TEST_F(CliTest, BadValuesAreNamed) {
 
   auto attempts = Cli({"--state-dir", state_, "submit", "--title", "x", "--max-attempts", "0"});
   EXPECT_EQ(attempts.rc, kExitUsage);
-  EXPECT_THAT(attempts.err, HasSubstr("--max-attempts must be at least 1"));
+  EXPECT_THAT(attempts.err,
+              HasSubstr("--max-attempts: must be an integer from 1 to 2147483647, got '0'"));
 
   auto agent = Cli({"--state-dir", state_, "submit", "--title", "x", "--agent", "gpt"});
   EXPECT_EQ(agent.rc, kExitUsage);
@@ -226,7 +227,28 @@ TEST_F(CliTest, BadValuesAreNamed) {
   for (const char* n : {"0", "-1"}) {
     auto attempt = Cli({"--state-dir", state_, "logs", "t1", "--attempt", n});
     EXPECT_EQ(attempt.rc, kExitUsage) << n;
-    EXPECT_EQ(attempt.err, "forge-ctl: --attempt must be at least 1, got " + std::string(n) + "\n");
+    EXPECT_THAT(attempt.err, HasSubstr("forge-ctl: --attempt: must be an integer from 1 to "
+                                       "2147483647, got '" +
+                                       std::string(n) + "'\n"));
+  }
+
+  // A number out of a flag's own range is named with that range, not its
+  // type's (as --max-attempts 3000000000 was).
+  struct Bounded {
+    std::vector<std::string> args;
+    std::string message;
+  } bounded[] = {
+      {{"ls", "--limit", "-1"}, "--limit: must be an integer from 0 to 2147483647, got '-1'"},
+      {{"events", "--limit", "-1"}, "--limit: must be an integer from 0 to 2147483647, got '-1'"},
+      {{"events", "--since", "-1"},
+       "--since: must be an integer from 0 to 9223372036854775807, got '-1'"},
+  };
+  for (const auto& b : bounded) {
+    std::vector<std::string> args = {"--state-dir", state_};
+    args.insert(args.end(), b.args.begin(), b.args.end());
+    auto out = Cli(args);
+    EXPECT_EQ(out.rc, kExitUsage) << b.message;
+    EXPECT_THAT(out.err, HasSubstr("forge-ctl: " + b.message + "\n"));
   }
 
   auto plan = Cli({"--state-dir", state_, "submit", "--plan", "p.yaml", "--title", "x"});
