@@ -22,6 +22,7 @@
 #include "common/utf8.h"
 #include "ctl/plan.h"
 #include "proto/control.h"
+#include "proto/json_fields.h"
 #include "proto/messages.h"
 #include "supervisor/config/yaml_reader.h"
 #include "supervisor/store/store.h"
@@ -739,19 +740,10 @@ Result<json> Control(Env& env, const std::string& cmd, const json& args) {
 }
 
 // pause and resume answer with the supervisor's status: what is still pausing dispatch.
-// A reply's optional text or number, or `fallback` when it is missing or
-// of another type (a supervisor of another version): json's value() threw
-// there, and the command ended as an "internal error" after the supervisor
-// had done what it was asked.
-std::string TextField(const json& body, const char* key) {
-  auto it = body.find(key);
-  return it != body.end() && it->is_string() ? it->get<std::string>() : "";
-}
-int64_t IntField(const json& body, const char* key, int64_t fallback) {
-  auto it = body.find(key);
-  return it != body.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
-}
-
+// Their replies' optional fields are read leniently (proto::LenientString):
+// json's value() threw on a field of another type (a supervisor of another
+// version), and the command ended as an "internal error" after the
+// supervisor had done what it was asked.
 std::string PauseSummary(const json& body) {
   auto status = ReadReply<proto::StatusReply>(body, "status");
   if (!status.ok() || status->pause_reasons.empty()) return "";
@@ -778,7 +770,7 @@ int CmdPause(Env& env, const std::string& reason) {
   if (!reason.empty()) args["reason"] = reason;
   auto body = Control(env, "pause", args);
   if (!body.ok()) return Fail(env, body.error());
-  std::string line = TextField(*body, "message");
+  std::string line = proto::LenientString(*body, "message");
   if (line.empty()) {
     line = "dispatch paused" + (reason.empty() ? "" : " (" + reason + ")") +
            "; running attempts continue; resume with: " + env.style.ctl + " resume";
@@ -789,7 +781,7 @@ int CmdPause(Env& env, const std::string& reason) {
 int CmdResume(Env& env) {
   auto body = Control(env, "resume", json::object());
   if (!body.ok()) return Fail(env, body.error());
-  std::string line = TextField(*body, "message");
+  std::string line = proto::LenientString(*body, "message");
   if (line.empty()) {
     std::string still = PauseSummary(*body);
     line = still.empty() ? "dispatch resumed"
@@ -811,13 +803,13 @@ int CmdStop(Env& env, const StopArgs& args) {
     return PrintReply(env, json{{"stopped", true}}, "supervisor stopped");
   }
   if (args.no_wait) {
-    std::string line = TextField(*body, "message");
+    std::string line = proto::LenientString(*body, "message");
     if (line.empty()) {
       line = "supervisor stopping: running attempts get the shutdown grace, then it exits";
     }
     return PrintReply(env, *body, line);
   }
-  const int64_t within_ms = IntField(*body, "within_ms", 0);
+  const int64_t within_ms = proto::LenientInt(*body, "within_ms", 0);
   const int64_t timeout_ms = args.timeout_ms.value_or(within_ms + kStopMarginMs);
   const int64_t start = env.clock->MonotonicMs();
   if (!env.json && timeout_ms > 0) {

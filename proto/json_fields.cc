@@ -1,5 +1,7 @@
 #include "proto/json_fields.h"
 
+#include <cmath>
+
 namespace forge::proto {
 namespace {
 [[noreturn]] void Mistyped(const json& j, const char* want) {
@@ -54,6 +56,29 @@ void ReadValue(const json& j, std::map<std::string, std::string>& out) {
 
 void RequireObject(const json& j) {
   if (!j.is_object()) Mistyped(j, "an object");
+}
+
+std::string LenientString(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+int64_t LenientInt(const json& j, const char* key, int64_t fallback) {
+  auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  if (it->is_number_unsigned()) {
+    uint64_t u = it->get<uint64_t>();
+    return u <= static_cast<uint64_t>(INT64_MAX) ? static_cast<int64_t>(u) : fallback;
+  }
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (it->is_number_float()) {
+    double d = it->get<double>();
+    // [-2^63, 2^63): both bounds are exact doubles.
+    if (std::isfinite(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+      return static_cast<int64_t>(d);
+    }
+  }
+  return fallback;
 }
 
 }  // namespace forge::proto

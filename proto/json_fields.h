@@ -100,6 +100,15 @@ void PutUnlessDefault(json& j, const char* key, const T& value, const T& default
 // Requires j to be an object.
 void RequireObject(const json& j);
 
+// Lenient readers, for JSON Forge does not write (an agent's output) or may
+// not understand (a reply from a supervisor of another version): a missing
+// or mistyped field reads as `fallback`, never throws. A number outside
+// int64 (3e80, 2^64 - 1) reads as the fallback too: converting it would be
+// undefined (found by the agent_output fuzzer); a fraction within range is
+// truncated.
+std::string LenientString(const json& j, const char* key);
+int64_t LenientInt(const json& j, const char* key, int64_t fallback = 0);
+
 // A JSON object from alternating keys and values:
 //   JsonObject("attempt_id", a.id, "n", a.n)
 // built key by key. nlohmann's initializer-list form, json{{"k", v}, ...},

@@ -44,6 +44,25 @@ TEST(JsonObject, SameObjectAsTheInitializerListForm) {
   EXPECT_EQ(JsonObject().dump(), "{}");
 }
 
+// What a lenient read gives for each kind of value: the value when it is of
+// the asked type and representable, else the fallback; never a throw.
+TEST(LenientFields, ReadTheValueOrTheFallback) {
+  json j = json::parse(
+      R"({"s": "text", "i": -7, "u": 18446744073709551615, "f": 2.9, "huge": 3e80,
+          "b": true, "n": null, "o": {}})");
+  EXPECT_EQ(LenientString(j, "s"), "text");
+  for (const char* key : {"i", "b", "n", "o", "missing"})
+    EXPECT_EQ(LenientString(j, key), "") << key;
+  EXPECT_EQ(LenientInt(j, "i", 5), -7);
+  EXPECT_EQ(LenientInt(j, "f", 5), 2);  // a fraction is truncated
+  for (const char* key : {"u", "huge", "s", "b", "n", "o", "missing"}) {
+    EXPECT_EQ(LenientInt(j, key, 5), 5) << key;
+  }
+  EXPECT_EQ(LenientInt(j, "missing"), 0);
+  EXPECT_EQ(LenientString(json::array(), "s"), "");  // not an object at all
+  EXPECT_EQ(LenientInt(json("x"), "i", 3), 3);
+}
+
 TEST(TaskStates, NamesRoundTrip) {
   ASSERT_EQ(AllStates().size(), 8u);
   std::vector<std::string> names;

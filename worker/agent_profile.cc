@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "proto/json_fields.h"
+
 namespace forge::worker {
 namespace {
 
@@ -38,31 +40,9 @@ void SetExit(const ExitStatus& status, proto::Result& out) {
   out.signal = status.signal;
 }
 
-// Lenient readers for agent output: a missing or mistyped field is simply absent.
-std::string StringField(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-// A number outside int64 (3e80, 2^64 - 1) is absent too: converting it
-// would be undefined (found by the agent_output fuzzer). A fraction within
-// range is truncated, as before.
-int64_t IntField(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end()) return 0;
-  if (it->is_number_unsigned()) {
-    uint64_t u = it->get<uint64_t>();
-    return u <= static_cast<uint64_t>(INT64_MAX) ? static_cast<int64_t>(u) : 0;
-  }
-  if (it->is_number_integer()) return it->get<int64_t>();
-  if (it->is_number_float()) {
-    double d = it->get<double>();
-    // [-2^63, 2^63): both bounds are exact doubles.
-    if (std::isfinite(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
-      return static_cast<int64_t>(d);
-    }
-  }
-  return 0;
-}
+// Agent output is read leniently: a missing or mistyped field is simply absent.
+using proto::LenientInt;
+using proto::LenientString;
 // Sums an agent's counts without overflowing (its numbers are not trusted).
 int64_t SaturatingAdd(int64_t a, int64_t b) {
   int64_t sum = 0;
@@ -79,7 +59,7 @@ double SpendField(const json& j, const char* key) {
   return std::max(NumberField(j, key), 0.0);
 }
 int64_t CountField(const json& j, const char* key) {
-  return std::max<int64_t>(IntField(j, key), 0);
+  return std::max<int64_t>(LenientInt(j, key), 0);
 }
 bool BoolField(const json& j, const char* key) {
   auto it = j.find(key);
@@ -116,7 +96,7 @@ class CommandParser final : public OutputParser {
 };
 
 bool IsResultObject(const json& j) {
-  return j.is_object() && (StringField(j, "type") == "result" || j.contains("is_error"));
+  return j.is_object() && (LenientString(j, "type") == "result" || j.contains("is_error"));
 }
 
 // The final result object: the whole output as one object (json), the last
@@ -196,9 +176,9 @@ class ClaudeParser final : public OutputParser {
                   "); output tail: " + TailText(out_.empty() ? tail : out_, 1024);
       return;
     }
-    text_ = StringField(*r, "result");
-    out.session_id = StringField(*r, "session_id");
-    out.num_turns = IntField(*r, "num_turns");
+    text_ = LenientString(*r, "result");
+    out.session_id = LenientString(*r, "session_id");
+    out.num_turns = LenientInt(*r, "num_turns");
     out.cost_usd = SpendField(*r, "total_cost_usd");
     if (const json* usage = ObjectField(*r, "usage")) {
       // Every input token the model read: claude counts the cached ones
@@ -210,12 +190,12 @@ class ClaudeParser final : public OutputParser {
       out.tokens_out = CountField(*usage, "output_tokens");
     }
     const bool is_error = BoolField(*r, "is_error");
-    const std::string subtype = StringField(*r, "subtype");
-    const std::string reason = StringField(*r, "terminal_reason");
-    const int64_t api_status = IntField(*r, "api_error_status");
+    const std::string subtype = LenientString(*r, "subtype");
+    const std::string reason = LenientString(*r, "terminal_reason");
+    const int64_t api_status = LenientInt(*r, "api_error_status");
     out.rate_limited = api_status == 429 || MentionsRateLimit(subtype) || MentionsRateLimit(reason);
     // Only a run that failed: an answer that quotes the message is not one.
-    if (auto reset = UsageLimitReset(StringField(*r, "result"));
+    if (auto reset = UsageLimitReset(LenientString(*r, "result"));
         reset && (is_error || !status.success())) {
       out.rate_limited = true;
       out.rate_limit_reset_ms = *reset;
@@ -241,7 +221,7 @@ class ClaudeParser final : public OutputParser {
     add("api_error_status", api_status != 0 ? std::to_string(api_status) : "");
     if (!details.empty()) what += " (" + details + ")";
     if (!status.success()) what += " and " + ExitText(status);
-    std::string text = StringField(*r, "result");
+    std::string text = LenientString(*r, "result");
     if (!text.empty()) what += ": " + Clip(text);
     out.error = what;
   }
@@ -293,9 +273,9 @@ class CodexParser final : public OutputParser {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
     json j = json::parse(line, nullptr, false);
     if (!j.is_object()) return;  // not an event: codex also prints plain text
-    const std::string type = StringField(j, "type");
+    const std::string type = LenientString(j, "type");
     if (type == "thread.started") {
-      thread_id_ = StringField(j, "thread_id");
+      thread_id_ = LenientString(j, "thread_id");
     } else if (type == "turn.completed") {
       ++turns_;
       if (const json* usage = ObjectField(j, "usage")) {
@@ -304,14 +284,15 @@ class CodexParser final : public OutputParser {
       }
     } else if (type == "item.completed") {
       const json* item = ObjectField(j, "item");
-      if (item && StringField(*item, "type") == "agent_message") text_ = StringField(*item, "text");
+      if (item && LenientString(*item, "type") == "agent_message")
+        text_ = LenientString(*item, "text");
     } else if (type == "turn.failed") {
       ++turns_;
       const json* err = ObjectField(j, "error");
-      failure_ = err ? StringField(*err, "message") : std::string();
+      failure_ = err ? LenientString(*err, "message") : std::string();
       if (failure_.empty()) failure_ = "turn failed";
     } else if (type == "error") {
-      failure_ = StringField(j, "message");
+      failure_ = LenientString(j, "message");
       if (failure_.empty()) failure_ = "error event";
     }
   }
