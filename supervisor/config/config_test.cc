@@ -200,6 +200,12 @@ TEST(ConfigTest, SyntaxErrorNamesItsLine) {
   EXPECT_THAT(message, ::testing::MatchesRegex("f\\.yaml:2:[0-9]+: YAML syntax error: .*"));
 }
 
+// yaml-cpp's recursion guard said only "bad file".
+TEST(ConfigTest, NestingPastTheParsersLimitSaysSo) {
+  std::string deep = "agent:\n  command: " + std::string(600, '[') + std::string(600, ']') + "\n";
+  EXPECT_THAT(ErrorOf(deep), HasSubstr("YAML nested too deeply"));
+}
+
 TEST(ConfigTest, UnknownKeySuggestsTheClosest) {
   EXPECT_EQ(ErrorOf("agent:\n  comand: [x]\n"),
             "f.yaml:2:3: unknown key 'agent.comand' (did you mean 'command'?)");

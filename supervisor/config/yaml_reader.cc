@@ -1,5 +1,6 @@
 #include "supervisor/config/yaml_reader.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
@@ -178,6 +179,12 @@ std::optional<YAML::Node> YamlReader::Parse(const std::string& text) {
       return std::nullopt;
     }
     return doc;
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp says only "bad file" when its recursion guard stops it.
+    Problem(e.mark,
+            "YAML nested too deeply (lists or maps hundreds of levels inside one another); "
+            "no config or plan nests this far");
+    return std::nullopt;
   } catch (const YAML::Exception& e) {
     Problem(e.mark, "YAML syntax error: " + e.msg);
     return std::nullopt;
