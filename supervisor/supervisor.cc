@@ -418,7 +418,15 @@ int64_t Supervisor::PollTimeoutMs() {
   auto consider = [&](std::optional<int64_t> t) {
     if (t) next = std::min(next, *t);
   };
-  consider(pool_.NextSilenceDeadline(config_.watchdog.heartbeat_timeout_ms));
+  if (silence_suspected_mono_ms_) {
+    // The silent children's deadlines are past: wake when they are judged,
+    // and once between, so that a wake-up later than the window means the
+    // loop was not running (SilentChildren).
+    const int64_t confirm = SilenceConfirmMs();
+    consider(std::min(*silence_suspected_mono_ms_ + confirm, now + confirm / 2));
+  } else {
+    consider(pool_.NextSilenceDeadline(config_.watchdog.heartbeat_timeout_ms));
+  }
   // A past cooldown deadline held by the store pause would make the poll spin.
   if (next_due_wall_ms_ && !guards_.store_paused()) {
     consider(now + (*next_due_wall_ms_ - steady_wall_.NowMs()));
@@ -494,20 +502,58 @@ void Supervisor::HandleSignals() {
   }
 }
 
-// Children silent as of now. The loop itself may have stalled since it last
-// read them (a write waiting out the busy timeout on a locked database), its
-// children's heartbeats queued unread meanwhile: before one is judged, they
-// are read, and silence is judged as of the moment that read began, since
-// what a child sent before then has been read.
+// Children silent as of now, to be killed as lost. The loop itself may have
+// stalled since it last read them, its children's heartbeats queued unread
+// meanwhile:
+// - a write waiting out the busy timeout on a locked database: ZeroMQ's I/O
+//   thread went on reading the socket, so a drain reads what they sent, and
+//   silence is judged as of the moment that read began;
+// - the whole process stopped (SIGSTOP, a frozen cgroup, a VM paused): the
+//   I/O thread stopped too, and what the children sent is still in the
+//   kernel's socket buffer, out of a drain's reach until that thread has run
+//   again. A child is judged only once the loop has kept running for
+//   SilenceConfirmMs since it first looked silent: every child was killed as
+//   lost after a 5 s SIGSTOP of the supervisor, one time in two.
 std::vector<pid_t> Supervisor::SilentChildren() {
   const int64_t timeout = config_.watchdog.heartbeat_timeout_ms;
-  if (pool_.Silent(clock_.MonotonicMs(), timeout).empty()) return {};
+  const int64_t now = clock_.MonotonicMs();
+  const int64_t away = last_watch_mono_ms_ < 0 ? 0 : now - last_watch_mono_ms_;
+  last_watch_mono_ms_ = now;
+  if (pool_.Silent(now, timeout).empty()) {
+    silence_suspected_mono_ms_.reset();
+    return {};
+  }
   const int64_t read_from = clock_.MonotonicMs();
   // One drain stops at its budget (a write in it may have waited out the busy
   // timeout): a few more read what is left, bounded for a flooding child.
   for (int drains = 0; drains < kSilenceDrains && !DrainChildren(); ++drains) {
   }
-  return pool_.Silent(read_from, timeout);
+  std::vector<pid_t> silent = pool_.Silent(read_from, timeout);
+  if (silent.empty()) {
+    silence_suspected_mono_ms_.reset();
+    return {};
+  }
+  const int64_t confirm = SilenceConfirmMs();
+  // Away longer than the window (PollTimeoutMs wakes the loop twice in it):
+  // the loop itself was not running, and the window starts again.
+  if (!silence_suspected_mono_ms_ || away > confirm) {
+    // The loop sleeps up to a silence deadline: away past it, it was held.
+    if (away > timeout + confirm) {
+      spdlog::warn(
+          "the supervisor's loop did not run for {} ms (stopped or starved); {} "
+          "child(ren) silent since are judged after it has run for {} ms",
+          away, silent.size(), confirm);
+    }
+    silence_suspected_mono_ms_ = read_from;
+    return {};
+  }
+  if (read_from - *silence_suspected_mono_ms_ < confirm) return {};
+  silence_suspected_mono_ms_.reset();
+  return silent;
+}
+
+int64_t Supervisor::SilenceConfirmMs() const {
+  return std::clamp<int64_t>(config_.watchdog.heartbeat_interval_ms / 2, 10, 500);
 }
 
 void Supervisor::RunTimers() {

@@ -167,6 +167,9 @@ class Supervisor final : public ControlBackend {
                    bool rate_limited);
   std::vector<pid_t> SilentChildren();
   static constexpr int kSilenceDrains = 8;
+  // How long the loop must have kept running, after it first finds children
+  // silent, before it judges them: half a heartbeat interval, 10 to 500 ms.
+  int64_t SilenceConfirmMs() const;
   void PetWatchdog();
   // Recovery of an attempt whose agent passed: queued for review again.
   bool ReviewAfterRestart(const proto::AttemptInfo& a);
@@ -309,6 +312,10 @@ class Supervisor final : public ControlBackend {
   // RetireSurplus has told enough of them to stop; the pids it told.
   bool surplus_ = false;
   std::map<pid_t, int64_t> retired_;  // pid -> monotonic deadline to have exited
+  // The watchdog (SilentChildren): when the loop last looked, and since when
+  // children have looked silent with the loop running throughout.
+  int64_t last_watch_mono_ms_ = -1;
+  std::optional<int64_t> silence_suspected_mono_ms_;
   bool done_ = false;
   int64_t stop_deadline_mono_ms_ = 0;
 

@@ -124,6 +124,48 @@ TEST(Faults, ALoopStalledOnALockLosesNoChild) {
   EXPECT_THAT(f.SupervisorLog(), Not(HasSubstr("no heartbeat")));
 }
 
+// The whole supervisor stopped (SIGSTOP; a frozen cgroup or a paused VM
+// alike) past the heartbeat timeout: its ZeroMQ I/O thread stopped with it,
+// the children's heartbeats wait in the socket's buffer, and a drain on the
+// first turn after SIGCONT could not yet read them. Every child was killed
+// as lost, and the attempts' work with them, on most stops.
+TEST(Faults, ASupervisorStoppedAndContinuedLosesNoChild) {
+  ForgeOptions o;
+  o.heartbeat_interval = "100ms";
+  o.heartbeat_timeout = "500ms";
+  itest::Forge f(o);
+  f.Start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) ids.push_back(f.Submit("slow_succeed", {{"FAKE_SLEEP", "7"}}));
+  for (const auto& id : ids) ASSERT_TRUE(f.WaitState(id, TaskState::kRunning));
+  auto children = [&f] {
+    std::set<pid_t> pids;
+    const json status = f.Status();
+    for (const auto& c : status["children"]) pids.insert(c["pid"].get<pid_t>());
+    return pids;
+  };
+  const std::set<pid_t> before = children();
+  for (int stop = 0; stop < 4; ++stop) {
+    ASSERT_EQ(::kill(f.pid(), SIGSTOP), 0);
+    // The stalls and the runs between them are what is tested: stopped for
+    // twice the heartbeat timeout, then running for one (the last two
+    // stops each right after the one before).
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    ASSERT_EQ(::kill(f.pid(), SIGCONT), 0);
+    if (stop < 2) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ASSERT_TRUE(itest::WaitFor([&] { return AllIn(f, ids, TaskState::kDone); }, 60'000))
+      << f.SupervisorLog();
+  for (const auto& id : ids) {
+    auto attempts = f.Attempts(id);
+    ASSERT_EQ(attempts.size(), 1u) << id << "\n" << f.SupervisorLog();
+    EXPECT_EQ(attempts[0].outcome, "passed") << id;
+  }
+  EXPECT_FALSE(f.HasEvent("", "child.lost"));
+  EXPECT_THAT(f.SupervisorLog(), Not(HasSubstr("no heartbeat")));
+  EXPECT_EQ(children(), before);
+}
+
 // A write lock held past the store's busy timeout (5 s): the loop's writes
 // meanwhile (here the agents' starts; a result or a close alike) are
 // refused with SQLITE_BUSY. They are kept and written once the lock is let
