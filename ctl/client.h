@@ -39,6 +39,8 @@ class ControlClient {
   Result<json> Call(const std::string& cmd, const json& args = json::object());
 
   const std::string& endpoint() const { return endpoint_; }
+  // The wait for the next Calls' answers (Connect's timeout_ms until then).
+  void set_timeout_ms(int64_t timeout_ms) { timeout_ms_ = timeout_ms; }
 
  private:
   ControlClient() = default;

@@ -311,15 +311,20 @@ constexpr size_t kChunkBytes = 2u << 20;
 
 // submit_begin, submit_chunk..., submit_commit: still one transaction on the
 // supervisor's side. Any refusal aborts the upload (best effort: it expires
-// anyway) and is returned as is.
+// anyway) and is returned as is. Only the commit inserts the tasks, so only
+// it waits commit_timeout_ms; the other steps wait timeout_ms.
 Result<json> SubmitStaged(ControlClient& client, std::vector<proto::SubmitTask> tasks,
-                          const std::optional<std::string>& idempotency_key) {
+                          const std::optional<std::string>& idempotency_key, int64_t timeout_ms,
+                          int64_t commit_timeout_ms) {
+  client.set_timeout_ms(timeout_ms);
   FORGE_ASSIGN_OR_RETURN(json begun, client.Call("submit_begin"));
   FORGE_ASSIGN_OR_RETURN(auto upload, ReadReply<proto::UploadReply>(begun, "submit_begin"));
   proto::UploadRequest id;
   id.upload = upload.upload;
   auto abort = [&](const Error& e) -> Result<json> {
-    (void)client.Call("submit_abort", json(id));
+    // A supervisor that did not answer a chunk would not answer the abort
+    // either: asking waited a second timeout for nothing.
+    if (!Unanswered(e)) (void)client.Call("submit_abort", json(id));
     return e;
   };
   for (auto& chunk : ChunkTasks(std::move(tasks), kChunkBytes)) {
@@ -330,6 +335,7 @@ Result<json> SubmitStaged(ControlClient& client, std::vector<proto::SubmitTask> 
     if (!sent.ok()) return abort(sent.error());
   }
   id.idempotency_key = idempotency_key;
+  client.set_timeout_ms(commit_timeout_ms);
   return client.Call("submit_commit", json(id));
 }
 
@@ -416,7 +422,8 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
     body = (*client)->Call("submit", request);
   } else {
     request = json();
-    body = SubmitStaged(**client, std::move(submit.tasks), args.idempotency_key);
+    body = SubmitStaged(**client, std::move(submit.tasks), args.idempotency_key, env.timeout_ms,
+                        timeout_ms);
   }
   // What the store refuses as invalid is the input's fault, as the checks
   // above (exit 2): a dependency on no task, named by its flag or plan line.
