@@ -797,6 +797,11 @@ int CmdResume(Env& env) {
   return PrintReply(env, *body, line);
 }
 
+namespace {
+// Past any shutdown and kill grace the config allows; a bound for a reply's number.
+constexpr int64_t kMaxStopWaitMs = 24LL * 3600 * 1000;
+}  // namespace
+
 int CmdStop(Env& env, const StopArgs& args) {
   std::optional<pid_t> pid = SupervisorPid(env.state_dir);
   auto client = RequireSupervisor(env);
@@ -816,8 +821,12 @@ int CmdStop(Env& env, const StopArgs& args) {
     }
     return PrintReply(env, *body, line);
   }
+  // The supervisor counts its deadline from when it answered (39999 ms):
+  // waited for and printed in whole seconds ("45s", not "44999ms").
   const int64_t within_ms = proto::LenientInt(*body, "within_ms", 0);
-  const int64_t timeout_ms = args.timeout_ms.value_or(within_ms + kStopMarginMs);
+  const int64_t rounded_ms =
+      (std::clamp<int64_t>(within_ms, 0, kMaxStopWaitMs) + 999) / 1000 * 1000;
+  const int64_t timeout_ms = args.timeout_ms.value_or(rounded_ms + kStopMarginMs);
   const int64_t start = env.clock->MonotonicMs();
   if (!env.json && timeout_ms > 0) {
     *env.err << "forge-ctl: supervisor stopping"

@@ -748,6 +748,20 @@ TEST(LiveTest, StopWaitsUntilTheSupervisorHasExited) {
   EXPECT_FALSE(SupervisorPid(h.state_dir).has_value());
 }
 
+// The supervisor's deadline counts from its answer (39999 ms): the wait is
+// named in whole seconds, not "44999ms".
+TEST(LiveTest, StopNamesItsWaitInWholeSeconds) {
+  CtlHarness h;
+  FakeSupervisor* self = nullptr;
+  FakeSupervisor fake(h.state_dir, [&](const json&) {
+    self->ReleaseLock();
+    return FakeSupervisor::Ok({{"stopping", true}, {"within_ms", 39'999}});
+  });
+  self = &fake;
+  ASSERT_EQ(CmdStop(h.env), kExitOk) << h.err.str();
+  EXPECT_THAT(h.err.str(), HasSubstr("; waiting up to 45s\n"));
+}
+
 // One that is still running by the timeout: 124, naming its pid.
 TEST(LiveTest, StopThatOutlastsTheTimeoutExits124) {
   CtlHarness h;
