@@ -1368,6 +1368,13 @@ Result<Change> Store::Approve(const std::string& task_id) {
           t.info.state == TaskState::kDone ? "; nothing to approve" : "; retry it before approving";
       return MakeError(ErrorCode::kConflict, "task " + task_id + " is " + Str(t.info.state) + hint);
     }
+    // It was answered "unchanged (approved)" with a task.approved event in
+    // its history, an approval that gated nothing.
+    if (!t.info.needs_approval) {
+      return MakeError(ErrorCode::kConflict, "task " + task_id +
+                                                 " does not need approval (it was submitted "
+                                                 "without needs_approval)");
+    }
     FORGE_ASSIGN_OR_RETURN(Stmt s, m.conn.Prepare("UPDATE tasks SET approved = 1, updated_at = ? "
                                                   "WHERE seq = ?"));
     FORGE_RETURN_IF_ERROR(s.Bind(m.Now(), t.seq).Run());

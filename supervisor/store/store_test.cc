@@ -1447,6 +1447,14 @@ TEST_F(StoreTest, OperatorActionsInTheWrongStateAreConflicts) {
   EXPECT_EQ(close.error().code, ErrorCode::kInvalid);
   EXPECT_EQ(close.error().message, "closing attempt 1: next state cannot be running");
 
+  // Not gated: nothing to approve, and no task.approved in its history.
+  auto not_gated = s->Approve(ids[1]);
+  ASSERT_FALSE(not_gated.ok());
+  EXPECT_EQ(not_gated.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(not_gated.error().message,
+            "task t2 does not need approval (it was submitted without needs_approval)");
+  EXPECT_TRUE(s->Events({.task_id = ids[1], .kind = "task.approved"}).value().empty());
+
   auto gated = Task("gated");
   gated.needs_approval = true;
   auto g = MustSubmit(*s, {gated});
