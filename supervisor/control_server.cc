@@ -20,9 +20,15 @@ proto::ChangeReply ToReply(const std::string& id, const store::Change& change,
   return r;
 }
 
-std::string OptionalString(const json& args, const char* key) {
+// Absent or null: "". Of another type: refused, as the typed requests' fields
+// are (a reason of ["x"] was dropped without a word).
+Result<std::string> OptionalString(const json& args, const char* key) {
   auto it = args.find(key);
-  if (it == args.end() || !it->is_string()) return "";
+  if (it == args.end() || it->is_null()) return std::string();
+  if (!it->is_string()) {
+    return MakeError(ErrorCode::kInvalid,
+                     std::string("field '") + key + "' must be a string, got " + it->type_name());
+  }
   return it->get<std::string>();
 }
 
@@ -83,7 +89,8 @@ Result<json> ControlServer::Dispatch(const proto::ControlRequest& request, size_
   if (cmd == "approve") return Approve(args);
   if (cmd == "events") return Events(args);
   if (cmd == "pause") {
-    backend_.Pause(OptionalString(args, "reason"));
+    FORGE_ASSIGN_OR_RETURN(std::string reason, OptionalString(args, "reason"));
+    backend_.Pause(reason);
     return json(backend_.Status());
   }
   if (cmd == "resume") {
@@ -245,7 +252,7 @@ Result<json> ControlServer::List(const json& args) {
 
 Result<json> ControlServer::Cancel(const json& args) {
   FORGE_ASSIGN_OR_RETURN(auto request, proto::ReadAs<proto::IdRequest>(args));
-  std::string reason = OptionalString(args, "reason");
+  FORGE_ASSIGN_OR_RETURN(std::string reason, OptionalString(args, "reason"));
   FORGE_ASSIGN_OR_RETURN(
       auto change, store_.Cancel(request.id, reason.empty() ? "cancelled by operator" : reason));
   backend_.OnCancelled(change);

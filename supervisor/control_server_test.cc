@@ -385,6 +385,25 @@ TEST_F(ControlServerTest, ARetrySaysWhatTheTaskStillWaitsOn) {
                                      ", cancelled: retry that one too");
 }
 
+// A reason of another type is refused, and nothing is done: it was dropped
+// without a word (the pause taken without its reason, the cancel done).
+TEST_F(ControlServerTest, AReasonThatIsNotAStringIsRefused) {
+  auto pause = Call("pause", json{{"reason", json::array({"x"})}});
+  ASSERT_FALSE(pause.ok());
+  EXPECT_EQ(pause.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(pause.error().message, "field 'reason' must be a string, got array");
+  EXPECT_FALSE(backend_.paused);
+  std::string id = SubmitOne(json{{"title", "t"}, {"brief", "b"}});
+  auto cancel = Call("cancel", json{{"id", id}, {"reason", 5}});
+  ASSERT_FALSE(cancel.ok());
+  EXPECT_EQ(cancel.error().message, "field 'reason' must be a string, got number");
+  auto shown = Call("show", json{{"id", id}});
+  ASSERT_TRUE(shown.ok());
+  EXPECT_NE((*shown)["state"], "cancelled") << shown->dump();
+  ASSERT_TRUE(Call("pause", json{{"reason", nullptr}}).ok());  // null: no reason
+  EXPECT_TRUE(backend_.paused);
+}
+
 TEST_F(ControlServerTest, PauseResumeStopAndEvents) {
   auto p = Call("pause", json{{"reason", "lunch"}});
   ASSERT_TRUE(p.ok());
