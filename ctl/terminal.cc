@@ -11,6 +11,15 @@ bool IsControl(unsigned char c) {
   return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F;
 }
 
+// The bidirectional embeddings, overrides and isolates (U+202A..U+202E,
+// U+2066..U+2069), as the UTF-8 byte after E2 and the one after that: a
+// title with U+202E drew the rest of its `ls` line, state and all, right to
+// left.
+bool IsBidiControl(unsigned char second, unsigned char third) {
+  return (second == 0x80 && third >= 0xAA && third <= 0xAE) ||
+         (second == 0x81 && third >= 0xA6 && third <= 0xA9);
+}
+
 // The SGR parameters Paint writes (ctl/render.cc): reset, bold, dim and five
 // colours. Any other (conceal, black on black, blink) is not let through.
 bool IsForgeColour(std::string_view params) {
@@ -48,6 +57,17 @@ std::string TerminalFilter::Feed(std::string_view text) {
         // Not a colour: the ESC goes, what followed it is plain text.
         out += kReplacement;
         out += pending_.substr(1);
+      } else if (pending_[0] == '\xE2') {
+        if (pending_.size() == 1 && (c == 0x80 || c == 0x81)) {
+          pending_ += ch;
+          continue;
+        }
+        if (pending_.size() == 2 && IsBidiControl(static_cast<unsigned char>(pending_[1]), c)) {
+          out += kReplacement;
+          pending_.clear();
+          continue;
+        }
+        out += pending_;                    // another character: c is read below
       } else if (c >= 0x80 && c <= 0x9F) {  // 0xC2 then a C1 control
         out += kReplacement;
         pending_.clear();
@@ -57,7 +77,7 @@ std::string TerminalFilter::Feed(std::string_view text) {
       }
       pending_.clear();
     }
-    if (c == 0x1B || c == 0xC2) {
+    if (c == 0x1B || c == 0xC2 || c == 0xE2) {
       pending_ = ch;
     } else if (c == '\n' && open_colour_) {
       out += "\x1b[0m\n";  // a colour a text opened ends with its line
@@ -76,7 +96,7 @@ std::string TerminalFilter::Finish() {
   if (!pending_.empty() && pending_[0] == '\x1b') {
     out = std::string(kReplacement) + pending_.substr(1);
   } else {
-    out = pending_;  // a lead byte at the very end: invalid UTF-8, not a control
+    out = pending_;  // a sequence cut at the very end: invalid UTF-8, not a control
   }
   pending_.clear();
   if (open_colour_) out += "\x1b[0m";

@@ -5,8 +5,9 @@
 // byte goes through TerminalFilter, which keeps text, newlines, tabs and the
 // colours Paint writes (ESC [ n m for reset, bold, dim and five colours; a
 // forged one can only colour, and no further than the end of its line) and
-// replaces every other control character (C0, DEL, C1) and escape sequence
-// with U+FFFD.
+// replaces every other control character (C0, DEL, C1), escape sequence and
+// bidirectional override, embedding or isolate (U+202A..E, U+2066..9) with
+// U+FFFD.
 #pragma once
 
 #include <ostream>
@@ -25,7 +26,7 @@ class TerminalFilter {
   std::string Finish();
 
  private:
-  std::string pending_;       // ESC, ESC [ digits..., or a 0xC2 lead byte
+  std::string pending_;       // ESC, ESC [ digits..., a 0xC2 lead byte, or 0xE2 and one more
   bool open_colour_ = false;  // a colour passed and no reset since
 };
 

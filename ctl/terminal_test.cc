@@ -53,6 +53,24 @@ TEST(TerminalSafe, ReplacesEveryOtherControl) {
   EXPECT_EQ(TerminalSafe("\x1b"), kR);
 }
 
+// A right-to-left override in a title drew the rest of its line (the
+// task's state and all) reversed; an isolate likewise. Other characters
+// starting with the same bytes (U+2014, U+2026, U+2069's neighbours) stay.
+TEST(TerminalSafe, ReplacesBidirectionalOverridesAndIsolates) {
+  for (const char* bidi :
+       {"\u202A", "\u202B", "\u202C", "\u202D", "\u202E", "\u2066", "\u2067", "\u2068", "\u2069"}) {
+    EXPECT_EQ(TerminalSafe(std::string("t1 ") + bidi + "done"), "t1 " + kR + "done") << bidi;
+  }
+  EXPECT_EQ(TerminalSafe("a\u2014b\u2026c\u2029d\u206Ae\u20ACf"),
+            "a\u2014b\u2026c\u2029d\u206Ae\u20ACf");
+  TerminalFilter f;  // cut between writes, and at the end
+  std::string out = f.Feed("x\xE2");
+  out += f.Feed("\x80");
+  out += f.Feed("\xAEy\xE2\x80");
+  out += f.Finish();
+  EXPECT_EQ(out, "x" + kR + "y\xE2\x80");
+}
+
 TEST(TerminalSafe, ASequenceCutBetweenWritesIsStillJudgedWhole) {
   TerminalFilter f;
   std::string out = f.Feed("a\x1b");
