@@ -34,8 +34,8 @@ std::string_view ChildEventName(ChildEvent e) {
       return "job_done";
     case ChildEvent::kExited:
       return "exited";
-    case ChildEvent::kHeartbeatTimeout:
-      return "heartbeat_timeout";
+    case ChildEvent::kKilled:
+      return "killed";
     case ChildEvent::kShutdown:
       return "shutdown";
   }
@@ -60,7 +60,7 @@ std::optional<ChildState> NextChildState(ChildState state, ChildEvent event) {
   // kExited doubles as "not allowed" in the exited row only, so use a sentinel.
   constexpr int kNo = -1;
   static constexpr int kTable[5][kEvents] = {
-      // spawned hello        heartbeat    assigned     done         exited       hb_timeout
+      // spawned hello        heartbeat    assigned     done         exited       killed
       // shutdown
       {kNo, int(S::kIdle), int(S::kStarting), kNo, kNo, int(S::kExited), int(S::kStopping),
        int(S::kStopping)},
@@ -126,6 +126,8 @@ Status ChildPool::AssignJob(pid_t pid, int64_t attempt_id, const std::string& ta
   c->attempt_n = n;
   c->busy_since_wall_ms = now_wall_ms;
   c->agent_pid = c->agent_pgid = c->agent_start_time = 0;
+  c->agent_timeout_ms = c->job_deadline_mono_ms = 0;
+  c->cancel_sent = false;
   return Status::Ok();
 }
 
@@ -142,6 +144,8 @@ Status ChildPool::FinishJob(pid_t pid, int64_t now_mono_ms) {
   c->attempt_n = 0;
   c->busy_since_wall_ms = 0;
   c->agent_pid = c->agent_pgid = c->agent_start_time = 0;
+  c->agent_timeout_ms = c->job_deadline_mono_ms = 0;
+  c->cancel_sent = false;
   return Status::Ok();
 }
 
@@ -206,6 +210,26 @@ std::vector<pid_t> ChildPool::Silent(int64_t now_mono_ms, int64_t timeout_ms) co
     if (now_mono_ms - c.last_seen_mono_ms > HeartbeatTimeout(c, timeout_ms)) out.push_back(pid);
   }
   return out;
+}
+
+std::vector<pid_t> ChildPool::Overdue(int64_t now_mono_ms) const {
+  std::vector<pid_t> out;
+  for (const auto& [pid, c] : children_) {
+    if (c.state == ChildState::kBusy && c.job_deadline_mono_ms > 0 &&
+        now_mono_ms >= c.job_deadline_mono_ms) {
+      out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+std::optional<int64_t> ChildPool::NextJobDeadline() const {
+  std::optional<int64_t> next;
+  for (const auto& [pid, c] : children_) {
+    if (c.state != ChildState::kBusy || c.job_deadline_mono_ms <= 0) continue;
+    if (!next || c.job_deadline_mono_ms < *next) next = c.job_deadline_mono_ms;
+  }
+  return next;
 }
 
 std::optional<int64_t> ChildPool::NextSilenceDeadline(int64_t timeout_ms) const {

@@ -3,7 +3,7 @@
 // deadlines and the per-role respawn throttle. Pure bookkeeping: it never
 // spawns, signals or sends; the supervisor does, and tells the pool.
 //
-//            spawned      hello   heartbeat job_assigned job_done exited  hb_timeout shutdown
+//            spawned      hello   heartbeat job_assigned job_done exited  killed     shutdown
 //  starting  -            idle    starting  -            -        exited  stopping   stopping
 //  idle      -            idle    idle      busy         -        exited  stopping   stopping
 //  busy      -            busy    busy      -            idle     exited  stopping   stopping
@@ -39,7 +39,7 @@ enum class ChildEvent {
   kJobAssigned,
   kJobDone,
   kExited,
-  kHeartbeatTimeout,
+  kKilled,  // by the supervisor: silent past its timeout, or a job overrunning
   kShutdown
 };
 enum class Role { kWorker, kCritic };
@@ -72,6 +72,11 @@ struct Child {
   int64_t agent_pid = 0;
   int64_t agent_pgid = 0;
   int64_t agent_start_time = 0;
+  // The job's agent timeout (0: none) and, once its agent runs, when the
+  // worker is overdue to have ended it (0: not set); see OverdueWorkers.
+  int64_t agent_timeout_ms = 0;
+  int64_t job_deadline_mono_ms = 0;
+  bool cancel_sent = false;  // its job's attempt was cancelled
   // Set when the process has been reaped (state exited): how it ended.
   std::string exit_status;
   int64_t exited_mono_ms = 0;
@@ -121,6 +126,10 @@ class ChildPool {
   // (starting/idle/busy/stopping): timeout_ms, or the one in force at their
   // spawn if longer (Child::spawn_heartbeat_timeout_ms).
   std::vector<pid_t> Silent(int64_t now_mono_ms, int64_t timeout_ms) const;
+  // Busy children whose job_deadline_mono_ms has passed, and the earliest
+  // deadline set (for the poll).
+  std::vector<pid_t> Overdue(int64_t now_mono_ms) const;
+  std::optional<int64_t> NextJobDeadline() const;
   // The earliest moment a child may become silent, for the loop's timer
   // (stopping children are not watched).
   std::optional<int64_t> NextSilenceDeadline(int64_t timeout_ms) const;

@@ -29,7 +29,7 @@ TEST(ChildStateTable, RefusedEvents) {
   // Every live state can exit, time out and be shut down.
   for (S s : {S::kStarting, S::kIdle, S::kBusy, S::kStopping}) {
     EXPECT_EQ(NextChildState(s, E::kExited), S::kExited);
-    EXPECT_EQ(NextChildState(s, E::kHeartbeatTimeout), S::kStopping);
+    EXPECT_EQ(NextChildState(s, E::kKilled), S::kStopping);
     EXPECT_EQ(NextChildState(s, E::kShutdown), S::kStopping);
   }
 }
@@ -92,7 +92,7 @@ TEST(ChildPool, SilenceDetection) {
   EXPECT_TRUE(pool.Silent(1000, 1000).empty());
   EXPECT_EQ(pool.Silent(1001, 1000), std::vector<pid_t>{1});
   EXPECT_EQ(pool.Silent(1501, 1000), (std::vector<pid_t>{1, 2}));
-  ASSERT_TRUE(pool.Apply(1, E::kHeartbeatTimeout, 1501).ok());
+  ASSERT_TRUE(pool.Apply(1, E::kKilled, 1501).ok());
   EXPECT_EQ(pool.NextSilenceDeadline(1000), 1501);  // only child 2 is still watched
 }
 

@@ -427,6 +427,7 @@ int64_t Supervisor::PollTimeoutMs() {
   } else {
     consider(pool_.NextSilenceDeadline(config_.watchdog.heartbeat_timeout_ms));
   }
+  if (!stopping_) consider(pool_.NextJobDeadline());
   // A past cooldown deadline held by the store pause would make the poll spin.
   if (next_due_wall_ms_ && !guards_.store_paused()) {
     consider(now + (*next_due_wall_ms_ - steady_wall_.NowMs()));
@@ -552,6 +553,37 @@ std::vector<pid_t> Supervisor::SilentChildren() {
   return silent;
 }
 
+void Supervisor::KillAsLost(Child& c, const std::string& why, const std::string& attempt_error) {
+  const int64_t attempt = c.attempt_id;
+  const std::string task = c.task_id;
+  const int n = c.attempt_n;
+  const pid_t pid = c.pid;
+  KillChild(c, why);
+  (void)pool_.Apply(pid, ChildEvent::kKilled, clock_.MonotonicMs());
+  if (attempt == 0) return;
+  EmitEvent("child.lost", json{{"pid", pid}, {"attempt_id", attempt}}, task, n);
+  AttemptEnd end;
+  end.outcome = Outcome::kLost;
+  end.error = attempt_error;
+  c.attempt_id = 0;
+  CloseAttempt(attempt, end);
+}
+
+int64_t Supervisor::JobOverrunMs() const {
+  return 2 * config_.watchdog.kill_grace_ms + kJobOverrunMarginMs;
+}
+
+void Supervisor::KillOverdueWorkers(int64_t now) {
+  for (pid_t pid : pool_.Overdue(now)) {
+    Child* c = pool_.Find(pid);
+    const std::string what = "its agent (pid " + std::to_string(c->agent_pid) + ") still ran " +
+                             std::to_string(JobOverrunMs()) + " ms after its timeout or cancel";
+    KillAsLost(*c, what,
+               c->routing_id + " did not end the attempt: " + what +
+                   " (a process SIGKILL cannot end, stuck in the kernel?); killed");
+  }
+}
+
 int64_t Supervisor::SilenceConfirmMs() const {
   return std::clamp<int64_t>(config_.watchdog.heartbeat_interval_ms / 2, 10, 500);
 }
@@ -568,23 +600,13 @@ void Supervisor::RunTimers() {
       if (c != nullptr && !stopping_ && c->state == ChildState::kStopping) ::kill(pid, SIGKILL);
       continue;
     }
-    int64_t attempt = c->attempt_id;
-    std::string task = c->task_id;
-    int n = c->attempt_n;
-    KillChild(*c, "no heartbeat for " + std::to_string(now - c->last_seen_mono_ms) + " ms");
-    (void)pool_.Apply(pid, ChildEvent::kHeartbeatTimeout, now);
-    if (attempt != 0) {
-      EmitEvent("child.lost", json{{"pid", pid}, {"attempt_id", attempt}}, task, n);
-      AttemptEnd end;
-      end.outcome = Outcome::kLost;
-      end.error =
-          std::string(RoleName(c->role)) + " " + std::to_string(pid) + " sent no heartbeat for " +
-          std::to_string(ChildPool::HeartbeatTimeout(*c, config_.watchdog.heartbeat_timeout_ms)) +
-          " ms";
-      c->attempt_id = 0;
-      CloseAttempt(attempt, end);
-    }
+    KillAsLost(
+        *c, "no heartbeat for " + std::to_string(now - c->last_seen_mono_ms) + " ms",
+        std::string(RoleName(c->role)) + " " + std::to_string(pid) + " sent no heartbeat for " +
+            std::to_string(ChildPool::HeartbeatTimeout(*c, config_.watchdog.heartbeat_timeout_ms)) +
+            " ms");
   }
+  if (!stopping_) KillOverdueWorkers(now);
   for (auto it = respawns_.begin(); it != respawns_.end();) {
     if (it->due_mono_ms <= now && !stopping_) {
       Role role = it->role;
@@ -607,7 +629,7 @@ void Supervisor::RunTimers() {
     if (Child* c = pool_.Find(*pid); c != nullptr && c->state != ChildState::kStopping) {
       KillChild(*c, "maintenance job " + std::to_string(maintenance_.job_id()) + " ran past " +
                         std::to_string(config_.maintenance.timeout_ms) + " ms");
-      (void)pool_.Apply(*pid, ChildEvent::kHeartbeatTimeout, now);
+      (void)pool_.Apply(*pid, ChildEvent::kKilled, now);
     }
   }
   bool budget_was_paused = guards_.budget_paused();
@@ -711,6 +733,7 @@ void Supervisor::TryDispatch() {
     auto assigned = pool_.AssignJob(worker->pid, d.attempt_id, d.task.id, d.n, clock_.MonotonicMs(),
                                     clock_.WallMs());
     if (!assigned.ok()) spdlog::error("dispatch bookkeeping: {}", assigned.error().message);
+    worker->agent_timeout_ms = d.agent.timeout_ms;
     guards_.OnDispatched();
     FlushGuardEvents();
     spdlog::info("dispatch {} #{} (attempt {}) to {}", d.task.id, d.n, d.attempt_id,
@@ -1042,6 +1065,14 @@ void Supervisor::OnStarted(Child& child, const proto::Started& m) {
   child.agent_pid = m.agent_pid;
   child.agent_pgid = m.pgid;
   child.agent_start_time = m.agent_start_time;
+  // The worker ends its agent at the timeout, counted from the agent's start
+  // (a git step before it has its own), or at once when the attempt was
+  // cancelled before it started; a little later than that here.
+  if (child.cancel_sent) {
+    child.job_deadline_mono_ms = clock_.MonotonicMs() + JobOverrunMs();
+  } else if (child.agent_timeout_ms > 0) {
+    child.job_deadline_mono_ms = clock_.MonotonicMs() + child.agent_timeout_ms + JobOverrunMs();
+  }
   auto s = store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid, m.agent_start_time);
   if (!s.ok()) {
     // Recovery's kill check needs it: kept for the retry (an update, safe to repeat).
@@ -1906,6 +1937,12 @@ void Supervisor::OnCancelled(const store::Change& change) {
   cancel.attempt_id = id;
   spdlog::info("cancel attempt {} on {}", id, c->routing_id);
   if (!Send(*c, cancel)) KillChild(*c, "unreachable for cancel");
+  c->cancel_sent = true;
+  if (c->role == Role::kWorker && c->agent_pid != 0) {
+    const int64_t due = clock_.MonotonicMs() + JobOverrunMs();
+    if (c->job_deadline_mono_ms <= 0 || due < c->job_deadline_mono_ms)
+      c->job_deadline_mono_ms = due;
+  }
 }
 
 void Supervisor::Pause(const std::string& reason) {

@@ -170,6 +170,17 @@ class Supervisor final : public ControlBackend {
   // How long the loop must have kept running, after it first finds children
   // silent, before it judges them: half a heartbeat interval, 10 to 500 ms.
   int64_t SilenceConfirmMs() const;
+  // Kills a child the supervisor gives up on, as lost: its job's attempt is
+  // closed `lost` with attempt_error (a no-op when it is closed already).
+  void KillAsLost(Child& child, const std::string& why, const std::string& attempt_error);
+  // A worker must have ended its agent by its job deadline: the agent's
+  // timeout (or a cancel) plus two kill graces and kJobOverrunMarginMs. One
+  // that has not (an agent stuck in the kernel that SIGKILL cannot end, a
+  // worker wedged) is killed as lost, so that it does not hold a slot and
+  // the task's workspace for ever.
+  void KillOverdueWorkers(int64_t now);
+  int64_t JobOverrunMs() const;
+  static constexpr int64_t kJobOverrunMarginMs = 5'000;
   void PetWatchdog();
   // Recovery of an attempt whose agent passed: queued for review again.
   bool ReviewAfterRestart(const proto::AttemptInfo& a);

@@ -9,7 +9,9 @@
 //   stray      heartbeats; a dispatch is answered with started/result for an
 //              attempt it does not hold and a review_result (a critic's
 //              message).
-// It never does the work: its first dispatch is answered (after the strays)
+//   stuck      heartbeats; a dispatch is answered with `started` and then
+//              nothing, a cancel ignored: a worker whose agent never ends.
+// It never does the work: but for `stuck`, its first dispatch is answered (after the strays)
 // with a `crashed` result, requeueing the task without using an attempt; on a
 // later dispatch it exits. A real worker, which the tests run beside it, does
 // the tasks.
@@ -97,6 +99,14 @@ class Child {
     if (std::holds_alternative<forge::proto::Shutdown>(m)) return false;
     const auto* d = std::get_if<forge::proto::Dispatch>(&m);
     if (d == nullptr) return true;
+    if (args_.mode == "stuck") {
+      forge::proto::Started started;
+      started.attempt_id = d->attempt_id;
+      started.agent_pid = ::getpid();  // no group: nothing else to kill
+      Send(started);
+      Note("started attempt " + std::to_string(d->attempt_id));
+      return true;
+    }
     // A dispatch after the first proves the supervisor handled everything
     // this process sent before it (one socket, in order): now it may exit.
     if (dispatches_++ > 0) {

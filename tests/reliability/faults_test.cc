@@ -466,6 +466,50 @@ TEST(ChildFaults, SilentAfterHelloIsKilledAndReplaced) {
   EXPECT_FALSE(f->Status().empty()) << "supervisor stopped answering";
 }
 
+// A worker that never ends its agent (one SIGKILL cannot end, stuck in the
+// kernel) held its slot and the task's workspace for ever, heartbeating.
+// Past the agent's timeout, or a cancel, plus two kill graces and 5 s, the
+// supervisor kills it as lost. The timeout here; the cancel below.
+TEST(ChildFaults, AWorkerThatNeverEndsItsTimedOutAgentIsKilledAsLost) {
+  ForgeOptions o;
+  o.timeout = "1s";
+  auto f = StartWithFakeWorker("stuck", o);
+  std::string id = f->Submit("succeed");
+  ASSERT_TRUE(itest::WaitFor([&] { return FakeChildSaid(*f, "started attempt 1"); }, 30'000))
+      << f->SupervisorLog();
+  const std::string first = *FakeChildPids(*f).begin();
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        auto a = f->Attempts(id);
+        return !a.empty() && a[0].outcome == "lost";
+      },
+      30'000))
+      << f->SupervisorLog();
+  EXPECT_THAT(f->Attempts(id)[0].error,
+              HasSubstr("did not end the attempt: its agent (pid " + first + ") still ran"));
+  EXPECT_FALSE(f->Attempts(id)[0].counted);
+  EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 10'000));
+  EXPECT_TRUE(f->HasEvent(id, "child.lost"));
+}
+
+TEST(ChildFaults, AWorkerThatNeverEndsItsCancelledAgentIsKilled) {
+  auto f = StartWithFakeWorker("stuck");  // the timeout (20 s) is not reached
+  std::string id = f->Submit("succeed");
+  ASSERT_TRUE(itest::WaitFor([&] { return FakeChildSaid(*f, "started attempt 1"); }, 30'000))
+      << f->SupervisorLog();
+  const std::string first = *FakeChildPids(*f).begin();
+  ASSERT_TRUE(f->ctl().Call("cancel", json{{"id", id}}).ok());
+  EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 15'000))
+      << f->SupervisorLog();
+  EXPECT_THAT(f->SupervisorLog(), HasSubstr("killing worker-" + first + ": its agent"));
+  ASSERT_EQ(f->Attempts(id).size(), 1u);
+  EXPECT_EQ(f->Attempts(id)[0].outcome, "cancelled");
+  // Its slot is free again: a retry runs on the next worker (stuck too).
+  ASSERT_TRUE(f->ctl().Call("retry", json{{"id", id}}).ok());
+  EXPECT_TRUE(itest::WaitFor([&] { return f->Attempts(id).size() == 2; }, 30'000))
+      << f->SupervisorLog();
+}
+
 // A flood of valid heartbeats is not counted anywhere by the supervisor (each
 // one is a valid message); what is checked is that it is contained: control
 // requests are answered promptly and work still gets done.
