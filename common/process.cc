@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 
 #include "common/sanitizers.h"
@@ -597,6 +598,13 @@ Result<RunResult> RunCommand(const SpawnOptions& options, int64_t timeout_ms, si
     result.output.erase(0, result.output.size() - max_output);
   }
   return result;
+}
+
+bool IsEnvName(std::string_view name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
 }
 
 std::vector<std::string> CurrentEnvironment() {

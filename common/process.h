@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/fd.h"
@@ -112,6 +113,12 @@ struct RunResult {
 };
 Result<RunResult> RunCommand(const SpawnOptions& options, int64_t timeout_ms,
                              size_t max_output = 1 << 20);
+
+// True for a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*): what
+// a config's env and pass_env, forge-ctl's --env and a plan's env, and the
+// supervisor's submit check accept. Another name ("", "A=B") would reach the
+// child as an entry it reads as something else ("=x", A set to "B=y").
+bool IsEnvName(std::string_view name);
 
 // The environment of this process as "K=V" entries.
 std::vector<std::string> CurrentEnvironment();

@@ -19,6 +19,7 @@
 #include "common/fd.h"
 #include "common/git.h"
 #include "common/paths.h"
+#include "common/process.h"
 #include "common/utf8.h"
 #include "ctl/plan.h"
 #include "proto/control.h"
@@ -258,9 +259,8 @@ Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
     }
     task.env[name] = kv.substr(eq + 1);
   }
-  if (!args.agent.empty() && args.agent != "claude" && args.agent != "codex" &&
-      args.agent != "command") {
-    return invalid("--agent '" + args.agent + "': expected claude, codex or command");
+  if (!args.agent.empty() && !proto::IsAgentProfile(args.agent)) {
+    return invalid("--agent '" + args.agent + "': expected " + proto::AgentProfileChoices());
   }
   task.agent = args.agent;
   task.model = args.model;

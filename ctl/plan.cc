@@ -14,6 +14,7 @@
 
 #include "common/fd.h"
 #include "common/utf8.h"
+#include "proto/types.h"
 #include "supervisor/config/yaml_reader.h"
 #include "supervisor/store/submit_check.h"
 
@@ -38,8 +39,6 @@ bool LooksLikeTaskId(const std::string& id) {
   return id.size() >= 2 && id[0] == 't' &&
          id.find_first_not_of("0123456789", 1) == std::string::npos;
 }
-
-const std::vector<std::string_view> kProfiles = {"claude", "codex", "command"};
 
 std::vector<YAML::Mark> ItemMarks(const YAML::Node& list) {
   std::vector<YAML::Mark> marks;
@@ -89,7 +88,7 @@ Entry ReadTask(YamlReader& r, const YAML::Node& node, const std::string& key,
            }},
           {"needs_approval", [&](auto& v, auto& k) { r.ReadBool(v, k, &t.needs_approval); }},
           {"allow_empty", [&](auto& v, auto& k) { r.ReadBool(v, k, &t.allow_empty); }},
-          {"agent", [&](auto& v, auto& k) { r.ReadEnum(v, k, &t.agent, kProfiles); }},
+          {"agent", [&](auto& v, auto& k) { r.ReadEnum(v, k, &t.agent, proto::AgentProfiles()); }},
           {"model", [&](auto& v, auto& k) { r.ReadString(v, k, &t.model); }},
           {"env",
            [&](auto& v, auto& k) {

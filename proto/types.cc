@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <utility>
@@ -168,6 +169,26 @@ bool IsSettled(TaskState s) {
 
 bool IsActive(TaskState s) {
   return s == TaskState::kRunning || s == TaskState::kReviewing;
+}
+
+const std::vector<std::string_view>& AgentProfiles() {
+  static const std::vector<std::string_view> profiles = {"claude", "codex", "command"};
+  return profiles;
+}
+
+bool IsAgentProfile(std::string_view name) {
+  const auto& all = AgentProfiles();
+  return std::find(all.begin(), all.end(), name) != all.end();
+}
+
+std::string AgentProfileChoices() {
+  const auto& all = AgentProfiles();
+  std::string out;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (i > 0) out += i + 1 == all.size() ? " or " : ", ";
+    out += all[i];
+  }
+  return out;
 }
 
 std::string_view OutcomeName(Outcome o) {

@@ -67,6 +67,14 @@ struct Finding {
 };
 
 // ---- what the agent runs (a resolved profile) ----
+// The agent profiles a worker can run (worker/agent_profile.h): a config's
+// agent.profile, a task's `agent`. One list, so that forge-ctl, the config
+// and the supervisor's submit check accept the same names.
+const std::vector<std::string_view>& AgentProfiles();
+bool IsAgentProfile(std::string_view name);
+// "claude, codex or command", for messages.
+std::string AgentProfileChoices();
+
 struct AgentSpec {
   std::string profile = "command";    // claude | codex | command
   std::vector<std::string> command;   // argv[0..]

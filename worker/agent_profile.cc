@@ -313,7 +313,7 @@ Result<Profile> ParseProfile(std::string_view name) {
   if (name == "codex") return Profile::kCodex;
   if (name == "command") return Profile::kCommand;
   return MakeError(ErrorCode::kConfig, "unknown agent profile '" + std::string(name) +
-                                           "' (expected claude, codex or command)");
+                                           "' (expected " + proto::AgentProfileChoices() + ")");
 }
 
 Result<std::vector<std::string>> BuildArgv(const proto::AgentSpec& spec) {

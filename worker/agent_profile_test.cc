@@ -37,6 +37,18 @@ TEST(ParseProfile, KnownAndUnknown) {
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code, ErrorCode::kConfig);
   EXPECT_THAT(bad.error().message, HasSubstr("'gpt'"));
+  EXPECT_THAT(bad.error().message, HasSubstr("(expected claude, codex or command)"));
+}
+
+// The names the config, forge-ctl and the submit check accept are the ones a
+// worker runs: none of them spends an attempt on "unknown agent profile".
+TEST(ParseProfile, EveryAcceptedNameIsOneAWorkerRuns) {
+  for (std::string_view name : proto::AgentProfiles()) {
+    EXPECT_TRUE(ParseProfile(name).ok()) << name;
+    EXPECT_TRUE(proto::IsAgentProfile(name)) << name;
+  }
+  EXPECT_FALSE(proto::IsAgentProfile("bogus"));
+  EXPECT_FALSE(proto::IsAgentProfile(""));
 }
 
 TEST(BuildArgv, CommandIsExactlyCommandPlusArgs) {

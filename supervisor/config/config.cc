@@ -9,6 +9,7 @@
 #include "common/duration.h"
 #include "common/paths.h"
 #include "common/utf8.h"
+#include "proto/types.h"
 #include "supervisor/config/yaml_reader.h"
 
 namespace forge {
@@ -17,8 +18,6 @@ namespace {
 namespace fs = std::filesystem;
 using Node = YAML::Node;
 using Marks = std::map<std::string, YAML::Mark>;
-
-const std::vector<std::string_view> kProfiles = {"claude", "codex", "command"};
 
 // claude and codex run the binary of their name; `command` has no default.
 std::vector<std::string> DefaultCommand(const std::string& profile) {
@@ -47,7 +46,8 @@ void ReadAgent(YamlReader& r, const Node& node, const std::string& key, AgentCon
   Marks present = r.ReadMap(
       node, key,
       {
-          {"profile", [&](auto& v, auto& k) { r.ReadEnum(v, k, &a->profile, kProfiles); }},
+          {"profile",
+           [&](auto& v, auto& k) { r.ReadEnum(v, k, &a->profile, proto::AgentProfiles()); }},
           {"command", [&](auto& v, auto& k) { r.ReadStringList(v, k, &a->command); }},
           {"args", [&](auto& v, auto& k) { r.ReadStringList(v, k, &a->args); }},
           {"model", [&](auto& v, auto& k) { r.ReadString(v, k, &a->model); }},
@@ -68,15 +68,16 @@ void ReadCriticAgent(YamlReader& r, const Node& node, const std::string& key,
     return;
   }
   CriticAgentConfig a;
-  Marks present =
-      r.ReadMap(node, key,
-                {
-                    {"profile", [&](auto& v, auto& k) { r.ReadEnum(v, k, &a.profile, kProfiles); }},
-                    {"command", [&](auto& v, auto& k) { r.ReadStringList(v, k, &a.command); }},
-                    {"args", [&](auto& v, auto& k) { r.ReadStringList(v, k, &a.args); }},
-                    {"model", [&](auto& v, auto& k) { r.ReadString(v, k, &a.model); }},
-                    {"env", [&](auto& v, auto& k) { r.ReadEnvMap(v, k, &a.env); }},
-                });
+  Marks present = r.ReadMap(
+      node, key,
+      {
+          {"profile",
+           [&](auto& v, auto& k) { r.ReadEnum(v, k, &a.profile, proto::AgentProfiles()); }},
+          {"command", [&](auto& v, auto& k) { r.ReadStringList(v, k, &a.command); }},
+          {"args", [&](auto& v, auto& k) { r.ReadStringList(v, k, &a.args); }},
+          {"model", [&](auto& v, auto& k) { r.ReadString(v, k, &a.model); }},
+          {"env", [&](auto& v, auto& k) { r.ReadEnvMap(v, k, &a.env); }},
+      });
   if (!node.IsMap()) return;  // already reported
   SettleCommand(r, node, key, present, a.profile, &a.command);
   *out = std::move(a);

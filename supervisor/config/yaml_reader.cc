@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/duration.h"
+#include "common/process.h"
 
 namespace forge {
 
@@ -93,13 +94,6 @@ std::string DescribeNode(const YAML::Node& node) {
     default:
       return "nothing";
   }
-}
-
-bool IsEnvName(std::string_view name) {
-  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-  });
 }
 
 Error YamlReader::ToError(ErrorCode code) const {

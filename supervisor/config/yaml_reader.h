@@ -31,9 +31,6 @@ std::string Printable(std::string_view text, size_t max = 80);
 // "a map", "a list", "nothing", or the scalar quoted ('x').
 std::string DescribeNode(const YAML::Node& node);
 
-// True for a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*).
-bool IsEnvName(std::string_view name);
-
 // The longest duration a file may give: a year. Longer is a typo, and
 // past it deadlines (now + duration) leave the years RFC 3339 can write
 // (status's next maintenance run) or overflow int64 milliseconds.
