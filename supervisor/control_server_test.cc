@@ -109,6 +109,30 @@ TEST_F(ControlServerTest, MalformedRequestsGetErrorRepliesAndAreCounted) {
   EXPECT_EQ(server_->malformed(), 4);  // a well-formed request for a missing task is not malformed
 }
 
+// Any client's submit is checked as forge-ctl checks its own: a profile
+// no worker runs and env names that are no variable's are refused as
+// invalid, naming the task and the field, and nothing is queued.
+TEST_F(ControlServerTest, SubmitRefusesWhatForgeCtlWouldNotSend) {
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"v":1,"cmd":"submit","tasks":[{"title":"t","agent":"bogus"}]})",
+       "task #1: agent must be claude, codex or command, got 'bogus'"},
+      {R"({"v":1,"cmd":"submit","tasks":[{"id":"e","title":"t","env":{"":"x","A=B":"y"}}]})",
+       "task 'e': env name '' is not a variable name (letters, digits and _, not led by a "
+       "digit)"},
+      {R"({"v":1,"cmd":"submit","tasks":[{"id":"e","title":"t","env":{"A=B":"y"}}]})",
+       "task 'e': env name 'A=B' is not a variable name (letters, digits and _, not led by a "
+       "digit)"},
+  };
+  for (const auto& [request, message] : cases) {
+    auto r = proto::DecodeReply(server_->Handle(request));
+    ASSERT_FALSE(r.ok()) << request;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalid) << request;
+    EXPECT_EQ(r.error().message, message);
+  }
+  EXPECT_EQ(TaskCount(), 0);
+  EXPECT_EQ(backend_.queue_changes, 0);
+}
+
 TEST_F(ControlServerTest, StatusCarriesCounters) {
   auto s = Call("status");
   ASSERT_TRUE(s.ok());

@@ -182,7 +182,12 @@ proto::SubmitTask SpecTask(const proto::TaskInfo& expand, const std::string& spe
   t.allow_empty = expand.allow_empty;
   t.agent = expand.agent;
   t.model = expand.model;
-  t.env = expand.env;
+  // Names that are no variable's were queued before the store refused them
+  // (the agent saw "=x", or A for "A=B"): not carried, or the spec task
+  // would be refused and the expand attempt fail every time.
+  for (const auto& [name, value] : expand.env) {
+    if (IsEnvName(name)) t.env.emplace(name, value);
+  }
   return t;
 }
 

@@ -20,6 +20,7 @@
 
 #include "common/redact.h"
 #include "common/sanitizers.h"
+#include "common/utf8.h"
 #include "supervisor/store/events_file.h"
 #include "supervisor/store/rows.h"
 #include "supervisor/store/schema.h"
@@ -840,6 +841,49 @@ TEST_F(StoreTest, BadSubmissionsNameTheTask) {
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.error().message, "no tasks to submit");
   EXPECT_TRUE(s->ListTasks({})->empty());
+}
+
+// What forge-ctl refuses (--agent, --env, a plan's keys), the store refuses
+// from any client: a profile no worker runs, a name that is no variable's.
+TEST_F(StoreTest, AnAgentProfileOrEnvNameForgeCtlRefusesIsRefused) {
+  auto s = OpenStore();
+  auto bogus = Task("g", "g");
+  bogus.agent = "bogus";
+  auto r = s->Submit({bogus});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(r.error().message, "task 'g': agent must be claude, codex or command, got 'bogus'");
+  for (const std::string& name :
+       std::vector<std::string>{"", "A=B", "1A", "A-B", std::string("A\0B", 3)}) {
+    auto bad = Task("e", "e");
+    bad.env = {{"OK", "1"}, {name, "x"}};
+    auto refused = s->Submit({bad});
+    ASSERT_FALSE(refused.ok()) << name;
+    EXPECT_EQ(refused.error().code, ErrorCode::kInvalid);
+    EXPECT_EQ(refused.error().message,
+              "task 'e': env name '" + ShowBytes(name) +
+                  "' is not a variable name (letters, digits and _, not led by a digit)");
+  }
+  EXPECT_TRUE(s->ListTasks({})->empty());
+  auto good = Task("ok", "ok");
+  good.agent = "codex";
+  good.env = {{"_A1", "x=y"}};
+  EXPECT_TRUE(s->Submit({good}).ok());
+}
+
+// The check is at submit only: a task queued before it (by an older
+// supervisor) still loads and is leased as it was stored.
+TEST_F(StoreTest, ATaskStoredBeforeTheAgentAndEnvChecksStillLoadsAndRuns) {
+  auto s = OpenStore();
+  std::string id = MustSubmit(*s, {Task("old")})[0];
+  const char* sql = R"(UPDATE tasks SET agent = 'bogus', env = '{"":"x","A=B":"y"}')";
+  ASSERT_EQ(sqlite3_exec(s->raw(), sql, nullptr, nullptr, nullptr), SQLITE_OK);
+  auto task = s->GetTask(id);
+  ASSERT_TRUE(task.ok()) << task.error().ToString();
+  EXPECT_EQ(task->agent, "bogus");
+  EXPECT_EQ(task->env.at("A=B"), "y");
+  AttemptInfo a = MustLease(*s, id);
+  EXPECT_EQ(a.n, 1);
 }
 
 TEST_F(StoreTest, SecretEnvIsKeptForTheWorkerButRedactedInEvents) {

@@ -5,6 +5,10 @@
 #include <cstdio>
 #include <map>
 
+#include "common/process.h"
+#include "common/utf8.h"
+#include "proto/types.h"
+
 namespace forge::store {
 
 namespace {
@@ -35,6 +39,21 @@ Status CheckOne(const std::vector<proto::SubmitTask>& tasks, size_t i) {
   // A base is a ref of the task's repo: without one it would be ignored.
   if (!t.base.empty() && t.repo.empty()) {
     return MakeError(ErrorCode::kInvalid, label + ": base '" + t.base + "' needs a repo");
+  }
+  // As forge-ctl and the config check them: a profile no worker runs would
+  // spend an attempt to fail, a name that is not one would reach the agent
+  // as another variable ("A=B" as A) or as none ("=x").
+  if (!t.agent.empty() && !proto::IsAgentProfile(t.agent)) {
+    return MakeError(ErrorCode::kInvalid, label + ": agent must be " +
+                                              proto::AgentProfileChoices() + ", got '" +
+                                              ShowBytes(t.agent) + "'");
+  }
+  for (const auto& [name, value] : t.env) {
+    if (!IsEnvName(name)) {
+      return MakeError(ErrorCode::kInvalid,
+                       label + ": env name '" + ShowBytes(name) +
+                           "' is not a variable name (letters, digits and _, not led by a digit)");
+    }
   }
   if (t.max_attempts && *t.max_attempts < 1) {
     return MakeError(ErrorCode::kInvalid, label + ": max_attempts must be at least 1, got " +

@@ -1,5 +1,7 @@
 // Validation of a submitted batch that needs no database: titles, kinds,
-// attempt limits, duplicate local ids and dependency cycles inside the batch.
+// agent profiles, env names, attempt limits, duplicate local ids
+// and dependency cycles inside the batch. It is the supervisor's, for every
+// client; forge-ctl runs it too, to refuse before sending.
 // (Dependencies on existing tasks are checked by the store, in the
 // transaction.)
 #pragma once

@@ -85,6 +85,35 @@ TEST(Expand, SpecMissingASectionIsRetriedThenBecomesATaskThatWaitsForApproval) {
   EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
 }
 
+// An expand task queued before the store refused env names that are no
+// variable's still expands: its spec task keeps the valid names only (the
+// store would refuse the others, and the attempt would fail every time).
+TEST(Expand, ATaskQueuedWithAnEnvNameNowRefusedStillExpands) {
+  Forge forge;
+  forge.Start();
+  json task = ExpandTask("Greet the user");
+  task["needs_approval"] = true;  // held until the row is rewritten
+  std::string expand = forge.Submit("spec", {{"KEEP", "1"}}, task);
+  ASSERT_FALSE(expand.empty());
+  ASSERT_EQ(forge.Signal(SIGTERM).exit_code, 0);
+  Sql(forge.state_dir() + "/forge.db",
+      R"(UPDATE tasks SET env = '{"FAKE_MODE":"spec","KEEP":"1","A=B":"y"}' WHERE id = ')" +
+          expand + "'");
+  forge.Start();
+  auto approved = forge.ctl().Call("approve", json{{"id", expand}});
+  ASSERT_TRUE(approved.ok()) << approved.error().message;
+  ASSERT_TRUE(forge.WaitState(expand, TaskState::kDone)) << forge.Task(expand).last_error << "\n"
+                                                         << forge.SupervisorLog();
+  std::string spec_task;
+  for (const auto& e : forge.Events(expand)) {
+    if (e.kind == "task.expanded") spec_task = e.payload["spec_task"].get<std::string>();
+  }
+  ASSERT_FALSE(spec_task.empty()) << "no task.expanded event";
+  std::map<std::string, std::string> env = {{"FAKE_MODE", "spec"}, {"KEEP", "1"}};
+  EXPECT_EQ(forge.Task(spec_task).env, env);
+  EXPECT_EQ(forge.Signal(SIGTERM).exit_code, 0);
+}
+
 TEST(Expand, ASpecThatKeepsMissingASectionBlocksNamingIt) {
   Forge forge;
   forge.Start();

@@ -42,6 +42,10 @@ inline bool ProcessAlive(pid_t pid);
 inline std::pair<int, std::string> RunCtl(const std::string& state_dir,
                                           const std::vector<std::string>& args);
 
+// Runs sql on the database at db_path (a stopped supervisor's, to make a
+// row as an older one left it); a failure fails the test.
+inline void Sql(const std::string& db_path, const std::string& sql);
+
 struct ForgeOptions {
   int workers = 2;
   int critics = 1;

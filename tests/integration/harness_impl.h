@@ -1,6 +1,7 @@
 // Definitions for harness.h (header-only; see there).
 #pragma once
 
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,6 +55,17 @@ inline std::pair<int, std::string> RunCtl(const std::string& state_dir,
   auto r = RunCommand(c, 30'000);
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().ToString());
   return r.ok() ? std::make_pair(r->status.exit_code, r->output) : std::make_pair(-1, "");
+}
+
+inline void Sql(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+      << sql << ": " << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
 }
 
 inline std::string ConfigYaml(const ForgeOptions& o) {

@@ -4,7 +4,6 @@
 // in the middle of the job loses no task. Ageing: finished_at is backdated in
 // the SQLite file while the supervisor is stopped, log mtimes with utimes.
 #include <gmock/gmock.h>
-#include <sqlite3.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -35,17 +34,6 @@ std::string Sh(const std::string& script) {
   auto r = RunCommand(o, 30'000);
   EXPECT_TRUE(r.ok() && r->status.success()) << script << "\n" << (r.ok() ? r->output : "");
   return r.ok() ? r->output : "";
-}
-
-void Sql(const std::string& db_path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
-  sqlite3_busy_timeout(db, 5000);
-  char* err = nullptr;
-  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
-      << sql << ": " << (err ? err : "");
-  sqlite3_free(err);
-  sqlite3_close(db);
 }
 
 void Age(const std::string& path, int64_t age_ms) {

@@ -226,26 +226,26 @@ TEST(Security, ControlRequestsCannotChooseTheProgram) {
   auto f = StartDumpForge();
   std::string pwned = f->dir() + "/pwned-by-sh";
   // agent names a profile, never a program. "/bin/sh" is not a profile: the
-  // worker refuses it before spawning anything (not retryable -> blocked).
-  // Were it run, sh would execute the prompt on its stdin, which has this line:
+  // submit is refused, nothing queued (the worker would refuse it too, for a
+  // task queued before the check). Were it run, sh would execute the prompt
+  // on its stdin, which has this line:
   std::string brief = "touch " + pwned + "\n";
-  std::string sh_id = f->Submit("succeed", {}, json{{"agent", "/bin/sh"}, {"brief", brief}});
-  ASSERT_TRUE(f->WaitState(sh_id, TaskState::kBlocked, 60'000)) << f->SupervisorLog();
-  auto attempts = f->Attempts(sh_id);
-  ASSERT_EQ(attempts.size(), 1u);
-  EXPECT_THAT(attempts[0].error, HasSubstr("/bin/sh"));
-  EXPECT_FALSE(std::filesystem::exists(pwned));
-  EXPECT_FALSE(std::filesystem::exists(f->fake_state() + "/" + sh_id + ".stdin"));
-
-  // An unknown profile name the same.
-  std::string odd = f->Submit("succeed", {}, json{{"agent", "bash -c 'touch " + pwned + "'"}});
-  ASSERT_TRUE(f->WaitState(odd, TaskState::kBlocked, 60'000));
-  EXPECT_FALSE(std::filesystem::exists(pwned));
+  for (const std::string& agent : {std::string("/bin/sh"), "bash -c 'touch " + pwned + "'"}) {
+    json task = {{"title", "t"}, {"agent", agent}, {"brief", brief}};
+    auto refused = f->ctl().Call("submit", json{{"tasks", json::array({task})}});
+    ASSERT_FALSE(refused.ok()) << agent;
+    EXPECT_EQ(refused.error().code, ErrorCode::kInvalid);
+    EXPECT_THAT(refused.error().message, HasSubstr("got '" + agent + "'"));
+  }
 
   // The configured command profile runs the configured script (which dumps).
   std::string ok = f->Submit("succeed", {}, json{{"agent", "command"}});
   ASSERT_TRUE(f->WaitState(ok, TaskState::kDone, 60'000));
   EXPECT_TRUE(std::filesystem::exists(f->fake_state() + "/" + ok + ".stdin"));
+  auto tasks = f->db().ListTasks({});
+  ASSERT_TRUE(tasks.ok());
+  EXPECT_EQ(tasks->size(), 1u) << "only the valid task was queued";
+  EXPECT_FALSE(std::filesystem::exists(pwned));
 
   // Control commands outside the protocol are refused, not interpreted.
   auto bogus = f->ctl().Call("exec", json{{"command", "touch " + pwned}});
