@@ -21,6 +21,7 @@
 #include <cstdlib>
 
 #include "common/sanitizers.h"
+#include "common/utf8.h"
 
 extern char** environ;
 
@@ -318,10 +319,38 @@ void SetChildOpenFileLimit(uint64_t soft) {
   g_child_nofile.store(soft);
 }
 
+// A NUL ends a C string: execve would take what comes before it and drop
+// the rest unseen (a check `true\0; false` would run `true` and pass).
+// Where such text comes in it is refused (the submit check, the config);
+// this is the last guard, for a task stored before those checks. Values
+// are not shown: an argument or a variable may be a secret.
+Status CheckNoNul(const SpawnOptions& options) {
+  const auto has_nul = [](const std::string& s) { return s.find('\0') != std::string::npos; };
+  const std::string what = "cannot run '" + ShowBytes(options.argv[0]) + "': ";
+  for (size_t i = 0; i < options.argv.size(); ++i) {
+    if (has_nul(options.argv[i])) {
+      return MakeError(ErrorCode::kInvalid,
+                       what + "argument " + std::to_string(i) + " contains a NUL byte");
+    }
+  }
+  for (const auto& entry : options.env) {
+    if (has_nul(entry)) {
+      return MakeError(ErrorCode::kInvalid, what + "environment variable " +
+                                                ShowBytes(entry.substr(0, entry.find('='))) +
+                                                " contains a NUL byte");
+    }
+  }
+  if (has_nul(options.cwd)) {
+    return MakeError(ErrorCode::kInvalid, what + "its directory contains a NUL byte");
+  }
+  return Status::Ok();
+}
+
 Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
   if (options.argv.empty() || options.argv[0].empty()) {
     return MakeError(ErrorCode::kInvalid, "cannot spawn: empty argv");
   }
+  FORGE_RETURN_IF_ERROR(CheckNoNul(options));
   SpawnedProcess proc;
   ChildPlan plan;
   // execve takes char* const[] but never writes through them: the caller's

@@ -246,6 +246,31 @@ TEST(SpawnTest, EmptyArgvIsInvalid) {
   EXPECT_EQ(p.error().code, ErrorCode::kInvalid);
 }
 
+// execve reads C strings: what follows a NUL would be dropped unseen, so
+// `sh -c "true\0; false"` would run `true`. Refused, naming where, not what
+// (a value may be a secret), and nothing runs.
+TEST(SpawnTest, ANulByteInArgvEnvOrCwdIsRefused) {
+  TempDir dir;
+  const std::string ran = dir.path() + "/ran";
+  SpawnOptions check = Opts({"/bin/sh", "-c", "touch " + ran + std::string(1, '\0') + "; false"});
+  auto p = Spawn(check);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(p.error().message, "cannot run '/bin/sh': argument 2 contains a NUL byte");
+  SpawnOptions env = Opts({"/bin/true"});
+  env.env = {"PATH=/bin", std::string("TOKEN=sk-secret\0x", 17)};
+  p = Spawn(env);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().message,
+            "cannot run '/bin/true': environment variable TOKEN contains a NUL byte");
+  SpawnOptions cwd = Opts({"/bin/true"});
+  cwd.cwd = dir.path() + std::string(1, '\0') + "x";
+  p = Spawn(cwd);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().message, "cannot run '/bin/true': its directory contains a NUL byte");
+  EXPECT_FALSE(std::filesystem::exists(ran));
+}
+
 TEST(SpawnTest, OwnProcessGroup) {
   SpawnOptions o = Opts({"sleep", "30"});
   auto p = Spawn(o);

@@ -172,6 +172,14 @@ TEST_F(CliTest, BadValuesAreNamed) {
                                      "': 2097153 bytes as sent, more than the "
                                      "2097152 a brief may be"));
 
+  // The store refuses a NUL in a task's text: named here, at its place.
+  const std::string nul = dir_.Path("nul.md");
+  std::ofstream(nul) << std::string("line one\nhalf\0half\n", 20);
+  auto with_nul = Cli({"--state-dir", state_, "submit", "--title", "x", "--brief-file", nul});
+  EXPECT_EQ(with_nul.rc, kExitUsage);
+  EXPECT_THAT(with_nul.err, HasSubstr("--brief-file '" + nul +
+                                      "': contains a NUL byte (byte 0x00 at line 2, column 5)"));
+
   // More text than a dispatch could carry: refused before anything is sent.
   const std::string check(120'000, 'x');
   std::vector<std::string> wordy = {"--state-dir", state_, "submit", "--title", "x"};

@@ -218,6 +218,11 @@ Result<proto::SubmitTask> BuildSubmitTask(const SubmitArgs& args) {
       return invalid("--brief-file '" + ShowBytes(args.brief_file) + "': not UTF-8 (" +
                      DescribeInvalidUtf8(task.brief, at) + "); save it as UTF-8");
     }
+    // The store refuses a NUL in any of a task's text (store/submit_check.h).
+    if (size_t at = task.brief.find('\0'); at != std::string::npos) {
+      return invalid("--brief-file '" + ShowBytes(args.brief_file) + "': contains a NUL byte (" +
+                     DescribeInvalidUtf8(task.brief, at) + ")");
+    }
   }
   if (size_t size = store::EncodedBriefSize(task.brief); size > store::kMaxBriefBytes) {
     std::string flag =

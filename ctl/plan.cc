@@ -203,6 +203,13 @@ void CheckTask(YamlReader& r, const std::string& key, const std::string& plan_di
                                    "); save it as UTF-8");
     return;
   }
+  // The store refuses a NUL in any of a task's text (store/submit_check.h).
+  if (size_t nul = text->find('\0'); nul != std::string::npos) {
+    r.Problem(file_at->second, "key '" + key + ".brief_file': " + ShowBytes(file.string()) +
+                                   " contains a NUL byte (" + DescribeInvalidUtf8(*text, nul) +
+                                   ")");
+    return;
+  }
   if (size_t size = store::EncodedBriefSize(*text); size > store::kMaxBriefBytes) {
     r.Problem(file_at->second, "key '" + key + ".brief_file': " + file.string() + " is " +
                                    std::to_string(size) + " bytes as sent, more than the " +

@@ -342,6 +342,26 @@ TEST_F(PlanTest, TextThatIsNotUtf8NamesItsLine) {
                                HasSubstr("key 'tasks[0].depends_on[0]'")));
 }
 
+// A NUL byte ("\0" in YAML, "\u0000" in JSON) would cut a check short where
+// the supervisor passes it on (`true\0; false` ran `true` and passed): refused
+// at its line, as the store refuses it, whatever the key.
+TEST_F(PlanTest, ANulByteNamesItsLine) {
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    verify: [\"true\\0; false\"]\n"),
+            At(4, 14, "key 'tasks[0].verify[0]': contains a NUL byte"));
+  EXPECT_EQ(ErrorOf(R"({"tasks":[{"id":"a","title":"A","verify":["true\u0000; false"]}]})"),
+            At(1, 43, "key 'tasks[0].verify[0]': contains a NUL byte"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, env: {X: \"a\\0b\"}}\n"),
+            At(2, 32, "key 'tasks[0].env.X': contains a NUL byte"));
+  EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, repo: \"/r\\0\", model: \"m\\0\"}\n"),
+            At(2, 29, "key 'tasks[0].repo': contains a NUL byte") + "\n" +
+                At(2, 44, "key 'tasks[0].model': contains a NUL byte"));
+  Write("nul.md", std::string("half\0half", 9));
+  EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    brief_file: nul.md\n"),
+            At(4, 17,
+               "key 'tasks[0].brief_file': " + dir_ +
+                   "/nul.md contains a NUL byte (byte 0x00 at character 5)"));
+}
+
 // Whatever a plan's bytes, it loads and its request encodes, or it is
 // refused with a located line per problem.
 TEST_F(PlanTest, APlanThatLoadsCanBeEncoded) {

@@ -110,8 +110,9 @@ TEST_F(ControlServerTest, MalformedRequestsGetErrorRepliesAndAreCounted) {
 }
 
 // Any client's submit is checked as forge-ctl checks its own: a profile
-// no worker runs and env names that are no variable's are refused as
-// invalid, naming the task and the field, and nothing is queued.
+// no worker runs, env names that are no variable's and text with a NUL
+// byte (cut short where it is passed on) are refused as invalid, naming the
+// task and the field, and nothing is queued.
 TEST_F(ControlServerTest, SubmitRefusesWhatForgeCtlWouldNotSend) {
   const std::pair<std::string, std::string> cases[] = {
       {R"({"v":1,"cmd":"submit","tasks":[{"title":"t","agent":"bogus"}]})",
@@ -122,6 +123,10 @@ TEST_F(ControlServerTest, SubmitRefusesWhatForgeCtlWouldNotSend) {
       {R"({"v":1,"cmd":"submit","tasks":[{"id":"e","title":"t","env":{"A=B":"y"}}]})",
        "task 'e': env name 'A=B' is not a variable name (letters, digits and _, not led by a "
        "digit)"},
+      {R"({"v":1,"cmd":"submit","tasks":[{"id":"a","title":"t","verify":["true\u0000; false"]}]})",
+       "task 'a': verify[0] contains a NUL byte"},
+      {R"({"v":1,"cmd":"submit","tasks":[{"id":"a","title":"t","env":{"A":"x\u0000y"}}]})",
+       "task 'a': env 'A' contains a NUL byte"},
   };
   for (const auto& [request, message] : cases) {
     auto r = proto::DecodeReply(server_->Handle(request));

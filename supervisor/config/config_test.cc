@@ -466,6 +466,31 @@ TEST(ConfigTest, EnvironmentNames) {
   EXPECT_EQ(Parse("agent: {env: {EMPTY: }}\n").agent.env.at("EMPTY"), "");
 }
 
+// "\0" in YAML, "\u0000" in JSON: every string may reach argv or the
+// environment, where a NUL cuts it short unseen (a check `true\0; false`
+// would run `true` and pass). Each is a problem at its value, naming the
+// key and not the value (it may be a secret).
+TEST(ConfigTest, ANulByteInAnyStringIsAnErrorNamingTheKey) {
+  EXPECT_EQ(ErrorOf("critic:\n  verify: [\"true\\0; false\"]\n"),
+            "f.yaml:2:12: key 'critic.verify[0]': contains a NUL byte");
+  EXPECT_EQ(ErrorOf("agent:\n  command: [\"/bin/sh\\0x\"]\n"),
+            "f.yaml:2:13: key 'agent.command[0]': contains a NUL byte");
+  EXPECT_EQ(ErrorOf("agent:\n  model: \"a\\0b\"\n"),
+            "f.yaml:2:10: key 'agent.model': contains a NUL byte");
+  EXPECT_EQ(ErrorOf("agent:\n  env: {A: \"sk-secret\\0y\"}\n"),
+            "f.yaml:2:12: key 'agent.env.A': contains a NUL byte");
+  EXPECT_EQ(ErrorOf("agent:\n  pass_env: [\"HOME\\0\"]\n"),
+            "f.yaml:2:14: key 'agent.pass_env[0]': contains a NUL byte");
+  EXPECT_EQ(ErrorOf("agent:\n  args: [\"--x\\0\"]\n"),
+            "f.yaml:2:10: key 'agent.args[0]': contains a NUL byte");
+  EXPECT_EQ(ErrorOf("critic:\n  agent: {profile: command, command: [\"a\\0\"]}\n"),
+            "f.yaml:2:39: key 'critic.agent.command[0]': contains a NUL byte");
+  EXPECT_EQ(ErrorOf("agent:\n  profile: \"claude\\0\"\n"),
+            "f.yaml:2:12: key 'agent.profile': contains a NUL byte");
+  EXPECT_EQ(ErrorOf(R"({"critic": {"verify": ["true\u0000; false"]}})"),
+            "f.yaml:1:24: key 'critic.verify[0]': contains a NUL byte");
+}
+
 TEST(ConfigTest, DumpReloadsToTheSameConfig) {
   Config original = Defaults();
   Result<Config> reloaded = ParseConfig(DumpConfig(original), "f.yaml");

@@ -244,7 +244,15 @@ std::optional<std::string> YamlReader::Scalar(const YAML::Node& node, const std:
     WrongValue(node, key, want);
     return std::nullopt;
   }
+  if (!RefuseNul(node, key)) return std::nullopt;
   return node.Scalar();
+}
+
+bool YamlReader::RefuseNul(const YAML::Node& node, const std::string& key) {
+  if (node.Scalar().find('\0') == std::string::npos) return true;
+  // The value is not shown: it may be a secret (an env value).
+  Problem(node, "key '" + key + "': contains a NUL byte");
+  return false;
 }
 
 std::optional<std::string> YamlReader::PlainScalar(const YAML::Node& node, const std::string& key,
@@ -374,6 +382,10 @@ void YamlReader::ReadStringList(const YAML::Node& node, const std::string& key,
     const std::string item_key = key + "[" + std::to_string(i) + "]";
     if (!item.IsScalar() || item.Scalar().empty()) {
       WrongValue(item, item_key, "a non-empty string");
+      good = false;
+      continue;
+    }
+    if (!RefuseNul(item, item_key)) {
       good = false;
       continue;
     }

@@ -103,6 +103,11 @@ class YamlReader {
   // The scalar's text when node is a scalar; otherwise records the problem.
   std::optional<std::string> Scalar(const YAML::Node& node, const std::string& key,
                                     std::string_view want);
+  // False, with the problem recorded, when a scalar holds a NUL byte ("\0"
+  // in YAML, "\u0000" in JSON): every string may end up in argv or the
+  // environment, where a NUL would cut it short unseen (a check `true\0;
+  // false` would run `true`).
+  bool RefuseNul(const YAML::Node& node, const std::string& key);
   // A plain (unquoted) scalar's text: numbers and booleans must not be quoted.
   std::optional<std::string> PlainScalar(const YAML::Node& node, const std::string& key,
                                          std::string_view want);

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -869,6 +870,41 @@ TEST_F(StoreTest, AnAgentProfileOrEnvNameForgeCtlRefusesIsRefused) {
   good.agent = "codex";
   good.env = {{"_A1", "x=y"}};
   EXPECT_TRUE(s->Submit({good}).ok());
+}
+
+// A NUL ends a C string where a task's text is passed on (argv, the
+// environment): a check `true\0; false` ran `true` and passed. Refused in
+// every text field, from any client, naming task and field.
+TEST_F(StoreTest, ANulByteInAnyTextFieldIsRefusedNamingIt) {
+  auto s = OpenStore();
+  const std::string nul(1, '\0');
+  const std::vector<std::pair<std::function<void(proto::SubmitTask&)>, std::string>> cases = {
+      {[&](auto& t) {
+         t.verify = {"make", "true" + nul + "; false"};
+       },
+       "verify[1]"},
+      {[&](auto& t) { t.title += nul; }, "title"},
+      {[&](auto& t) { t.brief = "do" + nul + "it"; }, "brief"},
+      {[&](auto& t) { t.repo = "/src" + nul; }, "repo"},
+      {[&](auto& t) { t.repo = "/src", t.base = "main" + nul; }, "base"},
+      {[&](auto& t) { t.agent = "claude" + nul; }, "agent"},
+      {[&](auto& t) { t.model = "m" + nul + "x"; }, "model"},
+      {[&](auto& t) { t.kind = "work" + nul; }, "kind"},
+      {[&](auto& t) { t.depends_on = {"t1" + nul}; }, "depends_on[0]"},
+      {[&](auto& t) {
+         t.env = {{"OK", "1"}, {"A", "x" + nul + "y"}};
+       },
+       "env 'A'"},
+  };
+  for (const auto& [spoil, field] : cases) {
+    auto t = Task("a", "a");
+    spoil(t);
+    auto r = s->Submit({t});
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+    EXPECT_EQ(r.error().message, "task 'a': " + field + " contains a NUL byte");
+  }
+  EXPECT_TRUE(s->ListTasks({})->empty());
 }
 
 // The check is at submit only: a task queued before it (by an older

@@ -17,6 +17,35 @@ bool IsBlank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
 }
 
+bool HasNul(const std::string& s) {
+  return s.find('\0') != std::string::npos;
+}
+
+// The first field holding a NUL byte ("title", "verify[0]", "env 'A'"), or
+// "". A NUL ends a C string: passed on in argv or the environment
+// (common/process.cc, the critic's `sh -c`), what follows it would be
+// dropped unseen, and a check shown as `true\0; false` would run `true`.
+std::string FieldWithNul(const proto::SubmitTask& t) {
+  const std::pair<const char*, const std::string*> scalars[] = {
+      {"id", &t.id},     {"title", &t.title}, {"brief", &t.brief}, {"kind", &t.kind},
+      {"repo", &t.repo}, {"base", &t.base},   {"agent", &t.agent}, {"model", &t.model}};
+  for (const auto& [name, text] : scalars) {
+    if (HasNul(*text)) return name;
+  }
+  auto in_list = [](const std::vector<std::string>& items, const std::string& name) {
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (HasNul(items[i])) return name + "[" + std::to_string(i) + "]";
+    }
+    return std::string();
+  };
+  if (std::string f = in_list(t.verify, "verify"); !f.empty()) return f;
+  if (std::string f = in_list(t.depends_on, "depends_on"); !f.empty()) return f;
+  for (const auto& [name, value] : t.env) {
+    if (HasNul(value)) return "env '" + ShowBytes(name) + "'";  // names: IsEnvName
+  }
+  return "";
+}
+
 Status CheckOne(const std::vector<proto::SubmitTask>& tasks, size_t i) {
   const auto& t = tasks[i];
   std::string label = TaskLabel(tasks, i);
@@ -31,6 +60,9 @@ Status CheckOne(const std::vector<proto::SubmitTask>& tasks, size_t i) {
                      label + ": its text besides the brief is " + std::to_string(size) +
                          " bytes as sent (title, verify, env, depends_on, ...), more than the " +
                          std::to_string(kMaxTaskTextBytes) + " a task may have");
+  }
+  if (std::string field = FieldWithNul(t); !field.empty()) {
+    return MakeError(ErrorCode::kInvalid, label + ": " + field + " contains a NUL byte");
   }
   if (t.kind != "work" && t.kind != "expand") {
     return MakeError(ErrorCode::kInvalid,

@@ -1,5 +1,5 @@
 // Validation of a submitted batch that needs no database: titles, kinds,
-// agent profiles, env names, attempt limits, duplicate local ids
+// agent profiles, env names, NUL bytes, attempt limits, duplicate local ids
 // and dependency cycles inside the batch. It is the supervisor's, for every
 // client; forge-ctl runs it too, to refuse before sending.
 // (Dependencies on existing tasks are checked by the store, in the
@@ -42,7 +42,7 @@ std::string TaskLabel(const std::vector<proto::SubmitTask>& tasks, size_t index)
 // kInvalid naming the task for the first problem found:
 //   "task #2: title is empty", "duplicate task id 'a' (tasks #1 and #3)",
 //   "task #1: brief is 5000000 bytes, more than the 2097152 a brief may be",
-//   "dependency cycle: a -> b -> a".
+//   "task 'a': verify[0] contains a NUL byte", "dependency cycle: a -> b -> a".
 Status CheckBatch(const std::vector<proto::SubmitTask>& tasks);
 
 // The most bytes an idempotency key may have (Store::SubmitOnce).
