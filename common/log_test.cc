@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "common/utf8.h"
 
 namespace forge {
 namespace {
@@ -77,6 +80,36 @@ TEST_F(LogTest, RotatesBySize) {
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/forge.3.log"));
   EXPECT_LE(std::filesystem::file_size(o.file), 2048u);
   EXPECT_THAT(Slurp(o.file), HasSubstr("line 199 "));
+}
+
+// A message carries others' text (a control request's cmd, an agent's last
+// line): each line of the log is its own, and one line of UTF-8, however
+// the text was made.
+TEST_F(LogTest, AMessageIsOneLineOfUtf8WithControlsAndBadBytesEscaped) {
+  LogOptions o;
+  o.name = "supervisor";
+  o.file = dir_ + "/forge.log";
+  o.console = false;
+  ASSERT_TRUE(SetupLogging(o).ok());
+  const std::string forged =
+      "x\n2026-01-01T00:00:00.000+00:00 error supervisor[1]: FORGED LINE\x1b[31m";
+  spdlog::info("control: {} refused", forged);
+  spdlog::info("agent: {}", "\x1b]0;OSC\x07 tab\t cr\r del\x7f bad\xff\xc3 c1\xc2\x9b nul" +
+                                std::string(1, '\0') + " ok \xc3\xa9\xe2\x82\xac");
+  spdlog::info("plain {}", 1);
+  const std::string text = Slurp(o.file);
+  EXPECT_EQ(FindInvalidUtf8(text), std::string::npos) << text;
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 3) << text;
+  EXPECT_THAT(text, Not(HasSubstr("\nFORGED")));
+  EXPECT_THAT(text, HasSubstr("]: control: x\\n2026-01-01T00:00:00.000+00:00 error supervisor[1]: "
+                              "FORGED LINE\\x1b[31m refused\n"));
+  EXPECT_THAT(text, HasSubstr("]: agent: \\x1b]0;OSC\\x07 tab\\t cr\\r del\\x7f bad\\xff\\xc3 "
+                              "c1\\u009b nul\\x00 ok \xc3\xa9\xe2\x82\xac\n"));
+  EXPECT_THAT(text, HasSubstr("]: plain 1\n"));
+  for (char c : text) {
+    const auto b = static_cast<unsigned char>(c);
+    EXPECT_TRUE(c == '\n' || (b >= 0x20 && b != 0x7f)) << "raw byte " << int(b) << " in " << text;
+  }
 }
 
 TEST_F(LogTest, UnopenableFileIsAnErrorNamingThePath) {

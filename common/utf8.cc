@@ -1,5 +1,7 @@
 #include "common/utf8.h"
 
+#include <algorithm>
+
 namespace forge {
 namespace {
 
@@ -25,6 +27,13 @@ size_t SequenceAt(std::string_view text, size_t i) {
     return in(i + 1, lo, hi) && in(i + 2, 0x80, 0xBF) && in(i + 3, 0x80, 0xBF) ? 4 : 0;
   }
   return 0;
+}
+
+// C1 controls (U+0080 to U+009F) are well-formed UTF-8, 0xC2 0x80-0x9F,
+// and some terminals act on them (0x9B is CSI): escaped like C0.
+bool IsC1At(std::string_view text, size_t i) {
+  return static_cast<unsigned char>(text[i]) == 0xC2 && i + 1 < text.size() &&
+         static_cast<unsigned char>(text[i + 1]) <= 0x9F;
 }
 
 std::string Hex(unsigned char c) {
@@ -66,6 +75,7 @@ std::string DescribeInvalidUtf8(std::string_view text, size_t at) {
 
 std::string ShowBytes(std::string_view text, size_t max) {
   std::string out;
+  out.reserve(std::min(text.size(), max) + 8);
   for (size_t i = 0; i < text.size();) {
     if (i >= max) {
       out += "...";
@@ -75,16 +85,35 @@ std::string ShowBytes(std::string_view text, size_t max) {
     const size_t n = SequenceAt(text, i);
     if (c == '\n') {
       out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
     } else if (c == '\t') {
       out += "\\t";
     } else if (n == 0 || c < 0x20 || c == 0x7f) {
       out += "\\x" + Hex(c);
+    } else if (IsC1At(text, i)) {
+      out += "\\u00" + Hex(static_cast<unsigned char>(text[i + 1]));
     } else {
       out.append(text.substr(i, n));
     }
     i += n == 0 ? 1 : n;
   }
   return out;
+}
+
+size_t FindUnprintable(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f) {  // printable ASCII, nearly every byte of a log line
+      ++i;
+      continue;
+    }
+    if (c < 0x80) return i;  // C0 or DEL
+    const size_t n = SequenceAt(text, i);
+    if (n == 0 || IsC1At(text, i)) return i;
+    i += n;
+  }
+  return std::string_view::npos;
 }
 
 Status CheckUtf8(std::string_view text, const std::string& what) {

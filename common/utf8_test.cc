@@ -65,6 +65,36 @@ TEST(Utf8Test, ShowsOtherBytesEscaped) {
   EXPECT_EQ(ShowBytes(std::string(100, 'a'), 10), "aaaaaaaaaa...");
   // Cut between characters, never inside one.
   EXPECT_EQ(ShowBytes("a\xe2\x82\xac\xe2\x82\xac", 2), "a\xe2\x82\xac...");
+  // C1 controls are UTF-8, and 0x9b is CSI to some terminals; \r as \n.
+  EXPECT_EQ(ShowBytes("a\xc2\x9b"
+                      "2J\xc2\x85\xc2\xa0\r\x7f"),
+            "a\\u009b2J\\u0085\xc2\xa0\\r\\x7f");
+  EXPECT_EQ(ShowBytes(std::string(100, 'a'), std::string::npos), std::string(100, 'a'));
+}
+
+// What ShowBytes changes starts where FindUnprintable says, and nothing
+// before: the log copies only from there.
+TEST(Utf8Test, FindsTheFirstByteToEscape) {
+  const std::pair<std::string, size_t> cases[] = {
+      {"plain text, with {} and 'quotes'", std::string::npos},
+      {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\xa0", std::string::npos},
+      {"a\nb", 1},
+      {"ab\t", 2},
+      {"\x1b[31m", 0},
+      {"x\x7f", 1},
+      {"\xc3\xa9\xff", 2},
+      {"\xc3\xa9\xc2\x9b", 2},
+      {"cut \xe2\x82", 4},
+      {std::string("a\0b", 3), 1},
+  };
+  for (const auto& [text, at] : cases) {
+    EXPECT_EQ(FindUnprintable(text), at) << ShowBytes(text);
+    EXPECT_EQ(ShowBytes(text, std::string::npos) == text, at == std::string::npos)
+        << ShowBytes(text);
+    if (at != std::string::npos) {
+      EXPECT_EQ(ShowBytes(text, std::string::npos).substr(0, at), text.substr(0, at));
+    }
+  }
 }
 
 TEST(Utf8Test, CheckNamesTheArgument) {

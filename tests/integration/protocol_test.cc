@@ -14,6 +14,7 @@
 // clang-format off
 #include "proto/codec.h"
 // clang-format on
+#include "common/utf8.h"
 #include "tests/integration/harness.h"
 
 namespace forge::itest {
@@ -62,6 +63,30 @@ TEST(Protocol, ControlSocketAnswersGarbageWithErrorsAndKeepsServing) {
   EXPECT_NE(forge.SupervisorLog().find("malformed request"), std::string::npos);
   EXPECT_GE(forge.Status()["counters"]["bad_control_requests"].get<int64_t>(), 6)
       << forge.Status().dump();
+}
+
+// What a control client sends reaches supervisor.log escaped: a command
+// holding a newline and a made-up line forges no line, an ESC does not reach
+// the terminal of whoever tails the log, a byte that is not UTF-8 (in the
+// parse error that quotes it) leaves the file UTF-8.
+TEST(Protocol, AControlClientCannotForgeALogLine) {
+  Forge forge;
+  forge.Start();
+  auto& ctl = forge.ctl();
+  const std::string forged =
+      "x\n2026-01-01T00:00:00.000+00:00 error supervisor[1]: FORGED LINE\x1b[31m";
+  Error e = ErrorOf(ctl.RawCall(json{{"v", 1}, {"cmd", forged}}.dump()));
+  EXPECT_THAT(e.message, HasSubstr("unknown command"));
+  e = ErrorOf(ctl.RawCall("{\"v\":1,\"cmd\":\"st\xff\x1b]0;OSC\x07\"}"));
+  EXPECT_EQ(e.code, ErrorCode::kDecode);
+  // Each reply is sent after its log line is written and flushed.
+  const std::string log = forge.SupervisorLog();
+  EXPECT_EQ(FindInvalidUtf8(log), std::string::npos) << log;
+  EXPECT_EQ(log.find('\x1b'), std::string::npos) << log;
+  EXPECT_EQ(log.find("\n2026-01-01T"), std::string::npos) << log;
+  EXPECT_THAT(log, HasSubstr("]: control: x\\n2026-01-01T00:00:00.000+00:00 error supervisor[1]: "
+                             "FORGED LINE\\x1b[31m refused"));
+  EXPECT_THAT(log, HasSubstr("\\xff"));
 }
 
 TEST(Protocol, ChildrenSocketIgnoresUnknownPeersGarbageAndOversize) {
