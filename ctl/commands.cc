@@ -293,7 +293,7 @@ UnknownDependencies NameUnknownDependencies(const std::vector<proto::SubmitTask>
   };
   if (!plan) {
     for (const auto& dep : tasks.at(0).depends_on) {
-      out.emplace_back(refusal(0, dep), "--depends-on '" + Printable(dep) + "': no such task");
+      out.emplace_back(refusal(0, dep), "--depends-on '" + ShowBytes(dep) + "': no such task");
     }
     return out;
   }
@@ -301,7 +301,7 @@ UnknownDependencies NameUnknownDependencies(const std::vector<proto::SubmitTask>
     const std::string& dep = tasks.at(d.task).depends_on.at(d.item);
     out.emplace_back(refusal(d.task, dep), d.where + ": key 'tasks[" + std::to_string(d.task) +
                                                "].depends_on[" + std::to_string(d.item) + "]': '" +
-                                               Printable(dep) + "': no such task");
+                                               ShowBytes(dep) + "': no such task");
   }
   return out;
 }
@@ -456,7 +456,7 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
   auto reply = ReadReply<proto::SubmitReply>(*body, "submit");
   if (!reply.ok()) return Fail(env, reply.error());
   if (reply->existing && !env.json) {
-    *env.err << "forge-ctl: idempotency key '" << Printable(key)
+    *env.err << "forge-ctl: idempotency key '" << ShowBytes(key)
              << "' was submitted before: its task ids, nothing queued now\n";
   }
   if (args.idempotency_key && !reply->existing && reply->idempotency_key != key) {

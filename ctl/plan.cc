@@ -235,7 +235,7 @@ void CheckDependencies(YamlReader& r, const std::vector<Entry>& entries,
         continue;
       }
       r.Problem(at, "key 'tasks[" + std::to_string(i) + "].depends_on[" + std::to_string(j) +
-                        "]': '" + Printable(deps[j]) +
+                        "]': '" + ShowBytes(deps[j]) +
                         "' is neither a task of this plan nor an existing task id (t<number>)");
     }
   }
@@ -298,9 +298,9 @@ class CycleFinder {
         path += "... (" + std::to_string(length - 11) + " more) -> ";
         n = length - 1;
       }
-      path += Printable(entries_[start[n].task].task.id) + " -> ";
+      path += ShowBytes(entries_[start[n].task].task.id) + " -> ";
     }
-    path += Printable(entries_[j].task.id);
+    path += ShowBytes(entries_[j].task.id);
     r_.Problem(entries_[j].present.count("id") ? entries_[j].present.at("id") : entries_[j].at,
                "dependency cycle: " + path);
   }
@@ -343,7 +343,7 @@ std::map<std::string, size_t> IndexIds(YamlReader& r, const std::vector<Entry>& 
     if (!inserted) {
       const YAML::Mark& first = entries[it->second].present.at("id");
       r.Problem(entries[i].present.at("id"),
-                "duplicate task id '" + Printable(id) + "' (first at " + r.Where(first) + ")");
+                "duplicate task id '" + ShowBytes(id) + "' (first at " + r.Where(first) + ")");
     }
   }
   return index;

@@ -12,6 +12,7 @@
 
 #include "common/duration.h"
 #include "common/process.h"
+#include "common/utf8.h"
 
 namespace forge {
 
@@ -43,30 +44,6 @@ std::string SuggestKey(std::string_view key, const std::vector<std::string_view>
   return best;
 }
 
-std::string Printable(std::string_view text, size_t max) {
-  std::string out;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (i == max) {
-      out += "...";
-      break;
-    }
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 namespace {
 
 // yaml-cpp tags quoted scalars "!" and plain ones "?".
@@ -76,7 +53,7 @@ bool IsQuoted(const YAML::Node& node) {
 
 std::string Quote(std::string_view text) {
   std::string out = "'";
-  out += Printable(text);
+  out += ShowBytes(text);
   out += "'";
   return out;
 }
@@ -90,7 +67,7 @@ std::string DescribeNode(const YAML::Node& node) {
     case YAML::NodeType::Sequence:
       return "a list";
     case YAML::NodeType::Scalar:
-      return IsQuoted(node) ? "string \"" + Printable(node.Scalar()) + "\"" : Quote(node.Scalar());
+      return IsQuoted(node) ? "string \"" + ShowBytes(node.Scalar()) + "\"" : Quote(node.Scalar());
     default:
       return "nothing";
   }
@@ -166,7 +143,7 @@ std::optional<YAML::Node> YamlReader::Parse(const std::string& text) {
       const YAML::Mark& second = documents.starts[1];
       if (second.pos == documents.starts[0].pos) {
         Problem(second, "YAML syntax error: cannot parse '" +
-                            Printable(RestOfLine(text, second.pos)) + "'");
+                            ShowBytes(RestOfLine(text, second.pos)) + "'");
       } else {
         Problem(second, "only one YAML document is allowed; another starts here");
       }
@@ -214,7 +191,7 @@ std::map<std::string, YAML::Mark> YamlReader::ReadMap(const YAML::Node& node,
       continue;
     }
     const std::string name = k.Scalar();
-    const std::string shown = Printable(name);
+    const std::string shown = ShowBytes(name);
     auto field =
         std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.name == name; });
     if (field == fields.end()) {

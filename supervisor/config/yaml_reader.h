@@ -24,10 +24,6 @@ int EditDistance(std::string_view a, std::string_view b);
 // The closest candidate at edit distance <= 2, or "" when none is that close.
 std::string SuggestKey(std::string_view key, const std::vector<std::string_view>& candidates);
 
-// User text made safe for a one-line message: control characters escaped
-// (\n, \t, \xNN) and anything past `max` bytes cut to "...".
-std::string Printable(std::string_view text, size_t max = 80);
-
 // "a map", "a list", "nothing", or the scalar quoted ('x').
 std::string DescribeNode(const YAML::Node& node);
 
