@@ -119,7 +119,12 @@ Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return IoError("cannot read", path, errno);
   struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return IoError("cannot read", path, err);
+  }
+  if (!S_ISREG(st.st_mode)) {
     close(fd);
     return MakeError(ErrorCode::kInvalid,
                      "'" + path + "' is not a regular file (a directory, a FIFO or a device)");

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/redact.h"
+#include "common/utf8.h"
 #include "critic/findings.h"
 #include "worker/agent_profile.h"
 #include "worker/output_capture.h"
@@ -280,7 +281,11 @@ void Critic::StartNextCheck() {
   rs.check_started_ms = NowMs();
   auto job = proto::ChildJob::Start(std::move(spawn), "", sink);
   if (!job.ok()) {
-    Reply("error", "cannot run check '" + cmd + "': " + job.error().message);
+    // A check Spawn refuses (a NUL byte in a task stored before the submit
+    // check refused them) is refused again by every review: not retried,
+    // which would run the paid agent again for nothing.
+    if (job.error().code == ErrorCode::kInvalid) review_->retryable = false;
+    Reply("error", "cannot run check '" + ShowBytes(cmd) + "': " + job.error().message);
     return;
   }
   rs.job = std::move(job).value();

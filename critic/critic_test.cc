@@ -274,6 +274,19 @@ TEST_F(CriticWithAShortLockWaitTest, AWorkspaceHeldPastTheWaitIsNotRetryable) {
   EXPECT_EQ(next->verdict, "pass");
 }
 
+// A check with a NUL byte (a task stored before the submit check refused
+// them) is not run, and not retried: every review would refuse it again,
+// and the supervisor would run the paid agent again for each. The message
+// shows the byte escaped.
+TEST_F(CriticTest, ACheckSpawnRefusesIsNotRetryable) {
+  auto r = Review(MakeReview({std::string("true\0; false", 12)}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_FALSE(r->retryable);
+  EXPECT_THAT(r->error, HasSubstr("cannot run check 'true\\x00; false'"));
+  EXPECT_THAT(r->error, HasSubstr("contains a NUL byte"));
+}
+
 // A shutdown while the critic waits for a workspace in use ends the wait
 // without a verdict (the supervisor, stopping, cancels the attempt), and the
 // critic exits.

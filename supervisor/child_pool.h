@@ -72,9 +72,11 @@ struct Child {
   int64_t agent_pid = 0;
   int64_t agent_pgid = 0;
   int64_t agent_start_time = 0;
-  // The job's agent timeout (0: none) and, once its agent runs, when the
-  // worker is overdue to have ended it (0: not set); see OverdueWorkers.
+  // The job's agent timeout (0: none) and kill grace as dispatched and, once
+  // its agent runs, when the worker is overdue to have ended it (0: not
+  // set); see Supervisor::KillOverdueWorkers.
   int64_t agent_timeout_ms = 0;
+  int64_t agent_kill_grace_ms = 0;
   int64_t job_deadline_mono_ms = 0;
   bool cancel_sent = false;  // its job's attempt was cancelled
   // Set when the process has been reaped (state exited): how it ended.

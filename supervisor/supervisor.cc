@@ -183,8 +183,7 @@ proto::SubmitTask SpecTask(const proto::TaskInfo& expand, const std::string& spe
   t.agent = expand.agent;
   t.model = expand.model;
   // Names that are no variable's were queued before the store refused them
-  // (the agent saw "=x", or A for "A=B"): not carried, or the spec task
-  // would be refused and the expand attempt fail every time.
+  // (the agent saw "=x", or A for "A=B"): not carried into the spec task.
   for (const auto& [name, value] : expand.env) {
     if (IsEnvName(name)) t.env.emplace(name, value);
   }
@@ -423,16 +422,13 @@ int64_t Supervisor::PollTimeoutMs() {
   auto consider = [&](std::optional<int64_t> t) {
     if (t) next = std::min(next, *t);
   };
-  if (silence_suspected_mono_ms_) {
-    // The silent children's deadlines are past: wake when they are judged,
-    // and once between, so that a wake-up later than the window means the
-    // loop was not running (SilentChildren).
-    const int64_t confirm = SilenceConfirmMs();
-    consider(std::min(*silence_suspected_mono_ms_ + confirm, now + confirm / 2));
+  if (judgement_pending_) {
+    // Past deadlines wait for the loop to be steady: no earlier wake-up.
+    consider(steady_since_mono_ms_ + SilenceConfirmMs());
   } else {
     consider(pool_.NextSilenceDeadline(config_.watchdog.heartbeat_timeout_ms));
+    if (!stopping_) consider(pool_.NextJobDeadline());
   }
-  if (!stopping_) consider(pool_.NextJobDeadline());
   // A past cooldown deadline held by the store pause would make the poll spin.
   if (next_due_wall_ms_ && !guards_.store_paused()) {
     consider(now + (*next_due_wall_ms_ - steady_wall_.NowMs()));
@@ -508,53 +504,72 @@ void Supervisor::HandleSignals() {
   }
 }
 
-// Children silent as of now, to be killed as lost. The loop itself may have
-// stalled since it last read them, its children's heartbeats queued unread
-// meanwhile:
+// The loop's gaps. A child is judged (silent, overdue) on what it sent,
+// read first. The loop itself may have stalled since it last read:
 // - a write waiting out the busy timeout on a locked database: ZeroMQ's I/O
-//   thread went on reading the socket, so a drain reads what they sent, and
-//   silence is judged as of the moment that read began;
+//   thread went on reading the socket, so a drain reads what was sent;
 // - the whole process stopped (SIGSTOP, a frozen cgroup, a VM paused): the
 //   I/O thread stopped too, and what the children sent is still in the
 //   kernel's socket buffer, out of a drain's reach until that thread has run
-//   again. A child is judged only once the loop has kept running for
-//   SilenceConfirmMs since it first looked silent: every child was killed as
+//   again. So after a gap that could hide a heartbeat, nothing is judged
+//   until the loop has run for SilenceConfirmMs: every child was killed as
 //   lost after a 5 s SIGSTOP of the supervisor, one time in two.
-std::vector<pid_t> Supervisor::SilentChildren() {
-  const int64_t timeout = config_.watchdog.heartbeat_timeout_ms;
-  const int64_t now = clock_.MonotonicMs();
-  const int64_t away = last_watch_mono_ms_ < 0 ? 0 : now - last_watch_mono_ms_;
-  last_watch_mono_ms_ = now;
-  if (pool_.Silent(now, timeout).empty()) {
-    silence_suspected_mono_ms_.reset();
-    return {};
+void Supervisor::NoteLoopTurn(int64_t now) {
+  const int64_t away = last_turn_mono_ms_ < 0 ? 0 : now - last_turn_mono_ms_;
+  last_turn_mono_ms_ = now;
+  judgement_pending_ = false;
+  if (away <= LoopGapLimitMs()) return;
+  steady_since_mono_ms_ = now;
+  // It sleeps up to a second, or to a silence deadline: away past both, it was held.
+  const int64_t longest_sleep =
+      std::max(kMaxPollMs, config_.watchdog.heartbeat_timeout_ms) + SilenceConfirmMs();
+  if (away > longest_sleep) {
+    spdlog::warn(
+        "the supervisor's loop did not run for {} ms (stopped or starved); children "
+        "are judged once it has run for {} ms",
+        away, SilenceConfirmMs());
   }
-  const int64_t read_from = clock_.MonotonicMs();
+}
+
+bool Supervisor::Steady(int64_t now) const {
+  return now - steady_since_mono_ms_ >= SilenceConfirmMs();
+}
+
+int64_t Supervisor::SilenceConfirmMs() const {
+  return std::clamp<int64_t>(config_.watchdog.heartbeat_interval_ms / 2, 10, 500);
+}
+
+int64_t Supervisor::LoopGapLimitMs() const {
+  const auto& w = config_.watchdog;
+  return std::max(w.heartbeat_timeout_ms - w.heartbeat_interval_ms, 2 * SilenceConfirmMs());
+}
+
+void Supervisor::DrainForJudgement() {
   // One drain stops at its budget (a write in it may have waited out the busy
   // timeout): a few more read what is left, bounded for a flooding child.
   for (int drains = 0; drains < kSilenceDrains && !DrainChildren(); ++drains) {
   }
+  // A stop between the turn's start and this read is a gap too.
+  const int64_t read_at = clock_.MonotonicMs();
+  if (read_at - last_turn_mono_ms_ > LoopGapLimitMs()) steady_since_mono_ms_ = read_at;
+}
+
+// Children silent as of the drain, to be killed as lost; a stopping one is
+// being killed or shut down already and is returned at once.
+std::vector<pid_t> Supervisor::SilentChildren(int64_t now) {
+  const int64_t timeout = config_.watchdog.heartbeat_timeout_ms;
+  if (pool_.Silent(now, timeout).empty()) return {};
+  const int64_t read_from = clock_.MonotonicMs();
+  DrainForJudgement();
   std::vector<pid_t> silent = pool_.Silent(read_from, timeout);
-  if (silent.empty()) {
-    silence_suspected_mono_ms_.reset();
-    return {};
+  if (!Steady(clock_.MonotonicMs())) {
+    const size_t before = silent.size();
+    std::erase_if(silent, [this](pid_t pid) {
+      const Child* c = pool_.Find(pid);
+      return c != nullptr && c->state != ChildState::kStopping;
+    });
+    judgement_pending_ = judgement_pending_ || silent.size() != before;
   }
-  const int64_t confirm = SilenceConfirmMs();
-  // Away longer than the window (PollTimeoutMs wakes the loop twice in it):
-  // the loop itself was not running, and the window starts again.
-  if (!silence_suspected_mono_ms_ || away > confirm) {
-    // The loop sleeps up to a silence deadline: away past it, it was held.
-    if (away > timeout + confirm) {
-      spdlog::warn(
-          "the supervisor's loop did not run for {} ms (stopped or starved); {} "
-          "child(ren) silent since are judged after it has run for {} ms",
-          away, silent.size(), confirm);
-    }
-    silence_suspected_mono_ms_ = read_from;
-    return {};
-  }
-  if (read_from - *silence_suspected_mono_ms_ < confirm) return {};
-  silence_suspected_mono_ms_.reset();
   return silent;
 }
 
@@ -574,29 +589,38 @@ void Supervisor::KillAsLost(Child& c, const std::string& why, const std::string&
   CloseAttempt(attempt, end);
 }
 
-int64_t Supervisor::JobOverrunMs() const {
-  return 2 * config_.watchdog.kill_grace_ms + kJobOverrunMarginMs;
+int64_t Supervisor::JobOverrunMs(const Child& worker) {
+  return 2 * worker.agent_kill_grace_ms + kJobOverrunMarginMs;
 }
 
 void Supervisor::KillOverdueWorkers(int64_t now) {
-  for (pid_t pid : pool_.Overdue(now)) {
+  if (pool_.Overdue(now).empty()) return;
+  DrainForJudgement();  // a result read here ends its job, and its deadline
+  const int64_t read_at = clock_.MonotonicMs();
+  const std::vector<pid_t> overdue = pool_.Overdue(read_at);
+  if (overdue.empty()) return;
+  if (!Steady(read_at)) {
+    judgement_pending_ = true;
+    return;
+  }
+  for (pid_t pid : overdue) {
     Child* c = pool_.Find(pid);
-    const std::string what = "its agent (pid " + std::to_string(c->agent_pid) + ") still ran " +
-                             std::to_string(JobOverrunMs()) + " ms after its timeout or cancel";
+    if (c == nullptr) continue;
+    const std::string what = "it had not reported the end of its agent (pid " +
+                             std::to_string(c->agent_pid) + ") " +
+                             std::to_string(JobOverrunMs(*c)) + " ms after its " +
+                             (c->cancel_sent ? "cancel" : "timeout");
     KillAsLost(*c, what,
                c->routing_id + " did not end the attempt: " + what +
-                   " (a process SIGKILL cannot end, stuck in the kernel?); killed");
+                   " (an agent SIGKILL cannot end, stuck in the kernel?); killed");
   }
-}
-
-int64_t Supervisor::SilenceConfirmMs() const {
-  return std::clamp<int64_t>(config_.watchdog.heartbeat_interval_ms / 2, 10, 500);
 }
 
 void Supervisor::RunTimers() {
   if (!retired_.empty()) KillOverdueRetirees();
-  const std::vector<pid_t> silent = SilentChildren();
   const int64_t now = clock_.MonotonicMs();
+  NoteLoopTurn(now);
+  const std::vector<pid_t> silent = SilentChildren(now);
   for (pid_t pid : silent) {
     Child* c = pool_.Find(pid);
     if (c == nullptr || c->state == ChildState::kStopping) {
@@ -739,6 +763,7 @@ void Supervisor::TryDispatch() {
                                     clock_.WallMs());
     if (!assigned.ok()) spdlog::error("dispatch bookkeeping: {}", assigned.error().message);
     worker->agent_timeout_ms = d.agent.timeout_ms;
+    worker->agent_kill_grace_ms = d.agent.kill_grace_ms;
     guards_.OnDispatched();
     FlushGuardEvents();
     spdlog::info("dispatch {} #{} (attempt {}) to {}", d.task.id, d.n, d.attempt_id,
@@ -1074,9 +1099,10 @@ void Supervisor::OnStarted(Child& child, const proto::Started& m) {
   // (a git step before it has its own), or at once when the attempt was
   // cancelled before it started; a little later than that here.
   if (child.cancel_sent) {
-    child.job_deadline_mono_ms = clock_.MonotonicMs() + JobOverrunMs();
+    child.job_deadline_mono_ms = clock_.MonotonicMs() + JobOverrunMs(child);
   } else if (child.agent_timeout_ms > 0) {
-    child.job_deadline_mono_ms = clock_.MonotonicMs() + child.agent_timeout_ms + JobOverrunMs();
+    child.job_deadline_mono_ms =
+        clock_.MonotonicMs() + child.agent_timeout_ms + JobOverrunMs(child);
   }
   auto s = store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid, m.agent_start_time);
   if (!s.ok()) {
@@ -1944,7 +1970,7 @@ void Supervisor::OnCancelled(const store::Change& change) {
   if (!Send(*c, cancel)) KillChild(*c, "unreachable for cancel");
   c->cancel_sent = true;
   if (c->role == Role::kWorker && c->agent_pid != 0) {
-    const int64_t due = clock_.MonotonicMs() + JobOverrunMs();
+    const int64_t due = clock_.MonotonicMs() + JobOverrunMs(*c);
     if (c->job_deadline_mono_ms <= 0 || due < c->job_deadline_mono_ms)
       c->job_deadline_mono_ms = due;
   }

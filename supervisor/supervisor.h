@@ -165,21 +165,32 @@ class Supervisor final : public ControlBackend {
   // not counted against kReviewsPerAttempt.
   bool ReviewAgain(int64_t attempt_id, const std::string& task_id, const AttemptEnd& end,
                    bool rate_limited);
-  std::vector<pid_t> SilentChildren();
-  static constexpr int kSilenceDrains = 8;
-  // How long the loop must have kept running, after it first finds children
-  // silent, before it judges them: half a heartbeat interval, 10 to 500 ms.
+  // The watchdog's judgements (SilentChildren, KillOverdueWorkers) are made
+  // on what the children sent, read first, and only while the loop is
+  // steady: NoteLoopTurn.
+  void NoteLoopTurn(int64_t now);
+  bool Steady(int64_t now) const;
+  // How long the loop must have run without a gap before it judges: half a
+  // heartbeat interval, 10 to 500 ms.
   int64_t SilenceConfirmMs() const;
+  // A gap between two turns that could hide what a child sent (a heartbeat
+  // timeout less one interval; at least two confirmation windows).
+  int64_t LoopGapLimitMs() const;
+  // Reads every message queued, bounded for a flooding child.
+  void DrainForJudgement();
+  std::vector<pid_t> SilentChildren(int64_t now);
+  static constexpr int kSilenceDrains = 8;
   // Kills a child the supervisor gives up on, as lost: its job's attempt is
-  // closed `lost` with attempt_error (a no-op when it is closed already).
+  // closed `lost` with attempt_error (a no-op when it is closed already, as
+  // a cancelled one is).
   void KillAsLost(Child& child, const std::string& why, const std::string& attempt_error);
   // A worker must have ended its agent by its job deadline: the agent's
-  // timeout (or a cancel) plus two kill graces and kJobOverrunMarginMs. One
-  // that has not (an agent stuck in the kernel that SIGKILL cannot end, a
-  // worker wedged) is killed as lost, so that it does not hold a slot and
-  // the task's workspace for ever.
+  // timeout (or a cancel) plus two of the kill graces it was dispatched with
+  // and kJobOverrunMarginMs. One that has not (an agent stuck in the kernel
+  // that SIGKILL cannot end, a worker wedged) is killed as lost, so that it
+  // does not hold a slot and the task's workspace for ever.
   void KillOverdueWorkers(int64_t now);
-  int64_t JobOverrunMs() const;
+  static int64_t JobOverrunMs(const Child& worker);
   static constexpr int64_t kJobOverrunMarginMs = 5'000;
   void PetWatchdog();
   // Recovery of an attempt whose agent passed: queued for review again.
@@ -323,10 +334,12 @@ class Supervisor final : public ControlBackend {
   // RetireSurplus has told enough of them to stop; the pids it told.
   bool surplus_ = false;
   std::map<pid_t, int64_t> retired_;  // pid -> monotonic deadline to have exited
-  // The watchdog (SilentChildren): when the loop last looked, and since when
-  // children have looked silent with the loop running throughout.
-  int64_t last_watch_mono_ms_ = -1;
-  std::optional<int64_t> silence_suspected_mono_ms_;
+  // The loop's own liveness (NoteLoopTurn): when it last ran its timers,
+  // since when it has run without a gap past LoopGapLimitMs, and whether a
+  // judgement waits for it to be steady (PollTimeoutMs wakes it then).
+  int64_t last_turn_mono_ms_ = -1;
+  int64_t steady_since_mono_ms_ = 0;
+  bool judgement_pending_ = false;
   bool done_ = false;
   int64_t stop_deadline_mono_ms_ = 0;
 

@@ -146,7 +146,7 @@ Status OutputCapture::Write(std::string_view data, size_t* reached) {
   // done each time, not how big the file is.
   std::string content = "[forge: earlier output dropped; each time this log reaches " +
                         std::to_string(max_bytes_) + " bytes it keeps only its last " +
-                        std::to_string(keep) + "]\n" + kept;
+                        std::to_string(keep) + " bytes]\n" + kept;
   std::string tmp = path_ + ".tmp";
   {
     UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));

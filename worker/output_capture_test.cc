@@ -51,7 +51,7 @@ TEST_F(OutputCaptureTest, CapKeepsTheTail) {
   EXPECT_LE(log.size(), cap_bytes);
   EXPECT_GE(log.size(), cap_bytes / 2);
   EXPECT_THAT(log, HasSubstr("[forge: earlier output dropped; each time this log reaches 65536 "
-                             "bytes it keeps only its last 32768]\n"));
+                             "bytes it keeps only its last 32768 bytes]\n"));
   EXPECT_EQ(log.substr(log.size() - 11), "line 19999\n");
   EXPECT_THAT(log, ::testing::Not(HasSubstr("\nline 0\n")));
   EXPECT_EQ((*c)->file_bytes(), static_cast<int64_t>(log.size()));

@@ -322,7 +322,10 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   a->started_ms = NowMs();
   auto job = proto::ChildJob::Start(std::move(spawn), "", sink);
   if (!job.ok()) {
-    fail("failed", job.error(), job.error().code != ErrorCode::kNotFound);
+    // Not found, or refused by Spawn (a NUL byte in a task stored before the
+    // submit check): every attempt would fail the same way.
+    const ErrorCode code = job.error().code;
+    fail("failed", job.error(), code != ErrorCode::kNotFound && code != ErrorCode::kInvalid);
     return;
   }
   a->job = std::move(job).value();

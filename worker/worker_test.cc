@@ -565,6 +565,21 @@ TEST_F(WorkerTest, MissingAgentBinaryIsNotRetryable) {
   EXPECT_THAT(r->error, HasSubstr("'forge-no-such-agent-on-path' not found in PATH"));
 }
 
+// An env value with a NUL byte (a task stored before the submit check
+// refused them) is refused by Spawn: nothing runs, and not retryable, since
+// every attempt would be refused the same way.
+TEST_F(WorkerTest, AnAgentSpawnRefusesIsNotRetryable) {
+  auto d = MakeDispatch("echo never > ran\n");
+  d.task.env["MODE"] = std::string("a\0b", 3);
+  sup_.Send(d);
+  auto r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "failed");
+  EXPECT_FALSE(r->retryable);
+  EXPECT_THAT(r->error, HasSubstr("environment variable MODE contains a NUL byte"));
+  EXPECT_FALSE(std::filesystem::exists(d.workspace + "/ran"));
+}
+
 // The agent runs in the workspace: a relative command is found there, as
 // exec finds it, and one that is not there is named with the workspace.
 TEST_F(WorkerTest, ARelativeAgentCommandIsTheWorkspaces) {

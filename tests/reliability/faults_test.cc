@@ -486,7 +486,8 @@ TEST(ChildFaults, AWorkerThatNeverEndsItsTimedOutAgentIsKilledAsLost) {
       30'000))
       << f->SupervisorLog();
   EXPECT_THAT(f->Attempts(id)[0].error,
-              HasSubstr("did not end the attempt: its agent (pid " + first + ") still ran"));
+              HasSubstr("did not end the attempt: it had not reported the end of its agent (pid " +
+                        first + ") 5600 ms after its timeout"));
   EXPECT_FALSE(f->Attempts(id)[0].counted);
   EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 10'000));
   EXPECT_TRUE(f->HasEvent(id, "child.lost"));
@@ -501,7 +502,9 @@ TEST(ChildFaults, AWorkerThatNeverEndsItsCancelledAgentIsKilled) {
   ASSERT_TRUE(f->ctl().Call("cancel", json{{"id", id}}).ok());
   EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 15'000))
       << f->SupervisorLog();
-  EXPECT_THAT(f->SupervisorLog(), HasSubstr("killing worker-" + first + ": its agent"));
+  EXPECT_THAT(f->SupervisorLog(),
+              HasSubstr("killing worker-" + first + ": it had not reported the end of its agent"));
+  EXPECT_THAT(f->SupervisorLog(), HasSubstr("ms after its cancel"));
   ASSERT_EQ(f->Attempts(id).size(), 1u);
   EXPECT_EQ(f->Attempts(id)[0].outcome, "cancelled");
   // Its slot is free again: a retry runs on the next worker (stuck too).
