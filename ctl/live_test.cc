@@ -552,9 +552,9 @@ TEST(LiveTest, ADependencyOnNoTaskExits2NamingTheFlagOrThePlanLine) {
   EXPECT_EQ(h.out.str(), "t2\n");
 }
 
-TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
-  CtlHarness h;
-  // Three 1.5 MiB briefs: 4.5 MiB as one submit, over the 4 MiB cap.
+// A plan of three 1.5 MiB briefs (a, b, c; c depends on a): 4.5 MiB as
+// one submit, over the 4 MiB cap, so it is staged. Its path.
+std::string WriteStagedPlan(CtlHarness& h) {
   std::string big(1536 * 1024, 'x');
   std::ofstream plan(h.dir.Path("plan.yaml"));
   plan << "tasks:\n";
@@ -563,7 +563,12 @@ TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
     plan << "  - {id: " << id << ", title: T" << id << ", brief_file: " << id << ".md"
          << (std::string(id) == "c" ? ", depends_on: [a]" : "") << "}\n";
   }
-  plan.close();
+  return h.dir.Path("plan.yaml");
+}
+
+TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
+  CtlHarness h;
+  const std::string plan = WriteStagedPlan(h);
   std::atomic<int> chunk_tasks{0};  // the fake answers on its own thread
   std::atomic<bool> fail_commit{false};
   FakeSupervisor fake(h.state_dir, [&](const json& r) {
@@ -581,7 +586,7 @@ TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
     return FakeSupervisor::Err("invalid", "unexpected " + r["cmd"].get<std::string>());
   });
   SubmitArgs a;
-  a.plan = h.dir.Path("plan.yaml");
+  a.plan = plan;
   a.idempotency_key = "plan-2026-12-06";
   // The fake decodes each 1.5 MiB chunk on its thread: seconds in a loaded
   // sanitizer build, where the harness's 5 s per request timed out.
@@ -619,14 +624,7 @@ TEST(LiveTest, PlanOverTheMessageCapIsStagedInChunks) {
 // A chunk refused with an answer is aborted, as before.
 TEST(LiveTest, AStagedUploadWithNoAnswerIsNotAbortedAsWell) {
   CtlHarness h;
-  std::string big(1536 * 1024, 'x');
-  std::ofstream plan(h.dir.Path("plan.yaml"));
-  plan << "tasks:\n";
-  for (const char* id : {"a", "b", "c"}) {
-    std::ofstream(h.dir.Path(std::string(id) + ".md")) << big;
-    plan << "  - {id: " << id << ", title: T" << id << ", brief_file: " << id << ".md}\n";
-  }
-  plan.close();
+  const std::string plan = WriteStagedPlan(h);
   std::atomic<bool> answer_chunks{false};
   FakeSupervisor fake(h.state_dir, [&](const json& r) {
     if (r["cmd"] == "submit_begin") return FakeSupervisor::Ok({{"upload", "u1"}, {"staged", 0}});
@@ -643,7 +641,7 @@ TEST(LiveTest, AStagedUploadWithNoAnswerIsNotAbortedAsWell) {
     return out;
   };
   SubmitArgs a;
-  a.plan = h.dir.Path("plan.yaml");
+  a.plan = plan;
   h.env.timeout_ms = 3000;
   EXPECT_EQ(CmdSubmit(h.env, a), kExitRejected);
   EXPECT_THAT(h.err.str(), HasSubstr("did not answer 'submit_chunk'"));
