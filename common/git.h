@@ -18,6 +18,23 @@ namespace forge {
 inline constexpr int64_t kGitTimeoutMs = 60 * 1000;        // local git commands
 inline constexpr int64_t kGitFetchTimeoutMs = 120 * 1000;  // runner sync's fetch
 
+// How long a worker or critic waits for a workspace's lock by default
+// (worker/workspace_lock.h; config `watchdog.workspace_lock_wait`): longer
+// than the git steps an old holder can still run before it reads its
+// SIGTERM. A worker's first prepare is a fetch (kGitFetchTimeoutMs) and up
+// to seven steps of kGitTimeoutMs; a critic's review, kReviewGitCommandsMax.
+// Past this the holder is stuck (a hung mount, an unkillable git) and the
+// task is blocked with its pid: retrying would not help, an operator must look.
+inline constexpr int64_t kWorkspaceLockWaitMs = 10 * 60 * 1000;
+// The longest it may be set to (a day), so a deadline in ms cannot overflow.
+inline constexpr int64_t kMaxWorkspaceLockWaitMs = 24 * 60 * 60 * 1000;
+
+// The most git commands one review of a repo task runs (the critic's
+// worker::SnapshotForReview, DiffSnapshot and CommitSnapshot), each bounded
+// by kGitTimeoutMs. The supervisor's time limit for a review counts on it
+// (supervisor/job_limits.h); worker/workspace_test.cc checks it holds.
+inline constexpr int kReviewGitCommandsMax = 16;
+
 // Runs one spawned command to completion (or timeout: killed, timed_out set).
 using GitRunner = std::function<Result<RunResult>(const SpawnOptions&, int64_t timeout_ms)>;
 

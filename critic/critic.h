@@ -34,11 +34,11 @@ namespace forge::critic {
 
 struct CriticOptions {
   std::string state_dir;
-  int64_t kill_grace_ms = 2000;  // SIGTERM -> SIGKILL for a check that timed out
+  int64_t kill_grace_ms = proto::kCheckKillGraceMs;  // a check that timed out
   size_t tail_bytes = 4096;      // output kept per check
   size_t max_diff_bytes = 200 * 1024;
   worker::BriefDirs brief_dirs;
-  int64_t workspace_lock_wait_ms = worker::kWorkspaceLockWaitMs;
+  int64_t workspace_lock_wait_ms = kWorkspaceLockWaitMs;
 };
 
 class Critic {

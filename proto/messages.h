@@ -144,6 +144,10 @@ struct Dispatch {
   bool operator==(const Dispatch&) const = default;
 };
 
+// A check still running at the review's verify_timeout_ms gets SIGTERM, and
+// SIGKILL this much later (forge-critic).
+inline constexpr int64_t kCheckKillGraceMs = 2000;
+
 struct Review {
   static constexpr std::string_view kType = "review";
   int64_t attempt_id = 0;

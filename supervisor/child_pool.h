@@ -63,6 +63,9 @@ struct Child {
   // interval it was started with (--heartbeat-ms), so a reload that shortens
   // the timeout must not judge it by the new one: it would be killed as silent.
   int64_t spawn_heartbeat_timeout_ms = 0;
+  // The workspace lock wait it was started with (--workspace-lock-wait-ms):
+  // part of a review's limit, which a reload must not shorten under it.
+  int64_t spawn_workspace_lock_wait_ms = 0;
   // The current job (busy, or stopping with a job).
   int64_t attempt_id = 0;
   std::string task_id;
@@ -72,11 +75,14 @@ struct Child {
   int64_t agent_pid = 0;
   int64_t agent_pgid = 0;
   int64_t agent_start_time = 0;
-  // The job's agent timeout (0: none) and kill grace as dispatched and, once
-  // its agent runs, when the worker is overdue to have ended it (0: not
-  // set); see Supervisor::KillOverdueWorkers.
+  // A worker's job: its agent timeout (0: none) and kill grace as
+  // dispatched. A critic's: its review's limit (0: none). When the child is
+  // overdue to have ended the job (0: not set): a worker once its agent
+  // runs, a critic from the review's sending; see
+  // Supervisor::KillOverdueChildren and supervisor/job_limits.h.
   int64_t agent_timeout_ms = 0;
   int64_t agent_kill_grace_ms = 0;
+  int64_t review_limit_ms = 0;
   int64_t job_deadline_mono_ms = 0;
   bool cancel_sent = false;  // its job's attempt was cancelled
   // Set when the process has been reaped (state exited): how it ended.

@@ -21,6 +21,7 @@
 #include "common/redact.h"
 #include "common/workspace_paths.h"
 #include "proto/codec.h"
+#include "supervisor/job_limits.h"
 #include "supervisor/model_fallback.h"
 #include "supervisor/store/submit_check.h"
 
@@ -589,11 +590,7 @@ void Supervisor::KillAsLost(Child& c, const std::string& why, const std::string&
   CloseAttempt(attempt, end);
 }
 
-int64_t Supervisor::JobOverrunMs(const Child& worker) {
-  return 2 * worker.agent_kill_grace_ms + kJobOverrunMarginMs;
-}
-
-void Supervisor::KillOverdueWorkers(int64_t now) {
+void Supervisor::KillOverdueChildren(int64_t now) {
   if (pool_.Overdue(now).empty()) return;
   DrainForJudgement();  // a result read here ends its job, and its deadline
   const int64_t read_at = clock_.MonotonicMs();
@@ -606,10 +603,19 @@ void Supervisor::KillOverdueWorkers(int64_t now) {
   for (pid_t pid : overdue) {
     Child* c = pool_.Find(pid);
     if (c == nullptr) continue;
+    if (c->role == Role::kCritic) {
+      const std::string what = "it had not replied to its review of attempt " +
+                               std::to_string(c->attempt_id) + " within the review's limit (" +
+                               std::to_string(c->review_limit_ms) + " ms)";
+      KillAsLost(*c, what,
+                 c->routing_id + " gave no verdict: " + what +
+                     " (a check or git command SIGKILL cannot end, stuck in the kernel?); killed");
+      continue;
+    }
     const std::string what = "it had not reported the end of its agent (pid " +
                              std::to_string(c->agent_pid) + ") " +
-                             std::to_string(JobOverrunMs(*c)) + " ms after its " +
-                             (c->cancel_sent ? "cancel" : "timeout");
+                             std::to_string(AgentOverrunMs(c->agent_kill_grace_ms)) +
+                             " ms after its " + (c->cancel_sent ? "cancel" : "timeout");
     KillAsLost(*c, what,
                c->routing_id + " did not end the attempt: " + what +
                    " (an agent SIGKILL cannot end, stuck in the kernel?); killed");
@@ -635,7 +641,7 @@ void Supervisor::RunTimers() {
             std::to_string(ChildPool::HeartbeatTimeout(*c, config_.watchdog.heartbeat_timeout_ms)) +
             " ms");
   }
-  if (!stopping_) KillOverdueWorkers(now);
+  if (!stopping_) KillOverdueChildren(now);
   for (auto it = respawns_.begin(); it != respawns_.end();) {
     if (it->due_mono_ms <= now && !stopping_) {
       Role role = it->role;
@@ -822,9 +828,11 @@ void Supervisor::TryReview() {
     // Only a critic agent reads the brief (its prompt): without one the
     // review leaves it out, often the largest field of the message.
     if (!r.critic) r.task.brief.clear();
-    auto assigned = pool_.AssignJob(critic->pid, attempt_id, r.task.id, r.n, clock_.MonotonicMs(),
-                                    clock_.WallMs());
+    const int64_t now = clock_.MonotonicMs();
+    auto assigned = pool_.AssignJob(critic->pid, attempt_id, r.task.id, r.n, now, clock_.WallMs());
     if (!assigned.ok()) spdlog::error("review bookkeeping: {}", assigned.error().message);
+    critic->review_limit_ms = ReviewLimitMs(r, critic->spawn_workspace_lock_wait_ms);
+    if (critic->review_limit_ms > 0) critic->job_deadline_mono_ms = now + critic->review_limit_ms;
     spdlog::info("review {} #{} (attempt {}) on {}", r.task.id, r.n, attempt_id,
                  critic->routing_id);
     if (!Send(*critic, r)) {
@@ -868,7 +876,9 @@ void Supervisor::SpawnChild(Role role) {
             "--state-dir",
             options_.state_dir,
             "--heartbeat-ms",
-            std::to_string(config_.watchdog.heartbeat_interval_ms)};
+            std::to_string(config_.watchdog.heartbeat_interval_ms),
+            "--workspace-lock-wait-ms",
+            std::to_string(config_.watchdog.workspace_lock_wait_ms)};
   // systemd's notify/watchdog variables are the supervisor's alone.
   for (auto& kv : CurrentEnvironment()) {
     if (kv.rfind("NOTIFY_SOCKET=", 0) == 0 || kv.rfind("WATCHDOG_", 0) == 0) continue;
@@ -892,6 +902,7 @@ void Supervisor::SpawnChild(Role role) {
   // Not reaped yet (only HandleSignals reaps), so its start time is readable.
   Child& c = pool_.Add(role, spawned->pid, ProcessStartTime(spawned->pid).value_or(0), now);
   c.spawn_heartbeat_timeout_ms = config_.watchdog.heartbeat_timeout_ms;
+  c.spawn_workspace_lock_wait_ms = config_.watchdog.workspace_lock_wait_ms;
   spdlog::info("spawned {}", c.routing_id);
 }
 
@@ -1098,11 +1109,11 @@ void Supervisor::OnStarted(Child& child, const proto::Started& m) {
   // The worker ends its agent at the timeout, counted from the agent's start
   // (a git step before it has its own), or at once when the attempt was
   // cancelled before it started; a little later than that here.
+  const int64_t overrun = AgentOverrunMs(child.agent_kill_grace_ms);
   if (child.cancel_sent) {
-    child.job_deadline_mono_ms = clock_.MonotonicMs() + JobOverrunMs(child);
+    child.job_deadline_mono_ms = clock_.MonotonicMs() + overrun;
   } else if (child.agent_timeout_ms > 0) {
-    child.job_deadline_mono_ms =
-        clock_.MonotonicMs() + child.agent_timeout_ms + JobOverrunMs(child);
+    child.job_deadline_mono_ms = clock_.MonotonicMs() + child.agent_timeout_ms + overrun;
   }
   auto s = store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid, m.agent_start_time);
   if (!s.ok()) {
@@ -1970,7 +1981,7 @@ void Supervisor::OnCancelled(const store::Change& change) {
   if (!Send(*c, cancel)) KillChild(*c, "unreachable for cancel");
   c->cancel_sent = true;
   if (c->role == Role::kWorker && c->agent_pid != 0) {
-    const int64_t due = clock_.MonotonicMs() + JobOverrunMs(*c);
+    const int64_t due = clock_.MonotonicMs() + AgentOverrunMs(c->agent_kill_grace_ms);
     if (c->job_deadline_mono_ms <= 0 || due < c->job_deadline_mono_ms)
       c->job_deadline_mono_ms = due;
   }

@@ -165,7 +165,7 @@ class Supervisor final : public ControlBackend {
   // not counted against kReviewsPerAttempt.
   bool ReviewAgain(int64_t attempt_id, const std::string& task_id, const AttemptEnd& end,
                    bool rate_limited);
-  // The watchdog's judgements (SilentChildren, KillOverdueWorkers) are made
+  // The watchdog's judgements (SilentChildren, KillOverdueChildren) are made
   // on what the children sent, read first, and only while the loop is
   // steady: NoteLoopTurn.
   void NoteLoopTurn(int64_t now);
@@ -184,14 +184,13 @@ class Supervisor final : public ControlBackend {
   // closed `lost` with attempt_error (a no-op when it is closed already, as
   // a cancelled one is).
   void KillAsLost(Child& child, const std::string& why, const std::string& attempt_error);
-  // A worker must have ended its agent by its job deadline: the agent's
-  // timeout (or a cancel) plus two of the kill graces it was dispatched with
-  // and kJobOverrunMarginMs. One that has not (an agent stuck in the kernel
-  // that SIGKILL cannot end, a worker wedged) is killed as lost, so that it
-  // does not hold a slot and the task's workspace for ever.
-  void KillOverdueWorkers(int64_t now);
-  static int64_t JobOverrunMs(const Child& worker);
-  static constexpr int64_t kJobOverrunMarginMs = 5'000;
+  // A child must have ended its job by its deadline (supervisor/job_limits.h):
+  // a worker its agent, by the agent's timeout (or a cancel) plus
+  // AgentOverrunMs; a critic its review, within ReviewLimitMs of its
+  // sending. One that has not (a process stuck in the kernel that SIGKILL
+  // cannot end, a child wedged) is killed as lost, so that it does not hold
+  // a slot and the task's workspace for ever.
+  void KillOverdueChildren(int64_t now);
   void PetWatchdog();
   // Recovery of an attempt whose agent passed: queued for review again.
   bool ReviewAfterRestart(const proto::AttemptInfo& a);

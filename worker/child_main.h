@@ -15,8 +15,6 @@
 
 namespace forge::worker {
 
-inline constexpr int64_t kMaxWorkspaceLockWaitMs = 24 * 60 * 60 * 1000;
-
 struct ChildMainOptions {
   std::string connect;    // the supervisor's children endpoint
   std::string state_dir;  // absolute

@@ -21,6 +21,7 @@
 #include <functional>
 #include <string>
 
+#include "common/git.h"
 #include "common/lockfile.h"
 #include "common/result.h"
 #include "proto/child_link.h"
@@ -31,13 +32,7 @@ namespace forge::worker {
 // are the attempt's work and get committed.
 std::string WorkspaceLockPath(const std::string& workspace);
 
-// How long a worker or critic waits for a workspace's lock: longer than the
-// git steps an old holder can still run before it reads its SIGTERM. A
-// worker's first prepare is a fetch (kGitFetchTimeoutMs, 120 s) and up to
-// seven steps of kGitTimeoutMs (60 s); a critic's commit, five. Past this
-// the holder is stuck (a hung mount, an unkillable git) and the task is
-// blocked with its pid: retrying would not help, an operator must look.
-inline constexpr int64_t kWorkspaceLockWaitMs = 10 * 60 * 1000;
+// How long to wait for it by default: kWorkspaceLockWaitMs (common/git.h).
 
 // Waits until `holder` exits or the monotonic deadline until_ms passes,
 // whichever is first (holder 0: unknown, until the deadline). An error ends

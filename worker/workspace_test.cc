@@ -342,6 +342,35 @@ TEST_F(WorkspaceTest, ASquashOnAFullDiskIsTheMachinesFault) {
   EXPECT_EQ(squashed.error().code, ErrorCode::kFull) << squashed.error().message;
 }
 
+// The supervisor gives a review kReviewGitCommandsMax git commands of
+// kGitTimeoutMs (supervisor/job_limits.h) before it kills its critic as
+// lost: a review, first or again, must not run more.
+TEST_F(WorkspaceTest, AReviewRunsNoMoreGitCommandsThanItsLimitCounts) {
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  Sh(p->path, "echo two > a.txt && echo b > b.txt");
+  int commands = 0;
+  GitRunner counted = [&](const SpawnOptions& o, int64_t timeout_ms) {
+    ++commands;
+    return run_(o, timeout_ms);
+  };
+  SquashSpec squash;
+  squash.path = p->path;
+  squash.task_id = "t1";
+  squash.attempt = 1;
+  for (const char* review : {"first", "again"}) {
+    commands = 0;
+    auto snapshot = SnapshotForReview(p->path, 7, counted);
+    ASSERT_TRUE(snapshot.ok()) << review << ": " << snapshot.error().ToString();
+    EXPECT_FALSE(DiffSnapshot(p->path, *snapshot, counted, 1 << 20).text.empty()) << review;
+    auto commit = CommitSnapshot(squash, *snapshot, counted);
+    ASSERT_TRUE(commit.ok()) << review << ": " << commit.error().ToString();
+    EXPECT_FALSE(commit->no_changes) << review;
+    EXPECT_GE(commands, 10) << review;  // it counted them all
+    EXPECT_LE(commands, kReviewGitCommandsMax) << review;
+  }
+}
+
 TEST_F(WorkspaceTest, SyncStartsFromTheRemoteTip) {
   std::string bare = root_ + "/remote.git";
   Sh(root_, "git clone -q --bare repo remote.git");

@@ -142,6 +142,10 @@ void ReadWatchdog(YamlReader& r, const Node& node, const std::string& key, Watch
           {"kill_grace", [&](auto& v, auto& k) { r.ReadDuration(v, k, &c->kill_grace_ms, 0); }},
           {"shutdown_grace",
            [&](auto& v, auto& k) { r.ReadDuration(v, k, &c->shutdown_grace_ms, 0); }},
+          {"workspace_lock_wait",
+           [&](auto& v, auto& k) {
+             r.ReadDuration(v, k, &c->workspace_lock_wait_ms, 1, kMaxWorkspaceLockWaitMs);
+           }},
       });
   if (r.problems().size() == before && c->heartbeat_timeout_ms <= c->heartbeat_interval_ms) {
     r.Problem(MarkOf(present, "heartbeat_timeout", "heartbeat_interval", node),
@@ -382,6 +386,7 @@ std::string DumpConfig(const Config& c) {
   EmitDuration(out, "heartbeat_timeout", c.watchdog.heartbeat_timeout_ms);
   EmitDuration(out, "kill_grace", c.watchdog.kill_grace_ms);
   EmitDuration(out, "shutdown_grace", c.watchdog.shutdown_grace_ms);
+  EmitDuration(out, "workspace_lock_wait", c.watchdog.workspace_lock_wait_ms);
   out << YAML::EndMap;
 
   out << YAML::Key << "circuit_breaker" << YAML::Value << YAML::BeginMap;

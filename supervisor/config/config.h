@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/git.h"
 #include "common/result.h"
 #include "proto/types.h"
 
@@ -59,6 +60,10 @@ struct WatchdogConfig {
   int64_t heartbeat_timeout_ms = 5000;
   int64_t kill_grace_ms = 10 * 1000;
   int64_t shutdown_grace_ms = 30 * 1000;
+  // How long a worker or critic waits for a task's workspace while another
+  // process still holds it, before the task is blocked naming the holder.
+  // Children keep the value they were started with.
+  int64_t workspace_lock_wait_ms = kWorkspaceLockWaitMs;
 
   friend bool operator==(const WatchdogConfig&, const WatchdogConfig&) = default;
 };

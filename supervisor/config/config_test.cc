@@ -88,7 +88,8 @@ critic:
   verify_timeout: 5m
   agent: {profile: claude, command: [claude], args: [--x], model: sonnet, env: {A: b}}
 retry: {max_attempts: 4, backoff_base: 250ms, backoff_max: 1h, max_infra_retries: 0}
-watchdog: {heartbeat_interval: 2s, heartbeat_timeout: 9s, kill_grace: 0, shutdown_grace: 1m}
+watchdog: {heartbeat_interval: 2s, heartbeat_timeout: 9s, kill_grace: 0, shutdown_grace: 1m,
+           workspace_lock_wait: 90s}
 circuit_breaker: {consecutive_failures: 7, cooldown: 30m}
 budget: {task_usd: 2.5, daily_usd: 100, token_prices: {input: 1.25, output: 10}}
 sync: {remote: origin, branch: main}
@@ -120,6 +121,7 @@ database: {synchronous: full}
   EXPECT_EQ(c.watchdog.heartbeat_timeout_ms, 9000);
   EXPECT_EQ(c.watchdog.kill_grace_ms, 0);
   EXPECT_EQ(c.watchdog.shutdown_grace_ms, 60 * 1000);
+  EXPECT_EQ(c.watchdog.workspace_lock_wait_ms, 90 * 1000);
   EXPECT_EQ(c.circuit_breaker.consecutive_failures, 7);
   EXPECT_EQ(c.circuit_breaker.cooldown_ms, 30 * 60 * 1000);
   EXPECT_DOUBLE_EQ(c.budget.task_usd, 2.5);
@@ -295,6 +297,12 @@ TEST(ConfigTest, BadDurations) {
   EXPECT_EQ(Parse("maintenance: {keep_logs: 730d}\n").maintenance.keep_logs_ms,
             730LL * 24 * 3600 * 1000);
   EXPECT_THAT(ErrorOf("maintenance: {keep: 36501d}\n"), HasSubstr("at most 36500d, got '36501d'"));
+  // What its children accept (--workspace-lock-wait-ms): a positive day at most.
+  EXPECT_EQ(ErrorOf("watchdog: {workspace_lock_wait: 0}\n"),
+            "f.yaml:1:33: key 'watchdog.workspace_lock_wait': must be a positive duration like "
+            "250ms, 30s, 10m, 2h or 7d, at most 1d, got '0'");
+  EXPECT_THAT(ErrorOf("watchdog: {workspace_lock_wait: 25h}\n"),
+              HasSubstr("at most 1d, got '25h'"));
   // Zero is allowed where it means "at once".
   Config config = Parse("retry: {backoff_base: 0, backoff_max: 0}\nwatchdog: {kill_grace: 0}\n");
   EXPECT_EQ(config.retry.backoff_base_ms, 0);

@@ -63,6 +63,8 @@ struct ForgeOptions {
   std::string heartbeat_timeout = "3s";
   std::string kill_grace = "300ms";
   std::string shutdown_grace = "2s";
+  std::string workspace_lock_wait;  // watchdog.workspace_lock_wait; "" leaves the default
+  std::string verify_timeout = "10s";
   int circuit_failures = 5;
   std::string circuit_cooldown = "10m";
   double daily_usd = 0;

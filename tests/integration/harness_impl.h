@@ -79,7 +79,7 @@ inline std::string ConfigYaml(const ForgeOptions& o) {
     << "  stall_timeout: " << o.stall_timeout << "\n"
     << "  pass_env: [FAKE_STATE]\n"
     << o.agent_yaml << "critic:\n"
-    << "  verify_timeout: 10s\n"
+    << "  verify_timeout: " << o.verify_timeout << "\n"
     << "  verify: [";
   for (size_t i = 0; i < o.verify.size(); ++i) y << (i ? ", " : "") << json(o.verify[i]).dump();
   y << "]\n"
@@ -88,7 +88,9 @@ inline std::string ConfigYaml(const ForgeOptions& o) {
     << ", max_infra_retries: " << o.max_infra_retries << "}\n"
     << "watchdog: {heartbeat_interval: " << o.heartbeat_interval
     << ", heartbeat_timeout: " << o.heartbeat_timeout << ", kill_grace: " << o.kill_grace
-    << ", shutdown_grace: " << o.shutdown_grace << "}\n"
+    << ", shutdown_grace: " << o.shutdown_grace
+    << (o.workspace_lock_wait.empty() ? "" : ", workspace_lock_wait: " + o.workspace_lock_wait)
+    << "}\n"
     << "circuit_breaker: {consecutive_failures: " << o.circuit_failures
     << ", cooldown: " << o.circuit_cooldown << "}\n"
     << "budget: {daily_usd: " << o.daily_usd << ", task_usd: " << o.task_usd

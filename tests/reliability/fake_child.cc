@@ -11,6 +11,8 @@
 //              message).
 //   stuck      heartbeats; a dispatch is answered with `started` and then
 //              nothing, a cancel ignored: a worker whose agent never ends.
+//              With --role critic (FORGE_CRITIC_BIN), a review is never
+//              answered: a critic whose check never ends.
 // It never does the work: but for `stuck`, its first dispatch is answered (after the strays)
 // with a `crashed` result, requeueing the task without using an attempt; on a
 // later dispatch it exits. A real worker, which the tests run beside it, does
@@ -36,6 +38,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Args {
   std::string mode, connect, state_dir;
+  std::string role = "worker";
   int heartbeat_ms = 1000;
 };
 
@@ -44,6 +47,7 @@ Args ParseArgs(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--mode") a.mode = v;
+    if (k == "--role") a.role = v;
     if (k == "--connect") a.connect = v;
     if (k == "--state-dir") a.state_dir = v;
     if (k == "--heartbeat-ms") a.heartbeat_ms = std::stoi(v);
@@ -54,7 +58,7 @@ Args ParseArgs(int argc, char** argv) {
 class Child {
  public:
   explicit Child(const Args& args) : args_(args), socket_(context_, zmq::socket_type::dealer) {
-    socket_.set(zmq::sockopt::routing_id, "worker-" + std::to_string(::getpid()));
+    socket_.set(zmq::sockopt::routing_id, args.role + "-" + std::to_string(::getpid()));
     socket_.set(zmq::sockopt::linger, 0);
     socket_.connect(args.connect);
   }
@@ -87,7 +91,7 @@ class Child {
 
   void Hello() {
     forge::proto::Hello h;
-    h.role = "worker";
+    h.role = args_.role;
     h.pid = ::getpid();
     h.version = "fake";
     Send(h);
@@ -97,6 +101,10 @@ class Child {
   // Handles one supervisor message; false to exit.
   bool Handle(const forge::proto::SupervisorMessage& m) {
     if (std::holds_alternative<forge::proto::Shutdown>(m)) return false;
+    if (const auto* r = std::get_if<forge::proto::Review>(&m); r != nullptr) {
+      if (args_.mode == "stuck") Note("reviewing attempt " + std::to_string(r->attempt_id));
+      return true;
+    }
     const auto* d = std::get_if<forge::proto::Dispatch>(&m);
     if (d == nullptr) return true;
     if (args_.mode == "stuck") {
@@ -195,7 +203,9 @@ int main(int argc, char** argv) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   Args args = ParseArgs(argc, argv);
   if (args.connect.empty() || args.mode.empty()) {
-    std::fprintf(stderr, "usage: forge_fake_child --mode M --connect E --state-dir D\n");
+    std::fprintf(
+        stderr,
+        "usage: forge_fake_child --mode M [--role worker|critic] --connect E --state-dir D\n");
     return 2;
   }
   Child child(args);

@@ -513,6 +513,48 @@ TEST(ChildFaults, AWorkerThatNeverEndsItsCancelledAgentIsKilled) {
       << f->SupervisorLog();
 }
 
+// A critic whose check never ends (one SIGKILL cannot end, stuck in the
+// kernel) held its slot, and its attempt in `reviewing`, for ever,
+// heartbeating. Past the review's limit (the sum of the timeouts of every
+// step a review may take: here a lock wait of 1 s, one check of 1 s with
+// its 2 s kill grace, and the 5 s margin) the supervisor kills it as lost.
+TEST(ChildFaults, ACriticThatNeverRepliesIsKilledAsLost) {
+  ForgeOptions o;
+  o.verify = {"true"};
+  o.verify_timeout = "1s";
+  o.workspace_lock_wait = "1s";
+  auto f = std::make_unique<itest::Forge>(o);
+  std::string wrapper = f->dir() + "/fake-critic.sh";
+  WriteFile(wrapper, "#!/bin/sh\nexec " + itest::BinPath("forge_fake_child") +
+                         " --mode stuck --role critic \"$@\"\n");
+  std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
+  o.extra_env["FORGE_CRITIC_BIN"] = wrapper;
+  f->Rewrite(o);
+  f->Start();
+  std::string id = f->Submit("succeed");
+  ASSERT_TRUE(itest::WaitFor([&] { return FakeChildSaid(*f, "reviewing attempt"); }, 30'000))
+      << f->SupervisorLog();
+  const std::string first = *FakeChildPids(*f).begin();
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        auto a = f->Attempts(id);
+        return !a.empty() && a[0].outcome == "lost";
+      },
+      30'000))
+      << f->SupervisorLog();
+  const auto attempt = f->Attempts(id)[0];
+  EXPECT_THAT(attempt.error,
+              HasSubstr("critic-" + first + " gave no verdict: it had not replied to its review " +
+                        "of attempt " + std::to_string(attempt.id) +
+                        " within the review's limit (9000 ms)"));
+  EXPECT_FALSE(attempt.counted);
+  EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 10'000));
+  EXPECT_TRUE(f->HasEvent(id, "child.lost"));
+  // Its replacement reviews the next attempt.
+  EXPECT_TRUE(itest::WaitFor([&] { return FakeChildPids(*f).size() >= 2; }, 30'000))
+      << f->SupervisorLog();
+}
+
 // A flood of valid heartbeats is not counted anywhere by the supervisor (each
 // one is a valid message); what is checked is that it is contained: control
 // requests are answered promptly and work still gets done.
