@@ -24,8 +24,10 @@
 // until_ms is wall ms, shown to operators. Expiries run on the monotonic
 // clock: each pause remembers its monotonic deadline when it is set, so a
 // wall-clock step neither lifts it early nor holds it for the size of the
-// step. Nothing here is persisted, so a restart starts with no pause. The
-// clock is injected.
+// step. Nothing here is persisted, so a restart starts with no pause, but
+// for the operator's: the supervisor keeps it in the store (Store::
+// SetOperatorPause) and pauses again with it at its start. The clock is
+// injected.
 #pragma once
 
 #include <cstdint>
@@ -104,6 +106,8 @@ class Guards {
   // a write now and reports OnStoreOk or OnStoreFailed.
   bool StoreRetryDue() const { return store_paused() && store_retry_due_; }
   bool store_paused() const { return store_until_ms_ != 0; }
+  // The operator's pause reason as shown, nullopt when not paused by them.
+  const std::optional<std::string>& operator_reason() const { return operator_reason_; }
   void Pause(std::string reason);
   // Lifts operator, circuit and rate-limit pauses (the budget stays) and
   // makes a store pause's retry due now (it lifts when that write succeeds).

@@ -261,6 +261,16 @@ forge::Status Supervisor::Start() {
   }
   RefreshNextDue();
   RefreshCostToday();
+  // The operator paused to stop dispatch (and spending): a restart, a crash
+  // or a systemd restart included, does not resume it; only `resume` does.
+  FORGE_ASSIGN_OR_RETURN(std::optional<std::string> paused, store_->OperatorPause());
+  if (paused) {
+    guards_.Pause(*paused);
+    spdlog::warn(
+        "dispatch stays paused by the operator, as before the restart: {} (resume it "
+        "with forge-ctl resume)",
+        guards_.operator_reason().value_or(""));
+  }
   FlushGuardEvents();
   for (int i = 0; i < config_.workers; ++i) SpawnChild(Role::kWorker);
   for (int i = 0; i < config_.critics; ++i) SpawnChild(Role::kCritic);
@@ -1990,14 +2000,23 @@ void Supervisor::OnCancelled(const store::Change& change) {
 void Supervisor::Pause(const std::string& reason) {
   guards_.Pause(reason);
   FlushGuardEvents();
+  KeepOperatorPause();
 }
 
 void Supervisor::Resume() {
   guards_.Resume();
   FlushGuardEvents();
+  KeepOperatorPause();
   // The store pause's retry, now rather than at its next try, so the reply
   // already says whether the store accepts writes.
   RetryStore();
+}
+
+void Supervisor::KeepOperatorPause() {
+  auto keep = [this] { return store_->SetOperatorPause(guards_.operator_reason()); };
+  // Retried as it is by then: a resume after a failed pause clears it.
+  if (forge::Status s = keep(); !s.ok())
+    WriteFailed("recording the operator's pause", s.error(), keep);
 }
 
 int64_t Supervisor::Stop() {

@@ -192,6 +192,9 @@ class Supervisor final : public ControlBackend {
   // a slot and the task's workspace for ever.
   void KillOverdueChildren(int64_t now);
   void PetWatchdog();
+  // The operator's pause as it is now, into the store, so that a restart
+  // keeps it (kept and retried like any write on the loop's path).
+  void KeepOperatorPause();
   // Recovery of an attempt whose agent passed: queued for review again.
   bool ReviewAfterRestart(const proto::AttemptInfo& a);
 

@@ -1618,6 +1618,25 @@ Status Store::Emit(const std::string& kind, const json& payload, const std::stri
   });
 }
 
+Result<std::optional<std::string>> Store::OperatorPause() {
+  FORGE_ASSIGN_OR_RETURN(
+      Stmt s, impl_->conn.Prepare("SELECT value FROM meta WHERE key = 'operator_pause'"));
+  FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? std::optional<std::string>(s.Text(0)) : std::nullopt;
+}
+
+Status Store::SetOperatorPause(const std::optional<std::string>& reason) {
+  Impl& m = *impl_;
+  return m.Write(
+      reason ? "record the operator's pause" : "clear the operator's pause", [&]() -> Status {
+        if (!reason) return m.conn.Run("DELETE FROM meta WHERE key = 'operator_pause'");
+        FORGE_ASSIGN_OR_RETURN(
+            Stmt s, m.conn.Prepare("INSERT INTO meta(key, value) VALUES('operator_pause', ?) "
+                                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
+        return s.Bind(*reason).Run();
+      });
+}
+
 Result<int64_t> Store::GetCursor(const std::string& name) {
   FORGE_ASSIGN_OR_RETURN(Stmt s, impl_->conn.Prepare("SELECT seq FROM cursors WHERE name = ?"));
   FORGE_ASSIGN_OR_RETURN(bool row, s.Bind(name).Step());

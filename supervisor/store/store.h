@@ -321,6 +321,12 @@ class Store {
   Status Emit(const std::string& kind, const json& payload, const std::string& task_id = "",
               int attempt = 0, const std::string& idem_key = "");
 
+  // ---- the operator's pause (forge-ctl pause), kept across a restart ----
+  // The reason it was given with (possibly empty), or nullopt when dispatch
+  // is not paused by the operator. Stored in meta('operator_pause').
+  Result<std::optional<std::string>> OperatorPause();
+  Status SetOperatorPause(const std::optional<std::string>& reason);
+
   // ---- projections ----
   Result<int64_t> GetCursor(const std::string& name);  // 0 when unset
   Status SetCursor(const std::string& name, int64_t seq);

@@ -1709,6 +1709,25 @@ TEST_F(StoreTest, ReadySelectionUsesTheIndex) {
 
 // ---------------------------------------------------------------- durability
 
+// forge-ctl pause holds across a restart: an operator who paused to stop
+// spending must not find dispatch running again after a crash.
+TEST_F(StoreTest, TheOperatorsPauseSurvivesReopenUntilCleared) {
+  auto s = OpenStore();
+  EXPECT_EQ(*s->OperatorPause(), std::nullopt);
+  ASSERT_TRUE(s->SetOperatorPause("credentials expired").ok());
+  ASSERT_TRUE(s->SetOperatorPause("credentials expired; rotating").ok());  // a second pause
+  s.reset();
+  s = OpenStore();
+  EXPECT_EQ(*s->OperatorPause(), "credentials expired; rotating");
+  ASSERT_TRUE(s->SetOperatorPause(std::nullopt).ok());
+  ASSERT_TRUE(s->SetOperatorPause(std::nullopt).ok());  // resumed twice
+  s.reset();
+  s = OpenStore();
+  EXPECT_EQ(*s->OperatorPause(), std::nullopt);
+  ASSERT_TRUE(s->SetOperatorPause("").ok());  // no reason given is still a pause
+  EXPECT_EQ(*s->OperatorPause(), "");
+}
+
 TEST_F(StoreTest, EverythingSurvivesCloseAndReopen) {
   auto s = OpenStore();
   auto ids = MustSubmit(*s, {Task("a", "a"), Task("b", "b", {"a"})});

@@ -236,6 +236,35 @@ TEST(LoopGuards, OperatorPauseAndResume) {
   EXPECT_TRUE(forge.WaitState(id, TaskState::kDone));
 }
 
+// An operator pauses to stop dispatch (and spending): a crash and restart
+// (Restart=on-failure) must not resume it behind their back. It was held in
+// memory only, so a restart started dispatching again.
+TEST(LoopGuards, TheOperatorsPauseHoldsAcrossARestartUntilResumed) {
+  Forge forge;
+  forge.Start();
+  ASSERT_TRUE(forge.ctl().Call("pause", json{{"reason", "rotating credentials"}}).ok());
+  std::string id = forge.Submit("succeed");
+  forge.Signal(SIGKILL);
+  forge.Start();
+  auto operator_pause = [&]() -> std::string {
+    json status = forge.Status();
+    for (const auto& p : status.value("pause_reasons", json::array())) {
+      if (p.value("kind", "") == "operator") return p.value("reason", "");
+    }
+    return "";
+  };
+  EXPECT_EQ(operator_pause(), "rotating credentials");
+  EXPECT_TRUE(forge.Status().value("paused", false));
+  EXPECT_FALSE(WaitFor([&] { return forge.Task(id).state != TaskState::kReady; }, 300));
+  ASSERT_TRUE(forge.ctl().Call("resume").ok());
+  EXPECT_TRUE(forge.WaitState(id, TaskState::kDone));
+  // Resumed is kept too.
+  forge.Signal(SIGKILL);
+  forge.Start();
+  EXPECT_EQ(operator_pause(), "");
+  EXPECT_TRUE(forge.WaitState(forge.Submit("succeed"), TaskState::kDone));
+}
+
 // A reload that lowers workers and critics retires the idle surplus at
 // once and a busy one once its attempt is done, respawns none of them and
 // counts no restart: concurrency drops to the new count without a restart
