@@ -502,7 +502,9 @@ std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style
   if (t.finished_at_ms) out << Label("finished") << TimeCell(now_ms, t.finished_at_ms) << "\n";
   out << Label("cost") << FormatCost(t.cost_usd) << "  tokens " << FormatTokens(t.tokens_in)
       << " in / " << FormatTokens(t.tokens_out) << " out\n";
-  if (!t.last_error.empty()) {
+  // A done task's last error is an earlier attempt's, which the attempts
+  // below show: in red beside `done` it read as a problem with the result.
+  if (!t.last_error.empty() && t.state != proto::TaskState::kDone) {
     out << Label("last error") << Paint(OneLine(t.last_error), Color::kRed, style) << "\n";
   }
   if (!t.brief.empty()) {

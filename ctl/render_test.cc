@@ -352,9 +352,11 @@ TEST(RenderShow, AReviewThatPassedNamesNoLog) {
                .passed = true,
                .output_tail = "ok\n"}};
   show.attempts = {a};
+  show.task.last_error = "agent exited with exit 1";  // an earlier attempt's
   std::string out = RenderShow(show, kNow, Style{});
   EXPECT_THAT(out, HasSubstr("review of attempt 1: pass\n  PASS  make test  (1s)\n"));
   EXPECT_THAT(out, Not(HasSubstr("whole output")));
+  EXPECT_THAT(out, Not(HasSubstr("last error")));
 }
 
 TEST(RenderShow, FieldsLedgerReviewAndTimeline) {
@@ -403,6 +405,7 @@ TEST(RenderShow, FieldsLedgerReviewAndTimeline) {
   EXPECT_THAT(out, HasSubstr("repo         /src/app @ main\n"));
   EXPECT_THAT(out, HasSubstr("branch       forge/t7\n"));
   EXPECT_THAT(out, HasSubstr("verify       make test\n"));
+  EXPECT_THAT(out, HasSubstr("last error   same failure twice\n"));
   EXPECT_THAT(out, HasSubstr("brief\n  line one\n  line two\n"));
   EXPECT_THAT(out, HasSubstr("  #  OUTCOME   STARTED  DURATION   COST  TOKENS IN/OUT  TURNS  EXIT  "
                              "ERROR\n"
