@@ -29,6 +29,26 @@ Status WriteAll(int fd, std::string_view data, const std::string& path) {
   return Status::Ok();
 }
 
+// Copies len bytes of `in` from offset `from` to `out` a chunk at a time,
+// stopping early at its end; returns how many it copied. A capped log's
+// kept half is tens of MiB, which a copy in memory would add to every
+// worker's (and critic's) footprint at each rewrite.
+Result<size_t> CopyRange(int in, const std::string& in_path, off_t from, size_t len, int out,
+                         const std::string& out_path) {
+  char buf[64 * 1024];
+  size_t copied = 0;
+  while (copied < len) {
+    ssize_t n =
+        ::pread(in, buf, std::min(sizeof buf, len - copied), from + static_cast<off_t>(copied));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError("reading log", in_path, errno);
+    if (n == 0) break;
+    FORGE_RETURN_IF_ERROR(WriteAll(out, std::string_view(buf, static_cast<size_t>(n)), out_path));
+    copied += static_cast<size_t>(n);
+  }
+  return copied;
+}
+
 Result<UniqueFd> OpenAppend(const std::string& path) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return IoError("opening log", path, errno);
@@ -128,30 +148,29 @@ Status OutputCapture::Write(std::string_view data, size_t* reached) {
   // Over the cap: rewrite the file as its newest half. Each rewrite is paid
   // for by max/2 bytes of new output, so the cost per byte stays constant.
   const size_t keep = max_bytes_ / 2;
-  std::string kept;
-  if (data.size() < keep) {
-    size_t from_file = std::min<size_t>(keep - data.size(), static_cast<size_t>(file_bytes_));
-    kept.resize(from_file);
-    UniqueFd in(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!in.valid()) return IoError("reading log", path_, errno);
-    ssize_t n = pread(in.get(), kept.data(), from_file,
-                      static_cast<off_t>(file_bytes_ - static_cast<int64_t>(from_file)));
-    if (n < 0) return IoError("reading log", path_, errno);
-    kept.resize(static_cast<size_t>(n));
-    kept.append(data);
-  } else {
-    kept.assign(data.substr(data.size() - keep));
-  }
+  const std::string_view new_kept = data.size() < keep ? data : data.substr(data.size() - keep);
+  const size_t from_file =
+      std::min<size_t>(keep - new_kept.size(), static_cast<size_t>(file_bytes_));
   // The file grows past `keep` again after this: the line says what is
   // done each time, not how big the file is.
-  std::string content = "[forge: earlier output dropped; each time this log reaches " +
-                        std::to_string(max_bytes_) + " bytes it keeps only its last " +
-                        std::to_string(keep) + " bytes]\n" + kept;
+  const std::string header = "[forge: earlier output dropped; each time this log reaches " +
+                             std::to_string(max_bytes_) + " bytes it keeps only its last " +
+                             std::to_string(keep) + " bytes]\n";
   std::string tmp = path_ + ".tmp";
+  size_t copied = 0;
   {
     UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!out.valid()) return IoError("rewriting log", tmp, errno);
-    Status written = WriteAll(out.get(), content, tmp);
+    auto written = [&]() -> Status {
+      FORGE_RETURN_IF_ERROR(WriteAll(out.get(), header, tmp));
+      if (from_file > 0) {
+        UniqueFd in(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!in.valid()) return IoError("reading log", path_, errno);
+        FORGE_ASSIGN_OR_RETURN(
+            copied, CopyRange(in.get(), path_, file_bytes_ - from_file, from_file, out.get(), tmp));
+      }
+      return WriteAll(out.get(), new_kept, tmp);
+    }();
     if (!written.ok()) {
       // The log stays as it was, whole up to here; no half copy beside it.
       ::unlink(tmp.c_str());
@@ -164,7 +183,7 @@ Status OutputCapture::Write(std::string_view data, size_t* reached) {
     return IoError("renaming log to", path_, err);
   }
   // The new file has what the cap keeps of `data`, whatever comes next.
-  file_bytes_ = static_cast<int64_t>(content.size());
+  file_bytes_ = static_cast<int64_t>(header.size() + copied + new_kept.size());
   *reached = data.size();
   auto reopened = OpenAppend(path_);
   if (!reopened.ok()) {
