@@ -34,6 +34,9 @@ inline constexpr int64_t kMaxWorkspaceLockWaitMs = 24 * 60 * 60 * 1000;
 // by kGitTimeoutMs. The supervisor's time limit for a review counts on it
 // (supervisor/job_limits.h); worker/workspace_test.cc checks it holds.
 inline constexpr int kReviewGitCommandsMax = 16;
+// The same for a worker's worker::PrepareWorkspace, the sync's fetch aside
+// (kGitFetchTimeoutMs).
+inline constexpr int kPrepareGitCommandsMax = 16;
 
 // Runs one spawned command to completion (or timeout: killed, timed_out set).
 using GitRunner = std::function<Result<RunResult>(const SpawnOptions&, int64_t timeout_ms)>;

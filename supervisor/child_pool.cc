@@ -126,7 +126,7 @@ Status ChildPool::AssignJob(pid_t pid, int64_t attempt_id, const std::string& ta
   c->attempt_n = n;
   c->busy_since_wall_ms = now_wall_ms;
   c->agent_pid = c->agent_pgid = c->agent_start_time = 0;
-  c->agent_timeout_ms = c->agent_kill_grace_ms = c->review_limit_ms = c->job_deadline_mono_ms = 0;
+  c->agent_timeout_ms = c->agent_kill_grace_ms = c->job_limit_ms = c->job_deadline_mono_ms = 0;
   c->cancel_sent = false;
   return Status::Ok();
 }
@@ -144,7 +144,7 @@ Status ChildPool::FinishJob(pid_t pid, int64_t now_mono_ms) {
   c->attempt_n = 0;
   c->busy_since_wall_ms = 0;
   c->agent_pid = c->agent_pgid = c->agent_start_time = 0;
-  c->agent_timeout_ms = c->agent_kill_grace_ms = c->review_limit_ms = c->job_deadline_mono_ms = 0;
+  c->agent_timeout_ms = c->agent_kill_grace_ms = c->job_limit_ms = c->job_deadline_mono_ms = 0;
   c->cancel_sent = false;
   return Status::Ok();
 }

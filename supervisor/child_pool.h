@@ -76,13 +76,13 @@ struct Child {
   int64_t agent_pgid = 0;
   int64_t agent_start_time = 0;
   // A worker's job: its agent timeout (0: none) and kill grace as
-  // dispatched. A critic's: its review's limit (0: none). When the child is
-  // overdue to have ended the job (0: not set): a worker once its agent
-  // runs, a critic from the review's sending; see
-  // Supervisor::KillOverdueChildren and supervisor/job_limits.h.
+  // dispatched. The limit the job was sent with (0: none): a dispatch's or
+  // a review's. When the child is overdue to have ended the job (0: not
+  // set): from the sending, and for a worker from its agent's `started`
+  // on; see Supervisor::KillOverdueChildren and supervisor/job_limits.h.
   int64_t agent_timeout_ms = 0;
   int64_t agent_kill_grace_ms = 0;
-  int64_t review_limit_ms = 0;
+  int64_t job_limit_ms = 0;
   int64_t job_deadline_mono_ms = 0;
   bool cancel_sent = false;  // its job's attempt was cancelled
   // Set when the process has been reaped (state exited): how it ended.

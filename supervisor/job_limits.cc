@@ -28,6 +28,20 @@ int64_t AgentOverrunMs(int64_t kill_grace_ms) {
   return 2 * kill_grace_ms + kJobOverrunMarginMs;
 }
 
+int64_t DispatchLimitMs(const proto::Dispatch& dispatch, int64_t workspace_lock_wait_ms) {
+  int64_t limit = kJobOverrunMarginMs;
+  bool bounded = AddSteps(limit, 1, workspace_lock_wait_ms);
+  if (!dispatch.task.repo.empty()) {
+    bounded = bounded && AddSteps(limit, kPrepareGitCommandsMax, kGitTimeoutMs);
+    if (!dispatch.sync_remote.empty()) bounded = bounded && AddSteps(limit, 1, kGitFetchTimeoutMs);
+  }
+  if (dispatch.agent.timeout_ms > 0) {
+    bounded = bounded && AddSteps(limit, 1, dispatch.agent.timeout_ms) &&
+              AddSteps(limit, 2, dispatch.agent.kill_grace_ms);
+  }
+  return bounded ? limit : 0;
+}
+
 int64_t ReviewLimitMs(const proto::Review& review, int64_t workspace_lock_wait_ms) {
   if (!review.verify.empty() && review.verify_timeout_ms <= 0) return 0;
   if (review.critic && review.critic->timeout_ms <= 0) return 0;

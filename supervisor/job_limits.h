@@ -24,6 +24,16 @@ inline constexpr int64_t kJobOverrunMarginMs = 5'000;
 // reads what is left of the output.
 int64_t AgentOverrunMs(int64_t kill_grace_ms);
 
+// From its sending, how long a worker has to end `dispatch` (its agent's
+// end reported, by `started` and then `result` or by the result alone):
+// workspace_lock_wait_ms, for a repo task kPrepareGitCommandsMax git
+// commands of kGitTimeoutMs and the sync's fetch of kGitFetchTimeoutMs,
+// then the agent's timeout and AgentOverrunMs. Without an agent timeout,
+// only the steps before the agent (a worker reports `started` at most
+// 20 ms after its agent starts, which replaces this deadline). 0: past
+// any sensible bound (none).
+int64_t DispatchLimitMs(const proto::Dispatch& dispatch, int64_t workspace_lock_wait_ms);
+
 // From its sending, how long a critic has to reply to `review`:
 // workspace_lock_wait_ms (the wait for the workspace's lock its critic was
 // started with), kReviewGitCommandsMax git commands of kGitTimeoutMs for a

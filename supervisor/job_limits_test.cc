@@ -23,6 +23,30 @@ TEST(JobLimitsTest, AnAgentsOverrunIsTwoKillGracesAndTheMargin) {
   EXPECT_EQ(AgentOverrunMs(0), kJobOverrunMarginMs);
 }
 
+TEST(JobLimitsTest, ADispatchHasTheLockWaitTheAgentsTimeoutAndItsOverrun) {
+  proto::Dispatch d;
+  d.agent.timeout_ms = 60'000;
+  d.agent.kill_grace_ms = 300;
+  EXPECT_EQ(DispatchLimitMs(d, kLock), kLock + 60'000 + AgentOverrunMs(300));
+  d.task.repo = "/src/repo";
+  EXPECT_EQ(DispatchLimitMs(d, kLock),
+            kLock + kPrepareGitCommandsMax * kGitTimeoutMs + 60'000 + AgentOverrunMs(300));
+  d.sync_remote = "origin";
+  EXPECT_EQ(DispatchLimitMs(d, kLock), kLock + kPrepareGitCommandsMax * kGitTimeoutMs +
+                                           kGitFetchTimeoutMs + 60'000 + AgentOverrunMs(300));
+}
+
+// Without a timeout the agent is not bounded; the steps before it still are
+// (`started` then clears the deadline).
+TEST(JobLimitsTest, ADispatchWithoutAnAgentTimeoutBoundsOnlyItsPreparation) {
+  proto::Dispatch d;
+  d.agent.timeout_ms = 0;
+  d.agent.kill_grace_ms = 300;
+  EXPECT_EQ(DispatchLimitMs(d, kLock), kLock + kJobOverrunMarginMs);
+  d.agent.timeout_ms = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(DispatchLimitMs(d, kLock), 0);
+}
+
 TEST(JobLimitsTest, AReviewWithNothingToRunHasTheLockWaitAndTheMargin) {
   EXPECT_EQ(ReviewLimitMs(proto::Review{}, kLock), kLock + kJobOverrunMarginMs);
   EXPECT_EQ(ReviewLimitMs(proto::Review{}, 0), kJobOverrunMarginMs);

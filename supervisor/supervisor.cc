@@ -616,10 +616,20 @@ void Supervisor::KillOverdueChildren(int64_t now) {
     if (c->role == Role::kCritic) {
       const std::string what = "it had not replied to its review of attempt " +
                                std::to_string(c->attempt_id) + " within the review's limit (" +
-                               std::to_string(c->review_limit_ms) + " ms)";
+                               std::to_string(c->job_limit_ms) + " ms)";
       KillAsLost(*c, what,
                  c->routing_id + " gave no verdict: " + what +
                      " (a check or git command SIGKILL cannot end, stuck in the kernel?); killed");
+      continue;
+    }
+    if (c->agent_pid == 0) {
+      const std::string what = "it had neither started the agent of attempt " +
+                               std::to_string(c->attempt_id) +
+                               " nor ended the attempt within the dispatch's limit (" +
+                               std::to_string(c->job_limit_ms) + " ms)";
+      KillAsLost(*c, what,
+                 c->routing_id + " did not end the attempt: " + what +
+                     " (a git command SIGKILL cannot end, stuck in the kernel?); killed");
       continue;
     }
     const std::string what = "it had not reported the end of its agent (pid " +
@@ -780,6 +790,10 @@ void Supervisor::TryDispatch() {
     if (!assigned.ok()) spdlog::error("dispatch bookkeeping: {}", assigned.error().message);
     worker->agent_timeout_ms = d.agent.timeout_ms;
     worker->agent_kill_grace_ms = d.agent.kill_grace_ms;
+    worker->job_limit_ms = DispatchLimitMs(d, worker->spawn_workspace_lock_wait_ms);
+    if (worker->job_limit_ms > 0) {
+      worker->job_deadline_mono_ms = clock_.MonotonicMs() + worker->job_limit_ms;
+    }
     guards_.OnDispatched();
     FlushGuardEvents();
     spdlog::info("dispatch {} #{} (attempt {}) to {}", d.task.id, d.n, d.attempt_id,
@@ -841,8 +855,8 @@ void Supervisor::TryReview() {
     const int64_t now = clock_.MonotonicMs();
     auto assigned = pool_.AssignJob(critic->pid, attempt_id, r.task.id, r.n, now, clock_.WallMs());
     if (!assigned.ok()) spdlog::error("review bookkeeping: {}", assigned.error().message);
-    critic->review_limit_ms = ReviewLimitMs(r, critic->spawn_workspace_lock_wait_ms);
-    if (critic->review_limit_ms > 0) critic->job_deadline_mono_ms = now + critic->review_limit_ms;
+    critic->job_limit_ms = ReviewLimitMs(r, critic->spawn_workspace_lock_wait_ms);
+    if (critic->job_limit_ms > 0) critic->job_deadline_mono_ms = now + critic->job_limit_ms;
     spdlog::info("review {} #{} (attempt {}) on {}", r.task.id, r.n, attempt_id,
                  critic->routing_id);
     if (!Send(*critic, r)) {
@@ -1124,6 +1138,8 @@ void Supervisor::OnStarted(Child& child, const proto::Started& m) {
     child.job_deadline_mono_ms = clock_.MonotonicMs() + overrun;
   } else if (child.agent_timeout_ms > 0) {
     child.job_deadline_mono_ms = clock_.MonotonicMs() + child.agent_timeout_ms + overrun;
+  } else {
+    child.job_deadline_mono_ms = 0;  // an agent without a timeout runs as long as it does
   }
   auto s = store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid, m.agent_start_time);
   if (!s.ok()) {

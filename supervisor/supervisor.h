@@ -186,7 +186,8 @@ class Supervisor final : public ControlBackend {
   void KillAsLost(Child& child, const std::string& why, const std::string& attempt_error);
   // A child must have ended its job by its deadline (supervisor/job_limits.h):
   // a worker its agent, by the agent's timeout (or a cancel) plus
-  // AgentOverrunMs; a critic its review, within ReviewLimitMs of its
+  // AgentOverrunMs from its `started`, before that within DispatchLimitMs
+  // of the dispatch; a critic its review, within ReviewLimitMs of its
   // sending. One that has not (a process stuck in the kernel that SIGKILL
   // cannot end, a child wedged) is killed as lost, so that it does not hold
   // a slot and the task's workspace for ever.

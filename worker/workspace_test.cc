@@ -371,6 +371,32 @@ TEST_F(WorkspaceTest, AReviewRunsNoMoreGitCommandsThanItsLimitCounts) {
   }
 }
 
+// The same for a worker's preparation (kPrepareGitCommandsMax): the first
+// attempt's, and a later one's reset with a submodule to reset too.
+TEST_F(WorkspaceTest, APrepareRunsNoMoreGitCommandsThanItsLimitCounts) {
+  const std::string sub = root_ + "/sub";
+  fs::create_directories(sub);
+  Sh(sub, "git init -q -b main && echo s > s.txt && git add s.txt && git commit -qm s");
+  Sh(repo_, "git -c protocol.file.allow=always submodule add -q '" + sub +
+                "' lib && git commit -qm 'add lib'");
+  int commands = 0;
+  GitRunner counted = [&](const SpawnOptions& o, int64_t timeout_ms) {
+    ++commands;
+    return run_(o, timeout_ms);
+  };
+  for (const char* attempt : {"first", "next"}) {
+    commands = 0;
+    auto p = PrepareWorkspace(Spec(), counted);
+    ASSERT_TRUE(p.ok()) << attempt << ": " << p.error().ToString();
+    EXPECT_GE(commands, 5) << attempt;  // it counted them all
+    EXPECT_LE(commands, kPrepareGitCommandsMax) << attempt;
+    // What an agent leaves: the submodule checked out and edited, edits.
+    Sh(p->path,
+       "git -c protocol.file.allow=always submodule update -q --init && echo e > lib/s.txt"
+       " && echo edit > a.txt && echo new > new.txt");
+  }
+}
+
 TEST_F(WorkspaceTest, SyncStartsFromTheRemoteTip) {
   std::string bare = root_ + "/remote.git";
   Sh(root_, "git clone -q --bare repo remote.git");

@@ -13,6 +13,8 @@
 //              nothing, a cancel ignored: a worker whose agent never ends.
 //              With --role critic (FORGE_CRITIC_BIN), a review is never
 //              answered: a critic whose check never ends.
+//   unstarted  heartbeats; a dispatch is never answered, not even with
+//              `started`: a worker stuck before its agent (a git step).
 // It never does the work: but for `stuck`, its first dispatch is answered (after the strays)
 // with a `crashed` result, requeueing the task without using an attempt; on a
 // later dispatch it exits. A real worker, which the tests run beside it, does
@@ -107,6 +109,10 @@ class Child {
     }
     const auto* d = std::get_if<forge::proto::Dispatch>(&m);
     if (d == nullptr) return true;
+    if (args_.mode == "unstarted") {
+      Note("holding attempt " + std::to_string(d->attempt_id));
+      return true;
+    }
     if (args_.mode == "stuck") {
       forge::proto::Started started;
       started.attempt_id = d->attempt_id;

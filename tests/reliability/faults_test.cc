@@ -513,6 +513,37 @@ TEST(ChildFaults, AWorkerThatNeverEndsItsCancelledAgentIsKilled) {
       << f->SupervisorLog();
 }
 
+// A worker that never starts its agent (a git step of its workspace that
+// SIGKILL cannot end) held its slot for ever, heartbeating: no deadline
+// applied before `started`. Past the dispatch's limit (a lock wait of 1 s,
+// the agent's timeout of 1 s, two kill graces of 300 ms and 5 s) it is
+// killed as lost.
+TEST(ChildFaults, AWorkerThatNeverStartsItsAgentIsKilledAsLost) {
+  ForgeOptions o;
+  o.timeout = "1s";
+  o.workspace_lock_wait = "1s";
+  auto f = StartWithFakeWorker("unstarted", o);
+  std::string id = f->Submit("succeed");
+  ASSERT_TRUE(itest::WaitFor([&] { return FakeChildSaid(*f, "holding attempt"); }, 30'000))
+      << f->SupervisorLog();
+  const std::string first = *FakeChildPids(*f).begin();
+  ASSERT_TRUE(itest::WaitFor(
+      [&] {
+        auto a = f->Attempts(id);
+        return !a.empty() && a[0].outcome == "lost";
+      },
+      30'000))
+      << f->SupervisorLog();
+  const auto attempt = f->Attempts(id)[0];
+  EXPECT_THAT(attempt.error,
+              HasSubstr("worker-" + first + " did not end the attempt: it had neither started " +
+                        "the agent of attempt " + std::to_string(attempt.id) +
+                        " nor ended the attempt within the dispatch's limit (7600 ms)"));
+  EXPECT_FALSE(attempt.counted);
+  EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 10'000));
+  EXPECT_TRUE(f->HasEvent(id, "child.lost"));
+}
+
 // A critic whose check never ends (one SIGKILL cannot end, stuck in the
 // kernel) held its slot, and its attempt in `reviewing`, for ever,
 // heartbeating. Past the review's limit (the sum of the timeouts of every
