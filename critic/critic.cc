@@ -230,7 +230,7 @@ void Critic::StartReview(const proto::Review& review) {
     // Before any check runs: a pass commits the tree the checks were run on.
     std::string keep_error;
     auto snapshot =
-        worker::SnapshotForReview(review.workspace, review.attempt_id,
+        worker::SnapshotForReview(review.workspace, review.task.id, review.attempt_id,
                                   worker::HeartbeatingGitRunner(link_), kGitTimeoutMs, &keep_error);
     if (!keep_error.empty()) {
       spdlog::warn("review of attempt {}: the snapshot is not kept for a review again: {}",

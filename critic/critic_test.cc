@@ -637,6 +637,33 @@ TEST_F(RepoTaskTest, FailingCheckLeavesNoCommit) {
   EXPECT_EQ(Sh("cd '" + review.workspace + "' && git rev-parse HEAD"), base_);
 }
 
+// An agent killed with a git of its own running (its process group goes)
+// leaves that git's locks: they are stale by the review, which clears those
+// in its way and commits the work. The operator's other locks stay.
+TEST_F(RepoTaskTest, StaleGitLocksTheAgentLeftDoNotFailTheReview) {
+  auto review = RepoReview();
+  std::string ws = "cd '" + review.workspace + "' && ";
+  std::string locks = std::string("\"$g/index.lock\" \"$g/HEAD.lock\" \"$g/") + kReviewSnapshotRef +
+                      ".lock\" \"$c/refs/heads/forge/t-7.lock\" \"$c/refs/heads/main.lock\"";
+  ASSERT_EQ(std::system((ws +
+                         "echo two > a.txt && git commit -qam work && "
+                         "g=$(git rev-parse --absolute-git-dir) && "
+                         "c=$(git rev-parse --git-common-dir) && "
+                         "mkdir -p \"$g/refs/worktree\" && touch " +
+                         locks)
+                            .c_str()),
+            0);
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "pass") << r->error;
+  ASSERT_TRUE(r->commit.has_value());
+  EXPECT_EQ(Sh(ws + "git show " + *r->commit + ":a.txt"), "two\n");
+  EXPECT_EQ(Sh(ws + "git rev-parse forge/t-7"), *r->commit + "\n");
+  EXPECT_EQ(Sh(ws + "git rev-parse " + std::string(kReviewSnapshotRef) + "~1"), base_);
+  EXPECT_EQ(Sh("cd '" + review.task.repo + "' && ls .git/refs/heads/main.lock"),
+            ".git/refs/heads/main.lock\n");
+}
+
 TEST_F(RepoTaskTest, PlainWorkspaceInsideAnotherRepoIsNeverCommittedTo) {
   // Not a Forge worktree: the review is an error, and nothing is committed.
   // The operator's checkout contains the state dir, as .forge beside forge.yaml would.

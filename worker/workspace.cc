@@ -84,35 +84,59 @@ Status RemoveStale(const WorkspaceSpec& spec, const GitRunner& run) {
   return Status::Ok();
 }
 
-// What an agent killed in the middle of a git command leaves in its
-// worktree's own git directory: a lock that fails every later git command
-// there ("index.lock: File exists"), or a rebase, merge, cherry-pick, revert
-// or bisect in progress that the next attempt's agent would resume, bringing
-// back the previous attempt's commits. The agent's process group is gone
-// before a workspace is prepared again, so none of it belongs to a live git.
-// The branch's own lock is in the common directory; no other ref's is
-// touched (the operator's git may hold those).
-void ClearInterruptedGit(const WorkspaceSpec& spec, const GitRunner& run) {
-  auto dirs = RunGit(run, spec.path, {"rev-parse", "--absolute-git-dir", "--git-common-dir"},
-                     spec.git_timeout_ms);
-  if (!dirs.ok() || !dirs->status.success()) return;  // the checkout below reports it
-  auto lines = GitLines(*dirs);
-  if (lines.size() < 2 || lines[0].empty() || lines[0][0] != '/') return;
-  const std::string& git_dir = lines[0];
-  fs::path common = lines[1];
-  if (common.is_relative()) common = fs::path(spec.path) / common;
-  std::error_code ec;
-  for (const char* name :
-       {"index.lock", "HEAD.lock", "rebase-merge", "rebase-apply", "MERGE_HEAD", "MERGE_MSG",
-        "MERGE_MODE", "AUTO_MERGE", "CHERRY_PICK_HEAD", "REVERT_HEAD", "sequencer", "BISECT_LOG",
-        "BISECT_START", "BISECT_TERMS", "BISECT_EXPECTED_REV", "BISECT_NAMES",
-        "BISECT_ANCESTORS_OK", "BISECT_HEAD"}) {
-    fs::remove_all(fs::path(git_dir) / name, ec);
+// A worktree's own git directory and its repository's common one, from
+// `rev-parse ... --absolute-git-dir --git-common-dir` run in `path`.
+struct GitDirs {
+  fs::path own;
+  fs::path common;
+};
+const std::vector<std::string> kGitDirsArgs = {"--absolute-git-dir", "--git-common-dir"};
+
+std::optional<GitDirs> ParseGitDirs(const std::vector<std::string>& lines, size_t first,
+                                    const std::string& path) {
+  if (lines.size() < first + 2 || lines[first].empty() || lines[first][0] != '/') {
+    return std::nullopt;
   }
-  // A critic killed while it kept a review's snapshot: the reset deletes
-  // that ref, which its lock would refuse.
-  fs::remove(fs::path(git_dir) / (std::string(kReviewSnapshotRef) + ".lock"), ec);
-  fs::remove(common / "refs/heads" / (WorktreeBranch(spec.task_id) + ".lock"), ec);
+  GitDirs dirs{lines[first], lines[first + 1]};
+  if (dirs.common.is_relative()) dirs.common = fs::path(path) / dirs.common;
+  return dirs;
+}
+
+// The locks that would refuse the git a worktree's reset, snapshot or
+// commit runs: its index, HEAD and kept review snapshot, and the task's
+// branch (in the common directory). Called only where no git of the task's
+// can be running (its agent's process group is gone, the caller holds the
+// workspace lock), so any such lock is stale: an agent, or a critic, killed
+// in the middle of git. No other ref's lock is touched: the operator's git
+// may hold those.
+void RemoveStaleLocks(const GitDirs& dirs, const std::string& task_id) {
+  std::error_code ec;
+  for (const std::string& name : {std::string("index.lock"), std::string("HEAD.lock"),
+                                  std::string(kReviewSnapshotRef) + ".lock"}) {
+    fs::remove(dirs.own / name, ec);
+  }
+  fs::remove(dirs.common / "refs/heads" / (WorktreeBranch(task_id) + ".lock"), ec);
+}
+
+// What an agent killed in the middle of a git command leaves in its
+// worktree's own git directory besides stale locks: a rebase, merge,
+// cherry-pick, revert or bisect in progress that the next attempt's agent
+// would resume, bringing back the previous attempt's commits.
+void ClearInterruptedGit(const WorkspaceSpec& spec, const GitRunner& run) {
+  auto out = RunGit(run, spec.path, Args({"rev-parse"}, kGitDirsArgs), spec.git_timeout_ms);
+  if (!out.ok() || !out->status.success()) return;  // the checkout below reports it
+  auto dirs = ParseGitDirs(GitLines(*out), 0, spec.path);
+  if (!dirs) return;
+  std::error_code ec;
+  for (const char* name : {"rebase-merge", "rebase-apply", "MERGE_HEAD", "MERGE_MSG", "MERGE_MODE",
+                           "AUTO_MERGE", "CHERRY_PICK_HEAD", "REVERT_HEAD", "sequencer",
+                           "BISECT_LOG", "BISECT_START", "BISECT_TERMS", "BISECT_EXPECTED_REV",
+                           "BISECT_NAMES", "BISECT_ANCESTORS_OK", "BISECT_HEAD"}) {
+    fs::remove_all(dirs->own / name, ec);
+  }
+  // A critic killed while it kept a review's snapshot left that ref's lock,
+  // which the reset's delete would be refused by.
+  RemoveStaleLocks(*dirs, spec.task_id);
 }
 
 // forge/<task> is unique within one state directory only: another one on
@@ -293,10 +317,15 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
 
 namespace {
 
+struct ForgeWorktree {
+  std::string base;             // the recorded base commit
+  std::optional<GitDirs> dirs;  // none when git's answer did not read as them
+};
+
 // The worktree's recorded base, when path is the top of a Forge worktree.
-std::optional<std::string> RecordedBase(const std::string& path, const GitRunner& run,
-                                        int64_t timeout_ms) {
-  auto top = RunGit(run, path, {"rev-parse", "--show-toplevel"}, timeout_ms);
+std::optional<ForgeWorktree> RecordedBase(const std::string& path, const GitRunner& run,
+                                          int64_t timeout_ms) {
+  auto top = RunGit(run, path, Args({"rev-parse", "--show-toplevel"}, kGitDirsArgs), timeout_ms);
   if (!top.ok() || !top->status.success() || !SameDir(GitFirstLine(*top), path)) {
     return std::nullopt;
   }
@@ -304,7 +333,7 @@ std::optional<std::string> RecordedBase(const std::string& path, const GitRunner
       run, path, {"rev-parse", "--verify", "--quiet", std::string(kWorktreeBaseRef) + "^{commit}"},
       timeout_ms);
   if (!base.ok() || !base->status.success()) return std::nullopt;
-  return GitFirstLine(*base);
+  return ForgeWorktree{GitFirstLine(*base), ParseGitDirs(GitLines(*top), 1, path)};
 }
 
 }  // namespace
@@ -322,14 +351,14 @@ Result<std::string> GitStep(const GitRunner& run, const std::string& path,
 
 namespace {
 
-Result<std::string> RequireRecordedBase(const std::string& path, const GitRunner& run,
-                                        int64_t timeout_ms) {
-  auto base = RecordedBase(path, run, timeout_ms);
-  if (!base) {
+Result<ForgeWorktree> RequireForgeWorktree(const std::string& path, const GitRunner& run,
+                                           int64_t timeout_ms) {
+  auto worktree = RecordedBase(path, run, timeout_ms);
+  if (!worktree) {
     return MakeError(ErrorCode::kInvalid, "workspace '" + path + "' is not a Forge worktree (no " +
                                               kWorktreeBaseRef + "): nothing to review or commit");
   }
-  return *base;
+  return *worktree;
 }
 
 // The snapshot of `tree` over the recorded base.
@@ -361,8 +390,8 @@ Result<Snapshot> StageAll(const std::string& path, std::string base, const GitRu
 
 Result<Snapshot> SnapshotAttempt(const std::string& path, const GitRunner& run,
                                  int64_t timeout_ms) {
-  FORGE_ASSIGN_OR_RETURN(std::string base, RequireRecordedBase(path, run, timeout_ms));
-  return StageAll(path, std::move(base), run, timeout_ms);
+  FORGE_ASSIGN_OR_RETURN(ForgeWorktree worktree, RequireForgeWorktree(path, run, timeout_ms));
+  return StageAll(path, std::move(worktree.base), run, timeout_ms);
 }
 
 namespace {
@@ -409,12 +438,17 @@ Status RestoreTree(const std::string& path, const std::string& tree, const GitRu
 
 }  // namespace
 
-Result<Snapshot> SnapshotForReview(const std::string& path, int64_t attempt_id,
-                                   const GitRunner& run, int64_t timeout_ms,
+Result<Snapshot> SnapshotForReview(const std::string& path, const std::string& task_id,
+                                   int64_t attempt_id, const GitRunner& run, int64_t timeout_ms,
                                    std::string* keep_error) {
   // The base first: a directory inside another checkout is refused before
-  // any of that repository's refs is read.
-  FORGE_ASSIGN_OR_RETURN(std::string base, RequireRecordedBase(path, run, timeout_ms));
+  // any of that repository's refs is read, and its locks are not touched.
+  FORGE_ASSIGN_OR_RETURN(ForgeWorktree worktree, RequireForgeWorktree(path, run, timeout_ms));
+  // The agent (and any critic before this one) is gone and this review
+  // holds the workspace lock: a lock left in the worktree's git would fail
+  // the review, and the work with it.
+  if (worktree.dirs) RemoveStaleLocks(*worktree.dirs, task_id);
+  std::string base = std::move(worktree.base);
   FORGE_ASSIGN_OR_RETURN(auto kept, KeptReviewTree(path, base, attempt_id, run, timeout_ms));
   if (kept) {
     FORGE_RETURN_IF_ERROR(RestoreTree(path, *kept, run, timeout_ms));

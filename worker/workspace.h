@@ -82,9 +82,13 @@ Result<Snapshot> SnapshotAttempt(const std::string& path, const GitRunner& run,
 // aside, and takes it. So what an interrupted review's checks wrote is
 // neither checked, reviewed nor committed as the attempt's work. Errors as
 // SnapshotAttempt; a snapshot that could not be kept is no error (the
-// review goes on; *keep_error says why).
-Result<Snapshot> SnapshotForReview(const std::string& path, int64_t attempt_id,
-                                   const GitRunner& run, int64_t timeout_ms = kGitTimeoutMs,
+// review goes on; *keep_error says why). The caller holds the workspace
+// lock, so no git of the task's runs: the locks an agent (or a critic)
+// killed in the middle of git left in the worktree's git directory (index,
+// HEAD, kReviewSnapshotRef) and on forge/<task_id> are removed first.
+Result<Snapshot> SnapshotForReview(const std::string& path, const std::string& task_id,
+                                   int64_t attempt_id, const GitRunner& run,
+                                   int64_t timeout_ms = kGitTimeoutMs,
                                    std::string* keep_error = nullptr);
 
 // A pass of a repo task: the snapshot becomes one commit whose parent is

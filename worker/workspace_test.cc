@@ -360,7 +360,7 @@ TEST_F(WorkspaceTest, AReviewRunsNoMoreGitCommandsThanItsLimitCounts) {
   squash.attempt = 1;
   for (const char* review : {"first", "again"}) {
     commands = 0;
-    auto snapshot = SnapshotForReview(p->path, 7, counted);
+    auto snapshot = SnapshotForReview(p->path, "t1", 7, counted);
     ASSERT_TRUE(snapshot.ok()) << review << ": " << snapshot.error().ToString();
     EXPECT_FALSE(DiffSnapshot(p->path, *snapshot, counted, 1 << 20).text.empty()) << review;
     auto commit = CommitSnapshot(squash, *snapshot, counted);
