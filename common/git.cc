@@ -75,8 +75,9 @@ std::string GitFirstLine(const RunResult& r) {
 
 std::string GitMessage(const RunResult& r) {
   if (r.timed_out) return "timed out";
-  std::string last;   // the last non-empty line
-  std::string cause;  // the last fatal: or error: line
+  std::string last;    // the last non-empty line
+  std::string cause;   // the last fatal: or error: line
+  std::string errors;  // the error: lines since the last fatal: one
   size_t start = 0;
   while (start < r.output.size()) {
     size_t end = r.output.find('\n', start);
@@ -84,7 +85,16 @@ std::string GitMessage(const RunResult& r) {
     std::string line = r.output.substr(start, end - start);
     while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
     if (!line.empty()) last = line;
-    if (line.rfind("fatal:", 0) == 0 || line.rfind("error:", 0) == 0) cause = line;
+    if (line.rfind("error:", 0) == 0) {
+      cause = line;
+      errors += (errors.empty() ? "" : "; ") + line;
+    } else if (line.rfind("fatal:", 0) == 0) {
+      // A fatal: line after error: ones may only sum them up ("fatal: adding
+      // files failed"): the errors say what failed.
+      if (errors.size() > 200) errors = errors.substr(0, 200) + "...";
+      cause = errors.empty() ? line : errors + "; " + line;
+      errors.clear();
+    }
     start = end + 1;
   }
   std::string line = cause.empty() ? last : cause;

@@ -62,7 +62,8 @@ std::vector<std::string> GitLines(const RunResult& r);
 std::string GitFirstLine(const RunResult& r);
 
 // For error messages: git's last "fatal:" or "error:" line (the cause, where
-// a "hint:" may follow it), else its last non-empty line.
+// a "hint:" may follow it), after the "error:" lines just before a "fatal:"
+// one, else its last non-empty line.
 std::string GitMessage(const RunResult& r);
 
 // kInvalid unless R is the top of a git work tree, naming what it is

@@ -28,6 +28,18 @@ TEST(GitMessage, NamesTheCauseNotTheHintAfterIt) {
   EXPECT_EQ(GitMessage(r), "last line");
 }
 
+// `git add -A` over a nested repository without a commit: its fatal line
+// only sums up the error before it, which names the path.
+TEST(GitMessage, KeepsTheErrorsAFatalLineSumsUp) {
+  RunResult r;
+  r.output =
+      "error: early\nfatal: first\nerror: 'sub/' does not have a commit checked out\n"
+      "error: 'two/' does not have a commit checked out\nfatal: adding files failed\n";
+  EXPECT_EQ(GitMessage(r),
+            "error: 'sub/' does not have a commit checked out; error: 'two/' does not have a "
+            "commit checked out; fatal: adding files failed");
+}
+
 TEST(GitLines, LeaveOutWarningsAndHints) {
   RunResult r;
   r.output =
