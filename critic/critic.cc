@@ -228,10 +228,12 @@ void Critic::StartReview(const proto::Review& review) {
   }
   if (!review.task.repo.empty()) {
     // Before any check runs: a pass commits the tree the checks were run on.
+    // Its listing of the added files (for nested repositories) is read
+    // whole, however many the attempt added.
     std::string keep_error;
-    auto snapshot =
-        worker::SnapshotForReview(review.workspace, review.task.id, review.attempt_id,
-                                  worker::HeartbeatingGitRunner(link_), kGitTimeoutMs, &keep_error);
+    auto snapshot = worker::SnapshotForReview(review.workspace, review.task.id, review.attempt_id,
+                                              worker::HeartbeatingGitRunner(link_, 16 << 20),
+                                              kGitTimeoutMs, &keep_error);
     if (!keep_error.empty()) {
       spdlog::warn("review of attempt {}: the snapshot is not kept for a review again: {}",
                    review.attempt_id, keep_error);
@@ -242,6 +244,12 @@ void Critic::StartReview(const proto::Review& review) {
       return;
     }
     review_->snapshot = std::move(snapshot).value();
+    if (!review_->snapshot->nested_repos.empty()) {
+      // Not worth a check: a pass could commit none of that work.
+      std::string problem = worker::NestedReposProblem(review_->snapshot->nested_repos);
+      Reply("reject", problem, {{"sev1", "correctness", "", 0, problem}});
+      return;
+    }
   }
   StartNextCheck();
 }

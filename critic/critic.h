@@ -11,7 +11,9 @@
 // squashes the worktree's changes against its recorded base into one commit
 // on forge/<task> (task title, Forge-Task and Forge-Attempt trailers; see
 // worker/workspace.h); an attempt whose tree equals the base is rejected
-// with a no_changes finding unless the task allows empty. Git runs with
+// with a no_changes finding unless the task allows empty, and one that left
+// a git repository of its own inside the worktree (only a pointer to it
+// would be committed) before any check runs. Git runs with
 // argv and timeouts, never through a shell.
 #pragma once
 

@@ -637,6 +637,44 @@ TEST_F(RepoTaskTest, FailingCheckLeavesNoCommit) {
   EXPECT_EQ(Sh("cd '" + review.workspace + "' && git rev-parse HEAD"), base_);
 }
 
+// Work in a git repository the agent made inside its worktree would be
+// committed as a pointer only (a clone of forge/<task> has an empty sub/):
+// rejected before any check, naming it, with nothing committed.
+TEST_F(RepoTaskTest, ANestedRepositoryIsRejectedNamingIt) {
+  auto review = RepoReview();
+  review.verify = {"touch checked"};
+  std::string ws = "cd '" + review.workspace + "' && ";
+  ASSERT_EQ(std::system((ws + "mkdir sub && cd sub && git init -q && echo work > code.py && "
+                              "git add . && git commit -qm sub")
+                            .c_str()),
+            0);
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_THAT(r->error, HasSubstr("sub is a git repository of its own inside the worktree"));
+  EXPECT_THAT(r->error, HasSubstr("remove its .git"));
+  ASSERT_EQ(r->findings.size(), 1u);
+  EXPECT_EQ(r->findings[0].message, r->error);
+  EXPECT_TRUE(r->checks.empty());
+  EXPECT_FALSE(r->commit.has_value());
+  EXPECT_EQ(Sh(ws + "git rev-parse forge/t-7"), base_);
+  EXPECT_EQ(Sh(ws + "ls checked 2>&1 >/dev/null | grep -c 'No such'"), "1\n");
+}
+
+// One without a commit, which `git add` refuses, is the agent's too.
+TEST_F(RepoTaskTest, ANestedRepositoryWithoutACommitIsRejectedNamingIt) {
+  auto review = RepoReview();
+  ASSERT_EQ(std::system(("cd '" + review.workspace +
+                         "' && echo two > a.txt && mkdir -p lib/sub && cd lib/sub && git init -q")
+                            .c_str()),
+            0);
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_THAT(r->error, HasSubstr("lib/sub is a git repository of its own"));
+  EXPECT_FALSE(r->commit.has_value());
+}
+
 // An agent killed with a git of its own running (its process group goes)
 // leaves that git's locks: they are stale by the review, which clears those
 // in its way and commits the work. The operator's other locks stay.

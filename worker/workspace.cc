@@ -361,6 +361,83 @@ Result<ForgeWorktree> RequireForgeWorktree(const std::string& path, const GitRun
   return *worktree;
 }
 
+// The paths `git diff-tree -r -z --diff-filter=AT` output (":<old mode>
+// <new mode> ...", then the path) makes gitlinks: added, or where the base
+// had a file (a bumped pointer is modified, left out by the filter).
+std::vector<std::string> NewGitlinks(const std::string& raw) {
+  std::vector<std::string> paths;
+  size_t start = 0;
+  std::string meta;
+  while (start < raw.size()) {
+    size_t end = raw.find('\0', start);
+    if (end == std::string::npos) end = raw.size();
+    std::string field = raw.substr(start, end - start);
+    start = end + 1;
+    if (meta.empty()) {
+      // A warning git printed first (stderr is merged in) ends in a newline.
+      size_t nl = field.rfind('\n');
+      meta = nl == std::string::npos ? field : field.substr(nl + 1);
+      continue;
+    }
+    if (meta.rfind(":", 0) == 0 && meta.size() > 14 && meta.compare(8, 6, "160000") == 0) {
+      paths.push_back(field);
+    }
+    meta.clear();
+  }
+  return paths;
+}
+
+// The submodule paths the snapshot's .gitmodules declares (none without one).
+Result<std::vector<std::string>> DeclaredSubmodules(const std::string& path,
+                                                    const std::string& tree, const GitRunner& run,
+                                                    int64_t timeout_ms) {
+  FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, path,
+                                             {"config", "-z", "--blob", tree + ":.gitmodules",
+                                              "--get-regexp", "^submodule\\..*\\.path$"},
+                                             timeout_ms));
+  if (r.timed_out) return GitFailed(ErrorCode::kIo, "reading the snapshot's .gitmodules", r);
+  std::vector<std::string> paths;
+  if (!r.status.success()) return paths;  // no .gitmodules, or no path in it
+  size_t start = 0;
+  while (start < r.output.size()) {
+    size_t end = r.output.find('\0', start);
+    if (end == std::string::npos) end = r.output.size();
+    std::string entry = r.output.substr(start, end - start);  // key, newline, value
+    start = end + 1;
+    size_t nl = entry.find('\n');
+    if (nl == std::string::npos) continue;
+    std::string value = entry.substr(nl + 1);
+    while (value.size() > 1 && value.back() == '/') value.pop_back();
+    paths.push_back(std::move(value));
+  }
+  return paths;
+}
+
+// A git repository of the agent's own inside the worktree (`git init`, a
+// clone of a dependency) is staged by `add -A` as a gitlink: a pointer to a
+// commit only that repository has, so a pass would commit the pointer and
+// lose the files. Such a gitlink is new over the base; an existing one
+// whose pointer moved is a submodule bump, and one .gitmodules declares is
+// a submodule the agent added on purpose.
+Result<std::vector<std::string>> UndeclaredNestedRepos(const std::string& path,
+                                                       const Snapshot& snapshot,
+                                                       const GitRunner& run, int64_t timeout_ms) {
+  FORGE_ASSIGN_OR_RETURN(RunResult diff, RunGit(run, path,
+                                                {"diff-tree", "-r", "-z", "--no-renames",
+                                                 "--diff-filter=AT", snapshot.base, snapshot.tree},
+                                                timeout_ms));
+  if (!diff.status.success()) {
+    return GitFailed(ErrorCode::kIo, "git diff-tree in '" + path + "' failed", diff);
+  }
+  std::vector<std::string> nested = NewGitlinks(diff.output);
+  if (nested.empty()) return nested;
+  FORGE_ASSIGN_OR_RETURN(auto declared, DeclaredSubmodules(path, snapshot.tree, run, timeout_ms));
+  std::erase_if(nested, [&](const std::string& p) {
+    return std::find(declared.begin(), declared.end(), p) != declared.end();
+  });
+  return nested;
+}
+
 // The snapshot of `tree` over the recorded base.
 Result<Snapshot> SnapshotOf(const std::string& path, std::string base, std::string tree,
                             const GitRunner& run, int64_t timeout_ms) {
@@ -371,15 +448,38 @@ Result<Snapshot> SnapshotOf(const std::string& path, std::string base, std::stri
                          GitStep(run, path, {"rev-parse", snapshot.base + "^{tree}"},
                                  "reading the base tree", timeout_ms));
   snapshot.unchanged = snapshot.tree == base_tree;
+  if (!snapshot.unchanged) {
+    FORGE_ASSIGN_OR_RETURN(snapshot.nested_repos,
+                           UndeclaredNestedRepos(path, snapshot, run, timeout_ms));
+  }
   return snapshot;
+}
+
+// The nested repositories `git add` refused because they have no commit
+// checked out: "error: 'sub/' does not have a commit checked out".
+std::vector<std::string> ReposWithoutACommit(const RunResult& added) {
+  static const std::string kHead = "error: '", kTail = "/' does not have a commit checked out";
+  std::vector<std::string> paths;
+  std::istringstream lines(added.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.size() > kHead.size() + kTail.size() && line.rfind(kHead, 0) == 0 &&
+        line.compare(line.size() - kTail.size(), kTail.size(), kTail) == 0) {
+      paths.push_back(line.substr(kHead.size(), line.size() - kHead.size() - kTail.size()));
+    }
+  }
+  return paths;
 }
 
 // Everything in the worktree now, over the recorded base.
 Result<Snapshot> StageAll(const std::string& path, std::string base, const GitRunner& run,
                           int64_t timeout_ms) {
   // The index is the worktree's own: staging here touches nothing else.
-  if (auto added = GitStep(run, path, {"add", "-A"}, "git add -A", timeout_ms); !added.ok()) {
-    return added.error();
+  FORGE_ASSIGN_OR_RETURN(RunResult added, RunGit(run, path, {"add", "-A"}, timeout_ms));
+  if (!added.status.success()) {
+    // No tree can be written, and none would hold that repository's files.
+    Snapshot refused{std::move(base), "", false, ReposWithoutACommit(added)};
+    if (!added.timed_out && !refused.nested_repos.empty()) return refused;
+    return GitFailed(ErrorCode::kIo, "git add -A in '" + path + "' failed", added);
   }
   FORGE_ASSIGN_OR_RETURN(std::string tree,
                          GitStep(run, path, {"write-tree"}, "git write-tree", timeout_ms));
@@ -455,6 +555,8 @@ Result<Snapshot> SnapshotForReview(const std::string& path, const std::string& t
     return SnapshotOf(path, std::move(base), std::move(*kept), run, timeout_ms);
   }
   FORGE_ASSIGN_OR_RETURN(Snapshot snapshot, StageAll(path, std::move(base), run, timeout_ms));
+  // Nothing to keep for work the review rejects (there may be no tree).
+  if (!snapshot.nested_repos.empty()) return snapshot;
   // Kept as a commit, not a bare tree: a ref to a tree upsets `git log
   // --all`. Not keeping it costs only a review again's protection: the
   // review goes on.
@@ -478,6 +580,9 @@ Result<Snapshot> SnapshotForReview(const std::string& path, const std::string& t
 
 Result<Squashed> CommitSnapshot(const SquashSpec& spec, const Snapshot& snapshot,
                                 const GitRunner& run) {
+  if (!snapshot.nested_repos.empty()) {
+    return MakeError(ErrorCode::kInvalid, NestedReposProblem(snapshot.nested_repos));
+  }
   if (snapshot.unchanged && !spec.allow_empty) return Squashed{true, ""};
   auto step = [&](std::vector<std::string> args, const std::string& what) {
     return GitStep(run, spec.path, std::move(args), what, spec.git_timeout_ms);
@@ -573,6 +678,21 @@ GitRunner HeartbeatingGitRunner(proto::ChildLink& link, size_t max_output) {
     result.status = job->status();
     return result;
   };
+}
+
+std::string NestedReposProblem(const std::vector<std::string>& paths) {
+  std::string names;
+  for (const auto& p : paths) names += (names.empty() ? "" : ", ") + p;
+  if (paths.size() == 1) {
+    return names +
+           " is a git repository of its own inside the worktree: at most a pointer to its commit "
+           "would be committed, never its files; remove its .git (or declare it as a submodule "
+           "in .gitmodules)";
+  }
+  return names +
+         " are git repositories of their own inside the worktree: at most pointers to their "
+         "commits would be committed, never their files; remove their .git (or declare them as "
+         "submodules in .gitmodules)";
 }
 
 bool IsMachineFault(const Error& e) {

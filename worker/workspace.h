@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/git.h"
 #include "common/result.h"
@@ -66,8 +67,14 @@ struct Squashed {
 // wrote (a build's output, a test report) or an edit the critic made.
 struct Snapshot {
   std::string base;  // the recorded base commit
-  std::string tree;
+  std::string tree;  // empty when git could not write one (nested_repos says why)
   bool unchanged = false;  // tree is the base's tree
+  // Git repositories of the agent's own inside the worktree, whose files the
+  // tree cannot hold: a gitlink new over the base that .gitmodules does not
+  // declare (only the pointer to a commit only that repository has), or
+  // one without a commit, which `git add` refuses. Such work is rejected,
+  // never committed (NestedReposProblem says what to do).
+  std::vector<std::string> nested_repos;
 };
 // kInvalid when path is not a Forge worktree (no recorded base, or a
 // directory inside another checkout); kFull when git could not write.
@@ -95,10 +102,14 @@ Result<Snapshot> SnapshotForReview(const std::string& path, const std::string& t
 // the recorded base, subject = title, trailers Forge-Task and
 // Forge-Attempt, and forge/<task> (and HEAD) point at it. Hooks do not run
 // (commit-tree). no_changes when the snapshot is the base's tree, unless
-// allow_empty. kFull when git could not write (a full disk: not the
-// attempt's fault).
+// allow_empty. kInvalid for a snapshot with nested_repos. kFull when git
+// could not write (a full disk: not the attempt's fault).
 Result<Squashed> CommitSnapshot(const SquashSpec& spec, const Snapshot& snapshot,
                                 const GitRunner& run);
+
+// Why a snapshot with nested_repos is not the attempt's work, and what the
+// agent should do instead.
+std::string NestedReposProblem(const std::vector<std::string>& paths);
 
 // SnapshotAttempt, then CommitSnapshot.
 Result<Squashed> SquashAttempt(const SquashSpec& spec, const GitRunner& run);

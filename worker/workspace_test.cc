@@ -221,6 +221,77 @@ TEST_F(WorkspaceTest, TheOperatorsSubmodulesAreNotClonedIntoAWorktree) {
   EXPECT_FALSE(fs::exists(first->path + "/sub/f")) << "cloned into the worktree";
 }
 
+// A repository the agent made (or cloned) inside its worktree would be
+// committed as a pointer to a commit only it has: named, and refused by the
+// squash, whether the agent left it untracked or committed the gitlink
+// itself (over a file of the base, even). Its files are not the work.
+TEST_F(WorkspaceTest, ANestedRepositoryIsNamedAndNotCommitted) {
+  Sh(repo_, "echo lib > lib && git add lib && git commit -qm lib");
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  Sh(p->path,
+     "echo two > a.txt && mkdir sub && cd sub && git init -q && echo work > code.py && "
+     "git add . && git commit -qm sub && cd .. && git clone -q '" +
+         repo_ + "' 'deps/x y' && rm lib && git clone -q '" + repo_ +
+         "' lib && git add lib 2>/dev/null && git commit -qm 'the gitlink, committed'");
+  std::string agents = Sh(repo_, "git rev-parse forge/t1");
+  Sh(repo_, "git config core.fsyncObjectFiles true");  // a warning before every answer
+  auto snapshot = SnapshotAttempt(p->path, run_);
+  Sh(repo_, "git config --unset core.fsyncObjectFiles 2>/dev/null");
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().ToString();
+  EXPECT_EQ(snapshot->nested_repos, (std::vector<std::string>{"deps/x y", "lib", "sub"}));
+  SquashSpec squash;
+  squash.path = p->path;
+  squash.task_id = "t1";
+  auto squashed = SquashAttempt(squash, run_);
+  ASSERT_FALSE(squashed.ok());
+  EXPECT_EQ(squashed.error().code, ErrorCode::kInvalid);
+  EXPECT_THAT(squashed.error().message,
+              HasSubstr("deps/x y, lib, sub are git repositories of their own inside the "
+                        "worktree: at most pointers to their commits would be committed"));
+  EXPECT_EQ(Sh(repo_, "git rev-parse forge/t1"), agents);
+}
+
+// One without a commit is refused by `git add`: named all the same.
+TEST_F(WorkspaceTest, ANestedRepositoryWithoutACommitIsNamed) {
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  Sh(p->path, "echo two > a.txt && mkdir sub && cd sub && git init -q && echo work > code.py");
+  auto snapshot = SnapshotAttempt(p->path, run_);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().ToString();
+  EXPECT_EQ(snapshot->nested_repos, (std::vector<std::string>{"sub"}));
+  EXPECT_THAT(NestedReposProblem(snapshot->nested_repos),
+              HasSubstr("sub is a git repository of its own inside the worktree"));
+}
+
+// Submodules are the way to have one: a submodule the agent adds to
+// .gitmodules and a bumped pointer (of a submodule, or of a gitlink the
+// base already has without one) are work like any other.
+TEST_F(WorkspaceTest, SubmodulesAndBumpedPointersAreNoNestedRepositories) {
+  Sh(root_, "git init -q -b main sub && cd sub && echo s > f && git add f && git commit -qm s");
+  Sh(repo_,
+     "git -c protocol.file.allow=always submodule add -q ../sub sub && git clone -q ../sub old "
+     "2>/dev/null && git add old 2>/dev/null && git commit -qm subs");
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  Sh(p->path,
+     "git -c protocol.file.allow=always submodule update -q --init sub && cd sub && "
+     "echo t > f && git commit -qam bump && cd .. && rmdir old && git clone -q '" +
+         repo_ + "/old' old && cd old && echo t > f && git commit -qam bump && cd .. && " +
+         "git -c protocol.file.allow=always submodule add -q '" + root_ + "/sub' more/");
+  auto snapshot = SnapshotAttempt(p->path, run_);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().ToString();
+  EXPECT_EQ(snapshot->nested_repos, std::vector<std::string>{});
+  SquashSpec squash;
+  squash.path = p->path;
+  squash.task_id = "t1";
+  auto squashed = SquashAttempt(squash, run_);
+  ASSERT_TRUE(squashed.ok()) << squashed.error().ToString();
+  EXPECT_EQ(
+      Sh(p->path, "git diff-tree -r --name-only " + p->base_commit + " forge/t1 | tr '\\n' ' '"),
+      ".gitmodules more old sub ");
+}
+
 TEST_F(WorkspaceTest, ExplicitBaseRef) {
   std::string one = Sh(repo_, "git rev-parse HEAD");
   Sh(repo_, "git branch old && echo two > a.txt && git commit -qam two");
