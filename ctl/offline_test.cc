@@ -112,6 +112,22 @@ TEST_F(OfflineTest, StatusReadsTheDatabaseAndSaysSo) {
   EXPECT_EQ(j["queue"]["pending"], 0);
 }
 
+// The operator's pause holds across a restart: a stopped supervisor's
+// status says so, since the next start will not dispatch.
+TEST_F(OfflineTest, StatusShowsTheOperatorsPauseTheNextStartKeeps) {
+  ASSERT_TRUE(writer_->SetOperatorPause("rotating credentials").ok());
+  ASSERT_EQ(CmdStatus(h_.env), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), HasSubstr("dispatch     paused by operator: rotating credentials"));
+  h_.Clear();
+  h_.env.json = true;
+  ASSERT_EQ(CmdStatus(h_.env), kExitOk);
+  auto j = proto::json::parse(h_.out.str());
+  EXPECT_EQ(j["paused"], true);
+  ASSERT_EQ(j["pause_reasons"].size(), 1u);
+  EXPECT_EQ(j["pause_reasons"][0]["kind"], "operator");
+  EXPECT_EQ(j["pause_reasons"][0]["reason"], "rotating credentials");
+}
+
 TEST_F(OfflineTest, ListTableJsonAndStateFilter) {
   ASSERT_EQ(CmdList(h_.env, {}), kExitOk) << h_.err.str();
   EXPECT_THAT(h_.out.str(), HasSubstr("Fix the flaky test"));

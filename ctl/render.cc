@@ -327,7 +327,8 @@ std::string RenderStatus(const proto::StatusReply& s, Reach reach, int64_t now_m
         << " (showing the database)\n";
   }
   if (!s.state_dir.empty()) out << Label("state dir") << s.state_dir << "\n";
-  if (live) {
+  // Offline: only the operator's pause is known, which the next start keeps.
+  if (live || !s.pause_reasons.empty()) {
     if (s.pause_reasons.empty()) {
       out << Label("dispatch") << (s.paused ? Paint("paused", Color::kYellow, style) : "active")
           << "\n";

@@ -59,10 +59,17 @@ class OfflineSource final : public Source {
       : store_(std::move(store)), state_dir_(std::move(state_dir)), clock_(clock) {}
   Reach reach() const override { return Reach::kOffline; }
 
-  // What the database alone can tell: no pid, no children, no pause reasons.
+  // What the database alone can tell: no pid, no children, and of the
+  // pauses only the operator's, which the next start keeps.
   Result<proto::StatusReply> Status() override {
     proto::StatusReply reply;
     reply.state_dir = state_dir_;
+    FORGE_ASSIGN_OR_RETURN(auto operator_pause, store_->OperatorPause());
+    if (operator_pause) {
+      reply.paused = true;
+      reply.pause_reasons.push_back(
+          {"operator", operator_pause->empty() ? "paused by operator" : *operator_pause, 0});
+    }
     FORGE_ASSIGN_OR_RETURN(reply.queue, store_->QueueCounts());
     FORGE_ASSIGN_OR_RETURN(reply.cost_today_usd,
                            store_->CostSince(UtcMidnightMs(clock_->WallMs())));
