@@ -1,6 +1,8 @@
 #include "ctl/commands.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -15,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/capped_log.h"
 #include "common/duration.h"
 #include "common/fd.h"
 #include "common/git.h"
@@ -989,22 +992,69 @@ std::vector<int> LoggedAttempts(const std::string& dir, std::string_view suffix)
   return out;
 }
 
-// Copies path from *offset to the end; a file that shrank (the worker keeps
-// only the tail of a capped log) is read again from its start.
-void CopyNew(const std::string& path, off_t* offset, std::ostream& out) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return;
-  if (st.st_size < *offset) *offset = 0;
-  if (st.st_size == *offset) return;
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(*offset);
-  char buf[65536];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    out.write(buf, in.gcount());
-    *offset += in.gcount();
+// A log as `logs` prints it, a call at a time: what was added since. The
+// file stays open, so when the worker's cap replaces it with its tail
+// (worker/output_capture.h; the path then names another file) the old one
+// is read to its end first, and the new one from after what its first line
+// (common/capped_log.h) says it repeats: nothing printed twice or skipped.
+class LogReader {
+ public:
+  explicit LogReader(std::string path) : path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+
+  void CopyNew(std::ostream& out) {
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) != 0) return;
+    if (!fd_.valid() || st.st_ino != ino_ || st.st_dev != dev_) {
+      if (fd_.valid()) Drain(out);  // the file the cap replaced
+      fd_.reset(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd_.valid()) return;
+      struct stat opened {};
+      if (::fstat(fd_.get(), &opened) != 0) return fd_.reset();
+      ino_ = opened.st_ino;
+      dev_ = opened.st_dev;
+      offset_ = switched_ ? AfterRepeated() : 0;
+      switched_ = true;
+    } else if (st.st_size < offset_) {
+      offset_ = 0;  // cut in place: read again from its start
+    }
+    Drain(out);
   }
-  out.flush();
-}
+
+ private:
+  void Drain(std::ostream& out) {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::pread(fd_.get(), buf, sizeof buf, offset_);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      out.write(buf, n);
+      offset_ += n;
+    }
+    out.flush();
+  }
+
+  // Where the new file's text goes on from the old one's end: after its
+  // marker line and the bytes it copied from the old file; its start when
+  // it has no marker that says (another file, an older Forge's).
+  off_t AfterRepeated() {
+    char buf[512];
+    ssize_t n = ::pread(fd_.get(), buf, sizeof buf, 0);
+    if (n <= 0) return 0;
+    std::string_view head(buf, static_cast<size_t>(n));
+    size_t nl = head.find('\n');
+    if (nl == std::string_view::npos) return 0;
+    auto repeated = RepeatedAfterCappedLogMarker(head.substr(0, nl));
+    return repeated ? static_cast<off_t>(nl + 1 + *repeated) : 0;
+  }
+
+  std::string path_;
+  UniqueFd fd_;
+  ino_t ino_ = 0;
+  dev_t dev_ = 0;
+  off_t offset_ = 0;
+  bool switched_ = false;  // a file of this path was read before
+};
 }  // namespace
 
 int CmdLogs(Env& env, const LogsArgs& args) {
@@ -1062,8 +1112,8 @@ int CmdLogs(Env& env, const LogsArgs& args) {
               json{{"task_id", args.id}, {"attempt", n}, {"path", path}, {"text", text.str()}});
     return kExitOk;
   }
-  off_t offset = 0;
-  if (!path.empty()) CopyNew(path, &offset, *env.out);
+  LogReader log(path);
+  if (!path.empty()) log.CopyNew(*env.out);
   if (!args.follow) return kExitOk;
 
   // Follow: like tail -F over the task's attempts (a new attempt's log is
@@ -1074,16 +1124,16 @@ int CmdLogs(Env& env, const LogsArgs& args) {
     if (!args.attempt) {
       std::vector<int> now = LoggedAttempts(dir, suffix);
       if (!now.empty() && now.back() > n) {
-        if (!path.empty()) CopyNew(path, &offset, *env.out);
+        if (!path.empty()) log.CopyNew(*env.out);
         n = now.back();
         path = path_of(n);
-        offset = 0;
+        log = LogReader(path);
         std::string header =
             (args.review ? "==> review of attempt " : "==> attempt ") + std::to_string(n) + " <==";
         *env.out << Paint(header, Color::kBold, env.style) << "\n";
       }
     }
-    if (!path.empty()) CopyNew(path, &offset, *env.out);
+    if (!path.empty()) log.CopyNew(*env.out);
     if (Stopped(env)) return kExitOk;
     int64_t now_ms = env.clock->MonotonicMs();
     if (now_ms >= next_state_check) {
@@ -1106,7 +1156,7 @@ int CmdLogs(Env& env, const LogsArgs& args) {
                                         " and no attempt wrote one";
             return Fail(env, MakeError(ErrorCode::kNotFound, why + " (looked in " + dir + ")"));
           }
-          CopyNew(path, &offset, *env.out);
+          log.CopyNew(*env.out);
           return kExitOk;
         }
       }

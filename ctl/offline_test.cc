@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/capped_log.h"
 #include "common/paths.h"
 #include "ctl/cli.h"
 #include "ctl/doctor.h"
@@ -408,6 +409,53 @@ TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
   EXPECT_LT(std::chrono::steady_clock::now(), deadline)
       << "follow did not end when the task settled";
   EXPECT_EQ(out.str(), "line one\nline two\n");
+}
+
+// The worker's cap replaces a log with its tail (worker/output_capture.h):
+// a follower printed the tail again, tens of MiB, and lost what was
+// written to the old file after its last read. It reads the old file to its
+// end, then the new one after what its marker says it repeats.
+TEST_F(OfflineTest, LogsFollowPrintsALogCutByItsCapOnce) {
+  auto ids = writer_->Submit({Task("Followed")});
+  ASSERT_TRUE(ids.ok());
+  std::string id = (*ids)[0];
+  auto attempt = Lease(id);
+  std::string path = AttemptLogPath(h_.state_dir, id, 1);
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << "one\n";
+
+  std::ostringstream out, err;
+  Env env = h_.env;
+  env.out = &out;
+  env.err = &err;
+  // Each turn of the follow loop reads, then asks stop(): the log changes
+  // between reads as the worker would change it.
+  int turn = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  env.stop = [&] {
+    ++turn;
+    if (turn == 1) {
+      // Written to the old file after the follower's read, then the cut:
+      // the tail of the old file again, then what overflowed it.
+      std::ofstream(path, std::ios::app) << "two\n";
+      std::ofstream(path + ".tmp") << CappedLogMarker(16, 8, 8) << "one\ntwo\n"
+                                   << "three\n";
+      std::filesystem::rename(path + ".tmp", path);
+    } else if (turn == 2) {
+      std::ofstream(path, std::ios::app) << "four\n";
+      // A marker of an older Forge, which does not say what it repeats: read whole.
+      std::ofstream(path + ".tmp") << "[forge: earlier output dropped; old]\nfive\n";
+      std::filesystem::rename(path + ".tmp", path);
+    } else if (turn == 3) {
+      store::Close c;
+      c.outcome = proto::Outcome::kCancelled;
+      c.next_state = proto::TaskState::kCancelled;
+      EXPECT_TRUE(writer_->CloseAttempt(attempt.id, c).ok());
+    }
+    return std::chrono::steady_clock::now() > deadline;
+  };
+  EXPECT_EQ(CmdLogs(env, {id, std::nullopt, true}), kExitOk) << err.str();
+  EXPECT_EQ(out.str(), "one\ntwo\nthree\nfour\n[forge: earlier output dropped; old]\nfive\n");
 }
 
 // --review --follow goes on to the next attempt's review log, not to its

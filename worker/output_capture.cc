@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "common/capped_log.h"
 #include "common/redact.h"
 
 namespace forge::worker {
@@ -151,11 +152,7 @@ Status OutputCapture::Write(std::string_view data, size_t* reached) {
   const std::string_view new_kept = data.size() < keep ? data : data.substr(data.size() - keep);
   const size_t from_file =
       std::min<size_t>(keep - new_kept.size(), static_cast<size_t>(file_bytes_));
-  // The file grows past `keep` again after this: the line says what is
-  // done each time, not how big the file is.
-  const std::string header = "[forge: earlier output dropped; each time this log reaches " +
-                             std::to_string(max_bytes_) + " bytes it keeps only its last " +
-                             std::to_string(keep) + " bytes]\n";
+  const std::string header = CappedLogMarker(max_bytes_, keep, from_file);
   std::string tmp = path_ + ".tmp";
   size_t copied = 0;
   {

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 
+#include "common/capped_log.h"
 #include "worker/test_supervisor.h"
 
 namespace forge::worker {
@@ -58,6 +59,26 @@ TEST_F(OutputCaptureTest, TheCapsRewriteDoesNotHoldTheLogInMemory) {
 #endif
 }
 
+// The cut's first line says how many of the bytes after it were in the log
+// before (`logs --follow` skips them, common/capped_log.h): exactly the old
+// file's tail, then the output that overflowed it.
+TEST_F(OutputCaptureTest, TheCutSaysHowMuchOfTheOldLogItRepeats) {
+  auto c = OutputCapture::Open(dir_ + "/1.log", 4096);
+  ASSERT_TRUE(c.ok());
+  std::string before;
+  for (int i = 0; before.size() + 40 < 4096; ++i) before += "before " + std::to_string(i) + "\n";
+  ASSERT_TRUE((*c)->Append(before, 1).ok());
+  const std::string overflow = "overflow that does not fit: " + std::string(80, 'x') + "\n";
+  ASSERT_TRUE((*c)->Append(overflow, 2).ok());
+  std::string log = ReadAll(dir_ + "/1.log");
+  size_t nl = log.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  auto repeated = RepeatedAfterCappedLogMarker(std::string_view(log).substr(0, nl));
+  ASSERT_TRUE(repeated.has_value()) << log.substr(0, nl);
+  EXPECT_EQ(*repeated, 2048 - overflow.size());
+  EXPECT_EQ(log.substr(nl + 1), before.substr(before.size() - *repeated) + overflow);
+}
+
 TEST_F(OutputCaptureTest, AppendsAndTracksLastLineAndTime) {
   auto c = OutputCapture::Open(dir_ + "/1.log");
   ASSERT_TRUE(c.ok());
@@ -85,7 +106,7 @@ TEST_F(OutputCaptureTest, CapKeepsTheTail) {
   EXPECT_LE(log.size(), cap_bytes);
   EXPECT_GE(log.size(), cap_bytes / 2);
   EXPECT_THAT(log, HasSubstr("[forge: earlier output dropped; each time this log reaches 65536 "
-                             "bytes it keeps only its last 32768 bytes]\n"));
+                             "bytes it keeps only its last 32768 bytes; the first "));
   EXPECT_EQ(log.substr(log.size() - 11), "line 19999\n");
   EXPECT_THAT(log, ::testing::Not(HasSubstr("\nline 0\n")));
   EXPECT_EQ((*c)->file_bytes(), static_cast<int64_t>(log.size()));
