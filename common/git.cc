@@ -73,6 +73,17 @@ std::string GitFirstLine(const RunResult& r) {
   return lines.empty() ? "" : lines[0];
 }
 
+namespace {
+// text cut to at most n bytes, never inside a UTF-8 character; "..." marks
+// a cut.
+std::string CutAt(const std::string& text, size_t n) {
+  if (text.size() <= n) return text;
+  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  return text.substr(0, n) + "...";
+}
+constexpr size_t kMessageBytes = 300;
+}  // namespace
+
 std::string GitMessage(const RunResult& r) {
   if (r.timed_out) return "timed out";
   std::string last;    // the last non-empty line
@@ -91,14 +102,16 @@ std::string GitMessage(const RunResult& r) {
     } else if (line.rfind("fatal:", 0) == 0) {
       // A fatal: line after error: ones may only sum them up ("fatal: adding
       // files failed"): the errors say what failed.
-      if (errors.size() > 200) errors = errors.substr(0, 200) + "...";
-      cause = errors.empty() ? line : errors + "; " + line;
+      // The fatal line whole, the errors in what room is left of the message.
+      const size_t room =
+          std::min<size_t>(200, kMessageBytes - std::min(kMessageBytes, line.size() + 5));
+      cause = errors.empty() ? line : CutAt(errors, room) + "; " + line;
       errors.clear();
     }
     start = end + 1;
   }
   std::string line = cause.empty() ? last : cause;
-  if (line.size() > 300) line = line.substr(0, 300) + "...";
+  line = CutAt(line, kMessageBytes);
   if (line.empty()) return r.status.ToString();
   return line;
 }

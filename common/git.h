@@ -33,7 +33,7 @@ inline constexpr int64_t kMaxWorkspaceLockWaitMs = 24 * 60 * 60 * 1000;
 // worker::SnapshotForReview, DiffSnapshot and CommitSnapshot), each bounded
 // by kGitTimeoutMs. The supervisor's time limit for a review counts on it
 // (supervisor/job_limits.h); worker/workspace_test.cc checks it holds.
-inline constexpr int kReviewGitCommandsMax = 16;
+inline constexpr int kReviewGitCommandsMax = 18;  // 16 now, and headroom
 // The same for a worker's worker::PrepareWorkspace, the sync's fetch aside
 // (kGitFetchTimeoutMs).
 inline constexpr int kPrepareGitCommandsMax = 16;

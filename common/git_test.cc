@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "common/utf8.h"
+
 namespace forge {
 namespace {
 
@@ -38,6 +40,26 @@ TEST(GitMessage, KeepsTheErrorsAFatalLineSumsUp) {
   EXPECT_EQ(GitMessage(r),
             "error: 'sub/' does not have a commit checked out; error: 'two/' does not have a "
             "commit checked out; fatal: adding files failed");
+}
+
+// Cut to its 300 bytes, the message keeps its fatal line whole and cuts
+// the errors before it, never inside a UTF-8 character.
+TEST(GitMessage, ACutKeepsTheFatalLineAndWholeCharacters) {
+  RunResult r;
+  std::string errors;
+  for (int i = 0; i < 40; ++i) errors += "error: '\xc3\xa9t\xc3\xa9" + std::to_string(i) + "/' x\n";
+  const std::string fatal = "fatal: " + std::string(150, 'f');
+  r.output = errors + fatal + "\n";
+  std::string m = GitMessage(r);
+  EXPECT_LE(m.size(), 300u + 3);
+  EXPECT_TRUE(m.ends_with("; " + fatal)) << m;
+  EXPECT_NE(m.find("...; fatal:"), std::string::npos) << m;
+  EXPECT_EQ(FindInvalidUtf8(m), std::string::npos) << m;
+  // One line past the size, cut at a character.
+  r.output = "fatal: " + std::string(292, 'x') + "\xc3\xa9\xc3\xa9\n";
+  m = GitMessage(r);
+  EXPECT_EQ(FindInvalidUtf8(m), std::string::npos) << m;
+  EXPECT_TRUE(m.ends_with("...")) << m;
 }
 
 TEST(GitLines, LeaveOutWarningsAndHints) {

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -501,6 +502,34 @@ std::vector<pid_t> KillChildren(const std::function<bool(pid_t)>& spare) {
   }
   closedir(dir);
   return killed;
+}
+
+bool AnyProcessHasOpen(const std::string& path) {
+  struct stat target {};
+  if (::stat(path.c_str(), &target) != 0) return false;
+  DIR* procs = opendir("/proc");
+  if (procs == nullptr) return false;
+  bool open = false;
+  while (!open) {
+    dirent* p = readdir(procs);
+    if (p == nullptr) break;
+    if (p->d_name[0] < '1' || p->d_name[0] > '9') continue;
+    const std::string fds = std::string("/proc/") + p->d_name + "/fd";
+    DIR* dir = opendir(fds.c_str());
+    if (dir == nullptr) continue;  // gone, or not ours to look at
+    while (dirent* e = readdir(dir)) {
+      if (e->d_name[0] == '.') continue;
+      struct stat st {};
+      if (::stat((fds + "/" + e->d_name).c_str(), &st) == 0 && st.st_dev == target.st_dev &&
+          st.st_ino == target.st_ino) {
+        open = true;
+        break;
+      }
+    }
+    closedir(dir);
+  }
+  closedir(procs);
+  return open;
 }
 
 std::optional<int64_t> ProcessStartTime(pid_t pid) {

@@ -87,6 +87,12 @@ Status KillGroup(pid_t pgid, int sig);
 // is for the moments a subreaper expects orphans, not for a hot loop.
 std::vector<pid_t> KillChildren(const std::function<bool(pid_t)>& spare = {});
 
+// True when a process this one may inspect has `path` open (a descriptor in
+// /proc/<pid>/fd naming the same file): a lock file a live program holds.
+// False when the file does not exist. Reads every process's descriptors, so
+// it is for a rare check (a lock found in the way), not a hot loop.
+bool AnyProcessHasOpen(const std::string& path);
+
 // The fields of /proc/<pid>/stat after the command name (which may hold
 // spaces and parentheses: everything after the last ')'). [0] is field 3
 // (state), so field k of proc(5) is [k - 3]. nullopt if the process is gone.

@@ -501,6 +501,37 @@ TEST(ProcessInfoTest, StartTimeAndIdentity) {
   EXPECT_FALSE(ProcessStartTime(-1).has_value());
 }
 
+// A lock file a live program holds is seen held, by this process or
+// another one; closed everywhere (or missing), it is not.
+TEST(ProcessInfoTest, AFileIsOpenWhileAProcessHoldsIt) {
+  char tmpl[] = "/tmp/forge-open-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  const std::string path = tmpl;
+  EXPECT_TRUE(AnyProcessHasOpen(path));
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // keeps the file open until told to exit
+    ::close(go[1]);
+    char c;
+    (void)::read(go[0], &c, 1);
+    _exit(0);
+  }
+  ::close(go[0]);
+  ::close(fd);
+  EXPECT_TRUE(AnyProcessHasOpen(path)) << "the child's copy of the descriptor";
+  ::close(go[1]);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  EXPECT_FALSE(AnyProcessHasOpen(path));
+  std::ofstream(path + ".other") << "x";  // another file open nowhere
+  EXPECT_FALSE(AnyProcessHasOpen(path + ".other"));
+  ::unlink((path + ".other").c_str());
+  ::unlink(path.c_str());
+  EXPECT_FALSE(AnyProcessHasOpen(path)) << "no such file";
+}
+
 // The command name is field 2 of /proc/<pid>/stat and may hold spaces,
 // parentheses and digits: the fields are counted from the last ')'.
 TEST(ProcessInfoTest, ACommandNameWithParenthesesAndSpacesDoesNotShiftTheFields) {

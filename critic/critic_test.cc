@@ -2,6 +2,7 @@
 // runs the real binary on verify commands.
 #include "critic/critic.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -700,6 +701,24 @@ TEST_F(RepoTaskTest, StaleGitLocksTheAgentLeftDoNotFailTheReview) {
   EXPECT_EQ(Sh(ws + "git rev-parse " + std::string(kReviewSnapshotRef) + "~1"), base_);
   EXPECT_EQ(Sh("cd '" + review.task.repo + "' && ls .git/refs/heads/main.lock"),
             ".git/refs/heads/main.lock\n");
+}
+
+// A lock some process has open is live (the operator's git in the
+// worktree, an editor's `git status`): left alone, and the review waits for
+// another go rather than have two gits write the index.
+TEST_F(RepoTaskTest, AGitLockALiveProcessHoldsIsLeftAlone) {
+  auto review = RepoReview();
+  std::string ws = "cd '" + review.workspace + "' && ";
+  ASSERT_EQ(std::system((ws + "echo two > a.txt").c_str()), 0);
+  std::string lock = Sh(ws + "printf %s \"$(git rev-parse --absolute-git-dir)/index.lock\"");
+  int held = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(held, 0) << lock;
+  auto r = Review(review);
+  ::close(held);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "error");
+  EXPECT_THAT(r->error, HasSubstr("index.lock"));
+  EXPECT_TRUE(std::filesystem::exists(lock));
 }
 
 TEST_F(RepoTaskTest, PlainWorkspaceInsideAnotherRepoIsNeverCommittedTo) {

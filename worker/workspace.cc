@@ -106,16 +106,20 @@ std::optional<GitDirs> ParseGitDirs(const std::vector<std::string>& lines, size_
 // commit runs: its index, HEAD and kept review snapshot, and the task's
 // branch (in the common directory). Called only where no git of the task's
 // can be running (its agent's process group is gone, the caller holds the
-// workspace lock), so any such lock is stale: an agent, or a critic, killed
-// in the middle of git. No other ref's lock is touched: the operator's git
-// may hold those.
+// workspace lock), so such a lock is stale (an agent, or a critic, killed
+// in the middle of git) unless a process has it open: the operator's own
+// git in the worktree (an editor's `git status`), or a second Forge's on
+// the same repository's forge/<task>. No other ref's lock is touched.
 void RemoveStaleLocks(const GitDirs& dirs, const std::string& task_id) {
   std::error_code ec;
+  auto remove_stale = [&](const fs::path& lock) {
+    if (fs::exists(lock, ec) && !AnyProcessHasOpen(lock.string())) fs::remove(lock, ec);
+  };
   for (const std::string& name : {std::string("index.lock"), std::string("HEAD.lock"),
                                   std::string(kReviewSnapshotRef) + ".lock"}) {
-    fs::remove(dirs.own / name, ec);
+    remove_stale(dirs.own / name);
   }
-  fs::remove(dirs.common / "refs/heads" / (WorktreeBranch(task_id) + ".lock"), ec);
+  remove_stale(dirs.common / "refs/heads" / (WorktreeBranch(task_id) + ".lock"));
 }
 
 // What an agent killed in the middle of a git command leaves in its
@@ -361,33 +365,60 @@ Result<ForgeWorktree> RequireForgeWorktree(const std::string& path, const GitRun
   return *worktree;
 }
 
+// A field of git's -z output from where `lead`, its expected start, begins
+// a line: the stderr RunGit merges in can put diagnostic lines in front of
+// it ("warning: ...\n", from a config git reads at its start).
+std::string_view AtLead(std::string_view field, std::string_view lead) {
+  while (!field.starts_with(lead)) {
+    size_t nl = field.find('\n');
+    if (nl == std::string_view::npos) break;
+    field.remove_prefix(nl + 1);
+  }
+  return field;
+}
+
+// The NUL-terminated fields of git's -z output, each AtLead(lead).
+std::vector<std::string> ZFields(const std::string& raw, std::string_view lead) {
+  std::vector<std::string> fields;
+  size_t start = 0;
+  while (start < raw.size()) {
+    size_t end = raw.find('\0', start);
+    if (end == std::string::npos) end = raw.size();
+    fields.emplace_back(AtLead(std::string_view(raw.data() + start, end - start), lead));
+    start = end + 1;
+  }
+  return fields;
+}
+
 // The paths `git diff-tree -r -z --diff-filter=AT` output (":<old mode>
 // <new mode> ...", then the path) makes gitlinks: added, or where the base
-// had a file (a bumped pointer is modified, left out by the filter).
+// had a file (a bumped pointer is modified, left out by the filter). Only
+// the status fields are cut to their ':' (a path may hold a newline).
 std::vector<std::string> NewGitlinks(const std::string& raw) {
   std::vector<std::string> paths;
   size_t start = 0;
-  std::string meta;
+  bool status_next = true;
+  std::string status;
   while (start < raw.size()) {
     size_t end = raw.find('\0', start);
     if (end == std::string::npos) end = raw.size();
     std::string field = raw.substr(start, end - start);
     start = end + 1;
-    if (meta.empty()) {
-      // A warning git printed first (stderr is merged in) ends in a newline.
-      size_t nl = field.rfind('\n');
-      meta = nl == std::string::npos ? field : field.substr(nl + 1);
-      continue;
-    }
-    if (meta.rfind(":", 0) == 0 && meta.size() > 14 && meta.compare(8, 6, "160000") == 0) {
+    if (status_next) {
+      status = AtLead(field, ":");
+    } else if (status.rfind(":", 0) == 0 && status.size() > 14 &&
+               status.compare(8, 6, "160000") == 0) {
       paths.push_back(field);
     }
-    meta.clear();
+    status_next = !status_next;
   }
   return paths;
 }
 
-// The submodule paths the snapshot's .gitmodules declares (none without one).
+// The submodule paths the snapshot's .gitmodules declares (none without
+// one). One git cannot parse is an error naming git's line: read as none,
+// its declared submodules would be rejected as nested repositories, with
+// the advice to declare them.
 Result<std::vector<std::string>> DeclaredSubmodules(const std::string& path,
                                                     const std::string& tree, const GitRunner& run,
                                                     int64_t timeout_ms) {
@@ -397,13 +428,12 @@ Result<std::vector<std::string>> DeclaredSubmodules(const std::string& path,
                                              timeout_ms));
   if (r.timed_out) return GitFailed(ErrorCode::kIo, "reading the snapshot's .gitmodules", r);
   std::vector<std::string> paths;
-  if (!r.status.success()) return paths;  // no .gitmodules, or no path in it
-  size_t start = 0;
-  while (start < r.output.size()) {
-    size_t end = r.output.find('\0', start);
-    if (end == std::string::npos) end = r.output.size();
-    std::string entry = r.output.substr(start, end - start);  // key, newline, value
-    start = end + 1;
+  if (!r.status.success()) {
+    // Exit 1 all the same: no .gitmodules, no path in it, or a bad one.
+    if (r.output.find("bad config") == std::string::npos) return paths;
+    return GitFailed(ErrorCode::kInvalid, "the attempt's .gitmodules does not parse", r);
+  }
+  for (const std::string& entry : ZFields(r.output, "submodule.")) {  // key, newline, value
     size_t nl = entry.find('\n');
     if (nl == std::string::npos) continue;
     std::string value = entry.substr(nl + 1);

@@ -7,6 +7,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -292,6 +293,48 @@ TEST_F(WorkspaceTest, SubmodulesAndBumpedPointersAreNoNestedRepositories) {
       ".gitmodules more old sub ");
 }
 
+// Git's stderr is merged into what is parsed: a warning in front of it (a
+// config it cannot read, say) must not make the first declared submodule
+// undeclared, nor hide the first new gitlink.
+TEST_F(WorkspaceTest, AWarningBeforeGitsAnswerChangesNoVerdictOnNestedRepositories) {
+  Sh(root_, "git init -q -b main sub && cd sub && echo s > f && git add f && git commit -qm s");
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  GitRunner warning = [&](const SpawnOptions& o, int64_t timeout_ms) {
+    auto r = run_(o, timeout_ms);
+    const bool parsed = std::find(o.argv.begin(), o.argv.end(), "--get-regexp") != o.argv.end() ||
+                        std::find(o.argv.begin(), o.argv.end(), "diff-tree") != o.argv.end();
+    if (r.ok() && parsed)
+      r->output = "warning: unable to access 'x': Permission denied\n" + r->output;
+    return r;
+  };
+  Sh(p->path, "git -c protocol.file.allow=always submodule add -q '" + root_ + "/sub' lib");
+  auto declared = SnapshotAttempt(p->path, warning);
+  ASSERT_TRUE(declared.ok()) << declared.error().ToString();
+  EXPECT_EQ(declared->nested_repos, std::vector<std::string>{});
+  // Named to come before .gitmodules: the first of diff-tree's entries.
+  Sh(p->path, "git clone -q '" + root_ + "/sub' +nested");
+  auto nested = SnapshotAttempt(p->path, warning);
+  ASSERT_TRUE(nested.ok()) << nested.error().ToString();
+  EXPECT_EQ(nested->nested_repos, std::vector<std::string>{"+nested"});
+}
+
+// A .gitmodules git cannot parse declares nothing it could read: an error
+// naming git's line, not every gitlink rejected with the advice to declare
+// it there.
+TEST_F(WorkspaceTest, AGitmodulesThatDoesNotParseIsAnErrorNamingGitsLine) {
+  Sh(root_, "git init -q -b main sub && cd sub && echo s > f && git add f && git commit -qm s");
+  auto p = PrepareWorkspace(Spec(), run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  Sh(p->path, "git -c protocol.file.allow=always submodule add -q '" + root_ +
+                  "/sub' lib && printf '[submodule \"lib\"\\n path = lib\\n' > .gitmodules");
+  auto snapshot = SnapshotAttempt(p->path, run_);
+  ASSERT_FALSE(snapshot.ok());
+  // Git's own diff-tree reads the worktree's .gitmodules and says so first.
+  EXPECT_THAT(snapshot.error().message, HasSubstr("bad config line 2"));
+  EXPECT_THAT(snapshot.error().message, HasSubstr(".gitmodules"));
+}
+
 TEST_F(WorkspaceTest, ExplicitBaseRef) {
   std::string one = Sh(repo_, "git rev-parse HEAD");
   Sh(repo_, "git branch old && echo two > a.txt && git commit -qam two");
@@ -417,9 +460,14 @@ TEST_F(WorkspaceTest, ASquashOnAFullDiskIsTheMachinesFault) {
 // kGitTimeoutMs (supervisor/job_limits.h) before it kills its critic as
 // lost: a review, first or again, must not run more.
 TEST_F(WorkspaceTest, AReviewRunsNoMoreGitCommandsThanItsLimitCounts) {
+  Sh(root_, "git init -q -b main sub && cd sub && echo s > f && git add f && git commit -qm s");
   auto p = PrepareWorkspace(Spec(), run_);
   ASSERT_TRUE(p.ok()) << p.error().ToString();
-  Sh(p->path, "echo two > a.txt && echo b > b.txt");
+  // The longest path: a new gitlink, so .gitmodules is read too.
+  Sh(p->path,
+     "echo two > a.txt && echo b > b.txt && git -c protocol.file.allow=always "
+     "submodule add -q '" +
+         root_ + "/sub' lib");
   int commands = 0;
   GitRunner counted = [&](const SpawnOptions& o, int64_t timeout_ms) {
     ++commands;
@@ -437,8 +485,9 @@ TEST_F(WorkspaceTest, AReviewRunsNoMoreGitCommandsThanItsLimitCounts) {
     auto commit = CommitSnapshot(squash, *snapshot, counted);
     ASSERT_TRUE(commit.ok()) << review << ": " << commit.error().ToString();
     EXPECT_FALSE(commit->no_changes) << review;
-    EXPECT_GE(commands, 10) << review;  // it counted them all
+    EXPECT_GE(commands, 12) << review;  // it counted them all
     EXPECT_LE(commands, kReviewGitCommandsMax) << review;
+    EXPECT_EQ(snapshot->nested_repos, std::vector<std::string>{}) << review;
   }
 }
 
