@@ -49,12 +49,13 @@ int64_t ReviewLimitMs(const proto::Review& review, int64_t workspace_lock_wait_m
   bool bounded = AddSteps(limit, 1, workspace_lock_wait_ms);
   if (!review.task.repo.empty())
     bounded = bounded && AddSteps(limit, kReviewGitCommandsMax, kGitTimeoutMs);
-  bounded = bounded &&
-            AddSteps(limit, static_cast<int64_t>(review.verify.size()), review.verify_timeout_ms) &&
-            AddSteps(limit, static_cast<int64_t>(review.verify.size()), proto::kCheckKillGraceMs);
+  const int64_t checks = static_cast<int64_t>(review.verify.size());
+  bounded = bounded && AddSteps(limit, checks, review.verify_timeout_ms) &&
+            AddSteps(limit, checks, proto::kCheckKillGraceMs + kStepOverheadMs);
   if (review.critic) {
     bounded = bounded && AddSteps(limit, 2, review.critic->timeout_ms) &&
-              AddSteps(limit, 2, review.critic->kill_grace_ms);
+              AddSteps(limit, 4, review.critic->kill_grace_ms) &&
+              AddSteps(limit, 2, kStepOverheadMs);
   }
   return bounded ? limit : 0;
 }

@@ -18,6 +18,9 @@ namespace forge::supervisor {
 // Slack on every limit, past the sum of its steps: the child's own loop,
 // the messages' way back.
 inline constexpr int64_t kJobOverrunMarginMs = 5'000;
+// A review's per-run slack, for each check and critic agent run: the
+// critic kills and waits for the orphans a run left (proto::KillOrphans).
+inline constexpr int64_t kStepOverheadMs = 1'000;
 
 // After its agent's timeout (or a cancel), how long a worker has to report
 // the agent's end: it sends SIGTERM, SIGKILL kill_grace_ms later, then
@@ -39,7 +42,8 @@ int64_t DispatchLimitMs(const proto::Dispatch& dispatch, int64_t workspace_lock_
 // started with), kReviewGitCommandsMax git commands of kGitTimeoutMs for a
 // repo task, each check's verify_timeout_ms and kCheckKillGraceMs, two runs
 // of the critic agent (it is asked again once when it gives no verdict)
-// with its timeout and kill grace, and the margin. 0: no limit, when a step
+// with its timeout and two kill graces (as AgentOverrunMs), kStepOverheadMs
+// a check and a run, and the margin. 0: no limit, when a step
 // has none (a verify or critic agent timeout of 0).
 int64_t ReviewLimitMs(const proto::Review& review, int64_t workspace_lock_wait_ms);
 

@@ -54,7 +54,7 @@ TEST(JobLimitsTest, AReviewWithNothingToRunHasTheLockWaitAndTheMargin) {
 
 TEST(JobLimitsTest, EachCheckAddsItsTimeoutAndKillGrace) {
   EXPECT_EQ(ReviewLimitMs(Checks(3, 1'000), 0),
-            kJobOverrunMarginMs + 3 * (1'000 + proto::kCheckKillGraceMs));
+            kJobOverrunMarginMs + 3 * (1'000 + proto::kCheckKillGraceMs + kStepOverheadMs));
 }
 
 TEST(JobLimitsTest, ARepoTaskAddsEveryGitCommandAReviewRuns) {
@@ -64,12 +64,12 @@ TEST(JobLimitsTest, ARepoTaskAddsEveryGitCommandAReviewRuns) {
   EXPECT_EQ(ReviewLimitMs(r, kLock), plain + kReviewGitCommandsMax * kGitTimeoutMs);
 }
 
-TEST(JobLimitsTest, TheCriticAgentIsCountedTwiceWithItsKillGrace) {
+TEST(JobLimitsTest, TheCriticAgentIsCountedTwiceWithItsKillGraces) {
   proto::Review r;
   r.critic = proto::AgentSpec{};
   r.critic->timeout_ms = 60'000;
   r.critic->kill_grace_ms = 10'000;
-  EXPECT_EQ(ReviewLimitMs(r, 0), kJobOverrunMarginMs + 2 * (60'000 + 10'000));
+  EXPECT_EQ(ReviewLimitMs(r, 0), kJobOverrunMarginMs + 2 * (60'000 + 2 * 10'000 + kStepOverheadMs));
 }
 
 TEST(JobLimitsTest, AStepWithoutATimeoutMeansNoLimit) {

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "common/capped_log.h"
+#include "common/sanitizers.h"
 #include "worker/test_supervisor.h"
 
 namespace forge::worker {
@@ -33,7 +34,7 @@ class OutputCaptureTest : public ::testing::Test {
 // 70 MiB at each rewrite. Measured in a child process, whose peak RSS is
 // its own.
 TEST_F(OutputCaptureTest, TheCapsRewriteDoesNotHoldTheLogInMemory) {
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef FORGE_ASAN
   GTEST_SKIP() << "AddressSanitizer's quarantine keeps freed memory resident";
 #else
   const std::string path = dir_ + "/1.log";

@@ -548,7 +548,8 @@ TEST(ChildFaults, AWorkerThatNeverStartsItsAgentIsKilledAsLost) {
 // kernel) held its slot, and its attempt in `reviewing`, for ever,
 // heartbeating. Past the review's limit (the sum of the timeouts of every
 // step a review may take: here a lock wait of 1 s, one check of 1 s with
-// its 2 s kill grace, and the 5 s margin) the supervisor kills it as lost.
+// its 2 s kill grace and 1 s for its orphans, and the 5 s margin) the
+// supervisor kills it as lost.
 TEST(ChildFaults, ACriticThatNeverRepliesIsKilledAsLost) {
   ForgeOptions o;
   o.verify = {"true"};
@@ -577,11 +578,11 @@ TEST(ChildFaults, ACriticThatNeverRepliesIsKilledAsLost) {
   EXPECT_THAT(attempt.error,
               HasSubstr("critic-" + first + " gave no verdict: it had not replied to its review " +
                         "of attempt " + std::to_string(attempt.id) +
-                        " within the review's limit (9000 ms)"));
+                        " within the review's limit (10000 ms)"));
   EXPECT_FALSE(attempt.counted);
   EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 10'000));
   EXPECT_TRUE(f->HasEvent(id, "child.lost"));
-  // Its replacement reviews the next attempt.
+  // A replacement critic is started.
   EXPECT_TRUE(itest::WaitFor([&] { return FakeChildPids(*f).size() >= 2; }, 30'000))
       << f->SupervisorLog();
 }
