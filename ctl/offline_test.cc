@@ -26,6 +26,13 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::Task;
 
+// A task with its first attempt running and a log: OfflineTest::StartLog.
+struct RunningLog {
+  std::string id;
+  store::AttemptInfo attempt;
+  std::string path;
+};
+
 class OfflineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -65,6 +72,18 @@ class OfflineTest : public ::testing::Test {
     c.commit = "c0ffee";
     c.verdict = "pass";
     ASSERT_TRUE(writer_->CloseAttempt(a.id, c).ok());
+  }
+
+  RunningLog StartLog(const std::string& first) {
+    auto ids = writer_->Submit({Task("Followed")});
+    EXPECT_TRUE(ids.ok());
+    RunningLog log;
+    log.id = ids.ok() ? (*ids)[0] : "";
+    log.attempt = Lease(log.id);
+    log.path = AttemptLogPath(h_.state_dir, log.id, 1);
+    std::filesystem::create_directories(std::filesystem::path(log.path).parent_path());
+    std::ofstream(log.path) << first;
+    return log;
   }
 
   void Fail(const std::string& id, const std::string& error) {
@@ -378,14 +397,7 @@ TEST_F(OfflineTest, LogsFollowOfATaskThatNeverRanIsNotFound) {
 }
 
 TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
-  auto ids = writer_->Submit({Task("Followed")});
-  ASSERT_TRUE(ids.ok());
-  std::string id = (*ids)[0];
-  auto attempt = Lease(id);
-  std::string path = AttemptLogPath(h_.state_dir, id, 1);
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream(path) << "line one\n";
-
+  auto [id, attempt, path] = StartLog("line one\n");
   std::ostringstream out, err;
   Env env = h_.env;
   env.out = &out;
@@ -416,14 +428,7 @@ TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
 // written to the old file after its last read. It reads the old file to its
 // end, then the new one after what its marker says it repeats.
 TEST_F(OfflineTest, LogsFollowPrintsALogCutByItsCapOnce) {
-  auto ids = writer_->Submit({Task("Followed")});
-  ASSERT_TRUE(ids.ok());
-  std::string id = (*ids)[0];
-  auto attempt = Lease(id);
-  std::string path = AttemptLogPath(h_.state_dir, id, 1);
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream(path) << "one\n";
-
+  auto [id, attempt, path] = StartLog("one\n");
   std::ostringstream out, err;
   Env env = h_.env;
   env.out = &out;

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -466,6 +467,40 @@ TEST(ChildFaults, SilentAfterHelloIsKilledAndReplaced) {
   EXPECT_FALSE(f->Status().empty()) << "supervisor stopped answering";
 }
 
+// Every fake critic the supervisor spawns runs in `mode` (critics=1).
+std::unique_ptr<itest::Forge> StartWithFakeCritic(const std::string& mode, ForgeOptions o = {}) {
+  o.critics = 1;
+  auto f = std::make_unique<itest::Forge>(o);
+  std::string wrapper = f->dir() + "/fake-critic.sh";
+  WriteFile(wrapper, "#!/bin/sh\nexec " + itest::BinPath("forge_fake_child") + " --mode " + mode +
+                         " --role critic \"$@\"\n");
+  std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
+  o.extra_env["FORGE_CRITIC_BIN"] = wrapper;
+  f->Rewrite(o);
+  f->Start();
+  return f;
+}
+
+// The first attempt of task `id` once it closed `lost` as the watchdog
+// closes an overdue child's: uncounted, the child (pid `child`) killed, a
+// `child.lost` event written. Empty when it did not (the test has failed).
+std::optional<proto::AttemptInfo> LostToTheWatchdog(itest::Forge& f, const std::string& id,
+                                                    const std::string& child) {
+  bool lost = itest::WaitFor(
+      [&] {
+        auto a = f.Attempts(id);
+        return !a.empty() && a[0].outcome == "lost";
+      },
+      30'000);
+  EXPECT_TRUE(lost) << f.SupervisorLog();
+  if (!lost) return std::nullopt;
+  auto attempt = f.Attempts(id)[0];
+  EXPECT_FALSE(attempt.counted);
+  EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(child)); }, 10'000));
+  EXPECT_TRUE(f.HasEvent(id, "child.lost"));
+  return attempt;
+}
+
 // A worker that never ends its agent (one SIGKILL cannot end, stuck in the
 // kernel) held its slot and the task's workspace for ever, heartbeating.
 // Past the agent's timeout, or a cancel, plus two kill graces and 5 s, the
@@ -478,19 +513,11 @@ TEST(ChildFaults, AWorkerThatNeverEndsItsTimedOutAgentIsKilledAsLost) {
   ASSERT_TRUE(itest::WaitFor([&] { return FakeChildSaid(*f, "started attempt 1"); }, 30'000))
       << f->SupervisorLog();
   const std::string first = *FakeChildPids(*f).begin();
-  ASSERT_TRUE(itest::WaitFor(
-      [&] {
-        auto a = f->Attempts(id);
-        return !a.empty() && a[0].outcome == "lost";
-      },
-      30'000))
-      << f->SupervisorLog();
-  EXPECT_THAT(f->Attempts(id)[0].error,
+  auto attempt = LostToTheWatchdog(*f, id, first);
+  ASSERT_TRUE(attempt);
+  EXPECT_THAT(attempt->error,
               HasSubstr("did not end the attempt: it had not reported the end of its agent (pid " +
                         first + ") 5600 ms after its timeout"));
-  EXPECT_FALSE(f->Attempts(id)[0].counted);
-  EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 10'000));
-  EXPECT_TRUE(f->HasEvent(id, "child.lost"));
 }
 
 TEST(ChildFaults, AWorkerThatNeverEndsItsCancelledAgentIsKilled) {
@@ -527,21 +554,12 @@ TEST(ChildFaults, AWorkerThatNeverStartsItsAgentIsKilledAsLost) {
   ASSERT_TRUE(itest::WaitFor([&] { return FakeChildSaid(*f, "holding attempt"); }, 30'000))
       << f->SupervisorLog();
   const std::string first = *FakeChildPids(*f).begin();
-  ASSERT_TRUE(itest::WaitFor(
-      [&] {
-        auto a = f->Attempts(id);
-        return !a.empty() && a[0].outcome == "lost";
-      },
-      30'000))
-      << f->SupervisorLog();
-  const auto attempt = f->Attempts(id)[0];
-  EXPECT_THAT(attempt.error,
+  auto attempt = LostToTheWatchdog(*f, id, first);
+  ASSERT_TRUE(attempt);
+  EXPECT_THAT(attempt->error,
               HasSubstr("worker-" + first + " did not end the attempt: it had neither started " +
-                        "the agent of attempt " + std::to_string(attempt.id) +
+                        "the agent of attempt " + std::to_string(attempt->id) +
                         " nor ended the attempt within the dispatch's limit (7600 ms)"));
-  EXPECT_FALSE(attempt.counted);
-  EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 10'000));
-  EXPECT_TRUE(f->HasEvent(id, "child.lost"));
 }
 
 // A critic whose check never ends (one SIGKILL cannot end, stuck in the
@@ -555,33 +573,17 @@ TEST(ChildFaults, ACriticThatNeverRepliesIsKilledAsLost) {
   o.verify = {"true"};
   o.verify_timeout = "1s";
   o.workspace_lock_wait = "1s";
-  auto f = std::make_unique<itest::Forge>(o);
-  std::string wrapper = f->dir() + "/fake-critic.sh";
-  WriteFile(wrapper, "#!/bin/sh\nexec " + itest::BinPath("forge_fake_child") +
-                         " --mode stuck --role critic \"$@\"\n");
-  std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
-  o.extra_env["FORGE_CRITIC_BIN"] = wrapper;
-  f->Rewrite(o);
-  f->Start();
+  auto f = StartWithFakeCritic("stuck", o);
   std::string id = f->Submit("succeed");
   ASSERT_TRUE(itest::WaitFor([&] { return FakeChildSaid(*f, "reviewing attempt"); }, 30'000))
       << f->SupervisorLog();
   const std::string first = *FakeChildPids(*f).begin();
-  ASSERT_TRUE(itest::WaitFor(
-      [&] {
-        auto a = f->Attempts(id);
-        return !a.empty() && a[0].outcome == "lost";
-      },
-      30'000))
-      << f->SupervisorLog();
-  const auto attempt = f->Attempts(id)[0];
-  EXPECT_THAT(attempt.error,
+  auto attempt = LostToTheWatchdog(*f, id, first);
+  ASSERT_TRUE(attempt);
+  EXPECT_THAT(attempt->error,
               HasSubstr("critic-" + first + " gave no verdict: it had not replied to its review " +
-                        "of attempt " + std::to_string(attempt.id) +
+                        "of attempt " + std::to_string(attempt->id) +
                         " within the review's limit (10000 ms)"));
-  EXPECT_FALSE(attempt.counted);
-  EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 10'000));
-  EXPECT_TRUE(f->HasEvent(id, "child.lost"));
   // A replacement critic is started.
   EXPECT_TRUE(itest::WaitFor([&] { return FakeChildPids(*f).size() >= 2; }, 30'000))
       << f->SupervisorLog();
