@@ -997,10 +997,11 @@ std::vector<int> LoggedAttempts(const std::string& dir, std::string_view suffix)
 // (worker/output_capture.h; the path then names another file) the old one
 // is read to its end first, and the new one from after what its first line
 // (common/capped_log.h) says it repeats: nothing printed twice or skipped.
+// (Two cuts between two calls, 32 MiB of output in one wait, skip what the
+// middle file had beyond the old one; the log itself has lost more.)
 class LogReader {
  public:
   explicit LogReader(std::string path) : path_(std::move(path)) {}
-  const std::string& path() const { return path_; }
 
   void CopyNew(std::ostream& out) {
     struct stat st {};
