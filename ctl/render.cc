@@ -266,6 +266,8 @@ std::string PauseLine(const proto::PauseReason& p, int64_t now_ms) {
   if (!p.reason.empty() && p.reason != "paused by " + p.kind) out += ": " + OneLine(p.reason);
   if (p.until_ms > 0) {
     out += " (until " + FormatRfc3339(p.until_ms) + ", " + RelativeTime(now_ms, p.until_ms) + ")";
+  } else if (p.kind == "shutdown") {
+    out += " (until it exits)";  // `resume` does not lift it
   } else {
     out += " (until resumed)";
   }

@@ -215,6 +215,11 @@ TEST(RenderStatus, LiveWithChildrenPausesAndFailure) {
   EXPECT_THAT(RenderStatus(s, Reach::kLive, kNow, Style{}),
               HasSubstr("dispatch     paused by operator: deploying the new repo (until "
                         "resumed)\nchildren\n"));
+  // A stopping supervisor's pause is no `resume`'s to lift.
+  s.pause_reasons = {{"shutdown", "supervisor is stopping", 0}};
+  EXPECT_THAT(
+      RenderStatus(s, Reach::kLive, kNow, Style{}),
+      HasSubstr("dispatch     paused by shutdown: supervisor is stopping (until it exits)\n"));
 }
 
 TEST(RenderStatus, ChildStatesAreColouredByWhatTheyMean) {
