@@ -397,7 +397,10 @@ TEST_F(OfflineTest, LogsFollowOfATaskThatNeverRanIsNotFound) {
 }
 
 TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
-  auto [id, attempt, path] = StartLog("line one\n");
+  const RunningLog log = StartLog("line one\n");
+  const std::string& id = log.id;
+  const std::string& path = log.path;
+  const store::AttemptInfo& attempt = log.attempt;
   std::ostringstream out, err;
   Env env = h_.env;
   env.out = &out;
@@ -428,7 +431,10 @@ TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
 // written to the old file after its last read. It reads the old file to its
 // end, then the new one after what its marker says it repeats.
 TEST_F(OfflineTest, LogsFollowPrintsALogCutByItsCapOnce) {
-  auto [id, attempt, path] = StartLog("one\n");
+  const RunningLog log = StartLog("one\n");
+  const std::string& id = log.id;
+  const std::string& path = log.path;
+  const store::AttemptInfo& attempt = log.attempt;
   std::ostringstream out, err;
   Env env = h_.env;
   env.out = &out;
