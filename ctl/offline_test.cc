@@ -398,9 +398,7 @@ TEST_F(OfflineTest, LogsFollowOfATaskThatNeverRanIsNotFound) {
 
 TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
   const RunningLog log = StartLog("line one\n");
-  const std::string& id = log.id;
   const std::string& path = log.path;
-  const store::AttemptInfo& attempt = log.attempt;
   std::ostringstream out, err;
   Env env = h_.env;
   env.out = &out;
@@ -412,13 +410,13 @@ TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
     return std::chrono::steady_clock::now() > deadline;
   };
   int rc = -1;
-  std::thread follower([&] { rc = CmdLogs(env, {id, std::nullopt, true}); });
+  std::thread follower([&] { rc = CmdLogs(env, {log.id, std::nullopt, true}); });
   while (!started && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
   std::ofstream(path, std::ios::app) << "line two\n";
   store::Close c;
   c.outcome = proto::Outcome::kCancelled;
   c.next_state = proto::TaskState::kCancelled;
-  ASSERT_TRUE(writer_->CloseAttempt(attempt.id, c).ok());
+  ASSERT_TRUE(writer_->CloseAttempt(log.attempt.id, c).ok());
   follower.join();
   EXPECT_EQ(rc, kExitOk);
   EXPECT_LT(std::chrono::steady_clock::now(), deadline)
@@ -432,9 +430,7 @@ TEST_F(OfflineTest, LogsFollowStreamsUntilTheTaskSettles) {
 // end, then the new one after what its marker says it repeats.
 TEST_F(OfflineTest, LogsFollowPrintsALogCutByItsCapOnce) {
   const RunningLog log = StartLog("one\n");
-  const std::string& id = log.id;
   const std::string& path = log.path;
-  const store::AttemptInfo& attempt = log.attempt;
   std::ostringstream out, err;
   Env env = h_.env;
   env.out = &out;
@@ -461,11 +457,11 @@ TEST_F(OfflineTest, LogsFollowPrintsALogCutByItsCapOnce) {
       store::Close c;
       c.outcome = proto::Outcome::kCancelled;
       c.next_state = proto::TaskState::kCancelled;
-      EXPECT_TRUE(writer_->CloseAttempt(attempt.id, c).ok());
+      EXPECT_TRUE(writer_->CloseAttempt(log.attempt.id, c).ok());
     }
     return std::chrono::steady_clock::now() > deadline;
   };
-  EXPECT_EQ(CmdLogs(env, {id, std::nullopt, true}), kExitOk) << err.str();
+  EXPECT_EQ(CmdLogs(env, {log.id, std::nullopt, true}), kExitOk) << err.str();
   EXPECT_EQ(out.str(), "one\ntwo\nthree\nfour\n[forge: earlier output dropped; old]\nfive\n");
 }
 

@@ -113,7 +113,7 @@ std::optional<GitDirs> ParseGitDirs(const std::vector<std::string>& lines, size_
 void RemoveStaleLocks(const GitDirs& dirs, const std::string& task_id) {
   std::error_code ec;
   auto remove_stale = [&](const fs::path& lock) {
-    if (fs::exists(lock, ec) && !AnyProcessHasOpen(lock.string())) fs::remove(lock, ec);
+    if (!AnyProcessHasOpen(lock.string())) fs::remove(lock, ec);  // none there: a no-op
   };
   for (const std::string& name : {std::string("index.lock"), std::string("HEAD.lock"),
                                   std::string(kReviewSnapshotRef) + ".lock"}) {
@@ -395,22 +395,13 @@ std::vector<std::string> ZFields(const std::string& raw, std::string_view lead) 
 // had a file (a bumped pointer is modified, left out by the filter). Only
 // the status fields are cut to their ':' (a path may hold a newline).
 std::vector<std::string> NewGitlinks(const std::string& raw) {
+  std::vector<std::string> fields = ZFields(raw, "");  // status, path, status, path, ...
   std::vector<std::string> paths;
-  size_t start = 0;
-  bool status_next = true;
-  std::string status;
-  while (start < raw.size()) {
-    size_t end = raw.find('\0', start);
-    if (end == std::string::npos) end = raw.size();
-    std::string field = raw.substr(start, end - start);
-    start = end + 1;
-    if (status_next) {
-      status = AtLead(field, ":");
-    } else if (status.rfind(":", 0) == 0 && status.size() > 14 &&
-               status.compare(8, 6, "160000") == 0) {
-      paths.push_back(field);
+  for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+    std::string_view status = AtLead(fields[i], ":");
+    if (status.starts_with(":") && status.size() > 14 && status.substr(8, 6) == "160000") {
+      paths.push_back(std::move(fields[i + 1]));
     }
-    status_next = !status_next;
   }
   return paths;
 }
