@@ -169,8 +169,9 @@ store::Close Decide(const TaskRetryState& task, const AttemptEnd& end, const Pol
     c.counted = false;
     c.infra = infra;
     // Whatever ended it, a task that has spent its budget runs no more: a
-    // worker that dies after its agent spent is a crash, not a free retry.
-    if (infra && config.task_usd > 0 && task.cost_usd >= config.task_usd) {
+    // worker that dies after its agent spent is a crash, and an agent a stop
+    // interrupted after it spent is a shutdown, not a free retry.
+    if (config.task_usd > 0 && task.cost_usd >= config.task_usd) {
       return Blocked(std::move(c), "task budget exceeded");
     }
     if (infra && task.infra_retries >= config.retry.max_infra_retries) {

@@ -191,19 +191,20 @@ TEST(RetryPolicy, TaskBudgetBlocks) {
   EXPECT_EQ(c.reason, "task budget exceeded");
 }
 
-// A crash after the agent spent is no free retry past the task's budget.
-TEST(RetryPolicy, TaskBudgetBlocksAnInfrastructureRetryToo) {
+// A crash after the agent spent is no free retry past the task's budget,
+// nor is an agent a stop interrupted after it spent (operations.md: an
+// overrun blocks the task "whatever ended its last attempt").
+TEST(RetryPolicy, TaskBudgetBlocksAnUncountedRetryToo) {
   PolicyConfig cfg = Cfg();
   cfg.task_usd = 1.0;
-  for (Outcome o : {Outcome::kLost, Outcome::kCrashed, Outcome::kRecovered}) {
+  for (Outcome o : {Outcome::kLost, Outcome::kCrashed, Outcome::kRecovered, Outcome::kCancelled}) {
     auto over = Decide(State(0, 3, 0, "", 1.5), Failure("", o), cfg, kNow, Fixed(0.5));
     EXPECT_EQ(over.next_state, TaskState::kBlocked) << proto::OutcomeName(o);
     EXPECT_EQ(over.reason, "task budget exceeded");
     EXPECT_FALSE(over.counted);
+    auto under = Decide(State(0, 3, 0, "", 0.5), Failure("", o), cfg, kNow, Fixed(0.5));
+    EXPECT_NE(under.next_state, TaskState::kBlocked) << proto::OutcomeName(o);
   }
-  auto cancelled = Decide(State(0, 3, 0, "", 1.5), Failure("shutdown", Outcome::kCancelled), cfg,
-                          kNow, Fixed(0.5));
-  EXPECT_EQ(cancelled.next_state, TaskState::kReady) << "a shutdown's cancel is not the task's";
 }
 
 // A rate-limited requeue uses no attempt, so only the budget ends a task

@@ -336,37 +336,63 @@ bool Supervisor::ReviewAfterRestart(const proto::AttemptInfo& a) {
   if (!std::filesystem::is_directory(WorkspaceFor(*task), ec)) return false;  // nothing to review
   store::EventFilter earlier;
   earlier.task_id = a.task_id;
-  earlier.kind = "attempt.review_again";
+  earlier.kind = "attempt.";  // review_again and review_postponed
   earlier.limit = 0;
   ReviewsWithoutVerdict count;
-  int restarts = 1;  // this one
+  int crashes = 0;
+  bool stopped = false;  // the last run stopped with the review postponed, no crash
   if (auto events = store_->Events(earlier); events.ok()) {
     for (const auto& e : *events) {
       if (e.payload.value("attempt_id", int64_t{0}) != a.id) continue;
+      const bool postponed = e.kind == "attempt.review_postponed";
+      if (!postponed && e.kind != "attempt.review_again") continue;
+      stopped = postponed;
       count.all = std::max(count.all, e.payload.value("review", 0));
+      if (postponed) continue;
       if (e.payload.value("restarted", false)) {
-        ++restarts;
+        if (!e.payload.value("after_stop", false)) ++crashes;
       } else if (!e.payload.value("rate_limited", false)) {
         ++count.counted;
       }
     }
   }
+  if (!stopped) {
+    ++crashes;    // this one
+    ++count.all;  // the review the crash interrupted, whose spend is lost with it
+  }
   // A review that takes the supervisor down with it (each restart paying for
-  // another critic run) is bounded too: past kReviewsPerAttempt restarts the
-  // attempt is closed `recovered`, as before.
-  if (restarts > kReviewsPerAttempt) return false;
-  ++count.all;  // the review the restart interrupted, whose spend is lost with it
+  // another critic run) is bounded too: past kReviewsPerAttempt crashes the
+  // attempt is closed `recovered`, as before. A stop is not one.
+  if (crashes > kReviewsPerAttempt) return false;
   reviews_without_verdict_[a.id] = count;
-  EmitEvent("attempt.review_again",
-            json{{"attempt_id", a.id},
-                 {"review", count.all},
-                 {"error", "supervisor restarted before the review's verdict"},
-                 {"restarted", true}},
-            a.task_id, a.n);
+  json payload{{"attempt_id", a.id},
+               {"review", count.all},
+               {"error", stopped ? "the supervisor stopped before the review's verdict"
+                                 : "supervisor restarted before the review's verdict"},
+               {"restarted", true}};
+  if (stopped) payload["after_stop"] = true;
+  EmitEvent("attempt.review_again", std::move(payload), a.task_id, a.n);
   review_queue_.push_back({a.id, a.n, std::nullopt});
   spdlog::warn("recovery: attempt {} ({} #{}) passed its agent; it is reviewed again", a.id,
                a.task_id, a.n);
   return true;
+}
+
+// An attempt whose agent passed, left open at a stop for the next start to
+// review (ReviewAfterRestart), as a crash leaves it: closing it `cancelled`
+// threw the passed work away (the next attempt resets the workspace) and
+// ran the paid agent again. FinishShutdown leaves it open.
+void Supervisor::PostponeReview(int64_t attempt_id, const std::string& why, int review) {
+  auto attempt = store_->GetAttempt(attempt_id);
+  if (attempt.ok() && attempt->ended_at_ms != 0) return;  // closed meanwhile (a cancel)
+  postponed_reviews_.insert(attempt_id);
+  const std::string task_id = attempt.ok() ? attempt->task_id : "";
+  const int n = attempt.ok() ? attempt->n : 0;
+  json payload{{"attempt_id", attempt_id}, {"reason", why}};
+  if (review > 0) payload["review"] = review;
+  EmitEvent("attempt.review_postponed", std::move(payload), task_id, n);
+  spdlog::info("attempt {} ({} #{}): {}; it stays open for the next start to review", attempt_id,
+               task_id, n, why);
 }
 
 forge::Status Supervisor::BindSockets() {
@@ -1212,7 +1238,7 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
     FlushGuardEvents();
   }
   spdlog::info("{}: attempt {} agent {} {}", child.routing_id, attempt_id, m.outcome, m.error);
-  if (report.outcome == Outcome::kPassed && !stopping_) {
+  if (report.outcome == Outcome::kPassed) {
     std::optional<proto::TaskInfo> task;
     if (recorded.ok() && recorded->task) {
       task = std::move(recorded->task);
@@ -1223,13 +1249,16 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
       CloseExpandAttempt(*task, attempt_id, m.spec);
       return;
     }
+    if (stopping_) {
+      PostponeReview(attempt_id, "the supervisor stopped before its review");
+      return;
+    }
     review_queue_.push_back({attempt_id, n, std::move(task)});
     return;
   }
   AttemptEnd end;
-  end.outcome = report.outcome == Outcome::kPassed ? Outcome::kCancelled : report.outcome;
-  end.error = stopping_ && report.outcome == Outcome::kPassed ? "supervisor shutdown before review"
-                                                              : m.error;
+  end.outcome = report.outcome;
+  end.error = m.error;
   end.output_tail = m.output_tail;
   end.retryable = m.retryable;
   end.rate_limited = m.rate_limited;
@@ -1295,10 +1324,21 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
   } else if (m.verdict == "reject") {
     end.outcome = Outcome::kRejected;
   } else if (stopping_) {
-    // No verdict, and no review again during a shutdown: the attempt is
-    // not held against the task, as a review still queued is not.
-    end.outcome = Outcome::kCancelled;
-    if (m.error != "cancelled") end.error = "supervisor shutdown before a verdict: " + m.error;
+    // No verdict, and no critic to ask again before the exit: the next
+    // start reviews the same work again. What this review spent counts now.
+    const int review = ++reviews_without_verdict_[m.attempt_id].all;
+    if (forge::Status s = AddCriticSpend(m.attempt_id, review, end); !s.ok()) {
+      WriteFailed(
+          "recording the critic's spend for attempt " + std::to_string(m.attempt_id), s.error(),
+          [this, id = m.attempt_id, review, end] { return AddCriticSpend(id, review, end); });
+    }
+    PostponeReview(m.attempt_id,
+                   m.error == "cancelled" ? "the supervisor stopped during its review"
+                                          : "the supervisor stopped after a review without a "
+                                            "verdict: " +
+                                                m.error,
+                   review);
+    return;
   } else if (m.retryable && !m.infra && ReviewAgain(m.attempt_id, task_id, end, m.rate_limited)) {
     return;
   } else {
@@ -1473,7 +1513,16 @@ void Supervisor::SettleChild(pid_t pid) {
     AttemptEnd end;
     end.outcome = stopping_ ? Outcome::kCancelled : Outcome::kCrashed;
     end.error = std::string(RoleName(role)) + " " + std::to_string(pid) + " died (" + how + ")";
-    CloseAttempt(attempt, end);
+    // A critic's death says nothing of the work it was reviewing, which is
+    // still in the workspace: it is reviewed again (bounded as a review
+    // without a verdict is), not thrown away with its agent run again.
+    if (role != Role::kCritic) {
+      CloseAttempt(attempt, end);
+    } else if (stopping_) {
+      PostponeReview(attempt, "the supervisor stopped during its review: " + end.error);
+    } else if (!ReviewAgain(attempt, task, end, false)) {
+      CloseAttempt(attempt, end);
+    }
   }
   // Nor is a retired child respawned, or counted as a restart (a crash loop).
   if (stopping_ || retired) return;
@@ -1856,12 +1905,9 @@ void Supervisor::BeginShutdown(const std::string& why) {
     }
     (void)pool_.Apply(c->pid, ChildEvent::kShutdown, now);
   }
-  // Attempts waiting for a critic will not get one now.
+  // Attempts waiting for a critic will not get one before the exit.
   for (const PendingReview& pending : review_queue_) {
-    AttemptEnd end;
-    end.outcome = Outcome::kCancelled;
-    end.error = "supervisor shutdown before review";
-    CloseAttempt(pending.attempt_id, end);
+    PostponeReview(pending.attempt_id, "the supervisor stopped before its review");
   }
   review_queue_.clear();
 }
@@ -1900,6 +1946,7 @@ void Supervisor::FinishShutdown() {
   if (auto open = store_->OpenAttempts(); open.ok()) {
     for (const auto& a : *open) {
       KillAgentGroup(a.agent_pgid);
+      if (postponed_reviews_.contains(a.id)) continue;  // the next start reviews it
       AttemptEnd end;
       end.outcome = Outcome::kCancelled;
       end.error = "supervisor shutdown";

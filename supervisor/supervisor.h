@@ -198,6 +198,10 @@ class Supervisor final : public ControlBackend {
   void KeepOperatorPause();
   // Recovery of an attempt whose agent passed: queued for review again.
   bool ReviewAfterRestart(const proto::AttemptInfo& a);
+  // During a stop: an attempt whose agent passed is left open, its task
+  // `reviewing`, for the next start (`attempt.review_postponed`; `review`,
+  // when one ran, numbers its spend).
+  void PostponeReview(int64_t attempt_id, const std::string& why, int review = 0);
 
   // ---- store faults (the `store` pause) ----
   // A store write on the loop's path failed. True when the error pauses
@@ -309,6 +313,7 @@ class Supervisor final : public ControlBackend {
     int all = 0;      // the rate-limited too: each review's spend key
   };
   std::map<int64_t, ReviewsWithoutVerdict> reviews_without_verdict_;
+  std::set<int64_t> postponed_reviews_;  // left open by this stop (PostponeReview)
   struct KeptWrite {
     std::string what;
     std::function<forge::Status()> write;

@@ -545,9 +545,12 @@ TEST(Protocol, AReviewThatCannotBeDoneBlocksTheTask) {
   EXPECT_THAT(forge.Task(id).last_error, HasSubstr("pid 4242"));
 }
 
-// A review without a verdict during a shutdown is not reviewed again, and
-// the attempt is not held against the task: it closes cancelled, uncounted.
-TEST(Protocol, AReviewWithoutAVerdictDuringAShutdownIsCancelled) {
+// A review without a verdict during a shutdown is not held against the
+// task, nor thrown away: the passed work is still in the workspace, so the
+// attempt stays open, its task `reviewing`, for the next start to review
+// (Watchdog.AStopDuringAReviewKeepsThePassedWorkForTheNextStart). What the
+// review spent counts at once.
+TEST(Protocol, AReviewWithoutAVerdictDuringAShutdownIsPostponed) {
   ForgeOptions o = ScriptedOptions("critic");
   o.shutdown_grace = "10s";
   Forge forge(o);
@@ -567,14 +570,21 @@ TEST(Protocol, AReviewWithoutAVerdictDuringAShutdownIsCancelled) {
   none.attempt_id = review->attempt_id;
   none.verdict = "error";
   none.error = "cannot run check 'make test': no such file";
+  none.cost_usd = 0.25;
   critic->Send(none);
-  ASSERT_TRUE(WaitFor([&] { return forge.Attempts(id).at(0).ended_at_ms != 0; }, 10'000));
+  ASSERT_TRUE(
+      WaitFor([&] { return !forge.Events(id, "attempt.review_postponed").empty(); }, 10'000))
+      << forge.SupervisorLog();
+  auto postponed = forge.Events(id, "attempt.review_postponed").at(0);
+  EXPECT_EQ(postponed.payload["attempt_id"], review->attempt_id);
+  EXPECT_EQ(postponed.payload["review"], 1);
+  EXPECT_THAT(postponed.payload["reason"].get<std::string>(),
+              HasSubstr("without a verdict: cannot run check 'make test'"));
   auto attempt = forge.Attempts(id).at(0);
-  EXPECT_EQ(attempt.outcome, "cancelled");
-  EXPECT_FALSE(attempt.counted);
-  EXPECT_NE(attempt.error.find("supervisor shutdown before a verdict"), std::string::npos)
-      << attempt.error;
-  EXPECT_EQ(forge.Task(id).attempts, 0);
+  EXPECT_EQ(attempt.ended_at_ms, 0) << attempt.outcome << ": " << attempt.error;
+  EXPECT_DOUBLE_EQ(attempt.cost_usd, 0.25);
+  EXPECT_EQ(forge.Task(id).state, TaskState::kReviewing);
+  EXPECT_EQ(forge.Task(id).attempts, 1);
   EXPECT_TRUE(forge.Events(id, "attempt.review_again").empty());
 }
 

@@ -155,7 +155,9 @@ TEST(Watchdog, KilledCriticLeavesNoneOfItsCheckRunning) {
     EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pids[i]); }, 5000))
         << "check process " << pids[i];
   }
-  EXPECT_TRUE(WaitFor([&] { return forge.Attempts(id).at(0).outcome == "crashed"; }, 5000));
+  // The work the critic was reviewing is reviewed again, not thrown away.
+  EXPECT_TRUE(WaitFor([&] { return forge.HasEvent(id, "attempt.review_again"); }, 5000));
+  EXPECT_EQ(forge.Attempts(id).size(), 1u);
   // Written just after the kill the loop above saw land.
   EXPECT_TRUE(WaitFor(
       [&] {
@@ -361,6 +363,103 @@ TEST(Watchdog, SomeAttemptsInReviewAtACrashAreRecoveredAsBefore) {
         << which;
     EXPECT_EQ(forge.Attempts("t1")[0].outcome, "recovered") << which;
   }
+}
+
+// A stop while an agent finishes its run: the run passes within the
+// shutdown grace, and its work is kept, open and `reviewing`, for the next
+// start to review. Before, the stop closed it `cancelled`, and the next
+// start reset the workspace and paid for the agent again.
+TEST(Watchdog, AStopDuringAReviewKeepsThePassedWorkForTheNextStart) {
+  ForgeOptions o;
+  o.workers = 1;
+  o.shutdown_grace = "20s";
+  Forge forge(o);
+  forge.Start();
+  const std::string started = forge.fake_state() + "/started";
+  const std::string go = forge.fake_state() + "/go";
+  std::string id = forge.Submit(
+      "script", {{"FAKE_SCRIPT", "touch '" + started + "'; while [ ! -e '" + go +
+                                     "' ]; do sleep 0.01; done; echo done > result.txt"}});
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(started); }, 20'000))
+      << forge.SupervisorLog();
+  ASSERT_EQ(::kill(forge.pid(), SIGTERM), 0);
+  ASSERT_TRUE(WaitFor([&] { return forge.HasEvent("", "supervisor.stopping"); }, 10'000));
+  std::ofstream(go).put('\n');  // the agent passes during the shutdown grace
+  ASSERT_TRUE(forge.Signal(SIGTERM).success()) << forge.SupervisorLog();
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].ended_at_ms, 0) << attempts[0].outcome << ": " << attempts[0].error;
+  EXPECT_EQ(forge.Task(id).state, TaskState::kReviewing);
+  auto postponed = forge.Events(id, "attempt.review_postponed");
+  ASSERT_EQ(postponed.size(), 1u);
+  EXPECT_EQ(postponed[0].payload["reason"], "the supervisor stopped before its review");
+
+  forge.Start();
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "passed");
+  EXPECT_EQ(forge.Runs().size(), 1u) << "the agent ran again";
+  auto again = forge.Events(id, "attempt.review_again");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].payload["after_stop"], true) << again[0].payload.dump();
+}
+
+// The bound on restarts that interrupt a review is for a review that takes
+// the supervisor down with it: stops do not count toward it. An attempt
+// whose reviews four stops postponed is reviewed after the fifth too.
+TEST(Watchdog, StopsAreNotCountedAsCrashesInAReview) {
+  Forge forge;
+  forge.Start();
+  {
+    store::AgentReport passed;
+    passed.outcome = Outcome::kPassed;
+    passed.exit_code = 0;
+    auto writer = AttemptReportedWhileStopped(forge, passed);
+    ASSERT_NE(writer, nullptr);
+    for (int stop = 1; stop <= 4; ++stop) {
+      ASSERT_TRUE(writer
+                      ->Emit("attempt.review_again",
+                             json{{"attempt_id", 1},
+                                  {"review", stop},
+                                  {"restarted", true},
+                                  {"after_stop", true}},
+                             "t1", 1)
+                      .ok());
+      ASSERT_TRUE(writer
+                      ->Emit("attempt.review_postponed",
+                             json{{"attempt_id", 1}, {"reason", "stopped"}}, "t1", 1)
+                      .ok());
+    }
+  }
+  std::filesystem::create_directories(forge.state_dir() + "/workspaces/t1");
+  forge.Start();
+  ASSERT_TRUE(forge.WaitState("t1", TaskState::kDone)) << forge.SupervisorLog();
+  EXPECT_EQ(forge.Attempts("t1").at(0).outcome, "passed");
+  EXPECT_EQ(forge.Runs().size(), 0u) << "the agent ran again";
+}
+
+// A critic that dies in the middle of a review: the work it was reviewing
+// is reviewed again by its replacement, and the agent does not run again
+// (before: `crashed`, the workspace reset and the paid agent run again).
+TEST(Watchdog, ACriticThatDiesInAReviewHasTheWorkReviewedAgain) {
+  Forge forge;
+  forge.Start();
+  const std::string killed = forge.fake_state() + "/critic_killed";
+  // The first run of the check kills the critic that runs it (its parent).
+  const std::string check =
+      "if [ ! -e '" + killed + "' ]; then touch '" + killed + "'; kill -9 $PPID; sleep 5; fi; true";
+  std::string id = forge.Submit("succeed", {}, json{{"verify", json::array({check})}});
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  EXPECT_TRUE(std::filesystem::exists(killed));
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "passed");
+  EXPECT_EQ(forge.Runs().size(), 1u) << "the agent ran again";
+  auto again = forge.Events(id, "attempt.review_again");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_NE(again[0].payload["error"].get<std::string>().find("died"), std::string::npos)
+      << again[0].payload.dump();
 }
 
 TEST(Watchdog, WorkerCrashingOnEveryDispatchBlocksTheTaskAndThrottlesRespawns) {
