@@ -22,7 +22,7 @@ Heartbeat FullHeartbeat() {
   return Heartbeat{int64_t{77}};
 }
 Started FullStarted() {
-  return Started{77, 5000, 5000, 123456789};
+  return Started{77, 5000, 5000, 123456789, "0123456789abcdef0123456789abcdef01234567"};
 }
 
 Result FullResult() {
@@ -50,6 +50,7 @@ Result FullResult() {
   r.model = "sonnet";
   r.agent_pid = 4242;
   r.pgid = 4242;
+  r.base_commit = "0123456789abcdef0123456789abcdef01234567";
   return r;
 }
 
@@ -161,6 +162,27 @@ TEST(CodecRoundTrip, AReviewResultWithoutSpendLeavesItsCostOff) {
   EXPECT_FALSE(j.contains("rate_limited"));
   EXPECT_FALSE(j.contains("rate_limit_reset_ms"));
   EXPECT_FALSE(j.contains("retryable"));
+}
+
+// The base commit a worker reports once (the task's first attempt) is off
+// the wire otherwise, and a message without it (an older worker's) reads
+// as none: the supervisor records nothing.
+TEST(CodecRoundTrip, ABaseCommitIsOffTheWireWhenEmpty) {
+  Started started = FullStarted();
+  EXPECT_EQ(json::parse(Encode(started))["base_commit"], started.base_commit);
+  started.base_commit.clear();
+  EXPECT_FALSE(json::parse(Encode(started)).contains("base_commit"));
+  ExpectChildRoundTrip(started);
+  Result result = FullResult();
+  EXPECT_EQ(json::parse(Encode(result))["base_commit"], result.base_commit);
+  result.base_commit.clear();
+  EXPECT_FALSE(json::parse(Encode(result)).contains("base_commit"));
+  ExpectChildRoundTrip(result);
+  Dispatch d = FullDispatch();
+  EXPECT_EQ(json::parse(Encode(d))["task"]["base_commit"], d.task.base_commit);
+  d.task.base_commit.clear();
+  EXPECT_FALSE(json::parse(Encode(d))["task"].contains("base_commit"));
+  ExpectSupervisorRoundTrip(d);
 }
 
 TEST(CodecRoundTrip, EverySupervisorMessage) {

@@ -30,6 +30,7 @@ void ReadValue(const json& j, Heartbeat& m) {
 void to_json(json& j, const Started& m) {
   j = JsonObject("attempt_id", m.attempt_id, "agent_pid", m.agent_pid, "pgid", m.pgid,
                  "agent_start_time", m.agent_start_time);
+  if (!m.base_commit.empty()) j["base_commit"] = m.base_commit;
 }
 
 void ReadValue(const json& j, Started& m) {
@@ -38,6 +39,7 @@ void ReadValue(const json& j, Started& m) {
   Required(j, "agent_pid", m.agent_pid);
   Required(j, "pgid", m.pgid);
   Optional(j, "agent_start_time", m.agent_start_time);
+  Optional(j, "base_commit", m.base_commit);
 }
 
 // Fields at their defaults are left out (ReadValue restores them): a
@@ -66,6 +68,7 @@ void to_json(json& j, const Result& m) {
   PutUnlessDefault(j, "spec", m.spec, d.spec);
   PutUnlessDefault(j, "agent_pid", m.agent_pid, d.agent_pid);
   PutUnlessDefault(j, "pgid", m.pgid, d.pgid);
+  PutUnlessDefault(j, "base_commit", m.base_commit, d.base_commit);
 }
 
 void ReadValue(const json& j, Result& m) {
@@ -93,6 +96,7 @@ void ReadValue(const json& j, Result& m) {
   Optional(j, "spec", m.spec);
   Optional(j, "agent_pid", m.agent_pid);
   Optional(j, "pgid", m.pgid);
+  Optional(j, "base_commit", m.base_commit);
 }
 
 void to_json(json& j, const ReviewResult& m) {

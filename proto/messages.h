@@ -45,6 +45,11 @@ struct Started {
   int64_t agent_pid = 0;
   int64_t pgid = 0;
   int64_t agent_start_time = 0;  // /proc starttime, so recovery never kills a reused pid
+  // The commit a repo task's worktree was made at, when the dispatch carried
+  // no task.base_commit (the task's first attempt, or one whose base was
+  // never recorded): the supervisor keeps it for every later attempt. Left
+  // off the wire when empty (a plain directory, or a base already recorded).
+  std::string base_commit;
   bool operator==(const Started&) const = default;
 };
 
@@ -87,6 +92,10 @@ struct Result {
   // 0 when `started` was sent (or none ran).
   int64_t agent_pid = 0;
   int64_t pgid = 0;
+  // As Started::base_commit, when no `started` carried it: the agent ended
+  // within kStartedReportDelayMs, or the attempt failed after its worktree
+  // was made and before its agent ran. Left off the wire when empty.
+  std::string base_commit;
   bool operator==(const Result&) const = default;
 };
 

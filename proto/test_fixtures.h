@@ -68,6 +68,7 @@ inline TaskInfo FullTask() {
   t.allow_empty = true;
   t.repo = "/srv/repo";
   t.base = "main";
+  t.base_commit = "89abcdef0123456789abcdef0123456789abcdef";
   t.agent = "codex";
   t.model = "gpt-5";
   t.env = {{"FOO", "bar"}, {"EMPTY", ""}};

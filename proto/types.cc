@@ -324,6 +324,7 @@ void to_json(json& j, const TaskInfo& v) {
   j["allow_empty"] = v.allow_empty;
   j["repo"] = v.repo;
   j["base"] = v.base;
+  j["base_commit"] = v.base_commit;
   j["agent"] = v.agent;
   j["model"] = v.model;
   j["env"] = v.env;
@@ -361,6 +362,7 @@ json WireJson(const TaskInfo& v) {
   PutUnlessDefault(j, "allow_empty", v.allow_empty, d.allow_empty);
   PutUnlessDefault(j, "repo", v.repo, d.repo);
   PutUnlessDefault(j, "base", v.base, d.base);
+  PutUnlessDefault(j, "base_commit", v.base_commit, d.base_commit);
   PutUnlessDefault(j, "agent", v.agent, d.agent);
   PutUnlessDefault(j, "model", v.model, d.model);
   PutUnlessDefault(j, "env", v.env, d.env);
@@ -405,6 +407,7 @@ void ReadValue(const json& j, TaskInfo& v) {
   Optional(j, "allow_empty", v.allow_empty);
   Optional(j, "repo", v.repo);
   Optional(j, "base", v.base);
+  Optional(j, "base_commit", v.base_commit);
   Optional(j, "agent", v.agent);
   Optional(j, "model", v.model);
   Optional(j, "env", v.env);

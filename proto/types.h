@@ -112,6 +112,10 @@ struct TaskInfo {
   bool allow_empty = false;
   std::string repo;
   std::string base;
+  // The commit `base` resolved to at the task's first attempt, as its worker
+  // reported it (schema v7): every later attempt starts from it, with or
+  // without the worktree. Empty until then, and for a task without a repo.
+  std::string base_commit;
   std::string agent;  // profile override; empty: config's
   std::string model;  // model override; empty: profile's
   std::map<std::string, std::string> env;

@@ -139,17 +139,18 @@ TEST(Records, RoundTrip) {
 
 TEST(Records, TaskJsonNames) {
   json j = FullTask();
-  const std::vector<std::string> keys = {"id",           "title",          "brief",
-                                         "kind",         "state",          "priority",
-                                         "max_attempts", "needs_approval", "approved",
-                                         "allow_empty",  "repo",           "base",
-                                         "agent",        "model",          "env",
-                                         "verify",       "depends_on",     "parent",
-                                         "attempts",     "total_attempts", "infra_retries",
-                                         "not_before",   "created_at",     "updated_at",
-                                         "finished_at",  "last_error",     "last_fingerprint",
-                                         "branch",       "commit",         "cost_usd",
-                                         "tokens_in",    "tokens_out"};
+  std::vector<std::string> keys = {"id",           "title",          "brief",
+                                   "kind",         "state",          "priority",
+                                   "max_attempts", "needs_approval", "approved",
+                                   "allow_empty",  "repo",           "base",
+                                   "agent",        "model",          "env",
+                                   "verify",       "depends_on",     "parent",
+                                   "attempts",     "total_attempts", "infra_retries",
+                                   "not_before",   "created_at",     "updated_at",
+                                   "finished_at",  "last_error",     "last_fingerprint",
+                                   "branch",       "commit",         "cost_usd",
+                                   "tokens_in",    "tokens_out"};
+  keys.push_back("base_commit");  // since schema 7
   EXPECT_EQ(j.size(), keys.size());
   for (const auto& k : keys) EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["state"], "cooldown");

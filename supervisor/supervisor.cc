@@ -71,6 +71,7 @@ proto::TaskInfo ChildTask(proto::TaskInfo&& t) {
   c.kind = std::move(t.kind);
   c.repo = std::move(t.repo);
   c.base = std::move(t.base);
+  c.base_commit = std::move(t.base_commit);
   c.env = std::move(t.env);
   c.verify = std::move(t.verify);
   c.allow_empty = t.allow_empty;
@@ -875,6 +876,7 @@ void Supervisor::TryReview() {
     r.log_path = LogPathFor(task->id, r.n, ".review.log");
     r.task = ChildTask(std::move(*task));
     r.task.verify.clear();  // r.verify holds them, with the config's
+    r.task.base_commit.clear();  // the critic reads the worktree's own record of it
     // Only a critic agent reads the brief (its prompt): without one the
     // review leaves it out, often the largest field of the message.
     if (!r.critic) r.task.brief.clear();
@@ -1167,13 +1169,15 @@ void Supervisor::OnStarted(Child& child, const proto::Started& m) {
   } else {
     child.job_deadline_mono_ms = 0;  // an agent without a timeout runs as long as it does
   }
-  auto s = store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid, m.agent_start_time);
+  auto s = store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid, m.agent_start_time,
+                                    m.base_commit);
   if (!s.ok()) {
-    // Recovery's kill check needs it: kept for the retry (an update, safe to repeat).
+    // Recovery's kill check needs it, and every later attempt the base:
+    // kept for the retry (updates, safe to repeat).
     WriteFailed("recording the agent start of attempt " + std::to_string(m.attempt_id), s.error(),
                 [this, m] {
                   return store_->MarkAgentStarted(m.attempt_id, m.agent_pid, m.pgid,
-                                                  m.agent_start_time);
+                                                  m.agent_start_time, m.base_commit);
                 });
   }
   // Read after its worker died (its last words): the agent must not outlive it.
@@ -1207,6 +1211,7 @@ void Supervisor::OnResult(Child& child, const proto::Result& m) {
   report.log_error = m.log_error;
   report.agent_pid = m.agent_pid;
   report.pgid = m.pgid;
+  report.base_commit = m.base_commit;
   if (!m.log_error.empty()) spdlog::warn("attempt {} ({}): {}", attempt_id, task_id, m.log_error);
   auto recorded = store_->RecordAgentResult(attempt_id, report);
   if (recorded.ok() && recorded->recorded) {

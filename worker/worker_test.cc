@@ -94,7 +94,7 @@ class WorkerTest : public ::testing::Test {
       EXPECT_GT(s->agent_start_time, 0);
       EXPECT_EQ(r->agent_pid, 0) << "start reported twice";
     } else {
-      s = proto::Started{d.attempt_id, r->agent_pid, r->pgid, 0};
+      s = proto::Started{d.attempt_id, r->agent_pid, r->pgid, 0, r->base_commit};
     }
     EXPECT_GT(s->agent_pid, 0);
     EXPECT_EQ(s->pgid, s->agent_pid);

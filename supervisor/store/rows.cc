@@ -4,11 +4,16 @@
 
 namespace forge::store {
 
-const char* const kTaskColumns =
-    "seq, id, title, brief, kind, state, priority, max_attempts, needs_approval, approved, "
-    "allow_empty, repo, base, agent, model, env, verify, depends_on, parent, attempts, "
-    "total_attempts, infra_retries, not_before, created_at, updated_at, finished_at, last_error, "
-    "last_fingerprint, branch, commit_id, cost_usd, tokens_in, tokens_out, version";
+#define FORGE_TASK_COLUMNS_BEFORE_V7                                                             \
+  "seq, id, title, brief, kind, state, priority, max_attempts, needs_approval, approved, "       \
+  "allow_empty, repo, base, agent, model, env, verify, depends_on, parent, attempts, "           \
+  "total_attempts, infra_retries, not_before, created_at, updated_at, finished_at, last_error, " \
+  "last_fingerprint, branch, commit_id, cost_usd, tokens_in, tokens_out, version"
+
+const char* const kTaskColumns = FORGE_TASK_COLUMNS_BEFORE_V7 ", base_commit";
+const char* const kTaskColumnsBeforeV7 = FORGE_TASK_COLUMNS_BEFORE_V7 ", NULL";
+
+#undef FORGE_TASK_COLUMNS_BEFORE_V7
 
 const char* const kAttemptColumns =
     "id, task_id, n, counted, worker_pid, agent_pid, agent_pgid, agent_start_time, started_at, "
@@ -91,6 +96,7 @@ Result<TaskRow> ReadTaskRow(const Stmt& s) {
   t.tokens_in = s.Int(31);
   t.tokens_out = s.Int(32);
   row.version = s.Int(33);
+  t.base_commit = s.Text(34);  // NULL (not recorded yet) reads as ""
   return row;
 }
 

@@ -27,6 +27,9 @@ struct AttemptRow {
 };
 
 extern const char* const kTaskColumns;
+// kTaskColumns for a database before schema 7, which a read-only open reads
+// as it is: NULL in place of tasks.base_commit (read as "", not recorded).
+extern const char* const kTaskColumnsBeforeV7;
 extern const char* const kAttemptColumns;
 // The ready selection (after "SELECT <kTaskColumns> FROM tasks "; binds the
 // LIMIT): it must be answered from the tasks_ready index alone (tested with

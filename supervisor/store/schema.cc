@@ -186,6 +186,20 @@ CREATE TABLE submit_keys(
 );
 )sql";
 
+// Version 7: tasks.base_commit, the commit a repo task's base resolved to
+// at its first attempt, as its worker reported it (`started` or `result`).
+// It lived only in the worktree's own ref (refs/worktree/forge-base), so an
+// attempt after the worktree was gone (removed by maintenance before an
+// operator's retry, or by hand) resolved the base again, from wherever the
+// repository's HEAD or ref had moved since. Every later dispatch carries
+// it, and the worker starts from it, worktree or not. NULL until a worker
+// reports it (a task that never ran, one without a repo, and every task of
+// a database migrated here: their worktrees still hold the ref, and the
+// next attempt reports it).
+const char* const kV7 = R"sql(
+ALTER TABLE tasks ADD COLUMN base_commit TEXT;
+)sql";
+
 Status SetVersion(Conn& conn, int64_t version) {
   FORGE_ASSIGN_OR_RETURN(Stmt stmt,
                          conn.Prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?) "
@@ -196,7 +210,7 @@ Status SetVersion(Conn& conn, int64_t version) {
 }  // namespace
 
 const std::vector<std::string>& Migrations() {
-  static const std::vector<std::string> migrations = {kV1, kV2, kV3, kV4, kV5, kV6};
+  static const std::vector<std::string> migrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7};
   return migrations;
 }
 

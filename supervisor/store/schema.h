@@ -23,8 +23,10 @@ Result<int64_t> ReadSchemaVersion(Conn& conn);
 Status Migrate(Conn& conn, int64_t target);
 
 // The oldest version a read-only open reads as it is: the migrations after
-// it only add what no reader uses (6: submit_keys, read by submits only),
-// so a forge-ctl newer than its running supervisor still reads offline.
+// it only add what no reader uses (6: submit_keys, read by submits only) or
+// what such an open reads as not there (7: tasks.base_commit, read as NULL:
+// kTaskColumnsBeforeV7), so a forge-ctl newer than its running supervisor
+// still reads offline.
 inline constexpr int64_t kOldestReadOnlySchema = 5;
 
 // kConflict error if `version` is newer than `supported` (or, for a read-only

@@ -130,6 +130,9 @@ struct Store::Impl {
   Conn conn;
   const Clock* clock = nullptr;
   bool read_only = false;
+  // What a task row is read with: kTaskColumnsBeforeV7 for a read-only open
+  // of a database older than that (no migration runs for it).
+  const char* task_columns = kTaskColumns;
   int default_max_attempts = 3;
   // Called every kProgressEvery tasks a submit inserts (Store::SetProgressHook).
   static constexpr size_t kProgressEvery = 1000;
@@ -275,6 +278,21 @@ struct Store::Impl {
     return AgentStartedEvent(a.info, agent_pid, pgid);
   }
 
+  // The commit a's worker made the task's worktree at (its base resolved),
+  // kept for every later attempt: only the first report counts (a later
+  // one, from a worktree that outlived a restored database, changes
+  // nothing), with its event attempt.base_recorded. Nothing for "".
+  Status RecordBaseCommit(const AttemptInfo& a, const std::string& commit) {
+    if (commit.empty()) return Status::Ok();
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s,
+        conn.Prepare("UPDATE tasks SET base_commit = ? WHERE id = ? AND base_commit IS NULL"));
+    FORGE_RETURN_IF_ERROR(s.Bind(commit, a.task_id).Run());
+    if (conn.Changes() == 0) return Status::Ok();
+    return AttemptEvent(a, "attempt.base_recorded",
+                        proto::JsonObject("attempt_id", a.id, "base_commit", commit));
+  }
+
   Status AgentStartedEvent(const AttemptInfo& a, int64_t agent_pid, int64_t pgid) {
     return AttemptEvent(
         a, "attempt.agent_started",
@@ -404,7 +422,7 @@ struct Store::Impl {
 
   Result<TaskRow> LoadTask(const std::string& id) {
     FORGE_ASSIGN_OR_RETURN(
-        Stmt s, conn.Prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id = ?"));
+        Stmt s, conn.Prepare(std::string("SELECT ") + task_columns + " FROM tasks WHERE id = ?"));
     FORGE_ASSIGN_OR_RETURN(bool row, s.Bind(id).Step());
     if (!row) return NotFoundTask(id);
     return ReadTaskRow(s);
@@ -420,7 +438,7 @@ struct Store::Impl {
 
   Result<std::vector<TaskRow>> QueryTasks(const std::string& where_etc, auto... args) {
     FORGE_ASSIGN_OR_RETURN(
-        Stmt s, conn.Prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks " + where_etc));
+        Stmt s, conn.Prepare(std::string("SELECT ") + task_columns + " FROM tasks " + where_etc));
     s.Bind(args...);
     std::vector<TaskRow> out;
     for (;;) {
@@ -781,9 +799,10 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     FORGE_ASSIGN_OR_RETURN(int64_t version, ReadSchemaVersion(c));
     // Each migration past kOldestReadOnlySchema must leave what readers use
     // alone; a new one is a reason to look at it again.
-    static_assert(kSchemaVersion == 6, "does kOldestReadOnlySchema still hold?");
+    static_assert(kSchemaVersion == 7, "does kOldestReadOnlySchema still hold?");
     Status supported = CheckVersion(version, kSchemaVersion, true);
     if (!supported.ok()) return supported.error().Wrap(options.db_path);
+    if (version < 7) impl.task_columns = kTaskColumnsBeforeV7;
   } else {
     FORGE_RETURN_IF_ERROR(c.Open(options.db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                                  /*buffer_wal_writes=*/true));
@@ -1034,6 +1053,7 @@ Status Store::Impl::InsertTask(const proto::SubmitTask& in, const TaskInfo& info
   TaskInfo redacted = info;
   redacted.env = RedactEnv(info.env);
   json payload = redacted;
+  payload.erase("base_commit");  // known at the first attempt, never at a submit
   payload["state"] = Str(info.state);
   if (!in.id.empty()) payload["local_id"] = in.id;
   FORGE_ASSIGN_OR_RETURN(
@@ -1095,10 +1115,12 @@ Result<AttemptInfo> Store::LeaseAttempt(const std::string& task_id, const Lease&
 }
 
 Status Store::MarkAgentStarted(int64_t attempt_id, int64_t agent_pid, int64_t pgid,
-                               int64_t agent_start_time) {
+                               int64_t agent_start_time, const std::string& base_commit) {
   Impl& m = *impl_;
   return m.Write("record agent start", [&]() -> Status {
     FORGE_ASSIGN_OR_RETURN(AttemptRow a, m.LoadAttempt(attempt_id));
+    // The worktree was made at it whatever became of the attempt since.
+    FORGE_RETURN_IF_ERROR(m.RecordBaseCommit(a.info, base_commit));
     if (a.ended) return Status::Ok();  // late
     return m.RecordAgentStart(a, agent_pid, pgid, agent_start_time);
   });
@@ -1113,6 +1135,7 @@ Result<RecordedResult> Store::RecordAgentResult(int64_t attempt_id, const AgentR
     out.attempt = a.info;
     if (a.reported) return out;  // already past this step
     out.recorded = true;
+    FORGE_RETURN_IF_ERROR(m.RecordBaseCommit(a.info, r.base_commit));
     // An agent that ended before its worker reported its start: the start
     // first, so the events read in the order things happened. Its pid and
     // group go into the row with the result, in one UPDATE.

@@ -16,9 +16,10 @@
 // task.<state> for every transition ({"from","to","reason"?,"not_before"?,
 // "attempt_id"?}), task.approved, task.waiting ({"dependency",
 // "dependency_state", "reason", "via"?}: a blocked or cancelled task it waits
-// on), attempt.started, attempt.agent_started, attempt.result ("after_close"
-// for one that came after the close), attempt.ended, attempt.critic_cost (a
-// critic's spend after the close), plus whatever Emit() is given. Keys:
+// on), attempt.started, attempt.agent_started, attempt.base_recorded (the
+// task's base commit, once), attempt.result ("after_close" for one that came
+// after the close), attempt.ended, attempt.critic_cost (a critic's spend
+// after the close), plus whatever Emit() is given. Keys:
 // "<task>:<transition counter>:<kind>" for task events, "a<attempt id>:<kind>"
 // for attempt events.
 //
@@ -53,7 +54,7 @@ using proto::Outcome;
 using proto::TaskInfo;
 using proto::TaskState;
 
-inline constexpr int kSchemaVersion = 6;
+inline constexpr int kSchemaVersion = 7;
 // The first schema with submit_keys: a supervisor migrates its database when
 // it starts, so a database below this one is run by a supervisor that does
 // not know idempotency keys.
@@ -112,6 +113,9 @@ struct AgentReport {
   // which no kill check ever matches. 0: already recorded, or none ran.
   int64_t agent_pid = 0;
   int64_t pgid = 0;
+  // The commit the worktree was made at, when no `started` reported it
+  // (proto::Result::base_commit): recorded as MarkAgentStarted does.
+  std::string base_commit;
 };
 
 // How an attempt closes and where its task goes, decided by the retry policy.
@@ -237,8 +241,13 @@ class Store {
   // ready -> running with a new open attempt; kConflict if the task is not ready.
   Result<AttemptInfo> LeaseAttempt(const std::string& task_id, const Lease& lease);
   // Records the agent's pid/pgid/start time (for recovery's kill check).
+  // base_commit, when not empty, is the commit the worker made the task's
+  // worktree at: kept as the task's base_commit (schema v7) unless one is
+  // recorded already (the first report counts), also for an attempt closed
+  // meanwhile, with event attempt.base_recorded {attempt_id, base_commit}.
+  // RecordAgentResult does the same with AgentReport::base_commit.
   Status MarkAgentStarted(int64_t attempt_id, int64_t agent_pid, int64_t pgid,
-                          int64_t agent_start_time);
+                          int64_t agent_start_time, const std::string& base_commit = "");
   // Records the worker's result on the open attempt and adds its cost and
   // tokens to the task; running -> reviewing when report.outcome is passed
   // (otherwise the task stays running until CloseAttempt). A report for an

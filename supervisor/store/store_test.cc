@@ -1152,6 +1152,58 @@ TEST_F(StoreTest, AResultCarriesTheStartOfAnAgentThatEndedFirst) {
   EXPECT_EQ(s->Events(f)->size(), 1u);
 }
 
+// The commit a repo task's worktree was made at, as its worker reports it
+// (`started`, or the result when no `started` came): kept on the task for
+// every later attempt, the first report only, also across a retry of the
+// settled task and a reopen, with one attempt.base_recorded event.
+TEST_F(StoreTest, TheFirstReportedBaseCommitIsKeptForEveryLaterAttempt) {
+  const std::string first(40, 'a'), other(40, 'b');
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("started"), Task("quick")});
+  EXPECT_EQ(s->GetTask(ids[0])->base_commit, "") << "not known before an attempt";
+  AttemptInfo a1 = MustLease(*s, ids[0]);
+  ASSERT_TRUE(s->MarkAgentStarted(a1.id, 555, 555, 123, first).ok());
+  EXPECT_EQ(s->GetTask(ids[0])->base_commit, first);
+  Close fail;
+  fail.outcome = Outcome::kFailed;
+  fail.next_state = TaskState::kBlocked;
+  ASSERT_TRUE(s->CloseAttempt(a1.id, fail).ok());
+  ASSERT_TRUE(s->Retry(ids[0]).ok());
+  // A later report (a worktree that outlived a restored database) changes
+  // nothing: the first attempt's commit is the task's.
+  AttemptInfo a2 = MustLease(*s, ids[0]);
+  EXPECT_EQ(s->GetTask(ids[0])->base_commit, first) << "kept across the retry";
+  ASSERT_TRUE(s->MarkAgentStarted(a2.id, 556, 556, 124, other).ok());
+  AgentReport r;
+  r.outcome = Outcome::kFailed;
+  r.base_commit = other;
+  ASSERT_TRUE(s->RecordAgentResult(a2.id, r).ok());
+  EXPECT_EQ(s->GetTask(ids[0])->base_commit, first);
+  auto recorded = s->Events({.since_seq = 0, .task_id = ids[0], .kind = "attempt.base_recorded"});
+  ASSERT_TRUE(recorded.ok());
+  ASSERT_EQ(recorded->size(), 1u);
+  EXPECT_EQ((*recorded)[0].payload["base_commit"], first);
+  EXPECT_EQ((*recorded)[0].payload["attempt_id"], a1.id);
+  EXPECT_EQ((*recorded)[0].attempt, 1);
+
+  // An agent that ended before its `started`: the result carries the base,
+  // recorded even for an attempt closed before its result came (a cancel).
+  AttemptInfo q = MustLease(*s, ids[1]);
+  ASSERT_TRUE(s->Cancel(ids[1], "stop").ok());
+  r.base_commit = other;
+  ASSERT_TRUE(s->RecordAgentResult(q.id, r).ok());
+  EXPECT_EQ(s->GetTask(ids[1])->base_commit, other);
+  // The task.submitted event never carries it (unknown at a submit).
+  auto submitted = s->Events({.since_seq = 0, .task_id = ids[1], .kind = "task.submitted"});
+  ASSERT_EQ(submitted->size(), 1u);
+  EXPECT_FALSE((*submitted)[0].payload.contains("base_commit"));
+  s.reset();
+  s = OpenStore();
+  EXPECT_EQ(s->GetTask(ids[0])->base_commit, first);
+  EXPECT_EQ(s->ListTasks({})->at(0).base_commit, other);  // newest first
+  ExpectJsonlMatches(*s);
+}
+
 TEST_F(StoreTest, CostAndRecentAttempts) {
   auto s = OpenStore();
   auto ids = MustSubmit(*s, {Task("a"), Task("b")});
@@ -2097,6 +2149,40 @@ TEST_F(StoreTest, Version5DatabaseIsReadAsItIsAndTakesKeysOnceMigrated) {
   EXPECT_TRUE(again->existing);
   EXPECT_EQ(again->ids, keyed->ids);
   EXPECT_EQ(s->ListTasks({})->size(), 2u);
+}
+
+// A version-6 database (before tasks.base_commit) reads as it is read-only,
+// its tasks with no base recorded; migrated, its tasks have none either
+// (their worktrees' refs still hold it, and the next attempt reports it)
+// and take one.
+TEST_F(StoreTest, Version6DatabaseReadsWithoutBaseCommitsAndTakesThemOnceMigrated) {
+  CreateOldDatabase(6,
+                    "INSERT INTO tasks(id, title, state, max_attempts, repo, created_at, "
+                    "updated_at) VALUES('t1', 'old', 'ready', 3, '/r', 0, 0);");
+  {
+    auto ro = Store::Open(Options(/*read_only=*/true));
+    ASSERT_TRUE(ro.ok()) << ro.error().ToString();
+    EXPECT_EQ((*ro)->SchemaVersion(), 6);
+    auto t = (*ro)->GetTask("t1");
+    ASSERT_TRUE(t.ok()) << t.error().ToString();
+    EXPECT_EQ(t->title, "old");
+    EXPECT_EQ(t->base_commit, "");
+    auto listed = (*ro)->ListTasks({});
+    ASSERT_TRUE(listed.ok()) << listed.error().ToString();
+    EXPECT_EQ(listed->size(), 1u);
+  }
+  auto s = OpenStore();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->SchemaVersion(), kSchemaVersion);
+  EXPECT_EQ(s->GetTask("t1")->base_commit, "");
+  AttemptInfo a = MustLease(*s, "t1");
+  ASSERT_TRUE(s->MarkAgentStarted(a.id, 555, 555, 123, std::string(40, 'c')).ok());
+  EXPECT_EQ(s->GetTask("t1")->base_commit, std::string(40, 'c'));
+  // And a read-only open of the migrated database reads it.
+  s.reset();
+  auto ro = Store::Open(Options(/*read_only=*/true));
+  ASSERT_TRUE(ro.ok()) << ro.error().ToString();
+  EXPECT_EQ((*ro)->GetTask("t1")->base_commit, std::string(40, 'c'));
 }
 
 TEST_F(StoreTest, EventsJsonlCursorIsWrittenOnceItLagsAndOnOpen) {
