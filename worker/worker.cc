@@ -243,9 +243,13 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   // before any failure is sent: the supervisor may hand the workspace on at
   // once.
   std::optional<LockFile> lock;
+  // The worktree's commit, once it is made, for the supervisor to keep when
+  // the dispatch carried none: in `started`, or in the result of an attempt
+  // that ends before one is sent (here, or the agent's within 20 ms).
+  std::string base_to_report;
   auto fail = [&](const std::string& outcome, const Error& e, bool retryable) {
     lock.reset();
-    SendFailure(d, outcome, e, retryable);
+    SendFailure(d, outcome, e, retryable, base_to_report);
   };
   link_.SetAttempt(d.attempt_id);
   auto locked = LockWorkspace(d.workspace, options_.workspace_lock_wait_ms,
@@ -270,7 +274,14 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     return;
   }
   // Then the worktree (or plain directory): the agent runs in it.
-  WorkspaceSpec ws{d.task.id, d.task.repo, d.task.base, d.workspace, d.sync_remote, d.sync_branch};
+  WorkspaceSpec ws;
+  ws.task_id = d.task.id;
+  ws.repo = d.task.repo;
+  ws.base = d.task.base;
+  ws.path = d.workspace;
+  ws.sync_remote = d.sync_remote;
+  ws.sync_branch = d.sync_branch;
+  ws.recorded_base = d.task.base_commit;
   auto workspace = PrepareWorkspace(ws, HeartbeatingGitRunner(link_));
   link_.SetAttempt(std::nullopt);
   if (!workspace.ok()) {
@@ -278,6 +289,7 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
     fail("failed", workspace.error(), workspace.error().code != ErrorCode::kConfig);
     return;
   }
+  if (d.task.base_commit.empty()) base_to_report = workspace->base_commit;
   // A SIGTERM read only now, after a git step (PDEATHSIG of a supervisor
   // that was killed): no agent to start and kill.
   if (StopPending()) {
@@ -347,6 +359,7 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   started.attempt_id = d.attempt_id;
   started.agent_pid = a->job->pid();
   started.pgid = a->job->pgid();
+  started.base_commit = std::move(base_to_report);
   spdlog::info("attempt {}: agent pid {} started: {}", d.attempt_id, started.agent_pid,
                a->prepared.argv[0]);
   a->unreported_start = started;
@@ -376,6 +389,7 @@ void Worker::PutUnreportedStart(proto::Result& r) const {
   if (!a.unreported_start) return;
   r.agent_pid = a.unreported_start->agent_pid;
   r.pgid = a.unreported_start->pgid;
+  r.base_commit = a.unreported_start->base_commit;
 }
 
 void Worker::StartMaintenance(const proto::Maintain& job) {
@@ -411,7 +425,7 @@ void Worker::FinishMaintenance() {
 }
 
 void Worker::SendFailure(const proto::Dispatch& d, const std::string& outcome, const Error& error,
-                         bool retryable) {
+                         bool retryable, const std::string& base_commit) {
   spdlog::warn("attempt {} not run: {}", d.attempt_id, error.ToString());
   proto::Result r;
   r.attempt_id = d.attempt_id;
@@ -421,6 +435,7 @@ void Worker::SendFailure(const proto::Dispatch& d, const std::string& outcome, c
   r.infra = IsMachineFault(error);
   r.log_path = d.log_path;
   r.model = d.agent.model;
+  r.base_commit = base_commit;
   Status s = link_.Send(r);
   if (!s.ok()) spdlog::error("sending result: {}", s.error().ToString());
 }

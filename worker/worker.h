@@ -76,8 +76,10 @@ class Worker {
   bool StopPending() const;
   void PutUnreportedStart(proto::Result& result) const;
   void Abort(const std::string& why);
+  // base_commit: the worktree's, made before the failure, for the
+  // supervisor to keep (proto::Result::base_commit); "" when none.
   void SendFailure(const proto::Dispatch& dispatch, const std::string& outcome, const Error& error,
-                   bool retryable);
+                   bool retryable, const std::string& base_commit = "");
 
   proto::ChildLink& link_;
   SignalFd& signals_;

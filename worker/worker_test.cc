@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include "common/git.h"
 #include "worker/test_supervisor.h"
 #include "worker/workspace_lock.h"
 
@@ -183,6 +184,66 @@ TEST_F(WorkerTest, TheStartOfAnAgentStillRunningIsReportedOnItsOwn) {
   EXPECT_EQ(r->outcome, "passed");
   EXPECT_EQ(r->agent_pid, 0);
   EXPECT_EQ(r->pgid, 0);
+}
+
+// A repo task's worker reports the commit it made the worktree at, for the
+// supervisor to keep: in `started` when its agent runs that long, else in
+// its result, never in both. A dispatch that carries the recorded base gets
+// none back, and its worktree, though gone and the repo's HEAD moved on, is
+// made again at that commit.
+TEST_F(WorkerTest, ARepoTasksBaseIsReportedUntilRecordedThenUsed) {
+  auto sh = [](const std::string& cmd) {
+    SpawnOptions o;
+    o.argv = {"/bin/sh", "-c", cmd};
+    o.env = GitEnvironment();
+    for (const char* kv : {"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t",
+                           "GIT_COMMITTER_EMAIL=t@t"}) {
+      o.env.push_back(kv);
+    }
+    auto r = RunCommand(o, 30000);
+    EXPECT_TRUE(r.ok() && r->status.success()) << cmd << ": " << (r.ok() ? r->output : "");
+    std::string out = r.ok() ? r->output : "";
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+  };
+  const std::string repo = sup_.dir + "/repo";
+  sh("git init -q -b main " + repo + " && cd " + repo +
+     " && echo one > a && git add a && git commit -qm one");
+  const std::string base = sh("git -C " + repo + " rev-parse HEAD");
+  auto in_repo = [&](proto::Dispatch d) {
+    d.task.repo = repo;
+    d.workspace = sup_.state_dir + "/worktrees/" + d.task.id;
+    return d;
+  };
+  // An agent that runs: in `started`.
+  auto d = in_repo(MakeDispatch("while [ ! -e \"$FORGE_PROMPT_FILE.go\" ]; do sleep 0.01; done\n"));
+  sup_.Send(d);
+  auto started = sup_.WaitFor<proto::Started>();
+  ASSERT_TRUE(started);
+  EXPECT_EQ(started->base_commit, base);
+  WriteExecutable(sup_.state_dir + "/logs/t-7/1.prompt.go", "");
+  auto r = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->base_commit, "") << "reported twice";
+  // A quick one: in whichever came (Run puts the result's in *started).
+  proto::Started quick;
+  r = Run(in_repo(MakeDispatch("true\n", 8)), &quick);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(quick.base_commit, base);
+  // Recorded: not reported back, and used though the worktree is gone.
+  std::filesystem::remove_all(d.workspace);
+  sh("git -C " + repo + " commit -q --allow-empty -m two");
+  auto again = in_repo(MakeDispatch("true\n", 9));
+  again.task.id = d.task.id;
+  again.workspace = d.workspace;
+  again.task.base_commit = base;
+  proto::Started none;
+  r = Run(again, &none);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed") << r->error;
+  EXPECT_EQ(none.base_commit, "");
+  EXPECT_EQ(r->base_commit, "");
+  EXPECT_EQ(sh("git -C " + d.workspace + " rev-parse HEAD"), base);
 }
 
 TEST_F(WorkerTest, HeartbeatsKeepComingWhileTheAgentRuns) {

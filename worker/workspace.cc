@@ -234,6 +234,67 @@ Result<PreparedWorkspace> Reset(const WorkspaceSpec& spec, const GitRunner& run,
 
 }  // namespace
 
+namespace {
+
+// The recorded base must still be a commit of the repository: one a
+// force-push and a gc took away is an error naming the task, the commit and
+// the repo (kConfig: no retry brings it back), never a quiet move to
+// wherever the base ref points now.
+Status RequireRecordedBase(const WorkspaceSpec& spec, const std::string& ref_name,
+                           const GitRunner& run) {
+  const std::string& sha = spec.recorded_base;
+  FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, spec.repo,
+                                             {"rev-parse", "--verify", "--quiet",
+                                              "--end-of-options", sha + "^{commit}"},
+                                             spec.git_timeout_ms));
+  if (r.timed_out) {
+    return GitFailed(ErrorCode::kIo,
+                     "looking up base commit " + sha + " in repo '" + spec.repo + "'", r);
+  }
+  if (r.status.success() && GitFirstLine(r) == sha) return Status::Ok();
+  return Bad("task " + spec.task_id + ": its base commit " + sha + " (base ref '" + ref_name +
+             "' resolved at its first attempt) is not in repo '" + spec.repo +
+             "' any more (garbage-collected after a force-push?); every attempt of the task "
+             "starts from that commit, so it cannot run: bring the commit back into the repo "
+             "(git fetch) and retry it, or submit the task again for a new base");
+}
+
+// A new worktree at `sha` on forge/<task>, its base recorded in its own ref.
+Result<PreparedWorkspace> MakeWorktree(const WorkspaceSpec& spec, const GitRunner& run,
+                                       const std::string& sha, const std::string& from) {
+  FORGE_RETURN_IF_ERROR(MakeDirs(fs::path(spec.path).parent_path().string()));
+  PreparedWorkspace p{spec.path, WorktreeBranch(spec.task_id), sha, true};
+  FORGE_RETURN_IF_ERROR(KeepAnotherPass(spec, run, p.branch, sha));
+  auto worktree_add = [&] {
+    return RunGit(run, spec.repo,
+                  Args(kNoHooks, {"worktree", "add", "--quiet", "-B", p.branch, spec.path, sha}),
+                  spec.git_timeout_ms);
+  };
+  FORGE_ASSIGN_OR_RETURN(RunResult add, worktree_add());
+  if (!add.status.success() && !add.timed_out) {
+    // A worktree deleted without git (rm -rf, by its agent or the operator)
+    // is still registered, its branch checked out there, and git refuses to
+    // make it again ("already checked out at ..."): pruned, then once more.
+    (void)RunGit(run, spec.repo, {"worktree", "prune"}, spec.git_timeout_ms);
+    FORGE_ASSIGN_OR_RETURN(add, worktree_add());
+  }
+  if (!add.status.success()) {
+    return GitFailed(ErrorCode::kConfig,
+                     "cannot create worktree '" + spec.path + "' of repo '" + spec.repo +
+                         "' on branch '" + p.branch + "' from " + from,
+                     add);
+  }
+  FORGE_ASSIGN_OR_RETURN(
+      RunResult rec,
+      RunGit(run, spec.path, {"update-ref", kWorktreeBaseRef, sha}, spec.git_timeout_ms));
+  if (!rec.status.success()) {
+    return GitFailed(ErrorCode::kIo, "cannot record the base in worktree '" + spec.path + "'", rec);
+  }
+  return p;
+}
+
+}  // namespace
+
 Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitRunner& run) {
   if (spec.repo.empty()) {
     FORGE_RETURN_IF_ERROR(MakeDirs(spec.path));
@@ -246,6 +307,7 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
     }
     return s.error();
   }
+  const std::string& recorded = spec.recorded_base;
   std::error_code ec;
   if (fs::exists(spec.path, ec)) {
     FORGE_ASSIGN_OR_RETURN(RunResult top, RunGit(run, spec.path, {"rev-parse", "--show-toplevel"},
@@ -258,12 +320,34 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
     std::string sha = GitFirstLine(base);
     if (top.status.success() && SameDir(toplevel, spec.path) && base.status.success() &&
         sha.size() >= 40) {
-      return Reset(spec, run, sha);
+      if (recorded.empty() || sha == recorded) return Reset(spec, run, sha);
+      // The worktree records another commit than the task's (one left from
+      // before a database was restored, or made by hand): the task's wins,
+      // and the worktree's record follows it, which the review reads.
+      FORGE_RETURN_IF_ERROR(RequireRecordedBase(spec, ref_name, run));
+      FORGE_ASSIGN_OR_RETURN(
+          RunResult rec,
+          RunGit(run, spec.path, {"update-ref", kWorktreeBaseRef, recorded}, spec.git_timeout_ms));
+      if (!rec.status.success()) {
+        return GitFailed(ErrorCode::kIo, "cannot record the base in worktree '" + spec.path + "'",
+                         rec);
+      }
+      return Reset(spec, run, recorded);
     }
     FORGE_RETURN_IF_ERROR(RemoveStale(spec, run));
   }
 
-  // First attempt (or the worktree went away): sync, resolve, create.
+  if (!recorded.empty()) {
+    // A later attempt whose worktree went away: made again at the recorded
+    // commit. No fetch (the sync's tip has moved on) and no resolving.
+    FORGE_RETURN_IF_ERROR(RequireRecordedBase(spec, ref_name, run));
+    return MakeWorktree(
+        spec, run, recorded,
+        "base commit " + recorded + " (base ref '" + ref_name + "' at the task's first attempt)");
+  }
+
+  // First attempt (or the worktree went away before its base was recorded):
+  // sync, resolve, create.
   std::string resolve = ref_name;
   std::string sync_ref;
   if (!spec.sync_remote.empty() && !spec.sync_branch.empty()) {
@@ -296,27 +380,7 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
     }
     return sha.error();
   }
-  FORGE_RETURN_IF_ERROR(MakeDirs(fs::path(spec.path).parent_path().string()));
-  PreparedWorkspace p{spec.path, WorktreeBranch(spec.task_id), *sha, true};
-  FORGE_RETURN_IF_ERROR(KeepAnotherPass(spec, run, p.branch, *sha));
-  FORGE_ASSIGN_OR_RETURN(
-      RunResult add,
-      RunGit(run, spec.repo,
-             Args(kNoHooks, {"worktree", "add", "--quiet", "-B", p.branch, spec.path, *sha}),
-             spec.git_timeout_ms));
-  if (!add.status.success()) {
-    return GitFailed(ErrorCode::kConfig,
-                     "cannot create worktree '" + spec.path + "' of repo '" + spec.repo +
-                         "' on branch '" + p.branch + "' from base ref '" + ref_name + "'",
-                     add);
-  }
-  FORGE_ASSIGN_OR_RETURN(
-      RunResult rec,
-      RunGit(run, spec.path, {"update-ref", kWorktreeBaseRef, *sha}, spec.git_timeout_ms));
-  if (!rec.status.success()) {
-    return GitFailed(ErrorCode::kIo, "cannot record the base in worktree '" + spec.path + "'", rec);
-  }
-  return p;
+  return MakeWorktree(spec, run, *sha, "base ref '" + ref_name + "'");
 }
 
 namespace {

@@ -3,8 +3,13 @@
 // (common/workspace_paths.h names both). The first attempt resolves the base
 // (after runner sync's fetch, when configured) to a commit, creates the
 // worktree there and records the commit in the worktree's own ref
-// refs/worktree/forge-base; every later attempt resets to that same commit
-// and removes everything untracked, so nothing of a failed attempt survives.
+// refs/worktree/forge-base; the worker reports it and the supervisor keeps
+// it (tasks.base_commit), and every later attempt's dispatch carries it
+// (WorkspaceSpec::recorded_base). A later attempt resets to that same commit
+// and removes everything untracked, so nothing of a failed attempt survives;
+// when the worktree is gone (maintenance removed a settled task's before an
+// operator's retry, or someone deleted it) it is made again at that commit,
+// never at where the base ref or HEAD has moved since.
 // The operator's checkout, index, HEAD and branches are never touched: git
 // runs as `git -C <repo>` only to read refs, fetch and add/prune worktrees.
 // A task without a repo gets a plain directory <state>/workspaces/<task>.
@@ -30,6 +35,13 @@ struct WorkspaceSpec {
   std::string sync_branch;
   int64_t git_timeout_ms = kGitTimeoutMs;
   int64_t fetch_timeout_ms = kGitFetchTimeoutMs;
+  // The commit the base resolved to at the task's first attempt, as the
+  // supervisor recorded it (the dispatch's task.base_commit); empty: none
+  // recorded yet (the first attempt, or a task from before schema 7), and
+  // the worktree's own ref, else `base`, decides as before. Set, the
+  // attempt starts from exactly it: no fetch, no resolving, and a worktree
+  // that records another commit is reset to it.
+  std::string recorded_base;
 };
 
 struct PreparedWorkspace {
@@ -40,7 +52,9 @@ struct PreparedWorkspace {
 };
 
 // Errors: kConfig (bad repo, unknown base ref, a worktree that cannot be
-// made; each names the repo and ref) do not get better by retrying; kFull
+// made; each names the repo and ref; a recorded_base the repository no
+// longer has, naming the task, the commit and the repo) do not get better
+// by retrying; kFull
 // when git could not write (IsMachineFault); anything else (kUnavailable for
 // a failed or timed-out fetch, naming remote and branch; kIo) is an ordinary
 // attempt error.

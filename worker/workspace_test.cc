@@ -117,6 +117,100 @@ TEST_F(WorkspaceTest, NextAttemptResetsToTheSameBase) {
   EXPECT_EQ(Sh(wt, std::string("git for-each-ref ") + kReviewSnapshotRef), "");
 }
 
+// The worktree goes away between two attempts (maintenance removed a
+// settled task's before an operator's retry; its agent or the operator
+// deleted it, without git) while the base ref moves on: the next attempt,
+// given the base the supervisor recorded, makes it again at that commit.
+TEST_F(WorkspaceTest, AWorktreeGoneIsMadeAgainAtTheRecordedBase) {
+  for (const char* removal : {"git worktree remove", "rm -rf"}) {
+    SCOPED_TRACE(removal);
+    const std::string task = removal[0] == 'g' ? "t1" : "t2";
+    auto first = PrepareWorkspace(Spec(task, "main"), run_);
+    ASSERT_TRUE(first.ok()) << first.error().ToString();
+    const std::string base = first->base_commit;
+    EXPECT_EQ(base, Sh(repo_, "git rev-parse main"));
+    if (removal[0] == 'g') {
+      Sh(repo_, "git worktree remove --force '" + first->path + "' && git worktree prune");
+    } else {
+      fs::remove_all(first->path);  // still registered with git, its branch checked out there
+    }
+    Sh(repo_, "echo moved > a.txt && git commit -qam moved");
+    ASSERT_NE(Sh(repo_, "git rev-parse main"), base);
+    auto s = Spec(task, "main");
+    s.recorded_base = base;
+    auto again = PrepareWorkspace(s, run_);
+    ASSERT_TRUE(again.ok()) << again.error().ToString();
+    EXPECT_TRUE(again->created);
+    EXPECT_EQ(again->base_commit, base);
+    EXPECT_EQ(Sh(again->path, "git rev-parse HEAD"), base);
+    EXPECT_EQ(Sh(again->path, std::string("git rev-parse ") + kWorktreeBaseRef), base);
+    EXPECT_EQ(Sh(again->path, "git symbolic-ref HEAD"), "refs/heads/forge/" + task);
+    EXPECT_EQ(Sh(again->path, "cat a.txt"), "one");
+    // And the attempt after it resets there, as ever.
+    Sh(again->path, "echo agent > a.txt");
+    auto next = PrepareWorkspace(s, run_);
+    ASSERT_TRUE(next.ok()) << next.error().ToString();
+    EXPECT_FALSE(next->created);
+    EXPECT_EQ(Sh(next->path, "git rev-parse HEAD"), base);
+    EXPECT_EQ(Sh(next->path, "cat a.txt"), "one");
+    Sh(repo_, "git reset -q --hard HEAD~1");  // main back where the next round starts
+  }
+}
+
+// A worktree that records another commit than the task's (one left from
+// before a database was restored from a backup): the task's wins, and the
+// worktree's record follows it, which the review reads.
+TEST_F(WorkspaceTest, AWorktreeRecordingAnotherBaseIsResetToTheRecordedOne) {
+  const std::string recorded = Sh(repo_, "git rev-parse HEAD");
+  Sh(repo_, "echo two > a.txt && git commit -qam two");
+  auto first = PrepareWorkspace(Spec(), run_);  // at "two"
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  ASSERT_NE(first->base_commit, recorded);
+  auto s = Spec();
+  s.recorded_base = recorded;
+  auto p = PrepareWorkspace(s, run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_FALSE(p->created);
+  EXPECT_EQ(p->base_commit, recorded);
+  EXPECT_EQ(Sh(p->path, "git rev-parse HEAD"), recorded);
+  EXPECT_EQ(Sh(p->path, std::string("git rev-parse ") + kWorktreeBaseRef), recorded);
+  EXPECT_EQ(Sh(p->path, "cat a.txt"), "one");
+  auto snapshot = SnapshotAttempt(p->path, run_);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error().ToString();
+  EXPECT_EQ(snapshot->base, recorded);
+  EXPECT_TRUE(snapshot->unchanged);
+}
+
+// The recorded commit is gone from the repository (the branch was
+// force-pushed, the task's branch deleted, and a gc pruned it): the attempt
+// fails naming the task, the commit and the repo, and does not start from
+// where the base ref points now, whether the worktree is there or not.
+TEST_F(WorkspaceTest, ARecordedBaseTheRepoNoLongerHasIsAnErrorNamingIt) {
+  Sh(repo_, "git checkout -qb feature && echo f > a.txt && git commit -qam f");
+  auto first = PrepareWorkspace(Spec("t1", "feature"), run_);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  const std::string lost = first->base_commit;
+  auto other = PrepareWorkspace(Spec("t2", "main"), run_);  // a worktree recording another commit
+  ASSERT_TRUE(other.ok()) << other.error().ToString();
+  Sh(repo_, "git worktree remove --force '" + first->path + "' && git branch -D forge/t1");
+  Sh(repo_,
+     "git reset -q --hard main && echo g > a.txt && git commit -qam g && git checkout -q main && "
+     "git reflog expire --expire=now --all && git gc -q --prune=now");
+  ASSERT_NE(Sh(repo_, "git cat-file -t " + lost + " 2>&1 || true"), "commit");
+  for (const std::string task : {"t1", "t2"}) {
+    SCOPED_TRACE(task);
+    auto s = Spec(task, "feature");
+    s.recorded_base = lost;
+    auto p = PrepareWorkspace(s, run_);
+    ASSERT_FALSE(p.ok());
+    EXPECT_EQ(p.error().code, ErrorCode::kConfig) << "no retry brings it back";
+    EXPECT_THAT(p.error().message, HasSubstr("task " + task + ": its base commit " + lost));
+    EXPECT_THAT(p.error().message, HasSubstr("is not in repo '" + repo_ + "'"));
+  }
+  EXPECT_FALSE(fs::exists(WorktreePath(state_, "t1"))) << "not made at another commit";
+  EXPECT_EQ(Sh(other->path, "git rev-parse HEAD"), other->base_commit) << "left as it was";
+}
+
 // An agent killed in the middle of git (a stall, a timeout, a cancel) leaves
 // a lock and a rebase in progress: the next attempt starts clean anyway,
 // with nothing to resume.
@@ -531,6 +625,38 @@ TEST_F(WorkspaceTest, SyncStartsFromTheRemoteTip) {
   ASSERT_TRUE(p.ok()) << p.error().ToString();
   EXPECT_EQ(p->base_commit, tip);
   EXPECT_NE(Sh(repo_, "git rev-parse HEAD"), tip);  // the operator's checkout stays
+  EXPECT_EQ(Sh(repo_, "git for-each-ref refs/forge"), "");
+}
+
+// Runner sync fetches for the task's first attempt only: a later one with
+// the recorded base starts from it, though the remote's tip moved on and the
+// worktree is gone, and fetches nothing.
+TEST_F(WorkspaceTest, ARecordedBaseIsNotFetchedAgain) {
+  std::string bare = root_ + "/remote.git";
+  Sh(root_, "git clone -q --bare repo remote.git");
+  Sh(root_,
+     "git clone -q remote.git pusher && cd pusher && echo tip > a.txt && "
+     "git commit -qam tip && git push -q origin main");
+  auto s = Spec();
+  s.sync_remote = bare;
+  s.sync_branch = "main";
+  auto first = PrepareWorkspace(s, run_);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  const std::string tip = first->base_commit;
+  EXPECT_EQ(tip, Sh(bare, "git rev-parse main"));
+  Sh(root_ + "/pusher", "echo later > a.txt && git commit -qam later && git push -q origin main");
+  Sh(repo_, "git worktree remove --force '" + first->path + "'");
+  int fetches = 0;
+  GitRunner counted = [&](const SpawnOptions& o, int64_t timeout_ms) {
+    if (std::find(o.argv.begin(), o.argv.end(), "fetch") != o.argv.end()) ++fetches;
+    return run_(o, timeout_ms);
+  };
+  s.recorded_base = tip;
+  auto again = PrepareWorkspace(s, counted);
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_EQ(again->base_commit, tip);
+  EXPECT_EQ(Sh(again->path, "cat a.txt"), "tip");
+  EXPECT_EQ(fetches, 0);
   EXPECT_EQ(Sh(repo_, "git for-each-ref refs/forge"), "");
 }
 
