@@ -486,6 +486,8 @@ std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style
     if (!t.base.empty()) out << " @ " << t.base;
     out << "\n";
   }
+  // What every attempt starts from, kept since the first (schema v7).
+  if (!t.base_commit.empty()) out << Label("base commit") << t.base_commit << "\n";
   if (!t.branch.empty()) out << Label("branch") << t.branch << "\n";
   if (!t.commit.empty()) out << Label("commit") << t.commit << "\n";
   if (!t.agent.empty() || !t.model.empty()) {

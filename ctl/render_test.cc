@@ -370,6 +370,7 @@ TEST(RenderShow, FieldsLedgerReviewAndTimeline) {
   show.task.brief = "line one\nline two";
   show.task.repo = "/src/app";
   show.task.base = "main";
+  show.task.base_commit = "0123456789abcdef0123456789abcdef01234567";
   show.task.branch = "forge/t7";
   show.task.verify = {"make test"};
   show.task.last_error = "same failure twice";
@@ -407,8 +408,9 @@ TEST(RenderShow, FieldsLedgerReviewAndTimeline) {
   std::string out = RenderShow(show, kNow, Style{});
   EXPECT_THAT(out, HasSubstr("task         t7  Fix it\n"));
   EXPECT_THAT(out, HasSubstr("state        blocked  (attempts 1/3)\n"));
-  EXPECT_THAT(out, HasSubstr("repo         /src/app @ main\n"));
-  EXPECT_THAT(out, HasSubstr("branch       forge/t7\n"));
+  EXPECT_THAT(out, HasSubstr("repo         /src/app @ main\n"
+                             "base commit  0123456789abcdef0123456789abcdef01234567\n"
+                             "branch       forge/t7\n"));
   EXPECT_THAT(out, HasSubstr("verify       make test\n"));
   EXPECT_THAT(out, HasSubstr("last error   same failure twice\n"));
   EXPECT_THAT(out, HasSubstr("brief\n  line one\n  line two\n"));

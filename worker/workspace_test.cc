@@ -586,7 +586,9 @@ TEST_F(WorkspaceTest, AReviewRunsNoMoreGitCommandsThanItsLimitCounts) {
 }
 
 // The same for a worker's preparation (kPrepareGitCommandsMax): the first
-// attempt's, and a later one's reset with a submodule to reset too.
+// attempt's, a later one's reset with a submodule to reset too, and one
+// that makes again at the recorded base a worktree deleted without git
+// (its `worktree add` refused until a prune).
 TEST_F(WorkspaceTest, APrepareRunsNoMoreGitCommandsThanItsLimitCounts) {
   const std::string sub = root_ + "/sub";
   fs::create_directories(sub);
@@ -598,9 +600,10 @@ TEST_F(WorkspaceTest, APrepareRunsNoMoreGitCommandsThanItsLimitCounts) {
     ++commands;
     return run_(o, timeout_ms);
   };
-  for (const char* attempt : {"first", "next"}) {
+  WorkspaceSpec spec = Spec();
+  for (const char* attempt : {"first", "next", "remade"}) {
     commands = 0;
-    auto p = PrepareWorkspace(Spec(), counted);
+    auto p = PrepareWorkspace(spec, counted);
     ASSERT_TRUE(p.ok()) << attempt << ": " << p.error().ToString();
     EXPECT_GE(commands, 5) << attempt;  // it counted them all
     EXPECT_LE(commands, kPrepareGitCommandsMax) << attempt;
@@ -608,6 +611,10 @@ TEST_F(WorkspaceTest, APrepareRunsNoMoreGitCommandsThanItsLimitCounts) {
     Sh(p->path,
        "git -c protocol.file.allow=always submodule update -q --init && echo e > lib/s.txt"
        " && echo edit > a.txt && echo new > new.txt");
+    if (std::string(attempt) == "next") {
+      spec.recorded_base = p->base_commit;
+      fs::remove_all(p->path);
+    }
   }
 }
 

@@ -2,7 +2,8 @@
 // repositories in temp dirs. A pass leaves one commit on forge/<task> and
 // nothing changes in the operator's checkout; attempts start from the same
 // clean base; bad repos are refused at submit and blocked at dispatch; runner
-// sync starts from the remote's tip.
+// sync starts from the remote's tip; a retry after the worktree is gone starts
+// from the base commit its first attempt resolved.
 #include <gmock/gmock.h>
 
 #include <algorithm>
@@ -342,6 +343,84 @@ TEST(Worktrees, FetchFailureIsAnAttemptError) {
   EXPECT_THAT(a[0].error, HasSubstr("runner sync: git fetch " + forge.dir() +
                                     "/no-such-remote.git main in repo '" + repo + "'"));
   EXPECT_TRUE(Sh("git -C " + repo + " branch --list 'forge/*'").empty());
+}
+
+// The base resolved at a task's first attempt is the base of every later
+// one, also when the worktree is gone: maintenance removed the blocked
+// task's worktree, the operator's HEAD moved on, and the operator retried
+// it. The retry starts from the first attempt's commit, not from HEAD now.
+TEST(Worktrees, ARetryAfterMaintenanceRemovedTheWorktreeStartsFromTheFirstBase) {
+  ForgeOptions o;
+  o.max_attempts = 1;
+  o.workers = 1;
+  o.extra_yaml = "maintenance: {interval: 300ms, keep: 1ms}\n";
+  Forge forge(o);
+  std::string repo = MakeRepo(forge.dir());
+  const std::string g = "git -C " + repo + " ";
+  const std::string first_base = Sh(g + "rev-parse HEAD");
+  const std::string go = forge.dir() + "/go";
+  forge.Start();
+  std::string id = forge.Submit("succeed", {}, RepoTask(repo, {"test -f " + go}));
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked)) << forge.SupervisorLog();
+  EXPECT_EQ(forge.Task(id).base_commit, first_base);
+  const std::string wt = forge.state_dir() + "/worktrees/" + id;
+  ASSERT_TRUE(WaitFor([&] { return forge.HasEvent(id, "maintenance.removed"); }, 20'000))
+      << forge.SupervisorLog();
+  ASSERT_FALSE(std::filesystem::exists(wt));
+  Sh(g + kIdentity + " commit -q --allow-empty -m two");
+  ASSERT_NE(Sh(g + "rev-parse HEAD"), first_base);
+  std::ofstream(go) << "go";
+  auto retried = forge.ctl().Call("retry", json{{"id", id}});
+  ASSERT_TRUE(retried.ok()) << retried.error().message;
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kDone)) << forge.SupervisorLog();
+  EXPECT_EQ(Sh(g + "rev-parse forge/" + id + "~1"), first_base);
+  EXPECT_EQ(forge.Task(id).base_commit, first_base);
+  EXPECT_EQ(forge.Events(id, "attempt.base_recorded").size(), 1u);
+  // `show` says what every attempt started from.
+  auto [code, out] = RunCtl(forge.state_dir(), {"show", id});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("base commit  " + first_base + "\n"));
+}
+
+// The recorded base commit is no longer in the repository (the base branch
+// was force-pushed, the task's branch deleted, a gc pruned it) and the
+// worktree is gone: the retry is blocked, naming the task, the commit and
+// the repo, instead of starting from where the branch points now.
+TEST(Worktrees, ARetryWhoseRecordedBaseWasGarbageCollectedIsBlockedNamingIt) {
+  ForgeOptions o;
+  o.max_attempts = 1;
+  Forge forge(o);
+  std::string repo = MakeRepo(forge.dir());
+  const std::string g = "git -C " + repo + " ";
+  Sh(g + "branch feature && " + g + "worktree add -q " + forge.dir() +
+     "/feature feature && git -C " + forge.dir() + "/feature " + kIdentity +
+     " commit -q --allow-empty -m f");
+  const std::string lost = Sh(g + "rev-parse feature");
+  forge.Start();
+  json t = RepoTask(repo, {"false"});
+  t["base"] = "feature";
+  std::string id = forge.Submit("succeed", {}, t);
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked)) << forge.SupervisorLog();
+  ASSERT_EQ(forge.Task(id).base_commit, lost);
+  // The worktree deleted by hand, the branches moved and deleted, a gc.
+  const std::string wt = forge.state_dir() + "/worktrees/" + id;
+  std::filesystem::remove_all(wt);
+  Sh("git -C " + forge.dir() + "/feature reset -q --hard main && git -C " + forge.dir() +
+     "/feature " + kIdentity + " commit -q --allow-empty -m g && " + g + "worktree prune && " + g +
+     "branch -D forge/" + id + " && " + g + "reflog expire --expire=now --all && " + g +
+     "gc -q --prune=now");
+  ASSERT_NE(Sh(g + "cat-file -t " + lost + " 2>/dev/null || echo gone"), "commit");
+  auto retried = forge.ctl().Call("retry", json{{"id", id}});
+  ASSERT_TRUE(retried.ok()) << retried.error().message;
+  ASSERT_TRUE(WaitFor([&] { return forge.Attempts(id).size() == 2u; }, 20'000));
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked)) << forge.SupervisorLog();
+  auto a = forge.Attempts(id);
+  ASSERT_EQ(a.size(), 2u) << "not retried again";
+  EXPECT_EQ(a[1].outcome, "failed");
+  EXPECT_THAT(a[1].error, HasSubstr("task " + id + ": its base commit " + lost));
+  EXPECT_THAT(a[1].error, HasSubstr("is not in repo '" + repo + "'"));
+  EXPECT_FALSE(std::filesystem::exists(wt)) << "not made at another commit";
+  EXPECT_EQ(forge.Task(id).base_commit, lost);
 }
 
 }  // namespace
