@@ -173,8 +173,70 @@ std::unique_ptr<mst::mustache> Parse(const std::string& text) {
   return tmpl;
 }
 
-// Renders a valid parse. A render error (e.g. an unclosed section found
-// late) leaves `tmpl` invalid; callers must not reuse it then.
+// The names a render looks up: kainjow's own context (mustache.hpp,
+// class context), but for how a dotted name ({{task.id}}) is split. Its
+// split builds a std::stringstream for every dotted tag rendered, a seventh
+// of a brief's instructions (bench/README.md, session 34). The lookup is
+// the same: the innermost section's data first; a dotted name resolves
+// whole in one data, else in the next one out.
+class Context : public mst::basic_context<std::string> {
+ public:
+  explicit Context(const mst::data* root) { items_.push_back(root); }
+  void push(const mst::data* data) override { items_.push_back(data); }
+  void pop() override { items_.pop_back(); }
+
+  const mst::data* get(const std::string& name) const override {
+    if (name.size() == 1 && name[0] == '.') return items_.back();
+    if (name.find('.') == std::string::npos) return get_partial(name);
+    const std::vector<std::string> names = SplitName(name);
+    for (auto item = items_.rbegin(); item != items_.rend(); ++item) {
+      const mst::data* var = *item;
+      for (const auto& n : names) {
+        var = var->get(n);
+        if (var == nullptr) break;
+      }
+      if (var != nullptr) return var;
+    }
+    return nullptr;
+  }
+
+  const mst::data* get_partial(const std::string& name) const override {
+    for (auto item = items_.rbegin(); item != items_.rend(); ++item) {
+      if (const mst::data* var = (*item)->get(name)) return var;
+    }
+    return nullptr;
+  }
+
+  // As kainjow's split (std::getline on '.'): "a..b" is a, "", b; a
+  // trailing '.' adds no empty part ("a." is a).
+  static std::vector<std::string> SplitName(const std::string& name) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start < name.size()) {
+      size_t dot = name.find('.', start);
+      if (dot == std::string::npos) dot = name.size();
+      out.emplace_back(name, start, dot - start);
+      start = dot + 1;
+    }
+    return out;
+  }
+
+ private:
+  std::vector<const mst::data*> items_;  // the innermost last
+};
+
+// kainjow's render(context, stream) takes any type with <<; this appends.
+struct Appender {
+  std::string& out;
+  Appender& operator<<(const std::string& piece) {
+    out += piece;
+    return *this;
+  }
+};
+
+// Renders a valid parse (kainjow's render with a context of ours does not
+// check). A render error (e.g. an unclosed section found late) leaves
+// `tmpl` invalid; callers must not reuse it then.
 Result<std::string> RenderParsed(mst::mustache& tmpl, const std::string& template_name,
                                  const std::string& text, const mst::data& data) {
   // Appended to a string, not kainjow's default std::ostringstream: the
@@ -182,7 +244,9 @@ Result<std::string> RenderParsed(mst::mustache& tmpl, const std::string& templat
   // lines are pieces) were about a sixth of a render (issue 6).
   std::string out;
   out.reserve(text.size());
-  tmpl.render(data, [&out](const std::string& piece) { out += piece; });
+  Context context(&data);
+  Appender appender{out};
+  tmpl.render(context, appender);
   if (!tmpl.is_valid()) return TemplateError(template_name, tmpl, text);
   return out;
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <kainjow/mustache.hpp>
 
 #include "worker/test_supervisor.h"
 
@@ -147,6 +148,58 @@ TEST(WorkerBrief, WhatIsEmptyIsLeftOut) {
   EXPECT_THAT(b, Not(HasSubstr("Error:")));
   EXPECT_THAT(b, HasSubstr("- [sev3 style] names are unclear\n"));
   EXPECT_THAT(b, HasSubstr("- [sev2 bug] a.cc: off by one\n"));
+}
+
+// Names are looked up as kainjow's own context does (brief.cc has its own,
+// for speed): the innermost section first, a dotted name resolved whole in
+// one data or else in the next one out, and split as kainjow splits it
+// ("a..b" has an empty part, "a." none).
+TEST(WorkerBrief, NamesResolveAsInKainjowsOwnContext) {
+  const std::string text =
+      "{{a.b}}|{{#list}}[{{a.b}}/{{x.y}}/{{.}}]{{/list}}|{{a..b}}|{{a.}}|{{.a}}|"
+      "{{#o}}{{a.b}}{{p.q}}{{/o}}|{{#a}}{{b}}{{/a}}|{{^a.c}}no a.c{{/a.c}}";
+  const nlohmann::json json_data = {
+      {"a", {{"b", "AB"}, {"", {{"b", "A_B"}}}}},
+      {"list", {{{"x", {{"y", "XY"}}}, {"a", {{"c", "no b"}}}}, {{"a", {{"b", "inner"}}}}, "str"}},
+      {"o", {{"p", {{"q", "PQ"}}}}},
+      {"", {{"a", "_A"}}}};
+  namespace mst = kainjow::mustache;
+  mst::data a_empty{mst::data::type::object};
+  a_empty.set("b", mst::data{"A_B"});
+  mst::data a{mst::data::type::object};
+  a.set("b", mst::data{"AB"});
+  a.set("", a_empty);
+  mst::data x{mst::data::type::object};
+  x.set("y", mst::data{"XY"});
+  mst::data no_b{mst::data::type::object};
+  no_b.set("c", mst::data{"no b"});
+  mst::data item1{mst::data::type::object};
+  item1.set("x", x);
+  item1.set("a", no_b);
+  mst::data inner_a{mst::data::type::object};
+  inner_a.set("b", mst::data{"inner"});
+  mst::data item2{mst::data::type::object};
+  item2.set("a", inner_a);
+  mst::data list{mst::data::type::list};
+  list.push_back(item1);
+  list.push_back(item2);
+  list.push_back(mst::data{"str"});
+  mst::data p{mst::data::type::object};
+  p.set("q", mst::data{"PQ"});
+  mst::data o{mst::data::type::object};
+  o.set("p", p);
+  mst::data empty_a{mst::data::type::object};
+  empty_a.set("a", mst::data{"_A"});
+  mst::data data{mst::data::type::object};
+  data.set("a", a);
+  data.set("list", list);
+  data.set("o", o);
+  data.set("", empty_a);
+  mst::mustache kainjow_own(text);
+  ASSERT_TRUE(kainjow_own.is_valid());
+  const std::string expected = kainjow_own.render(data);
+  EXPECT_EQ(expected, "AB|[AB/XY/][inner//][AB//str]|A_B||_A|ABPQ|AB|no a.c");
+  EXPECT_EQ(RenderTemplate("t", text, json_data).value(), expected);
 }
 
 TEST(WorkerBrief, TemplateErrorNamesTheTemplateAndLine) {
