@@ -18,6 +18,14 @@ Error DecodeError(std::string message) {
 // pre-scan: the parser itself is iterative, but copying or dumping a value
 // recurses once per level.
 bool TooDeep(std::string_view bytes, int max_depth) {
+  // No deeper than it has brackets: a message with at most max_depth of
+  // them (every message a child or the supervisor sends on figure 1's
+  // path has a dozen) needs no scan of its strings. The count is a loop
+  // the compiler vectorizes; the scan below, a few instructions a byte,
+  // was a tenth of decoding a dispatch.
+  size_t opening = 0;
+  for (char c : bytes) opening += static_cast<size_t>(c == '[') + static_cast<size_t>(c == '{');
+  if (opening <= static_cast<size_t>(max_depth)) return false;
   int depth = 0;
   bool in_string = false;
   bool escaped = false;

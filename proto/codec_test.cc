@@ -398,6 +398,21 @@ TEST(CodecErrors, DeepNestingRefused) {
   EXPECT_TRUE(DecodeChildMessage(in_string).ok());
 }
 
+// The limit is on depth, not on how many brackets a message has: counting
+// them is only the scan's shortcut (codec.cc).
+TEST(CodecErrors, NestingLimitIsTheDepth) {
+  auto nested = [](int depth) {
+    return R"({"v":1,"type":"heartbeat","x":)" + std::string(depth - 1, '[') +
+           std::string(depth - 1, ']') + "}";
+  };
+  EXPECT_TRUE(DecodeChildMessage(nested(kMaxJsonDepth)).ok());
+  EXPECT_THAT(ChildError(nested(kMaxJsonDepth + 1)).message, HasSubstr("nests deeper than"));
+  std::string wide = R"({"v":1,"type":"heartbeat","x":[)";
+  for (int i = 0; i < 3 * kMaxJsonDepth; ++i) wide += i == 0 ? "{}" : ",[]";
+  wide += "]}";
+  EXPECT_TRUE(DecodeChildMessage(wide).ok());
+}
+
 TEST(CodecEncode, InvalidUtf8IsReplacedNotThrown) {
   Result r = FullResult();
   r.output_tail = "cut mid-char \xe2\x82";
