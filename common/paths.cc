@@ -195,6 +195,18 @@ std::string SelfExeDir() {
   return slash == 0 ? "/" : exe.substr(0, slash);
 }
 
+std::string ParentPath(const std::string& path) {
+  // One slash before a non-empty last name, not at the start: the parent
+  // is everything before it. Anything else (a root, "//", a trailing
+  // slash, no slash) is the library's to answer.
+  const size_t slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0 && slash + 1 < path.size() &&
+      path[slash - 1] != '/') {
+    return path.substr(0, slash);
+  }
+  return std::filesystem::path(path).parent_path().string();
+}
+
 std::string JoinPath(std::string_view a, std::string_view b) {
   if (a.empty() || (!b.empty() && b.front() == '/')) return std::string(b);
   if (b.empty()) return std::string(a);

@@ -43,6 +43,10 @@ Status WriteFileAtomic(const std::string& path, std::string_view content, unsign
 // Directory of the running executable (/proc/self/exe), for finding sibling binaries.
 std::string SelfExeDir();
 std::string JoinPath(std::string_view a, std::string_view b);
+// std::filesystem::path(path).parent_path().string(), without building a
+// path (its parse into components was a worker's two or three thousand
+// instructions a dispatch) when path is plainly "<dir>/<name>".
+std::string ParentPath(const std::string& path);
 std::string AbsolutePath(const std::string& path);
 
 }  // namespace forge

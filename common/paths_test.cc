@@ -152,6 +152,32 @@ TEST_F(PathsTest, MakePrivateDirTakesOnlyAnEmptyDirectoryOrOneOfOurs) {
   EXPECT_TRUE(MakePrivateDir(prepared, ours).ok());
 }
 
+// ParentPath is std::filesystem's parent_path with a shortcut (paths.cc).
+TEST(ParentPath, IsTheLibrarysParentPath) {
+  for (const std::string p : {"/state/logs/t1/1.log",
+                              "a/b",
+                              "/a",
+                              "a",
+                              "",
+                              "/",
+                              "//",
+                              "//a",
+                              "//a/b",
+                              "/a//b",
+                              "a/",
+                              "/a/b/",
+                              "a/.",
+                              "a/..",
+                              "./a",
+                              "../a",
+                              "/a/./b",
+                              "a///b",
+                              "///a",
+                              "/a/b//"}) {
+    EXPECT_EQ(ParentPath(p), std::filesystem::path(p).parent_path().string()) << p;
+  }
+}
+
 TEST_F(PathsTest, ReadAndWriteAtomic) {
   std::string p = dir_ + "/f.txt";
   std::string content = std::string("line\n") + std::string(200000, 'z') + '\0' + "tail";

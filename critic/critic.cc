@@ -205,7 +205,7 @@ void Critic::StartReview(const proto::Review& review) {
   review_->workspace_lock = std::move(lock).value();
   if (!review.log_path.empty()) {
     std::error_code ec;
-    fs::create_directories(fs::path(review.log_path).parent_path(), ec);
+    fs::create_directories(ParentPath(review.log_path), ec);
     auto log = worker::OutputCapture::Open(review.log_path);
     if (log.ok()) {
       review_->log = std::move(log).value();

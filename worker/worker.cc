@@ -1,16 +1,15 @@
 #include "worker/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
-
 #include "common/clock.h"
+#include "common/fd.h"
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/redact.h"
@@ -20,8 +19,6 @@
 
 namespace forge::worker {
 namespace {
-
-namespace fs = std::filesystem;
 
 int64_t NowMs() {
   return SystemClock::Get().MonotonicMs();
@@ -36,16 +33,24 @@ Status MakeDirs(const std::string& path) {
   return MakeError(ErrorCode::kIo, made.error().message);
 }
 
+// open and write, not a std::ofstream: a stream's construction (its
+// locale, its buffer) cost more than the three system calls (bench/README.md,
+// session 34).
 Status WriteText(const std::string& path, const std::string& text) {
-  errno = 0;
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.close();
   // errno says why (a full disk is an infra failure, see IsMachineFault).
-  if (!out) {
-    return MakeError(ErrorCode::kIo, "cannot write '" + path +
-                                         "': " + (errno != 0 ? strerror(errno) : "write failed"));
+  auto failed = [&path](int err) {
+    return MakeError(ErrorCode::kIo,
+                     "cannot write '" + path + "': " + (err != 0 ? strerror(err) : "write failed"));
+  };
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
+  if (!fd.valid()) return failed(errno);
+  for (size_t written = 0; written < text.size();) {
+    ssize_t n = ::write(fd.get(), text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return failed(n < 0 ? errno : 0);
+    written += static_cast<size_t>(n);
   }
+  if (::close(fd.release()) != 0) return failed(errno);
   return Status::Ok();
 }
 
@@ -199,7 +204,7 @@ Result<PreparedAttempt> Worker::Prepare(const proto::Dispatch& d) {
   if (p.log_path.empty()) {
     p.log_path = options_.state_dir + "/logs/" + d.task.id + "/" + std::to_string(d.n) + ".log";
   }
-  std::string log_dir = fs::path(p.log_path).parent_path().string();
+  std::string log_dir = ParentPath(p.log_path);
   FORGE_RETURN_IF_ERROR(MakeDirs(log_dir));
   FORGE_ASSIGN_OR_RETURN(p.prompt, RenderWorkerBrief(options_.brief_dirs, d, &templates_));
   p.prompt_path = log_dir + "/" + std::to_string(d.n) + ".prompt";
