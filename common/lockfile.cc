@@ -49,9 +49,11 @@ Result<LockFile> LockFile::Acquire(const std::string& path, const std::string& h
       return MakeError(ErrorCode::kIo, "lock file " + path + " keeps being replaced");
     }
     // The pid is for a human reading the file (Holder asks the kernel): a
-    // full disk that refuses it must not refuse the lock.
+    // full disk that refuses it must not refuse the lock. The file is cut
+    // only when the pid would not cover what is there: it is new (empty) or
+    // another process's pid of as many digits, most times.
     std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd.get(), 0) == 0) {
+    if (locked.st_size <= static_cast<off_t>(pid.size()) || ::ftruncate(fd.get(), 0) == 0) {
       ssize_t written = ::pwrite(fd.get(), pid.data(), pid.size(), 0);
       (void)written;
     }

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace forge {
@@ -18,6 +20,26 @@ std::string TempPath() {
 
 TEST(LockFileTest, NobodyHoldsAFreshFile) {
   EXPECT_FALSE(LockFile::Holder(TempPath()).has_value());
+}
+
+// The file says the holder's pid and nothing else, whatever an earlier
+// holder left: the cut is skipped only when the pid covers it (lockfile.cc).
+TEST(LockFileTest, TheFileHoldsTheHoldersPidAlone) {
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  auto contents = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  for (const std::string& before : {std::string(), std::string(pid.size(), '9'),
+                                    std::string(pid.size() + 1, '9'), std::string(100, '9')}) {
+    std::string path = TempPath();
+    std::ofstream(path) << before;
+    auto lock = LockFile::Acquire(path);
+    ASSERT_TRUE(lock.ok()) << lock.error().ToString();
+    EXPECT_EQ(contents(path), pid) << "over " << before.size() << " bytes";
+  }
 }
 
 TEST(LockFileTest, SecondProcessIsRefusedAndNamesTheHolder) {

@@ -6,7 +6,6 @@
 #include <zmq.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <vector>
 
 #include "common/clock.h"
@@ -36,12 +35,22 @@ Result<LockFile> LockWorkspace(const std::string& workspace, int64_t wait_ms,
                                const LockWait& wait) {
   if (workspace.empty()) return MakeError(ErrorCode::kInvalid, "no workspace to lock");
   const std::string path = WorkspaceLockPath(workspace);
-  FORGE_RETURN_IF_ERROR(MakeDirs(std::filesystem::path(path).parent_path().string(), 0777));
   const std::string held = "workspace '" + workspace + "' is in use by another process";
   const int64_t start = NowMs();
   bool told = false;
+  bool made_parent = false;
   for (;;) {
     auto lock = LockFile::Acquire(path, held);
+    // The parent (the workspaces directory) is made only when the lock file
+    // could not be opened there: it exists for every attempt but a state's
+    // first, and a mkdir -p of it was a mkdir and a stat an attempt. Made,
+    // the lock is tried again, and fails as before if it failed for another
+    // reason.
+    if (!lock.ok() && lock.error().code == ErrorCode::kIo && !made_parent) {
+      made_parent = true;
+      FORGE_RETURN_IF_ERROR(MakeDirs(ParentPath(path), 0777));
+      continue;
+    }
     if (lock.ok() || lock.error().code != ErrorCode::kConflict) return lock;
     const int64_t now = NowMs();
     if (now - start >= wait_ms) {
