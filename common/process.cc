@@ -374,7 +374,13 @@ Result<SpawnedProcess> Spawn(const SpawnOptions& options) {
     if (i == 2 && options.merge_stderr) continue;
     if (modes[i] == Stdio::kPipe) {
       FORGE_ASSIGN_OR_RETURN(Pipe p, MakePipe());
-      FORGE_RETURN_IF_ERROR(SetNonBlocking(i == 0 ? p.write.get() : p.read.get()));
+      // F_SETFL alone, not SetNonBlocking's F_GETFL first: a new pipe's end
+      // has no status flag but its access mode, which F_SETFL ignores. One
+      // system call a pipe less, two an agent (bench/README.md, session 34).
+      const int ours = i == 0 ? p.write.get() : p.read.get();
+      if (fcntl(ours, F_SETFL, O_NONBLOCK) != 0) {
+        return SysError("fcntl(O_NONBLOCK) on fd " + std::to_string(ours), errno);
+      }
       if (i == 0) {
         child_ends[i] = std::move(p.read);
         proc.stdin_fd = std::move(p.write);
