@@ -296,8 +296,10 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
   }
   if (d.task.base_commit.empty()) base_to_report = workspace->base_commit;
   // A SIGTERM read only now, after a git step (PDEATHSIG of a supervisor
-  // that was killed): no agent to start and kill.
-  if (StopPending()) {
+  // that was killed): no agent to start and kill. A plain workspace took no
+  // git step, only a mkdir since the check above: no second check (two
+  // system calls) for it.
+  if (!d.task.repo.empty() && StopPending()) {
     fail("cancelled", MakeError(ErrorCode::kUnavailable, "worker is stopping"), true);
     return;
   }
