@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace forge::proto {
@@ -37,13 +38,25 @@ void ReadValue(const json& j, std::vector<T>& out);
 template <typename T>
 void ReadValue(const json& j, std::optional<T>& out);
 
-// Rethrows a FieldError from a nested read with `prefix.` in front of its path.
-template <typename F>
-void WithPrefix(const std::string& prefix, F&& read) {
+// A path component: a key, or an array's index.
+inline std::string PrefixText(std::string_view key) {
+  return std::string(key);
+}
+inline std::string PrefixText(size_t index) {
+  return std::to_string(index);
+}
+
+// Rethrows a FieldError from a nested read with `prefix.` in front of its
+// path. The prefix becomes a string only then: every field of every message
+// is read through here, and building its name each time was a tenth of
+// reading a dispatch (bench/README.md, session 34).
+template <typename Prefix, typename F>
+void WithPrefix(const Prefix& prefix, F&& read) {
   try {
     read();
   } catch (const FieldError& e) {
-    std::string inner = e.path.empty() ? prefix : prefix + "." + e.path;
+    const std::string text = PrefixText(prefix);
+    std::string inner = e.path.empty() ? text : text + "." + e.path;
     std::string what = e.what();
     // what() is "field '<path>' <problem>"; keep the problem.
     auto pos = what.find("' ");
@@ -58,7 +71,7 @@ void ReadValue(const json& j, std::vector<T>& out) {
   out.reserve(j.size());
   for (size_t i = 0; i < j.size(); ++i) {
     T item{};
-    WithPrefix(std::to_string(i), [&] { ReadValue(j[i], item); });
+    WithPrefix(i, [&] { ReadValue(j[i], item); });
     out.push_back(std::move(item));
   }
 }
@@ -75,16 +88,19 @@ void ReadValue(const json& j, std::optional<T>& out) {
 }
 
 // Required field: missing -> "is missing"; wrong type -> "must be ...".
+// Keys are string_views: the object's lookup compares them with its keys
+// without a strlen each comparison, and most keys a reader asks for are
+// absent (left at their defaults).
 template <typename T>
-void Required(const json& obj, const char* key, T& out) {
+void Required(const json& obj, std::string_view key, T& out) {
   auto it = obj.find(key);
-  if (it == obj.end()) throw FieldError(key, "is missing");
+  if (it == obj.end()) throw FieldError(std::string(key), "is missing");
   WithPrefix(key, [&] { ReadValue(*it, out); });
 }
 
 // Optional field: absent or null leaves `out` as it is.
 template <typename T>
-void Optional(const json& obj, const char* key, T& out) {
+void Optional(const json& obj, std::string_view key, T& out) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return;
   WithPrefix(key, [&] { ReadValue(*it, out); });
