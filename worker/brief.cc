@@ -75,12 +75,16 @@ std::vector<std::string> TemplateSearchPath(const BriefDirs& dirs) {
 }
 
 Result<std::string> FindTemplate(const BriefDirs& dirs, std::string_view name) {
-  std::string searched;
-  for (const auto& dir : TemplateSearchPath(dirs)) {
-    std::string path = dir + "/" + std::string(name);
+  const std::vector<std::string> search = TemplateSearchPath(dirs);
+  std::string path;
+  for (const auto& dir : search) {
+    path.assign(dir).append("/").append(name);
     if (IsFile(path)) return path;
-    searched += (searched.empty() ? "" : ", ") + dir;
   }
+  // The list of places searched, built only for the error: a worker looks
+  // for its template every dispatch, past the operator's override dir.
+  std::string searched;
+  for (const auto& dir : search) searched.append(searched.empty() ? "" : ", ").append(dir);
   return MakeError(ErrorCode::kConfig, "brief template '" + std::string(name) +
                                            "' not found (searched: " + searched + ")");
 }

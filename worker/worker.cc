@@ -318,7 +318,7 @@ void Worker::StartAttempt(const proto::Dispatch& d) {
 
   SpawnOptions spawn;
   spawn.argv = a->prepared.argv;
-  spawn.env = a->prepared.env;
+  spawn.env = std::move(a->prepared.env);  // not needed after the spawn
   spawn.cwd = d.workspace;
   spawn.die_with_parent = true;
   // The prompt reaches stdin from its file, already written: no pipe for the
