@@ -204,8 +204,13 @@ void Critic::StartReview(const proto::Review& review) {
   }
   review_->workspace_lock = std::move(lock).value();
   if (!review.log_path.empty()) {
-    std::error_code ec;
-    fs::create_directories(ParentPath(review.log_path), ec);
+    // The worker made the attempt's log directory: a stat finds it, where
+    // create_directories first parses the path into a filesystem::path.
+    const std::string log_dir = ParentPath(review.log_path);
+    if (!IsDir(log_dir)) {
+      std::error_code ec;
+      fs::create_directories(log_dir, ec);
+    }
     auto log = worker::OutputCapture::Open(review.log_path);
     if (log.ok()) {
       review_->log = std::move(log).value();
