@@ -216,6 +216,14 @@ void CheckOpenAttempts(store::Store& store, const DoctorOptions& o, bool running
       Add(out, "attempts", Severity::kRed,
           what + "; its agent (pid " + std::to_string(a.agent_pid) + ") is still running",
           "kill -TERM -- -" + std::to_string(group) + "; then " + StartCommand(o.state_dir));
+    } else if (auto task = store.GetTask(a.task_id);
+               task.ok() && task->state == proto::TaskState::kReviewing) {
+      // Its agent passed: a stop leaves it so (attempt.review_postponed),
+      // and so does a crash during its review. Nothing is wrong.
+      Add(out, "attempts", Severity::kOk,
+          "attempt " + std::to_string(a.n) + " of task " + a.task_id +
+              " passed its agent and waits for its review: the next start reviews it "
+              "(the agent does not run again)");
     } else {
       Add(out, "attempts", Severity::kRed, what + " and its agent is gone",
           StartCommand(o.state_dir) + "  (closes it as recovered and requeues the task)");

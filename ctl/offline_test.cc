@@ -715,6 +715,23 @@ TEST_F(OfflineTest, DoctorFindsOrphanWorkspacesAndOpenAttempts) {
   EXPECT_THAT(open->fix, HasSubstr("forge-supervisor start --state-dir " + h_.state_dir));
 }
 
+// An attempt whose agent passed, left open by a stop for the next start's
+// review, is the normal state of a stopped supervisor: no red.
+TEST_F(OfflineTest, DoctorTakesAnAttemptWaitingForItsReviewAsNormal) {
+  auto ids = writer_->Submit({Task("Passed, not reviewed")});
+  ASSERT_TRUE(ids.ok());
+  store::AgentReport passed;
+  passed.outcome = proto::Outcome::kPassed;
+  ASSERT_TRUE(writer_->RecordAgentResult(Lease((*ids)[0]).id, passed).ok());
+
+  auto findings = RunDoctor(Doctor(h_));
+  EXPECT_EQ(FindingWith(findings, "attempts", Severity::kRed), nullptr);
+  const DoctorFinding* waits = FindingWith(findings, "attempts", Severity::kOk);
+  ASSERT_NE(waits, nullptr);
+  EXPECT_THAT(waits->message,
+              HasSubstr("task " + (*ids)[0] + " passed its agent and waits for its review"));
+}
+
 TEST_F(OfflineTest, DoctorChecksTheConfigBesideTheStateDir) {
   std::ofstream(h_.dir.Path("forge.yaml")) << "workers: two\n";
   auto findings = RunDoctor(Doctor(h_));
