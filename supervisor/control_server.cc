@@ -32,6 +32,15 @@ Result<std::string> OptionalString(const json& args, const char* key) {
   return it->get<std::string>();
 }
 
+// $0.60, $0.005: two decimals at least, more only when they say something.
+std::string Usd(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.4f", v);
+  std::string s = buf;
+  while (s.size() > 1 && s.back() == '0' && s[s.size() - 3] != '.') s.pop_back();
+  return "$" + s;
+}
+
 int64_t SteadyMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -265,6 +274,21 @@ Result<json> ControlServer::Cancel(const json& args) {
 
 Result<json> ControlServer::Retry(const json& args) {
   FORGE_ASSIGN_OR_RETURN(auto request, proto::ReadAs<proto::IdRequest>(args));
+  // A task that has spent its budget would be blocked again at dispatch
+  // without running (before, it ran and paid for one more attempt each
+  // time): the operator is told now, and what to change. A task in another
+  // state gets the store's refusal.
+  if (const double budget = backend_.TaskBudgetUsd(); budget > 0) {
+    FORGE_ASSIGN_OR_RETURN(proto::TaskInfo task, store_.GetTask(request.id));
+    if ((task.state == proto::TaskState::kBlocked || task.state == proto::TaskState::kCancelled) &&
+        task.cost_usd >= budget) {
+      return MakeError(ErrorCode::kConflict,
+                       "task " + request.id + " has spent " + Usd(task.cost_usd) +
+                           ", its budget.task_usd is " + Usd(budget) +
+                           ": a retry would not run it; raise budget.task_usd in the config "
+                           "file and reload it (SIGHUP to the supervisor), then retry");
+    }
+  }
   FORGE_ASSIGN_OR_RETURN(auto change, store_.Retry(request.id));
   backend_.OnQueueChanged();
   std::string message = "requeued with its attempts reset";

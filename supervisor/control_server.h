@@ -38,6 +38,9 @@ class ControlBackend {
   virtual int64_t Stop() = 0;
   // Secret values (config env) to redact from show/ls/events output.
   virtual std::vector<std::string> ConfigSecrets() = 0;
+  // budget.task_usd in force (0: none): `retry` refuses a task that has
+  // spent it, which would be blocked again without running.
+  virtual double TaskBudgetUsd() = 0;
 };
 
 // Bounds on staged submits (submit_begin/chunk/commit, docs/protocol.md).

@@ -34,12 +34,14 @@ class FakeBackend : public ControlBackend {
     return 1234;
   }
   std::vector<std::string> ConfigSecrets() override { return {"config-secret-value"}; }
+  double TaskBudgetUsd() override { return task_usd; }
 
   int queue_changes = 0;
   std::vector<store::Change> cancelled;
   bool paused = false;
   bool stopped = false;
   std::string pause_reason;
+  double task_usd = 0;
 };
 
 class ControlServerTest : public ::testing::Test {
@@ -399,6 +401,49 @@ TEST_F(ControlServerTest, CancelReportsTheOpenAttemptToTheBackend) {
   ASSERT_TRUE(retry.ok()) << retry.error().message;
   EXPECT_EQ((*retry)["state"], "ready");
   EXPECT_EQ((*retry)["message"], "requeued with its attempts reset");
+}
+
+// A task that has spent budget.task_usd is not requeued by a retry (it
+// would be blocked again at dispatch): the refusal says what it spent, the
+// budget, and what to do. Under the budget, or with none, it is requeued.
+TEST_F(ControlServerTest, RetryRefusesATaskThatHasSpentItsBudget) {
+  std::string id = SubmitOne(json{{"title", "t"}, {"brief", "b"}});
+  store::Lease lease;
+  lease.worker_pid = 1;
+  auto attempt = store_->LeaseAttempt(id, lease);
+  ASSERT_TRUE(attempt.ok()) << attempt.error().message;
+  store::Close close;
+  close.outcome = proto::Outcome::kFailed;
+  close.next_state = proto::TaskState::kBlocked;
+  close.reason = "task budget exceeded";
+  close.cost_usd = 0.6;
+  ASSERT_TRUE(store_->CloseAttempt(attempt->id, close).ok());
+  backend_.task_usd = 0.5;
+  auto refused = Call("retry", json{{"id", id}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(refused.error().message,
+            "task " + id +
+                " has spent $0.60, its budget.task_usd is $0.50: a retry would not run it; raise "
+                "budget.task_usd in the config file and reload it (SIGHUP to the supervisor), "
+                "then retry");
+  EXPECT_EQ(store_->GetTask(id)->state, proto::TaskState::kBlocked);
+  EXPECT_EQ(backend_.queue_changes, 1) << "only the submit changed the queue";
+  backend_.task_usd = 0.6;  // reaching it is spending it
+  EXPECT_FALSE(Call("retry", json{{"id", id}}).ok());
+  backend_.task_usd = 0.605;
+  auto raised = Call("retry", json{{"id", id}});
+  ASSERT_TRUE(raised.ok()) << raised.error().message;
+  EXPECT_EQ((*raised)["state"], "ready");
+  // A task in another state gets the store's refusal, not the budget's.
+  backend_.task_usd = 0.5;
+  auto ready = Call("retry", json{{"id", id}});
+  ASSERT_FALSE(ready.ok());
+  EXPECT_THAT(ready.error().message, HasSubstr("only blocked or cancelled tasks can be retried"));
+  // Without a budget nothing is refused.
+  ASSERT_TRUE(Call("cancel", json{{"id", id}}).ok());
+  backend_.task_usd = 0;
+  EXPECT_TRUE(Call("retry", json{{"id", id}}).ok());
 }
 
 // A retried task that still waits on a cancelled one says so.

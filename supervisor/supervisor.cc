@@ -768,6 +768,21 @@ void Supervisor::TryDispatch() {
       if (!next->has_value()) return;
     }
     proto::TaskInfo task = std::move(**next);
+    // A task that has spent its budget runs no more, however it came to be
+    // ready: a retry, a cooldown that ended, a dependency done, or a reload
+    // that lowered budget.task_usd below what it spent. It is blocked as its
+    // attempt's close would have blocked it, without paying for one more.
+    if (const double budget = config_.budget.task_usd; budget > 0 && task.cost_usd >= budget) {
+      auto blocked = store_->Block(task.id, "task budget exceeded",
+                                   json{{"cost_usd", task.cost_usd}, {"task_usd", budget}});
+      if (!blocked.ok()) {
+        StoreFailed("blocking " + task.id, blocked.error());
+        return;
+      }
+      spdlog::warn("{} not dispatched: it has spent ${:.2f} of budget.task_usd ${:.2f}; blocked",
+                   task.id, task.cost_usd, budget);
+      continue;
+    }
     proto::AgentSpec agent = ResolveAgent(config_, task);
     const std::string primary_model = agent.model;
     if (!config_.agent.fallback_model.empty() && task.total_attempts > 0) {

@@ -76,6 +76,7 @@ class Supervisor final : public ControlBackend {
   void Resume() override;
   int64_t Stop() override;
   std::vector<std::string> ConfigSecrets() override;
+  double TaskBudgetUsd() override { return config_.budget.task_usd; }
 
  private:
   Supervisor(SupervisorOptions options, SignalFd signals, std::unique_ptr<store::Store> store);

@@ -1440,6 +1440,27 @@ Result<Change> Store::Retry(const std::string& task_id) {
   });
 }
 
+Result<Change> Store::Block(const std::string& task_id, const std::string& reason,
+                            const json& payload) {
+  Impl& m = *impl_;
+  return m.Write("block " + task_id, [&]() -> Result<Change> {
+    FORGE_ASSIGN_OR_RETURN(TaskRow t, m.LoadTask(task_id));
+    Change change;
+    change.previous = t.info.state;
+    change.current = TaskState::kBlocked;
+    if (t.info.state != TaskState::kReady) {
+      return MakeError(ErrorCode::kConflict, "task " + task_id + " is " + Str(t.info.state) +
+                                                 "; only a ready task is blocked this way");
+    }
+    json extra = payload.is_object() ? payload : json::object();
+    extra["reason"] = reason;
+    FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kBlocked, extra, 0,
+                                       "finished_at = ?, not_before = 0, last_error = ?", m.Now(),
+                                       reason));
+    return change;
+  });
+}
+
 Result<Change> Store::Cancel(const std::string& task_id, const std::string& reason) {
   Impl& m = *impl_;
   return m.Write("cancel " + task_id, [&]() -> Result<Change> {

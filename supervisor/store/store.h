@@ -296,6 +296,11 @@ class Store {
   // blocked/cancelled -> ready (or pending if dependencies are not done or
   // approval is missing); attempts, infra_retries and last_fingerprint reset.
   Result<Change> Retry(const std::string& task_id);
+  // ready -> blocked without an attempt (the supervisor's dispatch finds the
+  // task's budget spent); `payload` goes into the task.blocked event beside
+  // the reason, which becomes the task's last error. Another state: kConflict.
+  Result<Change> Block(const std::string& task_id, const std::string& reason,
+                       const json& payload = json::object());
   // Any non-settled state -> cancelled; an open attempt is closed `cancelled`
   // and returned in Change.open_attempt (the caller kills it). Settled: kConflict.
   Result<Change> Cancel(const std::string& task_id, const std::string& reason);

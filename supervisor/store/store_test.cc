@@ -1669,6 +1669,42 @@ TEST_F(StoreTest, RetryOfBlockedTaskResetsCounters) {
   EXPECT_EQ(t->total_attempts, 2);
 }
 
+// The dispatch's budget guard: a ready task goes to blocked without an
+// attempt, its dependents told they wait; any other state is refused.
+TEST_F(StoreTest, BlockMovesAReadyTaskWithoutAnAttempt) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a", "a"), Task("b", "b", {"a"})});
+  auto b = s->Block(ids[0], "task budget exceeded", json{{"cost_usd", 0.6}});
+  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  EXPECT_EQ(b->previous, TaskState::kReady);
+  EXPECT_EQ(b->current, TaskState::kBlocked);
+  auto t = s->GetTask(ids[0]);
+  EXPECT_EQ(t->state, TaskState::kBlocked);
+  EXPECT_EQ(t->last_error, "task budget exceeded");
+  EXPECT_GT(t->finished_at_ms, 0);
+  EXPECT_TRUE(s->Attempts(ids[0])->empty());
+  EventFilter f;
+  f.task_id = ids[0];
+  f.kind = "task.blocked";
+  auto events = s->Events(f);
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ(events->at(0).payload["reason"], "task budget exceeded");
+  EXPECT_EQ(events->at(0).payload["cost_usd"], 0.6);
+  EXPECT_EQ(events->at(0).payload["from"], "ready");
+  f.task_id = ids[1];
+  f.kind = "task.waiting";
+  EXPECT_EQ(s->Events(f)->size(), 1u) << "its dependent is told it waits";
+  auto again = s->Block(ids[0], "task budget exceeded");
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  auto pending = s->Block(ids[1], "task budget exceeded");
+  ASSERT_FALSE(pending.ok());
+  EXPECT_EQ(pending.error().message,
+            "task " + ids[1] + " is pending; only a ready task is blocked this way");
+  EXPECT_EQ(s->Block("nope", "x").error().code, ErrorCode::kNotFound);
+  ExpectReplayMatchesTables(*s);
+}
+
 // ---------------------------------------------------------------- queries
 
 TEST_F(StoreTest, ListAndEventFilters) {

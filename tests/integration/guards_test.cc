@@ -224,6 +224,82 @@ TEST(LoopGuards, DailyBudgetTripsAndRecoversWhenRaised) {
   EXPECT_TRUE(forge.HasEvent("", "config.reloaded"));
 }
 
+// An agent run that fails and reports `cost` (claude's JSON), its text the
+// same each time.
+std::map<std::string, std::string> CostlyFailure(const std::string& cost) {
+  return {{"FAKE_SCRIPT",
+           "cat >/dev/null; echo '{\"type\":\"result\",\"subtype\":\"error_during_execution\","
+           "\"is_error\":true,\"result\":\"it broke\",\"num_turns\":1,\"session_id\":\"s\","
+           "\"total_cost_usd\":" +
+               cost + "}'; exit 1"}};
+}
+
+// A task blocked for its budget is not run again by a retry: forge-ctl's
+// retry is refused (exit 1) saying what it spent and what to do, and runs
+// once the budget is raised by a reload. Before, each retry paid for one
+// more attempt before the task was blocked again.
+TEST(LoopGuards, ARetryDoesNotRunATaskOverItsBudget) {
+  ForgeOptions o;
+  o.profile = "claude";
+  o.workers = 1;
+  o.max_attempts = 10;
+  o.task_usd = 0.5;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("script", CostlyFailure("0.6"));
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked)) << forge.SupervisorLog();
+  ASSERT_EQ(forge.Runs().size(), 1u);
+  auto [code, out] = RunCtl(forge.state_dir(), {"retry", id});
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("forge-ctl: task " + id +
+                             " has spent $0.60, its budget.task_usd is $0.50: a retry would not "
+                             "run it; raise budget.task_usd"))
+      << out;
+  EXPECT_EQ(forge.Task(id).state, TaskState::kBlocked);
+  o.task_usd = 2.0;
+  forge.Rewrite(o);
+  ::kill(forge.pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return forge.HasEvent("", "config.reloaded"); }, 5000));
+  auto [raised, raised_out] = RunCtl(forge.state_dir(), {"retry", id});
+  EXPECT_EQ(raised, 0) << raised_out;
+  ASSERT_TRUE(WaitFor([&] { return forge.Runs().size() == 2u; }, 20'000)) << forge.SupervisorLog();
+}
+
+// However a task that has spent its budget becomes ready again (here a
+// retry under a higher budget, then a reload lowering it while the task is
+// queued), dispatch blocks it "task budget exceeded" without running it.
+TEST(LoopGuards, DispatchBlocksAQueuedTaskThatHasSpentItsBudget) {
+  ForgeOptions o;
+  o.profile = "claude";
+  o.workers = 1;
+  o.max_attempts = 1;
+  o.task_usd = 10;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("script", CostlyFailure("0.6"));
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked)) << forge.SupervisorLog();
+  ASSERT_TRUE(forge.ctl().Call("pause", json{{"reason", "lowering the budget"}}).ok());
+  ASSERT_TRUE(forge.ctl().Call("retry", json{{"id", id}}).ok());
+  ASSERT_EQ(forge.Task(id).state, TaskState::kReady);
+  o.task_usd = 0.5;
+  forge.Rewrite(o);
+  ::kill(forge.pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return forge.HasEvent("", "config.reloaded"); }, 5000));
+  ASSERT_TRUE(forge.ctl().Call("resume").ok());
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked)) << forge.SupervisorLog();
+  EXPECT_EQ(forge.Runs().size(), 1u) << "it ran again";
+  EXPECT_EQ(forge.Attempts(id).size(), 1u);
+  auto blocked = forge.Events(id, "task.blocked");
+  ASSERT_EQ(blocked.size(), 2u);
+  EXPECT_EQ(blocked[1].payload["reason"], "task budget exceeded");
+  EXPECT_EQ(blocked[1].payload["from"], "ready");
+  EXPECT_EQ(blocked[1].payload["task_usd"], 0.5);
+  EXPECT_EQ(forge.Task(id).last_error, "task budget exceeded");
+  // The next task still runs: the worker the blocked one did not take is idle.
+  std::string next = forge.Submit("cost", {{"FAKE_COST", "0.1"}});
+  EXPECT_TRUE(forge.WaitState(next, TaskState::kDone)) << forge.SupervisorLog();
+}
+
 TEST(LoopGuards, OperatorPauseAndResume) {
   Forge forge;
   forge.Start();
