@@ -1,5 +1,7 @@
 #include "supervisor/config/config.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
@@ -363,7 +365,28 @@ Result<Config> LoadConfig(const std::string& path) {
     return MakeError(ErrorCode::kConfig, "config file " + text.error().message);
   }
   if (!text.ok()) return MakeError(ErrorCode::kIo, "config file: " + text.error().message);
-  return ParseConfig(*text, path);
+  FORGE_ASSIGN_OR_RETURN(Config config, ParseConfig(*text, path));
+  // An agent named by an absolute path that is not an executable file would
+  // fail every attempt "not retryable", one after another, until the circuit
+  // breaker stopped dispatch: start, check-config, doctor and a reload
+  // (which keeps the running config) refuse it here. A relative path is the
+  // workspace's, and a bare name is looked up in the agent's PATH, both by
+  // the worker at each dispatch.
+  auto check = [&](const std::string& key, const std::vector<std::string>& command) -> Status {
+    if (command.empty() || command[0].empty() || command[0][0] != '/') return Status::Ok();
+    struct stat st {};
+    if (::stat(command[0].c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(command[0].c_str(), X_OK) == 0) {
+      return Status::Ok();
+    }
+    return MakeError(ErrorCode::kConfig, path + ": key '" + key + "': agent binary '" + command[0] +
+                                             "' does not exist or is not executable");
+  };
+  FORGE_RETURN_IF_ERROR(check("agent.command", config.agent.command));
+  if (config.critic.agent) {
+    FORGE_RETURN_IF_ERROR(check("critic.agent.command", config.critic.agent->command));
+  }
+  return config;
 }
 
 std::string DumpConfig(const Config& c) {

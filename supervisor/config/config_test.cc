@@ -11,6 +11,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 namespace forge {
 namespace {
@@ -535,6 +536,41 @@ TEST(ConfigTest, DumpReloadsToTheSameConfig) {
   EXPECT_THAT(dump, HasSubstr("timeout: 90s"));
   EXPECT_THAT(dump, HasSubstr("heartbeat_interval: 250ms"));
   EXPECT_THAT(dump, HasSubstr("keep: 3d"));
+}
+
+// An agent (or LLM critic) named by an absolute path that is not an
+// executable file is refused, naming the file, the key and the path; a
+// relative path (the workspace's) and a bare name (the agent's PATH) are
+// left to the worker.
+TEST(ConfigTest, AnAbsoluteAgentPathMustBeAnExecutableFile) {
+  TempDir dir;
+  std::string script = dir.Write("agent.sh", "#!/bin/sh\n");
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  std::string plain = dir.Write("plain.sh", "#!/bin/sh\n");
+  std::string ok = dir.Write("ok.yaml", "agent: {profile: command, command: [" + script +
+                                            "]}\ncritic: {agent: {profile: claude, command: [" +
+                                            script + "]}}\n");
+  EXPECT_TRUE(LoadConfig(ok).ok());
+  std::string wrappers = dir.Write("wrappers.yaml",
+                                   "agent: {profile: command, command: [sh, ./run.sh]}\n"
+                                   "critic: {agent: {profile: claude, command: [bin/critic]}}\n");
+  EXPECT_TRUE(LoadConfig(wrappers).ok());
+  const std::string missing = dir.path() + "/agent-typo.sh";
+  for (const auto& [yaml, key, bad] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"agent: {profile: command, command: [" + missing + "]}\n", "agent.command", missing},
+           {"agent: {profile: command, command: [" + plain + "]}\n", "agent.command", plain},
+           {"agent: {profile: command, command: [" + dir.path() + "]}\n", "agent.command",
+            dir.path()},
+           {"critic: {agent: {profile: claude, command: [" + missing + ", -p]}}\n",
+            "critic.agent.command", missing}}) {
+    std::string file = dir.Write("bad.yaml", yaml);
+    Result<Config> config = LoadConfig(file);
+    ASSERT_FALSE(config.ok()) << yaml;
+    EXPECT_EQ(config.error().code, ErrorCode::kConfig);
+    EXPECT_EQ(config.error().message, file + ": key '" + key + "': agent binary '" + bad +
+                                          "' does not exist or is not executable");
+  }
 }
 
 TEST(ConfigTest, DumpShowsNoCriticAgentAsNull) {

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "tests/integration/harness.h"
 
@@ -422,6 +423,48 @@ TEST(LoopGuards, AReloadKeepsTheChildrenItDidNotStart) {
   EXPECT_EQ(forge.Task(next).max_attempts, 7);
   EXPECT_EQ(forge.Events("", "config.reloaded").at(0).payload["restart_needed"], json::array());
   EXPECT_THAT(forge.SupervisorLog(), HasSubstr("SIGHUP: database.synchronous now full"));
+}
+
+// A reload naming an agent binary that does not exist is refused as bad
+// YAML is: the running config stays (queued tasks run on it), and
+// config.reload_failed names the key and the path. It was accepted, and the
+// queue was blocked "not retryable" one task at a time.
+TEST(LoopGuards, AReloadWithAMissingAgentBinaryKeepsTheOldConfig) {
+  ForgeOptions o;
+  o.workers = 1;
+  Forge forge(o);
+  forge.Start();
+  ASSERT_TRUE(forge.ctl().Call("pause", json{{"reason", "queueing"}}).ok());
+  std::vector<std::string> ids = forge.SubmitMany(3, "succeed");
+  std::string yaml;
+  {
+    std::ifstream in(forge.dir() + "/forge.yaml");
+    yaml.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const std::string good = "  command: [sh, \"" + FakeAgent() + "\"]";
+  const std::string missing = forge.dir() + "/agent-typo.sh";
+  ASSERT_NE(yaml.find(good), std::string::npos) << yaml;
+  yaml.replace(yaml.find(good), good.size(), "  command: [\"" + missing + "\"]");
+  { std::ofstream(forge.dir() + "/forge.yaml") << yaml; }
+  ::kill(forge.pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return forge.HasEvent("", "config.reload_failed"); }, 5000));
+  EXPECT_FALSE(forge.HasEvent("", "config.reloaded"));
+  auto failed = forge.Events("", "config.reload_failed");
+  EXPECT_EQ(failed.at(0).payload["error"], forge.dir() +
+                                               "/forge.yaml: key 'agent.command': agent "
+                                               "binary '" +
+                                               missing + "' does not exist or is not executable");
+  ASSERT_TRUE(forge.ctl().Call("resume").ok());
+  for (const auto& id : ids) EXPECT_TRUE(forge.WaitState(id, TaskState::kDone)) << id;
+  // check-config refuses the file too, exit 2, with the same words.
+  SpawnOptions check;
+  check.argv = {BinPath("forge-supervisor"), "check-config", "--config",
+                forge.dir() + "/forge.yaml"};
+  check.env = CurrentEnvironment();
+  auto r = RunCommand(check, 30'000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status.exit_code, 2);
+  EXPECT_THAT(r->output, HasSubstr("key 'agent.command': agent binary '" + missing + "'"));
 }
 
 TEST(LoopGuards, BadConfigOnSighupKeepsTheOldOne) {
