@@ -3,12 +3,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <zmq.hpp>
 
 #include "common/duration.h"
+#include "ctl/state.h"
 #include "proto/control.h"
 #include "proto/endpoints.h"
 #include "proto/messages.h"
@@ -47,7 +50,10 @@ struct ControlClient::Impl {
 
 Result<std::unique_ptr<ControlClient>> ControlClient::Connect(const std::string& state_dir,
                                                               int64_t timeout_ms) {
-  return ConnectTo(proto::ResolveEndpoints(state_dir).control, timeout_ms);
+  FORGE_ASSIGN_OR_RETURN(auto client,
+                         ConnectTo(proto::ResolveEndpoints(state_dir).control, timeout_ms));
+  client->state_dir_ = state_dir;
+  return client;
 }
 
 Result<std::unique_ptr<ControlClient>> ControlClient::ConnectTo(const std::string& endpoint,
@@ -120,6 +126,11 @@ Result<json> ParseReply(const std::string& bytes) {
 }
 }  // namespace
 
+namespace {
+// How often a Call waiting for its answer looks at the supervisor's lock.
+constexpr std::chrono::milliseconds kLookAtTheLockEvery{100};
+}  // namespace
+
 Result<json> ControlClient::Call(const std::string& cmd, const json& args) {
   if (!impl_->socket) FORGE_RETURN_IF_ERROR(Reconnect());
   json request = args.is_object() ? args : json::object();
@@ -141,7 +152,21 @@ Result<json> ControlClient::Call(const std::string& cmd, const json& args) {
     socket.send(zmq::buffer(body), zmq::send_flags::none);
 
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    int ready = zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms_));
+    int ready = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
+    for (auto left = deadline - std::chrono::steady_clock::now(); ready == 0 && left.count() > 0;
+         left = deadline - std::chrono::steady_clock::now()) {
+      auto slice = std::chrono::ceil<std::chrono::milliseconds>(left);
+      if (!state_dir_.empty()) slice = std::min(slice, kLookAtTheLockEvery);
+      ready = zmq::poll(&item, 1, slice);
+      // A supervisor that stopped (a `stop`, a crash) will not answer: said
+      // now, not after the whole timeout (a `wait` read as hung for 10 s).
+      if (ready == 0 && !state_dir_.empty() && !SupervisorPid(state_dir_)) {
+        impl_->socket.reset();
+        return MakeError(ErrorCode::kUnavailable, "the supervisor stopped before answering '" +
+                                                      cmd + "' (" + endpoint_ + ")");
+      }
+    }
     if (ready <= 0) {
       impl_->socket.reset();
       return MakeError(ErrorCode::kTimeout, "the supervisor did not answer '" + cmd + "' within " +

@@ -26,7 +26,9 @@ class ControlClient {
  public:
   // Connects to the control endpoint of state_dir (proto::ResolveEndpoints).
   // Connecting never blocks; a supervisor that does not answer within
-  // timeout_ms makes Call() fail with kTimeout.
+  // timeout_ms makes Call() fail with kTimeout, and one that stops while a
+  // Call waits (its lock is free: SupervisorPid) makes it fail with
+  // kUnavailable at once, not at the end of the timeout.
   static Result<std::unique_ptr<ControlClient>> Connect(const std::string& state_dir,
                                                         int64_t timeout_ms);
   // Connects to an explicit endpoint ("ipc://..."), for tests.
@@ -49,6 +51,7 @@ class ControlClient {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string endpoint_;
+  std::string state_dir_;  // empty (ConnectTo): no look at the lock while waiting
   int64_t timeout_ms_ = 10000;
 };
 

@@ -1079,6 +1079,29 @@ TEST(LiveTest, WaitExitsZeroWhenDoneFollowingEvents) {
   EXPECT_EQ(shows, 2) << "asks again only after an event names the task";
 }
 
+// A supervisor that stops while a wait's request is out (`stop`, a crash):
+// the wait says so at once (exit 3), and does not wait out the timeout to
+// say the supervisor did not answer, which read as a hung one.
+TEST(LiveTest, AWaitHearsAtOnceThatTheSupervisorStopped) {
+  CtlHarness h;
+  h.env.timeout_ms = 60'000;
+  auto writer = h.OpenWriter();  // a database to fall back to, as a state directory has
+  proto::SubmitTask task;
+  task.title = "t";
+  ASSERT_TRUE(writer->Submit({task}).ok());
+  ASSERT_TRUE(writer->LeaseAttempt("t1", store::Lease{}).ok());
+  FakeSupervisor* self = nullptr;
+  FakeSupervisor fake(h.state_dir, [&](const json& r) -> json {
+    if (r["cmd"] == "show") return FakeSupervisor::Ok(TaskJson(r["id"], "running"));
+    self->ReleaseLock();  // it exits before it answers the wait's events
+    return nullptr;
+  });
+  self = &fake;
+  EXPECT_EQ(CmdWait(h.env, {"t1"}, 120'000), kExitNoSupervisor) << h.err.str();
+  EXPECT_THAT(h.err.str(), HasSubstr("the supervisor stopped before answering 'events'"));
+  EXPECT_THAT(h.err.str(), Not(HasSubstr("did not answer")));
+}
+
 proto::EventInfo Transition(int64_t seq, const std::string& task, const std::string& from,
                             const std::string& to) {
   proto::EventInfo e;
