@@ -544,7 +544,7 @@ bool Stopped(const Env& env) {
 // name the same one.
 Result<std::optional<std::pair<std::string, std::string>>> StuckDependency(
     Source& source, const std::string& id, const std::vector<proto::EventInfo>& timeline,
-    std::map<std::string, std::optional<proto::TaskState>>& seen) {
+    int64_t omitted, std::map<std::string, std::optional<proto::TaskState>>& seen) {
   std::set<std::string> named;
   auto read = [&](const std::vector<proto::EventInfo>& events) {
     for (const auto& e : events) {
@@ -554,10 +554,10 @@ Result<std::optional<std::pair<std::string, std::string>>> StuckDependency(
     }
   };
   read(timeline);
-  if (timeline.size() >= static_cast<size_t>(proto::kShowTimelineMax)) {
-    // show cut the timeline: the later task.waiting events, from the log.
+  if (omitted > 0 || timeline.size() >= static_cast<size_t>(proto::kShowTimelineMax)) {
+    // show cut the timeline (its first events, or before session 34 its
+    // last): all the task.waiting events, from the log.
     proto::EventsRequest request;
-    request.since = timeline.back().seq;
     request.task_id = id;
     request.kind = "task.waiting";
     for (;;) {
@@ -639,7 +639,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
       int64_t& last = cursor[id];  // 0 when the timeline is empty
       for (const auto& e : show->timeline) last = std::max(last, e.seq);
       if (show->task.state != proto::TaskState::kPending) continue;
-      auto on = StuckDependency(*source, id, show->timeline, seen);
+      auto on = StuckDependency(*source, id, show->timeline, show->timeline_omitted, seen);
       if (!on.ok()) return Fail(env, on.error());
       if (*on) stuck[id] = Stuck{(*on)->first, (*on)->second};
     }

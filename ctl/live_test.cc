@@ -1281,6 +1281,41 @@ TEST(LiveTest, WaitReadsTheWaitingEventsShowCutOff) {
   EXPECT_THAT(h.out.str(), HasSubstr("t3  pending  (waits on t1, blocked: retry it)"));
 }
 
+// Since session 34 show keeps a timeline's newest events and says how many
+// earlier ones it left out: the task.waiting events among those are read
+// from the log.
+TEST(LiveTest, WaitReadsTheWaitingEventsTheTimelineLeftOut) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json& r) {
+    if (r["cmd"] == "show" && r["id"] == "t1") return FakeSupervisor::Ok(TaskJson("t1", "blocked"));
+    if (r["cmd"] == "show") {
+      proto::ShowReply show;
+      show.task.id = "t3";
+      show.task.state = proto::TaskState::kPending;
+      proto::EventInfo e;
+      e.seq = 90;
+      e.kind = "task.approved";
+      e.task_id = "t3";
+      show.timeline = {e};
+      show.timeline_omitted = 5;
+      return FakeSupervisor::Ok(json(show));
+    }
+    json events = json::array();
+    if (r.value("task_id", "") == "t3" && r.value("kind", "") == "task.waiting" &&
+        r.value("since", -1) < 7) {
+      proto::EventInfo e;
+      e.seq = 7;
+      e.kind = "task.waiting";
+      e.task_id = "t3";
+      e.payload = {{"dependency", "t1"}, {"dependency_state", "blocked"}};
+      events.push_back(e);
+    }
+    return FakeSupervisor::Ok({{"events", events}, {"last_seq", 90}});
+  });
+  EXPECT_EQ(CmdWait(h.env, {"t3"}, 20'000), kExitRejected) << h.err.str();
+  EXPECT_THAT(h.out.str(), HasSubstr("t3  pending  (waits on t1, blocked: retry it)"));
+}
+
 // The dependency named by an old task.waiting was retried since: the wait
 // goes on, and ends on what the task does.
 TEST(LiveTest, WaitGoesOnWhenTheDependencyWasRetried) {

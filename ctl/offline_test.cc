@@ -185,13 +185,22 @@ TEST_F(OfflineTest, ShowHumanAndJsonContract) {
   EXPECT_THAT(out, HasSubstr("Port the parser"));
   EXPECT_THAT(out, HasSubstr("blocked"));
   EXPECT_THAT(out, HasSubstr("make test: 3 failures"));
+  EXPECT_THAT(out, HasSubstr("reason       same failure twice\n"));
   EXPECT_THAT(out, HasSubstr("timeline"));
   EXPECT_THAT(out, HasSubstr("task.submitted"));
+  EXPECT_THAT(out, Not(HasSubstr("left out")));
 
   h_.Clear();
   h_.env.json = true;
+  ASSERT_EQ(CmdShow(h_.env, blocked_), kExitOk);
+  auto blocked = proto::json::parse(h_.out.str());
+  EXPECT_EQ(blocked["state_reason"], "same failure twice");
+  EXPECT_EQ(blocked["timeline_omitted"], 0);
+
+  h_.Clear();
   ASSERT_EQ(CmdShow(h_.env, done_), kExitOk);
   auto j = proto::json::parse(h_.out.str());
+  EXPECT_EQ(j["state_reason"], "");
   for (const char* key : {"id", "title", "state", "attempts", "commit"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
@@ -219,6 +228,32 @@ TEST_F(OfflineTest, ShowHumanAndJsonContract) {
   };
   EXPECT_TRUE(is_rfc3339(a["started_at"].get<std::string>())) << a["started_at"];
   EXPECT_TRUE(is_rfc3339(a["ended_at"].get<std::string>())) << a["ended_at"];
+}
+
+// Offline as through the supervisor: the newest kShowTimelineMax events,
+// and how many earlier ones that leaves out.
+TEST_F(OfflineTest, ShowKeepsTheNewestEventsOfALongTimeline) {
+  for (int i = 0; i < proto::kShowTimelineMax; ++i) {
+    ASSERT_TRUE(writer_->Emit("note", proto::json{{"i", i}}, blocked_).ok());
+  }
+  h_.env.json = true;
+  ASSERT_EQ(CmdShow(h_.env, blocked_), kExitOk) << h_.err.str();
+  auto j = proto::json::parse(h_.out.str());
+  ASSERT_EQ(j["timeline"].size(), static_cast<size_t>(proto::kShowTimelineMax));
+  EXPECT_EQ(j["timeline"].back()["payload"]["i"], proto::kShowTimelineMax - 1);
+  const int64_t omitted = j["timeline_omitted"].get<int64_t>();
+  store::EventFilter every;
+  every.task_id = blocked_;
+  every.limit = 0;
+  EXPECT_EQ(omitted,
+            static_cast<int64_t>(writer_->Events(every)->size()) - proto::kShowTimelineMax);
+  EXPECT_GT(omitted, 0);
+  EXPECT_EQ(j["state_reason"], "same failure twice") << "its task.blocked was left out";
+  h_.Clear();
+  h_.env.json = false;
+  ASSERT_EQ(CmdShow(h_.env, blocked_), kExitOk);
+  EXPECT_THAT(h_.out.str(), HasSubstr("timeline\n  (" + std::to_string(omitted) +
+                                      " earlier events left out; all of them: forge-ctl "));
 }
 
 // A pending task shows each dependency's state now, and its timeline says

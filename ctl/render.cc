@@ -465,6 +465,9 @@ std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style
     out << "  next attempt " << RelativeTime(now_ms, t.not_before_ms);
   }
   out << "\n";
+  // Why it is blocked (or cancelled): the last error alone is the agent's,
+  // not what stopped the retries (the task's budget, the same failure twice).
+  if (!show.state_reason.empty()) out << Label("reason") << OneLine(show.state_reason) << "\n";
   out << Label("kind") << t.kind << "  priority " << t.priority << "\n";
   if (t.needs_approval) {
     out << Label("approval") << (t.approved ? "approved" : Paint("waiting", Color::kYellow, style))
@@ -596,6 +599,14 @@ std::string RenderShow(const proto::ShowReply& show, int64_t now_ms, const Style
 
   out << "\ntimeline\n";
   if (show.timeline.empty()) out << "  no events\n";
+  if (show.timeline_omitted > 0) {
+    out << "  "
+        << Paint("(" + std::to_string(show.timeline_omitted) +
+                     " earlier events left out; all of them: " + style.ctl + " events --task " +
+                     t.id + ")",
+                 Color::kDim, style)
+        << "\n";
+  }
   for (const auto& e : show.timeline) out << "  " << RenderEventLine(e, style) << "\n";
   return out.str();
 }

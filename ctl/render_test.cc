@@ -364,6 +364,40 @@ TEST(RenderShow, AReviewThatPassedNamesNoLog) {
   EXPECT_THAT(out, Not(HasSubstr("last error")));
 }
 
+// A blocked task says what stopped its retries (the last error is the
+// agent's), and a cut timeline says how many earlier events it leaves out
+// and what prints them.
+TEST(RenderShow, WhyItIsBlockedAndWhatTheTimelineLeavesOut) {
+  proto::ShowReply show;
+  show.task = TaskFixture("t9", proto::TaskState::kBlocked, "Fix it");
+  show.task.attempts = 1;
+  show.task.max_attempts = 10;
+  show.task.last_error = "error: broke zz";
+  show.state_reason = "task budget exceeded ($1.20 of $1.00)";
+  proto::EventInfo e;
+  e.seq = 1401;
+  e.ts_ms = kNow;
+  e.kind = "task.blocked";
+  e.task_id = "t9";
+  show.timeline = {e};
+  show.timeline_omitted = 400;
+  Style elsewhere;
+  elsewhere.ctl = "forge-ctl --state-dir /srv/f";
+  std::string out = RenderShow(show, kNow, elsewhere);
+  EXPECT_THAT(out, HasSubstr("state        blocked  (attempts 1/10)\n"
+                             "reason       task budget exceeded ($1.20 of $1.00)\n"));
+  EXPECT_THAT(out, HasSubstr("last error   error: broke zz\n"));
+  EXPECT_THAT(out, HasSubstr("timeline\n"
+                             "  (400 earlier events left out; all of them: forge-ctl --state-dir "
+                             "/srv/f events --task t9)\n"
+                             "    1401  "));
+  show.state_reason.clear();
+  show.timeline_omitted = 0;
+  out = RenderShow(show, kNow, Style{});
+  EXPECT_THAT(out, Not(HasSubstr("reason")));
+  EXPECT_THAT(out, Not(HasSubstr("left out")));
+}
+
 TEST(RenderShow, FieldsLedgerReviewAndTimeline) {
   proto::ShowReply show;
   show.task = TaskFixture("t7", proto::TaskState::kBlocked, "Fix it");

@@ -43,6 +43,8 @@ class LiveSource final : public Source {
 
   Result<proto::EventsReply> Events(const proto::EventsRequest& request) override {
     json args = {{"since", request.since}, {"limit", request.limit}};
+    if (request.newest) args["newest"] = true;
+    if (request.before > 0) args["before"] = request.before;
     if (!request.task_id.empty()) args["task_id"] = request.task_id;
     if (!request.kind.empty()) args["kind"] = request.kind;
     FORGE_ASSIGN_OR_RETURN(json body, client_->Call("events", args));
@@ -89,13 +91,8 @@ class OfflineSource final : public Source {
   }
 
   Result<proto::ShowReply> Show(const std::string& id) override {
-    proto::ShowReply reply;
-    FORGE_ASSIGN_OR_RETURN(reply.task, store_->GetTask(id));
-    FORGE_ASSIGN_OR_RETURN(reply.attempts, store_->Attempts(id));
-    store::EventFilter filter;
-    filter.task_id = id;
-    filter.limit = 100000;
-    FORGE_ASSIGN_OR_RETURN(reply.timeline, store_->Events(filter));
+    // As the supervisor answers it: the same timeline, online or not.
+    FORGE_ASSIGN_OR_RETURN(proto::ShowReply reply, store_->Show(id, proto::kShowTimelineMax));
     proto::RedactForOperator(reply, {});
     return reply;
   }
@@ -106,6 +103,8 @@ class OfflineSource final : public Source {
     filter.task_id = request.task_id;
     filter.kind = request.kind;
     filter.limit = request.limit;
+    filter.newest = request.newest;
+    filter.before_seq = request.before;
     proto::EventsReply reply;
     FORGE_ASSIGN_OR_RETURN(reply.events, store_->Events(filter));
     FORGE_ASSIGN_OR_RETURN(reply.last_seq, store_->LastEventSeq());

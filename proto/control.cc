@@ -199,6 +199,8 @@ void ReadValue(const json& j, ListRequest& v) {
 
 void to_json(json& j, const EventsRequest& v) {
   j = json{{"since", v.since}, {"task_id", v.task_id}, {"kind", v.kind}, {"limit", v.limit}};
+  PutUnlessDefault(j, "newest", v.newest, false);
+  PutUnlessDefault(j, "before", v.before, int64_t{0});
 }
 
 void ReadValue(const json& j, EventsRequest& v) {
@@ -207,6 +209,8 @@ void ReadValue(const json& j, EventsRequest& v) {
   Optional(j, "task_id", v.task_id);
   Optional(j, "kind", v.kind);
   Optional(j, "limit", v.limit);
+  Optional(j, "newest", v.newest);
+  Optional(j, "before", v.before);
 }
 
 // ---- status ----
@@ -337,6 +341,8 @@ void to_json(json& j, const ShowReply& v) {
   j["attempts_used"] = v.task.attempts;
   j["attempts"] = v.attempts;
   j["timeline"] = v.timeline;
+  j["timeline_omitted"] = v.timeline_omitted;
+  j["state_reason"] = v.state_reason;
 }
 
 void ReadValue(const json& j, ShowReply& v) {
@@ -344,10 +350,14 @@ void ReadValue(const json& j, ShowReply& v) {
   json task = j;
   task.erase("attempts");
   task.erase("timeline");
+  task.erase("timeline_omitted");
+  task.erase("state_reason");
   if (auto it = j.find("attempts_used"); it != j.end()) task["attempts"] = *it;
   ReadValue(task, v.task);
   Optional(j, "attempts", v.attempts);
   Optional(j, "timeline", v.timeline);
+  Optional(j, "timeline_omitted", v.timeline_omitted);
+  Optional(j, "state_reason", v.state_reason);
 }
 
 void to_json(json& j, const ListReply& v) {
@@ -488,6 +498,7 @@ void RedactForOperator(ShowReply& show, const std::vector<std::string>& config_s
     for (auto& f : a.findings) f.message = RedactText(f.message, secrets);
   }
   for (auto& e : show.timeline) RedactJson(e.payload, secrets);
+  show.state_reason = RedactText(show.state_reason, secrets);
 }
 
 void RedactJson(json& value, const std::vector<std::string>& secrets) {

@@ -106,6 +106,11 @@ struct EventsRequest {
   std::string task_id;
   std::string kind;
   int limit = 1000;
+  // The newest `limit` events of the rest (still oldest first), not the
+  // oldest: `events --limit N` without --since, as `tail -n N` (session 34).
+  // A supervisor from before ignores it and answers the oldest.
+  bool newest = false;
+  int64_t before = 0;  // events with seq < before; 0: no bound
   bool operator==(const EventsRequest&) const = default;
 };
 
@@ -178,7 +183,15 @@ inline constexpr int kShowTimelineMax = 1000;
 struct ShowReply {
   TaskInfo task;
   std::vector<AttemptInfo> attempts;
+  // The task's newest kShowTimelineMax events, oldest first; how many
+  // earlier ones that leaves out (session 34: it was the first ones, and
+  // nothing said so).
   std::vector<EventInfo> timeline;
+  int64_t timeline_omitted = 0;
+  // Why a blocked or cancelled task is in its state: the reason of the
+  // event that moved it there ("attempts exhausted (6 of 6)", "cancelled by
+  // operator"); empty otherwise.
+  std::string state_reason;
   bool operator==(const ShowReply&) const = default;
 };
 

@@ -85,6 +85,7 @@ TEST(ControlTypes, RoundTripEveryRequestAndReply) {
   ExpectRoundTrip(ListRequest{TaskState::kBlocked, 20});
   ExpectRoundTrip(ListRequest{std::nullopt, 0});
   ExpectRoundTrip(EventsRequest{42, "t-1", "task_done", 10});
+  ExpectRoundTrip(EventsRequest{42, "t-1", "task.", 10, true, 99});
   ExpectRoundTrip(FullStatus());
   StatusReply no_failure = FullStatus();
   no_failure.last_failure.reset();
@@ -95,7 +96,9 @@ TEST(ControlTypes, RoundTripEveryRequestAndReply) {
   StatusReply offline = FullStatus();
   offline.maintenance.reset();
   ExpectRoundTrip(offline);
-  ExpectRoundTrip(ShowReply{FullTask(), {FullAttempt(1), FullAttempt(2)}, {FullEvent(1)}});
+  ExpectRoundTrip(ShowReply{
+      FullTask(), {FullAttempt(1), FullAttempt(2)}, {FullEvent(1)}, 7, "same failure twice"});
+  ExpectRoundTrip(ShowReply{FullTask(), {}, {}, 0, ""});
   ExpectRoundTrip(ListReply{{FullTask(), FullTask()}});
   ExpectRoundTrip(ChangeReply{"t-1", "blocked", "ready", "retrying"});
   ExpectRoundTrip(EventsReply{{FullEvent(1), FullEvent(2)}, 2});
@@ -124,8 +127,11 @@ TEST(ControlTypes, SubmitTaskNamesAndRequiredTitle) {
 }
 
 TEST(ControlTypes, ShowJsonContract) {
-  ShowReply show{FullTask(), {FullAttempt(1), FullAttempt(2)}, {FullEvent(1)}};
+  ShowReply show{FullTask(), {FullAttempt(1), FullAttempt(2)}, {FullEvent(1)}, 3, "why"};
   json j = show;
+  // Session 34's additions: what the timeline leaves out, why it is blocked.
+  EXPECT_EQ(j["timeline_omitted"], 3);
+  EXPECT_EQ(j["state_reason"], "why");
   EXPECT_EQ(j["id"], "t-0042");
   EXPECT_EQ(j["title"], "Fix the parser");
   EXPECT_EQ(j["state"], "cooldown");
@@ -262,7 +268,7 @@ TEST(ControlFuzz, MutatedRequestsAndRepliesNeverCrash) {
   std::vector<std::string> seeds = {
       EncodeControlRequest("submit", json(SubmitRequest{{FullSubmitTask("a")}, "key-1"})),
       EncodeControlRequest("ls", json{{"state", "ready"}, {"limit", 3}}),
-      EncodeOk(json(ShowReply{FullTask(), {FullAttempt(1)}, {FullEvent(1)}})),
+      EncodeOk(json(ShowReply{FullTask(), {FullAttempt(1)}, {FullEvent(1)}, 1, "why"})),
       EncodeOk(json(FullStatus())),
       EncodeError(MakeError(ErrorCode::kNotFound, "no task")),
   };

@@ -236,13 +236,7 @@ Result<json> ControlServer::SubmitAbort(const json& args) {
 
 Result<json> ControlServer::Show(const json& args) {
   FORGE_ASSIGN_OR_RETURN(auto request, proto::ReadAs<proto::IdRequest>(args));
-  proto::ShowReply reply;
-  FORGE_ASSIGN_OR_RETURN(reply.task, store_.GetTask(request.id));
-  FORGE_ASSIGN_OR_RETURN(reply.attempts, store_.Attempts(request.id));
-  store::EventFilter filter;
-  filter.task_id = request.id;
-  filter.limit = proto::kShowTimelineMax;
-  FORGE_ASSIGN_OR_RETURN(reply.timeline, store_.Events(filter));
+  FORGE_ASSIGN_OR_RETURN(proto::ShowReply reply, store_.Show(request.id, proto::kShowTimelineMax));
   proto::RedactForOperator(reply, backend_.ConfigSecrets());
   return json(reply);
 }
@@ -313,6 +307,8 @@ Result<json> ControlServer::Events(const json& args) {
   filter.task_id = request.task_id;
   filter.kind = request.kind;
   filter.limit = request.limit > 0 ? request.limit : 1000;
+  filter.newest = request.newest;
+  filter.before_seq = request.before;
   proto::EventsReply reply;
   FORGE_ASSIGN_OR_RETURN(reply.events, store_.Events(filter));
   FORGE_ASSIGN_OR_RETURN(reply.last_seq, store_.LastEventSeq());

@@ -478,6 +478,35 @@ TEST_F(ControlServerTest, AReasonThatIsNotAStringIsRefused) {
   EXPECT_TRUE(backend_.paused);
 }
 
+// show: the newest kShowTimelineMax events (session 34: it was the first
+// ones), how many that leaves out, and why a cancelled task is, redacted.
+TEST_F(ControlServerTest, ShowKeepsTheNewestEventsAndSaysWhy) {
+  const std::string id = SubmitOne(json{{"title", "t"}, {"brief", "b"}});
+  for (int i = 0; i < proto::kShowTimelineMax + 2; ++i) {
+    ASSERT_TRUE(store_->Emit("note", json{{"i", i}}, id).ok());
+  }
+  ASSERT_TRUE(Call("cancel", json{{"id", id}, {"reason", "leaks config-secret-value"}}).ok());
+  auto show = Call("show", json{{"id", id}});
+  ASSERT_TRUE(show.ok()) << show.error().message;
+  const json& timeline = (*show)["timeline"];
+  ASSERT_EQ(timeline.size(), static_cast<size_t>(proto::kShowTimelineMax));
+  EXPECT_EQ(timeline.back()["kind"], "task.cancelled");
+  EXPECT_EQ(timeline.front()["payload"]["i"], 3) << "submitted, notes 0..2 left out";
+  EXPECT_EQ((*show)["timeline_omitted"], 4);
+  EXPECT_EQ((*show)["state_reason"], "leaks [redacted]");
+
+  auto newest = Call("events", json{{"task_id", id}, {"limit", 2}, {"newest", true}});
+  ASSERT_TRUE(newest.ok()) << newest.error().message;
+  ASSERT_EQ((*newest)["events"].size(), 2u);
+  EXPECT_EQ((*newest)["events"][1]["kind"], "task.cancelled");
+  auto before = Call("events", json{{"task_id", id},
+                                    {"limit", 1},
+                                    {"newest", true},
+                                    {"before", (*newest)["events"][0]["seq"]}});
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ((*before)["events"][0]["payload"]["i"], proto::kShowTimelineMax);
+}
+
 TEST_F(ControlServerTest, PauseResumeStopAndEvents) {
   auto p = Call("pause", json{{"reason", "lunch"}});
   ASSERT_TRUE(p.ok());

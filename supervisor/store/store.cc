@@ -1559,7 +1559,9 @@ Result<std::vector<proto::AttemptSummary>> Store::History(const std::string& tas
 Result<std::vector<EventInfo>> Store::Events(const EventFilter& f) {
   // One statement per filter combination, so a task's timeline reads the
   // events_task index rather than every event.
+  // The newest are read backwards and put back in order by the outer query.
   std::string sql = "SELECT seq, ts, kind, task_id, attempt, payload FROM events WHERE seq > ?";
+  if (f.before_seq > 0) sql += " AND seq < ?";
   if (!f.task_id.empty()) sql += " AND task_id = ?";
   bool prefix = !f.kind.empty() && f.kind.back() == '.';
   if (prefix) {
@@ -1567,16 +1569,54 @@ Result<std::vector<EventInfo>> Store::Events(const EventFilter& f) {
   } else if (!f.kind.empty()) {
     sql += " AND kind = ?";
   }
-  sql += " ORDER BY seq LIMIT ?";
+  sql += f.newest ? " ORDER BY seq DESC LIMIT ?" : " ORDER BY seq LIMIT ?";
+  if (f.newest) sql = "SELECT * FROM (" + sql + ") ORDER BY seq";
   int64_t limit = f.limit > 0 ? f.limit : -1;
   return impl_->ReadEventsWith(sql, [&](Stmt& s) {
     int i = 1;
     s.BindOne(i++, f.since_seq);
+    if (f.before_seq > 0) s.BindOne(i++, f.before_seq);
     if (!f.task_id.empty()) s.BindOne(i++, f.task_id);
     if (prefix) s.BindOne(i++, f.kind);
     if (!f.kind.empty()) s.BindOne(i++, f.kind);
     s.BindOne(i++, limit);
   });
+}
+
+Result<proto::ShowReply> Store::Show(const std::string& task_id, int timeline_max) {
+  proto::ShowReply reply;
+  FORGE_ASSIGN_OR_RETURN(reply.task, GetTask(task_id));
+  FORGE_ASSIGN_OR_RETURN(reply.attempts, Attempts(task_id));
+  EventFilter filter;
+  filter.task_id = task_id;
+  filter.limit = timeline_max;
+  filter.newest = true;
+  FORGE_ASSIGN_OR_RETURN(reply.timeline, Events(filter));
+  if (timeline_max > 0 && reply.timeline.size() >= static_cast<size_t>(timeline_max)) {
+    FORGE_ASSIGN_OR_RETURN(
+        Stmt s, impl_->conn.Prepare("SELECT COUNT(*) FROM events WHERE task_id = ? AND seq < ?"));
+    s.Bind(task_id, reply.timeline.front().seq);
+    FORGE_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (row) reply.timeline_omitted = s.Int(0);
+  }
+  const TaskState state = reply.task.state;
+  if (state == TaskState::kBlocked || state == TaskState::kCancelled) {
+    // The event that moved the task there: the newest of its kind, in the
+    // timeline unless later events pushed it out.
+    const std::string kind = "task." + Str(state);
+    std::optional<EventInfo> moved;
+    for (auto e = reply.timeline.rbegin(); e != reply.timeline.rend() && !moved; ++e) {
+      if (e->kind == kind) moved = *e;
+    }
+    if (!moved && reply.timeline_omitted > 0) {
+      filter.kind = kind;
+      filter.limit = 1;
+      FORGE_ASSIGN_OR_RETURN(auto found, Events(filter));
+      if (!found.empty()) moved = std::move(found.back());
+    }
+    if (moved) reply.state_reason = proto::LenientString(moved->payload, "reason");
+  }
+  return reply;
 }
 
 Result<int64_t> Store::LastEventSeq() {

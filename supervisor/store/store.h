@@ -174,6 +174,8 @@ struct EventFilter {
   std::string task_id;
   std::string kind;  // exact kind, or a prefix ending in '.' ("task.")
   int limit = 1000;
+  int64_t before_seq = 0;  // seq < before_seq; 0: no bound
+  bool newest = false;     // the newest `limit` of them (still oldest first)
 };
 
 // Result of a state change requested by an operator.
@@ -318,6 +320,10 @@ class Store {
   // Previous closed attempts of a task, newest last, at most `limit`.
   Result<std::vector<proto::AttemptSummary>> History(const std::string& task_id, int limit);
   Result<std::vector<EventInfo>> Events(const EventFilter& filter);
+  // `show`: the task, its attempts, its newest `timeline_max` events (and
+  // how many earlier ones that leaves out) and, for a blocked or cancelled
+  // task, the reason of its latest task.<state> event. kNotFound: no task.
+  Result<proto::ShowReply> Show(const std::string& task_id, int timeline_max);
   Result<int64_t> LastEventSeq();
   Result<std::map<std::string, int64_t>> QueueCounts();  // every state name, zeros included
   Result<double> CostSince(int64_t wall_ms);

@@ -2614,3 +2614,84 @@ TEST_F(StoreTest, AnIoErrorRefusesTheWriteAndTheStoreRecoversWhenTheDeviceDoes) 
 
 }  // namespace
 }  // namespace forge::store
+
+namespace forge::store {
+namespace {
+
+// `show`'s timeline keeps a task's newest events (where why it stopped is)
+// and counts the ones it leaves out; the reason of a blocked task comes from
+// its task.blocked event even when later events pushed that one out.
+TEST_F(StoreTest, ShowKeepsTheNewestEventsAndSaysWhyATaskIsBlocked) {
+  auto s = OpenStore();
+  auto ids = MustSubmit(*s, {Task("a"), Task("b")});
+  const std::string id = ids[0];
+  AttemptInfo a = MustLease(*s, id);
+  Close c;
+  c.outcome = Outcome::kFailed;
+  c.error = "the agent's own error";
+  c.next_state = TaskState::kBlocked;
+  c.reason = "task budget exceeded";
+  ASSERT_TRUE(s->CloseAttempt(a.id, c).ok());
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(s->Emit("note", json{{"i", i}}, id).ok());
+  ASSERT_TRUE(s->Emit("note", json{{"other", true}}, ids[1]).ok());
+  EventFilter every;
+  every.task_id = id;
+  every.limit = 0;
+  auto all = s->Events(every);
+  ASSERT_TRUE(all.ok());
+  ASSERT_GT(all->size(), 12u);
+
+  auto show = s->Show(id, 10);
+  ASSERT_TRUE(show.ok()) << show.error().ToString();
+  EXPECT_EQ(show->task.id, id);
+  ASSERT_EQ(show->attempts.size(), 1u);
+  ASSERT_EQ(show->timeline.size(), 10u);
+  EXPECT_EQ(show->timeline.front().seq, (*all)[all->size() - 10].seq);
+  EXPECT_EQ(show->timeline.back().seq, all->back().seq);
+  EXPECT_EQ(show->timeline_omitted, static_cast<int64_t>(all->size()) - 10);
+  EXPECT_EQ(show->state_reason, "task budget exceeded");
+
+  auto whole = s->Show(id, 1000);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->timeline.size(), all->size());
+  EXPECT_EQ(whole->timeline_omitted, 0);
+  EXPECT_EQ(whole->state_reason, "task budget exceeded");
+
+  // Cancelled: the operator's reason. Neither: none.
+  ASSERT_TRUE(s->Cancel(ids[1], "not needed").ok());
+  EXPECT_EQ(s->Show(ids[1], 1000)->state_reason, "not needed");
+  ASSERT_TRUE(s->Retry(id).ok());
+  EXPECT_EQ(s->Show(id, 1000)->state_reason, "");
+  EXPECT_EQ(s->Show("t99", 10).error().code, ErrorCode::kNotFound);
+}
+
+// events --limit N without --since: the newest N, oldest first; `before`
+// pages back from there.
+TEST_F(StoreTest, EventsNewestAndBefore) {
+  auto s = OpenStore();
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(s->Emit(i % 2 ? "odd" : "even", json::object()).ok());
+  auto seqs = [&](int64_t since, int64_t before, const std::string& kind, bool newest) {
+    EventFilter f;
+    f.since_seq = since;
+    f.before_seq = before;
+    f.kind = kind;
+    f.limit = kind.empty() ? 3 : 2;
+    f.newest = newest;
+    std::vector<int64_t> out;
+    auto events = s->Events(f);
+    EXPECT_TRUE(events.ok());
+    if (events.ok()) {
+      for (const auto& e : *events) out.push_back(e.seq);
+    }
+    return out;
+  };
+  EXPECT_THAT(seqs(0, 0, "", true), ElementsAre(6, 7, 8));
+  EXPECT_THAT(seqs(0, 6, "", true), ElementsAre(3, 4, 5));
+  EXPECT_THAT(seqs(0, 0, "odd", true), ElementsAre(6, 8));
+  EXPECT_THAT(seqs(6, 0, "", true), ElementsAre(7, 8));
+  EXPECT_THAT(seqs(0, 0, "", false), ElementsAre(1, 2, 3));
+  EXPECT_THAT(seqs(0, 3, "", false), ElementsAre(1, 2));
+}
+
+}  // namespace
+}  // namespace forge::store

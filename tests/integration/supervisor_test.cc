@@ -145,6 +145,13 @@ TEST(Supervisor, DifferentErrorsEveryTimeBlockAfterMaxAttempts) {
   ASSERT_EQ(blocked.size(), 1u);
   EXPECT_NE(blocked[0].payload.dump().find("attempts exhausted"), std::string::npos)
       << blocked[0].payload.dump();
+  // forge-ctl show says why, not only the last attempt's error.
+  auto [rc, out] = RunCtl(forge.state_dir(), {"show", id});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("\nreason       attempts exhausted (3 of 3)\n"), std::string::npos) << out;
+  auto [jrc, jout] = RunCtl(forge.state_dir(), {"show", id, "--json"});
+  ASSERT_EQ(jrc, 0) << jout;
+  EXPECT_EQ(json::parse(jout)["state_reason"], "attempts exhausted (3 of 3)") << jout;
 }
 
 TEST(Supervisor, SameErrorTwiceBlocksAfterTwo) {
