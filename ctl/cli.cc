@@ -181,18 +181,24 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
 
   auto* events = app.add_subcommand("events", "the event log (one line per event)");
   events->add_flag("-f,--follow", f.events.follow, "keep printing new events as they commit");
-  events->add_option("--since", f.events.since, "only events with seq > SEQ")
+  events
+      ->add_option("--since", f.events.since,
+                   "only events with seq > SEQ (with --limit: the first N of them)")
       ->check(NonEmpty())
       ->check(IntegerIn(0, INT64_MAX));
   events->add_option("--task", f.events.task_id, "only this task's events")->check(NonEmpty());
   events->add_option("--kind", f.events.kind, "only this kind, or a prefix ending in '.' (task.)")
       ->check(NonEmpty());
-  events->add_option("--limit", f.events.limit, "at most N events")
+  events
+      ->add_option("--limit", f.events.limit,
+                   "the newest N events, oldest first (tail -n N; with --follow, then every "
+                   "new one); with --since, the first N after SEQ")
       ->check(NonEmpty())
       ->check(IntegerIn(0, INT32_MAX));
   events->footer(
-      Example("  forge-ctl events --follow --kind attempt.\n"
-              "  forge-ctl events --since 120 --json"));
+      Example("  forge-ctl events --limit 20\n"
+              "  forge-ctl events --follow --kind attempt.\n"
+              "  forge-ctl events --since 120 --limit 1000 --json"));
 
   auto* logs = app.add_subcommand("logs", "an attempt's agent output (--review: its checks')");
   logs->add_option("id", f.logs.id, "task id")->check(NonEmpty())->required();

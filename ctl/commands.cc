@@ -934,34 +934,70 @@ class EventReader {
 }  // namespace
 
 int CmdEvents(Env& env, const EventsArgs& args) {
-  if (args.since < 0) return Usage(env, "--since must not be negative");
+  if (args.since && *args.since < 0) return Usage(env, "--since must not be negative");
   if (args.limit < 0) return Usage(env, "--limit must not be negative");
   if (int rc = CheckArgument(env, args.task_id, "--task"); rc != kExitOk) return rc;
   if (int rc = CheckArgument(env, args.kind, "--kind"); rc != kExitOk) return rc;
   EventReader reader(env);
-  int64_t since = args.since;
-  int printed = 0;
+  int64_t since = args.since.value_or(0);
+  auto print = [&](const proto::EventInfo& e) {
+    if (env.json) {
+      *env.out << Dump(json(e)) << "\n";
+    } else {
+      *env.out << RenderEventLine(e, env.style) << "\n";
+    }
+    since = std::max(since, e.seq);
+  };
   constexpr int kPage = 1000;
+  int limit = args.limit;  // of the events printed; 0: no bound
+  if (limit > 0 && !args.since) {
+    // The newest `limit`, oldest first, as tail -n: pages read backwards
+    // from the log's end (session 34; it was the log's first events).
+    std::vector<std::vector<proto::EventInfo>> pages;  // newest page first
+    size_t got = 0;
+    int64_t before = 0;
+    while (got < static_cast<size_t>(limit)) {
+      proto::EventsRequest request;
+      request.task_id = args.task_id;
+      request.kind = args.kind;
+      request.newest = true;
+      request.before = before;
+      request.limit = static_cast<int>(std::min<size_t>(kPage, limit - got));
+      auto reply = reader.Read(request);
+      if (!reply.ok()) return Fail(env, reply.error());
+      // A supervisor from before session 34 ignores `before` (and answers
+      // the oldest events): never print a page twice.
+      if (before > 0 && !reply->events.empty() && reply->events.back().seq >= before) break;
+      got += reply->events.size();
+      const bool last = reply->events.size() < static_cast<size_t>(request.limit);
+      if (!reply->events.empty()) before = reply->events.front().seq;
+      pages.push_back(std::move(reply->events));
+      if (last) break;
+    }
+    for (auto page = pages.rbegin(); page != pages.rend(); ++page) {
+      for (const auto& e : *page) print(e);
+    }
+    env.out->flush();
+    if (!args.follow || Stopped(env)) return kExitOk;
+    limit = 0;  // following: every new event, as tail -n N -f
+    WaitForChange(env.state_dir, env.poll_ms);
+  }
+  int printed = 0;
   for (;;) {
     proto::EventsRequest request;
     request.since = since;
     request.task_id = args.task_id;
     request.kind = args.kind;
     request.limit = kPage;
-    if (args.limit > 0) request.limit = std::min(kPage, args.limit - printed);
+    if (limit > 0) request.limit = std::min(kPage, limit - printed);
     auto reply = reader.Read(request);
     if (!reply.ok()) return Fail(env, reply.error());
     for (const auto& e : reply->events) {
-      if (env.json) {
-        *env.out << Dump(json(e)) << "\n";
-      } else {
-        *env.out << RenderEventLine(e, env.style) << "\n";
-      }
-      since = std::max(since, e.seq);
+      print(e);
       ++printed;
     }
     env.out->flush();
-    if (args.limit > 0 && printed >= args.limit) return kExitOk;
+    if (limit > 0 && printed >= limit) return kExitOk;
     if (static_cast<int>(reply->events.size()) >= request.limit) continue;  // next page
     if (!args.follow || Stopped(env)) return kExitOk;
     WaitForChange(env.state_dir, env.poll_ms);

@@ -108,7 +108,9 @@ int CmdStop(Env& env, const StopArgs& args = {});
 
 struct EventsArgs {
   bool follow = false;
-  int64_t since = 0;
+  // Given: the first `limit` events after it. Not given: the newest `limit`
+  // (tail -n), then with --follow every new one.
+  std::optional<int64_t> since;
   std::string task_id;
   std::string kind;
   int limit = 0;  // 0: all (without --follow)

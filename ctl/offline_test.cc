@@ -324,6 +324,80 @@ TEST_F(OfflineTest, EventsFiltersAndJsonLines) {
   EXPECT_THAT(h_.out.str(), Not(HasSubstr("\"seq\":" + events[0]["seq"].dump() + ",")));
 }
 
+// events --limit N: without --since the newest N, oldest first (tail -n),
+// read back in pages past the first; with --since the first N after it.
+TEST_F(OfflineTest, EventsLimitIsTheNewestUnlessSinceIsGiven) {
+  for (int i = 0; i < 2500; ++i) ASSERT_TRUE(writer_->Emit("note", proto::json{{"i", i}}).ok());
+  h_.env.json = true;
+  auto read = [&](const EventsArgs& args) {
+    h_.Clear();
+    EXPECT_EQ(CmdEvents(h_.env, args), kExitOk) << h_.err.str();
+    std::vector<proto::json> events;
+    std::istringstream lines(h_.out.str());
+    for (std::string line; std::getline(lines, line);) events.push_back(proto::json::parse(line));
+    return events;
+  };
+  EventsArgs tail;
+  tail.limit = 2;
+  auto newest = read(tail);
+  ASSERT_EQ(newest.size(), 2u);
+  EXPECT_EQ(newest[0]["payload"]["i"], 2498);
+  EXPECT_EQ(newest[1]["payload"]["i"], 2499);
+  tail.limit = 2100;
+  auto many = read(tail);
+  ASSERT_EQ(many.size(), 2100u);
+  EXPECT_EQ(many.front()["payload"]["i"], 400);
+  EXPECT_EQ(many.back()["payload"]["i"], 2499);
+  for (size_t i = 1; i < many.size(); ++i) {
+    ASSERT_EQ(many[i]["seq"].get<int64_t>(), many[i - 1]["seq"].get<int64_t>() + 1) << i;
+  }
+  tail.kind = "task.";
+  tail.limit = 1;
+  auto task = read(tail);
+  ASSERT_EQ(task.size(), 1u);
+  EXPECT_EQ(task[0]["kind"], "task.blocked");
+
+  EventsArgs first;
+  first.since = 0;
+  first.limit = 2;
+  auto oldest = read(first);
+  ASSERT_EQ(oldest.size(), 2u);
+  EXPECT_EQ(oldest[0]["seq"], 1);
+  EXPECT_EQ(oldest[1]["seq"], 2);
+}
+
+// events --follow --limit N: the newest N, then every new event (tail -n N -f).
+TEST_F(OfflineTest, EventsFollowWithALimitStartsFromTheNewest) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(writer_->Emit("note", proto::json{{"i", i}}).ok());
+  std::atomic<bool> caught_up{false};
+  std::atomic<bool> seen{false};
+  std::ostringstream out, err;
+  Env env = h_.env;
+  env.out = &out;
+  env.err = &err;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  env.stop = [&] {
+    caught_up = true;
+    if (out.str().find("Added while following") != std::string::npos) seen = true;
+    return seen || std::chrono::steady_clock::now() > deadline;
+  };
+  EventsArgs args;
+  args.follow = true;
+  args.limit = 2;
+  int rc = -1;
+  std::thread follower([&] { rc = CmdEvents(env, args); });
+  while (!caught_up && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(writer_->Submit({Task("Added while following")}).ok());
+  follower.join();
+  EXPECT_EQ(rc, kExitOk);
+  EXPECT_TRUE(seen) << out.str();
+  EXPECT_THAT(out.str(), Not(HasSubstr("i=2")));
+  EXPECT_THAT(out.str(), HasSubstr("i=3"));
+  EXPECT_THAT(out.str(), HasSubstr("i=4"));
+}
+
 TEST_F(OfflineTest, EventsFollowSeesEventsCommittedAfterItStarted) {
   std::atomic<bool> caught_up{false};
   std::atomic<bool> seen{false};
