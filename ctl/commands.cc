@@ -797,10 +797,36 @@ int CmdResume(Env& env) {
   auto body = Control(env, "resume", json::object());
   if (!body.ok()) return Fail(env, body.error());
   std::string line = proto::LenientString(*body, "message");
-  if (line.empty()) {
-    std::string still = PauseSummary(*body);
+  const std::string still = PauseSummary(*body);
+  auto lifted = body->find("lifted");
+  if (!line.empty()) {
+  } else if (lifted == body->end() || !lifted->is_array()) {
+    // A supervisor from before session 34: it does not say what it lifted.
     line = still.empty() ? "dispatch resumed"
                          : "operator pause lifted; dispatch is still paused by " + still;
+  } else {
+    bool by_operator = false;
+    std::vector<std::string> others;  // a circuit breaker closed, a rate-limit wait ended
+    for (const auto& kind : *lifted) {
+      if (!kind.is_string()) continue;
+      if (kind == "operator") {
+        by_operator = true;
+      } else {
+        others.push_back(kind.get<std::string>());
+      }
+    }
+    if (by_operator && others.empty() && still.empty()) {
+      line = "dispatch resumed";
+    } else {
+      line = by_operator ? "operator pause lifted" : "no operator pause to lift";
+      for (size_t i = 0; i < others.size(); ++i) {
+        line += (i ? ", " : "; lifted the ") + others[i];
+      }
+      if (!others.empty()) line += others.size() > 1 ? " pauses" : " pause";
+      line += !still.empty()                   ? "; dispatch is still paused by " + still
+              : by_operator || !others.empty() ? "; dispatch resumed"
+                                               : "; dispatch was not paused";
+    }
   }
   return PrintReply(env, *body, line);
 }

@@ -903,6 +903,40 @@ TEST(LiveTest, ResumeSaysWhatStillPauses) {
             "of $5.00\n");
 }
 
+// The supervisor says what its resume lifted (session 34): with only a
+// budget pause, there was no operator pause to lift.
+TEST(LiveTest, ResumeSaysWhenThereWasNoOperatorPause) {
+  CtlHarness h;
+  json lifted = json::array();
+  std::vector<proto::PauseReason> still = {{"budget", "daily budget spent", 0}};
+  FakeSupervisor fake(h.state_dir, [&](const json&) {
+    proto::StatusReply s;
+    s.paused = !still.empty();
+    s.pause_reasons = still;
+    json body = s;
+    body["lifted"] = lifted;
+    return FakeSupervisor::Ok(body);
+  });
+  auto resume = [&] {
+    h.Clear();
+    EXPECT_EQ(CmdResume(h.env), kExitOk) << h.err.str();
+    return h.out.str();
+  };
+  EXPECT_EQ(resume(),
+            "no operator pause to lift; dispatch is still paused by budget: daily budget spent\n");
+  lifted = {"operator", "circuit"};
+  EXPECT_EQ(resume(),
+            "operator pause lifted; lifted the circuit pause; dispatch is still paused by budget: "
+            "daily budget spent\n");
+  still.clear();
+  lifted = {"operator"};
+  EXPECT_EQ(resume(), "dispatch resumed\n");
+  lifted = {"rate_limit"};
+  EXPECT_EQ(resume(), "no operator pause to lift; lifted the rate_limit pause; dispatch resumed\n");
+  lifted = json::array();
+  EXPECT_EQ(resume(), "no operator pause to lift; dispatch was not paused\n");
+}
+
 TEST(LiveTest, AHungSupervisorFallsBackToTheDatabase) {
   CtlHarness h;
   auto writer = h.OpenWriter();

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -103,8 +104,22 @@ Result<json> ControlServer::Dispatch(const proto::ControlRequest& request, size_
     return json(backend_.Status());
   }
   if (cmd == "resume") {
+    // "lifted": the pauses this resume ended, so that forge-ctl does not
+    // report an operator pause lifted when there was none (session 34).
+    const proto::StatusReply before = backend_.Status();
     backend_.Resume();
-    return json(backend_.Status());
+    const proto::StatusReply after = backend_.Status();
+    json lifted = json::array();
+    for (const auto& p : before.pause_reasons) {
+      bool stays = std::any_of(after.pause_reasons.begin(), after.pause_reasons.end(),
+                               [&](const proto::PauseReason& q) { return q.kind == p.kind; });
+      if (!stays && !std::count(lifted.begin(), lifted.end(), json(p.kind))) {
+        lifted.push_back(p.kind);
+      }
+    }
+    json reply = after;
+    reply["lifted"] = std::move(lifted);
+    return reply;
   }
   if (cmd == "stop") {
     int64_t within_ms = backend_.Stop();

@@ -18,7 +18,9 @@ class FakeBackend : public ControlBackend {
   proto::StatusReply Status() override {
     proto::StatusReply s;
     s.pid = 42;
-    s.paused = paused;
+    s.paused = paused || budget;
+    if (paused) s.pause_reasons.push_back({"operator", pause_reason, 0});
+    if (budget) s.pause_reasons.push_back({"budget", "daily budget spent", 0});
     return s;
   }
   json Counters() override { return json{{"bad_child_messages", 7}}; }
@@ -39,6 +41,7 @@ class FakeBackend : public ControlBackend {
   int queue_changes = 0;
   std::vector<store::Change> cancelled;
   bool paused = false;
+  bool budget = false;  // a pause resume does not lift
   bool stopped = false;
   std::string pause_reason;
   double task_usd = 0;
@@ -512,8 +515,15 @@ TEST_F(ControlServerTest, PauseResumeStopAndEvents) {
   ASSERT_TRUE(p.ok());
   EXPECT_TRUE(backend_.paused);
   EXPECT_EQ(backend_.pause_reason, "lunch");
-  ASSERT_TRUE(Call("resume").ok());
+  auto resumed = Call("resume");
+  ASSERT_TRUE(resumed.ok());
   EXPECT_FALSE(backend_.paused);
+  EXPECT_EQ((*resumed)["lifted"], json::array({"operator"}));
+  backend_.budget = true;
+  resumed = Call("resume");
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ((*resumed)["lifted"], json::array()) << "no operator pause to lift";
+  EXPECT_EQ((*resumed)["pause_reasons"][0]["kind"], "budget");
   SubmitOne(json{{"title", "t"}, {"brief", "b"}});
   auto events = Call("events", json{{"since", 0}, {"kind", "task."}});
   ASSERT_TRUE(events.ok()) << events.error().message;
