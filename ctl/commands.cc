@@ -1144,6 +1144,11 @@ int CmdLogs(Env& env, const LogsArgs& args) {
   if (!SupervisorPid(env.state_dir)) {
     auto store = OpenStoreReadOnly(env.state_dir);
     if (!store.ok()) return Fail(env, NoSupervisorNorDatabase(env.state_dir, store.error()));
+    // As the other read-only commands say (docs/cli.md): --follow then
+    // ends with the task's state as the database has it.
+    *env.err << "forge-ctl: supervisor not running; showing the database as of now (start it "
+                "with: "
+             << StartCommand(env.state_dir) << ")\n";
   }
   const std::string dir = LogsDir(env.state_dir) + "/" + args.id;
   // The agent's output, or the review's: the same files but for the suffix.

@@ -432,6 +432,7 @@ TEST_F(OfflineTest, LogsLatestPinnedAndMissing) {
   // Not Forge's: a number no attempt has (std::stoi threw on it).
   std::ofstream(h_.state_dir + "/logs/" + done_ + "/99999999999.log") << "stray\n";
   ASSERT_EQ(CmdLogs(h_.env, {done_, std::nullopt, false}), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.err.str(), HasSubstr(kNotice)) << "as docs/cli.md says of logs";
   EXPECT_EQ(h_.out.str(), "second attempt output\n");
   h_.Clear();
   ASSERT_EQ(CmdLogs(h_.env, {done_, 1, false}), kExitOk);
