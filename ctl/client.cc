@@ -162,9 +162,14 @@ Result<json> ControlClient::Call(const std::string& cmd, const json& args) {
       // A supervisor that stopped (a `stop`, a crash) will not answer: said
       // now, not after the whole timeout (a `wait` read as hung for 10 s).
       if (ready == 0 && !state_dir_.empty() && !SupervisorPid(state_dir_)) {
-        impl_->socket.reset();
-        return MakeError(ErrorCode::kUnavailable, "the supervisor stopped before answering '" +
-                                                      cmd + "' (" + endpoint_ + ")");
+        // An answer that came between the poll and the look at the lock is
+        // the answer: one more look at the socket.
+        ready = zmq::poll(&item, 1, std::chrono::milliseconds(0));
+        if (ready == 0) {
+          impl_->socket.reset();
+          return MakeError(ErrorCode::kUnavailable, "the supervisor stopped before answering '" +
+                                                        cmd + "' (" + endpoint_ + ")");
+        }
       }
     }
     if (ready <= 0) {

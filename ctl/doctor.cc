@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/process.h"
+#include "common/workspace_paths.h"
 #include "ctl/client.h"
 #include "ctl/state.h"
 #include "supervisor/config/config.h"
@@ -217,9 +218,13 @@ void CheckOpenAttempts(store::Store& store, const DoctorOptions& o, bool running
           what + "; its agent (pid " + std::to_string(a.agent_pid) + ") is still running",
           "kill -TERM -- -" + std::to_string(group) + "; then " + StartCommand(o.state_dir));
     } else if (auto task = store.GetTask(a.task_id);
-               task.ok() && task->state == proto::TaskState::kReviewing) {
+               task.ok() && task->state == proto::TaskState::kReviewing && task->kind != "expand" &&
+               fs::is_directory(TaskWorkspacePath(o.state_dir, task->id, task->repo))) {
       // Its agent passed: a stop leaves it so (attempt.review_postponed),
-      // and so does a crash during its review. Nothing is wrong.
+      // and so does a crash during its review. Nothing is wrong. The same
+      // conditions as Supervisor::ReviewAfterRestart's (not its bound of
+      // three crashes): without its workspace, or an expand task's, the
+      // start closes it `recovered`, as below.
       Add(out, "attempts", Severity::kOk,
           "attempt " + std::to_string(a.n) + " of task " + a.task_id +
               " passed its agent and waits for its review: the next start reviews it "

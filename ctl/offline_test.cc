@@ -826,20 +826,28 @@ TEST_F(OfflineTest, DoctorFindsOrphanWorkspacesAndOpenAttempts) {
 }
 
 // An attempt whose agent passed, left open by a stop for the next start's
-// review, is the normal state of a stopped supervisor: no red.
+// review, is the normal state of a stopped supervisor: no red. Without its
+// workspace the start cannot review it (it closes it `recovered`): red.
 TEST_F(OfflineTest, DoctorTakesAnAttemptWaitingForItsReviewAsNormal) {
   auto ids = writer_->Submit({Task("Passed, not reviewed")});
   ASSERT_TRUE(ids.ok());
+  const std::string id = (*ids)[0];
   store::AgentReport passed;
   passed.outcome = proto::Outcome::kPassed;
-  ASSERT_TRUE(writer_->RecordAgentResult(Lease((*ids)[0]).id, passed).ok());
+  ASSERT_TRUE(writer_->RecordAgentResult(Lease(id).id, passed).ok());
 
   auto findings = RunDoctor(Doctor(h_));
+  const DoctorFinding* gone = FindingWith(findings, "attempts", Severity::kRed);
+  ASSERT_NE(gone, nullptr);
+  EXPECT_THAT(gone->message, HasSubstr("task " + id + " is open but no supervisor runs"));
+
+  std::filesystem::create_directories(h_.state_dir + "/workspaces/" + id);  // the agent's work
+  findings = RunDoctor(Doctor(h_));
   EXPECT_EQ(FindingWith(findings, "attempts", Severity::kRed), nullptr);
   const DoctorFinding* waits = FindingWith(findings, "attempts", Severity::kOk);
   ASSERT_NE(waits, nullptr);
   EXPECT_THAT(waits->message,
-              HasSubstr("task " + (*ids)[0] + " passed its agent and waits for its review"));
+              HasSubstr("task " + id + " passed its agent and waits for its review"));
 }
 
 TEST_F(OfflineTest, DoctorChecksTheConfigBesideTheStateDir) {

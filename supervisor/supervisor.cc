@@ -327,6 +327,7 @@ forge::Status Supervisor::Recover() {
 // work that may have passed (the next attempt resets the workspace) and
 // run the paid agent again. The reviews before the restart still count:
 // their spend keys and the bound carry over from their events.
+// forge-ctl doctor (CheckOpenAttempts) tells these cases apart the same way.
 bool Supervisor::ReviewAfterRestart(const proto::AttemptInfo& a) {
   auto task = store_->GetTask(a.task_id);
   if (!task.ok() || task->state != proto::TaskState::kReviewing) return false;

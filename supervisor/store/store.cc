@@ -1454,9 +1454,10 @@ Result<Change> Store::Block(const std::string& task_id, const std::string& reaso
     }
     json extra = payload.is_object() ? payload : json::object();
     extra["reason"] = reason;
-    FORGE_RETURN_IF_ERROR(m.Transition(t, TaskState::kBlocked, extra, 0,
-                                       "finished_at = ?, not_before = 0, last_error = ?", m.Now(),
-                                       reason));
+    // last_error stays the last attempt's (cli.md): the reason is the
+    // task.blocked event's, which show prints as the state's reason.
+    FORGE_RETURN_IF_ERROR(
+        m.Transition(t, TaskState::kBlocked, extra, 0, "finished_at = ?, not_before = 0", m.Now()));
     return change;
   });
 }

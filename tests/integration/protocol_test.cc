@@ -552,7 +552,7 @@ TEST(Protocol, AReviewThatCannotBeDoneBlocksTheTask) {
 // review spent counts at once.
 TEST(Protocol, AReviewWithoutAVerdictDuringAShutdownIsPostponed) {
   ForgeOptions o = ScriptedOptions("critic");
-  o.shutdown_grace = "10s";
+  o.shutdown_grace = "3s";  // the scripted critic does not exit: killed after it
   Forge forge(o);
   std::string id;
   std::unique_ptr<ScriptedWorker> critic;
@@ -575,6 +575,7 @@ TEST(Protocol, AReviewWithoutAVerdictDuringAShutdownIsPostponed) {
   ASSERT_TRUE(
       WaitFor([&] { return !forge.Events(id, "attempt.review_postponed").empty(); }, 10'000))
       << forge.SupervisorLog();
+  forge.Signal(SIGTERM);  // waits for its exit: the attempt stays open through it
   auto postponed = forge.Events(id, "attempt.review_postponed").at(0);
   EXPECT_EQ(postponed.payload["attempt_id"], review->attempt_id);
   EXPECT_EQ(postponed.payload["review"], 1);
