@@ -35,6 +35,40 @@ struct RunningLog {
 
 class OfflineTest : public ::testing::Test {
  protected:
+  struct Followed {
+    int rc = -1;
+    bool saw_it = false;  // the added task's event was printed
+    std::string out;
+  };
+  // Runs `events` (args.follow set) on a thread, submits a task once it has
+  // read what was there, and stops it when that task's event is printed (or
+  // after 30 s).
+  Followed FollowWhileATaskIsAdded(const EventsArgs& args) {
+    std::atomic<bool> caught_up{false};
+    std::atomic<bool> seen{false};
+    std::ostringstream out, err;
+    Env env = h_.env;
+    env.out = &out;
+    env.err = &err;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    env.stop = [&] {
+      // Runs on the follower's thread, between reads: it may look at `out`.
+      caught_up = true;
+      if (out.str().find("Added while following") != std::string::npos) seen = true;
+      return seen || std::chrono::steady_clock::now() > deadline;
+    };
+    Followed followed;
+    std::thread follower([&] { followed.rc = CmdEvents(env, args); });
+    while (!caught_up && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    EXPECT_TRUE(writer_->Submit({Task("Added while following")}).ok());
+    follower.join();
+    followed.saw_it = seen;
+    followed.out = out.str();
+    return followed;
+  }
+
   void SetUp() override {
     writer_ = h_.OpenWriter();
     ASSERT_NE(writer_, nullptr);
@@ -369,60 +403,23 @@ TEST_F(OfflineTest, EventsLimitIsTheNewestUnlessSinceIsGiven) {
 // events --follow --limit N: the newest N, then every new event (tail -n N -f).
 TEST_F(OfflineTest, EventsFollowWithALimitStartsFromTheNewest) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(writer_->Emit("note", proto::json{{"i", i}}).ok());
-  std::atomic<bool> caught_up{false};
-  std::atomic<bool> seen{false};
-  std::ostringstream out, err;
-  Env env = h_.env;
-  env.out = &out;
-  env.err = &err;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  env.stop = [&] {
-    caught_up = true;
-    if (out.str().find("Added while following") != std::string::npos) seen = true;
-    return seen || std::chrono::steady_clock::now() > deadline;
-  };
   EventsArgs args;
   args.follow = true;
   args.limit = 2;
-  int rc = -1;
-  std::thread follower([&] { rc = CmdEvents(env, args); });
-  while (!caught_up && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::yield();
-  }
-  ASSERT_TRUE(writer_->Submit({Task("Added while following")}).ok());
-  follower.join();
-  EXPECT_EQ(rc, kExitOk);
-  EXPECT_TRUE(seen) << out.str();
-  EXPECT_THAT(out.str(), Not(HasSubstr("i=2")));
-  EXPECT_THAT(out.str(), HasSubstr("i=3"));
-  EXPECT_THAT(out.str(), HasSubstr("i=4"));
+  const Followed followed = FollowWhileATaskIsAdded(args);
+  EXPECT_EQ(followed.rc, kExitOk);
+  EXPECT_TRUE(followed.saw_it) << followed.out;
+  EXPECT_THAT(followed.out, Not(HasSubstr("i=2")));
+  EXPECT_THAT(followed.out, HasSubstr("i=3"));
+  EXPECT_THAT(followed.out, HasSubstr("i=4"));
 }
 
 TEST_F(OfflineTest, EventsFollowSeesEventsCommittedAfterItStarted) {
-  std::atomic<bool> caught_up{false};
-  std::atomic<bool> seen{false};
-  std::ostringstream out, err;
-  Env env = h_.env;
-  env.out = &out;
-  env.err = &err;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  env.stop = [&] {
-    // Runs on the follower's thread, between reads: it may look at `out`.
-    caught_up = true;
-    if (out.str().find("Added while following") != std::string::npos) seen = true;
-    return seen || std::chrono::steady_clock::now() > deadline;
-  };
   EventsArgs args;
   args.follow = true;
-  int rc = -1;
-  std::thread follower([&] { rc = CmdEvents(env, args); });
-  while (!caught_up && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::yield();
-  }
-  ASSERT_TRUE(writer_->Submit({Task("Added while following")}).ok());
-  follower.join();
-  EXPECT_EQ(rc, kExitOk);
-  EXPECT_TRUE(seen) << out.str();
+  const Followed followed = FollowWhileATaskIsAdded(args);
+  EXPECT_EQ(followed.rc, kExitOk);
+  EXPECT_TRUE(followed.saw_it) << followed.out;
 }
 
 TEST_F(OfflineTest, LogsLatestPinnedAndMissing) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "common/redact.h"
+#include "supervisor/guards.h"
 
 namespace forge::supervisor {
 namespace {
@@ -31,15 +32,6 @@ Result<std::string> OptionalString(const json& args, const char* key) {
                      std::string("field '") + key + "' must be a string, got " + it->type_name());
   }
   return it->get<std::string>();
-}
-
-// $0.60, $0.005: two decimals at least, more only when they say something.
-std::string Usd(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.4f", v);
-  std::string s = buf;
-  while (s.size() > 1 && s.back() == '0' && s[s.size() - 3] != '.') s.pop_back();
-  return "$" + s;
 }
 
 int64_t SteadyMs() {
@@ -292,8 +284,8 @@ Result<json> ControlServer::Retry(const json& args) {
     if ((task.state == proto::TaskState::kBlocked || task.state == proto::TaskState::kCancelled) &&
         task.cost_usd >= budget) {
       return MakeError(ErrorCode::kConflict,
-                       "task " + request.id + " has spent " + Usd(task.cost_usd) +
-                           ", its budget.task_usd is " + Usd(budget) +
+                       "task " + request.id + " has spent " + FormatUsd(task.cost_usd) +
+                           ", its budget.task_usd is " + FormatUsd(budget) +
                            ": a retry would not run it; raise budget.task_usd in the config "
                            "file and reload it (SIGHUP to the supervisor), then retry");
     }

@@ -21,13 +21,13 @@ bool CountsAsFailure(proto::Outcome o) {
          o == Outcome::kStalled || o == Outcome::kLost || o == Outcome::kCrashed;
 }
 
-std::string Usd(double v) {
+}  // namespace
+
+std::string FormatUsd(double usd) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "$%.2f", v);
+  std::snprintf(buf, sizeof buf, "$%.2f", usd);
   return buf;
 }
-
-}  // namespace
 
 Spend CountedSpend(double reported_usd, int64_t tokens_in, int64_t tokens_out,
                    const TokenPrices& prices) {
@@ -247,10 +247,10 @@ std::vector<proto::PauseReason> Guards::Reasons() const {
   }
   if (store_paused()) out.push_back({"store", store_reason_, store_until_ms_});
   if (budget_until_ms_ != 0) {
-    out.push_back(
-        {"budget",
-         "daily budget spent: " + Usd(cost_today_) + " of " + Usd(config_.budget.daily_usd),
-         budget_until_ms_});
+    out.push_back({"budget",
+                   "daily budget spent: " + FormatUsd(cost_today_) + " of " +
+                       FormatUsd(config_.budget.daily_usd),
+                   budget_until_ms_});
   }
   return out;
 }

@@ -68,6 +68,8 @@ struct Spend {
   bool estimated = false;
 };
 inline constexpr double kMaxEstimatedUsd = 1e9;
+// "$1.25": what the budgets' messages (the pause, a refused retry) show.
+std::string FormatUsd(double usd);
 Spend CountedSpend(double reported_usd, int64_t tokens_in, int64_t tokens_out,
                    const TokenPrices& prices);
 
