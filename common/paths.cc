@@ -207,6 +207,30 @@ std::string ParentPath(const std::string& path) {
   return std::filesystem::path(path).parent_path().string();
 }
 
+bool IsExecutableFile(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+std::string FindInPath(const std::string& name, const std::string& path_value,
+                       const std::string& relative_to) {
+  const std::string_view all = path_value;
+  size_t start = 0;
+  while (true) {
+    const size_t end = all.find(':', start);
+    std::string_view entry =
+        all.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (entry.empty()) entry = ".";
+    if (entry[0] == '/' || !relative_to.empty()) {
+      std::string candidate =
+          JoinPath(entry[0] == '/' ? std::string(entry) : JoinPath(relative_to, entry), name);
+      if (IsExecutableFile(candidate)) return candidate;
+    }
+    if (end == std::string_view::npos) return "";
+    start = end + 1;
+  }
+}
+
 std::string JoinPath(std::string_view a, std::string_view b) {
   if (a.empty() || (!b.empty() && b.front() == '/')) return std::string(b);
   if (b.empty()) return std::string(a);

@@ -49,4 +49,14 @@ std::string JoinPath(std::string_view a, std::string_view b);
 std::string ParentPath(const std::string& path);
 std::string AbsolutePath(const std::string& path);
 
+// An executable regular file (as exec needs it).
+bool IsExecutableFile(const std::string& path);
+// Where exec would find the command `name` (no '/' in it) through
+// `path_value`, a PATH: the first of its directories holding an executable
+// regular file of that name; "" when none does. An empty entry is ".", and
+// a relative entry is taken from `relative_to` (the directory the command
+// would run in), or skipped when relative_to is "" (not known yet).
+std::string FindInPath(const std::string& name, const std::string& path_value,
+                       const std::string& relative_to);
+
 }  // namespace forge

@@ -55,6 +55,32 @@ TEST_F(PathsTest, MakeDirsMakesMissingParentsOfAnyShape) {
   EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/r1/r2/r3"));
 }
 
+// As exec searches: the first directory with an executable regular file of
+// the name; an empty entry is "." and a relative one is relative_to's,
+// skipped when that is not known.
+TEST_F(PathsTest, FindInPathFindsWhatExecWould) {
+  for (const char* d : {"/a", "/b", "/ws", "/ws/rel"})
+    ASSERT_EQ(::mkdir((dir_ + d).c_str(), 0755), 0);
+  auto make = [&](const std::string& path, unsigned mode) {
+    std::ofstream(dir_ + path) << "#!/bin/sh\n";
+    ASSERT_EQ(::chmod((dir_ + path).c_str(), mode), 0);
+  };
+  make("/a/tool", 0644);  // not executable: passed over
+  make("/b/tool", 0755);
+  make("/ws/tool", 0755);
+  make("/ws/rel/tool", 0755);
+  ASSERT_EQ(::mkdir((dir_ + "/a/dir").c_str(), 0755), 0);  // a directory: passed over
+  const std::string a = dir_ + "/a", b = dir_ + "/b", ws = dir_ + "/ws";
+  EXPECT_EQ(FindInPath("tool", a + ":" + b, ""), b + "/tool");
+  EXPECT_EQ(FindInPath("tool", a, ""), "");
+  EXPECT_EQ(FindInPath("dir", a, ""), "");
+  EXPECT_EQ(FindInPath("tool", a + "::" + b, ws), ws + "/./tool");
+  EXPECT_EQ(FindInPath("tool", a + "::" + b, ""), b + "/tool");
+  EXPECT_EQ(FindInPath("tool", "rel:" + b, ws), ws + "/rel/tool");
+  EXPECT_EQ(FindInPath("tool", "", ws), ws + "/./tool");
+  EXPECT_EQ(FindInPath("tool", "", ""), "");
+}
+
 TEST_F(PathsTest, MakeDirsThroughAFileFails) {
   std::ofstream(dir_ + "/file") << "x";
   Status s = MakeDirs(dir_ + "/file/sub");

@@ -3,11 +3,13 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "common/paths.h"
 #include "common/process.h"
 #include "common/workspace_paths.h"
 #include "ctl/client.h"
@@ -60,7 +62,31 @@ std::string ConfigPath(const DoctorOptions& o) {
   return ::access(beside.c_str(), F_OK) == 0 ? beside : "";
 }
 
-int64_t CheckConfig(const DoctorOptions& o, Findings& out) {
+// The PATH the running supervisor passes its children (its own, from
+// /proc/PID/environ: under systemd it is not the operator's), else
+// forge-ctl's, and which it is.
+std::pair<std::string, std::string> AgentsPath(std::optional<pid_t> supervisor) {
+  if (supervisor) {
+    auto environ = ReadFile("/proc/" + std::to_string(*supervisor) + "/environ", 1u << 20);
+    if (environ.ok()) {
+      std::string_view all = *environ;
+      for (size_t start = 0; start < all.size();) {
+        size_t end = all.find('\0', start);
+        if (end == std::string_view::npos) end = all.size();
+        std::string_view entry = all.substr(start, end - start);
+        if (entry.substr(0, 5) == "PATH=") {
+          return {std::string(entry.substr(5)), "the running supervisor's"};
+        }
+        start = end + 1;
+      }
+      return {"", "the running supervisor's"};
+    }
+  }
+  const char* own = std::getenv("PATH");
+  return {own ? own : "", "forge-ctl's: a supervisor started elsewhere (systemd) may have another"};
+}
+
+int64_t CheckConfig(const DoctorOptions& o, std::optional<pid_t> supervisor, Findings& out) {
   int64_t keep_ms = MaintenanceConfig{}.keep_ms;
   std::string path = ConfigPath(o);
   if (path.empty()) {
@@ -79,6 +105,12 @@ int64_t CheckConfig(const DoctorOptions& o, Findings& out) {
     return keep_ms;
   }
   Add(out, "config", Severity::kOk, path + " is valid");
+  auto [agents_path, whose] = AgentsPath(supervisor);
+  for (const auto& warning : ConfigWarnings(*config, agents_path)) {
+    Add(out, "agent", Severity::kWarn, path + ": " + warning + " (PATH is " + whose + ")",
+        supervisor ? "edit " + path + ", then reload it: kill -HUP " + std::to_string(*supervisor)
+                   : "edit " + path + " before the start");
+  }
   return config->maintenance.keep_ms;
 }
 
@@ -342,7 +374,7 @@ std::vector<DoctorFinding> RunDoctor(const DoctorOptions& o) {
     CheckReplay(*store, CtlCommand(o.state_dir), out);
     CheckOpenAttempts(*store, o, pid.has_value(), out);
   }
-  int64_t keep_ms = CheckConfig(o, out);
+  int64_t keep_ms = CheckConfig(o, pid, out);
   CheckWorkspaces(store.get(), o, keep_ms, out);
   CheckDisk(o, out);
   return out;

@@ -746,6 +746,27 @@ TEST_F(OfflineTest, DoctorCleanStateIsGreen) {
   EXPECT_NE(FindingWith(findings, "counts", Severity::kOk), nullptr);
 }
 
+// A config whose agent is a bare command the agents' PATH lacks loads, and
+// doctor warns (every task would fail on it), saying whose PATH it searched:
+// with no supervisor running, forge-ctl's own.
+TEST_F(OfflineTest, DoctorWarnsOfAnAgentCommandNotInThePath) {
+  std::string config = h_.dir.Path("forge.yaml");
+  std::ofstream(config) << "agent: {profile: command, command: [forge-no-such-agent-35]}\n";
+  DoctorOptions o = Doctor(h_);
+  o.config_path = config;
+  auto findings = RunDoctor(o);
+  const DoctorFinding* warn = FindingWith(findings, "agent", Severity::kWarn);
+  ASSERT_NE(warn, nullptr);
+  EXPECT_THAT(warn->message, HasSubstr(config + ": key 'agent.command': agent command "
+                                                "'forge-no-such-agent-35' is not in PATH '"));
+  EXPECT_THAT(warn->message, HasSubstr("(PATH is forge-ctl's"));
+  EXPECT_THAT(warn->fix, HasSubstr("edit " + config));
+  EXPECT_NE(FindingWith(findings, "config", Severity::kOk), nullptr);
+
+  std::ofstream(config) << "agent: {profile: command, command: [sh]}\n";
+  EXPECT_EQ(FindingWith(RunDoctor(o), "agent", Severity::kWarn), nullptr);
+}
+
 TEST_F(OfflineTest, DoctorDetectsDriftedTaskCounts) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(DbPath(h_.state_dir).c_str(), &db), SQLITE_OK);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "common/lockfile.h"
@@ -62,6 +63,21 @@ void RaiseOpenFileLimit() {
   }
 }
 
+// The PATH this process's children inherit, for ConfigWarnings.
+std::string InheritedPath() {
+  const char* path = std::getenv("PATH");
+  return path ? path : "";
+}
+
+// ConfigWarnings on stderr, each "forge-supervisor: warning: FILE: ...":
+// a start or check-config still goes on.
+void PrintConfigWarnings(const Config& config, const std::string& path) {
+  for (const auto& warning : ConfigWarnings(config, InheritedPath())) {
+    std::cerr << "forge-supervisor: warning: " << (path.empty() ? "defaults" : path) << ": "
+              << warning << "\n";
+  }
+}
+
 Result<Config> LoadEffectiveConfig(const std::string& path) {
   if (path.empty()) return Config{};
   return LoadConfig(path);
@@ -85,6 +101,9 @@ int Serve(const Config& config, const std::string& config_path, const std::strin
   }
   spdlog::info("forge-supervisor {} (allocator: {})", FORGE_VERSION, start.allocator);
   spdlog::info("config: {}", config_path.empty() ? "none (defaults)" : config_path);
+  for (const auto& warning : ConfigWarnings(config, InheritedPath())) {
+    spdlog::warn("config: {}", warning);
+  }
   if (auto s = WriteFileAtomic(StartedConfigFile(state_dir), config_path + "\n"); !s.ok()) {
     spdlog::warn("recording the config path: {}", s.error().message);
   }
@@ -157,6 +176,7 @@ int RunStart(const StartOptions& options) {
     return kExitUsage;
   }
   config->path = config_path;
+  PrintConfigWarnings(*config, config_path);
   std::string state_dir = ResolveStateDir(options.state_dir, config_path);
   // Its paths reach the children in JSON, which carries only UTF-8: other
   // bytes became U+FFFD there, and the workers wrote logs and workspaces
@@ -214,6 +234,7 @@ int RunCheckConfig(const std::string& config_path_flag) {
     std::cerr << config.error().message << "\n";
     return kExitUsage;
   }
+  PrintConfigWarnings(*config, path);
   if (path.empty()) std::cout << "# no forge.yaml found: defaults\n";
   std::cout << DumpConfig(*config);
   return kExitOk;

@@ -523,6 +523,10 @@ void Supervisor::HandleSignals() {
                          set.error().message);
           }
         }
+        const char* inherited = std::getenv("PATH");
+        for (const auto& warning : ConfigWarnings(*loaded, inherited ? inherited : "")) {
+          spdlog::warn("SIGHUP: {}", warning);
+        }
         config_ = std::move(*loaded);
         store_->SetDefaultMaxAttempts(config_.retry.max_attempts);
         guards_.Reconfigure(GuardsConfigFor(config_));

@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -61,11 +60,6 @@ std::string PathValue(const std::vector<std::string>& env) {
   return "";
 }
 
-bool IsExecutableFile(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
-}
-
 // Checked before spawning so that a missing agent is reported as a
 // non-retryable configuration problem with the PATH that was searched. The
 // agent runs in the workspace, so a relative path (and a relative PATH
@@ -82,15 +76,7 @@ Status CheckBinary(const std::string& argv0, const std::vector<std::string>& env
                      "agent binary '" + argv0 + "' does not exist or is not executable" + where);
   }
   std::string path = PathValue(env);
-  size_t start = 0;
-  while (true) {
-    size_t end = path.find(':', start);
-    std::string dir =
-        path.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (IsExecutableFile(in_workspace(dir.empty() ? "." : dir) + "/" + argv0)) return Status::Ok();
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
+  if (!FindInPath(argv0, path, workspace).empty()) return Status::Ok();
   return MakeError(ErrorCode::kNotFound,
                    "agent binary '" + argv0 + "' not found in PATH '" + path + "'");
 }

@@ -1,6 +1,5 @@
 #include "supervisor/config/config.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -371,14 +370,11 @@ Result<Config> LoadConfig(const std::string& path) {
   // breaker stopped dispatch: start, check-config, doctor and a reload
   // (which keeps the running config) refuse it here. A relative path is the
   // workspace's, and a bare name is looked up in the agent's PATH, both by
-  // the worker at each dispatch.
+  // the worker at each dispatch (ConfigWarnings warns of a bare name the
+  // PATH lacks).
   auto check = [&](const std::string& key, const std::vector<std::string>& command) -> Status {
     if (command.empty() || command[0].empty() || command[0][0] != '/') return Status::Ok();
-    struct stat st {};
-    if (::stat(command[0].c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-        ::access(command[0].c_str(), X_OK) == 0) {
-      return Status::Ok();
-    }
+    if (IsExecutableFile(command[0])) return Status::Ok();
     return MakeError(ErrorCode::kConfig, path + ": key '" + key + "': agent binary '" + command[0] +
                                              "' does not exist or is not executable");
   };
@@ -387,6 +383,43 @@ Result<Config> LoadConfig(const std::string& path) {
     FORGE_RETURN_IF_ERROR(check("critic.agent.command", config.critic.agent->command));
   }
   return config;
+}
+
+namespace {
+// The warning for one agent command, or "".
+std::string BareCommandWarning(const std::string& key, const std::vector<std::string>& command,
+                               const std::map<std::string, std::string>& env,
+                               const std::string& inherited_path) {
+  if (command.empty() || command[0].empty() || command[0].find('/') != std::string::npos) {
+    return "";
+  }
+  auto set = env.find("PATH");
+  const std::string& path = set != env.end() ? set->second : inherited_path;
+  // A relative or empty entry is looked up in the task's workspace,
+  // unknown here: such a PATH is not judged.
+  for (size_t start = 0;; start = path.find(':', start) + 1) {
+    if (start >= path.size() || path[start] != '/') return "";
+    if (path.find(':', start) == std::string::npos) break;
+  }
+  if (!FindInPath(command[0], path, "").empty()) return "";
+  return "key '" + key + "': agent command '" + command[0] + "' is not in PATH '" + path + "'" +
+         (set != env.end() ? " (from the agent's env)" : "") +
+         ": every task would fail on it; install it there, give its absolute path, or set PATH "
+         "in the agent's env";
+}
+}  // namespace
+
+std::vector<std::string> ConfigWarnings(const Config& config, const std::string& inherited_path) {
+  std::vector<std::string> out;
+  auto add = [&](std::string warning) {
+    if (!warning.empty()) out.push_back(std::move(warning));
+  };
+  add(BareCommandWarning("agent.command", config.agent.command, config.agent.env, inherited_path));
+  if (config.critic.agent) {
+    add(BareCommandWarning("critic.agent.command", config.critic.agent->command,
+                           config.critic.agent->env, inherited_path));
+  }
+  return out;
 }
 
 std::string DumpConfig(const Config& c) {

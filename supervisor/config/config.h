@@ -143,6 +143,16 @@ inline constexpr size_t kMaxConfigBytes = 1u << 20;
 Result<Config> LoadConfig(const std::string& path);
 // Same, from text (path is used in messages only).
 Result<Config> ParseConfig(const std::string& text, const std::string& path);
+// What would fail every task but does not stop the config from loading:
+// an agent (agent.command, critic.agent.command) named by a bare command
+// that is not in the PATH its agents get: the agent's env PATH, else
+// `inherited_path` (the supervisor's own, which its children pass on). One
+// line each, naming the key, the command and the PATH searched. The worker
+// looks again at each dispatch (a task's env may set PATH, and relative
+// entries are the workspace's, so a PATH with one is not judged here); this
+// says it at start, at a reload, in check-config and in doctor, before
+// each queued task is blocked on it in turn.
+std::vector<std::string> ConfigWarnings(const Config& config, const std::string& inherited_path);
 // The effective config as YAML (check-config prints it).
 std::string DumpConfig(const Config& config);
 

@@ -573,6 +573,52 @@ TEST(ConfigTest, AnAbsoluteAgentPathMustBeAnExecutableFile) {
   }
 }
 
+// A bare agent command not in the PATH the agents get loads, with a
+// warning naming the key, the command and that PATH; the agent's env PATH
+// is the one searched when it sets one; a PATH with a relative or empty
+// entry (the workspace's, unknown here) is not judged.
+TEST(ConfigTest, ABareAgentCommandNotInThePathIsWarnedAbout) {
+  TempDir dir;
+  std::string bin = dir.path() + "/bin";
+  ASSERT_EQ(::mkdir(bin.c_str(), 0755), 0);
+  std::string tool = dir.Write("bin/my-agent", "#!/bin/sh\n");
+  ASSERT_EQ(::chmod(tool.c_str(), 0755), 0);
+  dir.Write("bin/not-executable", "#!/bin/sh\n");
+  auto warnings = [&](const std::string& yaml, const std::string& inherited) {
+    Result<Config> config = ParseConfig(yaml, "f.yaml");
+    EXPECT_TRUE(config.ok()) << yaml;
+    return config.ok() ? ConfigWarnings(*config, inherited) : std::vector<std::string>{"?"};
+  };
+  const std::string agent = "agent: {profile: command, command: [my-agent, -x]}\n";
+  EXPECT_THAT(warnings(agent, "/nonexistent:" + bin), ::testing::IsEmpty());
+  EXPECT_THAT(warnings(agent, "/nonexistent:/usr/bin"),
+              ::testing::ElementsAre(
+                  "key 'agent.command': agent command 'my-agent' is not in PATH "
+                  "'/nonexistent:/usr/bin': every task would fail on it; install it there, give "
+                  "its absolute path, or set PATH in the agent's env"));
+  EXPECT_THAT(warnings("agent: {profile: command, command: [not-executable]}\n", bin),
+              ::testing::SizeIs(1));
+  // The agent's own PATH wins over the inherited one, either way.
+  EXPECT_THAT(
+      warnings("agent: {profile: command, command: [my-agent], env: {PATH: /usr/bin}}\n", bin),
+      ::testing::ElementsAre(::testing::HasSubstr("'/usr/bin' (from the agent's env)")));
+  EXPECT_THAT(warnings("agent: {profile: command, command: [my-agent], env: {PATH: " + bin + "}}\n",
+                       "/usr/bin"),
+              ::testing::IsEmpty());
+  // The LLM critic's command too, by its key.
+  EXPECT_THAT(warnings("critic: {agent: {profile: claude, command: [no-such-critic]}}\n"
+                       "agent: {profile: command, command: [sh]}\n",
+                       "/usr/bin:/bin"),
+              ::testing::ElementsAre(::testing::StartsWith(
+                  "key 'critic.agent.command': agent command 'no-such-critic'")));
+  // Not judged: a relative or empty PATH entry, a path with a slash.
+  for (const char* path : {"/usr/bin:", "/usr/bin::/bin", "bin:/usr/bin", ""}) {
+    EXPECT_THAT(warnings(agent, path), ::testing::IsEmpty()) << "PATH '" << path << "'";
+  }
+  EXPECT_THAT(warnings("agent: {profile: command, command: [./run.sh]}\n", "/usr/bin"),
+              ::testing::IsEmpty());
+}
+
 TEST(ConfigTest, DumpShowsNoCriticAgentAsNull) {
   std::string dump = DumpConfig(Defaults());
   EXPECT_THAT(dump, HasSubstr("agent: ~"));

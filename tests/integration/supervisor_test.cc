@@ -601,6 +601,21 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
   ASSERT_TRUE(bad.ok());
   EXPECT_EQ(bad->status.exit_code, 2);
   EXPECT_NE(bad->output.find("bad.yaml:1"), std::string::npos) << bad->output;
+  // A bare agent command not in PATH loads, with a warning: every task
+  // would fail on it.
+  {
+    std::ofstream(forge.dir() + "/nopath.yaml")
+        << "agent: {profile: command, command: [forge-no-such-agent-35]}\n";
+  }
+  check.argv.back() = forge.dir() + "/nopath.yaml";
+  auto warned = RunCommand(check, 10'000);
+  ASSERT_TRUE(warned.ok());
+  EXPECT_EQ(warned->status.exit_code, 0) << warned->output;
+  EXPECT_NE(warned->output.find("forge-supervisor: warning: " + forge.dir() +
+                                "/nopath.yaml: key 'agent.command': agent command "
+                                "'forge-no-such-agent-35' is not in PATH '"),
+            std::string::npos)
+      << warned->output;
   // A state directory that is a file, or given empty, is the operator's to
   // fix: exit 2 naming it, as forge-ctl does.
   check.argv = {BinPath("forge-supervisor"), "start",       "--config",
