@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -1029,6 +1030,36 @@ TEST_F(HungSupervisorTest, DoctorIsRedAndSaysHowToRestartIt) {
   (void)CmdDoctor(h_.env);
   EXPECT_THAT(h_.out.str(),
               HasSubstr("running, pid " + std::to_string(hung_->pid()) + ", answering"));
+}
+
+// With a supervisor running, doctor judges an agent command by the PATH
+// that supervisor has (its /proc/PID/environ), not forge-ctl's, and says so;
+// the fix reloads it. (The fake's lock holder is forked from this process,
+// so its PATH is this process's at its start.)
+TEST(LiveTest, DoctorJudgesTheAgentByTheRunningSupervisorsPath) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir,
+                      [](const json&) { return FakeSupervisor::Ok(json(proto::StatusReply{})); });
+  std::string config = h.dir.Path("forge.yaml");
+  std::ofstream(config) << "agent: {profile: command, command: [forge-no-such-agent-35]}\n";
+  DoctorOptions o;
+  o.state_dir = h.state_dir;
+  o.config_path = config;
+  o.red_bytes = 0;
+  o.warn_bytes = 0;
+  const char* path = std::getenv("PATH");
+  ASSERT_NE(path, nullptr);
+  bool warned = false;
+  for (const auto& f : RunDoctor(o)) {
+    if (f.check != "agent") continue;
+    warned = true;
+    EXPECT_EQ(f.severity, Severity::kWarn);
+    EXPECT_THAT(f.message, HasSubstr("is not in PATH '" + std::string(path) +
+                                     "': every task would fail on it"));
+    EXPECT_THAT(f.message, HasSubstr("(PATH is the running supervisor's)"));
+    EXPECT_THAT(f.fix, HasSubstr("kill -HUP " + std::to_string(fake.pid())));
+  }
+  EXPECT_TRUE(warned);
 }
 
 // Waiting on the database, with nobody left to move the task on: exit 3.
