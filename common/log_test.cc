@@ -112,6 +112,22 @@ TEST_F(LogTest, AMessageIsOneLineOfUtf8WithControlsAndBadBytesEscaped) {
   }
 }
 
+// An agent's last line with a right-to-left override would draw the rest of
+// the log line reversed, in a terminal or a viewer: escaped, so it reads as
+// the agent wrote it, with the override named.
+TEST_F(LogTest, BidirectionalControlsInAMessageAreEscaped) {
+  LogOptions o;
+  o.name = "supervisor";
+  o.file = dir_ + "/forge.log";
+  o.console = false;
+  ASSERT_TRUE(SetupLogging(o).ok());
+  spdlog::info("t1 last line: {} (attempt 2)", "all tests \u202Edeliaf\u202C \u2067x\u2069 ok");
+  const std::string text = Slurp(o.file);
+  EXPECT_THAT(text, HasSubstr("]: t1 last line: all tests \\u202edeliaf\\u202c \\u2067x\\u2069 "
+                              "ok (attempt 2)\n"));
+  EXPECT_THAT(text, Not(HasSubstr("\u202E")));
+}
+
 TEST_F(LogTest, UnopenableFileIsAnErrorNamingThePath) {
   LogOptions o;
   // spdlog creates missing directories, so block it with a regular file.

@@ -29,11 +29,38 @@ size_t SequenceAt(std::string_view text, size_t i) {
   return 0;
 }
 
-// C1 controls (U+0080 to U+009F) are well-formed UTF-8, 0xC2 0x80-0x9F,
-// and some terminals act on them (0x9B is CSI): escaped like C0.
-bool IsC1At(std::string_view text, size_t i) {
-  return static_cast<unsigned char>(text[i]) == 0xC2 && i + 1 < text.size() &&
-         static_cast<unsigned char>(text[i + 1]) <= 0x9F;
+// Whether the well-formed sequence of n bytes at text[i] is a character
+// ShowBytes writes as \uXXXX, though it is UTF-8:
+// - the C1 controls, U+0080 to U+009F (0xC2 0x80-0x9F): some terminals act
+//   on them (0x9B is CSI), as on C0;
+// - the bidirectional controls: the embeddings, overrides and isolates
+//   (U+202A to U+202E, U+2066 to U+2069) and the marks (U+200E, U+200F,
+//   U+061C). Raw, an agent's last line or error holding U+202E draws the
+//   rest of the log line, or what follows it, right to left: text that
+//   reads as something else ("Trojan Source", CVE-2021-42574).
+// Decided on the lead byte first: any other character costs one switch.
+bool EscapedAt(std::string_view text, size_t i, size_t n) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(text[i + k]); };
+  switch (b(0)) {
+    case 0xC2:
+      return n == 2 && b(1) <= 0x9F;
+    case 0xD8:
+      return n == 2 && b(1) == 0x9C;  // U+061C
+    case 0xE2:
+      if (n != 3) return false;
+      if (b(1) == 0x80) return b(2) == 0x8E || b(2) == 0x8F || (b(2) >= 0xAA && b(2) <= 0xAE);
+      return b(1) == 0x81 && b(2) >= 0xA6 && b(2) <= 0xA9;
+    default:
+      return false;
+  }
+}
+
+// The code point of the well-formed two- or three-byte sequence at text[i].
+unsigned CodePointAt(std::string_view text, size_t i, size_t n) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(text[i + k]) & 0x3Fu; };
+  const unsigned lead = static_cast<unsigned char>(text[i]);
+  if (n == 2) return ((lead & 0x1Fu) << 6) | b(1);
+  return ((lead & 0x0Fu) << 12) | (b(1) << 6) | b(2);
 }
 
 std::string Hex(unsigned char c) {
@@ -91,8 +118,10 @@ std::string ShowBytes(std::string_view text, size_t max) {
       out += "\\t";
     } else if (n == 0 || c < 0x20 || c == 0x7f) {
       out += "\\x" + Hex(c);
-    } else if (IsC1At(text, i)) {
-      out += "\\u00" + Hex(static_cast<unsigned char>(text[i + 1]));
+    } else if (EscapedAt(text, i, n)) {
+      const unsigned cp = CodePointAt(text, i, n);
+      out += "\\u" + Hex(static_cast<unsigned char>(cp >> 8)) +
+             Hex(static_cast<unsigned char>(cp & 0xFF));
     } else {
       out.append(text.substr(i, n));
     }
@@ -110,7 +139,7 @@ size_t FindUnprintable(std::string_view text) {
     }
     if (c < 0x80) return i;  // C0 or DEL
     const size_t n = SequenceAt(text, i);
-    if (n == 0 || IsC1At(text, i)) return i;
+    if (n == 0 || EscapedAt(text, i, n)) return i;
     i += n;
   }
   return std::string_view::npos;

@@ -29,12 +29,15 @@ std::string DescribeInvalidUtf8(std::string_view text, size_t at);
 // The text for a message or a log line, always one line of UTF-8: UTF-8 as
 // it is, other bytes as \xNN (as bash's $'...' writes them) and control
 // characters escaped (\n, \r, \t, C0 and DEL as \xNN, C1 as \u0080 to
-// \u009f); cut after max bytes (npos: never).
+// \u009f), and so are the bidirectional controls, which would draw the text
+// around them reversed (\u202a to \u202e, \u2066 to \u2069, \u200e,
+// \u200f, \u061c); cut after max bytes (npos: never).
 std::string ShowBytes(std::string_view text, size_t max = 80);
 
 // The offset of the first byte ShowBytes would change (a control character,
-// a byte outside well-formed UTF-8), or npos: a fast scan, so that text
-// that needs nothing (almost every log line) is not copied.
+// a bidirectional control, a byte outside well-formed UTF-8), or npos: a
+// fast scan, so that text that needs nothing (almost every log line) is not
+// copied.
 size_t FindUnprintable(std::string_view text);
 
 // kInvalid "WHAT 'VALUE': not UTF-8 (byte 0xe9 at character 4)" when text is

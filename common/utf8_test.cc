@@ -72,6 +72,32 @@ TEST(Utf8Test, ShowsOtherBytesEscaped) {
   EXPECT_EQ(ShowBytes(std::string(100, 'a'), std::string::npos), std::string(100, 'a'));
 }
 
+// The bidirectional controls are UTF-8, but an agent's last line or error
+// holding one would draw the log line around it reversed ("Trojan Source",
+// CVE-2021-42574): each is escaped as its code point, as C1 is. Characters
+// next to them, with the same lead bytes, stay as they are.
+TEST(Utf8Test, EscapesEachBidirectionalControl) {
+  const std::pair<std::string, std::string> bidi[] = {
+      {"\u202A", "\\u202a"}, {"\u202B", "\\u202b"}, {"\u202C", "\\u202c"}, {"\u202D", "\\u202d"},
+      {"\u202E", "\\u202e"}, {"\u2066", "\\u2066"}, {"\u2067", "\\u2067"}, {"\u2068", "\\u2068"},
+      {"\u2069", "\\u2069"}, {"\u200E", "\\u200e"}, {"\u200F", "\\u200f"}, {"\u061C", "\\u061c"},
+  };
+  for (const auto& [raw, shown] : bidi) {
+    const std::string text = "t1 " + raw + "enod";
+    EXPECT_EQ(ShowBytes(text), "t1 " + shown + "enod") << shown;
+    EXPECT_EQ(FindUnprintable(text), 3u) << shown;
+  }
+  // Before and after each range (U+200D, the joiner, is in emoji too),
+  // around U+061C, letters and emoji.
+  for (const std::string text :
+       {"\u200D\u2010\u2029\u202F\u2065\u206A\u2070", "\u061B\u061D\u0627\u0628",
+        "caf\u00E9 na\u00EFve \u00C5ngstr\u00F6m", "\U0001F600 \U0001F468\u200D\U0001F469",
+        "\u2014\u2026\u20AC"}) {
+    EXPECT_EQ(FindUnprintable(text), std::string::npos) << text;
+    EXPECT_EQ(ShowBytes(text, std::string::npos), text);
+  }
+}
+
 // What ShowBytes changes starts where FindUnprintable says, and nothing
 // before: the log copies only from there.
 TEST(Utf8Test, FindsTheFirstByteToEscape) {
@@ -84,6 +110,8 @@ TEST(Utf8Test, FindsTheFirstByteToEscape) {
       {"x\x7f", 1},
       {"\xc3\xa9\xff", 2},
       {"\xc3\xa9\xc2\x9b", 2},
+      {"\xc3\xa9 \xe2\x80\xae", 3},  // U+202E
+      {"\xd8\x9c", 0},               // U+061C
       {"cut \xe2\x82", 4},
       {std::string("a\0b", 3), 1},
   };
