@@ -12,11 +12,11 @@ bool IsControl(unsigned char c) {
 }
 
 // The bidirectional embeddings, overrides and isolates (U+202A..U+202E,
-// U+2066..U+2069), as the UTF-8 byte after E2 and the one after that: a
-// title with U+202E drew the rest of its `ls` line, state and all, right to
-// left.
+// U+2066..U+2069) and the marks U+200E, U+200F, as the UTF-8 byte after E2
+// and the one after that: a title with U+202E drew the rest of its `ls`
+// line, state and all, right to left. (The third mark, U+061C, is D8 9C.)
 bool IsBidiControl(unsigned char second, unsigned char third) {
-  return (second == 0x80 && third >= 0xAA && third <= 0xAE) ||
+  return (second == 0x80 && (third == 0x8E || third == 0x8F || (third >= 0xAA && third <= 0xAE))) ||
          (second == 0x81 && third >= 0xA6 && third <= 0xA9);
 }
 
@@ -67,7 +67,14 @@ std::string TerminalFilter::Feed(std::string_view text) {
           pending_.clear();
           continue;
         }
-        out += pending_;                    // another character: c is read below
+        out += pending_;  // another character: c is read below
+      } else if (pending_[0] == '\xD8') {
+        if (c == 0x9C) {  // U+061C, the Arabic letter mark
+          out += kReplacement;
+          pending_.clear();
+          continue;
+        }
+        out += pending_;
       } else if (c >= 0x80 && c <= 0x9F) {  // 0xC2 then a C1 control
         out += kReplacement;
         pending_.clear();
@@ -77,7 +84,7 @@ std::string TerminalFilter::Feed(std::string_view text) {
       }
       pending_.clear();
     }
-    if (c == 0x1B || c == 0xC2 || c == 0xE2) {
+    if (c == 0x1B || c == 0xC2 || c == 0xD8 || c == 0xE2) {
       pending_ = ch;
     } else if (c == '\n' && open_colour_) {
       out += "\x1b[0m\n";  // a colour a text opened ends with its line

@@ -6,8 +6,8 @@
 // colours Paint writes (ESC [ n m for reset, bold, dim and five colours; a
 // forged one can only colour, and no further than the end of its line) and
 // replaces every other control character (C0, DEL, C1), escape sequence and
-// bidirectional override, embedding or isolate (U+202A..E, U+2066..9) with
-// U+FFFD.
+// bidirectional control (the overrides, embeddings and isolates U+202A..E,
+// U+2066..9, the marks U+200E, U+200F, U+061C) with U+FFFD.
 #pragma once
 
 #include <ostream>
@@ -26,7 +26,7 @@ class TerminalFilter {
   std::string Finish();
 
  private:
-  std::string pending_;       // ESC, ESC [ digits..., a 0xC2 lead byte, or 0xE2 and one more
+  std::string pending_;       // ESC, ESC [ digits..., a lead 0xC2 or 0xD8, or 0xE2 and one more
   bool open_colour_ = false;  // a colour passed and no reset since
 };
 

@@ -54,21 +54,27 @@ TEST(TerminalSafe, ReplacesEveryOtherControl) {
 }
 
 // A right-to-left override in a title drew the rest of its line (the
-// task's state and all) reversed; an isolate likewise. Other characters
-// starting with the same bytes (U+2014, U+2026, U+2069's neighbours) stay.
-TEST(TerminalSafe, ReplacesBidirectionalOverridesAndIsolates) {
-  for (const char* bidi :
-       {"\u202A", "\u202B", "\u202C", "\u202D", "\u202E", "\u2066", "\u2067", "\u2068", "\u2069"}) {
+// task's state and all) reversed; an isolate or a mark likewise. Other
+// characters starting with the same bytes (U+2014, U+2026, U+2069's and
+// U+200E's neighbours, Arabic letters) stay.
+TEST(TerminalSafe, ReplacesBidirectionalControls) {
+  for (const char* bidi : {"\u202A", "\u202B", "\u202C", "\u202D", "\u202E", "\u2066", "\u2067",
+                           "\u2068", "\u2069", "\u200E", "\u200F", "\u061C"}) {
     EXPECT_EQ(TerminalSafe(std::string("t1 ") + bidi + "done"), "t1 " + kR + "done") << bidi;
   }
-  EXPECT_EQ(TerminalSafe("a\u2014b\u2026c\u2029d\u206Ae\u20ACf"),
-            "a\u2014b\u2026c\u2029d\u206Ae\u20ACf");
+  EXPECT_EQ(TerminalSafe("a\u2014b\u2026c\u2029d\u206Ae\u20ACf\u200Dg\u2010h\u061B\u061D\u0627"),
+            "a\u2014b\u2026c\u2029d\u206Ae\u20ACf\u200Dg\u2010h\u061B\u061D\u0627");
   TerminalFilter f;  // cut between writes, and at the end
   std::string out = f.Feed("x\xE2");
   out += f.Feed("\x80");
-  out += f.Feed("\xAEy\xE2\x80");
+  out += f.Feed("\xAEy\xD8");
+  out += f.Feed("\x9Cz\xD8\x9Bw\xE2\x80");
   out += f.Finish();
-  EXPECT_EQ(out, "x" + kR + "y\xE2\x80");
+  EXPECT_EQ(out, "x" + kR + "y" + kR + "z\xD8\x9Bw\xE2\x80");
+  TerminalFilter g;  // a lead byte and no more: invalid UTF-8, not a control
+  out = g.Feed("a\xD8");
+  out += g.Finish();
+  EXPECT_EQ(out, "a\xD8");
 }
 
 TEST(TerminalSafe, ASequenceCutBetweenWritesIsStillJudgedWhole) {
