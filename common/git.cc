@@ -82,6 +82,20 @@ std::string CutAt(const std::string& text, size_t n) {
   return text.substr(0, n) + "...";
 }
 constexpr size_t kMessageBytes = 300;
+
+std::string Seconds(int64_t ms) {
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
+}
+
+// Why git rev-parse gave no answer, when it was cut short: timed out (a hung
+// mount, another git holding a lock, a huge repository) or killed by a
+// signal; "" when git ended on its own. Either says nothing of the repo or
+// the ref, and the next try may pass.
+std::string CutShort(const RunResult& r, int64_t timeout_ms) {
+  if (r.timed_out) return "git rev-parse timed out after " + Seconds(timeout_ms);
+  if (r.status.signal != 0) return "git rev-parse was killed by " + r.status.ToString();
+  return "";
+}
 }  // namespace
 
 std::string GitMessage(const RunResult& r) {
@@ -116,7 +130,7 @@ std::string GitMessage(const RunResult& r) {
   return line;
 }
 
-Status CheckGitRepo(const GitRunner& run, const std::string& repo) {
+Status CheckGitRepo(const GitRunner& run, const std::string& repo, int64_t timeout_ms) {
   if (repo.empty() || repo[0] != '/') {
     return MakeError(ErrorCode::kInvalid, "repo '" + repo + "' is not an absolute path");
   }
@@ -125,7 +139,11 @@ Status CheckGitRepo(const GitRunner& run, const std::string& repo) {
     return MakeError(ErrorCode::kInvalid,
                      "repo '" + repo + "' is not a git repository: no such directory");
   }
-  FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, repo, {"rev-parse", "--is-inside-work-tree"}));
+  FORGE_ASSIGN_OR_RETURN(RunResult r,
+                         RunGit(run, repo, {"rev-parse", "--is-inside-work-tree"}, timeout_ms));
+  if (std::string cut = CutShort(r, timeout_ms); !cut.empty()) {
+    return MakeError(ErrorCode::kUnavailable, "cannot check repo '" + repo + "': " + cut);
+  }
   if (!r.status.success()) {
     return MakeError(ErrorCode::kInvalid,
                      "repo '" + repo + "' is not a git repository: " + GitMessage(r));
@@ -136,7 +154,11 @@ Status CheckGitRepo(const GitRunner& run, const std::string& repo) {
                          "' is a git repository without a work tree (bare, or a .git "
                          "directory): give the checkout it belongs to");
   }
-  FORGE_ASSIGN_OR_RETURN(RunResult top, RunGit(run, repo, {"rev-parse", "--show-toplevel"}));
+  FORGE_ASSIGN_OR_RETURN(RunResult top,
+                         RunGit(run, repo, {"rev-parse", "--show-toplevel"}, timeout_ms));
+  if (std::string cut = CutShort(top, timeout_ms); !cut.empty()) {
+    return MakeError(ErrorCode::kUnavailable, "cannot check repo '" + repo + "': " + cut);
+  }
   if (!top.status.success()) {
     return MakeError(ErrorCode::kInvalid,
                      "repo '" + repo + "' is not a git repository: " + GitMessage(top));
@@ -156,18 +178,32 @@ Status CheckGitRepo(const GitRunner& run, const std::string& repo) {
 }
 
 Result<std::string> ResolveCommit(const GitRunner& run, const std::string& repo,
-                                  const std::string& ref) {
+                                  const std::string& ref, int64_t timeout_ms) {
   std::string name = ref.empty() ? "HEAD" : ref;
   // --end-of-options: a ref such as "--output=x" is a name, never an option.
   FORGE_ASSIGN_OR_RETURN(RunResult r, RunGit(run, repo,
                                              {"rev-parse", "--verify", "--quiet",
-                                              "--end-of-options", name + "^{commit}"}));
+                                              "--end-of-options", name + "^{commit}"},
+                                             timeout_ms));
   std::string sha = GitFirstLine(r);
-  if (!r.status.success() || sha.size() < 40) {
-    return MakeError(ErrorCode::kInvalid, "unknown base ref '" + name + "' in repo '" + repo + "'" +
-                                              (r.timed_out ? " (git timed out)" : ""));
+  if (r.status.success() && sha.size() >= 40) return sha;
+  // With --verify --quiet, a name that is no commit is exit 1, and nothing
+  // said. Anything else (a timeout, a signal, exit 128 with git's fatal: for
+  // a corrupt repository or one it may not read) says nothing about the ref
+  // and may pass on another try: retryable, where the operator's wrong ref
+  // would block the task.
+  const std::string what = "cannot resolve base ref '" + name + "' in repo '" + repo + "': ";
+  if (std::string cut = CutShort(r, timeout_ms); !cut.empty()) {
+    return MakeError(ErrorCode::kUnavailable, what + cut);
   }
-  return sha;
+  if (r.status.exit_code == 1) {
+    return MakeError(ErrorCode::kInvalid, "unknown base ref '" + name + "' in repo '" + repo + "'");
+  }
+  if (r.status.success()) {
+    return MakeError(ErrorCode::kUnavailable,
+                     what + "git rev-parse answered '" + sha + "', not a commit id");
+  }
+  return MakeError(ErrorCode::kUnavailable, what + "git rev-parse failed: " + GitMessage(r));
 }
 
 Status CheckRepoAndBase(const GitRunner& run, const std::string& repo, const std::string& base) {

@@ -70,13 +70,20 @@ std::string GitMessage(const RunResult& r);
 // instead: "repo 'R' is not a git repository: ...", a repository without a
 // work tree (bare, or a .git directory), or a subdirectory of one (the
 // task's worktree would be the whole repository, and its checks would run
-// at the top, not in R). The path must exist and be absolute.
-Status CheckGitRepo(const GitRunner& run, const std::string& repo);
+// at the top, not in R). The path must exist and be absolute. A git that
+// timed out or was killed is no answer: kUnavailable "cannot check repo
+// 'R': git rev-parse timed out after 60s".
+Status CheckGitRepo(const GitRunner& run, const std::string& repo,
+                    int64_t timeout_ms = kGitTimeoutMs);
 
 // The commit `ref` names in repo (empty ref: HEAD); kInvalid "unknown base
-// ref 'X' in repo 'R'" when it names none.
+// ref 'X' in repo 'R'" when it names none. When git could not say (it timed
+// out, was killed, or failed otherwise: a corrupt repository, one it may
+// not read), kUnavailable "cannot resolve base ref 'X' in repo 'R': git
+// rev-parse timed out after 60s" (or "... failed: fatal: ..."): not the
+// ref's fault, and another try may pass.
 Result<std::string> ResolveCommit(const GitRunner& run, const std::string& repo,
-                                  const std::string& ref);
+                                  const std::string& ref, int64_t timeout_ms = kGitTimeoutMs);
 
 // Submit-time check of a task's repo and base: both of the above.
 Status CheckRepoAndBase(const GitRunner& run, const std::string& repo, const std::string& base);

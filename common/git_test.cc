@@ -126,5 +126,90 @@ TEST_F(CheckGitRepoTest, EachRefusalSaysWhatThePathIsInstead) {
   EXPECT_THAT(Refusal("relative/path"), HasSubstr("not an absolute path"));
 }
 
+// A git that answers as told: rev-parse's ways to end, without a
+// repository that hangs or breaks on cue.
+GitRunner Answering(int exit_code, std::string output, bool timed_out = false, int signal = 0) {
+  return [=](const SpawnOptions&, int64_t) -> Result<RunResult> {
+    RunResult r;
+    r.status.exit_code = exit_code;
+    r.status.signal = signal;
+    r.output = output;
+    r.timed_out = timed_out;
+    return r;
+  };
+}
+
+// Exit 1, nothing said: --verify --quiet's "no such commit", the
+// operator's to fix.
+TEST(ResolveCommit, ARefThatNamesNoCommitIsInvalid) {
+  auto r = ResolveCommit(Answering(1, ""), "/r", "gone");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(r.error().message, "unknown base ref 'gone' in repo '/r'");
+  r = ResolveCommit(Answering(1, "warning: core.x is deprecated\n"), "/r", "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(r.error().message, "unknown base ref 'HEAD' in repo '/r'");
+}
+
+// A git that timed out, was killed or failed otherwise (a corrupt
+// repository, one it may not read) said nothing about the ref: retryable,
+// naming repo, ref and what happened, never "unknown base ref", which
+// blocks the task.
+TEST(ResolveCommit, AGitThatCouldNotAnswerIsRetryable) {
+  auto r = ResolveCommit(Answering(-1, "", true, 9), "/r", "main", 5000);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(r.error().message,
+            "cannot resolve base ref 'main' in repo '/r': git rev-parse timed out after 5s");
+  r = ResolveCommit(Answering(-1, "", false, 9), "/r", "main");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(r.error().message,
+            "cannot resolve base ref 'main' in repo '/r': git rev-parse was killed by signal 9 "
+            "(Killed)");
+  r = ResolveCommit(Answering(128, "error: inflate: data stream error\nfatal: bad object HEAD\n"),
+                    "/r", "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(r.error().message,
+            "cannot resolve base ref 'HEAD' in repo '/r': git rev-parse failed: error: inflate: "
+            "data stream error; fatal: bad object HEAD");
+  r = ResolveCommit(Answering(128, ""), "/r", "main");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(r.error().message,
+            "cannot resolve base ref 'main' in repo '/r': git rev-parse failed: exit 128");
+  r = ResolveCommit(Answering(0, "\n"), "/r", "main");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  const std::string sha(40, 'a');
+  r = ResolveCommit(Answering(0, sha + "\n"), "/r", "main");
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(*r, sha);
+}
+
+// The repo check likewise: a timeout is not "not a git repository".
+TEST_F(CheckGitRepoTest, AGitThatCouldNotAnswerIsRetryable) {
+  Status s = CheckGitRepo(Answering(-1, "", true, 9), repo_, 7000);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(s.error().message,
+            "cannot check repo '" + repo_ + "': git rev-parse timed out after 7s");
+  int runs = 0;
+  GitRunner second_hangs = [&](const SpawnOptions& o, int64_t timeout_ms) {
+    if (++runs == 2) return Answering(-1, "", true, 9)(o, timeout_ms);
+    return BlockingGitRunner()(o, timeout_ms);
+  };
+  s = CheckGitRepo(second_hangs, repo_, 7000);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(s.error().message,
+            "cannot check repo '" + repo_ + "': git rev-parse timed out after 7s");
+  // A git that ran and said no is still the operator's to fix.
+  EXPECT_EQ(CheckGitRepo(Answering(128, "fatal: not a git repository\n"), repo_).error().code,
+            ErrorCode::kInvalid);
+}
+
 }  // namespace
 }  // namespace forge

@@ -301,7 +301,7 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
     return PreparedWorkspace{spec.path, "", "", false};
   }
   std::string ref_name = spec.base.empty() ? "HEAD" : spec.base;
-  if (Status s = CheckGitRepo(run, spec.repo); !s.ok()) {
+  if (Status s = CheckGitRepo(run, spec.repo, spec.git_timeout_ms); !s.ok()) {
     if (s.error().code == ErrorCode::kInvalid) {
       return Bad(s.error().message + " (base ref '" + ref_name + "')");
     }
@@ -370,11 +370,13 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
     // The task's base is the synced branch unless it names another ref.
     if (spec.base.empty() || spec.base == spec.sync_branch) resolve = sync_ref;
   }
-  auto sha = ResolveCommit(run, spec.repo, resolve);
+  auto sha = ResolveCommit(run, spec.repo, resolve, spec.git_timeout_ms);
   if (!sync_ref.empty()) {
     (void)RunGit(run, spec.repo, {"update-ref", "-d", sync_ref}, spec.git_timeout_ms);
   }
   if (!sha.ok()) {
+    // Only a ref that names no commit is the task's; git that timed out or
+    // failed (kUnavailable) is retried.
     if (sha.error().code == ErrorCode::kInvalid) {
       return Bad("unknown base ref '" + ref_name + "' in repo '" + spec.repo + "'");
     }

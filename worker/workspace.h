@@ -56,7 +56,9 @@ struct PreparedWorkspace {
 // longer has, naming the task, the commit and the repo) do not get better
 // by retrying; kFull
 // when git could not write (IsMachineFault); anything else (kUnavailable for
-// a failed or timed-out fetch, naming remote and branch; kIo) is an ordinary
+// a failed or timed-out fetch, naming remote and branch, and for a repo
+// check or base ref resolution that timed out, was killed or failed
+// otherwise than "no such ref", naming repo and ref; kIo) is an ordinary
 // attempt error.
 Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitRunner& run);
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -459,6 +460,60 @@ TEST_F(WorkspaceTest, UnknownBaseRefIsAConfigError) {
   EXPECT_THAT(p.error().message,
               HasSubstr("unknown base ref 'no-such-branch' in repo '" + repo_ + "'"));
   EXPECT_FALSE(fs::exists(state_ + "/worktrees/t1"));
+}
+
+// Resolving the base ref timed out (slow disk, another git holding a lock, a
+// huge repository) or git failed otherwise: no verdict on the ref, so not
+// kConfig, which blocks the task as if the operator had named a wrong ref;
+// the attempt is retried. The message names repo, ref and what happened.
+TEST_F(WorkspaceTest, ABaseRefGitCouldNotResolveIsNotAConfigError) {
+  bool timed_out = true;
+  GitRunner resolve_fails = [&](const SpawnOptions& o, int64_t timeout_ms) -> Result<RunResult> {
+    const bool resolving =
+        std::find(o.argv.begin(), o.argv.end(), "--end-of-options") != o.argv.end();
+    if (!resolving) return run_(o, timeout_ms);
+    RunResult r;
+    r.timed_out = timed_out;
+    r.status.exit_code = timed_out ? -1 : 128;
+    r.status.signal = timed_out ? SIGKILL : 0;
+    r.output = timed_out ? "" : "fatal: unable to read refs: Input/output error\n";
+    return r;
+  };
+  auto s = Spec("t1", "main");
+  s.git_timeout_ms = 5000;
+  auto p = PrepareWorkspace(s, resolve_fails);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(p.error().message, "cannot resolve base ref 'main' in repo '" + repo_ +
+                                   "': git rev-parse timed out after 5s");
+  EXPECT_FALSE(fs::exists(state_ + "/worktrees/t1"));
+  timed_out = false;
+  p = PrepareWorkspace(s, resolve_fails);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(p.error().message, "cannot resolve base ref 'main' in repo '" + repo_ +
+                                   "': git rev-parse failed: fatal: unable to read refs: "
+                                   "Input/output error");
+  // The next try, with git answering, makes the worktree.
+  p = PrepareWorkspace(s, run_);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+}
+
+// The repo check's git timing out is no verdict on the repo either.
+TEST_F(WorkspaceTest, ARepoCheckThatTimedOutIsNotAConfigError) {
+  GitRunner hangs = [&](const SpawnOptions&, int64_t) -> Result<RunResult> {
+    RunResult r;
+    r.timed_out = true;
+    r.status.signal = SIGKILL;
+    return r;
+  };
+  auto s = Spec();
+  s.git_timeout_ms = 5000;
+  auto p = PrepareWorkspace(s, hangs);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(p.error().message,
+            "cannot check repo '" + repo_ + "': git rev-parse timed out after 5s");
 }
 
 TEST_F(WorkspaceTest, BranchCheckedOutElsewhereIsAConfigError) {
