@@ -398,7 +398,12 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
         message += " (base ref '" + (t.base.empty() ? std::string("HEAD") : t.base) + "')";
       }
       if (!args.plan.empty()) message = store::TaskLabel(tasks, i) + ": " + message;
-      return Usage(env, message);
+      if (checked.error().code == ErrorCode::kInvalid) return Usage(env, message);
+      // git could not answer (timed out, killed, a repository it cannot
+      // read): not the input's fault, and a later submit may pass. Exit 1,
+      // not Fail's 3 for kUnavailable: the supervisor is not what is missing.
+      *env.err << "forge-ctl: " << message << "\n";
+      return kExitRejected;
     }
   }
   const UnknownDependencies unknown = NameUnknownDependencies(tasks, in_plan, !args.plan.empty());

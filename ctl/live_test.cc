@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -396,6 +397,35 @@ TEST(LiveTest, SubmitRefusesABadRepoOrBase) {
   ASSERT_EQ(code, kExitOk) << h.err.str();
   ASSERT_EQ(fake.requests().size(), 2u);
   EXPECT_EQ(fake.requests()[1]["tasks"][0]["repo"], repo);
+}
+
+// A base git could not resolve (it timed out: a hung mount, a lock, a huge
+// repository) is not a wrong base: exit 1, which a script may retry, naming
+// repo, ref and what happened, not 2 and "unknown base ref". Nothing is sent.
+TEST(LiveTest, SubmitSaysWhenGitCouldNotResolveTheBase) {
+  CtlHarness h;
+  FakeSupervisor fake(h.state_dir, [](const json&) {
+    return FakeSupervisor::Ok({{"ids", {"t1"}}});
+  });
+  std::string repo = MakeRepo(h, "app");
+  h.env.git = [real = BlockingGitRunner()](const SpawnOptions& o,
+                                           int64_t timeout_ms) -> Result<RunResult> {
+    if (std::find(o.argv.begin(), o.argv.end(), "--end-of-options") == o.argv.end()) {
+      return real(o, timeout_ms);
+    }
+    RunResult r;
+    r.timed_out = true;
+    r.status.signal = 9;
+    return r;
+  };
+  SubmitArgs a;
+  a.title = "Fix it";
+  a.repo = repo;
+  a.base = "main";
+  EXPECT_EQ(CmdSubmit(h.env, a), kExitRejected);
+  EXPECT_EQ(h.err.str(), "forge-ctl: cannot resolve base ref 'main' in repo '" + repo +
+                             "': git rev-parse timed out after 60s\n");
+  EXPECT_TRUE(fake.requests().empty());
 }
 
 // A plan's tasks mostly share one repo (`repo: .` in each): git checks each
