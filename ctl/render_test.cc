@@ -341,6 +341,8 @@ TEST(RenderChange, SaysWhatChanged) {
   EXPECT_EQ(RenderChange({"t1", "done", "done", ""}, Style{}), "t1: done, unchanged");
   EXPECT_EQ(RenderChange({"t1", "ready", "ready", "approved"}, Style{}),
             "t1: ready, unchanged (approved)");
+  EXPECT_EQ(RenderChange({"t1", "cancelled", "cancelled", "already cancelled"}, Style{}),
+            "t1: cancelled, unchanged (already cancelled)");
 }
 
 // Only a review with a failing check points at its whole output.

@@ -265,6 +265,11 @@ Result<json> ControlServer::Cancel(const json& args) {
   FORGE_ASSIGN_OR_RETURN(std::string reason, OptionalString(args, "reason"));
   FORGE_ASSIGN_OR_RETURN(
       auto change, store_.Cancel(request.id, reason.empty() ? "cancelled by operator" : reason));
+  // Cancelled before: nothing changed and nothing is to be killed; the
+  // reason stays the first cancel's.
+  if (change.previous == change.current) {
+    return json(ToReply(request.id, change, "already cancelled"));
+  }
   backend_.OnCancelled(change);
   std::string message =
       change.open_attempt

@@ -397,9 +397,18 @@ TEST_F(ControlServerTest, CancelReportsTheOpenAttemptToTheBackend) {
   EXPECT_EQ((*r)["state"], "cancelled");
   ASSERT_EQ(backend_.cancelled.size(), 1u);
   ASSERT_TRUE(backend_.cancelled[0].open_attempt.has_value());
+  // A cancel again changes nothing and is not refused (session 35): no
+  // second kill, no event.
+  store::EventFilter of_task;
+  of_task.task_id = id;
+  const size_t events = store_->Events(of_task).value().size();
   auto again = Call("cancel", json{{"id", id}});
-  ASSERT_FALSE(again.ok());
-  EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ((*again)["previous_state"], "cancelled");
+  EXPECT_EQ((*again)["state"], "cancelled");
+  EXPECT_EQ((*again)["message"], "already cancelled");
+  EXPECT_EQ(backend_.cancelled.size(), 1u);
+  EXPECT_EQ(store_->Events(of_task).value().size(), events);
   auto retry = Call("retry", json{{"id", id}});
   ASSERT_TRUE(retry.ok()) << retry.error().message;
   EXPECT_EQ((*retry)["state"], "ready");

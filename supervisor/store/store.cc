@@ -1469,6 +1469,10 @@ Result<Change> Store::Cancel(const std::string& task_id, const std::string& reas
     Change change;
     change.previous = t.info.state;
     change.current = TaskState::kCancelled;
+    // A cancel again (a cleanup script run twice, or run again after a
+    // cancel it got no answer to) has nothing left to do: ok, no change,
+    // no event, as an approve again (session 35: it was refused).
+    if (t.info.state == TaskState::kCancelled) return change;
     if (proto::IsSettled(t.info.state)) {
       return MakeError(ErrorCode::kConflict, "task " + task_id + " is already " +
                                                  Str(t.info.state) + "; nothing to cancel");

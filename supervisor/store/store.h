@@ -304,7 +304,9 @@ class Store {
   Result<Change> Block(const std::string& task_id, const std::string& reason,
                        const json& payload = json::object());
   // Any non-settled state -> cancelled; an open attempt is closed `cancelled`
-  // and returned in Change.open_attempt (the caller kills it). Settled: kConflict.
+  // and returned in Change.open_attempt (the caller kills it). Already
+  // cancelled: ok, no change (previous == current), no event. Done or
+  // blocked: kConflict.
   Result<Change> Cancel(const std::string& task_id, const std::string& reason);
 
   // ---- recovery ----

@@ -1595,6 +1595,26 @@ TEST_F(StoreTest, OperatorActionsInTheWrongStateAreConflicts) {
   ASSERT_FALSE(approve.ok());
   EXPECT_EQ(approve.error().code, ErrorCode::kConflict);
   EXPECT_EQ(approve.error().message, "task t3 is cancelled; retry it before approving");
+
+  // Cancelled again: nothing to do, and not refused (session 35); no
+  // event, and the reason stays the first cancel's.
+  EventFilter of_task;
+  of_task.task_id = g[0];
+  const auto history = s->Events(of_task).value();
+  auto again = s->Cancel(g[0], "again");
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_EQ(again->previous, TaskState::kCancelled);
+  EXPECT_EQ(again->current, TaskState::kCancelled);
+  EXPECT_FALSE(again->open_attempt.has_value());
+  EXPECT_EQ(s->Events(of_task).value(), history);
+  EXPECT_EQ(s->Show(g[0], 0)->state_reason, "not now");
+  // Blocked is still refused: it is retried, not cancelled.
+  auto b = MustSubmit(*s, {Task("blocked")});
+  ASSERT_TRUE(s->Block(b[0], "task budget exceeded").ok());
+  auto cancel_blocked = s->Cancel(b[0], "");
+  ASSERT_FALSE(cancel_blocked.ok());
+  EXPECT_EQ(cancel_blocked.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(cancel_blocked.error().message, "task t4 is already blocked; nothing to cancel");
   EXPECT_FALSE(s->Emit("", json::object()).ok());
   EXPECT_FALSE(s->SetCursor("", 1).ok());
 }

@@ -204,6 +204,37 @@ TEST(Supervisor, WaitEndsOnATaskStuckBehindABlockedDependency) {
   EXPECT_EQ(again->status.exit_code, 1) << again->output;
 }
 
+// A cancel again changes nothing and exits 0, as an approve again does
+// (session 35: exit 1), so a cleanup script may run twice; no event is
+// written. A done task is still refused.
+TEST(Supervisor, CancelOfACancelledTaskIsUnchanged) {
+  Forge forge;
+  forge.Start();
+  const std::string id = forge.Submit("succeed", {}, json{{"needs_approval", true}});
+  auto [rc, out] = RunCtl(forge.state_dir(), {"cancel", id});
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, id + ": pending -> cancelled (cancelled)\n");
+  const size_t events = forge.Events(id).size();
+  auto [again_rc, again] = RunCtl(forge.state_dir(), {"cancel", id});
+  EXPECT_EQ(again_rc, 0) << again;
+  EXPECT_EQ(again, id + ": cancelled, unchanged (already cancelled)\n");
+  auto [json_rc, json_out] = RunCtl(forge.state_dir(), {"cancel", id, "--json"});
+  ASSERT_EQ(json_rc, 0) << json_out;
+  EXPECT_EQ(json::parse(json_out), (json{{"id", id},
+                                         {"previous_state", "cancelled"},
+                                         {"state", "cancelled"},
+                                         {"message", "already cancelled"}}));
+  EXPECT_EQ(forge.Events(id).size(), events) << "no event for a cancel that changed nothing";
+  EXPECT_EQ(forge.Task(id).state, TaskState::kCancelled);
+
+  const std::string done = forge.Submit("succeed");
+  ASSERT_TRUE(forge.WaitState(done, TaskState::kDone));
+  auto [done_rc, done_out] = RunCtl(forge.state_dir(), {"cancel", done});
+  EXPECT_EQ(done_rc, 1) << done_out;
+  EXPECT_EQ(done_out, "forge-ctl: task " + done + " is already done; nothing to cancel\n");
+  EXPECT_EQ(forge.Task(done).state, TaskState::kDone);
+}
+
 TEST(Supervisor, CriticRejectionIsRetriedWithTheCheckInHistory) {
   ForgeOptions o;
   o.verify = {"test -f result.txt && grep -q second result.txt"};
