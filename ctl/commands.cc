@@ -119,7 +119,7 @@ class FallbackSource final : public Source {
     if (status.ok() && offline_) status->pid = SupervisorPid(env_.state_dir).value_or(0);
     return status;
   }
-  Result<std::vector<proto::TaskInfo>> List(const proto::ListRequest& r) override {
+  Result<proto::ListReply> List(const proto::ListRequest& r) override {
     return Try([&](Source& s) { return s.List(r); });
   }
   Result<proto::ShowReply> Show(const std::string& id) override {
@@ -501,14 +501,21 @@ int CmdList(Env& env, const ListArgs& args) {
   request.limit = args.limit;
   auto source = OpenReadSource(env);
   if (!source.ok()) return Fail(env, source.error());
-  auto tasks = (*source)->List(request);
-  if (!tasks.ok()) return Fail(env, tasks.error());
+  auto listed = (*source)->List(request);
+  if (!listed.ok()) return Fail(env, listed.error());
   if (env.json) {
+    // Each task object with its state_reason, as show --json has it ("" but
+    // for a blocked or cancelled task).
     json list = json::array();
-    for (const auto& t : *tasks) list.push_back(t);
+    for (const auto& t : listed->tasks) {
+      json task = t;
+      auto reason = listed->state_reasons.find(t.id);
+      task["state_reason"] = reason != listed->state_reasons.end() ? reason->second : "";
+      list.push_back(std::move(task));
+    }
     PrintJson(env, list);
   } else {
-    *env.out << RenderTaskList(*tasks, env.clock->WallMs(), env.style);
+    *env.out << RenderTaskList(listed->tasks, env.clock->WallMs(), env.style);
   }
   return kExitOk;
 }

@@ -200,8 +200,10 @@ TEST_F(OfflineTest, ListTableJsonAndStateFilter) {
   ASSERT_TRUE(j.is_array());
   ASSERT_EQ(j.size(), 2u);
   for (const auto& t : j) {
-    for (const char* key : {"id", "title", "state", "attempts"})
+    for (const char* key : {"id", "title", "state", "attempts", "state_reason"})
       EXPECT_TRUE(t.contains(key)) << key;
+    // Why a blocked task is so, as show says it (session 35); "" otherwise.
+    EXPECT_EQ(t["state_reason"], t["id"] == blocked_ ? "same failure twice" : "") << t.dump();
   }
 
   h_.Clear();
@@ -318,9 +320,11 @@ TEST_F(OfflineTest, ShowAndListRedactSecretsAsTheSupervisorDoes) {
   EXPECT_THAT(h_.out.str(), HasSubstr("eu-west-1"));
   EXPECT_THAT(h_.out.str(), HasSubstr("[redacted]"));
   h_.Clear();
+  ASSERT_TRUE(writer_->Cancel(ids->front(), "tok-3f9a77c1 was leaked").ok());
   ASSERT_EQ(CmdList(h_.env, {}), kExitOk) << h_.err.str();
   EXPECT_THAT(h_.out.str(), Not(HasSubstr("tok-3f9a77c1")));
   EXPECT_THAT(h_.out.str(), HasSubstr("[redacted]"));
+  EXPECT_THAT(h_.out.str(), HasSubstr("\"state_reason\": \"[redacted] was leaked\""));
 }
 
 TEST_F(OfflineTest, ShowUnknownTaskIsNotFound) {

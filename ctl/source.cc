@@ -27,13 +27,12 @@ class LiveSource final : public Source {
     return ReadReply<proto::StatusReply>(body, "status");
   }
 
-  Result<std::vector<proto::TaskInfo>> List(const proto::ListRequest& request) override {
+  Result<proto::ListReply> List(const proto::ListRequest& request) override {
     json args = json::object();
     if (request.state) args["state"] = std::string(proto::StateName(*request.state));
     if (request.limit > 0) args["limit"] = request.limit;
     FORGE_ASSIGN_OR_RETURN(json body, client_->Call("ls", args));
-    FORGE_ASSIGN_OR_RETURN(auto reply, ReadReply<proto::ListReply>(body, "ls"));
-    return std::move(reply.tasks);
+    return ReadReply<proto::ListReply>(body, "ls");
   }
 
   Result<proto::ShowReply> Show(const std::string& id) override {
@@ -81,13 +80,13 @@ class OfflineSource final : public Source {
 
   // Redacted as the supervisor's replies are (the database holds a task's
   // env as submitted), except for its config's secrets, which only it knows.
-  Result<std::vector<proto::TaskInfo>> List(const proto::ListRequest& request) override {
+  Result<proto::ListReply> List(const proto::ListRequest& request) override {
     store::ListFilter filter;
     filter.state = request.state;
     filter.limit = request.limit;
-    FORGE_ASSIGN_OR_RETURN(auto tasks, store_->ListTasks(filter));
-    for (auto& t : tasks) proto::RedactForOperator(t, {});
-    return tasks;
+    FORGE_ASSIGN_OR_RETURN(proto::ListReply reply, store_->List(filter));
+    proto::RedactForOperator(reply, {});
+    return reply;
   }
 
   Result<proto::ShowReply> Show(const std::string& id) override {

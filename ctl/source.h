@@ -26,7 +26,7 @@ class Source {
   virtual Reach reach() const = 0;
   bool live() const { return reach() == Reach::kLive; }
   virtual Result<proto::StatusReply> Status() = 0;
-  virtual Result<std::vector<proto::TaskInfo>> List(const proto::ListRequest& request) = 0;
+  virtual Result<proto::ListReply> List(const proto::ListRequest& request) = 0;
   // kNotFound when there is no such task.
   virtual Result<proto::ShowReply> Show(const std::string& id) = 0;
   virtual Result<proto::EventsReply> Events(const proto::EventsRequest& request) = 0;

@@ -36,8 +36,8 @@ Result<WatchData> CollectWatch(Source& source, const std::string& state_dir) {
   for (auto state : {proto::TaskState::kRunning, proto::TaskState::kReviewing}) {
     proto::ListRequest request;
     request.state = state;
-    FORGE_ASSIGN_OR_RETURN(auto tasks, source.List(request));
-    for (auto& task : tasks) {
+    FORGE_ASSIGN_OR_RETURN(auto listed, source.List(request));
+    for (auto& task : listed.tasks) {
       auto show = source.Show(task.id);
       if (!show.ok()) continue;  // settled between the two queries
       RunningAttempt r;
@@ -56,8 +56,8 @@ Result<WatchData> CollectWatch(Source& source, const std::string& state_dir) {
     proto::ListRequest request;
     request.state = state;
     request.limit = 50;
-    FORGE_ASSIGN_OR_RETURN(auto tasks, source.List(request));
-    for (auto& t : tasks) data.queued.push_back(std::move(t));
+    FORGE_ASSIGN_OR_RETURN(auto listed, source.List(request));
+    for (auto& t : listed.tasks) data.queued.push_back(std::move(t));
   }
   return data;
 }

@@ -361,11 +361,27 @@ void ReadValue(const json& j, ShowReply& v) {
 }
 
 void to_json(json& j, const ListReply& v) {
-  j = json{{"tasks", v.tasks}};
+  json tasks = json::array();
+  for (const auto& t : v.tasks) {
+    json task = t;
+    if (auto r = v.state_reasons.find(t.id); r != v.state_reasons.end()) {
+      task["state_reason"] = r->second;
+    }
+    tasks.push_back(std::move(task));
+  }
+  j = json{{"tasks", std::move(tasks)}};
 }
 void ReadValue(const json& j, ListReply& v) {
   RequireObject(j);
   Required(j, "tasks", v.tasks);
+  v.state_reasons.clear();
+  const json& tasks = j.at("tasks");  // an array: Required read it
+  for (size_t i = 0; i < v.tasks.size(); ++i) {
+    std::string reason;
+    WithPrefix("tasks",
+               [&] { WithPrefix(i, [&] { Optional(tasks[i], "state_reason", reason); }); });
+    if (!reason.empty()) v.state_reasons[v.tasks[i].id] = std::move(reason);
+  }
 }
 
 void to_json(json& j, const ChangeReply& v) {
@@ -499,6 +515,16 @@ void RedactForOperator(ShowReply& show, const std::vector<std::string>& config_s
   }
   for (auto& e : show.timeline) RedactJson(e.payload, secrets);
   show.state_reason = RedactText(show.state_reason, secrets);
+}
+
+void RedactForOperator(ListReply& list, const std::vector<std::string>& config_secrets) {
+  for (auto& t : list.tasks) {
+    std::vector<std::string> secrets;
+    RedactForOperator(t, config_secrets, &secrets);
+    if (auto r = list.state_reasons.find(t.id); r != list.state_reasons.end()) {
+      r->second = RedactText(r->second, secrets);
+    }
+  }
 }
 
 void RedactJson(json& value, const std::vector<std::string>& secrets) {

@@ -197,6 +197,10 @@ struct ShowReply {
 
 struct ListReply {
   std::vector<TaskInfo> tasks;
+  // Why each blocked or cancelled task of `tasks` is so, by id: ShowReply's
+  // state_reason; no entry when it is "". On the wire, each such task
+  // object's "state_reason" (session 35; a supervisor from before sends none).
+  std::map<std::string, std::string> state_reasons;
   bool operator==(const ListReply&) const = default;
 };
 
@@ -271,6 +275,7 @@ forge::Result<json> DecodeReply(std::string_view bytes);
 void RedactForOperator(TaskInfo& task, const std::vector<std::string>& config_secrets,
                        std::vector<std::string>* secrets_out = nullptr);
 void RedactForOperator(ShowReply& show, const std::vector<std::string>& config_secrets);
+void RedactForOperator(ListReply& list, const std::vector<std::string>& config_secrets);
 // Every string (and key) in `value` scrubbed of `secrets`; numbers and the
 // structure stay as they are. (Redacting the dumped text and parsing it
 // again broke on a secret that is also a number's digits: MAX_TOKENS=4096

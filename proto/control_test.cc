@@ -99,7 +99,11 @@ TEST(ControlTypes, RoundTripEveryRequestAndReply) {
   ExpectRoundTrip(ShowReply{
       FullTask(), {FullAttempt(1), FullAttempt(2)}, {FullEvent(1)}, 7, "same failure twice"});
   ExpectRoundTrip(ShowReply{FullTask(), {}, {}, 0, ""});
-  ExpectRoundTrip(ListReply{{FullTask(), FullTask()}});
+  ExpectRoundTrip(ListReply{{FullTask(), FullTask()}, {}});
+  TaskInfo blocked = FullTask();
+  blocked.id = "t-7";
+  blocked.state = TaskState::kBlocked;
+  ExpectRoundTrip(ListReply{{FullTask(), blocked}, {{"t-7", "same failure twice"}}});
   ExpectRoundTrip(ChangeReply{"t-1", "blocked", "ready", "retrying"});
   ExpectRoundTrip(EventsReply{{FullEvent(1), FullEvent(2)}, 2});
 }
@@ -146,6 +150,26 @@ TEST(ControlTypes, ShowJsonContract) {
   }
   EXPECT_EQ(a["started_at"], "2026-11-21T14:56:40.500Z");
   EXPECT_EQ(j["timeline"].size(), 1u);
+}
+
+// Session 35: each blocked or cancelled task of an ls reply says why, in
+// its own object; a reply without (an older supervisor's) reads as none.
+TEST(ControlTypes, ListReplyCarriesEachTasksStateReason) {
+  TaskInfo blocked = FullTask();
+  blocked.id = "t-7";
+  blocked.state = TaskState::kBlocked;
+  json j = ListReply{{FullTask(), blocked}, {{"t-7", "attempts exhausted (3 of 3)"}}};
+  EXPECT_FALSE(j["tasks"][0].contains("state_reason")) << j.dump();
+  EXPECT_EQ(j["tasks"][1]["state_reason"], "attempts exhausted (3 of 3)");
+  EXPECT_EQ(j["tasks"][1]["id"], "t-7");
+  j["tasks"][1].erase("state_reason");
+  auto old = ReadAs<ListReply>(j);
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  EXPECT_TRUE(old->state_reasons.empty());
+  j["tasks"][1]["state_reason"] = 5;
+  auto bad = ReadAs<ListReply>(j);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message, "field 'tasks.1.state_reason' must be a string, got number");
 }
 
 TEST(ControlTypes, StatusJsonContract) {

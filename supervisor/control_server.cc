@@ -253,10 +253,8 @@ Result<json> ControlServer::List(const json& args) {
   store::ListFilter filter;
   filter.state = request.state;
   filter.limit = request.limit;
-  proto::ListReply reply;
-  FORGE_ASSIGN_OR_RETURN(reply.tasks, store_.ListTasks(filter));
-  const std::vector<std::string> secrets = backend_.ConfigSecrets();
-  for (auto& t : reply.tasks) proto::RedactForOperator(t, secrets);
+  FORGE_ASSIGN_OR_RETURN(proto::ListReply reply, store_.List(filter));
+  proto::RedactForOperator(reply, backend_.ConfigSecrets());
   return json(reply);
 }
 

@@ -507,6 +507,15 @@ TEST_F(ControlServerTest, ShowKeepsTheNewestEventsAndSaysWhy) {
   EXPECT_EQ((*show)["timeline_omitted"], 4);
   EXPECT_EQ((*show)["state_reason"], "leaks [redacted]");
 
+  // ls says it of each task too (session 35), as redacted; nothing of the others.
+  const std::string other = SubmitOne(json{{"title", "u"}, {"brief", "b"}});
+  auto list = Call("ls");
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  ASSERT_EQ((*list)["tasks"].size(), 2u);
+  EXPECT_EQ((*list)["tasks"][0]["id"], other);
+  EXPECT_FALSE((*list)["tasks"][0].contains("state_reason")) << list->dump();
+  EXPECT_EQ((*list)["tasks"][1]["state_reason"], "leaks [redacted]");
+
   auto newest = Call("events", json{{"task_id", id}, {"limit", 2}, {"newest", true}});
   ASSERT_TRUE(newest.ok()) << newest.error().message;
   ASSERT_EQ((*newest)["events"].size(), 2u);

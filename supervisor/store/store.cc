@@ -1609,17 +1609,35 @@ Result<proto::ShowReply> Store::Show(const std::string& task_id, int timeline_ma
     // The event that moved the task there: the newest of its kind, in the
     // timeline unless later events pushed it out.
     const std::string kind = "task." + Str(state);
-    std::optional<EventInfo> moved;
-    for (auto e = reply.timeline.rbegin(); e != reply.timeline.rend() && !moved; ++e) {
-      if (e->kind == kind) moved = *e;
+    auto moved = std::find_if(reply.timeline.rbegin(), reply.timeline.rend(),
+                              [&](const EventInfo& e) { return e.kind == kind; });
+    if (moved != reply.timeline.rend()) {
+      reply.state_reason = proto::LenientString(moved->payload, "reason");
+    } else if (reply.timeline_omitted > 0) {
+      FORGE_ASSIGN_OR_RETURN(reply.state_reason, StateReason(task_id, state));
     }
-    if (!moved && reply.timeline_omitted > 0) {
-      filter.kind = kind;
-      filter.limit = 1;
-      FORGE_ASSIGN_OR_RETURN(auto found, Events(filter));
-      if (!found.empty()) moved = std::move(found.back());
-    }
-    if (moved) reply.state_reason = proto::LenientString(moved->payload, "reason");
+  }
+  return reply;
+}
+
+Result<std::string> Store::StateReason(const std::string& task_id, TaskState state) {
+  if (state != TaskState::kBlocked && state != TaskState::kCancelled) return std::string();
+  EventFilter filter;
+  filter.task_id = task_id;
+  filter.kind = "task." + Str(state);
+  filter.limit = 1;
+  filter.newest = true;
+  FORGE_ASSIGN_OR_RETURN(auto moved, Events(filter));
+  if (moved.empty()) return std::string();
+  return proto::LenientString(moved.back().payload, "reason");
+}
+
+Result<proto::ListReply> Store::List(const ListFilter& filter) {
+  proto::ListReply reply;
+  FORGE_ASSIGN_OR_RETURN(reply.tasks, ListTasks(filter));
+  for (const TaskInfo& t : reply.tasks) {
+    FORGE_ASSIGN_OR_RETURN(std::string reason, StateReason(t.id, t.state));
+    if (!reason.empty()) reply.state_reasons[t.id] = std::move(reason);
   }
   return reply;
 }

@@ -326,6 +326,12 @@ class Store {
   // how many earlier ones that leaves out) and, for a blocked or cancelled
   // task, the reason of its latest task.<state> event. kNotFound: no task.
   Result<proto::ShowReply> Show(const std::string& task_id, int timeline_max);
+  // Why a task in `state` is so: for blocked or cancelled, the reason of
+  // its newest task.<state> event (the one that moved it there), "" when
+  // that event has none; "" in any other state. Show's state_reason.
+  Result<std::string> StateReason(const std::string& task_id, TaskState state);
+  // `ls`: ListTasks, with each blocked or cancelled task's StateReason.
+  Result<proto::ListReply> List(const ListFilter& filter);
   Result<int64_t> LastEventSeq();
   Result<std::map<std::string, int64_t>> QueueCounts();  // every state name, zeros included
   Result<double> CostSince(int64_t wall_ms);
