@@ -628,6 +628,11 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
     std::string state;
   };
   std::map<std::string, Stuck> stuck;
+  // Why a blocked or cancelled task is so, as show said it (its state_reason).
+  std::map<std::string, std::string> reasons;
+  auto ended = [](proto::TaskState s) {
+    return proto::IsSettled(s) && s != proto::TaskState::kDone;
+  };
   proto::EventsRequest end_of_log;
   end_of_log.since = std::numeric_limits<int64_t>::max();
   end_of_log.limit = 1;
@@ -646,6 +651,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
         return Fail(env, show.error());
       }
       states[id] = show->task.state;
+      reasons[id] = show->state_reason;
       from_events.erase(id);
       stuck.erase(id);
       int64_t& last = cursor[id];  // 0 when the timeline is empty
@@ -661,20 +667,24 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
     for (const auto& id : ids) {
       auto s = states[id];
       if (s != proto::TaskState::kDone) all_done = false;
-      bool ended = proto::IsSettled(s) && s != proto::TaskState::kDone;
-      if ((ended || stuck.count(id) > 0) && failed.empty()) failed = id;
+      if ((ended(s) || stuck.count(id) > 0) && failed.empty()) failed = id;
     }
-    // done is final; blocked and cancelled can be retried, so an exit on one
-    // read from the log (perhaps already retried) is confirmed by show first.
-    if (!failed.empty() && from_events.count(failed) > 0) {
-      dirty.insert(failed);
-      continue;
+    // done is final; blocked and cancelled can be retried, so before an exit
+    // each task read so from the log (perhaps retried since) is confirmed by
+    // show, which also says why it is so.
+    if (!failed.empty()) {
+      for (const auto& id : ids) {
+        if (from_events.count(id) > 0 && ended(states[id])) dirty.insert(id);
+      }
+      if (!dirty.empty()) continue;
     }
     auto report = [&] {
       if (env.json) {
         json list = json::array();
         for (const auto& id : ids) {
-          json task{{"id", id}, {"state", std::string(proto::StateName(states[id]))}};
+          json task{{"id", id},
+                    {"state", std::string(proto::StateName(states[id]))},
+                    {"state_reason", ended(states[id]) ? reasons[id] : ""}};
           if (auto on = stuck.find(id); on != stuck.end()) {
             task["waits_on"] = {{"id", on->second.id}, {"state", on->second.state}};
           }
@@ -689,6 +699,8 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
             *env.out << "  (waits on " << on->second.id << ", "
                      << Paint(on->second.state, StateColor(on->second.state), env.style)
                      << ": retry it)";
+          } else if (ended(states[id]) && !reasons[id].empty()) {
+            *env.out << "  (reason: " << OneLine(reasons[id]) << ")";
           }
           *env.out << "\n";
         }
@@ -725,6 +737,7 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
       }
       if (to && e.kind == "task." + field->get<std::string>()) {
         states[e.task_id] = *to;
+        reasons.erase(e.task_id);  // show says it, if it is why wait ends
         from_events.insert(e.task_id);
         stuck.erase(e.task_id);
       } else {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -1278,6 +1279,46 @@ TEST(LiveTest, WaitExitsOneWhenATaskBlocks) {
   FakeSupervisor fake(h.state_dir, [&](const json& r) { return script.Handle(r); });
   EXPECT_EQ(CmdWait(h.env, {"t1"}, 20'000), kExitRejected);
   EXPECT_THAT(h.out.str(), HasSubstr("t1  blocked"));
+}
+
+// Each task wait ends on says why (session 35), from show: the log said
+// both were settled, and each is confirmed by show, which gives its reason.
+TEST(LiveTest, WaitSaysWhyEachTaskIsBlockedOrCancelled) {
+  CtlHarness h;
+  auto shows = std::make_shared<std::map<std::string, int>>();
+  auto handler = [shows](const json& r) {
+    if (r["cmd"] == "events") {
+      std::vector<proto::EventInfo> page;
+      if (r["since"] == 9) {
+        page.push_back(Transition(10, "t1", "running", "blocked"));
+        page.push_back(Transition(11, "t2", "running", "cancelled"));
+      }
+      return FakeSupervisor::Ok({{"events", page}, {"last_seq", 9}});
+    }
+    if (r["cmd"] != "show") return FakeSupervisor::Err("invalid", "unexpected");
+    const std::string id = r["id"];
+    if (++(*shows)[id] == 1) return FakeSupervisor::Ok(TaskJson(id, "running"));
+    json show = TaskJson(id, id == "t1" ? "blocked" : "cancelled");
+    show["state_reason"] = id == "t1" ? "attempts exhausted (3 of 3)" : "cancelled by operator";
+    return FakeSupervisor::Ok(show);
+  };
+  {
+    FakeSupervisor fake(h.state_dir, handler);
+    EXPECT_EQ(CmdWait(h.env, {"t1", "t2", "t3"}, 20'000), kExitRejected) << h.err.str();
+    EXPECT_EQ(h.out.str(),
+              "t1  blocked  (reason: attempts exhausted (3 of 3))\n"
+              "t2  cancelled  (reason: cancelled by operator)\n"
+              "t3  running\n");
+  }
+  h.Clear();
+  shows->clear();
+  h.env.json = true;
+  FakeSupervisor fake(h.state_dir, handler);
+  EXPECT_EQ(CmdWait(h.env, {"t1", "t2", "t3"}, 20'000), kExitRejected);
+  auto j = json::parse(h.out.str());
+  EXPECT_EQ(j["tasks"][0]["state_reason"], "attempts exhausted (3 of 3)");
+  EXPECT_EQ(j["tasks"][1]["state_reason"], "cancelled by operator");
+  EXPECT_EQ(j["tasks"][2]["state_reason"], "");
 }
 
 // t3 waits on t1 (its timeline's task.waiting); show answers t1 in the

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 
@@ -202,6 +203,44 @@ TEST(Supervisor, WaitEndsOnATaskStuckBehindABlockedDependency) {
   auto again = RunCommand(wait, 60'000);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->status.exit_code, 1) << again->output;
+}
+
+// Why wait ends: each blocked or cancelled task's line names its reason,
+// as show's does (session 35: only show said it), and so does ls --json.
+TEST(Supervisor, WaitAndLsSayWhyATaskIsBlockedOrCancelled) {
+  ForgeOptions o;
+  o.max_attempts = 1;
+  o.verify = {"false"};
+  Forge forge(o);
+  forge.Start();
+  const std::string blocked = forge.Submit("succeed");
+  // Started before the task is blocked, most likely: it reads that from the
+  // log and asks show before it exits. Either way it ends the same.
+  auto [rc, out] = RunCtl(forge.state_dir(), {"wait", blocked, "--timeout", "60"});
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_EQ(out, blocked + "  blocked  (reason: attempts exhausted (1 of 1))\n");
+
+  const std::string gated = forge.Submit("succeed", {}, json{{"needs_approval", true}});
+  ASSERT_EQ(RunCtl(forge.state_dir(), {"cancel", gated}).first, 0);
+  auto [both_rc, both] = RunCtl(forge.state_dir(), {"wait", blocked, gated, "--timeout", "60"});
+  EXPECT_EQ(both_rc, 1) << both;
+  EXPECT_EQ(both, blocked + "  blocked  (reason: attempts exhausted (1 of 1))\n" + gated +
+                      "  cancelled  (reason: cancelled by operator)\n");
+  auto [json_rc, json_out] =
+      RunCtl(forge.state_dir(), {"wait", blocked, gated, "--timeout", "60", "--json"});
+  EXPECT_EQ(json_rc, 1) << json_out;
+  const json waited = json::parse(json_out);
+  EXPECT_EQ(waited["tasks"][0]["state_reason"], "attempts exhausted (1 of 1)") << json_out;
+  EXPECT_EQ(waited["tasks"][1]["state_reason"], "cancelled by operator") << json_out;
+
+  const std::string other = forge.Submit("succeed", {}, json{{"needs_approval", true}});
+  auto [ls_rc, ls_out] = RunCtl(forge.state_dir(), {"ls", "--json"});
+  ASSERT_EQ(ls_rc, 0) << ls_out;
+  std::map<std::string, json> reasons;
+  for (const auto& t : json::parse(ls_out)) reasons[t["id"].get<std::string>()] = t["state_reason"];
+  EXPECT_EQ(reasons[blocked], "attempts exhausted (1 of 1)") << ls_out;
+  EXPECT_EQ(reasons[gated], "cancelled by operator") << ls_out;
+  EXPECT_EQ(reasons[other], "") << ls_out;
 }
 
 // A cancel again changes nothing and exits 0, as an approve again does
