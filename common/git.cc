@@ -188,22 +188,23 @@ Result<std::string> ResolveCommit(const GitRunner& run, const std::string& repo,
   std::string sha = GitFirstLine(r);
   if (r.status.success() && sha.size() >= 40) return sha;
   // With --verify --quiet, a name that is no commit is exit 1, and nothing
-  // said. Anything else (a timeout, a signal, exit 128 with git's fatal: for
-  // a corrupt repository or one it may not read) says nothing about the ref
-  // and may pass on another try: retryable, where the operator's wrong ref
-  // would block the task.
+  // said; a ref git cannot parse or follow (`main@{u}` without an upstream,
+  // `HEAD@{99}` past the reflog) is exit 128. The repository answered its
+  // check just before, so either is the operator's ref to fix (a corrupt
+  // repository is as well), naming git's reason when it gave one. Only a
+  // git cut short (a timeout: a hung mount, another git's lock; a signal)
+  // says nothing of the ref, and may pass on another try: retryable.
   const std::string what = "cannot resolve base ref '" + name + "' in repo '" + repo + "': ";
   if (std::string cut = CutShort(r, timeout_ms); !cut.empty()) {
     return MakeError(ErrorCode::kUnavailable, what + cut);
-  }
-  if (r.status.exit_code == 1) {
-    return MakeError(ErrorCode::kInvalid, "unknown base ref '" + name + "' in repo '" + repo + "'");
   }
   if (r.status.success()) {
     return MakeError(ErrorCode::kUnavailable,
                      what + "git rev-parse answered '" + sha + "', not a commit id");
   }
-  return MakeError(ErrorCode::kUnavailable, what + "git rev-parse failed: " + GitMessage(r));
+  std::string unknown = "unknown base ref '" + name + "' in repo '" + repo + "'";
+  if (r.status.exit_code != 1) unknown += " (" + GitMessage(r) + ")";
+  return MakeError(ErrorCode::kInvalid, unknown);
 }
 
 Status CheckRepoAndBase(const GitRunner& run, const std::string& repo, const std::string& base) {

@@ -399,9 +399,8 @@ int CmdSubmit(Env& env, const SubmitArgs& args) {
       }
       if (!args.plan.empty()) message = store::TaskLabel(tasks, i) + ": " + message;
       if (checked.error().code == ErrorCode::kInvalid) return Usage(env, message);
-      // git could not answer (timed out, killed, a repository it cannot
-      // read): not the input's fault, and a later submit may pass. Exit 1,
-      // not Fail's 3 for kUnavailable: the supervisor is not what is missing.
+      // git was cut short (timed out, killed): not the input's fault, and a later submit may pass.
+      // Exit 1, not Fail's 3 for kUnavailable: the supervisor is not what is missing.
       *env.err << "forge-ctl: " << message << "\n";
       return kExitRejected;
     }

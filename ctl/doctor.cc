@@ -86,10 +86,31 @@ std::pair<std::string, std::string> AgentsPath(std::optional<pid_t> supervisor) 
   return {own ? own : "", "forge-ctl's: a supervisor started elsewhere (systemd) may have another"};
 }
 
+// ConfigWarnings as `agent` findings; `file` names the config ("defaults"
+// for none).
+void CheckAgents(const Config& config, const std::string& file, std::optional<pid_t> supervisor,
+                 Findings& out) {
+  auto [agents_path, whose] = AgentsPath(supervisor);
+  for (const auto& warning : ConfigWarnings(config, agents_path)) {
+    std::string fix =
+        file == "defaults"
+            ? "write a forge.yaml whose agent.command is the agent's absolute path, and start "
+              "with --config"
+            : "edit " + file;
+    if (file != "defaults") {
+      fix += supervisor ? ", then reload it: kill -HUP " + std::to_string(*supervisor)
+                        : " before the start";
+    }
+    Add(out, "agent", Severity::kWarn, file + ": " + warning + " (PATH is " + whose + ")", fix);
+  }
+}
+
 int64_t CheckConfig(const DoctorOptions& o, std::optional<pid_t> supervisor, Findings& out) {
   int64_t keep_ms = MaintenanceConfig{}.keep_ms;
   std::string path = ConfigPath(o);
   if (path.empty()) {
+    // The defaults name `claude`, a bare command: the case the warning is for.
+    CheckAgents(Config{}, "defaults", supervisor, out);
     Add(out, "config", Severity::kOk,
         o.config_path.empty() && StartedConfig(o.state_dir)
             ? "the supervisor last started without a config file (defaults apply; give --config "
@@ -105,12 +126,7 @@ int64_t CheckConfig(const DoctorOptions& o, std::optional<pid_t> supervisor, Fin
     return keep_ms;
   }
   Add(out, "config", Severity::kOk, path + " is valid");
-  auto [agents_path, whose] = AgentsPath(supervisor);
-  for (const auto& warning : ConfigWarnings(*config, agents_path)) {
-    Add(out, "agent", Severity::kWarn, path + ": " + warning + " (PATH is " + whose + ")",
-        supervisor ? "edit " + path + ", then reload it: kill -HUP " + std::to_string(*supervisor)
-                   : "edit " + path + " before the start");
-  }
+  CheckAgents(*config, path, supervisor, out);
   return config->maintenance.keep_ms;
 }
 

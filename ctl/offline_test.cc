@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 #include <sys/wait.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -741,6 +742,8 @@ const DoctorFinding* FindingWith(const std::vector<DoctorFinding>& all, const st
 }
 
 TEST_F(OfflineTest, DoctorCleanStateIsGreen) {
+  // An agent this machine has: the defaults' `claude` may be missing here.
+  std::ofstream(h_.dir.Path("forge.yaml")) << "agent: {profile: command, command: [sh]}\n";
   auto findings = RunDoctor(Doctor(h_));
   for (const auto& f : findings) {
     EXPECT_EQ(f.severity, Severity::kOk) << f.check << ": " << f.message;
@@ -769,6 +772,23 @@ TEST_F(OfflineTest, DoctorWarnsOfAnAgentCommandNotInThePath) {
 
   std::ofstream(config) << "agent: {profile: command, command: [sh]}\n";
   EXPECT_EQ(FindingWith(RunDoctor(o), "agent", Severity::kWarn), nullptr);
+}
+
+// No config file: the defaults' agent, the bare `claude`, is judged too,
+// warned about exactly when this machine's PATH lacks it.
+TEST_F(OfflineTest, DoctorJudgesTheDefaultAgentWithoutAConfig) {
+  const char* path = std::getenv("PATH");
+  const bool has_claude = FindInPath("claude", path ? path : "", "") != "";
+  auto findings = RunDoctor(Doctor(h_));
+  const DoctorFinding* warn = FindingWith(findings, "agent", Severity::kWarn);
+  if (has_claude) {
+    EXPECT_EQ(warn, nullptr) << warn->message;
+    return;
+  }
+  ASSERT_NE(warn, nullptr);
+  EXPECT_THAT(warn->message,
+              HasSubstr("defaults: key 'agent.command': agent command 'claude' is not in PATH"));
+  EXPECT_THAT(warn->fix, HasSubstr("agent.command is the agent's absolute path"));
 }
 
 TEST_F(OfflineTest, DoctorDetectsDriftedTaskCounts) {

@@ -176,7 +176,8 @@ int RunStart(const StartOptions& options) {
     return kExitUsage;
   }
   config->path = config_path;
-  PrintConfigWarnings(*config, config_path);
+  // In the foreground the log's console sink prints them (Serve).
+  if (!options.foreground) PrintConfigWarnings(*config, config_path);
   std::string state_dir = ResolveStateDir(options.state_dir, config_path);
   // Its paths reach the children in JSON, which carries only UTF-8: other
   // bytes became U+FFFD there, and the workers wrote logs and workspaces

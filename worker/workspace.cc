@@ -375,10 +375,12 @@ Result<PreparedWorkspace> PrepareWorkspace(const WorkspaceSpec& spec, const GitR
     (void)RunGit(run, spec.repo, {"update-ref", "-d", sync_ref}, spec.git_timeout_ms);
   }
   if (!sha.ok()) {
-    // Only a ref that names no commit is the task's; git that timed out or
-    // failed (kUnavailable) is retried.
+    // Only a ref git could not resolve is the task's (named as the task
+    // names it, not by the sync ref); git cut short (kUnavailable) is retried.
     if (sha.error().code == ErrorCode::kInvalid) {
-      return Bad("unknown base ref '" + ref_name + "' in repo '" + spec.repo + "'");
+      return Bad(resolve == ref_name
+                     ? sha.error().message
+                     : "unknown base ref '" + ref_name + "' in repo '" + spec.repo + "'");
     }
     return sha.error();
   }

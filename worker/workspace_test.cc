@@ -463,9 +463,10 @@ TEST_F(WorkspaceTest, UnknownBaseRefIsAConfigError) {
 }
 
 // Resolving the base ref timed out (slow disk, another git holding a lock, a
-// huge repository) or git failed otherwise: no verdict on the ref, so not
-// kConfig, which blocks the task as if the operator had named a wrong ref;
-// the attempt is retried. The message names repo, ref and what happened.
+// huge repository): no verdict on the ref, so not kConfig, which blocks the
+// task as if the operator had named a wrong ref; the attempt is retried. The
+// message names repo, ref and what happened. A git that answered with exit
+// 128 gave its verdict: kConfig, with git's reason.
 TEST_F(WorkspaceTest, ABaseRefGitCouldNotResolveIsNotAConfigError) {
   bool timed_out = true;
   GitRunner resolve_fails = [&](const SpawnOptions& o, int64_t timeout_ms) -> Result<RunResult> {
@@ -490,10 +491,9 @@ TEST_F(WorkspaceTest, ABaseRefGitCouldNotResolveIsNotAConfigError) {
   timed_out = false;
   p = PrepareWorkspace(s, resolve_fails);
   ASSERT_FALSE(p.ok());
-  EXPECT_EQ(p.error().code, ErrorCode::kUnavailable);
-  EXPECT_EQ(p.error().message, "cannot resolve base ref 'main' in repo '" + repo_ +
-                                   "': git rev-parse failed: fatal: unable to read refs: "
-                                   "Input/output error");
+  EXPECT_EQ(p.error().code, ErrorCode::kConfig);
+  EXPECT_EQ(p.error().message, "unknown base ref 'main' in repo '" + repo_ +
+                                   "' (fatal: unable to read refs: Input/output error)");
   // The next try, with git answering, makes the worktree.
   p = PrepareWorkspace(s, run_);
   ASSERT_TRUE(p.ok()) << p.error().ToString();
