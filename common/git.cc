@@ -83,10 +83,6 @@ std::string CutAt(const std::string& text, size_t n) {
 }
 constexpr size_t kMessageBytes = 300;
 
-std::string Seconds(int64_t ms) {
-  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
-}
-
 // Why git rev-parse gave no answer, when it was cut short: timed out (a hung
 // mount, another git holding a lock, a huge repository) or killed by a
 // signal; "" when git ended on its own. Either says nothing of the repo or
@@ -97,6 +93,10 @@ std::string CutShort(const RunResult& r, int64_t timeout_ms) {
   return "";
 }
 }  // namespace
+
+std::string Seconds(int64_t ms) {
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
+}
 
 std::string GitMessage(const RunResult& r) {
   if (r.timed_out) return "timed out";

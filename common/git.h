@@ -64,6 +64,8 @@ std::string GitFirstLine(const RunResult& r);
 // For error messages: git's last "fatal:" or "error:" line (the cause, where
 // a "hint:" may follow it), after the "error:" lines just before a "fatal:"
 // one, else its last non-empty line.
+// A git step's timeout as its messages give it: "60s", or "1500ms".
+std::string Seconds(int64_t ms);
 std::string GitMessage(const RunResult& r);
 
 // kInvalid unless R is the top of a git work tree, naming what it is

@@ -21,10 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string Seconds(int64_t ms) {
-  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
-}
-
 // Hooks of the operator's repo are theirs, not a worktree's: none run for
 // the checkouts Forge makes.
 const std::vector<std::string> kNoHooks = {"-c", "core.hooksPath=/dev/null"};
