@@ -263,7 +263,9 @@ TEST(LoopGuards, ARetryDoesNotRunATaskOverItsBudget) {
   ASSERT_TRUE(WaitFor([&] { return forge.HasEvent("", "config.reloaded"); }, 5000));
   auto [raised, raised_out] = RunCtl(forge.state_dir(), {"retry", id});
   EXPECT_EQ(raised, 0) << raised_out;
-  ASSERT_TRUE(WaitFor([&] { return forge.Runs().size() == 2u; }, 20'000)) << forge.SupervisorLog();
+  // It runs again: attempt 2, then 3 after a short backoff, so "exactly
+  // 2" is a window a loaded machine can miss (session 35's sanitizer run).
+  ASSERT_TRUE(WaitFor([&] { return forge.Runs().size() >= 2u; }, 20'000)) << forge.SupervisorLog();
 }
 
 // However a task that has spent its budget becomes ready again (here a
