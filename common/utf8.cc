@@ -30,30 +30,26 @@ size_t SequenceAt(std::string_view text, size_t i) {
 }
 
 // Whether the well-formed sequence of n bytes at text[i] is a character
-// ShowBytes writes as \uXXXX, though it is UTF-8:
-// - the C1 controls, U+0080 to U+009F (0xC2 0x80-0x9F): some terminals act
-//   on them (0x9B is CSI), as on C0;
-// - the bidirectional controls: the embeddings, overrides and isolates
-//   (U+202A to U+202E, U+2066 to U+2069) and the marks (U+200E, U+200F,
-//   U+061C). Raw, an agent's last line or error holding U+202E draws the
-//   rest of the log line, or what follows it, right to left: text that
-//   reads as something else ("Trojan Source", CVE-2021-42574).
-// Decided on the lead byte first: any other character costs one switch.
+// ShowBytes writes as \uXXXX, though it is UTF-8: a C1 control, U+0080 to
+// U+009F (0xC2 0x80-0x9F; some terminals act on them, 0x9B is CSI, as on
+// C0), or a bidirectional control (IsBidiControl). Decided on the lead byte
+// first: any other character costs a comparison or two.
 bool EscapedAt(std::string_view text, size_t i, size_t n) {
   const auto b = [&](size_t k) { return static_cast<unsigned char>(text[i + k]); };
-  switch (b(0)) {
-    case 0xC2:
-      return n == 2 && b(1) <= 0x9F;
-    case 0xD8:
-      return n == 2 && b(1) == 0x9C;  // U+061C
-    case 0xE2:
-      if (n != 3) return false;
-      if (b(1) == 0x80) return b(2) == 0x8E || b(2) == 0x8F || (b(2) >= 0xAA && b(2) <= 0xAE);
-      return b(1) == 0x81 && b(2) >= 0xA6 && b(2) <= 0xA9;
-    default:
-      return false;
-  }
+  if (n == 2 && b(0) == 0xC2) return b(1) <= 0x9F;
+  return (n == 2 || n == 3) && IsBidiControl(b(0), b(1), n == 3 ? b(2) : 0);
 }
+
+}  // namespace
+
+bool IsBidiControl(unsigned char lead, unsigned char second, unsigned char third) {
+  if (lead == 0xD8) return second == 0x9C;  // U+061C
+  if (lead != 0xE2) return false;
+  if (second == 0x80) return third == 0x8E || third == 0x8F || (third >= 0xAA && third <= 0xAE);
+  return second == 0x81 && third >= 0xA6 && third <= 0xA9;
+}
+
+namespace {
 
 // The code point of the well-formed two- or three-byte sequence at text[i].
 unsigned CodePointAt(std::string_view text, size_t i, size_t n) {

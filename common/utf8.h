@@ -34,6 +34,15 @@ std::string DescribeInvalidUtf8(std::string_view text, size_t at);
 // \u200f, \u061c); cut after max bytes (npos: never).
 std::string ShowBytes(std::string_view text, size_t max = 80);
 
+// Whether the UTF-8 sequence lead, second, third (0 for a two-byte one) is
+// a bidirectional control: an embedding, override or isolate (U+202A to
+// U+202E, U+2066 to U+2069) or a mark (U+200E, U+200F, U+061C). Raw, an
+// agent's last line or error holding U+202E draws the rest of the line
+// around it right to left: text that reads as something else ("Trojan
+// Source", CVE-2021-42574). The one list ShowBytes and forge-ctl's terminal
+// filter (which sees the bytes one at a time) both use.
+bool IsBidiControl(unsigned char lead, unsigned char second, unsigned char third);
+
 // The offset of the first byte ShowBytes would change (a control character,
 // a bidirectional control, a byte outside well-formed UTF-8), or npos: a
 // fast scan, so that text that needs nothing (almost every log line) is not

@@ -1,5 +1,7 @@
 #include "ctl/terminal.h"
 
+#include "common/utf8.h"
+
 namespace forge::ctl {
 
 namespace {
@@ -9,15 +11,6 @@ constexpr size_t kMaxSgr = 32;                             // longer than any co
 
 bool IsControl(unsigned char c) {
   return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F;
-}
-
-// The bidirectional embeddings, overrides and isolates (U+202A..U+202E,
-// U+2066..U+2069) and the marks U+200E, U+200F, as the UTF-8 byte after E2
-// and the one after that: a title with U+202E drew the rest of its `ls`
-// line, state and all, right to left. (The third mark, U+061C, is D8 9C.)
-bool IsBidiControl(unsigned char second, unsigned char third) {
-  return (second == 0x80 && (third == 0x8E || third == 0x8F || (third >= 0xAA && third <= 0xAE))) ||
-         (second == 0x81 && third >= 0xA6 && third <= 0xA9);
 }
 
 // The SGR parameters Paint writes (ctl/render.cc): reset, bold, dim and five
@@ -62,14 +55,17 @@ std::string TerminalFilter::Feed(std::string_view text) {
           pending_ += ch;
           continue;
         }
-        if (pending_.size() == 2 && IsBidiControl(static_cast<unsigned char>(pending_[1]), c)) {
+        // A bidirectional control (a title with U+202E drew the rest of its
+        // `ls` line, state and all, right to left).
+        if (pending_.size() == 2 &&
+            IsBidiControl(0xE2, static_cast<unsigned char>(pending_[1]), c)) {
           out += kReplacement;
           pending_.clear();
           continue;
         }
         out += pending_;  // another character: c is read below
       } else if (pending_[0] == '\xD8') {
-        if (c == 0x9C) {  // U+061C, the Arabic letter mark
+        if (IsBidiControl(0xD8, c, 0)) {  // U+061C, the Arabic letter mark
           out += kReplacement;
           pending_.clear();
           continue;
