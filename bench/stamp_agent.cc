@@ -1,6 +1,7 @@
 // The dispatch-latency agent: writes CLOCK_REALTIME (ns) at entry to the file
 // named by $BENCH_STAMP_DIR/$FORGE_TASK_ID (or argv[1] when given), then exits 0.
-// Deliberately libc only, so its own start-up adds as little as possible.
+// Deliberately libc only and statically linked (bench/CMakeLists.txt), so its
+// own start-up adds as little as possible.
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
