@@ -328,6 +328,22 @@ TEST_F(OfflineTest, ShowAndListRedactSecretsAsTheSupervisorDoes) {
   EXPECT_THAT(h_.out.str(), HasSubstr("\"state_reason\": \"[redacted] was leaked\""));
 }
 
+// events read from the database redact a task's env secret in its events'
+// payloads (a cancel reason here), as the supervisor's reply does.
+TEST_F(OfflineTest, EventsRedactATasksEnvSecretsAsTheSupervisorDoes) {
+  auto secret = Task("Deploy");
+  secret.env = {{"DEPLOY_TOKEN", "tok-3f9a77c1"}};
+  auto ids = writer_->Submit({secret});
+  ASSERT_TRUE(ids.ok()) << ids.error().ToString();
+  ASSERT_TRUE(writer_->Cancel(ids->front(), "tok-3f9a77c1 was leaked").ok());
+  h_.env.json = true;
+  EventsArgs only;
+  only.task_id = ids->front();
+  ASSERT_EQ(CmdEvents(h_.env, only), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("tok-3f9a77c1")));
+  EXPECT_THAT(h_.out.str(), HasSubstr("[redacted] was leaked"));
+}
+
 TEST_F(OfflineTest, ShowUnknownTaskIsNotFound) {
   EXPECT_EQ(CmdShow(h_.env, "t999"), kExitRejected);
   EXPECT_THAT(h_.err.str(), HasSubstr("t999"));

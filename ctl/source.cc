@@ -107,6 +107,8 @@ class OfflineSource final : public Source {
     proto::EventsReply reply;
     FORGE_ASSIGN_OR_RETURN(reply.events, store_->Events(filter));
     FORGE_ASSIGN_OR_RETURN(reply.last_seq, store_->LastEventSeq());
+    FORGE_RETURN_IF_ERROR(proto::RedactForOperator(
+        reply, {}, [&](const std::string& id) { return store_->TaskEnv(id); }));
     return reply;
   }
 

@@ -527,6 +527,30 @@ void RedactForOperator(ListReply& list, const std::vector<std::string>& config_s
   }
 }
 
+forge::Status RedactForOperator(EventsReply& events, const std::vector<std::string>& config_secrets,
+                                const TaskEnvLookup& env_of) {
+  std::map<std::string, std::vector<std::string>> by_task;  // a task's secrets, config's included
+  for (auto& e : events.events) {
+    if (e.task_id.empty()) {
+      RedactJson(e.payload, config_secrets);
+      continue;
+    }
+    auto found = by_task.find(e.task_id);
+    if (found == by_task.end()) {
+      std::vector<std::string> secrets = config_secrets;
+      auto env = env_of(e.task_id);
+      if (env.ok()) {
+        for (auto& s : SecretValues(*env)) secrets.push_back(std::move(s));
+      } else if (env.error().code != forge::ErrorCode::kNotFound) {
+        return env.error().Wrap("reading task " + e.task_id + "'s env to redact its events");
+      }
+      found = by_task.emplace(e.task_id, std::move(secrets)).first;
+    }
+    RedactJson(e.payload, found->second);
+  }
+  return forge::Status::Ok();
+}
+
 void RedactJson(json& value, const std::vector<std::string>& secrets) {
   if (secrets.empty()) return;
   if (value.is_string()) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -276,6 +277,15 @@ void RedactForOperator(TaskInfo& task, const std::vector<std::string>& config_se
                        std::vector<std::string>* secrets_out = nullptr);
 void RedactForOperator(ShowReply& show, const std::vector<std::string>& config_secrets);
 void RedactForOperator(ListReply& list, const std::vector<std::string>& config_secrets);
+// A task's env as submitted (before redaction), for the events of that task.
+using TaskEnvLookup =
+    std::function<forge::Result<std::map<std::string, std::string>>(const std::string& task_id)>;
+// Each event's payload scrubbed of `config_secrets` and, for a task's event,
+// of that task's env secrets: an agent's error or a check's output may echo
+// one, as show's timeline already redacts. `env_of` is asked once a task; a
+// task it does not find (kNotFound) has none, any other error is returned.
+forge::Status RedactForOperator(EventsReply& events, const std::vector<std::string>& config_secrets,
+                                const TaskEnvLookup& env_of);
 // Every string (and key) in `value` scrubbed of `secrets`; numbers and the
 // structure stay as they are. (Redacting the dumped text and parsing it
 // again broke on a secret that is also a number's digits: MAX_TOKENS=4096

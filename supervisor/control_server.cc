@@ -322,8 +322,8 @@ Result<json> ControlServer::Events(const json& args) {
   proto::EventsReply reply;
   FORGE_ASSIGN_OR_RETURN(reply.events, store_.Events(filter));
   FORGE_ASSIGN_OR_RETURN(reply.last_seq, store_.LastEventSeq());
-  std::vector<std::string> secrets = backend_.ConfigSecrets();
-  for (auto& e : reply.events) proto::RedactJson(e.payload, secrets);
+  FORGE_RETURN_IF_ERROR(proto::RedactForOperator(
+      reply, backend_.ConfigSecrets(), [&](const std::string& id) { return store_.TaskEnv(id); }));
   return json(reply);
 }
 

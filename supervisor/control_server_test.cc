@@ -221,6 +221,66 @@ TEST_F(ControlServerTest, ASecretThatIsANumbersDigitsLeavesTheNumbersAlone) {
   EXPECT_TRUE(seen) << show->dump();
 }
 
+// An agent's error that echoes a task's env secret: events redact it as
+// show's timeline does (before, only the config's secrets), and a task's
+// event that names no secret, or a supervisor-wide event, is left as it is.
+TEST_F(ControlServerTest, EventsRedactATasksEnvSecrets) {
+  std::string id =
+      SubmitOne(json{{"title", "t"}, {"brief", "b"}, {"env", {{"API_TOKEN", "tok-12345678"}}}});
+  std::string other = SubmitOne(json{{"title", "u"}, {"brief", "tok-12345678 is not u's"}});
+  store::Lease lease;
+  lease.worker_pid = 1;
+  auto a = store_->LeaseAttempt(id, lease);
+  ASSERT_TRUE(a.ok());
+  store::AgentReport r;
+  r.outcome = proto::Outcome::kFailed;
+  r.error = "401 for token tok-12345678 and config-secret-value";
+  ASSERT_TRUE(store_->RecordAgentResult(a->id, r).ok());
+  auto events = Call("events");
+  ASSERT_TRUE(events.ok()) << events.error().message;
+  bool result_seen = false, other_seen = false;
+  for (const auto& e : (*events)["events"]) {
+    if (e["kind"] == "attempt.result") {
+      result_seen = true;
+      EXPECT_EQ(e["payload"]["error"], "401 for token [redacted] and [redacted]");
+    }
+    if (e["task_id"] == other && e["kind"] == "task.submitted") {
+      other_seen = true;
+      EXPECT_EQ(e["payload"]["brief"], "tok-12345678 is not u's") << e.dump();
+    }
+  }
+  EXPECT_TRUE(result_seen) << events->dump();
+  EXPECT_TRUE(other_seen) << events->dump();
+}
+
+TEST(RedactEvents, AskEachTasksEnvOnceAndReturnAnErrorReadingOne) {
+  proto::EventsReply reply;
+  reply.events = {{1, 0, "attempt.result", "t1", 1, {{"error", "k-secret-1 failed"}}},
+                  {2, 0, "attempt.result", "t1", 2, {{"error", "k-secret-1 again"}}},
+                  {3, 0, "task.submitted", "t2", 0, {{"brief", "k-secret-1"}}},
+                  {4, 0, "supervisor.started", "", 0, {{"note", "cfg-secret"}}}};
+  std::map<std::string, int> asked;
+  auto env_of = [&](const std::string& id) -> Result<std::map<std::string, std::string>> {
+    ++asked[id];
+    if (id == "t2") return MakeError(ErrorCode::kNotFound, "no task t2");
+    return std::map<std::string, std::string>{{"API_KEY", "k-secret-1"}};
+  };
+  ASSERT_TRUE(proto::RedactForOperator(reply, {"cfg-secret"}, env_of).ok());
+  EXPECT_EQ(reply.events[0].payload["error"], "[redacted] failed");
+  EXPECT_EQ(reply.events[1].payload["error"], "[redacted] again");
+  EXPECT_EQ(reply.events[2].payload["brief"], "k-secret-1");  // t2's env names no secret
+  EXPECT_EQ(reply.events[3].payload["note"], "[redacted]");
+  EXPECT_EQ(asked, (std::map<std::string, int>{{"t1", 1}, {"t2", 1}}));
+
+  auto failing = [](const std::string&) -> Result<std::map<std::string, std::string>> {
+    return MakeError(ErrorCode::kDb, "disk I/O error");
+  };
+  auto status = proto::RedactForOperator(reply, {}, failing);
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.error().code, ErrorCode::kDb);
+  EXPECT_EQ(status.error().message, "reading task t1's env to redact its events: disk I/O error");
+}
+
 TEST(RedactJson, ScrubsStringsAndKeysNotNumbers) {
   json j = {{"a", "x sekret y"}, {"sekret", 1}, {"list", {"sekret", 7777, {{"k", "sekret"}}}}};
   proto::RedactJson(j, {"sekret", "7777"});

@@ -1514,6 +1514,11 @@ Result<TaskInfo> Store::GetTask(const std::string& task_id) {
   return std::move(t.info);
 }
 
+Result<std::map<std::string, std::string>> Store::TaskEnv(const std::string& task_id) {
+  FORGE_ASSIGN_OR_RETURN(TaskRow t, impl_->LoadTask(task_id));
+  return std::move(t.info.env);
+}
+
 Result<std::vector<TaskInfo>> Store::ListTasks(const ListFilter& filter) {
   std::string sql = filter.state ? "WHERE state = ? " : "WHERE ? IS NULL ";
   sql += filter.newest_first ? "ORDER BY seq DESC LIMIT ?" : "ORDER BY seq LIMIT ?";

@@ -316,6 +316,9 @@ class Store {
 
   // ---- queries ----
   Result<TaskInfo> GetTask(const std::string& task_id);
+  // Its env as submitted, not redacted: what redacting its events needs
+  // (proto::RedactForOperator). kNotFound for no such task.
+  Result<std::map<std::string, std::string>> TaskEnv(const std::string& task_id);
   Result<std::vector<TaskInfo>> ListTasks(const ListFilter& filter);
   Result<std::vector<AttemptInfo>> Attempts(const std::string& task_id);
   Result<AttemptInfo> GetAttempt(int64_t attempt_id);
