@@ -621,6 +621,7 @@ void Supervisor::KillAsLost(Child& c, const std::string& why, const std::string&
   const std::string task = c.task_id;
   const int n = c.attempt_n;
   const pid_t pid = c.pid;
+  const Role role = c.role;
   KillChild(c, why);
   (void)pool_.Apply(pid, ChildEvent::kKilled, clock_.MonotonicMs());
   if (attempt == 0) return;
@@ -629,6 +630,14 @@ void Supervisor::KillAsLost(Child& c, const std::string& why, const std::string&
   end.outcome = Outcome::kLost;
   end.error = attempt_error;
   c.attempt_id = 0;
+  // A critic that hung says nothing of the work it was reviewing, as one
+  // that died says nothing (SettleChild): it is reviewed again, bounded as a
+  // review without a verdict is, or by the next start during a stop.
+  // Before, the attempt closed and the paid agent ran again.
+  if (role == Role::kCritic && stopping_) {
+    return PostponeReview(attempt, "the supervisor stopped during its review: " + end.error);
+  }
+  if (role == Role::kCritic && ReviewAgain(attempt, task, end, false)) return;
   CloseAttempt(attempt, end);
 }
 

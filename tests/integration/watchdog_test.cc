@@ -1,5 +1,6 @@
 // Hung, runaway and crashing agents and children; supervisor crash recovery.
 #include <dirent.h>
+#include <gmock/gmock.h>
 
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@ namespace {
 
 using proto::Outcome;
 using proto::TaskState;
+using ::testing::HasSubstr;
 
 // Live processes whose process group is pgid (from /proc).
 std::vector<pid_t> ProcessesInGroup(pid_t pgid) {
@@ -167,6 +169,40 @@ TEST(Watchdog, KilledCriticLeavesNoneOfItsCheckRunning) {
       5000))
       << forge.SupervisorLog();
   for (pid_t p : PidsFromFile(pids_file)) ::kill(p, SIGKILL);  // this run's and the next review's
+}
+
+// A critic that stops heartbeating mid-review (SIGSTOP) is killed as lost,
+// and the work it held is reviewed again by its replacement, not thrown away
+// with the agent run again (before, the attempt closed `lost`).
+TEST(Watchdog, AStoppedCriticIsLostAndItsReviewRunsAgain) {
+  ForgeOptions o;
+  o.heartbeat_timeout = "1s";
+  Forge forge(o);
+  forge.Start();
+  const std::string marker = forge.fake_state() + "/checked";
+  // The first review's check waits; the second finds the marker and passes.
+  std::string check = "test -e " + marker + " || { touch " + marker + "; sleep 1000; }";
+  std::string id = forge.Submit("succeed", {}, json{{"verify", {check}}});
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(marker); }, 10'000));
+  pid_t critic = 0;
+  const json status = forge.Status();
+  for (const auto& child : status["children"]) {
+    if (child["role"] == "critic" && child["task_id"] == id) critic = child["pid"].get<pid_t>();
+  }
+  ASSERT_GT(critic, 0) << status.dump();
+  ASSERT_EQ(::kill(critic, SIGSTOP), 0);
+  ASSERT_TRUE(WaitFor([&] { return forge.HasEvent(id, "child.lost"); }, 10'000))
+      << forge.SupervisorLog();
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(critic); }, 5000));
+  ASSERT_TRUE(WaitFor([&] { return forge.Task(id).state == TaskState::kDone; }, 20'000))
+      << forge.SupervisorLog();
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);  // the agent ran once
+  EXPECT_EQ(attempts[0].outcome, "passed");
+  auto again = forge.Events(id, "attempt.review_again");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_THAT(again[0].payload["error"].get<std::string>(),
+              HasSubstr("critic " + std::to_string(critic) + " sent no heartbeat for"));
 }
 
 TEST(Watchdog, StoppedWorkerIsLostWithinHeartbeatTimeout) {

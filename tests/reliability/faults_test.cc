@@ -468,12 +468,17 @@ TEST(ChildFaults, SilentAfterHelloIsKilledAndReplaced) {
 }
 
 // Every fake critic the supervisor spawns runs in `mode` (critics=1).
-std::unique_ptr<itest::Forge> StartWithFakeCritic(const std::string& mode, ForgeOptions o = {}) {
+// `first_only`: the critics after the first are real ones.
+std::unique_ptr<itest::Forge> StartWithFakeCritic(const std::string& mode, ForgeOptions o = {},
+                                                  bool first_only = false) {
   o.critics = 1;
   auto f = std::make_unique<itest::Forge>(o);
   std::string wrapper = f->dir() + "/fake-critic.sh";
-  WriteFile(wrapper, "#!/bin/sh\nexec " + itest::BinPath("forge_fake_child") + " --mode " + mode +
-                         " --role critic \"$@\"\n");
+  std::string real = first_only ? "mkdir " + f->dir() + "/fake-critic-ran 2>/dev/null || exec " +
+                                      itest::BinPath("forge-critic") + " \"$@\"\n"
+                                : "";
+  WriteFile(wrapper, "#!/bin/sh\n" + real + "exec " + itest::BinPath("forge_fake_child") +
+                         " --mode " + mode + " --role critic \"$@\"\n");
   std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
   o.extra_env["FORGE_CRITIC_BIN"] = wrapper;
   f->Rewrite(o);
@@ -568,25 +573,33 @@ TEST(ChildFaults, AWorkerThatNeverStartsItsAgentIsKilledAsLost) {
 // step a review may take: here a lock wait of 1 s, one check of 1 s with
 // its 2 s kill grace and 1 s for its orphans, and the 5 s margin) the
 // supervisor kills it as lost.
-TEST(ChildFaults, ACriticThatNeverRepliesIsKilledAsLost) {
+TEST(ChildFaults, ACriticThatNeverRepliesIsKilledAsLostAndItsReviewRunsAgain) {
   ForgeOptions o;
   o.verify = {"true"};
   o.verify_timeout = "1s";
   o.workspace_lock_wait = "1s";
-  auto f = StartWithFakeCritic("stuck", o);
+  auto f = StartWithFakeCritic("stuck", o, /*first_only=*/true);
   std::string id = f->Submit("succeed");
   ASSERT_TRUE(itest::WaitFor([&] { return FakeChildSaid(*f, "reviewing attempt"); }, 30'000))
       << f->SupervisorLog();
   const std::string first = *FakeChildPids(*f).begin();
-  auto attempt = LostToTheWatchdog(*f, id, first);
-  ASSERT_TRUE(attempt);
-  EXPECT_THAT(attempt->error,
-              HasSubstr("critic-" + first + " gave no verdict: it had not replied to its review " +
-                        "of attempt " + std::to_string(attempt->id) +
-                        " within the review's limit (10000 ms)"));
-  // A replacement critic is started.
-  EXPECT_TRUE(itest::WaitFor([&] { return FakeChildPids(*f).size() >= 2; }, 30'000))
+  ASSERT_TRUE(itest::WaitFor([&] { return f->HasEvent(id, "child.lost"); }, 30'000))
       << f->SupervisorLog();
+  EXPECT_TRUE(itest::WaitFor([&] { return !itest::ProcessAlive(std::stoi(first)); }, 10'000));
+  // The work it held is reviewed again by its replacement (a real critic),
+  // not thrown away: the agent ran once and the task is done. Before, the
+  // attempt closed `lost` and the agent ran again.
+  ASSERT_TRUE(itest::WaitFor([&] { return f->Task(id).state == TaskState::kDone; }, 30'000))
+      << f->SupervisorLog();
+  auto attempts = f->Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "passed");
+  auto again = f->Events(id, "attempt.review_again");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_THAT(again[0].payload["error"].get<std::string>(),
+              HasSubstr("critic-" + first + " gave no verdict: it had not replied to its review " +
+                        "of attempt " + std::to_string(attempts[0].id) +
+                        " within the review's limit (10000 ms)"));
 }
 
 // A flood of valid heartbeats is not counted anywhere by the supervisor (each
