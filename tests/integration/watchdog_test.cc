@@ -137,6 +137,15 @@ TEST(Watchdog, KilledWorkerMeansCrashedThenDoneByARespawnedWorker) {
 // A critic killed mid-check: its check's shell, the shell's child and a
 // process the check put in a session of its own all die with it, before
 // the task's next review runs in the same workspace.
+// The pid of the critic reviewing task `id`, as status lists it; 0 for none.
+pid_t CriticReviewing(Forge& forge, const std::string& id) {
+  const json status = forge.Status();
+  for (const auto& child : status["children"]) {
+    if (child["role"] == "critic" && child["task_id"] == id) return child["pid"].get<pid_t>();
+  }
+  return 0;
+}
+
 TEST(Watchdog, KilledCriticLeavesNoneOfItsCheckRunning) {
   Forge forge;
   forge.Start();
@@ -146,12 +155,8 @@ TEST(Watchdog, KilledCriticLeavesNoneOfItsCheckRunning) {
   std::string id = forge.Submit("succeed", {}, json{{"verify", {check}}});
   ASSERT_TRUE(WaitFor([&] { return PidsFromFile(pids_file).size() >= 3; }, 10'000));
   auto pids = PidsFromFile(pids_file);
-  pid_t critic = 0;
-  const json status = forge.Status();
-  for (const auto& child : status["children"]) {
-    if (child["role"] == "critic" && child["task_id"] == id) critic = child["pid"].get<pid_t>();
-  }
-  ASSERT_GT(critic, 0) << status.dump();
+  const pid_t critic = CriticReviewing(forge, id);
+  ASSERT_GT(critic, 0) << forge.Status().dump();
   ASSERT_EQ(::kill(critic, SIGKILL), 0);
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pids[i]); }, 5000))
@@ -184,12 +189,8 @@ TEST(Watchdog, AStoppedCriticIsLostAndItsReviewRunsAgain) {
   std::string check = "test -e " + marker + " || { touch " + marker + "; sleep 1000; }";
   std::string id = forge.Submit("succeed", {}, json{{"verify", {check}}});
   ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(marker); }, 10'000));
-  pid_t critic = 0;
-  const json status = forge.Status();
-  for (const auto& child : status["children"]) {
-    if (child["role"] == "critic" && child["task_id"] == id) critic = child["pid"].get<pid_t>();
-  }
-  ASSERT_GT(critic, 0) << status.dump();
+  const pid_t critic = CriticReviewing(forge, id);
+  ASSERT_GT(critic, 0) << forge.Status().dump();
   ASSERT_EQ(::kill(critic, SIGSTOP), 0);
   ASSERT_TRUE(WaitFor([&] { return forge.HasEvent(id, "child.lost"); }, 10'000))
       << forge.SupervisorLog();
