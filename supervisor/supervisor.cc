@@ -637,8 +637,24 @@ void Supervisor::KillAsLost(Child& c, const std::string& why, const std::string&
   if (role == Role::kCritic && stopping_) {
     return PostponeReview(attempt, "the supervisor stopped during its review: " + end.error);
   }
-  if (role == Role::kCritic && ReviewAgain(attempt, task, end, false)) return;
+  if (role == Role::kCritic) {
+    if (!ReviewAgain(attempt, task, end, false)) FailAfterReviews(attempt, std::move(end));
+    return;
+  }
   CloseAttempt(attempt, end);
+}
+
+// The last review without a verdict, however the critic failed (it died,
+// hung, or replied with an error): the attempt fails and counts, so
+// max_attempts and the same-failure rule bound the agent's runs. Closing it
+// `crashed` or `lost` (uncounted) after a critic's death ran the paid agent
+// again up to max_infra_retries times and opened the circuit breaker for
+// every task (session 36's exploratory run: a check that killed its critic).
+void Supervisor::FailAfterReviews(int64_t attempt_id, AttemptEnd end) {
+  end.outcome = Outcome::kFailed;
+  end.error = "critic error: " + end.error;
+  end.retryable = true;
+  CloseAttempt(attempt_id, end);
 }
 
 void Supervisor::KillOverdueChildren(int64_t now) {
@@ -1555,7 +1571,7 @@ void Supervisor::SettleChild(pid_t pid) {
     } else if (stopping_) {
       PostponeReview(attempt, "the supervisor stopped during its review: " + end.error);
     } else if (!ReviewAgain(attempt, task, end, false)) {
-      CloseAttempt(attempt, end);
+      FailAfterReviews(attempt, std::move(end));
     }
   }
   // Nor is a retired child respawned, or counted as a restart (a crash loop).

@@ -203,6 +203,9 @@ class Supervisor final : public ControlBackend {
   // `reviewing`, for the next start (`attempt.review_postponed`; `review`,
   // when one ran, numbers its spend).
   void PostponeReview(int64_t attempt_id, const std::string& why, int review = 0);
+  // Closes the attempt as a counted failure ("critic error: ...") after its
+  // last review without a verdict.
+  void FailAfterReviews(int64_t attempt_id, AttemptEnd end);
 
   // ---- store faults (the `store` pause) ----
   // A store write on the loop's path failed. True when the error pauses

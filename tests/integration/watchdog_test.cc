@@ -206,6 +206,41 @@ TEST(Watchdog, AStoppedCriticIsLostAndItsReviewRunsAgain) {
               HasSubstr("critic " + std::to_string(critic) + " sent no heartbeat for"));
 }
 
+// Three critics lost in a row on the same work: the third fails the
+// attempt, counted (before, the first closed it `lost` and the agent ran
+// again).
+TEST(Watchdog, ThreeLostCriticsFailTheAttempt) {
+  ForgeOptions o;
+  o.heartbeat_timeout = "1s";
+  o.max_attempts = 1;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("succeed", {}, json{{"verify", {"sleep 1000"}}});
+  pid_t previous = 0;
+  for (int i = 0; i < 3; ++i) {
+    pid_t critic = 0;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          critic = CriticReviewing(forge, id);
+          return critic != 0 && critic != previous;
+        },
+        15'000))
+        << "review " << i + 1 << "\n"
+        << forge.SupervisorLog();
+    ASSERT_EQ(::kill(critic, SIGSTOP), 0);
+    ASSERT_TRUE(WaitFor([&] { return !ProcessAlive(critic); }, 10'000)) << forge.SupervisorLog();
+    previous = critic;
+  }
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked, 15'000)) << forge.SupervisorLog();
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "failed");
+  EXPECT_TRUE(attempts[0].counted);
+  EXPECT_THAT(attempts[0].error, HasSubstr("critic error: critic "));
+  EXPECT_THAT(attempts[0].error, HasSubstr(" sent no heartbeat for "));
+  EXPECT_EQ(forge.Runs().size(), 1u) << "the agent ran again";
+}
+
 TEST(Watchdog, StoppedWorkerIsLostWithinHeartbeatTimeout) {
   ForgeOptions o;
   o.workers = 1;
@@ -497,6 +532,29 @@ TEST(Watchdog, ACriticThatDiesInAReviewHasTheWorkReviewedAgain) {
   ASSERT_EQ(again.size(), 1u);
   EXPECT_NE(again[0].payload["error"].get<std::string>().find("died"), std::string::npos)
       << again[0].payload.dump();
+}
+
+// A check that kills its critic every time: the third review without a
+// verdict fails the attempt, counted, so the task's max_attempts bounds the
+// agent's runs. Before, the third death closed it `crashed` (uncounted): the
+// paid agent ran again up to max_infra_retries times and the crashes opened
+// the circuit breaker, pausing every task.
+TEST(Watchdog, ACheckThatAlwaysKillsItsCriticFailsTheAttemptAfterThreeReviews) {
+  ForgeOptions o;
+  o.max_attempts = 1;
+  Forge forge(o);
+  forge.Start();
+  std::string id = forge.Submit("succeed", {}, json{{"verify", {"kill -9 $PPID; sleep 5"}}});
+  ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked, 30'000)) << forge.SupervisorLog();
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "failed");
+  EXPECT_TRUE(attempts[0].counted);
+  EXPECT_THAT(attempts[0].error, HasSubstr("critic error: critic "));
+  EXPECT_THAT(attempts[0].error, HasSubstr(" died ("));
+  EXPECT_EQ(forge.Runs().size(), 1u) << "the agent ran again";
+  EXPECT_EQ(forge.Events(id, "attempt.review_again").size(), 2u);
+  EXPECT_FALSE(forge.PausedBy("circuit")) << forge.Status().dump();
 }
 
 TEST(Watchdog, WorkerCrashingOnEveryDispatchBlocksTheTaskAndThrottlesRespawns) {
