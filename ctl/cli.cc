@@ -162,6 +162,15 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
     sub->footer(Example(std::string("  forge-ctl ") + name + " t12"));
     changes[name] = sub;
   }
+  // Only a cancel records why; a retry or an approval refuses --reason as
+  // any unknown option, rather than dropping it.
+  changes["cancel"]
+      ->add_option("--reason", f.reason,
+                   "why: shown by show, wait, ls --json and the task.cancelled event (default: "
+                   "cancelled by operator)")
+      ->check(NonEmpty());
+  changes["cancel"]->footer(
+      Example("  forge-ctl cancel t12\n  forge-ctl cancel t12 --reason 'superseded by t14'"));
 
   auto* pause = app.add_subcommand("pause", "stop dispatching new attempts (running ones go on)");
   pause->add_option("--reason", f.reason, "shown in status");
@@ -273,7 +282,7 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
     return CmdWait(env, f.ids, timeout_ms);
   }
   for (auto& [name, sub] : changes) {
-    if (sub->parsed()) return CmdChange(env, name, f.id);
+    if (sub->parsed()) return CmdChange(env, name, f.id, f.reason);
   }
   if (pause->parsed()) return CmdPause(env, f.reason);
   if (resume->parsed()) return CmdResume(env);

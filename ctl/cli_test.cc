@@ -334,6 +334,59 @@ TEST_F(CliTest, GlobalFlagsAfterTheCommandAndNoSupervisor) {
   EXPECT_EQ(status.rc, kExitNoSupervisor);
 }
 
+// A cancel's --reason is sent as its request's reason. retry and approve
+// record none: they refuse --reason as any flag they do not know, rather
+// than drop it.
+TEST_F(CliTest, OnlyCancelTakesAReason) {
+  std::filesystem::create_directories(state_);
+  testing::FakeSupervisor fake(state_, [](const proto::json& r) {
+    return testing::FakeSupervisor::Ok({{"id", r["id"]},
+                                        {"previous_state", "pending"},
+                                        {"state", "cancelled"},
+                                        {"message", "cancelled"}});
+  });
+  auto with = Cli({"--state-dir", state_, "cancel", "t1", "--reason", "superseded by t2"});
+  EXPECT_EQ(with.rc, kExitOk) << with.err;
+  EXPECT_EQ(with.out, "t1: pending -> cancelled (cancelled)\n");
+  auto without = Cli({"--state-dir", state_, "cancel", "t1"});
+  EXPECT_EQ(without.rc, kExitOk) << without.err;
+  for (const char* cmd : {"retry", "approve"}) {
+    auto refused = Cli({"--state-dir", state_, cmd, "t1", "--reason", "x"});
+    EXPECT_EQ(refused.rc, kExitUsage) << cmd;
+    EXPECT_THAT(refused.err, HasSubstr("--reason")) << cmd;
+  }
+  auto requests = fake.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0]["cmd"], "cancel");
+  EXPECT_EQ(requests[0]["reason"], "superseded by t2");
+  EXPECT_FALSE(requests[1].contains("reason")) << "the supervisor's default, not ''";
+}
+
+// A reason that would record nothing, or that JSON cannot carry, exits 2
+// before anything is sent: no supervisor runs here, and none is asked.
+TEST_F(CliTest, ABadCancelReasonIsAUsageError) {
+  struct Bad {
+    std::vector<std::string> args;
+    std::string message;
+  } bad[] = {
+      {{"cancel", "t1", "--reason", ""}, "forge-ctl: --reason: must not be empty\n"},
+      {{"cancel", "t1", "--reason="}, "forge-ctl: --reason: must not be empty\n"},
+      {{"cancel", "t1", "--reason", " \t "}, "forge-ctl: --reason ' \\t ' is blank\n"},
+      {{"cancel", "t1", "--reason", "caf\xe9"},
+       "forge-ctl: --reason 'caf\\xe9': not UTF-8 (byte 0xe9 at character 4)\n"},
+  };
+  for (const auto& b : bad) {
+    std::vector<std::string> args = {"--state-dir", state_};
+    args.insert(args.end(), b.args.begin(), b.args.end());
+    auto out = Cli(args);
+    EXPECT_EQ(out.rc, kExitUsage) << b.message;
+    EXPECT_THAT(out.err, HasSubstr(b.message));
+  }
+  auto offline = Cli({"--state-dir", state_, "cancel", "t1", "--reason", "superseded"});
+  EXPECT_EQ(offline.rc, kExitNoSupervisor) << "a cancel needs the supervisor";
+  EXPECT_THAT(offline.err, HasSubstr("supervisor not running"));
+}
+
 // As typed at a shell: $'t1\xff', a Windows-1252 brief file.
 TEST_F(CliTest, TextThatIsNotUtf8IsAUsageError) {
   auto show = Cli({"--state-dir", state_, "show", "t1\xff"});

@@ -754,11 +754,19 @@ int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t
 
 // ---------------------------------------------------------------- changes
 
-int CmdChange(Env& env, const std::string& cmd, const std::string& id) {
+int CmdChange(Env& env, const std::string& cmd, const std::string& id, const std::string& reason) {
   if (int rc = CheckArgument(env, id, "task id"); rc != kExitOk) return rc;
+  if (int rc = CheckArgument(env, reason, "--reason"); rc != kExitOk) return rc;
+  // Blank would be recorded as the reason and show as none at all; empty is
+  // the supervisor's default.
+  if (!reason.empty() && reason.find_first_not_of(" \t\n\r") == std::string::npos) {
+    return Usage(env, "--reason '" + ShowBytes(reason) + "' is blank");
+  }
   auto client = RequireSupervisor(env);
   if (!client.ok()) return Fail(env, client.error());
-  auto body = (*client)->Call(cmd, json{{"id", id}});
+  json args{{"id", id}};
+  if (!reason.empty()) args["reason"] = reason;
+  auto body = (*client)->Call(cmd, args);
   if (!body.ok()) return Fail(env, AfterNoAnswer(env, cmd, body.error()));
   auto change = ReadReply<proto::ChangeReply>(*body, cmd.c_str());
   if (!change.ok()) return Fail(env, change.error());

@@ -91,8 +91,10 @@ int CmdShow(Env& env, const std::string& id);
 // nullopt: never).
 int CmdWait(Env& env, const std::vector<std::string>& ids, std::optional<int64_t> timeout_ms);
 
-// cancel | retry | approve
-int CmdChange(Env& env, const std::string& cmd, const std::string& id);
+// cancel | retry | approve. reason: a cancel's (empty: the supervisor's
+// "cancelled by operator").
+int CmdChange(Env& env, const std::string& cmd, const std::string& id,
+              const std::string& reason = "");
 int CmdPause(Env& env, const std::string& reason);
 int CmdResume(Env& env);
 // Asks the supervisor to stop, then waits until it has exited (its lock is

@@ -234,6 +234,8 @@ inline void ExpectNotUtf8IsRefused(CtlHarness& h) {
   logs.id = id;
   expect("logs", CmdLogs(h.env, logs), "forge-ctl: " + id_shown);
   expect("pause", CmdPause(h.env, latin1), "forge-ctl: --reason " + shown + "\n");
+  expect("cancel --reason", CmdChange(h.env, "cancel", "t1", latin1),
+         "forge-ctl: --reason " + shown + "\n");
   EventsArgs events;
   events.task_id = "\xff";
   expect("events --task", CmdEvents(h.env, events),

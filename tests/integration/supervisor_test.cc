@@ -243,6 +243,38 @@ TEST(Supervisor, WaitAndLsSayWhyATaskIsBlockedOrCancelled) {
   EXPECT_EQ(reasons[other], "") << ls_out;
 }
 
+// A cancel's --reason is the task's reason wherever a reason shows: show,
+// wait, ls --json, the task.cancelled event; of a running task it is also
+// its attempt's error.
+TEST(Supervisor, ACancelsReasonShowsWhereverTheReasonDoes) {
+  Forge forge;
+  forge.Start();
+  const std::string gated = forge.Submit("succeed", {}, json{{"needs_approval", true}});
+  const std::string running = forge.Submit("hang_silent");
+  ASSERT_TRUE(forge.WaitState(running, TaskState::kRunning));
+  const std::string why = "superseded by t9";
+  for (const std::string& id : {gated, running}) {
+    auto [rc, out] = RunCtl(forge.state_dir(), {"cancel", id, "--reason", why});
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_EQ(forge.Task(id).state, TaskState::kCancelled);
+    const auto events = forge.Events(id, "task.cancelled");
+    ASSERT_EQ(events.size(), 1u) << id;
+    EXPECT_EQ(events[0].payload["reason"], why) << id;
+    auto [show_rc, show] = RunCtl(forge.state_dir(), {"show", id});
+    EXPECT_EQ(show_rc, 0) << show;
+    EXPECT_NE(show.find("\nreason       " + why + "\n"), std::string::npos) << show;
+  }
+  EXPECT_EQ(forge.Attempts(running).at(0).error, why);
+
+  auto [wait_rc, wait_out] = RunCtl(forge.state_dir(), {"wait", gated, running, "--timeout", "60"});
+  EXPECT_EQ(wait_rc, 1) << wait_out;
+  EXPECT_EQ(wait_out, gated + "  cancelled  (reason: " + why + ")\n" + running +
+                          "  cancelled  (reason: " + why + ")\n");
+  auto [ls_rc, ls_out] = RunCtl(forge.state_dir(), {"ls", "--json"});
+  ASSERT_EQ(ls_rc, 0) << ls_out;
+  for (const auto& t : json::parse(ls_out)) EXPECT_EQ(t["state_reason"], why) << ls_out;
+}
+
 // A cancel again changes nothing and exits 0, as an approve again does
 // (session 35: exit 1), so a cleanup script may run twice; no event is
 // written. A done task is still refused.
