@@ -212,6 +212,17 @@ bool IsExecutableFile(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 
+std::string ExecPath(const char* value) {
+  return value ? std::string(value) : std::string(kDefaultPath);
+}
+
+std::string ExecPath(const std::vector<std::string>& env) {
+  for (const auto& e : env) {
+    if (e.starts_with("PATH=")) return e.substr(5);
+  }
+  return std::string(kDefaultPath);
+}
+
 std::string FindInPath(const std::string& name, const std::string& path_value,
                        const std::string& relative_to) {
   const std::string_view all = path_value;

@@ -49,6 +49,18 @@ std::string JoinPath(std::string_view a, std::string_view b);
 std::string ParentPath(const std::string& path);
 std::string AbsolutePath(const std::string& path);
 
+// The PATH exec searches (common/process.h) when the environment has none.
+// Every check of where a command would be found uses it too, so that a
+// check and the exec it predicts never disagree.
+inline constexpr std::string_view kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+// The PATH exec searches for an environment whose PATH is `value`, nullptr
+// when it has none: kDefaultPath then. A PATH set but empty is not unset:
+// it is one empty entry, the current directory.
+std::string ExecPath(const char* value);
+// The same for an environment of NAME=VALUE entries (its first PATH, as
+// getenv reads it).
+std::string ExecPath(const std::vector<std::string>& env);
+
 // An executable regular file (as exec needs it).
 bool IsExecutableFile(const std::string& path);
 // Where exec would find the command `name` (no '/' in it) through

@@ -81,6 +81,20 @@ TEST_F(PathsTest, FindInPathFindsWhatExecWould) {
   EXPECT_EQ(FindInPath("tool", "", ""), "");
 }
 
+// With no PATH, exec (common/process.cc) searches kDefaultPath, and so does
+// every check of where a command is: before, the worker's looked in the
+// workspace only and the config's warning judged nothing. A PATH set but
+// empty is the current directory, as exec takes it.
+TEST_F(PathsTest, AnUnsetPathIsExecsDefault) {
+  EXPECT_EQ(ExecPath(nullptr), "/usr/local/bin:/usr/bin:/bin");
+  EXPECT_EQ(ExecPath(""), "");
+  EXPECT_EQ(ExecPath("/opt/bin"), "/opt/bin");
+  EXPECT_EQ(ExecPath(std::vector<std::string>{"HOME=/h"}), kDefaultPath);
+  EXPECT_EQ(ExecPath(std::vector<std::string>{"PATH="}), "");
+  EXPECT_EQ(ExecPath(std::vector<std::string>{"PATHS=x", "PATH=/a", "PATH=/b"}), "/a");
+  EXPECT_NE(FindInPath("sh", ExecPath(nullptr), ""), "") << "sh is in /bin or /usr/bin";
+}
+
 TEST_F(PathsTest, MakeDirsThroughAFileFails) {
   std::ofstream(dir_ + "/file") << "x";
   Status s = MakeDirs(dir_ + "/file/sub");

@@ -21,6 +21,7 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "common/paths.h"
 #include "common/sanitizers.h"
 #include "common/utf8.h"
 
@@ -74,20 +75,12 @@ Result<UniqueFd> OpenDevNull() {
   return AboveStdio(fd);
 }
 
-// The PATH of the child's environment, or the default execvp uses.
-std::string PathOf(const std::vector<std::string>& env) {
-  for (const auto& e : env) {
-    if (e.rfind("PATH=", 0) == 0) return e.substr(5);
-  }
-  return "/usr/local/bin:/usr/bin:/bin";
-}
-
 // Every path exec should try for argv0, in order (execvpe semantics).
 std::vector<std::string> ExecCandidates(const std::string& argv0,
                                         const std::vector<std::string>& env) {
   if (argv0.find('/') != std::string::npos) return {argv0};
   std::vector<std::string> out;
-  std::string path = PathOf(env);
+  std::string path = ExecPath(env);
   size_t start = 0;
   while (true) {
     size_t end = path.find(':', start);

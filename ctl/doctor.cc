@@ -79,11 +79,11 @@ std::pair<std::string, std::string> AgentsPath(std::optional<pid_t> supervisor) 
         }
         start = end + 1;
       }
-      return {"", "the running supervisor's"};
+      return {std::string(kDefaultPath), "the running supervisor's"};
     }
   }
-  const char* own = std::getenv("PATH");
-  return {own ? own : "", "forge-ctl's: a supervisor started elsewhere (systemd) may have another"};
+  return {ExecPath(std::getenv("PATH")),
+          "forge-ctl's: a supervisor started elsewhere (systemd) may have another"};
 }
 
 // ConfigWarnings as `agent` findings; `file` names the config ("defaults"

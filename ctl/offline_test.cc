@@ -786,6 +786,19 @@ TEST_F(OfflineTest, DoctorWarnsOfAnAgentCommandNotInThePath) {
   EXPECT_THAT(warn->fix, HasSubstr("edit " + config));
   EXPECT_NE(FindingWith(findings, "config", Severity::kOk), nullptr);
 
+  // With no PATH, what exec searches then (it judged nothing: an empty PATH).
+  {
+    const std::string own = std::getenv("PATH") ? std::getenv("PATH") : "";
+    ASSERT_EQ(::unsetenv("PATH"), 0);
+    auto unset = RunDoctor(o);
+    ASSERT_EQ(::setenv("PATH", own.c_str(), 1), 0);
+    const DoctorFinding* default_path = FindingWith(unset, "agent", Severity::kWarn);
+    ASSERT_NE(default_path, nullptr);
+    EXPECT_THAT(
+        default_path->message,
+        HasSubstr("'forge-no-such-agent-35' is not in PATH '/usr/local/bin:/usr/bin:/bin'"));
+  }
+
   std::ofstream(config) << "agent: {profile: command, command: [sh]}\n";
   EXPECT_EQ(FindingWith(RunDoctor(o), "agent", Severity::kWarn), nullptr);
 }
@@ -793,8 +806,7 @@ TEST_F(OfflineTest, DoctorWarnsOfAnAgentCommandNotInThePath) {
 // No config file: the defaults' agent, the bare `claude`, is judged too,
 // warned about exactly when this machine's PATH lacks it.
 TEST_F(OfflineTest, DoctorJudgesTheDefaultAgentWithoutAConfig) {
-  const char* path = std::getenv("PATH");
-  const bool has_claude = FindInPath("claude", path ? path : "", "") != "";
+  const bool has_claude = FindInPath("claude", ExecPath(std::getenv("PATH")), "") != "";
   auto findings = RunDoctor(Doctor(h_));
   const DoctorFinding* warn = FindingWith(findings, "agent", Severity::kWarn);
   if (has_claude) {

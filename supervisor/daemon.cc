@@ -63,10 +63,9 @@ void RaiseOpenFileLimit() {
   }
 }
 
-// The PATH this process's children inherit, for ConfigWarnings.
+// The PATH this process's children inherit and search, for ConfigWarnings.
 std::string InheritedPath() {
-  const char* path = std::getenv("PATH");
-  return path ? path : "";
+  return ExecPath(std::getenv("PATH"));
 }
 
 // ConfigWarnings on stderr, each "forge-supervisor: warning: FILE: ...":

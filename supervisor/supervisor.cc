@@ -523,8 +523,7 @@ void Supervisor::HandleSignals() {
                          set.error().message);
           }
         }
-        const char* inherited = std::getenv("PATH");
-        for (const auto& warning : ConfigWarnings(*loaded, inherited ? inherited : "")) {
+        for (const auto& warning : ConfigWarnings(*loaded, ExecPath(std::getenv("PATH")))) {
           spdlog::warn("SIGHUP: {}", warning);
         }
         config_ = std::move(*loaded);

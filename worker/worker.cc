@@ -53,13 +53,6 @@ Status WriteText(const std::string& path, const std::string& text) {
   return Status::Ok();
 }
 
-std::string PathValue(const std::vector<std::string>& env) {
-  for (const auto& e : env) {
-    if (e.rfind("PATH=", 0) == 0) return e.substr(5);
-  }
-  return "";
-}
-
 // Checked before spawning so that a missing agent is reported as a
 // non-retryable configuration problem with the PATH that was searched. The
 // agent runs in the workspace, so a relative path (and a relative PATH
@@ -75,7 +68,7 @@ Status CheckBinary(const std::string& argv0, const std::vector<std::string>& env
     return MakeError(ErrorCode::kNotFound,
                      "agent binary '" + argv0 + "' does not exist or is not executable" + where);
   }
-  std::string path = PathValue(env);
+  std::string path = ExecPath(env);
   if (!FindInPath(argv0, path, workspace).empty()) return Status::Ok();
   return MakeError(ErrorCode::kNotFound,
                    "agent binary '" + argv0 + "' not found in PATH '" + path + "'");

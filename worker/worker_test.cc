@@ -777,6 +777,36 @@ TEST(WorkerParentTest, WorkerAndAgentDieWithTheSupervisor) {
   EXPECT_TRUE(WaitDead(started->agent_pid, 10000)) << "agent outlived its worker";
 }
 
+// A worker with no PATH, as under `env -i`: its agents get none either.
+class WorkerNoPathTest : public WorkerTest {
+ protected:
+  void SetUp() override {
+    env_ = CurrentEnvironment();
+    std::erase_if(*env_, [](const std::string& e) { return e.starts_with("PATH="); });
+    WorkerTest::SetUp();
+  }
+};
+
+// The binary check searches what exec will (its default PATH) and lets a
+// bare `sh` run: before, it looked in the workspace only, and every such
+// attempt failed, not retryable, as "not found in PATH ''".
+TEST_F(WorkerNoPathTest, ABareAgentIsFoundAsExecFindsIt) {
+  auto d = MakeDispatch("echo ran\n");
+  d.agent.command = {"sh", d.agent.command[0]};
+  auto r = Run(d);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->outcome, "passed") << r->error;
+  EXPECT_THAT(r->output_tail, HasSubstr("ran"));
+
+  d.attempt_id = 8;
+  d.agent.command = {"forge-no-such-agent-on-path"};
+  sup_.Send(d);
+  auto missing = sup_.WaitFor<proto::Result>();
+  ASSERT_TRUE(missing);
+  EXPECT_THAT(missing->error, HasSubstr("'forge-no-such-agent-on-path' not found in PATH "
+                                        "'/usr/local/bin:/usr/bin:/bin'"));
+}
+
 class WorkerEnvTest : public WorkerTest {
  protected:
   void SetUp() override {

@@ -146,7 +146,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path);
 // What would fail every task but does not stop the config from loading:
 // an agent (agent.command, critic.agent.command) named by a bare command
 // that is not in the PATH its agents get: the agent's env PATH, else
-// `inherited_path` (the supervisor's own, which its children pass on). One
+// `inherited_path` (the supervisor's own, which its children pass on: as
+// exec searches it, ExecPath in common/paths.h, so the default when unset). One
 // line each, naming the key, the command and the PATH searched. The worker
 // looks again at each dispatch (a task's env may set PATH, and relative
 // entries are the workspace's, so a PATH with one is not judged here); this

@@ -718,6 +718,17 @@ TEST(Supervisor, DaemonModeReturnsOnceReadyAndCheckConfig) {
                                 "'forge-no-such-agent-35' is not in PATH '"),
             std::string::npos)
       << warned->output;
+  // With no PATH the supervisor's agents search exec's default, and so does
+  // the warning (it judged nothing: an empty PATH).
+  std::erase_if(check.env, [](const std::string& e) { return e.starts_with("PATH="); });
+  auto no_path = RunCommand(check, 10'000);
+  ASSERT_TRUE(no_path.ok());
+  EXPECT_EQ(no_path->status.exit_code, 0) << no_path->output;
+  EXPECT_NE(no_path->output.find("agent command 'forge-no-such-agent-35' is not in PATH "
+                                 "'/usr/local/bin:/usr/bin:/bin': every task"),
+            std::string::npos)
+      << no_path->output;
+  check.env = CurrentEnvironment();
   // A state directory that is a file, or given empty, is the operator's to
   // fix: exit 2 naming it, as forge-ctl does.
   check.argv = {BinPath("forge-supervisor"), "start",       "--config",
