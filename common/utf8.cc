@@ -32,12 +32,14 @@ size_t SequenceAt(std::string_view text, size_t i) {
 // Whether the well-formed sequence of n bytes at text[i] is a character
 // ShowBytes writes as \uXXXX, though it is UTF-8: a C1 control, U+0080 to
 // U+009F (0xC2 0x80-0x9F; some terminals act on them, 0x9B is CSI, as on
-// C0), or a bidirectional control (IsBidiControl). Decided on the lead byte
-// first: any other character costs a comparison or two.
+// C0), a bidirectional control (IsBidiControl) or a hidden character
+// (IsHiddenCharacter). Decided on the lead byte first: any other character
+// costs a comparison or two.
 bool EscapedAt(std::string_view text, size_t i, size_t n) {
   const auto b = [&](size_t k) { return static_cast<unsigned char>(text[i + k]); };
   if (n == 2 && b(0) == 0xC2) return b(1) <= 0x9F;
-  return (n == 2 || n == 3) && IsBidiControl(b(0), b(1), n == 3 ? b(2) : 0);
+  if (n == 2) return IsBidiControl(b(0), b(1), 0);
+  return n == 3 && (IsBidiControl(b(0), b(1), b(2)) || IsHiddenCharacter(b(0), b(1), b(2)));
 }
 
 }  // namespace
@@ -47,6 +49,13 @@ bool IsBidiControl(unsigned char lead, unsigned char second, unsigned char third
   if (lead != 0xE2) return false;
   if (second == 0x80) return third == 0x8E || third == 0x8F || (third >= 0xAA && third <= 0xAE);
   return second == 0x81 && third >= 0xA6 && third <= 0xA9;
+}
+
+bool IsHiddenCharacter(unsigned char lead, unsigned char second, unsigned char third) {
+  if (lead == 0xEF) return second == 0xBB && third == 0xBF;  // U+FEFF
+  if (lead != 0xE2) return false;
+  if (second == 0x80) return (third >= 0x8B && third <= 0x8D) || third == 0xA8 || third == 0xA9;
+  return second == 0x81 && third == 0xA0;  // U+2060
 }
 
 namespace {

@@ -31,7 +31,9 @@ std::string DescribeInvalidUtf8(std::string_view text, size_t at);
 // characters escaped (\n, \r, \t, C0 and DEL as \xNN, C1 as \u0080 to
 // \u009f), and so are the bidirectional controls, which would draw the text
 // around them reversed (\u202a to \u202e, \u2066 to \u2069, \u200e,
-// \u200f, \u061c); cut after max bytes (npos: never).
+// \u200f, \u061c), and so are the invisible characters that can hide or
+// fake text (IsHiddenCharacter: \u2028, \u2029, \u200b to \u200d,
+// \u2060, \ufeff); cut after max bytes (npos: never).
 std::string ShowBytes(std::string_view text, size_t max = 80);
 
 // Whether the UTF-8 sequence lead, second, third (0 for a two-byte one) is
@@ -43,8 +45,20 @@ std::string ShowBytes(std::string_view text, size_t max = 80);
 // filter (which sees the bytes one at a time) both use.
 bool IsBidiControl(unsigned char lead, unsigned char second, unsigned char third);
 
+// Whether the UTF-8 sequence lead, second, third is a character that shows
+// as nothing though it is there, or as a line break to some viewers only:
+// the line and paragraph separators (U+2028, U+2029: a log viewer or an
+// editor breaks the line there, a terminal does not, so text after one
+// reads as a line of its own, a forged one) and the zero-width characters
+// (U+200B space, U+200C non-joiner, U+200D joiner, U+2060 word joiner,
+// U+FEFF byte-order mark: an id, a path or a command holding one looks
+// like one without it). Shared as IsBidiControl is; the terminal filter
+// keeps the joiners in one place (ctl/terminal.cc).
+bool IsHiddenCharacter(unsigned char lead, unsigned char second, unsigned char third);
+
 // The offset of the first byte ShowBytes would change (a control character,
-// a bidirectional control, a byte outside well-formed UTF-8), or npos: a
+// a bidirectional control, a hidden character, a byte outside well-formed
+// UTF-8), or npos: a
 // fast scan, so that text that needs nothing (almost every log line) is not
 // copied.
 size_t FindUnprintable(std::string_view text);

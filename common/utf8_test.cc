@@ -87,12 +87,34 @@ TEST(Utf8Test, EscapesEachBidirectionalControl) {
     EXPECT_EQ(ShowBytes(text), "t1 " + shown + "enod") << shown;
     EXPECT_EQ(FindUnprintable(text), 3u) << shown;
   }
-  // Before and after each range (U+200D, the joiner, is in emoji too),
-  // around U+061C, letters and emoji.
+  // Before and after each range, around U+061C, letters and emoji.
   for (const std::string text :
-       {"\u200D\u2010\u2029\u202F\u2065\u206A\u2070", "\u061B\u061D\u0627\u0628",
-        "caf\u00E9 na\u00EFve \u00C5ngstr\u00F6m", "\U0001F600 \U0001F468\u200D\U0001F469",
+       {"\u200A\u2010\u2027\u202F\u2065\u206A\u2070", "\u061B\u061D\u0627\u0628",
+        "caf\u00E9 na\u00EFve \u00C5ngstr\u00F6m", "\U0001F600 \U0001F468 \U0001F469",
         "\u2014\u2026\u20AC"}) {
+    EXPECT_EQ(FindUnprintable(text), std::string::npos) << text;
+    EXPECT_EQ(ShowBytes(text, std::string::npos), text);
+  }
+}
+
+// The characters that show as nothing, or as a line break to some viewers
+// only, are UTF-8 too, but would hide text in a message or a log line (an id
+// "t1" holding U+200B) or fake a line (after U+2028): each is escaped as its
+// code point. In a log line a joiner is too, even inside an emoji sequence:
+// a log says what is there. Characters beside them stay.
+TEST(Utf8Test, EscapesEachHiddenCharacter) {
+  const std::pair<std::string, std::string> hidden[] = {
+      {"\u2028", "\\u2028"}, {"\u2029", "\\u2029"}, {"\u200B", "\\u200b"}, {"\u200C", "\\u200c"},
+      {"\u200D", "\\u200d"}, {"\u2060", "\\u2060"}, {"\uFEFF", "\\ufeff"},
+  };
+  for (const auto& [raw, shown] : hidden) {
+    const std::string text = "t1 " + raw + "done";
+    EXPECT_EQ(ShowBytes(text), "t1 " + shown + "done") << shown;
+    EXPECT_EQ(FindUnprintable(text), 3u) << shown;
+  }
+  EXPECT_EQ(ShowBytes("\U0001F468\u200D\U0001F469"), "\U0001F468\\u200d\U0001F469");
+  for (const std::string text :
+       {"\u200A\u2027\u202F\u205F\u2061", "\uFEFE\uFF01\uFFFD\uEFBB\uFBBF", "\u00A0\u3000"}) {
     EXPECT_EQ(FindUnprintable(text), std::string::npos) << text;
     EXPECT_EQ(ShowBytes(text, std::string::npos), text);
   }

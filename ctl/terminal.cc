@@ -24,6 +24,24 @@ bool IsForgeColour(std::string_view params) {
 
 }  // namespace
 
+// A bidirectional control (a title with U+202E drew the rest of its `ls`
+// line, state and all, right to left) or a hidden character (a forged line
+// after U+2028; "t1" with U+200B in it, which looks like t1 and is not).
+// The joiners U+200C and U+200D are the exception, after a character that
+// is not ASCII: there they join an emoji sequence (a family, a flag, a
+// profession, which an agent may well print: replaced, each would show as
+// its parts with U+FFFD between) or shape Indic or Persian letters, and
+// hide nothing an operator types or reads as an id, a path or a command,
+// which are ASCII. After ASCII, or at a line's start, they are replaced.
+bool TerminalFilter::Replaces(unsigned char third) const {
+  const auto lead = static_cast<unsigned char>(pending_[0]);
+  const auto second = static_cast<unsigned char>(pending_[1]);
+  if (IsBidiControl(lead, second, third)) return true;
+  if (!IsHiddenCharacter(lead, second, third)) return false;
+  const bool joiner = lead == 0xE2 && second == 0x80 && (third == 0x8C || third == 0x8D);
+  return !(joiner && after_non_ascii_);
+}
+
 std::string TerminalFilter::Feed(std::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -50,17 +68,15 @@ std::string TerminalFilter::Feed(std::string_view text) {
         // Not a colour: the ESC goes, what followed it is plain text.
         out += kReplacement;
         out += pending_.substr(1);
-      } else if (pending_[0] == '\xE2') {
-        if (pending_.size() == 1 && (c == 0x80 || c == 0x81)) {
+      } else if (pending_[0] == '\xE2' || pending_[0] == '\xEF') {
+        if (pending_.size() == 1 && c >= 0x80 && c <= 0xBF) {
           pending_ += ch;
           continue;
         }
-        // A bidirectional control (a title with U+202E drew the rest of its
-        // `ls` line, state and all, right to left).
-        if (pending_.size() == 2 &&
-            IsBidiControl(0xE2, static_cast<unsigned char>(pending_[1]), c)) {
+        if (pending_.size() == 2 && Replaces(c)) {
           out += kReplacement;
           pending_.clear();
+          after_non_ascii_ = false;
           continue;
         }
         out += pending_;  // another character: c is read below
@@ -68,21 +84,25 @@ std::string TerminalFilter::Feed(std::string_view text) {
         if (IsBidiControl(0xD8, c, 0)) {  // U+061C, the Arabic letter mark
           out += kReplacement;
           pending_.clear();
+          after_non_ascii_ = false;
           continue;
         }
         out += pending_;
       } else if (c >= 0x80 && c <= 0x9F) {  // 0xC2 then a C1 control
         out += kReplacement;
         pending_.clear();
+        after_non_ascii_ = false;
         continue;
       } else {
         out += pending_;
       }
       pending_.clear();
     }
-    if (c == 0x1B || c == 0xC2 || c == 0xD8 || c == 0xE2) {
+    if (c == 0x1B || c == 0xC2 || c == 0xD8 || c == 0xE2 || c == 0xEF) {
       pending_ = ch;
-    } else if (c == '\n' && open_colour_) {
+      continue;
+    }
+    if (c == '\n' && open_colour_) {
       out += "\x1b[0m\n";  // a colour a text opened ends with its line
       open_colour_ = false;
     } else if (IsControl(c)) {
@@ -90,6 +110,7 @@ std::string TerminalFilter::Feed(std::string_view text) {
     } else {
       out += ch;
     }
+    after_non_ascii_ = c >= 0x80;
   }
   return out;
 }

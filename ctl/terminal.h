@@ -7,7 +7,10 @@
 // forged one can only colour, and no further than the end of its line) and
 // replaces every other control character (C0, DEL, C1), escape sequence and
 // bidirectional control (the overrides, embeddings and isolates U+202A..E,
-// U+2066..9, the marks U+200E, U+200F, U+061C) with U+FFFD.
+// U+2066..9, the marks U+200E, U+200F, U+061C) and hidden character
+// (common/utf8.h IsHiddenCharacter: the line and paragraph separators and
+// the zero-width characters; a joiner after a character that is not ASCII
+// is kept, see Replaces) with U+FFFD.
 #pragma once
 
 #include <ostream>
@@ -26,8 +29,13 @@ class TerminalFilter {
   std::string Finish();
 
  private:
-  std::string pending_;       // ESC, ESC [ digits..., a lead 0xC2 or 0xD8, or 0xE2 and one more
-  bool open_colour_ = false;  // a colour passed and no reset since
+  // Whether pending_ (a lead 0xE2 or 0xEF and one more byte) and `third`
+  // make a character to replace.
+  bool Replaces(unsigned char third) const;
+
+  std::string pending_;  // ESC, ESC [ digits..., a lead 0xC2 or 0xD8, or 0xE2 / 0xEF and one more
+  bool open_colour_ = false;      // a colour passed and no reset since
+  bool after_non_ascii_ = false;  // the last character written is not ASCII
 };
 
 // TerminalFilter over one whole text.

@@ -62,8 +62,8 @@ TEST(TerminalSafe, ReplacesBidirectionalControls) {
                            "\u2068", "\u2069", "\u200E", "\u200F", "\u061C"}) {
     EXPECT_EQ(TerminalSafe(std::string("t1 ") + bidi + "done"), "t1 " + kR + "done") << bidi;
   }
-  EXPECT_EQ(TerminalSafe("a\u2014b\u2026c\u2029d\u206Ae\u20ACf\u200Dg\u2010h\u061B\u061D\u0627"),
-            "a\u2014b\u2026c\u2029d\u206Ae\u20ACf\u200Dg\u2010h\u061B\u061D\u0627");
+  EXPECT_EQ(TerminalSafe("a\u2014b\u2026c\u2027d\u206Ae\u20ACf\u2010h\u061B\u061D\u0627"),
+            "a\u2014b\u2026c\u2027d\u206Ae\u20ACf\u2010h\u061B\u061D\u0627");
   TerminalFilter f;  // cut between writes, and at the end
   std::string out = f.Feed("x\xE2");
   out += f.Feed("\x80");
@@ -75,6 +75,49 @@ TEST(TerminalSafe, ReplacesBidirectionalControls) {
   out = g.Feed("a\xD8");
   out += g.Finish();
   EXPECT_EQ(out, "a\xD8");
+}
+
+// A line separator made what followed it a line of its own to a viewer (a
+// forged one), a zero-width character hid in an id ("t1" that is not t1).
+// Characters beside them, with the same lead bytes, stay.
+TEST(TerminalSafe, ReplacesHiddenCharacters) {
+  for (const char* hidden :
+       {"\u2028", "\u2029", "\u200B", "\u200C", "\u200D", "\u2060", "\uFEFF"}) {
+    EXPECT_EQ(TerminalSafe(std::string("t1 ") + hidden + "done"), "t1 " + kR + "done") << hidden;
+    EXPECT_EQ(TerminalSafe(std::string(hidden) + "t1"), kR + "t1") << hidden;
+  }
+  EXPECT_EQ(TerminalSafe("a\u200Ab\u2027c\u2061d\uFEFEe\uFF01f\uFFFDg\uEFBBh"),
+            "a\u200Ab\u2027c\u2061d\uFEFEe\uFF01f\uFFFDg\uEFBBh");
+  TerminalFilter f;  // cut between writes
+  std::string out = f.Feed("a\xEF");
+  out += f.Feed("\xBB");
+  out += f.Feed(
+      "\xBF"
+      "b\xE2\x80");
+  out += f.Feed(
+      "\xA8"
+      "c");
+  out += f.Finish();
+  EXPECT_EQ(out, "a" + kR + "b" + kR + "c");
+}
+
+// The joiners after a character that is not ASCII join an emoji sequence
+// or shape a script's letters: kept, or a family would show as three
+// people with U+FFFD between. After ASCII they only hide: replaced. The
+// other hidden characters are replaced after anything.
+TEST(TerminalSafe, KeepsAJoinerAfterACharacterThatIsNotAscii) {
+  for (const std::string text : {"\U0001F468\u200D\U0001F469\u200D\U0001F467",  // a family
+                                 "\U0001F3F3\uFE0F\u200D\U0001F308",            // a rainbow flag
+                                 "\U0001F9D1\U0001F3FD\u200D\u2695\uFE0F",      // a health worker
+                                 "\u0915\u094D\u200D\u0937",                    // Devanagari
+                                 "\u0645\u06CC\u200C\u062E"}) {                 // Persian
+    EXPECT_EQ(TerminalSafe("ok " + text + " ok"), "ok " + text + " ok") << text;
+  }
+  EXPECT_EQ(TerminalSafe("t\u200D1 \u200C"), "t" + kR + "1 " + kR);
+  EXPECT_EQ(TerminalSafe("\u00E9\n\u200Dx"), "\u00E9\n" + kR + "x") << "a line's start";
+  EXPECT_EQ(TerminalSafe("\U0001F600\u200B\u00E9\u2028x"), "\U0001F600" + kR + "\u00E9" + kR + "x");
+  EXPECT_EQ(TerminalSafe("\U0001F600\x01\u200D"), "\U0001F600" + kR + kR)
+      << "after a replaced character";
 }
 
 TEST(TerminalSafe, ASequenceCutBetweenWritesIsStillJudgedWhole) {
