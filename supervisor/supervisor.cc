@@ -2141,6 +2141,15 @@ std::vector<std::string> Supervisor::ConfigSecrets() {
   if (config_.critic.agent) {
     for (auto& s : SecretValues(config_.critic.agent->env)) secrets.push_back(s);
   }
+  // agent.pass_env hands the agents variables of the supervisor's own
+  // environment (ANTHROPIC_API_KEY, most often): their secrets are the
+  // config's too. The workers redact them in what an agent prints; a brief
+  // or a reason that quoted one was shown as it was.
+  std::map<std::string, std::string> passed;
+  for (const auto& name : config_.agent.pass_env) {
+    if (const char* value = ::getenv(name.c_str())) passed[name] = value;
+  }
+  for (auto& s : SecretValues(passed)) secrets.push_back(s);
   return secrets;
 }
 

@@ -72,6 +72,7 @@ struct ForgeOptions {
   std::string token_prices;  // budget.token_prices, e.g. "{input: 2, output: 10}"; "" none
   std::vector<std::string> verify;
   std::map<std::string, std::string> extra_env;  // for the supervisor process
+  std::vector<std::string> pass_env;             // agent.pass_env names beside FAKE_STATE
   std::string agent_yaml;                        // more "  key: value\n" lines of the agent section
   std::string critic_yaml;                       // the same, of the critic section
   std::string extra_yaml;  // more top-level sections, e.g. "maintenance: {...}\n"

@@ -77,7 +77,9 @@ inline std::string ConfigYaml(const ForgeOptions& o) {
     << "  command: [sh, \"" << FakeAgent() << "\"]\n"
     << "  timeout: " << o.timeout << "\n"
     << "  stall_timeout: " << o.stall_timeout << "\n"
-    << "  pass_env: [FAKE_STATE]\n"
+    << "  pass_env: [FAKE_STATE";
+  for (const auto& name : o.pass_env) y << ", " << name;
+  y << "]\n"
     << o.agent_yaml << "critic:\n"
     << "  verify_timeout: " << o.verify_timeout << "\n"
     << "  verify: [";

@@ -808,6 +808,35 @@ class NotifySocket {
   std::string log_;
 };
 
+// A secret the config hands the agents through agent.pass_env (the
+// supervisor's own ANTHROPIC_API_KEY, most often) is redacted in what an
+// operator reads, as agent.env's are: before, a brief, a title's timeline
+// event or a cancel reason that quoted it was shown as it was.
+TEST(Supervisor, APassedEnvSecretIsRedactedForTheOperator) {
+  const std::string secret = "passenv-secret-" + std::to_string(::getpid());
+  ForgeOptions o;
+  o.extra_env["FORGE_TEST_API_KEY"] = secret;
+  o.pass_env = {"FORGE_TEST_API_KEY"};
+  Forge forge(o);
+  forge.Start();
+  auto submitted =
+      forge.ctl().Call("submit", json{{"tasks", json::array({json{{"title", "t"},
+                                                                  {"brief", "the key is " + secret},
+                                                                  {"needs_approval", true}}})}});
+  ASSERT_TRUE(submitted.ok()) << submitted.error().message;
+  const std::string id = (*submitted)["ids"][0];
+  ASSERT_TRUE(forge.ctl().Call("cancel", json{{"id", id}, {"reason", "leaked " + secret}}).ok());
+  for (const auto& [cmd, args] : {std::pair<std::string, json>{"show", json{{"id", id}}},
+                                  {"ls", json::object()},
+                                  {"events", json{{"task_id", id}}}}) {
+    auto reply = forge.ctl().Call(cmd, args);
+    ASSERT_TRUE(reply.ok()) << cmd << ": " << reply.error().message;
+    const std::string text = reply->dump();
+    EXPECT_EQ(text.find(secret), std::string::npos) << cmd << ": " << text;
+    EXPECT_NE(text.find("[redacted]"), std::string::npos) << cmd << ": " << text;
+  }
+}
+
 TEST(Supervisor, TalksToSystemdWhenRunUnderIt) {
   ForgeOptions o;
   Forge probe;  // for a temp dir
