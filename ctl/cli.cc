@@ -135,7 +135,7 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
                  "only tasks in this state (pending ready running reviewing cooldown done blocked "
                  "cancelled)")
       ->check(NonEmpty());
-  ls->add_option("--limit", f.list.limit, "at most N tasks")
+  ls->add_option("--limit", f.list.limit, "at most N tasks (0: all of them)")
       ->check(NonEmpty())
       ->check(IntegerIn(0, INT32_MAX));
   ls->footer(Example("  forge-ctl ls --state blocked"));
@@ -201,7 +201,7 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err, std::string
   events
       ->add_option("--limit", f.events.limit,
                    "the newest N events, oldest first (tail -n N; with --follow, then every "
-                   "new one); with --since, the first N after SEQ")
+                   "new one); with --since, the first N after SEQ; 0: no limit")
       ->check(NonEmpty())
       ->check(IntegerIn(0, INT32_MAX));
   events->footer(
