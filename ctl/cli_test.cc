@@ -136,6 +136,9 @@ TEST_F(CliTest, BadValuesAreNamed) {
   auto follow_json = Cli({"--state-dir", state_, "logs", "t1", "--follow", "--json"});
   EXPECT_EQ(follow_json.rc, kExitUsage);
   EXPECT_THAT(follow_json.err, HasSubstr("--json does not go with --follow"));
+  auto watch_json = Cli({"--state-dir", state_, "watch", "--once", "--json"});
+  EXPECT_EQ(watch_json.rc, kExitUsage);
+  EXPECT_THAT(watch_json.err, HasSubstr("--json does not go with watch"));
 
   auto empty_equals = Cli({"--state-dir", state_, "submit", "--title", "x", "--repo="});
   EXPECT_EQ(empty_equals.rc, kExitUsage);

@@ -217,10 +217,17 @@ bool QuitKeyWithin(int ms) {
 }  // namespace
 
 int CmdWatch(Env& env, bool once) {
+  // A view for people: --json printed it as text, exit 0, and a script got
+  // no JSON (as `logs --follow --json` was).
+  if (env.json) {
+    return Usage(env,
+                 "--json does not go with watch (a view for people); for JSON use: status "
+                 "--json, ls --json or events --follow --json");
+  }
   auto source = OpenReadSource(env);
   if (!source.ok()) return Fail(env, source.error());
   bool tty = ::isatty(STDOUT_FILENO) == 1 && ::isatty(STDIN_FILENO) == 1;
-  if (once || !tty || env.json) {
+  if (once || !tty) {
     auto data = CollectWatch(**source, env.state_dir);
     if (!data.ok()) return Fail(env, data.error());
     *env.out << RenderWatch(*data, env.clock->WallMs(), env.style.wide ? 0 : env.style.width, 0,
