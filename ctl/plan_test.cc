@@ -355,6 +355,11 @@ TEST_F(PlanTest, ANulByteNamesItsLine) {
   EXPECT_EQ(ErrorOf("tasks:\n  - {id: a, title: A, repo: \"/r\\0\", model: \"m\\0\"}\n"),
             At(2, 29, "key 'tasks[0].repo': contains a NUL byte") + "\n" +
                 At(2, 44, "key 'tasks[0].model': contains a NUL byte"));
+  // Raw, not escaped: no YAML text (yaml-cpp gave "illegal map value").
+  EXPECT_EQ(ErrorOf(std::string("tasks:\n  - {id: a, title: A\0}\n", 30)),
+            At(2, 21,
+               "a NUL byte, which no YAML text has (a binary file, or a file saved as "
+               "UTF-16?)"));
   Write("nul.md", std::string("half\0half", 9));
   EXPECT_EQ(ErrorOf("tasks:\n  - id: a\n    title: A\n    brief_file: nul.md\n"),
             At(4, 17,

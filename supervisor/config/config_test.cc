@@ -322,6 +322,19 @@ TEST(ConfigTest, TextThatIsNotUtf8IsAConfigError) {
             "f.yaml: not UTF-8 (byte 0xe9 at line 2, column 28); save it as UTF-8");
 }
 
+// A raw NUL byte is no YAML: yaml-cpp stopped at one, so a file of NULs
+// passed as an empty config (the defaults), and one inside garbled the key
+// after it. Its line and column (in characters) are named.
+TEST(ConfigTest, ARawNulByteIsAConfigErrorNamingWhereItIs) {
+  const std::string nuls(64, '\0');
+  EXPECT_EQ(ErrorOf(nuls),
+            "f.yaml:1:1: a NUL byte, which no YAML text has (a binary file, or a "
+            "file saved as UTF-16?)");
+  EXPECT_EQ(ErrorOf(std::string("workers: 1\n# caf\xc3\xa9 \0\nbogus: 2\n", 30)),
+            "f.yaml:2:8: a NUL byte, which no YAML text has (a binary file, or a file saved as "
+            "UTF-16?)");
+}
+
 TEST(ConfigTest, EnumValues) {
   EXPECT_EQ(ErrorOf("agent:\n  profile: gpt\n"),
             "f.yaml:2:12: key 'agent.profile': must be one of claude, codex or command, got 'gpt'");

@@ -129,6 +129,24 @@ std::string RestOfLine(const std::string& text, int pos) {
 }  // namespace
 
 std::optional<YAML::Node> YamlReader::Parse(const std::string& text) {
+  // A raw NUL is in no YAML text (a "\0" escape in a quoted string is, and
+  // is refused as a value later): yaml-cpp ends the stream at one or garbles
+  // what follows, so a file of NUL bytes passed as an empty config, the
+  // defaults, and a plan with one gave a misleading syntax error.
+  if (const size_t nul = text.find('\0'); nul != std::string::npos) {
+    YAML::Mark at;
+    at.pos = static_cast<int>(nul);
+    const size_t newline = text.rfind('\n', nul);
+    const size_t line_start = newline == std::string::npos ? 0 : newline + 1;
+    at.line =
+        static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(nul), '\n'));
+    // Characters, not bytes: UTF-8 continuation bytes do not count.
+    at.column = static_cast<int>(std::count_if(
+        text.begin() + static_cast<long>(line_start), text.begin() + static_cast<long>(nul),
+        [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+    Problem(at, "a NUL byte, which no YAML text has (a binary file, or a file saved as UTF-16?)");
+    return std::nullopt;
+  }
   try {
     YAML::Node doc = YAML::Load(text);
     // YAML::Load ignores documents after the first, so look for a second one,
