@@ -310,11 +310,19 @@ TEST_F(OfflineTest, ShowSaysWhatAPendingTaskWaitsOn) {
 // Without a supervisor the database is read as it is, env included: a
 // secret env value is redacted as the supervisor's replies redact it.
 TEST_F(OfflineTest, ShowAndListRedactSecretsAsTheSupervisorDoes) {
-  auto secret = Task("Deploy");
+  auto secret = Task("Deploy with tok-3f9a77c1");
   secret.env = {{"DEPLOY_TOKEN", "tok-3f9a77c1"}, {"REGION", "eu-west-1"}};
   secret.brief = "use tok-3f9a77c1 to deploy";
+  secret.verify = {"echo tok-3f9a77c1"};
   auto ids = writer_->Submit({secret});
   ASSERT_TRUE(ids.ok()) << ids.error().ToString();
+  // The title and the verify command quote it too, in text as in JSON.
+  ASSERT_EQ(CmdShow(h_.env, ids->front()), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("tok-3f9a77c1")));
+  h_.Clear();
+  ASSERT_EQ(CmdList(h_.env, {}), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("tok-3f9a77c1")));
+  h_.Clear();
   h_.env.json = true;
   ASSERT_EQ(CmdShow(h_.env, ids->front()), kExitOk) << h_.err.str();
   EXPECT_THAT(h_.out.str(), Not(HasSubstr("tok-3f9a77c1")));

@@ -499,8 +499,13 @@ void RedactForOperator(TaskInfo& task, const std::vector<std::string>& config_se
   std::vector<std::string> secrets = config_secrets;
   for (auto& s : SecretValues(task.env)) secrets.push_back(s);
   task.env = RedactEnv(task.env);
-  task.brief = RedactText(task.brief, secrets);
-  task.last_error = RedactText(task.last_error, secrets);
+  // Every text the operator wrote or a run produced may quote a secret:
+  // a title or a verify command as much as the brief.
+  for (std::string* text :
+       {&task.title, &task.brief, &task.last_error, &task.repo, &task.base, &task.branch}) {
+    *text = RedactText(std::move(*text), secrets);
+  }
+  for (auto& v : task.verify) v = RedactText(std::move(v), secrets);
   if (secrets_out != nullptr) *secrets_out = std::move(secrets);
 }
 
@@ -510,8 +515,15 @@ void RedactForOperator(ShowReply& show, const std::vector<std::string>& config_s
   for (auto& a : show.attempts) {
     a.error = RedactText(a.error, secrets);
     // What the critic stored before it redacted checks' output itself.
-    for (auto& c : a.checks) c.output_tail = RedactText(c.output_tail, secrets);
-    for (auto& f : a.findings) f.message = RedactText(f.message, secrets);
+    // A check's name is its verify command as written, which may quote one.
+    for (auto& c : a.checks) {
+      c.name = RedactText(c.name, secrets);
+      c.output_tail = RedactText(c.output_tail, secrets);
+    }
+    for (auto& f : a.findings) {
+      f.file = RedactText(f.file, secrets);
+      f.message = RedactText(f.message, secrets);
+    }
   }
   for (auto& e : show.timeline) RedactJson(e.payload, secrets);
   show.state_reason = RedactText(show.state_reason, secrets);

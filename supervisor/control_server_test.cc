@@ -152,8 +152,9 @@ TEST_F(ControlServerTest, StatusCarriesCounters) {
 }
 
 TEST_F(ControlServerTest, SubmitShowAndListRedactSecrets) {
-  std::string id = SubmitOne(json{{"title", "t"},
+  std::string id = SubmitOne(json{{"title", "title has tok-12345678"},
                                   {"brief", "use config-secret-value and tok-12345678"},
+                                  {"verify", {"echo tok-12345678"}},
                                   {"env", {{"API_TOKEN", "tok-12345678"}, {"MODE", "x"}}}});
   EXPECT_EQ(backend_.queue_changes, 1);
   auto show = Call("show", json{{"id", id}});
@@ -163,9 +164,11 @@ TEST_F(ControlServerTest, SubmitShowAndListRedactSecrets) {
   EXPECT_EQ(dumped.find("config-secret-value"), std::string::npos) << dumped;
   EXPECT_EQ((*show)["env"]["MODE"], "x");
   EXPECT_EQ((*show)["env"]["API_TOKEN"], "[redacted]");
+  EXPECT_EQ((*show)["title"], "title has [redacted]");
+  EXPECT_EQ((*show)["verify"][0], "echo [redacted]");
   auto ls = Call("ls");
   ASSERT_TRUE(ls.ok());
-  EXPECT_EQ(ls->dump().find("tok-12345678"), std::string::npos);
+  EXPECT_EQ(ls->dump().find("tok-12345678"), std::string::npos) << ls->dump();
   ASSERT_EQ((*ls)["tasks"].size(), 1u);
 }
 
@@ -183,7 +186,7 @@ TEST_F(ControlServerTest, ShowRedactsAChecksTailAndAFinding) {
   close.next_state = proto::TaskState::kBlocked;
   close.verdict = "reject";
   proto::CheckResult check;
-  check.name = "make test";
+  check.name = "make test TOKEN=tok-12345678";
   check.output_tail = "token was tok-12345678\n";
   close.checks = {check};
   close.findings = {{"sev1", "security", "a.c", 1, "prints tok-12345678"}};
