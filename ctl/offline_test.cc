@@ -729,6 +729,30 @@ TEST_F(OfflineTest, StatsFromTheDatabase) {
   EXPECT_EQ(j["top_failures"][0]["count"], 1);
 }
 
+// A failed check's command quotes a task env secret: status's last failure
+// and stats' top failures show the error redacted, in text and JSON.
+TEST_F(OfflineTest, StatusAndStatsRedactAFailuresTaskSecret) {
+  auto secret = Task("Deploy");
+  secret.env = {{"DB_PASSWORD", "pw-5e1f09a2"}};
+  auto ids = writer_->Submit({secret});
+  ASSERT_TRUE(ids.ok()) << ids.error().ToString();
+  Fail(ids->front(), "rejected: check 'echo pw-5e1f09a2; false' failed");
+  ASSERT_EQ(CmdStatus(h_.env), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("pw-5e1f09a2")));
+  EXPECT_THAT(h_.out.str(), HasSubstr("check 'echo [redacted]; false'"));
+  h_.Clear();
+  ASSERT_EQ(CmdStats(h_.env, 0), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("pw-5e1f09a2")));
+  h_.Clear();
+  h_.env.json = true;
+  ASSERT_EQ(CmdStatus(h_.env), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("pw-5e1f09a2")));
+  h_.Clear();
+  ASSERT_EQ(CmdStats(h_.env, 0), kExitOk) << h_.err.str();
+  EXPECT_THAT(h_.out.str(), Not(HasSubstr("pw-5e1f09a2")));
+  EXPECT_THAT(h_.out.str(), HasSubstr("echo [redacted]; false"));
+}
+
 // An error the store kept with bytes that are not UTF-8 (an agent's output
 // quoted as it was) does not abort stats --json.
 TEST_F(OfflineTest, StatsJsonWithAnErrorThatIsNotUtf8) {

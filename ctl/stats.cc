@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "common/clock.h"
+#include "common/redact.h"
+#include "proto/control.h"
 #include "supervisor/store/store.h"
 
 namespace forge::ctl {
@@ -72,6 +74,15 @@ Result<Stats> ComputeStats(store::Store& store, int64_t now_ms, int64_t window_m
   std::stable_sort(s.top_failures.begin(), s.top_failures.end(),
                    [](const auto& a, const auto& b) { return a.count > b.count; });
   if (s.top_failures.size() > 5) s.top_failures.resize(5);
+  // An error may quote a failed check's command, which may quote a secret
+  // of its task's env.
+  for (auto& g : s.top_failures) {
+    FORGE_ASSIGN_OR_RETURN(
+        auto secrets, proto::TaskSecrets(
+                          g.task_id, {}, [&](const std::string& id) { return store.TaskEnv(id); },
+                          "its failure"));
+    g.error = RedactText(std::move(g.error), secrets);
+  }
   return s;
 }
 

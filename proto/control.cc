@@ -539,6 +539,20 @@ void RedactForOperator(ListReply& list, const std::vector<std::string>& config_s
   }
 }
 
+forge::Result<std::vector<std::string>> TaskSecrets(const std::string& task_id,
+                                                    const std::vector<std::string>& config_secrets,
+                                                    const TaskEnvLookup& env_of,
+                                                    std::string_view what) {
+  std::vector<std::string> secrets = config_secrets;
+  auto env = env_of(task_id);
+  if (env.ok()) {
+    for (auto& s : SecretValues(*env)) secrets.push_back(std::move(s));
+  } else if (env.error().code != forge::ErrorCode::kNotFound) {
+    return env.error().Wrap("reading task " + task_id + "'s env to redact " + std::string(what));
+  }
+  return secrets;
+}
+
 forge::Status RedactForOperator(EventsReply& events, const std::vector<std::string>& config_secrets,
                                 const TaskEnvLookup& env_of) {
   std::map<std::string, std::vector<std::string>> by_task;  // a task's secrets, config's included
@@ -549,17 +563,22 @@ forge::Status RedactForOperator(EventsReply& events, const std::vector<std::stri
     }
     auto found = by_task.find(e.task_id);
     if (found == by_task.end()) {
-      std::vector<std::string> secrets = config_secrets;
-      auto env = env_of(e.task_id);
-      if (env.ok()) {
-        for (auto& s : SecretValues(*env)) secrets.push_back(std::move(s));
-      } else if (env.error().code != forge::ErrorCode::kNotFound) {
-        return env.error().Wrap("reading task " + e.task_id + "'s env to redact its events");
-      }
+      FORGE_ASSIGN_OR_RETURN(auto secrets,
+                             TaskSecrets(e.task_id, config_secrets, env_of, "its events"));
       found = by_task.emplace(e.task_id, std::move(secrets)).first;
     }
     RedactJson(e.payload, found->second);
   }
+  return forge::Status::Ok();
+}
+
+forge::Status RedactForOperator(std::optional<LastFailure>& failure,
+                                const std::vector<std::string>& config_secrets,
+                                const TaskEnvLookup& env_of) {
+  if (!failure) return forge::Status::Ok();
+  FORGE_ASSIGN_OR_RETURN(auto secrets,
+                         TaskSecrets(failure->task_id, config_secrets, env_of, "its last failure"));
+  failure->error = RedactText(std::move(failure->error), secrets);
   return forge::Status::Ok();
 }
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -285,6 +286,17 @@ using TaskEnvLookup =
 // one, as show's timeline already redacts. `env_of` is asked once a task; a
 // task it does not find (kNotFound) has none, any other error is returned.
 forge::Status RedactForOperator(EventsReply& events, const std::vector<std::string>& config_secrets,
+                                const TaskEnvLookup& env_of);
+// `config_secrets` and task_id's env secrets (none for a task env_of does
+// not find), to scrub a text about that task; `what` names it in an error.
+forge::Result<std::vector<std::string>> TaskSecrets(const std::string& task_id,
+                                                    const std::vector<std::string>& config_secrets,
+                                                    const TaskEnvLookup& env_of,
+                                                    std::string_view what);
+// status's last failure: its error may quote a failed check's command,
+// which may quote a secret of its task's env.
+forge::Status RedactForOperator(std::optional<LastFailure>& failure,
+                                const std::vector<std::string>& config_secrets,
                                 const TaskEnvLookup& env_of);
 // Every string (and key) in `value` scrubbed of `secrets`; numbers and the
 // structure stay as they are. (Redacting the dumped text and parsing it

@@ -21,6 +21,7 @@ class FakeBackend : public ControlBackend {
     s.paused = paused || budget;
     if (paused) s.pause_reasons.push_back({"operator", pause_reason, 0});
     if (budget) s.pause_reasons.push_back({"budget", "daily budget spent", 0});
+    s.last_failure = last_failure;
     return s;
   }
   json Counters() override { return json{{"bad_child_messages", 7}}; }
@@ -45,6 +46,7 @@ class FakeBackend : public ControlBackend {
   bool stopped = false;
   std::string pause_reason;
   double task_usd = 0;
+  std::optional<proto::LastFailure> last_failure;
 };
 
 class ControlServerTest : public ::testing::Test {
@@ -151,6 +153,21 @@ TEST_F(ControlServerTest, StatusCarriesCounters) {
   EXPECT_EQ((*s)["counters"]["control_requests"], 1);
 }
 
+// The last failure's error quotes a failed check's command, which quotes
+// its task's env secret (and the config's): status, pause and resume
+// answer it redacted.
+TEST_F(ControlServerTest, StatusRedactsTheLastFailuresTaskSecret) {
+  std::string id =
+      SubmitOne(json{{"title", "t"}, {"brief", "b"}, {"env", {{"API_TOKEN", "tok-12345678"}}}});
+  backend_.last_failure = proto::LastFailure{
+      id, 1, "rejected", "check 'echo tok-12345678 config-secret-value' failed", 1};
+  for (const char* cmd : {"status", "pause", "resume"}) {
+    auto s = Call(cmd);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    EXPECT_EQ((*s)["last_failure"]["error"], "check 'echo [redacted] [redacted]' failed") << cmd;
+  }
+}
+
 TEST_F(ControlServerTest, SubmitShowAndListRedactSecrets) {
   std::string id = SubmitOne(json{{"title", "title has tok-12345678"},
                                   {"brief", "use config-secret-value and tok-12345678"},
@@ -195,6 +212,7 @@ TEST_F(ControlServerTest, ShowRedactsAChecksTailAndAFinding) {
   ASSERT_TRUE(show.ok()) << show.error().message;
   EXPECT_EQ(show->dump().find("tok-12345678"), std::string::npos) << show->dump();
   EXPECT_EQ((*show)["attempts"][0]["checks"][0]["output_tail"], "token was [redacted]\n");
+  EXPECT_EQ((*show)["attempts"][0]["checks"][0]["name"], "make test TOKEN=[redacted]");
   EXPECT_EQ((*show)["attempts"][0]["findings"][0]["message"], "prints [redacted]");
 }
 
