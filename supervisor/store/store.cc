@@ -7,6 +7,7 @@
 #include <functional>
 #include <random>
 #include <set>
+#include <unordered_map>
 
 #include "common/redact.h"
 #include "common/workspace_paths.h"
@@ -152,6 +153,14 @@ struct Store::Impl {
   int64_t txn_first_seq = 0;
   int64_t txn_last_seq = 0;
   bool txn_contiguous = true;
+  // Each task's env secrets (SecretValues), empty for most, which its
+  // events' payloads are scrubbed of as they are written: a title, brief,
+  // verify command, cancel reason or error may quote one. Filled at submit
+  // (an entry each, assigned so a rolled-back id reused is right) and, for
+  // a task submitted before this open, by one row read at its first event.
+  // Cleared when it grows past kTaskSecretsMax, to bound it.
+  static constexpr size_t kTaskSecretsMax = 16384;  // ~1.5 MB of mostly empty entries
+  std::unordered_map<std::string, std::vector<std::string>> task_secrets;
   std::mt19937_64 rng{std::random_device{}()};
 
   int64_t Now() const { return clock->WallMs(); }
@@ -218,7 +227,15 @@ struct Store::Impl {
         Stmt s, conn.Prepare("INSERT INTO events(ts, kind, task_id, attempt, idem_key, payload) "
                              "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(idem_key) DO NOTHING"));
     int64_t ts = Now();
-    std::string payload_text = JsonText(payload);
+    FORGE_ASSIGN_OR_RETURN(const std::vector<std::string>* secrets, TaskSecrets(task_id));
+    std::string payload_text;
+    if (secrets == nullptr || secrets->empty()) {
+      payload_text = JsonText(payload);
+    } else {
+      json redacted = payload;
+      proto::RedactJson(redacted, *secrets);
+      payload_text = JsonText(redacted);
+    }
     FORGE_RETURN_IF_ERROR(s.Bind(ts, kind, task_id, attempt, key, payload_text).Run());
     bool inserted = conn.Changes() > 0;
     if (inserted && MarksWorkspaceSwept(kind)) FORGE_RETURN_IF_ERROR(MarkSwept(task_id, ts));
@@ -236,6 +253,28 @@ struct Store::Impl {
     }
     wrote_events = wrote_events || inserted;
     return inserted;
+  }
+
+  // task_id's env secrets; nullptr for no task. A hash lookup for a task
+  // this open submitted or has written an event of, else one row read.
+  Result<const std::vector<std::string>*> TaskSecrets(const std::string& task_id) {
+    if (task_id.empty()) return nullptr;
+    if (auto it = task_secrets.find(task_id); it != task_secrets.end()) return &it->second;
+    std::vector<std::string> secrets;
+    auto row = LoadTask(task_id);
+    if (row.ok()) {
+      secrets = SecretValues(row->info.env);
+    } else if (row.error().code != ErrorCode::kNotFound) {
+      return row.error();
+    }
+    return &RememberTaskSecrets(task_id, std::move(secrets));
+  }
+  const std::vector<std::string>& RememberTaskSecrets(const std::string& task_id,
+                                                      std::vector<std::string> secrets) {
+    if (task_secrets.size() >= kTaskSecretsMax && !task_secrets.contains(task_id)) {
+      task_secrets.clear();
+    }
+    return task_secrets.insert_or_assign(task_id, std::move(secrets)).first->second;
   }
 
   // A maintenance removal (or finding the workspace gone) is the task's
@@ -1049,7 +1088,9 @@ Status Store::Impl::InsertTask(const proto::SubmitTask& in, const TaskInfo& info
                                JsonColumnText(info.depends_on), info.parent, info.created_at_ms,
                                info.updated_at_ms, info.branch)
                             .Run());
-  // The event is operator-facing: secret env values never go into it.
+  // The event is operator-facing: secret env values never go into it, nor
+  // into any text of it (InsertEvent scrubs them).
+  RememberTaskSecrets(info.id, SecretValues(info.env));
   TaskInfo redacted = info;
   redacted.env = RedactEnv(info.env);
   json payload = redacted;

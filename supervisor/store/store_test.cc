@@ -940,6 +940,44 @@ TEST_F(StoreTest, SecretEnvIsKeptForTheWorkerButRedactedInEvents) {
   EXPECT_THAT(all.str(), HasSubstr("plain"));
 }
 
+// A title, brief, verify command or cancel reason that quotes a task env
+// secret: the events table and events.jsonl hold it redacted (the task row
+// keeps it for the worker), a task id stays, and so does another task's
+// text. A task submitted before the store was opened again is redacted too.
+TEST_F(StoreTest, EventPayloadsAreScrubbedOfTheirTasksSecretsAsTheyAreWritten) {
+  const std::string secret = "sk-very-secret-value";
+  std::string id;
+  {
+    auto s = OpenStore();
+    auto t = Task("title has " + secret);
+    t.brief = "brief quotes " + secret;
+    t.verify = {"echo " + secret};
+    t.env = {{"API_KEY", secret}};
+    auto other = Task("other quotes " + secret);
+    auto ids = MustSubmit(*s, {t, other});
+    id = ids[0];
+    EXPECT_EQ(s->GetTask(id)->title, "title has " + secret);
+    ASSERT_TRUE(s->Cancel(ids[1], "other's reason " + secret).ok());
+  }
+  auto s = OpenStore();  // a new open: the task's secrets are not cached
+  ASSERT_TRUE(s->Cancel(id, "cancelled: " + secret + " leaked").ok());
+  auto events = s->Events({});
+  ASSERT_TRUE(events.ok());
+  std::string own, others;
+  for (const auto& e : *events) (e.task_id == id ? own : others) += e.payload.dump() + "\n";
+  EXPECT_THAT(own, Not(HasSubstr(secret)));
+  EXPECT_THAT(own, HasSubstr("title has [redacted]"));
+  EXPECT_THAT(own, HasSubstr("echo [redacted]"));
+  EXPECT_THAT(own, HasSubstr("cancelled: [redacted] leaked"));
+  EXPECT_THAT(own, HasSubstr("\"id\":\"" + id + "\""));
+  EXPECT_THAT(others, HasSubstr("other's reason " + secret));
+  for (const auto& line : ReadLines(dir_.Path("events.jsonl"))) {
+    if (line.find("\"" + id + "\"") != std::string::npos) {
+      EXPECT_THAT(line, Not(HasSubstr(secret)));
+    }
+  }
+}
+
 // ---------------------------------------------------------------- attempts
 
 TEST_F(StoreTest, FailedAttemptGoesToCooldownAndIsPromotedWhenDue) {
