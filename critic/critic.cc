@@ -545,7 +545,9 @@ void Critic::FinishCheck() {
   c.passed = !c.timed_out && rs.job->status().success();
   // Redacted before the cut, which would leave a secret's end behind.
   c.output_tail = worker::TailText(RedactText(rs.tail, rs.check_secrets), options_.tail_bytes);
-  spdlog::info("check '{}': {} in {} ms", c.name, c.passed ? "passed" : Describe(c), c.duration_ms);
+  // The command as written may quote a secret of the task's env.
+  spdlog::info("check '{}': {} in {} ms", RedactText(c.name, rs.check_secrets),
+               c.passed ? "passed" : Describe(c), c.duration_ms);
   if (rs.log && c.timed_out) {
     (void)rs.log->Append("[forge: timed out after " + FormatMs(rs.review.verify_timeout_ms) + "]\n",
                          NowMs());
@@ -595,7 +597,9 @@ void Critic::Reply(const std::string& verdict, const std::string& error,
   proto::ReviewResult r;
   r.attempt_id = review_->review.attempt_id;
   r.verdict = verdict;
-  r.error = error;
+  // It may name a check's command, which may quote a secret of the task's
+  // env: the supervisor logs it and stores it.
+  r.error = RedactText(error, review_->check_secrets);
   r.checks = std::move(review_->checks);
   r.findings = std::move(findings);
   r.commit = std::move(commit);
@@ -606,8 +610,8 @@ void Critic::Reply(const std::string& verdict, const std::string& error,
   r.retryable = review_->retryable;
   r.rate_limited = review_->rate_limited;
   r.rate_limit_reset_ms = review_->rate_limit_reset_ms;
-  spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, error.empty() ? "" : ": ",
-               error);
+  spdlog::info("review of attempt {}: {}{}{}", r.attempt_id, verdict, r.error.empty() ? "" : ": ",
+               r.error);
   // The log is whole when the verdict is known: what redaction held back
   // too. One that stopped early (a full disk) says where, in the result and
   // in the file if there is room again.

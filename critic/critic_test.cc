@@ -194,6 +194,22 @@ TEST_F(CriticTest, AChecksOutputNeverCarriesATasksSecret) {
   EXPECT_THAT(log, Not(HasSubstr("supersecretvalue123")));
 }
 
+// A failing check whose command quotes a secret of the task's env: the
+// verdict's error (which the supervisor logs and stores) and the critic's
+// log name the check redacted; the result's check keeps its name (show
+// redacts it).
+TEST_F(CriticTest, AFailingChecksCommandNeverCarriesATasksSecretIntoALog) {
+  auto review = MakeReview({"echo supersecretvalue123 >/dev/null; exit 1"});
+  review.task.env["API_TOKEN"] = "supersecretvalue123";
+  auto r = Review(review);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "reject");
+  EXPECT_EQ(r->error, "check 'echo [redacted] >/dev/null; exit 1' failed with exit 1");
+  std::string log = ReadAll(sup_.state_dir + "/logs/critic-" + std::to_string(pid_) + ".log");
+  EXPECT_THAT(log, HasSubstr("check 'echo [redacted] >/dev/null; exit 1'"));
+  EXPECT_THAT(log, Not(HasSubstr("supersecretvalue123")));
+}
+
 // A secret printed over and over: wherever the tail was cut, no piece of
 // it is left at the cut.
 TEST_F(CriticTest, ATailCutInsideASecretKeepsNoPieceOfIt) {
