@@ -169,10 +169,24 @@ TEST(Security, SecretEnvValuesNeverLeave) {
   std::string secret = "sekrit-" + Unique() + "-value";
   std::string token = "tok-" + Unique() + "-zz";
   // The check prints both too: its tail and the review log must not keep them.
-  std::string id = f->Submit("leak", {{"API_KEY", secret}, {"GH_TOKEN", token}},
-                             json{{"verify", {"echo check sees $API_KEY and $GH_TOKEN"}}});
+  // The title and brief quote a third (what an operator may paste).
+  std::string quoted = "quoted-" + Unique() + "-xx";
+  std::string id =
+      f->Submit("leak", {{"API_KEY", secret}, {"GH_TOKEN", token}, {"PASTE_TOKEN", quoted}},
+                json{{"title", "title has " + quoted},
+                     {"brief", "brief quotes " + quoted},
+                     {"verify", {"echo check sees $API_KEY and $GH_TOKEN"}}});
   ASSERT_FALSE(id.empty());
+  // A failing verify command that quotes its secret as written: the check's
+  // name, the attempt's error, status's last failure and stats' top failures.
+  std::string password = "pw-" + Unique() + "-yy";
+  std::string failing = f->Submit("succeed", {{"DB_PASSWORD", password}},
+                                  json{{"title", "v"},
+                                       {"verify", {"echo check-out " + password + "; false"}},
+                                       {"max_attempts", 1}});
+  ASSERT_FALSE(failing.empty());
   ASSERT_TRUE(f->WaitState(id, TaskState::kDone, 60'000)) << f->SupervisorLog();
+  ASSERT_TRUE(f->WaitState(failing, TaskState::kBlocked, 60'000)) << f->SupervisorLog();
   ASSERT_EQ(f->Attempts(id).size(), 2u);  // the first one failed, quoting the key
   // The agent did get the real value.
   EXPECT_THAT(ReadFile(f->fake_state() + "/" + id + ".env"), HasSubstr("API_KEY=" + secret));
@@ -195,12 +209,28 @@ TEST(Security, SecretEnvValuesNeverLeave) {
       {"control show reply", show_reply->dump()},
       {"events.jsonl", ReadFile(f->state_dir() + "/events.jsonl")},
   };
+  // What an operator reads, in text and JSON, of both tasks.
+  for (const bool as_json : {false, true}) {
+    for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+             {"show", id}, {"show", failing}, {"ls"}, {"status"}, {"stats"}}) {
+      std::vector<std::string> argv = {itest::BinPath("forge-ctl"), "--state-dir", f->state_dir()};
+      if (as_json) argv.push_back("--json");
+      argv.insert(argv.end(), args.begin(), args.end());
+      auto out = RunCapture(argv, f->dir());
+      EXPECT_EQ(out.status.exit_code, 0) << out.output;
+      std::string where = "forge-ctl" + std::string(as_json ? " --json" : "");
+      for (const auto& a : args) where += " " + a;
+      places[where] = out.output;
+    }
+  }
   std::string all_events;
   for (const auto& e : f->Events()) all_events += e.kind + " " + e.payload.dump() + "\n";
   places["events table"] = all_events;
   for (const auto& a : f->Attempts(id)) {
     places["attempt " + std::to_string(a.n) + " row"] = a.error + "\n" + json(a.checks).dump();
   }
+  // The failed check's name is kept as written (show redacts it), its error not.
+  for (const auto& a : f->Attempts(failing)) places["failing attempt's error"] = a.error;
   // Every log: supervisor.log, worker/critic logs, each attempt's log and prompt.
   for (const auto& path : FilesBelow(f->state_dir() + "/logs")) places[path] = ReadFile(path);
   places["supervisor.log"] = f->SupervisorLog();
@@ -209,6 +239,12 @@ TEST(Security, SecretEnvValuesNeverLeave) {
   for (const auto& [where, text] : places) {
     EXPECT_THAT(text, Not(HasSubstr(secret))) << "secret in " << where;
     EXPECT_THAT(text, Not(HasSubstr(token))) << "secret in " << where;
+    // The agent's prompt (its stdin, kept under logs/) is the task's text
+    // as written: it has what the title, brief and verify commands quote.
+    if (!where.ends_with(".prompt")) {
+      EXPECT_THAT(text, Not(HasSubstr(quoted))) << "secret in " << where;
+      EXPECT_THAT(text, Not(HasSubstr(password))) << "secret in " << where;
+    }
     if (where.find("/" + id + "/1.log") != std::string::npos) {
       saw_attempt_log = true;
       EXPECT_THAT(text, HasSubstr("my key is [redacted]")) << where;
