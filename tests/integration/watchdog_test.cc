@@ -146,6 +146,18 @@ pid_t CriticReviewing(Forge& forge, const std::string& id) {
   return 0;
 }
 
+// Task `id` ran its agent once, and its one attempt failed, counted, for
+// its critic: "critic error: critic PID ..." with `how` in it.
+void ExpectOneCountedCriticFailure(Forge& forge, const std::string& id, const std::string& how) {
+  auto attempts = forge.Attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].outcome, "failed");
+  EXPECT_TRUE(attempts[0].counted);
+  EXPECT_THAT(attempts[0].error, HasSubstr("critic error: critic "));
+  EXPECT_THAT(attempts[0].error, HasSubstr(how));
+  EXPECT_EQ(forge.Runs().size(), 1u) << "the agent ran again";
+}
+
 TEST(Watchdog, KilledCriticLeavesNoneOfItsCheckRunning) {
   Forge forge;
   forge.Start();
@@ -232,13 +244,7 @@ TEST(Watchdog, ThreeLostCriticsFailTheAttempt) {
     previous = critic;
   }
   ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked, 15'000)) << forge.SupervisorLog();
-  auto attempts = forge.Attempts(id);
-  ASSERT_EQ(attempts.size(), 1u);
-  EXPECT_EQ(attempts[0].outcome, "failed");
-  EXPECT_TRUE(attempts[0].counted);
-  EXPECT_THAT(attempts[0].error, HasSubstr("critic error: critic "));
-  EXPECT_THAT(attempts[0].error, HasSubstr(" sent no heartbeat for "));
-  EXPECT_EQ(forge.Runs().size(), 1u) << "the agent ran again";
+  ExpectOneCountedCriticFailure(forge, id, " sent no heartbeat for ");
 }
 
 TEST(Watchdog, StoppedWorkerIsLostWithinHeartbeatTimeout) {
@@ -546,13 +552,7 @@ TEST(Watchdog, ACheckThatAlwaysKillsItsCriticFailsTheAttemptAfterThreeReviews) {
   forge.Start();
   std::string id = forge.Submit("succeed", {}, json{{"verify", {"kill -9 $PPID; sleep 5"}}});
   ASSERT_TRUE(forge.WaitState(id, TaskState::kBlocked, 30'000)) << forge.SupervisorLog();
-  auto attempts = forge.Attempts(id);
-  ASSERT_EQ(attempts.size(), 1u);
-  EXPECT_EQ(attempts[0].outcome, "failed");
-  EXPECT_TRUE(attempts[0].counted);
-  EXPECT_THAT(attempts[0].error, HasSubstr("critic error: critic "));
-  EXPECT_THAT(attempts[0].error, HasSubstr(" died ("));
-  EXPECT_EQ(forge.Runs().size(), 1u) << "the agent ran again";
+  ExpectOneCountedCriticFailure(forge, id, " died (");
   EXPECT_EQ(forge.Events(id, "attempt.review_again").size(), 2u);
   EXPECT_FALSE(forge.PausedBy("circuit")) << forge.Status().dump();
 }
