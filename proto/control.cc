@@ -572,14 +572,13 @@ forge::Status RedactForOperator(EventsReply& events, const std::vector<std::stri
   return forge::Status::Ok();
 }
 
-forge::Status RedactForOperator(std::optional<LastFailure>& failure,
-                                const std::vector<std::string>& config_secrets,
-                                const TaskEnvLookup& env_of) {
-  if (!failure) return forge::Status::Ok();
-  FORGE_ASSIGN_OR_RETURN(auto secrets,
-                         TaskSecrets(failure->task_id, config_secrets, env_of, "its last failure"));
-  failure->error = RedactText(std::move(failure->error), secrets);
-  return forge::Status::Ok();
+void RedactForOperator(std::optional<LastFailure>& failure,
+                       const std::vector<std::string>& config_secrets,
+                       const TaskEnvLookup& env_of) {
+  if (!failure) return;
+  auto secrets = TaskSecrets(failure->task_id, config_secrets, env_of, "its last failure");
+  failure->error = secrets.ok() ? RedactText(std::move(failure->error), *secrets)
+                                : "[not shown: " + secrets.error().message + "]";
 }
 
 void RedactJson(json& value, const std::vector<std::string>& secrets) {

@@ -294,10 +294,11 @@ forge::Result<std::vector<std::string>> TaskSecrets(const std::string& task_id,
                                                     const TaskEnvLookup& env_of,
                                                     std::string_view what);
 // status's last failure: its error may quote a failed check's command,
-// which may quote a secret of its task's env.
-forge::Status RedactForOperator(std::optional<LastFailure>& failure,
-                                const std::vector<std::string>& config_secrets,
-                                const TaskEnvLookup& env_of);
+// which may quote a secret of its task's env. Never fails: status is read
+// most when the database is in trouble, so an error whose task's env
+// cannot be read is not shown ("[not shown: ...]") and status still answers.
+void RedactForOperator(std::optional<LastFailure>& failure,
+                       const std::vector<std::string>& config_secrets, const TaskEnvLookup& env_of);
 // Every string (and key) in `value` scrubbed of `secrets`; numbers and the
 // structure stay as they are. (Redacting the dumped text and parsing it
 // again broke on a secret that is also a number's digits: MAX_TOKENS=4096

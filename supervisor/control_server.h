@@ -89,7 +89,7 @@ class ControlServer {
   Result<std::map<std::string, Upload>::iterator> FindUpload(const std::string& id);
   void ExpireUploads();
   // backend_.Status() with its last failure redacted for an operator.
-  Result<proto::StatusReply> Status();
+  proto::StatusReply Status();
   Result<json> Show(const json& args);
   Result<json> List(const json& args);
   Result<json> Cancel(const json& args);

@@ -168,6 +168,23 @@ TEST_F(ControlServerTest, StatusRedactsTheLastFailuresTaskSecret) {
   }
 }
 
+// status is read most when the database is in trouble: a last failure
+// whose task's env cannot be read is not shown, and status still answers.
+TEST(RedactLastFailure, AnErrorWhoseTasksEnvCannotBeReadIsNotShown) {
+  std::optional<proto::LastFailure> failure =
+      proto::LastFailure{"t1", 1, "rejected", "check 'echo k-secret-1' failed", 1};
+  auto failing = [](const std::string&) -> Result<std::map<std::string, std::string>> {
+    return MakeError(ErrorCode::kBusy, "database is locked");
+  };
+  proto::RedactForOperator(failure, {}, failing);
+  ASSERT_TRUE(failure);
+  EXPECT_EQ(failure->error,
+            "[not shown: reading task t1's env to redact its last failure: database is locked]");
+  std::optional<proto::LastFailure> none;
+  proto::RedactForOperator(none, {}, failing);
+  EXPECT_FALSE(none);
+}
+
 TEST_F(ControlServerTest, SubmitShowAndListRedactSecrets) {
   std::string id = SubmitOne(json{{"title", "title has tok-12345678"},
                                   {"brief", "use config-secret-value and tok-12345678"},
