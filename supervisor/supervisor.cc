@@ -1395,24 +1395,16 @@ void Supervisor::OnReviewResult(Child& child, const proto::ReviewResult& m) {
     end.error = "critic error: " + m.error;
     end.retryable = m.retryable;  // false: blocked at once
   }
-  // A reject names its failed check's command, which may quote a secret.
+  // A reject names its failed check's command, which may quote a secret:
+  // the critic scrubbed the task's and its own environment's (Critic::Reply);
+  // the config's agent env is the supervisor's to scrub (a pass has no error).
   spdlog::info("{}: attempt {} verdict {} {}", child.routing_id, m.attempt_id, m.verdict,
-               RedactForTask(task_id, m.error));
+               m.error.empty() ? m.error : RedactText(m.error, ConfigSecrets()));
   CloseAttempt(m.attempt_id, end);
   if (m.infra) {
     ChildOutOfSpace("review of attempt " + std::to_string(m.attempt_id) + " on " + child.routing_id,
                     m.error, task_id);
   }
-}
-
-// One row read, on a verdict with an error only: a pass logs none.
-std::string Supervisor::RedactForTask(const std::string& task_id, std::string text) {
-  if (text.empty()) return text;
-  auto secrets = proto::TaskSecrets(
-      task_id, ConfigSecrets(), [&](const std::string& id) { return store_->TaskEnv(id); },
-      "a log line");
-  if (!secrets.ok()) return "[not shown: " + secrets.error().message + "]";
-  return RedactText(std::move(text), *secrets);
 }
 
 // A review that gave no verdict on the agent's work (the critic agent gave

@@ -130,8 +130,6 @@ class Supervisor final : public ControlBackend {
   void OnStarted(Child& child, const proto::Started& m);
   void OnResult(Child& child, const proto::Result& m);
   void OnReviewResult(Child& child, const proto::ReviewResult& m);
-  // text scrubbed of the config's and task_id's env secrets, for a log line.
-  std::string RedactForTask(const std::string& task_id, std::string text);
   void CloseExpandAttempt(const proto::TaskInfo& task, int64_t attempt_id, const std::string& spec);
   bool HoldsAttempt(const Child& child, int64_t attempt_id, std::string_view what);
   void ReapChildren();
